@@ -1,0 +1,19 @@
+# Reelgraph server image: `reelgraph serve`, `reelgraph worker`, `reelgraph migrate`.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin reelgraph
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/reelgraph --create-home reelgraph
+COPY --from=build /src/target/release/reelgraph /usr/local/bin/reelgraph
+USER reelgraph
+WORKDIR /var/lib/reelgraph
+ENV REELGRAPH_LISTEN=0.0.0.0:8080 REELGRAPH_DATA_DIR=/var/lib/reelgraph
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+ENTRYPOINT ["reelgraph"]
+CMD ["serve"]

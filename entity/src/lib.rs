@@ -1,0 +1,33 @@
+//! SeaORM entities of ReelGraph: one module per table.
+//!
+//! The schema itself is created by the `migration` crate; these definitions
+//! mirror it (column names, types and nullability).
+
+pub mod enums;
+pub mod prelude;
+
+pub mod caption_track;
+pub mod consent_audit_entry;
+pub mod creator;
+pub mod creator_follow;
+pub mod creator_member;
+pub mod credit_ledger_entry;
+pub mod highlight;
+pub mod invite_code;
+pub mod job;
+pub mod key_moment;
+pub mod plan;
+pub mod refresh_token;
+pub mod render_plan;
+pub mod render_usage;
+pub mod scene_cache_entry;
+pub mod session;
+pub mod short;
+pub mod subscription;
+pub mod transcript_segment;
+pub mod user;
+pub mod video;
+pub mod video_consent;
+pub mod video_variant;
+
+pub use enums::*;

@@ -1,0 +1,32 @@
+//! Database migrations of ReelGraph.
+//!
+//! Tables are created with sea-query's schema builder (not derived from the
+//! entities) and the same code runs on PostgreSQL and SQLite. Run them with
+//! `Migrator::up(&db, None)`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod common;
+mod m20261122_000001_create_users;
+mod m20261122_000002_create_creators;
+mod m20261122_000003_create_videos;
+mod m20261122_000004_create_jobs;
+mod m20261122_000005_create_highlights;
+mod m20261122_000006_seed_plans;
+
+/// Runs all migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_users::Migration),
+            Box::new(m20261122_000002_create_creators::Migration),
+            Box::new(m20261122_000003_create_videos::Migration),
+            Box::new(m20261122_000004_create_jobs::Migration),
+            Box::new(m20261122_000005_create_highlights::Migration),
+            Box::new(m20261122_000006_seed_plans::Migration),
+        ]
+    }
+}

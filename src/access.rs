@@ -1,0 +1,179 @@
+//! Who may see and do what: the one place where the access rules of the API contract live.
+//!
+//! - `ADMIN` sees and does everything.
+//! - Members of a creator (any role) manage that creator and everything under it.
+//! - Everyone, signed in or not, sees public content: creator profiles, and videos that are
+//!   `READY`, not deleted, and whose consent allows public display.
+//!
+//! Whatever the caller may not see is reported as `NOT_FOUND` (never `FORBIDDEN`), so ids
+//! cannot be probed; `FORBIDDEN` is only for things the caller can see but not change.
+
+use std::{collections::HashSet, sync::Arc};
+
+use entity::{UserRole, VideoStatus, creator_member, video, video_consent};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
+};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+/// The authenticated caller, as proven by a valid access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub role: UserRole,
+    pub session_id: Uuid,
+}
+
+/// The caller of one request (or one WebSocket connection). Memberships are read lazily, at
+/// most once per request.
+#[derive(Debug, Default)]
+pub struct Viewer {
+    user: Option<AuthUser>,
+    memberships: OnceCell<Arc<HashSet<Uuid>>>,
+}
+
+/// Where a request came from, for sessions and audit rows.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Viewer {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    pub fn authenticated(user: AuthUser) -> Self {
+        Self {
+            user: Some(user),
+            memberships: OnceCell::new(),
+        }
+    }
+
+    pub fn user(&self) -> Option<&AuthUser> {
+        self.user.as_ref()
+    }
+
+    pub fn require_user(&self) -> AppResult<&AuthUser> {
+        self.user
+            .as_ref()
+            .ok_or_else(|| AppError::unauthenticated("sign in required"))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| u.role == UserRole::Admin)
+    }
+
+    pub fn require_admin(&self) -> AppResult<&AuthUser> {
+        let user = self.require_user()?;
+        if user.role == UserRole::Admin {
+            Ok(user)
+        } else {
+            Err(AppError::forbidden("only administrators may do this"))
+        }
+    }
+
+    /// Ids of the creators the caller is a member of (empty when anonymous).
+    pub async fn member_creator_ids(
+        &self,
+        db: &DatabaseConnection,
+    ) -> AppResult<Arc<HashSet<Uuid>>> {
+        let Some(user) = &self.user else {
+            return Ok(Arc::default());
+        };
+        self.memberships
+            .get_or_try_init(|| async {
+                let ids: Vec<Uuid> = creator_member::Entity::find()
+                    .select_only()
+                    .column(creator_member::Column::CreatorId)
+                    .filter(creator_member::Column::UserId.eq(user.id))
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+                Ok::<_, AppError>(Arc::new(ids.into_iter().collect()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Whether the caller manages `creator_id` (admin or member).
+    pub async fn manages_creator(
+        &self,
+        db: &DatabaseConnection,
+        creator_id: Uuid,
+    ) -> AppResult<bool> {
+        if self.is_admin() {
+            return Ok(true);
+        }
+        Ok(self.member_creator_ids(db).await?.contains(&creator_id))
+    }
+
+    /// Fails with `FORBIDDEN` unless the caller manages this (publicly visible) creator.
+    pub async fn ensure_manages_creator(
+        &self,
+        db: &DatabaseConnection,
+        creator_id: Uuid,
+    ) -> AppResult<()> {
+        self.require_user()?;
+        if self.manages_creator(db, creator_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::forbidden("you are not a member of this creator"))
+        }
+    }
+
+    /// The filter that limits `videos` rows to what the caller may see.
+    pub async fn visible_videos(&self, db: &DatabaseConnection) -> AppResult<Condition> {
+        let not_deleted = video::Column::DeletedAt.is_null();
+        if self.is_admin() {
+            return Ok(Condition::all().add(not_deleted));
+        }
+        let members = self.member_creator_ids(db).await?;
+        let mut visible = Condition::any().add(public_video_condition());
+        if !members.is_empty() {
+            visible = visible.add(video::Column::CreatorId.is_in(members.iter().copied()));
+        }
+        Ok(Condition::all().add(not_deleted).add(visible))
+    }
+
+    /// Whether the caller may see this video row.
+    pub async fn can_see_video(
+        &self,
+        db: &DatabaseConnection,
+        video: &video::Model,
+        public_display: bool,
+    ) -> AppResult<bool> {
+        if video.deleted_at.is_some() && !self.is_admin() {
+            return Ok(false);
+        }
+        if video.status == VideoStatus::Ready && public_display {
+            return Ok(true);
+        }
+        self.manages_creator(db, video.creator_id).await
+    }
+}
+
+/// Public videos: ready, and no consent row that turns public display off.
+fn public_video_condition() -> Condition {
+    let hidden = Query::select()
+        .expr(Expr::val(1))
+        .from(video_consent::Entity)
+        .and_where(
+            Expr::col((video_consent::Entity, video_consent::Column::VideoId))
+                .equals((video::Entity, video::Column::Id)),
+        )
+        .and_where(
+            Expr::col((video_consent::Entity, video_consent::Column::PublicDisplay)).eq(false),
+        )
+        .to_owned();
+    Condition::all()
+        .add(video::Column::Status.eq(VideoStatus::Ready))
+        .add(Expr::exists(hidden).not())
+}

@@ -1,0 +1,351 @@
+//! Accounts and sessions: registration (optionally invite-only), login, refresh-token rotation
+//! with reuse detection, logout, and turning a bearer token into a [`Viewer`].
+
+pub mod graphql;
+pub mod password;
+pub mod tokens;
+
+use chrono::{DateTime, Utc};
+use entity::{UserRole, invite_code, refresh_token, session, user};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    access::{AuthUser, ClientInfo, Viewer},
+    error::{AppError, AppResult, unique_violation},
+    state::AppState,
+};
+
+/// What a successful register, login or refresh returns.
+pub struct Authenticated {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: user::Model,
+}
+
+/// A registration request, already taken apart from its GraphQL input.
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    pub display_name: Option<String>,
+    pub invite_code: Option<String>,
+}
+
+pub const MAX_DISPLAY_NAME: usize = 50;
+
+/// Resolves the `Authorization` value (`Bearer <token>` or a bare token) into the caller.
+/// A missing value is an anonymous caller; a bad one is an error, never silently anonymous.
+pub fn viewer_from_authorization(state: &AppState, value: Option<&str>) -> AppResult<Viewer> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(Viewer::anonymous());
+    };
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw)
+        .trim();
+    let claims = state.tokens.verify(token)?;
+    Ok(Viewer::authenticated(AuthUser {
+        id: claims.sub,
+        role: claims.role,
+        session_id: claims.sid,
+    }))
+}
+
+/// Lower-cases and checks an email address; the error names `field`.
+pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
+    let email = email.trim().to_lowercase();
+    let invalid = || {
+        AppError::bad_input(
+            field,
+            "must be a valid email address, like name@example.com",
+        )
+    };
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2);
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+/// Trims a display name and checks its length; empty means none.
+pub fn normalize_display_name(field: &str, name: Option<&str>) -> AppResult<Option<String>> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_DISPLAY_NAME} characters"),
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// Creates an account and its first session. With invites required, one use of the code is
+/// taken in the same transaction, by a conditional update, so a code can never be over-used.
+pub async fn register(
+    state: &AppState,
+    reg: Registration,
+    client: &ClientInfo,
+) -> AppResult<Authenticated> {
+    let email = normalize_email("input.email", &reg.email)?;
+    password::validate_password("input.password", &reg.password)?;
+    let display_name = normalize_display_name("input.displayName", reg.display_name.as_deref())?;
+    let invite = reg
+        .invite_code
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if state.config.require_invite && invite.is_none() {
+        return Err(AppError::bad_input(
+            "input.inviteCode",
+            "an invite code is required to register",
+        ));
+    }
+    let password_hash = password::hash(reg.password).await?;
+
+    let now = Utc::now();
+    let txn = state.db.begin().await?;
+    if let Some(code) = &invite {
+        let taken = invite_code::Entity::update_many()
+            .col_expr(
+                invite_code::Column::UsesRemaining,
+                Expr::col(invite_code::Column::UsesRemaining).sub(1),
+            )
+            .filter(invite_code::Column::Code.eq(code.as_str()))
+            .filter(invite_code::Column::UsesRemaining.gt(0))
+            .filter(
+                Condition::any()
+                    .add(invite_code::Column::ExpiresAt.is_null())
+                    .add(invite_code::Column::ExpiresAt.gt(now)),
+            )
+            .exec(&txn)
+            .await?;
+        if taken.rows_affected != 1 {
+            return Err(AppError::bad_input(
+                "input.inviteCode",
+                "invite code is not valid, used up or expired",
+            ));
+        }
+    }
+    let user = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email),
+        password_hash: Set(password_hash),
+        display_name: Set(display_name),
+        role: Set(UserRole::Viewer),
+        is_active: Set(true),
+        is_verified: Set(false),
+        credits: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| match unique_violation(&e) {
+        Some(_) => AppError::conflict(
+            Some("input.email"),
+            "an account with this email already exists",
+        ),
+        None => e.into(),
+    })?;
+    let session = start_session(&txn, state, user.id, client, now).await?;
+    txn.commit().await?;
+    finish(state, user, session)
+}
+
+/// Checks the password (in constant time with respect to whether the account exists) and
+/// starts a session.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: &ClientInfo,
+) -> AppResult<Authenticated> {
+    let failed = || AppError::unauthenticated("invalid email or password");
+    let email = email.trim().to_lowercase();
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(&state.db)
+        .await?;
+    let matched =
+        password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
+    let user = match found {
+        Some(user) if matched && user.is_active => user,
+        _ => return Err(failed()),
+    };
+    let now = Utc::now();
+    let txn = state.db.begin().await?;
+    let session = start_session(&txn, state, user.id, client, now).await?;
+    txn.commit().await?;
+    finish(state, user, session)
+}
+
+/// Exchanges a refresh token for a new pair. Each refresh token works once: presenting one
+/// that was already used means it leaked, so the whole session is revoked.
+pub async fn refresh(
+    state: &AppState,
+    token: &str,
+    client: &ClientInfo,
+) -> AppResult<Authenticated> {
+    let hash = tokens::hash_refresh_token(token.trim());
+    let now = Utc::now();
+    let txn = state.db.begin().await?;
+    // The claim comes first: on SQLite the first statement of a transaction must be the write
+    // so that concurrent refreshes queue on the write lock instead of failing.
+    let claimed = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::UsedAt, Expr::val(now))
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .filter(refresh_token::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .one(&txn)
+        .await?;
+    let Some(row) = row else {
+        return Err(AppError::unauthenticated("invalid refresh token"));
+    };
+    if claimed.rows_affected != 1 {
+        txn.rollback().await?;
+        revoke_session(&state.db, row.session_id, "refresh token reused").await?;
+        tracing::warn!(session_id = %row.session_id, "refresh token reuse detected; session revoked");
+        return Err(AppError::unauthenticated(
+            "refresh token was already used; the session has been revoked, sign in again",
+        ));
+    }
+    let session = session::Entity::find_by_id(row.session_id)
+        .one(&txn)
+        .await?;
+    let Some(session) = session.filter(|s| s.revoked_at.is_none() && s.expires_at > now) else {
+        return Err(AppError::unauthenticated(
+            "session expired or revoked, sign in again",
+        ));
+    };
+    let user = user::Entity::find_by_id(session.user_id).one(&txn).await?;
+    let Some(user) = user.filter(|u| u.is_active) else {
+        return Err(AppError::unauthenticated("account is disabled"));
+    };
+    let (refresh, refresh_hash) = tokens::new_refresh_token();
+    insert_refresh_token(&txn, session.id, refresh_hash, now).await?;
+    let mut touched: session::ActiveModel = session.clone().into();
+    touched.last_seen_at = Set(Some(now));
+    if client.ip.is_some() {
+        touched.ip_address = Set(client.ip.clone());
+    }
+    touched.update(&txn).await?;
+    txn.commit().await?;
+    let (access_token, expires_at) = state.tokens.issue(user.id, user.role, session.id)?;
+    Ok(Authenticated {
+        access_token,
+        refresh_token: refresh,
+        expires_at,
+        user,
+    })
+}
+
+/// Revokes the session of a refresh token. Returns whether a live session was revoked.
+pub async fn logout(state: &AppState, token: &str) -> AppResult<bool> {
+    let hash = tokens::hash_refresh_token(token.trim());
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?;
+    match row {
+        Some(row) => revoke_session(&state.db, row.session_id, "logout").await,
+        None => Ok(false),
+    }
+}
+
+async fn revoke_session(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    reason: &str,
+) -> AppResult<bool> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
+        .col_expr(session::Column::RevokedReason, Expr::val(reason))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// A session with its first refresh token; returns the session and the plain token.
+async fn start_session(
+    db: &impl ConnectionTrait,
+    state: &AppState,
+    user_id: Uuid,
+    client: &ClientInfo,
+    now: DateTime<Utc>,
+) -> AppResult<(session::Model, String)> {
+    let ttl_days = i64::try_from(state.config.session_ttl_days).unwrap_or(30);
+    let session = session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        user_agent: Set(client.user_agent.clone()),
+        ip_address: Set(client.ip.clone()),
+        created_at: Set(now),
+        last_seen_at: Set(Some(now)),
+        expires_at: Set(now + chrono::Duration::days(ttl_days)),
+        revoked_at: Set(None),
+        revoked_reason: Set(None),
+    }
+    .insert(db)
+    .await?;
+    let (token, hash) = tokens::new_refresh_token();
+    insert_refresh_token(db, session.id, hash, now).await?;
+    Ok((session, token))
+}
+
+async fn insert_refresh_token(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    token_hash: String,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    refresh_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        session_id: Set(session_id),
+        token_hash: Set(token_hash),
+        created_at: Set(now),
+        used_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+fn finish(
+    state: &AppState,
+    user: user::Model,
+    (session, refresh_token): (session::Model, String),
+) -> AppResult<Authenticated> {
+    let (access_token, expires_at) = state.tokens.issue(user.id, user.role, session.id)?;
+    Ok(Authenticated {
+        access_token,
+        refresh_token,
+        expires_at,
+        user,
+    })
+}

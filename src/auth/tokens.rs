@@ -1,0 +1,177 @@
+//! Access tokens (short-lived HS256 JWTs) and refresh tokens (random, stored hashed).
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use entity::UserRole;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    config::Config,
+    error::{AppError, AppResult},
+};
+
+const ISSUER: &str = "reelgraph";
+const MIN_SECRET_LEN: usize = 32;
+
+/// What an access token says about its bearer.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct Claims {
+    /// User id.
+    pub sub: Uuid,
+    /// The user's role when the token was issued.
+    pub role: UserRole,
+    /// The session the token belongs to.
+    pub sid: Uuid,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs and verifies access tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenKeys {
+    inner: Arc<Keys>,
+}
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    /// How long an access token lives.
+    ttl: chrono::Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 5;
+        Self {
+            inner: Arc::new(Keys {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                validation,
+                ttl: chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(900)),
+            }),
+        }
+    }
+
+    /// Loads the secret from the configuration; in embedded mode an unset secret is generated
+    /// once and kept in the data dir, with PostgreSQL it must be set.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None if config.is_postgres() => anyhow::bail!(
+                "JWT_SECRET is not set. With PostgreSQL every server must share one secret: \
+                 set JWT_SECRET to at least {MIN_SECRET_LEN} random bytes, e.g. `export JWT_SECRET=$(openssl rand -hex 32)`"
+            ),
+            None => embedded_secret(&config.data_dir)?,
+        };
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_LEN,
+            "JWT_SECRET is too short: use at least {MIN_SECRET_LEN} bytes, e.g. `openssl rand -hex 32`"
+        );
+        Ok(Self::new(&secret, config.access_token_ttl_secs))
+    }
+
+    /// Issues an access token; returns it with its expiry.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        role: UserRole,
+        session_id: Uuid,
+    ) -> AppResult<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let expires_at = now + self.inner.ttl;
+        self.issue_with_times(user_id, role, session_id, now, expires_at)
+            .map(|token| (token, expires_at))
+    }
+
+    /// Issues a token with explicit times (tests use this to make expired tokens).
+    pub fn issue_with_times(
+        &self,
+        user_id: Uuid,
+        role: UserRole,
+        session_id: Uuid,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> AppResult<String> {
+        let claims = Claims {
+            sub: user_id,
+            role,
+            sid: session_id,
+            iss: ISSUER.to_owned(),
+            iat: issued_at.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(|e| AppError::internal("signing access token", e))
+    }
+
+    /// Verifies signature, issuer and expiry.
+    pub fn verify(&self, token: &str) -> AppResult<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    AppError::unauthenticated("access token expired")
+                }
+                _ => AppError::unauthenticated("invalid access token"),
+            })
+    }
+}
+
+fn embedded_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let mut random = [0u8; 32];
+    rand::fill(&mut random);
+    let secret = hex::encode(random);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "JWT_SECRET not set: generated a random secret and saved it in the data dir");
+    Ok(secret.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// A new opaque refresh token (256 random bits) and the hash stored for it.
+pub fn new_refresh_token() -> (String, String) {
+    let mut random = [0u8; 32];
+    rand::fill(&mut random);
+    let token = URL_SAFE_NO_PAD.encode(random);
+    let hash = hash_refresh_token(&token);
+    (token, hash)
+}
+
+/// Refresh tokens are stored as their SHA-256, so a database leak does not leak sessions.
+pub fn hash_refresh_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

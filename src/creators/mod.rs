@@ -1,0 +1,237 @@
+//! Creator profiles: the public directory, membership, follows, and each creator's videos.
+
+mod mutations;
+mod validate;
+
+use async_graphql::{Context, ID, Json, Object};
+use chrono::{DateTime, Utc};
+use entity::{VideoStatus, creator, video};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+
+pub use mutations::CreatorMutation;
+
+use crate::{
+    error::{AppError, AppResult},
+    graphql::{
+        loaders,
+        loaders::{CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, ViewerFollows},
+        pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
+        parse_id, state, viewer,
+    },
+    videos::Video,
+};
+
+/// A creator profile. Profiles are public; their private settings are shown to members only.
+pub struct Creator(pub creator::Model);
+
+#[Object]
+impl Creator {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// URL-safe unique handle.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn genres(&self) -> Vec<String> {
+        serde_json::from_value(self.0.genres.clone()).unwrap_or_default()
+    }
+    async fn bio(&self) -> Option<&str> {
+        self.0.bio.as_deref()
+    }
+    async fn avatar_url(&self) -> Option<&str> {
+        self.0.avatar_url.as_deref()
+    }
+    /// Platform name → profile URL.
+    async fn social_links(&self) -> Json<serde_json::Value> {
+        Json(self.0.social_links.clone())
+    }
+    /// Shown in the homepage spotlight.
+    async fn featured(&self) -> bool {
+        self.0.featured
+    }
+    /// Intro/outro card settings for generated shorts; members and administrators only.
+    async fn shorts_template(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Option<Json<serde_json::Value>>> {
+        if !viewer(ctx)?
+            .manages_creator(&state(ctx)?.db, self.0.id)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(self.0.shorts_template.clone().map(Json))
+    }
+    async fn follower_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        Ok(loaders(ctx)?
+            .load_one(FollowerCount(self.0.id))
+            .await?
+            .unwrap_or(0))
+    }
+    /// Whether the signed-in user follows this creator (false when signed out).
+    async fn viewer_is_following(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        Ok(loaders(ctx)?
+            .load_one(ViewerFollows(self.0.id))
+            .await?
+            .unwrap_or(false))
+    }
+    /// Whether the signed-in user manages this creator (member or administrator).
+    async fn viewer_can_manage(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        viewer(ctx)?
+            .manages_creator(&state(ctx)?.db, self.0.id)
+            .await
+    }
+    /// The creator's videos the caller may see, newest first.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    async fn videos(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        status: Option<VideoStatus>,
+    ) -> AppResult<RelayConnection<Video>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let loaders = loaders(ctx)?.clone();
+        let creator_id = self.0.id;
+        let total = {
+            let loaders = loaders.clone();
+            TotalCount::from_fn(move || {
+                let loaders = loaders.clone();
+                async move {
+                    Ok(loaders
+                        .load_one(CreatorVideoCount { creator_id, status })
+                        .await?
+                        .unwrap_or(0))
+                }
+            })
+        };
+        let page = if args.cursor.is_none() && !args.backward {
+            // The common case — the first page of every creator in a list — is batched.
+            let rows = loaders
+                .load_one(CreatorVideos {
+                    creator_id,
+                    limit: args.limit,
+                    status,
+                })
+                .await?
+                .unwrap_or_default();
+            Page::from_rows(rows, args)
+        } else {
+            let state = state(ctx)?;
+            let mut select = video::Entity::find()
+                .filter(video::Column::CreatorId.eq(creator_id))
+                .filter(viewer(ctx)?.visible_videos(&state.db).await?);
+            if let Some(status) = status {
+                select = select.filter(video::Column::Status.eq(status));
+            }
+            fetch_page(&state.db, select, video::Column::Id, true, args).await?
+        };
+        Ok(page.into_connection(|v| v.id, Video, total))
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(Default)]
+pub struct CreatorQuery;
+
+#[Object]
+impl CreatorQuery {
+    /// The creator directory, newest first; `search` matches a case-insensitive substring of
+    /// the name.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument"
+    )]
+    async fn creators(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        featured: Option<bool>,
+        search: Option<String>,
+    ) -> AppResult<RelayConnection<Creator>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let db = &state(ctx)?.db;
+        let mut filter = Condition::all();
+        if let Some(featured) = featured {
+            filter = filter.add(creator::Column::Featured.eq(featured));
+        }
+        if let Some(search) = search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            if search.chars().count() > 100 {
+                return Err(AppError::bad_input(
+                    "search",
+                    "must be at most 100 characters",
+                ));
+            }
+            let escaped = search
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            filter = filter.add(
+                Expr::expr(Func::lower(Expr::col((
+                    creator::Entity,
+                    creator::Column::Name,
+                ))))
+                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+            );
+        }
+        let select = creator::Entity::find().filter(filter);
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, creator::Column::Id, true, args).await?;
+        Ok(page.into_connection(|c| c.id, Creator, total))
+    }
+
+    /// One creator, by id or by slug (exactly one of them).
+    async fn creator(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        slug: Option<String>,
+    ) -> AppResult<Option<Creator>> {
+        let found = match (id, slug) {
+            (Some(id), None) => {
+                loaders(ctx)?
+                    .load_one(CreatorById(parse_id("id", &id)?))
+                    .await?
+            }
+            (None, Some(slug)) => {
+                creator::Entity::find()
+                    .filter(creator::Column::Slug.eq(slug.trim().to_lowercase()))
+                    .one(&state(ctx)?.db)
+                    .await?
+            }
+            _ => {
+                return Err(AppError::bad_input(
+                    "id",
+                    "pass exactly one of `id` and `slug`",
+                ));
+            }
+        };
+        found
+            .map(Creator)
+            .map(Some)
+            .ok_or(AppError::NotFound("creator"))
+    }
+}

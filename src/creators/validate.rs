@@ -1,0 +1,204 @@
+//! Input rules of creator profiles. Each function names the field it checks in its error.
+
+use serde_json::Value;
+
+use crate::error::{AppError, AppResult};
+
+pub const MAX_NAME: usize = 100;
+pub const MAX_SLUG: usize = 64;
+pub const MAX_BIO: usize = 5000;
+pub const MAX_GENRES: usize = 20;
+pub const MAX_GENRE: usize = 50;
+pub const MAX_URL: usize = 2048;
+pub const MAX_LINKS: usize = 20;
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+
+pub fn name(field: &str, name: &str) -> AppResult<String> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if len == 0 || len > MAX_NAME {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be 1 to {MAX_NAME} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Lower-case letters and digits in words joined by single hyphens.
+pub fn slug(field: &str, slug: &str) -> AppResult<String> {
+    let slug = slug.trim();
+    let valid = !slug.is_empty()
+        && slug.len() <= MAX_SLUG
+        && slug.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    if !valid {
+        return Err(AppError::bad_input(
+            field,
+            format!(
+                "must be 1 to {MAX_SLUG} lower-case letters and digits, words joined by single hyphens (e.g. `my-channel`)"
+            ),
+        ));
+    }
+    Ok(slug.to_owned())
+}
+
+/// A slug made from a name: `Café Beats 2!` → `caf-beats-2` (non-ASCII letters are dropped).
+pub fn slug_from_name(field: &str, name: &str) -> AppResult<String> {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_end_matches('-').chars().take(MAX_SLUG).collect();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        return Err(AppError::bad_input(
+            field,
+            "cannot derive a slug from this name; pass `slug` explicitly",
+        ));
+    }
+    Ok(slug)
+}
+
+pub fn bio(field: &str, bio: &str) -> AppResult<Option<String>> {
+    let bio = bio.trim();
+    if bio.chars().count() > MAX_BIO {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_BIO} characters"),
+        ));
+    }
+    Ok((!bio.is_empty()).then(|| bio.to_owned()))
+}
+
+pub fn genres(field: &str, genres: &[String]) -> AppResult<Value> {
+    if genres.len() > MAX_GENRES {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {MAX_GENRES} genres"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(genres.len());
+    for (i, genre) in genres.iter().enumerate() {
+        let genre = genre.trim();
+        let len = genre.chars().count();
+        if len == 0 || len > MAX_GENRE {
+            return Err(AppError::bad_input(
+                format!("{field}.{i}"),
+                format!("must be 1 to {MAX_GENRE} characters"),
+            ));
+        }
+        if !out.iter().any(|g| g.eq_ignore_ascii_case(genre)) {
+            out.push(genre.to_owned());
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// An absolute http(s) URL.
+pub fn url(field: &str, url: &str) -> AppResult<String> {
+    let url = url.trim();
+    let has_host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !has_host || url.len() > MAX_URL || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(AppError::bad_input(
+            field,
+            "must be an absolute http(s) URL",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// An object of platform name → URL.
+pub fn social_links(field: &str, links: &Value) -> AppResult<Value> {
+    let Value::Object(map) = links else {
+        return Err(AppError::bad_input(
+            field,
+            "must be an object of platform name to URL",
+        ));
+    };
+    if map.len() > MAX_LINKS {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {MAX_LINKS} links"),
+        ));
+    }
+    let mut out = serde_json::Map::new();
+    for (platform, link) in map {
+        let key_len = platform.trim().chars().count();
+        if key_len == 0 || key_len > 50 {
+            return Err(AppError::bad_input(
+                field,
+                "platform names must be 1 to 50 characters",
+            ));
+        }
+        let Value::String(link) = link else {
+            return Err(AppError::bad_input(
+                format!("{field}.{platform}"),
+                "must be a URL string",
+            ));
+        };
+        out.insert(
+            platform.trim().to_owned(),
+            Value::String(url(&format!("{field}.{platform}"), link)?),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+pub fn template(field: &str, template: &Value) -> AppResult<Value> {
+    if !template.is_object() {
+        return Err(AppError::bad_input(field, "must be an object"));
+    }
+    if template.to_string().len() > MAX_TEMPLATE_BYTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_TEMPLATE_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(template.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_derived_from_names() {
+        assert_eq!(
+            slug_from_name("n", "Café Beats 2!").ok().as_deref(),
+            Some("caf-beats-2")
+        );
+        assert_eq!(
+            slug_from_name("n", "  --Hello   World--").ok().as_deref(),
+            Some("hello-world")
+        );
+        assert!(slug_from_name("n", "!!!").is_err());
+    }
+
+    #[test]
+    fn slugs_reject_upper_case_and_double_hyphens() {
+        assert!(slug("s", "ok-slug-1").is_ok());
+        assert!(slug("s", "Bad").is_err());
+        assert!(slug("s", "a--b").is_err());
+        assert!(slug("s", "-a").is_err());
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(url("u", "https://example.com/x").is_ok());
+        assert!(url("u", "javascript:alert(1)").is_err());
+        assert!(url("u", "https:///nohost").is_err());
+    }
+}

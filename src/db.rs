@@ -1,0 +1,100 @@
+//! Database connection and migrations for both backends.
+//!
+//! Embedded mode is an SQLite file in WAL mode inside the data dir; production is PostgreSQL.
+//! Both run the same migrations from the `migration` crate.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::config::Config;
+
+/// Called once per SQL statement; used for metrics.
+pub type StatementHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Opens the configured database (creating the data dir and SQLite file when embedded).
+pub async fn connect(
+    config: &Config,
+    on_statement: Option<StatementHook>,
+) -> anyhow::Result<DatabaseConnection> {
+    let mut options = match &config.database_url {
+        Some(url) if config.is_postgres() => {
+            let mut opts = ConnectOptions::new(url.clone());
+            opts.max_connections(config.db_max_connections);
+            opts
+        }
+        Some(url) if url.starts_with("sqlite:") => sqlite_options(url.clone()),
+        Some(url) => anyhow::bail!(
+            "DATABASE_URL must start with postgres:// or sqlite: (got scheme `{}`)",
+            url.split(':').next().unwrap_or_default()
+        ),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let path = config.data_dir.join("reelgraph.db");
+            sqlite_options(format!("sqlite://{}?mode=rwc", path.display()))
+        }
+    };
+    options
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let mut db = Database::connect(options)
+        .await
+        .context("connecting to the database")?;
+    if let Some(hook) = on_statement {
+        db.set_metric_callback(move |_| hook());
+    }
+    Ok(db)
+}
+
+fn sqlite_options(url: String) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url);
+    // WAL lets readers run beside the single writer; the busy timeout makes writers queue
+    // instead of failing with SQLITE_BUSY.
+    opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+        o.journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+    });
+    opts
+}
+
+/// Applies pending migrations. On PostgreSQL they run in one transaction holding an advisory
+/// lock, so replicas that start together migrate once and the others wait.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let txn = db
+                .begin()
+                .await
+                .context("starting the migration transaction")?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72656567)")
+                .await
+                .context("taking the migration lock")?;
+            Migrator::up(&txn, None)
+                .await
+                .context("applying migrations")?;
+            txn.commit().await.context("committing migrations")?;
+        }
+        _ => Migrator::up(db, None)
+            .await
+            .context("applying migrations")?,
+    }
+    Ok(())
+}
+
+/// True when every migration has been applied.
+pub async fn is_migrated(db: &DatabaseConnection) -> anyhow::Result<bool> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await
+        .context("reading migration state")?
+        .is_empty())
+}

@@ -1,0 +1,86 @@
+//! The GraphQL schema: roots merged from the domain modules, limits, error codes, and the
+//! helpers resolvers use to reach request data.
+
+pub mod errors;
+pub mod loaders;
+pub mod pagination;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use crate::{
+    access::{ClientInfo, Viewer},
+    auth::graphql::AuthMutation,
+    config::Config,
+    creators::{CreatorMutation, CreatorQuery},
+    error::{AppError, AppResult},
+    state::AppState,
+    users::{UserMutation, UserQuery},
+    videos::VideoQuery,
+};
+
+pub use loaders::Loaders;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(UserQuery, CreatorQuery, VideoQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(AuthMutation, UserMutation, CreatorMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Builds the schema. The server, the tests and `reelgraph schema` all use this one function,
+/// so the committed SDL is exactly what is served.
+pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(config.max_query_depth)
+    .limit_complexity(config.max_query_complexity)
+    .limit_recursive_depth(64)
+    .extension(errors::ErrorCodes);
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(&Config::embedded("."), None).sdl()
+}
+
+fn missing(what: &str) -> AppError {
+    AppError::internal(
+        "request context",
+        format!("{what} missing from the GraphQL context"),
+    )
+}
+
+/// The application state.
+pub fn state<'a>(ctx: &Context<'a>) -> AppResult<&'a AppState> {
+    ctx.data::<AppState>().map_err(|_| missing("AppState"))
+}
+
+/// The caller of this request.
+pub fn viewer<'a>(ctx: &Context<'a>) -> AppResult<&'a Arc<Viewer>> {
+    ctx.data::<Arc<Viewer>>().map_err(|_| missing("Viewer"))
+}
+
+/// The DataLoaders of this request.
+pub fn loaders<'a>(ctx: &Context<'a>) -> AppResult<&'a Loaders> {
+    ctx.data::<Loaders>().map_err(|_| missing("Loaders"))
+}
+
+/// Parses an `ID` argument; ids are UUIDs, anything else is a client error naming `field`.
+pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "is not a valid ID"))
+}
+
+/// Where the request came from (empty when unknown).
+pub fn client_info(ctx: &Context<'_>) -> ClientInfo {
+    ctx.data::<ClientInfo>().cloned().unwrap_or_default()
+}

@@ -1,0 +1,247 @@
+//! The HTTP surface: GraphQL over POST and GET, GraphiQL, health and metrics.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use async_graphql::{
+    BatchRequest, ErrorExtensions, ServerError, http::GraphiQLSource, parser::types::OperationType,
+};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::{
+    Router,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use sea_orm::ConnectionTrait;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, Any, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    access::ClientInfo,
+    auth,
+    error::AppError,
+    graphql::{AppSchema, loaders::new_loaders},
+    state::AppState,
+};
+
+/// Most operations one batched HTTP request may carry.
+const MAX_BATCH: usize = 10;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
+}
+
+pub fn router(app: AppState, schema: AppSchema) -> Router {
+    let config = app.config.clone();
+    let cors = if config.cors_origins.is_empty() {
+        CorsLayer::new().allow_origin(Any)
+    } else {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+            .collect();
+        CorsLayer::new().allow_origin(AllowOrigin::list(origins))
+    }
+    .allow_methods([Method::GET, Method::POST])
+    .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+    .max_age(Duration::from_secs(3600));
+
+    Router::new()
+        .route("/graphql", get(graphql).post(graphql))
+        .route("/graphiql", get(graphiql))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(HttpState { app, schema })
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(cors)
+        .layer(CatchPanicLayer::custom(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(&AppError::Internal("panic".into())),
+            )
+                .into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A GraphQL response body holding one error.
+fn error_body(err: &AppError) -> axum::Json<serde_json::Value> {
+    let error = async_graphql::Error::from(err.clone()).into_server_error(Default::default());
+    axum::Json(serde_json::json!({ "errors": [error] }))
+}
+
+fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+    let forwarded = state
+        .config
+        .trust_proxy
+        .then(|| {
+            headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()
+                .map(|ip| ip.trim().to_owned())
+        })
+        .flatten()
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    ClientInfo {
+        ip: Some(forwarded.unwrap_or_else(|| peer.ip().to_string())),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: GraphQLBatchRequest,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let viewer = match auth::viewer_from_authorization(&state.app, authorization) {
+        Ok(viewer) => Arc::new(viewer),
+        Err(err) => return error_body(&err).into_response(),
+    };
+    let mut batch = request.into_inner();
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > MAX_BATCH
+    {
+        let err = AppError::bad_input(
+            "",
+            format!("a batch may hold at most {MAX_BATCH} operations"),
+        );
+        return error_body(&err).into_response();
+    }
+    if method == Method::GET {
+        for request in batch.iter_mut() {
+            if let Some(refusal) = refuse_mutation_over_get(request) {
+                return refusal;
+            }
+        }
+    }
+    let loaders = new_loaders(state.app.db.clone(), viewer.clone());
+    let batch = batch
+        .data(viewer)
+        .data(loaders)
+        .data(client_info(&state.app, &headers, peer));
+    let operations = batch.iter().count() as u64;
+    let response = state.schema.execute_batch(batch).await;
+    state.app.metrics.graphql_operations.inc_by(operations);
+    let responses: &[async_graphql::Response] = match &response {
+        async_graphql::BatchResponse::Single(one) => std::slice::from_ref(one),
+        async_graphql::BatchResponse::Batch(many) => many,
+    };
+    for response in responses {
+        for error in &response.errors {
+            let code = error
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code"))
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .unwrap_or_default();
+            state
+                .app
+                .metrics
+                .graphql_errors
+                .get_or_create(&crate::metrics::CodeLabel { code })
+                .inc();
+        }
+    }
+    GraphQLResponse::from(response).into_response()
+}
+
+/// GraphQL over HTTP: GET may only read. A mutation sent by GET gets 405.
+fn refuse_mutation_over_get(request: &mut async_graphql::Request) -> Option<Response> {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return None; // the schema reports the syntax error with its position
+    };
+    let is_mutation = document.operations.iter().any(|(name, op)| {
+        let selected = match (&operation_name, name) {
+            (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        selected && op.node.ty != OperationType::Query
+    });
+    if is_mutation {
+        let error = ServerError::new(
+            "mutations and subscriptions cannot be sent with GET; use POST",
+            None,
+        )
+        .extend_with(|_, e| e.set("code", "BAD_USER_INPUT"));
+        let body = axum::Json(serde_json::json!({ "errors": [error] }));
+        return Some(
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "POST")],
+                body,
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Reelgraph")
+            .finish(),
+    )
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    match state.app.db.execute_unprepared("SELECT 1").await {
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ok" })),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({ "status": "unavailable", "database": "unreachable" }),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.app.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,21 @@
+//! Reelgraph: a GraphQL backend for video creator platforms.
+//!
+//! Layout, by domain: `auth` (accounts, sessions, tokens), `users`, `creators`, `videos`;
+//! `access` holds every access rule; `graphql` the schema, pagination, loaders and error
+//! codes; `http` the routes; `app` builds and runs the server; `db` connects and migrates.
+
+pub mod access;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod creators;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod state;
+pub mod users;
+pub mod videos;
+
+pub use app::Application;

@@ -1,0 +1,149 @@
+//! The `reelgraph` command line: parses arguments and calls into the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reelgraph::{
+    Application,
+    app::connect_state,
+    config::{Config, ServeArgs},
+    db,
+    users::{AdminOutcome, create_admin},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "reelgraph",
+    version,
+    about = "GraphQL backend for video creator platforms",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// With no subcommand, `reelgraph` serves.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve GraphQL over HTTP (default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(Config),
+    /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
+    Schema,
+    /// Administration tasks.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator, or promote the existing account with this email.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Password for a new account; generated and printed when omitted.
+        #[arg(long, env = "REELGRAPH_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    let json = std::env::var("REELGRAPH_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Some(Command::Schema)) {
+        init_tracing();
+    }
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(config)) => {
+            let state = connect_state(config).await?;
+            db::migrate(&state.db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Schema) => {
+            print!("{}", reelgraph::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Admin(AdminCommand::Create {
+            email,
+            password,
+            display_name,
+            config,
+        })) => {
+            let state = connect_state(config).await?;
+            db::migrate(&state.db).await?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(generate_password);
+            let outcome = create_admin(&state.db, &email, &password, display_name.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
+                .context("creating the administrator")?;
+            match outcome {
+                AdminOutcome::Promoted => {
+                    println!("{email} is now an administrator (password unchanged)")
+                }
+                AdminOutcome::Created if generated => {
+                    println!("created administrator {email} with password: {password}");
+                }
+                AdminOutcome::Created => println!("created administrator {email}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let embedded = !args.config.is_postgres();
+    let app = Application::build(args).await?;
+    let addr = app.local_addr();
+    tracing::info!(
+        database = if embedded {
+            "sqlite (embedded)"
+        } else {
+            "postgresql"
+        },
+        "Reelgraph listening on http://{addr} — GraphiQL at http://{addr}/graphiql"
+    );
+    app.run_until_stopped().await
+}
+
+fn generate_password() -> String {
+    let mut random = [0u8; 18];
+    rand::fill(&mut random);
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)
+}

@@ -1,0 +1,20 @@
+//! Shared application state: what every request, resolver and background task needs.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::{auth::tokens::TokenKeys, config::Config, metrics::Metrics};
+
+/// Cheap to clone; lives as long as the server.
+#[derive(Clone)]
+pub struct AppState {
+    /// Connection pool of the configured database.
+    pub db: DatabaseConnection,
+    /// Configuration the process was started with.
+    pub config: Arc<Config>,
+    /// Signs and verifies access tokens.
+    pub tokens: TokenKeys,
+    /// Process metrics exported at `/metrics`.
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,249 @@
+//! Users as the API shows them, `me`, invite codes, and making administrators.
+
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{UserRole, invite_code, user};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use crate::{
+    auth::{normalize_display_name, normalize_email, password},
+    creators::Creator,
+    error::{AppError, AppResult, unique_violation},
+    graphql::{
+        loaders,
+        loaders::{MemberCreators, UserById},
+        state, viewer,
+    },
+};
+
+/// An account.
+pub struct User(pub user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn display_name(&self) -> Option<&str> {
+        self.0.display_name.as_deref()
+    }
+    async fn avatar_url(&self) -> Option<&str> {
+        self.0.avatar_url.as_deref()
+    }
+    async fn role(&self) -> UserRole {
+        self.0.role
+    }
+    async fn is_active(&self) -> bool {
+        self.0.is_active
+    }
+    async fn is_verified(&self) -> bool {
+        self.0.is_verified
+    }
+    /// Render credits left; visible to the user and administrators only.
+    async fn credits(&self, ctx: &Context<'_>) -> AppResult<Option<i64>> {
+        let viewer = viewer(ctx)?;
+        let own = viewer.user().is_some_and(|u| u.id == self.0.id);
+        Ok((own || viewer.is_admin()).then_some(self.0.credits))
+    }
+    /// Creator profiles this user is a member of.
+    async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
+        let creators = loaders(ctx)?.load_one(MemberCreators(self.0.id)).await?;
+        Ok(creators
+            .unwrap_or_default()
+            .into_iter()
+            .map(Creator)
+            .collect())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// A code that lets someone register while the server is invite-only.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct InviteCode {
+    pub id: ID,
+    pub code: String,
+    /// Registrations still possible with this code.
+    pub uses_remaining: i32,
+    /// After this instant the code no longer works; null means never.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub created_by: Option<Uuid>,
+}
+
+#[ComplexObject]
+impl InviteCode {
+    /// The administrator who created the code.
+    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        let Some(id) = self.created_by else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+}
+
+impl From<invite_code::Model> for InviteCode {
+    fn from(m: invite_code::Model) -> Self {
+        Self {
+            id: m.id.into(),
+            code: m.code,
+            uses_remaining: m.uses_remaining,
+            expires_at: m.expires_at,
+            created_at: m.created_at,
+            created_by: m.created_by,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateInviteCodeInput {
+    /// The code itself (4–100 characters of letters, digits, `-` and `_`); generated when omitted.
+    pub code: Option<String>,
+    /// How many registrations it allows (1–10000).
+    #[graphql(default = 1)]
+    pub uses: i32,
+    /// When it stops working; must be in the future. Null means never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct UserQuery;
+
+#[Object]
+impl UserQuery {
+    /// The signed-in user, or null when the request carries no token.
+    async fn me(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        let Some(auth) = viewer(ctx)?.user() else {
+            return Ok(None);
+        };
+        let user = loaders(ctx)?.load_one(UserById(auth.id)).await?;
+        match user {
+            Some(user) if user.is_active => Ok(Some(User(user))),
+            _ => Err(AppError::unauthenticated(
+                "account no longer exists or is disabled",
+            )),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Creates an invite code. Administrators only.
+    async fn create_invite_code(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateInviteCodeInput,
+    ) -> AppResult<InviteCode> {
+        let admin = viewer(ctx)?.require_admin()?;
+        let code = match input.code.map(|c| c.trim().to_owned()) {
+            Some(code) => {
+                let valid_chars = code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !(4..=100).contains(&code.len()) || !valid_chars {
+                    return Err(AppError::bad_input(
+                        "input.code",
+                        "must be 4–100 characters of letters, digits, '-' and '_'",
+                    ));
+                }
+                code
+            }
+            None => random_code(),
+        };
+        if !(1..=10_000).contains(&input.uses) {
+            return Err(AppError::bad_input(
+                "input.uses",
+                "must be between 1 and 10000",
+            ));
+        }
+        let now = Utc::now();
+        if input.expires_at.is_some_and(|at| at <= now) {
+            return Err(AppError::bad_input(
+                "input.expiresAt",
+                "must be in the future",
+            ));
+        }
+        let row = invite_code::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            code: Set(code),
+            uses_remaining: Set(input.uses),
+            expires_at: Set(input.expires_at),
+            created_by: Set(Some(admin.id)),
+            created_at: Set(now),
+        }
+        .insert(&state(ctx)?.db)
+        .await
+        .map_err(|e| match unique_violation(&e) {
+            Some(_) => AppError::conflict(Some("input.code"), "this invite code already exists"),
+            None => e.into(),
+        })?;
+        Ok(row.into())
+    }
+}
+
+fn random_code() -> String {
+    let mut random = [0u8; 12];
+    rand::fill(&mut random);
+    hex::encode(random)
+}
+
+/// What `reelgraph admin create` did.
+pub enum AdminOutcome {
+    Created,
+    Promoted,
+}
+
+/// Creates an administrator, or promotes an existing account with that email.
+pub async fn create_admin(
+    db: &DatabaseConnection,
+    email: &str,
+    password_plain: &str,
+    display_name: Option<&str>,
+) -> AppResult<AdminOutcome> {
+    let email = normalize_email("email", email)?;
+    if let Some(existing) = user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await?
+    {
+        let mut active: user::ActiveModel = existing.into();
+        active.role = Set(UserRole::Admin);
+        active.is_active = Set(true);
+        active.updated_at = Set(Utc::now());
+        active.update(db).await?;
+        return Ok(AdminOutcome::Promoted);
+    }
+    password::validate_password("password", password_plain)?;
+    let display_name = normalize_display_name("display-name", display_name)?;
+    let hash = password::hash(password_plain.to_owned()).await?;
+    let now = Utc::now();
+    user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email),
+        password_hash: Set(hash),
+        display_name: Set(display_name),
+        role: Set(UserRole::Admin),
+        is_active: Set(true),
+        is_verified: Set(true),
+        credits: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(AdminOutcome::Created)
+}

@@ -1,0 +1,146 @@
+//! Source videos as the API shows them, and the read side: `video` and `videos`.
+
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+use entity::{VideoStatus, video};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::{
+    creators::Creator,
+    error::{AppError, AppResult},
+    graphql::{
+        loaders,
+        loaders::{CreatorById, UserById, VisibleVideoById},
+        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
+        parse_id, state, viewer,
+    },
+    users::User,
+};
+
+/// A source video uploaded by a creator.
+pub struct Video(pub video::Model);
+
+#[Object]
+impl Video {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn creator(&self, ctx: &Context<'_>) -> AppResult<Creator> {
+        loaders(ctx)?
+            .load_one(CreatorById(self.0.creator_id))
+            .await?
+            .map(Creator)
+            .ok_or(AppError::NotFound("creator"))
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn original_filename(&self) -> &str {
+        &self.0.original_filename
+    }
+    async fn mime(&self) -> Option<&str> {
+        self.0.mime.as_deref()
+    }
+    async fn size_bytes(&self) -> Option<i64> {
+        self.0.size_bytes
+    }
+    /// Hex SHA-256 of the uploaded bytes.
+    async fn sha256(&self) -> Option<&str> {
+        self.0.sha256.as_deref()
+    }
+    async fn duration_secs(&self) -> Option<f64> {
+        self.0.duration_secs
+    }
+    async fn width(&self) -> Option<i32> {
+        self.0.width
+    }
+    async fn height(&self) -> Option<i32> {
+        self.0.height
+    }
+    async fn status(&self) -> VideoStatus {
+        self.0.status
+    }
+    /// Last completed processing stage.
+    async fn pipeline_stage(&self) -> i32 {
+        self.0.pipeline_stage
+    }
+    /// Why processing failed, in words a person can act on.
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    async fn youtube_url(&self) -> Option<&str> {
+        self.0.youtube_url.as_deref()
+    }
+    /// Who uploaded it; shown to the creator's members and administrators.
+    async fn uploaded_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        let Some(id) = self.0.uploaded_by else {
+            return Ok(None);
+        };
+        if !viewer(ctx)?
+            .manages_creator(&state(ctx)?.db, self.0.creator_id)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(Default)]
+pub struct VideoQuery;
+
+#[Object]
+impl VideoQuery {
+    /// A video the caller may see.
+    async fn video(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Video>> {
+        let found = loaders(ctx)?
+            .load_one(VisibleVideoById(parse_id("id", &id)?))
+            .await?;
+        found
+            .map(Video)
+            .map(Some)
+            .ok_or(AppError::NotFound("video"))
+    }
+
+    /// Videos the caller may see, newest first: public ones, plus all of the creators the
+    /// caller is a member of.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument"
+    )]
+    async fn videos(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        creator_id: Option<ID>,
+        status: Option<VideoStatus>,
+    ) -> AppResult<RelayConnection<Video>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let creator_id = creator_id
+            .map(|id| parse_id("creatorId", &id))
+            .transpose()?;
+        let db = &state(ctx)?.db;
+        let mut select = video::Entity::find().filter(viewer(ctx)?.visible_videos(db).await?);
+        if let Some(creator_id) = creator_id {
+            select = select.filter(video::Column::CreatorId.eq(creator_id));
+        }
+        if let Some(status) = status {
+            select = select.filter(video::Column::Status.eq(status));
+        }
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, video::Column::Id, true, args).await?;
+        Ok(page.into_connection(|v| v.id, Video, total))
+    }
+}

@@ -1,0 +1,295 @@
+use chrono::{Duration, Utc};
+use entity::UserRole;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, error_code, error_field, session_of},
+};
+
+const ME: &str = "{ me { id email role displayName } }";
+const REFRESH: &str = "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken user { id } } }";
+
+async fn register_login_and_me_work(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let data = app
+        .ok(
+            None,
+            "mutation { register(input: {email: \"  Ada@Example.COM \", password: \"correct horse battery\", displayName: \"Ada\"}) { accessToken expiresAt user { email role } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["register"]["user"]["email"], "ada@example.com");
+    assert_eq!(data["register"]["user"]["role"], "VIEWER");
+
+    let login = app
+        .ok(
+            None,
+            "mutation { login(email: \"ada@example.com\", password: \"correct horse battery\") { accessToken refreshToken user { id } } }",
+            json!({}),
+        )
+        .await;
+    let session = session_of(&login["login"]);
+    let me = app.ok(Some(&session.access_token), ME, json!({})).await;
+    assert_eq!(me["me"]["email"], "ada@example.com");
+    assert_eq!(me["me"]["displayName"], "Ada");
+    assert_eq!(me["me"]["id"], session.user_id.as_str());
+
+    let anonymous = app.ok(None, ME, json!({})).await;
+    assert!(anonymous["me"].is_null());
+}
+
+async fn wrong_password_and_unknown_email_fail_alike(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("bob@example.com").await;
+    let login =
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }";
+    let wrong = app
+        .gql(
+            None,
+            login,
+            json!({ "e": "bob@example.com", "p": "not the password" }),
+        )
+        .await;
+    let unknown = app
+        .gql(
+            None,
+            login,
+            json!({ "e": "nobody@example.com", "p": "not the password" }),
+        )
+        .await;
+    assert_eq!(error_code(&wrong), "UNAUTHENTICATED");
+    assert_eq!(error_code(&unknown), "UNAUTHENTICATED");
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+    assert!(wrong["data"].is_null());
+}
+
+async fn duplicate_email_is_a_conflict(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("carol@example.com").await;
+    let body = app
+        .gql(
+            None,
+            "mutation { register(input: {email: \"CAROL@example.com\", password: \"another password\"}) { accessToken } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT");
+    assert_eq!(error_field(&body), "input.email");
+}
+
+async fn invalid_registration_input_names_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let register = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";
+    let cases = [
+        (
+            json!({ "email": "not-an-email", "password": "long enough pw" }),
+            "input.email",
+        ),
+        (
+            json!({ "email": "a@b", "password": "long enough pw" }),
+            "input.email",
+        ),
+        (
+            json!({ "email": "dan@example.com", "password": "short" }),
+            "input.password",
+        ),
+        (
+            json!({ "email": "dan@example.com", "password": "long enough pw", "displayName": "x".repeat(51) }),
+            "input.displayName",
+        ),
+    ];
+    for (input, field) in cases {
+        let body = app.gql(None, register, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{input}: {body}");
+        assert_eq!(error_field(&body), field, "{input}: {body}");
+    }
+    // Nothing was half-written: the valid email can still register.
+    app.register("dan@example.com").await;
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = app.register("erin@example.com").await;
+
+    let rotated = app
+        .ok(None, REFRESH, json!({ "t": first.refresh_token }))
+        .await;
+    let second = session_of(&rotated["refreshSession"]);
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(second.user_id, first.user_id);
+    let me = app.ok(Some(&second.access_token), ME, json!({})).await;
+    assert_eq!(me["me"]["email"], "erin@example.com");
+
+    // The first token again: it leaked, so the whole session goes.
+    let reused = app
+        .gql(None, REFRESH, json!({ "t": first.refresh_token }))
+        .await;
+    assert_eq!(error_code(&reused), "UNAUTHENTICATED");
+    let after = app
+        .gql(None, REFRESH, json!({ "t": second.refresh_token }))
+        .await;
+    assert_eq!(
+        error_code(&after),
+        "UNAUTHENTICATED",
+        "the rotated token died with its session"
+    );
+
+    let garbage = app.gql(None, REFRESH, json!({ "t": "garbage" })).await;
+    assert_eq!(error_code(&garbage), "UNAUTHENTICATED");
+
+    // Another session of the same user is untouched.
+    let other = app
+        .ok(
+            None,
+            "mutation { login(email: \"erin@example.com\", password: \"correct horse battery\") { accessToken refreshToken user { id } } }",
+            json!({}),
+        )
+        .await;
+    let other = session_of(&other["login"]);
+    app.ok(None, REFRESH, json!({ "t": other.refresh_token }))
+        .await;
+}
+
+async fn logout_ends_the_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let session = app.register("fay@example.com").await;
+    let logout = "mutation($t: String!) { logout(refreshToken: $t) }";
+    let data = app
+        .ok(None, logout, json!({ "t": session.refresh_token }))
+        .await;
+    assert_eq!(data["logout"], true);
+    let again = app
+        .ok(None, logout, json!({ "t": session.refresh_token }))
+        .await;
+    assert_eq!(again["logout"], false);
+    let refresh = app
+        .gql(None, REFRESH, json!({ "t": session.refresh_token }))
+        .await;
+    assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
+}
+
+async fn expired_and_forged_tokens_are_unauthenticated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let session = app.register("gus@example.com").await;
+    let user_id: Uuid = session.user_id.parse().expect("uuid");
+    let expired = app
+        .state
+        .tokens
+        .issue_with_times(
+            user_id,
+            UserRole::Viewer,
+            Uuid::now_v7(),
+            Utc::now() - Duration::hours(2),
+            Utc::now() - Duration::hours(1),
+        )
+        .map_err(|e| e.public_message())
+        .expect("token");
+    let body = app.gql(Some(&expired), ME, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired")
+    );
+
+    // Same claims, signed with another key.
+    let forger =
+        reelgraph::auth::tokens::TokenKeys::new(b"another-secret-another-secret-another", 900);
+    let (forged, _) = forger
+        .issue(user_id, UserRole::Admin, Uuid::now_v7())
+        .map_err(|e| e.public_message())
+        .expect("token");
+    let body = app.gql(Some(&forged), ME, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+
+    // Tampered payload on a real token.
+    let mut parts: Vec<String> = session.access_token.split('.').map(str::to_owned).collect();
+    parts[1] = format!("{}x", parts[1]);
+    let body = app.gql(Some(&parts.join(".")), ME, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+}
+
+async fn invite_codes_gate_registration_and_cannot_be_overused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.require_invite = true).await;
+    let register = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";
+    let without = app
+        .gql(
+            None,
+            register,
+            json!({ "input": { "email": "h@example.com", "password": "long enough pw" } }),
+        )
+        .await;
+    assert_eq!(error_code(&without), "BAD_USER_INPUT");
+    assert_eq!(error_field(&without), "input.inviteCode");
+
+    let admin = app.admin("root@example.com").await;
+    let data = app
+        .ok(
+            Some(&admin.access_token),
+            "mutation { createInviteCode(input: {code: \"launch-party\", uses: 3}) { code usesRemaining createdBy { email } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["createInviteCode"]["usesRemaining"], 3);
+    assert_eq!(
+        data["createInviteCode"]["createdBy"]["email"],
+        "root@example.com"
+    );
+
+    // Ten people race for three uses: exactly three get in.
+    let attempts = (0..10).map(|i| {
+        let app = &app;
+        async move {
+            app.gql(
+                None,
+                register,
+                json!({ "input": { "email": format!("racer{i}@example.com"), "password": "long enough pw", "inviteCode": "launch-party" } }),
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let admitted = results.iter().filter(|b| b.get("errors").is_none()).count();
+    assert_eq!(admitted, 3, "{results:#?}");
+    for refused in results.iter().filter(|b| b.get("errors").is_some()) {
+        assert_eq!(error_field(refused), "input.inviteCode");
+    }
+    let users = app
+        .ok(Some(&admin.access_token), "{ me { id } }", json!({}))
+        .await;
+    assert!(users["me"]["id"].is_string());
+}
+
+async fn only_admins_create_invite_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let viewer = app.register("ivy@example.com").await;
+    let create = "mutation { createInviteCode(input: {uses: 1}) { code } }";
+    let body = app.gql(Some(&viewer.access_token), create, json!({})).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+    let body = app.gql(None, create, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    let admin = app.admin("boss@example.com").await;
+    let data = app.ok(Some(&admin.access_token), create, json!({})).await;
+    assert_eq!(
+        data["createInviteCode"]["code"].as_str().map(str::len),
+        Some(24)
+    );
+}
+
+both_backends!(
+    register_login_and_me_work,
+    wrong_password_and_unknown_email_fail_alike,
+    duplicate_email_is_a_conflict,
+    invalid_registration_input_names_the_field,
+    refresh_rotates_and_reuse_revokes_the_session,
+    logout_ends_the_session,
+    expired_and_forged_tokens_are_unauthenticated,
+    invite_codes_gate_registration_and_cannot_be_overused,
+    only_admins_create_invite_codes,
+);

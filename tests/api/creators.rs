@@ -1,0 +1,337 @@
+use serde_json::{Value, json};
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, error_code, error_field},
+};
+
+async fn creating_a_creator_makes_the_caller_its_owner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("owner@example.com").await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            r#"mutation { createCreator(input: {name: "Bass Lab", genres: ["dubstep", "Dubstep", "sound design"], socialLinks: {youtube: "https://youtube.com/@basslab"}}) {
+                id name slug genres socialLinks featured viewerCanManage followerCount } }"#,
+            json!({}),
+        )
+        .await;
+    let creator = &data["createCreator"];
+    assert_eq!(creator["slug"], "bass-lab");
+    assert_eq!(creator["genres"], json!(["dubstep", "sound design"]));
+    assert_eq!(
+        creator["socialLinks"]["youtube"],
+        "https://youtube.com/@basslab"
+    );
+    assert_eq!(creator["viewerCanManage"], true);
+    assert_eq!(creator["featured"], false);
+
+    let me = app
+        .ok(
+            Some(&owner.access_token),
+            "{ me { role creators { slug } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["me"]["role"], "CREATOR");
+    assert_eq!(me["me"]["creators"], json!([{ "slug": "bass-lab" }]));
+
+    let by_slug = app
+        .ok(
+            None,
+            "{ creator(slug: \"bass-lab\") { name viewerCanManage } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(by_slug["creator"]["name"], "Bass Lab");
+    assert_eq!(by_slug["creator"]["viewerCanManage"], false);
+
+    let anonymous = app
+        .gql(
+            None,
+            "mutation { createCreator(input: {name: \"Nope\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+}
+
+async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("dup@example.com").await;
+    app.create_creator(&owner, "Synth School").await;
+    let create = "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id } }";
+    let token = Some(owner.access_token.as_str());
+
+    let same_name = app
+        .gql(
+            token,
+            create,
+            json!({ "input": { "name": "Synth School", "slug": "other" } }),
+        )
+        .await;
+    assert_eq!(error_code(&same_name), "CONFLICT");
+    assert_eq!(error_field(&same_name), "input.name");
+    let same_slug = app
+        .gql(
+            token,
+            create,
+            json!({ "input": { "name": "Synth School 2", "slug": "synth-school" } }),
+        )
+        .await;
+    assert_eq!(error_code(&same_slug), "CONFLICT");
+    assert_eq!(error_field(&same_slug), "input.slug");
+
+    let cases = [
+        (json!({ "name": "" }), "input.name"),
+        (json!({ "name": "ok", "slug": "Not A Slug" }), "input.slug"),
+        (
+            json!({ "name": "ok", "avatarUrl": "javascript:alert(1)" }),
+            "input.avatarUrl",
+        ),
+        (
+            json!({ "name": "ok", "genres": ["fine", ""] }),
+            "input.genres.1",
+        ),
+        (
+            json!({ "name": "ok", "socialLinks": ["not", "an", "object"] }),
+            "input.socialLinks",
+        ),
+        (
+            json!({ "name": "ok", "socialLinks": { "x": "ftp://nope" } }),
+            "input.socialLinks.x",
+        ),
+    ];
+    for (input, field) in cases {
+        let body = app.gql(token, create, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{input}: {body}");
+        assert_eq!(error_field(&body), field, "{input}: {body}");
+    }
+    let all = app.ok(None, "{ creators { totalCount } }", json!({})).await;
+    assert_eq!(
+        all["creators"]["totalCount"], 1,
+        "no failed create left a row behind"
+    );
+}
+
+async fn only_members_and_admins_update_a_creator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("own@example.com").await;
+    let stranger = app.register("stranger@example.com").await;
+    let admin = app.admin("admin@example.com").await;
+    let id = app.create_creator(&owner, "Drum Corner").await;
+    let update = "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { bio featured avatarUrl } }";
+
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            update,
+            json!({ "id": id, "input": { "bio": "hijacked" } }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        "FORBIDDEN",
+        "a visible creator that the caller may not change"
+    );
+    let missing = app
+        .gql(
+            Some(&owner.access_token),
+            update,
+            json!({ "id": uuid::Uuid::now_v7(), "input": { "bio": "x" } }),
+        )
+        .await;
+    assert_eq!(error_code(&missing), "NOT_FOUND");
+    let anonymous = app
+        .gql(None, update, json!({ "id": id, "input": { "bio": "x" } }))
+        .await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+
+    let data = app
+        .ok(Some(&owner.access_token), update, json!({ "id": id, "input": { "bio": "Beats.", "avatarUrl": "https://img.example.com/a.png" } }))
+        .await;
+    assert_eq!(data["updateCreator"]["bio"], "Beats.");
+    let feature = app
+        .gql(
+            Some(&owner.access_token),
+            update,
+            json!({ "id": id, "input": { "featured": true } }),
+        )
+        .await;
+    assert_eq!(error_code(&feature), "FORBIDDEN");
+    let data = app
+        .ok(
+            Some(&admin.access_token),
+            update,
+            json!({ "id": id, "input": { "featured": true, "avatarUrl": null } }),
+        )
+        .await;
+    assert_eq!(data["updateCreator"]["featured"], true);
+    assert!(
+        data["updateCreator"]["avatarUrl"].is_null(),
+        "explicit null clears"
+    );
+    assert_eq!(
+        data["updateCreator"]["bio"], "Beats.",
+        "omitted fields stay"
+    );
+
+    let featured = app
+        .ok(
+            None,
+            "{ creators(featured: true) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(featured["creators"]["nodes"], json!([{ "id": id }]));
+}
+
+async fn following_is_idempotent_and_counted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("o@example.com").await;
+    let fan = app.register("fan@example.com").await;
+    let fan2 = app.register("fan2@example.com").await;
+    let id = app.create_creator(&owner, "Loop Station").await;
+    let follow =
+        "mutation($id: ID!) { followCreator(creatorId: $id) { followerCount viewerIsFollowing } }";
+    let unfollow = "mutation($id: ID!) { unfollowCreator(creatorId: $id) { followerCount viewerIsFollowing } }";
+
+    app.ok(Some(&fan.access_token), follow, json!({ "id": id }))
+        .await;
+    let twice = app
+        .ok(Some(&fan.access_token), follow, json!({ "id": id }))
+        .await;
+    assert_eq!(
+        twice["followCreator"],
+        json!({ "followerCount": 1, "viewerIsFollowing": true })
+    );
+    let other = app
+        .ok(Some(&fan2.access_token), follow, json!({ "id": id }))
+        .await;
+    assert_eq!(other["followCreator"]["followerCount"], 2);
+    let gone = app
+        .ok(Some(&fan.access_token), unfollow, json!({ "id": id }))
+        .await;
+    assert_eq!(
+        gone["unfollowCreator"],
+        json!({ "followerCount": 1, "viewerIsFollowing": false })
+    );
+    app.ok(Some(&fan.access_token), unfollow, json!({ "id": id }))
+        .await;
+
+    let missing = app
+        .gql(
+            Some(&fan.access_token),
+            follow,
+            json!({ "id": uuid::Uuid::now_v7() }),
+        )
+        .await;
+    assert_eq!(error_code(&missing), "NOT_FOUND");
+    let anonymous = app.gql(None, follow, json!({ "id": id })).await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+}
+
+fn ids(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("pager@example.com").await;
+    let mut created = Vec::new();
+    for i in 0..25 {
+        created.push(app.create_creator(&owner, &format!("Creator {i:02}")).await);
+    }
+    let page = "query($first: Int, $after: String, $last: Int, $before: String) {
+        creators(first: $first, after: $after, last: $last, before: $before) {
+            totalCount edges { cursor node { id } } nodes { id }
+            pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut second_page_cursor = None;
+    for n in 0..3 {
+        let data = app
+            .ok(None, page, json!({ "first": 10, "after": after }))
+            .await;
+        let conn = &data["creators"];
+        assert_eq!(conn["totalCount"], 25);
+        let page_ids = ids(conn);
+        assert_eq!(page_ids.len(), if n < 2 { 10 } else { 5 });
+        assert_eq!(conn["pageInfo"]["hasNextPage"], n < 2);
+        assert_eq!(conn["pageInfo"]["hasPreviousPage"], n > 0);
+        if n == 1 {
+            second_page_cursor = after.clone();
+        }
+        seen.extend(page_ids);
+        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    let mut newest_first = created.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every creator once, newest first");
+
+    // The same cursor gives the same page, even after new rows arrive in front.
+    app.create_creator(&owner, "Latecomer").await;
+    let again = app
+        .ok(
+            None,
+            page,
+            json!({ "first": 10, "after": second_page_cursor }),
+        )
+        .await;
+    assert_eq!(ids(&again["creators"]), newest_first[10..20].to_vec());
+
+    // Backward from the end.
+    let data = app
+        .ok(None, page, json!({ "last": 5, "before": after }))
+        .await;
+    assert_eq!(ids(&data["creators"]), newest_first[19..24].to_vec());
+    assert_eq!(data["creators"]["pageInfo"]["hasPreviousPage"], true);
+
+    for (vars, field) in [
+        (json!({ "first": 101 }), "first"),
+        (json!({ "first": -1 }), "first"),
+        (json!({ "after": "bm90LWEtY3Vyc29y" }), "after"),
+        (json!({ "first": 1, "last": 1 }), "last"),
+    ] {
+        let body = app.gql(None, page, vars.clone()).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{vars}");
+        assert_eq!(error_field(&body), field, "{vars}");
+    }
+
+    let found = app
+        .ok(
+            None,
+            "{ creators(search: \"creator 1\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        found["creators"]["totalCount"], 10,
+        "Creator 10..19, case-insensitive"
+    );
+    let literal = app
+        .ok(
+            None,
+            "{ creators(search: \"%\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        literal["creators"]["totalCount"], 0,
+        "wildcards are matched literally"
+    );
+}
+
+both_backends!(
+    creating_a_creator_makes_the_caller_its_owner,
+    duplicate_names_and_slugs_conflict_and_bad_input_names_the_field,
+    only_members_and_admins_update_a_creator,
+    following_is_idempotent_and_counted,
+    creators_paginate_both_ways_with_stable_cursors,
+);

@@ -1,0 +1,245 @@
+//! Boots the real application on `127.0.0.1:0` against a fresh database — an SQLite file in a
+//! temporary data dir, or a new PostgreSQL database that is dropped afterwards — and talks to
+//! it over HTTP like any client.
+
+use std::time::Duration;
+
+use reelgraph::{
+    Application,
+    config::{Config, ServeArgs},
+    state::AppState,
+};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server the tests create their databases on.
+pub fn postgres_base_url() -> String {
+    std::env::var("REELGRAPH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as `sqlite::name` and
+/// `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    _data_dir: tempfile::TempDir,
+    pg_database: Option<String>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// A signed-in user.
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub user_id: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::embedded(data_dir.path());
+        let pg_database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let name = format!("rg_test_{}", Uuid::new_v4().simple());
+                let admin = Database::connect(format!("{}/postgres", postgres_base_url()))
+                    .await
+                    .expect("PostgreSQL must be running for the tests (see README)");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                config.database_url = Some(format!("{}/{name}", postgres_base_url()));
+                config.jwt_secret =
+                    Some("test-secret-test-secret-test-secret-0123456789".to_owned());
+                config.db_max_connections = 10;
+                Some(name)
+            }
+        };
+        configure(&mut config);
+        let app = Application::build(ServeArgs {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            config,
+        })
+        .await
+        .expect("application builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        let server = tokio::spawn(async move {
+            app.run_until(std::future::pending()).await.ok();
+        });
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            state,
+            _data_dir: data_dir,
+            pg_database,
+            server,
+        }
+    }
+
+    /// Sends one GraphQL operation by POST and returns the whole JSON response.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("JSON body")
+    }
+
+    /// Like `gql`, but fails the test when the response has errors; returns `data`.
+    pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    pub async fn register(&self, email: &str) -> Session {
+        let data = self
+            .ok(
+                None,
+                "mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id } } }",
+                json!({ "input": { "email": email, "password": "correct horse battery" } }),
+            )
+            .await;
+        session_of(&data["register"])
+    }
+
+    /// Registers an account and makes it an administrator.
+    pub async fn admin(&self, email: &str) -> Session {
+        reelgraph::users::create_admin(&self.state.db, email, "correct horse battery", None)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("admin created");
+        let data = self
+            .ok(
+                None,
+                "mutation($e: String!) { login(email: $e, password: \"correct horse battery\") { accessToken refreshToken user { id } } }",
+                json!({ "e": email }),
+            )
+            .await;
+        session_of(&data["login"])
+    }
+
+    /// Creates a creator owned by `session`; returns its id.
+    pub async fn create_creator(&self, session: &Session, name: &str) -> String {
+        let data = self
+            .ok(
+                Some(&session.access_token),
+                "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id } }",
+                json!({ "input": { "name": name } }),
+            )
+            .await;
+        data["createCreator"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// SQL statements this app has sent so far.
+    pub fn statements(&self) -> u64 {
+        self.state.metrics.db_statements.get()
+    }
+}
+
+pub fn session_of(payload: &Value) -> Session {
+    Session {
+        access_token: payload["accessToken"]
+            .as_str()
+            .expect("accessToken")
+            .to_owned(),
+        refresh_token: payload["refreshToken"]
+            .as_str()
+            .expect("refreshToken")
+            .to_owned(),
+        user_id: payload["user"]["id"].as_str().expect("user id").to_owned(),
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+/// The `extensions.field` of the first error.
+pub fn error_field(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        let Some(name) = self.pg_database.take() else {
+            return;
+        };
+        let db = self.state.db.clone();
+        // Drop is synchronous; the test's runtime is busy dropping us, so use a fresh one.
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    drop(db);
+                    if let Ok(admin) =
+                        Database::connect(format!("{}/postgres", postgres_base_url())).await
+                    {
+                        admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await
+                            .ok();
+                        admin.close().await.ok();
+                    }
+                });
+            }
+        });
+        handle.join().ok();
+    }
+}

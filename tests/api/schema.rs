@@ -1,0 +1,44 @@
+//! The committed `schema.graphql` is the contract typed clients are generated from.
+
+use std::process::Command;
+
+#[test]
+fn committed_schema_matches_the_reelgraph_schema_command() {
+    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .arg("schema")
+        .output()
+        .expect("reelgraph schema runs");
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).expect("utf-8");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .unwrap_or_default();
+    assert!(
+        generated == committed,
+        "schema.graphql is stale: run `cargo run -- schema > schema.graphql` and commit it"
+    );
+}
+
+#[test]
+fn schema_keeps_the_contract_names() {
+    let sdl = reelgraph::graphql::sdl();
+    for name in [
+        "me: User",
+        "creators(first: Int, after: String",
+        "creator(id: ID, slug: String): Creator",
+        "video(id: ID!): Video",
+        "videos(first: Int, after: String",
+        "register(input: RegisterInput!): AuthPayload!",
+        "login(email: String!, password: String!): AuthPayload!",
+        "refreshSession(refreshToken: String!): AuthPayload!",
+        "logout(refreshToken: String!): Boolean!",
+        "createCreator(input: CreateCreatorInput!): Creator!",
+        "updateCreator(id: ID!, input: UpdateCreatorInput!): Creator!",
+        "followCreator(creatorId: ID!): Creator!",
+        "unfollowCreator(creatorId: ID!): Creator!",
+        "createInviteCode(input: CreateInviteCodeInput!): InviteCode!",
+        "totalCount: Int!",
+        "hasPreviousPage: Boolean!",
+    ] {
+        assert!(sdl.contains(name), "schema lost `{name}`");
+    }
+}
