@@ -175,3 +175,45 @@ pub fn new_refresh_token() -> (String, String) {
 pub fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::embedded(dir.path());
+        let first = TokenKeys::from_config(&config).expect("keys");
+        let (token, _) = first
+            .issue(Uuid::now_v7(), UserRole::Viewer, Uuid::now_v7())
+            .map_err(|e| e.public_message())
+            .expect("token");
+        let restarted = TokenKeys::from_config(&config).expect("keys again");
+        assert!(
+            restarted.verify(&token).is_ok(),
+            "a restart keeps sessions valid"
+        );
+        assert!(dir.path().join("jwt-secret").exists());
+    }
+
+    #[test]
+    fn postgres_without_a_secret_is_refused_with_what_to_set() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::embedded(dir.path());
+        config.database_url = Some("postgres://db.example/reelgraph".to_owned());
+        let err = TokenKeys::from_config(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("JWT_SECRET"), "{err}");
+        assert!(!dir.path().join("jwt-secret").exists());
+
+        config.jwt_secret = Some("short".to_owned());
+        let err = TokenKeys::from_config(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("too short"), "{err}");
+    }
+}
