@@ -66,6 +66,12 @@ impl Application {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let shutdown = self.state.shutdown.clone();
+        let signal = async move {
+            signal.await;
+            // Long-lived connections end themselves once they see this (WebSockets close 1001).
+            shutdown.cancel();
+        };
         axum::serve(
             self.listener,
             self.router
@@ -94,6 +100,7 @@ pub async fn connect_state(config: crate::config::Config) -> anyhow::Result<AppS
         config: Arc::new(config),
         tokens,
         metrics,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::{auth::tokens::TokenKeys, config::Config, metrics::Metrics};
 
@@ -17,4 +18,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Process metrics exported at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the process starts shutting down: long-lived tasks (WebSockets, workers)
+    /// watch it to finish cleanly.
+    pub shutdown: CancellationToken,
 }

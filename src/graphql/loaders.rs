@@ -59,6 +59,8 @@ where
     K: Send + Sync + Hash + Eq + Clone + 'static,
 {
     loader: Arc<L>,
+    /// Off for subscriptions, whose operation lives across many events.
+    cache_results: bool,
     state: Mutex<BatcherState<K, L::Value>>,
 }
 
@@ -67,9 +69,10 @@ where
     K: Send + Sync + Hash + Eq + Clone + 'static,
     L: Loader<K, Error = AppError>,
 {
-    fn new(loader: Arc<L>) -> Self {
+    fn new(loader: Arc<L>, cache_results: bool) -> Self {
         Self {
             loader,
+            cache_results,
             state: Mutex::new(BatcherState {
                 next_generation: 0,
                 pending: None,
@@ -122,7 +125,7 @@ where
                     .map(|p| p.keys.into_iter().collect())
                     .unwrap_or_default();
                 let loaded = self.loader.load(&keys).await.map(Arc::new);
-                if let Ok(map) = &loaded {
+                if let (Ok(map), true) = (&loaded, self.cache_results) {
                     let mut state = self.lock();
                     for k in keys {
                         let value = map.get(&k).cloned();
@@ -161,8 +164,8 @@ macro_rules! loader_set {
         }
 
         impl LoaderSet {
-            fn new(loader: Arc<DbLoader>) -> Self {
-                Self { $($field: Batcher::new(loader.clone()),)* }
+            fn new(loader: Arc<DbLoader>, cache_results: bool) -> Self {
+                Self { $($field: Batcher::new(loader.clone(), cache_results),)* }
             }
         }
 
@@ -213,8 +216,14 @@ impl LoaderSet {
 /// The loaders of one request (shared with lazily computed fields such as `totalCount`).
 pub type Loaders = Arc<LoaderSet>;
 
+/// Loaders for one query or mutation: results are cached for the rest of the request.
 pub fn new_loaders(db: DatabaseConnection, viewer: Arc<Viewer>) -> Loaders {
-    Arc::new(LoaderSet::new(Arc::new(DbLoader { db, viewer })))
+    Arc::new(LoaderSet::new(Arc::new(DbLoader { db, viewer }), true))
+}
+
+/// Loaders for a subscription: batched but never cached, since every event must see fresh rows.
+pub fn new_subscription_loaders(db: DatabaseConnection, viewer: Arc<Viewer>) -> Loaders {
+    Arc::new(LoaderSet::new(Arc::new(DbLoader { db, viewer }), false))
 }
 
 /// Loads rows for the caller of one request.
