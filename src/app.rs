@@ -13,32 +13,51 @@ use crate::{
     db,
     graphql::build_schema,
     http,
+    jobs::{EventBus, handlers::Registry, worker::WorkerPool},
     metrics::Metrics,
     state::AppState,
+    storage::Storage,
 };
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    /// Runs jobs in this process (unless `--no-worker`).
+    workers: Option<WorkerPool>,
 }
 
 impl Application {
-    /// Everything up to accepting connections. Binding happens last, so a server that listens
-    /// is a server that can answer.
+    /// Everything up to accepting connections: binds the listener (so local storage can sign
+    /// URLs with the real port), connects, migrates, checks ffmpeg, and wires the router.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let state = connect_state(args.config).await?;
-        db::migrate(&state.db).await?;
-        password::warm_up();
-        let schema = build_schema(&state.config, Some(state.clone()));
-        let router = http::router(state.clone(), schema);
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let public_url = match &args.config.public_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().context("reading the bound address")?
+            ),
+        };
+        let state = connect_state(args.config, &public_url).await?;
+        db::migrate(&state.db).await?;
+        password::warm_up();
+        match crate::render::ffmpeg::check().await {
+            Ok(tools) => tracing::info!(ffmpeg = %tools.ffmpeg.display(), "ffmpeg found"),
+            Err(problem) => {
+                tracing::error!("rendering and media processing are unavailable: {problem}")
+            }
+        }
+        let schema = build_schema(&state.config, Some(state.clone()));
+        let router = http::router(state.clone(), schema);
+        let workers = (!args.no_worker).then(|| worker_pool(&state));
         Ok(Self {
             listener,
             router,
             state,
+            workers,
         })
     }
 
@@ -70,23 +89,42 @@ impl Application {
         let signal = async move {
             signal.await;
             // Long-lived connections end themselves once they see this (WebSockets close 1001).
+            // The worker pool sees it too: it stops claiming and drains.
             shutdown.cancel();
         };
-        axum::serve(
+        let workers = self
+            .workers
+            .map(|pool| tokio::spawn(pool.run(self.state.shutdown.clone())));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+        if let Some(workers) = workers {
+            workers.await.ok();
+        }
+        served
     }
 }
 
 /// Connects to the database and assembles the shared state (no migrations, no listener).
-pub async fn connect_state(config: crate::config::Config) -> anyhow::Result<AppState> {
+/// `public_url` is where clients reach this process (for locally signed storage URLs).
+pub async fn connect_state(
+    config: crate::config::Config,
+    public_url: &str,
+) -> anyhow::Result<AppState> {
     let tokens = TokenKeys::from_config(&config)?;
+    let storage = Storage::from_config(
+        &config,
+        tokens.derive_key(b"reelgraph storage url signing"),
+        public_url,
+    )
+    .await?;
     let metrics = Arc::new(Metrics::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let counter = metrics.db_statements.clone();
     let db = db::connect(
         &config,
@@ -95,13 +133,46 @@ pub async fn connect_state(config: crate::config::Config) -> anyhow::Result<AppS
         })),
     )
     .await?;
+    let url = config
+        .is_postgres()
+        .then(|| config.database_url.clone())
+        .flatten();
+    let events = EventBus::start(db.clone(), url.as_deref(), shutdown.clone());
     Ok(AppState {
         db,
         config: Arc::new(config),
         tokens,
         metrics,
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        events,
+        storage,
+        shutdown,
     })
+}
+
+/// The worker pool of this process, with every built-in handler.
+pub fn worker_pool(state: &AppState) -> WorkerPool {
+    WorkerPool::new(
+        state.db.clone(),
+        state.events.clone(),
+        state.storage.clone(),
+        Registry::builtin(),
+        state.config.job_settings(),
+        state.config.worker_slots(),
+    )
+}
+
+/// Runs only workers (`reelgraph worker`) until SIGINT/SIGTERM, then drains them.
+pub async fn run_worker(state: AppState) -> anyhow::Result<()> {
+    let pool = worker_pool(&state).run(state.shutdown.clone());
+    let signal = {
+        let shutdown = state.shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    };
+    tokio::join!(pool, signal);
+    Ok(())
 }
 
 async fn shutdown_signal() {

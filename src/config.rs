@@ -57,6 +57,61 @@ pub struct Config {
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
+
+    /// Jobs this process runs at once (default: the number of CPU cores).
+    #[arg(long, env = "REELGRAPH_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds a claimed job stays leased without a heartbeat before another worker may take it.
+    #[arg(long, env = "REELGRAPH_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+
+    /// Milliseconds between heartbeats of a running job (also how fast a cancel is seen).
+    #[arg(long, env = "REELGRAPH_JOB_HEARTBEAT_MS", default_value_t = 500)]
+    pub job_heartbeat_ms: u64,
+
+    /// Milliseconds between looks for work when no wake-up arrives.
+    #[arg(long, env = "REELGRAPH_JOB_POLL_MS", default_value_t = 2000)]
+    pub job_poll_ms: u64,
+
+    /// Days finished top-level jobs are kept.
+    #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30)]
+    pub job_retention_days: u32,
+
+    /// Seconds running jobs may take to finish on shutdown before they are released.
+    #[arg(long, env = "REELGRAPH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Where this server is reachable from clients (for the presigned URLs of local storage);
+    /// default: `http://{listen address}`.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Object storage folder (default `{data dir}/objects`; with PostgreSQL, set this or S3_BUCKET).
+    #[arg(long, env = "REELGRAPH_STORAGE_DIR")]
+    pub storage_dir: Option<std::path::PathBuf>,
+
+    /// S3 bucket; setting it selects the S3 backend.
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 endpoint for MinIO, R2 and other S3-protocol services (default: AWS).
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Path-style addressing (`endpoint/bucket/key`), needed by MinIO and most local servers.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+
+    /// S3 credentials; unset, the AWS SDK's usual chain (AWS_ACCESS_KEY_ID, profiles, roles).
+    #[arg(long, env = "S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
 }
 
 impl Config {
@@ -75,7 +130,40 @@ impl Config {
             cors_origins: Vec::new(),
             max_body_bytes: 1 << 20,
             trust_proxy: false,
+            workers: None,
+            job_lease_secs: 30,
+            job_heartbeat_ms: 500,
+            job_poll_ms: 2000,
+            job_retention_days: 30,
+            shutdown_grace_secs: 30,
+            public_url: None,
+            storage_dir: None,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".to_owned(),
+            s3_force_path_style: false,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
+    }
+
+    /// The jobs engine's timings.
+    pub fn job_settings(&self) -> crate::jobs::JobSettings {
+        use std::time::Duration;
+        crate::jobs::JobSettings {
+            lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            heartbeat: Duration::from_millis(self.job_heartbeat_ms.max(10)),
+            poll: Duration::from_millis(self.job_poll_ms.max(10)),
+            retention: chrono::Duration::days(i64::from(self.job_retention_days)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
+    /// Concurrent jobs of this process's worker pool.
+    pub fn worker_slots(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1)
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -91,6 +179,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "REELGRAPH_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// Serve only; leave the jobs to separate `reelgraph worker` processes.
+    #[arg(long, env = "REELGRAPH_NO_WORKER", default_value_t = false)]
+    pub no_worker: bool,
 
     #[command(flatten)]
     pub config: Config,

@@ -1,4 +1,5 @@
-//! The HTTP surface: GraphQL over POST and GET, GraphiQL, health and metrics.
+//! The HTTP surface: GraphQL over POST and GET, GraphiQL, health and metrics, and the routes
+//! of GraphQL over WebSocket (the protocol itself lives in [`crate::ws`]).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,7 +9,8 @@ use async_graphql::{
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::{
     Router,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, Request, State},
+    handler::Handler,
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -29,6 +31,8 @@ use crate::{
     error::AppError,
     graphql::{AppSchema, loaders::new_loaders},
     state::AppState,
+    storage,
+    ws::{self, WsSettings},
 };
 
 /// Most operations one batched HTTP request may carry.
@@ -38,9 +42,16 @@ const MAX_BATCH: usize = 10;
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    /// Timings and limits of GraphQL over WebSocket.
+    pub ws: WsSettings,
 }
 
 pub fn router(app: AppState, schema: AppSchema) -> Router {
+    router_with(app, schema, WsSettings::default())
+}
+
+/// The router with explicit WebSocket settings (tests shorten the timeouts).
+pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
     let config = app.config.clone();
     let cors = if config.cors_origins.is_empty() {
         CorsLayer::new().allow_origin(Any)
@@ -56,18 +67,36 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
     .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
     .max_age(Duration::from_secs(3600));
 
+    // Presigned object URLs of the local storage backend: large bodies, long transfers, and
+    // PUT from browsers, so they get their own limits and CORS.
+    let objects = Router::new()
+        .route(
+            "/objects/{*key}",
+            get(storage::routes::get_object).put(storage::routes::put_object),
+        )
+        .with_state(app.storage.clone())
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::PUT, Method::HEAD])
+                .allow_headers([header::CONTENT_TYPE, header::RANGE])
+                .max_age(Duration::from_secs(3600)),
+        );
+
     Router::new()
-        .route("/graphql", get(graphql).post(graphql))
+        .route("/graphql", get(graphql_get).post(graphql))
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(HttpState { app, schema })
+        .with_state(HttpState { app, schema, ws })
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
         ))
         .layer(cors)
+        .merge(objects)
         .layer(CatchPanicLayer::custom(|_| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,7 +115,7 @@ fn error_body(err: &AppError) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "errors": [error] }))
 }
 
-fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+pub(crate) fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
     let forwarded = state
         .config
         .trust_proxy
@@ -107,6 +136,15 @@ fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Clien
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect()),
+    }
+}
+
+/// `GET /graphql` is a query, or a WebSocket when the request asks for an upgrade.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    if ws::is_upgrade_request(request.headers()) {
+        ws::upgrade.call(request, state).await
+    } else {
+        graphql.call(request, state).await
     }
 }
 

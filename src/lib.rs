@@ -7,15 +7,20 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod creators;
 pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
+pub mod render;
 pub mod state;
+pub mod storage;
 pub mod users;
 pub mod videos;
+pub mod ws;
 
 pub use app::Application;

@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Serve GraphQL over HTTP (default).
     Serve(ServeArgs),
+    /// Run jobs only (any number of workers may share one PostgreSQL).
+    Worker(Config),
     /// Apply pending database migrations and exit.
     Migrate(Config),
     /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
@@ -89,9 +91,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Migrate(config)) => {
-            let state = connect_state(config).await?;
+        Some(Command::Worker(config)) => {
+            anyhow::ensure!(
+                config.is_postgres(),
+                "`reelgraph worker` shares jobs with servers through PostgreSQL: set DATABASE_URL \
+                 (in embedded mode `reelgraph serve` already runs the jobs)"
+            );
+            let public_url = config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", reelgraph::config::DEFAULT_LISTEN));
+            let state = connect_state(config, &public_url).await?;
             db::migrate(&state.db).await?;
+            reelgraph::app::run_worker(state).await
+        }
+        Some(Command::Migrate(config)) => {
+            db::migrate(&db::connect(&config, None).await?).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -105,11 +120,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             display_name,
             config,
         })) => {
-            let state = connect_state(config).await?;
-            db::migrate(&state.db).await?;
+            let db = db::connect(&config, None).await?;
+            db::migrate(&db).await?;
             let generated = password.is_none();
             let password = password.unwrap_or_else(generate_password);
-            let outcome = create_admin(&state.db, &email, &password, display_name.as_deref())
+            let outcome = create_admin(&db, &email, &password, display_name.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
                 .context("creating the administrator")?;

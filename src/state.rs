@@ -5,7 +5,9 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::tokens::TokenKeys, config::Config, metrics::Metrics};
+use crate::{
+    auth::tokens::TokenKeys, config::Config, jobs::EventBus, metrics::Metrics, storage::Storage,
+};
 
 /// Cheap to clone; lives as long as the server.
 #[derive(Clone)]
@@ -18,6 +20,10 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Process metrics exported at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Job change notifications of this process (fed by LISTEN with PostgreSQL).
+    pub events: EventBus,
+    /// Object storage (S3 or the local folder).
+    pub storage: Storage,
     /// Cancelled when the process starts shutting down: long-lived tasks (WebSockets, workers)
     /// watch it to finish cleanly.
     pub shutdown: CancellationToken,

@@ -15,6 +15,7 @@ pub mod credit_ledger_entry;
 pub mod highlight;
 pub mod invite_code;
 pub mod job;
+pub mod job_transition;
 pub mod key_moment;
 pub mod plan;
 pub mod refresh_token;

@@ -9,6 +9,7 @@ pub use super::credit_ledger_entry::Entity as CreditLedgerEntry;
 pub use super::highlight::Entity as Highlight;
 pub use super::invite_code::Entity as InviteCode;
 pub use super::job::Entity as Job;
+pub use super::job_transition::Entity as JobTransition;
 pub use super::key_moment::Entity as KeyMoment;
 pub use super::plan::Entity as Plan;
 pub use super::refresh_token::Entity as RefreshToken;

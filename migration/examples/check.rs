@@ -36,7 +36,8 @@ use uuid::Uuid;
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Every table the migrations create.
-pub const TABLES: [&str; 23] = [
+pub const TABLES: [&str; 24] = [
+    "job_transitions",
     "users",
     "sessions",
     "refresh_tokens",
@@ -154,7 +155,12 @@ pub async fn run(db: &DatabaseConnection) -> Result<(), BoxError> {
 
     // Rolling back only the plan seed keeps plans that subscriptions still
     // reference; re-applying it restores the rest.
-    Migrator::down(db, Some(1)).await?;
+    let after_seed = Migrator::migrations()
+        .iter()
+        .rev()
+        .take_while(|m| m.name() != "m20261122_000006_seed_plans")
+        .count();
+    Migrator::down(db, Some(after_seed as u32 + 1)).await?;
     let kept = plan::Entity::find().all(db).await?;
     ensure(
         kept.len() == 1 && kept[0].code == PlanCode::Pro,

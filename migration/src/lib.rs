@@ -13,6 +13,7 @@ mod m20261122_000003_create_videos;
 mod m20261122_000004_create_jobs;
 mod m20261122_000005_create_highlights;
 mod m20261122_000006_seed_plans;
+mod m20261122_000007_create_job_transitions;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_jobs::Migration),
             Box::new(m20261122_000005_create_highlights::Migration),
             Box::new(m20261122_000006_seed_plans::Migration),
+            Box::new(m20261122_000007_create_job_transitions::Migration),
         ]
     }
 }

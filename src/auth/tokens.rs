@@ -40,6 +40,8 @@ pub struct TokenKeys {
 }
 
 struct Keys {
+    /// The raw secret, for deriving the keys of other signatures (e.g. storage URLs).
+    secret: Vec<u8>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -54,6 +56,7 @@ impl TokenKeys {
         validation.leeway = 5;
         Self {
             inner: Arc::new(Keys {
+                secret: secret.to_vec(),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 validation,
@@ -78,6 +81,18 @@ impl TokenKeys {
             "JWT_SECRET is too short: use at least {MIN_SECRET_LEN} bytes, e.g. `openssl rand -hex 32`"
         );
         Ok(Self::new(&secret, config.access_token_ttl_secs))
+    }
+
+    /// A key for another purpose, derived from the secret (HMAC-SHA256 of `label`), so one
+    /// configured secret serves several signatures without reusing a key.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut out = [0u8; 32];
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.inner.secret) {
+            mac.update(label);
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
     }
 
     /// Issues an access token; returns it with its expiry.

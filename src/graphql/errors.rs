@@ -4,13 +4,19 @@
 //! validation, argument coercion, depth and complexity limits) carry none, so this extension
 //! adds one: `QUERY_TOO_COMPLEX` for the limits, `BAD_USER_INPUT` for the rest — they are all
 //! about the query the client sent.
+//!
+//! `Schema::execute` runs the `request` hook, `Schema::execute_stream` (the WebSocket layer)
+//! only the `subscribe` hook, so both add the missing codes.
 
 use std::sync::Arc;
 
 use async_graphql::{
     Response, ServerError, ValidationResult,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextValidation},
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe, NextValidation,
+    },
 };
+use futures_util::stream::{BoxStream, StreamExt};
 
 pub struct ErrorCodes;
 
@@ -30,6 +36,22 @@ impl Extension for ErrorCodesExtension {
             ensure_code(error);
         }
         response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                for error in &mut response.errors {
+                    ensure_code(error);
+                }
+                response
+            })
+            .boxed()
     }
 
     async fn validation(

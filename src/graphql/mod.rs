@@ -7,14 +7,17 @@ pub mod pagination;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::{
     access::{ClientInfo, Viewer},
     auth::graphql::AuthMutation,
+    billing::{BillingMutation, BillingQuery},
     config::Config,
     creators::{CreatorMutation, CreatorQuery},
     error::{AppError, AppResult},
+    jobs::graphql::{JobMutation, JobQuery, JobSubscription},
+    render::graphql::RenderMutation,
     state::AppState,
     users::{UserMutation, UserQuery},
     videos::VideoQuery,
@@ -23,12 +26,22 @@ use crate::{
 pub use loaders::Loaders;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(UserQuery, CreatorQuery, VideoQuery);
+pub struct QueryRoot(UserQuery, CreatorQuery, VideoQuery, JobQuery, BillingQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(AuthMutation, UserMutation, CreatorMutation);
+pub struct MutationRoot(
+    AuthMutation,
+    UserMutation,
+    CreatorMutation,
+    JobMutation,
+    RenderMutation,
+    BillingMutation,
+);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(JobSubscription);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema. The server, the tests and `reelgraph schema` all use this one function,
 /// so the committed SDL is exactly what is served.
@@ -36,7 +49,7 @@ pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(config.max_query_depth)
     .limit_complexity(config.max_query_complexity)

@@ -216,7 +216,7 @@ async fn expired_and_forged_tokens_are_unauthenticated(backend: Backend) {
 }
 
 async fn invite_codes_gate_registration_and_cannot_be_overused(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.require_invite = true).await;
+    let app = TestApp::spawn_with(backend, |a| a.config.require_invite = true).await;
     let register = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";
     let without = app
         .gql(

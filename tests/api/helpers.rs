@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use reelgraph::{
     Application,
     config::{Config, ServeArgs},
@@ -11,12 +12,30 @@ use reelgraph::{
 };
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// The JWT secret of every PostgreSQL-backed test app (so apps on one database share tokens).
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// Creates a fresh PostgreSQL database and returns its name.
+pub async fn create_database() -> String {
+    let name = format!("rg_test_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(format!("{}/postgres", postgres_base_url()))
+        .await
+        .expect("PostgreSQL must be running for the tests (see README)");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    name
 }
 
 /// PostgreSQL server the tests create their databases on.
@@ -70,35 +89,38 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::embedded(data_dir.path());
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut ServeArgs)) -> Self {
         let pg_database = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => {
-                let name = format!("rg_test_{}", Uuid::new_v4().simple());
-                let admin = Database::connect(format!("{}/postgres", postgres_base_url()))
-                    .await
-                    .expect("PostgreSQL must be running for the tests (see README)");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.ok();
-                config.database_url = Some(format!("{}/{name}", postgres_base_url()));
-                config.jwt_secret =
-                    Some("test-secret-test-secret-test-secret-0123456789".to_owned());
-                config.db_max_connections = 10;
-                Some(name)
-            }
+            Backend::Postgres => Some(create_database().await),
         };
-        configure(&mut config);
-        let app = Application::build(ServeArgs {
+        let mut app = Self::spawn_on(pg_database.as_deref(), configure).await;
+        app.pg_database = pg_database;
+        app
+    }
+
+    /// An app on an existing PostgreSQL database (`None`: a fresh SQLite one), which this app
+    /// does not drop — so several apps can share one database.
+    pub async fn spawn_on(
+        pg_database: Option<&str>,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::embedded(data_dir.path());
+        config.job_poll_ms = 500;
+        if let Some(name) = pg_database {
+            config.database_url = Some(format!("{}/{name}", postgres_base_url()));
+            config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
+            config.db_max_connections = 10;
+            config.storage_dir = Some(data_dir.path().join("objects"));
+        }
+        let mut args = ServeArgs {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            no_worker: false,
             config,
-        })
-        .await
-        .expect("application builds");
+        };
+        configure(&mut args);
+        let app = Application::build(args).await.expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
         let server = tokio::spawn(async move {
@@ -112,7 +134,7 @@ impl TestApp {
                 .expect("client"),
             state,
             _data_dir: data_dir,
-            pg_database,
+            pg_database: None,
             server,
         }
     }
@@ -175,6 +197,11 @@ impl TestApp {
             )
             .await;
         data["createCreator"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Makes this app drop `database` when it is dropped.
+    pub fn adopt_database(&mut self, database: String) {
+        self.pg_database = Some(database);
     }
 
     /// SQL statements this app has sent so far.
@@ -242,4 +269,70 @@ impl Drop for TestApp {
         });
         handle.join().ok();
     }
+}
+
+/// A graphql-transport-ws client: connects, authenticates and subscribes.
+pub async fn subscribe(
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connected");
+    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .expect("init sent");
+    loop {
+        let message = socket.next().await.expect("open").expect("message");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("json");
+            if value["type"] == "connection_ack" {
+                break;
+            }
+        }
+    }
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } });
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .expect("subscribe sent");
+    socket
+}
+
+/// Reads a subscription's `next` payloads until `complete` (at most `within`).
+pub async fn collect_until_complete(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    within: Duration,
+) -> Vec<Value> {
+    let mut payloads = Vec::new();
+    let read = async {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).expect("json");
+            match value["type"].as_str() {
+                Some("complete") => break,
+                Some("next") => payloads.push(value["payload"].clone()),
+                Some("error") => panic!("subscription error: {value}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .expect("the subscription completes in time");
+    payloads
 }

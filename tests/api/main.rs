@@ -3,7 +3,13 @@
 mod helpers;
 
 mod auth;
+mod billing;
 mod creators;
+mod jobs;
 mod limits;
+mod render;
+mod s3;
 mod schema;
 mod videos;
+mod websocket;
+mod workers;

@@ -1,0 +1,112 @@
+//! Prepaid credits: the balance in `users.credits` and its append-only `credit_ledger`.
+//!
+//! Every change goes through [`apply`], which moves the balance with one conditional
+//! `UPDATE … SET credits = credits + delta WHERE credits + delta >= 0 RETURNING credits` and
+//! writes the ledger row with the balance that statement returned. The check and the change
+//! are one statement, so concurrent spenders can never take the balance below zero, and the
+//! ledger's `balance_after` is always the balance that change produced.
+
+use chrono::Utc;
+use entity::{credit_ledger_entry, user};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppError, AppResult},
+    jobs::queue::begin_write,
+};
+
+/// Ledger reason of credits spent on render minutes past the plan's limit.
+pub const REASON_OVERAGE: &str = "render overage";
+/// Ledger reason of credits given back when a paid render fails or is cancelled.
+pub const REASON_REFUND: &str = "render refund";
+
+/// Largest single grant; keeps a typo from minting an absurd balance (or overflowing BIGINT).
+pub const MAX_GRANT: i64 = 1_000_000_000;
+/// Longest ledger reason an administrator may write.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Adds `delta` (negative = spend) to the user's balance and writes the ledger row, inside the
+/// caller's transaction. Returns the new balance, or `None` when the user does not exist or the
+/// balance would go below zero — in which case nothing was written.
+///
+/// The row is stamped with the wall clock, not with the `now` a reservation is billed at, so
+/// the ledger's time order is the order in which balances changed.
+pub(crate) async fn apply(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    delta: i64,
+    reason: &str,
+    job_id: Option<Uuid>,
+) -> AppResult<Option<i64>> {
+    let now = Utc::now();
+    let updated = user::Entity::update_many()
+        .col_expr(
+            user::Column::Credits,
+            Expr::col(user::Column::Credits).add(delta),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::val(now))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(Expr::col(user::Column::Credits).add(delta).gte(0))
+        .exec_with_returning(db)
+        .await?;
+    let Some(user) = updated.into_iter().next() else {
+        return Ok(None);
+    };
+    credit_ledger_entry::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        delta: Set(delta),
+        reason: Set(reason.to_owned()),
+        job_id: Set(job_id),
+        balance_after: Set(user.credits),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(Some(user.credits))
+}
+
+/// The user's current balance (`None` when the user does not exist).
+pub(crate) async fn balance(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<Option<i64>> {
+    Ok(user::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map(|u| u.credits))
+}
+
+/// Adds `credits` to a user's balance with a ledger row saying `reason`; returns the new
+/// balance. Used by the `grantCredits` admin mutation (and by purchases, once they exist).
+///
+/// Errors: `BAD_USER_INPUT` on `credits` (not 1..=[`MAX_GRANT`]) or `reason` (blank or longer
+/// than [`MAX_REASON_CHARS`]); `NOT_FOUND` when the user does not exist.
+pub async fn grant_credits(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    credits: i64,
+    reason: &str,
+) -> AppResult<i64> {
+    if !(1..=MAX_GRANT).contains(&credits) {
+        return Err(AppError::bad_input(
+            "credits",
+            format!("must be between 1 and {MAX_GRANT}"),
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(AppError::bad_input(
+            "reason",
+            format!("must be 1–{MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let txn = begin_write(db).await?;
+    let balance = apply(&txn, user_id, credits, reason, None)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    txn.commit().await?;
+    Ok(balance)
+}

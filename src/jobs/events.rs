@@ -1,0 +1,189 @@
+//! Job change notifications.
+//!
+//! After a job change commits, its writer publishes a [`JobEvent`] — a hint carrying ids and
+//! the row's new `seq`, never the row itself. Listeners re-read the row. In embedded mode the
+//! bus is an in-process broadcast. With PostgreSQL, publishing is `pg_notify` (outside the
+//! state transaction), and each process holds one dedicated `LISTEN` connection that feeds its
+//! broadcast — so a process hears its own changes and every other process's the same way.
+//! After the listener reconnects, it sends [`BusMessage::Resync`]: whatever was missed in
+//! between must be re-read from the table.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, sqlx::postgres::PgListener,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const CHANNEL: &str = "reelgraph_jobs";
+/// Events buffered per subscriber; a subscriber further behind gets `Lagged` and re-reads.
+const BUFFER: usize = 1024;
+
+/// A committed change of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobEvent {
+    pub job_id: Uuid,
+    pub owner_id: Uuid,
+    /// The job's version after the change; only grows.
+    pub seq: i64,
+    /// The job became claimable: idle workers should look for work.
+    pub wake: bool,
+}
+
+impl JobEvent {
+    fn encode(&self) -> String {
+        format!(
+            "{},{},{},{}",
+            self.job_id,
+            self.owner_id,
+            self.seq,
+            u8::from(self.wake)
+        )
+    }
+
+    fn decode(payload: &str) -> Option<Self> {
+        let mut parts = payload.split(',');
+        let event = Self {
+            job_id: parts.next()?.parse().ok()?,
+            owner_id: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+            wake: parts.next()? == "1",
+        };
+        parts.next().is_none().then_some(event)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusMessage {
+    Job(JobEvent),
+    /// Events may have been missed: re-read state from the database.
+    Resync,
+}
+
+/// Fan-out of job events to subscriptions and workers in this process.
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<BusMessage>,
+    db: DatabaseConnection,
+}
+
+impl EventBus {
+    /// A bus for `db`. With PostgreSQL, also starts the LISTEN task (until `shutdown`).
+    pub fn start(
+        db: DatabaseConnection,
+        database_url: Option<&str>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, _) = broadcast::channel(BUFFER);
+        if db.get_database_backend() == DatabaseBackend::Postgres
+            && let Some(url) = database_url
+        {
+            tokio::spawn(listen(url.to_owned(), tx.clone(), shutdown));
+        }
+        Self { tx, db }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
+        self.tx.subscribe()
+    }
+
+    /// Announces committed changes. Call only after the transaction that made them committed.
+    pub async fn publish(&self, events: &[JobEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                for event in events {
+                    let statement = Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [CHANNEL.into(), event.encode().into()],
+                    );
+                    if let Err(err) = self.db.execute_raw(statement).await {
+                        // Listeners fall back to polling/re-reading; the state itself is safe.
+                        tracing::warn!(error = %err, job_id = %event.job_id, "could not publish job event");
+                    }
+                }
+            }
+            _ => {
+                for event in events {
+                    let _ = self.tx.send(BusMessage::Job(*event));
+                }
+            }
+        }
+    }
+}
+
+/// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
+/// is followed by a `Resync`.
+async fn listen(url: String, tx: broadcast::Sender<BusMessage>, shutdown: CancellationToken) {
+    let mut connected_before = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = listener => match result {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "job event listener: cannot connect; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(100);
+        if connected_before {
+            let _ = tx.send(BusMessage::Resync);
+        }
+        connected_before = true;
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = listener.try_recv() => next,
+            };
+            match next {
+                Ok(Some(notification)) => {
+                    if let Some(event) = JobEvent::decode(notification.payload()) {
+                        let _ = tx.send(BusMessage::Job(event));
+                    }
+                }
+                Ok(None) => {
+                    // The connection dropped; sqlx reconnects on the next call.
+                    tracing::warn!("job event listener: connection lost; reconnecting");
+                    let _ = tx.send(BusMessage::Resync);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "job event listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_their_payload() {
+        let event = JobEvent {
+            job_id: Uuid::now_v7(),
+            owner_id: Uuid::now_v7(),
+            seq: 42,
+            wake: true,
+        };
+        assert_eq!(JobEvent::decode(&event.encode()), Some(event));
+        assert_eq!(JobEvent::decode("garbage"), None);
+        assert_eq!(JobEvent::decode(&format!("{},extra", event.encode())), None);
+    }
+}

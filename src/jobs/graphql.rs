@@ -1,0 +1,455 @@
+//! The jobs API: `job`, `jobs`, `cancelJob`, `retryJob`, and the live `jobUpdated` and
+//! `jobsUpdated` subscriptions.
+//!
+//! A subscription subscribes to the event bus *before* it reads its snapshot, then emits
+//! every newer version (`seq`), so no change — above all no terminal status — slips between
+//! the read and the subscribe. Events are hints: the row is re-read for each. A subscriber
+//! that falls behind the bounded bus gets `Lagged`, and answers it by re-reading the latest
+//! state (coalescing), never by queueing without bound.
+
+use std::collections::HashMap;
+
+use async_graphql::{Context, Enum, ID, Object, Subscription};
+use chrono::{DateTime, Utc};
+use entity::{JobKind, JobStatus, job};
+use futures_util::Stream;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::{events::BusMessage, is_terminal, lifecycle};
+use crate::{
+    access::Viewer,
+    error::{AppError, AppResult},
+    graphql::{
+        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
+        parse_id, state, viewer,
+    },
+    state::AppState,
+};
+
+/// How urgently a job should run.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPriority {
+    Low,
+    Normal,
+    High,
+}
+
+impl JobPriority {
+    pub fn value(self) -> i32 {
+        match self {
+            Self::Low => job::PRIORITY_LOW,
+            Self::Normal => job::PRIORITY_NORMAL,
+            Self::High => job::PRIORITY_HIGH,
+        }
+    }
+
+    fn from_value(value: i32) -> Self {
+        match value {
+            v if v <= job::PRIORITY_LOW => Self::Low,
+            v if v >= job::PRIORITY_HIGH => Self::High,
+            _ => Self::Normal,
+        }
+    }
+}
+
+/// A unit of background work and where it stands.
+pub struct Job(pub job::Model);
+
+#[Object]
+impl Job {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn kind(&self) -> JobKind {
+        self.0.kind
+    }
+    /// What runs: `render.movie`, `render.scene`, `render.assemble`, `render.short`, `video.probe`, …
+    #[graphql(name = "type")]
+    async fn job_type(&self) -> &str {
+        &self.0.job_type
+    }
+    async fn status(&self) -> JobStatus {
+        self.0.status
+    }
+    async fn priority(&self) -> JobPriority {
+        JobPriority::from_value(self.0.priority)
+    }
+    /// 0.0–1.0; never goes backwards within one attempt.
+    async fn progress(&self) -> f64 {
+        self.0.progress
+    }
+    async fn current_phase(&self) -> Option<&str> {
+        self.0.current_phase.as_deref()
+    }
+    /// Attempts started so far (a retry after a crash or an error is a new attempt).
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn max_attempts(&self) -> i32 {
+        self.0.max_attempts
+    }
+    /// Why the job failed (or, while it is queued for a retry, why the last attempt failed).
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// A cancel was requested and the worker is stopping the job.
+    async fn cancel_requested(&self) -> bool {
+        self.0.cancel_requested
+    }
+    /// Monotonic version of this job; grows with every change.
+    async fn version(&self) -> i64 {
+        self.0.seq
+    }
+    async fn parent(&self, ctx: &Context<'_>) -> AppResult<Option<Job>> {
+        let Some(parent_id) = self.0.parent_id else {
+            return Ok(None);
+        };
+        let state = state(ctx)?;
+        let parent = job::Entity::find_by_id(parent_id).one(&state.db).await?;
+        match parent {
+            Some(parent) if can_see(viewer(ctx)?, &state.db, &parent).await? => {
+                Ok(Some(Job(parent)))
+            }
+            _ => Ok(None),
+        }
+    }
+    /// Child jobs, oldest first (e.g. one `render.scene` per scene, then `render.assemble`).
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    async fn children(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> AppResult<RelayConnection<Job>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let db = &state(ctx)?.db;
+        let select = job::Entity::find().filter(job::Column::ParentId.eq(self.0.id));
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, job::Column::Id, false, args).await?;
+        Ok(page.into_connection(|j| j.id, Job, total))
+    }
+    /// A download URL of the job's output once it is DONE; it works for 10 minutes.
+    async fn output_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let Some(key) = self
+            .0
+            .output_ref
+            .as_deref()
+            .filter(|_| self.0.status == JobStatus::Done)
+        else {
+            return Ok(None);
+        };
+        let url = state(ctx)?
+            .storage
+            .presign_get(key, crate::storage::PRESIGN_TTL)
+            .await?;
+        Ok(Some(url))
+    }
+    /// For `render.scene`: served from the scene cache instead of being rendered.
+    async fn cached(&self) -> bool {
+        self.0.cached
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+}
+
+/// Owners, administrators, and members of the job's creator see a job.
+pub async fn can_see(
+    viewer: &Viewer,
+    db: &DatabaseConnection,
+    job: &job::Model,
+) -> AppResult<bool> {
+    let Some(user) = viewer.user() else {
+        return Ok(false);
+    };
+    if user.id == job.owner_id || viewer.is_admin() {
+        return Ok(true);
+    }
+    match job.creator_id {
+        Some(creator_id) => viewer.manages_creator(db, creator_id).await,
+        None => Ok(false),
+    }
+}
+
+/// The job, if the caller may see it; `NOT_FOUND` otherwise.
+async fn visible_job(viewer: &Viewer, db: &DatabaseConnection, id: Uuid) -> AppResult<job::Model> {
+    viewer.require_user()?;
+    match job::Entity::find_by_id(id).one(db).await? {
+        Some(job) if can_see(viewer, db, &job).await? => Ok(job),
+        _ => Err(AppError::NotFound("job")),
+    }
+}
+
+/// Jobs the caller may list: their own, and (for members) their creators'.
+async fn listable(viewer: &Viewer, db: &DatabaseConnection) -> AppResult<Condition> {
+    let user = viewer.require_user()?;
+    if viewer.is_admin() {
+        return Ok(Condition::all());
+    }
+    let members = viewer.member_creator_ids(db).await?;
+    let mut mine = Condition::any().add(job::Column::OwnerId.eq(user.id));
+    if !members.is_empty() {
+        mine = mine.add(job::Column::CreatorId.is_in(members.iter().copied()));
+    }
+    Ok(mine)
+}
+
+#[derive(Default)]
+pub struct JobQuery;
+
+#[Object]
+impl JobQuery {
+    async fn job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Job>> {
+        let id = parse_id("id", &id)?;
+        visible_job(viewer(ctx)?, &state(ctx)?.db, id)
+            .await
+            .map(|j| Some(Job(j)))
+    }
+
+    /// The caller's jobs (and their creators'), newest first.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument"
+    )]
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        status: Option<Vec<JobStatus>>,
+        kind: Option<JobKind>,
+        parent_id: Option<ID>,
+        #[graphql(desc = "Only top-level jobs (no parent).")] root_only: Option<bool>,
+    ) -> AppResult<RelayConnection<Job>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let db = &state(ctx)?.db;
+        let mut select = job::Entity::find().filter(listable(viewer(ctx)?, db).await?);
+        if let Some(status) = status.filter(|s| !s.is_empty()) {
+            select = select.filter(job::Column::Status.is_in(status));
+        }
+        if let Some(kind) = kind {
+            select = select.filter(job::Column::Kind.eq(kind));
+        }
+        if let Some(parent_id) = parent_id {
+            select = select.filter(job::Column::ParentId.eq(parse_id("parentId", &parent_id)?));
+        }
+        if root_only == Some(true) {
+            select = select.filter(job::Column::ParentId.is_null());
+        }
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, job::Column::Id, true, args).await?;
+        Ok(page.into_connection(|j| j.id, Job, total))
+    }
+}
+
+/// A `diagnostics.sleep` job: it sleeps, reporting progress.
+#[derive(async_graphql::InputObject)]
+pub struct DiagnosticJobInput {
+    /// How long it runs (0–600000 ms).
+    #[graphql(default = 1000)]
+    pub duration_ms: i32,
+    /// How many progress reports it makes (1–1000).
+    #[graphql(default = 4)]
+    pub steps: i32,
+    #[graphql(default_with = "JobPriority::Normal")]
+    pub priority: JobPriority,
+    /// Fail instead of finishing.
+    #[graphql(default = false)]
+    pub fail: bool,
+}
+
+#[derive(Default)]
+pub struct JobMutation;
+
+#[Object]
+impl JobMutation {
+    /// Cancels a job and its children: queued ones at once, running ones within a second
+    /// (their processes are killed). Cancelling a finished job changes nothing.
+    async fn cancel_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Job> {
+        let id = parse_id("id", &id)?;
+        let state = state(ctx)?;
+        visible_job(viewer(ctx)?, &state.db, id).await?;
+        lifecycle::cancel(&state.db, &state.events, id)
+            .await
+            .map(Job)
+    }
+
+    /// Enqueues a diagnostic job that exercises the workers end to end (queue, heartbeats,
+    /// progress, events). Administrators only.
+    async fn run_diagnostic_job(
+        &self,
+        ctx: &Context<'_>,
+        input: DiagnosticJobInput,
+    ) -> AppResult<Job> {
+        let admin = viewer(ctx)?.require_admin()?.id;
+        if !(0..=600_000).contains(&input.duration_ms) {
+            return Err(AppError::bad_input(
+                "input.durationMs",
+                "must be between 0 and 600000",
+            ));
+        }
+        if !(1..=1000).contains(&input.steps) {
+            return Err(AppError::bad_input(
+                "input.steps",
+                "must be between 1 and 1000",
+            ));
+        }
+        let state = state(ctx)?;
+        let mut new = super::NewJob::new(
+            JobKind::Workflow,
+            "diagnostics.sleep",
+            admin,
+            serde_json::json!({ "ms": input.duration_ms, "steps": input.steps, "fail": input.fail }),
+        );
+        new.priority = input.priority.value();
+        let txn = super::queue::begin_write(&state.db).await?;
+        let enqueued = super::queue::enqueue(&txn, new).await?;
+        txn.commit().await?;
+        state
+            .events
+            .publish(&[super::queue::event_of(&enqueued.job)])
+            .await;
+        Ok(Job(enqueued.job))
+    }
+
+    /// Runs a failed or cancelled job again as a new attempt.
+    async fn retry_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Job> {
+        let id = parse_id("id", &id)?;
+        let state = state(ctx)?;
+        visible_job(viewer(ctx)?, &state.db, id).await?;
+        lifecycle::retry(&state.db, &state.events, id)
+            .await
+            .map(Job)
+    }
+}
+
+#[derive(Default)]
+pub struct JobSubscription;
+
+#[Subscription]
+impl JobSubscription {
+    /// The job as it is now, then every change; completes after a terminal status.
+    async fn job_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Job> + use<>, AppError> {
+        let id = parse_id("id", &id)?;
+        let state = state(ctx)?.clone();
+        let viewer = viewer(ctx)?.clone();
+        // Subscribe first, then read: a change between the two is seen as an event.
+        let mut bus = state.events.subscribe();
+        let snapshot = visible_job(&viewer, &state.db, id).await?;
+        Ok(async_stream::stream! {
+            let mut last_seq = snapshot.seq;
+            let mut done = is_terminal(snapshot.status);
+            yield Job(snapshot);
+            while !done {
+                let reread = match bus.recv().await {
+                    Ok(BusMessage::Job(event)) => event.job_id == id && event.seq > last_seq,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => break,
+                };
+                if !reread {
+                    continue;
+                }
+                match job::Entity::find_by_id(id).one(&state.db).await {
+                    Ok(Some(row)) if row.seq > last_seq => {
+                        last_seq = row.seq;
+                        done = is_terminal(row.status);
+                        yield Job(row);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, job_id = %id, "jobUpdated: re-read failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Every change to any job the caller owns (top-level and child jobs).
+    async fn jobs_updated(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Job> + use<>, AppError> {
+        let state: AppState = state(ctx)?.clone();
+        let owner = viewer(ctx)?.require_user()?.id;
+        let mut bus = state.events.subscribe();
+        let mut since = Utc::now();
+        Ok(async_stream::stream! {
+            // Versions already sent, so a re-read after lag sends only what changed.
+            let mut seen: HashMap<Uuid, i64> = HashMap::new();
+            loop {
+                let rows = match bus.recv().await {
+                    Ok(BusMessage::Job(event)) if event.owner_id == owner => {
+                        if seen.get(&event.job_id).is_some_and(|&s| s >= event.seq) {
+                            continue;
+                        }
+                        job::Entity::find_by_id(event.job_id).one(&state.db).await.map(|r| r.into_iter().collect::<Vec<_>>())
+                    }
+                    Ok(BusMessage::Job(_)) => continue,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                        changed_since(&state.db, owner, since).await
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "jobsUpdated: re-read failed");
+                        continue;
+                    }
+                };
+                for row in rows {
+                    if seen.get(&row.id).is_some_and(|&s| s >= row.seq) {
+                        continue;
+                    }
+                    since = since.max(row.updated_at - chrono::Duration::seconds(1));
+                    if seen.len() > 10_000 {
+                        seen.clear();
+                    }
+                    seen.insert(row.id, row.seq);
+                    yield Job(row);
+                }
+            }
+        })
+    }
+}
+
+async fn changed_since(
+    db: &DatabaseConnection,
+    owner: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<job::Model>, sea_orm::DbErr> {
+    job::Entity::find()
+        .filter(job::Column::OwnerId.eq(owner))
+        .filter(job::Column::UpdatedAt.gte(since))
+        .order_by_asc(job::Column::UpdatedAt)
+        .limit(1000)
+        .all(db)
+        .await
+}

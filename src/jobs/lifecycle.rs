@@ -1,0 +1,425 @@
+//! How jobs end, and what their end does to their family.
+//!
+//! A worker finishes a job through [`finish`] (fenced by its lease): done, failed (retried
+//! with backoff while attempts remain), cancelled, released back to the queue on shutdown, or
+//! turned into a parent that waits for children. A child's terminal update decrements its
+//! parent's `pending_children` in the same transaction; when that reaches zero the parent's
+//! continuation (e.g. `render.assemble`) is enqueued as its last child, or, with none left,
+//! the parent is done with the last child's output. A child that fails for good fails its
+//! parent and cancels its siblings. Users cancel and retry through [`cancel`] and [`retry`].
+
+use chrono::{DateTime, Utc};
+use entity::{JobStatus, job};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, FromQueryResult, QueryFilter, Statement,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    EventBus, JobEvent, NewJob,
+    queue::{Lease, backoff, begin_write, enqueue, event_of, fenced, record_end},
+};
+use crate::error::{AppError, AppResult};
+
+/// How a running job ends.
+#[derive(Debug)]
+pub enum Finish {
+    Done {
+        output: Value,
+        output_ref: Option<String>,
+    },
+    /// Retried with backoff when `retryable` and attempts remain; failed for good otherwise.
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+    Cancelled,
+    /// Back to the queue untouched (worker shutting down); the attempt does not count.
+    Released,
+    /// Wait for `children`; when all are done, run `then` (if any) as the last child.
+    Wait {
+        children: Vec<NewJob>,
+        then: Option<NewJob>,
+    },
+}
+
+/// What a fenced finish did.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// False when the lease was no longer ours: nothing changed.
+    pub applied: bool,
+    /// Events to publish after commit.
+    pub events: Vec<JobEvent>,
+}
+
+/// Ends a job in its own transaction and publishes the events. Returns whether the lease was
+/// still ours.
+pub async fn finish(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    lease: Lease,
+    how: Finish,
+    worker: Option<&str>,
+) -> AppResult<bool> {
+    let txn = begin_write(db).await?;
+    let finished = finish_in(&txn, lease, how, worker).await?;
+    txn.commit().await?;
+    bus.publish(&finished.events).await;
+    Ok(finished.applied)
+}
+
+/// [`finish`] inside the caller's transaction.
+pub async fn finish_in(
+    txn: &DatabaseTransaction,
+    lease: Lease,
+    how: Finish,
+    worker: Option<&str>,
+) -> AppResult<Finished> {
+    let Some(current) = job::Entity::find_by_id(lease.job_id).one(txn).await? else {
+        return Ok(Finished::default());
+    };
+    let now = Utc::now();
+    let update = fenced(job::Entity::update_many(), lease)
+        .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::val(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::val(now))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1));
+    let mut note = None;
+    let mut waiting = false;
+    let mut children = Vec::new();
+    let update = match how {
+        Finish::Done { output, output_ref } => update
+            .col_expr(job::Column::Status, Expr::val(JobStatus::Done))
+            .col_expr(job::Column::Progress, Expr::val(1.0))
+            .col_expr(job::Column::Output, Expr::val(output))
+            .col_expr(job::Column::OutputRef, Expr::val(output_ref))
+            .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
+            .col_expr(job::Column::FinishedAt, Expr::val(now)),
+        Finish::Failed { error, retryable }
+            if retryable && current.attempts < current.max_attempts =>
+        {
+            note = Some(error.clone());
+            update
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+                .col_expr(
+                    job::Column::RunAt,
+                    Expr::val(now + backoff(current.attempts)),
+                )
+                .col_expr(job::Column::Error, Expr::val(error))
+        }
+        Finish::Failed { error, .. } => {
+            note = Some(error.clone());
+            update
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Failed))
+                .col_expr(job::Column::Error, Expr::val(error))
+                .col_expr(job::Column::FinishedAt, Expr::val(now))
+        }
+        Finish::Cancelled => update
+            .col_expr(job::Column::Status, Expr::val(JobStatus::Cancelled))
+            .col_expr(job::Column::FinishedAt, Expr::val(now)),
+        Finish::Released => {
+            note = Some("released by a stopping worker".to_owned());
+            update
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+                .col_expr(
+                    job::Column::Attempts,
+                    Expr::col(job::Column::Attempts).sub(1),
+                )
+                .col_expr(job::Column::RunAt, Expr::val(now))
+        }
+        Finish::Wait {
+            children: kids,
+            then: next,
+        } => {
+            let state = json!({ "continuation": next, "children": kids.len() });
+            children = kids;
+            waiting = true;
+            update
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Waiting))
+                .col_expr(
+                    job::Column::PendingChildren,
+                    Expr::val(children.len() as i32),
+                )
+                .col_expr(job::Column::Output, Expr::val(state))
+        }
+    };
+    let Some(row) = update.exec_with_returning(txn).await?.into_iter().next() else {
+        return Ok(Finished::default());
+    };
+    record_end(txn, &row, worker, note.as_deref()).await?;
+    let mut events = vec![event_of(&row)];
+    if waiting {
+        for mut child in children {
+            child.parent_id = Some(row.id);
+            child.owner_id = row.owner_id;
+            child.creator_id = row.creator_id;
+            child.idempotency_key = None;
+            let enqueued = enqueue(txn, child).await?;
+            events.push(event_of(&enqueued.job));
+        }
+        if row.pending_children == 0 {
+            all_children_done(txn, row, None, &mut events).await?;
+        }
+    } else {
+        settle_parent(txn, row, &mut events).await?;
+    }
+    Ok(Finished {
+        applied: true,
+        events,
+    })
+}
+
+/// Tells the parent of a job that reached a terminal status, and so on up the family.
+async fn settle_parent(
+    txn: &DatabaseTransaction,
+    mut child: job::Model,
+    events: &mut Vec<JobEvent>,
+) -> AppResult<()> {
+    while let Some(parent_id) = child.parent_id {
+        let now = Utc::now();
+        let parent = match child.status {
+            JobStatus::Done => {
+                let rows = job::Entity::update_many()
+                    .col_expr(
+                        job::Column::PendingChildren,
+                        Expr::col(job::Column::PendingChildren).sub(1),
+                    )
+                    .col_expr(job::Column::UpdatedAt, Expr::val(now))
+                    .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+                    .filter(job::Column::Id.eq(parent_id))
+                    .filter(job::Column::Status.eq(JobStatus::Waiting))
+                    .exec_with_returning(txn)
+                    .await?;
+                let Some(parent) = rows.into_iter().next() else {
+                    return Ok(());
+                };
+                events.push(event_of(&parent));
+                if parent.pending_children > 0 {
+                    return Ok(());
+                }
+                match all_children_done(txn, parent, Some(&child), events).await? {
+                    Some(done) => done,
+                    None => return Ok(()),
+                }
+            }
+            JobStatus::Failed | JobStatus::Cancelled => {
+                let (status, error) = if child.status == JobStatus::Failed {
+                    let reason = child.error.as_deref().unwrap_or("unknown error");
+                    (
+                        JobStatus::Failed,
+                        Some(format!("{} failed: {reason}", child.job_type)),
+                    )
+                } else {
+                    (JobStatus::Cancelled, None)
+                };
+                let rows = job::Entity::update_many()
+                    .col_expr(job::Column::Status, Expr::val(status))
+                    .col_expr(job::Column::Error, Expr::val(error.clone()))
+                    .col_expr(job::Column::FinishedAt, Expr::val(now))
+                    .col_expr(job::Column::UpdatedAt, Expr::val(now))
+                    .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+                    .filter(job::Column::Id.eq(parent_id))
+                    .filter(job::Column::Status.eq(JobStatus::Waiting))
+                    .exec_with_returning(txn)
+                    .await?;
+                let Some(parent) = rows.into_iter().next() else {
+                    return Ok(());
+                };
+                record_end(txn, &parent, None, error.as_deref()).await?;
+                events.push(event_of(&parent));
+                // The siblings' work is pointless now.
+                events.extend(cancel_descendants(txn, parent.id, false).await?);
+                parent
+            }
+            _ => return Ok(()),
+        };
+        child = parent;
+    }
+    Ok(())
+}
+
+/// A waiting parent whose children are all done: enqueue its continuation, or finish it with
+/// the last child's output. Returns the parent when it is now done.
+async fn all_children_done(
+    txn: &DatabaseTransaction,
+    parent: job::Model,
+    last_child: Option<&job::Model>,
+    events: &mut Vec<JobEvent>,
+) -> AppResult<Option<job::Model>> {
+    let now = Utc::now();
+    let continuation: Option<NewJob> = parent
+        .output
+        .as_ref()
+        .and_then(|o| o.get("continuation"))
+        .filter(|c| !c.is_null())
+        .and_then(|c| serde_json::from_value(c.clone()).ok());
+    if let Some(mut next) = continuation {
+        next.parent_id = Some(parent.id);
+        next.owner_id = parent.owner_id;
+        next.creator_id = parent.creator_id;
+        next.idempotency_key = None;
+        let enqueued = enqueue(txn, next).await?;
+        events.push(event_of(&enqueued.job));
+        let rows = job::Entity::update_many()
+            .col_expr(job::Column::PendingChildren, Expr::val(1))
+            .col_expr(
+                job::Column::Output,
+                Expr::val(json!({ "continuation": null, "children": 1 })),
+            )
+            .col_expr(job::Column::UpdatedAt, Expr::val(now))
+            .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+            .filter(job::Column::Id.eq(parent.id))
+            .exec_with_returning(txn)
+            .await?;
+        events.extend(rows.iter().map(event_of));
+        return Ok(None);
+    }
+    let rows = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::val(JobStatus::Done))
+        .col_expr(job::Column::Progress, Expr::val(1.0))
+        .col_expr(
+            job::Column::Output,
+            Expr::val(last_child.and_then(|c| c.output.clone())),
+        )
+        .col_expr(
+            job::Column::OutputRef,
+            Expr::val(last_child.and_then(|c| c.output_ref.clone())),
+        )
+        .col_expr(job::Column::FinishedAt, Expr::val(now))
+        .col_expr(job::Column::UpdatedAt, Expr::val(now))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+        .filter(job::Column::Id.eq(parent.id))
+        .filter(job::Column::Status.eq(JobStatus::Waiting))
+        .exec_with_returning(txn)
+        .await?;
+    let Some(done) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    record_end(txn, &done, None, None).await?;
+    events.push(event_of(&done));
+    Ok(Some(done))
+}
+
+/// Cancels a job's unfinished descendants (and the job itself when `include_root`): queued
+/// and waiting ones at once, running ones by raising `cancel_requested` for their worker.
+async fn cancel_descendants(
+    txn: &DatabaseTransaction,
+    root: Uuid,
+    include_root: bool,
+) -> AppResult<Vec<JobEvent>> {
+    let backend = txn.get_database_backend();
+    let placeholder = |n: usize| match backend {
+        DatabaseBackend::Sqlite => format!("?{n}"),
+        _ => format!("${n}"),
+    };
+    let root_filter = if include_root {
+        String::new()
+    } else {
+        format!(" AND id <> {}", placeholder(1))
+    };
+    let text = format!(
+        "WITH RECURSIVE tree(id) AS (
+            SELECT id FROM jobs WHERE id = {p1}
+            UNION ALL
+            SELECT j.id FROM jobs j JOIN tree t ON j.parent_id = t.id
+        )
+        UPDATE jobs SET
+            status = CASE WHEN status = 'RUNNING' THEN 'RUNNING' ELSE 'CANCELLED' END,
+            cancel_requested = CASE WHEN status = 'RUNNING' THEN TRUE ELSE cancel_requested END,
+            finished_at = CASE WHEN status = 'RUNNING' THEN finished_at ELSE {p2} END,
+            updated_at = {p2},
+            seq = seq + 1
+        WHERE id IN (SELECT id FROM tree) AND status IN ('QUEUED', 'WAITING', 'RUNNING'){root_filter}
+        RETURNING *",
+        p1 = placeholder(1),
+        p2 = placeholder(2),
+    );
+    let statement = Statement::from_sql_and_values(backend, text, [root.into(), Utc::now().into()]);
+    let rows = job::Model::find_by_statement(statement).all(txn).await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.status == JobStatus::Cancelled {
+            record_end(txn, row, None, Some("cancelled")).await?;
+        }
+        events.push(event_of(row));
+    }
+    Ok(events)
+}
+
+/// Cancels a job and its descendants. Queued and waiting jobs stop at once; running ones are
+/// flagged and their worker stops them (and their processes) within a heartbeat.
+pub async fn cancel(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    job_id: Uuid,
+) -> AppResult<job::Model> {
+    let txn = begin_write(db).await?;
+    let mut events = cancel_descendants(&txn, job_id, true).await?;
+    let job = job::Entity::find_by_id(job_id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("job"))?;
+    if job.status == JobStatus::Cancelled && events.iter().any(|e| e.job_id == job_id) {
+        settle_parent(&txn, job.clone(), &mut events).await?;
+    }
+    txn.commit().await?;
+    bus.publish(&events).await;
+    Ok(job)
+}
+
+/// Runs a failed or cancelled top-level job again, with a fresh budget of attempts.
+pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> AppResult<job::Model> {
+    let txn = begin_write(db).await?;
+    let current = job::Entity::find_by_id(job_id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("job"))?;
+    if current.parent_id.is_some() {
+        return Err(AppError::bad_input(
+            "id",
+            "this is a child job; retry its top-level job instead",
+        ));
+    }
+    let now = Utc::now();
+    let rows = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+        .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
+        .col_expr(job::Column::Output, Expr::val(Option::<Value>::None))
+        .col_expr(job::Column::OutputRef, Expr::val(Option::<String>::None))
+        .col_expr(job::Column::Progress, Expr::val(0.0))
+        .col_expr(job::Column::CurrentPhase, Expr::val(Option::<String>::None))
+        .col_expr(job::Column::CancelRequested, Expr::val(false))
+        .col_expr(job::Column::PendingChildren, Expr::val(0))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::val(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::RunAt, Expr::val(now))
+        .col_expr(
+            job::Column::MaxAttempts,
+            Expr::val(current.attempts + Ord::max(current.max_attempts, 1)),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::val(now))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+        .filter(job::Column::Id.eq(job_id))
+        .filter(job::Column::Status.is_in([JobStatus::Failed, JobStatus::Cancelled]))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(job) = rows.into_iter().next() else {
+        return Err(AppError::conflict(
+            None,
+            "only failed or cancelled jobs can be retried",
+        ));
+    };
+    record_end(&txn, &job, None, Some("retried")).await?;
+    crate::render::on_job_retried(&txn, &job).await?;
+    txn.commit().await?;
+    bus.publish(&[event_of(&job)]).await;
+    Ok(job)
+}

@@ -1,0 +1,479 @@
+//! Every state change of a job row before it ends: enqueue, claim, heartbeat, progress, the
+//! reaper of expired leases, and the retention clean-up. How a job ends, and what that does
+//! to its parent, lives in [`super::lifecycle`].
+//!
+//! All writes after the claim are fenced: `WHERE id = $job AND lease_token = $token AND
+//! status = 'RUNNING'`. A worker whose lease was taken over matches no row and changes nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{JobStatus, job, job_transition};
+use rand::Rng;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Set, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{JobEvent, NewJob};
+use crate::error::{AppError, AppResult, unique_violation};
+
+/// Proof that a worker holds a job: only writes carrying the current token take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: Uuid,
+    pub token: Uuid,
+}
+
+impl Lease {
+    pub fn of(job: &job::Model) -> Option<Self> {
+        job.lease_token.map(|token| Self {
+            job_id: job.id,
+            token,
+        })
+    }
+}
+
+/// The event announcing a job row as it now is.
+pub fn event_of(job: &job::Model) -> JobEvent {
+    JobEvent {
+        job_id: job.id,
+        owner_id: job.owner_id,
+        seq: job.seq,
+        wake: job.status == JobStatus::Queued,
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, which takes the
+/// write lock up front, so two writers queue on the busy timeout instead of one failing when
+/// it upgrades from reading to writing.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let sqlite = db.get_database_backend() == DatabaseBackend::Sqlite;
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: sqlite.then_some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Writes the timeline row of a job's new status.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    job: &job::Model,
+    worker: Option<&str>,
+    note: Option<&str>,
+) -> AppResult<()> {
+    job_transition::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        job_id: Set(job.id),
+        seq: Set(job.seq),
+        status: Set(job.status),
+        attempt: Set(job.attempts),
+        worker: Set(worker.map(str::to_owned)),
+        note: Set(note.map(|n| n.chars().take(500).collect())),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// [`record`], plus what a job's end entails (e.g. settling a movie's render minutes), in the
+/// same transaction as the status change.
+pub async fn record_end(
+    txn: &DatabaseTransaction,
+    job: &job::Model,
+    worker: Option<&str>,
+    note: Option<&str>,
+) -> AppResult<()> {
+    record(txn, job, worker, note).await?;
+    if super::is_terminal(job.status) {
+        crate::render::on_job_finished(txn, job).await?;
+    }
+    Ok(())
+}
+
+/// What `enqueue` did.
+#[must_use = "publish the job's event after the transaction commits"]
+pub struct Enqueued {
+    pub job: job::Model,
+    /// True when an unfinished job with the same idempotency key was returned instead.
+    pub existing: bool,
+}
+
+/// Inserts a job inside the caller's transaction (so it commits or fails with the domain rows
+/// it belongs to). With an idempotency key, an unfinished job of the same owner and key is
+/// returned instead; a concurrent duplicate insert is caught by the partial unique index and
+/// resolved the same way, inside a savepoint so the caller's transaction survives.
+pub async fn enqueue<C>(db: &C, new: NewJob) -> AppResult<Enqueued>
+where
+    C: ConnectionTrait + TransactionTrait,
+    C::Transaction: TransactionSession,
+{
+    if let Some(key) = &new.idempotency_key
+        && let Some(job) = find_unfinished_by_key(db, new.owner_id, key).await?
+    {
+        return Ok(Enqueued {
+            job,
+            existing: true,
+        });
+    }
+    let now = Utc::now();
+    let row = job::ActiveModel {
+        id: Set(new.id),
+        kind: Set(new.kind),
+        job_type: Set(new.job_type),
+        status: Set(JobStatus::Queued),
+        priority: Set(new.priority),
+        parent_id: Set(new.parent_id),
+        provider: Set("local".to_owned()),
+        progress: Set(0.0),
+        current_phase: Set(None),
+        input: Set(new.input),
+        output: Set(None),
+        output_ref: Set(None),
+        error: Set(None),
+        owner_id: Set(new.owner_id),
+        creator_id: Set(new.creator_id),
+        attempts: Set(0),
+        max_attempts: Set(Ord::max(new.max_attempts, 1)),
+        run_at: Set(new.run_at.unwrap_or(now)),
+        lease_token: Set(None),
+        lease_expires_at: Set(None),
+        cancel_requested: Set(false),
+        pending_children: Set(0),
+        idempotency_key: Set(new.idempotency_key.clone()),
+        seq: Set(1),
+        cached: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    };
+    let savepoint = db.begin().await?;
+    match row.insert(&savepoint).await {
+        Ok(job) => {
+            record(&savepoint, &job, None, None).await?;
+            savepoint.commit().await?;
+            Ok(Enqueued {
+                job,
+                existing: false,
+            })
+        }
+        Err(err) if unique_violation(&err).is_some() => {
+            savepoint.rollback().await?;
+            let key = new.idempotency_key.as_deref().unwrap_or_default();
+            let job = find_unfinished_by_key(db, new.owner_id, key)
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict(
+                        Some("idempotencyKey"),
+                        "a job with this idempotency key just finished; retry",
+                    )
+                })?;
+            Ok(Enqueued {
+                job,
+                existing: true,
+            })
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn find_unfinished_by_key(
+    db: &impl ConnectionTrait,
+    owner: Uuid,
+    key: &str,
+) -> AppResult<Option<job::Model>> {
+    Ok(job::Entity::find()
+        .filter(job::Column::OwnerId.eq(owner))
+        .filter(job::Column::IdempotencyKey.eq(key))
+        .filter(job::Column::Status.is_in([
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Waiting,
+        ]))
+        .one(db)
+        .await?)
+}
+
+/// Renders `$n` placeholders for the backend (SQLite numbers them `?n`).
+fn sql(backend: DatabaseBackend, text: &str) -> String {
+    match backend {
+        DatabaseBackend::Sqlite => text.replace('$', "?"),
+        _ => text.to_owned(),
+    }
+}
+
+/// Claims up to `slots` runnable jobs, highest priority then oldest first, in one statement:
+/// `FOR UPDATE SKIP LOCKED` lets any number of workers claim concurrently without blocking
+/// or double-claiming (SQLite has one writer, and the immediate transaction serialises it).
+pub async fn claim(
+    db: &DatabaseConnection,
+    worker: &str,
+    slots: u64,
+    lease: Duration,
+) -> AppResult<Vec<job::Model>> {
+    if slots == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let now = Utc::now();
+    let expires = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    let text = match backend {
+        DatabaseBackend::Postgres => {
+            "WITH picked AS (
+                SELECT id FROM jobs
+                WHERE status = 'QUEUED' AND run_at <= $1
+                ORDER BY priority DESC, id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE jobs AS j SET status = 'RUNNING', lease_token = gen_random_uuid(),
+                lease_expires_at = $2, attempts = j.attempts + 1, progress = 0,
+                started_at = COALESCE(j.started_at, $1), updated_at = $1, seq = j.seq + 1
+            FROM picked WHERE j.id = picked.id
+            RETURNING j.*"
+        }
+        _ => {
+            "UPDATE jobs SET status = 'RUNNING', lease_token = randomblob(16),
+                lease_expires_at = $2, attempts = attempts + 1, progress = 0,
+                started_at = COALESCE(started_at, $1), updated_at = $1, seq = seq + 1
+            WHERE id IN (
+                SELECT id FROM jobs WHERE status = 'QUEUED' AND run_at <= $1
+                ORDER BY priority DESC, id LIMIT $3
+            )
+            RETURNING *"
+        }
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql(backend, text),
+        [now.into(), expires.into(), (slots as i64).into()],
+    );
+    let txn = begin_write(db).await?;
+    let claimed = job::Model::find_by_statement(statement).all(&txn).await?;
+    for job in &claimed {
+        record(&txn, job, Some(worker), None).await?;
+    }
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+/// Extends the lease. Returns the row (to read `cancel_requested`), or `None` when the lease
+/// is no longer ours.
+pub async fn heartbeat(
+    db: &DatabaseConnection,
+    lease: Lease,
+    lease_for: Duration,
+) -> AppResult<Option<job::Model>> {
+    let expires =
+        Utc::now() + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::seconds(30));
+    let rows = fenced(job::Entity::update_many(), lease)
+        .col_expr(job::Column::LeaseExpiresAt, Expr::val(expires))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Writes progress and phase (and extends the lease). `None` when the lease is no longer ours.
+pub async fn progress(
+    db: &DatabaseConnection,
+    lease: Lease,
+    progress: f64,
+    phase: Option<&str>,
+    lease_for: Duration,
+) -> AppResult<Option<job::Model>> {
+    let now = Utc::now();
+    let expires =
+        now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::seconds(30));
+    let mut update = fenced(job::Entity::update_many(), lease)
+        .col_expr(job::Column::Progress, Expr::val(progress.clamp(0.0, 1.0)))
+        .col_expr(job::Column::LeaseExpiresAt, Expr::val(expires))
+        .col_expr(job::Column::UpdatedAt, Expr::val(now))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1));
+    if let Some(phase) = phase {
+        update = update.col_expr(job::Column::CurrentPhase, Expr::val(phase));
+    }
+    Ok(update.exec_with_returning(db).await?.into_iter().next())
+}
+
+/// Restricts an update to the row this lease still holds.
+pub fn fenced(
+    update: sea_orm::UpdateMany<job::Entity>,
+    lease: Lease,
+) -> sea_orm::UpdateMany<job::Entity> {
+    update
+        .filter(job::Column::Id.eq(lease.job_id))
+        .filter(job::Column::LeaseToken.eq(lease.token))
+        .filter(job::Column::Status.eq(JobStatus::Running))
+}
+
+/// Delay before attempt `attempts + 1`: exponential from one second, capped at five minutes,
+/// with ±50% jitter so jobs that failed together do not retry together.
+pub fn backoff(attempts: i32) -> chrono::Duration {
+    let base_ms = 1000_f64 * 2_f64.powi(attempts.clamp(1, 20) - 1);
+    let capped = base_ms.min(300_000.0);
+    let jitter = rand::rng().random_range(0.5..1.5);
+    chrono::Duration::milliseconds((capped * jitter) as i64)
+}
+
+/// Recovers jobs whose worker stopped heartbeating: back to the queue with backoff, or failed
+/// once their attempts are used up. Returns the events to publish.
+pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
+    let now = Utc::now();
+    let expired = job::Entity::find()
+        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::LeaseExpiresAt.lt(now))
+        .order_by_asc(job::Column::LeaseExpiresAt)
+        .limit(100)
+        .all(db)
+        .await?;
+    let mut events = Vec::new();
+    for job in expired {
+        let Some(lease) = Lease::of(&job) else {
+            continue;
+        };
+        let txn = begin_write(db).await?;
+        if job.attempts < job.max_attempts {
+            let rows = fenced(job::Entity::update_many(), lease)
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+                .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
+                .col_expr(
+                    job::Column::LeaseExpiresAt,
+                    Expr::val(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(job::Column::RunAt, Expr::val(now + backoff(job.attempts)))
+                .col_expr(
+                    job::Column::Error,
+                    Expr::val("worker stopped responding; retrying"),
+                )
+                .col_expr(job::Column::UpdatedAt, Expr::val(now))
+                .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+                .exec_with_returning(&txn)
+                .await?;
+            for row in &rows {
+                record(&txn, row, None, Some("lease expired")).await?;
+                events.push(event_of(row));
+            }
+            txn.commit().await?;
+        } else {
+            let message = format!(
+                "worker stopped responding on all {} attempts",
+                job.max_attempts
+            );
+            let failure = super::lifecycle::Finish::Failed {
+                error: message,
+                retryable: false,
+            };
+            let mut finished = super::lifecycle::finish_in(&txn, lease, failure, None).await?;
+            txn.commit().await?;
+            events.append(&mut finished.events);
+        }
+    }
+    Ok(events)
+}
+
+/// Deletes finished top-level jobs (with their children) older than `retention`, in batches.
+pub async fn clean_up(db: &DatabaseConnection, retention: chrono::Duration) -> AppResult<u64> {
+    let cutoff = Utc::now() - retention;
+    let mut deleted = 0;
+    loop {
+        let ids: Vec<Uuid> = job::Entity::find()
+            .select_only()
+            .column(job::Column::Id)
+            .filter(job::Column::ParentId.is_null())
+            .filter(job::Column::Status.is_in([
+                JobStatus::Done,
+                JobStatus::Failed,
+                JobStatus::Cancelled,
+            ]))
+            .filter(job::Column::FinishedAt.lt(cutoff))
+            .limit(500)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        let result = job::Entity::delete_many()
+            .filter(job::Column::Id.is_in(ids))
+            .exec(db)
+            .await?;
+        deleted += result.rows_affected;
+    }
+}
+
+/// Marks a running job as served from a cache. `None` when the lease is no longer ours.
+pub async fn mark_cached(db: &DatabaseConnection, lease: Lease) -> AppResult<Option<job::Model>> {
+    let rows = fenced(job::Entity::update_many(), lease)
+        .col_expr(job::Column::Cached, Expr::val(true))
+        .col_expr(job::Column::UpdatedAt, Expr::val(Utc::now()))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// How a child's progress counts towards its parent's, from the child's input
+/// (`"parent_progress": {"phase": "rendering", "from": 0.05, "to": 0.9, "weight": 2.5}`):
+/// the parent's progress in `phase` runs from `from` to `to`, by the weighted progress of
+/// its children in that phase.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ParentProgress {
+    pub phase: String,
+    pub from: f64,
+    pub to: f64,
+    pub weight: f64,
+}
+
+/// Recomputes a waiting parent's progress from its children; only ever moves it forward.
+/// Returns the parent when it changed.
+pub async fn roll_up(
+    db: &DatabaseConnection,
+    parent_id: Uuid,
+    share: &ParentProgress,
+) -> AppResult<Option<job::Model>> {
+    let children = job::Entity::find()
+        .filter(job::Column::ParentId.eq(parent_id))
+        .all(db)
+        .await?;
+    let (mut done, mut total) = (0.0, 0.0);
+    for child in &children {
+        let Some(theirs) = child
+            .input
+            .get("parent_progress")
+            .and_then(|p| serde_json::from_value::<ParentProgress>(p.clone()).ok())
+            .filter(|p| p.phase == share.phase)
+        else {
+            continue;
+        };
+        let progress = if child.status == JobStatus::Done {
+            1.0
+        } else {
+            child.progress
+        };
+        done += theirs.weight * progress;
+        total += theirs.weight;
+    }
+    if total <= 0.0 {
+        return Ok(None);
+    }
+    let target = share.from + (share.to - share.from) * (done / total);
+    let now = Utc::now();
+    let rows = job::Entity::update_many()
+        .col_expr(job::Column::Progress, Expr::val(target.clamp(0.0, 1.0)))
+        .col_expr(job::Column::CurrentPhase, Expr::val(share.phase.clone()))
+        .col_expr(job::Column::UpdatedAt, Expr::val(now))
+        .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+        .filter(job::Column::Id.eq(parent_id))
+        .filter(job::Column::Status.eq(JobStatus::Waiting))
+        .filter(job::Column::Progress.lt(target - 1e-6))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}

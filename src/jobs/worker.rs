@@ -1,0 +1,262 @@
+//! The worker pool: claims jobs up to its free slots, runs their handlers, heartbeats their
+//! leases, and recovers the jobs of workers that died (the reaper runs in every pool).
+//!
+//! Wake-ups come from job events (`wake` hints after an enqueue, via NOTIFY with PostgreSQL)
+//! with a slow poll as the fallback. On shutdown the pool stops claiming, gives running jobs
+//! the grace period to finish, then releases the rest back to the queue.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use entity::job;
+use sea_orm::DatabaseConnection;
+use tokio::{sync::Notify, task::JoinSet, time::Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::storage::Storage;
+
+use super::{
+    EventBus, JobSettings,
+    events::BusMessage,
+    handlers::{FailureKind, JobContext, Registry},
+    lifecycle::{self, Finish},
+    queue::{self, Lease},
+};
+
+const REAP_EVERY: Duration = Duration::from_secs(2);
+const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
+
+/// A pool of `slots` concurrent jobs in this process.
+#[derive(Clone)]
+pub struct WorkerPool {
+    db: DatabaseConnection,
+    bus: EventBus,
+    storage: Storage,
+    registry: Arc<Registry>,
+    settings: JobSettings,
+    slots: usize,
+    /// Names this process in the job timeline.
+    id: String,
+}
+
+/// Jobs running here, so their events (e.g. a cancel) can nudge their heartbeat at once.
+type Running = Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>;
+
+impl WorkerPool {
+    pub fn new(
+        db: DatabaseConnection,
+        bus: EventBus,
+        storage: Storage,
+        registry: Registry,
+        settings: JobSettings,
+        slots: usize,
+    ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+        Self {
+            db,
+            bus,
+            storage,
+            registry: Arc::new(registry),
+            settings,
+            slots: slots.max(1),
+            id: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                &Uuid::now_v7().simple().to_string()[24..]
+            ),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains (see the module docs).
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(worker = %self.id, slots = self.slots, "worker pool started");
+        let mut bus = self.bus.subscribe();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let running: Running = Arc::default();
+        let release = CancellationToken::new();
+        let mut last_reap: Option<Instant> = None;
+        let mut last_clean_up: Option<Instant> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if last_reap.is_none_or(|t| t.elapsed() >= REAP_EVERY) {
+                last_reap = Some(Instant::now());
+                match queue::reap_expired(&self.db).await {
+                    Ok(events) => self.bus.publish(&events).await,
+                    Err(err) => tracing::warn!(error = ?err, "reaper failed"),
+                }
+            }
+            if last_clean_up.is_none_or(|t| t.elapsed() >= CLEAN_UP_EVERY) {
+                last_clean_up = Some(Instant::now());
+                match queue::clean_up(&self.db, self.settings.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "deleted finished jobs past retention"),
+                    Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
+                }
+            }
+            let free = self.slots.saturating_sub(tasks.len());
+            let mut claimed_all = false;
+            if free > 0 {
+                match queue::claim(&self.db, &self.id, free as u64, self.settings.lease).await {
+                    Ok(jobs) => {
+                        claimed_all = jobs.len() == free;
+                        let events: Vec<_> = jobs.iter().map(queue::event_of).collect();
+                        self.bus.publish(&events).await;
+                        for job in jobs {
+                            let notify = Arc::new(Notify::new());
+                            lock(&running).insert(job.id, notify.clone());
+                            let pool = self.clone();
+                            let running = running.clone();
+                            let release = release.clone();
+                            tasks.spawn(async move {
+                                let id = job.id;
+                                pool.run_job(job, notify, release).await;
+                                lock(&running).remove(&id);
+                            });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = ?err, "claiming jobs failed"),
+                }
+            }
+            if claimed_all {
+                // There may be more work; look again once a slot frees up.
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    Some(_) = tasks.join_next() => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                message = bus.recv() => match message {
+                    Ok(BusMessage::Job(event)) => {
+                        if let Some(notify) = lock(&running).get(&event.job_id) {
+                            notify.notify_one();
+                        }
+                    }
+                    Ok(BusMessage::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for notify in lock(&running).values() {
+                            notify.notify_one();
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep(self.settings.poll).await;
+                    }
+                },
+                () = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+        tracing::info!(worker = %self.id, running = tasks.len(), "worker pool stopping: no more claims");
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!(worker = %self.id, "grace period over: releasing unfinished jobs to the queue");
+            release.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        tracing::info!(worker = %self.id, "worker pool stopped");
+    }
+
+    async fn run_job(&self, job: job::Model, nudge: Arc<Notify>, release: CancellationToken) {
+        let Some(lease) = Lease::of(&job) else { return };
+        let job_type = job.job_type.clone();
+        let Some(handler) = self.registry.get(&job_type) else {
+            let error = format!("no handler is registered for job type `{job_type}`");
+            self.finish(
+                lease,
+                Finish::Failed {
+                    error,
+                    retryable: false,
+                },
+            )
+            .await;
+            return;
+        };
+        let cancel = CancellationToken::new();
+        let ctx = JobContext::new(
+            job,
+            lease,
+            self.db.clone(),
+            self.bus.clone(),
+            self.storage.clone(),
+            self.settings.clone(),
+            cancel.clone(),
+        );
+        let heartbeat = self.heartbeat(lease, nudge, cancel.clone());
+        let how = tokio::select! {
+            result = handler.run(&ctx) => match result {
+                Ok(outcome) => outcome.into(),
+                Err(failure) => match failure.kind {
+                    FailureKind::Cancelled => Finish::Cancelled,
+                    FailureKind::LeaseLost => return,
+                    FailureKind::Error => Finish::Failed { error: failure.message, retryable: failure.retryable },
+                },
+            },
+            beat = heartbeat => match beat {
+                Beat::Cancelled => Finish::Cancelled,
+                Beat::Lost => {
+                    tracing::warn!(job_id = %lease.job_id, "lease lost; another worker owns the job now");
+                    return;
+                }
+            },
+            () = release.cancelled() => Finish::Released,
+        };
+        // The handler future is dropped here: its child processes (spawned with kill_on_drop)
+        // die with it before the job is marked finished.
+        drop(ctx);
+        self.finish(lease, how).await;
+    }
+
+    async fn finish(&self, lease: Lease, how: Finish) {
+        match lifecycle::finish(&self.db, &self.bus, lease, how, Some(&self.id)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %lease.job_id, "lease lost before the job could be finished")
+            }
+            Err(err) => {
+                tracing::error!(job_id = %lease.job_id, error = ?err, "could not finish job; the reaper will retry it")
+            }
+        }
+    }
+
+    /// Extends the lease every heartbeat (or at once when nudged by an event), until the job
+    /// is cancelled or the lease is lost. Never returns otherwise.
+    async fn heartbeat(&self, lease: Lease, nudge: Arc<Notify>, cancel: CancellationToken) -> Beat {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.heartbeat) => {}
+                () = nudge.notified() => {}
+            }
+            match queue::heartbeat(&self.db, lease, self.settings.lease).await {
+                Ok(Some(row)) if row.cancel_requested => {
+                    cancel.cancel();
+                    return Beat::Cancelled;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Beat::Lost,
+                Err(err) => {
+                    tracing::warn!(job_id = %lease.job_id, error = ?err, "heartbeat failed; retrying")
+                }
+            }
+        }
+    }
+}
+
+enum Beat {
+    Cancelled,
+    Lost,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

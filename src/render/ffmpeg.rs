@@ -1,0 +1,220 @@
+//! Running ffmpeg and ffprobe: finding them, checking them at start-up, following progress,
+//! and making sure no process outlives the job that started it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::OnceLock,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+/// Where the tools are: `FFMPEG_PATH` / `FFPROBE_PATH`, else found on `PATH`.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+}
+
+static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+
+const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `sudo apt-get install -y ffmpeg`, macOS: `brew install ffmpeg`) \
+     or point FFMPEG_PATH and FFPROBE_PATH at the binaries";
+
+fn find(env: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env).map(PathBuf::from) {
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Checks that ffmpeg (with the `drawtext`, `overlay` and `subtitles` filters and libx264) and
+/// ffprobe run. The answer is cached for the life of the process.
+pub async fn check() -> Result<Tools, String> {
+    if let Some(result) = TOOLS.get() {
+        return result.clone();
+    }
+    let result = probe_tools().await;
+    TOOLS.get_or_init(|| result).clone()
+}
+
+async fn probe_tools() -> Result<Tools, String> {
+    let ffmpeg = find("FFMPEG_PATH", "ffmpeg")
+        .ok_or_else(|| format!("ffmpeg was not found: {INSTALL_HINT}"))?;
+    let ffprobe = find("FFPROBE_PATH", "ffprobe")
+        .ok_or_else(|| format!("ffprobe was not found: {INSTALL_HINT}"))?;
+    let filters = Command::new(&ffmpeg)
+        .args(["-hide_banner", "-filters"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{} does not run ({e}): {INSTALL_HINT}", ffmpeg.display()))?;
+    let listing = String::from_utf8_lossy(&filters.stdout);
+    for filter in ["drawtext", "overlay", "subtitles"] {
+        if !listing.split_whitespace().any(|word| word == filter) {
+            return Err(format!(
+                "{} lacks the `{filter}` filter (it needs libfreetype and libass): install a full ffmpeg build",
+                ffmpeg.display()
+            ));
+        }
+    }
+    let encoders = Command::new(&ffmpeg)
+        .args(["-hide_banner", "-encoders"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{} does not run ({e})", ffmpeg.display()))?;
+    if !String::from_utf8_lossy(&encoders.stdout).contains("libx264") {
+        return Err(format!(
+            "{} lacks the libx264 encoder: install a full ffmpeg build",
+            ffmpeg.display()
+        ));
+    }
+    let probe = Command::new(&ffprobe)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{} does not run ({e}): {INSTALL_HINT}", ffprobe.display()))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "{} -version failed: {INSTALL_HINT}",
+            ffprobe.display()
+        ));
+    }
+    Ok(Tools { ffmpeg, ffprobe })
+}
+
+/// Runs ffmpeg with `args` (input and output included), reporting progress as a fraction of
+/// `expected_secs` to `on_progress`. The process is killed if this future is dropped.
+pub async fn run(
+    tools: &Tools,
+    args: &[String],
+    expected_secs: f64,
+    mut on_progress: impl FnMut(f64),
+) -> Result<(), String> {
+    let mut child = Command::new(&tools.ffmpeg)
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+            "-y",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+    let stdout = child.stdout.take().ok_or("ffmpeg has no stdout")?;
+    let stderr = child.stderr.take().ok_or("ffmpeg has no stderr")?;
+    let errors = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tail: Vec<String> = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tail.len() == 20 {
+                tail.remove(0);
+            }
+            tail.push(line);
+        }
+        tail.join("\n")
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        // The first block reports out_time_us=-9223372036854775807: ignore negatives.
+        if let Some(us) = line
+            .strip_prefix("out_time_us=")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            && us >= 0
+            && expected_secs > 0.0
+        {
+            on_progress((us as f64 / 1e6 / expected_secs).clamp(0.0, 1.0));
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("ffmpeg did not finish: {e}"))?;
+    let stderr = errors.await.unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("ffmpeg failed ({status}): {}", stderr.trim()))
+    }
+}
+
+/// What ffprobe says about a media file.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Probe {
+    pub duration_secs: Option<f64>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub fps: Option<f64>,
+    pub video_duration_secs: Option<f64>,
+    pub has_video: bool,
+    pub has_audio: bool,
+    pub format_name: Option<String>,
+}
+
+/// Reads duration, dimensions and streams of `path`.
+pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
+    let output = Command::new(&tools.ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot start ffprobe: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "not a readable media file: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("unexpected ffprobe output: {e}"))?;
+    let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    let streams = json["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let fps = video
+        .and_then(|v| v["avg_frame_rate"].as_str())
+        .and_then(|rate| {
+            let (n, d) = rate.split_once('/')?;
+            let (n, d) = (n.parse::<f64>().ok()?, d.parse::<f64>().ok()?);
+            (d > 0.0).then(|| n / d)
+        });
+    Ok(Probe {
+        duration_secs: number(&json["format"]["duration"]),
+        width: video
+            .and_then(|v| v["width"].as_i64())
+            .and_then(|w| i32::try_from(w).ok()),
+        height: video
+            .and_then(|v| v["height"].as_i64())
+            .and_then(|h| i32::try_from(h).ok()),
+        fps,
+        video_duration_secs: video.and_then(|v| number(&v["duration"])),
+        has_video: video.is_some(),
+        has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+        format_name: json["format"]["format_name"].as_str().map(str::to_owned),
+    })
+}

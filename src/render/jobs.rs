@@ -1,0 +1,352 @@
+//! The render job handlers: `render.movie` plans and fans out, `render.scene` renders one
+//! scene (or reuses its cached clip), `render.assemble` joins the scenes into the movie.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use entity::{JobKind, render_plan, scene_cache_entry};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    ffmpeg,
+    plan::{self, PlannedScene},
+    scene::{self, SceneInputs},
+    spec::{Layer, MovieSpec, Scene},
+};
+use crate::jobs::{
+    NewJob,
+    handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+    queue::ParentProgress,
+};
+
+/// Share of the movie's progress that planning, rendering and assembling take.
+const PLANNED: f64 = 0.05;
+const RENDERED: f64 = 0.9;
+
+pub fn register(registry: &mut Registry) {
+    registry
+        .register("render.movie", RenderMovie)
+        .register("render.scene", RenderScene)
+        .register("render.assemble", RenderAssemble);
+}
+
+/// Input of `render.movie` (written by `renderMovie`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MovieInput {
+    pub spec: MovieSpec,
+    /// Render minutes set aside at enqueue; settled or given back when the movie ends.
+    #[serde(default)]
+    pub reservation: Option<crate::billing::Reservation>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SceneJobInput {
+    scene: Scene,
+    planned: PlannedScene,
+    width: u32,
+    height: u32,
+    fps: u32,
+    parent_progress: ParentProgress,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AssembleInput {
+    movie_job_id: Uuid,
+    scene_keys: Vec<String>,
+    total_secs: f64,
+    parent_progress: ParentProgress,
+}
+
+fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
+    JobFailure::transient(format!("object storage: {err}"))
+}
+
+async fn tools() -> Result<ffmpeg::Tools, JobFailure> {
+    ffmpeg::check().await.map_err(JobFailure::permanent)
+}
+
+fn temp_dir(ctx: &JobContext) -> Result<tempfile::TempDir, JobFailure> {
+    tempfile::Builder::new()
+        .prefix(&format!("reelgraph-{}-", ctx.job.id))
+        .tempdir()
+        .map_err(|e| JobFailure::transient(format!("cannot create a work folder: {e}")))
+}
+
+/// Runs ffmpeg while passing its progress, scaled into `[from, to]`, to the job. Dropping this
+/// future (cancellation) kills ffmpeg.
+async fn run_with_progress(
+    ctx: &JobContext,
+    tools: &ffmpeg::Tools,
+    args: &[String],
+    expected_secs: f64,
+    phase: &str,
+    (from, to): (f64, f64),
+) -> Result<(), JobFailure> {
+    let (tx, mut rx) = watch::channel(0.0_f64);
+    let render = ffmpeg::run(tools, args, expected_secs, move |p| {
+        tx.send_replace(p);
+    });
+    let report = async {
+        while rx.changed().await.is_ok() {
+            let p = *rx.borrow_and_update();
+            ctx.progress(from + (to - from) * p, Some(phase)).await?;
+        }
+        Ok::<_, JobFailure>(())
+    };
+    tokio::pin!(render);
+    tokio::select! {
+        result = &mut render => result.map_err(JobFailure::permanent),
+        reported = report => {
+            reported?;
+            render.await.map_err(JobFailure::permanent)
+        }
+    }
+}
+
+struct RenderMovie;
+
+#[async_trait::async_trait]
+impl JobHandler for RenderMovie {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: MovieInput = ctx.input()?;
+        ctx.progress(0.01, Some("planning")).await?;
+        let plan = plan::compile(ctx.job.id, &input.spec);
+        let plan_json =
+            serde_json::to_vec_pretty(&plan).map_err(|e| JobFailure::permanent(e.to_string()))?;
+        let key = plan::plan_key(ctx.job.id);
+        ctx.storage
+            .put_bytes(&key, plan_json, "application/json")
+            .await
+            .map_err(storage_failure)?;
+        render_plan::Entity::insert(render_plan::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            job_id: Set(ctx.job.id),
+            version: Set(plan.version.clone()),
+            spec: Set(serde_json::to_value(&plan.spec).unwrap_or_default()),
+            hash: Set(plan.hash.clone()),
+            storage_key: Set(key),
+            created_at: Set(Utc::now()),
+        })
+        .on_conflict_do_nothing_on([render_plan::Column::JobId])
+        .exec(ctx.db())
+        .await
+        .map_err(|e| JobFailure::transient(format!("saving the render plan: {e}")))?;
+        ctx.progress(PLANNED, Some("planning")).await?;
+
+        let (width, height, fps) = (input.spec.width, input.spec.height, input.spec.fps);
+        let children = plan
+            .scenes
+            .iter()
+            .map(|planned| {
+                let input = SceneJobInput {
+                    scene: input.spec.scenes[planned.index].clone(),
+                    planned: planned.clone(),
+                    width,
+                    height,
+                    fps,
+                    parent_progress: ParentProgress {
+                        phase: "rendering".into(),
+                        from: PLANNED,
+                        to: RENDERED,
+                        weight: planned.duration,
+                    },
+                };
+                let mut job = NewJob::new(
+                    JobKind::Render,
+                    "render.scene",
+                    ctx.job.owner_id,
+                    json!(input),
+                );
+                job.priority = ctx.job.priority;
+                job
+            })
+            .collect();
+        let assemble = AssembleInput {
+            movie_job_id: ctx.job.id,
+            scene_keys: plan.scenes.iter().map(|s| s.output_key.clone()).collect(),
+            total_secs: input.spec.total_secs(),
+            parent_progress: ParentProgress {
+                phase: "assembling".into(),
+                from: RENDERED,
+                to: 0.99,
+                weight: 1.0,
+            },
+        };
+        let mut then = NewJob::new(
+            JobKind::Render,
+            "render.assemble",
+            ctx.job.owner_id,
+            json!(assemble),
+        );
+        then.priority = ctx.job.priority;
+        Ok(Outcome::Wait {
+            children,
+            then: Some(then),
+        })
+    }
+}
+
+struct RenderScene;
+
+#[async_trait::async_trait]
+impl JobHandler for RenderScene {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: SceneJobInput = ctx.input()?;
+        let planned = &input.planned;
+        let cached = scene_cache_entry::Entity::find_by_id(planned.cache_key.clone())
+            .one(ctx.db())
+            .await
+            .map_err(|e| JobFailure::transient(format!("reading the scene cache: {e}")))?;
+        if let Some(entry) = cached
+            && ctx
+                .storage
+                .head(&entry.storage_key)
+                .await
+                .map_err(storage_failure)?
+                .is_some()
+        {
+            ctx.mark_cached().await?;
+            ctx.progress(1.0, Some("cached")).await?;
+            let mut touched: scene_cache_entry::ActiveModel = entry.clone().into();
+            touched.last_used_at = Set(Utc::now());
+            let _ = touched.update(ctx.db()).await;
+            return Ok(Outcome::Done {
+                output: json!({ "key": entry.storage_key, "duration": entry.duration_secs, "cached": true }),
+                output_ref: Some(entry.storage_key),
+            });
+        }
+
+        let tools = tools().await?;
+        let dir = temp_dir(ctx)?;
+        let mut inputs = SceneInputs {
+            texts: Vec::new(),
+            images: Vec::new(),
+        };
+        for (i, layer) in input.scene.layers.iter().enumerate() {
+            match layer {
+                Layer::Text { text, .. } => {
+                    let path = dir.path().join(format!("text_{i}.txt"));
+                    tokio::fs::write(&path, text)
+                        .await
+                        .map_err(|e| JobFailure::transient(e.to_string()))?;
+                    inputs.texts.push(Some(path));
+                    inputs.images.push(None);
+                }
+                Layer::Image { asset_key, .. } => {
+                    let path = dir.path().join(format!("image_{i}"));
+                    ctx.storage
+                        .get_to_file(asset_key, &path)
+                        .await
+                        .map_err(storage_failure)?;
+                    inputs.texts.push(None);
+                    inputs.images.push(Some(path));
+                }
+            }
+        }
+        let output = dir.path().join(format!("scene_{}.mp4", planned.index));
+        let args = scene::scene_args(
+            &input.scene,
+            input.width,
+            input.height,
+            input.fps,
+            &inputs,
+            &output,
+        );
+        ctx.progress(0.0, Some("rendering")).await?;
+        run_with_progress(
+            ctx,
+            &tools,
+            &args,
+            planned.duration,
+            "rendering",
+            (0.0, 0.97),
+        )
+        .await?;
+        ctx.storage
+            .put_file(&planned.output_key, &output, "video/mp4")
+            .await
+            .map_err(storage_failure)?;
+        let size = tokio::fs::metadata(&output)
+            .await
+            .map(|m| m.len() as i64)
+            .ok();
+        scene_cache_entry::Entity::insert(scene_cache_entry::ActiveModel {
+            hash: Set(planned.cache_key.clone()),
+            storage_key: Set(planned.output_key.clone()),
+            duration_secs: Set(planned.duration),
+            size_bytes: Set(size),
+            created_at: Set(Utc::now()),
+            last_used_at: Set(Utc::now()),
+        })
+        .on_conflict_do_nothing_on([scene_cache_entry::Column::Hash])
+        .exec(ctx.db())
+        .await
+        .map_err(|e| JobFailure::transient(format!("recording the scene in the cache: {e}")))?;
+        Ok(Outcome::Done {
+            output: json!({ "key": planned.output_key, "duration": planned.duration, "cached": false }),
+            output_ref: Some(planned.output_key.clone()),
+        })
+    }
+}
+
+struct RenderAssemble;
+
+#[async_trait::async_trait]
+impl JobHandler for RenderAssemble {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: AssembleInput = ctx.input()?;
+        let tools = tools().await?;
+        let dir = temp_dir(ctx)?;
+        ctx.progress(0.0, Some("assembling")).await?;
+        let mut files: Vec<PathBuf> = Vec::with_capacity(input.scene_keys.len());
+        for (i, key) in input.scene_keys.iter().enumerate() {
+            let path = dir.path().join(format!("scene_{i}.mp4"));
+            ctx.storage
+                .get_to_file(key, &path)
+                .await
+                .map_err(storage_failure)?;
+            files.push(path);
+        }
+        let list = dir.path().join("scenes.txt");
+        tokio::fs::write(&list, scene::concat_list(&files))
+            .await
+            .map_err(|e| JobFailure::transient(e.to_string()))?;
+        let output = dir.path().join("movie.mp4");
+        run_with_progress(
+            ctx,
+            &tools,
+            &scene::concat_args(&list, &output),
+            input.total_secs,
+            "assembling",
+            (0.0, 0.9),
+        )
+        .await?;
+        let probe = ffmpeg::probe(&tools, &output)
+            .await
+            .map_err(JobFailure::permanent)?;
+        let key = plan::output_key(input.movie_job_id);
+        ctx.storage
+            .put_file(&key, &output, "video/mp4")
+            .await
+            .map_err(storage_failure)?;
+        let size = tokio::fs::metadata(&output)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(Outcome::Done {
+            output: json!({
+                "duration_secs": probe.duration_secs,
+                "width": probe.width,
+                "height": probe.height,
+                "fps": probe.fps,
+                "size_bytes": size,
+                "mediaData": { "duration": probe.duration_secs },
+            }),
+            output_ref: Some(key),
+        })
+    }
+}

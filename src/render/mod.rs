@@ -1,0 +1,80 @@
+//! Rendering: movie specs to MP4s through ffmpeg, scene by scene, with a scene cache.
+//!
+//! `renderMovie` validates a spec ([`spec`]), reserves its render minutes and enqueues
+//! `render.movie`; that job compiles an immutable plan ([`plan`]) and fans out one
+//! `render.scene` per scene, then `render.assemble` joins them ([`jobs`], [`scene`],
+//! [`ffmpeg`]). When the movie ends, its minutes are settled or given back
+//! ([`on_job_finished`]).
+
+pub mod ffmpeg;
+pub mod graphql;
+pub mod jobs;
+pub mod plan;
+pub mod scene;
+pub mod spec;
+
+use entity::{JobStatus, job};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set};
+
+use crate::{billing::Reservation, error::AppResult};
+
+fn reservation_of(job: &job::Model) -> Option<Reservation> {
+    job.input
+        .get("reservation")
+        .filter(|r| !r.is_null())
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+}
+
+/// Settles a finished movie's render minutes (by its real duration), or gives them back when
+/// it failed or was cancelled. Runs in the transaction of the status change.
+pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.job_type != "render.movie" {
+        return Ok(());
+    }
+    let Some(reservation) = reservation_of(job) else {
+        return Ok(());
+    };
+    match job.status {
+        JobStatus::Done => {
+            let secs = job
+                .output
+                .as_ref()
+                .and_then(|o| o.get("duration_secs"))
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(reservation.minutes * 60.0);
+            crate::billing::settle(txn, &reservation, secs / 60.0).await
+        }
+        JobStatus::Failed | JobStatus::Cancelled => {
+            crate::billing::release(txn, &reservation, Some(job.id)).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A retried movie needs its minutes again: reserve them anew (its old reservation was given
+/// back when it failed) and keep the new reservation in its input.
+pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.job_type != "render.movie" {
+        return Ok(());
+    }
+    let Some(old) = reservation_of(job) else {
+        return Ok(());
+    };
+    let reservation = crate::billing::reserve(
+        txn,
+        old.user_id,
+        old.minutes,
+        Some(job.id),
+        chrono::Utc::now(),
+    )
+    .await?;
+    let mut input = job.input.clone();
+    input["reservation"] = serde_json::to_value(reservation).unwrap_or_default();
+    let Some(row) = job::Entity::find_by_id(job.id).one(txn).await? else {
+        return Ok(());
+    };
+    let mut row: job::ActiveModel = row.into();
+    row.input = Set(input);
+    row.update(txn).await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Render plans: the immutable, hashed form of a movie that its scene jobs run from, and the
+//! scene-cache keys that let an unchanged scene skip rendering.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::spec::{MovieSpec, Scene};
+
+/// Part of every cache key: a renderer change that alters output must bump this.
+pub const RENDERER_VERSION: &str = "reelgraph-render/1";
+
+/// Encoder settings shared by every scene, so the concat demuxer can join them without
+/// re-encoding. They are part of the cache key: `ultrafast` and `veryfast` even produce
+/// different H.264 profiles.
+pub const ENCODER_ARGS: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-profile:v",
+    "high",
+    "-pix_fmt",
+    "yuv420p",
+    "-crf",
+    "23",
+    "-c:a",
+    "aac",
+    "-b:a",
+    "128k",
+    "-ar",
+    "48000",
+    "-ac",
+    "2",
+];
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Canonical JSON: struct fields in declaration order, no whitespace. `MovieSpec` is already
+/// normalised (defaults filled, colours lower-case), so equal movies give equal bytes.
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// One scene of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedScene {
+    pub index: usize,
+    pub scene_id: String,
+    pub duration: f64,
+    /// sha256 of the scene's canonical JSON + output format + encoder settings + renderer version.
+    pub cache_key: String,
+    /// Content-addressed, so the cache is shared by every movie that has this scene.
+    pub output_key: String,
+}
+
+/// `render-plans/{jobId}/plan.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenderPlan {
+    pub version: String,
+    pub parent_job_id: Uuid,
+    pub spec: MovieSpec,
+    /// `sha256:<hex>` of the spec's canonical JSON.
+    pub hash: String,
+    pub scenes: Vec<PlannedScene>,
+}
+
+pub fn plan_key(job_id: Uuid) -> String {
+    format!("render-plans/{job_id}/plan.json")
+}
+
+pub fn output_key(job_id: Uuid) -> String {
+    format!("outputs/{job_id}/movie.mp4")
+}
+
+/// The cache key of `scene` rendered at this size and frame rate.
+pub fn scene_cache_key(scene: &Scene, width: u32, height: u32, fps: u32) -> String {
+    let mut material = canonical_json(scene);
+    material.extend_from_slice(
+        format!(
+            "|{width}x{height}@{fps}|{}|{RENDERER_VERSION}",
+            ENCODER_ARGS.join(" ")
+        )
+        .as_bytes(),
+    );
+    sha256_hex(&material)
+}
+
+pub fn compile(job_id: Uuid, spec: &MovieSpec) -> RenderPlan {
+    let scenes = spec
+        .scenes
+        .iter()
+        .enumerate()
+        .map(|(index, scene)| {
+            let cache_key = scene_cache_key(scene, spec.width, spec.height, spec.fps);
+            PlannedScene {
+                index,
+                scene_id: scene.id.clone(),
+                duration: scene.duration,
+                output_key: format!("intermediates/scenes/{cache_key}.mp4"),
+                cache_key,
+            }
+        })
+        .collect();
+    RenderPlan {
+        version: "1.0".to_owned(),
+        parent_job_id: job_id,
+        hash: format!("sha256:{}", sha256_hex(&canonical_json(spec))),
+        spec: spec.clone(),
+        scenes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::spec::Layer;
+
+    fn scene(text: &str) -> Scene {
+        Scene {
+            id: "a".into(),
+            duration: 2.0,
+            bg_color: "#000000".into(),
+            layers: vec![Layer::Text {
+                text: text.into(),
+                x: None,
+                y: None,
+                font_size: 48,
+                color: "#ffffff".into(),
+                start: 0.0,
+                end: 2.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_scene_keeps_its_cache_key_unless_it_or_the_format_changes() {
+        let key = scene_cache_key(&scene("hi"), 640, 360, 30);
+        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30));
+        assert_ne!(key, scene_cache_key(&scene("hello"), 640, 360, 30));
+        assert_ne!(key, scene_cache_key(&scene("hi"), 640, 360, 25));
+        assert_ne!(key, scene_cache_key(&scene("hi"), 1280, 720, 30));
+    }
+
+    #[test]
+    fn plans_hash_the_canonical_spec() {
+        let spec = MovieSpec {
+            width: 640,
+            height: 360,
+            fps: 30,
+            scenes: vec![
+                scene("hi"),
+                Scene {
+                    id: "b".into(),
+                    ..scene("x")
+                },
+            ],
+        };
+        let plan = compile(Uuid::now_v7(), &spec);
+        assert!(plan.hash.starts_with("sha256:"));
+        assert_eq!(plan.hash, compile(Uuid::now_v7(), &spec).hash);
+        assert_eq!(plan.scenes[1].index, 1);
+        assert_eq!(
+            plan.scenes[1].output_key,
+            format!("intermediates/scenes/{}.mp4", plan.scenes[1].cache_key)
+        );
+    }
+}

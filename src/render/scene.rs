@@ -1,0 +1,187 @@
+//! The ffmpeg command lines of rendering: one scene from `color` + `drawtext` + `overlay`
+//! with a silent stereo track, and the lossless concat of scenes into the movie.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    plan::ENCODER_ARGS,
+    spec::{Layer, Scene},
+};
+
+/// Local files a scene needs: `texts[i]` / `images[i]` for layer `i` of that kind.
+pub struct SceneInputs {
+    pub texts: Vec<Option<PathBuf>>,
+    pub images: Vec<Option<PathBuf>>,
+}
+
+fn hex(colour: &str) -> String {
+    format!("0x{}", colour.trim_start_matches('#'))
+}
+
+fn num(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+/// Quotes a path for a filtergraph option (the scene's temp paths hold no quotes).
+fn filter_path(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace('\'', "\\'")
+}
+
+/// Arguments that render `scene` to `output`.
+pub fn scene_args(
+    scene: &Scene,
+    width: u32,
+    height: u32,
+    fps: u32,
+    inputs: &SceneInputs,
+    output: &Path,
+) -> Vec<String> {
+    let d = num(scene.duration);
+    let mut args: Vec<String> = vec![
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!(
+            "color=c={}:s={width}x{height}:r={fps}:d={d}",
+            hex(&scene.bg_color)
+        ),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
+    ];
+    let mut next_input = 2;
+    let mut image_inputs = Vec::new();
+    for path in inputs.images.iter().flatten() {
+        args.extend([
+            "-loop".into(),
+            "1".into(),
+            "-framerate".into(),
+            fps.to_string(),
+            "-t".into(),
+            d.clone(),
+            "-i".into(),
+            path.display().to_string(),
+        ]);
+        image_inputs.push(next_input);
+        next_input += 1;
+    }
+    let mut graph = Vec::new();
+    let mut current = "0:v".to_owned();
+    let mut image_no = 0;
+    for (i, layer) in scene.layers.iter().enumerate() {
+        let out = format!("v{i}");
+        match layer {
+            Layer::Text {
+                x,
+                y,
+                font_size,
+                color,
+                start,
+                end,
+                ..
+            } => {
+                let Some(Some(file)) = inputs.texts.get(i) else {
+                    continue;
+                };
+                let x = x.map_or("(w-text_w)/2".to_owned(), num);
+                let y = y.map_or("(h-text_h)/2".to_owned(), num);
+                graph.push(format!(
+                    "[{current}]drawtext=textfile='{}':fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
+                    filter_path(file),
+                    hex(color),
+                    num(*start),
+                    num(*end)
+                ));
+            }
+            Layer::Image {
+                x,
+                y,
+                width,
+                height,
+                start,
+                end,
+                ..
+            } => {
+                let Some(&input) = image_inputs.get(image_no) else {
+                    continue;
+                };
+                image_no += 1;
+                let scaled = format!("img{i}");
+                let scale = match (width, height) {
+                    (Some(w), Some(h)) => format!("scale={w}:{h}"),
+                    (Some(w), None) => format!("scale={w}:-2"),
+                    (None, Some(h)) => format!("scale=-2:{h}"),
+                    (None, None) => "null".to_owned(),
+                };
+                graph.push(format!("[{input}:v]{scale},format=rgba[{scaled}]"));
+                graph.push(format!(
+                    "[{current}][{scaled}]overlay=x={}:y={}:enable='between(t,{},{})'[{out}]",
+                    num(*x),
+                    num(*y),
+                    num(*start),
+                    num(*end)
+                ));
+            }
+        }
+        current = out;
+    }
+    graph.push(format!("[{current}]format=yuv420p[vout]"));
+    args.extend([
+        "-filter_complex".into(),
+        graph.join(";"),
+        "-map".into(),
+        "[vout]".into(),
+        "-map".into(),
+        "1:a".into(),
+    ]);
+    args.extend([
+        "-t".into(),
+        d,
+        "-r".into(),
+        fps.to_string(),
+        "-g".into(),
+        (fps * 2).to_string(),
+    ]);
+    args.extend(ENCODER_ARGS.iter().map(|s| (*s).to_owned()));
+    args.extend([
+        "-movflags".into(),
+        "+faststart".into(),
+        output.display().to_string(),
+    ]);
+    args
+}
+
+/// Arguments that join `list` (a concat demuxer file list) into `output` without re-encoding.
+pub fn concat_args(list: &Path, output: &Path) -> Vec<String> {
+    vec![
+        "-f".into(),
+        "concat".into(),
+        "-safe".into(),
+        "0".into(),
+        "-i".into(),
+        list.display().to_string(),
+        "-c".into(),
+        "copy".into(),
+        "-movflags".into(),
+        "+faststart".into(),
+        output.display().to_string(),
+    ]
+}
+
+/// The concat demuxer's list of `files`.
+pub fn concat_list(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| {
+            format!(
+                "file '{}'\n",
+                f.display().to_string().replace('\'', "'\\''")
+            )
+        })
+        .collect()
+}

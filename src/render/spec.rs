@@ -1,0 +1,433 @@
+//! Movie specs: the GraphQL input, its validation (with the exact input path of every error),
+//! and the canonical form that plans and cache keys are computed from.
+
+use async_graphql::{InputObject, OneofObject};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, AppResult};
+
+pub const MIN_SIDE: i32 = 16;
+pub const MAX_SIDE: i32 = 3840;
+pub const MAX_FPS: i32 = 60;
+pub const MAX_SCENES: usize = 100;
+pub const MAX_SCENE_SECS: f64 = 300.0;
+pub const MAX_LAYERS: usize = 20;
+pub const MAX_TEXT: usize = 500;
+
+/// A movie to render: a sequence of scenes of one size and frame rate.
+#[derive(InputObject, Debug, Clone)]
+pub struct MovieSpecInput {
+    /// Even, 16–3840 pixels.
+    pub width: i32,
+    /// Even, 16–3840 pixels.
+    pub height: i32,
+    /// Frames per second, 1–60.
+    pub fps: i32,
+    /// 1–100 scenes, played in order.
+    pub scenes: Vec<SceneInput>,
+}
+
+#[derive(InputObject, Debug, Clone)]
+pub struct SceneInput {
+    /// Unique within the movie: letters, digits, `-` and `_`.
+    pub id: String,
+    /// Seconds, more than 0 and at most 300.
+    pub duration: f64,
+    /// Background colour, `#RRGGBB`.
+    pub bg_color: String,
+    /// Drawn in order, later layers on top.
+    pub layers: Option<Vec<LayerInput>>,
+}
+
+/// Exactly one of `text` or `image`.
+#[derive(OneofObject, Debug, Clone)]
+pub enum LayerInput {
+    Text(TextLayerInput),
+    Image(ImageLayerInput),
+}
+
+/// Text drawn on the scene. Positions are pixels from the top-left corner; omitted, the text is
+/// centred. `start`/`end` are seconds within the scene (default: the whole scene).
+#[derive(InputObject, Debug, Clone)]
+pub struct TextLayerInput {
+    /// 1–500 characters.
+    pub text: String,
+    pub x: Option<f64>,
+    pub y: Option<f64>,
+    /// 8–400 pixels (default 48).
+    pub font_size: Option<i32>,
+    /// `#RRGGBB` (default white).
+    pub color: Option<String>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// An image from object storage, drawn on the scene. Positions are pixels from the top-left
+/// corner (default 0, 0); `width`/`height` scale it (default: its own size).
+#[derive(InputObject, Debug, Clone)]
+pub struct ImageLayerInput {
+    /// Key of an uploaded asset the caller may read (`assets/{yourUserId}/…`).
+    pub asset_key: String,
+    pub x: Option<f64>,
+    pub y: Option<f64>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// A validated movie, in canonical form: every default filled in, colours lower-case. Its
+/// JSON is what gets hashed, so two specs that render the same movie hash the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovieSpec {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub scenes: Vec<Scene>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scene {
+    pub id: String,
+    pub duration: f64,
+    pub bg_color: String,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Layer {
+    Text {
+        text: String,
+        /// None = centred.
+        x: Option<f64>,
+        y: Option<f64>,
+        font_size: u32,
+        color: String,
+        start: f64,
+        end: f64,
+    },
+    Image {
+        asset_key: String,
+        x: f64,
+        y: f64,
+        width: Option<u32>,
+        height: Option<u32>,
+        start: f64,
+        end: f64,
+    },
+}
+
+impl MovieSpec {
+    pub fn total_secs(&self) -> f64 {
+        self.scenes.iter().map(|s| s.duration).sum()
+    }
+
+    /// Asset keys of every image layer.
+    pub fn asset_keys(&self) -> impl Iterator<Item = (String, &str)> {
+        self.scenes.iter().enumerate().flat_map(|(si, scene)| {
+            scene
+                .layers
+                .iter()
+                .enumerate()
+                .filter_map(move |(li, layer)| match layer {
+                    Layer::Image { asset_key, .. } => Some((
+                        format!("scenes.{si}.layers.{li}.image.assetKey"),
+                        asset_key.as_str(),
+                    )),
+                    Layer::Text { .. } => None,
+                })
+        })
+    }
+}
+
+fn colour(field: &str, value: &str) -> AppResult<String> {
+    let valid = value.len() == 7
+        && value.starts_with('#')
+        && value[1..].chars().all(|c| c.is_ascii_hexdigit());
+    if !valid {
+        return Err(AppError::bad_input(field, "must be a colour like #1A2B3C"));
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
+fn side(field: &str, value: i32) -> AppResult<u32> {
+    if !(MIN_SIDE..=MAX_SIDE).contains(&value) || value % 2 != 0 {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be an even number from {MIN_SIDE} to {MAX_SIDE}"),
+        ));
+    }
+    Ok(value as u32)
+}
+
+fn position(field: &str, value: Option<f64>, limit: u32) -> AppResult<Option<f64>> {
+    match value {
+        Some(v) if !v.is_finite() || v < -f64::from(limit) || v > f64::from(limit) => {
+            Err(AppError::bad_input(
+                field,
+                format!("must be between -{limit} and {limit} pixels"),
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Start and end of a layer inside its scene.
+fn timing(
+    field: &str,
+    start: Option<f64>,
+    end: Option<f64>,
+    duration: f64,
+) -> AppResult<(f64, f64)> {
+    let start = start.unwrap_or(0.0);
+    let end = end.unwrap_or(duration);
+    if !start.is_finite() || start < 0.0 || start >= duration {
+        return Err(AppError::bad_input(
+            format!("{field}.start"),
+            format!("must be at least 0 and less than the scene's duration ({duration}s)"),
+        ));
+    }
+    if !end.is_finite() || end <= start || end > duration + 1e-9 {
+        return Err(AppError::bad_input(
+            format!("{field}.end"),
+            format!("must be after start and at most the scene's duration ({duration}s)"),
+        ));
+    }
+    Ok((start, end))
+}
+
+/// Validates a spec; errors name the input path under `prefix` (e.g. `input.spec`).
+pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
+    let width = side(&format!("{prefix}.width"), input.width)?;
+    let height = side(&format!("{prefix}.height"), input.height)?;
+    if !(1..=MAX_FPS).contains(&input.fps) {
+        return Err(AppError::bad_input(
+            format!("{prefix}.fps"),
+            format!("must be from 1 to {MAX_FPS}"),
+        ));
+    }
+    if input.scenes.is_empty() || input.scenes.len() > MAX_SCENES {
+        return Err(AppError::bad_input(
+            format!("{prefix}.scenes"),
+            format!("must hold 1 to {MAX_SCENES} scenes"),
+        ));
+    }
+    let limit = width.max(height);
+    let mut scenes = Vec::with_capacity(input.scenes.len());
+    for (si, scene) in input.scenes.iter().enumerate() {
+        let at = format!("{prefix}.scenes.{si}");
+        let id_ok = !scene.id.is_empty()
+            && scene.id.len() <= 64
+            && scene
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            return Err(AppError::bad_input(
+                format!("{at}.id"),
+                "must be 1–64 letters, digits, '-' or '_'",
+            ));
+        }
+        if input.scenes[..si].iter().any(|s| s.id == scene.id) {
+            return Err(AppError::bad_input(
+                format!("{at}.id"),
+                format!("`{}` is used by an earlier scene", scene.id),
+            ));
+        }
+        if !scene.duration.is_finite() || scene.duration <= 0.0 || scene.duration > MAX_SCENE_SECS {
+            return Err(AppError::bad_input(
+                format!("{at}.duration"),
+                format!("must be more than 0 and at most {MAX_SCENE_SECS} seconds"),
+            ));
+        }
+        let bg_color = colour(&format!("{at}.bgColor"), &scene.bg_color)?;
+        let inputs = scene.layers.as_deref().unwrap_or_default();
+        if inputs.len() > MAX_LAYERS {
+            return Err(AppError::bad_input(
+                format!("{at}.layers"),
+                format!("at most {MAX_LAYERS} layers per scene"),
+            ));
+        }
+        let mut layers = Vec::with_capacity(inputs.len());
+        for (li, layer) in inputs.iter().enumerate() {
+            let at = format!("{at}.layers.{li}");
+            layers.push(match layer {
+                LayerInput::Text(t) => {
+                    let at = format!("{at}.text");
+                    let len = t.text.chars().count();
+                    if len == 0
+                        || len > MAX_TEXT
+                        || t.text.chars().any(|c| c.is_control() && c != '\n')
+                    {
+                        return Err(AppError::bad_input(
+                            format!("{at}.text"),
+                            format!("must be 1–{MAX_TEXT} printable characters"),
+                        ));
+                    }
+                    let font_size = t.font_size.unwrap_or(48);
+                    if !(8..=400).contains(&font_size) {
+                        return Err(AppError::bad_input(
+                            format!("{at}.fontSize"),
+                            "must be from 8 to 400",
+                        ));
+                    }
+                    let (start, end) = timing(&at, t.start, t.end, scene.duration)?;
+                    Layer::Text {
+                        text: t.text.clone(),
+                        x: position(&format!("{at}.x"), t.x, limit)?,
+                        y: position(&format!("{at}.y"), t.y, limit)?,
+                        font_size: font_size as u32,
+                        color: colour(
+                            &format!("{at}.color"),
+                            t.color.as_deref().unwrap_or("#ffffff"),
+                        )?,
+                        start,
+                        end,
+                    }
+                }
+                LayerInput::Image(i) => {
+                    let at = format!("{at}.image");
+                    let key_ok = !i.asset_key.is_empty()
+                        && i.asset_key.len() <= 512
+                        && !i
+                            .asset_key
+                            .split('/')
+                            .any(|part| part.is_empty() || part == "." || part == "..");
+                    if !key_ok {
+                        return Err(AppError::bad_input(
+                            format!("{at}.assetKey"),
+                            "is not a valid object key",
+                        ));
+                    }
+                    let size = |field: &str, v: Option<i32>| -> AppResult<Option<u32>> {
+                        match v {
+                            Some(v) if !(1..=MAX_SIDE).contains(&v) => Err(AppError::bad_input(
+                                format!("{at}.{field}"),
+                                format!("must be from 1 to {MAX_SIDE}"),
+                            )),
+                            other => Ok(other.map(|v| v as u32)),
+                        }
+                    };
+                    let (start, end) = timing(&at, i.start, i.end, scene.duration)?;
+                    Layer::Image {
+                        asset_key: i.asset_key.clone(),
+                        x: position(&format!("{at}.x"), i.x, limit)?.unwrap_or(0.0),
+                        y: position(&format!("{at}.y"), i.y, limit)?.unwrap_or(0.0),
+                        width: size("width", i.width)?,
+                        height: size("height", i.height)?,
+                        start,
+                        end,
+                    }
+                }
+            });
+        }
+        scenes.push(Scene {
+            id: scene.id.clone(),
+            duration: scene.duration,
+            bg_color,
+            layers,
+        });
+    }
+    Ok(MovieSpec {
+        width,
+        height,
+        fps: input.fps as u32,
+        scenes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> MovieSpecInput {
+        MovieSpecInput {
+            width: 640,
+            height: 360,
+            fps: 30,
+            scenes: vec![SceneInput {
+                id: "intro".into(),
+                duration: 2.0,
+                bg_color: "#1A1A2E".into(),
+                layers: Some(vec![LayerInput::Text(TextLayerInput {
+                    text: "Hello".into(),
+                    x: None,
+                    y: None,
+                    font_size: None,
+                    color: None,
+                    start: Some(0.5),
+                    end: None,
+                })]),
+            }],
+        }
+    }
+
+    fn field_of(result: AppResult<MovieSpec>) -> String {
+        match result {
+            Err(AppError::BadInput { field, .. }) => field,
+            other => panic!("expected a bad input error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_is_made_canonical() {
+        let movie = validate("input.spec", &spec())
+            .map_err(|e| e.public_message())
+            .expect("valid");
+        assert_eq!(movie.scenes[0].bg_color, "#1a1a2e");
+        assert_eq!(
+            movie.scenes[0].layers[0],
+            Layer::Text {
+                text: "Hello".into(),
+                x: None,
+                y: None,
+                font_size: 48,
+                color: "#ffffff".into(),
+                start: 0.5,
+                end: 2.0
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_exact_input_path() {
+        let mut odd = spec();
+        odd.width = 641;
+        assert_eq!(field_of(validate("input.spec", &odd)), "input.spec.width");
+        let mut fps = spec();
+        fps.fps = 61;
+        assert_eq!(field_of(validate("input.spec", &fps)), "input.spec.fps");
+        let mut colour = spec();
+        colour.scenes[0].bg_color = "red".into();
+        assert_eq!(
+            field_of(validate("input.spec", &colour)),
+            "input.spec.scenes.0.bgColor"
+        );
+        let mut long = spec();
+        long.scenes[0].duration = 301.0;
+        assert_eq!(
+            field_of(validate("input.spec", &long)),
+            "input.spec.scenes.0.duration"
+        );
+        let mut late = spec();
+        if let Some(LayerInput::Text(t)) =
+            late.scenes[0].layers.as_mut().and_then(|l| l.first_mut())
+        {
+            t.end = Some(3.0);
+        }
+        assert_eq!(
+            field_of(validate("input.spec", &late)),
+            "input.spec.scenes.0.layers.0.text.end"
+        );
+        let mut none = spec();
+        none.scenes.clear();
+        assert_eq!(field_of(validate("input.spec", &none)), "input.spec.scenes");
+        let mut twice = spec();
+        twice.scenes.push(twice.scenes[0].clone());
+        assert_eq!(
+            field_of(validate("input.spec", &twice)),
+            "input.spec.scenes.1.id"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Object storage: one interface, two backends.
+//!
+//! - **S3** (aws-sdk-s3): any S3-protocol service — AWS, R2, MinIO — configured by `S3_*`.
+//! - **Local**: a folder (the embedded default, `{data dir}/objects`). Its presigned URLs are
+//!   HMAC-signed, expire, and are served by this app at `/objects/{key}`.
+//!
+//! Keys are plain relative paths (`outputs/{jobId}/movie.mp4`); presigned URLs live
+//! [`PRESIGN_TTL`] unless asked otherwise.
+
+mod local;
+pub mod routes;
+mod s3;
+
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+
+pub use local::{LocalStore, SignedRequest};
+pub use s3::S3Store;
+
+use crate::config::Config;
+
+/// How long presigned URLs work.
+pub const PRESIGN_TTL: Duration = Duration::from_secs(600);
+
+/// A storage failure. The detail is for logs; clients get a generic message.
+#[derive(Debug, Clone)]
+pub struct StorageError(pub String);
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<StorageError> for crate::error::AppError {
+    fn from(err: StorageError) -> Self {
+        crate::error::AppError::internal("storage", err.0)
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Size and type of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// A presigned upload: the client sends `PUT url` with `headers`.
+#[derive(Debug, Clone)]
+pub struct PresignedPut {
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The configured object store. Cheap to clone.
+#[derive(Clone)]
+pub enum Storage {
+    Local(Arc<LocalStore>),
+    S3(Arc<S3Store>),
+}
+
+/// Checks an object key: relative, no empty, `.` or `..` segments, at most 1024 bytes.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 1024
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !key.chars().any(|c| c.is_control() || c == '\\')
+}
+
+impl Storage {
+    /// S3 when `S3_BUCKET` is set, else the local folder. With PostgreSQL (several processes,
+    /// possibly on several hosts) a local folder must be chosen explicitly.
+    pub async fn from_config(
+        config: &Config,
+        signing_key: [u8; 32],
+        public_url: &str,
+    ) -> anyhow::Result<Self> {
+        if let Some(bucket) = &config.s3_bucket {
+            return Ok(Self::S3(Arc::new(S3Store::connect(config, bucket).await?)));
+        }
+        let dir = match &config.storage_dir {
+            Some(dir) => dir.clone(),
+            None if config.is_postgres() => anyhow::bail!(
+                "no object storage configured. With PostgreSQL set S3_BUCKET (and S3_ENDPOINT, S3_REGION, \
+                 credentials) for S3/MinIO/R2, or REELGRAPH_STORAGE_DIR to a folder every process shares"
+            ),
+            None => config.data_dir.join("objects"),
+        };
+        Ok(Self::Local(Arc::new(LocalStore::new(
+            dir,
+            signing_key,
+            public_url,
+        )?)))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::S3(_) => "s3",
+        }
+    }
+
+    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> StorageResult<()> {
+        check(key)?;
+        match self {
+            Self::Local(s) => s.put_file(key, path).await,
+            Self::S3(s) => s.put_file(key, path, content_type).await,
+        }
+    }
+
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> StorageResult<()> {
+        check(key)?;
+        match self {
+            Self::Local(s) => s.put_bytes(key, &bytes).await,
+            Self::S3(s) => s.put_bytes(key, bytes, content_type).await,
+        }
+    }
+
+    /// Downloads an object into `path`.
+    pub async fn get_to_file(&self, key: &str, path: &Path) -> StorageResult<()> {
+        check(key)?;
+        match self {
+            Self::Local(s) => s.get_to_file(key, path).await,
+            Self::S3(s) => s.get_to_file(key, path).await,
+        }
+    }
+
+    /// `None` when there is no such object.
+    pub async fn head(&self, key: &str) -> StorageResult<Option<ObjectInfo>> {
+        check(key)?;
+        match self {
+            Self::Local(s) => s.head(key).await,
+            Self::S3(s) => s.head(key).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> StorageResult<()> {
+        check(key)?;
+        match self {
+            Self::Local(s) => s.delete(key).await,
+            Self::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// A URL that downloads the object for `ttl`.
+    pub async fn presign_get(&self, key: &str, ttl: Duration) -> StorageResult<String> {
+        check(key)?;
+        match self {
+            Self::Local(s) => Ok(s.presign("GET", key, ttl, None)),
+            Self::S3(s) => s.presign_get(key, ttl).await,
+        }
+    }
+
+    /// A URL that uploads the object for `ttl`, with the headers the client must send.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> StorageResult<PresignedPut> {
+        check(key)?;
+        match self {
+            Self::Local(s) => Ok(PresignedPut {
+                url: s.presign("PUT", key, ttl, Some(content_type)),
+                headers: BTreeMap::from([("content-type".to_owned(), content_type.to_owned())]),
+            }),
+            Self::S3(s) => s.presign_put(key, content_type, ttl).await,
+        }
+    }
+}
+
+fn check(key: &str) -> StorageResult<()> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(StorageError(format!("invalid object key {key:?}")))
+    }
+}

@@ -1,0 +1,172 @@
+//! `/objects/{key}`: serves the presigned URLs of the local backend — GET downloads (with
+//! range requests, so players can seek), PUT uploads (streamed to disk, size-limited).
+
+use axum::{
+    body::Body,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use super::{SignedRequest, Storage, valid_key};
+
+/// Largest upload accepted through a presigned PUT.
+pub const MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub struct Signature {
+    expires: i64,
+    signature: String,
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+fn content_type_of(key: &str) -> &'static str {
+    match key
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("mp4") => "video/mp4",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
+        Some("srt") => "application/x-subrip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// GET a presigned object.
+pub async fn get_object(
+    State(storage): State<Storage>,
+    Path(key): Path<String>,
+    Query(sig): Query<Signature>,
+    request: Request,
+) -> Response {
+    let Storage::Local(store) = &storage else {
+        return refuse(StatusCode::NOT_FOUND, "not found");
+    };
+    let signed = SignedRequest {
+        method: "GET",
+        key: &key,
+        expires: sig.expires,
+        content_type: None,
+        signature: &sig.signature,
+    };
+    if !valid_key(&key) || !store.verify(&signed) {
+        return refuse(StatusCode::FORBIDDEN, "this link is invalid or has expired");
+    }
+    let path = store.path_of(&key);
+    if !path.is_file() {
+        return refuse(StatusCode::NOT_FOUND, "not found");
+    }
+    let serve = tower_http::services::ServeFile::new_with_mime(
+        path,
+        &content_type_of(&key).parse().unwrap_or(mime_octet()),
+    );
+    match serve.oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(err) => {
+            tracing::error!(error = %err, "serving an object failed");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not read the object",
+            )
+        }
+    }
+}
+
+fn mime_octet() -> mime::Mime {
+    mime::APPLICATION_OCTET_STREAM
+}
+
+/// PUT a presigned object: the body is streamed to a temporary file and moved into place
+/// only when complete, so a broken upload never leaves half an object.
+pub async fn put_object(
+    State(storage): State<Storage>,
+    Path(key): Path<String>,
+    Query(sig): Query<Signature>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Storage::Local(store) = &storage else {
+        return refuse(StatusCode::NOT_FOUND, "not found");
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let signed = SignedRequest {
+        method: "PUT",
+        key: &key,
+        expires: sig.expires,
+        content_type,
+        signature: &sig.signature,
+    };
+    if !valid_key(&key) || !store.verify(&signed) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this link is invalid or has expired (or the content-type differs from the one signed)",
+        );
+    }
+    let temp = store
+        .path_of(&key)
+        .with_extension(format!("upload-{}", uuid::Uuid::now_v7().simple()));
+    if let Some(parent) = temp.parent()
+        && tokio::fs::create_dir_all(parent).await.is_err()
+    {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not store the object",
+        );
+    }
+    let written = async {
+        let mut file = tokio::fs::File::create(&temp).await?;
+        let mut stream = body.into_data_stream().map_err(std::io::Error::other);
+        let mut size: u64 = 0;
+        while let Some(chunk) = stream.try_next().await? {
+            size += chunk.len() as u64;
+            if size > MAX_UPLOAD_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "upload too large",
+                ));
+            }
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok::<_, std::io::Error>(())
+    }
+    .await;
+    if let Err(err) = written {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return if err.kind() == std::io::ErrorKind::FileTooLarge {
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, "the upload is too large")
+        } else {
+            refuse(StatusCode::BAD_REQUEST, "the upload was interrupted")
+        };
+    }
+    match store.put_moved(&key, &temp).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(err) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            tracing::error!(error = %err, "storing an upload failed");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not store the object",
+            )
+        }
+    }
+}

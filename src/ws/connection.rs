@@ -1,0 +1,453 @@
+//! One socket, from upgrade to close: a single task reads client messages, runs the socket's
+//! operations as streams and writes their results, so a client's `complete` and the results of
+//! that operation can never cross.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_graphql::{Response, ServerError};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use chrono::Utc;
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{self, AbortHandle, Abortable, BoxStream, SelectAll},
+};
+use serde_json::{Map, Value};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
+
+use super::{
+    auth::authenticate,
+    protocol::{self, ClientMessage, Invalid, Protocol, server},
+};
+use crate::{
+    access::{AuthUser, ClientInfo, Viewer},
+    error::AppError,
+    graphql::loaders::new_subscription_loaders,
+    http::HttpState,
+};
+
+/// What the upgrade handler learned about the client.
+pub struct Setup {
+    pub state: HttpState,
+    pub protocol: Protocol,
+    pub client: ClientInfo,
+    /// The upgrade request's `Authorization` header, used when `connection_init` has no token.
+    pub header_authorization: Option<String>,
+}
+
+/// How long a closing socket waits for the client's close frame before hanging up.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Close reasons are limited to 123 bytes by RFC 6455.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Why the socket stops.
+enum Stop {
+    /// The server closes with this code and reason.
+    Close(u16, String),
+    /// The client sent a close frame.
+    PeerClosed,
+    /// The connection broke (or a send timed out): nothing more can be said.
+    Gone,
+}
+
+fn close(code: u16, reason: impl Into<String>) -> Stop {
+    Stop::Close(code, reason.into())
+}
+
+/// The results of one operation, tagged with its id; `None` marks the end of the stream.
+type Events = Abortable<BoxStream<'static, (Arc<str>, Option<Response>)>>;
+
+struct Active {
+    abort: AbortHandle,
+    /// Whether a result has been sent (after which errors are results, not an `error`).
+    answered: bool,
+}
+
+struct Connection {
+    setup: Setup,
+    init_received: bool,
+    acknowledged: bool,
+    /// The caller, once acknowledged; `None` is anonymous.
+    user: Option<AuthUser>,
+    /// When the access token runs out.
+    expires_at: Option<Instant>,
+    active: HashMap<Arc<str>, Active>,
+}
+
+pub async fn serve(mut socket: WebSocket, setup: Setup) {
+    let protocol = setup.protocol;
+    let mut connection = Connection {
+        setup,
+        init_received: false,
+        acknowledged: false,
+        user: None,
+        expires_at: None,
+        active: HashMap::new(),
+    };
+    let stop = connection.run(&mut socket).await;
+    match stop {
+        Stop::Close(code, reason) => {
+            tracing::debug!(
+                code,
+                reason,
+                protocol = protocol.name(),
+                "closing WebSocket"
+            );
+            close_gracefully(socket, code, &reason).await;
+        }
+        Stop::PeerClosed => {
+            // Flushes tungstenite's reply to the client's close frame.
+            timeout(CLOSE_GRACE, socket.close()).await.ok();
+        }
+        Stop::Gone => {}
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, socket: &mut WebSocket) -> Stop {
+        let settings = self.setup.state.ws.clone();
+        let shutdown = self.setup.state.app.shutdown.clone();
+        let init_deadline = Instant::now() + settings.init_timeout;
+        // `interval_at` refuses a zero period.
+        let period = settings.keep_alive.max(Duration::from_millis(1));
+        let mut keep_alive = interval_at(Instant::now() + period, period);
+        keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut operations: SelectAll<Events> = SelectAll::new();
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Err(close(1001, "Going away")),
+                () = sleep_until(init_deadline), if !self.init_received => {
+                    Err(close(4408, "Connection initialisation timeout"))
+                }
+                () = sleep_until_some(self.expires_at) => self.token_expired(socket).await,
+                frame = socket.recv() => match frame {
+                    Some(Ok(frame)) => self.on_frame(socket, &mut operations, frame).await,
+                    None | Some(Err(_)) => Err(Stop::Gone),
+                },
+                Some((id, event)) = operations.next(), if !operations.is_empty() => {
+                    self.on_event(socket, id, event).await
+                }
+                _ = keep_alive.tick(), if self.acknowledged => {
+                    let message = match self.setup.protocol {
+                        Protocol::TransportWs => server::ping(),
+                        Protocol::Legacy => server::keep_alive(),
+                    };
+                    self.send(socket, message).await
+                }
+            };
+            if let Err(stop) = step {
+                return stop;
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        socket: &mut WebSocket,
+        operations: &mut SelectAll<Events>,
+        frame: Message,
+    ) -> Result<(), Stop> {
+        let limit = self.setup.state.app.config.max_body_bytes;
+        let too_big = match &frame {
+            Message::Text(text) => text.len() > limit,
+            Message::Binary(bytes) => bytes.len() > limit,
+            _ => false,
+        };
+        if too_big {
+            return Err(close(
+                1009,
+                format!("Message too big: at most {limit} bytes"),
+            ));
+        }
+        let parsed = match &frame {
+            Message::Text(text) => protocol::parse(self.setup.protocol, text.as_str()),
+            Message::Binary(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => protocol::parse(self.setup.protocol, text),
+                Err(_) => Err(Invalid(
+                    "Invalid message received: not UTF-8 JSON".to_owned(),
+                )),
+            },
+            // WebSocket-level pings are answered by tungstenite itself.
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(Stop::PeerClosed),
+        };
+        match parsed {
+            Ok(message) => self.on_message(socket, operations, message).await,
+            Err(Invalid(reason)) => match self.setup.protocol {
+                Protocol::TransportWs => Err(close(4400, reason)),
+                // subscriptions-transport-ws: report the parsing error, ignore the message.
+                Protocol::Legacy => {
+                    self.send(socket, server::connection_error(&reason, "BAD_USER_INPUT"))
+                        .await
+                }
+            },
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        socket: &mut WebSocket,
+        operations: &mut SelectAll<Events>,
+        message: ClientMessage,
+    ) -> Result<(), Stop> {
+        match message {
+            ClientMessage::ConnectionInit { payload } => {
+                if self.init_received {
+                    return Err(close(4429, "Too many initialisation requests"));
+                }
+                self.init_received = true;
+                self.connection_init(socket, payload.as_ref()).await
+            }
+            ClientMessage::Ping { payload } => self.send(socket, server::pong(payload)).await,
+            ClientMessage::Pong => Ok(()),
+            ClientMessage::Subscribe { id, request } => {
+                if !self.acknowledged {
+                    return Err(close(4401, "Unauthorized"));
+                }
+                let id: Arc<str> = id.into();
+                if self.active.contains_key(&id) {
+                    return Err(close(4409, format!("Subscriber for {id} already exists")));
+                }
+                let max = self.setup.state.ws.max_operations;
+                if self.active.len() >= max {
+                    let error = too_many_operations(max);
+                    self.count_errors(std::slice::from_ref(&error));
+                    let message = server::error(self.setup.protocol, &id, &[error]);
+                    return self.send(socket, message).await;
+                }
+                self.start(operations, id, *request);
+                Ok(())
+            }
+            ClientMessage::Complete { id } => {
+                if let Some(active) = self.active.remove(id.as_str()) {
+                    active.abort.abort();
+                    // The legacy protocol confirms a `stop`; graphql-transport-ws sends
+                    // nothing more for an operation the client completed.
+                    if self.setup.protocol == Protocol::Legacy {
+                        return self.send(socket, server::complete(&id)).await;
+                    }
+                }
+                Ok(())
+            }
+            ClientMessage::Terminate => Err(close(1000, "Normal Closure")),
+        }
+    }
+
+    async fn connection_init(
+        &mut self,
+        socket: &mut WebSocket,
+        payload: Option<&Map<String, Value>>,
+    ) -> Result<(), Stop> {
+        let state = &self.setup.state.app;
+        let header = self.setup.header_authorization.as_deref();
+        match authenticate(&state.tokens, payload, header) {
+            Ok(caller) => {
+                if let Some(caller) = &caller {
+                    let left_ms = caller
+                        .expires_at
+                        .saturating_mul(1000)
+                        .saturating_sub(Utc::now().timestamp_millis());
+                    if left_ms <= 0 {
+                        return self
+                            .forbidden(socket, &AppError::unauthenticated("access token expired"))
+                            .await;
+                    }
+                    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+                    self.expires_at = Some(Instant::now() + left);
+                }
+                self.user = caller.map(|c| c.user);
+                self.acknowledged = true;
+                self.send(socket, server::connection_ack()).await?;
+                if self.setup.protocol == Protocol::Legacy {
+                    // "sent right after each GQL_CONNECTION_ACK, then periodically"
+                    self.send(socket, server::keep_alive()).await?;
+                }
+                Ok(())
+            }
+            Err(err) => self.forbidden(socket, &err).await,
+        }
+    }
+
+    /// Auth failed: the legacy protocol hears why, then both close with `4403`.
+    async fn forbidden(&mut self, socket: &mut WebSocket, err: &AppError) -> Result<(), Stop> {
+        if self.setup.protocol == Protocol::Legacy {
+            let message = server::connection_error(&err.public_message(), err.code());
+            self.send(socket, message).await?;
+        }
+        Err(close(4403, "Forbidden"))
+    }
+
+    async fn token_expired(&mut self, socket: &mut WebSocket) -> Result<(), Stop> {
+        self.forbidden(socket, &AppError::unauthenticated("access token expired"))
+            .await
+    }
+
+    /// Runs one operation with the same request data the HTTP handler attaches. Each operation
+    /// gets its own viewer, so memberships are read afresh rather than once per socket.
+    fn start(
+        &mut self,
+        operations: &mut SelectAll<Events>,
+        id: Arc<str>,
+        request: async_graphql::Request,
+    ) {
+        let viewer = Arc::new(match &self.user {
+            Some(user) => Viewer::authenticated(user.clone()),
+            None => Viewer::anonymous(),
+        });
+        let app = &self.setup.state.app;
+        let request = request
+            .data(viewer.clone())
+            .data(new_subscription_loaders(app.db.clone(), viewer))
+            .data(self.setup.client.clone());
+        let results = {
+            let id = id.clone();
+            self.setup
+                .state
+                .schema
+                .execute_stream(request)
+                .map(move |response| (id.clone(), Some(response)))
+        };
+        let end = stream::once(std::future::ready((id.clone(), None)));
+        let (abort, registration) = AbortHandle::new_pair();
+        operations.push(Abortable::new(results.chain(end).boxed(), registration));
+        self.active.insert(
+            id,
+            Active {
+                abort,
+                answered: false,
+            },
+        );
+    }
+
+    async fn on_event(
+        &mut self,
+        socket: &mut WebSocket,
+        id: Arc<str>,
+        event: Option<Response>,
+    ) -> Result<(), Stop> {
+        let Some(response) = event else {
+            return match self.active.remove(&id) {
+                Some(_) => self.send(socket, server::complete(&id)).await,
+                None => Ok(()),
+            };
+        };
+        let Some(active) = self.active.get_mut(&id) else {
+            return Ok(());
+        };
+        let failed_before_execution = !active.answered && is_request_error(&response);
+        active.answered = true;
+        self.count_errors(&response.errors);
+        if failed_before_execution {
+            if let Some(active) = self.active.remove(&id) {
+                active.abort.abort();
+            }
+            let message = server::error(self.setup.protocol, &id, &response.errors);
+            return self.send(socket, message).await;
+        }
+        let message = server::next(self.setup.protocol, &id, &response);
+        self.send(socket, message).await
+    }
+
+    fn count_errors(&self, errors: &[ServerError]) {
+        for error in errors {
+            let code = error
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code"))
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .unwrap_or_default();
+            self.setup
+                .state
+                .app
+                .metrics
+                .graphql_errors
+                .get_or_create(&crate::metrics::CodeLabel { code })
+                .inc();
+        }
+    }
+
+    async fn send(&self, socket: &mut WebSocket, text: String) -> Result<(), Stop> {
+        let sent = timeout(
+            self.setup.state.ws.write_timeout,
+            socket.send(Message::Text(text.into())),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Stop::Gone),
+        }
+    }
+}
+
+/// A request error (syntax, validation, unknown operation, variables) rather than a result:
+/// no data, and no error that belongs to a field. Field errors always carry a path, including
+/// those of a subscription resolver that refuses to start.
+fn is_request_error(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn too_many_operations(max: usize) -> ServerError {
+    let message = format!(
+        "too many operations on this connection: at most {max} may run at once; complete one first"
+    );
+    let mut error = ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", "RATE_LIMITED");
+    error
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the close frame, then waits (briefly) for the client's, so the close code reaches
+/// the client before the TCP connection goes.
+async fn close_gracefully(mut socket: WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: truncate(reason, MAX_CLOSE_REASON).into(),
+    };
+    if timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let drain = async {
+        while let Some(Ok(frame)) = socket.recv().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    timeout(CLOSE_GRACE, drain).await.ok();
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_cut_to_123_bytes_on_a_character_boundary() {
+        let long = "é".repeat(100);
+        let cut = truncate(&long, MAX_CLOSE_REASON);
+        assert_eq!(cut.len(), 122);
+        assert_eq!(truncate("short", MAX_CLOSE_REASON), "short");
+    }
+}

@@ -1,0 +1,609 @@
+//! Render-minute billing on both databases: the quota check under concurrency, credits past the
+//! plan's limits, settling and releasing reservations, plans, and the billing API over HTTP.
+
+use chrono::{DateTime, TimeZone, Utc};
+use entity::{JobKind, PlanCode, credit_ledger_entry, render_usage, subscription};
+use futures_util::future::join_all;
+use reelgraph::{
+    billing::{self, Reservation},
+    error::{AppError, AppResult},
+    jobs::{NewJob, queue},
+};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, Session, TestApp, error_code, error_field},
+};
+
+both_backends!(
+    concurrent_reservations_admit_exactly_what_fits,
+    credits_pay_past_the_plan_and_a_refusal_writes_nothing,
+    settle_consumes_and_release_gives_back,
+    plans_set_the_limits,
+    render_usage_and_admin_mutations_over_http,
+);
+
+async fn spawn(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, |args| args.no_worker = true).await
+}
+
+fn uid(session: &Session) -> Uuid {
+    session.user_id.parse().expect("user id is a UUID")
+}
+
+fn approx(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() < 1e-6
+}
+
+#[track_caller]
+fn assert_minutes(actual: f64, expected: f64, what: &str) {
+    assert!(approx(actual, expected), "{what}: {actual} != {expected}");
+}
+
+fn at(year: i32, month: u32, day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, month, day, 12, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+/// Message of an expected error (AppError has no Display on purpose).
+fn message(result: &AppResult<Reservation>) -> String {
+    match result {
+        Ok(r) => panic!("expected an error, got {r:?}"),
+        Err(e) => e.public_message(),
+    }
+}
+
+fn code(result: &AppResult<Reservation>) -> &'static str {
+    result.as_ref().err().map_or("<ok>", AppError::code)
+}
+
+/// Inserts a job row in `txn`, so ledger rows can point at it.
+async fn new_job(txn: &DatabaseTransaction, owner: Uuid) -> Uuid {
+    let new = NewJob::new(JobKind::Render, "test.billing", owner, json!({}));
+    queue::enqueue(txn, new)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("job enqueued")
+        .job
+        .id
+}
+
+/// One reservation in its own write transaction, committed on success and rolled back on error
+/// — what `renderMovie` does. With `with_job`, a job row is inserted first and charged.
+async fn reserve_one(
+    db: &DatabaseConnection,
+    user: Uuid,
+    minutes: f64,
+    with_job: bool,
+    now: DateTime<Utc>,
+) -> (AppResult<Reservation>, Option<Uuid>) {
+    let txn = queue::begin_write(db).await.expect("write transaction");
+    let job_id = if with_job {
+        Some(new_job(&txn, user).await)
+    } else {
+        None
+    };
+    let result = billing::reserve(&txn, user, minutes, job_id, now).await;
+    if result.is_ok() {
+        txn.commit().await.expect("commit");
+    } else {
+        txn.rollback().await.expect("rollback");
+    }
+    (result, job_id)
+}
+
+/// `count` reservations of `minutes` each, all at once, each in its own transaction.
+async fn race(
+    db: &DatabaseConnection,
+    user: Uuid,
+    count: usize,
+    minutes: f64,
+    now: DateTime<Utc>,
+) -> Vec<AppResult<Reservation>> {
+    let tasks = (0..count).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move { reserve_one(&db, user, minutes, false, now).await.0 })
+    });
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("reservation task"))
+        .collect()
+}
+
+async fn settle(db: &DatabaseConnection, reservation: &Reservation, actual: f64) {
+    let txn = queue::begin_write(db).await.expect("write transaction");
+    billing::settle(&txn, reservation, actual)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("settled");
+    txn.commit().await.expect("commit");
+}
+
+async fn release(db: &DatabaseConnection, reservation: &Reservation, job_id: Option<Uuid>) {
+    let txn = queue::begin_write(db).await.expect("write transaction");
+    billing::release(&txn, reservation, job_id)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("released");
+    txn.commit().await.expect("commit");
+}
+
+async fn grant(db: &DatabaseConnection, user: Uuid, credits: i64) -> i64 {
+    billing::grant_credits(db, user, credits, "test grant")
+        .await
+        .map_err(|e| e.public_message())
+        .expect("credits granted")
+}
+
+async fn usage(db: &DatabaseConnection, user: Uuid, period: &str) -> render_usage::Model {
+    render_usage::Entity::find()
+        .filter(render_usage::Column::UserId.eq(user))
+        .filter(render_usage::Column::BillingPeriod.eq(period))
+        .one(db)
+        .await
+        .expect("usage query")
+        .expect("usage row exists")
+}
+
+fn daily(row: &render_usage::Model, day: &str) -> f64 {
+    row.daily_minutes[day].as_f64().unwrap_or(0.0)
+}
+
+/// The user's ledger, oldest first.
+async fn ledger(db: &DatabaseConnection, user: Uuid) -> Vec<credit_ledger_entry::Model> {
+    credit_ledger_entry::Entity::find()
+        .filter(credit_ledger_entry::Column::UserId.eq(user))
+        .order_by_asc(credit_ledger_entry::Column::CreatedAt)
+        .order_by_asc(credit_ledger_entry::Column::Id)
+        .all(db)
+        .await
+        .expect("ledger query")
+}
+
+async fn balance(db: &DatabaseConnection, user: Uuid) -> i64 {
+    entity::user::Entity::find_by_id(user)
+        .one(db)
+        .await
+        .expect("user query")
+        .expect("user exists")
+        .credits
+}
+
+/// Every ledger row's `balance_after` follows from the previous one, and the last one is the
+/// balance.
+#[track_caller]
+fn assert_ledger_consistent(rows: &[credit_ledger_entry::Model], balance: i64) {
+    let mut running = 0;
+    for row in rows {
+        running += row.delta;
+        assert_eq!(row.balance_after, running, "ledger chain broken: {rows:#?}");
+    }
+    assert_eq!(running, balance, "ledger does not add up to the balance");
+}
+
+/// 100 simultaneous 1.5-minute renders of a FREE user (5-minute daily cap): exactly 3 fit.
+/// With 3 credits, exactly 2 more fit (the 4th overflows by 1 minute = 1 credit, the 5th by
+/// 1.5 minutes = 2 credits), and the balance ends at exactly 0.
+async fn concurrent_reservations_admit_exactly_what_fits(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let period = billing::billing_period(now);
+    let day = billing::billing_day(now);
+
+    let broke = uid(&app.register("broke@example.com").await);
+    let outcomes = race(db, broke, 100, 1.5, now).await;
+    let admitted: Vec<&Reservation> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(admitted.len(), 3, "admitted: {admitted:?}");
+    let refused: Vec<&AppError> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 97);
+    assert!(
+        refused.iter().all(|e| e.code() == "QUOTA_EXCEEDED"),
+        "{refused:?}"
+    );
+    assert!(admitted.iter().all(|r| r.credits == 0 && r.day == day));
+    let row = usage(db, broke, &period).await;
+    assert_minutes(row.minutes_reserved, 4.5, "reserved");
+    assert_minutes(row.minutes_consumed, 0.0, "consumed");
+    assert_minutes(daily(&row, &day), 4.5, "daily");
+    assert_eq!(row.minutes_limit, Some(30.0));
+    assert!(ledger(db, broke).await.is_empty());
+    assert_eq!(balance(db, broke).await, 0);
+
+    let paying = uid(&app.register("paying@example.com").await);
+    grant(db, paying, 3).await;
+    let outcomes = race(db, paying, 100, 1.5, now).await;
+    let mut charged: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.credits)
+        .collect();
+    charged.sort_unstable();
+    assert_eq!(charged, vec![0, 0, 0, 1, 2]);
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == "QUOTA_EXCEEDED")
+    );
+    let row = usage(db, paying, &period).await;
+    assert_minutes(row.minutes_reserved, 7.5, "reserved");
+    assert_minutes(daily(&row, &day), 7.5, "daily");
+    assert_eq!(balance(db, paying).await, 0);
+    let rows = ledger(db, paying).await;
+    assert_ledger_consistent(&rows, 0);
+    let overage: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.reason == billing::REASON_OVERAGE)
+        .map(|r| r.delta)
+        .collect();
+    assert_eq!(overage, vec![-1, -2]);
+}
+
+/// Credits pay for started minutes past the cap; without enough of them the reservation is
+/// refused and nothing at all is written — even if the caller commits anyway.
+async fn credits_pay_past_the_plan_and_a_refusal_writes_nothing(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let period = billing::billing_period(now);
+    let day = billing::billing_day(now);
+
+    let rich = uid(&app.register("rich@example.com").await);
+    assert_eq!(grant(db, rich, 10).await, 10);
+    let (exact, _) = reserve_one(db, rich, 5.0, true, now).await;
+    assert_eq!(exact.as_ref().map(|r| r.credits).ok(), Some(0), "exact fit");
+    let (over, over_job) = reserve_one(db, rich, 1.5, true, now).await;
+    assert_eq!(
+        over.as_ref().map(|r| r.credits).ok(),
+        Some(2),
+        "1.5 min over"
+    );
+    let (sliver, sliver_job) = reserve_one(db, rich, 0.25, true, now).await;
+    assert_eq!(sliver.as_ref().map(|r| r.credits).ok(), Some(1), "0.25 min");
+    assert_eq!(balance(db, rich).await, 7);
+    let rows = ledger(db, rich).await;
+    assert_ledger_consistent(&rows, 7);
+    let summary: Vec<(i64, &str, Option<Uuid>)> = rows
+        .iter()
+        .map(|r| (r.delta, r.reason.as_str(), r.job_id))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (10, "test grant", None),
+            (-2, billing::REASON_OVERAGE, over_job),
+            (-1, billing::REASON_OVERAGE, sliver_job),
+        ]
+    );
+    let row = usage(db, rich, &period).await;
+    assert_minutes(row.minutes_reserved, 6.75, "reserved");
+    assert_minutes(daily(&row, &day), 6.75, "daily");
+
+    let poor = uid(&app.register("poor@example.com").await);
+    grant(db, poor, 1).await;
+    let (first, _) = reserve_one(db, poor, 5.0, false, now).await;
+    assert!(first.is_ok());
+    let before = usage(db, poor, &period).await;
+
+    // Refused, then committed by a careless caller: still nothing may have changed.
+    let txn = queue::begin_write(db).await.expect("write transaction");
+    let job = new_job(&txn, poor).await;
+    let refused = billing::reserve(&txn, poor, 2.5, Some(job), now).await;
+    txn.commit().await.expect("commit");
+    assert_eq!(code(&refused), "QUOTA_EXCEEDED");
+    let text = message(&refused);
+    for part in [
+        "daily",
+        "0 of 5 minutes left today",
+        "Free plan",
+        "needs 2.5",
+        "3 credits",
+        "balance is 1",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text:?}");
+    }
+    assert_eq!(balance(db, poor).await, 1);
+    assert_eq!(ledger(db, poor).await.len(), 1, "only the grant");
+    assert_eq!(usage(db, poor, &period).await, before);
+}
+
+/// Settling charges the actual minutes and frees the reservation; releasing frees it and
+/// refunds its credits with a ledger row.
+async fn settle_consumes_and_release_gives_back(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let period = billing::billing_period(now);
+    let day = billing::billing_day(now);
+    let user = uid(&app.register("settle@example.com").await);
+    grant(db, user, 5).await;
+
+    let (first, _) = reserve_one(db, user, 4.0, true, now).await;
+    let first = first.expect("4 minutes fit");
+    assert_eq!(first.credits, 0);
+    settle(db, &first, 3.5).await;
+    let row = usage(db, user, &period).await;
+    assert_minutes(row.minutes_consumed, 3.5, "consumed");
+    assert_minutes(row.minutes_reserved, 0.0, "reserved");
+    assert_minutes(daily(&row, &day), 3.5, "daily");
+
+    // 3.5 + 2.5 = 6 > 5: one credit.
+    let (paid, job) = reserve_one(db, user, 2.5, true, now).await;
+    let paid = paid.expect("paid with a credit");
+    assert_eq!(paid.credits, 1);
+    assert_eq!(balance(db, user).await, 4);
+    let row = usage(db, user, &period).await;
+    assert_minutes(row.minutes_reserved, 2.5, "reserved");
+    assert_minutes(daily(&row, &day), 6.0, "daily");
+
+    release(db, &paid, job).await;
+    let row = usage(db, user, &period).await;
+    assert_minutes(row.minutes_reserved, 0.0, "reserved after release");
+    assert_minutes(row.minutes_consumed, 3.5, "consumed after release");
+    assert_minutes(daily(&row, &day), 3.5, "daily after release");
+    assert_eq!(balance(db, user).await, 5);
+    let rows = ledger(db, user).await;
+    assert_ledger_consistent(&rows, 5);
+    let refund = rows.last().expect("refund row");
+    assert_eq!(
+        (refund.delta, refund.reason.as_str(), refund.job_id),
+        (1, billing::REASON_REFUND, job)
+    );
+
+    // A free reservation released writes no ledger row.
+    let (free, _) = reserve_one(db, user, 1.0, false, now).await;
+    release(db, &free.expect("fits"), None).await;
+    assert_eq!(ledger(db, user).await.len(), rows.len());
+
+    // A render longer than its estimate is charged what it really took.
+    let (longer, _) = reserve_one(db, user, 1.0, false, now).await;
+    settle(db, &longer.expect("fits"), 1.2).await;
+    let row = usage(db, user, &period).await;
+    assert_minutes(row.minutes_consumed, 4.7, "consumed");
+    assert_minutes(row.minutes_reserved, 0.0, "reserved");
+    assert_minutes(daily(&row, &day), 4.7, "daily");
+    assert_eq!(row.daily_minutes.as_object().map(|m| m.len()), Some(1));
+}
+
+/// ENTERPRISE is unlimited; PRO has no daily cap but a monthly one; FREE enforces the monthly
+/// limit separately from the daily cap.
+async fn plans_set_the_limits(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let period = billing::billing_period(now);
+
+    let big = uid(&app.register("enterprise@example.com").await);
+    let plan = billing::set_user_plan(db, big, PlanCode::Enterprise, now)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("plan set");
+    assert_eq!(plan.code, PlanCode::Enterprise);
+    for minutes in [10_000.0, 50_000.0] {
+        let (result, _) = reserve_one(db, big, minutes, false, now).await;
+        assert_eq!(result.map(|r| r.credits).ok(), Some(0));
+    }
+    let row = usage(db, big, &period).await;
+    assert_eq!(row.minutes_limit, None);
+    assert_minutes(row.minutes_reserved, 60_000.0, "reserved");
+    // Changing the plan again updates the one subscription (and the limit snapshot).
+    billing::set_user_plan(db, big, PlanCode::Free, now)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("plan set");
+    let subscriptions = subscription::Entity::find()
+        .filter(subscription::Column::UserId.eq(big))
+        .count(db)
+        .await
+        .expect("count");
+    assert_eq!(subscriptions, 1);
+    let current = billing::current_plan(db, big)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("plan");
+    assert_eq!(current.code, PlanCode::Free);
+    assert_eq!(usage(db, big, &period).await.minutes_limit, Some(30.0));
+
+    let pro = uid(&app.register("pro@example.com").await);
+    billing::set_user_plan(db, pro, PlanCode::Pro, now)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("plan set");
+    for minutes in [500.0, 90.0] {
+        let (result, _) = reserve_one(db, pro, minutes, false, now).await;
+        assert_eq!(
+            result.map(|r| r.credits).ok(),
+            Some(0),
+            "no daily cap on PRO"
+        );
+    }
+    let (over, _) = reserve_one(db, pro, 20.0, false, now).await;
+    assert_eq!(code(&over), "QUOTA_EXCEEDED");
+    let text = message(&over);
+    for part in [
+        "monthly",
+        "10 of 600 minutes left this month",
+        "Pro plan",
+        "10 credits",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text:?}");
+    }
+    assert_eq!(usage(db, pro, &period).await.minutes_limit, Some(600.0));
+
+    // FREE: six days at the 5-minute daily cap use up the 30-minute month.
+    let free = uid(&app.register("free@example.com").await);
+    for day in 1..=6 {
+        let (result, _) = reserve_one(db, free, 5.0, false, at(2026, 3, day)).await;
+        assert!(result.is_ok(), "day {day}");
+    }
+    let (daily_cap, _) = reserve_one(db, free, 0.5, false, at(2026, 3, 6)).await;
+    assert_eq!(code(&daily_cap), "QUOTA_EXCEEDED");
+    assert!(message(&daily_cap).starts_with("daily"), "{daily_cap:?}");
+    let (monthly_cap, _) = reserve_one(db, free, 1.0, false, at(2026, 3, 7)).await;
+    assert_eq!(code(&monthly_cap), "QUOTA_EXCEEDED");
+    let text = message(&monthly_cap);
+    assert!(
+        text.starts_with("monthly") && text.contains("0 of 30 minutes left this month"),
+        "{text:?}"
+    );
+    let row = usage(db, free, "2026-03").await;
+    assert_minutes(row.minutes_reserved, 30.0, "reserved");
+    assert_eq!(row.daily_minutes.as_object().map(|m| m.len()), Some(6));
+    // The next month starts from zero.
+    let (april, _) = reserve_one(db, free, 5.0, false, at(2026, 4, 1)).await;
+    assert!(april.is_ok());
+}
+
+const USAGE: &str = "{ renderUsage { billingPeriod minutesConsumed minutesReserved minutesLimit
+    dailyMinutes dailyLimit credits
+    plan { code name monthlyMinutesLimit dailyMinutesLimit priceCents } } }";
+const GRANT: &str = "mutation($u: ID!, $c: Int!, $r: String!) {
+    grantCredits(userId: $u, credits: $c, reason: $r) }";
+const SET_PLAN: &str = "mutation($u: ID!, $p: PlanCode!) {
+    setUserPlan(userId: $u, plan: $p) { code name monthlyMinutesLimit dailyMinutesLimit priceCents } }";
+
+/// `renderUsage` shows the caller's period, usage, limits, daily breakdown, plan and credits;
+/// `grantCredits` and `setUserPlan` are for administrators and validate their input.
+async fn render_usage_and_admin_mutations_over_http(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+
+    let body = app.gql(None, USAGE, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+
+    let session = app.register("usage@example.com").await;
+    let token = Some(session.access_token.as_str());
+    let user = uid(&session);
+    let now = Utc::now();
+    let data = app.ok(token, USAGE, json!({})).await;
+    assert_eq!(
+        data["renderUsage"],
+        json!({
+            "billingPeriod": billing::billing_period(now),
+            "minutesConsumed": 0.0, "minutesReserved": 0.0, "minutesLimit": 30.0,
+            "dailyMinutes": {}, "dailyLimit": 5.0, "credits": 0,
+            "plan": { "code": "FREE", "name": "Free", "monthlyMinutesLimit": 30.0,
+                      "dailyMinutesLimit": 5.0, "priceCents": 0 },
+        })
+    );
+
+    let (done, _) = reserve_one(db, user, 2.0, false, now).await;
+    settle(db, &done.expect("fits"), 1.5).await;
+    let (in_flight, _) = reserve_one(db, user, 1.0, false, now).await;
+    assert!(in_flight.is_ok());
+    let usage = &app.ok(token, USAGE, json!({})).await["renderUsage"];
+    assert_eq!(usage["minutesConsumed"], json!(1.5));
+    assert_eq!(usage["minutesReserved"], json!(1.0));
+    assert_eq!(
+        usage["dailyMinutes"],
+        json!({ billing::billing_day(now): 2.5 })
+    );
+
+    // Not for users (or the anonymous).
+    let grant_vars = json!({ "u": session.user_id, "c": 10, "r": "promo" });
+    let body = app.gql(token, GRANT, grant_vars.clone()).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+    let body = app.gql(None, GRANT, grant_vars.clone()).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    let plan_vars = json!({ "u": session.user_id, "p": "PRO" });
+    let body = app.gql(token, SET_PLAN, plan_vars.clone()).await;
+    assert_eq!(error_code(&body), "FORBIDDEN");
+    assert_eq!(balance(db, user).await, 0);
+    assert_eq!(
+        billing::current_plan(db, user)
+            .await
+            .map(|p| p.code)
+            .map_err(|e| e.public_message())
+            .expect("plan"),
+        PlanCode::Free
+    );
+
+    let admin = app.admin("billing-admin@example.com").await;
+    let admin_token = Some(admin.access_token.as_str());
+    for (vars, field) in [
+        (
+            json!({ "u": session.user_id, "c": 0, "r": "promo" }),
+            "credits",
+        ),
+        (
+            json!({ "u": session.user_id, "c": -5, "r": "promo" }),
+            "credits",
+        ),
+        (
+            json!({ "u": session.user_id, "c": 5, "r": "   " }),
+            "reason",
+        ),
+        (json!({ "u": "not-an-id", "c": 5, "r": "promo" }), "userId"),
+    ] {
+        let body = app.gql(admin_token, GRANT, vars.clone()).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{vars}: {body}");
+        assert_eq!(error_field(&body), field, "{vars}: {body}");
+    }
+    let stranger = json!({ "u": Uuid::now_v7(), "c": 5, "r": "promo" });
+    let body = app.gql(admin_token, GRANT, stranger).await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    assert!(ledger(db, user).await.is_empty());
+
+    let data = app.ok(admin_token, GRANT, grant_vars).await;
+    assert_eq!(data["grantCredits"], json!(10));
+    let data = app
+        .ok(
+            admin_token,
+            GRANT,
+            json!({ "u": session.user_id, "c": 15, "r": "support" }),
+        )
+        .await;
+    assert_eq!(data["grantCredits"], json!(25));
+    let rows = ledger(db, user).await;
+    assert_ledger_consistent(&rows, 25);
+    assert_eq!(
+        rows.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
+        vec!["promo", "support"]
+    );
+
+    let data = app.ok(admin_token, SET_PLAN, plan_vars).await;
+    assert_eq!(
+        data["setUserPlan"],
+        json!({ "code": "PRO", "name": "Pro", "monthlyMinutesLimit": 600.0,
+                "dailyMinutesLimit": null, "priceCents": 2900 })
+    );
+    let body = app
+        .gql(
+            admin_token,
+            SET_PLAN,
+            json!({ "u": Uuid::now_v7(), "p": "PRO" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let body = app
+        .gql(admin_token, SET_PLAN, json!({ "u": "nope", "p": "PRO" }))
+        .await;
+    assert_eq!(
+        (error_code(&body), error_field(&body)),
+        ("BAD_USER_INPUT", "userId")
+    );
+
+    let usage = &app.ok(token, USAGE, json!({})).await["renderUsage"];
+    assert_eq!(usage["plan"]["code"], "PRO");
+    assert_eq!(usage["minutesLimit"], json!(600.0));
+    assert_eq!(usage["dailyLimit"], Value::Null);
+    assert_eq!(usage["credits"], json!(25));
+    assert_eq!(
+        render_usage::Entity::find()
+            .filter(render_usage::Column::UserId.eq(user))
+            .one(db)
+            .await
+            .expect("usage query")
+            .and_then(|row| row.minutes_limit),
+        Some(600.0)
+    );
+}

@@ -1,0 +1,538 @@
+//! The jobs engine through the API and through its own functions, on both databases, with the
+//! server's embedded worker pool running the jobs.
+
+use std::time::Duration;
+
+use entity::{JobKind, JobStatus, job, job_transition};
+use reelgraph::jobs::{NewJob, lifecycle, queue};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, Session, TestApp, error_code},
+};
+
+const JOB: &str =
+    "query($id: ID!) { job(id: $id) { id type status progress attempts error currentPhase
+    children { totalCount nodes { type status } } } }";
+
+/// Enqueues a job owned by `owner` the way a mutation would, and announces it.
+pub async fn enqueue(
+    app: &TestApp,
+    owner: &Session,
+    job_type: &str,
+    input: Value,
+    max_attempts: i32,
+) -> Uuid {
+    let mut new = NewJob::new(
+        JobKind::Workflow,
+        job_type,
+        owner.user_id.parse().expect("uuid"),
+        input,
+    );
+    new.max_attempts = max_attempts;
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let enqueued = queue::enqueue(&txn, new)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueued");
+    txn.commit().await.expect("commit");
+    app.state
+        .events
+        .publish(&[queue::event_of(&enqueued.job)])
+        .await;
+    enqueued.job.id
+}
+
+/// Polls the job through the API until `done(job)` holds (at most `within`).
+pub async fn wait_for(
+    app: &TestApp,
+    token: &str,
+    id: Uuid,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let data = app.ok(Some(token), JOB, json!({ "id": id })).await;
+        if done(&data["job"]) {
+            return data["job"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never got there: {data:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_is(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |job| job["status"] == status
+}
+
+/// How many times the job entered `status`, from its timeline.
+pub async fn transitions(app: &TestApp, id: Uuid, status: JobStatus) -> u64 {
+    job_transition::Entity::find()
+        .filter(job_transition::Column::JobId.eq(id))
+        .filter(job_transition::Column::Status.eq(status))
+        .count(&app.state.db)
+        .await
+        .expect("count")
+}
+
+async fn a_job_runs_to_done_with_progress_and_is_completed_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("jobs@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 200, "steps": 4, "output": { "ok": 1 } }),
+        3,
+    )
+    .await;
+    let job = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        status_is("DONE"),
+    )
+    .await;
+    assert_eq!(job["progress"], 1.0);
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["currentPhase"], "sleeping");
+    assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
+    assert_eq!(transitions(&app, id, JobStatus::Running).await, 1);
+
+    let stranger = app.register("stranger-jobs@example.com").await;
+    let hidden = app
+        .gql(Some(&stranger.access_token), JOB, json!({ "id": id }))
+        .await;
+    assert_eq!(error_code(&hidden), "NOT_FOUND");
+    let list = app
+        .ok(
+            Some(&stranger.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(list["jobs"]["totalCount"], 0);
+    let mine = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs(status: [DONE], rootOnly: true) { totalCount nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(mine["jobs"]["nodes"], json!([{ "id": id.to_string() }]));
+}
+
+async fn a_parent_waits_for_its_children_then_runs_its_last_step(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("fan@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.fanout",
+        json!({ "children": 3, "child_ms": 50 }),
+        3,
+    )
+    .await;
+    let job = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        status_is("DONE"),
+    )
+    .await;
+    assert_eq!(
+        job["children"]["totalCount"], 4,
+        "three children and the final step: {job:#}"
+    );
+    assert!(
+        job["children"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .all(|c| c["status"] == "DONE")
+    );
+    let row = job::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(
+        row.output,
+        Some(json!({ "assembled": 3 })),
+        "the parent carries its last step's output"
+    );
+    assert_eq!(row.pending_children, 0);
+    assert_eq!(transitions(&app, id, JobStatus::Waiting).await, 1);
+    assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
+}
+
+async fn a_child_that_fails_fails_its_parent_and_cancels_its_siblings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("fail@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.fanout",
+        json!({ "children": 4, "child_ms": 3000, "failing_child": 0 }),
+        1,
+    )
+    .await;
+    let job = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        status_is("FAILED"),
+    )
+    .await;
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("diagnostics.sleep failed"),
+        "{job:#}"
+    );
+    // Every sibling ends cancelled (running ones within a heartbeat), none done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let data = app
+            .ok(Some(&owner.access_token), JOB, json!({ "id": id }))
+            .await;
+        let statuses: Vec<String> = data["job"]["children"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if statuses.iter().all(|s| s == "FAILED" || s == "CANCELLED") {
+            assert_eq!(
+                statuses.iter().filter(|s| *s == "FAILED").count(),
+                1,
+                "{statuses:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "siblings still going: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cancelling_a_running_job_stops_it_within_two_seconds(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("cancel@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 60000, "steps": 600 }),
+        3,
+    )
+    .await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        |j| j["status"] == "RUNNING" && j["progress"].as_f64() > Some(0.0),
+    )
+    .await;
+    let cancelled_at = tokio::time::Instant::now();
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        data["cancelJob"]["status"], "RUNNING",
+        "a running job is stopped by its worker"
+    );
+    wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(2),
+        status_is("CANCELLED"),
+    )
+    .await;
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    // The handler is gone: its progress stays put.
+    let progress = job::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job")
+        .progress;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = job::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(later.progress, progress);
+    assert_eq!(later.status, JobStatus::Cancelled);
+    assert_eq!(transitions(&app, id, JobStatus::Done).await, 0);
+
+    // A queued job is cancelled at once.
+    let mut queued = NewJob::new(
+        JobKind::Workflow,
+        "diagnostics.sleep",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    queued.run_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let queued = queue::enqueue(&txn, queued)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueue")
+        .job;
+    txn.commit().await.expect("commit");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+            json!({ "id": queued.id }),
+        )
+        .await;
+    assert_eq!(data["cancelJob"]["status"], "CANCELLED");
+}
+
+async fn a_failed_job_is_retried_as_a_new_attempt(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("retry@example.com").await;
+    // Fails its first attempt, and has only one.
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 10, "fail_attempts": 1 }),
+        1,
+    )
+    .await;
+    let failed = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        status_is("FAILED"),
+    )
+    .await;
+    assert_eq!(failed["attempts"], 1);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed on purpose")
+    );
+    let retry = "mutation($id: ID!) { retryJob(id: $id) { status error } }";
+    let data = app
+        .ok(Some(&owner.access_token), retry, json!({ "id": id }))
+        .await;
+    assert_eq!(
+        data["retryJob"],
+        json!({ "status": "QUEUED", "error": null })
+    );
+    let done = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        status_is("DONE"),
+    )
+    .await;
+    assert_eq!(done["attempts"], 2);
+    let again = app
+        .gql(Some(&owner.access_token), retry, json!({ "id": id }))
+        .await;
+    assert_eq!(error_code(&again), "CONFLICT", "a done job is not retried");
+
+    // A transient failure with attempts left is retried by itself, after a backoff.
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 10, "fail_attempts": 1 }),
+        3,
+    )
+    .await;
+    let done = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        status_is("DONE"),
+    )
+    .await;
+    assert_eq!(done["attempts"], 2);
+}
+
+async fn an_unknown_job_type_fails_with_a_clear_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("unknown@example.com").await;
+    let id = enqueue(&app, &owner, "no.such.type", json!({}), 3).await;
+    let job = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        status_is("FAILED"),
+    )
+    .await;
+    assert_eq!(
+        job["error"],
+        "no handler is registered for job type `no.such.type`"
+    );
+    assert_eq!(job["attempts"], 1, "not retried");
+}
+
+async fn idempotency_keys_return_the_same_unfinished_job(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("idem@example.com").await;
+    let make = || {
+        let mut new = NewJob::new(
+            JobKind::Render,
+            "diagnostics.sleep",
+            owner.user_id.parse().expect("uuid"),
+            json!({}),
+        );
+        new.idempotency_key = Some("render-42".to_owned());
+        new
+    };
+    let attempts = (0..8).map(|_| {
+        let app = &app;
+        let new = make();
+        async move {
+            let txn = queue::begin_write(&app.state.db).await.expect("txn");
+            let enqueued = queue::enqueue(&txn, new)
+                .await
+                .map_err(|e| e.public_message())
+                .expect("enqueue");
+            txn.commit().await.expect("commit");
+            enqueued.job.id
+        }
+    });
+    let ids = futures_util::future::join_all(attempts).await;
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let total = job::Entity::find()
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(total, 1);
+}
+
+async fn a_worker_that_lost_its_lease_cannot_write_progress_or_complete(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("fence@example.com").await;
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let lease_time = Duration::from_secs(30);
+    let first = queue::claim(&app.state.db, "stale-worker", 1, lease_time)
+        .await
+        .expect("claim");
+    let stale = queue::Lease::of(&first[0]).expect("lease");
+    // The stale worker stops heartbeating; its lease runs out and the reaper re-queues the job.
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(job::Column::Id.eq(id))
+        .exec(&app.state.db)
+        .await
+        .expect("expire");
+    queue::reap_expired(&app.state.db)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("reap");
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now()),
+        )
+        .filter(job::Column::Id.eq(id))
+        .exec(&app.state.db)
+        .await
+        .expect("skip backoff");
+    let second = queue::claim(&app.state.db, "new-worker", 1, lease_time)
+        .await
+        .expect("claim");
+    let current = queue::Lease::of(&second[0]).expect("lease");
+    assert_ne!(stale.token, current.token);
+
+    let progress = queue::progress(&app.state.db, stale, 0.9, Some("stale"), lease_time)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("query");
+    assert!(progress.is_none(), "a stale lease writes no progress");
+    assert!(
+        queue::heartbeat(&app.state.db, stale, lease_time)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("query")
+            .is_none()
+    );
+    let done = lifecycle::Finish::Done {
+        output: json!({ "by": "stale" }),
+        output_ref: None,
+    };
+    let applied = lifecycle::finish(
+        &app.state.db,
+        &app.state.events,
+        stale,
+        done,
+        Some("stale-worker"),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("finish");
+    assert!(!applied, "a stale lease cannot complete");
+
+    let done = lifecycle::Finish::Done {
+        output: json!({ "by": "current" }),
+        output_ref: None,
+    };
+    let applied = lifecycle::finish(
+        &app.state.db,
+        &app.state.events,
+        current,
+        done,
+        Some("new-worker"),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("finish");
+    assert!(applied);
+    let row = job::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(row.status, JobStatus::Done);
+    assert_eq!(row.output, Some(json!({ "by": "current" })));
+    assert_eq!(row.attempts, 2);
+    assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
+}
+
+both_backends!(
+    a_job_runs_to_done_with_progress_and_is_completed_once,
+    a_parent_waits_for_its_children_then_runs_its_last_step,
+    a_child_that_fails_fails_its_parent_and_cancels_its_siblings,
+    cancelling_a_running_job_stops_it_within_two_seconds,
+    a_failed_job_is_retried_as_a_new_attempt,
+    an_unknown_job_type_fails_with_a_clear_error,
+    idempotency_keys_return_the_same_unfinished_job,
+    a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
+);

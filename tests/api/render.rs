@@ -1,0 +1,436 @@
+//! Rendering movie specs into real MP4s with ffmpeg, on the local and the S3 backend.
+
+use std::{path::Path, time::Duration};
+
+use reelgraph::render::ffmpeg;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, subscribe,
+    },
+    s3,
+};
+
+const RENDER: &str =
+    "mutation($input: RenderMovieInput!) { renderMovie(input: $input) { id status } }";
+const UPDATES: &str =
+    "subscription($id: ID!) { jobUpdated(id: $id) { status progress currentPhase outputUrl } }";
+const CHILDREN: &str = "query($id: ID!) { job(id: $id) { outputUrl children(first: 100) { nodes { type cached status } } } }";
+
+/// Makes a 64×64 PNG with ffmpeg and stores it as an asset of `owner`.
+async fn upload_logo(app: &TestApp, owner: &Session) -> String {
+    let tools = ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    let dir = tempfile::tempdir().expect("dir");
+    let png = dir.path().join("logo.png");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0xff3366:s=64x64",
+            "-frames:v",
+            "1",
+        ])
+        .arg(&png)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let key = format!("assets/{}/logo.png", owner.user_id);
+    app.state
+        .storage
+        .put_file(&key, &png, "image/png")
+        .await
+        .expect("stored");
+    key
+}
+
+fn movie(logo: &str, last_scene_text: &str) -> Value {
+    json!({
+        "width": 640, "height": 360, "fps": 30,
+        "scenes": [
+            { "id": "intro", "duration": 1.0, "bgColor": "#1A1A2E",
+              "layers": [{ "text": { "text": "Reelgraph", "fontSize": 64, "color": "#FFFFFF" } }] },
+            { "id": "logo", "duration": 1.5, "bgColor": "#16213E",
+              "layers": [
+                { "image": { "assetKey": logo, "x": 40, "y": 40, "width": 128, "height": 128, "start": 0.25 } },
+                { "text": { "text": "with an image", "x": 200, "y": 150, "start": 0.5, "end": 1.4 } }
+              ] },
+            { "id": "outro", "duration": 2.0, "bgColor": "#0F3460",
+              "layers": [{ "text": { "text": last_scene_text, "fontSize": 40, "color": "#E94560" } }] }
+        ]
+    })
+}
+
+/// Renders `spec` and follows it to the end; returns the job id, the updates and the time.
+async fn render(app: &TestApp, owner: &Session, spec: Value) -> (String, Vec<Value>, Duration) {
+    let started = tokio::time::Instant::now();
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec } }),
+        )
+        .await;
+    let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    let mut socket = subscribe(&app.base, &owner.access_token, UPDATES, json!({ "id": id })).await;
+    let updates: Vec<Value> = collect_until_complete(&mut socket, Duration::from_secs(180))
+        .await
+        .into_iter()
+        .map(|p| p["data"]["jobUpdated"].clone())
+        .collect();
+    (id, updates, started.elapsed())
+}
+
+async fn download(app: &TestApp, url: &str, to: &Path) {
+    let response = app.client.get(url).send().await.expect("download");
+    assert_eq!(response.status(), 200, "{url}");
+    std::fs::write(to, response.bytes().await.expect("body")).expect("written");
+}
+
+async fn render_flow(app: TestApp) {
+    let owner = app.register("director@example.com").await;
+    let logo = upload_logo(&app, &owner).await;
+
+    let (id, updates, first_time) = render(&app, &owner, movie(&logo, "The end")).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "DONE", "{updates:#?}");
+    let mut phases: Vec<&str> = updates
+        .iter()
+        .filter_map(|u| u["currentPhase"].as_str())
+        .collect();
+    phases.dedup();
+    assert_eq!(
+        phases,
+        ["planning", "rendering", "assembling"],
+        "{updates:#?}"
+    );
+    let progress: Vec<f64> = updates
+        .iter()
+        .filter_map(|u| u["progress"].as_f64())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {progress:?}"
+    );
+    assert_eq!(progress.last().copied(), Some(1.0));
+
+    let url = last["outputUrl"].as_str().expect("outputUrl once done");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("movie.mp4");
+    download(&app, url, &file).await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = ffmpeg::probe(&tools, &file)
+        .await
+        .expect("ffprobe reads the output");
+    assert_eq!((probe.width, probe.height), (Some(640), Some(360)));
+    assert!(
+        probe.fps.is_some_and(|fps| (fps - 30.0).abs() < 0.01),
+        "{probe:?}"
+    );
+    let duration = probe
+        .video_duration_secs
+        .or(probe.duration_secs)
+        .expect("duration");
+    assert!(
+        (duration - 4.5).abs() <= 1.0 / 30.0 + 1e-6,
+        "duration {duration} vs 4.5 ({probe:?})"
+    );
+    assert!(
+        probe.has_audio,
+        "every scene carries a (silent) audio track"
+    );
+
+    // One scene changed: only that scene renders again.
+    let (second, updates, second_time) = render(&app, &owner, movie(&logo, "The new end")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    let data = app
+        .ok(Some(&owner.access_token), CHILDREN, json!({ "id": second }))
+        .await;
+    let scenes: Vec<&Value> = data["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["type"] == "render.scene")
+        .collect();
+    let cached: Vec<bool> = scenes
+        .iter()
+        .map(|s| s["cached"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(cached, [true, true, false], "{data:#}");
+    println!("first render {first_time:?}, one scene changed {second_time:?}");
+
+    // Presigned URLs: a plain client fetches them; tampered or expired ones fail.
+    let key = format!("outputs/{id}/movie.mp4");
+    let tampered = tamper_signature(url);
+    let response = app.client.get(&tampered).send().await.expect("request");
+    assert_eq!(response.status(), 403, "tampered URL must fail");
+    let short = app
+        .state
+        .storage
+        .presign_get(&key, Duration::from_secs(1))
+        .await
+        .expect("presigned");
+    assert_eq!(
+        app.client
+            .get(&short)
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        app.client
+            .get(&short)
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        403,
+        "expired URL must fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_movie_renders_to_an_mp4_on_local_storage_and_rerenders_only_changed_scenes() {
+    render_flow(TestApp::spawn(Backend::Sqlite).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_movie_renders_to_an_mp4_on_s3_storage_and_rerenders_only_changed_scenes() {
+    let server = s3::start().await;
+    let app =
+        TestApp::spawn_with(Backend::Postgres, |a| s3::configure(&mut a.config, &server)).await;
+    assert_eq!(app.state.storage.backend_name(), "s3");
+    render_flow(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("bad-spec@example.com").await;
+    let other = app.register("other@example.com").await;
+    let theirs = upload_logo(&app, &other).await;
+    let cases = [
+        (
+            json!({ "width": 641, "height": 360, "fps": 30, "scenes": [] }),
+            "input.spec.width",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 0, "scenes": [] }),
+            "input.spec.fps",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [] }),
+            "input.spec.scenes",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 0, "bgColor": "#000000" }] }),
+            "input.spec.scenes.0.duration",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "black" }] }),
+            "input.spec.scenes.0.bgColor",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000",
+                "layers": [{ "text": { "text": "late", "start": 0.5, "end": 1.5 } }] }] }),
+            "input.spec.scenes.0.layers.0.text.end",
+        ),
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000",
+                "layers": [{ "image": { "assetKey": theirs } }] }] }),
+            "input.spec.scenes.0.layers.0.image.assetKey",
+        ),
+    ];
+    for (spec, field) in cases {
+        let body = app
+            .gql(
+                Some(&owner.access_token),
+                RENDER,
+                json!({ "input": { "spec": spec } }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{spec}: {body}");
+        assert_eq!(error_field(&body), field, "{spec}: {body}");
+    }
+    let both = json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000",
+        "layers": [{ "text": { "text": "x" }, "image": { "assetKey": "assets/x/y.png" } }] }] });
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": both } }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "a layer is text or image, not both: {body}"
+    );
+    let jobs = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(jobs["jobs"]["totalCount"], 0);
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(usage["renderUsage"]["minutesReserved"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_renders_by_a_free_user_admit_exactly_what_the_daily_cap_allows() {
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("free@example.com").await;
+    // 90 s of output each; the FREE plan allows 5 minutes a day: three fit.
+    let spec = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "a", "duration": 90, "bgColor": "#000000" }] });
+    let calls = (0..100).map(|_| {
+        app.gql(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec.clone() } }),
+        )
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let admitted = results.iter().filter(|r| r.get("errors").is_none()).count();
+    assert_eq!(admitted, 3, "exactly what the cap allows");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.get("errors").is_some())
+            .all(|r| error_code(r) == "QUOTA_EXCEEDED")
+    );
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved dailyMinutes plan { code } } jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(usage["renderUsage"]["minutesReserved"], 4.5);
+    assert_eq!(usage["renderUsage"]["plan"]["code"], "FREE");
+    assert_eq!(usage["jobs"]["totalCount"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_render_kills_ffmpeg_and_gives_the_minutes_back() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("cancel-render@example.com").await;
+    let spec = json!({ "width": 1280, "height": 720, "fps": 30, "scenes": [
+        { "id": "long", "duration": 240, "bgColor": "#203040", "layers": [{ "text": { "text": "a long scene" } }] }
+    ] });
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec } }),
+        )
+        .await;
+    let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    let reserved = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(reserved["renderUsage"]["minutesReserved"], 4.0);
+
+    // Wait until the scene's ffmpeg is at work.
+    let query =
+        "query($id: ID!) { job(id: $id) { status children { nodes { id status progress } } } }";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let scene_id = loop {
+        let data = app
+            .ok(Some(&owner.access_token), query, json!({ "id": id }))
+            .await;
+        let child = &data["job"]["children"]["nodes"][0];
+        if child["status"] == "RUNNING" && child["progress"].as_f64() > Some(0.0) {
+            break child["id"].as_str().expect("id").to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scene never started: {data:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        ffmpeg_running_for(&scene_id).await,
+        "ffmpeg works in the scene's folder"
+    );
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { cancelJob(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let data = app
+            .ok(Some(&owner.access_token), query, json!({ "id": id }))
+            .await;
+        let scene = &data["job"]["children"]["nodes"][0]["status"];
+        if data["job"]["status"] == "CANCELLED"
+            && scene == "CANCELLED"
+            && !ffmpeg_running_for(&scene_id).await
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still going: {data:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved minutesConsumed } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        usage["renderUsage"]["minutesReserved"], 0.0,
+        "minutes given back"
+    );
+    assert_eq!(usage["renderUsage"]["minutesConsumed"], 0.0);
+}
+
+/// Whether an ffmpeg process works in the temp folder of job `id`.
+async fn ffmpeg_running_for(id: &str) -> bool {
+    let output = tokio::process::Command::new("pgrep")
+        .args(["-f", &format!("reelgraph-{id}")])
+        .output()
+        .await
+        .expect("pgrep runs");
+    output.status.success()
+}
+
+/// The same URL with one hex digit of its signature changed.
+fn tamper_signature(url: &str) -> String {
+    let marker = if url.contains("X-Amz-Signature=") {
+        "X-Amz-Signature="
+    } else {
+        "signature="
+    };
+    let at = url.find(marker).expect("a signed URL") + marker.len();
+    let digit = &url[at..=at];
+    let other = if digit == "0" { "1" } else { "0" };
+    format!("{}{other}{}", &url[..at], &url[at + 1..])
+}

@@ -1,0 +1,59 @@
+//! A real S3-protocol server for the tests: s3s-fs, in process, on `127.0.0.1:0`.
+
+pub const BUCKET: &str = "reelgraph-test";
+pub const ACCESS_KEY: &str = "AKIAREELGRAPHTEST";
+pub const SECRET_KEY: &str = "reelgraph-test-secret-key";
+
+pub struct S3Server {
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start() -> S3Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join(BUCKET)).expect("bucket folder");
+    let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    S3Server {
+        endpoint,
+        _dir: dir,
+        task,
+    }
+}
+
+/// Points an app's configuration at `server`.
+pub fn configure(config: &mut reelgraph::config::Config, server: &S3Server) {
+    config.s3_bucket = Some(BUCKET.to_owned());
+    config.s3_endpoint = Some(server.endpoint.clone());
+    config.s3_force_path_style = true;
+    config.s3_access_key_id = Some(ACCESS_KEY.to_owned());
+    config.s3_secret_access_key = Some(SECRET_KEY.to_owned());
+}

@@ -1,0 +1,883 @@
+//! GraphQL over WebSocket, spoken as real clients speak it: `graphql-transport-ws` (the
+//! `graphql-ws` npm client) and the legacy `graphql-ws` (subscriptions-transport-ws), with
+//! every close code of the protocol, auth, keep-alives and shutdown.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chrono::Utc;
+use entity::{JobKind, JobStatus, UserRole, job};
+use futures_util::{SinkExt, StreamExt};
+use reelgraph::{graphql::build_schema, http::router_with, ws::WsSettings};
+use sea_orm::{ActiveModelTrait, Set};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, Session, TestApp},
+};
+
+const TRANSPORT: &str = "graphql-transport-ws";
+const LEGACY: &str = "graphql-ws";
+/// Longest a test waits for any one message.
+const WAIT: Duration = Duration::from_secs(10);
+const ME: &str = "{ me { id email } }";
+/// Never ends on its own: no job changes during these tests.
+const JOBS_UPDATED: &str = "subscription { jobsUpdated { id status } }";
+
+/// A raw WebSocket client: sends and expects protocol messages one at a time.
+struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The subprotocol the server selected, if it echoed one.
+    selected: Option<String>,
+}
+
+impl Client {
+    async fn connect(url: &str, protocol: Option<&str>, authorization: Option<&str>) -> Self {
+        match Self::try_connect(url, protocol, authorization).await {
+            Ok(client) => client,
+            Err(err) => panic!("WebSocket handshake with {url} failed: {err}"),
+        }
+    }
+
+    async fn try_connect(
+        url: &str,
+        protocol: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(protocol) = protocol {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_str(protocol).expect("protocol header"),
+            );
+        }
+        if let Some(authorization) = authorization {
+            request.headers_mut().insert(
+                "authorization",
+                HeaderValue::from_str(authorization).expect("authorization header"),
+            );
+        }
+        let (socket, response) = connect_async(request).await?;
+        let selected = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self { socket, selected })
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.send_text(&message.to_string()).await;
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("message sent");
+    }
+
+    /// The next protocol message; fails on a close, a timeout or anything but JSON text.
+    async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("a message within the wait")
+                .expect("socket open")
+                .expect("frame read");
+            match frame {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str()).expect("JSON message");
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The close code and reason; fails if any message comes first.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("the server closes within the wait");
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.as_str().to_owned());
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends `connection_init` and expects `connection_ack` (and the legacy first `ka`).
+    async fn init(&mut self, payload: Value) {
+        self.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        assert_eq!(self.recv().await, json!({ "type": "connection_ack" }));
+        if self.selected.as_deref() == Some(LEGACY) {
+            assert_eq!(self.recv().await, json!({ "type": "ka" }));
+        }
+    }
+
+    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = if self.selected.as_deref() == Some(LEGACY) {
+            "start"
+        } else {
+            "subscribe"
+        };
+        self.send(json!({
+            "id": id,
+            "type": kind,
+            "payload": { "query": query, "variables": variables },
+        }))
+        .await;
+    }
+
+    /// Sends a `ping` and expects its `pong`: proof that nothing else was queued before it.
+    async fn round_trip(&mut self) {
+        self.send(json!({ "type": "ping", "payload": { "n": 1 } }))
+            .await;
+        assert_eq!(
+            self.recv().await,
+            json!({ "type": "pong", "payload": { "n": 1 } })
+        );
+    }
+}
+
+fn ws_url(app: &TestApp, path: &str) -> String {
+    format!("{}{path}", app.base.replacen("http://", "ws://", 1))
+}
+
+/// Serves `app`'s state on a second port with other WebSocket settings; returns its ws URL.
+async fn serve_with(app: &TestApp, settings: WsSettings) -> String {
+    let schema = build_schema(&app.state.config, Some(app.state.clone()));
+    let router = router_with(app.state.clone(), schema, settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .ok();
+    });
+    format!("ws://{addr}/graphql/ws")
+}
+
+fn bearer(session: &Session) -> Value {
+    json!({ "authorization": format!("Bearer {}", session.access_token) })
+}
+
+/// A job of `owner` that no worker will pick up before the test ends.
+async fn parked_job(app: &TestApp, owner: &Session) -> String {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    job::ActiveModel {
+        id: Set(id),
+        kind: Set(JobKind::Render),
+        job_type: Set("test.parked".to_owned()),
+        status: Set(JobStatus::Queued),
+        priority: Set(job::PRIORITY_NORMAL),
+        parent_id: Set(None),
+        provider: Set("local".to_owned()),
+        progress: Set(0.0),
+        current_phase: Set(None),
+        input: Set(json!({})),
+        output: Set(None),
+        output_ref: Set(None),
+        error: Set(None),
+        owner_id: Set(owner.user_id.parse().expect("user id")),
+        creator_id: Set(None),
+        attempts: Set(0),
+        max_attempts: Set(3),
+        run_at: Set(now + chrono::Duration::days(1)),
+        lease_token: Set(None),
+        lease_expires_at: Set(None),
+        cancel_requested: Set(false),
+        pending_children: Set(0),
+        idempotency_key: Set(None),
+        seq: Set(1),
+        cached: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("job inserted");
+    id.to_string()
+}
+
+// --- both subprotocols: operations -------------------------------------------------------
+
+async fn a_query_and_a_mutation_over_graphql_transport_ws_get_next_then_complete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    assert_eq!(client.selected.as_deref(), Some(TRANSPORT));
+    client.init(bearer(&ada)).await;
+
+    client.subscribe("q", ME, json!({})).await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["id"], "q");
+    assert_eq!(next["payload"]["data"]["me"]["email"], "ada@example.com");
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "q", "type": "complete" })
+    );
+
+    client
+        .subscribe(
+            "m",
+            "mutation($e: String!) { login(email: $e, password: \"correct horse battery\") { user { email } } }",
+            json!({ "e": "ada@example.com" }),
+        )
+        .await;
+    let next = client.recv().await;
+    assert_eq!(
+        next["payload"]["data"]["login"]["user"]["email"], "ada@example.com",
+        "{next}"
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "m", "type": "complete" })
+    );
+}
+
+async fn a_query_over_the_legacy_protocol_gets_data_then_complete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(LEGACY), None).await;
+    assert_eq!(client.selected.as_deref(), Some(LEGACY));
+    client.init(bearer(&ada)).await;
+
+    client.subscribe("1", ME, json!({})).await;
+    let data = client.recv().await;
+    assert_eq!(data["type"], "data", "{data}");
+    assert_eq!(data["id"], "1");
+    assert_eq!(data["payload"]["data"]["me"]["email"], "ada@example.com");
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "1", "type": "complete" })
+    );
+}
+
+async fn job_updated_sends_the_snapshot_and_a_duplicate_id_closes_with_4409(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let job = parked_job(&app, &ada).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(bearer(&ada)).await;
+    let query = "subscription($id: ID!) { jobUpdated(id: $id) { id status } }";
+
+    client.subscribe("job", query, json!({ "id": job })).await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["jobUpdated"]["id"], job.as_str());
+    assert_eq!(next["payload"]["data"]["jobUpdated"]["status"], "QUEUED");
+
+    client.subscribe("job", query, json!({ "id": job })).await;
+    assert_eq!(
+        client.closed().await,
+        (4409, "Subscriber for job already exists".to_owned())
+    );
+}
+
+async fn a_completed_subscription_stops_without_a_server_complete_and_frees_its_id(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let job = parked_job(&app, &ada).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(bearer(&ada)).await;
+    let query = "subscription($id: ID!) { jobUpdated(id: $id) { id } }";
+
+    client.subscribe("1", query, json!({ "id": job })).await;
+    assert_eq!(client.recv().await["type"], "next");
+    client.send(json!({ "id": "1", "type": "complete" })).await;
+    client.round_trip().await;
+
+    client.subscribe("1", query, json!({ "id": job })).await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "the id is free again: {next}");
+    assert_eq!(next["id"], "1");
+}
+
+both_backends!(
+    a_query_and_a_mutation_over_graphql_transport_ws_get_next_then_complete,
+    a_query_over_the_legacy_protocol_gets_data_then_complete,
+    job_updated_sends_the_snapshot_and_a_duplicate_id_closes_with_4409,
+    a_completed_subscription_stops_without_a_server_complete_and_frees_its_id,
+);
+
+#[tokio::test]
+async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+
+    let too_deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+        "ofType { ".repeat(12),
+        " }".repeat(12)
+    );
+    let cases = [
+        ("syntax", "{ me { id ".to_owned(), None, "BAD_USER_INPUT"),
+        (
+            "unknown-field",
+            "{ nope }".to_owned(),
+            None,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "unknown-operation",
+            "query A { me { id } }".to_owned(),
+            Some("B"),
+            "BAD_USER_INPUT",
+        ),
+        ("too-deep", too_deep, None, "QUERY_TOO_COMPLEX"),
+    ];
+    for (id, query, operation_name, code) in cases {
+        client
+            .send(json!({
+                "id": id,
+                "type": "subscribe",
+                "payload": { "query": query, "operationName": operation_name },
+            }))
+            .await;
+        let error = client.recv().await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["id"], id);
+        let errors = error["payload"]
+            .as_array()
+            .expect("an array of GraphQL errors");
+        assert!(!errors.is_empty());
+        for e in errors {
+            assert_eq!(e["extensions"]["code"], code, "{error}");
+        }
+        // No `complete` follows an `error`: the next message is the pong.
+        client.round_trip().await;
+    }
+}
+
+#[tokio::test]
+async fn resolver_errors_travel_in_next_with_their_code() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+
+    client
+        .subscribe("1", "{ video(id: \"not-a-uuid\") { id } }", json!({}))
+        .await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(
+        next["payload"]["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "1", "type": "complete" })
+    );
+
+    // async-graphql coerces variables while executing, so a missing one is a field error.
+    client
+        .subscribe("v", "query($id: ID!) { video(id: $id) { id } }", json!({}))
+        .await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(
+        next["payload"]["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "v", "type": "complete" })
+    );
+
+    // A subscription that needs a user, asked anonymously.
+    client.subscribe("2", JOBS_UPDATED, json!({})).await;
+    let next = client.recv().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(
+        next["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "2", "type": "complete" })
+    );
+}
+
+// --- close codes of graphql-transport-ws --------------------------------------------------
+
+#[tokio::test]
+async fn messages_that_are_not_valid_close_with_4400_and_a_reason() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = ws_url(&app, "/graphql/ws");
+    let cases = [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (r#"{"payload":{}}"#, "'type'"),
+        (
+            r#"{"type":"subscribe!"}"#,
+            "Invalid message 'type' property",
+        ),
+        (
+            r#"{"type":"subscribe","payload":{"query":"{ me { id } }"}}"#,
+            "'id'",
+        ),
+        (
+            r#"{"type":"subscribe","id":"1","payload":{"variables":{}}}"#,
+            "'query'",
+        ),
+        (r#"{"type":"subscribe","id":"1"}"#, "'payload'"),
+        (r#"{"type":"complete"}"#, "'id'"),
+        (r#"{"type":"ping","payload":42}"#, "'payload'"),
+        (
+            r#"{"type":"next","id":"1","payload":{}}"#,
+            "Unexpected message",
+        ),
+        (
+            r#"{"type":"start","id":"1","payload":{"query":"{ me { id } }"}}"#,
+            "\"start\"",
+        ),
+    ];
+    for (message, reason) in cases {
+        let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+        client.init(json!({})).await;
+        client.send_text(message).await;
+        let (code, why) = client.closed().await;
+        assert_eq!(code, 4400, "{message} → {code} {why}");
+        assert!(why.contains(reason), "{message} → {why:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_body_limit_closes_with_1009() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.config.max_body_bytes = 4096).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    let query = format!("{{ me {{ id }} }} # {}", "x".repeat(5000));
+    client.subscribe("1", &query, json!({})).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1009, "{reason}");
+}
+
+#[tokio::test]
+async fn subscribe_before_connection_ack_closes_with_4401() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.subscribe("1", ME, json!({})).await;
+    assert_eq!(client.closed().await, (4401, "Unauthorized".to_owned()));
+
+    let mut legacy = Client::connect(&ws_url(&app, "/graphql/ws"), Some(LEGACY), None).await;
+    legacy.subscribe("1", ME, json!({})).await;
+    assert_eq!(legacy.closed().await, (4401, "Unauthorized".to_owned()));
+}
+
+#[tokio::test]
+async fn a_bad_or_expired_token_closes_with_4403() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = ws_url(&app, "/graphql/ws");
+    let ada = app.register("ada@example.com").await;
+    let user_id: Uuid = ada.user_id.parse().expect("user id");
+    let expired = app
+        .state
+        .tokens
+        .issue_with_times(
+            user_id,
+            UserRole::Viewer,
+            Uuid::now_v7(),
+            Utc::now() - chrono::Duration::minutes(20),
+            Utc::now() - chrono::Duration::minutes(5),
+        )
+        .map_err(|e| e.public_message())
+        .expect("token");
+
+    for payload in [
+        json!({ "authorization": "Bearer not-a-token" }),
+        json!({ "token": expired }),
+        json!({ "authorization": 42 }),
+    ] {
+        let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        assert_eq!(
+            client.closed().await,
+            (4403, "Forbidden".to_owned()),
+            "{payload}"
+        );
+    }
+
+    // A bad header, with no token in the payload to override it.
+    let mut client = Client::connect(&url, Some(TRANSPORT), Some("Bearer forged")).await;
+    client.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+
+    // The legacy protocol is told why first.
+    let mut legacy = Client::connect(&url, Some(LEGACY), None).await;
+    legacy
+        .send(json!({ "type": "connection_init", "payload": { "authorization": "Bearer nope" } }))
+        .await;
+    let error = legacy.recv().await;
+    assert_eq!(error["type"], "connection_error", "{error}");
+    assert_eq!(error["payload"]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(legacy.closed().await, (4403, "Forbidden".to_owned()));
+}
+
+#[tokio::test]
+async fn an_open_socket_closes_with_4403_when_its_access_token_expires() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let expires_at = Utc::now() + chrono::Duration::seconds(2);
+    let short_lived = app
+        .state
+        .tokens
+        .issue_with_times(
+            ada.user_id.parse().expect("user id"),
+            UserRole::Viewer,
+            Uuid::now_v7(),
+            Utc::now(),
+            expires_at,
+        )
+        .map_err(|e| e.public_message())
+        .expect("token");
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {short_lived}") }))
+        .await;
+    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    client.round_trip().await;
+
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    let early = (expires_at - Utc::now()).num_milliseconds();
+    assert!(
+        early <= 1000,
+        "closed {early} ms before the token expired (exp is in whole seconds)"
+    );
+}
+
+#[tokio::test]
+async fn no_connection_init_within_the_timeout_closes_with_4408() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = serve_with(
+        &app,
+        WsSettings {
+            init_timeout: Duration::from_millis(300),
+            ..WsSettings::default()
+        },
+    )
+    .await;
+    for protocol in [TRANSPORT, LEGACY] {
+        let mut client = Client::connect(&url, Some(protocol), None).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            client.closed().await,
+            (4408, "Connection initialisation timeout".to_owned())
+        );
+        assert!(started.elapsed() >= Duration::from_millis(250));
+    }
+    // A socket that did init in time is not kicked off afterwards.
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client.round_trip().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_init_closes_with_4429() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for protocol in [TRANSPORT, LEGACY] {
+        let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(protocol), None).await;
+        client.init(json!({})).await;
+        client.send(json!({ "type": "connection_init" })).await;
+        assert_eq!(
+            client.closed().await,
+            (4429, "Too many initialisation requests".to_owned())
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_shutdown_closes_open_sockets_with_1001() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let url = ws_url(&app, "/graphql/ws");
+    let mut acknowledged = Client::connect(&url, Some(TRANSPORT), None).await;
+    acknowledged.init(bearer(&ada)).await;
+    let mut legacy = Client::connect(&url, Some(LEGACY), None).await;
+    legacy.init(bearer(&ada)).await;
+    let mut waiting = Client::connect(&url, Some(TRANSPORT), None).await;
+    acknowledged.round_trip().await;
+
+    app.state.shutdown.cancel();
+    for client in [&mut acknowledged, &mut legacy, &mut waiting] {
+        assert_eq!(client.closed().await, (1001, "Going away".to_owned()));
+    }
+}
+
+// --- limits, keep-alives, negotiation, auth -----------------------------------------------
+
+#[tokio::test]
+async fn an_operation_beyond_the_per_socket_cap_gets_an_error_and_the_socket_stays_open() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let url = serve_with(
+        &app,
+        WsSettings {
+            max_operations: 1,
+            ..WsSettings::default()
+        },
+    )
+    .await;
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client.init(bearer(&ada)).await;
+    client.subscribe("a", JOBS_UPDATED, json!({})).await;
+    client.subscribe("b", ME, json!({})).await;
+    let error = client.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "b");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+
+    client.send(json!({ "id": "a", "type": "complete" })).await;
+    client.subscribe("b", ME, json!({})).await;
+    assert_eq!(client.recv().await["type"], "next");
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "b", "type": "complete" })
+    );
+}
+
+#[tokio::test]
+async fn the_server_pings_and_answers_pings_with_their_payload() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = serve_with(
+        &app,
+        WsSettings {
+            keep_alive: Duration::from_millis(200),
+            ..WsSettings::default()
+        },
+    )
+    .await;
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client
+        .send(json!({ "type": "ping", "payload": { "before": "init" } }))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({ "type": "pong", "payload": { "before": "init" } })
+    );
+    client.init(json!({})).await;
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(client.recv().await, json!({ "type": "pong" }));
+    for _ in 0..2 {
+        assert_eq!(client.recv().await, json!({ "type": "ping" }));
+        client.send(json!({ "type": "pong" })).await;
+    }
+
+    let mut legacy = Client::connect(&url, Some(LEGACY), None).await;
+    legacy.init(json!({})).await; // connection_ack, then the first `ka` at once
+    assert_eq!(legacy.recv().await, json!({ "type": "ka" }));
+}
+
+#[tokio::test]
+async fn subprotocol_negotiation_prefers_graphql_transport_ws_and_refuses_unknown_ones() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = ws_url(&app, "/graphql/ws");
+
+    let both = Client::connect(&url, Some("graphql-ws, graphql-transport-ws"), None).await;
+    assert_eq!(both.selected.as_deref(), Some(TRANSPORT));
+
+    // Nothing offered: graphql-transport-ws, without echoing a protocol.
+    let mut bare = Client::connect(&url, None, None).await;
+    assert_eq!(bare.selected, None);
+    bare.init(json!({})).await;
+    bare.round_trip().await;
+
+    match Client::try_connect(&url, Some("mqtt"), None).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        Err(other) => panic!("expected HTTP 400, got {other}"),
+        Ok(_) => panic!("an unknown subprotocol was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn the_graphql_endpoint_upgrades_websockets_and_still_answers_plain_gets() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    client.subscribe("1", "{ __typename }", json!({})).await;
+    assert_eq!(
+        client.recv().await["payload"]["data"]["__typename"],
+        "QueryRoot"
+    );
+
+    let body: Value = app
+        .client
+        .get(format!("{}/graphql?query=%7B__typename%7D", app.base))
+        .send()
+        .await
+        .expect("GET sent")
+        .json()
+        .await
+        .expect("JSON body");
+    assert_eq!(body["data"]["__typename"], "QueryRoot");
+}
+
+#[tokio::test]
+async fn the_init_payload_token_wins_over_the_upgrade_header() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = ws_url(&app, "/graphql/ws");
+    let ada = app.register("ada@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let header = format!("Bearer {}", bob.access_token);
+
+    let cases = [
+        (Some(header.as_str()), bearer(&ada), Some("ada@example.com")),
+        (Some(header.as_str()), json!({}), Some("bob@example.com")),
+        (
+            None,
+            json!({ "Authorization": format!("Bearer {}", ada.access_token) }),
+            Some("ada@example.com"),
+        ),
+        (
+            None,
+            json!({ "token": ada.access_token }),
+            Some("ada@example.com"),
+        ),
+        (
+            None,
+            json!({ "token": format!("Bearer {}", bob.access_token) }),
+            Some("bob@example.com"),
+        ),
+        (None, json!({}), None),
+    ];
+    for (header, payload, expected) in cases {
+        let mut client = Client::connect(&url, Some(TRANSPORT), header).await;
+        client.init(payload.clone()).await;
+        client.subscribe("me", ME, json!({})).await;
+        let next = client.recv().await;
+        let email = next["payload"]["data"]["me"]["email"].as_str();
+        assert_eq!(
+            email, expected,
+            "header {header:?}, payload {payload}: {next}"
+        );
+    }
+}
+
+// --- legacy specifics ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn legacy_clients_get_connection_error_for_bad_messages_and_complete_after_stop() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(LEGACY), None).await;
+    client.init(bearer(&ada)).await;
+
+    client.send_text("not json").await;
+    let error = client.recv().await;
+    assert_eq!(error["type"], "connection_error", "{error}");
+    assert_eq!(error["payload"]["extensions"]["code"], "BAD_USER_INPUT");
+
+    client.subscribe("1", "{ nope }", json!({})).await;
+    let error = client.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(
+        error["payload"]["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+
+    client.subscribe("2", JOBS_UPDATED, json!({})).await;
+    client.subscribe("2", ME, json!({})).await;
+    assert_eq!(
+        client.closed().await,
+        (4409, "Subscriber for 2 already exists".to_owned())
+    );
+
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(LEGACY), None).await;
+    client.init(bearer(&ada)).await;
+    client.subscribe("3", JOBS_UPDATED, json!({})).await;
+    client.send(json!({ "id": "3", "type": "stop" })).await;
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "3", "type": "complete" })
+    );
+    client.send(json!({ "type": "connection_terminate" })).await;
+    assert_eq!(client.closed().await.0, 1000);
+}
+
+// --- the real npm client ------------------------------------------------------------------
+
+/// Runs `tests/node/ws-query.mjs` (the `graphql-ws` npm client) against the server. Skips, saying
+/// why, when `node` is not on PATH or the client's packages cannot be installed.
+#[tokio::test]
+async fn the_graphql_ws_npm_client_runs_a_query_and_sees_validation_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let node = tokio::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .await;
+    if !node.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `node` is not on PATH");
+        return;
+    }
+    if !dir.join("node_modules/graphql-ws").exists() {
+        let installed = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .await;
+        if !installed.is_ok_and(|o| o.status.success()) {
+            println!("skipped: `npm ci` in tests/node failed (offline?)");
+            return;
+        }
+    }
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let run = tokio::process::Command::new("node")
+        .arg("ws-query.mjs")
+        .arg(ws_url(&app, "/graphql/ws"))
+        .arg(&ada.access_token)
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the node client finishes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        seen["query"]["results"][0]["data"]["me"]["email"], "ada@example.com",
+        "{seen}"
+    );
+    assert_eq!(seen["query"]["completed"], true, "{seen}");
+    assert_eq!(
+        seen["invalid"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{seen}"
+    );
+    assert_eq!(seen["invalid"]["results"], json!([]), "{seen}");
+}

@@ -1,0 +1,328 @@
+//! The jobs engine across real processes sharing one PostgreSQL: `reelgraph worker` processes
+//! killed with SIGKILL, many workers draining one queue, and a subscriber on one server
+//! watching a job enqueued through another and run by a third process.
+
+use std::{process::Stdio, time::Duration};
+
+use entity::{JobStatus, job, job_transition};
+use futures_util::StreamExt;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::{
+    helpers::{TEST_JWT_SECRET, TestApp, create_database, postgres_base_url, subscribe},
+    jobs::{enqueue, transitions, wait_for},
+};
+
+/// Starts `reelgraph worker` on `database` with `slots` concurrent jobs.
+fn spawn_worker(database: &str, slots: usize, lease_secs: u64) -> Child {
+    let data_dir = std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7()));
+    Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .arg("worker")
+        .env(
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_base_url()),
+        )
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("REELGRAPH_STORAGE_DIR", data_dir.join("objects"))
+        .env("REELGRAPH_DATA_DIR", data_dir)
+        .env("REELGRAPH_WORKERS", slots.to_string())
+        .env("REELGRAPH_JOB_LEASE_SECS", lease_secs.to_string())
+        .env("REELGRAPH_JOB_HEARTBEAT_MS", "300")
+        .env("REELGRAPH_JOB_POLL_MS", "300")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reelgraph worker starts")
+}
+
+/// An app without workers on a fresh PostgreSQL database (dropped with the app).
+async fn server_without_workers() -> (TestApp, String) {
+    let database = create_database().await;
+    let mut app = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    app.adopt_database(database.clone());
+    (app, database)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_killed_worker_is_rerun_after_its_lease_and_completed_once() {
+    let (app, database) = server_without_workers().await;
+    let owner = app.register("crash@example.com").await;
+    let mut first = spawn_worker(&database, 1, 2);
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 3000, "steps": 30 }),
+        3,
+    )
+    .await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        |j| j["status"] == "RUNNING" && j["progress"].as_f64() > Some(0.0),
+    )
+    .await;
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("killed");
+
+    let _second = spawn_worker(&database, 1, 2);
+    let done = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(60),
+        |j| j["status"] == "DONE",
+    )
+    .await;
+    assert_eq!(done["attempts"], 2, "ran again after the lease expired");
+    assert_eq!(transitions(&app, id, JobStatus::Running).await, 2);
+    assert_eq!(
+        transitions(&app, id, JobStatus::Done).await,
+        1,
+        "completed exactly once"
+    );
+    let workers: Vec<Option<String>> = job_transition::Entity::find()
+        .select_only()
+        .column(job_transition::Column::Worker)
+        .filter(job_transition::Column::JobId.eq(id))
+        .filter(job_transition::Column::Status.eq(JobStatus::Running))
+        .into_tuple()
+        .all(&app.state.db)
+        .await
+        .expect("workers");
+    assert_ne!(workers[0], workers[1], "a different worker took over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_jobs_drained_by_four_workers_are_each_completed_once() {
+    let (app, database) = server_without_workers().await;
+    let owner = app.register("drain@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let txn = reelgraph::jobs::queue::begin_write(&app.state.db)
+        .await
+        .expect("txn");
+    for _ in 0..1000 {
+        let new = reelgraph::jobs::NewJob::new(
+            entity::JobKind::Workflow,
+            "diagnostics.sleep",
+            owner_id,
+            json!({ "ms": 0, "steps": 1 }),
+        );
+        let _ = reelgraph::jobs::queue::enqueue(&txn, new)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("enqueue");
+    }
+    txn.commit().await.expect("commit");
+    let _workers: Vec<Child> = (0..4).map(|_| spawn_worker(&database, 2, 10)).collect();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let done = job::Entity::find()
+            .filter(job::Column::Status.eq(JobStatus::Done))
+            .count(&app.state.db)
+            .await
+            .expect("count");
+        if done == 1000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of 1000 done"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let completions = job_transition::Entity::find()
+        .filter(job_transition::Column::Status.eq(JobStatus::Done))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(completions, 1000, "one completion per job");
+    let claims = job_transition::Entity::find()
+        .filter(job_transition::Column::Status.eq(JobStatus::Running))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(claims, 1000, "no job claimed twice");
+    let workers: Vec<Option<String>> = job_transition::Entity::find()
+        .select_only()
+        .column(job_transition::Column::Worker)
+        .filter(job_transition::Column::Status.eq(JobStatus::Running))
+        .distinct()
+        .into_tuple()
+        .all(&app.state.db)
+        .await
+        .expect("workers");
+    assert!(workers.len() >= 2, "the work was shared: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_server_sees_every_status_of_a_job_run_elsewhere() {
+    let (server_a, database) = server_without_workers().await;
+    let server_b = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    let admin = server_b.admin("ops@example.com").await;
+    let data = server_b
+        .ok(
+            Some(&admin.access_token),
+            "mutation { runDiagnosticJob(input: {durationMs: 1500, steps: 5}) { id status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["runDiagnosticJob"]["status"], "QUEUED");
+    let id = data["runDiagnosticJob"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let mut socket = subscribe(
+        &server_a.base,
+        &admin.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status progress version } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let first = socket.next().await.expect("open").expect("message");
+    let mut updates =
+        vec![serde_json::from_str::<Value>(first.to_text().expect("text")).expect("json")];
+    let _worker = spawn_worker(&database, 1, 10);
+
+    let collect = async {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).expect("json");
+            if value["type"] == "complete" {
+                break;
+            }
+            updates.push(value);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), collect)
+        .await
+        .expect("the subscription completes");
+    let jobs: Vec<&Value> = updates
+        .iter()
+        .map(|u| &u["payload"]["data"]["jobUpdated"])
+        .collect();
+    let mut statuses: Vec<&str> = jobs.iter().filter_map(|j| j["status"].as_str()).collect();
+    statuses.dedup();
+    assert_eq!(statuses, ["QUEUED", "RUNNING", "DONE"], "{updates:#?}");
+    let versions: Vec<i64> = jobs.iter().filter_map(|j| j["version"].as_i64()).collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions only grow: {versions:?}"
+    );
+    let progress: Vec<f64> = jobs.iter().filter_map(|j| j["progress"].as_f64()).collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {progress:?}"
+    );
+    assert!(
+        jobs.len() >= 4,
+        "progress was streamed, not just the ends: {jobs:#?}"
+    );
+}
+
+/// Sends SIGTERM to a child process.
+async fn terminate(child: &Child) {
+    let pid = child.id().expect("running");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
+    let (app, database) = server_without_workers().await;
+    let owner = app.register("stop@example.com").await;
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .arg("worker")
+        .env(
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_base_url()),
+        )
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env(
+            "REELGRAPH_STORAGE_DIR",
+            std::env::temp_dir().join(format!("rg-objects-{}", Uuid::now_v7())),
+        )
+        .env(
+            "REELGRAPH_DATA_DIR",
+            std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7())),
+        )
+        .env("REELGRAPH_WORKERS", "2")
+        .env("REELGRAPH_JOB_POLL_MS", "200")
+        .env("REELGRAPH_SHUTDOWN_GRACE_SECS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker starts");
+    let short = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 1500, "steps": 3 }),
+        3,
+    )
+    .await;
+    let long = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 60000, "steps": 60 }),
+        3,
+    )
+    .await;
+    for id in [short, long] {
+        wait_for(
+            &app,
+            &owner.access_token,
+            id,
+            Duration::from_secs(30),
+            |j| j["status"] == "RUNNING",
+        )
+        .await;
+    }
+    terminate(&worker).await;
+    let exit = tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("worker exits")
+        .expect("status");
+    assert!(exit.success(), "clean exit: {exit:?}");
+
+    let finished = job::Entity::find_by_id(short)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(
+        finished.status,
+        JobStatus::Done,
+        "finished within the grace period"
+    );
+    let released = job::Entity::find_by_id(long)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(
+        released.status,
+        JobStatus::Queued,
+        "released back to the queue"
+    );
+    assert_eq!(released.attempts, 0, "a release does not use up an attempt");
+    assert!(released.lease_token.is_none());
+}
