@@ -54,9 +54,9 @@ pub fn scene_args(
         "-i".into(),
         "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
     ];
-    let mut next_input = 2;
     let mut image_inputs = Vec::new();
-    for path in inputs.images.iter().flatten() {
+    // Inputs 0 and 1 are the colour and the silence; images follow.
+    for (next_input, path) in (2..).zip(inputs.images.iter().flatten()) {
         args.extend([
             "-loop".into(),
             "1".into(),
@@ -68,7 +68,6 @@ pub fn scene_args(
             path.display().to_string(),
         ]);
         image_inputs.push(next_input);
-        next_input += 1;
     }
     let mut graph = Vec::new();
     let mut current = "0:v".to_owned();

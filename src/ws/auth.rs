@@ -105,7 +105,11 @@ mod tests {
             caller(json!({ "token": 42 }), None),
             Err("UNAUTHENTICATED".into())
         );
-        assert_eq!(caller(json!({}), Some("Bearer ")), Ok(None));
+        // As on HTTP: a scheme without a token is a bad token.
+        assert_eq!(
+            caller(json!({}), Some("Bearer ")),
+            Err("UNAUTHENTICATED".into())
+        );
         assert_eq!(
             caller(json!({}), Some("Bearer x")),
             Err("UNAUTHENTICATED".into())
