@@ -2,7 +2,8 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::Utc;
-use entity::JobKind;
+use entity::{JobKind, job};
+use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
 use super::{
@@ -80,30 +81,36 @@ impl RenderMutation {
             txn.rollback().await?;
             return Ok(Job(existing));
         }
-        let mut new = NewJob::new(JobKind::Render, "render.movie", user.id, json!({}));
-        let reservation = crate::billing::reserve(
-            &txn,
+        let minutes = movie.total_secs() / 60.0;
+        let mut new = NewJob::new(
+            JobKind::Render,
+            "render.movie",
             user.id,
-            movie.total_secs() / 60.0,
-            Some(new.id),
-            Utc::now(),
-        )
-        .await
-        .map_err(|e| e.in_field("input"))?;
-        new.input = json!(MovieInput {
-            spec: movie,
-            reservation: Some(reservation)
-        });
+            json!(MovieInput {
+                spec: movie,
+                reservation: None
+            }),
+        );
         new.priority = input.priority.value();
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;
-        new.max_attempts = 3;
         let enqueued = queue::enqueue(&txn, new).await?;
+        // Reserved after the insert, in the same transaction: credit ledger rows refer to the
+        // job, and the job is invisible to workers until the commit.
+        let reservation =
+            crate::billing::reserve(&txn, user.id, minutes, Some(enqueued.job.id), Utc::now())
+                .await
+                .map_err(|e| e.in_field("input"))?;
+        let mut job_input = enqueued.job.input.clone();
+        job_input["reservation"] = json!(reservation);
+        let mut row: job::ActiveModel = enqueued.job.into();
+        row.input = Set(job_input);
+        let job = row.update(&txn).await?;
         txn.commit().await?;
         state
             .events
-            .publish(&[queue::event_of(&enqueued.job)])
+            .publish(&[queue::event_of(&job)])
             .await;
-        Ok(Job(enqueued.job))
+        Ok(Job(job))
     }
 }
