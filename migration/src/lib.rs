@@ -14,6 +14,7 @@ mod m20261122_000004_create_jobs;
 mod m20261122_000005_create_highlights;
 mod m20261122_000006_seed_plans;
 mod m20261122_000007_create_job_transitions;
+mod m20261122_000008_protect_consent_audit;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_highlights::Migration),
             Box::new(m20261122_000006_seed_plans::Migration),
             Box::new(m20261122_000007_create_job_transitions::Migration),
+            Box::new(m20261122_000008_protect_consent_audit::Migration),
         ]
     }
 }

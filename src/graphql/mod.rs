@@ -26,7 +26,15 @@ use crate::{
 pub use loaders::Loaders;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(UserQuery, CreatorQuery, VideoQuery, JobQuery, BillingQuery);
+pub struct QueryRoot(
+    UserQuery,
+    CreatorQuery,
+    VideoQuery,
+    JobQuery,
+    BillingQuery,
+    crate::shorts::ShortQuery,
+    crate::content::ContentQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
@@ -36,6 +44,10 @@ pub struct MutationRoot(
     JobMutation,
     RenderMutation,
     BillingMutation,
+    crate::media::MediaMutation,
+    crate::consent::ConsentMutation,
+    crate::shorts::ShortMutation,
+    crate::content::ContentMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -118,6 +118,8 @@ impl Registry {
             .register("diagnostics.sleep", DiagnosticsSleep)
             .register("diagnostics.fanout", DiagnosticsFanout);
         crate::render::jobs::register(&mut registry);
+        crate::media::register(&mut registry);
+        crate::shorts::render::register(&mut registry);
         registry
     }
 }

@@ -107,10 +107,7 @@ impl RenderMutation {
         row.input = Set(job_input);
         let job = row.update(&txn).await?;
         txn.commit().await?;
-        state
-            .events
-            .publish(&[queue::event_of(&job)])
-            .await;
+        state.events.publish(&[queue::event_of(&job)]).await;
         Ok(Job(job))
     }
 }

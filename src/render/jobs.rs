@@ -78,7 +78,7 @@ fn temp_dir(ctx: &JobContext) -> Result<tempfile::TempDir, JobFailure> {
 
 /// Runs ffmpeg while passing its progress, scaled into `[from, to]`, to the job. Dropping this
 /// future (cancellation) kills ffmpeg.
-async fn run_with_progress(
+pub(crate) async fn run_with_progress(
     ctx: &JobContext,
     tools: &ffmpeg::Tools,
     args: &[String],

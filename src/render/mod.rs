@@ -28,6 +28,9 @@ fn reservation_of(job: &job::Model) -> Option<Reservation> {
 /// Settles a finished movie's render minutes (by its real duration), or gives them back when
 /// it failed or was cancelled. Runs in the transaction of the status change.
 pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.job_type == "render.short" {
+        return crate::shorts::on_job_finished(txn, job).await;
+    }
     if job.job_type != "render.movie" {
         return Ok(());
     }

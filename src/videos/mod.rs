@@ -14,6 +14,7 @@ use crate::{
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, state, viewer,
     },
+    media::{self, PROXY_720P, THUMBNAIL, VideoVariant},
     users::User,
 };
 
@@ -83,6 +84,31 @@ impl Video {
             return Ok(None);
         }
         Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+    /// Renditions made from the upload (`thumbnail`, `proxy_720p`). Their keys and sizes are
+    /// working data of the creator, so only its members and administrators get them; everyone
+    /// else gets an empty list.
+    async fn variants(&self, ctx: &Context<'_>) -> AppResult<Vec<VideoVariant>> {
+        let db = &state(ctx)?.db;
+        if !viewer(ctx)?.manages_creator(db, self.0.creator_id).await? {
+            return Ok(Vec::new());
+        }
+        Ok(media::variants_of(db, self.0.id)
+            .await?
+            .into_iter()
+            .map(VideoVariant)
+            .collect())
+    }
+    /// A JPEG still of the video, as a link valid for 10 minutes; null until it is processed.
+    async fn thumbnail_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let state = state(ctx)?;
+        media::variant_url(&state.db, &state.storage, self.0.id, THUMBNAIL).await
+    }
+    /// A 720p H.264/AAC MP4 of the video to play or edit, as a link valid for 10 minutes; null
+    /// until it is processed.
+    async fn proxy_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let state = state(ctx)?;
+        media::variant_url(&state.db, &state.storage, self.0.id, PROXY_720P).await
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -3,6 +3,8 @@
 mod helpers;
 
 mod auth;
+mod consent;
+mod content;
 mod billing;
 mod creators;
 mod jobs;

@@ -1,0 +1,274 @@
+//! Per-video consent: the current flags, and an append-only audit log with one row per
+//! changed field under a per-video version that is gap-free and unique even when updates
+//! race (the consent row is locked for the change; the database rejects any UPDATE or DELETE
+//! of audit rows).
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use entity::{ConsentField, consent_audit_entry, video, video_consent};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::{
+    access::Viewer,
+    error::{AppError, AppResult},
+    graphql::{
+        client_info, loaders,
+        loaders::{UserById, VisibleVideoById},
+        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
+        parse_id, state, viewer,
+    },
+    jobs::queue::begin_write,
+    users::User,
+    videos::Video,
+};
+
+/// Omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct VideoConsentInput {
+    /// May the video be indexed into the knowledge base.
+    pub kb_inclusion: Option<bool>,
+    /// May the video be used for training.
+    pub training_usage: Option<bool>,
+    /// May the video and its shorts be shown publicly (shared links included).
+    pub public_display: Option<bool>,
+}
+
+/// The consent a creator gave for one video. Readable by the creator's members and admins.
+pub struct VideoConsent(pub video_consent::Model);
+
+#[Object]
+impl VideoConsent {
+    async fn video(&self, ctx: &Context<'_>) -> AppResult<Video> {
+        loaders(ctx)?
+            .load_one(VisibleVideoById(self.0.video_id))
+            .await?
+            .map(Video)
+            .ok_or(AppError::NotFound("video"))
+    }
+    async fn kb_inclusion(&self) -> bool {
+        self.0.kb_inclusion
+    }
+    async fn training_usage(&self) -> bool {
+        self.0.training_usage
+    }
+    async fn public_display(&self) -> bool {
+        self.0.public_display
+    }
+    /// Version of the latest change (0 before any).
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn updated_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        let Some(id) = self.0.updated_by else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Every change, oldest first.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<RelayConnection<ConsentAuditEntry>> {
+        let args = PageArgs::new(first, after, None, None)?;
+        let db = &state(ctx)?.db;
+        let select = consent_audit_entry::Entity::find()
+            .filter(consent_audit_entry::Column::VideoConsentId.eq(self.0.id));
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, consent_audit_entry::Column::Id, false, args).await?;
+        Ok(page.into_connection(|e| e.id, ConsentAuditEntry, total))
+    }
+}
+
+/// One changed field of one consent change.
+pub struct ConsentAuditEntry(pub consent_audit_entry::Model);
+
+#[Object]
+impl ConsentAuditEntry {
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn field(&self) -> ConsentField {
+        self.0.field
+    }
+    /// Null when the field had never been set explicitly (it held its default).
+    async fn old_value(&self) -> Option<bool> {
+        self.0.old_value
+    }
+    async fn new_value(&self) -> bool {
+        self.0.new_value
+    }
+    async fn changed_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+        loaders(ctx)?
+            .load_one(UserById(self.0.changed_by))
+            .await?
+            .map(User)
+            .ok_or(AppError::NotFound("user"))
+    }
+    async fn ip_address(&self) -> Option<&str> {
+        self.0.ip_address.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The consent row of a video, when the caller manages it.
+pub async fn consent_of(
+    viewer: &Viewer,
+    db: &DatabaseConnection,
+    video: &video::Model,
+) -> AppResult<Option<VideoConsent>> {
+    if !viewer.manages_creator(db, video.creator_id).await? {
+        return Ok(None);
+    }
+    let row = video_consent::Entity::find()
+        .filter(video_consent::Column::VideoId.eq(video.id))
+        .one(db)
+        .await?;
+    Ok(Some(VideoConsent(
+        row.unwrap_or_else(|| defaults(video, Utc::now())),
+    )))
+}
+
+/// The consent a video has before anyone sets it: public display on, the rest off.
+fn defaults(video: &video::Model, now: DateTime<Utc>) -> video_consent::Model {
+    video_consent::Model {
+        id: Uuid::now_v7(),
+        video_id: video.id,
+        creator_id: video.creator_id,
+        kb_inclusion: false,
+        training_usage: false,
+        public_display: true,
+        version: 0,
+        updated_by: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The consent row, created with defaults if missing, and locked until `txn` ends.
+async fn locked_consent(
+    txn: &DatabaseTransaction,
+    video: &video::Model,
+) -> AppResult<video_consent::Model> {
+    let now = Utc::now();
+    video_consent::Entity::insert(video_consent::ActiveModel::from(defaults(video, now)))
+        .on_conflict_do_nothing_on([video_consent::Column::VideoId])
+        .exec(txn)
+        .await?;
+    // FOR UPDATE on PostgreSQL; SQLite's write transaction is exclusive already.
+    let mut query =
+        video_consent::Entity::find().filter(video_consent::Column::VideoId.eq(video.id));
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query.one(txn).await?.ok_or(AppError::NotFound("video"))
+}
+
+#[derive(Default)]
+pub struct ConsentMutation;
+
+#[Object]
+impl ConsentMutation {
+    /// Changes a video's consent. Each changed field gets an audit row (old value, new value,
+    /// who, client IP) under the next version number.
+    async fn set_video_consent(
+        &self,
+        ctx: &Context<'_>,
+        video_id: ID,
+        input: VideoConsentInput,
+    ) -> AppResult<VideoConsent> {
+        let video_id = parse_id("videoId", &video_id)?;
+        let viewer = viewer(ctx)?;
+        let user = viewer.require_user()?.clone();
+        let state = state(ctx)?;
+        let video = loaders(ctx)?
+            .load_one(VisibleVideoById(video_id))
+            .await?
+            .ok_or(AppError::NotFound("video"))?;
+        if !viewer.manages_creator(&state.db, video.creator_id).await? {
+            return Err(AppError::forbidden(
+                "only the creator's members may change consent",
+            ));
+        }
+        let client = client_info(ctx);
+        let txn = begin_write(&state.db).await?;
+        let current = locked_consent(&txn, &video).await?;
+        let now = Utc::now();
+        // Fields changed before: their old value is known; the others held their default.
+        let touched: Vec<ConsentField> = consent_audit_entry::Entity::find()
+            .select_only()
+            .column(consent_audit_entry::Column::Field)
+            .filter(consent_audit_entry::Column::VideoConsentId.eq(current.id))
+            .distinct()
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let mut version = current.version;
+        let fields = [
+            (
+                ConsentField::KbInclusion,
+                current.kb_inclusion,
+                input.kb_inclusion,
+            ),
+            (
+                ConsentField::TrainingUsage,
+                current.training_usage,
+                input.training_usage,
+            ),
+            (
+                ConsentField::PublicDisplay,
+                current.public_display,
+                input.public_display,
+            ),
+        ];
+        for (field, old, new) in fields {
+            let Some(new) = new.filter(|new| *new != old) else {
+                continue;
+            };
+            version += 1;
+            consent_audit_entry::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                video_consent_id: Set(current.id),
+                version: Set(version),
+                field: Set(field),
+                old_value: Set(touched.contains(&field).then_some(old)),
+                new_value: Set(new),
+                changed_by: Set(user.id),
+                ip_address: Set(client.ip.clone()),
+                created_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        if version == current.version {
+            txn.commit().await?;
+            return Ok(VideoConsent(current));
+        }
+        let mut row: video_consent::ActiveModel = current.into();
+        if let Some(v) = input.kb_inclusion {
+            row.kb_inclusion = Set(v);
+        }
+        if let Some(v) = input.training_usage {
+            row.training_usage = Set(v);
+        }
+        if let Some(v) = input.public_display {
+            row.public_display = Set(v);
+        }
+        row.version = Set(version);
+        row.updated_by = Set(Some(user.id));
+        row.updated_at = Set(now);
+        let updated = row.update(&txn).await?;
+        txn.commit().await?;
+        Ok(VideoConsent(updated))
+    }
+}

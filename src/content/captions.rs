@@ -1,0 +1,166 @@
+//! Caption files generated from a transcript: WebVTT (what browsers' `<track>` plays) and
+//! SubRip (what editors and most platforms import).
+//!
+//! Both are rendered from the validated segments, which are ordered and non-overlapping, so
+//! one segment is one cue. Cue text is normalised the same way in both formats: blank lines
+//! are dropped (a blank line ends a cue) and each line is trimmed.
+
+use entity::CaptionFormat;
+
+use super::validate::Segment;
+
+/// The object key of a caption file: `creators/{creatorId}/videos/{videoId}/captions/{lang}.vtt`.
+pub fn storage_key(
+    creator_id: uuid::Uuid,
+    video_id: uuid::Uuid,
+    language: &str,
+    format: CaptionFormat,
+) -> String {
+    format!(
+        "creators/{creator_id}/videos/{video_id}/captions/{language}.{}",
+        extension(format)
+    )
+}
+
+pub fn extension(format: CaptionFormat) -> &'static str {
+    match format {
+        CaptionFormat::Vtt => "vtt",
+        CaptionFormat::Srt => "srt",
+    }
+}
+
+/// The `Content-Type` a caption file is stored with.
+pub fn content_type(format: CaptionFormat) -> &'static str {
+    match format {
+        CaptionFormat::Vtt => "text/vtt; charset=utf-8",
+        CaptionFormat::Srt => "application/x-subrip",
+    }
+}
+
+/// Renders the segments in `format`.
+pub fn render(format: CaptionFormat, segments: &[Segment]) -> String {
+    match format {
+        CaptionFormat::Vtt => vtt(segments),
+        CaptionFormat::Srt => srt(segments),
+    }
+}
+
+/// `HH:MM:SS{sep}mmm`, rounded to the millisecond; hours grow past two digits if they must.
+fn timestamp(seconds: f64, separator: char) -> String {
+    // Validated times are finite and non-negative; the cast saturates anyway.
+    let total_ms = (seconds * 1000.0).round() as u64;
+    let (ms, total_s) = (total_ms % 1000, total_ms / 1000);
+    let (s, total_m) = (total_s % 60, total_s / 60);
+    let (m, h) = (total_m % 60, total_m / 60);
+    format!("{h:02}:{m:02}:{s:02}{separator}{ms:03}")
+}
+
+/// The non-blank lines of a cue, trimmed.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// WebVTT cue text must escape `&`, `<` and `>`; unescaped they would start entities or tags
+/// (and `-->` would end the cue timing).
+fn escape_vtt(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// WebVTT: a `WEBVTT` header, then one cue per segment; a speaker becomes a voice span
+/// (`<v Alice>Hello`), which players can style and screen readers announce.
+pub fn vtt(segments: &[Segment]) -> String {
+    let mut out = String::from("WEBVTT\n");
+    for segment in segments {
+        out.push('\n');
+        out.push_str(&timestamp(segment.start, '.'));
+        out.push_str(" --> ");
+        out.push_str(&timestamp(segment.end, '.'));
+        out.push('\n');
+        let text: Vec<String> = lines(&segment.text).map(escape_vtt).collect();
+        if let Some(speaker) = &segment.speaker {
+            out.push_str(&format!("<v {}>", escape_vtt(speaker)));
+        }
+        out.push_str(&text.join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+/// SubRip: numbered cues from 1; SRT has no speaker markup, so a speaker is written as the
+/// conventional `Alice: ` prefix. `-->` inside the text is defused so parsers cannot mistake
+/// a line for a timing line.
+pub fn srt(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{}\n{} --> {}\n",
+            i + 1,
+            timestamp(segment.start, ','),
+            timestamp(segment.end, ',')
+        ));
+        let text: Vec<String> = lines(&segment.text)
+            .map(|l| l.replace("-->", "->"))
+            .collect();
+        if let Some(speaker) = &segment.speaker {
+            out.push_str(&format!("{speaker}: "));
+        }
+        out.push_str(&text.join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments() -> Vec<Segment> {
+        vec![
+            Segment {
+                start: 0.5,
+                end: 62.345,
+                text: "Hello <world> & all".to_owned(),
+                speaker: None,
+            },
+            Segment {
+                start: 3725.0,
+                end: 3727.0004,
+                text: "Line one\n\n  line two  ".to_owned(),
+                speaker: Some("Ana".to_owned()),
+            },
+        ]
+    }
+
+    #[test]
+    fn timestamps_use_each_format_separator() {
+        assert_eq!(timestamp(62.345, '.'), "00:01:02.345");
+        assert_eq!(timestamp(62.345, ','), "00:01:02,345");
+        assert_eq!(timestamp(0.0, '.'), "00:00:00.000");
+        assert_eq!(timestamp(360_000.0, '.'), "100:00:00.000");
+        assert_eq!(timestamp(59.9996, '.'), "00:01:00.000");
+    }
+
+    #[test]
+    fn vtt_has_a_header_escapes_and_voices() {
+        assert_eq!(
+            vtt(&segments()),
+            "WEBVTT\n\n00:00:00.500 --> 00:01:02.345\nHello &lt;world&gt; &amp; all\n\n\
+             01:02:05.000 --> 01:02:07.000\n<v Ana>Line one\nline two\n"
+        );
+    }
+
+    #[test]
+    fn srt_numbers_cues_from_one() {
+        assert_eq!(
+            srt(&segments()),
+            "1\n00:00:00,500 --> 00:01:02,345\nHello <world> & all\n\n\
+             2\n01:02:05,000 --> 01:02:07,000\nAna: Line one\nline two\n"
+        );
+        assert_eq!(srt(&[]), "");
+    }
+}

@@ -1,0 +1,445 @@
+//! Editing a video's content: `setTranscript` (and the caption files generated from it),
+//! `addKeyMoments`, `detectHighlights`, and curating highlights with `approveHighlight`,
+//! `rejectHighlight` and `trimHighlight`.
+//!
+//! Every mutation is for the video's creator's members and administrators. A video the caller
+//! cannot see is `NOT_FOUND` (ids cannot be probed); one they can see but do not manage is
+//! `FORBIDDEN`. Access is checked before the input, because some input checks (a time past
+//! the video's end) would otherwise reveal details of a video the caller may not see.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use entity::{
+    CaptionFormat, CaptionKind, CaptionSource, HighlightStatus, KeyMomentContentType, ReviewStatus,
+    caption_track, highlight, key_moment, transcript_segment, video,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::{
+    captions,
+    scoring::score_moments,
+    types::{Highlight, KeyMoment},
+    validate,
+};
+use crate::{
+    access::AuthUser,
+    error::{AppError, AppResult},
+    graphql::{parse_id, state, viewer},
+    videos::Video,
+};
+
+/// Rows per multi-row INSERT: 500 rows of up to 11 columns stay far below the bind-parameter
+/// limits of SQLite (32 766) and PostgreSQL (65 535).
+const INSERT_CHUNK: usize = 500;
+/// Caption language when `setTranscript` is not given one.
+const DEFAULT_LANGUAGE: &str = "en";
+/// The caption files generated from a transcript.
+const CAPTION_FORMATS: [CaptionFormat; 2] = [CaptionFormat::Vtt, CaptionFormat::Srt];
+
+/// One line of a transcript.
+#[derive(InputObject)]
+pub struct TranscriptSegmentInput {
+    /// Seconds from the start of the video, 0 or more.
+    pub start_time: f64,
+    /// Seconds from the start of the video; after `startTime`, and at most the video's
+    /// duration when that is known.
+    pub end_time: f64,
+    /// 1–2000 characters.
+    pub text: String,
+    /// Speaker label, up to 100 characters.
+    pub speaker: Option<String>,
+}
+
+/// A key moment to add to a video.
+#[derive(InputObject)]
+pub struct KeyMomentInput {
+    /// 1–200 characters.
+    pub title: String,
+    /// Up to 2000 characters.
+    pub summary: Option<String>,
+    /// Seconds from the start of the video, 0 or more.
+    pub start_time: f64,
+    /// Seconds from the start of the video; after `startTime`, and at most the video's
+    /// duration when that is known.
+    pub end_time: f64,
+    /// Up to 100 characters, e.g. `Sound Design`.
+    pub topic_category: Option<String>,
+    /// Up to 20 tags of 1–50 characters.
+    pub topic_tags: Option<Vec<String>>,
+    pub content_type: Option<KeyMomentContentType>,
+}
+
+/// The caller, and the video `id` if they may change its content.
+async fn managed_video(ctx: &Context<'_>, id: Uuid) -> AppResult<(AuthUser, video::Model)> {
+    let viewer = viewer(ctx)?;
+    let user = viewer.require_user()?.clone();
+    let db = &state(ctx)?.db;
+    let video = video::Entity::find_by_id(id)
+        .filter(viewer.visible_videos(db).await?)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("video"))?;
+    viewer.ensure_manages_creator(db, video.creator_id).await?;
+    Ok((user, video))
+}
+
+/// The highlight `id`, if the caller may curate it (same rules as its video).
+async fn managed_highlight(ctx: &Context<'_>, id: &ID) -> AppResult<highlight::Model> {
+    let id = parse_id("id", id)?;
+    let viewer = viewer(ctx)?;
+    viewer.require_user()?;
+    let db = &state(ctx)?.db;
+    let found = highlight::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("highlight"))?;
+    let video = video::Entity::find_by_id(found.video_id)
+        .filter(viewer.visible_videos(db).await?)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("highlight"))?;
+    viewer.ensure_manages_creator(db, video.creator_id).await?;
+    Ok(found)
+}
+
+/// Marks the video as changed as the transaction's first write. That also serialises
+/// concurrent edits of one video's content on both backends: PostgreSQL holds the row lock
+/// until commit, and SQLite takes its write lock here instead of failing a deferred
+/// read-then-write transaction that lost the race.
+async fn touch_video(
+    txn: &DatabaseTransaction,
+    video_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    video::Entity::update_many()
+        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+        .filter(video::Column::Id.eq(video_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts rows in chunks that fit every backend's bind-parameter limit.
+async fn insert_chunked<A>(db: &impl ConnectionTrait, rows: Vec<A>) -> AppResult<()>
+where
+    A: ActiveModelTrait + Send,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(INSERT_CHUNK).collect();
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sets a highlight's curation status.
+async fn set_status(ctx: &Context<'_>, id: &ID, status: HighlightStatus) -> AppResult<Highlight> {
+    let found = managed_highlight(ctx, id).await?;
+    let mut row: highlight::ActiveModel = found.into();
+    row.status = Set(status);
+    row.updated_at = Set(Utc::now());
+    Ok(Highlight(row.update(&state(ctx)?.db).await?))
+}
+
+#[derive(Default)]
+pub struct ContentMutation;
+
+#[Object]
+impl ContentMutation {
+    /// Replaces the video's transcript with `segments` (ordered by start, non-overlapping) and
+    /// regenerates its WebVTT and SRT caption tracks in `language` (default `en`). An empty
+    /// list clears the transcript and removes those tracks. All or nothing: an invalid
+    /// segment rejects the whole call.
+    async fn set_transcript(
+        &self,
+        ctx: &Context<'_>,
+        video_id: ID,
+        segments: Vec<TranscriptSegmentInput>,
+        #[graphql(
+            desc = "BCP-47 language tag of the transcript, e.g. `en` (the default) or `pt-BR`."
+        )]
+        language: Option<String>,
+    ) -> AppResult<Video> {
+        let video_id = parse_id("videoId", &video_id)?;
+        let language =
+            validate::language("language", language.as_deref().unwrap_or(DEFAULT_LANGUAGE))?;
+        let (user, video) = managed_video(ctx, video_id).await?;
+        let segments = validate::transcript("segments", &segments, video.duration_secs)?;
+
+        let app = state(ctx)?;
+        let now = Utc::now();
+        let txn = app.db.begin().await?;
+        touch_video(&txn, video.id, now).await?;
+        transcript_segment::Entity::delete_many()
+            .filter(transcript_segment::Column::VideoId.eq(video.id))
+            .exec(&txn)
+            .await?;
+        let rows = segments
+            .iter()
+            .map(|s| transcript_segment::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                video_id: Set(video.id),
+                start_time: Set(s.start),
+                end_time: Set(s.end),
+                text: Set(s.text.clone()),
+                speaker: Set(s.speaker.clone()),
+                created_at: Set(now),
+            })
+            .collect();
+        insert_chunked(&txn, rows).await?;
+
+        // The tracks generated from a transcript: this language's captions, in both formats.
+        let generated = Condition::all()
+            .add(caption_track::Column::VideoId.eq(video.id))
+            .add(caption_track::Column::Language.eq(language.as_str()))
+            .add(caption_track::Column::Kind.eq(CaptionKind::Captions))
+            .add(caption_track::Column::Format.is_in(CAPTION_FORMATS));
+        if segments.is_empty() {
+            let stale: Vec<String> = caption_track::Entity::find()
+                .select_only()
+                .column(caption_track::Column::StorageKey)
+                .filter(generated.clone())
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            caption_track::Entity::delete_many()
+                .filter(generated)
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            // The rows are gone, so nothing links to these files any more; a file left
+            // behind by a failed delete is unreachable and only costs storage.
+            for key in stale {
+                if let Err(err) = app.storage.delete(&key).await {
+                    tracing::warn!(%key, error = %err, "could not delete a caption file");
+                }
+            }
+        } else {
+            let files = CAPTION_FORMATS.map(|format| {
+                let key = captions::storage_key(video.creator_id, video.id, &language, format);
+                (format, key)
+            });
+            for (format, key) in &files {
+                // A transcript set by a member is written, and reviewed, by a person: the
+                // act of setting it is the review, hence HUMAN and approved.
+                caption_track::Entity::insert(caption_track::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    video_id: Set(video.id),
+                    language: Set(language.clone()),
+                    kind: Set(CaptionKind::Captions),
+                    format: Set(*format),
+                    storage_key: Set(key.clone()),
+                    source: Set(CaptionSource::Human),
+                    approved: Set(true),
+                    reviewed_by: Set(Some(user.id)),
+                    reviewed_at: Set(Some(now)),
+                    created_at: Set(now),
+                })
+                .on_conflict(
+                    OnConflict::columns([
+                        caption_track::Column::VideoId,
+                        caption_track::Column::Language,
+                        caption_track::Column::Kind,
+                        caption_track::Column::Format,
+                    ])
+                    .update_columns([
+                        caption_track::Column::StorageKey,
+                        caption_track::Column::Source,
+                        caption_track::Column::Approved,
+                        caption_track::Column::ReviewedBy,
+                        caption_track::Column::ReviewedAt,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            }
+            // The files are written while the video's row is locked, just before commit, so
+            // concurrent calls cannot interleave files and rows. Should the commit itself fail,
+            // the files are ahead of the rows; the call is idempotent and a retry repairs it.
+            for (format, key) in &files {
+                app.storage
+                    .put_bytes(
+                        key,
+                        captions::render(*format, &segments).into_bytes(),
+                        captions::content_type(*format),
+                    )
+                    .await?;
+            }
+            txn.commit().await?;
+        }
+        Ok(Video(video::Model {
+            updated_at: now,
+            ..video
+        }))
+    }
+
+    /// Adds key moments to a video, after its existing ones (`sortOrder` continues from the
+    /// highest). Returns the new moments.
+    async fn add_key_moments(
+        &self,
+        ctx: &Context<'_>,
+        video_id: ID,
+        moments: Vec<KeyMomentInput>,
+    ) -> AppResult<Vec<KeyMoment>> {
+        let video_id = parse_id("videoId", &video_id)?;
+        let (_, video) = managed_video(ctx, video_id).await?;
+        let moments = validate::key_moments("moments", &moments, video.duration_secs)?;
+
+        let now = Utc::now();
+        let txn = state(ctx)?.db.begin().await?;
+        // Taken first, so two concurrent calls cannot both read the same highest sortOrder.
+        touch_video(&txn, video.id, now).await?;
+        let highest: Option<i32> = key_moment::Entity::find()
+            .select_only()
+            .column_as(key_moment::Column::SortOrder.max(), "highest")
+            .filter(key_moment::Column::VideoId.eq(video.id))
+            .into_tuple::<Option<i32>>()
+            .one(&txn)
+            .await?
+            .flatten();
+        let first = highest.map_or(0, |h| h.saturating_add(1));
+        let ids: Vec<Uuid> = moments.iter().map(|_| Uuid::now_v7()).collect();
+        let rows: Vec<key_moment::ActiveModel> = moments
+            .into_iter()
+            .zip(ids.iter().copied().zip(first..))
+            .map(|(m, (id, sort_order))| key_moment::ActiveModel {
+                id: Set(id),
+                video_id: Set(video.id),
+                title: Set(m.title),
+                summary: Set(m.summary),
+                start_time: Set(m.start),
+                end_time: Set(m.end),
+                topic_category: Set(m.topic_category),
+                topic_tags: Set(serde_json::Value::from(m.topic_tags)),
+                content_type: Set(m.content_type),
+                review_status: Set(ReviewStatus::Pending),
+                sort_order: Set(sort_order),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .collect();
+        insert_chunked(&txn, rows).await?;
+        let created = key_moment::Entity::find()
+            .filter(key_moment::Column::Id.is_in(ids))
+            .order_by_asc(key_moment::Column::SortOrder)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(created.into_iter().map(KeyMoment).collect())
+    }
+
+    /// Scores every key moment of the video into a highlight candidate (see the
+    /// `scoreBreakdown` dimensions). One highlight per key moment: running it again updates
+    /// the scores and keeps each highlight's status and trim. Returns the video's highlights,
+    /// best score first.
+    async fn detect_highlights(
+        &self,
+        ctx: &Context<'_>,
+        video_id: ID,
+    ) -> AppResult<Vec<Highlight>> {
+        let video_id = parse_id("videoId", &video_id)?;
+        let (_, video) = managed_video(ctx, video_id).await?;
+        let db = &state(ctx)?.db;
+        let moments = key_moment::Entity::find()
+            .filter(key_moment::Column::VideoId.eq(video.id))
+            .order_by_asc(key_moment::Column::SortOrder)
+            .order_by_asc(key_moment::Column::Id)
+            .all(db)
+            .await?;
+        let segments = transcript_segment::Entity::find()
+            .filter(transcript_segment::Column::VideoId.eq(video.id))
+            .order_by_asc(transcript_segment::Column::StartTime)
+            .all(db)
+            .await?;
+        let scores = score_moments(&moments, &segments, video.duration_secs);
+
+        let now = Utc::now();
+        let rows: Vec<highlight::ActiveModel> = moments
+            .iter()
+            .zip(&scores)
+            .map(|(moment, score)| highlight::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                key_moment_id: Set(moment.id),
+                video_id: Set(video.id),
+                score: Set(score.total),
+                score_breakdown: Set(score.breakdown.to_json()),
+                duration_secs: Set(moment.end_time - moment.start_time),
+                status: Set(HighlightStatus::Candidate),
+                trim_start: Set(None),
+                trim_end: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .collect();
+        // One row per key moment, enforced by the unique key: an existing highlight only gets
+        // its new score, so its status, trim (and trimmed duration) survive, and concurrent
+        // runs cannot create duplicates.
+        let upsert = OnConflict::column(highlight::Column::KeyMomentId)
+            .update_columns([
+                highlight::Column::Score,
+                highlight::Column::ScoreBreakdown,
+                highlight::Column::UpdatedAt,
+            ])
+            .to_owned();
+        let txn = db.begin().await?;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<highlight::ActiveModel> = rows.by_ref().take(INSERT_CHUNK).collect();
+            highlight::Entity::insert_many(chunk)
+                .on_conflict(upsert.clone())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        let highlights = highlight::Entity::find()
+            .filter(highlight::Column::VideoId.eq(video.id))
+            .order_by_desc(highlight::Column::Score)
+            .order_by_asc(highlight::Column::Id)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(highlights.into_iter().map(Highlight).collect())
+    }
+
+    /// Approves a highlight for shorts.
+    async fn approve_highlight(&self, ctx: &Context<'_>, id: ID) -> AppResult<Highlight> {
+        set_status(ctx, &id, HighlightStatus::Approved).await
+    }
+
+    /// Rejects a highlight; it stays listed (with status `REJECTED`) so re-scoring does not
+    /// bring it back as a candidate.
+    async fn reject_highlight(&self, ctx: &Context<'_>, id: ID) -> AppResult<Highlight> {
+        set_status(ctx, &id, HighlightStatus::Rejected).await
+    }
+
+    /// Trims a highlight to `[trimStart, trimEnd]`: absolute seconds inside its key moment, at
+    /// least 3 seconds long. `durationSecs` becomes the trimmed length.
+    async fn trim_highlight(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        trim_start: f64,
+        trim_end: f64,
+    ) -> AppResult<Highlight> {
+        let found = managed_highlight(ctx, &id).await?;
+        let db = &state(ctx)?.db;
+        let moment = key_moment::Entity::find_by_id(found.key_moment_id)
+            .one(db)
+            .await?
+            .ok_or(AppError::NotFound("highlight"))?;
+        validate::trim(trim_start, trim_end, &moment)?;
+        let mut row: highlight::ActiveModel = found.into();
+        row.trim_start = Set(Some(trim_start));
+        row.trim_end = Set(Some(trim_end));
+        row.duration_secs = Set(trim_end - trim_start);
+        row.updated_at = Set(Utc::now());
+        Ok(Highlight(row.update(db).await?))
+    }
+}

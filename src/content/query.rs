@@ -1,0 +1,246 @@
+//! The read side of highlights: `highlight(id)` and `highlights`, best score first.
+//!
+//! The shared pagination orders by id only, so `highlights` has a small keyset of its own on
+//! `(score DESC, id ASC)`: the cursor carries both, and the next page is "lower score, or the
+//! same score and a later id" — served by the `(score, id)` index, stable when rows with other
+//! scores are added, and never an OFFSET scan. Page sizes, argument validation and
+//! `totalCount` are the shared ones.
+
+use async_graphql::{
+    Context, ID, Object,
+    connection::{Connection, Edge},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use entity::{HighlightStatus, highlight, video};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
+use uuid::Uuid;
+
+use super::types::Highlight;
+use crate::{
+    error::{AppError, AppResult},
+    graphql::{
+        pagination::{Page, PageArgs, RelayConnection, TotalCount},
+        parse_id, state, viewer,
+    },
+};
+
+/// Versions the cursor layout, so the ordering can change without breaking stored cursors
+/// silently: an old cursor is rejected as foreign instead of being misread.
+const CURSOR_TAG: &[u8] = b"hs1:";
+
+/// A position in the `(score DESC, id ASC)` order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ScoreCursor {
+    score: f64,
+    id: Uuid,
+}
+
+impl ScoreCursor {
+    fn of(row: &highlight::Model) -> Self {
+        Self {
+            score: row.score,
+            id: row.id,
+        }
+    }
+
+    /// Opaque: base64 of the tag, the score's exact bits and the id, so equality with the
+    /// stored double is exact on both backends.
+    fn encode(self) -> String {
+        let mut raw = CURSOR_TAG.to_vec();
+        raw.extend_from_slice(&self.score.to_be_bytes());
+        raw.extend_from_slice(self.id.as_bytes());
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode(field: &str, cursor: &str) -> AppResult<Self> {
+        let raw = URL_SAFE_NO_PAD.decode(cursor).ok();
+        raw.as_deref()
+            .and_then(|raw| raw.strip_prefix(CURSOR_TAG))
+            .filter(|rest| rest.len() == 24)
+            .and_then(|rest| {
+                let (score, id) = rest.split_at(8);
+                let score = f64::from_be_bytes(score.try_into().ok()?);
+                Some(Self {
+                    score,
+                    id: Uuid::from_slice(id).ok()?,
+                })
+            })
+            .filter(|c| c.score.is_finite())
+            .ok_or_else(|| AppError::bad_input(field, "is not a cursor returned by this API"))
+    }
+}
+
+/// Validated page arguments of `highlights`.
+struct ScorePageArgs {
+    limit: u64,
+    cursor: Option<ScoreCursor>,
+    backward: bool,
+}
+
+impl ScorePageArgs {
+    /// The shared rules (sizes, `first` xor `last`, `after` xor `before`), with this list's
+    /// own cursors.
+    fn new(
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> AppResult<Self> {
+        // The shared validation sees placeholders for the cursors, which it cannot decode.
+        let sizes = PageArgs::new(first, None, last, None)?;
+        if after.is_some() && before.is_some() {
+            return Err(AppError::bad_input(
+                "before",
+                "pass either `after` or `before`, not both",
+            ));
+        }
+        let backward = last.is_some() || before.is_some();
+        let cursor = match (&after, &before) {
+            (Some(c), _) => Some(ScoreCursor::decode("after", c)?),
+            (_, Some(c)) => Some(ScoreCursor::decode("before", c)?),
+            _ => None,
+        };
+        Ok(Self {
+            limit: sizes.limit,
+            cursor,
+            backward,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct ContentQuery;
+
+#[Object]
+impl ContentQuery {
+    /// A highlight of a video the caller may see.
+    async fn highlight(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Highlight>> {
+        let id = parse_id("id", &id)?;
+        let db = &state(ctx)?.db;
+        let visible = video::Entity::find()
+            .select_only()
+            .column(video::Column::Id)
+            .filter(viewer(ctx)?.visible_videos(db).await?)
+            .into_query();
+        highlight::Entity::find_by_id(id)
+            .filter(highlight::Column::VideoId.in_subquery(visible))
+            .one(db)
+            .await?
+            .map(Highlight)
+            .map(Some)
+            .ok_or(AppError::NotFound("highlight"))
+    }
+
+    /// Highlights of the videos the caller may see, best score first (ties by id).
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument"
+    )]
+    async fn highlights(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        video_id: Option<ID>,
+        creator_id: Option<ID>,
+        status: Option<HighlightStatus>,
+        #[graphql(desc = "Only highlights scoring at least this much (0 to 1).")] min_score: Option<
+            f64,
+        >,
+    ) -> AppResult<RelayConnection<Highlight>> {
+        let args = ScorePageArgs::new(first, after, last, before)?;
+        let video_id = video_id.map(|id| parse_id("videoId", &id)).transpose()?;
+        let creator_id = creator_id
+            .map(|id| parse_id("creatorId", &id))
+            .transpose()?;
+        if let Some(min) = min_score
+            && !(0.0..=1.0).contains(&min)
+        {
+            return Err(AppError::bad_input("minScore", "must be between 0 and 1"));
+        }
+
+        let db = &state(ctx)?.db;
+        let mut videos = video::Entity::find()
+            .select_only()
+            .column(video::Column::Id)
+            .filter(viewer(ctx)?.visible_videos(db).await?);
+        if let Some(creator_id) = creator_id {
+            videos = videos.filter(video::Column::CreatorId.eq(creator_id));
+        }
+        let mut select = highlight::Entity::find()
+            .filter(highlight::Column::VideoId.in_subquery(videos.into_query()));
+        if let Some(video_id) = video_id {
+            select = select.filter(highlight::Column::VideoId.eq(video_id));
+        }
+        if let Some(status) = status {
+            select = select.filter(highlight::Column::Status.eq(status));
+        }
+        if let Some(min) = min_score {
+            select = select.filter(highlight::Column::Score.gte(min));
+        }
+        let total = TotalCount::of(db, select.clone());
+
+        // Reading backward walks the order the other way and reverses the rows afterwards.
+        let (score, id) = (highlight::Column::Score, highlight::Column::Id);
+        if let Some(c) = args.cursor {
+            let (beyond_score, beyond_id) = if args.backward {
+                (score.gt(c.score), id.lt(c.id))
+            } else {
+                (score.lt(c.score), id.gt(c.id))
+            };
+            select = select.filter(
+                Condition::any()
+                    .add(beyond_score)
+                    .add(Condition::all().add(score.eq(c.score)).add(beyond_id)),
+            );
+        }
+        select = if args.backward {
+            select.order_by_asc(score).order_by_desc(id)
+        } else {
+            select.order_by_desc(score).order_by_asc(id)
+        };
+        let rows = select.limit(args.limit + 1).all(db).await?;
+
+        let page = Page::from_rows(
+            rows,
+            PageArgs {
+                limit: args.limit,
+                cursor: args.cursor.map(|c| c.id),
+                backward: args.backward,
+            },
+        );
+        let mut connection =
+            Connection::with_additional_fields(page.has_previous_page, page.has_next_page, total);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|h| Edge::new(ScoreCursor::of(&h).encode(), Highlight(h))),
+        );
+        Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_ones() {
+        let cursor = ScoreCursor {
+            score: 0.1 + 0.2,
+            id: Uuid::now_v7(),
+        };
+        let decoded = ScoreCursor::decode("after", &cursor.encode()).ok();
+        assert_eq!(decoded, Some(cursor));
+        let id_cursor = crate::graphql::pagination::encode_cursor(Uuid::now_v7());
+        assert!(ScoreCursor::decode("after", &id_cursor).is_err());
+        assert!(ScoreCursor::decode("after", "not base64 !").is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The ffmpeg side of `video.probe`: what ffprobe's answer says about an upload, the commands
+//! that make the renditions, and turning tool errors into reasons the uploader can read.
+//!
+//! Everything here is pure (arguments in, arguments or verdicts out), so the rules are unit
+//! tested without running the tools.
+
+use std::path::Path;
+
+use crate::render::ffmpeg::Probe;
+
+/// Scales to at most 720 pixels high with both sides even (H.264 in 4:2:0 needs even sides;
+/// `-2` keeps the aspect ratio and rounds the width to even), never upscaling.
+const SCALE_720: &str = "scale=w=-2:h='min(720,2*trunc(ih/2))'";
+
+/// Proxy encoder settings: `veryfast` is a good size/speed trade for a working copy.
+const PROXY_CRF: &str = "23";
+const PROXY_PRESET: &str = "veryfast";
+const PROXY_AUDIO_BITRATE: &str = "128k";
+
+/// What the probe established about an upload that is a video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFacts {
+    pub duration_secs: f64,
+    pub width: i32,
+    pub height: i32,
+    pub mime: String,
+}
+
+/// Who is to blame for a failed tool run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolError {
+    /// The file: a reason for the uploader (retrying will not help).
+    File(String),
+    /// The server (tool missing, disk full, process killed): worth another attempt.
+    Server(String),
+}
+
+/// Decides whether ffprobe's answer describes a video, and if so what kind. The error is the
+/// reason shown to the uploader.
+pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
+    let format = probe.format_name.as_deref().unwrap_or_default();
+    if !probe.has_video {
+        return Err(if probe.has_audio {
+            "the file is not a video: it has sound but no picture".to_owned()
+        } else {
+            "the file is not a video".to_owned()
+        });
+    }
+    // Still images are demuxed as one-frame "videos" (png_pipe, jpeg_pipe, image2, …).
+    if format.ends_with("_pipe") || format == "image2" {
+        return Err("the file is not a video: it is a still image".to_owned());
+    }
+    let (Some(width), Some(height)) = (probe.width, probe.height) else {
+        return Err("the file is not a video: its picture has no size".to_owned());
+    };
+    let duration = probe
+        .duration_secs
+        .or(probe.video_duration_secs)
+        .filter(|d| d.is_finite() && *d > 0.0);
+    let Some(duration_secs) = duration else {
+        return Err("the file is not a video: it has no duration".to_owned());
+    };
+    if width <= 0 || height <= 0 {
+        return Err("the file is not a video: its picture has no size".to_owned());
+    }
+    Ok(SourceFacts {
+        duration_secs,
+        width,
+        height,
+        mime: mime_of(format, filename),
+    })
+}
+
+/// The MIME type of a container. ffprobe names families (`mov,mp4,m4a,3gp,3g2,mj2`,
+/// `matroska,webm`); within one, the file name's extension picks the member, and MP4 (or
+/// Matroska) is the answer when it says nothing more.
+pub fn mime_of(format_name: &str, filename: &str) -> String {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .unwrap_or_default();
+    let family = format_name.split(',').next().unwrap_or_default();
+    let mime = match family {
+        "mov" => match ext.as_str() {
+            "mov" | "qt" => "video/quicktime",
+            "3gp" => "video/3gpp",
+            "3g2" => "video/3gpp2",
+            "m4v" => "video/x-m4v",
+            _ => "video/mp4",
+        },
+        "matroska" => match ext.as_str() {
+            "webm" => "video/webm",
+            _ => "video/x-matroska",
+        },
+        "avi" => "video/x-msvideo",
+        "mpegts" => "video/mp2t",
+        "mpeg" | "mpegvideo" => "video/mpeg",
+        "flv" => "video/x-flv",
+        "ogg" => "video/ogg",
+        "asf" => "video/x-ms-asf",
+        "gif" => "image/gif",
+        _ => "application/octet-stream",
+    };
+    mime.to_owned()
+}
+
+/// When the thumbnail is taken: a second in (past fades from black), or the middle of
+/// anything shorter than two seconds.
+pub fn thumbnail_at(duration_secs: f64) -> f64 {
+    if duration_secs >= 2.0 {
+        1.0
+    } else {
+        (duration_secs / 2.0).max(0.0)
+    }
+}
+
+/// One JPEG frame at `at` seconds (seeking on the input, which is fast), scaled like the proxy.
+pub fn thumbnail_args(input: &Path, at: f64, output: &Path) -> Vec<String> {
+    vec![
+        "-ss".into(),
+        format!("{at:.3}"),
+        "-i".into(),
+        input.display().to_string(),
+        "-map".into(),
+        "0:v:0".into(),
+        "-frames:v".into(),
+        "1".into(),
+        "-vf".into(),
+        SCALE_720.into(),
+        "-q:v".into(),
+        "3".into(),
+        output.display().to_string(),
+    ]
+}
+
+/// The 720p proxy: first video and (if any) first audio stream, H.264 in yuv420p and stereo
+/// AAC, `faststart` so players can begin before the download ends; subtitles, data streams
+/// and metadata (which may carry location) are left out.
+pub fn proxy_args(input: &Path, output: &Path) -> Vec<String> {
+    [
+        "-i",
+        &input.display().to_string(),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-vf",
+        &format!("{SCALE_720},format=yuv420p"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        PROXY_PRESET,
+        "-crf",
+        PROXY_CRF,
+        "-c:a",
+        "aac",
+        "-b:a",
+        PROXY_AUDIO_BITRATE,
+        "-ac",
+        "2",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        &output.display().to_string(),
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Classifies an error of [`crate::render::ffmpeg::probe`] on the upload stored at `file`.
+pub fn probe_error(message: &str, file: &Path) -> ToolError {
+    let Some(detail) = message.strip_prefix("not a readable media file:") else {
+        return ToolError::Server(message.to_owned());
+    };
+    if detail.contains("Invalid data found when processing input") {
+        return ToolError::File("the file is not a video".to_owned());
+    }
+    file_or_server(detail, file)
+}
+
+/// Classifies an error of [`crate::render::ffmpeg::run`] reading the upload stored at `file`.
+pub fn ffmpeg_error(message: &str, file: &Path) -> ToolError {
+    let Some(detail) = message.strip_prefix("ffmpeg failed") else {
+        return ToolError::Server(message.to_owned());
+    };
+    if detail.contains("(signal:") {
+        return ToolError::Server(message.to_owned());
+    }
+    // ` (exit status: 1): <stderr>`: the status means nothing to the uploader.
+    let stderr = detail
+        .trim_start()
+        .strip_prefix('(')
+        .and_then(|d| d.split_once("): ").map(|(_, rest)| rest))
+        .unwrap_or(detail);
+    file_or_server(stderr, file)
+}
+
+/// Failures that say more about the machine than about the file are the server's.
+fn file_or_server(detail: &str, file: &Path) -> ToolError {
+    const SERVER: [&str; 3] = [
+        "No space left on device",
+        "Cannot allocate memory",
+        "Permission denied",
+    ];
+    if SERVER.iter().any(|s| detail.contains(s)) {
+        return ToolError::Server(scrub(detail, file));
+    }
+    let scrubbed = scrub(detail, file);
+    if scrubbed.is_empty() {
+        ToolError::File("the file could not be read".to_owned())
+    } else {
+        ToolError::File(format!("the file could not be read: {scrubbed}"))
+    }
+}
+
+/// Makes tool output fit for the uploader's eyes: no server paths, no memory addresses
+/// (`[h264 @ 0x55…]` → `[h264]`), the last three lines only, at most 300 characters.
+pub fn scrub(text: &str, file: &Path) -> String {
+    let path = file.display().to_string();
+    let folder = file
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut line = line
+                .replace(&format!("{path}: "), "")
+                .replace(&path, "the file");
+            if !folder.is_empty() {
+                line = line.replace(&folder, "…");
+            }
+            strip_addresses(&line).trim().to_owned()
+        })
+        .filter(|line| !line.is_empty())
+        .collect();
+    let tail = lines.split_off(lines.len().saturating_sub(3)).join("; ");
+    if tail.chars().count() > 300 {
+        let cut: String = tail.chars().take(299).collect();
+        format!("{cut}…")
+    } else {
+        tail
+    }
+}
+
+/// Removes ` @ 0x…` from `[codec @ 0x…]` prefixes.
+fn strip_addresses(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(" @ 0x") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + " @ 0x".len()..];
+        let hex_len = after
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(after.len());
+        rest = &after[hex_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn video(format: &str) -> Probe {
+        Probe {
+            duration_secs: Some(20.0),
+            width: Some(1280),
+            height: Some(720),
+            fps: Some(30.0),
+            video_duration_secs: Some(20.0),
+            has_video: true,
+            has_audio: true,
+            format_name: Some(format.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_video_is_judged_with_its_mime_type() {
+        let facts = judge(&video("mov,mp4,m4a,3gp,3g2,mj2"), "a.MP4").expect("a video");
+        assert_eq!(
+            (facts.width, facts.height, facts.mime.as_str()),
+            (1280, 720, "video/mp4")
+        );
+        assert_eq!(
+            judge(&video("mov,mp4,m4a,3gp,3g2,mj2"), "clip.mov").map(|f| f.mime),
+            Ok("video/quicktime".to_owned())
+        );
+        assert_eq!(
+            judge(&video("matroska,webm"), "clip.webm").map(|f| f.mime),
+            Ok("video/webm".to_owned())
+        );
+    }
+
+    #[test]
+    fn sound_images_and_timeless_files_are_not_videos() {
+        let mut audio = video("mp3");
+        audio.has_video = false;
+        assert!(judge(&audio, "a.mp4").is_err_and(|r| r.contains("no picture")));
+        assert!(judge(&video("png_pipe"), "a.mp4").is_err_and(|r| r.contains("still image")));
+        let mut timeless = video("mov,mp4,m4a,3gp,3g2,mj2");
+        timeless.duration_secs = None;
+        timeless.video_duration_secs = Some(0.0);
+        assert!(judge(&timeless, "a.mp4").is_err_and(|r| r.contains("no duration")));
+    }
+
+    #[test]
+    fn thumbnails_are_taken_a_second_in_or_in_the_middle() {
+        assert_eq!(thumbnail_at(20.0), 1.0);
+        assert_eq!(thumbnail_at(1.0), 0.5);
+    }
+
+    #[test]
+    fn tool_errors_name_the_file_not_the_server_path() {
+        let file = PathBuf::from("/tmp/reelgraph-x/original");
+        assert_eq!(
+            probe_error(
+                "not a readable media file: /tmp/reelgraph-x/original: Invalid data found when processing input",
+                &file
+            ),
+            ToolError::File("the file is not a video".to_owned())
+        );
+        let ToolError::File(reason) = ffmpeg_error(
+            "ffmpeg failed (exit status: 1): [h264 @ 0x5594f54b180] error while decoding MB 3 4\n/tmp/reelgraph-x/original: corrupt input",
+            &file,
+        ) else {
+            panic!("the file's fault");
+        };
+        assert!(
+            !reason.contains("/tmp") && !reason.contains("0x"),
+            "{reason}"
+        );
+        assert!(
+            reason.starts_with("the file could not be read: [h264] error while decoding"),
+            "{reason}"
+        );
+        assert!(matches!(
+            ffmpeg_error("ffmpeg failed (signal: 9 (SIGKILL)): ", &file),
+            ToolError::Server(_)
+        ));
+        assert!(matches!(
+            probe_error("cannot start ffprobe: not found", &file),
+            ToolError::Server(_)
+        ));
+    }
+}

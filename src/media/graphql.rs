@@ -1,0 +1,302 @@
+//! The upload API: `requestVideoUpload`, `completeVideoUpload`, and the `VideoVariant` type.
+//!
+//! Bytes never pass through the GraphQL server: the client PUTs them straight to object
+//! storage with a presigned URL, and the server only checks the result. Access follows the
+//! contract: creators are public profiles, so uploading to one you do not belong to is
+//! `FORBIDDEN`; a video you may not see is `NOT_FOUND`.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::{JobKind, VideoStatus, creator, video, video_variant};
+use sea_orm::{
+    ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{PROBE_JOB, hash, keys, probe::ProbeInput, validate};
+use crate::{
+    error::{AppError, AppResult},
+    graphql::{loaders, loaders::VisibleVideoById, parse_id, state, viewer},
+    jobs::{NewJob, graphql::Job, queue},
+    storage::PRESIGN_TTL,
+    videos::Video,
+};
+
+#[derive(InputObject)]
+pub struct RequestVideoUploadInput {
+    /// The creator the video belongs to; only its members (and administrators) may upload.
+    pub creator_id: ID,
+    /// The file's name on the uploader's machine, 1–255 characters.
+    pub filename: String,
+    /// A `video/*` MIME type. The PUT must send exactly this `content-type`.
+    pub content_type: String,
+    /// The file's exact size in bytes (1 byte to 10 GiB); checked by `completeVideoUpload`.
+    pub size_bytes: i64,
+    /// Hex SHA-256 of the file (64 characters). If the creator already has a READY video with
+    /// these bytes, that video is returned and nothing needs uploading; otherwise
+    /// `completeVideoUpload` checks the uploaded bytes against it.
+    pub sha256: Option<String>,
+    /// At most 200 characters; defaults to the file name without its extension.
+    pub title: Option<String>,
+}
+
+/// Where and how to upload a video's bytes, or the existing video with the same bytes.
+#[derive(SimpleObject)]
+pub struct VideoUpload {
+    /// The new video (UPLOADING), or the creator's READY video with the same bytes.
+    pub video: Video,
+    /// PUT the file here, with `uploadHeaders`; then call `completeVideoUpload`. Null when
+    /// de-duplicated.
+    pub upload_url: Option<String>,
+    /// Headers the PUT must send (e.g. `content-type`); an empty object when none are needed.
+    pub upload_headers: Json<BTreeMap<String, String>>,
+    /// When `uploadUrl` stops working (10 minutes after the request).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// True when an existing READY video with the same SHA-256 was returned instead.
+    pub deduplicated: bool,
+}
+
+/// A rendition made from an uploaded video: `thumbnail` (JPEG) or `proxy_720p` (H.264/AAC MP4).
+pub struct VideoVariant(pub video_variant::Model);
+
+#[Object]
+impl VideoVariant {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    /// `thumbnail` or `proxy_720p`.
+    async fn profile(&self) -> &str {
+        &self.0.profile
+    }
+    async fn mime(&self) -> Option<&str> {
+        self.0.mime.as_deref()
+    }
+    async fn size_bytes(&self) -> Option<i64> {
+        self.0.size_bytes
+    }
+    async fn width(&self) -> Option<i32> {
+        self.0.width
+    }
+    async fn height(&self) -> Option<i32> {
+        self.0.height
+    }
+    /// Average bits per second (video renditions only).
+    async fn bitrate(&self) -> Option<i32> {
+        self.0.bitrate
+    }
+    /// A download link, valid for 10 minutes.
+    async fn url(&self, ctx: &Context<'_>) -> AppResult<String> {
+        Ok(state(ctx)?
+            .storage
+            .presign_get(&self.0.storage_key, PRESIGN_TTL)
+            .await?)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(Default)]
+pub struct MediaMutation;
+
+#[Object]
+impl MediaMutation {
+    /// Starts an upload: returns a presigned PUT URL (valid 10 minutes) and the new video in
+    /// UPLOADING. When `sha256` matches a READY video of the same creator, returns that video
+    /// with `deduplicated: true` and no URL.
+    async fn request_video_upload(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestVideoUploadInput,
+    ) -> AppResult<VideoUpload> {
+        let viewer = viewer(ctx)?;
+        let user = viewer.require_user()?.clone();
+        let state = state(ctx)?;
+        let request = validate::upload_request(&input)?;
+        let db = &state.db;
+        if creator::Entity::find_by_id(request.creator_id)
+            .one(db)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound("creator"));
+        }
+        viewer
+            .ensure_manages_creator(db, request.creator_id)
+            .await?;
+
+        if let Some(sha256) = &request.sha256 {
+            let existing = video::Entity::find()
+                .filter(video::Column::CreatorId.eq(request.creator_id))
+                .filter(video::Column::Sha256.eq(sha256.as_str()))
+                .filter(video::Column::Status.eq(VideoStatus::Ready))
+                .filter(video::Column::DeletedAt.is_null())
+                .order_by_asc(video::Column::Id)
+                .one(db)
+                .await?;
+            if let Some(existing) = existing {
+                return Ok(VideoUpload {
+                    video: Video(existing),
+                    upload_url: None,
+                    upload_headers: Json(BTreeMap::new()),
+                    expires_at: None,
+                    deduplicated: true,
+                });
+            }
+        }
+
+        let id = Uuid::now_v7();
+        let key = keys::original(request.creator_id, id);
+        // Taken before presigning, so the URL never outlives the time we announce.
+        let now = Utc::now();
+        let expires_at = now + TimeDelta::from_std(PRESIGN_TTL).unwrap_or(TimeDelta::minutes(10));
+        let presigned = state
+            .storage
+            .presign_put(&key, &request.content_type, PRESIGN_TTL)
+            .await?;
+        let row = video::ActiveModel {
+            id: Set(id),
+            creator_id: Set(request.creator_id),
+            uploaded_by: Set(Some(user.id)),
+            title: Set(request.title),
+            original_filename: Set(request.filename),
+            // Detected by the probe; what the client claims is only used to sign the PUT.
+            mime: Set(None),
+            // The promises `completeVideoUpload` checks the upload against.
+            size_bytes: Set(Some(request.size_bytes)),
+            sha256: Set(request.sha256),
+            storage_key: Set(key),
+            status: Set(VideoStatus::Uploading),
+            pipeline_stage: Set(0),
+            retention_class: Set("operational".to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        Ok(VideoUpload {
+            video: Video(row),
+            upload_url: Some(presigned.url),
+            upload_headers: Json(presigned.headers),
+            expires_at: Some(expires_at),
+            deduplicated: false,
+        })
+    }
+
+    /// Finishes an upload: checks that the object exists with the promised size (and SHA-256,
+    /// when one was given), moves the video to PROCESSING and returns the `video.probe` job
+    /// that makes it READY (or FAILED, with `failureReason`). Follow it with `jobUpdated`.
+    async fn complete_video_upload(&self, ctx: &Context<'_>, video_id: ID) -> AppResult<Job> {
+        let viewer = viewer(ctx)?;
+        let user = viewer.require_user()?.clone();
+        let state = state(ctx)?;
+        let id = parse_id("videoId", &video_id)?;
+        let video = managed_video(ctx, id).await?;
+        if video.status != VideoStatus::Uploading {
+            return Err(not_uploading(video.status));
+        }
+
+        let stored = state.storage.head(&video.storage_key).await?;
+        let Some(stored) = stored else {
+            return Err(AppError::bad_input(
+                "videoId",
+                "nothing has been uploaded for this video yet: PUT the file to its uploadUrl first",
+            ));
+        };
+        let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
+        if let Some(promised) = video.size_bytes
+            && size != promised
+        {
+            return Err(AppError::bad_input(
+                "videoId",
+                format!(
+                    "the uploaded file has {size} bytes but sizeBytes promised {promised}: upload the whole file again"
+                ),
+            ));
+        }
+        if let Some(promised) = &video.sha256 {
+            let actual = hash::object_sha256(&state.storage, &video.storage_key).await?;
+            if !actual.eq_ignore_ascii_case(promised.trim()) {
+                return Err(AppError::bad_input(
+                    "videoId",
+                    format!(
+                        "the uploaded file's SHA-256 is {actual}, not the promised {}: upload the right file again",
+                        promised.trim()
+                    ),
+                ));
+            }
+        }
+
+        // The status change and the job commit together: a PROCESSING video always has its job.
+        let txn = queue::begin_write(&state.db).await?;
+        let moved = video::Entity::update_many()
+            .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
+            .col_expr(
+                video::Column::FailureReason,
+                Expr::val(Option::<String>::None),
+            )
+            .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+            .filter(video::Column::Id.eq(id))
+            .filter(video::Column::Status.eq(VideoStatus::Uploading))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected == 0 {
+            txn.rollback().await?;
+            // Someone completed it since we looked.
+            return Err(not_uploading(VideoStatus::Processing));
+        }
+        let mut new = NewJob::new(
+            JobKind::Workflow,
+            PROBE_JOB,
+            user.id,
+            json!(ProbeInput { video_id: id }),
+        );
+        new.creator_id = Some(video.creator_id);
+        let enqueued = queue::enqueue(&txn, new).await?;
+        txn.commit().await?;
+        state
+            .events
+            .publish(&[queue::event_of(&enqueued.job)])
+            .await;
+        Ok(Job(enqueued.job))
+    }
+}
+
+/// A live video the caller manages: `NOT_FOUND` when they may not see it, `FORBIDDEN` when they
+/// may see it (it is public) but not change it.
+async fn managed_video(ctx: &Context<'_>, id: Uuid) -> AppResult<video::Model> {
+    let db = &state(ctx)?.db;
+    let viewer = viewer(ctx)?;
+    let video = video::Entity::find_by_id(id)
+        .filter(video::Column::DeletedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("video"))?;
+    if viewer.manages_creator(db, video.creator_id).await? {
+        return Ok(video);
+    }
+    let visible = loaders(ctx)?
+        .load_one(VisibleVideoById(id))
+        .await?
+        .is_some();
+    Err(if visible {
+        AppError::forbidden("only members of the video's creator may do this")
+    } else {
+        AppError::NotFound("video")
+    })
+}
+
+fn not_uploading(status: VideoStatus) -> AppError {
+    AppError::conflict(
+        Some("videoId"),
+        format!(
+            "the video is {} and no longer waiting for its upload",
+            status.to_value()
+        ),
+    )
+}

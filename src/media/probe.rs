@@ -1,0 +1,457 @@
+//! `video.probe`: turns a completed upload into a `READY` video with a thumbnail and a 720p
+//! proxy, or a `FAILED` one whose `failure_reason` tells the uploader what to do.
+//!
+//! The handler downloads the original once, re-checks it against what `completeVideoUpload`
+//! verified (the presigned PUT stays valid for a while, so the object could have been
+//! replaced since), probes it, renders both renditions, stores them, and then writes the
+//! variant rows and the video's new state in one transaction, so a `READY` video always has
+//! its variants. Running it again after a crash redoes the work and overwrites the same keys.
+//!
+//! Failures are sorted by who can fix them. A bad file fails the video at once, for good. A
+//! server problem (storage, database, tools) is retried by the jobs engine; only the last
+//! attempt fails the video. A cancelled job or a lost lease leaves the video alone.
+
+use std::path::Path;
+
+use chrono::Utc;
+use entity::{VideoStatus, video, video_variant};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, OnConflict},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    PROXY_720P, Profile, STAGE_PROBED, THUMBNAIL,
+    encode::{self, SourceFacts, ToolError},
+    hash, keys,
+};
+use crate::{
+    jobs::{
+        handlers::{JobContext, JobFailure, JobHandler, Outcome},
+        queue,
+    },
+    render::ffmpeg,
+};
+
+/// Input of `video.probe` (written by `completeVideoUpload`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeInput {
+    pub video_id: Uuid,
+}
+
+/// What the uploader reads when the server, not their file, kept the video from processing.
+const SERVER_REASON: &str = "the video could not be processed because of a server problem, not your file; retry the job later";
+
+/// Why processing stopped.
+enum Failure {
+    /// The file is unusable: the video fails with this reason, and retrying will not help.
+    File(String),
+    /// A server problem; the message is for the job's `error`.
+    Server { message: String, retryable: bool },
+    /// The job itself stopped (cancelled, lease lost, video gone): leave the video alone.
+    Stopped(JobFailure),
+}
+
+impl From<JobFailure> for Failure {
+    fn from(failure: JobFailure) -> Self {
+        Self::Stopped(failure)
+    }
+}
+
+impl From<ToolError> for Failure {
+    fn from(err: ToolError) -> Self {
+        match err {
+            ToolError::File(reason) => Self::File(reason),
+            ToolError::Server(message) => Self::Server {
+                message,
+                retryable: true,
+            },
+        }
+    }
+}
+
+fn server(context: &str, detail: impl std::fmt::Display) -> Failure {
+    tracing::warn!(%detail, "video.probe: {context}");
+    Failure::Server {
+        message: format!("{context} failed"),
+        retryable: true,
+    }
+}
+
+fn db_failure(context: &str) -> impl FnOnce(DbErr) -> Failure + '_ {
+    move |err| server(context, err)
+}
+
+/// A rendition ready to be recorded.
+struct Rendition {
+    profile: Profile,
+    key: String,
+    size: i64,
+    width: Option<i32>,
+    height: Option<i32>,
+    bitrate: Option<i32>,
+}
+
+pub struct ProbeVideo;
+
+#[async_trait::async_trait]
+impl JobHandler for ProbeVideo {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: ProbeInput = ctx.input()?;
+        match process(ctx, input.video_id).await {
+            Ok(outcome) => Ok(outcome),
+            Err(Failure::Stopped(failure)) => Err(failure),
+            Err(Failure::File(reason)) => {
+                mark_failed(ctx.db(), input.video_id, &reason).await?;
+                Err(JobFailure::permanent(reason))
+            }
+            Err(Failure::Server { message, retryable }) => {
+                if !retryable || ctx.job.attempts >= ctx.job.max_attempts {
+                    mark_failed(ctx.db(), input.video_id, SERVER_REASON).await?;
+                }
+                Err(if retryable {
+                    JobFailure::transient(message)
+                } else {
+                    JobFailure::permanent(message)
+                })
+            }
+        }
+    }
+}
+
+async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
+    let found = video::Entity::find_by_id(video_id)
+        .one(ctx.db())
+        .await
+        .map_err(db_failure("reading the video"))?;
+    let Some(video) = found.filter(|v| v.deleted_at.is_none()) else {
+        return Err(JobFailure::permanent("the video was deleted").into());
+    };
+    match video.status {
+        VideoStatus::Processing => {}
+        // A run after success (a crash between commit and finish): nothing left to do.
+        VideoStatus::Ready => {
+            return Ok(Outcome::Done {
+                output: json!({ "video_id": video.id, "already_ready": true }),
+                output_ref: None,
+            });
+        }
+        // `retryJob` after a failure: process again.
+        VideoStatus::Failed => reopen(ctx.db(), video_id).await?,
+        other => {
+            return Err(JobFailure::permanent(format!(
+                "the video is {} and not waiting for processing",
+                other.to_value()
+            ))
+            .into());
+        }
+    }
+
+    let tools = ffmpeg::check().await.map_err(|message| Failure::Server {
+        message,
+        retryable: false,
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("reelgraph-{}-", ctx.job.id))
+        .tempdir()
+        .map_err(|e| server("creating a work folder", e))?;
+    let original = dir.path().join("original");
+
+    ctx.progress(0.01, Some("downloading")).await?;
+    let stored = ctx
+        .storage
+        .head(&video.storage_key)
+        .await
+        .map_err(|e| server("reading the upload's metadata", e))?;
+    if stored.is_none() {
+        return Err(Failure::File(
+            "the file could not be read: the upload is missing from storage; upload it again"
+                .to_owned(),
+        ));
+    }
+    ctx.storage
+        .get_to_file(&video.storage_key, &original)
+        .await
+        .map_err(|e| server("downloading the upload", e))?;
+
+    ctx.progress(0.05, Some("verifying")).await?;
+    let size = tokio::fs::metadata(&original)
+        .await
+        .map_err(|e| server("reading the download", e))?
+        .len();
+    if size == 0 {
+        return Err(Failure::File("the file is empty".to_owned()));
+    }
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let sha256 = hash::file_sha256(&original)
+        .await
+        .map_err(|e| server("hashing the upload", e))?;
+    let replaced = video.size_bytes.is_some_and(|s| s != size)
+        || video
+            .sha256
+            .as_deref()
+            .is_some_and(|s| !s.trim().eq_ignore_ascii_case(&sha256));
+    if replaced {
+        return Err(Failure::File(
+            "the file was replaced after the upload was completed; upload it again".to_owned(),
+        ));
+    }
+
+    ctx.progress(0.1, Some("probing")).await?;
+    let probe = ffmpeg::probe(&tools, &original)
+        .await
+        .map_err(|e| encode::probe_error(&e, &original))?;
+    let facts = encode::judge(&probe, &video.original_filename).map_err(Failure::File)?;
+
+    ctx.progress(0.15, Some("thumbnail")).await?;
+    let thumbnail = dir.path().join("thumbnail.jpg");
+    make_thumbnail(&tools, &original, &facts, &thumbnail).await?;
+
+    ctx.progress(0.2, Some("transcoding")).await?;
+    let proxy = dir.path().join("proxy.mp4");
+    let args = encode::proxy_args(&original, &proxy);
+    transcode(ctx, &tools, &args, facts.duration_secs, &original).await?;
+
+    ctx.progress(0.9, Some("storing")).await?;
+    let renditions = [
+        store(ctx, &tools, &video, THUMBNAIL, &thumbnail).await?,
+        store(ctx, &tools, &video, PROXY_720P, &proxy).await?,
+    ];
+    let proxy_key = renditions[1].key.clone();
+    ctx.progress(0.97, Some("storing")).await?;
+    finish(ctx.db(), &video, &facts, size, &sha256, &renditions).await?;
+
+    Ok(Outcome::Done {
+        output: json!({
+            "video_id": video.id,
+            "duration_secs": facts.duration_secs,
+            "width": facts.width,
+            "height": facts.height,
+            "mime": facts.mime,
+            "variants": renditions.iter().map(|r| (r.profile.name, r.key.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
+        }),
+        // `Job.outputUrl` then downloads the proxy.
+        output_ref: Some(proxy_key),
+    })
+}
+
+/// Takes the thumbnail at the usual moment, or the first frame when that moment yields none
+/// (some files' first keyframe comes late, or their length is misreported).
+async fn make_thumbnail(
+    tools: &ffmpeg::Tools,
+    original: &Path,
+    facts: &SourceFacts,
+    output: &Path,
+) -> Result<(), Failure> {
+    for at in [encode::thumbnail_at(facts.duration_secs), 0.0] {
+        let args = encode::thumbnail_args(original, at, output);
+        ffmpeg::run(tools, &args, 0.0, |_| {})
+            .await
+            .map_err(|e| encode::ffmpeg_error(&e, original))?;
+        let written = tokio::fs::metadata(output).await.is_ok_and(|m| m.len() > 0);
+        if written {
+            return Ok(());
+        }
+    }
+    Err(Failure::File(
+        "the file could not be read: no picture could be decoded from it".to_owned(),
+    ))
+}
+
+/// Runs the proxy encode, passing ffmpeg's progress to the job (0.2 → 0.9). Dropping this
+/// future (cancellation) kills ffmpeg.
+async fn transcode(
+    ctx: &JobContext,
+    tools: &ffmpeg::Tools,
+    args: &[String],
+    expected_secs: f64,
+    original: &Path,
+) -> Result<(), Failure> {
+    const FROM: f64 = 0.2;
+    const TO: f64 = 0.9;
+    let (tx, mut rx) = watch::channel(0.0_f64);
+    let encode = ffmpeg::run(tools, args, expected_secs, move |p| {
+        tx.send_replace(p);
+    });
+    let report = async {
+        while rx.changed().await.is_ok() {
+            let p = *rx.borrow_and_update();
+            ctx.progress(FROM + (TO - FROM) * p, Some("transcoding"))
+                .await?;
+        }
+        Ok::<_, JobFailure>(())
+    };
+    tokio::pin!(encode);
+    let result = tokio::select! {
+        result = &mut encode => result,
+        reported = report => {
+            reported?;
+            encode.await
+        }
+    };
+    result.map_err(|e| encode::ffmpeg_error(&e, original).into())
+}
+
+/// Probes a rendition and uploads it under the video's variant key.
+async fn store(
+    ctx: &JobContext,
+    tools: &ffmpeg::Tools,
+    video: &video::Model,
+    profile: Profile,
+    file: &Path,
+) -> Result<Rendition, Failure> {
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| server("reading a rendition", e))?
+        .len();
+    // Our own output: if ffprobe cannot read it, the server is at fault.
+    let probe = ffmpeg::probe(tools, file)
+        .await
+        .map_err(|e| server("probing a rendition", e))?;
+    let key = keys::variant(video.creator_id, video.id, profile);
+    ctx.storage
+        .put_file(&key, file, profile.mime)
+        .await
+        .map_err(|e| server("storing a rendition", e))?;
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let bitrate = probe
+        .duration_secs
+        .filter(|d| *d > 0.0 && profile.mime.starts_with("video/"))
+        .and_then(|d| {
+            let bits_per_sec = (size as f64 * 8.0 / d).round();
+            i32::try_from(bits_per_sec as i64).ok()
+        });
+    Ok(Rendition {
+        profile,
+        key,
+        size,
+        width: probe.width,
+        height: probe.height,
+        bitrate,
+    })
+}
+
+/// Records the renditions and makes the video READY, together.
+async fn finish(
+    db: &DatabaseConnection,
+    video: &video::Model,
+    facts: &SourceFacts,
+    size: i64,
+    sha256: &str,
+    renditions: &[Rendition],
+) -> Result<(), Failure> {
+    let now = Utc::now();
+    let txn = queue::begin_write(db)
+        .await
+        .map_err(db_failure("saving the results"))?;
+    for rendition in renditions {
+        video_variant::Entity::insert(video_variant::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            video_id: Set(video.id),
+            profile: Set(rendition.profile.name.to_owned()),
+            storage_key: Set(rendition.key.clone()),
+            size_bytes: Set(Some(rendition.size)),
+            mime: Set(Some(rendition.profile.mime.to_owned())),
+            width: Set(rendition.width),
+            height: Set(rendition.height),
+            bitrate: Set(rendition.bitrate),
+            created_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                video_variant::Column::VideoId,
+                video_variant::Column::Profile,
+            ])
+            .update_columns([
+                video_variant::Column::StorageKey,
+                video_variant::Column::SizeBytes,
+                video_variant::Column::Mime,
+                video_variant::Column::Width,
+                video_variant::Column::Height,
+                video_variant::Column::Bitrate,
+                video_variant::Column::CreatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec(&txn)
+        .await
+        .map_err(db_failure("saving the renditions"))?;
+    }
+    let updated = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Ready))
+        .col_expr(
+            video::Column::FailureReason,
+            Expr::val(Option::<String>::None),
+        )
+        .col_expr(video::Column::Mime, Expr::val(facts.mime.clone()))
+        .col_expr(video::Column::SizeBytes, Expr::val(size))
+        .col_expr(video::Column::Sha256, Expr::val(sha256))
+        .col_expr(video::Column::DurationSecs, Expr::val(facts.duration_secs))
+        .col_expr(video::Column::Width, Expr::val(facts.width))
+        .col_expr(video::Column::Height, Expr::val(facts.height))
+        .col_expr(
+            video::Column::PipelineStage,
+            Expr::val(video.pipeline_stage.max(STAGE_PROBED)),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+        .filter(video::Column::Id.eq(video.id))
+        .filter(video::Column::Status.eq(VideoStatus::Processing))
+        .filter(video::Column::DeletedAt.is_null())
+        .exec(&txn)
+        .await
+        .map_err(db_failure("saving the video"))?;
+    if updated.rows_affected == 0 {
+        txn.rollback()
+            .await
+            .map_err(db_failure("saving the video"))?;
+        return Err(JobFailure::permanent(
+            "the video was deleted or changed while it was processed",
+        )
+        .into());
+    }
+    txn.commit().await.map_err(db_failure("saving the video"))?;
+    Ok(())
+}
+
+/// A failed video whose job was retried is processing again.
+async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), Failure> {
+    video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
+        .col_expr(
+            video::Column::FailureReason,
+            Expr::val(Option::<String>::None),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(video::Column::Id.eq(video_id))
+        .filter(video::Column::Status.eq(VideoStatus::Failed))
+        .exec(db)
+        .await
+        .map_err(db_failure("reopening the video"))?;
+    Ok(())
+}
+
+/// Fails a processing video with a reason for its uploader. When even that cannot be written,
+/// the job is retried, so the video does not stay PROCESSING for ever.
+async fn mark_failed(
+    db: &DatabaseConnection,
+    video_id: Uuid,
+    reason: &str,
+) -> Result<(), JobFailure> {
+    video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
+        .col_expr(video::Column::FailureReason, Expr::val(reason))
+        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(video::Column::Id.eq(video_id))
+        .filter(video::Column::Status.eq(VideoStatus::Processing))
+        .exec(db)
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
+            JobFailure::transient("could not record the video's failure")
+        })?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Shorts: approved highlights cut into 9:16, 1:1 or 16:9 clips with optional burned-in
+//! captions, their `render.short` jobs, and public sharing by unguessable token that respects
+//! the video's consent.
+
+pub mod render;
+
+use async_graphql::{Context, ID, InputObject, Object};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use entity::{
+    HighlightStatus, JobKind, JobStatus, ShortPreset, ShortStatus, VideoStatus, highlight, job,
+    short, video, video_consent,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set, sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    access::Viewer,
+    error::{AppError, AppResult},
+    graphql::{loaders, loaders::VisibleVideoById, parse_id, state, viewer},
+    jobs::{NewJob, graphql::Job, queue},
+    storage::PRESIGN_TTL,
+};
+
+/// A short video cut from a highlight.
+pub struct Short(pub short::Model);
+
+#[Object]
+impl Short {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn preset(&self) -> ShortPreset {
+        self.0.preset
+    }
+    async fn status(&self) -> ShortStatus {
+        self.0.status
+    }
+    /// Captions from the transcript are burned into the picture.
+    async fn captions_enabled(&self) -> bool {
+        self.0.captions_enabled
+    }
+    async fn duration_secs(&self) -> Option<f64> {
+        self.0.duration_secs
+    }
+    async fn file_size(&self) -> Option<i64> {
+        self.0.file_size
+    }
+    /// Download URL once COMPLETE; it works for 10 minutes.
+    async fn url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let Some(key) = self
+            .0
+            .object_key
+            .as_deref()
+            .filter(|_| self.0.status == ShortStatus::Complete)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            state(ctx)?.storage.presign_get(key, PRESIGN_TTL).await?,
+        ))
+    }
+    /// Token for `sharedShort`, for the creator's members.
+    async fn share_token(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let Some(token) = &self.0.share_token else {
+            return Ok(None);
+        };
+        let creator = creator_of(&state(ctx)?.db, self.0.highlight_id).await?;
+        let manages = match creator {
+            Some(creator) => {
+                viewer(ctx)?
+                    .manages_creator(&state(ctx)?.db, creator)
+                    .await?
+            }
+            None => false,
+        };
+        Ok(manages.then(|| token.clone()))
+    }
+    /// The `render.short` job (for those who may see it).
+    async fn job(&self, ctx: &Context<'_>) -> AppResult<Option<Job>> {
+        let Some(job_id) = self.0.job_id else {
+            return Ok(None);
+        };
+        let db = &state(ctx)?.db;
+        match job::Entity::find_by_id(job_id).one(db).await? {
+            Some(row) if crate::jobs::graphql::can_see(viewer(ctx)?, db, &row).await? => {
+                Ok(Some(Job(row)))
+            }
+            _ => Ok(None),
+        }
+    }
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+async fn creator_of(db: &DatabaseConnection, highlight_id: Uuid) -> AppResult<Option<Uuid>> {
+    let Some(highlight) = highlight::Entity::find_by_id(highlight_id).one(db).await? else {
+        return Ok(None);
+    };
+    Ok(video::Entity::find_by_id(highlight.video_id)
+        .one(db)
+        .await?
+        .map(|v| v.creator_id))
+}
+
+/// The shorts of a highlight, for callers who may see its video.
+pub async fn shorts_of(db: &DatabaseConnection, highlight_id: Uuid) -> AppResult<Vec<Short>> {
+    Ok(short::Entity::find()
+        .filter(short::Column::HighlightId.eq(highlight_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Short)
+        .collect())
+}
+
+#[derive(InputObject)]
+pub struct GenerateShortInput {
+    pub highlight_id: ID,
+    pub preset: ShortPreset,
+    /// Burn the transcript's captions into the picture.
+    #[graphql(default = false)]
+    pub captions: bool,
+}
+
+#[derive(Default)]
+pub struct ShortQuery;
+
+#[Object]
+impl ShortQuery {
+    /// A short whose video the caller may see.
+    async fn short(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Short>> {
+        let id = parse_id("id", &id)?;
+        let db = &state(ctx)?.db;
+        let Some(row) = short::Entity::find_by_id(id).one(db).await? else {
+            return Err(AppError::NotFound("short"));
+        };
+        let video_id = highlight::Entity::find_by_id(row.highlight_id)
+            .one(db)
+            .await?
+            .map(|h| h.video_id);
+        let visible = match video_id {
+            Some(video_id) => loaders(ctx)?
+                .load_one(VisibleVideoById(video_id))
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if visible {
+            Ok(Some(Short(row)))
+        } else {
+            Err(AppError::NotFound("short"))
+        }
+    }
+
+    /// A shared short, for anyone with its token — no sign-in. Null unless the short is
+    /// COMPLETE and its video's consent allows public display (checked on every call, so
+    /// turning public display off hides it at once).
+    async fn shared_short(&self, ctx: &Context<'_>, token: String) -> AppResult<Option<Short>> {
+        if token.len() < 16 || token.len() > 128 {
+            return Ok(None);
+        }
+        let db = &state(ctx)?.db;
+        let Some(row) = short::Entity::find()
+            .filter(short::Column::ShareToken.eq(token))
+            .filter(short::Column::Status.eq(ShortStatus::Complete))
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(publicly_visible(db, &row).await?.then_some(Short(row)))
+    }
+}
+
+async fn publicly_visible(db: &DatabaseConnection, row: &short::Model) -> AppResult<bool> {
+    let Some(highlight) = highlight::Entity::find_by_id(row.highlight_id)
+        .one(db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(source) = video::Entity::find_by_id(highlight.video_id)
+        .one(db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if source.deleted_at.is_some() {
+        return Ok(false);
+    }
+    let consent = video_consent::Entity::find()
+        .filter(video_consent::Column::VideoId.eq(source.id))
+        .one(db)
+        .await?;
+    Ok(consent.is_none_or(|c| c.public_display))
+}
+
+#[derive(Default)]
+pub struct ShortMutation;
+
+#[Object]
+impl ShortMutation {
+    /// Cuts an approved highlight into a short; returns it PENDING with its `render.short`
+    /// job, created in one transaction.
+    async fn generate_short(
+        &self,
+        ctx: &Context<'_>,
+        input: GenerateShortInput,
+    ) -> AppResult<Short> {
+        let highlight_id = parse_id("input.highlightId", &input.highlight_id)?;
+        let viewer: &Viewer = viewer(ctx)?;
+        let user = viewer.require_user()?.clone();
+        let state = state(ctx)?;
+        let highlight = highlight::Entity::find_by_id(highlight_id)
+            .one(&state.db)
+            .await?
+            .ok_or(AppError::NotFound("highlight"))?;
+        let source = loaders(ctx)?
+            .load_one(VisibleVideoById(highlight.video_id))
+            .await?
+            .ok_or(AppError::NotFound("highlight"))?;
+        if !viewer.manages_creator(&state.db, source.creator_id).await? {
+            return Err(AppError::forbidden(
+                "only the creator's members may generate shorts",
+            ));
+        }
+        if highlight.status != HighlightStatus::Approved {
+            return Err(AppError::conflict(
+                Some("input.highlightId"),
+                "approve the highlight before generating shorts from it",
+            ));
+        }
+        if source.status != VideoStatus::Ready {
+            return Err(AppError::conflict(
+                Some("input.highlightId"),
+                "the source video is not ready",
+            ));
+        }
+        let now = Utc::now();
+        let txn = queue::begin_write(&state.db).await?;
+        let id = Uuid::now_v7();
+        let mut new = NewJob::new(
+            JobKind::Render,
+            "render.short",
+            user.id,
+            json!({ "short_id": id }),
+        );
+        new.creator_id = Some(source.creator_id);
+        let job_id = new.id;
+        short::ActiveModel {
+            id: Set(id),
+            highlight_id: Set(highlight.id),
+            preset: Set(input.preset),
+            status: Set(ShortStatus::Pending),
+            object_key: Set(None),
+            file_size: Set(None),
+            duration_secs: Set(None),
+            error: Set(None),
+            share_token: Set(None),
+            captions_enabled: Set(input.captions),
+            job_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let enqueued = queue::enqueue(&txn, new).await?;
+        let row = short::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(AppError::NotFound("short"))?;
+        let mut row: short::ActiveModel = row.into();
+        row.job_id = Set(Some(job_id));
+        let row = row.update(&txn).await?;
+        txn.commit().await?;
+        state
+            .events
+            .publish(&[queue::event_of(&enqueued.job)])
+            .await;
+        Ok(Short(row))
+    }
+}
+
+/// A share token: 256 random bits, URL-safe.
+fn share_token() -> String {
+    let mut random = [0u8; 32];
+    rand::fill(&mut random);
+    URL_SAFE_NO_PAD.encode(random)
+}
+
+/// The short follows its job: COMPLETE (with its file and a share token) when the job is
+/// done, FAILED when it failed or was cancelled. Runs in the job's terminal transaction.
+pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    let Some(short_id) = job
+        .input
+        .get("short_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<Uuid>().ok())
+    else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let update = short::Entity::update_many()
+        .filter(short::Column::Id.eq(short_id))
+        .col_expr(short::Column::UpdatedAt, Expr::val(now));
+    let update = match job.status {
+        JobStatus::Done => {
+            let output = job.output.clone().unwrap_or_default();
+            update
+                .col_expr(short::Column::Status, Expr::val(ShortStatus::Complete))
+                .col_expr(short::Column::ObjectKey, Expr::val(job.output_ref.clone()))
+                .col_expr(
+                    short::Column::FileSize,
+                    Expr::val(output.get("size_bytes").and_then(|v| v.as_i64())),
+                )
+                .col_expr(
+                    short::Column::DurationSecs,
+                    Expr::val(output.get("duration_secs").and_then(|v| v.as_f64())),
+                )
+                .col_expr(short::Column::ShareToken, Expr::val(share_token()))
+                .col_expr(short::Column::Error, Expr::val(Option::<String>::None))
+        }
+        JobStatus::Failed | JobStatus::Cancelled => {
+            let error = job.error.clone().unwrap_or_else(|| "cancelled".to_owned());
+            update
+                .col_expr(short::Column::Status, Expr::val(ShortStatus::Failed))
+                .col_expr(short::Column::Error, Expr::val(error))
+        }
+        _ => return Ok(()),
+    };
+    update.exec(txn).await?;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! `render.short`: cuts a highlight's (trimmed) range out of its source video, reframes it to
+//! 9:16, 1:1 or 16:9 by a centre crop, optionally burns in the transcript's captions (shifted
+//! to the clip), and stores it at `shorts/{highlightId}/{preset}.mp4`.
+
+use std::{fmt::Write, path::Path};
+
+use entity::{ShortPreset, ShortStatus, highlight, key_moment, short, transcript_segment, video};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+    render::{ffmpeg, jobs::run_with_progress},
+};
+
+pub fn register(registry: &mut Registry) {
+    registry.register("render.short", RenderShort);
+}
+
+#[derive(Deserialize)]
+struct ShortInput {
+    short_id: Uuid,
+}
+
+/// Output size of each preset (even dimensions, 720 on the short side).
+pub fn dimensions(preset: ShortPreset) -> (u32, u32) {
+    match preset {
+        ShortPreset::Vertical => (720, 1280),
+        ShortPreset::Square => (720, 720),
+        ShortPreset::Horizontal => (1280, 720),
+    }
+}
+
+pub fn object_key(highlight_id: Uuid, preset: ShortPreset) -> String {
+    let name = match preset {
+        ShortPreset::Vertical => "vertical",
+        ShortPreset::Square => "square",
+        ShortPreset::Horizontal => "horizontal",
+    };
+    format!("shorts/{highlight_id}/{name}.mp4")
+}
+
+fn srt_time(secs: f64) -> String {
+    let ms = (secs.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02},{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// SRT of the segments inside `[start, end]`, with times relative to `start`.
+pub fn clip_captions(segments: &[transcript_segment::Model], start: f64, end: f64) -> String {
+    let mut srt = String::new();
+    let mut n = 0;
+    for segment in segments
+        .iter()
+        .filter(|s| s.end_time > start && s.start_time < end)
+    {
+        n += 1;
+        let from = (segment.start_time - start).max(0.0);
+        let to = (segment.end_time.min(end) - start).max(from + 0.001);
+        let _ = write!(
+            srt,
+            "{n}\n{} --> {}\n{}\n\n",
+            srt_time(from),
+            srt_time(to),
+            segment.text.trim()
+        );
+    }
+    srt
+}
+
+fn db_failure(err: sea_orm::DbErr) -> JobFailure {
+    JobFailure::transient(format!("database: {err}"))
+}
+
+fn filter_path(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace('\'', "\\'")
+}
+
+struct RenderShort;
+
+#[async_trait::async_trait]
+impl JobHandler for RenderShort {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: ShortInput = ctx.input()?;
+        let db = ctx.db();
+        let short = short::Entity::find_by_id(input.short_id)
+            .one(db)
+            .await
+            .map_err(db_failure)?;
+        let Some(short) = short else {
+            return Err(JobFailure::permanent("the short no longer exists"));
+        };
+        let highlight = highlight::Entity::find_by_id(short.highlight_id)
+            .one(db)
+            .await
+            .map_err(db_failure)?;
+        let Some(highlight) = highlight else {
+            return Err(JobFailure::permanent("the highlight no longer exists"));
+        };
+        let moment = key_moment::Entity::find_by_id(highlight.key_moment_id)
+            .one(db)
+            .await
+            .map_err(db_failure)?;
+        let Some(moment) = moment else {
+            return Err(JobFailure::permanent("the key moment no longer exists"));
+        };
+        let source = video::Entity::find_by_id(highlight.video_id)
+            .one(db)
+            .await
+            .map_err(db_failure)?;
+        let Some(source) = source else {
+            return Err(JobFailure::permanent("the source video no longer exists"));
+        };
+        short::Entity::update_many()
+            .col_expr(short::Column::Status, Expr::val(ShortStatus::Processing))
+            .col_expr(short::Column::UpdatedAt, Expr::val(chrono::Utc::now()))
+            .filter(short::Column::Id.eq(short.id))
+            .exec(db)
+            .await
+            .map_err(db_failure)?;
+
+        let start = highlight.trim_start.unwrap_or(moment.start_time);
+        let end = highlight.trim_end.unwrap_or(moment.end_time);
+        let duration = end - start;
+        if duration <= 0.0 {
+            return Err(JobFailure::permanent("the highlight's range is empty"));
+        }
+        let tools = ffmpeg::check().await.map_err(JobFailure::permanent)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("reelgraph-{}-", ctx.job.id))
+            .tempdir()
+            .map_err(|e| JobFailure::transient(format!("cannot create a work folder: {e}")))?;
+        ctx.progress(0.02, Some("downloading")).await?;
+        let source_path = dir.path().join("source");
+        ctx.storage
+            .get_to_file(&source.storage_key, &source_path)
+            .await
+            .map_err(|e| JobFailure::transient(format!("object storage: {e}")))?;
+        let probe = ffmpeg::probe(&tools, &source_path)
+            .await
+            .map_err(JobFailure::permanent)?;
+
+        let (width, height) = dimensions(short.preset);
+        let mut filter = format!(
+            "scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
+        );
+        if short.captions_enabled {
+            let segments = transcript_segment::Entity::find()
+                .filter(transcript_segment::Column::VideoId.eq(source.id))
+                .order_by_asc(transcript_segment::Column::StartTime)
+                .all(db)
+                .await
+                .map_err(db_failure)?;
+            let srt = clip_captions(&segments, start, end);
+            if !srt.is_empty() {
+                let captions = dir.path().join("captions.srt");
+                tokio::fs::write(&captions, srt)
+                    .await
+                    .map_err(|e| JobFailure::transient(e.to_string()))?;
+                let font_size = height / 48;
+                let _ = write!(
+                    filter,
+                    ",subtitles=filename='{}':force_style='FontName=DejaVu Sans,FontSize={font_size},Outline=2,MarginV=40'",
+                    filter_path(&captions)
+                );
+            }
+        }
+        let output = dir.path().join("short.mp4");
+        let mut args: Vec<String> = vec![
+            "-ss".into(),
+            format!("{start:.3}"),
+            "-i".into(),
+            source_path.display().to_string(),
+        ];
+        if !probe.has_audio {
+            // Every short has an audio track, silent if the source has none.
+            args.extend([
+                "-f".into(),
+                "lavfi".into(),
+                "-i".into(),
+                "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
+            ]);
+        }
+        args.extend([
+            "-t".into(),
+            format!("{duration:.3}"),
+            "-vf".into(),
+            filter,
+            "-map".into(),
+            "0:v:0".into(),
+        ]);
+        args.extend([
+            "-map".into(),
+            if probe.has_audio {
+                "0:a:0".into()
+            } else {
+                "1:a".into()
+            },
+        ]);
+        args.extend(
+            [
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-ar",
+                "48000",
+                "-ac",
+                "2",
+                "-movflags",
+                "+faststart",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(output.display().to_string());
+        run_with_progress(ctx, &tools, &args, duration, "rendering", (0.05, 0.95)).await?;
+
+        let rendered = ffmpeg::probe(&tools, &output)
+            .await
+            .map_err(JobFailure::permanent)?;
+        let key = object_key(highlight.id, short.preset);
+        ctx.progress(0.96, Some("uploading")).await?;
+        ctx.storage
+            .put_file(&key, &output, "video/mp4")
+            .await
+            .map_err(|e| JobFailure::transient(format!("object storage: {e}")))?;
+        let size = tokio::fs::metadata(&output)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(Outcome::Done {
+            output: json!({
+                "short_id": short.id,
+                "key": key,
+                "duration_secs": rendered.duration_secs,
+                "size_bytes": size,
+                "width": rendered.width,
+                "height": rendered.height,
+            }),
+            output_ref: Some(key),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start: f64, end: f64, text: &str) -> transcript_segment::Model {
+        let now = chrono::Utc::now();
+        transcript_segment::Model {
+            id: Uuid::now_v7(),
+            video_id: Uuid::now_v7(),
+            start_time: start,
+            end_time: end,
+            text: text.into(),
+            speaker: None,
+            created_at: now,
+        }
+    }
+
+    #[test]
+    fn captions_are_cut_to_the_clip_and_shifted_to_its_start() {
+        let segments = [
+            segment(0.0, 4.0, "before"),
+            segment(4.0, 8.0, "inside"),
+            segment(9.0, 12.0, "overlapping end"),
+            segment(20.0, 21.0, "after"),
+        ];
+        let srt = clip_captions(&segments, 5.0, 10.0);
+        assert_eq!(
+            srt,
+            "1\n00:00:00,000 --> 00:00:03,000\ninside\n\n2\n00:00:04,000 --> 00:00:05,000\noverlapping end\n\n"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Per-video consent: gap-free audit versions under concurrency, and an audit table that the
+//! database itself keeps append-only.
+
+use chrono::Utc;
+use entity::{VideoStatus, consent_audit_entry, video};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, error_code},
+};
+
+const SET: &str = "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) {
+    kbInclusion trainingUsage publicDisplay version updatedBy { email }
+    auditLog(first: 100) { totalCount nodes { version field oldValue newValue changedBy { email } ipAddress } } } }";
+
+pub async fn ready_video(app: &TestApp, creator_id: &str) -> Uuid {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    video::ActiveModel {
+        id: Set(id),
+        creator_id: Set(creator_id.parse().expect("uuid")),
+        title: Set("consent test".to_owned()),
+        original_filename: Set("c.mp4".to_owned()),
+        storage_key: Set(format!("creators/{creator_id}/videos/{id}/original")),
+        status: Set(VideoStatus::Ready),
+        duration_secs: Set(Some(30.0)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("video");
+    id
+}
+
+async fn each_changed_field_is_audited_with_who_and_where(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("consent-owner@example.com").await;
+    let creator = app.create_creator(&owner, "Consenting Creator").await;
+    let video = ready_video(&app, &creator).await;
+    let data = app
+        .ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": false } }))
+        .await;
+    let consent = &data["setVideoConsent"];
+    assert_eq!(consent["kbInclusion"], true);
+    assert_eq!(consent["publicDisplay"], false);
+    assert_eq!(consent["trainingUsage"], false);
+    assert_eq!(consent["version"], 2);
+    assert_eq!(consent["updatedBy"]["email"], "consent-owner@example.com");
+    let entries = consent["auditLog"]["nodes"].as_array().expect("nodes");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0], json!({ "version": 1, "field": "KB_INCLUSION", "oldValue": null, "newValue": true,
+        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" }));
+    assert_eq!(entries[1]["field"], "PUBLIC_DISPLAY");
+
+    // Unchanged values write nothing; a later change knows its old value.
+    let data = app
+        .ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": true } }))
+        .await;
+    let entries = data["setVideoConsent"]["auditLog"]["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[2], json!({ "version": 3, "field": "PUBLIC_DISPLAY", "oldValue": false, "newValue": true,
+        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" }));
+
+    let outsider = app.register("consent-outsider@example.com").await;
+    let body = app.gql(Some(&outsider.access_token), SET, json!({ "v": video, "input": { "kbInclusion": false } })).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "a public video the outsider may see but not change");
+    let body = app.gql(None, SET, json!({ "v": video, "input": { "kbInclusion": false } })).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    let body = app.gql(Some(&owner.access_token), SET, json!({ "v": Uuid::now_v7(), "input": {} })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+}
+
+async fn fifty_concurrent_updates_leave_gap_free_unique_versions(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("race-owner@example.com").await;
+    let creator = app.create_creator(&owner, "Racing Creator").await;
+    let video = ready_video(&app, &creator).await;
+    let updates = (0..50).map(|i| {
+        let input = json!({ "kbInclusion": i % 2 == 0, "trainingUsage": i % 3 == 0, "publicDisplay": i % 5 != 0 });
+        app.gql(Some(&owner.access_token), "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) { version } }", json!({ "v": video, "input": input }))
+    });
+    let results = futures_util::future::join_all(updates).await;
+    assert!(results.iter().all(|r| r.get("errors").is_none()), "{results:#?}");
+    let versions: Vec<i32> = consent_audit_entry::Entity::find()
+        .order_by_asc(consent_audit_entry::Column::Version)
+        .all(&app.state.db)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.version)
+        .collect();
+    assert!(versions.len() >= 25, "most updates changed something: {}", versions.len());
+    let expected: Vec<i32> = (1..=versions.len() as i32).collect();
+    assert_eq!(versions, expected, "versions 1..N, no gap, no duplicate");
+}
+
+async fn the_database_refuses_to_update_or_delete_audit_rows(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("append-only@example.com").await;
+    let creator = app.create_creator(&owner, "Append Only").await;
+    let video = ready_video(&app, &creator).await;
+    app.ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "trainingUsage": true } })).await;
+    let db = &app.state.db;
+    let update = db.execute_unprepared("UPDATE consent_audit_log SET new_value = FALSE").await;
+    assert!(update.is_err(), "UPDATE must fail at the database");
+    let delete = db.execute_unprepared("DELETE FROM consent_audit_log").await;
+    assert!(delete.is_err(), "DELETE must fail at the database");
+    let rows = consent_audit_entry::Entity::find()
+        .filter(consent_audit_entry::Column::NewValue.eq(true))
+        .all(db)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "the row is untouched");
+}
+
+both_backends!(
+    each_changed_field_is_audited_with_who_and_where,
+    fifty_concurrent_updates_leave_gap_free_unique_versions,
+    the_database_refuses_to_update_or_delete_audit_rows,
+);
