@@ -2,7 +2,7 @@
 //! wires the schema and the router, and binds the listener; `run_until_stopped` serves until
 //! SIGINT/SIGTERM.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -103,6 +103,14 @@ impl Application {
         .with_graceful_shutdown(signal)
         .await
         .context("serving HTTP");
+        // axum does not wait for upgraded connections: let the sockets send their close frames.
+        self.state.connections.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSocket connections did not close within 5 s");
+        }
         if let Some(workers) = workers {
             workers.await.ok();
         }
@@ -145,6 +153,7 @@ pub async fn connect_state(
         metrics,
         events,
         storage,
+        connections: tokio_util::task::TaskTracker::new(),
         shutdown,
     })
 }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Object storage (S3 or the local folder).
     pub storage: Storage,
+    /// Long-lived connections (WebSockets), which shutdown waits for.
+    pub connections: tokio_util::task::TaskTracker,
     /// Cancelled when the process starts shutting down: long-lived tasks (WebSockets, workers)
     /// watch it to finish cleanly.
     pub shutdown: CancellationToken,

@@ -120,7 +120,9 @@ pub async fn upgrade(
             .map(str::to_owned),
         state,
     };
-    ws.on_upgrade(move |socket| connection::serve(socket, setup))
+    // Tracked, so that shutdown waits for every socket to send its 1001 close frame.
+    let tracker = setup.state.app.connections.clone();
+    ws.on_upgrade(move |socket| tracker.track_future(connection::serve(socket, setup)))
 }
 
 fn unsupported_protocol() -> Response {
