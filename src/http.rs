@@ -180,9 +180,13 @@ async fn graphql(
         }
     }
     let loaders = new_loaders(state.app.db.clone(), viewer.clone());
+    let content_loaders = std::sync::Arc::new(crate::content::loaders::ContentLoaders::new(
+        state.app.db.clone(),
+    ));
     let batch = batch
         .data(viewer)
         .data(loaders)
+        .data(content_loaders)
         .data(client_info(&state.app, &headers, peer));
     let operations = batch.iter().count() as u64;
     let response = state.schema.execute_batch(batch).await;

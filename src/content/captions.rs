@@ -55,9 +55,12 @@ fn timestamp(seconds: f64, separator: char) -> String {
     format!("{h:02}:{m:02}:{s:02}{separator}{ms:03}")
 }
 
-/// The non-blank lines of a cue, trimmed.
+/// The non-blank lines of a cue, trimmed. A lone `\r` counts as a line break too, as it does
+/// for caption parsers, so it cannot smuggle a blank line into a cue.
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty())
+    text.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
 }
 
 /// WebVTT cue text must escape `&`, `<` and `>`; unescaped they would start entities or tags
@@ -130,7 +133,7 @@ mod tests {
             Segment {
                 start: 3725.0,
                 end: 3727.0004,
-                text: "Line one\n\n  line two  ".to_owned(),
+                text: "Line one\r\n\r\n  line two \r\r".to_owned(),
                 speaker: Some("Ana".to_owned()),
             },
         ]

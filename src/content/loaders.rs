@@ -17,7 +17,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
-    sync::{Arc, Mutex, PoisonError, Weak},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use async_graphql::Context;
@@ -27,10 +27,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::{
-    error::{AppError, AppResult},
-    graphql::{loaders, loaders::LoaderSet, state},
-};
+use crate::error::{AppError, AppResult};
 
 /// How often the first caller of a batch yields before loading (as the core loaders do).
 const YIELDS_BEFORE_LOAD: usize = 8;
@@ -246,24 +243,13 @@ impl ContentLoaders {
     }
 }
 
-/// Content loaders of the live requests, each paired with its request's core loaders.
-static LIVE: Mutex<Vec<(Weak<LoaderSet>, Arc<ContentLoaders>)>> = Mutex::new(Vec::new());
-
-/// The content loaders of this request: created on first use, shared by every field of the
-/// request, dropped from the registry once the request's core loaders are gone.
-pub fn content_loaders(ctx: &Context<'_>) -> AppResult<Arc<ContentLoaders>> {
-    let core = loaders(ctx)?;
-    let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-    // A live `Weak` at the same address as a live `Arc` is that same allocation, so address
-    // reuse after a request ends cannot pair a new request with an old entry.
-    live.retain(|(request, _)| request.strong_count() > 0);
-    if let Some((_, found)) = live
-        .iter()
-        .find(|(request, _)| std::ptr::eq(request.as_ptr(), Arc::as_ptr(core)))
-    {
-        return Ok(found.clone());
-    }
-    let created = Arc::new(ContentLoaders::new(state(ctx)?.db.clone()));
-    live.push((Arc::downgrade(core), created.clone()));
-    Ok(created)
+/// The content loaders of this request (inserted into every request's data next to the core
+/// loaders, by the HTTP handler and the WebSocket layer).
+pub fn content_loaders<'a>(ctx: &Context<'a>) -> AppResult<&'a Arc<ContentLoaders>> {
+    ctx.data::<Arc<ContentLoaders>>().map_err(|_| {
+        crate::error::AppError::internal(
+            "request context",
+            "content loaders missing from the GraphQL context",
+        )
+    })
 }

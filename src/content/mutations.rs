@@ -154,9 +154,9 @@ pub struct ContentMutation;
 #[Object]
 impl ContentMutation {
     /// Replaces the video's transcript with `segments` (ordered by start, non-overlapping) and
-    /// regenerates its WebVTT and SRT caption tracks in `language` (default `en`). An empty
-    /// list clears the transcript and removes those tracks. All or nothing: an invalid
-    /// segment rejects the whole call.
+    /// regenerates its WebVTT and SRT caption tracks in `language` (default `en`); tracks in
+    /// other languages are kept. An empty list clears the transcript and removes this
+    /// language's tracks. All or nothing: an invalid segment rejects the whole call.
     async fn set_transcript(
         &self,
         ctx: &Context<'_>,

@@ -186,6 +186,10 @@ impl Highlight {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Shorts generated from this highlight.
+    async fn shorts(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::shorts::Short>> {
+        crate::shorts::shorts_of(&crate::graphql::state(ctx)?.db, self.0.id).await
+    }
 }
 
 /// `Video.transcript`: the video's transcript in time order (batched across videos).

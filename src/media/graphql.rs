@@ -60,9 +60,10 @@ pub struct VideoUpload {
     pub deduplicated: bool,
 }
 
-/// A rendition made from an uploaded video: `thumbnail` (JPEG) or `proxy_720p` (H.264/AAC MP4).
+/// A rendition made from an uploaded video.
 pub struct VideoVariant(pub video_variant::Model);
 
+/// A rendition made from an uploaded video: `thumbnail` (JPEG) or `proxy_720p` (H.264/AAC MP4).
 #[Object]
 impl VideoVariant {
     async fn id(&self) -> ID {

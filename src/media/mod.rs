@@ -10,6 +10,7 @@
 //!   type.
 //! - [`probe`]: the `video.probe` job: ffprobe fills duration, dimensions and MIME type, ffmpeg
 //!   makes a JPEG thumbnail and a 720p H.264/AAC proxy, both stored as `video_variants`.
+//! - [`record`]: what that job writes — variant rows and the video's new state, together.
 //! - [`encode`]: the ffmpeg/ffprobe side of that job — arguments, what ffprobe's answer means,
 //!   and turning tool errors into reasons a person can read.
 //! - [`hash`]: streaming SHA-256 of files and stored objects.
@@ -23,6 +24,7 @@ pub mod encode;
 pub mod graphql;
 pub mod hash;
 pub mod probe;
+pub mod record;
 pub mod validate;
 
 use entity::video_variant;
@@ -129,6 +131,47 @@ pub async fn variant_url(
         )),
         None => Ok(None),
     }
+}
+
+/// A `video.probe` that ends without a READY video (cancelled, lease lost for good, or a
+/// failure the handler could not record) leaves the video FAILED rather than PROCESSING
+/// forever. Runs in the job's terminal transaction; a video the handler already finished is
+/// left alone.
+pub async fn on_job_finished(
+    txn: &sea_orm::DatabaseTransaction,
+    job: &entity::job::Model,
+) -> crate::error::AppResult<()> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let reason = match job.status {
+        entity::JobStatus::Cancelled => "processing was cancelled; upload the video again",
+        entity::JobStatus::Failed => {
+            "processing failed because of a server problem; try again later"
+        }
+        _ => return Ok(()),
+    };
+    let Some(video_id) = job
+        .input
+        .get("video_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<uuid::Uuid>().ok())
+    else {
+        return Ok(());
+    };
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::Status,
+            Expr::val(entity::VideoStatus::Failed),
+        )
+        .col_expr(entity::video::Column::FailureReason, Expr::val(reason))
+        .col_expr(
+            entity::video::Column::UpdatedAt,
+            Expr::val(chrono::Utc::now()),
+        )
+        .filter(entity::video::Column::Id.eq(video_id))
+        .filter(entity::video::Column::Status.eq(entity::VideoStatus::Processing))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,27 +13,21 @@
 
 use std::path::Path;
 
-use chrono::Utc;
-use entity::{VideoStatus, video, video_variant};
-use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-    sea_query::{Expr, OnConflict},
-};
+use entity::{VideoStatus, video};
+use sea_orm::{ActiveEnum, DatabaseConnection, DbErr, EntityTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    PROXY_720P, Profile, STAGE_PROBED, THUMBNAIL,
+    PROXY_720P, Profile, THUMBNAIL,
     encode::{self, SourceFacts, ToolError},
     hash, keys,
+    record::{self, Rendition, Verified},
 };
 use crate::{
-    jobs::{
-        handlers::{JobContext, JobFailure, JobHandler, Outcome},
-        queue,
-    },
+    jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome},
     render::ffmpeg,
 };
 
@@ -86,16 +80,6 @@ fn db_failure(context: &str) -> impl FnOnce(DbErr) -> Failure + '_ {
     move |err| server(context, err)
 }
 
-/// A rendition ready to be recorded.
-struct Rendition {
-    profile: Profile,
-    key: String,
-    size: i64,
-    width: Option<i32>,
-    height: Option<i32>,
-    bitrate: Option<i32>,
-}
-
 pub struct ProbeVideo;
 
 #[async_trait::async_trait]
@@ -137,11 +121,13 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         VideoStatus::Ready => {
             return Ok(Outcome::Done {
                 output: json!({ "video_id": video.id, "already_ready": true }),
-                output_ref: None,
+                output_ref: Some(keys::variant(video.creator_id, video.id, PROXY_720P)),
             });
         }
         // `retryJob` after a failure: process again.
-        VideoStatus::Failed => reopen(ctx.db(), video_id).await?,
+        VideoStatus::Failed => record::reopen(ctx.db(), video_id)
+            .await
+            .map_err(db_failure("reopening the video"))?,
         other => {
             return Err(JobFailure::permanent(format!(
                 "the video is {} and not waiting for processing",
@@ -223,8 +209,25 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     ];
     let proxy_key = renditions[1].key.clone();
     ctx.progress(0.97, Some("storing")).await?;
-    finish(ctx.db(), &video, &facts, size, &sha256, &renditions).await?;
+    let verified = Verified {
+        facts: &facts,
+        size,
+        sha256: &sha256,
+    };
+    let saved = record::ready(ctx.db(), &video, verified, &renditions)
+        .await
+        .map_err(db_failure("saving the results"))?;
+    if !saved {
+        return Err(JobFailure::permanent(
+            "the video was deleted or changed while it was processed",
+        )
+        .into());
+    }
 
+    let variants: serde_json::Map<String, serde_json::Value> = renditions
+        .iter()
+        .map(|r| (r.profile.name.to_owned(), json!(r.key)))
+        .collect();
     Ok(Outcome::Done {
         output: json!({
             "video_id": video.id,
@@ -232,7 +235,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
             "width": facts.width,
             "height": facts.height,
             "mime": facts.mime,
-            "variants": renditions.iter().map(|r| (r.profile.name, r.key.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
+            "variants": variants,
         }),
         // `Job.outputUrl` then downloads the proxy.
         output_ref: Some(proxy_key),
@@ -335,105 +338,6 @@ async fn store(
     })
 }
 
-/// Records the renditions and makes the video READY, together.
-async fn finish(
-    db: &DatabaseConnection,
-    video: &video::Model,
-    facts: &SourceFacts,
-    size: i64,
-    sha256: &str,
-    renditions: &[Rendition],
-) -> Result<(), Failure> {
-    let now = Utc::now();
-    let txn = queue::begin_write(db)
-        .await
-        .map_err(db_failure("saving the results"))?;
-    for rendition in renditions {
-        video_variant::Entity::insert(video_variant::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            video_id: Set(video.id),
-            profile: Set(rendition.profile.name.to_owned()),
-            storage_key: Set(rendition.key.clone()),
-            size_bytes: Set(Some(rendition.size)),
-            mime: Set(Some(rendition.profile.mime.to_owned())),
-            width: Set(rendition.width),
-            height: Set(rendition.height),
-            bitrate: Set(rendition.bitrate),
-            created_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                video_variant::Column::VideoId,
-                video_variant::Column::Profile,
-            ])
-            .update_columns([
-                video_variant::Column::StorageKey,
-                video_variant::Column::SizeBytes,
-                video_variant::Column::Mime,
-                video_variant::Column::Width,
-                video_variant::Column::Height,
-                video_variant::Column::Bitrate,
-                video_variant::Column::CreatedAt,
-            ])
-            .to_owned(),
-        )
-        .exec(&txn)
-        .await
-        .map_err(db_failure("saving the renditions"))?;
-    }
-    let updated = video::Entity::update_many()
-        .col_expr(video::Column::Status, Expr::val(VideoStatus::Ready))
-        .col_expr(
-            video::Column::FailureReason,
-            Expr::val(Option::<String>::None),
-        )
-        .col_expr(video::Column::Mime, Expr::val(facts.mime.clone()))
-        .col_expr(video::Column::SizeBytes, Expr::val(size))
-        .col_expr(video::Column::Sha256, Expr::val(sha256))
-        .col_expr(video::Column::DurationSecs, Expr::val(facts.duration_secs))
-        .col_expr(video::Column::Width, Expr::val(facts.width))
-        .col_expr(video::Column::Height, Expr::val(facts.height))
-        .col_expr(
-            video::Column::PipelineStage,
-            Expr::val(video.pipeline_stage.max(STAGE_PROBED)),
-        )
-        .col_expr(video::Column::UpdatedAt, Expr::val(now))
-        .filter(video::Column::Id.eq(video.id))
-        .filter(video::Column::Status.eq(VideoStatus::Processing))
-        .filter(video::Column::DeletedAt.is_null())
-        .exec(&txn)
-        .await
-        .map_err(db_failure("saving the video"))?;
-    if updated.rows_affected == 0 {
-        txn.rollback()
-            .await
-            .map_err(db_failure("saving the video"))?;
-        return Err(JobFailure::permanent(
-            "the video was deleted or changed while it was processed",
-        )
-        .into());
-    }
-    txn.commit().await.map_err(db_failure("saving the video"))?;
-    Ok(())
-}
-
-/// A failed video whose job was retried is processing again.
-async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), Failure> {
-    video::Entity::update_many()
-        .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
-        .col_expr(
-            video::Column::FailureReason,
-            Expr::val(Option::<String>::None),
-        )
-        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
-        .filter(video::Column::Id.eq(video_id))
-        .filter(video::Column::Status.eq(VideoStatus::Failed))
-        .exec(db)
-        .await
-        .map_err(db_failure("reopening the video"))?;
-    Ok(())
-}
-
 /// Fails a processing video with a reason for its uploader. When even that cannot be written,
 /// the job is retried, so the video does not stay PROCESSING for ever.
 async fn mark_failed(
@@ -441,17 +345,8 @@ async fn mark_failed(
     video_id: Uuid,
     reason: &str,
 ) -> Result<(), JobFailure> {
-    video::Entity::update_many()
-        .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
-        .col_expr(video::Column::FailureReason, Expr::val(reason))
-        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
-        .filter(video::Column::Id.eq(video_id))
-        .filter(video::Column::Status.eq(VideoStatus::Processing))
-        .exec(db)
-        .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
-            JobFailure::transient("could not record the video's failure")
-        })?;
-    Ok(())
+    record::failed(db, video_id, reason).await.map_err(|err| {
+        tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
+        JobFailure::transient("could not record the video's failure")
+    })
 }

@@ -31,6 +31,9 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
     if job.job_type == "render.short" {
         return crate::shorts::on_job_finished(txn, job).await;
     }
+    if job.job_type == "video.probe" {
+        return crate::media::on_job_finished(txn, job).await;
+    }
     if job.job_type != "render.movie" {
         return Ok(());
     }

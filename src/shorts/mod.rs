@@ -34,6 +34,13 @@ impl Short {
     async fn id(&self) -> ID {
         self.0.id.into()
     }
+    async fn highlight(&self, ctx: &Context<'_>) -> AppResult<crate::content::Highlight> {
+        highlight::Entity::find_by_id(self.0.highlight_id)
+            .one(&state(ctx)?.db)
+            .await?
+            .map(crate::content::Highlight)
+            .ok_or(AppError::NotFound("highlight"))
+    }
     async fn preset(&self) -> ShortPreset {
         self.0.preset
     }

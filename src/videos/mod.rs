@@ -110,6 +110,31 @@ impl Video {
         let state = state(ctx)?;
         media::variant_url(&state.db, &state.storage, self.0.id, PROXY_720P).await
     }
+    /// Transcript segments in time order.
+    async fn transcript(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<crate::content::TranscriptSegment>> {
+        crate::content::transcript_of(ctx, &self.0).await
+    }
+    /// Caption files (WebVTT, SRT) generated from the transcript.
+    async fn caption_tracks(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<crate::content::CaptionTrack>> {
+        crate::content::caption_tracks_of(ctx, &self.0).await
+    }
+    async fn key_moments(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::KeyMoment>> {
+        crate::content::key_moments_of(ctx, &self.0).await
+    }
+    /// Highlight candidates, best first.
+    async fn highlights(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::Highlight>> {
+        crate::content::highlights_of(ctx, &self.0).await
+    }
+    /// Consent and its audit log; for the creator's members and administrators (null otherwise).
+    async fn consent(&self, ctx: &Context<'_>) -> AppResult<Option<crate::consent::VideoConsent>> {
+        crate::consent::consent_of(viewer(ctx)?, &state(ctx)?.db, &self.0).await
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

@@ -298,6 +298,9 @@ impl Connection {
         let request = request
             .data(viewer.clone())
             .data(new_subscription_loaders(app.db.clone(), viewer))
+            .data(std::sync::Arc::new(
+                crate::content::loaders::ContentLoaders::new(app.db.clone()),
+            ))
             .data(self.setup.client.clone());
         let results = {
             let id = id.clone();

@@ -3,7 +3,9 @@
 
 use chrono::Utc;
 use entity::{VideoStatus, consent_audit_entry, video};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -43,7 +45,11 @@ async fn each_changed_field_is_audited_with_who_and_where(backend: Backend) {
     let creator = app.create_creator(&owner, "Consenting Creator").await;
     let video = ready_video(&app, &creator).await;
     let data = app
-        .ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": false } }))
+        .ok(
+            Some(&owner.access_token),
+            SET,
+            json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": false } }),
+        )
         .await;
     let consent = &data["setVideoConsent"];
     assert_eq!(consent["kbInclusion"], true);
@@ -53,25 +59,60 @@ async fn each_changed_field_is_audited_with_who_and_where(backend: Backend) {
     assert_eq!(consent["updatedBy"]["email"], "consent-owner@example.com");
     let entries = consent["auditLog"]["nodes"].as_array().expect("nodes");
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0], json!({ "version": 1, "field": "KB_INCLUSION", "oldValue": null, "newValue": true,
-        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" }));
+    assert_eq!(
+        entries[0],
+        json!({ "version": 1, "field": "KB_INCLUSION", "oldValue": null, "newValue": true,
+        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" })
+    );
     assert_eq!(entries[1]["field"], "PUBLIC_DISPLAY");
 
     // Unchanged values write nothing; a later change knows its old value.
     let data = app
-        .ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": true } }))
+        .ok(
+            Some(&owner.access_token),
+            SET,
+            json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": true } }),
+        )
         .await;
-    let entries = data["setVideoConsent"]["auditLog"]["nodes"].as_array().expect("nodes").clone();
+    let entries = data["setVideoConsent"]["auditLog"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .clone();
     assert_eq!(entries.len(), 3);
-    assert_eq!(entries[2], json!({ "version": 3, "field": "PUBLIC_DISPLAY", "oldValue": false, "newValue": true,
-        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" }));
+    assert_eq!(
+        entries[2],
+        json!({ "version": 3, "field": "PUBLIC_DISPLAY", "oldValue": false, "newValue": true,
+        "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" })
+    );
 
     let outsider = app.register("consent-outsider@example.com").await;
-    let body = app.gql(Some(&outsider.access_token), SET, json!({ "v": video, "input": { "kbInclusion": false } })).await;
-    assert_eq!(error_code(&body), "FORBIDDEN", "a public video the outsider may see but not change");
-    let body = app.gql(None, SET, json!({ "v": video, "input": { "kbInclusion": false } })).await;
+    let body = app
+        .gql(
+            Some(&outsider.access_token),
+            SET,
+            json!({ "v": video, "input": { "kbInclusion": false } }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&body),
+        "FORBIDDEN",
+        "a public video the outsider may see but not change"
+    );
+    let body = app
+        .gql(
+            None,
+            SET,
+            json!({ "v": video, "input": { "kbInclusion": false } }),
+        )
+        .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
-    let body = app.gql(Some(&owner.access_token), SET, json!({ "v": Uuid::now_v7(), "input": {} })).await;
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            SET,
+            json!({ "v": Uuid::now_v7(), "input": {} }),
+        )
+        .await;
     assert_eq!(error_code(&body), "NOT_FOUND");
 }
 
@@ -85,7 +126,10 @@ async fn fifty_concurrent_updates_leave_gap_free_unique_versions(backend: Backen
         app.gql(Some(&owner.access_token), "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) { version } }", json!({ "v": video, "input": input }))
     });
     let results = futures_util::future::join_all(updates).await;
-    assert!(results.iter().all(|r| r.get("errors").is_none()), "{results:#?}");
+    assert!(
+        results.iter().all(|r| r.get("errors").is_none()),
+        "{results:#?}"
+    );
     let versions: Vec<i32> = consent_audit_entry::Entity::find()
         .order_by_asc(consent_audit_entry::Column::Version)
         .all(&app.state.db)
@@ -94,7 +138,11 @@ async fn fifty_concurrent_updates_leave_gap_free_unique_versions(backend: Backen
         .into_iter()
         .map(|e| e.version)
         .collect();
-    assert!(versions.len() >= 25, "most updates changed something: {}", versions.len());
+    assert!(
+        versions.len() >= 25,
+        "most updates changed something: {}",
+        versions.len()
+    );
     let expected: Vec<i32> = (1..=versions.len() as i32).collect();
     assert_eq!(versions, expected, "versions 1..N, no gap, no duplicate");
 }
@@ -104,9 +152,16 @@ async fn the_database_refuses_to_update_or_delete_audit_rows(backend: Backend) {
     let owner = app.register("append-only@example.com").await;
     let creator = app.create_creator(&owner, "Append Only").await;
     let video = ready_video(&app, &creator).await;
-    app.ok(Some(&owner.access_token), SET, json!({ "v": video, "input": { "trainingUsage": true } })).await;
+    app.ok(
+        Some(&owner.access_token),
+        SET,
+        json!({ "v": video, "input": { "trainingUsage": true } }),
+    )
+    .await;
     let db = &app.state.db;
-    let update = db.execute_unprepared("UPDATE consent_audit_log SET new_value = FALSE").await;
+    let update = db
+        .execute_unprepared("UPDATE consent_audit_log SET new_value = FALSE")
+        .await;
     assert!(update.is_err(), "UPDATE must fail at the database");
     let delete = db.execute_unprepared("DELETE FROM consent_audit_log").await;
     assert!(delete.is_err(), "DELETE must fail at the database");

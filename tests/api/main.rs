@@ -3,15 +3,17 @@
 mod helpers;
 
 mod auth;
+mod billing;
 mod consent;
 mod content;
-mod billing;
 mod creators;
 mod jobs;
 mod limits;
+mod pipeline;
 mod render;
 mod s3;
 mod schema;
+mod uploads;
 mod videos;
 mod websocket;
 mod workers;

@@ -1,0 +1,134 @@
+//! What `video.probe` writes: the renditions and the video's new state. Every write is
+//! conditional on the status it expects, so a video deleted, completed or retried by someone
+//! else meanwhile is never overwritten with stale results.
+
+use chrono::Utc;
+use entity::{VideoStatus, video, video_variant};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::{Profile, STAGE_PROBED, encode::SourceFacts};
+use crate::jobs::queue;
+
+/// A rendition made and stored, to be recorded as a `video_variants` row.
+pub struct Rendition {
+    pub profile: Profile,
+    pub key: String,
+    pub size: i64,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub bitrate: Option<i32>,
+}
+
+/// What the upload turned out to be, byte for byte.
+pub struct Verified<'a> {
+    pub facts: &'a SourceFacts,
+    pub size: i64,
+    pub sha256: &'a str,
+}
+
+/// Records the renditions and makes the video READY in one transaction, so a READY video
+/// always has its variants. A re-run replaces the rows of the same profiles. Returns false,
+/// writing nothing, when the video is no longer PROCESSING (deleted or changed meanwhile).
+pub async fn ready(
+    db: &DatabaseConnection,
+    video: &video::Model,
+    verified: Verified<'_>,
+    renditions: &[Rendition],
+) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let txn = queue::begin_write(db).await?;
+    for rendition in renditions {
+        video_variant::Entity::insert(video_variant::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            video_id: Set(video.id),
+            profile: Set(rendition.profile.name.to_owned()),
+            storage_key: Set(rendition.key.clone()),
+            size_bytes: Set(Some(rendition.size)),
+            mime: Set(Some(rendition.profile.mime.to_owned())),
+            width: Set(rendition.width),
+            height: Set(rendition.height),
+            bitrate: Set(rendition.bitrate),
+            created_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                video_variant::Column::VideoId,
+                video_variant::Column::Profile,
+            ])
+            .update_columns([
+                video_variant::Column::StorageKey,
+                video_variant::Column::SizeBytes,
+                video_variant::Column::Mime,
+                video_variant::Column::Width,
+                video_variant::Column::Height,
+                video_variant::Column::Bitrate,
+                video_variant::Column::CreatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec(&txn)
+        .await?;
+    }
+    let facts = verified.facts;
+    let updated = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Ready))
+        .col_expr(
+            video::Column::FailureReason,
+            Expr::val(Option::<String>::None),
+        )
+        .col_expr(video::Column::Mime, Expr::val(facts.mime.clone()))
+        .col_expr(video::Column::SizeBytes, Expr::val(verified.size))
+        .col_expr(video::Column::Sha256, Expr::val(verified.sha256))
+        .col_expr(video::Column::DurationSecs, Expr::val(facts.duration_secs))
+        .col_expr(video::Column::Width, Expr::val(facts.width))
+        .col_expr(video::Column::Height, Expr::val(facts.height))
+        .col_expr(
+            video::Column::PipelineStage,
+            Expr::val(video.pipeline_stage.max(STAGE_PROBED)),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+        .filter(video::Column::Id.eq(video.id))
+        .filter(video::Column::Status.eq(VideoStatus::Processing))
+        .filter(video::Column::DeletedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// A failed video whose job was retried (`retryJob`) is processing again.
+pub async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), DbErr> {
+    video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
+        .col_expr(
+            video::Column::FailureReason,
+            Expr::val(Option::<String>::None),
+        )
+        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(video::Column::Id.eq(video_id))
+        .filter(video::Column::Status.eq(VideoStatus::Failed))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Fails a processing video with a reason for its uploader.
+pub async fn failed(db: &DatabaseConnection, video_id: Uuid, reason: &str) -> Result<(), DbErr> {
+    video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
+        .col_expr(video::Column::FailureReason, Expr::val(reason))
+        .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(video::Column::Id.eq(video_id))
+        .filter(video::Column::Status.eq(VideoStatus::Processing))
+        .exec(db)
+        .await?;
+    Ok(())
+}

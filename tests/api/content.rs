@@ -1,0 +1,886 @@
+//! Transcripts, caption files, key moments and highlights.
+
+use chrono::Utc;
+use entity::{
+    CaptionFormat, CaptionKind, CaptionSource, VideoStatus, caption_track, highlight,
+    transcript_segment, video,
+};
+use reelgraph::storage::PRESIGN_TTL;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, Session, TestApp, error_code, error_field},
+};
+
+const SET_TRANSCRIPT: &str = "mutation($v: ID!, $s: [TranscriptSegmentInput!]!, $l: String) {
+    setTranscript(videoId: $v, segments: $s, language: $l) { id } }";
+const ADD_MOMENTS: &str = "mutation($v: ID!, $m: [KeyMomentInput!]!) {
+    addKeyMoments(videoId: $v, moments: $m) {
+        id title summary startTime endTime topicCategory topicTags contentType reviewStatus sortOrder } }";
+const DETECT: &str = "mutation($v: ID!) {
+    detectHighlights(videoId: $v) { id score scoreBreakdown durationSecs status trimStart trimEnd
+        keyMoment { id title } video { id } } }";
+const TRIM: &str = "mutation($id: ID!, $s: Float!, $e: Float!) {
+    trimHighlight(id: $id, trimStart: $s, trimEnd: $e) { id trimStart trimEnd durationSecs status } }";
+const APPROVE: &str = "mutation($id: ID!) { approveHighlight(id: $id) { id status } }";
+const REJECT: &str = "mutation($id: ID!) { rejectHighlight(id: $id) { id status } }";
+const BREAKDOWN_KEYS: [&str; 10] = [
+    "shortFormFit",
+    "transcriptDensity",
+    "hook",
+    "topicTags",
+    "position",
+    "contentType",
+    "summaryQuality",
+    "speakerChanges",
+    "questionOrExclamation",
+    "uniqueness",
+];
+
+/// Inserts a video row directly (uploads arrive with the media pipeline).
+async fn insert_video(
+    app: &TestApp,
+    creator_id: &str,
+    title: &str,
+    status: VideoStatus,
+    duration_secs: Option<f64>,
+) -> Uuid {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    video::ActiveModel {
+        id: Set(id),
+        creator_id: Set(creator_id.parse().expect("uuid")),
+        title: Set(title.to_owned()),
+        original_filename: Set(format!("{title}.mp4")),
+        storage_key: Set(format!("creators/{creator_id}/videos/{id}/original")),
+        status: Set(status),
+        duration_secs: Set(duration_secs),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("video inserted");
+    id
+}
+
+/// A creator owned by a new account, with one public 10-minute video.
+async fn creator_with_video(app: &TestApp, email: &str, name: &str) -> (Session, String, Uuid) {
+    let owner = app.register(email).await;
+    let creator = app.create_creator(&owner, name).await;
+    let video = insert_video(app, &creator, "talk", VideoStatus::Ready, Some(600.0)).await;
+    (owner, creator, video)
+}
+
+fn segment(start: f64, end: f64, text: &str) -> Value {
+    json!({ "startTime": start, "endTime": end, "text": text })
+}
+
+fn moment(title: &str, start: f64, end: f64) -> Value {
+    json!({ "title": title, "startTime": start, "endTime": end })
+}
+
+async fn stored_segments(app: &TestApp, video: Uuid) -> Vec<(f64, f64, String)> {
+    transcript_segment::Entity::find()
+        .filter(transcript_segment::Column::VideoId.eq(video))
+        .order_by_asc(transcript_segment::Column::StartTime)
+        .all(&app.state.db)
+        .await
+        .expect("segments")
+        .into_iter()
+        .map(|s| (s.start_time, s.end_time, s.text))
+        .collect()
+}
+
+async fn caption_rows(app: &TestApp, video: Uuid) -> Vec<caption_track::Model> {
+    caption_track::Entity::find()
+        .filter(caption_track::Column::VideoId.eq(video))
+        .order_by_asc(caption_track::Column::Language)
+        .order_by_asc(caption_track::Column::Format)
+        .all(&app.state.db)
+        .await
+        .expect("caption tracks")
+}
+
+/// Downloads a caption file the way a client does: through a presigned URL.
+async fn download(app: &TestApp, key: &str) -> (String, String) {
+    let url = app
+        .state
+        .storage
+        .presign_get(key, PRESIGN_TTL)
+        .await
+        .expect("presigned");
+    let response = app.client.get(url).send().await.expect("downloaded");
+    assert!(response.status().is_success(), "HTTP {}", response.status());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (response.text().await.expect("text"), content_type)
+}
+
+async fn transcript_validation_names_the_field_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "tv@example.com", "Transcripts").await;
+    let token = Some(owner.access_token.as_str());
+    let valid = json!([segment(0.0, 2.0, "first"), segment(2.0, 4.0, "second")]);
+    app.ok(token, SET_TRANSCRIPT, json!({ "v": video, "s": valid }))
+        .await;
+    let original = stored_segments(&app, video).await;
+    let tracks = caption_rows(&app, video).await;
+    let vtt = download(&app, &tracks[1].storage_key).await.0;
+
+    let long_speaker =
+        json!([{ "startTime": 0, "endTime": 1, "text": "a", "speaker": "s".repeat(101) }]);
+    let cases = [
+        (
+            json!([segment(0.0, 2.0, "a"), segment(1.0, 3.0, "b")]),
+            "segments.1.startTime",
+        ),
+        (
+            json!([segment(5.0, 6.0, "a"), segment(1.0, 2.0, "b")]),
+            "segments.1.startTime",
+        ),
+        (
+            json!([segment(0.0, 2.0, "a"), segment(3.0, 3.0, "b")]),
+            "segments.1.endTime",
+        ),
+        (
+            json!([segment(0.0, 2.0, "a"), segment(590.0, 601.0, "b")]),
+            "segments.1.endTime",
+        ),
+        (json!([segment(-1.0, 2.0, "a")]), "segments.0.startTime"),
+        (json!([segment(0.0, 2.0, "   ")]), "segments.0.text"),
+        (
+            json!([segment(0.0, 2.0, &"x".repeat(2001))]),
+            "segments.0.text",
+        ),
+        (long_speaker, "segments.0.speaker"),
+    ];
+    for (segments, field) in cases {
+        let body = app
+            .gql(token, SET_TRANSCRIPT, json!({ "v": video, "s": segments }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+        assert_eq!(
+            stored_segments(&app, video).await,
+            original,
+            "nothing written"
+        );
+    }
+    let body = app
+        .gql(
+            token,
+            SET_TRANSCRIPT,
+            json!({ "v": video, "s": valid, "l": "../x" }),
+        )
+        .await;
+    assert_eq!(error_field(&body), "language");
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| segment(f64::from(i), f64::from(i) + 0.5, "a"))
+        .collect();
+    let body = app
+        .gql(token, SET_TRANSCRIPT, json!({ "v": video, "s": too_many }))
+        .await;
+    assert_eq!(error_field(&body), "segments");
+
+    assert_eq!(stored_segments(&app, video).await, original);
+    assert_eq!(caption_rows(&app, video).await, tracks);
+    assert_eq!(download(&app, &tracks[1].storage_key).await.0, vtt);
+}
+
+async fn caption_files_have_the_exact_expected_text(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, creator, video) = creator_with_video(&app, "cf@example.com", "Captions").await;
+    let token = Some(owner.access_token.as_str());
+    let segments = json!([
+        segment(1.5, 4.25, "Welcome back & hello"),
+        { "startTime": 62.345, "endTime": 65, "text": "Today: <compression>", "speaker": "Ana" },
+    ]);
+    let data = app
+        .ok(token, SET_TRANSCRIPT, json!({ "v": video, "s": segments }))
+        .await;
+    assert_eq!(data["setTranscript"]["id"], video.to_string());
+    assert_eq!(
+        stored_segments(&app, video).await,
+        vec![
+            (1.5, 4.25, "Welcome back & hello".to_owned()),
+            (62.345, 65.0, "Today: <compression>".to_owned()),
+        ]
+    );
+
+    let tracks = caption_rows(&app, video).await;
+    assert_eq!(tracks.len(), 2);
+    let (srt, vtt) = (&tracks[0], &tracks[1]);
+    assert_eq!(
+        (srt.format, vtt.format),
+        (CaptionFormat::Srt, CaptionFormat::Vtt)
+    );
+    for track in &tracks {
+        assert_eq!(track.language, "en");
+        assert_eq!(track.kind, CaptionKind::Captions);
+        assert_eq!(track.source, CaptionSource::Human);
+        assert!(track.approved);
+        assert_eq!(
+            track.reviewed_by.map(|u| u.to_string()),
+            Some(owner.user_id.clone())
+        );
+    }
+    assert_eq!(
+        vtt.storage_key,
+        format!("creators/{creator}/videos/{video}/captions/en.vtt")
+    );
+    assert_eq!(
+        srt.storage_key,
+        format!("creators/{creator}/videos/{video}/captions/en.srt")
+    );
+    let (text, content_type) = download(&app, &vtt.storage_key).await;
+    assert_eq!(
+        text,
+        "WEBVTT\n\n\
+         00:00:01.500 --> 00:00:04.250\nWelcome back &amp; hello\n\n\
+         00:01:02.345 --> 00:01:05.000\n<v Ana>Today: &lt;compression&gt;\n"
+    );
+    assert!(content_type.starts_with("text/vtt"), "{content_type}");
+    let (text, _) = download(&app, &srt.storage_key).await;
+    assert_eq!(
+        text,
+        "1\n00:00:01,500 --> 00:00:04,250\nWelcome back & hello\n\n\
+         2\n00:01:02,345 --> 00:01:05,000\nAna: Today: <compression>\n"
+    );
+
+    // Replacing upserts the same rows and rewrites the files.
+    app.ok(
+        token,
+        SET_TRANSCRIPT,
+        json!({ "v": video, "s": [segment(0.0, 1.0, "Only line")] }),
+    )
+    .await;
+    let again = caption_rows(&app, video).await;
+    assert_eq!(
+        again.iter().map(|t| t.id).collect::<Vec<_>>(),
+        tracks.iter().map(|t| t.id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        download(&app, &vtt.storage_key).await.0,
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nOnly line\n"
+    );
+    assert_eq!(
+        download(&app, &srt.storage_key).await.0,
+        "1\n00:00:00,000 --> 00:00:01,000\nOnly line\n"
+    );
+
+    // Another language adds its own tracks (tag canonicalised); an empty transcript in that
+    // language clears the transcript and removes those tracks only.
+    app.ok(
+        token,
+        SET_TRANSCRIPT,
+        json!({ "v": video, "s": [segment(0.0, 1.0, "Olá")], "l": "pt-br" }),
+    )
+    .await;
+    let languages: Vec<String> = caption_rows(&app, video)
+        .await
+        .into_iter()
+        .map(|t| t.language)
+        .collect();
+    assert_eq!(languages, ["en", "en", "pt-BR", "pt-BR"]);
+    app.ok(
+        token,
+        SET_TRANSCRIPT,
+        json!({ "v": video, "s": [], "l": "pt-BR" }),
+    )
+    .await;
+    assert!(stored_segments(&app, video).await.is_empty());
+    let languages: Vec<String> = caption_rows(&app, video)
+        .await
+        .into_iter()
+        .map(|t| t.language)
+        .collect();
+    assert_eq!(languages, ["en", "en"]);
+}
+
+async fn key_moments_are_validated_and_appended(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "km@example.com", "Moments").await;
+    let token = Some(owner.access_token.as_str());
+    let first = json!([
+        {
+            "title": "  Sidechain basics ",
+            "summary": "How the kick ducks the bass",
+            "startTime": 10,
+            "endTime": 40,
+            "topicCategory": "Mixing",
+            "topicTags": ["sidechain", "Sidechain", "bass"],
+            "contentType": "TECHNIQUE"
+        },
+        moment("Outro", 500.0, 600.0),
+    ]);
+    let data = app
+        .ok(token, ADD_MOMENTS, json!({ "v": video, "m": first }))
+        .await;
+    let added = data["addKeyMoments"].as_array().expect("moments");
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0]["title"], "Sidechain basics");
+    assert_eq!(added[0]["topicTags"], json!(["sidechain", "bass"]));
+    assert_eq!(added[0]["contentType"], "TECHNIQUE");
+    assert_eq!(added[0]["reviewStatus"], "PENDING");
+    assert_eq!(added[1]["summary"], Value::Null);
+    assert_eq!(added[1]["topicTags"], json!([]));
+    assert_eq!(
+        (added[0]["sortOrder"].clone(), added[1]["sortOrder"].clone()),
+        (json!(0), json!(1))
+    );
+    let data = app
+        .ok(
+            token,
+            ADD_MOMENTS,
+            json!({ "v": video, "m": [moment("Later", 100.0, 130.0)] }),
+        )
+        .await;
+    assert_eq!(data["addKeyMoments"][0]["sortOrder"], 2);
+
+    let tags: Vec<String> = (0..21).map(|i| format!("tag{i}")).collect();
+    let cases = [
+        (json!([moment("", 0.0, 10.0)]), "moments.0.title"),
+        (
+            json!([moment(&"t".repeat(201), 0.0, 10.0)]),
+            "moments.0.title",
+        ),
+        (
+            json!([
+                moment("ok", 0.0, 10.0),
+                moment("past the end", 590.0, 601.0)
+            ]),
+            "moments.1.endTime",
+        ),
+        (
+            json!([moment("backwards", 20.0, 10.0)]),
+            "moments.0.endTime",
+        ),
+        (
+            json!([moment("negative", -5.0, 10.0)]),
+            "moments.0.startTime",
+        ),
+        (
+            json!([{ "title": "t", "startTime": 0, "endTime": 5, "summary": "s".repeat(2001) }]),
+            "moments.0.summary",
+        ),
+        (
+            json!([{ "title": "t", "startTime": 0, "endTime": 5, "topicTags": tags }]),
+            "moments.0.topicTags",
+        ),
+        (
+            json!([{ "title": "t", "startTime": 0, "endTime": 5, "topicTags": ["a", "b", "x".repeat(51)] }]),
+            "moments.0.topicTags.2",
+        ),
+        (json!([]), "moments"),
+    ];
+    for (moments, field) in cases {
+        let body = app
+            .gql(token, ADD_MOMENTS, json!({ "v": video, "m": moments }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let body = app
+        .gql(
+            token,
+            ADD_MOMENTS,
+            json!({ "v": video, "m": [{ "title": "t", "startTime": 0, "endTime": 5, "contentType": "GOSSIP" }] }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    let count = entity::key_moment::Entity::find()
+        .filter(entity::key_moment::Column::VideoId.eq(video))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(count, 3, "rejected calls wrote nothing");
+}
+
+/// A video with a transcript and three key moments of different quality.
+async fn scored_video(app: &TestApp, token: Option<&str>, video: Uuid) {
+    let segments = json!([
+        { "startTime": 10, "endTime": 20, "text": "So why does the bass disappear? Watch this!", "speaker": "Ana" },
+        { "startTime": 20, "endTime": 35, "text": "The compressor reacts to the kick and ducks everything else for a moment", "speaker": "Ben" },
+        segment(200.0, 230.0, "a long quiet stretch"),
+    ]);
+    app.ok(token, SET_TRANSCRIPT, json!({ "v": video, "s": segments }))
+        .await;
+    let moments = json!([
+        {
+            "title": "Why the bass disappears",
+            "summary": "The kick triggers the compressor, which ducks the bass; here is how to hear it and fix it in the mix.",
+            "startTime": 10, "endTime": 40,
+            "topicCategory": "Mixing", "topicTags": ["compression", "sidechain", "bass"],
+            "contentType": "TECHNIQUE"
+        },
+        moment("Quiet stretch", 200.0, 230.0),
+        moment("Rambling outro", 300.0, 590.0),
+    ]);
+    app.ok(token, ADD_MOMENTS, json!({ "v": video, "m": moments }))
+        .await;
+}
+
+async fn detect_highlights_is_deterministic_and_rerunnable(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "dh@example.com", "Detect").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+
+    let first = app.ok(token, DETECT, json!({ "v": video })).await["detectHighlights"].clone();
+    let first = first.as_array().expect("highlights").clone();
+    assert_eq!(first.len(), 3);
+    let mut previous = f64::INFINITY;
+    for h in &first {
+        let score = h["score"].as_f64().expect("score");
+        assert!((0.0..=1.0).contains(&score), "score {score}");
+        assert!(score <= previous, "best first");
+        previous = score;
+        let breakdown = h["scoreBreakdown"].as_object().expect("breakdown");
+        let mut keys: Vec<&str> = breakdown.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = BREAKDOWN_KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        for value in breakdown.values() {
+            assert!((0.0..=1.0).contains(&value.as_f64().expect("number")));
+        }
+        assert_eq!(h["status"], "CANDIDATE");
+        assert_eq!(h["video"]["id"], video.to_string());
+    }
+    assert_eq!(first[0]["keyMoment"]["title"], "Why the bass disappears");
+    assert_eq!(first[0]["durationSecs"], 30.0);
+
+    // Curate, then score again: same ids, same scores, no duplicates, curation kept.
+    let best = first[0]["id"].as_str().expect("id");
+    let second_id = first[1]["id"].as_str().expect("id");
+    app.ok(token, APPROVE, json!({ "id": best })).await;
+    app.ok(
+        token,
+        TRIM,
+        json!({ "id": second_id, "s": 205.0, "e": 215.0 }),
+    )
+    .await;
+    let again = app.ok(token, DETECT, json!({ "v": video })).await["detectHighlights"].clone();
+    let again = again.as_array().expect("highlights").clone();
+    let summary = |list: &[Value]| -> Vec<(Value, Value, Value)> {
+        list.iter()
+            .map(|h| {
+                (
+                    h["id"].clone(),
+                    h["score"].clone(),
+                    h["scoreBreakdown"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(summary(&again), summary(&first));
+    assert_eq!(again[0]["status"], "APPROVED");
+    assert_eq!(again[1]["trimStart"], 205.0);
+    assert_eq!(again[1]["durationSecs"], 10.0);
+    let stored = highlight::Entity::find()
+        .filter(highlight::Column::VideoId.eq(video))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 3);
+}
+
+async fn highlights_are_approved_rejected_and_trimmed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "ar@example.com", "Curate").await;
+    let token = Some(owner.access_token.as_str());
+    app.ok(
+        token,
+        ADD_MOMENTS,
+        json!({ "v": video, "m": [moment("Drop", 10.0, 40.0)] }),
+    )
+    .await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let id = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let data = app.ok(token, APPROVE, json!({ "id": id })).await;
+    assert_eq!(data["approveHighlight"]["status"], "APPROVED");
+    let data = app.ok(token, REJECT, json!({ "id": id })).await;
+    assert_eq!(data["rejectHighlight"]["status"], "REJECTED");
+
+    let data = app
+        .ok(token, TRIM, json!({ "id": id, "s": 12.5, "e": 30.0 }))
+        .await;
+    assert_eq!(data["trimHighlight"]["trimStart"], 12.5);
+    assert_eq!(data["trimHighlight"]["trimEnd"], 30.0);
+    assert_eq!(data["trimHighlight"]["durationSecs"], 17.5);
+    assert_eq!(data["trimHighlight"]["status"], "REJECTED");
+    for (start, end, field) in [
+        (5.0, 30.0, "trimStart"),
+        (12.0, 45.0, "trimEnd"),
+        (20.0, 22.5, "trimEnd"),
+        (30.0, 20.0, "trimEnd"),
+    ] {
+        let body = app
+            .gql(token, TRIM, json!({ "id": id, "s": start, "e": end }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{start}–{end}: {body}");
+    }
+    let data = app
+        .ok(
+            token,
+            "query($id: ID!) { highlight(id: $id) { trimStart trimEnd durationSecs } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        data["highlight"],
+        json!({ "trimStart": 12.5, "trimEnd": 30.0, "durationSecs": 17.5 })
+    );
+    // Exactly the minimum length, at the moment's edges, is fine.
+    let data = app
+        .ok(token, TRIM, json!({ "id": id, "s": 37.0, "e": 40.0 }))
+        .await;
+    assert_eq!(data["trimHighlight"]["durationSecs"], 3.0);
+    let body = app
+        .gql(token, APPROVE, json!({ "id": Uuid::now_v7() }))
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+}
+
+const PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String, $v: ID, $c: ID,
+        $status: HighlightStatus, $min: Float) {
+    highlights(first: $first, after: $after, last: $last, before: $before, videoId: $v, creatorId: $c,
+        status: $status, minScore: $min) {
+        totalCount
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        edges { cursor node { id score } } } }";
+
+fn page_ids(data: &Value) -> Vec<String> {
+    data["highlights"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn highlights_paginate_by_score_with_stable_cursors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, creator, video) = creator_with_video(&app, "pg@example.com", "Pages").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+    // Different lengths give different scores; the two identical moments tie.
+    let more = json!([
+        moment("Five seconds", 50.0, 55.0),
+        moment("Twenty seconds", 60.0, 80.0),
+        moment("Two minutes", 100.0, 220.0),
+        moment("Twin", 400.0, 420.0),
+        moment("Twin", 400.0, 420.0),
+    ]);
+    app.ok(token, ADD_MOMENTS, json!({ "v": video, "m": more }))
+        .await;
+    app.ok(token, DETECT, json!({ "v": video })).await;
+    // Another creator's highlights must not leak into the filtered lists.
+    let (other, other_creator, other_video) =
+        creator_with_video(&app, "pg2@example.com", "Other pages").await;
+    let other_token = Some(other.access_token.as_str());
+    app.ok(
+        other_token,
+        ADD_MOMENTS,
+        json!({ "v": other_video, "m": [moment("Elsewhere", 0.0, 30.0)] }),
+    )
+    .await;
+    app.ok(other_token, DETECT, json!({ "v": other_video }))
+        .await;
+
+    let all = app
+        .ok(token, PAGE, json!({ "first": 100, "c": creator }))
+        .await;
+    assert_eq!(all["highlights"]["totalCount"], 8);
+    let nodes: Vec<(f64, String)> = all["highlights"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["score"].as_f64().expect("score"),
+                e["node"]["id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes.len(), 8);
+    for pair in nodes.windows(2) {
+        assert!(
+            pair[0].0 > pair[1].0 || (pair[0].0 == pair[1].0 && pair[0].1 < pair[1].1),
+            "ordered by score, then id: {pair:?}"
+        );
+    }
+    assert!(
+        nodes.windows(2).any(|p| p[0].0 == p[1].0),
+        "the twins tie: {nodes:?}"
+    );
+    let all_ids: Vec<String> = nodes.iter().map(|n| n.1.clone()).collect();
+
+    // Forward, three at a time; re-reading a page with its cursor gives the same page.
+    let mut forward = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let vars = json!({ "first": 3, "after": after, "c": creator });
+        let page = app.ok(token, PAGE, vars.clone()).await;
+        assert_eq!(app.ok(token, PAGE, vars).await, page, "stable cursor");
+        assert_eq!(page["highlights"]["totalCount"], 8);
+        let info = &page["highlights"]["pageInfo"];
+        assert_eq!(info["hasPreviousPage"], after.is_some());
+        forward.extend(page_ids(&page));
+        if info["hasNextPage"] == false {
+            break;
+        }
+        after = info["endCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(forward, all_ids);
+
+    // Backward from the end.
+    let mut backward: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = app
+            .ok(
+                token,
+                PAGE,
+                json!({ "last": 3, "before": before, "c": creator }),
+            )
+            .await;
+        let mut ids = page_ids(&page);
+        ids.append(&mut backward);
+        backward = ids;
+        let info = &page["highlights"]["pageInfo"];
+        if info["hasPreviousPage"] == false {
+            break;
+        }
+        before = info["startCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(backward, all_ids);
+
+    // minScore keeps exactly the highlights scoring at least that much.
+    let min = nodes[3].0;
+    let data = app
+        .ok(
+            token,
+            PAGE,
+            json!({ "first": 100, "min": min, "c": creator }),
+        )
+        .await;
+    let expected: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.0 >= min)
+        .map(|n| n.1.clone())
+        .collect();
+    assert_eq!(page_ids(&data), expected);
+    assert_eq!(data["highlights"]["totalCount"], expected.len());
+
+    // status filters, combined with pagination.
+    for id in [&all_ids[1], &all_ids[4], &all_ids[6]] {
+        app.ok(token, APPROVE, json!({ "id": id })).await;
+    }
+    let page = app
+        .ok(
+            token,
+            PAGE,
+            json!({ "first": 2, "status": "APPROVED", "v": video }),
+        )
+        .await;
+    assert_eq!(page_ids(&page), [all_ids[1].clone(), all_ids[4].clone()]);
+    assert_eq!(page["highlights"]["totalCount"], 3);
+    let cursor = page["highlights"]["pageInfo"]["endCursor"].clone();
+    let page = app
+        .ok(
+            token,
+            PAGE,
+            json!({ "first": 2, "after": cursor, "status": "APPROVED", "v": video }),
+        )
+        .await;
+    assert_eq!(page_ids(&page), [all_ids[6].clone()]);
+    assert_eq!(page["highlights"]["pageInfo"]["hasNextPage"], false);
+
+    let everything = app.ok(token, PAGE, json!({ "first": 100 })).await;
+    assert_eq!(everything["highlights"]["totalCount"], 9);
+    let theirs = app
+        .ok(token, PAGE, json!({ "first": 100, "c": other_creator }))
+        .await;
+    assert_eq!(theirs["highlights"]["totalCount"], 1);
+
+    for (vars, field) in [
+        (json!({ "after": "bm90IGEgY3Vyc29y" }), "after"),
+        (json!({ "min": 1.5 }), "minScore"),
+        (json!({ "first": 101 }), "first"),
+        (json!({ "first": 1, "last": 1 }), "last"),
+    ] {
+        let body = app.gql(token, PAGE, vars).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+}
+
+async fn only_members_edit_a_videos_content(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, creator, public) = creator_with_video(&app, "ow@example.com", "Owned").await;
+    let hidden = insert_video(&app, &creator, "draft", VideoStatus::Processing, Some(60.0)).await;
+    let token = Some(owner.access_token.as_str());
+    for video in [public, hidden] {
+        app.ok(
+            token,
+            ADD_MOMENTS,
+            json!({ "v": video, "m": [moment("Owned moment", 0.0, 30.0)] }),
+        )
+        .await;
+    }
+    let public_highlight =
+        app.ok(token, DETECT, json!({ "v": public })).await["detectHighlights"][0]["id"].clone();
+    let hidden_highlight =
+        app.ok(token, DETECT, json!({ "v": hidden })).await["detectHighlights"][0]["id"].clone();
+
+    // A member of another creator.
+    let (intruder, _, _) = creator_with_video(&app, "in@example.com", "Intruder").await;
+    let theirs = Some(intruder.access_token.as_str());
+    let transcript = json!([segment(0.0, 1.0, "mine now")]);
+    let moments = json!([moment("Mine now", 0.0, 10.0)]);
+    for (video, code) in [(public, "FORBIDDEN"), (hidden, "NOT_FOUND")] {
+        for (query, vars) in [
+            (SET_TRANSCRIPT, json!({ "v": video, "s": transcript })),
+            (ADD_MOMENTS, json!({ "v": video, "m": moments })),
+            (DETECT, json!({ "v": video })),
+        ] {
+            let body = app.gql(theirs, query, vars).await;
+            assert_eq!(error_code(&body), code, "{query}: {body}");
+        }
+    }
+    for (highlight, code) in [
+        (&public_highlight, "FORBIDDEN"),
+        (&hidden_highlight, "NOT_FOUND"),
+    ] {
+        for (query, vars) in [
+            (APPROVE, json!({ "id": highlight })),
+            (REJECT, json!({ "id": highlight })),
+            (TRIM, json!({ "id": highlight, "s": 0.0, "e": 10.0 })),
+        ] {
+            let body = app.gql(theirs, query, vars).await;
+            assert_eq!(error_code(&body), code, "{query}: {body}");
+        }
+    }
+    let body = app
+        .gql(
+            None,
+            SET_TRANSCRIPT,
+            json!({ "v": public, "s": transcript }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    assert!(stored_segments(&app, public).await.is_empty());
+    let data = app
+        .ok(
+            token,
+            "query($id: ID!) { highlight(id: $id) { status trimStart } }",
+            json!({ "id": public_highlight }),
+        )
+        .await;
+    assert_eq!(
+        data["highlight"],
+        json!({ "status": "CANDIDATE", "trimStart": null })
+    );
+
+    // Highlights of a video the caller cannot see are not listed, nor found by id.
+    let listed = |data: &Value| page_ids(data);
+    let data = app.ok(theirs, PAGE, json!({ "c": creator })).await;
+    assert_eq!(listed(&data), [public_highlight.as_str().expect("id")]);
+    let data = app.ok(None, PAGE, json!({ "c": creator })).await;
+    assert_eq!(data["highlights"]["totalCount"], 1);
+    let body = app
+        .gql(
+            theirs,
+            "query($id: ID!) { highlight(id: $id) { id } }",
+            json!({ "id": hidden_highlight }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let data = app.ok(token, PAGE, json!({ "c": creator })).await;
+    assert_eq!(data["highlights"]["totalCount"], 2);
+
+    // Administrators manage every creator's content.
+    let admin = app.admin("adm@example.com").await;
+    app.ok(
+        Some(&admin.access_token),
+        SET_TRANSCRIPT,
+        json!({ "v": hidden, "s": transcript }),
+    )
+    .await;
+    assert_eq!(stored_segments(&app, hidden).await.len(), 1);
+}
+
+async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
+    // No worker pool: its polling would add statements of its own to the count.
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("st@example.com").await;
+    let creator = app.create_creator(&owner, "Statements").await;
+    let token = Some(owner.access_token.as_str());
+    for v in 0..3 {
+        let video = insert_video(
+            &app,
+            &creator,
+            &format!("v{v}"),
+            VideoStatus::Ready,
+            Some(600.0),
+        )
+        .await;
+        let moments: Vec<Value> = (0..10)
+            .map(|m| {
+                moment(
+                    &format!("Moment {v} {m}"),
+                    f64::from(m) * 30.0,
+                    f64::from(m) * 30.0 + 5.0 + f64::from(m) * 2.0,
+                )
+            })
+            .collect();
+        app.ok(token, ADD_MOMENTS, json!({ "v": video, "m": moments }))
+            .await;
+        app.ok(token, DETECT, json!({ "v": video })).await;
+    }
+    let query = "query($n: Int!) { highlights(first: $n) { totalCount
+        nodes { score video { title creator { name } } keyMoment { title startTime } } } }";
+    let mut costs = Vec::new();
+    for n in [1, 10, 30] {
+        let before = app.statements();
+        let data = app.ok(token, query, json!({ "n": n })).await;
+        costs.push(app.statements() - before);
+        let nodes = data["highlights"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), n as usize);
+        assert!(nodes.iter().all(|n| n["keyMoment"]["title"].is_string()
+            && n["video"]["creator"]["name"] == "Statements"));
+    }
+    assert!(
+        costs.iter().all(|&c| c == costs[0]),
+        "statements per request grew with the page: {costs:?}"
+    );
+    assert!(costs[0] <= 8, "statements per request: {costs:?}");
+}
+
+both_backends!(
+    transcript_validation_names_the_field_and_writes_nothing,
+    caption_files_have_the_exact_expected_text,
+    key_moments_are_validated_and_appended,
+    detect_highlights_is_deterministic_and_rerunnable,
+    highlights_are_approved_rejected_and_trimmed,
+    highlights_paginate_by_score_with_stable_cursors,
+    only_members_edit_a_videos_content,
+    highlight_pages_cost_a_bounded_number_of_statements,
+);

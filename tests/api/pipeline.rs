@@ -1,0 +1,336 @@
+//! The creator pipeline end to end, with a real source video: presigned upload → probe →
+//! transcript → key moments → scored highlights → approve and trim → shorts in three aspect
+//! ratios (one with burned-in captions) → public sharing governed by consent.
+
+use std::time::Duration;
+
+use reelgraph::render::ffmpeg;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    both_backends,
+    helpers::{Backend, Session, TestApp},
+};
+
+/// A 20 s source with picture and sound.
+async fn source_video(dir: &std::path::Path) -> Vec<u8> {
+    let tools = ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    let path = dir.join("source.mp4");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    std::fs::read(&path).expect("source")
+}
+
+/// Polls a job until it ends; returns its final status.
+async fn finish(app: &TestApp, token: &str, job: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let data = app
+            .ok(
+                Some(token),
+                "query($id: ID!) { job(id: $id) { status error } }",
+                json!({ "id": job }),
+            )
+            .await;
+        let status = data["job"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if ["DONE", "FAILED", "CANCELLED"].contains(&status.as_str()) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job} never finished: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn request_upload(app: &TestApp, owner: &Session, creator: &str, bytes: &[u8]) -> Value {
+    let sha = hex::encode(Sha256::digest(bytes));
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($input: RequestVideoUploadInput!) { requestVideoUpload(input: $input) {
+                video { id status } uploadUrl uploadHeaders expiresAt deduplicated } }",
+            json!({ "input": { "creatorId": creator, "filename": "talk.mp4", "contentType": "video/mp4",
+                "sizeBytes": bytes.len(), "sha256": sha, "title": "A talk" } }),
+        )
+        .await;
+    data["requestVideoUpload"].clone()
+}
+
+async fn short(
+    app: &TestApp,
+    owner: &Session,
+    highlight: &str,
+    preset: &str,
+    captions: bool,
+) -> Value {
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id status job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": preset, "captions": captions } }),
+        )
+        .await;
+    let created = &data["generateShort"];
+    assert_eq!(created["status"], "PENDING");
+    let job = created["job"]["id"].as_str().expect("job");
+    assert_eq!(finish(app, &owner.access_token, job).await, "DONE");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { short(id: $id) { id status preset captionsEnabled durationSecs fileSize url shareToken highlight { id } } }",
+            json!({ "id": created["id"] }),
+        )
+        .await;
+    data["short"].clone()
+}
+
+async fn probe_url(app: &TestApp, url: &str) -> ffmpeg::Probe {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("short.mp4");
+    let response = app.client.get(url).send().await.expect("download");
+    assert_eq!(response.status(), 200);
+    std::fs::write(&path, response.bytes().await.expect("bytes")).expect("write");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    ffmpeg::probe(&tools, &path)
+        .await
+        .expect("ffprobe reads the short")
+}
+
+async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("studio@example.com").await;
+    let creator = app.create_creator(&owner, "Studio").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video(dir.path()).await;
+
+    // Presigned upload with a plain HTTP client.
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    assert_eq!(upload["deduplicated"], false);
+    let video = upload["video"]["id"].as_str().expect("video").to_owned();
+    let mut put = app
+        .client
+        .put(upload["uploadUrl"].as_str().expect("uploadUrl"))
+        .body(bytes.clone());
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("header value"));
+    }
+    assert!(put.send().await.expect("PUT").status().is_success());
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id type } }",
+            json!({ "v": video }),
+        )
+        .await;
+    assert_eq!(data["completeVideoUpload"]["type"], "video.probe");
+    assert_eq!(
+        finish(
+            &app,
+            &owner.access_token,
+            data["completeVideoUpload"]["id"].as_str().expect("job")
+        )
+        .await,
+        "DONE"
+    );
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($v: ID!) { video(id: $v) { status durationSecs width height } }",
+            json!({ "v": video }),
+        )
+        .await;
+    assert_eq!(data["video"]["status"], "READY");
+    assert!(
+        (data["video"]["durationSecs"].as_f64().expect("duration") - 20.0).abs() <= 0.1,
+        "{data}"
+    );
+    assert_eq!(
+        (
+            data["video"]["width"].clone(),
+            data["video"]["height"].clone()
+        ),
+        (json!(1280), json!(720))
+    );
+
+    // Transcript, key moments, highlights.
+    let segments: Vec<Value> = (0..10)
+        .map(|i| json!({ "startTime": f64::from(i) * 2.0, "endTime": f64::from(i) * 2.0 + 1.8, "text": format!("Line number {i} of the talk!"), "speaker": "host" }))
+        .collect();
+    app.ok(Some(&owner.access_token), "mutation($v: ID!, $s: [TranscriptSegmentInput!]!) { setTranscript(videoId: $v, segments: $s) { id } }", json!({ "v": video, "s": segments }))
+        .await;
+    let moments = json!([
+        { "title": "The opening", "summary": "How it starts", "startTime": 2.0, "endTime": 14.0, "topicCategory": "Intro", "topicTags": ["start"], "contentType": "CONCEPT" },
+        { "title": "The middle", "startTime": 10.0, "endTime": 19.0 }
+    ]);
+    app.ok(Some(&owner.access_token), "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }", json!({ "v": video, "m": moments }))
+        .await;
+    let data = app
+        .ok(Some(&owner.access_token), "mutation($v: ID!) { detectHighlights(videoId: $v) { id score scoreBreakdown keyMoment { title } } }", json!({ "v": video }))
+        .await;
+    let highlights = data["detectHighlights"]
+        .as_array()
+        .expect("highlights")
+        .clone();
+    assert_eq!(highlights.len(), 2);
+    for h in &highlights {
+        let score = h["score"].as_f64().expect("score");
+        assert!((0.0..=1.0).contains(&score));
+        assert!(
+            h["scoreBreakdown"]
+                .as_object()
+                .is_some_and(|b| !b.is_empty())
+        );
+    }
+    let opening = highlights
+        .iter()
+        .find(|h| h["keyMoment"]["title"] == "The opening")
+        .expect("opening")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": opening }),
+    )
+    .await;
+    let data = app
+        .ok(Some(&owner.access_token), "mutation($id: ID!) { trimHighlight(id: $id, trimStart: 3.0, trimEnd: 11.5) { trimStart trimEnd status } }", json!({ "id": opening }))
+        .await;
+    assert_eq!(data["trimHighlight"]["status"], "APPROVED");
+
+    // Another creator's member may not generate from this video, nor change its consent.
+    let rival = app.register("rival@example.com").await;
+    app.create_creator(&rival, "Rival Studio").await;
+    let body = app
+        .gql(
+            Some(&rival.access_token),
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+            json!({ "h": opening }),
+        )
+        .await;
+    assert_eq!(crate::helpers::error_code(&body), "FORBIDDEN", "{body}");
+    let body = app
+        .gql(
+            Some(&rival.access_token),
+            "mutation($v: ID!) { setVideoConsent(videoId: $v, input: {publicDisplay: false}) { publicDisplay } }",
+            json!({ "v": video }),
+        )
+        .await;
+    assert_eq!(crate::helpers::error_code(&body), "FORBIDDEN", "{body}");
+    let data = app
+        .ok(
+            Some(&rival.access_token),
+            "query($v: ID!) { video(id: $v) { consent { version } } }",
+            json!({ "v": video }),
+        )
+        .await;
+    assert!(
+        data["video"]["consent"].is_null(),
+        "consent is for members only"
+    );
+
+    // Shorts in three aspect ratios.
+    let vertical = short(&app, &owner, &opening, "VERTICAL", true).await;
+    assert_eq!(vertical["status"], "COMPLETE");
+    assert_eq!(vertical["captionsEnabled"], true);
+    let probe = probe_url(&app, vertical["url"].as_str().expect("url")).await;
+    assert_eq!((probe.width, probe.height), (Some(720), Some(1280)), "9:16");
+    let duration = probe.duration_secs.expect("duration");
+    assert!(
+        (duration - 8.5).abs() <= 0.1,
+        "trimmed duration: {duration}"
+    );
+    assert!(probe.has_audio, "the short keeps the sound");
+    for (preset, size) in [("SQUARE", (720, 720)), ("HORIZONTAL", (1280, 720))] {
+        let made = short(&app, &owner, &opening, preset, false).await;
+        let probe = probe_url(&app, made["url"].as_str().expect("url")).await;
+        assert_eq!(
+            (probe.width, probe.height),
+            (Some(size.0), Some(size.1)),
+            "{preset}"
+        );
+        assert!((probe.duration_secs.expect("duration") - 8.5).abs() <= 0.1);
+        assert!(probe.has_audio);
+    }
+
+    // Sharing: anyone with the token while public display is on; nobody once it is off.
+    let token = vertical["shareToken"]
+        .as_str()
+        .expect("members see the share token")
+        .to_owned();
+    assert!(token.len() >= 22, "at least 128 random bits");
+    let shared = "query($t: String!) { sharedShort(token: $t) { id preset url } }";
+    let data = app.ok(None, shared, json!({ "t": token })).await;
+    assert_eq!(data["sharedShort"]["id"], vertical["id"]);
+    let outsider = app.register("someone@example.com").await;
+    let data = app
+        .ok(
+            Some(&outsider.access_token),
+            "query($id: ID!) { short(id: $id) { shareToken } }",
+            json!({ "id": vertical["id"] }),
+        )
+        .await;
+    assert!(
+        data["short"]["shareToken"].is_null(),
+        "only members see share tokens"
+    );
+    let last = if token.ends_with('A') { "B" } else { "A" };
+    let guessed = format!("{}{last}", &token[..token.len() - 1]);
+    assert!(app.ok(None, shared, json!({ "t": guessed })).await["sharedShort"].is_null());
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($v: ID!) { setVideoConsent(videoId: $v, input: {publicDisplay: false}) { publicDisplay } }",
+        json!({ "v": video }),
+    )
+    .await;
+    assert!(
+        app.ok(None, shared, json!({ "t": token })).await["sharedShort"].is_null(),
+        "hidden at once"
+    );
+
+    // The same bytes again: de-duplicated, no upload.
+    let again = request_upload(&app, &owner, &creator, &bytes).await;
+    assert_eq!(again["deduplicated"], true);
+    assert_eq!(again["video"]["id"], video.as_str());
+    assert!(again["uploadUrl"].is_null());
+}
+
+both_backends!(a_source_video_becomes_shorts_that_consent_governs);

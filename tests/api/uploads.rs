@@ -1,0 +1,624 @@
+//! Video uploads end to end: presigned PUT, `completeVideoUpload`, the `video.probe` job with
+//! real ffmpeg, de-duplication by SHA-256, failures a person can act on, and who may do what.
+
+use std::{path::Path, time::Duration};
+
+use reelgraph::render::ffmpeg;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::{
+    both_backends,
+    helpers::{
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, subscribe,
+    },
+    s3,
+};
+
+const REQUEST: &str = "mutation($input: RequestVideoUploadInput!) {
+    requestVideoUpload(input: $input) {
+        video { id status title originalFilename sizeBytes sha256 }
+        uploadUrl uploadHeaders expiresAt deduplicated
+    }
+}";
+const COMPLETE: &str =
+    "mutation($id: ID!) { completeVideoUpload(videoId: $id) { id type status } }";
+const UPDATES: &str = "subscription($id: ID!) {
+    jobUpdated(id: $id) { status progress currentPhase error outputUrl }
+}";
+const VIDEO: &str = "query($id: ID!) {
+    video(id: $id) {
+        id status failureReason durationSecs width height mime sizeBytes sha256 pipelineStage
+        thumbnailUrl proxyUrl
+        variants { profile mime sizeBytes width height bitrate url }
+    }
+}";
+
+/// The 20-second 1280×720 source with picture and sound, made once per test run.
+async fn long_source() -> &'static [u8] {
+    static SOURCE: OnceCell<Vec<u8>> = OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| make_video("1280x720", 20))
+        .await
+        .as_slice()
+}
+
+/// A 2-second 320×240 clip for tests that only need some READY video.
+async fn short_source() -> &'static [u8] {
+    static SOURCE: OnceCell<Vec<u8>> = OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| make_video("320x240", 2))
+        .await
+        .as_slice()
+}
+
+async fn make_video(size: &str, secs: u32) -> Vec<u8> {
+    let tools = ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("source.mp4");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac"])
+        .arg(&file)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "the source video was made");
+    std::fs::read(&file).expect("source read")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `requestVideoUpload`; returns the whole response.
+async fn request(app: &TestApp, session: &Session, input: Value) -> Value {
+    app.gql(
+        Some(&session.access_token),
+        REQUEST,
+        json!({ "input": input }),
+    )
+    .await
+}
+
+/// Requests an upload for `bytes` (promising their SHA-256) and expects a fresh one.
+async fn request_ok(app: &TestApp, session: &Session, creator: &str, bytes: &[u8]) -> Value {
+    let body = request(
+        app,
+        session,
+        json!({
+            "creatorId": creator, "filename": "lesson one.mp4", "contentType": "video/mp4",
+            "sizeBytes": bytes.len(), "sha256": sha256_hex(bytes),
+        }),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let upload = body["data"]["requestVideoUpload"].clone();
+    assert_eq!(upload["deduplicated"], false, "{upload:#}");
+    upload
+}
+
+/// PUTs `bytes` the way any HTTP client would: the presigned URL and the returned headers.
+async fn put(app: &TestApp, upload: &Value, bytes: &[u8]) {
+    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
+    let mut put = app.client.put(url).body(bytes.to_vec());
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("header value"));
+    }
+    let response = put.send().await.expect("PUT sent");
+    assert!(
+        response.status().is_success(),
+        "PUT failed: {}",
+        response.status()
+    );
+}
+
+async fn complete(app: &TestApp, session: &Session, video_id: &str) -> Value {
+    app.gql(
+        Some(&session.access_token),
+        COMPLETE,
+        json!({ "id": video_id }),
+    )
+    .await
+}
+
+/// Completes the upload and follows the job to its end; returns the job's updates.
+async fn complete_and_follow(app: &TestApp, session: &Session, video_id: &str) -> Vec<Value> {
+    let body = complete(app, session, video_id).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let job = &body["data"]["completeVideoUpload"];
+    assert_eq!(job["type"], "video.probe");
+    let id = job["id"].as_str().expect("job id");
+    let mut socket = subscribe(
+        &app.base,
+        &session.access_token,
+        UPDATES,
+        json!({ "id": id }),
+    )
+    .await;
+    collect_until_complete(&mut socket, Duration::from_secs(240))
+        .await
+        .into_iter()
+        .map(|p| p["data"]["jobUpdated"].clone())
+        .collect()
+}
+
+/// Uploads `bytes` to `creator` and waits until the video is processed; returns its id.
+async fn upload_and_process(
+    app: &TestApp,
+    session: &Session,
+    creator: &str,
+    bytes: &[u8],
+) -> String {
+    let upload = request_ok(app, session, creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put(app, &upload, bytes).await;
+    let updates = complete_and_follow(app, session, &id).await;
+    assert_eq!(
+        updates.last().expect("updates")["status"],
+        "DONE",
+        "{updates:#?}"
+    );
+    id
+}
+
+async fn video(app: &TestApp, session: Option<&Session>, id: &str) -> Value {
+    app.gql(
+        session.map(|s| s.access_token.as_str()),
+        VIDEO,
+        json!({ "id": id }),
+    )
+    .await
+}
+
+async fn download(app: &TestApp, url: &str, to: &Path) -> Vec<u8> {
+    let response = app.client.get(url).send().await.expect("download");
+    assert_eq!(response.status(), 200, "{url}");
+    let bytes = response.bytes().await.expect("body").to_vec();
+    std::fs::write(to, &bytes).expect("written");
+    bytes
+}
+
+/// Codec names of a file's streams, by ffprobe.
+async fn codecs(path: &Path) -> Vec<String> {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let output = tokio::process::Command::new(&tools.ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+async fn an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("uploader@example.com").await;
+    let creator = app.create_creator(&owner, "Upload Studio").await;
+    let bytes = long_source().await;
+
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let video_id = upload["video"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(upload["video"]["status"], "UPLOADING");
+    assert_eq!(upload["video"]["title"], "lesson one");
+    assert_eq!(upload["uploadHeaders"]["content-type"], "video/mp4");
+    let expires: chrono::DateTime<chrono::Utc> = upload["expiresAt"]
+        .as_str()
+        .expect("expiresAt")
+        .parse()
+        .expect("RFC 3339");
+    let ttl = expires - chrono::Utc::now();
+    assert!(
+        ttl > chrono::Duration::minutes(9) && ttl <= chrono::Duration::minutes(10),
+        "the upload URL lives 10 minutes, not {ttl}"
+    );
+
+    put(&app, &upload, bytes).await;
+    let updates = complete_and_follow(&app, &owner, &video_id).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "DONE", "{updates:#?}");
+    let mut phases: Vec<&str> = updates
+        .iter()
+        .filter_map(|u| u["currentPhase"].as_str())
+        .collect();
+    phases.dedup();
+    assert!(phases.contains(&"transcoding"), "{phases:?}");
+    let progress: Vec<f64> = updates
+        .iter()
+        .filter_map(|u| u["progress"].as_f64())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {progress:?}"
+    );
+
+    let data = video(&app, Some(&owner), &video_id).await;
+    let v = &data["data"]["video"];
+    assert_eq!(v["status"], "READY", "{data:#}");
+    assert!(v["failureReason"].is_null());
+    let duration = v["durationSecs"].as_f64().expect("duration");
+    assert!((duration - 20.0).abs() <= 0.1, "duration {duration}");
+    assert_eq!(
+        (v["width"].as_i64(), v["height"].as_i64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(v["mime"], "video/mp4");
+    assert_eq!(v["sizeBytes"].as_u64(), Some(bytes.len() as u64));
+    assert_eq!(v["sha256"], sha256_hex(bytes));
+    assert_eq!(v["pipelineStage"], 1);
+
+    let variants = v["variants"].as_array().expect("variants");
+    let profiles: Vec<&str> = variants
+        .iter()
+        .filter_map(|x| x["profile"].as_str())
+        .collect();
+    assert_eq!(profiles, ["proxy_720p", "thumbnail"], "{variants:#?}");
+    let dir = tempfile::tempdir().expect("dir");
+
+    let thumbnail = &variants[1];
+    assert_eq!(thumbnail["mime"], "image/jpeg");
+    let jpeg = dir.path().join("thumbnail.jpg");
+    let jpeg_bytes = download(
+        &app,
+        v["thumbnailUrl"].as_str().expect("thumbnailUrl"),
+        &jpeg,
+    )
+    .await;
+    assert!(jpeg_bytes.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+    assert_eq!(
+        thumbnail["sizeBytes"].as_u64(),
+        Some(jpeg_bytes.len() as u64)
+    );
+    assert!(thumbnail["height"].as_i64().is_some_and(|h| h <= 720));
+    download(&app, thumbnail["url"].as_str().expect("url"), &jpeg).await;
+
+    let proxy = &variants[0];
+    assert_eq!(proxy["mime"], "video/mp4");
+    assert!(
+        proxy["bitrate"].as_i64().is_some_and(|b| b > 0),
+        "{proxy:#}"
+    );
+    let mp4 = dir.path().join("proxy.mp4");
+    let proxy_bytes = download(&app, v["proxyUrl"].as_str().expect("proxyUrl"), &mp4).await;
+    assert_eq!(proxy["sizeBytes"].as_u64(), Some(proxy_bytes.len() as u64));
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = ffmpeg::probe(&tools, &mp4)
+        .await
+        .expect("ffprobe reads the proxy");
+    let (width, height) = (probe.width.expect("width"), probe.height.expect("height"));
+    assert!(
+        height <= 720 && width % 2 == 0 && height % 2 == 0,
+        "{probe:?}"
+    );
+    assert_eq!(
+        (proxy["width"].as_i64(), proxy["height"].as_i64()),
+        (Some(width.into()), Some(height.into()))
+    );
+    let proxy_duration = probe.duration_secs.expect("duration");
+    assert!((proxy_duration - 20.0).abs() <= 0.2, "{probe:?}");
+    assert_eq!(codecs(&mp4).await, ["h264", "aac"]);
+
+    // The job's output is the proxy, too.
+    let output = last["outputUrl"].as_str().expect("outputUrl once done");
+    download(&app, output, &dir.path().join("output.mp4")).await;
+}
+
+async fn uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("again@example.com").await;
+    let creator = app.create_creator(&owner, "Repeat Studio").await;
+    let other_creator = app.create_creator(&owner, "Second Studio").await;
+    let bytes = short_source().await;
+    let first = upload_and_process(&app, &owner, &creator, bytes).await;
+
+    let input = json!({
+        "creatorId": creator, "filename": "copy.mp4", "contentType": "video/mp4",
+        "sizeBytes": bytes.len(), "sha256": sha256_hex(bytes).to_uppercase(),
+    });
+    let body = request(&app, &owner, input.clone()).await;
+    let again = &body["data"]["requestVideoUpload"];
+    assert_eq!(again["deduplicated"], true, "{body:#}");
+    assert_eq!(again["video"]["id"], first.as_str());
+    assert_eq!(again["video"]["status"], "READY");
+    assert!(again["uploadUrl"].is_null());
+    assert!(again["expiresAt"].is_null());
+    assert_eq!(again["uploadHeaders"], json!({}));
+
+    // De-duplication is per creator, and only on a promised hash.
+    let mut elsewhere = input.clone();
+    elsewhere["creatorId"] = json!(other_creator);
+    let body = request(&app, &owner, elsewhere).await;
+    assert_eq!(
+        body["data"]["requestVideoUpload"]["deduplicated"], false,
+        "{body:#}"
+    );
+    let mut unhashed = input;
+    unhashed.as_object_mut().expect("object").remove("sha256");
+    let body = request(&app, &owner, unhashed).await;
+    let fresh = &body["data"]["requestVideoUpload"];
+    assert_eq!(fresh["deduplicated"], false, "{body:#}");
+    assert_ne!(fresh["video"]["id"], first.as_str());
+}
+
+async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("texter@example.com").await;
+    let creator = app.create_creator(&owner, "Text Studio").await;
+    let bytes = b"These are lecture notes, not a video.\n".repeat(20);
+
+    let upload = request_ok(&app, &owner, &creator, &bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put(&app, &upload, &bytes).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "FAILED", "{updates:#?}");
+    assert_eq!(last["error"], "the file is not a video");
+
+    let data = video(&app, Some(&owner), &id).await;
+    let v = &data["data"]["video"];
+    assert_eq!(v["status"], "FAILED", "{data:#}");
+    assert_eq!(v["failureReason"], "the file is not a video");
+    assert!(v["thumbnailUrl"].is_null() && v["proxyUrl"].is_null());
+    assert_eq!(v["variants"], json!([]));
+    assert!(v["mime"].is_null(), "nothing was detected: {v:#}");
+
+    // Completing it again is a conflict: it is no longer waiting for its upload.
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+}
+
+async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("careful@example.com").await;
+    let creator = app.create_creator(&owner, "Careful Studio").await;
+    let bytes = short_source().await;
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    let jobs_before = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+
+    // Nothing uploaded yet.
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
+    assert_eq!(error_field(&body), "videoId");
+
+    // Fewer bytes than promised.
+    put(&app, &upload, &bytes[..bytes.len() - 10]).await;
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
+    assert_eq!(error_field(&body), "videoId");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("sizeBytes"), "{message}");
+
+    // The right size, other bytes: the promised SHA-256 does not match.
+    let mut other = bytes.to_vec();
+    let last = other.len() - 1;
+    other[last] ^= 0xFF;
+    put(&app, &upload, &other).await;
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("SHA-256"), "{message}");
+
+    let data = video(&app, Some(&owner), &id).await;
+    assert_eq!(data["data"]["video"]["status"], "UPLOADING", "{data:#}");
+    let jobs_after = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(jobs_before, jobs_after, "no job was enqueued");
+
+    // The right bytes complete it.
+    put(&app, &upload, bytes).await;
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(
+        body["data"]["completeVideoUpload"]["type"], "video.probe",
+        "{body:#}"
+    );
+}
+
+async fn request_video_upload_names_each_invalid_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("strict@example.com").await;
+    let creator = app.create_creator(&owner, "Strict Studio").await;
+    let valid = json!({
+        "creatorId": creator, "filename": "a.mp4", "contentType": "video/mp4", "sizeBytes": 1000,
+    });
+    let cases = [
+        ("filename", json!(""), "input.filename"),
+        ("filename", json!("x".repeat(256)), "input.filename"),
+        ("contentType", json!("text/plain"), "input.contentType"),
+        ("sizeBytes", json!(0), "input.sizeBytes"),
+        (
+            "sizeBytes",
+            json!(10_i64 * 1024 * 1024 * 1024 + 1),
+            "input.sizeBytes",
+        ),
+        ("sha256", json!("abc"), "input.sha256"),
+        ("sha256", json!("z".repeat(64)), "input.sha256"),
+        ("title", json!("t".repeat(201)), "input.title"),
+        ("creatorId", json!("not-an-id"), "input.creatorId"),
+    ];
+    for (key, value, field) in cases {
+        let mut input = valid.clone();
+        input[key] = value;
+        let body = request(&app, &owner, input).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{key}: {body:#}");
+        assert_eq!(error_field(&body), field, "{body:#}");
+    }
+    let mut biggest = valid;
+    biggest["sizeBytes"] = json!(10_i64 * 1024 * 1024 * 1024);
+    let body = request(&app, &owner, biggest).await;
+    assert!(body.get("errors").is_none(), "10 GiB is allowed: {body:#}");
+}
+
+async fn only_members_may_upload_to_complete_or_see_a_creators_videos(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("member@example.com").await;
+    let outsider = app.register("outsider@example.com").await;
+    let admin = app.admin("root@example.com").await;
+    let creator = app.create_creator(&owner, "Members Only").await;
+    let outsiders_creator = app.create_creator(&outsider, "Elsewhere").await;
+    let bytes = short_source().await;
+    let input = json!({
+        "creatorId": creator, "filename": "a.mp4", "contentType": "video/mp4",
+        "sizeBytes": bytes.len(), "sha256": sha256_hex(bytes),
+    });
+
+    // Anonymous callers must sign in; a visible creator one does not belong to is FORBIDDEN;
+    // an unknown one NOT_FOUND.
+    let body = app.gql(None, REQUEST, json!({ "input": input })).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body:#}");
+    let body = request(&app, &outsider, input.clone()).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body:#}");
+    let mut unknown = input.clone();
+    unknown["creatorId"] = json!(uuid::Uuid::now_v7().to_string());
+    let body = request(&app, &outsider, unknown).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
+
+    // An upload in progress is invisible to outsiders: NOT_FOUND to see or complete it.
+    let pending = request_ok(&app, &owner, &creator, bytes).await;
+    let pending_id = pending["video"]["id"].as_str().expect("id").to_owned();
+    put(&app, &pending, bytes).await;
+    let body = complete(&app, &outsider, &pending_id).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
+    let body = video(&app, Some(&outsider), &pending_id).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
+    // …and its owner's uploads do not de-duplicate theirs (nor reveal that they exist).
+    let mut own = input.clone();
+    own["creatorId"] = json!(outsiders_creator);
+    let body = request(&app, &outsider, own).await;
+    assert_eq!(
+        body["data"]["requestVideoUpload"]["deduplicated"], false,
+        "{body:#}"
+    );
+
+    // Once READY (and public), outsiders see the video and its thumbnail but not the
+    // variants, and still may not complete it.
+    let updates = complete_and_follow(&app, &owner, &pending_id).await;
+    assert_eq!(
+        updates.last().expect("updates")["status"],
+        "DONE",
+        "{updates:#?}"
+    );
+    let data = video(&app, Some(&outsider), &pending_id).await;
+    let seen = &data["data"]["video"];
+    assert_eq!(seen["status"], "READY", "{data:#}");
+    assert_eq!(seen["variants"], json!([]));
+    assert!(seen["thumbnailUrl"].is_string() && seen["proxyUrl"].is_string());
+    let body = complete(&app, &outsider, &pending_id).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body:#}");
+    let body = complete(&app, &owner, &pending_id).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+
+    // Administrators may upload anywhere and see the variants.
+    let body = request(
+        &app,
+        &admin,
+        json!({
+            "creatorId": creator, "filename": "b.mp4", "contentType": "video/webm", "sizeBytes": 5,
+        }),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["requestVideoUpload"]["video"]["status"], "UPLOADING",
+        "{body:#}"
+    );
+    let data = video(&app, Some(&admin), &pending_id).await;
+    assert_eq!(
+        data["data"]["video"]["variants"].as_array().map(Vec::len),
+        Some(2),
+        "{data:#}"
+    );
+}
+
+/// On S3 the PUT goes to the bucket itself, and the SHA-256 check reads the object back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
+    let server = s3::start().await;
+    let app =
+        TestApp::spawn_with(Backend::Postgres, |a| s3::configure(&mut a.config, &server)).await;
+    assert_eq!(app.state.storage.backend_name(), "s3");
+    let owner = app.register("bucket@example.com").await;
+    let creator = app.create_creator(&owner, "Bucket Studio").await;
+    let bytes = short_source().await;
+
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    assert!(
+        upload["uploadUrl"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&server.endpoint)),
+        "{upload:#}"
+    );
+    let mut other = bytes.to_vec();
+    other[0] ^= 0xFF;
+    put(&app, &upload, &other).await;
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
+
+    put(&app, &upload, bytes).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    assert_eq!(
+        updates.last().expect("updates")["status"],
+        "DONE",
+        "{updates:#?}"
+    );
+    let data = video(&app, Some(&owner), &id).await;
+    let v = &data["data"]["video"];
+    assert_eq!(v["status"], "READY", "{data:#}");
+    let dir = tempfile::tempdir().expect("dir");
+    let jpeg = download(
+        &app,
+        v["thumbnailUrl"].as_str().expect("thumbnailUrl"),
+        &dir.path().join("t.jpg"),
+    )
+    .await;
+    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+}
+
+both_backends!(
+    an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy,
+    uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload,
+    a_file_that_is_not_a_video_ends_failed_with_a_clear_reason,
+    complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing,
+    request_video_upload_names_each_invalid_field,
+    only_members_may_upload_to_complete_or_see_a_creators_videos,
+);
