@@ -43,7 +43,7 @@ fn options() -> Options {
 fn movie(options: &Options, salt: &str, changed_last: &str) -> Value {
     let scenes: Vec<Value> = (0..options.scenes)
         .map(|i| {
-            let text = if i + 1 == options.scenes { changed_last.to_owned() } else { format!("Scene {i} {salt}") };
+            let text = if i + 1 == options.scenes { format!("{changed_last} {salt}") } else { format!("Scene {i} {salt}") };
             json!({
                 "id": format!("s{i}"),
                 "duration": options.scene_secs,
