@@ -15,6 +15,7 @@ mod m20261122_000005_create_highlights;
 mod m20261122_000006_seed_plans;
 mod m20261122_000007_create_job_transitions;
 mod m20261122_000008_protect_consent_audit;
+mod m20261122_000009_index_highlights_by_rank;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_seed_plans::Migration),
             Box::new(m20261122_000007_create_job_transitions::Migration),
             Box::new(m20261122_000008_protect_consent_audit::Migration),
+            Box::new(m20261122_000009_index_highlights_by_rank::Migration),
         ]
     }
 }

@@ -23,9 +23,9 @@ use async_graphql::dataloader::Loader;
 use entity::{VideoStatus, creator, creator_follow, creator_member, user, video};
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
-    QueryTrait,
-    sea_query::{Asterisk, Expr, ExprTrait, Query},
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Asterisk, Query},
 };
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -196,6 +196,7 @@ loader_set!(
     member_creators: MemberCreators,
     creator_videos: CreatorVideos,
     creator_video_counts: CreatorVideoCount,
+    highlight_counts: HighlightCount,
 );
 
 impl LoaderSet {
@@ -259,6 +260,36 @@ pub struct CreatorVideos {
     pub creator_id: Uuid,
     pub limit: u64,
     pub status: Option<VideoStatus>,
+}
+
+/// How many highlight candidates a video has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HighlightCount(pub Uuid);
+
+impl Loader<HighlightCount> for DbLoader {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[HighlightCount],
+    ) -> Result<HashMap<HighlightCount, i64>, AppError> {
+        let counts: HashMap<Uuid, i64> = entity::highlight::Entity::find()
+            .select_only()
+            .column(entity::highlight::Column::VideoId)
+            .column_as(entity::highlight::Column::Id.count(), "n")
+            .filter(entity::highlight::Column::VideoId.is_in(ids(keys, |k| k.0)))
+            .group_by(entity::highlight::Column::VideoId)
+            .into_tuple::<(Uuid, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|k| (*k, counts.get(&k.0).copied().unwrap_or(0)))
+            .collect())
+    }
 }
 
 /// How many videos of a creator the caller may see.
@@ -401,8 +432,10 @@ impl Loader<CreatorVideos> for DbLoader {
     type Value = Vec<video::Model>;
     type Error = AppError;
 
-    /// One query per distinct (page size, status) — in practice one: a window function numbers
-    /// each creator's videos newest first and keeps the first `limit + 1` of each.
+    /// One query per distinct (page size, status) — in practice one: a `UNION ALL` of one
+    /// `ORDER BY id DESC LIMIT n + 1` per creator, so each creator's page is read straight off
+    /// the `(creator_id, id)` index (a window function over all their videos read and sorted
+    /// every row: 5× slower on the read benchmark).
     async fn load(
         &self,
         keys: &[CreatorVideos],
@@ -418,23 +451,31 @@ impl Loader<CreatorVideos> for DbLoader {
         let mut out: HashMap<CreatorVideos, Vec<video::Model>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for ((limit, status), creator_ids) in groups {
-            let mut inner = video::Entity::find()
-                .filter(video::Column::CreatorId.is_in(creator_ids))
-                .filter(visible.clone());
-            if let Some(status) = status {
-                inner = inner.filter(video::Column::Status.eq(status));
+            let mut union: Option<sea_orm::sea_query::SelectStatement> = None;
+            for (i, creator_id) in creator_ids.into_iter().enumerate() {
+                let mut page = video::Entity::find()
+                    .filter(video::Column::CreatorId.eq(creator_id))
+                    .filter(visible.clone());
+                if let Some(status) = status {
+                    page = page.filter(video::Column::Status.eq(status));
+                }
+                let page = page
+                    .order_by_desc(video::Column::Id)
+                    .limit(limit + 1)
+                    .into_query();
+                // Wrapped, because SQLite allows ORDER BY/LIMIT only on a whole compound select.
+                let member = Query::select()
+                    .column(Asterisk)
+                    .from_subquery(page, format!("p{i}"))
+                    .to_owned();
+                union = Some(match union {
+                    None => member,
+                    Some(mut all) => all
+                        .union(sea_orm::sea_query::UnionType::All, member)
+                        .to_owned(),
+                });
             }
-            let inner = inner
-                .expr_as(
-                    Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),
-                    "rn",
-                )
-                .into_query();
-            let outer = Query::select()
-                .column(Asterisk)
-                .from_subquery(inner, "t")
-                .and_where(Expr::col("rn").lte(limit as i64 + 1))
-                .to_owned();
+            let Some(outer) = union else { continue };
             let statement = self.db.get_database_backend().build(&outer);
             let rows = video::Model::find_by_statement(statement)
                 .all(&self.db)

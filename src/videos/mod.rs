@@ -127,6 +127,13 @@ impl Video {
     async fn key_moments(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::KeyMoment>> {
         crate::content::key_moments_of(ctx, &self.0).await
     }
+    /// Number of highlight candidates (batched across a page of videos).
+    async fn highlight_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        Ok(loaders(ctx)?
+            .load_one(crate::graphql::loaders::HighlightCount(self.0.id))
+            .await?
+            .unwrap_or(0))
+    }
     /// Highlight candidates, best first.
     async fn highlights(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::Highlight>> {
         crate::content::highlights_of(ctx, &self.0).await
