@@ -10,6 +10,7 @@ mod creators;
 mod jobs;
 mod limits;
 mod pipeline;
+mod read_path;
 mod render;
 mod s3;
 mod schema;

@@ -1,0 +1,306 @@
+//! The queries of the read benchmark (`bench/read`) cost a fixed number of SQL statements,
+//! whatever the page size: every relation under a page is loaded in one batch for all of the
+//! page's parents, never once per parent. Each query runs at two page sizes against the same
+//! data, and the statements it sent are counted with the server's own counter.
+
+use chrono::{Duration, Utc};
+use entity::{
+    HighlightStatus, ReviewStatus, UserRole, VideoStatus, creator, creator_follow, highlight,
+    key_moment, user, video,
+};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp},
+};
+
+/// What the seed created, newest first.
+struct Catalogue {
+    creators: Vec<Uuid>,
+    videos: Vec<Uuid>,
+}
+
+const CREATORS: usize = 6;
+const VIDEOS_PER_CREATOR: usize = 6;
+const MOMENTS_PER_VIDEO: usize = 2;
+const FOLLOWERS: usize = 5;
+
+/// Public creators, videos, key moments with one highlight each, and followers — inserted
+/// directly, as the benchmark's generator does. Ids are UUIDv7 of increasing times, so the
+/// API's newest-first order is the reverse of insertion.
+async fn seed(app: &TestApp) -> Catalogue {
+    let db = &app.state.db;
+    let start = Utc::now() - Duration::days(30);
+    let mut tick = 0i64;
+    let mut next = || {
+        tick += 1;
+        let at = start + Duration::seconds(tick);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_nanos(),
+        );
+        (Uuid::new_v7(ts), at)
+    };
+
+    let mut followers = Vec::new();
+    for n in 0..FOLLOWERS {
+        let (id, at) = next();
+        user::ActiveModel {
+            id: Set(id),
+            email: Set(format!("fan{n}@example.com")),
+            password_hash: Set("not-a-hash: nobody signs in".to_owned()),
+            role: Set(UserRole::Viewer),
+            is_active: Set(true),
+            is_verified: Set(true),
+            credits: Set(0),
+            created_at: Set(at),
+            updated_at: Set(at),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .expect("user inserted");
+        followers.push(id);
+    }
+
+    let mut catalogue = Catalogue {
+        creators: Vec::new(),
+        videos: Vec::new(),
+    };
+    let mut moments = Vec::new();
+    let mut highlights = Vec::new();
+    for c in 0..CREATORS {
+        let (creator_id, at) = next();
+        creator::ActiveModel {
+            id: Set(creator_id),
+            name: Set(format!("Reader {c}")),
+            slug: Set(format!("reader-{c}")),
+            genres: Set(json!(["editing"])),
+            social_links: Set(json!({})),
+            featured: Set(false),
+            created_at: Set(at),
+            updated_at: Set(at),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .expect("creator inserted");
+        catalogue.creators.push(creator_id);
+        // Every creator has followers, some more than others.
+        for follower in followers.iter().take(1 + c % FOLLOWERS) {
+            let (id, at) = next();
+            creator_follow::ActiveModel {
+                id: Set(id),
+                user_id: Set(*follower),
+                creator_id: Set(creator_id),
+                created_at: Set(at),
+            }
+            .insert(db)
+            .await
+            .expect("follow inserted");
+        }
+        for v in 0..VIDEOS_PER_CREATOR {
+            let (video_id, at) = next();
+            video::ActiveModel {
+                id: Set(video_id),
+                creator_id: Set(creator_id),
+                title: Set(format!("c{c}v{v}")),
+                original_filename: Set(format!("c{c}v{v}.mp4")),
+                storage_key: Set(format!("creators/{creator_id}/videos/{video_id}/original")),
+                duration_secs: Set(Some(600.0)),
+                status: Set(VideoStatus::Ready),
+                created_at: Set(at),
+                updated_at: Set(at),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .expect("video inserted");
+            catalogue.videos.push(video_id);
+            // Videos have between one and MOMENTS_PER_VIDEO highlights.
+            for m in 0..(1 + (c + v) % MOMENTS_PER_VIDEO) {
+                let (moment_id, at) = next();
+                let start = 60.0 * m as f64;
+                moments.push(key_moment::ActiveModel {
+                    id: Set(moment_id),
+                    video_id: Set(video_id),
+                    title: Set(format!("c{c}v{v}m{m}")),
+                    start_time: Set(start),
+                    end_time: Set(start + 30.0),
+                    topic_tags: Set(json!([])),
+                    review_status: Set(ReviewStatus::Approved),
+                    sort_order: Set(m as i32),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                    ..Default::default()
+                });
+                let (highlight_id, at) = next();
+                // Scores spread so the best ones belong to many different videos and creators.
+                let score = ((highlights.len() * 37) % 100) as f64 / 100.0;
+                highlights.push(highlight::ActiveModel {
+                    id: Set(highlight_id),
+                    key_moment_id: Set(moment_id),
+                    video_id: Set(video_id),
+                    score: Set(score),
+                    score_breakdown: Set(json!({})),
+                    duration_secs: Set(30.0),
+                    status: Set(HighlightStatus::Candidate),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    key_moment::Entity::insert_many(moments)
+        .exec_without_returning(db)
+        .await
+        .expect("key moments inserted");
+    highlight::Entity::insert_many(highlights)
+        .exec_without_returning(db)
+        .await
+        .expect("highlights inserted");
+    catalogue.creators.reverse();
+    catalogue.videos.reverse();
+    catalogue
+}
+
+/// Runs `query` signed out and returns its data and the SQL statements it cost.
+async fn cost(app: &TestApp, query: &str, variables: Value) -> (Value, u64) {
+    let before = app.statements();
+    let data = app.ok(None, query, variables).await;
+    (data, app.statements() - before)
+}
+
+fn len(value: &Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
+}
+
+const VIDEO: &str = "query($id: ID!) { video(id: $id) { id title durationSecs status createdAt creator { id name } } }";
+
+const CREATORS_WITH_VIDEOS: &str = "query($n: Int!, $m: Int!) {
+    creators(first: $n) { nodes { id name videos(first: $m) { nodes { id title } } } } }";
+
+const TOP_HIGHLIGHTS: &str = "query($n: Int!) {
+    highlights(first: $n) { nodes { id score video { id title creator { id name } } keyMoment { id title } } } }";
+
+const CREATOR_PAGE: &str = "query($id: ID!, $n: Int!) {
+    creator(id: $id) { id name followerCount videos(first: $n) { nodes { id title highlightCount } } } }";
+
+async fn one_video_costs_the_same_statements_whichever_video(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let catalogue = seed(&app).await;
+    let mut costs = Vec::new();
+    for id in [
+        catalogue.videos[0],
+        catalogue.videos[catalogue.videos.len() - 1],
+    ] {
+        let (data, statements) = cost(&app, VIDEO, json!({ "id": id })).await;
+        assert_eq!(data["video"]["id"], id.to_string());
+        assert!(data["video"]["creator"]["name"].is_string());
+        costs.push(statements);
+    }
+    assert_eq!(costs[0], costs[1], "statements per request: {costs:?}");
+    assert!(costs[0] <= 2, "the video, then its creator: {costs:?}");
+}
+
+async fn a_page_of_creators_with_their_videos_costs_the_same_statements_whatever_its_size(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let catalogue = seed(&app).await;
+    let mut costs = Vec::new();
+    for (n, m) in [(2, 2), (CREATORS, VIDEOS_PER_CREATOR - 1)] {
+        let (data, statements) = cost(&app, CREATORS_WITH_VIDEOS, json!({ "n": n, "m": m })).await;
+        let nodes = &data["creators"]["nodes"];
+        assert_eq!(len(nodes), n);
+        assert_eq!(nodes[0]["id"], catalogue.creators[0].to_string());
+        for node in nodes.as_array().into_iter().flatten() {
+            assert_eq!(len(&node["videos"]["nodes"]), m);
+        }
+        costs.push(statements);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements grew with the page: {costs:?}"
+    );
+    assert!(
+        costs[0] <= 2,
+        "the creators, then all of their videos: {costs:?}"
+    );
+}
+
+async fn a_page_of_top_highlights_costs_the_same_statements_whatever_its_size(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    seed(&app).await;
+    let mut costs = Vec::new();
+    for n in [2, 20] {
+        let (data, statements) = cost(&app, TOP_HIGHLIGHTS, json!({ "n": n })).await;
+        let nodes = data["highlights"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(nodes.len(), n);
+        let scores: Vec<f64> = nodes.iter().filter_map(|h| h["score"].as_f64()).collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "best first: {scores:?}"
+        );
+        for node in &nodes {
+            assert!(node["video"]["creator"]["name"].is_string());
+            assert!(node["keyMoment"]["title"].is_string());
+        }
+        costs.push(statements);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements grew with the page: {costs:?}"
+    );
+    assert!(
+        costs[0] <= 4,
+        "highlights, their videos, the videos' creators, their key moments: {costs:?}"
+    );
+}
+
+async fn a_creator_page_costs_the_same_statements_whatever_its_size(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let catalogue = seed(&app).await;
+    // The last creator seeded (the first listed) has followers and videos with 1 or 2 highlights.
+    let creator = catalogue.creators[0];
+    let mut costs = Vec::new();
+    for n in [2, VIDEOS_PER_CREATOR] {
+        let (data, statements) = cost(&app, CREATOR_PAGE, json!({ "id": creator, "n": n })).await;
+        let page = &data["creator"];
+        assert_eq!(page["id"], creator.to_string());
+        assert_eq!(page["followerCount"], 1 + (CREATORS - 1) % FOLLOWERS);
+        let videos = page["videos"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(videos.len(), n);
+        for video in &videos {
+            let count = video["highlightCount"].as_u64().unwrap_or(0);
+            assert!((1..=MOMENTS_PER_VIDEO as u64).contains(&count), "{video}");
+        }
+        costs.push(statements);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements grew with the page: {costs:?}"
+    );
+    assert!(
+        costs[0] <= 4,
+        "the creator, its follower count, its videos, their highlight counts: {costs:?}"
+    );
+}
+
+both_backends!(
+    one_video_costs_the_same_statements_whichever_video,
+    a_page_of_creators_with_their_videos_costs_the_same_statements_whatever_its_size,
+    a_page_of_top_highlights_costs_the_same_statements_whatever_its_size,
+    a_creator_page_costs_the_same_statements_whatever_its_size,
+);
