@@ -69,7 +69,7 @@ where
     K: Send + Sync + Hash + Eq + Clone + 'static,
     L: Loader<K, Error = AppError>,
 {
-    fn new(loader: Arc<L>, cache_results: bool) -> Self {
+    pub fn new(loader: Arc<L>, cache_results: bool) -> Self {
         Self {
             loader,
             cache_results,
