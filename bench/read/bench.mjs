@@ -11,6 +11,7 @@
 //
 // Settings come from the environment (run.sh sets them): RG_URL, PG_URL, DB_URL, DB_NAME,
 // RG_PID, PG_PID, RESULTS_DIR, DURATION, WARMUP, RUNS, CONNECTIONS, THREADS, SAMPLES, ONLY.
+// SUMMARIZE=results/<time> only prints the summary of an earlier run again.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -27,7 +28,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 function env(name, fallback) {
   const value = process.env[name];
   if (value === undefined || value === "") {
-    if (fallback === undefined) throw new Error(`${name} is not set`);
+    if (fallback === undefined) {
+      if (process.env.SUMMARIZE) return "";
+      throw new Error(`${name} is not set (run bench/read/run.sh)`);
+    }
     return fallback;
   }
   return value;
@@ -404,12 +408,12 @@ function renderSummary(report) {
   );
   lines.push("");
   lines.push(
-    "| query | SQL stmts/req (Reelgraph) | Reelgraph req/s | PostGraphile req/s | ratio | Reelgraph p50 / p99 (ms) | PostGraphile p50 / p99 (ms) | p99 ratio (PG ÷ RG) | CPU: Reelgraph + its PG backends | CPU: PostGraphile + its PG backends | load (1 min) |",
+    "| query | SQL stmts/req (Reelgraph) | Reelgraph req/s | PostGraphile req/s | ratio | Reelgraph p50 / p99 (ms) | PostGraphile p50 / p99 (ms) | p99 ratio (PG ÷ RG) | CPU ms/req: Reelgraph + its PG backends | CPU ms/req: PostGraphile + its PG backends | machine busy (RG / PG runs) | load (1 min) |",
   );
-  lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of report.results) {
     if (r.unavailable) {
-      lines.push(`| ${r.title} | – | not measured: ${r.unavailable.replace(/\|/g, "\\|")} | | | | | | | | |`);
+      lines.push(`| ${r.title} | – | not measured: ${r.unavailable.replace(/\|/g, "\\|")} | | | | | | | | | |`);
       continue;
     }
     const of = (key) => r.runs.filter((x) => x.server === key);
@@ -419,25 +423,36 @@ function renderSummary(report) {
       rps: mean(runs.map((x) => x.rps)),
       p50: mean(runs.map((x) => x.p50_ms)),
       p99: mean(runs.map((x) => x.p99_ms)),
-      server: mean(runs.map((x) => x.cpu.server)),
-      postgres: mean(runs.map((x) => x.cpu.postgres)),
+      // CPU time per request, in ms: % of a core ÷ req/s × 10.
+      server: mean(runs.map((x) => (x.cpu.server / x.rps) * 10)),
+      postgres: mean(runs.map((x) => (x.cpu.postgres / x.rps) * 10)),
+      machine: mean(runs.map((x) => x.cpu.machine)),
+      capacity: runs[0].cpu.capacity,
       load: mean(runs.map((x) => x.load1)),
       spread: runs.map((x) => fmtInt(x.rps)).join(", "),
     });
     const a = agg(rg);
     const b = agg(pgr);
     lines.push(
-      `| ${r.title} | ${fmt(r.statements, 1)} | ${fmtInt(a.rps)} (${a.spread}) | ${fmtInt(b.rps)} (${b.spread}) | ${fmt(a.rps / b.rps, 2)}× | ${fmt(a.p50, 2)} / ${fmt(a.p99, 2)} | ${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} | ${fmt(b.p99 / a.p99, 2)}× | ${Math.round(a.server)}% + ${Math.round(a.postgres)}% | ${Math.round(b.server)}% + ${Math.round(b.postgres)}% | ${fmt(Math.min(a.load, b.load), 2)}–${fmt(Math.max(...r.runs.map((x) => x.load1)), 2)} |`,
+      `| ${r.title} | ${fmt(r.statements, 1)} | ${fmtInt(a.rps)} (${a.spread}) | ${fmtInt(b.rps)} (${b.spread}) | ${fmt(a.rps / b.rps, 2)}× | ${fmt(a.p50, 2)} / ${fmt(a.p99, 2)} | ${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} | ${fmt(b.p99 / a.p99, 2)}× | ${fmt(a.server, 2)} + ${fmt(a.postgres, 2)} | ${fmt(b.server, 2)} + ${fmt(b.postgres, 2)} | ${Math.round(a.machine)}% / ${Math.round(b.machine)}% of ${a.capacity}% | ${fmt(Math.min(a.load, b.load), 2)}–${fmt(Math.max(...r.runs.map((x) => x.load1)), 2)} |`,
     );
   }
   lines.push("");
   lines.push(
-    "req/s: mean of the runs (each run in brackets); p50/p99: mean of the runs' wrk percentiles; CPU in % of one core, mean of the runs; load: 1-minute load average when each run started.",
+    "req/s: mean of the runs (each run in brackets); p50/p99: mean of the runs' wrk percentiles; CPU ms/req: CPU time of the server process and of the PostgreSQL backends serving the benchmark database, per request, mean of the runs; machine busy: all CPUs, all processes; load: 1-minute load average when each run started.",
   );
   return lines.join("\n") + "\n";
 }
 
-main().catch((err) => {
+// `SUMMARIZE=results/<time> node bench.mjs` re-renders the summary of an earlier run.
+const entry = process.env.SUMMARIZE
+  ? Promise.resolve().then(() => {
+      const report = JSON.parse(readFileSync(path.join(process.env.SUMMARIZE, "results.json"), "utf8"));
+      console.log(renderSummary(report));
+    })
+  : main();
+
+entry.catch((err) => {
   if (err instanceof BenchError) {
     log(`\nFAILED: ${err.message}`);
   } else {

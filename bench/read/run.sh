@@ -4,19 +4,23 @@
 #   bench/read/run.sh [--duration 10] [--runs 2] [--warmup 5] [--connections 32] [--threads 1]
 #                     [--creators 200] [--videos-per-creator 100] [--moments-per-video 5]
 #                     [--segments-per-video 12] [--viewers 5000] [--only video,creators]
-#                     [--max-load 1.5] [--keep]
+#                     [--max-load 1.5] [--sql extra.sql] [--keep]
 #
 # It creates a fresh PostgreSQL database, migrates it with the release build of Reelgraph,
 # generates the dataset in SQL (seed.sql), creates a read-only role for PostGraphile, starts
 # both servers on free ports, checks that both give the same answers to every query, then
 # drives both with wrk at a fixed concurrency, alternating runs (bench.mjs). Results go to
-# bench/read/results/<time>/ (summary.md, results.json, server logs). The servers, the database
-# and the role are removed on exit, also on failure or Ctrl-C (--keep keeps the database).
+# bench/read/results/<time>/ (summary.md, results.json, server logs). The servers, the
+# database and the role are removed on exit, also on failure or Ctrl-C (--keep keeps the
+# database). --max-load waits (up to 15 min) for the 1-minute load average to drop below it
+# before timing; --sql runs an extra SQL file on the database after the dataset is loaded (to
+# try an index, say). Exit status: 0, or 1 on any failure (different answers included), or 3
+# when a query could not be measured because Reelgraph cannot answer it.
 #
 # Needs: a PostgreSQL server that trusts local connections (PG_BASE_URL, default
-# postgres://postgres@127.0.0.1:5432), psql, cargo, npm (Node 22 and PostGraphile come from the
-# npm registry into bench/read/node_modules), and wrk (installed with apt-get when missing and
-# running as root). REELGRAPH_BIN=path/to/reelgraph skips the build and uses that binary.
+# postgres://postgres@127.0.0.1:5432), psql, cargo, npm (Node 22 and PostGraphile come from
+# the npm registry into bench/read/node_modules), and wrk (installed with apt-get when missing
+# and running as root). REELGRAPH_BIN=path/to/reelgraph skips the build and uses that binary.
 
 set -euo pipefail
 
@@ -34,6 +38,7 @@ moments_per_video=5
 segments_per_video=12
 viewers=5000
 only=""
+extra_sql=""
 max_load=""
 keep=false
 pg_base="${PG_BASE_URL:-postgres://postgres@127.0.0.1:5432}"
@@ -58,8 +63,9 @@ while [[ $# -gt 0 ]]; do
     --viewers) viewers="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --max-load) max_load="$2"; shift 2 ;;
+    --sql) extra_sql="$2"; shift 2 ;;
     --keep) keep=true; shift ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -148,6 +154,12 @@ psql -X -q -v ON_ERROR_STOP=1 \
   -v viewers="$viewers" -f "$here/seed.sql" "$db_url" >"$results/dataset.txt" ||
   die "seeding failed (see $results/dataset.txt)"
 say "dataset loaded in $((SECONDS - seed_start)) s"
+if [[ -n $extra_sql ]]; then
+  [[ -f $extra_sql ]] || die "--sql $extra_sql: no such file"
+  say "running $extra_sql"
+  psql -X -q -v ON_ERROR_STOP=1 -f "$extra_sql" "$db_url" || die "$extra_sql failed"
+  cp "$extra_sql" "$results/"
+fi
 
 # PostGraphile reads through a role that can only read.
 psql -X -q -v ON_ERROR_STOP=1 "$db_url" >/dev/null <<SQL
