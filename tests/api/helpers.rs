@@ -309,6 +309,30 @@ pub async fn subscribe(
     socket
 }
 
+/// The next `next` payload of a subscription.
+pub async fn next_payload(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    let read = async {
+        loop {
+            let message = socket.next().await.expect("open").expect("message");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).expect("json");
+                match value["type"].as_str() {
+                    Some("next") => return value["payload"].clone(),
+                    Some("error" | "complete") => panic!("subscription ended: {value}"),
+                    _ => {}
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the subscription's first event")
+}
+
 /// Reads a subscription's `next` payloads until `complete` (at most `within`).
 pub async fn collect_until_complete(
     socket: &mut tokio_tungstenite::WebSocketStream<

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        Backend, Session, TestApp, collect_until_complete, error_code, error_field, subscribe,
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, next_payload,
+        subscribe,
     },
     s3,
 };
@@ -68,6 +69,9 @@ fn movie(logo: &str, last_scene_text: &str) -> Value {
 }
 
 /// Renders `spec` and follows it to the end; returns the job id, the updates and the time.
+///
+/// The app runs without a worker until the subscription has delivered its first event (the
+/// job, still QUEUED), so every phase the job goes through is seen, however busy the machine.
 async fn render(app: &TestApp, owner: &Session, spec: Value) -> (String, Vec<Value>, Duration) {
     let started = tokio::time::Instant::now();
     let data = app
@@ -79,11 +83,22 @@ async fn render(app: &TestApp, owner: &Session, spec: Value) -> (String, Vec<Val
         .await;
     let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
     let mut socket = subscribe(&app.base, &owner.access_token, UPDATES, json!({ "id": id })).await;
-    let updates: Vec<Value> = collect_until_complete(&mut socket, Duration::from_secs(180))
-        .await
-        .into_iter()
-        .map(|p| p["data"]["jobUpdated"].clone())
+    let first = next_payload(&mut socket).await["data"]["jobUpdated"].clone();
+    assert_eq!(
+        first["status"], "QUEUED",
+        "no worker has run it yet: {first}"
+    );
+    let workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let updates: Vec<Value> = std::iter::once(first)
+        .chain(
+            collect_until_complete(&mut socket, Duration::from_secs(180))
+                .await
+                .into_iter()
+                .map(|p| p["data"]["jobUpdated"].clone()),
+        )
         .collect();
+    workers.abort();
     (id, updates, started.elapsed())
 }
 
@@ -170,21 +185,29 @@ async fn render_flow(app: TestApp) {
     let tampered = tamper_signature(url);
     let response = app.client.get(&tampered).send().await.expect("request");
     assert_eq!(response.status(), 403, "tampered URL must fail");
-    let short = app
+    // Expiry times are whole seconds (SigV4's X-Amz-Date too), so a URL valid for 5 s is
+    // still good for at least 4 s, and one valid for 1 s is surely dead 2.1 s later.
+    let valid = app
         .state
         .storage
-        .presign_get(&key, Duration::from_secs(1))
+        .presign_get(&key, Duration::from_secs(5))
         .await
         .expect("presigned");
     assert_eq!(
         app.client
-            .get(&short)
+            .get(&valid)
             .send()
             .await
             .expect("request")
             .status(),
         200
     );
+    let short = app
+        .state
+        .storage
+        .presign_get(&key, Duration::from_secs(1))
+        .await
+        .expect("presigned");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         app.client
@@ -200,14 +223,17 @@ async fn render_flow(app: TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_movie_renders_to_an_mp4_on_local_storage_and_rerenders_only_changed_scenes() {
-    render_flow(TestApp::spawn(Backend::Sqlite).await).await;
+    render_flow(TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_movie_renders_to_an_mp4_on_s3_storage_and_rerenders_only_changed_scenes() {
     let server = s3::start().await;
-    let app =
-        TestApp::spawn_with(Backend::Postgres, |a| s3::configure(&mut a.config, &server)).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |a| {
+        a.no_worker = true;
+        s3::configure(&mut a.config, &server);
+    })
+    .await;
     assert_eq!(app.state.storage.backend_name(), "s3");
     render_flow(app).await;
 }
