@@ -189,13 +189,14 @@ async fn graphql(
         .data(content_loaders)
         .data(client_info(&state.app, &headers, peer));
     let operations = batch.iter().count() as u64;
-    let response = state.schema.execute_batch(batch).await;
+    let mut response = state.schema.execute_batch(batch).await;
     state.app.metrics.graphql_operations.inc_by(operations);
-    let responses: &[async_graphql::Response] = match &response {
-        async_graphql::BatchResponse::Single(one) => std::slice::from_ref(one),
+    let responses: &mut [async_graphql::Response] = match &mut response {
+        async_graphql::BatchResponse::Single(one) => std::slice::from_mut(one),
         async_graphql::BatchResponse::Batch(many) => many,
     };
     for response in responses {
+        crate::graphql::errors::add_codes(response);
         for error in &response.errors {
             let code = error
                 .extensions

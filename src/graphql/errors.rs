@@ -1,78 +1,20 @@
 //! Gives every error an `extensions.code` from the contract's list.
 //!
 //! Resolver errors get theirs from `AppError`. Errors raised by async-graphql itself (syntax,
-//! validation, argument coercion, depth and complexity limits) carry none, so this extension
-//! adds one: `QUERY_TOO_COMPLEX` for the limits, `BAD_USER_INPUT` for the rest — they are all
-//! about the query the client sent.
+//! validation, argument coercion, depth and complexity limits) carry none, so [`add_codes`]
+//! adds one to every response before it leaves: `QUERY_TOO_COMPLEX` for the limits,
+//! `BAD_USER_INPUT` for the rest — they are all about the query the client sent.
 //!
-//! `Schema::execute` runs the `request` hook, `Schema::execute_stream` (the WebSocket layer)
-//! only the `subscribe` hook, so both add the missing codes.
+//! This is done on the finished response (by the HTTP handler and the WebSocket layer) rather
+//! than in a schema extension: with any extension registered, async-graphql routes every
+//! field of every response through the extension chain, which costs more than resolving it.
 
-use std::sync::Arc;
+use async_graphql::{Response, ServerError};
 
-use async_graphql::{
-    Response, ServerError, ValidationResult,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe, NextValidation,
-    },
-};
-use futures_util::stream::{BoxStream, StreamExt};
-
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            ensure_code(error);
-        }
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut response| {
-                for error in &mut response.errors {
-                    ensure_code(error);
-                }
-                response
-            })
-            .boxed()
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            for error in &mut errors {
-                let code = if error.message == "Query is too complex."
-                    || error.message == "Query is nested too deep."
-                    || error.message.starts_with("The recursion depth")
-                {
-                    "QUERY_TOO_COMPLEX"
-                } else {
-                    "BAD_USER_INPUT"
-                };
-                set_code(error, code);
-            }
-            errors
-        })
+/// Adds the missing codes to a response's errors.
+pub fn add_codes(response: &mut Response) {
+    for error in &mut response.errors {
+        ensure_code(error);
     }
 }
 
@@ -95,6 +37,13 @@ fn set_code(error: &mut ServerError, code: &str) {
 /// Errors without a code at this point come from async-graphql's own input handling.
 fn ensure_code(error: &mut ServerError) {
     if has_code(error) {
+        return;
+    }
+    if error.message == "Query is too complex."
+        || error.message == "Query is nested too deep."
+        || error.message.starts_with("The recursion depth")
+    {
+        set_code(error, "QUERY_TOO_COMPLEX");
         return;
     }
     set_code(error, "BAD_USER_INPUT");

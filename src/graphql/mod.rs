@@ -65,8 +65,7 @@ pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
     )
     .limit_depth(config.max_query_depth)
     .limit_complexity(config.max_query_complexity)
-    .limit_recursive_depth(64)
-    .extension(errors::ErrorCodes);
+    .limit_recursive_depth(64);
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -98,6 +97,28 @@ pub fn viewer<'a>(ctx: &Context<'a>) -> AppResult<&'a Arc<Viewer>> {
 /// The DataLoaders of this request.
 pub fn loaders<'a>(ctx: &Context<'a>) -> AppResult<&'a Loaders> {
     ctx.data::<Loaders>().map_err(|_| missing("Loaders"))
+}
+
+/// Whether the client selected `path` (field names, not aliases) below this field.
+pub fn selects(ctx: &Context<'_>, path: &[&str]) -> bool {
+    path.iter()
+        .fold(ctx.look_ahead(), |look, name| look.field(name))
+        .exists()
+}
+
+/// Whether the client selected `path` in the nodes of the connection this field returns,
+/// through `nodes` or `edges { node }`.
+pub fn node_selects(ctx: &Context<'_>, path: &[&str]) -> bool {
+    let nodes = path
+        .iter()
+        .fold(ctx.look_ahead().field("nodes"), |look, name| {
+            look.field(name)
+        });
+    let edges = path.iter().fold(
+        ctx.look_ahead().field("edges").field("node"),
+        |look, name| look.field(name),
+    );
+    nodes.exists() || edges.exists()
 }
 
 /// Parses an `ID` argument; ids are UUIDs, anything else is a client error naming `field`.

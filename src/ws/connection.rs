@@ -308,7 +308,10 @@ impl Connection {
                 .state
                 .schema
                 .execute_stream(request)
-                .map(move |response| (id.clone(), Some(response)))
+                .map(move |mut response| {
+                    crate::graphql::errors::add_codes(&mut response);
+                    (id.clone(), Some(response))
+                })
         };
         let end = stream::once(std::future::ready((id.clone(), None)));
         let (abort, registration) = AbortHandle::new_pair();
