@@ -41,9 +41,13 @@ pub async fn connect(
             sqlite_options(format!("sqlite://{}?mode=rwc", path.display()))
         }
     };
+    // sqlx pings a pooled connection on every checkout by default: one extra round trip per
+    // statement. Only connections idle long enough to have been dropped by the server or a
+    // proxy are checked now.
     options
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     let mut db = Database::connect(options)
         .await

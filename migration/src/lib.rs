@@ -16,6 +16,7 @@ mod m20261122_000006_seed_plans;
 mod m20261122_000007_create_job_transitions;
 mod m20261122_000008_protect_consent_audit;
 mod m20261122_000009_index_highlights_by_rank;
+mod m20261122_000010_index_hidden_consents;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_create_job_transitions::Migration),
             Box::new(m20261122_000008_protect_consent_audit::Migration),
             Box::new(m20261122_000009_index_highlights_by_rank::Migration),
+            Box::new(m20261122_000010_index_hidden_consents::Migration),
         ]
     }
 }
