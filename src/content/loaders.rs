@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Groups rows by their video, keeping the query's order within each group.
-fn by_video<M>(rows: Vec<M>, video_id: impl Fn(&M) -> Uuid) -> HashMap<Uuid, Vec<M>> {
+pub(crate) fn by_video<M>(rows: Vec<M>, video_id: impl Fn(&M) -> Uuid) -> HashMap<Uuid, Vec<M>> {
     let mut out: HashMap<Uuid, Vec<M>> = HashMap::new();
     for row in rows {
         out.entry(video_id(&row)).or_default().push(row);

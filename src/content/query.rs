@@ -11,9 +11,10 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use entity::{HighlightStatus, highlight, video};
+use entity::{HighlightStatus, creator, highlight, video};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, EntityTrait, JoinType, Order, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait,
 };
 use uuid::Uuid;
 
@@ -21,6 +22,9 @@ use super::types::Highlight;
 use crate::{
     error::{AppError, AppResult},
     graphql::{
+        loaders,
+        loaders::{CreatorById, VisibleVideoById},
+        node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount},
         parse_id, state, viewer,
     },
@@ -110,6 +114,25 @@ impl ScorePageArgs {
     }
 }
 
+/// A page of highlights (joined to whatever the caller needs) in `(score DESC, id ASC)` order,
+/// or the reverse for backward pages, one row more than the page to tell whether more exist.
+fn ranked<S: QueryFilter + QueryOrder + QuerySelect>(
+    select: S,
+    filter: Condition,
+    args: &ScorePageArgs,
+) -> S {
+    let (score, id) = if args.backward {
+        (Order::Asc, Order::Desc)
+    } else {
+        (Order::Desc, Order::Asc)
+    };
+    select
+        .filter(filter)
+        .order_by(highlight::Column::Score, score)
+        .order_by(highlight::Column::Id, id)
+        .limit(args.limit + 1)
+}
+
 #[derive(Default)]
 pub struct ContentQuery;
 
@@ -119,18 +142,18 @@ impl ContentQuery {
     async fn highlight(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Highlight>> {
         let id = parse_id("id", &id)?;
         let db = &state(ctx)?.db;
-        let visible = video::Entity::find()
-            .select_only()
-            .column(video::Column::Id)
+        let found = highlight::Entity::find_by_id(id)
+            .find_also_related(video::Entity)
             .filter(viewer(ctx)?.visible_videos(db).await?)
-            .into_query();
-        highlight::Entity::find_by_id(id)
-            .filter(highlight::Column::VideoId.in_subquery(visible))
             .one(db)
-            .await?
-            .map(Highlight)
-            .map(Some)
-            .ok_or(AppError::NotFound("highlight"))
+            .await?;
+        match found {
+            Some((highlight, Some(video))) => {
+                loaders(ctx)?.prime(VisibleVideoById(video.id), Some(video));
+                Ok(Some(Highlight(highlight)))
+            }
+            _ => Err(AppError::NotFound("highlight")),
+        }
     }
 
     /// Highlights of the videos the caller may see, best score first (ties by id).
@@ -167,25 +190,29 @@ impl ContentQuery {
         }
 
         let db = &state(ctx)?.db;
-        let mut videos = video::Entity::find()
-            .select_only()
-            .column(video::Column::Id)
-            .filter(viewer(ctx)?.visible_videos(db).await?);
+        // Visibility is a join on the highlight's video (not `IN (visible videos)`), so the
+        // page walks the rank index and checks each candidate's video by primary key; the
+        // joined video rows (and their creators, when asked for) prime the loaders, so
+        // `video { creator }` costs no further statement.
+        let mut filter = Condition::all().add(viewer(ctx)?.visible_videos(db).await?);
         if let Some(creator_id) = creator_id {
-            videos = videos.filter(video::Column::CreatorId.eq(creator_id));
+            filter = filter.add(video::Column::CreatorId.eq(creator_id));
         }
-        let mut select = highlight::Entity::find()
-            .filter(highlight::Column::VideoId.in_subquery(videos.into_query()));
         if let Some(video_id) = video_id {
-            select = select.filter(highlight::Column::VideoId.eq(video_id));
+            filter = filter.add(highlight::Column::VideoId.eq(video_id));
         }
         if let Some(status) = status {
-            select = select.filter(highlight::Column::Status.eq(status));
+            filter = filter.add(highlight::Column::Status.eq(status));
         }
         if let Some(min) = min_score {
-            select = select.filter(highlight::Column::Score.gte(min));
+            filter = filter.add(highlight::Column::Score.gte(min));
         }
-        let total = TotalCount::of(db, select.clone());
+        let total = TotalCount::of(
+            db,
+            highlight::Entity::find()
+                .join(JoinType::InnerJoin, highlight::Relation::Video.def())
+                .filter(filter.clone()),
+        );
 
         // Reading backward walks the order the other way and reverses the rows afterwards.
         let (score, id) = (highlight::Column::Score, highlight::Column::Id);
@@ -195,18 +222,41 @@ impl ContentQuery {
             } else {
                 (score.lt(c.score), id.gt(c.id))
             };
-            select = select.filter(
+            filter = filter.add(
                 Condition::any()
                     .add(beyond_score)
                     .add(Condition::all().add(score.eq(c.score)).add(beyond_id)),
             );
         }
-        select = if args.backward {
-            select.order_by_asc(score).order_by_desc(id)
+        let loaders = loaders(ctx)?;
+        let rows: Vec<highlight::Model> = if node_selects(ctx, &["video", "creator"]) {
+            let select = highlight::Entity::find()
+                .find_also_related(video::Entity)
+                .and_also_related(creator::Entity);
+            let rows = ranked(select, filter, &args).all(db).await?;
+            rows.into_iter()
+                .map(|(h, v, c)| {
+                    if let Some(c) = c {
+                        loaders.prime(CreatorById(c.id), Some(c));
+                    }
+                    if let Some(v) = v {
+                        loaders.prime(VisibleVideoById(v.id), Some(v));
+                    }
+                    h
+                })
+                .collect()
         } else {
-            select.order_by_desc(score).order_by_asc(id)
+            let select = highlight::Entity::find().find_also_related(video::Entity);
+            let rows = ranked(select, filter, &args).all(db).await?;
+            rows.into_iter()
+                .map(|(h, v)| {
+                    if let Some(v) = v {
+                        loaders.prime(VisibleVideoById(v.id), Some(v));
+                    }
+                    h
+                })
+                .collect()
         };
-        let rows = select.limit(args.limit + 1).all(db).await?;
 
         let page = Page::from_rows(
             rows,

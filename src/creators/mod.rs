@@ -7,7 +7,8 @@ use async_graphql::{Context, ID, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::{VideoStatus, creator, video};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
@@ -17,9 +18,13 @@ use crate::{
     error::{AppError, AppResult},
     graphql::{
         loaders,
-        loaders::{CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, ViewerFollows},
+        loaders::{
+            CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, HighlightCount,
+            ViewerFollows,
+        },
+        node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
-        parse_id, state, viewer,
+        parse_id, selects, state, viewer,
     },
     videos::Video,
 };
@@ -118,14 +123,25 @@ impl Creator {
         };
         let page = if args.cursor.is_none() && !args.backward {
             // The common case — the first page of every creator in a list — is batched.
+            // Highlight counts, when asked for, come in the same statement.
             let rows = loaders
                 .load_one(CreatorVideos {
                     creator_id,
                     limit: args.limit,
                     status,
+                    with_highlight_counts: node_selects(ctx, &["highlightCount"]),
                 })
                 .await?
                 .unwrap_or_default();
+            let rows = rows
+                .into_iter()
+                .map(|row| {
+                    if let Some(count) = row.highlight_count {
+                        loaders.prime(HighlightCount(row.video.id), Some(count));
+                    }
+                    row.video
+                })
+                .collect();
             Page::from_rows(rows, args)
         } else {
             let state = state(ctx)?;
@@ -212,9 +228,22 @@ impl CreatorQuery {
     ) -> AppResult<Option<Creator>> {
         let found = match (id, slug) {
             (Some(id), None) => {
-                loaders(ctx)?
-                    .load_one(CreatorById(parse_id("id", &id)?))
-                    .await?
+                let id = parse_id("id", &id)?;
+                let loaders = loaders(ctx)?;
+                if selects(ctx, &["followerCount"]) {
+                    // The follower count comes in the same statement.
+                    let found = creator::Entity::find_by_id(id)
+                        .expr_as(follower_count_expr(), "follower_count")
+                        .into_model::<CreatorWithFollowers>()
+                        .one(&state(ctx)?.db)
+                        .await?;
+                    found.map(|row| {
+                        loaders.prime(FollowerCount(id), Some(row.follower_count));
+                        row.creator
+                    })
+                } else {
+                    loaders.load_one(CreatorById(id)).await?
+                }
             }
             (None, Some(slug)) => {
                 creator::Entity::find()
@@ -233,5 +262,27 @@ impl CreatorQuery {
             .map(Creator)
             .map(Some)
             .ok_or(AppError::NotFound("creator"))
+    }
+}
+
+/// `(SELECT COUNT(*) FROM creator_follows WHERE creator_id = creators.id)`.
+fn follower_count_expr() -> Expr {
+    Expr::cust(
+        r#"(SELECT COUNT(*) FROM "creator_follows" WHERE "creator_follows"."creator_id" = "creators"."id")"#,
+    )
+}
+
+/// A creator row with its follower count.
+struct CreatorWithFollowers {
+    creator: creator::Model,
+    follower_count: i64,
+}
+
+impl FromQueryResult for CreatorWithFollowers {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            creator: creator::Model::from_query_result(res, pre)?,
+            follower_count: res.try_get(pre, "follower_count")?,
+        })
     }
 }

@@ -20,21 +20,24 @@ use std::{
 };
 
 use async_graphql::dataloader::Loader;
-use entity::{VideoStatus, creator, creator_follow, creator_member, user, video};
+use entity::{VideoStatus, creator, creator_follow, creator_member, user, video, video_variant};
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
-    QueryTrait,
+    ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
     sea_query::{Asterisk, Expr, ExprTrait, Query},
 };
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::{access::Viewer, error::AppError};
+use crate::{access::Viewer, content::loaders::by_video, error::AppError};
 
 /// How often the first caller of a batch yields before loading. Each yield lets the request's
-/// task poll every other pending field once; nested siblings are all reached within a few.
-const YIELDS_BEFORE_LOAD: usize = 8;
+/// task poll every other pending field once, and every sibling field of a list is first polled
+/// in the same pass as the leader; the second yield catches keys asked right after another
+/// ready future (a primed or cached load). Each yield re-polls the whole pending tree, so
+/// fewer is cheaper.
+const YIELDS_BEFORE_LOAD: usize = 2;
 
 type BatchResult<K, V> = Result<Arc<HashMap<K, V>>, AppError>;
 
@@ -86,6 +89,14 @@ where
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a value already read (by a join in a parent's query), so loading it later costs
+    /// no statement. Does nothing when results are not cached.
+    pub fn prime(&self, key: K, value: Option<L::Value>) {
+        if self.cache_results {
+            self.lock().cache.entry(key).or_insert(value);
+        }
     }
 
     pub async fn load_one(&self, key: K) -> Result<Option<L::Value>, AppError> {
@@ -197,6 +208,7 @@ loader_set!(
     creator_videos: CreatorVideos,
     creator_video_counts: CreatorVideoCount,
     highlight_counts: HighlightCount,
+    variants: VariantsOf,
 );
 
 impl LoaderSet {
@@ -211,6 +223,16 @@ impl LoaderSet {
         Self: LoadBy<K>,
     {
         self.batcher().load_one(key).await
+    }
+
+    /// Caches a value a parent's query already read (see [`Batcher::prime`]).
+    pub fn prime<K>(&self, key: K, value: Option<<DbLoader as Loader<K>>::Value>)
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        DbLoader: Loader<K, Error = AppError>,
+        Self: LoadBy<K>,
+    {
+        self.batcher().prime(key, value);
     }
 }
 
@@ -260,6 +282,48 @@ pub struct CreatorVideos {
     pub creator_id: Uuid,
     pub limit: u64,
     pub status: Option<VideoStatus>,
+    /// Also count each video's highlights, in the same statement.
+    pub with_highlight_counts: bool,
+}
+
+/// A video of a [`CreatorVideos`] page, with its highlight count when that was asked for.
+#[derive(Debug, Clone)]
+pub struct PageVideo {
+    pub video: video::Model,
+    pub highlight_count: Option<i64>,
+}
+
+impl FromQueryResult for PageVideo {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            video: video::Model::from_query_result(res, pre)?,
+            highlight_count: res.try_get(pre, "highlight_count")?,
+        })
+    }
+}
+
+/// A video's renditions (`thumbnail`, `proxy_720p`), by profile name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VariantsOf(pub Uuid);
+
+impl Loader<VariantsOf> for DbLoader {
+    type Value = Vec<video_variant::Model>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[VariantsOf],
+    ) -> Result<HashMap<VariantsOf, Vec<video_variant::Model>>, AppError> {
+        let rows = video_variant::Entity::find()
+            .filter(video_variant::Column::VideoId.is_in(ids(keys, |k| k.0)))
+            .order_by_asc(video_variant::Column::Profile)
+            .all(&self.db)
+            .await?;
+        Ok(by_video(rows, |r| r.video_id)
+            .into_iter()
+            .map(|(id, rows)| (VariantsOf(id), rows))
+            .collect())
+    }
 }
 
 /// How many highlight candidates a video has.
@@ -429,52 +493,54 @@ impl Loader<MemberCreators> for DbLoader {
 }
 
 impl Loader<CreatorVideos> for DbLoader {
-    type Value = Vec<video::Model>;
+    type Value = Vec<PageVideo>;
     type Error = AppError;
 
-    /// One query per distinct (page size, status) — in practice one: a window function numbers
-    /// each creator's videos newest first and keeps the first `limit + 1` of each.
+    /// One statement per distinct (page size, status, counts) — in practice one for a whole
+    /// list of creators. PostgreSQL walks each creator's `(creator_id, id)` index backwards and
+    /// stops after `limit + 1` rows (a `LATERAL` subquery per creator); SQLite numbers each
+    /// creator's videos with a window function and keeps the first `limit + 1`.
     async fn load(
         &self,
         keys: &[CreatorVideos],
-    ) -> Result<HashMap<CreatorVideos, Vec<video::Model>>, AppError> {
+    ) -> Result<HashMap<CreatorVideos, Vec<PageVideo>>, AppError> {
         let visible = self.viewer.visible_videos(&self.db).await?;
-        let mut groups: HashMap<(u64, Option<VideoStatus>), Vec<Uuid>> = HashMap::new();
+        let mut groups: HashMap<(u64, Option<VideoStatus>, bool), Vec<Uuid>> = HashMap::new();
         for key in keys {
             groups
-                .entry((key.limit, key.status))
+                .entry((key.limit, key.status, key.with_highlight_counts))
                 .or_default()
                 .push(key.creator_id);
         }
-        let mut out: HashMap<CreatorVideos, Vec<video::Model>> =
+        let mut out: HashMap<CreatorVideos, Vec<PageVideo>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for ((limit, status), creator_ids) in groups {
-            let mut inner = video::Entity::find()
-                .filter(video::Column::CreatorId.is_in(creator_ids))
-                .filter(visible.clone());
-            if let Some(status) = status {
-                inner = inner.filter(video::Column::Status.eq(status));
-            }
-            let inner = inner
-                .expr_as(
-                    Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),
-                    "rn",
-                )
-                .into_query();
-            let outer = Query::select()
-                .column(Asterisk)
-                .from_subquery(inner, "t")
-                .and_where(Expr::col("rn").lte(limit as i64 + 1))
-                .to_owned();
-            let statement = self.db.get_database_backend().build(&outer);
-            let rows = video::Model::find_by_statement(statement)
+        for ((limit, status, with_highlight_counts), creator_ids) in groups {
+            let statement = match self.db.get_database_backend() {
+                DatabaseBackend::Postgres => latest_videos_lateral(
+                    visible.clone(),
+                    &creator_ids,
+                    limit,
+                    status,
+                    with_highlight_counts,
+                ),
+                backend => latest_videos_window(
+                    backend,
+                    visible.clone(),
+                    creator_ids,
+                    limit,
+                    status,
+                    with_highlight_counts,
+                ),
+            };
+            let rows = PageVideo::find_by_statement(statement)
                 .all(&self.db)
                 .await?;
             for row in rows {
                 let key = CreatorVideos {
-                    creator_id: row.creator_id,
+                    creator_id: row.video.creator_id,
                     limit,
                     status,
+                    with_highlight_counts,
                 };
                 if let Some(list) = out.get_mut(&key) {
                     list.push(row);
@@ -482,10 +548,92 @@ impl Loader<CreatorVideos> for DbLoader {
             }
         }
         for list in out.values_mut() {
-            list.sort_by_key(|v| std::cmp::Reverse(v.id));
+            list.sort_by_key(|v| std::cmp::Reverse(v.video.id));
         }
         Ok(out)
     }
+}
+
+/// `(SELECT COUNT(*) FROM highlights WHERE video_id = {table}.id)`, or a typed NULL.
+fn highlight_count_expr(table: &str, wanted: bool) -> Expr {
+    if wanted {
+        Expr::cust(format!(
+            r#"(SELECT COUNT(*) FROM "highlights" WHERE "highlights"."video_id" = "{table}"."id")"#
+        ))
+    } else {
+        Expr::cust("CAST(NULL AS BIGINT)")
+    }
+}
+
+/// PostgreSQL: `SELECT v.* FROM (VALUES ($1::uuid), …) c(id) CROSS JOIN LATERAL (SELECT …
+/// WHERE creator_id = c.id … ORDER BY id DESC LIMIT n) v` — `limit + 1` index reads per
+/// creator, however many videos each has.
+fn latest_videos_lateral(
+    visible: Condition,
+    creator_ids: &[Uuid],
+    limit: u64,
+    status: Option<VideoStatus>,
+    with_highlight_counts: bool,
+) -> Statement {
+    let mut inner = video::Entity::find()
+        .filter(Expr::col((video::Entity, video::Column::CreatorId)).eq(Expr::cust(r#""c"."id""#)))
+        .filter(visible);
+    if let Some(status) = status {
+        inner = inner.filter(video::Column::Status.eq(status));
+    }
+    let inner = inner
+        .expr_as(
+            highlight_count_expr("videos", with_highlight_counts),
+            "highlight_count",
+        )
+        .order_by_desc(video::Column::Id)
+        .limit(limit + 1)
+        .build(DatabaseBackend::Postgres);
+    let mut values = inner.values.map(|v| v.0).unwrap_or_default();
+    let creators: Vec<String> = (0..creator_ids.len())
+        .map(|i| format!("(${}::uuid)", values.len() + i + 1))
+        .collect();
+    values.extend(creator_ids.iter().map(|id| sea_orm::Value::from(*id)));
+    let sql = format!(
+        r#"SELECT "v".* FROM (VALUES {}) AS "c"("id") CROSS JOIN LATERAL ({}) AS "v""#,
+        creators.join(", "),
+        inner.sql
+    );
+    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+}
+
+/// SQLite (and the portable form): a window function numbers each creator's videos newest
+/// first; the outer query keeps the first `limit + 1` of each.
+fn latest_videos_window(
+    backend: DatabaseBackend,
+    visible: Condition,
+    creator_ids: Vec<Uuid>,
+    limit: u64,
+    status: Option<VideoStatus>,
+    with_highlight_counts: bool,
+) -> Statement {
+    let mut inner = video::Entity::find()
+        .filter(video::Column::CreatorId.is_in(creator_ids))
+        .filter(visible);
+    if let Some(status) = status {
+        inner = inner.filter(video::Column::Status.eq(status));
+    }
+    let inner = inner
+        .expr_as(
+            Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),
+            "rn",
+        )
+        .into_query();
+    let outer = Query::select()
+        .column(Asterisk)
+        .expr_as(
+            highlight_count_expr("t", with_highlight_counts),
+            "highlight_count",
+        )
+        .from_subquery(inner, "t")
+        .and_where(Expr::col("rn").lte(limit as i64 + 1))
+        .to_owned();
+    backend.build(&outer)
 }
 
 impl Loader<CreatorVideoCount> for DbLoader {

@@ -27,17 +27,9 @@ pub mod probe;
 pub mod record;
 pub mod validate;
 
-use entity::video_variant;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
-use uuid::Uuid;
-
 pub use graphql::{MediaMutation, RequestVideoUploadInput, VideoUpload, VideoVariant};
 
-use crate::{
-    error::AppResult,
-    jobs::handlers::Registry,
-    storage::{PRESIGN_TTL, Storage},
-};
+use crate::jobs::handlers::Registry;
 
 /// The job that turns a completed upload into a `READY` (or `FAILED`) video.
 pub const PROBE_JOB: &str = "video.probe";
@@ -101,38 +93,6 @@ pub fn register(registry: &mut Registry) {
     registry.register(PROBE_JOB, probe::ProbeVideo);
 }
 
-/// The renditions of a video, by profile name.
-pub async fn variants_of(
-    db: &impl ConnectionTrait,
-    video_id: Uuid,
-) -> AppResult<Vec<video_variant::Model>> {
-    Ok(video_variant::Entity::find()
-        .filter(video_variant::Column::VideoId.eq(video_id))
-        .order_by_asc(video_variant::Column::Profile)
-        .all(db)
-        .await?)
-}
-
-/// A presigned download link of one rendition, or `None` while it does not exist.
-pub async fn variant_url(
-    db: &impl ConnectionTrait,
-    storage: &Storage,
-    video_id: Uuid,
-    profile: Profile,
-) -> AppResult<Option<String>> {
-    let row = video_variant::Entity::find()
-        .filter(video_variant::Column::VideoId.eq(video_id))
-        .filter(video_variant::Column::Profile.eq(profile.name))
-        .one(db)
-        .await?;
-    match row {
-        Some(row) => Ok(Some(
-            storage.presign_get(&row.storage_key, PRESIGN_TTL).await?,
-        )),
-        None => Ok(None),
-    }
-}
-
 /// A `video.probe` that ends without a READY video (cancelled, lease lost for good, or a
 /// failure the handler could not record) leaves the video FAILED rather than PROCESSING
 /// forever. Runs in the job's terminal transaction; a video the handler already finished is
@@ -176,6 +136,8 @@ pub async fn on_job_finished(
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
-use entity::{VideoStatus, video};
+use entity::{VideoStatus, creator, video};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::{
@@ -10,11 +10,11 @@ use crate::{
     error::{AppError, AppResult},
     graphql::{
         loaders,
-        loaders::{CreatorById, UserById, VisibleVideoById},
+        loaders::{CreatorById, UserById, VariantsOf, VisibleVideoById},
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
-        parse_id, state, viewer,
+        parse_id, selects, state, viewer,
     },
-    media::{self, PROXY_720P, THUMBNAIL, VideoVariant},
+    media::{PROXY_720P, Profile, THUMBNAIL, VideoVariant},
     users::User,
 };
 
@@ -93,7 +93,8 @@ impl Video {
         if !viewer(ctx)?.manages_creator(db, self.0.creator_id).await? {
             return Ok(Vec::new());
         }
-        Ok(media::variants_of(db, self.0.id)
+        Ok(self
+            .variants_batched(ctx)
             .await?
             .into_iter()
             .map(VideoVariant)
@@ -101,14 +102,12 @@ impl Video {
     }
     /// A JPEG still of the video, as a link valid for 10 minutes; null until it is processed.
     async fn thumbnail_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        let state = state(ctx)?;
-        media::variant_url(&state.db, &state.storage, self.0.id, THUMBNAIL).await
+        self.variant_url(ctx, THUMBNAIL).await
     }
     /// A 720p H.264/AAC MP4 of the video to play or edit, as a link valid for 10 minutes; null
     /// until it is processed.
     async fn proxy_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        let state = state(ctx)?;
-        media::variant_url(&state.db, &state.storage, self.0.id, PROXY_720P).await
+        self.variant_url(ctx, PROXY_720P).await
     }
     /// Transcript segments in time order.
     async fn transcript(
@@ -150,6 +149,33 @@ impl Video {
     }
 }
 
+impl Video {
+    /// The video's renditions, loaded in one statement for every video of the response.
+    async fn variants_batched(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Vec<entity::video_variant::Model>> {
+        Ok(loaders(ctx)?
+            .load_one(VariantsOf(self.0.id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// A presigned download link of one rendition, or `None` while it does not exist.
+    async fn variant_url(&self, ctx: &Context<'_>, profile: Profile) -> AppResult<Option<String>> {
+        let variants = self.variants_batched(ctx).await?;
+        match variants.iter().find(|v| v.profile == profile.name) {
+            Some(variant) => Ok(Some(
+                state(ctx)?
+                    .storage
+                    .presign_get(&variant.storage_key, crate::storage::PRESIGN_TTL)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct VideoQuery;
 
@@ -157,9 +183,25 @@ pub struct VideoQuery;
 impl VideoQuery {
     /// A video the caller may see.
     async fn video(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Video>> {
-        let found = loaders(ctx)?
-            .load_one(VisibleVideoById(parse_id("id", &id)?))
-            .await?;
+        let id = parse_id("id", &id)?;
+        let loaders = loaders(ctx)?;
+        let found = if selects(ctx, &["creator"]) {
+            // One statement for the video and its creator instead of two round trips.
+            let db = &state(ctx)?.db;
+            let found = video::Entity::find_by_id(id)
+                .filter(viewer(ctx)?.visible_videos(db).await?)
+                .find_also_related(creator::Entity)
+                .one(db)
+                .await?;
+            found.map(|(video, creator)| {
+                if let Some(creator) = creator {
+                    loaders.prime(CreatorById(creator.id), Some(creator));
+                }
+                video
+            })
+        } else {
+            loaders.load_one(VisibleVideoById(id)).await?
+        };
         found
             .map(Video)
             .map(Some)

@@ -1,49 +1,32 @@
 //! Per-video consent: gap-free audit versions under concurrency, and an audit table that the
 //! database itself keeps append-only.
 
-use chrono::Utc;
-use entity::{VideoStatus, consent_audit_entry, video};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use entity::{VideoStatus, consent_audit_entry};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     both_backends,
-    helpers::{Backend, TestApp, error_code},
+    helpers::{Backend, TestApp, error_code, insert_video},
 };
 
 const SET: &str = "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) {
     kbInclusion trainingUsage publicDisplay version updatedBy { email }
     auditLog(first: 100) { totalCount nodes { version field oldValue newValue changedBy { email } ipAddress } } } }";
 
-pub async fn ready_video(app: &TestApp, creator_id: &str) -> Uuid {
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    video::ActiveModel {
-        id: Set(id),
-        creator_id: Set(creator_id.parse().expect("uuid")),
-        title: Set("consent test".to_owned()),
-        original_filename: Set("c.mp4".to_owned()),
-        storage_key: Set(format!("creators/{creator_id}/videos/{id}/original")),
-        status: Set(VideoStatus::Ready),
-        duration_secs: Set(Some(30.0)),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&app.state.db)
-    .await
-    .expect("video");
-    id
-}
-
 async fn each_changed_field_is_audited_with_who_and_where(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("consent-owner@example.com").await;
     let creator = app.create_creator(&owner, "Consenting Creator").await;
-    let video = ready_video(&app, &creator).await;
+    let video = insert_video(
+        &app,
+        &creator,
+        "consent test",
+        VideoStatus::Ready,
+        Some(30.0),
+    )
+    .await;
     let data = app
         .ok(
             Some(&owner.access_token),
@@ -120,7 +103,14 @@ async fn fifty_concurrent_updates_leave_gap_free_unique_versions(backend: Backen
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("race-owner@example.com").await;
     let creator = app.create_creator(&owner, "Racing Creator").await;
-    let video = ready_video(&app, &creator).await;
+    let video = insert_video(
+        &app,
+        &creator,
+        "consent test",
+        VideoStatus::Ready,
+        Some(30.0),
+    )
+    .await;
     let updates = (0..50).map(|i| {
         let input = json!({ "kbInclusion": i % 2 == 0, "trainingUsage": i % 3 == 0, "publicDisplay": i % 5 != 0 });
         app.gql(Some(&owner.access_token), "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) { version } }", json!({ "v": video, "input": input }))
@@ -151,7 +141,14 @@ async fn the_database_refuses_to_update_or_delete_audit_rows(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("append-only@example.com").await;
     let creator = app.create_creator(&owner, "Append Only").await;
-    let video = ready_video(&app, &creator).await;
+    let video = insert_video(
+        &app,
+        &creator,
+        "consent test",
+        VideoStatus::Ready,
+        Some(30.0),
+    )
+    .await;
     app.ok(
         Some(&owner.access_token),
         SET,

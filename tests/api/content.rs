@@ -1,20 +1,17 @@
 //! Transcripts, caption files, key moments and highlights.
 
-use chrono::Utc;
 use entity::{
     CaptionFormat, CaptionKind, CaptionSource, VideoStatus, caption_track, highlight,
-    transcript_segment, video,
+    transcript_segment,
 };
 use reelgraph::storage::PRESIGN_TTL;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
     both_backends,
-    helpers::{Backend, Session, TestApp, error_code, error_field},
+    helpers::{Backend, Session, TestApp, error_code, error_field, insert_video},
 };
 
 const SET_TRANSCRIPT: &str = "mutation($v: ID!, $s: [TranscriptSegmentInput!]!, $l: String) {
@@ -41,34 +38,6 @@ const BREAKDOWN_KEYS: [&str; 10] = [
     "questionOrExclamation",
     "uniqueness",
 ];
-
-/// Inserts a video row directly (uploads arrive with the media pipeline).
-async fn insert_video(
-    app: &TestApp,
-    creator_id: &str,
-    title: &str,
-    status: VideoStatus,
-    duration_secs: Option<f64>,
-) -> Uuid {
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    video::ActiveModel {
-        id: Set(id),
-        creator_id: Set(creator_id.parse().expect("uuid")),
-        title: Set(title.to_owned()),
-        original_filename: Set(format!("{title}.mp4")),
-        storage_key: Set(format!("creators/{creator_id}/videos/{id}/original")),
-        status: Set(status),
-        duration_secs: Set(duration_secs),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&app.state.db)
-    .await
-    .expect("video inserted");
-    id
-}
 
 /// A creator owned by a new account, with one public 10-minute video.
 async fn creator_with_video(app: &TestApp, email: &str, name: &str) -> (Session, String, Uuid) {
@@ -805,6 +774,26 @@ async fn only_members_edit_a_videos_content(backend: Backend) {
     assert_eq!(listed(&data), [public_highlight.as_str().expect("id")]);
     let data = app.ok(None, PAGE, json!({ "c": creator })).await;
     assert_eq!(data["highlights"]["totalCount"], 1);
+    // The same with the video and its creator read in the page's own statement.
+    let with_videos = "query { highlights(first: 50) { totalCount
+        nodes { id video { id creator { name } } } } }";
+    for caller in [theirs, None] {
+        let data = app.ok(caller, with_videos, json!({})).await;
+        assert_eq!(data["highlights"]["totalCount"], 1);
+        let nodes = data["highlights"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), 1, "{data}");
+        assert_eq!(nodes[0]["id"], public_highlight);
+        assert_eq!(nodes[0]["video"]["id"], public.to_string());
+        assert!(nodes[0]["video"]["creator"]["name"].is_string());
+    }
+    let body = app
+        .gql(
+            None,
+            "query($id: ID!) { highlight(id: $id) { id video { id } } }",
+            json!({ "id": hidden_highlight }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND");
     let body = app
         .gql(
             theirs,

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use entity::{VideoStatus, video};
 use futures_util::{SinkExt, StreamExt};
 use reelgraph::{
     Application,
     config::{Config, ServeArgs},
     state::AppState,
 };
+use sea_orm::{ActiveModelTrait, Set};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
@@ -359,4 +361,32 @@ pub async fn collect_until_complete(
         .await
         .expect("the subscription completes in time");
     payloads
+}
+
+/// Inserts a video row directly, for tests that do not go through uploads.
+pub async fn insert_video(
+    app: &TestApp,
+    creator_id: &str,
+    title: &str,
+    status: VideoStatus,
+    duration_secs: Option<f64>,
+) -> Uuid {
+    let now = chrono::Utc::now();
+    let id = Uuid::now_v7();
+    video::ActiveModel {
+        id: Set(id),
+        creator_id: Set(creator_id.parse().expect("uuid")),
+        title: Set(title.to_owned()),
+        original_filename: Set(format!("{title}.mp4")),
+        storage_key: Set(format!("creators/{creator_id}/videos/{id}/original")),
+        status: Set(status),
+        duration_secs: Set(duration_secs),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("video inserted");
+    id
 }
