@@ -12,7 +12,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use entity::{UserRole, VideoStatus, creator_member, video, video_consent};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ActiveEnum, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use tokio::sync::OnceCell;
@@ -161,19 +161,27 @@ impl Viewer {
 }
 
 /// Public videos: ready, and no consent row that turns public display off.
+///
+/// The constants are written into the SQL, not bound: a bound value that can change the plan
+/// makes PostgreSQL plan a prepared statement again on every execution (a custom plan), and
+/// planning the read path's joins cost more than running them.
 fn public_video_condition() -> Condition {
     let hidden = Query::select()
-        .expr(Expr::val(1))
+        .expr(Expr::Constant(1.into()))
         .from(video_consent::Entity)
         .and_where(
             Expr::col((video_consent::Entity, video_consent::Column::VideoId))
                 .equals((video::Entity, video::Column::Id)),
         )
         .and_where(
-            Expr::col((video_consent::Entity, video_consent::Column::PublicDisplay)).eq(false),
+            Expr::col((video_consent::Entity, video_consent::Column::PublicDisplay))
+                .eq(Expr::Constant(false.into())),
         )
         .to_owned();
     Condition::all()
-        .add(video::Column::Status.eq(VideoStatus::Ready))
+        .add(
+            Expr::col((video::Entity, video::Column::Status))
+                .eq(Expr::Constant(VideoStatus::Ready.to_value().into())),
+        )
         .add(Expr::exists(hidden).not())
 }

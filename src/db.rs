@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, QueryTrait,
+    Statement, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -101,4 +101,21 @@ pub async fn is_migrated(db: &DatabaseConnection) -> anyhow::Result<bool> {
         .await
         .context("reading migration state")?
         .is_empty())
+}
+
+/// Builds `query` (which must have no `LIMIT`, `OFFSET` or locking clause of its own) with a
+/// literal `LIMIT limit`.
+///
+/// A page size bound as a parameter makes PostgreSQL plan the prepared statement again on
+/// every execution: the plan for `LIMIT $n` depends on `n`, so the generic plan is never
+/// chosen. Written into the text, each page size is its own statement, planned once per
+/// connection (sqlx caches prepared statements), and page sizes are few and at most 101.
+pub fn build_with_limit(
+    query: &impl QueryTrait,
+    backend: DatabaseBackend,
+    limit: u64,
+) -> Statement {
+    let mut statement = query.build(backend);
+    statement.sql.push_str(&format!(" LIMIT {limit}"));
+    statement
 }

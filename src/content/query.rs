@@ -13,13 +13,14 @@ use async_graphql::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{HighlightStatus, creator, highlight, video};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, JoinType, Order, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait,
+    ColumnTrait, Condition, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, JoinType, Order,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Statement,
 };
 use uuid::Uuid;
 
 use super::types::Highlight;
 use crate::{
+    db::build_with_limit,
     error::{AppError, AppResult},
     graphql::{
         loaders,
@@ -116,21 +117,44 @@ impl ScorePageArgs {
 
 /// A page of highlights (joined to whatever the caller needs) in `(score DESC, id ASC)` order,
 /// or the reverse for backward pages, one row more than the page to tell whether more exist.
-fn ranked<S: QueryFilter + QueryOrder + QuerySelect>(
+fn ranked<S: QueryFilter + QueryOrder + QueryTrait>(
     select: S,
     filter: Condition,
     args: &ScorePageArgs,
-) -> S {
+    backend: DatabaseBackend,
+) -> Statement {
     let (score, id) = if args.backward {
         (Order::Asc, Order::Desc)
     } else {
         (Order::Desc, Order::Asc)
     };
-    select
+    let select = select
         .filter(filter)
         .order_by(highlight::Column::Score, score)
-        .order_by(highlight::Column::Id, id)
-        .limit(args.limit + 1)
+        .order_by(highlight::Column::Id, id);
+    build_with_limit(&select, backend, args.limit + 1)
+}
+
+/// A row of a highlights page: the highlight (columns `A_…`), its video (`B_…`) and, when
+/// joined, the video's creator (`C_…`) — the column prefixes SeaORM's related selects use.
+struct RankedRow {
+    highlight: highlight::Model,
+    video: Option<video::Model>,
+    creator: Option<creator::Model>,
+}
+
+impl FromQueryResult for RankedRow {
+    fn from_query_result(res: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            highlight: highlight::Model::from_query_result(res, "A_")?,
+            video: video::Model::from_query_result_optional(res, "B_")?,
+            creator: if res.column_names().iter().any(|c| c == "C_id") {
+                creator::Model::from_query_result_optional(res, "C_")?
+            } else {
+                None
+            },
+        })
+    }
 }
 
 #[derive(Default)]
@@ -229,34 +253,30 @@ impl ContentQuery {
             );
         }
         let loaders = loaders(ctx)?;
-        let rows: Vec<highlight::Model> = if node_selects(ctx, &["video", "creator"]) {
+        let backend = db.get_database_backend();
+        let statement = if node_selects(ctx, &["video", "creator"]) {
             let select = highlight::Entity::find()
                 .find_also_related(video::Entity)
                 .and_also_related(creator::Entity);
-            let rows = ranked(select, filter, &args).all(db).await?;
-            rows.into_iter()
-                .map(|(h, v, c)| {
-                    if let Some(c) = c {
-                        loaders.prime(CreatorById(c.id), Some(c));
-                    }
-                    if let Some(v) = v {
-                        loaders.prime(VisibleVideoById(v.id), Some(v));
-                    }
-                    h
-                })
-                .collect()
+            ranked(select, filter, &args, backend)
         } else {
             let select = highlight::Entity::find().find_also_related(video::Entity);
-            let rows = ranked(select, filter, &args).all(db).await?;
-            rows.into_iter()
-                .map(|(h, v)| {
-                    if let Some(v) = v {
-                        loaders.prime(VisibleVideoById(v.id), Some(v));
-                    }
-                    h
-                })
-                .collect()
+            ranked(select, filter, &args, backend)
         };
+        let rows: Vec<highlight::Model> = RankedRow::find_by_statement(statement)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| {
+                if let Some(c) = row.creator {
+                    loaders.prime(CreatorById(c.id), Some(c));
+                }
+                if let Some(v) = row.video {
+                    loaders.prime(VisibleVideoById(v.id), Some(v));
+                }
+                row.highlight
+            })
+            .collect();
 
         let page = Page::from_rows(
             rows,

@@ -30,7 +30,7 @@ use sea_orm::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::{access::Viewer, content::loaders::by_video, error::AppError};
+use crate::{access::Viewer, content::loaders::by_video, db::build_with_limit, error::AppError};
 
 /// How often the first caller of a batch yields before loading. Each yield lets the request's
 /// task poll every other pending field once, and every sibling field of a list is first polled
@@ -586,9 +586,8 @@ fn latest_videos_lateral(
             highlight_count_expr("videos", with_highlight_counts),
             "highlight_count",
         )
-        .order_by_desc(video::Column::Id)
-        .limit(limit + 1)
-        .build(DatabaseBackend::Postgres);
+        .order_by_desc(video::Column::Id);
+    let inner = build_with_limit(&inner, DatabaseBackend::Postgres, limit + 1);
     let mut values = inner.values.map(|v| v.0).unwrap_or_default();
     let creators: Vec<String> = (0..creator_ids.len())
         .map(|i| format!("(${}::uuid)", values.len() + i + 1))
