@@ -183,7 +183,13 @@ async fn graphql(
     let content_loaders = std::sync::Arc::new(crate::content::loaders::ContentLoaders::new(
         state.app.db.clone(),
     ));
+    // Which columns the loaders may leave out depends on every operation of the batch,
+    // since they share the loaders' caches.
+    let fields = Arc::new(crate::graphql::narrow::OperationFields::new(
+        batch.iter().map(|request| request.query.clone()).collect(),
+    ));
     let batch = batch
+        .data(fields)
         .data(viewer)
         .data(loaders)
         .data(content_loaders)

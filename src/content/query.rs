@@ -13,8 +13,8 @@ use async_graphql::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{HighlightStatus, creator, highlight, video};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, JoinType, Order,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, Order,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -25,9 +25,10 @@ use crate::{
     graphql::{
         loaders,
         loaders::{CreatorById, VisibleVideoById},
+        narrow::Skip,
         node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount},
-        parse_id, state, viewer,
+        parse_id, rows, state, viewer,
     },
 };
 
@@ -135,28 +136,6 @@ fn ranked<S: QueryFilter + QueryOrder + QueryTrait>(
     build_with_limit(&select, backend, args.limit + 1)
 }
 
-/// A row of a highlights page: the highlight (columns `A_…`), its video (`B_…`) and, when
-/// joined, the video's creator (`C_…`) — the column prefixes SeaORM's related selects use.
-struct RankedRow {
-    highlight: highlight::Model,
-    video: Option<video::Model>,
-    creator: Option<creator::Model>,
-}
-
-impl FromQueryResult for RankedRow {
-    fn from_query_result(res: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
-        Ok(Self {
-            highlight: highlight::Model::from_query_result(res, "A_")?,
-            video: video::Model::from_query_result_optional(res, "B_")?,
-            creator: if res.column_names().iter().any(|c| c == "C_id") {
-                creator::Model::from_query_result_optional(res, "C_")?
-            } else {
-                None
-            },
-        })
-    }
-}
-
 #[derive(Default)]
 pub struct ContentQuery;
 
@@ -254,29 +233,38 @@ impl ContentQuery {
         }
         let loaders = loaders(ctx)?;
         let backend = db.get_database_backend();
-        let statement = if node_selects(ctx, &["video", "creator"]) {
-            let select = highlight::Entity::find()
+        // The statement lists the highlight's columns, then its video's, then (when asked
+        // for) the creator's, each in column order; the rows are decoded by position.
+        let with_creators = node_selects(ctx, &["video", "creator"]);
+        let statement = if with_creators {
+            let mut select = highlight::Entity::find()
                 .find_also_related(video::Entity)
                 .and_also_related(creator::Entity);
+            let query = QueryTrait::query(&mut select);
+            Skip::of::<highlight::Entity>(ctx).apply::<highlight::Entity>(query, "A_", backend);
+            Skip::of::<video::Entity>(ctx).apply::<video::Entity>(query, "B_", backend);
+            Skip::of::<creator::Entity>(ctx).apply::<creator::Entity>(query, "C_", backend);
             ranked(select, filter, &args, backend)
         } else {
-            let select = highlight::Entity::find().find_also_related(video::Entity);
+            let mut select = highlight::Entity::find().find_also_related(video::Entity);
+            let query = QueryTrait::query(&mut select);
+            Skip::of::<highlight::Entity>(ctx).apply::<highlight::Entity>(query, "A_", backend);
+            Skip::of::<video::Entity>(ctx).apply::<video::Entity>(query, "B_", backend);
             ranked(select, filter, &args, backend)
         };
-        let rows: Vec<highlight::Model> = RankedRow::find_by_statement(statement)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|row| {
-                if let Some(c) = row.creator {
-                    loaders.prime(CreatorById(c.id), Some(c));
-                }
-                if let Some(v) = row.video {
-                    loaders.prime(VisibleVideoById(v.id), Some(v));
-                }
-                row.highlight
-            })
-            .collect();
+        let mut rows: Vec<highlight::Model> = Vec::new();
+        for row in db.query_all_raw(statement).await? {
+            // The join is an inner one in effect (the filter reads the video's columns), and
+            // every video has a creator.
+            let (highlight, next) = rows::highlight_at(&row, 0)?;
+            let (video, next) = rows::video_at(&row, next)?;
+            if with_creators {
+                let (creator, _) = rows::creator_at(&row, next)?;
+                loaders.prime(CreatorById(creator.id), Some(creator));
+            }
+            loaders.prime(VisibleVideoById(video.id), Some(video));
+            rows.push(highlight);
+        }
 
         let page = Page::from_rows(
             rows,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use entity::{VideoStatus, creator, video};
 use sea_orm::{
     ColumnTrait, Condition, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
-    QuerySelect,
+    QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
@@ -22,6 +22,7 @@ use crate::{
             CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, HighlightCount,
             ViewerFollows,
         },
+        narrow::Skip,
         node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, selects, state, viewer,
@@ -130,6 +131,7 @@ impl Creator {
                     limit: args.limit,
                     status,
                     with_highlight_counts: node_selects(ctx, &["highlightCount"]),
+                    skip: Skip::of::<video::Entity>(ctx),
                 })
                 .await?
                 .unwrap_or_default();
@@ -213,7 +215,12 @@ impl CreatorQuery {
                 .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
             );
         }
-        let select = creator::Entity::find().filter(filter);
+        let mut select = creator::Entity::find().filter(filter);
+        Skip::of::<creator::Entity>(ctx).apply::<creator::Entity>(
+            QueryTrait::query(&mut select),
+            "",
+            db.get_database_backend(),
+        );
         let total = TotalCount::of(db, select.clone());
         let page = fetch_page(db, select, creator::Column::Id, true, args).await?;
         Ok(page.into_connection(|c| c.id, Creator, total))

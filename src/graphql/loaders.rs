@@ -30,7 +30,10 @@ use sea_orm::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::{access::Viewer, content::loaders::by_video, db::build_with_limit, error::AppError};
+use crate::{
+    access::Viewer, content::loaders::by_video, db::build_with_limit, error::AppError,
+    graphql::narrow::Skip,
+};
 
 /// How often the first caller of a batch yields before loading. Each yield lets the request's
 /// task poll every other pending field once, and every sibling field of a list is first polled
@@ -284,6 +287,8 @@ pub struct CreatorVideos {
     pub status: Option<VideoStatus>,
     /// Also count each video's highlights, in the same statement.
     pub with_highlight_counts: bool,
+    /// The video columns the operation does not read.
+    pub skip: Skip,
 }
 
 /// A video of a [`CreatorVideos`] page, with its highlight count when that was asked for.
@@ -294,9 +299,11 @@ pub struct PageVideo {
 }
 
 impl FromQueryResult for PageVideo {
+    /// Both statements below list the video's columns first, in column order.
     fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        let (video, _) = crate::graphql::rows::video_at(res, 0)?;
         Ok(Self {
-            video: video::Model::from_query_result(res, pre)?,
+            video,
             highlight_count: res.try_get(pre, "highlight_count")?,
         })
     }
@@ -505,16 +512,16 @@ impl Loader<CreatorVideos> for DbLoader {
         keys: &[CreatorVideos],
     ) -> Result<HashMap<CreatorVideos, Vec<PageVideo>>, AppError> {
         let visible = self.viewer.visible_videos(&self.db).await?;
-        let mut groups: HashMap<(u64, Option<VideoStatus>, bool), Vec<Uuid>> = HashMap::new();
+        let mut groups: HashMap<(u64, Option<VideoStatus>, bool, Skip), Vec<Uuid>> = HashMap::new();
         for key in keys {
             groups
-                .entry((key.limit, key.status, key.with_highlight_counts))
+                .entry((key.limit, key.status, key.with_highlight_counts, key.skip))
                 .or_default()
                 .push(key.creator_id);
         }
         let mut out: HashMap<CreatorVideos, Vec<PageVideo>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for ((limit, status, with_highlight_counts), creator_ids) in groups {
+        for ((limit, status, with_highlight_counts, skip), creator_ids) in groups {
             let statement = match self.db.get_database_backend() {
                 DatabaseBackend::Postgres => latest_videos_lateral(
                     visible.clone(),
@@ -522,6 +529,7 @@ impl Loader<CreatorVideos> for DbLoader {
                     limit,
                     status,
                     with_highlight_counts,
+                    skip,
                 ),
                 backend => latest_videos_window(
                     backend,
@@ -530,6 +538,7 @@ impl Loader<CreatorVideos> for DbLoader {
                     limit,
                     status,
                     with_highlight_counts,
+                    skip,
                 ),
             };
             let rows = PageVideo::find_by_statement(statement)
@@ -541,6 +550,7 @@ impl Loader<CreatorVideos> for DbLoader {
                     limit,
                     status,
                     with_highlight_counts,
+                    skip,
                 };
                 if let Some(list) = out.get_mut(&key) {
                     list.push(row);
@@ -574,6 +584,7 @@ fn latest_videos_lateral(
     limit: u64,
     status: Option<VideoStatus>,
     with_highlight_counts: bool,
+    skip: Skip,
 ) -> Statement {
     let mut inner = video::Entity::find()
         .filter(Expr::col((video::Entity, video::Column::CreatorId)).eq(Expr::cust(r#""c"."id""#)))
@@ -581,6 +592,7 @@ fn latest_videos_lateral(
     if let Some(status) = status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
+    skip.apply::<video::Entity>(QueryTrait::query(&mut inner), "", DatabaseBackend::Postgres);
     let inner = inner
         .expr_as(
             highlight_count_expr("videos", with_highlight_counts),
@@ -610,6 +622,7 @@ fn latest_videos_window(
     limit: u64,
     status: Option<VideoStatus>,
     with_highlight_counts: bool,
+    skip: Skip,
 ) -> Statement {
     let mut inner = video::Entity::find()
         .filter(video::Column::CreatorId.is_in(creator_ids))
@@ -617,6 +630,7 @@ fn latest_videos_window(
     if let Some(status) = status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
+    skip.apply::<video::Entity>(QueryTrait::query(&mut inner), "", backend);
     let inner = inner
         .expr_as(
             Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),

@@ -3,7 +3,9 @@
 
 pub mod errors;
 pub mod loaders;
+pub mod narrow;
 pub mod pagination;
+pub mod rows;
 
 use std::sync::Arc;
 

@@ -8,7 +8,11 @@ use entity::{
     HighlightStatus, ReviewStatus, UserRole, VideoStatus, creator, creator_follow, highlight,
     key_moment, user, video,
 };
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use reelgraph::graphql::rows;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryTrait, Set,
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -299,9 +303,183 @@ async fn a_creator_page_costs_the_same_statements_whatever_its_size(backend: Bac
     );
 }
 
+/// Reads leave out the text and JSON columns no field of the request reads (see
+/// `graphql::narrow`); a field that does read one — in the same operation, through a fragment,
+/// or in another operation of the same batch, which shares the loaders' caches — gets the
+/// stored value, never the stand-in.
+async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    seed(&app).await;
+    let narrow = "{ highlights(first: 3) { nodes { id video { id title creator { id name } } } } }";
+    let data = app.ok(None, narrow, json!({})).await;
+    let nodes = data["highlights"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nodes.len(), 3);
+    let creator = nodes[0]["video"]["creator"]["id"]
+        .as_str()
+        .expect("creator")
+        .to_owned();
+
+    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename creator { genres socialLinks } } } }
+        creators(first: 2) { nodes { genres videos(first: 2) { nodes { originalFilename } } } } }";
+    let data = app.ok(None, wide, json!({})).await;
+    for node in data["highlights"]["nodes"].as_array().into_iter().flatten() {
+        assert_eq!(node["scoreBreakdown"], json!({}), "{node}");
+        assert!(
+            node["video"]["originalFilename"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(".mp4")),
+            "{node}"
+        );
+        assert_eq!(
+            node["video"]["creator"]["genres"],
+            json!(["editing"]),
+            "{node}"
+        );
+        assert_eq!(node["video"]["creator"]["socialLinks"], json!({}), "{node}");
+    }
+    for node in data["creators"]["nodes"].as_array().into_iter().flatten() {
+        assert_eq!(node["genres"], json!(["editing"]), "{node}");
+        for video in node["videos"]["nodes"].as_array().into_iter().flatten() {
+            assert!(
+                video["originalFilename"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with(".mp4")),
+                "{video}"
+            );
+        }
+    }
+
+    let fragment = "fragment F on Creator { genres }
+        { highlights(first: 3) { nodes { video { creator { ...F } } } } }";
+    let data = app.ok(None, fragment, json!({})).await;
+    assert_eq!(
+        data["highlights"]["nodes"][0]["video"]["creator"]["genres"],
+        json!(["editing"])
+    );
+
+    // A batch: its operations run concurrently and share the loaders' caches. The first reads
+    // the creators without their genres and primes the caches with them; the second reads the
+    // same highlights, videos and creators, and asks for the genres.
+    let batch = json!([
+        { "query": narrow },
+        { "query": "{ highlights(first: 3) { nodes { id video { id creator { id genres } } } } }" },
+    ]);
+    let answers: Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&batch)
+        .send()
+        .await
+        .expect("batch sent")
+        .json()
+        .await
+        .expect("json");
+    let second = answers[1]["data"]["highlights"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(second.len(), 3, "{answers}");
+    assert_eq!(second[0]["video"]["creator"]["id"], creator, "{answers}");
+    for node in &second {
+        assert_eq!(
+            node["video"]["creator"]["genres"],
+            json!(["editing"]),
+            "{answers}"
+        );
+    }
+}
+
+/// The highlights page decodes its joined rows by column position (`graphql::rows`); with
+/// every column of the three entities set to a distinct value, that must give exactly what
+/// SeaORM's decoding by name gives.
+async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let catalogue = seed(&app).await;
+    let db = &app.state.db;
+    let video_id = catalogue.videos[0];
+    let now = Utc::now();
+    let mut video: video::ActiveModel = video::Entity::find_by_id(video_id)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video")
+        .into();
+    video.uploaded_by = Set(None);
+    video.mime = Set(Some("video/mp4".into()));
+    video.size_bytes = Set(Some(123_456));
+    video.sha256 = Set(Some("ab".repeat(32)));
+    video.width = Set(Some(1920));
+    video.height = Set(Some(1080));
+    video.pipeline_stage = Set(3);
+    video.failure_reason = Set(Some("reason".into()));
+    video.youtube_url = Set(Some("https://youtube.example/v".into()));
+    video.retention_class = Set("archive".into());
+    video.retention_until = Set(Some(now + Duration::days(3)));
+    video.deleted_at = Set(Some(now - Duration::days(1)));
+    video.updated_at = Set(now);
+    let video = video.update(db).await.expect("video updated");
+    let mut creator: creator::ActiveModel = creator::Entity::find_by_id(video.creator_id)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("creator")
+        .into();
+    creator.bio = Set(Some("bio".into()));
+    creator.avatar_url = Set(Some("https://avatars.example/a.png".into()));
+    creator.featured = Set(true);
+    creator.personality_profile = Set(Some(json!({ "tone": "warm" })));
+    creator.shorts_template = Set(Some(json!({ "intro": true })));
+    creator.updated_at = Set(now);
+    creator.update(db).await.expect("creator updated");
+    let mut highlight: highlight::ActiveModel = highlight::Entity::find()
+        .filter(highlight::Column::VideoId.eq(video_id))
+        .one(db)
+        .await
+        .expect("read")
+        .expect("highlight")
+        .into();
+    highlight.score_breakdown = Set(json!({ "hook": 0.5 }));
+    highlight.status = Set(HighlightStatus::Approved);
+    highlight.trim_start = Set(Some(1.5));
+    highlight.trim_end = Set(Some(20.25));
+    highlight.updated_at = Set(now);
+    highlight.update(db).await.expect("highlight updated");
+
+    let statement = highlight::Entity::find()
+        .find_also_related(video::Entity)
+        .and_also_related(creator::Entity)
+        .filter(highlight::Column::VideoId.eq(video_id))
+        .build(db.get_database_backend());
+    let rows = db.query_all_raw(statement).await.expect("rows");
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let (h, next) = rows::highlight_at(row, 0).expect("highlight by position");
+        let (v, next) = rows::video_at(row, next).expect("video by position");
+        let (c, end) = rows::creator_at(row, next).expect("creator by position");
+        assert_eq!(end, row.column_names().len(), "every column read once");
+        assert_eq!(
+            h,
+            highlight::Model::from_query_result(row, "A_").expect("by name")
+        );
+        assert_eq!(
+            v,
+            video::Model::from_query_result(row, "B_").expect("by name")
+        );
+        assert_eq!(
+            c,
+            creator::Model::from_query_result(row, "C_").expect("by name")
+        );
+    }
+}
+
 both_backends!(
     one_video_costs_the_same_statements_whichever_video,
     a_page_of_creators_with_their_videos_costs_the_same_statements_whatever_its_size,
     a_page_of_top_highlights_costs_the_same_statements_whatever_its_size,
     a_creator_page_costs_the_same_statements_whatever_its_size,
+    columns_left_out_of_a_read_are_never_what_a_field_reads,
+    joined_rows_decode_by_position_as_seaorm_decodes_them_by_name,
 );

@@ -1,0 +1,298 @@
+//! Reading only the columns an operation can use.
+//!
+//! Rows are read whole by default, and on the read path that is most of the cost: a page of
+//! 50 highlights with their videos and creators is 44 columns per row, JSON documents among
+//! them, where the client asked for eight. Some columns are read by exactly one GraphQL field
+//! (`Creator.genres` reads `creators.genres`, nothing else does); those are listed per entity
+//! below. When none of a column's fields appears anywhere in the operation, the statement
+//! reads a constant of the column's type in its place, so the row still decodes into the
+//! entity's model and no code path can tell — except by reading that column, which nothing
+//! in the operation does.
+//!
+//! "Anywhere in the operation", not "below this field": rows are shared through the
+//! request's loader caches, so a row read for one part of the query may serve another.
+//! Operations whose text is not at hand (WebSocket subscriptions) read whole rows.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+};
+
+use async_graphql::{
+    Context,
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
+use entity::{creator, highlight, key_moment, video};
+use sea_orm::{
+    ColumnTrait, ColumnType, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
+    sea_query::{Alias, Expr, IntoIden, SelectStatement, SimpleExpr},
+};
+
+/// The field names a request selects anywhere (in any operation or fragment of any of its
+/// documents: the operations of a batch share their loaders), worked out on first use.
+pub struct OperationFields {
+    queries: Vec<String>,
+    names: OnceLock<Option<HashSet<String>>>,
+}
+
+impl OperationFields {
+    pub fn new(queries: Vec<String>) -> Self {
+        Self {
+            queries,
+            names: OnceLock::new(),
+        }
+    }
+
+    /// Whether `field` is selected somewhere; `true` when a document cannot be read.
+    pub fn selects(&self, field: &str) -> bool {
+        self.names
+            .get_or_init(|| {
+                let mut names = HashSet::new();
+                for query in &self.queries {
+                    let document = async_graphql::parser::parse_query(query).ok()?;
+                    names.extend(field_names(&document));
+                }
+                Some(names)
+            })
+            .as_ref()
+            .is_none_or(|names| names.contains(field))
+    }
+}
+
+fn field_names(document: &ExecutableDocument) -> HashSet<String> {
+    fn walk(set: &SelectionSet, names: &mut HashSet<String>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    names.insert(field.node.name.node.to_string());
+                    walk(&field.node.selection_set.node, names);
+                }
+                Selection::InlineFragment(fragment) => {
+                    walk(&fragment.node.selection_set.node, names)
+                }
+                // The fragment's own definition is walked below.
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    for (_, operation) in document.operations.iter() {
+        walk(&operation.node.selection_set.node, &mut names);
+    }
+    for fragment in document.fragments.values() {
+        walk(&fragment.node.selection_set.node, &mut names);
+    }
+    names
+}
+
+/// An entity some of whose columns only particular GraphQL fields read.
+pub trait Narrowable: EntityTrait {
+    /// Each such column with the fields that read it. Only text and JSON columns are listed.
+    fn optional_columns() -> &'static [(Self::Column, &'static [&'static str])];
+}
+
+impl Narrowable for video::Entity {
+    fn optional_columns() -> &'static [(video::Column, &'static [&'static str])] {
+        use video::Column::*;
+        &[
+            (OriginalFilename, &["originalFilename"]),
+            (Mime, &["mime"]),
+            (Sha256, &["sha256"]),
+            (FailureReason, &["failureReason"]),
+            (YoutubeUrl, &["youtubeUrl"]),
+        ]
+    }
+}
+
+impl Narrowable for creator::Entity {
+    fn optional_columns() -> &'static [(creator::Column, &'static [&'static str])] {
+        use creator::Column::*;
+        &[
+            (Genres, &["genres"]),
+            (Bio, &["bio"]),
+            (AvatarUrl, &["avatarUrl"]),
+            (SocialLinks, &["socialLinks"]),
+            (ShortsTemplate, &["shortsTemplate"]),
+            // Not exposed through the API.
+            (PersonalityProfile, &[]),
+        ]
+    }
+}
+
+impl Narrowable for highlight::Entity {
+    fn optional_columns() -> &'static [(highlight::Column, &'static [&'static str])] {
+        &[(highlight::Column::ScoreBreakdown, &["scoreBreakdown"])]
+    }
+}
+
+impl Narrowable for key_moment::Entity {
+    fn optional_columns() -> &'static [(key_moment::Column, &'static [&'static str])] {
+        use key_moment::Column::*;
+        &[(Summary, &["summary"]), (TopicTags, &["topicTags"])]
+    }
+}
+
+/// The optional columns of `E` the current operation does not read, one bit per column in
+/// `E::Column::iter()` order. Part of loader keys, so it is small and hashable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Skip(u64);
+
+impl Skip {
+    /// Nothing left out.
+    pub const NONE: Skip = Skip(0);
+
+    /// What the operation of `ctx` lets `E` leave out.
+    pub fn of<E: Narrowable>(ctx: &Context<'_>) -> Skip {
+        match ctx.data_opt::<Arc<OperationFields>>() {
+            Some(fields) => Self::given::<E>(|name| fields.selects(name)),
+            None => Skip::NONE,
+        }
+    }
+
+    fn given<E: Narrowable>(selects: impl Fn(&str) -> bool) -> Skip {
+        let mut bits = 0;
+        for (column, fields) in E::optional_columns() {
+            if !fields.iter().any(|f| selects(f))
+                && let Some(index) = E::Column::iter().position(|c| c.as_str() == column.as_str())
+            {
+                bits |= 1 << index;
+            }
+        }
+        Skip(bits)
+    }
+
+    fn has(self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
+
+    /// Replaces the left-out columns of `E` in `query`'s select list with constants. The
+    /// columns are found by name: `{prefix}{column}` as SeaORM aliases them in joined selects
+    /// (`A_`, `B_`, …), or the bare column with no alias in a plain one.
+    pub fn apply<E: EntityTrait>(
+        self,
+        query: &mut SelectStatement,
+        prefix: &str,
+        backend: DatabaseBackend,
+    ) {
+        if self == Skip::NONE {
+            return;
+        }
+        let skipped: Vec<(String, SimpleExpr)> = E::Column::iter()
+            .enumerate()
+            .filter(|(index, _)| self.has(*index))
+            .filter_map(|(_, column)| {
+                constant_of(&column, backend).map(|c| (column.as_str().to_owned(), c))
+            })
+            .collect();
+        query.exprs_mut_for_each(|select| {
+            let name = match &select.alias {
+                Some(alias) => alias.to_string().strip_prefix(prefix).map(str::to_owned),
+                None if prefix.is_empty() => match &select.expr {
+                    SimpleExpr::Column(column) => column.column().map(|c| c.to_string()),
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(name) = name
+                && let Some((_, constant)) = skipped.iter().find(|(n, _)| *n == name)
+            {
+                select.expr = constant.clone();
+                select.alias = Some(Alias::new(format!("{prefix}{name}")).into_iden());
+            }
+        });
+    }
+}
+
+/// A constant that decodes as the column's type: SQL `NULL` for a nullable column, else an
+/// empty text or a JSON `null`.
+/// `None` for other types, which are then read as they are.
+fn constant_of<C: ColumnTrait>(column: &C, backend: DatabaseBackend) -> Option<SimpleExpr> {
+    let def = column.def();
+    match def.get_column_type() {
+        ColumnType::Json | ColumnType::JsonBinary => Some(match (def.is_null(), backend) {
+            (true, DatabaseBackend::Postgres) => Expr::cust("CAST(NULL AS jsonb)"),
+            (true, _) => Expr::cust("NULL"),
+            (false, DatabaseBackend::Postgres) => Expr::cust("CAST('null' AS jsonb)"),
+            (false, _) => Expr::cust("'null'"),
+        }),
+        ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => Some(if def.is_null() {
+            Expr::cust("CAST(NULL AS TEXT)")
+        } else {
+            Expr::cust("''")
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{QueryTrait, sea_query::PostgresQueryBuilder};
+
+    use super::*;
+
+    fn listed_columns_have_constants<E: Narrowable>() {
+        for (column, _) in E::optional_columns() {
+            assert!(
+                constant_of(column, DatabaseBackend::Postgres).is_some(),
+                "{} has no constant",
+                column.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn every_listed_column_can_be_left_out() {
+        listed_columns_have_constants::<video::Entity>();
+        listed_columns_have_constants::<creator::Entity>();
+        listed_columns_have_constants::<highlight::Entity>();
+        listed_columns_have_constants::<key_moment::Entity>();
+    }
+
+    #[test]
+    fn field_names_come_from_operations_and_fragments() {
+        let fields = OperationFields::new(vec![
+            "query Q { creators { nodes { ...C ... on Creator { bio } } } } fragment C on Creator { genres }"
+                .into(),
+            "{ video(id: 1) { mime } }".into(),
+        ]);
+        assert!(fields.selects("creators"));
+        assert!(fields.selects("bio"));
+        assert!(fields.selects("genres"));
+        assert!(
+            fields.selects("mime"),
+            "from the second operation of the batch"
+        );
+        assert!(!fields.selects("socialLinks"));
+        assert!(OperationFields::new(vec!["{ a }".into(), "{ not valid".into()]).selects("b"));
+    }
+
+    #[test]
+    fn left_out_columns_become_constants_under_their_names() {
+        let skip = Skip::given::<creator::Entity>(|f| f == "bio");
+        let mut plain = creator::Entity::find().into_query();
+        skip.apply::<creator::Entity>(&mut plain, "", DatabaseBackend::Postgres);
+        let sql = plain.to_string(PostgresQueryBuilder);
+        assert!(sql.contains(r#""creators"."bio""#), "{sql}");
+        assert!(
+            sql.contains(r#"CAST('null' AS jsonb) AS "genres""#),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r#"CAST(NULL AS TEXT) AS "avatar_url""#),
+            "{sql}"
+        );
+        assert!(sql.contains(r#""creators"."name""#), "{sql}");
+
+        let mut joined = video::Entity::find()
+            .find_also_related(creator::Entity)
+            .into_query();
+        skip.apply::<creator::Entity>(&mut joined, "B_", DatabaseBackend::Postgres);
+        let sql = joined.to_string(PostgresQueryBuilder);
+        assert!(
+            sql.contains(r#"CAST('null' AS jsonb) AS "B_genres""#),
+            "{sql}"
+        );
+        assert!(sql.contains(r#""creators"."bio" AS "B_bio""#), "{sql}");
+        assert!(sql.contains(r#""videos"."mime" AS "A_mime""#), "{sql}");
+    }
+}
