@@ -11,7 +11,9 @@
 //!
 //! "Anywhere in the operation", not "below this field": rows are shared through the
 //! request's loader caches, so a row read for one part of the query may serve another.
-//! Operations whose text is not at hand (WebSocket subscriptions) read whole rows.
+//! Operations whose text is not at hand (WebSocket subscriptions) read whole rows, and so do
+//! batches that hold a mutation, whose resolvers check and change rows read through the
+//! same caches.
 
 use std::{
     collections::HashSet,
@@ -20,7 +22,7 @@ use std::{
 
 use async_graphql::{
     Context,
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 use entity::{creator, highlight, key_moment, video};
 use sea_orm::{
@@ -50,6 +52,15 @@ impl OperationFields {
                 let mut names = HashSet::new();
                 for query in &self.queries {
                     let document = async_graphql::parser::parse_query(query).ok()?;
+                    // Mutations read rows through the same caches to check and change them:
+                    // a batch with one reads whole rows.
+                    if document
+                        .operations
+                        .iter()
+                        .any(|(_, op)| op.node.ty != OperationType::Query)
+                    {
+                        return None;
+                    }
                     names.extend(field_names(&document));
                 }
                 Some(names)
@@ -264,6 +275,12 @@ mod tests {
         );
         assert!(!fields.selects("socialLinks"));
         assert!(OperationFields::new(vec!["{ a }".into(), "{ not valid".into()]).selects("b"));
+        let with_mutation =
+            OperationFields::new(vec!["{ a }".into(), "mutation { b { c } }".into()]);
+        assert!(
+            with_mutation.selects("d"),
+            "a batch with a mutation reads whole rows"
+        );
     }
 
     #[test]
