@@ -25,7 +25,7 @@ use crate::{
     graphql::{
         loaders,
         loaders::{CreatorById, VisibleVideoById},
-        narrow::Skip,
+        narrow::leave_out,
         node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount},
         parse_id, rows, state, viewer,
@@ -241,15 +241,15 @@ impl ContentQuery {
                 .find_also_related(video::Entity)
                 .and_also_related(creator::Entity);
             let query = QueryTrait::query(&mut select);
-            Skip::of::<highlight::Entity>(ctx).apply::<highlight::Entity>(query, "A_", backend);
-            Skip::of::<video::Entity>(ctx).apply::<video::Entity>(query, "B_", backend);
-            Skip::of::<creator::Entity>(ctx).apply::<creator::Entity>(query, "C_", backend);
+            leave_out::<highlight::Entity>(ctx, query, "A_", backend);
+            leave_out::<video::Entity>(ctx, query, "B_", backend);
+            leave_out::<creator::Entity>(ctx, query, "C_", backend);
             ranked(select, filter, &args, backend)
         } else {
             let mut select = highlight::Entity::find().find_also_related(video::Entity);
             let query = QueryTrait::query(&mut select);
-            Skip::of::<highlight::Entity>(ctx).apply::<highlight::Entity>(query, "A_", backend);
-            Skip::of::<video::Entity>(ctx).apply::<video::Entity>(query, "B_", backend);
+            leave_out::<highlight::Entity>(ctx, query, "A_", backend);
+            leave_out::<video::Entity>(ctx, query, "B_", backend);
             ranked(select, filter, &args, backend)
         };
         let mut rows: Vec<highlight::Model> = Vec::new();

@@ -22,7 +22,7 @@ use crate::{
             CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, HighlightCount,
             ViewerFollows,
         },
-        narrow::Skip,
+        narrow::{Skip, leave_out},
         node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, selects, state, viewer,
@@ -216,7 +216,8 @@ impl CreatorQuery {
             );
         }
         let mut select = creator::Entity::find().filter(filter);
-        Skip::of::<creator::Entity>(ctx).apply::<creator::Entity>(
+        leave_out::<creator::Entity>(
+            ctx,
             QueryTrait::query(&mut select),
             "",
             db.get_database_backend(),

@@ -214,6 +214,17 @@ impl Skip {
     }
 }
 
+/// Leaves the columns of `E` the operation of `ctx` does not read out of `query` (see
+/// [`Skip::apply`]).
+pub fn leave_out<E: Narrowable>(
+    ctx: &Context<'_>,
+    query: &mut SelectStatement,
+    prefix: &str,
+    backend: DatabaseBackend,
+) {
+    Skip::of::<E>(ctx).apply::<E>(query, prefix, backend);
+}
+
 /// A constant that decodes as the column's type: SQL `NULL` for a nullable column, else an
 /// empty text or a JSON `null`.
 /// `None` for other types, which are then read as they are.
