@@ -11,12 +11,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{Context, dataloader::Loader};
 use entity::{caption_track, highlight, key_moment, transcript_segment};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
 use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
-    graphql::loaders::Batcher,
+    graphql::{loaders::Batcher, narrow::Skip},
 };
 
 /// Groups rows by their video, keeping the query's order within each group.
@@ -61,9 +61,9 @@ by_video_loader!(CaptionTracksOf, caption_track, .order_by_asc(caption_track::Co
 by_video_loader!(KeyMomentsOf, key_moment, .order_by_asc(key_moment::Column::SortOrder).order_by_asc(key_moment::Column::Id));
 by_video_loader!(HighlightsOf, highlight, .order_by_desc(highlight::Column::Score).order_by_asc(highlight::Column::Id));
 
-/// One key moment by id.
+/// One key moment by id, without the columns the request does not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyMomentById(pub Uuid);
+pub struct KeyMomentById(pub Uuid, pub Skip);
 
 impl Loader<KeyMomentById> for ContentDb {
     type Value = key_moment::Model;
@@ -73,12 +73,23 @@ impl Loader<KeyMomentById> for ContentDb {
         &self,
         keys: &[KeyMomentById],
     ) -> Result<HashMap<KeyMomentById, key_moment::Model>, AppError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = key_moment::Entity::find()
-            .filter(key_moment::Column::Id.is_in(ids))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|m| (KeyMomentById(m.id), m)).collect())
+        let mut groups: HashMap<Skip, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            groups.entry(key.1).or_default().push(key.0);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (skip, ids) in groups {
+            let mut select = key_moment::Entity::find().filter(key_moment::Column::Id.is_in(ids));
+            skip.apply::<key_moment::Entity>(
+                QueryTrait::query(&mut select),
+                "",
+                self.db.get_database_backend(),
+            );
+            for row in select.all(&self.db).await? {
+                out.insert(KeyMomentById(row.id, skip), row);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -141,9 +152,12 @@ impl ContentLoaders {
             .unwrap_or_default())
     }
 
-    /// One key moment (of a highlight the caller can already see).
-    pub async fn key_moment(&self, id: Uuid) -> AppResult<Option<key_moment::Model>> {
-        self.key_moment_by_id.load_one(KeyMomentById(id)).await
+    /// One key moment (of a highlight the caller can already see), without the columns
+    /// `skip` leaves out.
+    pub async fn key_moment(&self, id: Uuid, skip: Skip) -> AppResult<Option<key_moment::Model>> {
+        self.key_moment_by_id
+            .load_one(KeyMomentById(id, skip))
+            .await
     }
 }
 

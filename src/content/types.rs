@@ -15,7 +15,7 @@ use entity::{
 use super::loaders::content_loaders;
 use crate::{
     error::{AppError, AppResult},
-    graphql::{loaders, loaders::VisibleVideoById, state},
+    graphql::{loaders, loaders::VisibleVideoById, narrow::Skip, state},
     storage::PRESIGN_TTL,
     videos::Video,
 };
@@ -150,7 +150,7 @@ impl Highlight {
     /// The key moment this highlight was scored from.
     async fn key_moment(&self, ctx: &Context<'_>) -> AppResult<KeyMoment> {
         content_loaders(ctx)?
-            .key_moment(self.0.key_moment_id)
+            .key_moment(self.0.key_moment_id, Skip::of::<key_moment::Entity>(ctx))
             .await?
             .map(KeyMoment)
             .ok_or(AppError::NotFound("key moment"))

@@ -11,7 +11,7 @@ use entity::{
 use reelgraph::graphql::rows;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryTrait, Set,
+    QueryTrait, Set, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -310,7 +310,16 @@ async fn a_creator_page_costs_the_same_statements_whatever_its_size(backend: Bac
 async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     seed(&app).await;
-    let narrow = "{ highlights(first: 3) { nodes { id video { id title creator { id name } } } } }";
+    key_moment::Entity::update_many()
+        .col_expr(
+            key_moment::Column::Summary,
+            Expr::value("about this moment"),
+        )
+        .col_expr(key_moment::Column::TopicTags, Expr::value(json!(["cut"])))
+        .exec(&app.state.db)
+        .await
+        .expect("key moments updated");
+    let narrow = "{ highlights(first: 3) { nodes { id video { id title creator { id name } } keyMoment { title } } } }";
     let data = app.ok(None, narrow, json!({})).await;
     let nodes = data["highlights"]["nodes"]
         .as_array()
@@ -322,10 +331,22 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         .expect("creator")
         .to_owned();
 
-    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename creator { genres socialLinks } } } }
+    for node in &nodes {
+        assert!(
+            node["keyMoment"]["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with('c')),
+            "{node}"
+        );
+    }
+
+    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename creator { genres socialLinks } }
+            keyMoment { summary topicTags } } }
         creators(first: 2) { nodes { genres videos(first: 2) { nodes { originalFilename } } } } }";
     let data = app.ok(None, wide, json!({})).await;
     for node in data["highlights"]["nodes"].as_array().into_iter().flatten() {
+        assert_eq!(node["keyMoment"]["summary"], "about this moment", "{node}");
+        assert_eq!(node["keyMoment"]["topicTags"], json!(["cut"]), "{node}");
         assert_eq!(node["scoreBreakdown"], json!({}), "{node}");
         assert!(
             node["video"]["originalFilename"]
