@@ -29,7 +29,7 @@ use crate::{
     access::ClientInfo,
     auth,
     error::AppError,
-    graphql::{AppSchema, loaders::new_loaders},
+    graphql::{AppSchema, documents::DocumentCache, loaders::new_loaders},
     state::AppState,
     storage,
     ws::{self, WsSettings},
@@ -44,6 +44,8 @@ pub struct HttpState {
     pub schema: AppSchema,
     /// Timings and limits of GraphQL over WebSocket.
     pub ws: WsSettings,
+    /// Parsed documents by query text.
+    pub documents: Arc<DocumentCache>,
 }
 
 pub fn router(app: AppState, schema: AppSchema) -> Router {
@@ -89,7 +91,12 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(HttpState { app, schema, ws })
+        .with_state(HttpState {
+            app,
+            schema,
+            ws,
+            documents: Arc::new(DocumentCache::new()),
+        })
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -172,6 +179,14 @@ async fn graphql(
         );
         return error_body(&err).into_response();
     }
+    let mut documents = Vec::new();
+    for request in batch.iter_mut() {
+        let parsed = state.documents.get(&request.query);
+        if let Some(parsed) = &parsed {
+            request.set_parsed_query(parsed.document.clone());
+        }
+        documents.push(parsed);
+    }
     if method == Method::GET {
         for request in batch.iter_mut() {
             if let Some(refusal) = refuse_mutation_over_get(request) {
@@ -185,9 +200,7 @@ async fn graphql(
     ));
     // Which columns the loaders may leave out depends on every operation of the batch,
     // since they share the loaders' caches.
-    let fields = Arc::new(crate::graphql::narrow::OperationFields::new(
-        batch.iter().map(|request| request.query.clone()).collect(),
-    ));
+    let fields = Arc::new(crate::graphql::narrow::OperationFields::new(documents));
     let batch = batch
         .data(fields)
         .data(viewer)

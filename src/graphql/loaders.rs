@@ -302,9 +302,14 @@ impl FromQueryResult for PageVideo {
     /// Both statements below list the video's columns first, in column order.
     fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
         let (video, _) = crate::graphql::rows::video_at(res, 0)?;
+        let highlight_count = match res.try_as_pg_row() {
+            Some(row) => sea_orm::sqlx::Row::try_get(row, "highlight_count")
+                .map_err(|e: sea_orm::sqlx::Error| DbErr::Type(e.to_string()))?,
+            None => res.try_get(pre, "highlight_count")?,
+        };
         Ok(Self {
             video,
-            highlight_count: res.try_get(pre, "highlight_count")?,
+            highlight_count,
         })
     }
 }

@@ -15,85 +15,40 @@
 //! batches that hold a mutation, whose resolvers check and change rows read through the
 //! same caches.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, OnceLock},
-};
+use std::sync::Arc;
 
-use async_graphql::{
-    Context,
-    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
-};
+use async_graphql::Context;
 use entity::{creator, highlight, key_moment, video};
 use sea_orm::{
     ColumnTrait, ColumnType, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
     sea_query::{Alias, Expr, IntoIden, SelectStatement, SimpleExpr},
 };
 
+use super::documents::ParsedDocument;
+
 /// The field names a request selects anywhere (in any operation or fragment of any of its
-/// documents: the operations of a batch share their loaders), worked out on first use.
+/// documents: the operations of a batch share their loaders).
 pub struct OperationFields {
-    queries: Vec<String>,
-    names: OnceLock<Option<HashSet<String>>>,
+    /// One per operation of the batch; `None` where the text does not parse.
+    documents: Vec<Option<Arc<ParsedDocument>>>,
 }
 
 impl OperationFields {
-    pub fn new(queries: Vec<String>) -> Self {
-        Self {
-            queries,
-            names: OnceLock::new(),
-        }
+    pub fn new(documents: Vec<Option<Arc<ParsedDocument>>>) -> Self {
+        Self { documents }
     }
 
-    /// Whether `field` is selected somewhere; `true` when a document cannot be read.
+    /// Whether `field` is selected somewhere; `true` when a document cannot be read or holds
+    /// a mutation (mutations read rows through the same caches to check and change them: a
+    /// batch with one reads whole rows).
     pub fn selects(&self, field: &str) -> bool {
-        self.names
-            .get_or_init(|| {
-                let mut names = HashSet::new();
-                for query in &self.queries {
-                    let document = async_graphql::parser::parse_query(query).ok()?;
-                    // Mutations read rows through the same caches to check and change them:
-                    // a batch with one reads whole rows.
-                    if document
-                        .operations
-                        .iter()
-                        .any(|(_, op)| op.node.ty != OperationType::Query)
-                    {
-                        return None;
-                    }
-                    names.extend(field_names(&document));
-                }
-                Some(names)
-            })
-            .as_ref()
-            .is_none_or(|names| names.contains(field))
+        self.documents.iter().any(|document| {
+            document
+                .as_ref()
+                .and_then(|d| d.query_fields.as_ref())
+                .is_none_or(|names| names.contains(field))
+        })
     }
-}
-
-fn field_names(document: &ExecutableDocument) -> HashSet<String> {
-    fn walk(set: &SelectionSet, names: &mut HashSet<String>) {
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(field) => {
-                    names.insert(field.node.name.node.to_string());
-                    walk(&field.node.selection_set.node, names);
-                }
-                Selection::InlineFragment(fragment) => {
-                    walk(&fragment.node.selection_set.node, names)
-                }
-                // The fragment's own definition is walked below.
-                Selection::FragmentSpread(_) => {}
-            }
-        }
-    }
-    let mut names = HashSet::new();
-    for (_, operation) in document.operations.iter() {
-        walk(&operation.node.selection_set.node, &mut names);
-    }
-    for fragment in document.fragments.values() {
-        walk(&fragment.node.selection_set.node, &mut names);
-    }
-    names
 }
 
 /// An entity some of whose columns only particular GraphQL fields read.
@@ -270,26 +225,32 @@ mod tests {
         listed_columns_have_constants::<key_moment::Entity>();
     }
 
+    fn fields(queries: &[&str]) -> OperationFields {
+        OperationFields::new(
+            queries
+                .iter()
+                .map(|q| ParsedDocument::parse(q).map(Arc::new))
+                .collect(),
+        )
+    }
+
     #[test]
-    fn field_names_come_from_operations_and_fragments() {
-        let fields = OperationFields::new(vec![
-            "query Q { creators { nodes { ...C ... on Creator { bio } } } } fragment C on Creator { genres }"
-                .into(),
-            "{ video(id: 1) { mime } }".into(),
+    fn a_batch_selects_what_any_of_its_operations_selects() {
+        let batch = fields(&[
+            "query Q { creators { nodes { ...C ... on Creator { bio } } } } fragment C on Creator { genres }",
+            "{ video(id: 1) { mime } }",
         ]);
-        assert!(fields.selects("creators"));
-        assert!(fields.selects("bio"));
-        assert!(fields.selects("genres"));
+        assert!(batch.selects("creators"));
+        assert!(batch.selects("bio"));
+        assert!(batch.selects("genres"));
         assert!(
-            fields.selects("mime"),
+            batch.selects("mime"),
             "from the second operation of the batch"
         );
-        assert!(!fields.selects("socialLinks"));
-        assert!(OperationFields::new(vec!["{ a }".into(), "{ not valid".into()]).selects("b"));
-        let with_mutation =
-            OperationFields::new(vec!["{ a }".into(), "mutation { b { c } }".into()]);
+        assert!(!batch.selects("socialLinks"));
+        assert!(fields(&["{ a }", "{ not valid"]).selects("b"));
         assert!(
-            with_mutation.selects("d"),
+            fields(&["{ a }", "mutation { b { c } }"]).selects("d"),
             "a batch with a mutation reads whole rows"
         );
     }

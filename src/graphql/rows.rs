@@ -6,9 +6,58 @@
 //! (`perf`, read benchmark Q3). A joined select lists each entity's columns in
 //! `Column::iter()` order, which is the order of the model's fields, so the decoders below
 //! read them by position instead. The tests compare them with SeaORM's own decoding.
+//!
+//! On PostgreSQL the values are read from the driver's row directly ([`PgValue`]): SeaORM
+//! reads an optional column by trying the non-optional type and turning the "null" error it
+//! formats for the column (`format!("{idx:?}")`) into `None`, one allocation and format per
+//! NULL; a page of videos has about seven NULL columns a row (`perf`, read benchmark Q2: ~5 %
+//! of the server's CPU).
 
-use entity::{creator, highlight, video};
-use sea_orm::{DbErr, QueryResult, TryGetable};
+use entity::{
+    creator,
+    enums::{HighlightStatus, VideoStatus},
+    highlight, video,
+};
+use sea_orm::{
+    ActiveEnum, DbErr, QueryResult, TryGetable,
+    prelude::{DateTimeUtc, Json, Uuid},
+    sqlx::{Row, postgres::PgRow},
+};
+
+/// A value decoded from a column of a PostgreSQL row by position, as SeaORM decodes it.
+pub trait PgValue: Sized {
+    fn pg(row: &PgRow, index: usize) -> Result<Self, DbErr>;
+}
+
+macro_rules! pg_value {
+    ($($ty:ty),* $(,)?) => {$(
+        impl PgValue for $ty {
+            fn pg(row: &PgRow, index: usize) -> Result<Self, DbErr> {
+                row.try_get::<$ty, usize>(index).map_err(|e| DbErr::Type(e.to_string()))
+            }
+        }
+        impl PgValue for Option<$ty> {
+            fn pg(row: &PgRow, index: usize) -> Result<Self, DbErr> {
+                row.try_get::<Option<$ty>, usize>(index).map_err(|e| DbErr::Type(e.to_string()))
+            }
+        }
+    )*};
+}
+
+pg_value!(Uuid, String, i32, i64, f64, bool, DateTimeUtc, Json);
+
+/// Enums are stored as their string values.
+macro_rules! pg_enum {
+    ($($ty:ty),* $(,)?) => {$(
+        impl PgValue for $ty {
+            fn pg(row: &PgRow, index: usize) -> Result<Self, DbErr> {
+                <$ty as ActiveEnum>::try_from_value(&String::pg(row, index)?)
+            }
+        }
+    )*};
+}
+
+pg_enum!(VideoStatus, HighlightStatus);
 
 /// Reads the fields of `$module::Model` from consecutive columns starting at `$start`; evaluates to
 /// the model and the index after its last column.
@@ -16,12 +65,21 @@ macro_rules! model_at {
     ($res:expr, $start:expr, $module:ident { $($field:ident),* $(,)? }) => {{
         let res: &QueryResult = $res;
         let mut index: usize = $start;
-        let model = $module::Model {
-            $($field: {
-                let value = TryGetable::try_get_by_index(res, index).map_err(DbErr::from)?;
-                index += 1;
-                value
-            },)*
+        let model = match res.try_as_pg_row() {
+            Some(row) => $module::Model {
+                $($field: {
+                    let value = PgValue::pg(row, index)?;
+                    index += 1;
+                    value
+                },)*
+            },
+            None => $module::Model {
+                $($field: {
+                    let value = TryGetable::try_get_by_index(res, index).map_err(DbErr::from)?;
+                    index += 1;
+                    value
+                },)*
+            },
         };
         (model, index)
     }};

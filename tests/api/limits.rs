@@ -96,9 +96,71 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
     );
 }
 
+/// Parsed documents are kept by query text (`graphql::documents`); each request must still get
+/// its own `@skip`, operation, limits and GET rules.
+async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin("docs@example.com").await;
+    app.create_creator(&admin, "Kept Parsed").await;
+
+    let skipping = "query Q($skip: Boolean!) { creators { nodes { id name @skip(if: $skip) } } }";
+    for skip in [true, false, true, false] {
+        let data = app.ok(None, skipping, json!({ "skip": skip })).await;
+        let node = &data["creators"]["nodes"][0];
+        assert!(node["id"].is_string(), "{data}");
+        assert_eq!(node.get("name").is_none(), skip, "skip = {skip}: {data}");
+    }
+
+    let two = "query Count { creators { totalCount } } query Names { creators { nodes { name } } }";
+    for _ in 0..2 {
+        for (name, expected) in [
+            ("Count", json!({ "creators": { "totalCount": 1 } })),
+            (
+                "Names",
+                json!({ "creators": { "nodes": [{ "name": "Kept Parsed" }] } }),
+            ),
+        ] {
+            let response = app
+                .client
+                .post(format!("{}/graphql", app.base))
+                .json(&json!({ "query": two, "operationName": name }))
+                .send()
+                .await
+                .expect("sent");
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert_eq!(body["data"], expected, "{name}: {body}");
+        }
+    }
+
+    let mut deep = String::from("id");
+    for _ in 0..8 {
+        deep = format!("videos {{ nodes {{ creator {{ {deep} }} }} }}");
+    }
+    let deep = format!("{{ creators {{ nodes {{ {deep} }} }} }}");
+    for _ in 0..2 {
+        let body = app.gql(None, &deep, json!({})).await;
+        assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+        let body = app.gql(None, "{ creators { ", json!({})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+
+    // Sent by POST first, so its document is kept; GET still refuses it.
+    let logout = "mutation { logout(refreshToken: \"x\") }";
+    app.gql(None, logout, json!({})).await;
+    let response = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[("query", logout)])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 405);
+}
+
 both_backends!(
     deep_and_expensive_queries_are_rejected_before_running,
     malformed_queries_are_bad_user_input,
     mutations_over_get_are_refused,
     health_graphiql_and_metrics_answer,
+    a_query_text_sent_again_is_answered_for_its_own_request,
 );
