@@ -85,7 +85,11 @@ impl Loader<KeyMomentById> for ContentDb {
                 "",
                 self.db.get_database_backend(),
             );
-            for row in select.all(&self.db).await? {
+            let rows = select
+                .into_model::<crate::graphql::rows::KeyMomentRow>()
+                .all(&self.db)
+                .await?;
+            for crate::graphql::rows::KeyMomentRow(row) in rows {
                 out.insert(KeyMomentById(row.id, skip), row);
             }
         }

@@ -53,7 +53,7 @@ impl OperationFields {
 
 /// An entity some of whose columns only particular GraphQL fields read.
 pub trait Narrowable: EntityTrait {
-    /// Each such column with the fields that read it. Only text and JSON columns are listed.
+    /// Each such column with the fields that read it (columns no field reads list none).
     fn optional_columns() -> &'static [(Self::Column, &'static [&'static str])];
 }
 
@@ -61,11 +61,21 @@ impl Narrowable for video::Entity {
     fn optional_columns() -> &'static [(video::Column, &'static [&'static str])] {
         use video::Column::*;
         &[
+            (UploadedBy, &["uploadedBy"]),
             (OriginalFilename, &["originalFilename"]),
             (Mime, &["mime"]),
+            (SizeBytes, &["sizeBytes"]),
             (Sha256, &["sha256"]),
+            (DurationSecs, &["durationSecs"]),
+            (Width, &["width"]),
+            (Height, &["height"]),
+            (PipelineStage, &["pipelineStage"]),
             (FailureReason, &["failureReason"]),
             (YoutubeUrl, &["youtubeUrl"]),
+            // Not exposed through the API: read by mutations and jobs, which read whole rows.
+            (StorageKey, &[]),
+            (RetentionClass, &[]),
+            (RetentionUntil, &[]),
         ]
     }
 }
@@ -180,23 +190,35 @@ pub fn leave_out<E: Narrowable>(
     Skip::of::<E>(ctx).apply::<E>(query, prefix, backend);
 }
 
-/// A constant that decodes as the column's type: SQL `NULL` for a nullable column, else an
-/// empty text or a JSON `null`.
-/// `None` for other types, which are then read as they are.
+/// A constant that decodes as the column's type: SQL `NULL` (typed on PostgreSQL) for a
+/// nullable column, else an empty text, a JSON `null` or zero. `None` for other types, which
+/// are then read as they are.
 fn constant_of<C: ColumnTrait>(column: &C, backend: DatabaseBackend) -> Option<SimpleExpr> {
     let def = column.def();
-    match def.get_column_type() {
-        ColumnType::Json | ColumnType::JsonBinary => Some(match (def.is_null(), backend) {
-            (true, DatabaseBackend::Postgres) => Expr::cust("CAST(NULL AS jsonb)"),
-            (true, _) => Expr::cust("NULL"),
-            (false, DatabaseBackend::Postgres) => Expr::cust("CAST('null' AS jsonb)"),
-            (false, _) => Expr::cust("'null'"),
+    let ty = def.get_column_type();
+    if def.is_null() {
+        let pg_type = match ty {
+            ColumnType::Json | ColumnType::JsonBinary => "jsonb",
+            ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => "TEXT",
+            ColumnType::Uuid => "uuid",
+            ColumnType::Integer => "integer",
+            ColumnType::BigInteger => "bigint",
+            ColumnType::Double => "double precision",
+            ColumnType::TimestampWithTimeZone => "timestamptz",
+            _ => return None,
+        };
+        return Some(match backend {
+            DatabaseBackend::Postgres => Expr::cust(format!("CAST(NULL AS {pg_type})")),
+            _ => Expr::cust("NULL"),
+        });
+    }
+    match ty {
+        ColumnType::Json | ColumnType::JsonBinary => Some(match backend {
+            DatabaseBackend::Postgres => Expr::cust("CAST('null' AS jsonb)"),
+            _ => Expr::cust("'null'"),
         }),
-        ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => Some(if def.is_null() {
-            Expr::cust("CAST(NULL AS TEXT)")
-        } else {
-            Expr::cust("''")
-        }),
+        ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => Some(Expr::cust("''")),
+        ColumnType::Integer => Some(Expr::cust("0")),
         _ => None,
     }
 }
@@ -271,6 +293,28 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains(r#""creators"."name""#), "{sql}");
+
+        let mut videos = video::Entity::find().into_query();
+        Skip::given::<video::Entity>(|f| f == "width").apply::<video::Entity>(
+            &mut videos,
+            "",
+            DatabaseBackend::Postgres,
+        );
+        let sql = videos.to_string(PostgresQueryBuilder);
+        for expected in [
+            r#"CAST(NULL AS bigint) AS "size_bytes""#,
+            r#"CAST(NULL AS double precision) AS "duration_secs""#,
+            r#"CAST(NULL AS timestamptz) AS "retention_until""#,
+            r#"CAST(NULL AS uuid) AS "uploaded_by""#,
+            r#"0 AS "pipeline_stage""#,
+            r#"'' AS "storage_key""#,
+            r#""videos"."width""#,
+            r#""videos"."deleted_at""#,
+            r#""videos"."status""#,
+            r#""videos"."creator_id""#,
+        ] {
+            assert!(sql.contains(expected), "{expected} in {sql}");
+        }
 
         let mut joined = video::Entity::find()
             .find_also_related(creator::Entity)

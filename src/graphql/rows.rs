@@ -15,11 +15,11 @@
 
 use entity::{
     creator,
-    enums::{HighlightStatus, VideoStatus},
-    highlight, video,
+    enums::{HighlightStatus, KeyMomentContentType, ReviewStatus, VideoStatus},
+    highlight, key_moment, video,
 };
 use sea_orm::{
-    ActiveEnum, DbErr, QueryResult, TryGetable,
+    ActiveEnum, DbErr, FromQueryResult, QueryResult, TryGetable,
     prelude::{DateTimeUtc, Json, Uuid},
     sqlx::{Row, postgres::PgRow},
 };
@@ -54,10 +54,22 @@ macro_rules! pg_enum {
                 <$ty as ActiveEnum>::try_from_value(&String::pg(row, index)?)
             }
         }
+        impl PgValue for Option<$ty> {
+            fn pg(row: &PgRow, index: usize) -> Result<Self, DbErr> {
+                Option::<String>::pg(row, index)?
+                    .map(|value| <$ty as ActiveEnum>::try_from_value(&value))
+                    .transpose()
+            }
+        }
     )*};
 }
 
-pg_enum!(VideoStatus, HighlightStatus);
+pg_enum!(
+    VideoStatus,
+    HighlightStatus,
+    KeyMomentContentType,
+    ReviewStatus
+);
 
 /// Reads the fields of `$module::Model` from consecutive columns starting at `$start`; evaluates to
 /// the model and the index after its last column.
@@ -157,4 +169,36 @@ pub fn creator_at(res: &QueryResult, start: usize) -> Result<(creator::Model, us
             updated_at,
         }
     ))
+}
+
+/// A key moment whose columns start at `start`; also returns where the next entity starts.
+pub fn key_moment_at(res: &QueryResult, start: usize) -> Result<(key_moment::Model, usize), DbErr> {
+    Ok(model_at!(
+        res,
+        start,
+        key_moment {
+            id,
+            video_id,
+            title,
+            summary,
+            start_time,
+            end_time,
+            topic_category,
+            topic_tags,
+            content_type,
+            review_status,
+            sort_order,
+            created_at,
+            updated_at,
+        }
+    ))
+}
+
+/// A key moment read by position from a select of its own table.
+pub struct KeyMomentRow(pub key_moment::Model);
+
+impl FromQueryResult for KeyMomentRow {
+    fn from_query_result(res: &QueryResult, _: &str) -> Result<Self, DbErr> {
+        Ok(Self(key_moment_at(res, 0)?.0))
+    }
 }

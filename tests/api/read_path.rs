@@ -5,8 +5,8 @@
 
 use chrono::{Duration, Utc};
 use entity::{
-    HighlightStatus, ReviewStatus, UserRole, VideoStatus, creator, creator_follow, highlight,
-    key_moment, user, video,
+    HighlightStatus, KeyMomentContentType, ReviewStatus, UserRole, VideoStatus, creator,
+    creator_follow, highlight, key_moment, user, video,
 };
 use reelgraph::graphql::rows;
 use sea_orm::{
@@ -116,6 +116,10 @@ async fn seed(app: &TestApp) -> Catalogue {
                 original_filename: Set(format!("c{c}v{v}.mp4")),
                 storage_key: Set(format!("creators/{creator_id}/videos/{video_id}/original")),
                 duration_secs: Set(Some(600.0)),
+                size_bytes: Set(Some(1_000_000 + v as i64)),
+                width: Set(Some(1280)),
+                height: Set(Some(720)),
+                pipeline_stage: Set(3),
                 status: Set(VideoStatus::Ready),
                 created_at: Set(at),
                 updated_at: Set(at),
@@ -340,9 +344,21 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         );
     }
 
-    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename creator { genres socialLinks } }
+    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename
+                durationSecs width height sizeBytes pipelineStage creator { genres socialLinks } }
             keyMoment { summary topicTags } } }
-        creators(first: 2) { nodes { genres videos(first: 2) { nodes { originalFilename } } } } }";
+        creators(first: 2) { nodes { genres videos(first: 2) { nodes { originalFilename
+            durationSecs width height sizeBytes pipelineStage } } } } }";
+    let probed = |video: &Value| {
+        assert_eq!(video["durationSecs"], 600.0, "{video}");
+        assert_eq!(video["width"], 1280, "{video}");
+        assert_eq!(video["height"], 720, "{video}");
+        assert!(
+            video["sizeBytes"].as_i64().is_some_and(|s| s >= 1_000_000),
+            "{video}"
+        );
+        assert_eq!(video["pipelineStage"], 3, "{video}");
+    };
     let data = app.ok(None, wide, json!({})).await;
     for node in data["highlights"]["nodes"].as_array().into_iter().flatten() {
         assert_eq!(node["keyMoment"]["summary"], "about this moment", "{node}");
@@ -360,6 +376,7 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
             "{node}"
         );
         assert_eq!(node["video"]["creator"]["socialLinks"], json!({}), "{node}");
+        probed(&node["video"]);
     }
     for node in data["creators"]["nodes"].as_array().into_iter().flatten() {
         assert_eq!(node["genres"], json!(["editing"]), "{node}");
@@ -370,6 +387,7 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
                     .is_some_and(|f| f.ends_with(".mp4")),
                 "{video}"
             );
+            probed(video);
         }
     }
 
@@ -386,7 +404,7 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
     // same highlights, videos and creators, and asks for the genres.
     let batch = json!([
         { "query": narrow },
-        { "query": "{ highlights(first: 3) { nodes { id video { id creator { id genres } } } } }" },
+        { "query": "{ highlights(first: 3) { nodes { id video { id durationSecs creator { id genres } } } } }" },
     ]);
     let answers: Value = app
         .client
@@ -410,6 +428,7 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
             json!(["editing"]),
             "{answers}"
         );
+        assert_eq!(node["video"]["durationSecs"], 600.0, "{answers}");
     }
 }
 
@@ -492,6 +511,40 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
         assert_eq!(
             c,
             creator::Model::from_query_result(row, "C_").expect("by name")
+        );
+    }
+
+    let mut moment: key_moment::ActiveModel = key_moment::Entity::find()
+        .filter(key_moment::Column::VideoId.eq(video_id))
+        .one(db)
+        .await
+        .expect("read")
+        .expect("key moment")
+        .into();
+    moment.summary = Set(Some("summary".into()));
+    moment.topic_category = Set(Some("craft".into()));
+    moment.topic_tags = Set(json!(["a", "b"]));
+    moment.content_type = Set(Some(KeyMomentContentType::Workflow));
+    moment.review_status = Set(ReviewStatus::Approved);
+    moment.sort_order = Set(7);
+    moment.updated_at = Set(now);
+    let moment = moment.update(db).await.expect("key moment updated");
+    let statement = key_moment::Entity::find()
+        .filter(key_moment::Column::VideoId.eq(video_id))
+        .build(db.get_database_backend());
+    let rows = db.query_all_raw(statement).await.expect("rows");
+    assert!(rows.iter().any(|row| {
+        rows::KeyMomentRow::from_query_result(row, "")
+            .expect("by position")
+            .0
+            == moment
+    }));
+    for row in &rows {
+        let (m, end) = rows::key_moment_at(row, 0).expect("key moment by position");
+        assert_eq!(end, row.column_names().len(), "every column read once");
+        assert_eq!(
+            m,
+            key_moment::Model::from_query_result(row, "").expect("by name")
         );
     }
 }
