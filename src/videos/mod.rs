@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::{VideoStatus, creator, video};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait};
 
 use crate::{
     creators::Creator,
@@ -11,8 +11,9 @@ use crate::{
     graphql::{
         loaders,
         loaders::{CreatorById, UserById, VariantsOf, VisibleVideoById},
+        narrow::leave_out,
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
-        parse_id, selects, state, viewer,
+        parse_id, rows, selects, state, viewer,
     },
     media::{PROXY_720P, Profile, THUMBNAIL, VideoVariant},
     users::User,
@@ -186,19 +187,26 @@ impl VideoQuery {
         let id = parse_id("id", &id)?;
         let loaders = loaders(ctx)?;
         let found = if selects(ctx, &["creator"]) {
-            // One statement for the video and its creator instead of two round trips.
+            // One statement for the video and its creator instead of two round trips; the
+            // row lists the video's columns, then the creator's, and is decoded by position.
             let db = &state(ctx)?.db;
-            let found = video::Entity::find_by_id(id)
+            let backend = db.get_database_backend();
+            let mut select = video::Entity::find_by_id(id)
                 .filter(viewer(ctx)?.visible_videos(db).await?)
-                .find_also_related(creator::Entity)
-                .one(db)
-                .await?;
-            found.map(|(video, creator)| {
-                if let Some(creator) = creator {
+                .find_also_related(creator::Entity);
+            let query = QueryTrait::query(&mut select);
+            leave_out::<video::Entity>(ctx, query, "A_", backend);
+            leave_out::<creator::Entity>(ctx, query, "B_", backend);
+            match db.query_one_raw(select.build(backend)).await? {
+                Some(row) => {
+                    let (video, next) = rows::video_at(&row, 0)?;
+                    // Every video has a creator (a foreign key), so the left join finds one.
+                    let (creator, _) = rows::creator_at(&row, next)?;
                     loaders.prime(CreatorById(creator.id), Some(creator));
+                    Some(video)
                 }
-                video
-            })
+                None => None,
+            }
         } else {
             loaders.load_one(VisibleVideoById(id)).await?
         };

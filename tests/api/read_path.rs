@@ -391,6 +391,23 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         }
     }
 
+    let video_id = nodes[0]["video"]["id"].clone();
+    let one = "query($id: ID!) { video(id: $id) { id durationSecs width height sizeBytes
+        pipelineStage originalFilename creator { id genres } } }";
+    let data = app.ok(None, one, json!({ "id": video_id })).await;
+    probed(&data["video"]);
+    assert!(
+        data["video"]["originalFilename"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".mp4")),
+        "{data}"
+    );
+    assert_eq!(
+        data["video"]["creator"]["genres"],
+        json!(["editing"]),
+        "{data}"
+    );
+
     let fragment = "fragment F on Creator { genres }
         { highlights(first: 3) { nodes { video { creator { ...F } } } } }";
     let data = app.ok(None, fragment, json!({})).await;
