@@ -145,7 +145,7 @@ async fn set_status(ctx: &Context<'_>, id: &ID, status: HighlightStatus) -> AppR
     let mut row: highlight::ActiveModel = found.into();
     row.status = Set(status);
     row.updated_at = Set(Utc::now());
-    Ok(Highlight(row.update(&state(ctx)?.db).await?))
+    Ok(Highlight(row.update(&state(ctx)?.db).await?, None))
 }
 
 #[derive(Default)]
@@ -405,7 +405,7 @@ impl ContentMutation {
             .all(&txn)
             .await?;
         txn.commit().await?;
-        Ok(highlights.into_iter().map(Highlight).collect())
+        Ok(highlights.into_iter().map(|h| Highlight(h, None)).collect())
     }
 
     /// Approves a highlight for shorts.
@@ -440,6 +440,6 @@ impl ContentMutation {
         row.trim_end = Set(Some(trim_end));
         row.duration_secs = Set(trim_end - trim_start);
         row.updated_at = Set(Utc::now());
-        Ok(Highlight(row.update(db).await?))
+        Ok(Highlight(row.update(db).await?, None))
     }
 }

@@ -11,10 +11,11 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use entity::{HighlightStatus, creator, highlight, video};
+use entity::{HighlightStatus, creator, highlight, key_moment, video};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, JoinType, Order,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
+    JoinType, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Statement,
+    sea_query::{Alias, Expr, ExprTrait, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -136,6 +137,25 @@ fn ranked<S: QueryFilter + QueryOrder + QueryTrait>(
     build_with_limit(&select, backend, args.limit + 1)
 }
 
+/// Adds each highlight's key moment to a highlights page: a left join (every highlight has
+/// one) and its columns, aliased `D_{column}` and narrowed as the key-moment loader narrows
+/// them, after the columns already selected.
+fn join_key_moments(ctx: &Context<'_>, query: &mut SelectStatement, backend: DatabaseBackend) {
+    query.join(
+        JoinType::LeftJoin,
+        key_moment::Entity,
+        Expr::col((key_moment::Entity, key_moment::Column::Id))
+            .equals((highlight::Entity, highlight::Column::KeyMomentId)),
+    );
+    for column in key_moment::Column::iter() {
+        query.expr_as(
+            Expr::col((key_moment::Entity, column)),
+            Alias::new(format!("D_{}", column.as_str())),
+        );
+    }
+    leave_out::<key_moment::Entity>(ctx, query, "D_", backend);
+}
+
 #[derive(Default)]
 pub struct ContentQuery;
 
@@ -153,7 +173,7 @@ impl ContentQuery {
         match found {
             Some((highlight, Some(video))) => {
                 loaders(ctx)?.prime(VisibleVideoById(video.id), Some(video));
-                Ok(Some(Highlight(highlight)))
+                Ok(Some(Highlight(highlight, None)))
             }
             _ => Err(AppError::NotFound("highlight")),
         }
@@ -234,8 +254,10 @@ impl ContentQuery {
         let loaders = loaders(ctx)?;
         let backend = db.get_database_backend();
         // The statement lists the highlight's columns, then its video's, then (when asked
-        // for) the creator's, each in column order; the rows are decoded by position.
+        // for) the creator's and the key moment's, each in column order; the rows are decoded
+        // by position.
         let with_creators = node_selects(ctx, &["video", "creator"]);
+        let with_moments = node_selects(ctx, &["keyMoment"]);
         let statement = if with_creators {
             let mut select = highlight::Entity::find()
                 .find_also_related(video::Entity)
@@ -244,26 +266,38 @@ impl ContentQuery {
             leave_out::<highlight::Entity>(ctx, query, "A_", backend);
             leave_out::<video::Entity>(ctx, query, "B_", backend);
             leave_out::<creator::Entity>(ctx, query, "C_", backend);
+            if with_moments {
+                join_key_moments(ctx, query, backend);
+            }
             ranked(select, filter, &args, backend)
         } else {
             let mut select = highlight::Entity::find().find_also_related(video::Entity);
             let query = QueryTrait::query(&mut select);
             leave_out::<highlight::Entity>(ctx, query, "A_", backend);
             leave_out::<video::Entity>(ctx, query, "B_", backend);
+            if with_moments {
+                join_key_moments(ctx, query, backend);
+            }
             ranked(select, filter, &args, backend)
         };
-        let mut rows: Vec<highlight::Model> = Vec::new();
+        let mut rows: Vec<(highlight::Model, Option<key_moment::Model>)> = Vec::new();
         for row in db.query_all_raw(statement).await? {
             // The join is an inner one in effect (the filter reads the video's columns), and
-            // every video has a creator.
+            // every video has a creator and every highlight a key moment (foreign keys).
             let (highlight, next) = rows::highlight_at(&row, 0)?;
-            let (video, next) = rows::video_at(&row, next)?;
+            let (video, mut next) = rows::video_at(&row, next)?;
             if with_creators {
-                let (creator, _) = rows::creator_at(&row, next)?;
+                let (creator, after) = rows::creator_at(&row, next)?;
+                next = after;
                 loaders.prime(CreatorById(creator.id), Some(creator));
             }
+            let moment = if with_moments {
+                Some(rows::key_moment_at(&row, next)?.0)
+            } else {
+                None
+            };
             loaders.prime(VisibleVideoById(video.id), Some(video));
-            rows.push(highlight);
+            rows.push((highlight, moment));
         }
 
         let page = Page::from_rows(
@@ -279,7 +313,7 @@ impl ContentQuery {
         connection.edges.extend(
             page.items
                 .into_iter()
-                .map(|h| Edge::new(ScoreCursor::of(&h).encode(), Highlight(h))),
+                .map(|(h, moment)| Edge::new(ScoreCursor::of(&h).encode(), Highlight(h, moment))),
         );
         Ok(connection)
     }

@@ -133,7 +133,8 @@ impl KeyMoment {
 }
 
 /// A key moment scored as a candidate for shorts, and its curation state.
-pub struct Highlight(pub highlight::Model);
+/// A highlight, with its key moment when the statement that read it also read that.
+pub struct Highlight(pub highlight::Model, pub Option<key_moment::Model>);
 
 #[Object]
 impl Highlight {
@@ -149,6 +150,9 @@ impl Highlight {
     }
     /// The key moment this highlight was scored from.
     async fn key_moment(&self, ctx: &Context<'_>) -> AppResult<KeyMoment> {
+        if let Some(moment) = &self.1 {
+            return Ok(KeyMoment(moment.clone()));
+        }
         content_loaders(ctx)?
             .key_moment(self.0.key_moment_id, Skip::of::<key_moment::Entity>(ctx))
             .await?
@@ -219,5 +223,5 @@ pub async fn key_moments_of(ctx: &Context<'_>, video: &video::Model) -> AppResul
 /// `Video.highlights`: the video's highlights, best score first.
 pub async fn highlights_of(ctx: &Context<'_>, video: &video::Model) -> AppResult<Vec<Highlight>> {
     let rows = content_loaders(ctx)?.highlights(video.id).await?;
-    Ok(rows.into_iter().map(Highlight).collect())
+    Ok(rows.into_iter().map(|h| Highlight(h, None)).collect())
 }

@@ -38,7 +38,7 @@ impl Short {
         highlight::Entity::find_by_id(self.0.highlight_id)
             .one(&state(ctx)?.db)
             .await?
-            .map(crate::content::Highlight)
+            .map(|h| crate::content::Highlight(h, None))
             .ok_or(AppError::NotFound("highlight"))
     }
     async fn preset(&self) -> ShortPreset {
