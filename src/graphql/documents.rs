@@ -66,13 +66,14 @@ fn field_names(document: &ExecutableDocument) -> HashSet<String> {
     names
 }
 
-/// Weighs an entry by its text: a parsed document takes a few times its text's size.
+/// Weighs an entry by its text, at the worst case: a selection as short as `a ` (two bytes)
+/// becomes a parsed field of about 200 bytes, so 128 bytes are counted per byte of text.
 #[derive(Clone)]
 struct ByTextSize;
 
 impl Weighter<String, Arc<ParsedDocument>> for ByTextSize {
     fn weight(&self, query: &String, _: &Arc<ParsedDocument>) -> u64 {
-        256 + 8 * query.len() as u64
+        1024 + 128 * query.len() as u64
     }
 }
 
@@ -82,14 +83,16 @@ pub struct DocumentCache {
 }
 
 impl DocumentCache {
-    /// About 32 MiB of parsed documents.
-    const WEIGHT: u64 = 32 << 20;
+    /// At most about 64 MiB of parsed documents, whatever clients send: some 500 documents
+    /// of 1 KiB of text (an application's operations are a few hundred at most), fewer
+    /// longer ones.
+    const WEIGHT: u64 = 64 << 20;
     /// Longer texts are parsed per request (the body limit caps them).
-    const MAX_TEXT: usize = 64 << 10;
+    const MAX_TEXT: usize = 16 << 10;
 
     pub fn new() -> Self {
         Self {
-            documents: Cache::with_weighter(4096, Self::WEIGHT, ByTextSize),
+            documents: Cache::with_weighter(512, Self::WEIGHT, ByTextSize),
         }
     }
 
