@@ -132,8 +132,8 @@ impl KeyMoment {
     }
 }
 
-/// A key moment scored as a candidate for shorts, and its curation state.
-/// A highlight, with its key moment when the statement that read it also read that.
+/// A key moment scored as a candidate for shorts, and its curation state; with the key moment
+/// itself when the statement that read the highlight read that too (the highlights page).
 pub struct Highlight(pub highlight::Model, pub Option<key_moment::Model>);
 
 #[Object]
