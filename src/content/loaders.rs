@@ -11,7 +11,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{Context, dataloader::Loader};
 use entity::{caption_track, highlight, key_moment, transcript_segment};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QueryTrait,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -80,16 +83,10 @@ impl Loader<KeyMomentById> for ContentDb {
         let mut out = HashMap::with_capacity(keys.len());
         for (skip, ids) in groups {
             let mut select = key_moment::Entity::find().filter(key_moment::Column::Id.is_in(ids));
-            skip.apply::<key_moment::Entity>(
-                QueryTrait::query(&mut select),
-                "",
-                self.db.get_database_backend(),
-            );
-            let rows = select
-                .into_model::<crate::graphql::rows::KeyMomentRow>()
-                .all(&self.db)
-                .await?;
-            for crate::graphql::rows::KeyMomentRow(row) in rows {
+            skip.remove::<key_moment::Entity>(QueryTrait::query(&mut select), "");
+            let backend = self.db.get_database_backend();
+            for row in self.db.query_all_raw(select.build(backend)).await? {
+                let (row, _) = crate::graphql::rows::key_moment_at(&row, 0, skip)?;
                 out.insert(KeyMomentById(row.id, skip), row);
             }
         }

@@ -26,7 +26,7 @@ use crate::{
     graphql::{
         loaders,
         loaders::{CreatorById, VisibleVideoById},
-        narrow::leave_out,
+        narrow::{Skip, select_without},
         node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount},
         parse_id, rows, state, viewer,
@@ -138,9 +138,9 @@ fn ranked<S: QueryFilter + QueryOrder + QueryTrait>(
 }
 
 /// Adds each highlight's key moment to a highlights page: a left join (every highlight has
-/// one) and its columns, aliased `D_{column}` and narrowed as the key-moment loader narrows
-/// them, after the columns already selected.
-fn join_key_moments(ctx: &Context<'_>, query: &mut SelectStatement, backend: DatabaseBackend) {
+/// one) and its columns, aliased `D_{column}`, after the columns already selected; returns
+/// the columns left out.
+fn join_key_moments(ctx: &Context<'_>, query: &mut SelectStatement) -> Skip {
     query.join(
         JoinType::LeftJoin,
         key_moment::Entity,
@@ -153,7 +153,7 @@ fn join_key_moments(ctx: &Context<'_>, query: &mut SelectStatement, backend: Dat
             Alias::new(format!("D_{}", column.as_str())),
         );
     }
-    leave_out::<key_moment::Entity>(ctx, query, "D_", backend);
+    select_without::<key_moment::Entity>(ctx, query, "D_")
 }
 
 #[derive(Default)]
@@ -258,41 +258,51 @@ impl ContentQuery {
         // by position.
         let with_creators = node_selects(ctx, &["video", "creator"]);
         let with_moments = node_selects(ctx, &["keyMoment"]);
-        let statement = if with_creators {
+        let mut skip_moment = Skip::NONE;
+        let mut skip_creator = Skip::NONE;
+        let (statement, skip_highlight, skip_video) = if with_creators {
             let mut select = highlight::Entity::find()
                 .find_also_related(video::Entity)
                 .and_also_related(creator::Entity);
             let query = QueryTrait::query(&mut select);
-            leave_out::<highlight::Entity>(ctx, query, "A_", backend);
-            leave_out::<video::Entity>(ctx, query, "B_", backend);
-            leave_out::<creator::Entity>(ctx, query, "C_", backend);
+            let skip_highlight = select_without::<highlight::Entity>(ctx, query, "A_");
+            let skip_video = select_without::<video::Entity>(ctx, query, "B_");
+            skip_creator = select_without::<creator::Entity>(ctx, query, "C_");
             if with_moments {
-                join_key_moments(ctx, query, backend);
+                skip_moment = join_key_moments(ctx, query);
             }
-            ranked(select, filter, &args, backend)
+            (
+                ranked(select, filter, &args, backend),
+                skip_highlight,
+                skip_video,
+            )
         } else {
             let mut select = highlight::Entity::find().find_also_related(video::Entity);
             let query = QueryTrait::query(&mut select);
-            leave_out::<highlight::Entity>(ctx, query, "A_", backend);
-            leave_out::<video::Entity>(ctx, query, "B_", backend);
+            let skip_highlight = select_without::<highlight::Entity>(ctx, query, "A_");
+            let skip_video = select_without::<video::Entity>(ctx, query, "B_");
             if with_moments {
-                join_key_moments(ctx, query, backend);
+                skip_moment = join_key_moments(ctx, query);
             }
-            ranked(select, filter, &args, backend)
+            (
+                ranked(select, filter, &args, backend),
+                skip_highlight,
+                skip_video,
+            )
         };
         let mut rows: Vec<(highlight::Model, Option<key_moment::Model>)> = Vec::new();
         for row in db.query_all_raw(statement).await? {
             // The join is an inner one in effect (the filter reads the video's columns), and
             // every video has a creator and every highlight a key moment (foreign keys).
-            let (highlight, next) = rows::highlight_at(&row, 0)?;
-            let (video, mut next) = rows::video_at(&row, next)?;
+            let (highlight, next) = rows::highlight_at(&row, 0, skip_highlight)?;
+            let (video, mut next) = rows::video_at(&row, next, skip_video)?;
             if with_creators {
-                let (creator, after) = rows::creator_at(&row, next)?;
+                let (creator, after) = rows::creator_at(&row, next, skip_creator)?;
                 next = after;
                 loaders.prime(CreatorById(creator.id), Some(creator));
             }
             let moment = if with_moments {
-                Some(rows::key_moment_at(&row, next)?.0)
+                Some(rows::key_moment_at(&row, next, skip_moment)?.0)
             } else {
                 None
             };

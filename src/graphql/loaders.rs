@@ -23,8 +23,8 @@ use async_graphql::dataloader::Loader;
 use entity::{VideoStatus, creator, creator_follow, creator_member, user, video, video_variant};
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
     sea_query::{Asterisk, Expr, ExprTrait, Query},
 };
 use tokio::sync::oneshot;
@@ -298,14 +298,15 @@ pub struct PageVideo {
     pub highlight_count: Option<i64>,
 }
 
-impl FromQueryResult for PageVideo {
-    /// Both statements below list the video's columns first, in column order.
-    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
-        let (video, _) = crate::graphql::rows::video_at(res, 0)?;
+impl PageVideo {
+    /// Both statements below list the video's columns first, in column order, less those
+    /// `skip` left out.
+    fn decode(res: &QueryResult, skip: Skip) -> Result<Self, DbErr> {
+        let (video, _) = crate::graphql::rows::video_at(res, 0, skip)?;
         let highlight_count = match res.try_as_pg_row() {
             Some(row) => sea_orm::sqlx::Row::try_get(row, "highlight_count")
                 .map_err(|e: sea_orm::sqlx::Error| DbErr::Type(e.to_string()))?,
-            None => res.try_get(pre, "highlight_count")?,
+            None => res.try_get("", "highlight_count")?,
         };
         Ok(Self {
             video,
@@ -546,10 +547,8 @@ impl Loader<CreatorVideos> for DbLoader {
                     skip,
                 ),
             };
-            let rows = PageVideo::find_by_statement(statement)
-                .all(&self.db)
-                .await?;
-            for row in rows {
+            for row in self.db.query_all_raw(statement).await? {
+                let row = PageVideo::decode(&row, skip)?;
                 let key = CreatorVideos {
                     creator_id: row.video.creator_id,
                     limit,
@@ -597,7 +596,7 @@ fn latest_videos_lateral(
     if let Some(status) = status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
-    skip.apply::<video::Entity>(QueryTrait::query(&mut inner), "", DatabaseBackend::Postgres);
+    skip.remove::<video::Entity>(QueryTrait::query(&mut inner), "");
     let inner = inner
         .expr_as(
             highlight_count_expr("videos", with_highlight_counts),
@@ -635,7 +634,7 @@ fn latest_videos_window(
     if let Some(status) = status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
-    skip.apply::<video::Entity>(QueryTrait::query(&mut inner), "", backend);
+    skip.remove::<video::Entity>(QueryTrait::query(&mut inner), "");
     let inner = inner
         .expr_as(
             Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),

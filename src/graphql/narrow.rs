@@ -21,7 +21,7 @@ use async_graphql::Context;
 use entity::{creator, highlight, key_moment, video};
 use sea_orm::{
     ColumnTrait, ColumnType, DatabaseBackend, EntityTrait, IdenStatic, Iterable,
-    sea_query::{Alias, Expr, IntoIden, SelectStatement, SimpleExpr},
+    sea_query::{Alias, Expr, IntoIden, SelectExpr, SelectStatement, SimpleExpr},
 };
 
 use super::documents::ParsedDocument;
@@ -125,7 +125,8 @@ impl Skip {
         }
     }
 
-    fn given<E: Narrowable>(selects: impl Fn(&str) -> bool) -> Skip {
+    /// What `E` may leave out when `selects` tells which field names the operation selects.
+    pub fn given<E: Narrowable>(selects: impl Fn(&str) -> bool) -> Skip {
         let mut bits = 0;
         for (column, fields) in E::optional_columns() {
             if !fields.iter().any(|f| selects(f))
@@ -137,7 +138,8 @@ impl Skip {
         Skip(bits)
     }
 
-    fn has(self, index: usize) -> bool {
+    /// Whether the column at `index` (in `Column::iter()` order) is left out.
+    pub fn has(self, index: usize) -> bool {
         index < 64 && self.0 & (1 << index) != 0
     }
 
@@ -161,15 +163,7 @@ impl Skip {
             })
             .collect();
         query.exprs_mut_for_each(|select| {
-            let name = match &select.alias {
-                Some(alias) => alias.to_string().strip_prefix(prefix).map(str::to_owned),
-                None if prefix.is_empty() => match &select.expr {
-                    SimpleExpr::Column(column) => column.column().map(|c| c.to_string()),
-                    _ => None,
-                },
-                None => None,
-            };
-            if let Some(name) = name
+            if let Some(name) = column_name(select, prefix)
                 && let Some((_, constant)) = skipped.iter().find(|(n, _)| *n == name)
             {
                 select.expr = constant.clone();
@@ -177,10 +171,58 @@ impl Skip {
             }
         });
     }
+
+    /// Removes the left-out columns of `E` from `query`'s select list (found as in
+    /// [`Skip::apply`]). For rows decoded by position with the same `Skip`
+    /// ([`super::rows`]), which fill those fields with the values `apply`'s constants decode
+    /// to; PostgreSQL then neither builds nor sends them.
+    pub fn remove<E: EntityTrait>(self, query: &mut SelectStatement, prefix: &str) {
+        if self == Skip::NONE {
+            return;
+        }
+        let skipped: Vec<&str> = E::Column::iter()
+            .enumerate()
+            .filter(|(index, _)| self.has(*index))
+            .map(|(_, column)| column.as_str())
+            .collect();
+        let mut kept = Vec::new();
+        query.exprs_mut_for_each(|select| {
+            if !column_name(select, prefix).is_some_and(|name| skipped.contains(&name.as_str())) {
+                kept.push(select.clone());
+            }
+        });
+        query.clear_selects();
+        query.exprs(kept);
+    }
 }
 
-/// Leaves the columns of `E` the operation of `ctx` does not read out of `query` (see
-/// [`Skip::apply`]).
+/// The column a select item reads: `{prefix}{column}` as SeaORM aliases columns in joined
+/// selects (`A_`, `B_`, …), or the bare column with no alias in a plain one.
+fn column_name(select: &SelectExpr, prefix: &str) -> Option<String> {
+    match &select.alias {
+        Some(alias) => alias.to_string().strip_prefix(prefix).map(str::to_owned),
+        None if prefix.is_empty() => match &select.expr {
+            SimpleExpr::Column(column) => column.column().map(|c| c.to_string()),
+            _ => None,
+        },
+        None => None,
+    }
+}
+
+/// Removes the columns of `E` the operation of `ctx` does not read from `query`, for rows
+/// decoded by position with the returned `Skip` (see [`Skip::remove`]).
+pub fn select_without<E: Narrowable>(
+    ctx: &Context<'_>,
+    query: &mut SelectStatement,
+    prefix: &str,
+) -> Skip {
+    let skip = Skip::of::<E>(ctx);
+    skip.remove::<E>(query, prefix);
+    skip
+}
+
+/// Leaves the columns of `E` the operation of `ctx` does not read out of `query`, reading
+/// constants in their place, for rows decoded by name (see [`Skip::apply`]).
 pub fn leave_out<E: Narrowable>(
     ctx: &Context<'_>,
     query: &mut SelectStatement,

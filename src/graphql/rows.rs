@@ -13,13 +13,14 @@
 //! NULL; a page of videos has about seven NULL columns a row (`perf`, read benchmark Q2: ~5 %
 //! of the server's CPU).
 
+use super::narrow::Skip;
 use entity::{
     creator,
     enums::{HighlightStatus, KeyMomentContentType, ReviewStatus, VideoStatus},
     highlight, key_moment, video,
 };
 use sea_orm::{
-    ActiveEnum, DbErr, FromQueryResult, QueryResult, TryGetable,
+    ActiveEnum, DbErr, QueryResult, TryGetable,
     prelude::{DateTimeUtc, Json, Uuid},
     sqlx::{Row, postgres::PgRow},
 };
@@ -71,37 +72,104 @@ pg_enum!(
     ReviewStatus
 );
 
-/// Reads the fields of `$module::Model` from consecutive columns starting at `$start`; evaluates to
-/// the model and the index after its last column.
+/// The value of a field whose column a statement left out ([`Skip::remove`]): what the
+/// constant [`Skip::apply`] reads in its place decodes to. Only nullable, text, JSON and
+/// integer columns can be left out.
+///
+/// [`Skip::remove`]: super::narrow::Skip::remove
+/// [`Skip::apply`]: super::narrow::Skip::apply
+pub trait LeftOut: Sized {
+    fn left_out() -> Result<Self, DbErr>;
+}
+
+impl<T> LeftOut for Option<T> {
+    fn left_out() -> Result<Self, DbErr> {
+        Ok(None)
+    }
+}
+
+macro_rules! left_out_as {
+    ($($ty:ty => $value:expr),* $(,)?) => {$(
+        impl LeftOut for $ty {
+            fn left_out() -> Result<Self, DbErr> {
+                Ok($value)
+            }
+        }
+    )*};
+}
+
+left_out_as!(String => String::new(), i32 => 0, Json => Json::Null);
+
+macro_rules! never_left_out {
+    ($($ty:ty),* $(,)?) => {$(
+        impl LeftOut for $ty {
+            fn left_out() -> Result<Self, DbErr> {
+                Err(DbErr::Custom(format!("a {} column cannot be left out", stringify!($ty))))
+            }
+        }
+    )*};
+}
+
+never_left_out!(
+    Uuid,
+    i64,
+    f64,
+    bool,
+    DateTimeUtc,
+    VideoStatus,
+    HighlightStatus,
+    ReviewStatus
+);
+
+/// Reads the fields of `$module::Model` from consecutive columns starting at `$start`, the
+/// columns `$skip` left out of the statement excepted; evaluates to the model and the index
+/// after its last column.
 macro_rules! model_at {
-    ($res:expr, $start:expr, $module:ident { $($field:ident),* $(,)? }) => {{
+    ($res:expr, $start:expr, $skip:expr, $module:ident { $($field:ident),* $(,)? }) => {{
         let res: &QueryResult = $res;
+        let skip: Skip = $skip;
         let mut index: usize = $start;
+        let mut column: usize = 0;
         let model = match res.try_as_pg_row() {
             Some(row) => $module::Model {
                 $($field: {
-                    let value = PgValue::pg(row, index)?;
-                    index += 1;
-                    value
+                    column += 1;
+                    if skip.has(column - 1) {
+                        LeftOut::left_out()?
+                    } else {
+                        index += 1;
+                        PgValue::pg(row, index - 1)?
+                    }
                 },)*
             },
             None => $module::Model {
                 $($field: {
-                    let value = TryGetable::try_get_by_index(res, index).map_err(DbErr::from)?;
-                    index += 1;
-                    value
+                    column += 1;
+                    if skip.has(column - 1) {
+                        LeftOut::left_out()?
+                    } else {
+                        index += 1;
+                        TryGetable::try_get_by_index(res, index - 1).map_err(DbErr::from)?
+                    }
                 },)*
             },
         };
+        let _ = column;
         (model, index)
     }};
 }
 
-/// A highlight whose columns start at `start`; also returns where the next entity starts.
-pub fn highlight_at(res: &QueryResult, start: usize) -> Result<(highlight::Model, usize), DbErr> {
+/// A highlight whose columns start at `start`, less those `skip` left out; also returns where
+/// the next entity starts.
+pub fn highlight_at(
+    res: &QueryResult,
+    start: usize,
+    skip: Skip,
+) -> Result<(highlight::Model, usize), DbErr> {
     Ok(model_at!(
         res,
         start,
+        skip,
         highlight {
             id,
             key_moment_id,
@@ -118,11 +186,17 @@ pub fn highlight_at(res: &QueryResult, start: usize) -> Result<(highlight::Model
     ))
 }
 
-/// A video whose columns start at `start`; also returns where the next entity starts.
-pub fn video_at(res: &QueryResult, start: usize) -> Result<(video::Model, usize), DbErr> {
+/// A video whose columns start at `start`, less those `skip` left out; also returns where the
+/// next entity starts.
+pub fn video_at(
+    res: &QueryResult,
+    start: usize,
+    skip: Skip,
+) -> Result<(video::Model, usize), DbErr> {
     Ok(model_at!(
         res,
         start,
+        skip,
         video {
             id,
             creator_id,
@@ -149,11 +223,17 @@ pub fn video_at(res: &QueryResult, start: usize) -> Result<(video::Model, usize)
     ))
 }
 
-/// A creator whose columns start at `start`; also returns where the next entity starts.
-pub fn creator_at(res: &QueryResult, start: usize) -> Result<(creator::Model, usize), DbErr> {
+/// A creator whose columns start at `start`, less those `skip` left out; also returns where
+/// the next entity starts.
+pub fn creator_at(
+    res: &QueryResult,
+    start: usize,
+    skip: Skip,
+) -> Result<(creator::Model, usize), DbErr> {
     Ok(model_at!(
         res,
         start,
+        skip,
         creator {
             id,
             name,
@@ -171,11 +251,17 @@ pub fn creator_at(res: &QueryResult, start: usize) -> Result<(creator::Model, us
     ))
 }
 
-/// A key moment whose columns start at `start`; also returns where the next entity starts.
-pub fn key_moment_at(res: &QueryResult, start: usize) -> Result<(key_moment::Model, usize), DbErr> {
+/// A key moment whose columns start at `start`, less those `skip` left out; also returns where
+/// the next entity starts.
+pub fn key_moment_at(
+    res: &QueryResult,
+    start: usize,
+    skip: Skip,
+) -> Result<(key_moment::Model, usize), DbErr> {
     Ok(model_at!(
         res,
         start,
+        skip,
         key_moment {
             id,
             video_id,
@@ -192,13 +278,4 @@ pub fn key_moment_at(res: &QueryResult, start: usize) -> Result<(key_moment::Mod
             updated_at,
         }
     ))
-}
-
-/// A key moment read by position from a select of its own table.
-pub struct KeyMomentRow(pub key_moment::Model);
-
-impl FromQueryResult for KeyMomentRow {
-    fn from_query_result(res: &QueryResult, _: &str) -> Result<Self, DbErr> {
-        Ok(Self(key_moment_at(res, 0)?.0))
-    }
 }

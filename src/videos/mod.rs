@@ -11,7 +11,7 @@ use crate::{
     graphql::{
         loaders,
         loaders::{CreatorById, UserById, VariantsOf, VisibleVideoById},
-        narrow::leave_out,
+        narrow::select_without,
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, rows, selects, state, viewer,
     },
@@ -195,13 +195,13 @@ impl VideoQuery {
                 .filter(viewer(ctx)?.visible_videos(db).await?)
                 .find_also_related(creator::Entity);
             let query = QueryTrait::query(&mut select);
-            leave_out::<video::Entity>(ctx, query, "A_", backend);
-            leave_out::<creator::Entity>(ctx, query, "B_", backend);
+            let skip_video = select_without::<video::Entity>(ctx, query, "A_");
+            let skip_creator = select_without::<creator::Entity>(ctx, query, "B_");
             match db.query_one_raw(select.build(backend)).await? {
                 Some(row) => {
-                    let (video, next) = rows::video_at(&row, 0)?;
+                    let (video, next) = rows::video_at(&row, 0, skip_video)?;
                     // Every video has a creator (a foreign key), so the left join finds one.
-                    let (creator, _) = rows::creator_at(&row, next)?;
+                    let (creator, _) = rows::creator_at(&row, next, skip_creator)?;
                     loaders.prime(CreatorById(creator.id), Some(creator));
                     Some(video)
                 }

@@ -8,10 +8,11 @@ use entity::{
     HighlightStatus, KeyMomentContentType, ReviewStatus, UserRole, VideoStatus, creator,
     creator_follow, highlight, key_moment, user, video,
 };
-use reelgraph::graphql::rows;
+use reelgraph::graphql::{narrow::Skip, rows};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryTrait, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic,
+    Iterable, JoinType, QueryFilter, QueryOrder, QueryTrait, Set,
+    sea_query::{Alias, Expr, ExprTrait},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -520,9 +521,9 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
     let rows = db.query_all_raw(statement).await.expect("rows");
     assert!(!rows.is_empty());
     for row in &rows {
-        let (h, next) = rows::highlight_at(row, 0).expect("highlight by position");
-        let (v, next) = rows::video_at(row, next).expect("video by position");
-        let (c, end) = rows::creator_at(row, next).expect("creator by position");
+        let (h, next) = rows::highlight_at(row, 0, Skip::NONE).expect("highlight by position");
+        let (v, next) = rows::video_at(row, next, Skip::NONE).expect("video by position");
+        let (c, end) = rows::creator_at(row, next, Skip::NONE).expect("creator by position");
         assert_eq!(end, row.column_names().len(), "every column read once");
         assert_eq!(
             h,
@@ -558,18 +559,98 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
         .build(db.get_database_backend());
     let rows = db.query_all_raw(statement).await.expect("rows");
     assert!(rows.iter().any(|row| {
-        rows::KeyMomentRow::from_query_result(row, "")
+        rows::key_moment_at(row, 0, Skip::NONE)
             .expect("by position")
             .0
             == moment
     }));
     for row in &rows {
-        let (m, end) = rows::key_moment_at(row, 0).expect("key moment by position");
+        let (m, end) = rows::key_moment_at(row, 0, Skip::NONE).expect("key moment by position");
         assert_eq!(end, row.column_names().len(), "every column read once");
         assert_eq!(
             m,
             key_moment::Model::from_query_result(row, "").expect("by name")
         );
+    }
+
+    // Columns removed from a statement (`Skip::remove`) decode by position to what the
+    // constants read in their place (`Skip::apply`) decode to by name.
+    let backend = db.get_database_backend();
+    let skips = (
+        Skip::given::<highlight::Entity>(|_| false),
+        Skip::given::<video::Entity>(|_| false),
+        Skip::given::<creator::Entity>(|_| false),
+        Skip::given::<key_moment::Entity>(|_| false),
+    );
+    let page = || {
+        let mut select = highlight::Entity::find()
+            .find_also_related(video::Entity)
+            .and_also_related(creator::Entity)
+            .filter(highlight::Column::VideoId.eq(video_id))
+            .order_by_asc(highlight::Column::Id);
+        QueryTrait::query(&mut select).join(
+            JoinType::LeftJoin,
+            key_moment::Entity,
+            Expr::col((key_moment::Entity, key_moment::Column::Id))
+                .equals((highlight::Entity, highlight::Column::KeyMomentId)),
+        );
+        for column in key_moment::Column::iter() {
+            QueryTrait::query(&mut select).expr_as(
+                Expr::col((key_moment::Entity, column)),
+                Alias::new(format!("D_{}", column.as_str())),
+            );
+        }
+        select
+    };
+    let mut removed = page();
+    let mut constants = page();
+    let (query, with) = (
+        QueryTrait::query(&mut removed),
+        QueryTrait::query(&mut constants),
+    );
+    skips.0.remove::<highlight::Entity>(query, "A_");
+    skips.1.remove::<video::Entity>(query, "B_");
+    skips.2.remove::<creator::Entity>(query, "C_");
+    skips.3.remove::<key_moment::Entity>(query, "D_");
+    skips.0.apply::<highlight::Entity>(with, "A_", backend);
+    skips.1.apply::<video::Entity>(with, "B_", backend);
+    skips.2.apply::<creator::Entity>(with, "C_", backend);
+    skips.3.apply::<key_moment::Entity>(with, "D_", backend);
+    let removed = db
+        .query_all_raw(removed.build(backend))
+        .await
+        .expect("rows");
+    let constants = db
+        .query_all_raw(constants.build(backend))
+        .await
+        .expect("rows");
+    assert!(!removed.is_empty());
+    assert_eq!(removed.len(), constants.len());
+    for (row, with) in removed.iter().zip(&constants) {
+        assert!(row.column_names().len() < with.column_names().len());
+        let (h, next) = rows::highlight_at(row, 0, skips.0).expect("highlight");
+        let (v, next) = rows::video_at(row, next, skips.1).expect("video");
+        let (c, next) = rows::creator_at(row, next, skips.2).expect("creator");
+        let (m, end) = rows::key_moment_at(row, next, skips.3).expect("key moment");
+        assert_eq!(end, row.column_names().len(), "every column read once");
+        assert_eq!(
+            h,
+            highlight::Model::from_query_result(with, "A_").expect("by name")
+        );
+        assert_eq!(
+            v,
+            video::Model::from_query_result(with, "B_").expect("by name")
+        );
+        assert_eq!(
+            c,
+            creator::Model::from_query_result(with, "C_").expect("by name")
+        );
+        assert_eq!(
+            m,
+            key_moment::Model::from_query_result(with, "D_").expect("by name")
+        );
+        assert_eq!(v.id, video_id);
+        assert_eq!(v.title, video.title, "a column no skip leaves out");
     }
 }
 
