@@ -4,10 +4,12 @@
 //! 50 highlights with their videos and creators is 44 columns per row, JSON documents among
 //! them, where the client asked for eight. Some columns are read by exactly one GraphQL field
 //! (`Creator.genres` reads `creators.genres`, nothing else does); those are listed per entity
-//! below. When none of a column's fields appears anywhere in the operation, the statement
-//! reads a constant of the column's type in its place, so the row still decodes into the
-//! entity's model and no code path can tell — except by reading that column, which nothing
-//! in the operation does.
+//! below. When none of a column's fields appears anywhere in the operation, a statement
+//! decoded by position leaves the column out and its decoder fills the field with an empty
+//! value ([`Skip::remove`], [`super::rows`]); one decoded by name reads a constant of the
+//! column's type in its place ([`Skip::apply`]). Either way the row still becomes the
+//! entity's model, with the same value in that field, and no code path can tell — except by
+//! reading that column, which nothing in the operation does.
 //!
 //! "Anywhere in the operation", not "below this field": rows are shared through the
 //! request's loader caches, so a row read for one part of the query may serve another.
