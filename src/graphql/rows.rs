@@ -121,40 +121,40 @@ never_left_out!(
     ReviewStatus
 );
 
+/// One field's value: what [`LeftOut`] gives when `skip` left its column out, else the column
+/// at `*index` (which then moves on), from the PostgreSQL row directly when there is one.
+fn field<T: PgValue + TryGetable + LeftOut>(
+    res: &QueryResult,
+    pg: Option<&PgRow>,
+    skip: Skip,
+    column: usize,
+    index: &mut usize,
+) -> Result<T, DbErr> {
+    if skip.has(column) {
+        return T::left_out();
+    }
+    *index += 1;
+    match pg {
+        Some(row) => T::pg(row, *index - 1),
+        None => T::try_get_by_index(res, *index - 1).map_err(DbErr::from),
+    }
+}
+
 /// Reads the fields of `$module::Model` from consecutive columns starting at `$start`, the
 /// columns `$skip` left out of the statement excepted; evaluates to the model and the index
 /// after its last column.
 macro_rules! model_at {
     ($res:expr, $start:expr, $skip:expr, $module:ident { $($field:ident),* $(,)? }) => {{
         let res: &QueryResult = $res;
-        let skip: Skip = $skip;
+        let pg = res.try_as_pg_row();
         let mut index: usize = $start;
         let mut column: usize = 0;
-        let model = match res.try_as_pg_row() {
-            Some(row) => $module::Model {
-                $($field: {
-                    column += 1;
-                    if skip.has(column - 1) {
-                        LeftOut::left_out()?
-                    } else {
-                        index += 1;
-                        PgValue::pg(row, index - 1)?
-                    }
-                },)*
-            },
-            None => $module::Model {
-                $($field: {
-                    column += 1;
-                    if skip.has(column - 1) {
-                        LeftOut::left_out()?
-                    } else {
-                        index += 1;
-                        TryGetable::try_get_by_index(res, index - 1).map_err(DbErr::from)?
-                    }
-                },)*
-            },
+        let model = $module::Model {
+            $($field: {
+                column += 1;
+                field(res, pg, $skip, column - 1, &mut index)?
+            },)*
         };
-        let _ = column;
         (model, index)
     }};
 }

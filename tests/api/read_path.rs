@@ -513,32 +513,6 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
     highlight.updated_at = Set(now);
     highlight.update(db).await.expect("highlight updated");
 
-    let statement = highlight::Entity::find()
-        .find_also_related(video::Entity)
-        .and_also_related(creator::Entity)
-        .filter(highlight::Column::VideoId.eq(video_id))
-        .build(db.get_database_backend());
-    let rows = db.query_all_raw(statement).await.expect("rows");
-    assert!(!rows.is_empty());
-    for row in &rows {
-        let (h, next) = rows::highlight_at(row, 0, Skip::NONE).expect("highlight by position");
-        let (v, next) = rows::video_at(row, next, Skip::NONE).expect("video by position");
-        let (c, end) = rows::creator_at(row, next, Skip::NONE).expect("creator by position");
-        assert_eq!(end, row.column_names().len(), "every column read once");
-        assert_eq!(
-            h,
-            highlight::Model::from_query_result(row, "A_").expect("by name")
-        );
-        assert_eq!(
-            v,
-            video::Model::from_query_result(row, "B_").expect("by name")
-        );
-        assert_eq!(
-            c,
-            creator::Model::from_query_result(row, "C_").expect("by name")
-        );
-    }
-
     let mut moment: key_moment::ActiveModel = key_moment::Entity::find()
         .filter(key_moment::Column::VideoId.eq(video_id))
         .one(db)
@@ -554,34 +528,42 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
     moment.sort_order = Set(7);
     moment.updated_at = Set(now);
     let moment = moment.update(db).await.expect("key moment updated");
-    let statement = key_moment::Entity::find()
-        .filter(key_moment::Column::VideoId.eq(video_id))
-        .build(db.get_database_backend());
-    let rows = db.query_all_raw(statement).await.expect("rows");
-    assert!(rows.iter().any(|row| {
-        rows::key_moment_at(row, 0, Skip::NONE)
-            .expect("by position")
-            .0
-            == moment
-    }));
-    for row in &rows {
-        let (m, end) = rows::key_moment_at(row, 0, Skip::NONE).expect("key moment by position");
-        assert_eq!(end, row.column_names().len(), "every column read once");
-        assert_eq!(
-            m,
-            key_moment::Model::from_query_result(row, "").expect("by name")
-        );
-    }
+
+    let whole = decoded_both_ways(db, video_id, [Skip::NONE; 4], false).await;
+    assert!(whole.iter().any(|(_, m)| *m == moment), "{whole:?}");
 
     // Columns removed from a statement (`Skip::remove`) decode by position to what the
     // constants read in their place (`Skip::apply`) decode to by name.
+    let narrow = decoded_both_ways(
+        db,
+        video_id,
+        [
+            Skip::given::<highlight::Entity>(|_| false),
+            Skip::given::<video::Entity>(|_| false),
+            Skip::given::<creator::Entity>(|_| false),
+            Skip::given::<key_moment::Entity>(|_| false),
+        ],
+        true,
+    )
+    .await;
+    for (v, _) in &narrow {
+        assert_eq!(v.id, video_id);
+        assert_eq!(v.title, video.title, "a column no skip leaves out");
+    }
+}
+
+/// Reads `video_id`'s highlights joined to their videos, creators and key moments twice: with
+/// the columns `skips` (highlight, video, creator, key moment) leaves out removed, and with
+/// constants read in their place. Checks that decoding the first by position gives what
+/// SeaORM gives decoding the second by name, every column read once; returns the videos and
+/// key moments.
+async fn decoded_both_ways(
+    db: &sea_orm::DatabaseConnection,
+    video_id: Uuid,
+    skips: [Skip; 4],
+    fewer_columns: bool,
+) -> Vec<(video::Model, key_moment::Model)> {
     let backend = db.get_database_backend();
-    let skips = (
-        Skip::given::<highlight::Entity>(|_| false),
-        Skip::given::<video::Entity>(|_| false),
-        Skip::given::<creator::Entity>(|_| false),
-        Skip::given::<key_moment::Entity>(|_| false),
-    );
     let page = || {
         let mut select = highlight::Entity::find()
             .find_also_related(video::Entity)
@@ -608,14 +590,14 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
         QueryTrait::query(&mut removed),
         QueryTrait::query(&mut constants),
     );
-    skips.0.remove::<highlight::Entity>(query, "A_");
-    skips.1.remove::<video::Entity>(query, "B_");
-    skips.2.remove::<creator::Entity>(query, "C_");
-    skips.3.remove::<key_moment::Entity>(query, "D_");
-    skips.0.apply::<highlight::Entity>(with, "A_", backend);
-    skips.1.apply::<video::Entity>(with, "B_", backend);
-    skips.2.apply::<creator::Entity>(with, "C_", backend);
-    skips.3.apply::<key_moment::Entity>(with, "D_", backend);
+    skips[0].remove::<highlight::Entity>(query, "A_");
+    skips[1].remove::<video::Entity>(query, "B_");
+    skips[2].remove::<creator::Entity>(query, "C_");
+    skips[3].remove::<key_moment::Entity>(query, "D_");
+    skips[0].apply::<highlight::Entity>(with, "A_", backend);
+    skips[1].apply::<video::Entity>(with, "B_", backend);
+    skips[2].apply::<creator::Entity>(with, "C_", backend);
+    skips[3].apply::<key_moment::Entity>(with, "D_", backend);
     let removed = db
         .query_all_raw(removed.build(backend))
         .await
@@ -626,12 +608,16 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
         .expect("rows");
     assert!(!removed.is_empty());
     assert_eq!(removed.len(), constants.len());
+    let mut decoded = Vec::new();
     for (row, with) in removed.iter().zip(&constants) {
-        assert!(row.column_names().len() < with.column_names().len());
-        let (h, next) = rows::highlight_at(row, 0, skips.0).expect("highlight");
-        let (v, next) = rows::video_at(row, next, skips.1).expect("video");
-        let (c, next) = rows::creator_at(row, next, skips.2).expect("creator");
-        let (m, end) = rows::key_moment_at(row, next, skips.3).expect("key moment");
+        assert_eq!(
+            row.column_names().len() < with.column_names().len(),
+            fewer_columns
+        );
+        let (h, next) = rows::highlight_at(row, 0, skips[0]).expect("highlight");
+        let (v, next) = rows::video_at(row, next, skips[1]).expect("video");
+        let (c, next) = rows::creator_at(row, next, skips[2]).expect("creator");
+        let (m, end) = rows::key_moment_at(row, next, skips[3]).expect("key moment");
         assert_eq!(end, row.column_names().len(), "every column read once");
         assert_eq!(
             h,
@@ -649,9 +635,9 @@ async fn joined_rows_decode_by_position_as_seaorm_decodes_them_by_name(backend: 
             m,
             key_moment::Model::from_query_result(with, "D_").expect("by name")
         );
-        assert_eq!(v.id, video_id);
-        assert_eq!(v.title, video.title, "a column no skip leaves out");
+        decoded.push((v, m));
     }
+    decoded
 }
 
 both_backends!(
