@@ -136,28 +136,36 @@ impl KeyMoment {
 /// itself when the statement that read the highlight read that too (the highlights page).
 pub struct Highlight(pub highlight::Model, pub Option<key_moment::Model>);
 
+// Fields that reach the database or storage run boxed: async-graphql sizes every field's
+// future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Highlight {
     async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn video(&self, ctx: &Context<'_>) -> AppResult<Video> {
-        loaders(ctx)?
-            .load_one(VisibleVideoById(self.0.video_id))
-            .await?
-            .map(Video)
-            .ok_or(AppError::NotFound("video"))
+        Box::pin(async move {
+            loaders(ctx)?
+                .load_one(VisibleVideoById(self.0.video_id))
+                .await?
+                .map(Video)
+                .ok_or(AppError::NotFound("video"))
+        })
+        .await
     }
     /// The key moment this highlight was scored from.
     async fn key_moment(&self, ctx: &Context<'_>) -> AppResult<KeyMoment> {
         if let Some(moment) = &self.1 {
             return Ok(KeyMoment(moment.clone()));
         }
-        content_loaders(ctx)?
-            .key_moment(self.0.key_moment_id, Skip::of::<key_moment::Entity>(ctx))
-            .await?
-            .map(KeyMoment)
-            .ok_or(AppError::NotFound("key moment"))
+        Box::pin(async move {
+            content_loaders(ctx)?
+                .key_moment(self.0.key_moment_id, Skip::of::<key_moment::Entity>(ctx))
+                .await?
+                .map(KeyMoment)
+                .ok_or(AppError::NotFound("key moment"))
+        })
+        .await
     }
     /// Overall score in `[0, 1]`: the weighted sum of `scoreBreakdown`.
     async fn score(&self) -> f64 {
@@ -192,7 +200,10 @@ impl Highlight {
     }
     /// Shorts generated from this highlight.
     async fn shorts(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::shorts::Short>> {
-        crate::shorts::shorts_of(&crate::graphql::state(ctx)?.db, self.0.id).await
+        Box::pin(async move {
+            crate::shorts::shorts_of(&crate::graphql::state(ctx)?.db, self.0.id).await
+        })
+        .await
     }
 }
 

@@ -33,6 +33,8 @@ use crate::{
 /// A creator profile. Profiles are public; their private settings are shown to members only.
 pub struct Creator(pub creator::Model);
 
+// Fields that reach the database or storage run boxed: async-graphql sizes every field's
+// future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Creator {
     async fn id(&self) -> ID {
@@ -67,32 +69,44 @@ impl Creator {
         &self,
         ctx: &Context<'_>,
     ) -> AppResult<Option<Json<serde_json::Value>>> {
-        if !viewer(ctx)?
-            .manages_creator(&state(ctx)?.db, self.0.id)
-            .await?
-        {
-            return Ok(None);
-        }
-        Ok(self.0.shorts_template.clone().map(Json))
+        Box::pin(async move {
+            if !viewer(ctx)?
+                .manages_creator(&state(ctx)?.db, self.0.id)
+                .await?
+            {
+                return Ok(None);
+            }
+            Ok(self.0.shorts_template.clone().map(Json))
+        })
+        .await
     }
     async fn follower_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
-        Ok(loaders(ctx)?
-            .load_one(FollowerCount(self.0.id))
-            .await?
-            .unwrap_or(0))
+        Box::pin(async move {
+            Ok(loaders(ctx)?
+                .load_one(FollowerCount(self.0.id))
+                .await?
+                .unwrap_or(0))
+        })
+        .await
     }
     /// Whether the signed-in user follows this creator (false when signed out).
     async fn viewer_is_following(&self, ctx: &Context<'_>) -> AppResult<bool> {
-        Ok(loaders(ctx)?
-            .load_one(ViewerFollows(self.0.id))
-            .await?
-            .unwrap_or(false))
+        Box::pin(async move {
+            Ok(loaders(ctx)?
+                .load_one(ViewerFollows(self.0.id))
+                .await?
+                .unwrap_or(false))
+        })
+        .await
     }
     /// Whether the signed-in user manages this creator (member or administrator).
     async fn viewer_can_manage(&self, ctx: &Context<'_>) -> AppResult<bool> {
-        viewer(ctx)?
-            .manages_creator(&state(ctx)?.db, self.0.id)
-            .await
+        Box::pin(async move {
+            viewer(ctx)?
+                .manages_creator(&state(ctx)?.db, self.0.id)
+                .await
+        })
+        .await
     }
     /// The creator's videos the caller may see, newest first.
     #[graphql(
@@ -107,55 +121,58 @@ impl Creator {
         before: Option<String>,
         status: Option<VideoStatus>,
     ) -> AppResult<RelayConnection<Video>> {
-        let args = PageArgs::new(first, after, last, before)?;
-        let loaders = loaders(ctx)?.clone();
-        let creator_id = self.0.id;
-        let total = {
-            let loaders = loaders.clone();
-            TotalCount::from_fn(move || {
+        Box::pin(async move {
+            let args = PageArgs::new(first, after, last, before)?;
+            let loaders = loaders(ctx)?.clone();
+            let creator_id = self.0.id;
+            let total = {
                 let loaders = loaders.clone();
-                async move {
-                    Ok(loaders
-                        .load_one(CreatorVideoCount { creator_id, status })
-                        .await?
-                        .unwrap_or(0))
-                }
-            })
-        };
-        let page = if args.cursor.is_none() && !args.backward {
-            // The common case — the first page of every creator in a list — is batched.
-            // Highlight counts, when asked for, come in the same statement.
-            let rows = loaders
-                .load_one(CreatorVideos {
-                    creator_id,
-                    limit: args.limit,
-                    status,
-                    with_highlight_counts: node_selects(ctx, &["highlightCount"]),
-                    skip: Skip::of::<video::Entity>(ctx),
-                })
-                .await?
-                .unwrap_or_default();
-            let rows = rows
-                .into_iter()
-                .map(|row| {
-                    if let Some(count) = row.highlight_count {
-                        loaders.prime(HighlightCount(row.video.id), Some(count));
+                TotalCount::from_fn(move || {
+                    let loaders = loaders.clone();
+                    async move {
+                        Ok(loaders
+                            .load_one(CreatorVideoCount { creator_id, status })
+                            .await?
+                            .unwrap_or(0))
                     }
-                    row.video
                 })
-                .collect();
-            Page::from_rows(rows, args)
-        } else {
-            let state = state(ctx)?;
-            let mut select = video::Entity::find()
-                .filter(video::Column::CreatorId.eq(creator_id))
-                .filter(viewer(ctx)?.visible_videos(&state.db).await?);
-            if let Some(status) = status {
-                select = select.filter(video::Column::Status.eq(status));
-            }
-            fetch_page(&state.db, select, video::Column::Id, true, args).await?
-        };
-        Ok(page.into_connection(|v| v.id, Video, total))
+            };
+            let page = if args.cursor.is_none() && !args.backward {
+                // The common case — the first page of every creator in a list — is batched.
+                // Highlight counts, when asked for, come in the same statement.
+                let rows = loaders
+                    .load_one(CreatorVideos {
+                        creator_id,
+                        limit: args.limit,
+                        status,
+                        with_highlight_counts: node_selects(ctx, &["highlightCount"]),
+                        skip: Skip::of::<video::Entity>(ctx),
+                    })
+                    .await?
+                    .unwrap_or_default();
+                let rows = rows
+                    .into_iter()
+                    .map(|row| {
+                        if let Some(count) = row.highlight_count {
+                            loaders.prime(HighlightCount(row.video.id), Some(count));
+                        }
+                        row.video
+                    })
+                    .collect();
+                Page::from_rows(rows, args)
+            } else {
+                let state = state(ctx)?;
+                let mut select = video::Entity::find()
+                    .filter(video::Column::CreatorId.eq(creator_id))
+                    .filter(viewer(ctx)?.visible_videos(&state.db).await?);
+                if let Some(status) = status {
+                    select = select.filter(video::Column::Status.eq(status));
+                }
+                fetch_page(&state.db, select, video::Column::Id, true, args).await?
+            };
+            Ok(page.into_connection(|v| v.id, Video, total))
+        })
+        .await
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

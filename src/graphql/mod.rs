@@ -133,3 +133,47 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
 pub fn client_info(ctx: &Context<'_>) -> ClientInfo {
     ctx.data::<ClientInfo>().cloned().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use async_graphql::{ContainerType, Context};
+
+    use crate::{
+        content::{Highlight, KeyMoment},
+        creators::Creator,
+        videos::Video,
+    };
+
+    /// Size of the future `resolve` returns, without calling it.
+    fn future_size<'a, T: 'a, F: Future + 'a>(_: impl Fn(&'a T, &'a Context<'a>) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// async-graphql's `#[Object]` puts every field of a type in one `resolve_field` future
+    /// and boxes that future for each field it resolves (async-graphql#1842), so a type's
+    /// largest field sets the cost of its `id`. Types that come in long lists keep their
+    /// database and storage fields behind a `Box::pin`.
+    #[test]
+    fn list_types_resolve_fields_with_small_futures() {
+        let sizes = [
+            ("Video", future_size(|v: &Video, c| v.resolve_field(c))),
+            ("Creator", future_size(|v: &Creator, c| v.resolve_field(c))),
+            (
+                "Highlight",
+                future_size(|v: &Highlight, c| v.resolve_field(c)),
+            ),
+            (
+                "KeyMoment",
+                future_size(|v: &KeyMoment, c| v.resolve_field(c)),
+            ),
+        ];
+        for (name, size) in sizes {
+            assert!(
+                size <= 1024,
+                "{name}::resolve_field is a {size}-byte future: box the field that grew it"
+            );
+        }
+    }
+}

@@ -22,17 +22,22 @@ use crate::{
 /// A source video uploaded by a creator.
 pub struct Video(pub video::Model);
 
+// Fields that reach the database or storage run boxed: async-graphql sizes every field's
+// future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Video {
     async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn creator(&self, ctx: &Context<'_>) -> AppResult<Creator> {
-        loaders(ctx)?
-            .load_one(CreatorById(self.0.creator_id))
-            .await?
-            .map(Creator)
-            .ok_or(AppError::NotFound("creator"))
+        Box::pin(async move {
+            loaders(ctx)?
+                .load_one(CreatorById(self.0.creator_id))
+                .await?
+                .map(Creator)
+                .ok_or(AppError::NotFound("creator"))
+        })
+        .await
     }
     async fn title(&self) -> &str {
         &self.0.title
@@ -75,72 +80,84 @@ impl Video {
     }
     /// Who uploaded it; shown to the creator's members and administrators.
     async fn uploaded_by(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
-        let Some(id) = self.0.uploaded_by else {
-            return Ok(None);
-        };
-        if !viewer(ctx)?
-            .manages_creator(&state(ctx)?.db, self.0.creator_id)
-            .await?
-        {
-            return Ok(None);
-        }
-        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+        Box::pin(async move {
+            let Some(id) = self.0.uploaded_by else {
+                return Ok(None);
+            };
+            if !viewer(ctx)?
+                .manages_creator(&state(ctx)?.db, self.0.creator_id)
+                .await?
+            {
+                return Ok(None);
+            }
+            Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+        })
+        .await
     }
     /// Renditions made from the upload (`thumbnail`, `proxy_720p`). Their keys and sizes are
     /// working data of the creator, so only its members and administrators get them; everyone
     /// else gets an empty list.
     async fn variants(&self, ctx: &Context<'_>) -> AppResult<Vec<VideoVariant>> {
-        let db = &state(ctx)?.db;
-        if !viewer(ctx)?.manages_creator(db, self.0.creator_id).await? {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .variants_batched(ctx)
-            .await?
-            .into_iter()
-            .map(VideoVariant)
-            .collect())
+        Box::pin(async move {
+            let db = &state(ctx)?.db;
+            if !viewer(ctx)?.manages_creator(db, self.0.creator_id).await? {
+                return Ok(Vec::new());
+            }
+            Ok(self
+                .variants_batched(ctx)
+                .await?
+                .into_iter()
+                .map(VideoVariant)
+                .collect())
+        })
+        .await
     }
     /// A JPEG still of the video, as a link valid for 10 minutes; null until it is processed.
     async fn thumbnail_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        self.variant_url(ctx, THUMBNAIL).await
+        Box::pin(async move { self.variant_url(ctx, THUMBNAIL).await }).await
     }
     /// A 720p H.264/AAC MP4 of the video to play or edit, as a link valid for 10 minutes; null
     /// until it is processed.
     async fn proxy_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        self.variant_url(ctx, PROXY_720P).await
+        Box::pin(async move { self.variant_url(ctx, PROXY_720P).await }).await
     }
     /// Transcript segments in time order.
     async fn transcript(
         &self,
         ctx: &Context<'_>,
     ) -> AppResult<Vec<crate::content::TranscriptSegment>> {
-        crate::content::transcript_of(ctx, &self.0).await
+        Box::pin(async move { crate::content::transcript_of(ctx, &self.0).await }).await
     }
     /// Caption files (WebVTT, SRT) generated from the transcript.
     async fn caption_tracks(
         &self,
         ctx: &Context<'_>,
     ) -> AppResult<Vec<crate::content::CaptionTrack>> {
-        crate::content::caption_tracks_of(ctx, &self.0).await
+        Box::pin(async move { crate::content::caption_tracks_of(ctx, &self.0).await }).await
     }
     async fn key_moments(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::KeyMoment>> {
-        crate::content::key_moments_of(ctx, &self.0).await
+        Box::pin(async move { crate::content::key_moments_of(ctx, &self.0).await }).await
     }
     /// Number of highlight candidates (batched across a page of videos).
     async fn highlight_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
-        Ok(loaders(ctx)?
-            .load_one(crate::graphql::loaders::HighlightCount(self.0.id))
-            .await?
-            .unwrap_or(0))
+        Box::pin(async move {
+            Ok(loaders(ctx)?
+                .load_one(crate::graphql::loaders::HighlightCount(self.0.id))
+                .await?
+                .unwrap_or(0))
+        })
+        .await
     }
     /// Highlight candidates, best first.
     async fn highlights(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::Highlight>> {
-        crate::content::highlights_of(ctx, &self.0).await
+        Box::pin(async move { crate::content::highlights_of(ctx, &self.0).await }).await
     }
     /// Consent and its audit log; for the creator's members and administrators (null otherwise).
     async fn consent(&self, ctx: &Context<'_>) -> AppResult<Option<crate::consent::VideoConsent>> {
-        crate::consent::consent_of(viewer(ctx)?, &state(ctx)?.db, &self.0).await
+        Box::pin(
+            async move { crate::consent::consent_of(viewer(ctx)?, &state(ctx)?.db, &self.0).await },
+        )
+        .await
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
