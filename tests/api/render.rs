@@ -120,10 +120,23 @@ async fn render_flow(app: TestApp) {
         .filter_map(|u| u["currentPhase"].as_str())
         .collect();
     phases.dedup();
-    assert_eq!(
-        phases,
-        ["planning", "rendering", "assembling"],
+    // Each event is the job as it is when the subscriber re-reads it (DESIGN.md: coalescing),
+    // so a short phase can be overtaken by the next one on a busy machine; the order cannot.
+    let order = ["planning", "rendering", "assembling"];
+    assert!(
+        phases.is_sorted_by_key(|p| order.iter().position(|o| o == p)),
+        "phases out of order: {phases:?}"
+    );
+    assert!(
+        phases.iter().all(|p| order.contains(p)) && phases.contains(&"rendering"),
         "{updates:#?}"
+    );
+    assert!(
+        updates
+            .iter()
+            .filter_map(|u| u["progress"].as_f64())
+            .any(|p| p > 0.0 && p < 1.0),
+        "no progress between queued and done was streamed: {updates:#?}"
     );
     let progress: Vec<f64> = updates
         .iter()
