@@ -95,6 +95,39 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sql` with each PostgreSQL placeholder `$n` renumbered `$(n + by)`, for a statement built on
+/// its own and placed after another's `by` parameters. Quoted text (`'…'`, `"…"`) is left as
+/// it is.
+pub fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                out.push(c);
+                quote = Some(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                out.push_str(&format!("${}", n + by));
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// True when every migration has been applied.
 pub async fn is_migrated(db: &DatabaseConnection) -> anyhow::Result<bool> {
     Ok(Migrator::get_pending_migrations(db)
@@ -118,4 +151,22 @@ pub fn build_with_limit(
     let mut statement = query.build(backend);
     statement.sql.push_str(&format!(" LIMIT {limit}"));
     statement
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_placeholders;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            shift_placeholders(
+                r#"SELECT "a$1" FROM t WHERE x = $1 AND y = '$2 it''s' AND z IN ($2, $10) LIMIT 3"#,
+                4
+            ),
+            r#"SELECT "a$1" FROM t WHERE x = $5 AND y = '$2 it''s' AND z IN ($6, $14) LIMIT 3"#
+        );
+        assert_eq!(shift_placeholders("$1", 0), "$1");
+        assert_eq!(shift_placeholders("cost $ 5", 2), "cost $ 5");
+    }
 }

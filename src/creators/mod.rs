@@ -3,29 +3,30 @@
 mod mutations;
 mod validate;
 
-use async_graphql::{Context, ID, Json, Object};
+use async_graphql::{Context, ID, InputType, Json, Lookahead, Object, SelectionField, Value};
 use chrono::{DateTime, Utc};
 use entity::{VideoStatus, creator, video};
 use sea_orm::{
-    ColumnTrait, Condition, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
-    QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryResult, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 
 pub use mutations::CreatorMutation;
 
 use crate::{
+    db::build_with_limit,
     error::{AppError, AppResult},
     graphql::{
         loaders,
         loaders::{
             CreatorById, CreatorVideoCount, CreatorVideos, FollowerCount, HighlightCount,
-            ViewerFollows,
+            PageVideo, VideoPage, ViewerFollows, creators_with_latest_videos,
         },
-        narrow::{Skip, leave_out},
+        narrow::{Skip, leave_out, select_without},
         node_selects,
-        pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
-        parse_id, selects, state, viewer,
+        pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page, page_select},
+        parse_id, rows, selects, state, viewer,
     },
     videos::Video,
 };
@@ -143,10 +144,12 @@ impl Creator {
                 let rows = loaders
                     .load_one(CreatorVideos {
                         creator_id,
-                        limit: args.limit,
-                        status,
-                        with_highlight_counts: node_selects(ctx, &["highlightCount"]),
-                        skip: Skip::of::<video::Entity>(ctx),
+                        page: VideoPage {
+                            limit: args.limit,
+                            status,
+                            with_highlight_counts: node_selects(ctx, &["highlightCount"]),
+                            skip: Skip::of::<video::Entity>(ctx),
+                        },
                     })
                     .await?
                     .unwrap_or_default();
@@ -233,13 +236,19 @@ impl CreatorQuery {
             );
         }
         let mut select = creator::Entity::find().filter(filter);
+        let total = TotalCount::of(db, select.clone());
+        if db.get_database_backend() == DatabaseBackend::Postgres
+            && let Some(videos) = first_video_page(ctx)
+        {
+            let page = creators_joined_to_videos(ctx, select, args, videos).await?;
+            return Ok(page.into_connection(|c| c.id, Creator, total));
+        }
         leave_out::<creator::Entity>(
             ctx,
             QueryTrait::query(&mut select),
             "",
             db.get_database_backend(),
         );
-        let total = TotalCount::of(db, select.clone());
         let page = fetch_page(db, select, creator::Column::Id, true, args).await?;
         Ok(page.into_connection(|c| c.id, Creator, total))
     }
@@ -288,6 +297,99 @@ impl CreatorQuery {
             .map(Some)
             .ok_or(AppError::NotFound("creator"))
     }
+}
+
+/// The first page of videos the client asks of each creator of a list (`nodes { videos(first:
+/// n) … }`, or through `edges { node … }`), as the `videos` resolver would load it — when
+/// every such selection asks for the same one. `None` when none does, when they differ, or
+/// when one reads past a cursor or backwards (the resolver then reads those itself).
+fn first_video_page(ctx: &Context<'_>) -> Option<VideoPage> {
+    let look = ctx.look_ahead();
+    let selections: Vec<SelectionField<'_>> = [
+        look.field("nodes").field("videos"),
+        look.field("edges").field("node").field("videos"),
+    ]
+    .iter()
+    .flat_map(|l| l.selection_fields())
+    .collect();
+    let skip = Skip::of::<video::Entity>(ctx);
+    let mut wanted: Option<VideoPage> = None;
+    for selection in selections {
+        let mut first = None;
+        let mut status = None;
+        for (name, value) in selection.arguments().ok()? {
+            match name.as_str() {
+                "first" => first = <Option<i32> as InputType>::parse(Some(value)).ok()?,
+                "status" => status = <Option<VideoStatus> as InputType>::parse(Some(value)).ok()?,
+                _ if value == Value::Null => {}
+                _ => return None,
+            }
+        }
+        let args = PageArgs::new(first, None, None, None).ok()?;
+        let videos = Lookahead::from(selection);
+        let page = VideoPage {
+            limit: args.limit,
+            status,
+            with_highlight_counts: videos.field("nodes").field("highlightCount").exists()
+                || videos
+                    .field("edges")
+                    .field("node")
+                    .field("highlightCount")
+                    .exists(),
+            skip,
+        };
+        if wanted.is_some_and(|w| w != page) {
+            return None;
+        }
+        wanted = Some(page);
+    }
+    wanted
+}
+
+/// A page of creators with each one's first page of videos, in one statement (PostgreSQL);
+/// the videos reach the `videos` resolvers through the loader cache.
+async fn creators_joined_to_videos(
+    ctx: &Context<'_>,
+    select: sea_orm::Select<creator::Entity>,
+    args: PageArgs,
+    videos: VideoPage,
+) -> AppResult<Page<creator::Model>> {
+    let state = state(ctx)?;
+    let (mut select, order) = page_select(select, creator::Column::Id, true, args);
+    let skip = select_without::<creator::Entity>(ctx, QueryTrait::query(&mut select), "");
+    let creators = build_with_limit(&select, DatabaseBackend::Postgres, args.limit + 1);
+    let visible = viewer(ctx)?.visible_videos(&state.db).await?;
+    let statement = creators_with_latest_videos(creators, order, visible, videos);
+    // Each row: the creator's columns, then one of its videos' or the LEFT JOIN's NULLs. A
+    // creator's columns repeat on each of its rows; they are decoded on the first only.
+    let start = skip.kept::<creator::Entity>();
+    let mut page: Vec<(creator::Model, Vec<PageVideo>)> = Vec::new();
+    for row in state.db.query_all_raw(statement).await? {
+        let id: uuid::Uuid = rows::value_at(&row, 0)?;
+        if page.last().is_none_or(|(creator, _)| creator.id != id) {
+            page.push((rows::creator_at(&row, 0, skip)?.0, Vec::new()));
+        }
+        if rows::value_at::<Option<uuid::Uuid>>(&row, start)?.is_some()
+            && let Some((_, list)) = page.last_mut()
+        {
+            list.push(PageVideo::decode_at(&row, start, videos.skip)?);
+        }
+    }
+    let loaders = loaders(ctx)?;
+    let creators = page
+        .into_iter()
+        .map(|(creator, list)| {
+            loaders.prime(
+                CreatorVideos {
+                    creator_id: creator.id,
+                    page: videos,
+                },
+                Some(list),
+            );
+            creator
+        })
+        .collect();
+    Ok(Page::from_rows(creators, args))
 }
 
 /// `(SELECT COUNT(*) FROM creator_follows WHERE creator_id = creators.id)`.

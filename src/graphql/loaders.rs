@@ -25,13 +25,16 @@ use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
-    sea_query::{Asterisk, Expr, ExprTrait, Query},
+    sea_query::{Asterisk, Expr, ExprTrait, Order, Query},
 };
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    access::Viewer, content::loaders::by_video, db::build_with_limit, error::AppError,
+    access::Viewer,
+    content::loaders::by_video,
+    db::{build_with_limit, shift_placeholders},
+    error::AppError,
     graphql::narrow::Skip,
 };
 
@@ -283,6 +286,12 @@ pub struct MemberCreators(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CreatorVideos {
     pub creator_id: Uuid,
+    pub page: VideoPage,
+}
+
+/// Which first page of videos, and which of its columns, a [`CreatorVideos`] load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VideoPage {
     pub limit: u64,
     pub status: Option<VideoStatus>,
     /// Also count each video's highlights, in the same statement.
@@ -299,10 +308,10 @@ pub struct PageVideo {
 }
 
 impl PageVideo {
-    /// Both statements below list the video's columns first, in column order, less those
-    /// `skip` left out.
-    fn decode(res: &QueryResult, skip: Skip) -> Result<Self, DbErr> {
-        let (video, _) = crate::graphql::rows::video_at(res, 0, skip)?;
+    /// A video whose columns start at `start` (in column order, less those `skip` left out),
+    /// and the row's `highlight_count`, as the statements below list them.
+    pub fn decode_at(res: &QueryResult, start: usize, skip: Skip) -> Result<Self, DbErr> {
+        let (video, _) = crate::graphql::rows::video_at(res, start, skip)?;
         let highlight_count = match res.try_as_pg_row() {
             Some(row) => sea_orm::sqlx::Row::try_get(row, "highlight_count")
                 .map_err(|e: sea_orm::sqlx::Error| DbErr::Type(e.to_string()))?,
@@ -518,43 +527,24 @@ impl Loader<CreatorVideos> for DbLoader {
         keys: &[CreatorVideos],
     ) -> Result<HashMap<CreatorVideos, Vec<PageVideo>>, AppError> {
         let visible = self.viewer.visible_videos(&self.db).await?;
-        let mut groups: HashMap<(u64, Option<VideoStatus>, bool, Skip), Vec<Uuid>> = HashMap::new();
+        let mut groups: HashMap<VideoPage, Vec<Uuid>> = HashMap::new();
         for key in keys {
-            groups
-                .entry((key.limit, key.status, key.with_highlight_counts, key.skip))
-                .or_default()
-                .push(key.creator_id);
+            groups.entry(key.page).or_default().push(key.creator_id);
         }
         let mut out: HashMap<CreatorVideos, Vec<PageVideo>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for ((limit, status, with_highlight_counts, skip), creator_ids) in groups {
+        for (page, creator_ids) in groups {
             let statement = match self.db.get_database_backend() {
-                DatabaseBackend::Postgres => latest_videos_lateral(
-                    visible.clone(),
-                    &creator_ids,
-                    limit,
-                    status,
-                    with_highlight_counts,
-                    skip,
-                ),
-                backend => latest_videos_window(
-                    backend,
-                    visible.clone(),
-                    creator_ids,
-                    limit,
-                    status,
-                    with_highlight_counts,
-                    skip,
-                ),
+                DatabaseBackend::Postgres => {
+                    latest_videos_lateral(visible.clone(), &creator_ids, page)
+                }
+                backend => latest_videos_window(backend, visible.clone(), creator_ids, page),
             };
             for row in self.db.query_all_raw(statement).await? {
-                let row = PageVideo::decode(&row, skip)?;
+                let row = PageVideo::decode_at(&row, 0, page.skip)?;
                 let key = CreatorVideos {
                     creator_id: row.video.creator_id,
-                    limit,
-                    status,
-                    with_highlight_counts,
-                    skip,
+                    page,
                 };
                 if let Some(list) = out.get_mut(&key) {
                     list.push(row);
@@ -579,31 +569,29 @@ fn highlight_count_expr(table: &str, wanted: bool) -> Expr {
     }
 }
 
-/// PostgreSQL: `SELECT v.* FROM (VALUES ($1::uuid), …) c(id) CROSS JOIN LATERAL (SELECT …
-/// WHERE creator_id = c.id … ORDER BY id DESC LIMIT n) v` — `limit + 1` index reads per
-/// creator, however many videos each has.
-fn latest_videos_lateral(
-    visible: Condition,
-    creator_ids: &[Uuid],
-    limit: u64,
-    status: Option<VideoStatus>,
-    with_highlight_counts: bool,
-    skip: Skip,
-) -> Statement {
+/// PostgreSQL: one creator's page of videos, for a `LATERAL` join to a row source `"c"` with
+/// the creator's `"id"`: `limit + 1` index reads per creator, however many videos each has.
+fn latest_videos_of_c(visible: Condition, page: VideoPage) -> Statement {
     let mut inner = video::Entity::find()
         .filter(Expr::col((video::Entity, video::Column::CreatorId)).eq(Expr::cust(r#""c"."id""#)))
         .filter(visible);
-    if let Some(status) = status {
+    if let Some(status) = page.status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
-    skip.remove::<video::Entity>(QueryTrait::query(&mut inner), "");
+    page.skip
+        .remove::<video::Entity>(QueryTrait::query(&mut inner), "");
     let inner = inner
         .expr_as(
-            highlight_count_expr("videos", with_highlight_counts),
+            highlight_count_expr("videos", page.with_highlight_counts),
             "highlight_count",
         )
         .order_by_desc(video::Column::Id);
-    let inner = build_with_limit(&inner, DatabaseBackend::Postgres, limit + 1);
+    build_with_limit(&inner, DatabaseBackend::Postgres, page.limit + 1)
+}
+
+/// PostgreSQL: `SELECT v.* FROM (VALUES ($1::uuid), …) c(id) CROSS JOIN LATERAL (…) v`.
+fn latest_videos_lateral(visible: Condition, creator_ids: &[Uuid], page: VideoPage) -> Statement {
+    let inner = latest_videos_of_c(visible, page);
     let mut values = inner.values.map(|v| v.0).unwrap_or_default();
     let creators: Vec<String> = (0..creator_ids.len())
         .map(|i| format!("(${}::uuid)", values.len() + i + 1))
@@ -617,24 +605,47 @@ fn latest_videos_lateral(
     Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
 }
 
+/// PostgreSQL: a page of creators (`creators`, a statement whose rows start with a creator's
+/// columns, `id` first, in the order `creators_order` gives), each row joined to one video of
+/// the creator's first page, or to NULLs when it has none: the whole of `creators(…) { nodes {
+/// videos(first: n) … } }` in one statement. Rows come creator by creator, newest video first.
+pub fn creators_with_latest_videos(
+    creators: Statement,
+    creators_order: Order,
+    visible: Condition,
+    page: VideoPage,
+) -> Statement {
+    let mut values = creators.values.map(|v| v.0).unwrap_or_default();
+    let inner = latest_videos_of_c(visible, page);
+    let inner_sql = shift_placeholders(&inner.sql, values.len());
+    values.extend(inner.values.map(|v| v.0).unwrap_or_default());
+    let direction = match creators_order {
+        Order::Asc => "ASC",
+        _ => "DESC",
+    };
+    let sql = format!(
+        r#"SELECT "c".*, "v".* FROM ({}) AS "c" LEFT JOIN LATERAL ({inner_sql}) AS "v" ON TRUE ORDER BY "c"."id" {direction}, "v"."id" DESC"#,
+        creators.sql
+    );
+    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+}
+
 /// SQLite (and the portable form): a window function numbers each creator's videos newest
 /// first; the outer query keeps the first `limit + 1` of each.
 fn latest_videos_window(
     backend: DatabaseBackend,
     visible: Condition,
     creator_ids: Vec<Uuid>,
-    limit: u64,
-    status: Option<VideoStatus>,
-    with_highlight_counts: bool,
-    skip: Skip,
+    page: VideoPage,
 ) -> Statement {
     let mut inner = video::Entity::find()
         .filter(video::Column::CreatorId.is_in(creator_ids))
         .filter(visible);
-    if let Some(status) = status {
+    if let Some(status) = page.status {
         inner = inner.filter(video::Column::Status.eq(status));
     }
-    skip.remove::<video::Entity>(QueryTrait::query(&mut inner), "");
+    page.skip
+        .remove::<video::Entity>(QueryTrait::query(&mut inner), "");
     let inner = inner
         .expr_as(
             Expr::cust(r#"ROW_NUMBER() OVER (PARTITION BY "videos"."creator_id" ORDER BY "videos"."id" DESC)"#),
@@ -644,11 +655,11 @@ fn latest_videos_window(
     let outer = Query::select()
         .column(Asterisk)
         .expr_as(
-            highlight_count_expr("t", with_highlight_counts),
+            highlight_count_expr("t", page.with_highlight_counts),
             "highlight_count",
         )
         .from_subquery(inner, "t")
-        .and_where(Expr::col("rn").lte(limit as i64 + 1))
+        .and_where(Expr::col("rn").lte(page.limit as i64 + 1))
         .to_owned();
     backend.build(&outer)
 }

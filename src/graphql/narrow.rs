@@ -145,6 +145,13 @@ impl Skip {
         index < 64 && self.0 & (1 << index) != 0
     }
 
+    /// How many columns of `E` a statement reads when this leaves the others out.
+    pub fn kept<E: EntityTrait>(self) -> usize {
+        (0..E::Column::iter().count())
+            .filter(|index| !self.has(*index))
+            .count()
+    }
+
     /// Replaces the left-out columns of `E` in `query`'s select list with constants. The
     /// columns are found by name: `{prefix}{column}` as SeaORM aliases them in joined selects
     /// (`A_`, `B_`, …), or the bare column with no alias in a plain one.

@@ -169,7 +169,20 @@ where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
-    // Reading backward walks the index the other way and reverses the rows afterwards.
+    let (query, _) = page_select(select, id_col, newest_first, args);
+    let rows = query.limit(args.limit + 1).all(db).await?;
+    Ok(Page::from_rows(rows, args))
+}
+
+/// `select` from the page's cursor on, in the order the page is read; no limit (it reads
+/// `args.limit + 1` rows, one extra to tell whether more exist). Reading backward walks the
+/// index the other way ([`Page::from_rows`] reverses the rows afterwards).
+pub fn page_select<E: EntityTrait>(
+    select: Select<E>,
+    id_col: E::Column,
+    newest_first: bool,
+    args: PageArgs,
+) -> (Select<E>, Order) {
     let descending = newest_first != args.backward;
     let mut query = select;
     if let Some(cursor) = args.cursor {
@@ -180,12 +193,7 @@ where
         };
     }
     let order = if descending { Order::Desc } else { Order::Asc };
-    let rows = query
-        .order_by(id_col, order)
-        .limit(args.limit + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_rows(rows, args))
+    (query.order_by(id_col, order.clone()), order)
 }
 
 type CountFuture = Pin<Box<dyn Future<Output = AppResult<u64>> + Send>>;

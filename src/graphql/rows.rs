@@ -121,6 +121,14 @@ never_left_out!(
     ReviewStatus
 );
 
+/// The column at `index`, from the PostgreSQL row directly when there is one.
+pub fn value_at<T: PgValue + TryGetable>(res: &QueryResult, index: usize) -> Result<T, DbErr> {
+    match res.try_as_pg_row() {
+        Some(row) => T::pg(row, index),
+        None => T::try_get_by_index(res, index).map_err(DbErr::from),
+    }
+}
+
 /// One field's value: what [`LeftOut`] gives when `skip` left its column out, else the column
 /// at `*index` (which then moves on), from the PostgreSQL row directly when there is one.
 fn field<T: PgValue + TryGetable + LeftOut>(

@@ -237,10 +237,148 @@ async fn a_page_of_creators_with_their_videos_costs_the_same_statements_whatever
         costs[0], costs[1],
         "statements grew with the page: {costs:?}"
     );
+    let expected = match backend {
+        // One LATERAL join: each creator's page of videos comes with it.
+        Backend::Postgres => 1,
+        Backend::Sqlite => 2,
+    };
     assert_eq!(
-        costs[0], 2,
-        "the creators, then all of their videos: {costs:?}"
+        costs[0], expected,
+        "the creators and all of their videos: {costs:?}"
     );
+}
+
+/// Each creator's first page of videos, read on its own through `creator(id)`.
+const ONE_CREATORS_VIDEOS: &str = "query($id: ID!, $m: Int!) { creator(id: $id) {
+    videos(first: $m) { pageInfo { hasNextPage } nodes { id title highlightCount } } } }";
+
+/// A page of creators read with their videos (on PostgreSQL in one joined statement) gives
+/// each creator exactly the page it gets on its own: creators with no visible video included,
+/// forward and backward, through `nodes` and `edges`, and when two selections ask different
+/// pages.
+async fn creators_listed_with_their_videos_get_the_videos_they_get_alone(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let catalogue = seed(&app).await;
+    let db = &app.state.db;
+    // The newest creator has no video; the second newest's videos are all still processing,
+    // so nobody signed out sees them.
+    let empty = Uuid::now_v7();
+    creator::ActiveModel {
+        id: Set(empty),
+        name: Set("Nobody yet".to_owned()),
+        slug: Set("nobody-yet".to_owned()),
+        genres: Set(json!([])),
+        social_links: Set(json!({})),
+        featured: Set(false),
+        created_at: Set(Utc::now()),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("creator inserted");
+    video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::value("PROCESSING"))
+        .filter(video::Column::CreatorId.eq(catalogue.creators[0]))
+        .exec(db)
+        .await
+        .expect("videos hidden");
+
+    let alone = |id: String, m: usize| {
+        let app = &app;
+        async move {
+            app.ok(None, ONE_CREATORS_VIDEOS, json!({ "id": id, "m": m }))
+                .await["creator"]["videos"]
+                .clone()
+        }
+    };
+    let joined = match backend {
+        Backend::Postgres => 1,
+        Backend::Sqlite => 2,
+    };
+
+    // Forward, through `nodes`, with highlight counts: one statement on PostgreSQL.
+    let m = 3;
+    let (data, statements) = cost(
+        &app,
+        "query($m: Int!) { creators(first: 4) { pageInfo { hasNextPage endCursor }
+            nodes { id videos(first: $m) { pageInfo { hasNextPage } nodes { id title highlightCount } } } } }",
+        json!({ "m": m }),
+    )
+    .await;
+    assert_eq!(statements, joined, "{data}");
+    let nodes = data["creators"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ids: Vec<&str> = nodes.iter().filter_map(|n| n["id"].as_str()).collect();
+    let mut expected = vec![empty.to_string()];
+    expected.extend(catalogue.creators[..3].iter().map(Uuid::to_string));
+    assert_eq!(ids, expected, "newest first, the empty creators included");
+    assert_eq!(data["creators"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(len(&nodes[0]["videos"]["nodes"]), 0);
+    assert_eq!(len(&nodes[1]["videos"]["nodes"]), 0);
+    assert_eq!(len(&nodes[2]["videos"]["nodes"]), m);
+    for node in &nodes {
+        let id = node["id"].as_str().expect("id").to_owned();
+        assert_eq!(node["videos"], alone(id, m).await, "{node}");
+    }
+
+    // Backward from that page's end, through `edges`, a whole page of videos.
+    let m = VIDEOS_PER_CREATOR;
+    let cursor = data["creators"]["pageInfo"]["endCursor"].clone();
+    let (data, statements) = cost(
+        &app,
+        "query($m: Int!, $before: String) { creators(last: 2, before: $before) {
+            pageInfo { hasPreviousPage }
+            edges { node { id videos(first: $m) { pageInfo { hasNextPage } nodes { id title highlightCount } } } } } }",
+        json!({ "m": m, "before": cursor }),
+    )
+    .await;
+    assert_eq!(statements, joined, "{data}");
+    let edges = data["creators"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ids: Vec<&str> = edges
+        .iter()
+        .filter_map(|e| e["node"]["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            catalogue.creators[0].to_string(),
+            catalogue.creators[1].to_string()
+        ],
+        "the two before the cursor, in list order"
+    );
+    assert_eq!(data["creators"]["pageInfo"]["hasPreviousPage"], true);
+    for edge in &edges {
+        let node = &edge["node"];
+        let id = node["id"].as_str().expect("id").to_owned();
+        assert_eq!(node["videos"], alone(id, m).await, "{node}");
+    }
+    assert_eq!(len(&edges[1]["node"]["videos"]["nodes"]), m);
+    assert_eq!(edges[1]["node"]["videos"]["pageInfo"]["hasNextPage"], false);
+
+    // Two different pages of videos under one list: each still gets its own.
+    let data = app
+        .ok(
+            None,
+            "{ creators(first: 3) { nodes { id
+                two: videos(first: 2) { nodes { id } }
+                five: videos(first: 5) { nodes { id } } } } }",
+            json!({}),
+        )
+        .await;
+    let nodes = data["creators"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let third = &nodes[2];
+    assert_eq!(len(&third["two"]["nodes"]), 2);
+    assert_eq!(len(&third["five"]["nodes"]), 5);
+    assert_eq!(third["two"]["nodes"][1], third["five"]["nodes"][1]);
 }
 
 async fn a_page_of_top_highlights_costs_the_same_statements_whatever_its_size(backend: Backend) {
@@ -643,6 +781,7 @@ async fn decoded_both_ways(
 both_backends!(
     one_video_costs_the_same_statements_whichever_video,
     a_page_of_creators_with_their_videos_costs_the_same_statements_whatever_its_size,
+    creators_listed_with_their_videos_get_the_videos_they_get_alone,
     a_page_of_top_highlights_costs_the_same_statements_whatever_its_size,
     a_creator_page_costs_the_same_statements_whatever_its_size,
     columns_left_out_of_a_read_are_never_what_a_field_reads,
