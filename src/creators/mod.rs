@@ -9,7 +9,7 @@ use entity::{VideoStatus, creator, video};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryResult, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+    sea_query::{Expr, ExprTrait, Func, LikeExpr, Order},
 };
 
 pub use mutations::CreatorMutation;
@@ -237,10 +237,19 @@ impl CreatorQuery {
         }
         let mut select = creator::Entity::find().filter(filter);
         let total = TotalCount::of(db, select.clone());
+        let look = ctx.look_ahead();
         if db.get_database_backend() == DatabaseBackend::Postgres
-            && let Some(videos) = first_video_page(ctx)
+            && let Some(videos) = first_video_page(
+                ctx,
+                &[
+                    look.field("nodes").field("videos"),
+                    look.field("edges").field("node").field("videos"),
+                ],
+            )
         {
-            let page = creators_joined_to_videos(ctx, select, args, videos).await?;
+            let (select, order) = page_select(select, creator::Column::Id, true, args);
+            let rows = read_with_videos(ctx, select, order, args.limit + 1, videos, false).await?;
+            let page = Page::from_rows(rows, args);
             return Ok(page.into_connection(|c| c.id, Creator, total));
         }
         leave_out::<creator::Entity>(
@@ -264,7 +273,19 @@ impl CreatorQuery {
             (Some(id), None) => {
                 let id = parse_id("id", &id)?;
                 let loaders = loaders(ctx)?;
-                if selects(ctx, &["followerCount"]) {
+                let with_followers = selects(ctx, &["followerCount"]);
+                if state(ctx)?.db.get_database_backend() == DatabaseBackend::Postgres
+                    && let Some(videos) = first_video_page(ctx, &[ctx.look_ahead().field("videos")])
+                {
+                    // The follower count and the first page of videos in the same statement.
+                    // (`LIMIT 1` also keeps PostgreSQL from pulling the creator's subquery up
+                    // into the join, which would count the followers again on every row.)
+                    let select = creator::Entity::find_by_id(id);
+                    read_with_videos(ctx, select, Order::Asc, 1, videos, with_followers)
+                        .await?
+                        .into_iter()
+                        .next()
+                } else if with_followers {
                     // The follower count comes in the same statement.
                     let found = creator::Entity::find_by_id(id)
                         .expr_as(follower_count_expr(), "follower_count")
@@ -299,19 +320,13 @@ impl CreatorQuery {
     }
 }
 
-/// The first page of videos the client asks of each creator of a list (`nodes { videos(first:
-/// n) … }`, or through `edges { node … }`), as the `videos` resolver would load it — when
-/// every such selection asks for the same one. `None` when none does, when they differ, or
-/// when one reads past a cursor or backwards (the resolver then reads those itself).
-fn first_video_page(ctx: &Context<'_>) -> Option<VideoPage> {
-    let look = ctx.look_ahead();
-    let selections: Vec<SelectionField<'_>> = [
-        look.field("nodes").field("videos"),
-        look.field("edges").field("node").field("videos"),
-    ]
-    .iter()
-    .flat_map(|l| l.selection_fields())
-    .collect();
+/// The first page of videos the client asks of a creator (the `videos` fields at `at`), as the
+/// `videos` resolver would load it — when every such selection asks for the same one. `None`
+/// when none does, when they differ, or when one reads past a cursor or backwards (the
+/// resolver then reads those itself).
+fn first_video_page(ctx: &Context<'_>, at: &[Lookahead<'_>]) -> Option<VideoPage> {
+    let selections: Vec<SelectionField<'_>> =
+        at.iter().flat_map(|l| l.selection_fields()).collect();
     let skip = Skip::of::<video::Entity>(ctx);
     let mut wanted: Option<VideoPage> = None;
     for selection in selections {
@@ -346,37 +361,47 @@ fn first_video_page(ctx: &Context<'_>) -> Option<VideoPage> {
     wanted
 }
 
-/// A page of creators with each one's first page of videos, in one statement (PostgreSQL);
-/// the videos reach the `videos` resolvers through the loader cache.
-async fn creators_joined_to_videos(
+/// The creators `select` reads (in `order`, at most `limit`), each with its first page of
+/// videos and, when `with_followers`, its follower count, in one statement (PostgreSQL). The
+/// videos and counts reach their resolvers through the loader cache.
+async fn read_with_videos(
     ctx: &Context<'_>,
-    select: sea_orm::Select<creator::Entity>,
-    args: PageArgs,
+    mut select: sea_orm::Select<creator::Entity>,
+    order: Order,
+    limit: u64,
     videos: VideoPage,
-) -> AppResult<Page<creator::Model>> {
+    with_followers: bool,
+) -> AppResult<Vec<creator::Model>> {
     let state = state(ctx)?;
-    let (mut select, order) = page_select(select, creator::Column::Id, true, args);
     let skip = select_without::<creator::Entity>(ctx, QueryTrait::query(&mut select), "");
-    let creators = build_with_limit(&select, DatabaseBackend::Postgres, args.limit + 1);
+    if with_followers {
+        select = select.expr_as(follower_count_expr(), "follower_count");
+    }
+    let creators = build_with_limit(&select, DatabaseBackend::Postgres, limit);
     let visible = viewer(ctx)?.visible_videos(&state.db).await?;
     let statement = creators_with_latest_videos(creators, order, visible, videos);
-    // Each row: the creator's columns, then one of its videos' or the LEFT JOIN's NULLs. A
-    // creator's columns repeat on each of its rows; they are decoded on the first only.
-    let start = skip.kept::<creator::Entity>();
-    let mut page: Vec<(creator::Model, Vec<PageVideo>)> = Vec::new();
+    // Each row: the creator's columns (and follower count), then one of its videos' or the
+    // LEFT JOIN's NULLs. A creator's columns repeat on each of its rows; they are decoded on
+    // the first only.
+    let followers_at = skip.kept::<creator::Entity>();
+    let videos_at = followers_at + usize::from(with_followers);
+    let loaders = loaders(ctx)?;
+    let mut creators: Vec<(creator::Model, Vec<PageVideo>)> = Vec::new();
     for row in state.db.query_all_raw(statement).await? {
         let id: uuid::Uuid = rows::value_at(&row, 0)?;
-        if page.last().is_none_or(|(creator, _)| creator.id != id) {
-            page.push((rows::creator_at(&row, 0, skip)?.0, Vec::new()));
+        if creators.last().is_none_or(|(creator, _)| creator.id != id) {
+            if with_followers {
+                loaders.prime(FollowerCount(id), Some(rows::value_at(&row, followers_at)?));
+            }
+            creators.push((rows::creator_at(&row, 0, skip)?.0, Vec::new()));
         }
-        if rows::value_at::<Option<uuid::Uuid>>(&row, start)?.is_some()
-            && let Some((_, list)) = page.last_mut()
+        if rows::value_at::<Option<uuid::Uuid>>(&row, videos_at)?.is_some()
+            && let Some((_, list)) = creators.last_mut()
         {
-            list.push(PageVideo::decode_at(&row, start, videos.skip)?);
+            list.push(PageVideo::decode_at(&row, videos_at, videos.skip)?);
         }
     }
-    let loaders = loaders(ctx)?;
-    let creators = page
+    Ok(creators
         .into_iter()
         .map(|(creator, list)| {
             loaders.prime(
@@ -388,8 +413,7 @@ async fn creators_joined_to_videos(
             );
             creator
         })
-        .collect();
-    Ok(Page::from_rows(creators, args))
+        .collect())
 }
 
 /// `(SELECT COUNT(*) FROM creator_follows WHERE creator_id = creators.id)`.
