@@ -3,6 +3,8 @@
 mod mutations;
 mod validate;
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, ID, InputType, Json, Lookahead, Object, SelectionField, Value};
 use chrono::{DateTime, Utc};
 use entity::{VideoStatus, creator, video};
@@ -379,31 +381,42 @@ async fn read_with_videos(
     }
     let creators = build_with_limit(&select, DatabaseBackend::Postgres, limit);
     let visible = viewer(ctx)?.visible_videos(&state.db).await?;
-    let statement = creators_with_latest_videos(creators, order, visible, videos);
+    let statement = creators_with_latest_videos(creators, visible, videos);
     // Each row: the creator's columns (and follower count), then one of its videos' or the
     // LEFT JOIN's NULLs. A creator's columns repeat on each of its rows; they are decoded on
-    // the first only.
+    // its first row only.
     let followers_at = skip.kept::<creator::Entity>();
     let videos_at = followers_at + usize::from(with_followers);
     let loaders = loaders(ctx)?;
     let mut creators: Vec<(creator::Model, Vec<PageVideo>)> = Vec::new();
+    let mut index: HashMap<uuid::Uuid, usize> = HashMap::new();
     for row in state.db.query_all_raw(statement).await? {
         let id: uuid::Uuid = rows::value_at(&row, 0)?;
-        if creators.last().is_none_or(|(creator, _)| creator.id != id) {
-            if with_followers {
-                loaders.prime(FollowerCount(id), Some(rows::value_at(&row, followers_at)?));
+        let at = match index.get(&id) {
+            Some(&at) => at,
+            None => {
+                if with_followers {
+                    loaders.prime(FollowerCount(id), Some(rows::value_at(&row, followers_at)?));
+                }
+                creators.push((rows::creator_at(&row, 0, skip)?.0, Vec::new()));
+                index.insert(id, creators.len() - 1);
+                creators.len() - 1
             }
-            creators.push((rows::creator_at(&row, 0, skip)?.0, Vec::new()));
+        };
+        if rows::value_at::<Option<uuid::Uuid>>(&row, videos_at)?.is_some() {
+            creators[at]
+                .1
+                .push(PageVideo::decode_at(&row, videos_at, videos.skip)?);
         }
-        if rows::value_at::<Option<uuid::Uuid>>(&row, videos_at)?.is_some()
-            && let Some((_, list)) = creators.last_mut()
-        {
-            list.push(PageVideo::decode_at(&row, videos_at, videos.skip)?);
-        }
+    }
+    creators.sort_by_key(|(creator, _)| creator.id);
+    if order == Order::Desc {
+        creators.reverse();
     }
     Ok(creators
         .into_iter()
-        .map(|(creator, list)| {
+        .map(|(creator, mut list)| {
+            list.sort_by_key(|v| std::cmp::Reverse(v.video.id));
             loaders.prime(
                 CreatorVideos {
                     creator_id: creator.id,
