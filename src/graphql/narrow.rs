@@ -17,7 +17,10 @@
 //! batches that hold a mutation, whose resolvers check and change rows read through the
 //! same caches.
 
-use std::sync::Arc;
+use std::{
+    any::TypeId,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use async_graphql::Context;
 use entity::{creator, highlight, key_moment, video};
@@ -33,11 +36,28 @@ use super::documents::ParsedDocument;
 pub struct OperationFields {
     /// One per operation of the batch; `None` where the text does not parse.
     documents: Vec<Option<Arc<ParsedDocument>>>,
+    /// Each entity's [`Skip`] once worked out (every page of a list asks again).
+    skips: Mutex<Vec<(TypeId, Skip)>>,
 }
 
 impl OperationFields {
     pub fn new(documents: Vec<Option<Arc<ParsedDocument>>>) -> Self {
-        Self { documents }
+        Self {
+            documents,
+            skips: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What `E` may leave out in this request.
+    fn skip<E: Narrowable>(&self) -> Skip {
+        let entity = TypeId::of::<E>();
+        let mut skips = self.skips.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, skip)) = skips.iter().find(|(e, _)| *e == entity) {
+            return *skip;
+        }
+        let skip = Skip::given::<E>(|name| self.selects(name));
+        skips.push((entity, skip));
+        skip
     }
 
     /// Whether `field` is selected somewhere; `true` when a document cannot be read or holds
@@ -122,7 +142,7 @@ impl Skip {
     /// What the operation of `ctx` lets `E` leave out.
     pub fn of<E: Narrowable>(ctx: &Context<'_>) -> Skip {
         match ctx.data_opt::<Arc<OperationFields>>() {
-            Some(fields) => Self::given::<E>(|name| fields.selects(name)),
+            Some(fields) => fields.skip::<E>(),
             None => Skip::NONE,
         }
     }
