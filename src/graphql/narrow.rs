@@ -98,6 +98,8 @@ impl Narrowable for video::Entity {
             (StorageKey, &[]),
             (RetentionClass, &[]),
             (RetentionUntil, &[]),
+            (CreatedAt, &["createdAt"]),
+            (UpdatedAt, &["updatedAt"]),
         ]
     }
 }
@@ -113,20 +115,32 @@ impl Narrowable for creator::Entity {
             (ShortsTemplate, &["shortsTemplate"]),
             // Not exposed through the API.
             (PersonalityProfile, &[]),
+            (CreatedAt, &["createdAt"]),
+            (UpdatedAt, &["updatedAt"]),
         ]
     }
 }
 
 impl Narrowable for highlight::Entity {
     fn optional_columns() -> &'static [(highlight::Column, &'static [&'static str])] {
-        &[(highlight::Column::ScoreBreakdown, &["scoreBreakdown"])]
+        use highlight::Column::*;
+        &[
+            (ScoreBreakdown, &["scoreBreakdown"]),
+            (CreatedAt, &["createdAt"]),
+            (UpdatedAt, &["updatedAt"]),
+        ]
     }
 }
 
 impl Narrowable for key_moment::Entity {
     fn optional_columns() -> &'static [(key_moment::Column, &'static [&'static str])] {
         use key_moment::Column::*;
-        &[(Summary, &["summary"]), (TopicTags, &["topicTags"])]
+        &[
+            (Summary, &["summary"]),
+            (TopicTags, &["topicTags"]),
+            (CreatedAt, &["createdAt"]),
+            (UpdatedAt, &["updatedAt"]),
+        ]
     }
 }
 
@@ -290,6 +304,12 @@ fn constant_of<C: ColumnTrait>(column: &C, backend: DatabaseBackend) -> Option<S
         }),
         ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => Some(Expr::cust("''")),
         ColumnType::Integer => Some(Expr::cust("0")),
+        ColumnType::TimestampWithTimeZone => Some(match backend {
+            DatabaseBackend::Postgres => {
+                Expr::cust("CAST('1970-01-01 00:00:00+00' AS timestamptz)")
+            }
+            _ => Expr::cust("'1970-01-01T00:00:00+00:00'"),
+        }),
         _ => None,
     }
 }

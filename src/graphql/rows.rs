@@ -73,8 +73,8 @@ pg_enum!(
 );
 
 /// The value of a field whose column a statement left out ([`Skip::remove`]): what the
-/// constant [`Skip::apply`] reads in its place decodes to. Only nullable, text, JSON and
-/// integer columns can be left out.
+/// constant [`Skip::apply`] reads in its place decodes to. Only nullable, text, JSON, integer
+/// and timestamp columns can be left out.
 ///
 /// [`Skip::remove`]: super::narrow::Skip::remove
 /// [`Skip::apply`]: super::narrow::Skip::apply
@@ -98,7 +98,12 @@ macro_rules! left_out_as {
     )*};
 }
 
-left_out_as!(String => String::new(), i32 => 0, Json => Json::Null);
+left_out_as!(
+    String => String::new(),
+    i32 => 0,
+    Json => Json::Null,
+    DateTimeUtc => DateTimeUtc::UNIX_EPOCH,
+);
 
 macro_rules! never_left_out {
     ($($ty:ty),* $(,)?) => {$(
@@ -115,7 +120,6 @@ never_left_out!(
     i64,
     f64,
     bool,
-    DateTimeUtc,
     VideoStatus,
     HighlightStatus,
     ReviewStatus

@@ -517,12 +517,22 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         );
     }
 
-    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown video { originalFilename
-                durationSecs width height sizeBytes pipelineStage creator { genres socialLinks } }
-            keyMoment { summary topicTags } } }
-        creators(first: 2) { nodes { genres videos(first: 2) { nodes { originalFilename
-            durationSecs width height sizeBytes pipelineStage } } } } }";
+    let wide = "{ highlights(first: 3) { nodes { scoreBreakdown createdAt updatedAt
+            video { originalFilename durationSecs width height sizeBytes pipelineStage createdAt
+                updatedAt creator { genres socialLinks createdAt updatedAt } }
+            keyMoment { summary topicTags createdAt } } }
+        creators(first: 2) { nodes { genres createdAt videos(first: 2) { nodes { originalFilename
+            durationSecs width height sizeBytes pipelineStage createdAt updatedAt } } } } }";
+    // Seeded times are of the last 30 days; a left-out timestamp would read as 1970.
+    let recent = |value: &Value| {
+        assert!(
+            value.as_str().is_some_and(|t| t.starts_with("20")),
+            "not the stored time: {value}"
+        );
+    };
     let probed = |video: &Value| {
+        recent(&video["createdAt"]);
+        recent(&video["updatedAt"]);
         assert_eq!(video["durationSecs"], 600.0, "{video}");
         assert_eq!(video["width"], 1280, "{video}");
         assert_eq!(video["height"], 720, "{video}");
@@ -550,9 +560,19 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         );
         assert_eq!(node["video"]["creator"]["socialLinks"], json!({}), "{node}");
         probed(&node["video"]);
+        for time in [
+            &node["createdAt"],
+            &node["updatedAt"],
+            &node["video"]["creator"]["createdAt"],
+            &node["video"]["creator"]["updatedAt"],
+            &node["keyMoment"]["createdAt"],
+        ] {
+            recent(time);
+        }
     }
     for node in data["creators"]["nodes"].as_array().into_iter().flatten() {
         assert_eq!(node["genres"], json!(["editing"]), "{node}");
+        recent(&node["createdAt"]);
         for video in node["videos"]["nodes"].as_array().into_iter().flatten() {
             assert!(
                 video["originalFilename"]
@@ -566,7 +586,7 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
 
     let video_id = nodes[0]["video"]["id"].clone();
     let one = "query($id: ID!) { video(id: $id) { id durationSecs width height sizeBytes
-        pipelineStage originalFilename creator { id genres } } }";
+        pipelineStage originalFilename createdAt updatedAt creator { id genres } } }";
     let data = app.ok(None, one, json!({ "id": video_id })).await;
     probed(&data["video"]);
     assert!(
