@@ -98,6 +98,12 @@ impl WorkerPool {
                     Ok(n) => tracing::info!(deleted = n, "deleted finished jobs past retention"),
                     Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
                 }
+                let grace = crate::media::record::UPLOAD_GRACE;
+                match crate::media::record::abandon_stale_uploads(&self.db, grace).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
+                    Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
+                }
             }
             let free = self.slots.saturating_sub(tasks.len());
             let mut claimed_all = false;

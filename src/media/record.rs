@@ -132,3 +132,30 @@ pub async fn failed(db: &DatabaseConnection, video_id: Uuid, reason: &str) -> Re
         .await?;
     Ok(())
 }
+
+/// How long a video may wait in `UPLOADING`: its PUT URL lives 10 minutes; a client that
+/// uploaded but could not call `completeVideoUpload` (a crash, a lost connection) has a day.
+pub const UPLOAD_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// What an abandoned upload's uploader reads in `failureReason`.
+pub const ABANDONED_UPLOAD: &str =
+    "the upload was not completed within 24 hours: request a new upload and complete it";
+
+/// Fails the videos still `UPLOADING` longer than `grace` after they were requested: nothing
+/// can complete them any more, and they would otherwise sit in their creator's lists for good.
+/// Returns how many.
+pub async fn abandon_stale_uploads(
+    db: &DatabaseConnection,
+    grace: chrono::TimeDelta,
+) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let result = video::Entity::update_many()
+        .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
+        .col_expr(video::Column::FailureReason, Expr::val(ABANDONED_UPLOAD))
+        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+        .filter(video::Column::Status.eq(VideoStatus::Uploading))
+        .filter(video::Column::CreatedAt.lt(now - grace))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

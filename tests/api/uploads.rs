@@ -394,6 +394,54 @@ async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Bac
     assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
 }
 
+/// An upload requested and never completed is failed after a day (the worker's hourly
+/// maintenance), with a reason; a recent one is left waiting and can still be completed.
+async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
+    use reelgraph::media::record::{ABANDONED_UPLOAD, UPLOAD_GRACE, abandon_stale_uploads};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("forgetful@example.com").await;
+    let creator = app.create_creator(&owner, "Forgetful Studio").await;
+    let bytes = b"never sent".repeat(10);
+    let old = request_ok(&app, &owner, &creator, &bytes).await["video"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let recent = request_ok(&app, &owner, &creator, &bytes).await["video"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let requested = chrono::Utc::now() - UPLOAD_GRACE - chrono::TimeDelta::minutes(1);
+    entity::video::Entity::update_many()
+        .col_expr(entity::video::Column::CreatedAt, Expr::value(requested))
+        .filter(entity::video::Column::Id.eq(uuid::Uuid::parse_str(&old).expect("uuid")))
+        .exec(&app.state.db)
+        .await
+        .expect("backdated");
+
+    let failed = abandon_stale_uploads(&app.state.db, UPLOAD_GRACE)
+        .await
+        .expect("sweep");
+    assert_eq!(failed, 1);
+    let data = video(&app, Some(&owner), &old).await;
+    assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
+    assert_eq!(data["data"]["video"]["failureReason"], ABANDONED_UPLOAD);
+    let body = complete(&app, &owner, &old).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+
+    let data = video(&app, Some(&owner), &recent).await;
+    assert_eq!(data["data"]["video"]["status"], "UPLOADING", "{data:#}");
+    assert!(data["data"]["video"]["failureReason"].is_null());
+    // A second sweep finds nothing more.
+    assert_eq!(
+        abandon_stale_uploads(&app.state.db, UPLOAD_GRACE)
+            .await
+            .expect("sweep"),
+        0
+    );
+}
+
 async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing(
     backend: Backend,
 ) {
@@ -618,6 +666,7 @@ both_backends!(
     an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy,
     uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload,
     a_file_that_is_not_a_video_ends_failed_with_a_clear_reason,
+    uploads_never_completed_are_failed_after_a_day,
     complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing,
     request_video_upload_names_each_invalid_field,
     only_members_may_upload_to_complete_or_see_a_creators_videos,
