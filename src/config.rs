@@ -99,6 +99,12 @@ pub struct Config {
     #[arg(long, env = "S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
 
+    /// The S3 endpoint as clients reach it, for the presigned upload and download links the
+    /// API hands out, when it differs from S3_ENDPOINT (e.g. `http://localhost:9000` for a
+    /// MinIO the server reaches as `http://minio:9000`). Default: S3_ENDPOINT.
+    #[arg(long, env = "S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+
     #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
 
@@ -140,6 +146,7 @@ impl Config {
             storage_dir: None,
             s3_bucket: None,
             s3_endpoint: None,
+            s3_public_endpoint: None,
             s3_region: "us-east-1".to_owned(),
             s3_force_path_style: false,
             s3_access_key_id: None,

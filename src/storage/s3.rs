@@ -15,6 +15,9 @@ use crate::config::Config;
 
 pub struct S3Store {
     client: Client,
+    /// Signs the links clients use: the same as `client` unless S3_PUBLIC_ENDPOINT names
+    /// another address for the service (the host is part of the signature).
+    presigner: Client,
     bucket: String,
 }
 
@@ -50,7 +53,11 @@ impl S3Store {
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        let client = Client::from_conf(builder.build());
+        let client = Client::from_conf(builder.clone().build());
+        let presigner = match &config.s3_public_endpoint {
+            Some(public) => Client::from_conf(builder.endpoint_url(public).build()),
+            None => client.clone(),
+        };
         client
             .head_bucket()
             .bucket(bucket)
@@ -60,6 +67,7 @@ impl S3Store {
             .with_context(|| format!("S3 bucket `{bucket}` is not reachable; check S3_BUCKET, S3_ENDPOINT, S3_REGION and the credentials"))?;
         Ok(Self {
             client,
+            presigner,
             bucket: bucket.to_owned(),
         })
     }
@@ -152,7 +160,7 @@ impl S3Store {
     pub async fn presign_get(&self, key: &str, ttl: Duration) -> StorageResult<String> {
         let config = PresigningConfig::expires_in(ttl).map_err(|e| sdk("presigning", e))?;
         let request = self
-            .client
+            .presigner
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -170,7 +178,7 @@ impl S3Store {
     ) -> StorageResult<PresignedPut> {
         let config = PresigningConfig::expires_in(ttl).map_err(|e| sdk("presigning", e))?;
         let request = self
-            .client
+            .presigner
             .put_object()
             .bucket(&self.bucket)
             .key(key)

@@ -49,10 +49,18 @@ pub async fn start() -> S3Server {
     }
 }
 
+/// `server`'s endpoint under the name clients use for it.
+pub fn public_endpoint(server: &S3Server) -> String {
+    server.endpoint.replace("127.0.0.1", "localhost")
+}
+
 /// Points an app's configuration at `server`.
 pub fn configure(config: &mut reelgraph::config::Config, server: &S3Server) {
     config.s3_bucket = Some(BUCKET.to_owned());
     config.s3_endpoint = Some(server.endpoint.clone());
+    // Clients reach the service under another name than the server does (as a browser reaches
+    // a MinIO the server knows as `minio:9000`): every presigned link must use that one.
+    config.s3_public_endpoint = Some(public_endpoint(server));
     config.s3_force_path_style = true;
     config.s3_access_key_id = Some(ACCESS_KEY.to_owned());
     config.s3_secret_access_key = Some(SECRET_KEY.to_owned());
