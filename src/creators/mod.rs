@@ -26,7 +26,7 @@ use crate::{
             PageVideo, VideoPage, ViewerFollows, creators_with_latest_videos,
         },
         narrow::{Skip, leave_out, select_without},
-        node_selects,
+        node_fields, node_selects,
         pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page, page_select},
         parse_id, rows, selects, state, viewer,
     },
@@ -239,15 +239,9 @@ impl CreatorQuery {
         }
         let mut select = creator::Entity::find().filter(filter);
         let total = TotalCount::of(db, select.clone());
-        let look = ctx.look_ahead();
         if db.get_database_backend() == DatabaseBackend::Postgres
-            && let Some(videos) = first_video_page(
-                ctx,
-                &[
-                    look.field("nodes").field("videos"),
-                    look.field("edges").field("node").field("videos"),
-                ],
-            )
+            && let Some(videos) =
+                first_video_page(ctx, &node_fields(&ctx.look_ahead(), &["videos"]))
         {
             let (select, order) = page_select(select, creator::Column::Id, true, args);
             let rows = read_with_videos(ctx, select, order, args.limit + 1, videos, false).await?;
@@ -347,12 +341,10 @@ fn first_video_page(ctx: &Context<'_>, at: &[Lookahead<'_>]) -> Option<VideoPage
         let page = VideoPage {
             limit: args.limit,
             status,
-            with_highlight_counts: videos.field("nodes").field("highlightCount").exists()
-                || videos
-                    .field("edges")
-                    .field("node")
-                    .field("highlightCount")
-                    .exists(),
+            // As the resolver's `node_selects(ctx, &["highlightCount"])` tells it.
+            with_highlight_counts: node_fields(&videos, &["highlightCount"])
+                .iter()
+                .any(Lookahead::exists),
             skip,
         };
         if wanted.is_some_and(|w| w != page) {

@@ -10,7 +10,7 @@ pub mod rows;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use async_graphql::{Context, Lookahead, MergedObject, MergedSubscription, Schema};
 
 use crate::{
     access::{ClientInfo, Viewer},
@@ -112,16 +112,19 @@ pub fn selects(ctx: &Context<'_>, path: &[&str]) -> bool {
 /// Whether the client selected `path` in the nodes of the connection this field returns,
 /// through `nodes` or `edges { node }`.
 pub fn node_selects(ctx: &Context<'_>, path: &[&str]) -> bool {
-    let nodes = path
+    node_fields(&ctx.look_ahead(), path)
         .iter()
-        .fold(ctx.look_ahead().field("nodes"), |look, name| {
-            look.field(name)
-        });
-    let edges = path.iter().fold(
-        ctx.look_ahead().field("edges").field("node"),
-        |look, name| look.field(name),
-    );
-    nodes.exists() || edges.exists()
+        .any(Lookahead::exists)
+}
+
+/// The selections of `path` in the nodes of the connection `look` is at: through `nodes` and
+/// through `edges { node }`.
+pub fn node_fields<'a>(look: &Lookahead<'a>, path: &[&str]) -> [Lookahead<'a>; 2] {
+    let walk = |start: Lookahead<'a>| path.iter().fold(start, |look, name| look.field(name));
+    [
+        walk(look.field("nodes")),
+        walk(look.field("edges").field("node")),
+    ]
 }
 
 /// Parses an `ID` argument; ids are UUIDs, anything else is a client error naming `field`.
