@@ -133,7 +133,7 @@ impl From<AppError> for async_graphql::Error {
         };
         async_graphql::Error::new(err.public_message()).extend_with(|_, ext| {
             ext.set("code", code);
-            if let Some(field) = field {
+            if let Some(field) = field.filter(|f| !f.is_empty()) {
                 ext.set("field", field);
             }
         })

@@ -38,6 +38,9 @@ use crate::{
 /// Most operations one batched HTTP request may carry.
 const MAX_BATCH: usize = 10;
 
+/// How long one HTTP request may take.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
@@ -100,8 +103,9 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
+            Duration::from_secs(REQUEST_TIMEOUT_SECS),
         ))
+        .layer(axum::middleware::map_response(explain_bare_statuses))
         .layer(cors)
         .merge(objects)
         .layer(CatchPanicLayer::custom(|_| {
@@ -116,9 +120,78 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// A GraphQL response body holding one error.
+/// The body limit and the timeout answer with a bare status; GraphQL clients get an error
+/// with a code in the body, like every other refusal.
+async fn explain_bare_statuses(response: Response) -> Response {
+    let err = match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::bad_input("", "the request body is larger than this server accepts")
+        }
+        StatusCode::REQUEST_TIMEOUT => AppError::Internal(
+            format!("the request took longer than {REQUEST_TIMEOUT_SECS} seconds").into(),
+        ),
+        _ => return response,
+    };
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if json {
+        return response;
+    }
+    (response.status(), error_body(&err)).into_response()
+}
+
+/// A body that is not a GraphQL request (not JSON, not an object with a string `query`, too
+/// deep, too large): `BAD_USER_INPUT` with what is wrong, instead of the extractor's debug text.
+pub struct BadRequestBody(async_graphql::ParseRequestError);
+
+impl From<async_graphql::ParseRequestError> for BadRequestBody {
+    fn from(err: async_graphql::ParseRequestError) -> Self {
+        Self(err)
+    }
+}
+
+impl IntoResponse for BadRequestBody {
+    fn into_response(self) -> Response {
+        use async_graphql::ParseRequestError as E;
+        let too_large = match &self.0 {
+            E::PayloadTooLarge => true,
+            // The body limit cuts a body without a Content-Length off mid-stream.
+            E::Io(err) => err.to_string().contains("length limit exceeded"),
+            _ => false,
+        };
+        if too_large {
+            let err =
+                AppError::bad_input("", "the request body is larger than this server accepts");
+            return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&err)).into_response();
+        }
+        let message = match &self.0 {
+            E::InvalidRequest(err) => {
+                let detail = err.to_string();
+                if detail.contains("did not match any variant") {
+                    "the body must be a JSON object with a string `query` (and optional \
+                     `variables` object and `operationName`), or a list of them"
+                        .to_owned()
+                } else {
+                    format!("the body is not valid JSON: {detail}")
+                }
+            }
+            E::Io(_) => "the request body could not be read".to_owned(),
+            other => format!("not a GraphQL request: {other}"),
+        };
+        (
+            StatusCode::BAD_REQUEST,
+            error_body(&AppError::bad_input("", message)),
+        )
+            .into_response()
+    }
+}
+
+/// A GraphQL response body holding one error, about the request as a whole (no location).
 fn error_body(err: &AppError) -> axum::Json<serde_json::Value> {
-    let error = async_graphql::Error::from(err.clone()).into_server_error(Default::default());
+    let mut error = async_graphql::Error::from(err.clone()).into_server_error(Default::default());
+    error.locations.clear();
     axum::Json(serde_json::json!({ "errors": [error] }))
 }
 
@@ -160,7 +233,7 @@ async fn graphql(
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLBatchRequest,
+    request: GraphQLBatchRequest<BadRequestBody>,
 ) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -182,6 +255,10 @@ async fn graphql(
     let mut documents = Vec::new();
     for request in batch.iter_mut() {
         let parsed = state.documents.get(&request.query);
+        let literal = parsed.as_ref().map(|p| p.nul_literal.as_deref());
+        if let Err(err) = crate::graphql::inputs::check_text(request, literal) {
+            return error_body(&err).into_response();
+        }
         if let Some(parsed) = &parsed {
             request.set_parsed_query(parsed.document.clone());
         }

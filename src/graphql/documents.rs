@@ -23,6 +23,8 @@ pub struct ParsedDocument {
     /// Every field name selected in any operation or fragment of the document; `None` when it
     /// holds a mutation or a subscription (their resolvers read whole rows).
     pub query_fields: Option<HashSet<String>>,
+    /// Where a literal argument holds a NUL character, if one does ([`super::inputs`]).
+    pub nul_literal: Option<String>,
 }
 
 impl ParsedDocument {
@@ -34,6 +36,7 @@ impl ParsedDocument {
             .all(|(_, op)| op.node.ty == OperationType::Query)
             .then(|| field_names(&document));
         Some(Self {
+            nul_literal: super::inputs::nul_literal(&document),
             document,
             query_fields,
         })

@@ -3,6 +3,7 @@
 
 pub mod documents;
 pub mod errors;
+pub mod inputs;
 pub mod loaders;
 pub mod narrow;
 pub mod pagination;

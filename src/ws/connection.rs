@@ -294,6 +294,22 @@ impl Connection {
             Some(user) => Viewer::authenticated(user.clone()),
             None => Viewer::anonymous(),
         });
+        if let Err(err) = crate::graphql::inputs::check_text(&request, None) {
+            let response = async_graphql::Response::from_errors(vec![
+                async_graphql::Error::from(err).into_server_error(Default::default()),
+            ]);
+            let answer = stream::iter([(id.clone(), Some(response)), (id.clone(), None)]);
+            let (abort, registration) = AbortHandle::new_pair();
+            operations.push(Abortable::new(answer.boxed(), registration));
+            self.active.insert(
+                id,
+                Active {
+                    abort,
+                    answered: false,
+                },
+            );
+            return;
+        }
         let app = &self.setup.state.app;
         let request = request
             .data(viewer.clone())

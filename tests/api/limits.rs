@@ -40,6 +40,43 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
     assert_eq!(error_field(&body), "id");
+
+    // A NUL character in any text, by variable or literal: PostgreSQL cannot store one, so
+    // both databases refuse it before anything runs, naming where it was.
+    let search = "query($s: String) { creators(search: $s) { totalCount } }";
+    let body = app.gql(None, search, json!({ "s": "a\u{0}b" })).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "s");
+    let body = app
+        .gql(
+            None,
+            r#"{ creators(search: "a\u0000b") { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "search");
+    let register = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";
+    let body = app
+        .gql(
+            None,
+            register,
+            json!({ "input": { "email": "nul@example.com", "password": "correct horse battery", "displayName": "Nul\u{0}" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "input.displayName");
+    let data = app
+        .ok(
+            None,
+            register,
+            json!({ "input": { "email": "nul@example.com", "password": "correct horse battery" } }),
+        )
+        .await;
+    assert!(
+        data["register"]["accessToken"].is_string(),
+        "nothing was written by the refusal"
+    );
 }
 
 async fn mutations_over_get_are_refused(backend: Backend) {

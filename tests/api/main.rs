@@ -7,6 +7,7 @@ mod billing;
 mod consent;
 mod content;
 mod creators;
+mod fuzz;
 mod jobs;
 mod limits;
 mod pipeline;

@@ -350,6 +350,12 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
             "BAD_USER_INPUT",
         ),
         ("too-deep", too_deep, None, "QUERY_TOO_COMPLEX"),
+        (
+            "nul-character",
+            r#"{ creators(search: "a\u0000b") { totalCount } }"#.to_owned(),
+            None,
+            "BAD_USER_INPUT",
+        ),
     ];
     for (id, query, operation_name, code) in cases {
         client
