@@ -15,10 +15,14 @@ use crate::storage::Storage;
 /// Why a handler stopped without a result.
 #[derive(Debug, Clone)]
 pub struct JobFailure {
+    /// What the job's owner reads in `Job.error` (paths and addresses are taken out before
+    /// it is stored, see [`for_clients`]).
     pub message: String,
     /// Worth another attempt (a flaky dependency), as opposed to bad input.
     pub retryable: bool,
     pub(super) kind: FailureKind,
+    /// Infrastructure detail for the server's log only (database and storage errors).
+    pub(super) detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,7 @@ impl JobFailure {
             message: message.into(),
             retryable: false,
             kind: FailureKind::Error,
+            detail: None,
         }
     }
 
@@ -46,6 +51,17 @@ impl JobFailure {
             message: message.into(),
             retryable: true,
             kind: FailureKind::Error,
+            detail: None,
+        }
+    }
+
+    /// An infrastructure failure (database, storage, local files), worth another attempt:
+    /// the owner reads `public`, the server's log gets `detail` (which may hold SQL, paths or
+    /// the storage service's answer).
+    pub fn internal(public: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            detail: Some(detail.to_string()),
+            ..Self::transient(public)
         }
     }
 
@@ -54,6 +70,7 @@ impl JobFailure {
             message: "cancelled".into(),
             retryable: false,
             kind: FailureKind::Cancelled,
+            detail: None,
         }
     }
 
@@ -62,8 +79,68 @@ impl JobFailure {
             message: "lease lost".into(),
             retryable: false,
             kind: FailureKind::LeaseLost,
+            detail: None,
         }
     }
+}
+
+/// A failure message as the job's owner may read it: absolute paths cut to their file name
+/// (tools name their work files: `/tmp/reelgraph-…/scene_3.mp4` → `scene_3.mp4`), memory
+/// addresses taken out of `[h264 @ 0x55…]` prefixes, at most [`MAX_ERROR_CHARS`] characters
+/// (the start, which says what failed, and the end, which says why).
+pub fn for_clients(message: &str) -> String {
+    let cleaned: Vec<String> = message
+        .lines()
+        .map(|line| crate::media::encode::strip_addresses(&without_paths(line)))
+        .collect();
+    let text = cleaned.join("\n");
+    let chars = text.chars().count();
+    if chars <= MAX_ERROR_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(MAX_ERROR_CHARS / 4).collect();
+    let tail: String = text
+        .chars()
+        .skip(chars - (MAX_ERROR_CHARS * 3 / 4 - 1))
+        .collect();
+    format!("{head}…{tail}")
+}
+
+/// Longest `Job.error`.
+const MAX_ERROR_CHARS: usize = 1000;
+
+/// Replaces each absolute path in `line` (a `/` at the start of a word with another `/` in
+/// the word) by its last component.
+fn without_paths(line: &str) -> String {
+    let is_boundary = |c: char| c.is_whitespace() || "'\"()[]=,;:<>".contains(c);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        if c == '/' && previous.is_none_or(is_boundary) {
+            // A word ends at a boundary; a `:` ends it only before a space or the line's end
+            // (`/tmp/a.mp4: No such file`), so `C:`-less paths keep their other characters.
+            let end = rest
+                .char_indices()
+                .find(|&(i, ch)| {
+                    (ch.is_whitespace() || "'\"()[],;<>".contains(ch))
+                        || (ch == ':'
+                            && rest[i + 1..].chars().next().is_none_or(char::is_whitespace))
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let word = &rest[..end];
+            if word[1..].contains('/') {
+                out.push_str(word.rsplit('/').next().unwrap_or_default());
+                previous = word.chars().last();
+                rest = &rest[end..];
+                continue;
+            }
+        }
+        out.push(c);
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// What a handler produced.
@@ -361,5 +438,34 @@ impl JobHandler for DiagnosticsFanout {
             children: (0..input.children).map(child).collect(),
             then: Some(then),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_clients;
+
+    #[test]
+    fn failure_messages_lose_server_paths_and_addresses_but_keep_the_reason() {
+        assert_eq!(
+            for_clients(
+                "ffmpeg failed (exit status: 1): /tmp/reelgraph-0190/scene_3.mp4: No such file or directory"
+            ),
+            "ffmpeg failed (exit status: 1): scene_3.mp4: No such file or directory"
+        );
+        assert_eq!(
+            for_clients(
+                "[png @ 0x55d1c0a0] Invalid PNG signature\nError opening input file '/var/lib/rg/objects/assets/u/a.png'."
+            ),
+            "[png] Invalid PNG signature\nError opening input file 'a.png'."
+        );
+        // Not paths: ratios, rates, a lone slash, words with a slash inside.
+        for kept in ["fps=30/1 and 16/9", "w/ h", "either /this or that", "a b/c"] {
+            assert_eq!(for_clients(kept), kept);
+        }
+        let long = format!("ffmpeg failed: {}the real reason", "x".repeat(5_000));
+        let cut = for_clients(&long);
+        assert!(cut.chars().count() <= 1000, "{}", cut.len());
+        assert!(cut.starts_with("ffmpeg failed: ") && cut.ends_with("the real reason"));
     }
 }

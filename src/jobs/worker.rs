@@ -99,7 +99,9 @@ impl WorkerPool {
                     Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
                 }
                 let grace = crate::media::record::UPLOAD_GRACE;
-                match crate::media::record::abandon_stale_uploads(&self.db, grace).await {
+                match crate::media::record::abandon_stale_uploads(&self.db, &self.storage, grace)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
                     Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
@@ -203,7 +205,20 @@ impl WorkerPool {
                 Err(failure) => match failure.kind {
                     FailureKind::Cancelled => Finish::Cancelled,
                     FailureKind::LeaseLost => return,
-                    FailureKind::Error => Finish::Failed { error: failure.message, retryable: failure.retryable },
+                    FailureKind::Error => {
+                        tracing::warn!(
+                            job_id = %lease.job_id,
+                            job_type = %job_type,
+                            error = %failure.message,
+                            detail = failure.detail.as_deref().unwrap_or(""),
+                            retryable = failure.retryable,
+                            "job failed"
+                        );
+                        Finish::Failed {
+                            error: super::handlers::for_clients(&failure.message),
+                            retryable: failure.retryable,
+                        }
+                    }
                 },
             },
             beat = heartbeat => match beat {

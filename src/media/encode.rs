@@ -248,7 +248,7 @@ pub fn scrub(text: &str, file: &Path) -> String {
 }
 
 /// Removes ` @ 0x…` from `[codec @ 0x…]` prefixes.
-fn strip_addresses(line: &str) -> String {
+pub(crate) fn strip_addresses(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(at) = rest.find(" @ 0x") {

@@ -5,13 +5,13 @@
 use chrono::Utc;
 use entity::{VideoStatus, video, video_variant};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
 use super::{Profile, STAGE_PROBED, encode::SourceFacts};
-use crate::jobs::queue;
+use crate::{jobs::queue, storage::Storage};
 
 /// A rendition made and stored, to be recorded as a `video_variants` row.
 pub struct Rendition {
@@ -143,19 +143,45 @@ pub const ABANDONED_UPLOAD: &str =
 
 /// Fails the videos still `UPLOADING` longer than `grace` after they were requested: nothing
 /// can complete them any more, and they would otherwise sit in their creator's lists for good.
-/// Returns how many.
+/// Whatever was uploaded for them is deleted from storage (each such video has its own key: a
+/// deduplicated upload makes no row). Returns how many videos were failed.
 pub async fn abandon_stale_uploads(
     db: &DatabaseConnection,
+    storage: &Storage,
     grace: chrono::TimeDelta,
 ) -> Result<u64, DbErr> {
     let now = Utc::now();
-    let result = video::Entity::update_many()
-        .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
-        .col_expr(video::Column::FailureReason, Expr::val(ABANDONED_UPLOAD))
-        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+    let stale: Vec<(Uuid, String)> = video::Entity::find()
+        .select_only()
+        .columns([video::Column::Id, video::Column::StorageKey])
         .filter(video::Column::Status.eq(VideoStatus::Uploading))
         .filter(video::Column::CreatedAt.lt(now - grace))
-        .exec(db)
+        .limit(ABANDON_BATCH)
+        .into_tuple()
+        .all(db)
         .await?;
-    Ok(result.rows_affected)
+    let mut failed = 0;
+    for (id, key) in stale {
+        // Conditional on the status, so an upload completed meanwhile is left alone; once the
+        // row is FAILED no `completeVideoUpload` can read the object any more.
+        let result = video::Entity::update_many()
+            .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
+            .col_expr(video::Column::FailureReason, Expr::val(ABANDONED_UPLOAD))
+            .col_expr(video::Column::UpdatedAt, Expr::val(now))
+            .filter(video::Column::Id.eq(id))
+            .filter(video::Column::Status.eq(VideoStatus::Uploading))
+            .exec(db)
+            .await?;
+        if result.rows_affected == 0 {
+            continue;
+        }
+        failed += 1;
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(video = %id, error = %err, "could not delete an abandoned upload's object");
+        }
+    }
+    Ok(failed)
 }
+
+/// Abandoned uploads failed per sweep; the next hourly sweep takes the rest.
+const ABANDON_BATCH: u64 = 500;

@@ -62,7 +62,7 @@ struct AssembleInput {
 }
 
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
-    JobFailure::transient(format!("object storage: {err}"))
+    JobFailure::internal("object storage was unavailable", err)
 }
 
 async fn tools() -> Result<ffmpeg::Tools, JobFailure> {
@@ -73,7 +73,7 @@ fn temp_dir(ctx: &JobContext) -> Result<tempfile::TempDir, JobFailure> {
     tempfile::Builder::new()
         .prefix(&format!("reelgraph-{}-", ctx.job.id))
         .tempdir()
-        .map_err(|e| JobFailure::transient(format!("cannot create a work folder: {e}")))
+        .map_err(|e| JobFailure::internal("could not create a work folder", e))
 }
 
 /// Runs ffmpeg while passing its progress, scaled into `[from, to]`, to the job. Dropping this
@@ -134,7 +134,7 @@ impl JobHandler for RenderMovie {
         .on_conflict_do_nothing_on([render_plan::Column::JobId])
         .exec(ctx.db())
         .await
-        .map_err(|e| JobFailure::transient(format!("saving the render plan: {e}")))?;
+        .map_err(|e| JobFailure::internal("could not save the render plan", e))?;
         ctx.progress(PLANNED, Some("planning")).await?;
 
         let (width, height, fps) = (input.spec.width, input.spec.height, input.spec.fps);
@@ -200,7 +200,7 @@ impl JobHandler for RenderScene {
         let cached = scene_cache_entry::Entity::find_by_id(planned.cache_key.clone())
             .one(ctx.db())
             .await
-            .map_err(|e| JobFailure::transient(format!("reading the scene cache: {e}")))?;
+            .map_err(|e| JobFailure::internal("could not read the scene cache", e))?;
         if let Some(entry) = cached
             && ctx
                 .storage
@@ -232,7 +232,7 @@ impl JobHandler for RenderScene {
                     let path = dir.path().join(format!("text_{i}.txt"));
                     tokio::fs::write(&path, text)
                         .await
-                        .map_err(|e| JobFailure::transient(e.to_string()))?;
+                        .map_err(|e| JobFailure::internal("could not write a work file", e))?;
                     inputs.texts.push(Some(path));
                     inputs.images.push(None);
                 }
@@ -285,7 +285,7 @@ impl JobHandler for RenderScene {
         .on_conflict_do_nothing_on([scene_cache_entry::Column::Hash])
         .exec(ctx.db())
         .await
-        .map_err(|e| JobFailure::transient(format!("recording the scene in the cache: {e}")))?;
+        .map_err(|e| JobFailure::internal("could not record the scene in the cache", e))?;
         Ok(Outcome::Done {
             output: json!({ "key": planned.output_key, "duration": planned.duration, "cached": false }),
             output_ref: Some(planned.output_key.clone()),
@@ -314,7 +314,7 @@ impl JobHandler for RenderAssemble {
         let list = dir.path().join("scenes.txt");
         tokio::fs::write(&list, scene::concat_list(&files))
             .await
-            .map_err(|e| JobFailure::transient(e.to_string()))?;
+            .map_err(|e| JobFailure::internal("could not write a work file", e))?;
         let output = dir.path().join("movie.mp4");
         run_with_progress(
             ctx,

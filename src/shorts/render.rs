@@ -1,6 +1,6 @@
 //! `render.short`: cuts a highlight's (trimmed) range out of its source video, reframes it to
 //! 9:16, 1:1 or 16:9 by a centre crop, optionally burns in the transcript's captions (shifted
-//! to the clip), and stores it at `shorts/{highlightId}/{preset}.mp4`.
+//! to the clip), and stores it at `shorts/{highlightId}/{shortId}/{preset}.mp4`.
 
 use std::{fmt::Write, path::Path};
 
@@ -33,13 +33,15 @@ pub fn dimensions(preset: ShortPreset) -> (u32, u32) {
     }
 }
 
-pub fn object_key(highlight_id: Uuid, preset: ShortPreset) -> String {
+/// Where a short's file is stored: one object per short, so a second short of the same
+/// highlight and preset (other captions, another trim) never replaces the first one's file.
+pub fn object_key(highlight_id: Uuid, short_id: Uuid, preset: ShortPreset) -> String {
     let name = match preset {
         ShortPreset::Vertical => "vertical",
         ShortPreset::Square => "square",
         ShortPreset::Horizontal => "horizontal",
     };
-    format!("shorts/{highlight_id}/{name}.mp4")
+    format!("shorts/{highlight_id}/{short_id}/{name}.mp4")
 }
 
 fn srt_time(secs: f64) -> String {
@@ -76,7 +78,7 @@ pub fn clip_captions(segments: &[transcript_segment::Model], start: f64, end: f6
 }
 
 fn db_failure(err: sea_orm::DbErr) -> JobFailure {
-    JobFailure::transient(format!("database: {err}"))
+    JobFailure::internal("the database was unavailable", err)
 }
 
 fn filter_path(path: &Path) -> String {
@@ -140,13 +142,13 @@ impl JobHandler for RenderShort {
         let dir = tempfile::Builder::new()
             .prefix(&format!("reelgraph-{}-", ctx.job.id))
             .tempdir()
-            .map_err(|e| JobFailure::transient(format!("cannot create a work folder: {e}")))?;
+            .map_err(|e| JobFailure::internal("could not create a work folder", e))?;
         ctx.progress(0.02, Some("downloading")).await?;
         let source_path = dir.path().join("source");
         ctx.storage
             .get_to_file(&source.storage_key, &source_path)
             .await
-            .map_err(|e| JobFailure::transient(format!("object storage: {e}")))?;
+            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
         let probe = ffmpeg::probe(&tools, &source_path)
             .await
             .map_err(JobFailure::permanent)?;
@@ -167,7 +169,7 @@ impl JobHandler for RenderShort {
                 let captions = dir.path().join("captions.srt");
                 tokio::fs::write(&captions, srt)
                     .await
-                    .map_err(|e| JobFailure::transient(e.to_string()))?;
+                    .map_err(|e| JobFailure::internal("could not write a work file", e))?;
                 let font_size = height / 48;
                 let _ = write!(
                     filter,
@@ -237,12 +239,12 @@ impl JobHandler for RenderShort {
         let rendered = ffmpeg::probe(&tools, &output)
             .await
             .map_err(JobFailure::permanent)?;
-        let key = object_key(highlight.id, short.preset);
+        let key = object_key(highlight.id, short.id, short.preset);
         ctx.progress(0.96, Some("uploading")).await?;
         ctx.storage
             .put_file(&key, &output, "video/mp4")
             .await
-            .map_err(|e| JobFailure::transient(format!("object storage: {e}")))?;
+            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
         let size = tokio::fs::metadata(&output)
             .await
             .map(|m| m.len())

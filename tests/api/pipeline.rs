@@ -291,6 +291,32 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
         assert!(probe.has_audio);
     }
 
+    // A second vertical short after a new trim is a file of its own: the first one keeps its
+    // 8.5 s (both shorts stored under one key, the second would replace the first).
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { trimHighlight(id: $id, trimStart: 4.0, trimEnd: 9.0) { status } }",
+        json!({ "id": opening }),
+    )
+    .await;
+    let retrimmed = short(&app, &owner, &opening, "VERTICAL", false).await;
+    assert_ne!(retrimmed["url"], vertical["url"]);
+    let probe = probe_url(&app, retrimmed["url"].as_str().expect("url")).await;
+    assert!((probe.duration_secs.expect("duration") - 5.0).abs() <= 0.1);
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { short(id: $id) { url captionsEnabled } }",
+            json!({ "id": vertical["id"] }),
+        )
+        .await;
+    assert_eq!(data["short"]["captionsEnabled"], true);
+    let probe = probe_url(&app, data["short"]["url"].as_str().expect("url")).await;
+    assert!(
+        (probe.duration_secs.expect("duration") - 8.5).abs() <= 0.1,
+        "the first short's file was replaced: {probe:?}"
+    );
+
     // Sharing: anyone with the token while public display is on; nobody once it is off.
     let token = vertical["shareToken"]
         .as_str()

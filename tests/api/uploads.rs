@@ -404,14 +404,37 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
     let owner = app.register("forgetful@example.com").await;
     let creator = app.create_creator(&owner, "Forgetful Studio").await;
     let bytes = b"never sent".repeat(10);
-    let old = request_ok(&app, &owner, &creator, &bytes).await["video"]["id"]
+    // Both were uploaded, neither completed.
+    let old_upload = request_ok(&app, &owner, &creator, &bytes).await;
+    put(&app, &old_upload, &bytes).await;
+    let old = old_upload["video"]["id"].as_str().expect("id").to_owned();
+    let recent_upload = request_ok(&app, &owner, &creator, &bytes).await;
+    put(&app, &recent_upload, &bytes).await;
+    let recent = recent_upload["video"]["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    let recent = request_ok(&app, &owner, &creator, &bytes).await["video"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let key_of = |id: &str| {
+        let state = app.state.clone();
+        let id = uuid::Uuid::parse_str(id).expect("uuid");
+        async move {
+            entity::video::Entity::find_by_id(id)
+                .one(&state.db)
+                .await
+                .expect("read")
+                .expect("video row")
+                .storage_key
+        }
+    };
+    let (old_key, recent_key) = (key_of(&old).await, key_of(&recent).await);
+    assert!(
+        app.state
+            .storage
+            .head(&old_key)
+            .await
+            .expect("head")
+            .is_some()
+    );
     let requested = chrono::Utc::now() - UPLOAD_GRACE - chrono::TimeDelta::minutes(1);
     entity::video::Entity::update_many()
         .col_expr(entity::video::Column::CreatedAt, Expr::value(requested))
@@ -420,10 +443,27 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
         .await
         .expect("backdated");
 
-    let failed = abandon_stale_uploads(&app.state.db, UPLOAD_GRACE)
+    let failed = abandon_stale_uploads(&app.state.db, &app.state.storage, UPLOAD_GRACE)
         .await
         .expect("sweep");
     assert_eq!(failed, 1);
+    // The abandoned upload's bytes are gone; the recent one's are kept for its completion.
+    assert!(
+        app.state
+            .storage
+            .head(&old_key)
+            .await
+            .expect("head")
+            .is_none()
+    );
+    assert!(
+        app.state
+            .storage
+            .head(&recent_key)
+            .await
+            .expect("head")
+            .is_some()
+    );
     let data = video(&app, Some(&owner), &old).await;
     assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
     assert_eq!(data["data"]["video"]["failureReason"], ABANDONED_UPLOAD);
@@ -435,11 +475,14 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
     assert!(data["data"]["video"]["failureReason"].is_null());
     // A second sweep finds nothing more.
     assert_eq!(
-        abandon_stale_uploads(&app.state.db, UPLOAD_GRACE)
+        abandon_stale_uploads(&app.state.db, &app.state.storage, UPLOAD_GRACE)
             .await
             .expect("sweep"),
         0
     );
+    // The recent upload still completes.
+    let body = complete(&app, &owner, &recent).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
 }
 
 async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing(
