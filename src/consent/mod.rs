@@ -3,7 +3,10 @@
 //! race (the consent row is locked for the change; the database rejects any UPDATE or DELETE
 //! of audit rows).
 
-use async_graphql::{Context, ID, InputObject, Object};
+use async_graphql::{
+    Context, ID, InputObject, Object, OutputType,
+    connection::{ConnectionNameType, EdgeNameType},
+};
 use chrono::{DateTime, Utc};
 use entity::{ConsentField, consent_audit_entry, video, video_consent};
 use sea_orm::{
@@ -77,7 +80,8 @@ impl VideoConsent {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> AppResult<RelayConnection<ConsentAuditEntry>> {
+    ) -> AppResult<RelayConnection<ConsentAuditEntry, ConsentAuditConnection, ConsentAuditEdge>>
+    {
         let args = PageArgs::new(first, after, None, None)?;
         let db = &state(ctx)?.db;
         let select = consent_audit_entry::Entity::find()
@@ -85,6 +89,25 @@ impl VideoConsent {
         let total = TotalCount::of(db, select.clone());
         let page = fetch_page(db, select, consent_audit_entry::Column::Id, false, args).await?;
         Ok(page.into_connection(|e| e.id, ConsentAuditEntry, total))
+    }
+}
+
+/// The audit log's connection type is `ConsentAuditConnection` (API.md), not the default
+/// `ConsentAuditEntryConnection`.
+pub struct ConsentAuditConnection;
+
+impl ConnectionNameType for ConsentAuditConnection {
+    fn type_name<T: OutputType>() -> String {
+        "ConsentAuditConnection".to_owned()
+    }
+}
+
+/// The audit log's edge type, `ConsentAuditEdge`, named like its connection.
+pub struct ConsentAuditEdge;
+
+impl EdgeNameType for ConsentAuditEdge {
+    fn type_name<T: OutputType>() -> String {
+        "ConsentAuditEdge".to_owned()
     }
 }
 

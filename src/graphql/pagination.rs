@@ -8,7 +8,10 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 use async_graphql::{
     Context, Object, OutputType,
-    connection::{Connection, Edge, EmptyFields},
+    connection::{
+        Connection, ConnectionNameType, DefaultConnectionName, DefaultEdgeName, Edge, EdgeNameType,
+        EmptyFields,
+    },
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
@@ -23,8 +26,10 @@ pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
 const CURSOR_TAG: &[u8] = b"k1:";
 
-/// A Relay connection whose cursors are strings and which offers `totalCount`.
-pub type RelayConnection<Node> = Connection<String, Node, TotalCount, EmptyFields>;
+/// A Relay connection whose cursors are strings and which offers `totalCount`; named
+/// `{Node}Connection` / `{Node}Edge` unless the contract names it otherwise.
+pub type RelayConnection<Node, Name = DefaultConnectionName, EdgeName = DefaultEdgeName> =
+    Connection<String, Node, TotalCount, EmptyFields, Name, EdgeName>;
 
 /// Which page to read, already validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,12 +145,12 @@ impl<M> Page<M> {
     }
 
     /// Turns the page into a Relay connection.
-    pub fn into_connection<N: OutputType>(
+    pub fn into_connection<N: OutputType, Name: ConnectionNameType, EdgeName: EdgeNameType>(
         self,
         id: impl Fn(&M) -> Uuid,
         node: impl Fn(M) -> N,
         total: TotalCount,
-    ) -> RelayConnection<N> {
+    ) -> RelayConnection<N, Name, EdgeName> {
         let mut connection =
             Connection::with_additional_fields(self.has_previous_page, self.has_next_page, total);
         connection.edges.extend(

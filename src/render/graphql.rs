@@ -1,10 +1,13 @@
 //! `renderMovie`: validate, check assets, reserve minutes and enqueue, all or nothing.
 
-use async_graphql::{Context, ID, InputObject, Object};
-use chrono::Utc;
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
 use entity::{JobKind, job};
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::{
     jobs::MovieInput,
@@ -18,13 +21,15 @@ use crate::{
         graphql::{Job, JobPriority},
         queue,
     },
+    storage::PRESIGN_TTL,
 };
 
 #[derive(InputObject)]
 pub struct RenderMovieInput {
     pub spec: MovieSpecInput,
-    #[graphql(default_with = "JobPriority::Normal")]
-    pub priority: JobPriority,
+    /// `NORMAL` when left out or null.
+    #[graphql(default_with = "Some(JobPriority::Normal)")]
+    pub priority: Option<JobPriority>,
     /// Repeating a request with the same key (while its job is unfinished) returns that job
     /// instead of rendering again. 1–255 characters.
     pub idempotency_key: Option<String>,
@@ -32,11 +37,84 @@ pub struct RenderMovieInput {
     pub creator_id: Option<ID>,
 }
 
+/// Largest image a render takes as an asset.
+pub const MAX_ASSET_BYTES: u64 = 20 << 20;
+
+/// Image types an image layer may use, and the extension their key gets.
+const ASSET_TYPES: [(&str, &str); 3] = [
+    ("image/png", "png"),
+    ("image/jpeg", "jpg"),
+    ("image/webp", "webp"),
+];
+
+#[derive(InputObject)]
+pub struct RequestAssetUploadInput {
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub content_type: String,
+    /// The file's size in bytes, 1 to 20 MiB (checked again when a render uses it).
+    pub size_bytes: i64,
+}
+
+/// Where to upload an image for movie specs' image layers.
+#[derive(SimpleObject)]
+pub struct AssetUpload {
+    /// The `assetKey` to use in `ImageLayerInput` once the file is uploaded.
+    pub asset_key: String,
+    /// PUT the file here, with `uploadHeaders`.
+    pub upload_url: String,
+    /// Headers the PUT must send (e.g. `content-type`).
+    pub upload_headers: Json<BTreeMap<String, String>>,
+    /// When `uploadUrl` stops working (10 minutes after the request).
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Default)]
 pub struct RenderMutation;
 
 #[Object]
 impl RenderMutation {
+    /// An upload URL for an image (PNG, JPEG or WebP, up to 20 MiB) that movie specs' image
+    /// layers can then name by the returned `assetKey`. Only its uploader (and administrators)
+    /// may render with it.
+    async fn request_asset_upload(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestAssetUploadInput,
+    ) -> AppResult<AssetUpload> {
+        let user = viewer(ctx)?.require_user()?.clone();
+        let state = state(ctx)?;
+        let Some((content_type, extension)) = ASSET_TYPES
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(input.content_type.trim()))
+        else {
+            return Err(AppError::bad_input(
+                "input.contentType",
+                "must be image/png, image/jpeg or image/webp",
+            ));
+        };
+        if !(1..=MAX_ASSET_BYTES as i64).contains(&input.size_bytes) {
+            return Err(AppError::bad_input(
+                "input.sizeBytes",
+                format!("must be 1 byte to {} MiB", MAX_ASSET_BYTES >> 20),
+            ));
+        }
+        let asset_key = format!("assets/{}/{}.{extension}", user.id, Uuid::now_v7());
+        // Taken before presigning, so the URL never outlives the time announced.
+        let expires_at = Utc::now()
+            + chrono::TimeDelta::from_std(PRESIGN_TTL)
+                .unwrap_or_else(|_| chrono::TimeDelta::minutes(10));
+        let presigned = state
+            .storage
+            .presign_put(&asset_key, content_type, PRESIGN_TTL)
+            .await?;
+        Ok(AssetUpload {
+            asset_key,
+            upload_url: presigned.url,
+            upload_headers: Json(presigned.headers),
+            expires_at,
+        })
+    }
+
     /// Renders a movie spec to an MP4. Returns the `render.movie` job at once; follow it with
     /// `jobUpdated`, and download `outputUrl` once it is DONE. The spec's output minutes are
     /// reserved against your plan (and credits past it) when the job is created.
@@ -65,11 +143,20 @@ impl RenderMutation {
         };
         for (path, key) in movie.asset_keys() {
             let own = key.starts_with(&format!("assets/{}/", user.id)) || viewer.is_admin();
-            let exists = own && state.storage.head(key).await?.is_some();
-            if !exists {
+            let found = match own && crate::storage::valid_key(key) {
+                true => state.storage.head(key).await?,
+                false => None,
+            };
+            let Some(found) = found else {
                 return Err(AppError::bad_input(
                     format!("input.spec.{path}"),
                     "no such asset among yours (upload it with requestAssetUpload first)",
+                ));
+            };
+            if found.size > MAX_ASSET_BYTES {
+                return Err(AppError::bad_input(
+                    format!("input.spec.{path}"),
+                    format!("the asset is larger than {} MiB", MAX_ASSET_BYTES >> 20),
                 ));
             }
         }
@@ -91,7 +178,7 @@ impl RenderMutation {
                 reservation: None
             }),
         );
-        new.priority = input.priority.value();
+        new.priority = input.priority.unwrap_or(JobPriority::Normal).value();
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;
         let enqueued = queue::enqueue(&txn, new).await?;

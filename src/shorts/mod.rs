@@ -136,9 +136,9 @@ pub async fn shorts_of(db: &DatabaseConnection, highlight_id: Uuid) -> AppResult
 pub struct GenerateShortInput {
     pub highlight_id: ID,
     pub preset: ShortPreset,
-    /// Burn the transcript's captions into the picture.
-    #[graphql(default = false)]
-    pub captions: bool,
+    /// Burn the transcript's captions into the picture (not when left out or null).
+    #[graphql(default_with = "Some(false)")]
+    pub captions: Option<bool>,
 }
 
 #[derive(Default)]
@@ -276,7 +276,7 @@ impl ShortMutation {
             duration_secs: Set(None),
             error: Set(None),
             share_token: Set(None),
-            captions_enabled: Set(input.captions),
+            captions_enabled: Set(input.captions.unwrap_or(false)),
             job_id: Set(None),
             created_at: Set(now),
             updated_at: Set(now),

@@ -251,6 +251,172 @@ async fn a_movie_renders_to_an_mp4_on_s3_storage_and_rerenders_only_changed_scen
     render_flow(app).await;
 }
 
+/// An image for a movie's image layer is uploaded the way videos are: a presigned PUT, then
+/// its `assetKey` in the spec. Only its uploader may render with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_uploaded_by_presigned_put_and_used_by_their_uploader_only() {
+    const UPLOAD: &str = "mutation($input: RequestAssetUploadInput!) { requestAssetUpload(input: $input) { assetKey uploadUrl uploadHeaders expiresAt } }";
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("asset-owner@example.com").await;
+    let other = app.register("asset-other@example.com").await;
+
+    let body = app
+        .gql(
+            None,
+            UPLOAD,
+            json!({ "input": { "contentType": "image/png", "sizeBytes": 10 } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    for (input, field) in [
+        (
+            json!({ "contentType": "video/mp4", "sizeBytes": 10 }),
+            "input.contentType",
+        ),
+        (
+            json!({ "contentType": "image/png", "sizeBytes": 0 }),
+            "input.sizeBytes",
+        ),
+        (
+            json!({ "contentType": "image/png", "sizeBytes": (20 << 20) + 1 }),
+            "input.sizeBytes",
+        ),
+    ] {
+        let body = app
+            .gql(Some(&owner.access_token), UPLOAD, json!({ "input": input }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+
+    // A real PNG, PUT with a plain HTTP client.
+    let made = upload_logo(&app, &owner).await;
+    let png = app
+        .state
+        .storage
+        .head(&made)
+        .await
+        .expect("head")
+        .expect("made");
+    let dir = tempfile::tempdir().expect("dir");
+    let local = dir.path().join("logo.png");
+    app.state
+        .storage
+        .get_to_file(&made, &local)
+        .await
+        .expect("read back");
+    let bytes = std::fs::read(&local).expect("png");
+    assert_eq!(bytes.len() as u64, png.size);
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            UPLOAD,
+            json!({ "input": { "contentType": "image/png", "sizeBytes": bytes.len() } }),
+        )
+        .await;
+    let upload = &data["requestAssetUpload"];
+    let key = upload["assetKey"].as_str().expect("assetKey").to_owned();
+    assert!(
+        key.starts_with(&format!("assets/{}/", owner.user_id)),
+        "{key}"
+    );
+    let mut put = app
+        .client
+        .put(upload["uploadUrl"].as_str().expect("uploadUrl"))
+        .body(bytes);
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("header value"));
+    }
+    assert!(put.send().await.expect("PUT").status().is_success());
+
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000", "layers": [{ "image": { "assetKey": key } }] }] });
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec } }),
+        )
+        .await;
+    assert_eq!(data["renderMovie"]["status"], "QUEUED");
+    let body = app
+        .gql(
+            Some(&other.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(
+        error_field(&body),
+        "input.spec.scenes.0.layers.0.image.assetKey"
+    );
+}
+
+/// `priority: JobPriority = NORMAL` is nullable, as API.md writes it: generated clients send
+/// an explicit null for an unset field, and get the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_null_priority_renders_at_normal_priority() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("null-priority@example.com").await;
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000" }] });
+    for priority in [json!(null), json!("HIGH")] {
+        let data = app
+            .ok(
+                Some(&owner.access_token),
+                "mutation($input: RenderMovieInput!) { renderMovie(input: $input) { status priority } }",
+                json!({ "input": { "spec": spec, "priority": priority } }),
+            )
+            .await;
+        let expected = if priority.is_null() { "NORMAL" } else { "HIGH" };
+        assert_eq!(data["renderMovie"]["priority"], expected, "{data}");
+    }
+}
+
+/// ffmpeg names its work files by their path on the server; the job's owner reads what failed
+/// and why, but no server path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_ffmpeg_refuses_fails_with_its_reason_and_no_server_paths() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("broken-asset@example.com").await;
+    let key = format!("assets/{}/broken.png", owner.user_id);
+    app.state
+        .storage
+        .put_bytes(&key, b"not a picture at all".to_vec(), "image/png")
+        .await
+        .expect("stored");
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000", "layers": [{ "image": { "assetKey": key } }] }] });
+    let (id, updates, _) = render(&app, &owner, spec).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "FAILED", "{updates:#?}");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { error children(first: 10) { nodes { status error } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let mut errors = vec![data["job"]["error"].as_str().unwrap_or_default().to_owned()];
+    for child in data["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+    {
+        errors.push(child["error"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        errors.iter().any(|e| e.contains("ffmpeg failed")),
+        "the reason is kept: {errors:#?}"
+    );
+    let data_dir = app.state.config.data_dir.display().to_string();
+    for error in &errors {
+        for path in ["/tmp", "reelgraph-", data_dir.as_str()] {
+            assert!(!error.contains(path), "{path} in {error:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;

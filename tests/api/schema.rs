@@ -38,6 +38,10 @@ fn schema_keeps_the_contract_names() {
         "createInviteCode(input: CreateInviteCodeInput!): InviteCode!",
         "totalCount: Int!",
         "hasPreviousPage: Boolean!",
+        "auditLog(first: Int, after: String): ConsentAuditConnection!",
+        "type ConsentAuditEdge",
+        "priority: JobPriority = NORMAL",
+        "captions: Boolean = false",
     ] {
         assert!(sdl.contains(name), "schema lost `{name}`");
     }
