@@ -25,16 +25,19 @@ fn reservation_of(job: &job::Model) -> Option<Reservation> {
         .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
-/// Settles a finished movie's render minutes (by its real duration), or gives them back when
+/// The jobs that reserve render minutes when created: movies and shorts.
+const BILLED: [&str; 2] = ["render.movie", "render.short"];
+
+/// Settles a finished movie's or short's render minutes (by its real duration), or gives them back when
 /// it failed or was cancelled. Runs in the transaction of the status change.
 pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
     if job.job_type == "render.short" {
-        return crate::shorts::on_job_finished(txn, job).await;
+        crate::shorts::on_job_finished(txn, job).await?;
     }
     if job.job_type == "video.probe" {
         return crate::media::on_job_finished(txn, job).await;
     }
-    if job.job_type != "render.movie" {
+    if !BILLED.contains(&job.job_type.as_str()) {
         return Ok(());
     }
     let Some(reservation) = reservation_of(job) else {
@@ -60,7 +63,7 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
 /// A retried movie needs its minutes again: reserve them anew (its old reservation was given
 /// back when it failed) and keep the new reservation in its input.
 pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
-    if job.job_type != "render.movie" {
+    if !BILLED.contains(&job.job_type.as_str()) {
         return Ok(());
     }
     let Some(old) = reservation_of(job) else {

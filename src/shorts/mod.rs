@@ -284,6 +284,23 @@ impl ShortMutation {
         .insert(&txn)
         .await?;
         let enqueued = queue::enqueue(&txn, new).await?;
+        // A short is a render: its minutes (the highlight's trimmed length) are reserved
+        // against the plan like a movie's, after the job's insert and in its transaction, and
+        // settled by the real duration or given back when it ends (`render::on_job_finished`).
+        let reservation = crate::billing::reserve(
+            &txn,
+            user.id,
+            highlight.duration_secs.max(0.0) / 60.0,
+            Some(job_id),
+            now,
+        )
+        .await
+        .map_err(|e| e.in_field("input"))?;
+        let mut job_input = enqueued.job.input.clone();
+        job_input["reservation"] = json!(reservation);
+        let mut job_row: job::ActiveModel = enqueued.job.into();
+        job_row.input = Set(job_input);
+        let job = job_row.update(&txn).await?;
         let row = short::Entity::find_by_id(id)
             .one(&txn)
             .await?
@@ -292,10 +309,7 @@ impl ShortMutation {
         row.job_id = Set(Some(job_id));
         let row = row.update(&txn).await?;
         txn.commit().await?;
-        state
-            .events
-            .publish(&[queue::event_of(&enqueued.job)])
-            .await;
+        state.events.publish(&[queue::event_of(&job)]).await;
         Ok(Short(row))
     }
 }

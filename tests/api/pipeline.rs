@@ -317,6 +317,51 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
         "the first short's file was replaced: {probe:?}"
     );
 
+    // Shorts are renders: their minutes count against the plan, settled by the real length.
+    let usage = "{ renderUsage { minutesConsumed minutesReserved dailyLimit } }";
+    let data = app.ok(Some(&owner.access_token), usage, json!({})).await;
+    let consumed = data["renderUsage"]["minutesConsumed"]
+        .as_f64()
+        .expect("consumed");
+    assert!(
+        (consumed - (3.0 * 8.5 + 5.0) / 60.0).abs() < 0.01,
+        "four shorts of 8.5, 8.5, 8.5 and 5 s: {data}"
+    );
+    assert_eq!(data["renderUsage"]["minutesReserved"], 0.0, "{data}");
+    // Past the daily cap, a short is refused and nothing of it is written.
+    let daily = data["renderUsage"]["dailyLimit"]
+        .as_f64()
+        .expect("the free plan has a daily cap");
+    let owner_id = uuid::Uuid::parse_str(&owner.user_id).expect("uuid");
+    let txn = reelgraph::jobs::queue::begin_write(&app.state.db)
+        .await
+        .expect("txn");
+    reelgraph::billing::reserve(&txn, owner_id, daily - consumed, None, chrono::Utc::now())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("the rest of the day reserved");
+    txn.commit().await.expect("commit");
+    let shorts = "query($id: ID!) { highlight(id: $id) { shorts { id } } }";
+    let before = app
+        .ok(Some(&owner.access_token), shorts, json!({ "id": opening }))
+        .await;
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+            json!({ "h": opening }),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::error_code(&body),
+        "QUOTA_EXCEEDED",
+        "{body}"
+    );
+    let after = app
+        .ok(Some(&owner.access_token), shorts, json!({ "id": opening }))
+        .await;
+    assert_eq!(before, after, "no short row was left behind");
+
     // Sharing: anyone with the token while public display is on; nobody once it is off.
     let token = vertical["shareToken"]
         .as_str()
