@@ -155,6 +155,7 @@ pub async fn connect_state(
         storage,
         connections: tokio_util::task::TaskTracker::new(),
         shutdown,
+        sign_in: Arc::new(crate::auth::throttle::SignInThrottle::new()),
     })
 }
 

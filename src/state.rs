@@ -29,4 +29,6 @@ pub struct AppState {
     /// Cancelled when the process starts shutting down: long-lived tasks (WebSockets, workers)
     /// watch it to finish cleanly.
     pub shutdown: CancellationToken,
+    /// Counts sign-in and registration attempts per client address and account.
+    pub sign_in: Arc<crate::auth::throttle::SignInThrottle>,
 }

@@ -3,6 +3,7 @@
 
 pub mod graphql;
 pub mod password;
+pub mod throttle;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
@@ -120,6 +121,7 @@ pub async fn register(
             "an invite code is required to register",
         ));
     }
+    state.sign_in.register(client.ip.as_deref())?;
     let password_hash = password::hash(reg.password).await?;
 
     let now = Utc::now();
@@ -183,6 +185,7 @@ pub async fn login(
 ) -> AppResult<Authenticated> {
     let failed = || AppError::unauthenticated("invalid email or password");
     let email = email.trim().to_lowercase();
+    state.sign_in.login(client.ip.as_deref(), &email)?;
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email))
         .one(&state.db)

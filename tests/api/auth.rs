@@ -282,6 +282,46 @@ async fn only_admins_create_invite_codes(backend: Backend) {
     );
 }
 
+/// Password guessing is cut off: the 11th sign-in for one account from one address within a
+/// minute is RATE_LIMITED — even with the right password — while other accounts go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_sign_in_attempts_are_rate_limited_per_account() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.register("target@example.com").await;
+    app.register("bystander@example.com").await;
+    let login =
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }";
+    for _ in 0..10 {
+        let body = app
+            .gql(
+                None,
+                login,
+                json!({ "e": "target@example.com", "p": "wrong guess 1234" }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let body = app
+        .gql(
+            None,
+            login,
+            json!({ "e": "Target@Example.com", "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+    assert!(body["data"].is_null() || body["data"]["login"].is_null());
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("try again in"), "{message}");
+    let data = app
+        .ok(
+            None,
+            login,
+            json!({ "e": "bystander@example.com", "p": "correct horse battery" }),
+        )
+        .await;
+    assert!(data["login"]["accessToken"].is_string());
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,

@@ -1,0 +1,141 @@
+//! Throttling of the password endpoints, the ones worth guessing at and the ones that cost an
+//! argon2 hash each: `login` per client address and account (10 a minute, in bursts of up to
+//! 10) and per address (60 a minute), `register` per address (20 a minute, counted once the
+//! input is valid, right before the hash). Past a limit the answer is `RATE_LIMITED` with the
+//! wait, before any password is hashed or compared.
+//!
+//! The counts live in this process (GCRA buckets from `governor`): behind a load balancer each
+//! server counts its own share, so the limits are per server. The client address is the
+//! peer's, or the proxy's `X-Forwarded-For` with `REELGRAPH_TRUST_PROXY=true`.
+
+use std::num::NonZeroU32;
+
+use governor::{
+    DefaultKeyedRateLimiter, Quota,
+    clock::{Clock, DefaultClock},
+};
+
+use crate::error::{AppError, AppResult};
+
+/// Keys kept before the idle ones are dropped (a bucket that is full again is forgotten).
+const PRUNE_ABOVE: usize = 10_000;
+
+pub struct SignInThrottle {
+    login_per_account: DefaultKeyedRateLimiter<(String, String)>,
+    login_per_address: DefaultKeyedRateLimiter<String>,
+    register_per_address: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl SignInThrottle {
+    pub fn new() -> Self {
+        Self {
+            login_per_account: DefaultKeyedRateLimiter::keyed(per_minute(10)),
+            login_per_address: DefaultKeyedRateLimiter::keyed(per_minute(60)),
+            register_per_address: DefaultKeyedRateLimiter::keyed(per_minute(20)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts a sign-in attempt for `email` from `address`.
+    pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<()> {
+        let address = address.unwrap_or("unknown").to_owned();
+        self.prune();
+        if let Err(wait) = self.login_per_address.check_key(&address) {
+            return Err(self.refusal("sign-in attempts from this address", &wait));
+        }
+        let account = (address, email.trim().to_lowercase());
+        self.login_per_account
+            .check_key(&account)
+            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
+    }
+
+    /// Counts a registration from `address`.
+    pub fn register(&self, address: Option<&str>) -> AppResult<()> {
+        self.prune();
+        self.register_per_address
+            .check_key(&address.unwrap_or("unknown").to_owned())
+            .map_err(|wait| self.refusal("registrations from this address", &wait))
+    }
+
+    fn refusal(
+        &self,
+        what: &str,
+        wait: &governor::NotUntil<<DefaultClock as Clock>::Instant>,
+    ) -> AppError {
+        let secs = wait.wait_time_from(self.clock.now()).as_secs().max(1);
+        AppError::RateLimited(format!("too many {what}; try again in {secs} s"))
+    }
+
+    fn prune(&self) {
+        for limiter_len in [
+            self.login_per_address.len(),
+            self.login_per_account.len(),
+            self.register_per_address.len(),
+        ] {
+            if limiter_len > PRUNE_ABOVE {
+                self.login_per_address.retain_recent();
+                self.login_per_account.retain_recent();
+                self.register_per_address.retain_recent();
+                return;
+            }
+        }
+    }
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eleventh_attempt_in_a_minute_is_refused_per_account_and_address() {
+        let throttle = SignInThrottle::new();
+        for _ in 0..10 {
+            throttle
+                .login(Some("10.0.0.1"), "a@example.com")
+                .expect("allowed");
+        }
+        let err = throttle
+            .login(Some("10.0.0.1"), " A@example.com")
+            .expect_err("the 11th for the account");
+        assert_eq!(err.code(), "RATE_LIMITED");
+        assert!(
+            err.public_message().contains("try again in"),
+            "{}",
+            err.public_message()
+        );
+        // Another account from the same address, and the same account from elsewhere, go on.
+        throttle
+            .login(Some("10.0.0.1"), "b@example.com")
+            .expect("other account");
+        throttle
+            .login(Some("10.0.0.2"), "a@example.com")
+            .expect("other address");
+        // An address is cut off at 60 a minute whatever the accounts.
+        let throttle = SignInThrottle::new();
+        for i in 0..60 {
+            throttle
+                .login(Some("10.0.0.3"), &format!("u{i}@example.com"))
+                .expect("allowed");
+        }
+        let err = throttle
+            .login(Some("10.0.0.3"), "new@example.com")
+            .expect_err("61st");
+        assert_eq!(err.code(), "RATE_LIMITED");
+        for _ in 0..20 {
+            throttle.register(Some("10.0.0.4")).expect("allowed");
+        }
+        assert!(throttle.register(Some("10.0.0.4")).is_err());
+        throttle.register(Some("10.0.0.5")).expect("other address");
+    }
+}
