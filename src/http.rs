@@ -259,6 +259,13 @@ async fn graphql(
         if let Err(err) = crate::graphql::inputs::check_text(request, literal) {
             return error_body(&err).into_response();
         }
+        if parsed
+            .as_ref()
+            .is_some_and(|p| p.data_depth > state.app.config.max_query_depth)
+        {
+            let error = crate::graphql::depth::too_deep();
+            return axum::Json(serde_json::json!({ "errors": [error] })).into_response();
+        }
         if let Some(parsed) = &parsed {
             request.set_parsed_query(parsed.document.clone());
         }

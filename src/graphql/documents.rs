@@ -25,6 +25,8 @@ pub struct ParsedDocument {
     pub query_fields: Option<HashSet<String>>,
     /// Where a literal argument holds a NUL character, if one does ([`super::inputs`]).
     pub nul_literal: Option<String>,
+    /// How deep the document reads data, introspection left out ([`super::depth`]).
+    pub data_depth: usize,
 }
 
 impl ParsedDocument {
@@ -37,6 +39,7 @@ impl ParsedDocument {
             .then(|| field_names(&document));
         Some(Self {
             nul_literal: super::inputs::nul_literal(&document),
+            data_depth: super::depth::data_depth(&document),
             document,
             query_fields,
         })

@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots merged from the domain modules, limits, error codes, and the
 //! helpers resolvers use to reach request data.
 
+pub mod depth;
 pub mod documents;
 pub mod errors;
 pub mod inputs;
@@ -67,7 +68,9 @@ pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    .limit_depth(config.max_query_depth)
+    // The configured depth is checked on the data a query reads (`depth`); this limit, on the
+    // whole document, leaves room for the standard introspection query.
+    .limit_depth(config.max_query_depth.max(depth::WHOLE_DOCUMENT_DEPTH))
     .limit_complexity(config.max_query_complexity)
     .limit_recursive_depth(64);
     if let Some(state) = state {

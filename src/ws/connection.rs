@@ -294,10 +294,17 @@ impl Connection {
             Some(user) => Viewer::authenticated(user.clone()),
             None => Viewer::anonymous(),
         });
-        if let Err(err) = crate::graphql::inputs::check_text(&request, None) {
-            let response = async_graphql::Response::from_errors(vec![
-                async_graphql::Error::from(err).into_server_error(Default::default()),
-            ]);
+        let too_deep = async_graphql::parser::parse_query(&request.query).is_ok_and(|document| {
+            crate::graphql::depth::data_depth(&document)
+                > self.setup.state.app.config.max_query_depth
+        });
+        let refusal = match crate::graphql::inputs::check_text(&request, None) {
+            Err(err) => Some(async_graphql::Error::from(err).into_server_error(Default::default())),
+            Ok(()) if too_deep => Some(crate::graphql::depth::too_deep()),
+            Ok(()) => None,
+        };
+        if let Some(error) = refusal {
+            let response = async_graphql::Response::from_errors(vec![error]);
             let answer = stream::iter([(id.clone(), Some(response)), (id.clone(), None)]);
             let (abort, registration) = AbortHandle::new_pair();
             operations.push(Abortable::new(answer.boxed(), registration));

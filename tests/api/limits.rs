@@ -25,6 +25,57 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
 }
 
+/// The introspection query standard tools send is 15 fields deep; it loads the whole schema
+/// although data queries stop at depth 12, and the schema it describes is the committed one.
+async fn the_standard_introspection_query_loads_the_schema(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let query = include_str!("fixtures/introspection.graphql");
+    let data = app.ok(None, query, json!({})).await;
+    let types = data["__schema"]["types"].as_array().expect("types");
+    let names: Vec<&str> = types.iter().filter_map(|t| t["name"].as_str()).collect();
+    for name in [
+        "QueryRoot",
+        "MutationRoot",
+        "SubscriptionRoot",
+        "Video",
+        "LayerInput",
+        "ConsentAuditConnection",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let layer = types
+        .iter()
+        .find(|t| t["name"] == "LayerInput")
+        .expect("LayerInput");
+    assert_eq!(layer["isOneOf"], true);
+    // Deeper than the standard query still stops: 26 levels of `ofType`.
+    let too_deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+        "ofType { ".repeat(26),
+        " }".repeat(26)
+    );
+    let body = app.gql(None, &too_deep, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // Data: depth 12 is served, depth 13 refused, also when reached through a fragment.
+    let wrap = |inner: &str| format!("videos(first: 1) {{ nodes {{ creator {{ {inner} }} }} }}");
+    let at_depth = |leaf: &str| {
+        let inner = wrap(&wrap(&wrap(leaf)));
+        format!("creators(first: 1) {{ nodes {{ {inner} }} }}")
+    };
+    let twelve = format!("{{ {} }}", at_depth("id"));
+    let body = app.gql(None, &twelve, json!({})).await;
+    assert!(body.get("errors").is_none(), "{twelve}: {body}");
+    let thirteen = format!("{{ {} }}", at_depth("videos { totalCount }"));
+    let body = app.gql(None, &thirteen, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    let via_fragment = format!(
+        "{{ ...Q }} fragment Q on Query {{ {} }}",
+        at_depth("videos { totalCount }")
+    );
+    let body = app.gql(None, &via_fragment, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+}
+
 async fn malformed_queries_are_bad_user_input(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for query in [
@@ -196,6 +247,7 @@ async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backen
 
 both_backends!(
     deep_and_expensive_queries_are_rejected_before_running,
+    the_standard_introspection_query_loads_the_schema,
     malformed_queries_are_bad_user_input,
     mutations_over_get_are_refused,
     health_graphiql_and_metrics_answer,

@@ -332,9 +332,14 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
 
     let too_deep = format!(
         "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
-        "ofType { ".repeat(12),
-        " }".repeat(12)
+        "ofType { ".repeat(26),
+        " }".repeat(26)
     );
+    let mut deep_data = String::from("videos { totalCount }");
+    for _ in 0..3 {
+        deep_data = format!("videos(first: 1) {{ nodes {{ creator {{ {deep_data} }} }} }}");
+    }
+    let deep_data = format!("{{ creators(first: 1) {{ nodes {{ {deep_data} }} }} }}");
     let cases = [
         ("syntax", "{ me { id ".to_owned(), None, "BAD_USER_INPUT"),
         (
@@ -350,6 +355,7 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
             "BAD_USER_INPUT",
         ),
         ("too-deep", too_deep, None, "QUERY_TOO_COMPLEX"),
+        ("too-deep-data", deep_data, None, "QUERY_TOO_COMPLEX"),
         (
             "nul-character",
             r#"{ creators(search: "a\u0000b") { totalCount } }"#.to_owned(),
