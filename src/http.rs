@@ -284,6 +284,12 @@ async fn graphql(
     ));
     // Which columns the loaders may leave out depends on every operation of the batch,
     // since they share the loaders' caches.
+    // Kept to repair answers with field errors (`graphql::nulls`).
+    let executed: Vec<_> = batch
+        .iter()
+        .zip(&documents)
+        .map(|(request, parsed)| (parsed.clone(), request.operation_name.clone()))
+        .collect();
     let fields = Arc::new(crate::graphql::narrow::OperationFields::new(documents));
     let batch = batch
         .data(fields)
@@ -298,8 +304,11 @@ async fn graphql(
         async_graphql::BatchResponse::Single(one) => std::slice::from_mut(one),
         async_graphql::BatchResponse::Batch(many) => many,
     };
-    for response in responses {
+    for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
         crate::graphql::errors::add_codes(response);
+        if let Some(parsed) = parsed.as_ref().filter(|_| !response.errors.is_empty()) {
+            crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
+        }
         for error in &response.errors {
             let code = error
                 .extensions

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod inputs;
 pub mod loaders;
 pub mod narrow;
+pub mod nulls;
 pub mod pagination;
 pub mod rows;
 

@@ -294,10 +294,14 @@ impl Connection {
             Some(user) => Viewer::authenticated(user.clone()),
             None => Viewer::anonymous(),
         });
-        let too_deep = async_graphql::parser::parse_query(&request.query).is_ok_and(|document| {
-            crate::graphql::depth::data_depth(&document)
+        let document = async_graphql::parser::parse_query(&request.query)
+            .ok()
+            .map(std::sync::Arc::new);
+        let too_deep = document.as_ref().is_some_and(|document| {
+            crate::graphql::depth::data_depth(document)
                 > self.setup.state.app.config.max_query_depth
         });
+        let operation = request.operation_name.clone();
         let refusal = match crate::graphql::inputs::check_text(&request, None) {
             Err(err) => Some(async_graphql::Error::from(err).into_server_error(Default::default())),
             Ok(()) if too_deep => Some(crate::graphql::depth::too_deep()),
@@ -333,6 +337,15 @@ impl Connection {
                 .execute_stream(request)
                 .map(move |mut response| {
                     crate::graphql::errors::add_codes(&mut response);
+                    if let Some(document) =
+                        document.as_ref().filter(|_| !response.errors.is_empty())
+                    {
+                        crate::graphql::nulls::complete(
+                            &mut response,
+                            document,
+                            operation.as_deref(),
+                        );
+                    }
                     (id.clone(), Some(response))
                 })
         };

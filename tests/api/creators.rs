@@ -328,7 +328,34 @@ async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
     );
 }
 
+/// A field that fails is null in `data`, as the GraphQL spec has it, beside the fields that
+/// succeeded (async-graphql left its key out, and `data` null when it was alone).
+async fn a_failed_field_is_null_beside_the_fields_that_succeeded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("nulls@example.com").await;
+    app.create_creator(&owner, "Present").await;
+    let body = app
+        .gql(None, "{ creator(slug: \"gone\") { id } }", json!({}))
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    assert_eq!(body["data"], json!({ "creator": null }), "{body}");
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            "query Page { gone: creator(slug: \"gone\") { id } here: creator(slug: \"present\") { name } me { email } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["path"], json!(["gone"]), "{body}");
+    assert_eq!(
+        body["data"],
+        json!({ "gone": null, "here": { "name": "Present" }, "me": { "email": "nulls@example.com" } }),
+        "{body}"
+    );
+}
+
 both_backends!(
+    a_failed_field_is_null_beside_the_fields_that_succeeded,
     creating_a_creator_makes_the_caller_its_owner,
     duplicate_names_and_slugs_conflict_and_bad_input_names_the_field,
     only_members_and_admins_update_a_creator,
