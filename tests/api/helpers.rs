@@ -390,3 +390,32 @@ pub async fn insert_video(
     .expect("video inserted");
     id
 }
+
+/// `tests/node` with its npm packages installed (`npm ci` on first use), or `None` — saying
+/// why — when `node` is not on PATH or the packages cannot be installed.
+pub async fn node_clients() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let node = tokio::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .await;
+    if !node.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `node` is not on PATH");
+        return None;
+    }
+    // Two tests may get here at once: one installs, under a lock, the other waits for it.
+    static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _installing = INSTALL.lock().await;
+    if !dir.join("node_modules/graphql-ws").exists() || !dir.join("node_modules/graphql").exists() {
+        let installed = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .await;
+        if !installed.is_ok_and(|o| o.status.success()) {
+            println!("skipped: `npm ci` in tests/node failed (offline?)");
+            return None;
+        }
+    }
+    Some(dir)
+}

@@ -46,3 +46,38 @@ fn schema_keeps_the_contract_names() {
         assert!(sdl.contains(name), "schema lost `{name}`");
     }
 }
+
+/// graphql-js — what graphql-codegen, Apollo and Relay build on — reads the committed SDL
+/// without errors, and finds no breaking or dangerous change between it and the schema the
+/// server serves by introspection (`tests/node/schema-check.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_sdl_is_what_graphql_js_reads_from_the_server() {
+    use crate::helpers::{Backend, TestApp};
+    let Some(dir) = crate::helpers::node_clients().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let run = tokio::process::Command::new("node")
+        .arg("schema-check.mjs")
+        .arg(format!("{}/graphql", app.base))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("node finishes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(seen["schemaErrors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["breaking"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["dangerous"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["oneOf"], serde_json::json!([true, true]), "{seen}");
+    assert!(seen["types"].as_u64().is_some_and(|n| n > 50), "{seen}");
+}

@@ -841,26 +841,9 @@ async fn legacy_clients_get_connection_error_for_bad_messages_and_complete_after
 /// why, when `node` is not on PATH or the client's packages cannot be installed.
 #[tokio::test]
 async fn the_graphql_ws_npm_client_runs_a_query_and_sees_validation_errors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    let node = tokio::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .await;
-    if !node.is_ok_and(|o| o.status.success()) {
-        println!("skipped: `node` is not on PATH");
+    let Some(dir) = crate::helpers::node_clients().await else {
         return;
-    }
-    if !dir.join("node_modules/graphql-ws").exists() {
-        let installed = tokio::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .await;
-        if !installed.is_ok_and(|o| o.status.success()) {
-            println!("skipped: `npm ci` in tests/node failed (offline?)");
-            return;
-        }
-    }
+    };
 
     let app = TestApp::spawn(Backend::Sqlite).await;
     let ada = app.register("ada@example.com").await;
