@@ -253,3 +253,61 @@ both_backends!(
     health_graphiql_and_metrics_answer,
     a_query_text_sent_again_is_answered_for_its_own_request,
 );
+
+/// Large answers are gzipped for clients that ask for it; small ones, and clients that do not
+/// ask, get plain JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_are_gzipped_for_clients_that_accept_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let url = format!("{}/graphql", app.base);
+    let introspection = json!({ "query": include_str!("fixtures/introspection.graphql") });
+    let zipped = raw
+        .post(&url)
+        .header("accept-encoding", "gzip")
+        .json(&introspection)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(zipped.status(), 200);
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped = zipped.bytes().await.expect("body");
+    assert_eq!(&zipped[..2], &[0x1f, 0x8b], "a gzip stream");
+    let plain = raw
+        .post(&url)
+        .json(&introspection)
+        .send()
+        .await
+        .expect("sent");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain: serde_json::Value = plain.json().await.expect("JSON");
+    assert!(
+        zipped.len() * 4 < plain.to_string().len(),
+        "{} bytes",
+        zipped.len()
+    );
+    // A client that decompresses (reqwest with gzip, like browsers) reads the same answer.
+    let unzipped: serde_json::Value = app
+        .client
+        .post(&url)
+        .json(&introspection)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(unzipped, plain);
+    // Small answers stay plain.
+    let small = raw
+        .post(&url)
+        .header("accept-encoding", "gzip")
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .expect("sent");
+    assert!(small.headers().get("content-encoding").is_none());
+}
