@@ -75,6 +75,9 @@ impl VideoConsent {
         self.0.updated_at
     }
     /// Every change, oldest first.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, None, child_complexity)"
+    )]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

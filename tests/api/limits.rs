@@ -86,6 +86,16 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         let body = app.gql(None, query, json!({})).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
     }
+    // Page sizes past 32 bits are refused even where nothing runs (no `me`): every connection
+    // reads its `first` for the complexity score (the audit log's did not).
+    let body = app
+        .gql(
+            None,
+            "{ me { creators { videos { nodes { consent { auditLog(first: -2147483649) { totalCount } } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     let body = app
         .gql(None, "{ video(id: \"not-a-uuid\") { id } }", json!({}))
         .await;
