@@ -29,7 +29,7 @@ use crate::{
     access::ClientInfo,
     auth,
     error::AppError,
-    graphql::{AppSchema, documents::DocumentCache, loaders::new_loaders},
+    graphql::{AppSchema, documents::DocumentCache, inputs, loaders::new_loaders},
     state::AppState,
     storage,
     ws::{self, WsSettings},
@@ -153,9 +153,7 @@ fn compression()
 /// with a code in the body, like every other refusal.
 async fn explain_bare_statuses(response: Response) -> Response {
     let err = match response.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::bad_input("", "the request body is larger than this server accepts")
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         StatusCode::REQUEST_TIMEOUT => AppError::Internal(
             format!("the request took longer than {REQUEST_TIMEOUT_SECS} seconds").into(),
         ),
@@ -171,6 +169,10 @@ async fn explain_bare_statuses(response: Response) -> Response {
     (response.status(), error_body(&err)).into_response()
 }
 
+fn too_large() -> AppError {
+    AppError::bad_input("", "the request body is larger than this server accepts")
+}
+
 /// A body that is not a GraphQL request (not JSON, not an object with a string `query`, too
 /// deep, too large): `BAD_USER_INPUT` with what is wrong, instead of the extractor's debug text.
 pub struct BadRequestBody(async_graphql::ParseRequestError);
@@ -184,16 +186,14 @@ impl From<async_graphql::ParseRequestError> for BadRequestBody {
 impl IntoResponse for BadRequestBody {
     fn into_response(self) -> Response {
         use async_graphql::ParseRequestError as E;
-        let too_large = match &self.0 {
+        let oversized = match &self.0 {
             E::PayloadTooLarge => true,
             // The body limit cuts a body without a Content-Length off mid-stream.
             E::Io(err) => err.to_string().contains("length limit exceeded"),
             _ => false,
         };
-        if too_large {
-            let err =
-                AppError::bad_input("", "the request body is larger than this server accepts");
-            return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&err)).into_response();
+        if oversized {
+            return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&too_large())).into_response();
         }
         let message = match &self.0 {
             E::InvalidRequest(err) => {
@@ -284,15 +284,8 @@ async fn graphql(
     let mut documents = Vec::new();
     for request in batch.iter_mut() {
         let parsed = state.documents.get(&request.query);
-        let literal = parsed.as_ref().map(|p| p.nul_literal.as_deref());
-        if let Err(err) = crate::graphql::inputs::check_text(request, literal) {
-            return error_body(&err).into_response();
-        }
-        if parsed
-            .as_ref()
-            .is_some_and(|p| p.data_depth > state.app.config.max_query_depth)
-        {
-            let error = crate::graphql::depth::too_deep();
+        let facts = parsed.as_ref().map(|p| p.facts());
+        if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
             return axum::Json(serde_json::json!({ "errors": [error] })).into_response();
         }
         if let Some(parsed) = &parsed {

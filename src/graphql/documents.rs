@@ -30,6 +30,14 @@ pub struct ParsedDocument {
 }
 
 impl ParsedDocument {
+    /// What the checks before execution need ([`super::inputs::refusal`]).
+    pub fn facts(&self) -> super::inputs::DocumentFacts<'_> {
+        super::inputs::DocumentFacts {
+            nul_literal: self.nul_literal.as_deref(),
+            data_depth: self.data_depth,
+        }
+    }
+
     pub fn parse(query: &str) -> Option<Self> {
         let document = parse_query(query).ok()?;
         let query_fields = document

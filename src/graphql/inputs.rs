@@ -1,45 +1,52 @@
-//! Checks on a request's input that no single argument type can make: text holding a NUL
-//! character (U+0000). PostgreSQL cannot store one in any text column (it answered
-//! `invalid byte sequence for encoding "UTF8": 0x00`, an internal error, for any argument
-//! that reached a statement, as a schema fuzz found), while SQLite would store it; so every
-//! such request is refused up front, on both databases, naming where the character was.
+//! What is refused before a request runs, on HTTP and WebSocket alike, beyond what
+//! async-graphql checks itself:
+//! - text holding a NUL character (U+0000): PostgreSQL cannot store one in any text column
+//!   (it answered `invalid byte sequence for encoding "UTF8": 0x00`, an internal error, for any
+//!   argument that reached a statement, as a schema fuzz found), while SQLite would store it;
+//!   refused on both databases, naming where the character was;
+//! - data read deeper than the depth limit ([`super::depth`]).
 
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{
+    ServerError,
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
 use async_graphql_value::{ConstValue, Name, Value};
 
 use crate::error::AppError;
 
-/// The refusal for a request whose variables or literal arguments hold a NUL character.
-/// `literal` is what [`nul_literal`] found in the request's parsed document; `None` with a
-/// query text that was not parsed here means the text is checked for an escaped NUL.
-pub fn check_text(
+/// What the checks need of a request's parsed document (worked out once per document).
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentFacts<'a> {
+    /// Where a literal argument holds a NUL character ([`nul_literal`]).
+    pub nul_literal: Option<&'a str>,
+    /// [`super::depth::data_depth`].
+    pub data_depth: usize,
+}
+
+/// Why `request` is refused before it runs, if it is. `document` is `None` when the query
+/// does not parse (async-graphql then reports the syntax error).
+pub fn refusal(
     request: &async_graphql::Request,
-    literal: Option<Option<&str>>,
-) -> Result<(), AppError> {
+    document: Option<DocumentFacts<'_>>,
+    max_depth: usize,
+) -> Option<ServerError> {
+    let nul = |path: String| {
+        let err = AppError::bad_input(path, "text may not contain NUL (U+0000) characters");
+        let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
+        error.locations.clear();
+        error
+    };
     for (name, value) in request.variables.iter() {
         let mut path = name.to_string();
         if nul_in_const(value, &mut path) {
-            return Err(refusal(path));
+            return Some(nul(path));
         }
     }
-    let literal = match literal {
-        Some(found) => found.map(str::to_owned),
-        None if request.query.contains("\\u0000") => {
-            match async_graphql::parser::parse_query(&request.query) {
-                Ok(document) => nul_literal(&document),
-                Err(_) => None, // the schema reports the syntax error
-            }
-        }
-        None => None,
-    };
-    match literal {
-        Some(path) => Err(refusal(path)),
-        None => Ok(()),
+    let document = document?;
+    if let Some(path) = document.nul_literal {
+        return Some(nul(path.to_owned()));
     }
-}
-
-fn refusal(path: String) -> AppError {
-    AppError::bad_input(path, "text may not contain NUL (U+0000) characters")
+    (document.data_depth > max_depth).then(super::depth::too_deep)
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the
@@ -160,19 +167,29 @@ mod tests {
                 "input": { "segments": [{ "text": "fine" }, { "text": "nul \u{0}" }] }
             })),
         );
-        let err = check_text(&request, Some(None)).expect_err("refused");
-        assert_eq!(err.code(), "BAD_USER_INPUT");
-        assert!(
-            matches!(err, AppError::BadInput { ref field, .. } if field == "input.segments.1.text")
+        let facts = |nul_literal, data_depth| {
+            Some(DocumentFacts {
+                nul_literal,
+                data_depth,
+            })
+        };
+        let error = refusal(&request, facts(None, 1), 12).expect("refused");
+        let extensions = error.extensions.expect("extensions");
+        assert_eq!(
+            extensions.get("field"),
+            Some(&async_graphql::Value::from("input.segments.1.text"))
         );
-        let fine = async_graphql::Request::new(r#"{ a(search: "\u0000") }"#);
-        assert!(
-            check_text(&fine, Some(None)).is_ok(),
-            "the cached answer is trusted"
+        assert_eq!(
+            extensions.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
         );
+        let plain = async_graphql::Request::new("{ a }");
+        assert!(refusal(&plain, facts(Some("search"), 1), 12).is_some());
+        assert!(refusal(&plain, facts(None, 13), 12).is_some());
+        assert!(refusal(&plain, facts(None, 12), 12).is_none());
         assert!(
-            check_text(&fine, None).is_err(),
-            "an uncached text is parsed"
+            refusal(&plain, None, 12).is_none(),
+            "syntax errors are the schema's"
         );
     }
 }

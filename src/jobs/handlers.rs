@@ -119,7 +119,7 @@ fn without_paths(line: &str) -> String {
     while let Some(c) = rest.chars().next() {
         if c == '/' && previous.is_none_or(is_boundary) {
             // A word ends at a boundary; a `:` ends it only before a space or the line's end
-            // (`/tmp/a.mp4: No such file`), so `C:`-less paths keep their other characters.
+            // (`/tmp/a.mp4: No such file`), so a `:` inside a path (`/a/b:c`) stays in it.
             let end = rest
                 .char_indices()
                 .find(|&(i, ch)| {

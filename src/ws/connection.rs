@@ -297,17 +297,18 @@ impl Connection {
         let document = async_graphql::parser::parse_query(&request.query)
             .ok()
             .map(std::sync::Arc::new);
-        let too_deep = document.as_ref().is_some_and(|document| {
-            crate::graphql::depth::data_depth(document)
-                > self.setup.state.app.config.max_query_depth
-        });
         let operation = request.operation_name.clone();
-        let refusal = match crate::graphql::inputs::check_text(&request, None) {
-            Err(err) => Some(async_graphql::Error::from(err).into_server_error(Default::default())),
-            Ok(()) if too_deep => Some(crate::graphql::depth::too_deep()),
-            Ok(()) => None,
-        };
-        if let Some(error) = refusal {
+        let nul_literal = document
+            .as_deref()
+            .and_then(crate::graphql::inputs::nul_literal);
+        let facts = document
+            .as_deref()
+            .map(|document| crate::graphql::inputs::DocumentFacts {
+                nul_literal: nul_literal.as_deref(),
+                data_depth: crate::graphql::depth::data_depth(document),
+            });
+        let max_depth = self.setup.state.app.config.max_query_depth;
+        if let Some(error) = crate::graphql::inputs::refusal(&request, facts, max_depth) {
             let response = async_graphql::Response::from_errors(vec![error]);
             let answer = stream::iter([(id.clone(), Some(response)), (id.clone(), None)]);
             let (abort, registration) = AbortHandle::new_pair();
