@@ -419,3 +419,40 @@ pub async fn node_clients() -> Option<std::path::PathBuf> {
     }
     Some(dir)
 }
+
+/// PUTs `bytes` the way any HTTP client would: to an upload's presigned `uploadUrl`, with the
+/// `uploadHeaders` it came with (video and asset uploads alike).
+pub async fn put_presigned(app: &TestApp, upload: &Value, bytes: &[u8]) {
+    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
+    let mut put = app.client.put(url).body(bytes.to_vec());
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("header value"));
+    }
+    let response = put.send().await.expect("PUT sent");
+    assert!(
+        response.status().is_success(),
+        "PUT failed: {}",
+        response.status()
+    );
+}
+
+/// Runs `node <script> <args…>` in `tests/node` and returns the one JSON line it prints.
+pub async fn run_node(dir: &std::path::Path, script: &str, args: &[&str]) -> Value {
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("node finishes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node {script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON line")
+}

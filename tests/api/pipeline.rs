@@ -144,14 +144,7 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
     let upload = request_upload(&app, &owner, &creator, &bytes).await;
     assert_eq!(upload["deduplicated"], false);
     let video = upload["video"]["id"].as_str().expect("video").to_owned();
-    let mut put = app
-        .client
-        .put(upload["uploadUrl"].as_str().expect("uploadUrl"))
-        .body(bytes.clone());
-    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("header value"));
-    }
-    assert!(put.send().await.expect("PUT").status().is_success());
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
     let data = app
         .ok(
             Some(&owner.access_token),

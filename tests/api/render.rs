@@ -320,14 +320,7 @@ async fn assets_are_uploaded_by_presigned_put_and_used_by_their_uploader_only() 
         key.starts_with(&format!("assets/{}/", owner.user_id)),
         "{key}"
     );
-    let mut put = app
-        .client
-        .put(upload["uploadUrl"].as_str().expect("uploadUrl"))
-        .body(bytes);
-    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("header value"));
-    }
-    assert!(put.send().await.expect("PUT").status().is_success());
+    crate::helpers::put_presigned(&app, upload, &bytes).await;
 
     let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
         { "id": "only", "duration": 1.0, "bgColor": "#000000", "layers": [{ "image": { "assetKey": key } }] }] });

@@ -57,24 +57,9 @@ async fn the_committed_sdl_is_what_graphql_js_reads_from_the_server() {
         return;
     };
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let run = tokio::process::Command::new("node")
-        .arg("schema-check.mjs")
-        .arg(format!("{}/graphql", app.base))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .current_dir(&dir)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-        .await
-        .expect("node finishes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "node failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let url = format!("{}/graphql", app.base);
+    let sdl = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+    let seen = crate::helpers::run_node(&dir, "schema-check.mjs", &[&url, sdl]).await;
     assert_eq!(seen["schemaErrors"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["breaking"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["dangerous"], serde_json::json!([]), "{seen}");

@@ -11,7 +11,8 @@ use tokio::sync::OnceCell;
 use crate::{
     both_backends,
     helpers::{
-        Backend, Session, TestApp, collect_until_complete, error_code, error_field, subscribe,
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, put_presigned,
+        subscribe,
     },
     s3,
 };
@@ -112,21 +113,6 @@ async fn request_ok(app: &TestApp, session: &Session, creator: &str, bytes: &[u8
     upload
 }
 
-/// PUTs `bytes` the way any HTTP client would: the presigned URL and the returned headers.
-async fn put(app: &TestApp, upload: &Value, bytes: &[u8]) {
-    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
-    let mut put = app.client.put(url).body(bytes.to_vec());
-    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("header value"));
-    }
-    let response = put.send().await.expect("PUT sent");
-    assert!(
-        response.status().is_success(),
-        "PUT failed: {}",
-        response.status()
-    );
-}
-
 async fn complete(app: &TestApp, session: &Session, video_id: &str) -> Value {
     app.gql(
         Some(&session.access_token),
@@ -166,7 +152,7 @@ async fn upload_and_process(
 ) -> String {
     let upload = request_ok(app, session, creator, bytes).await;
     let id = upload["video"]["id"].as_str().expect("id").to_owned();
-    put(app, &upload, bytes).await;
+    put_presigned(app, &upload, bytes).await;
     let updates = complete_and_follow(app, session, &id).await;
     assert_eq!(
         updates.last().expect("updates")["status"],
@@ -238,7 +224,7 @@ async fn an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy(backe
         "the upload URL lives 10 minutes, not {ttl}"
     );
 
-    put(&app, &upload, bytes).await;
+    put_presigned(&app, &upload, bytes).await;
     let updates = complete_and_follow(&app, &owner, &video_id).await;
     let last = updates.last().expect("updates");
     assert_eq!(last["status"], "DONE", "{updates:#?}");
@@ -375,7 +361,7 @@ async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Bac
 
     let upload = request_ok(&app, &owner, &creator, &bytes).await;
     let id = upload["video"]["id"].as_str().expect("id").to_owned();
-    put(&app, &upload, &bytes).await;
+    put_presigned(&app, &upload, &bytes).await;
     let updates = complete_and_follow(&app, &owner, &id).await;
     let last = updates.last().expect("updates");
     assert_eq!(last["status"], "FAILED", "{updates:#?}");
@@ -406,10 +392,10 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
     let bytes = b"never sent".repeat(10);
     // Both were uploaded, neither completed.
     let old_upload = request_ok(&app, &owner, &creator, &bytes).await;
-    put(&app, &old_upload, &bytes).await;
+    put_presigned(&app, &old_upload, &bytes).await;
     let old = old_upload["video"]["id"].as_str().expect("id").to_owned();
     let recent_upload = request_ok(&app, &owner, &creator, &bytes).await;
-    put(&app, &recent_upload, &bytes).await;
+    put_presigned(&app, &recent_upload, &bytes).await;
     let recent = recent_upload["video"]["id"]
         .as_str()
         .expect("id")
@@ -508,7 +494,7 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
     assert_eq!(error_field(&body), "videoId");
 
     // Fewer bytes than promised.
-    put(&app, &upload, &bytes[..bytes.len() - 10]).await;
+    put_presigned(&app, &upload, &bytes[..bytes.len() - 10]).await;
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
     assert_eq!(error_field(&body), "videoId");
@@ -519,7 +505,7 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
     let mut other = bytes.to_vec();
     let last = other.len() - 1;
     other[last] ^= 0xFF;
-    put(&app, &upload, &other).await;
+    put_presigned(&app, &upload, &other).await;
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
@@ -537,7 +523,7 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
     assert_eq!(jobs_before, jobs_after, "no job was enqueued");
 
     // The right bytes complete it.
-    put(&app, &upload, bytes).await;
+    put_presigned(&app, &upload, bytes).await;
     let body = complete(&app, &owner, &id).await;
     assert_eq!(
         body["data"]["completeVideoUpload"]["type"], "video.probe",
@@ -607,7 +593,7 @@ async fn only_members_may_upload_to_complete_or_see_a_creators_videos(backend: B
     // An upload in progress is invisible to outsiders: NOT_FOUND to see or complete it.
     let pending = request_ok(&app, &owner, &creator, bytes).await;
     let pending_id = pending["video"]["id"].as_str().expect("id").to_owned();
-    put(&app, &pending, bytes).await;
+    put_presigned(&app, &pending, bytes).await;
     let body = complete(&app, &outsider, &pending_id).await;
     assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
     let body = video(&app, Some(&outsider), &pending_id).await;
@@ -684,11 +670,11 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
     );
     let mut other = bytes.to_vec();
     other[0] ^= 0xFF;
-    put(&app, &upload, &other).await;
+    put_presigned(&app, &upload, &other).await;
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
 
-    put(&app, &upload, bytes).await;
+    put_presigned(&app, &upload, bytes).await;
     let updates = complete_and_follow(&app, &owner, &id).await;
     assert_eq!(
         updates.last().expect("updates")["status"],

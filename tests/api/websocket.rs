@@ -847,24 +847,8 @@ async fn the_graphql_ws_npm_client_runs_a_query_and_sees_validation_errors() {
 
     let app = TestApp::spawn(Backend::Sqlite).await;
     let ada = app.register("ada@example.com").await;
-    let run = tokio::process::Command::new("node")
-        .arg("ws-query.mjs")
-        .arg(ws_url(&app, "/graphql/ws"))
-        .arg(&ada.access_token)
-        .current_dir(&dir)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("the node client finishes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "node failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let url = ws_url(&app, "/graphql/ws");
+    let seen = crate::helpers::run_node(&dir, "ws-query.mjs", &[&url, &ada.access_token]).await;
     assert_eq!(
         seen["query"]["results"][0]["data"]["me"]["email"], "ada@example.com",
         "{seen}"
