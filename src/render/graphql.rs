@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{JobKind, job};
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -133,10 +133,17 @@ impl RenderMutation {
         }
         let creator_id = match &input.creator_id {
             Some(id) => {
+                // As for uploads: creators are public, so one that exists but is not the
+                // caller's is FORBIDDEN, and only a missing one NOT_FOUND.
                 let id = parse_id("input.creatorId", id)?;
-                if !viewer.manages_creator(&state.db, id).await? {
+                if entity::creator::Entity::find_by_id(id)
+                    .one(&state.db)
+                    .await?
+                    .is_none()
+                {
                     return Err(AppError::NotFound("creator"));
                 }
+                viewer.ensure_manages_creator(&state.db, id).await?;
                 Some(id)
             }
             None => None,

@@ -346,6 +346,40 @@ async fn assets_are_uploaded_by_presigned_put_and_used_by_their_uploader_only() 
     );
 }
 
+/// Rendering on behalf of a creator: one that is not yours is FORBIDDEN (creators are public,
+/// as for uploads), one that does not exist NOT_FOUND; your own is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendering_for_a_creator_needs_its_membership() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("render-owner@example.com").await;
+    let other = app.register("render-other@example.com").await;
+    let mine = app.create_creator(&owner, "Mine").await;
+    let theirs = app.create_creator(&other, "Theirs").await;
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000" }] });
+    for (creator, code) in [
+        (theirs.as_str(), "FORBIDDEN"),
+        ("0190b7a0-0000-7000-8000-000000000000", "NOT_FOUND"),
+    ] {
+        let body = app
+            .gql(
+                Some(&owner.access_token),
+                RENDER,
+                json!({ "input": { "spec": spec, "creatorId": creator } }),
+            )
+            .await;
+        assert_eq!(error_code(&body), code, "{body}");
+    }
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec, "creatorId": mine } }),
+        )
+        .await;
+    assert_eq!(data["renderMovie"]["status"], "QUEUED");
+}
+
 /// `priority: JobPriority = NORMAL` is nullable, as API.md writes it: generated clients send
 /// an explicit null for an unset field, and get the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
