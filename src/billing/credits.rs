@@ -1,6 +1,6 @@
 //! Prepaid credits: the balance in `users.credits` and its append-only `credit_ledger`.
 //!
-//! Every change goes through [`apply`], which moves the balance with one conditional
+//! Every change goes through `apply` (crate-internal), which moves the balance with one conditional
 //! `UPDATE … SET credits = credits + delta WHERE credits + delta >= 0 RETURNING credits` and
 //! writes the ledger row with the balance that statement returned. The check and the change
 //! are one statement, so concurrent spenders can never take the balance below zero, and the

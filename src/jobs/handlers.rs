@@ -86,7 +86,7 @@ impl JobFailure {
 
 /// A failure message as the job's owner may read it: absolute paths cut to their file name
 /// (tools name their work files: `/tmp/reelgraph-…/scene_3.mp4` → `scene_3.mp4`), memory
-/// addresses taken out of `[h264 @ 0x55…]` prefixes, at most [`MAX_ERROR_CHARS`] characters
+/// addresses taken out of `[h264 @ 0x55…]` prefixes, at most 1,000 characters
 /// (the start, which says what failed, and the end, which says why).
 pub fn for_clients(message: &str) -> String {
     let cleaned: Vec<String> = message
