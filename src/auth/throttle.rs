@@ -72,17 +72,15 @@ impl SignInThrottle {
     }
 
     fn prune(&self) {
-        for limiter_len in [
+        let kept = [
             self.login_per_address.len(),
             self.login_per_account.len(),
             self.register_per_address.len(),
-        ] {
-            if limiter_len > PRUNE_ABOVE {
-                self.login_per_address.retain_recent();
-                self.login_per_account.retain_recent();
-                self.register_per_address.retain_recent();
-                return;
-            }
+        ];
+        if kept.iter().any(|&n| n > PRUNE_ABOVE) {
+            self.login_per_address.retain_recent();
+            self.login_per_account.retain_recent();
+            self.register_per_address.retain_recent();
         }
     }
 }

@@ -118,9 +118,12 @@ struct TypeDef {
     enum_values: Vec<String>,
 }
 
-/// The schema as introspection describes it, and the ids of rows the fuzz may aim at.
-struct Fuzzer {
-    types: HashMap<String, TypeDef>,
+/// The schema's types as introspection describes them, read once.
+struct Types(HashMap<String, TypeDef>);
+
+/// The schema, and the ids of rows the fuzz may aim at.
+struct Fuzzer<'a> {
+    types: &'a Types,
     video: String,
     known: Known,
     missing: String,
@@ -138,8 +141,8 @@ struct Known {
 /// Numbers the e-mail addresses of plausible calls, so each `register` is new.
 static EMAILS: AtomicUsize = AtomicUsize::new(0);
 
-impl Fuzzer {
-    fn new(introspection: &Value, video: String, known: Known) -> Self {
+impl Types {
+    fn read(introspection: &Value) -> Self {
         let mut types = HashMap::new();
         for ty in introspection["__schema"]["types"]
             .as_array()
@@ -202,6 +205,18 @@ impl Fuzzer {
                 },
             );
         }
+        Self(types)
+    }
+
+    fn def(&self, name: &str) -> &TypeDef {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("type {name} in the introspection"))
+    }
+}
+
+impl<'a> Fuzzer<'a> {
+    fn new(types: &'a Types, video: String, known: Known) -> Self {
         Self {
             types,
             video,
@@ -210,10 +225,8 @@ impl Fuzzer {
         }
     }
 
-    fn def(&self, name: &str) -> &TypeDef {
-        self.types
-            .get(name)
-            .unwrap_or_else(|| panic!("type {name} in the introspection"))
+    fn def(&self, name: &str) -> &'a TypeDef {
+        self.types.def(name)
     }
 
     /// An id of the right kind for an argument or input field, judged by its name and the
@@ -591,6 +604,7 @@ async fn every_root_field_answers_edge_inputs_with_documented_errors(backend: Ba
             .to_owned(),
     };
     let introspection = app.ok(None, INTROSPECTION, json!({})).await;
+    let types = Types::read(&introspection);
 
     let mut sent = 0usize;
     let mut tallies: BTreeMap<String, usize> = BTreeMap::new();
@@ -598,8 +612,7 @@ async fn every_root_field_answers_edge_inputs_with_documented_errors(backend: Ba
         let root_name = introspection["__schema"][root]["name"]
             .as_str()
             .expect("root type");
-        let schema = Fuzzer::new(&introspection, video.to_string(), known.clone());
-        for field in &schema.def(root_name).fields {
+        for field in &types.def(root_name).fields {
             // Signing out would end the sessions the rest of the fuzz runs as.
             if field.name == "logout" {
                 continue;
@@ -607,7 +620,7 @@ async fn every_root_field_answers_edge_inputs_with_documented_errors(backend: Ba
             // Each field works on a video of its own, so what one field's cases add (thousands
             // of key moments) does not make every later field's answers huge.
             let own = insert_video(&app, &creator, "Fuzz", VideoStatus::Ready, Some(30.0)).await;
-            let fuzzer = Fuzzer::new(&introspection, own.to_string(), known.clone());
+            let fuzzer = Fuzzer::new(&types, own.to_string(), known.clone());
             let cases = fuzzer.cases(keyword, field);
             // The plausible call as each kind of caller, then every edge case as the
             // administrator, who gets past every permission check to the input checks.

@@ -400,27 +400,18 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
         .as_str()
         .expect("id")
         .to_owned();
-    let key_of = |id: &str| {
-        let state = app.state.clone();
-        let id = uuid::Uuid::parse_str(id).expect("uuid");
-        async move {
-            entity::video::Entity::find_by_id(id)
-                .one(&state.db)
-                .await
-                .expect("read")
-                .expect("video row")
-                .storage_key
-        }
+    let key_of = |upload: &Value| {
+        let video =
+            uuid::Uuid::parse_str(upload["video"]["id"].as_str().expect("id")).expect("uuid");
+        let creator = uuid::Uuid::parse_str(&creator).expect("uuid");
+        reelgraph::media::keys::original(creator, video)
     };
-    let (old_key, recent_key) = (key_of(&old).await, key_of(&recent).await);
-    assert!(
-        app.state
-            .storage
-            .head(&old_key)
-            .await
-            .expect("head")
-            .is_some()
-    );
+    let stored = |key: String| {
+        let storage = app.state.storage.clone();
+        async move { storage.head(&key).await.expect("head").is_some() }
+    };
+    let (old_key, recent_key) = (key_of(&old_upload), key_of(&recent_upload));
+    assert!(stored(old_key.clone()).await);
     let requested = chrono::Utc::now() - UPLOAD_GRACE - chrono::TimeDelta::minutes(1);
     entity::video::Entity::update_many()
         .col_expr(entity::video::Column::CreatedAt, Expr::value(requested))
@@ -434,22 +425,8 @@ async fn uploads_never_completed_are_failed_after_a_day(backend: Backend) {
         .expect("sweep");
     assert_eq!(failed, 1);
     // The abandoned upload's bytes are gone; the recent one's are kept for its completion.
-    assert!(
-        app.state
-            .storage
-            .head(&old_key)
-            .await
-            .expect("head")
-            .is_none()
-    );
-    assert!(
-        app.state
-            .storage
-            .head(&recent_key)
-            .await
-            .expect("head")
-            .is_some()
-    );
+    assert!(!stored(old_key).await);
+    assert!(stored(recent_key).await);
     let data = video(&app, Some(&owner), &old).await;
     assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
     assert_eq!(data["data"]["video"]["failureReason"], ABANDONED_UPLOAD);
