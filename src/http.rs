@@ -18,7 +18,7 @@ use axum::{
 use sea_orm::ConnectionTrait;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    cors::{AllowOrigin, Any, CorsLayer},
+    cors::{AllowHeaders, AllowOrigin, Any, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -29,7 +29,13 @@ use crate::{
     access::ClientInfo,
     auth,
     error::AppError,
-    graphql::{AppSchema, documents::DocumentCache, inputs, loaders::new_loaders},
+    graphql::{
+        AppSchema,
+        documents::{DocumentCache, ParsedDocument},
+        inputs,
+        loaders::new_loaders,
+        persisted::PersistedQueries,
+    },
     state::AppState,
     storage,
     ws::{self, WsSettings},
@@ -49,6 +55,8 @@ pub struct HttpState {
     pub ws: WsSettings,
     /// Parsed documents by query text.
     pub documents: Arc<DocumentCache>,
+    /// Automatic persisted queries' texts by hash.
+    pub persisted: Arc<PersistedQueries>,
 }
 
 pub fn router(app: AppState, schema: AppSchema) -> Router {
@@ -69,7 +77,10 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         CorsLayer::new().allow_origin(AllowOrigin::list(origins))
     }
     .allow_methods([Method::GET, Method::POST])
-    .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+    // Whatever headers the client's preflight asks for: GraphQL clients add their own
+    // (Apollo's `apollographql-client-name`, tracing headers), and no cookies are involved
+    // (credentials are bearer tokens), so none needs to be kept out.
+    .allow_headers(AllowHeaders::mirror_request())
     .max_age(Duration::from_secs(3600));
 
     // Presigned object URLs of the local storage backend: large bodies, long transfers, and
@@ -99,6 +110,7 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
             schema,
             ws,
             documents: Arc::new(DocumentCache::new()),
+            persisted: Arc::new(PersistedQueries::new()),
         })
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -249,20 +261,103 @@ pub(crate) fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAdd
 }
 
 /// `GET /graphql` is a query, or a WebSocket when the request asks for an upgrade.
-async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+async fn graphql_get(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     if ws::is_upgrade_request(request.headers()) {
-        ws::upgrade.call(request, state).await
-    } else {
-        graphql.call(request, state).await
+        return ws::upgrade.call(request, state).await;
     }
+    let (parts, _) = request.into_parts();
+    match request_from_query_string(parts.uri.query().unwrap_or_default()) {
+        Ok(one) => {
+            let batch = BatchRequest::Single(one);
+            execute(state, Method::GET, peer, &parts.headers, batch).await
+        }
+        Err(err) => (StatusCode::BAD_REQUEST, error_body(&err)).into_response(),
+    }
+}
+
+/// The request a `GET /graphql` query string holds: `query`, `operationName`, and
+/// `variables` and `extensions` as JSON text (GraphQL over HTTP; Apollo's persisted queries
+/// send only `extensions`). Read here rather than by async-graphql 7.2, whose reader looks for
+/// `operation_name` and so never saw which operation of a document a GET asked for.
+fn request_from_query_string(query: &str) -> Result<async_graphql::Request, AppError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        query: Option<String>,
+        #[serde(rename = "operationName")]
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+    }
+    let params: Params = serde_urlencoded::from_str(query).map_err(|err| {
+        AppError::bad_input(
+            "",
+            format!("the query string is not a GraphQL request: {err}"),
+        )
+    })?;
+    let object = |name: &str, text: Option<String>| -> Result<serde_json::Value, AppError> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(serde_json::Value::Null);
+        };
+        match serde_json::from_str(&text) {
+            Ok(value @ (serde_json::Value::Object(_) | serde_json::Value::Null)) => Ok(value),
+            Ok(_) => Err(AppError::bad_input(
+                name,
+                format!("`{name}` must be a JSON object"),
+            )),
+            Err(err) => Err(AppError::bad_input(
+                name,
+                format!("`{name}` is not valid JSON: {err}"),
+            )),
+        }
+    };
+    let request = serde_json::json!({
+        "query": params.query.unwrap_or_default(),
+        "operationName": params.operation_name.filter(|name| !name.is_empty()),
+        "variables": object("variables", params.variables)?,
+        "extensions": object("extensions", params.extensions)?,
+    });
+    serde_json::from_value(request)
+        .map_err(|err| AppError::bad_input("", format!("not a GraphQL request: {err}")))
 }
 
 async fn graphql(
     State(state): State<HttpState>,
-    method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLBatchRequest<BadRequestBody>,
+) -> Response {
+    execute(state, Method::POST, peer, &headers, request.into_inner()).await
+}
+
+/// How one operation of an HTTP request was answered.
+enum Answer {
+    /// Refused before it ran: a request error, so the answer has no `data`.
+    Refused(ServerError),
+    Ran(async_graphql::Response),
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Refused(error) => serde_json::json!({ "errors": [error] }).serialize(serializer),
+            Self::Ran(response) => response.serialize(serializer),
+        }
+    }
+}
+
+/// Runs a GraphQL request over HTTP, one operation or a batch. Each operation of a batch is
+/// checked on its own: one that is refused (an unknown persisted query, NUL text, too deep)
+/// gets its errors in its place in the answer, and the others run.
+async fn execute(
+    state: HttpState,
+    method: Method,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    batch: BatchRequest,
 ) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -271,82 +366,157 @@ async fn graphql(
         Ok(viewer) => Arc::new(viewer),
         Err(err) => return error_body(&err).into_response(),
     };
-    let mut batch = request.into_inner();
-    if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > MAX_BATCH
-    {
+    let (requests, single) = match batch {
+        BatchRequest::Single(one) => (vec![one], true),
+        BatchRequest::Batch(many) => (many, false),
+    };
+    if requests.len() > MAX_BATCH {
         let err = AppError::bad_input(
             "",
             format!("a batch may hold at most {MAX_BATCH} operations"),
         );
         return error_body(&err).into_response();
     }
-    let mut documents = Vec::new();
-    for request in batch.iter_mut() {
-        let parsed = state.documents.get(&request.query);
-        let facts = parsed.as_ref().map(|p| p.facts());
-        if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
-            return axum::Json(serde_json::json!({ "errors": [error] })).into_response();
+    let mut refused = Vec::with_capacity(requests.len());
+    let mut runnable = Vec::with_capacity(requests.len());
+    let mut documents = Vec::with_capacity(requests.len());
+    for mut request in requests {
+        let parsed = match prepare(&state, &mut request) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                refused.push(Some(error));
+                continue;
+            }
+        };
+        if method == Method::GET
+            && let Some(refusal) = refuse_mutation_over_get(&mut request)
+        {
+            return refusal;
         }
-        if let Some(parsed) = &parsed {
-            request.set_parsed_query(parsed.document.clone());
-        }
+        refused.push(None);
+        runnable.push(request);
         documents.push(parsed);
     }
-    if method == Method::GET {
-        for request in batch.iter_mut() {
-            if let Some(refusal) = refuse_mutation_over_get(request) {
-                return refusal;
-            }
-        }
+    let mut results = Vec::new();
+    if !runnable.is_empty() {
+        results = run(&state, viewer, peer, headers, runnable, documents, single).await;
     }
-    let loaders = new_loaders(state.app.db.clone(), viewer.clone());
-    let content_loaders = std::sync::Arc::new(crate::content::loaders::ContentLoaders::new(
-        state.app.db.clone(),
-    ));
-    // Which columns the loaders may leave out depends on every operation of the batch,
-    // since they share the loaders' caches.
+    for error in results
+        .iter()
+        .flat_map(|response| &response.errors)
+        .chain(refused.iter().flatten())
+    {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .map(|v| v.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default();
+        state
+            .app
+            .metrics
+            .graphql_errors
+            .get_or_create(&crate::metrics::CodeLabel { code })
+            .inc();
+    }
+    if refused.iter().all(Option::is_none) {
+        let response = if single {
+            async_graphql::BatchResponse::Single(results.pop().unwrap_or_default())
+        } else {
+            async_graphql::BatchResponse::Batch(results)
+        };
+        return GraphQLResponse::from(response).into_response();
+    }
+    let mut results = results.into_iter();
+    let answers: Vec<Answer> = refused
+        .into_iter()
+        .filter_map(|refusal| match refusal {
+            Some(error) => Some(Answer::Refused(error)),
+            None => results.next().map(Answer::Ran),
+        })
+        .collect();
+    let body = if single {
+        serde_json::to_string(&answers[0])
+    } else {
+        serde_json::to_string(&answers)
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/graphql-response+json"),
+        )],
+        body.unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Resolves a persisted query, parses the document (once per text) and makes the checks
+/// before execution. The error is the operation's answer when it may not run.
+fn prepare(
+    state: &HttpState,
+    request: &mut async_graphql::Request,
+) -> Result<Option<Arc<ParsedDocument>>, ServerError> {
+    state.persisted.resolve(request)?;
+    let parsed = state.documents.get(&request.query);
+    let facts = parsed.as_ref().map(|p| p.facts());
+    if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
+        return Err(error);
+    }
+    if let Some(parsed) = &parsed {
+        request.set_parsed_query(parsed.document.clone());
+    }
+    Ok(parsed)
+}
+
+/// Executes the operations that passed the checks, with the request data the resolvers need,
+/// and completes their answers (error codes, `null`s where fields failed).
+async fn run(
+    state: &HttpState,
+    viewer: Arc<crate::access::Viewer>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    requests: Vec<async_graphql::Request>,
+    documents: Vec<Option<Arc<ParsedDocument>>>,
+    single: bool,
+) -> Vec<async_graphql::Response> {
     // Kept to repair answers with field errors (`graphql::nulls`).
-    let executed: Vec<_> = batch
+    let executed: Vec<_> = requests
         .iter()
         .zip(&documents)
         .map(|(request, parsed)| (parsed.clone(), request.operation_name.clone()))
         .collect();
+    let operations = requests.len() as u64;
+    let mut requests = requests;
+    let batch = if single && requests.len() == 1 {
+        BatchRequest::Single(requests.remove(0))
+    } else {
+        BatchRequest::Batch(requests)
+    };
+    let loaders = new_loaders(state.app.db.clone(), viewer.clone());
+    let content_loaders = Arc::new(crate::content::loaders::ContentLoaders::new(
+        state.app.db.clone(),
+    ));
+    // Which columns the loaders may leave out depends on every operation of the batch,
+    // since they share the loaders' caches.
     let fields = Arc::new(crate::graphql::narrow::OperationFields::new(documents));
     let batch = batch
         .data(fields)
         .data(viewer)
         .data(loaders)
         .data(content_loaders)
-        .data(client_info(&state.app, &headers, peer));
-    let operations = batch.iter().count() as u64;
-    let mut response = state.schema.execute_batch(batch).await;
-    state.app.metrics.graphql_operations.inc_by(operations);
-    let responses: &mut [async_graphql::Response] = match &mut response {
-        async_graphql::BatchResponse::Single(one) => std::slice::from_mut(one),
+        .data(client_info(&state.app, headers, peer));
+    let mut responses = match state.schema.execute_batch(batch).await {
+        async_graphql::BatchResponse::Single(one) => vec![one],
         async_graphql::BatchResponse::Batch(many) => many,
     };
+    state.app.metrics.graphql_operations.inc_by(operations);
     for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
         crate::graphql::errors::add_codes(response);
         if let Some(parsed) = parsed.as_ref().filter(|_| !response.errors.is_empty()) {
             crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
         }
-        for error in &response.errors {
-            let code = error
-                .extensions
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .map(|v| v.to_string().trim_matches('"').to_owned())
-                .unwrap_or_default();
-            state
-                .app
-                .metrics
-                .graphql_errors
-                .get_or_create(&crate::metrics::CodeLabel { code })
-                .inc();
-        }
     }
-    GraphQLResponse::from(response).into_response()
+    responses
 }
 
 /// GraphQL over HTTP: GET may only read. A mutation sent by GET gets 405.

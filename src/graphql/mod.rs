@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod narrow;
 pub mod nulls;
 pub mod pagination;
+pub mod persisted;
 pub mod rows;
 
 use std::sync::Arc;

@@ -288,12 +288,13 @@ impl Connection {
         &mut self,
         operations: &mut SelectAll<Events>,
         id: Arc<str>,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
     ) {
         let viewer = Arc::new(match &self.user {
             Some(user) => Viewer::authenticated(user.clone()),
             None => Viewer::anonymous(),
         });
+        let persisted = self.setup.state.persisted.resolve(&mut request).err();
         let document = async_graphql::parser::parse_query(&request.query)
             .ok()
             .map(std::sync::Arc::new);
@@ -308,7 +309,9 @@ impl Connection {
                 data_depth: crate::graphql::depth::data_depth(document),
             });
         let max_depth = self.setup.state.app.config.max_query_depth;
-        if let Some(error) = crate::graphql::inputs::refusal(&request, facts, max_depth) {
+        if let Some(error) =
+            persisted.or_else(|| crate::graphql::inputs::refusal(&request, facts, max_depth))
+        {
             let response = async_graphql::Response::from_errors(vec![error]);
             let answer = stream::iter([(id.clone(), Some(response)), (id.clone(), None)]);
             let (abort, registration) = AbortHandle::new_pair();

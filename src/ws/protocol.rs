@@ -156,18 +156,27 @@ fn required_id(kind: &str, value: Option<Value>) -> Result<String, Invalid> {
     }
 }
 
-/// The operation of a `subscribe` / `start`: `query` (required), `variables`, `operationName`
-/// and `extensions`.
+/// The operation of a `subscribe` / `start`: `query` (required, unless `extensions` names a
+/// persisted query: [`crate::graphql::persisted`]), `variables`, `operationName` and
+/// `extensions`.
 fn operation(kind: &str, payload: Option<Value>) -> Result<async_graphql::Request, Invalid> {
     let Some(Value::Object(mut payload)) = payload else {
         return Err(invalid(format!(
             "\"{kind}\" message expects the 'payload' property to be an object"
         )));
     };
-    let Some(Value::String(query)) = payload.remove("query") else {
-        return Err(invalid(format!(
-            "\"{kind}\" message payload expects the 'query' property to be a string"
-        )));
+    let by_hash = payload
+        .get("extensions")
+        .and_then(|extensions| extensions.get("persistedQuery"))
+        .is_some();
+    let query = match payload.remove("query") {
+        Some(Value::String(query)) => query,
+        None | Some(Value::Null) if by_hash => String::new(),
+        _ => {
+            return Err(invalid(format!(
+                "\"{kind}\" message payload expects the 'query' property to be a string"
+            )));
+        }
     };
     let mut request = async_graphql::Request::new(query);
     if let Some(variables) = optional_object(kind, "variables", payload.remove("variables"))? {
@@ -326,5 +335,22 @@ mod tests {
         assert_eq!(request.operation_name.as_deref(), Some("Q"));
         assert_eq!(request.variables.to_string(), "{a: 1}");
         assert!(request.extensions.0.contains_key("x"));
+    }
+
+    #[test]
+    fn a_persisted_query_may_leave_the_text_out() {
+        let message = parse(
+            Protocol::TransportWs,
+            r#"{"type":"subscribe","id":"1","payload":{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"ab"}}}}"#,
+        );
+        let Ok(ClientMessage::Subscribe { request, .. }) = message else {
+            panic!("not a subscribe: {message:?}");
+        };
+        assert_eq!(request.query, "");
+        assert!(request.extensions.0.contains_key("persistedQuery"));
+        // Without one, the text is still required.
+        let t = Protocol::TransportWs;
+        let without = r#"{"type":"subscribe","id":"1","payload":{"extensions":{"x":1}}}"#;
+        assert!(reason(t, without).contains("'query'"));
     }
 }

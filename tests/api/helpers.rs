@@ -280,6 +280,20 @@ pub async fn subscribe(
     query: &str,
     variables: Value,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    subscribe_with(
+        base,
+        token,
+        json!({ "query": query, "variables": variables }),
+    )
+    .await
+}
+
+/// [`subscribe`] with a whole `subscribe` payload (`query`, `variables`, `extensions`, …).
+pub async fn subscribe_with(
+    base: &str,
+    token: &str,
+    payload: Value,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().expect("request");
     request.headers_mut().insert(
@@ -303,7 +317,7 @@ pub async fn subscribe(
             }
         }
     }
-    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } });
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": payload });
     socket
         .send(Message::Text(subscribe.to_string().into()))
         .await
@@ -406,7 +420,10 @@ pub async fn node_clients() -> Option<std::path::PathBuf> {
     // Two tests may get here at once: one installs, under a lock, the other waits for it.
     static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _installing = INSTALL.lock().await;
-    if !dir.join("node_modules/graphql-ws").exists() || !dir.join("node_modules/graphql").exists() {
+    let installed = ["graphql-ws", "graphql", "@apollo/client", "rxjs"]
+        .iter()
+        .all(|package| dir.join("node_modules").join(package).exists());
+    if !installed {
         let installed = tokio::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)

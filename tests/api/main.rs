@@ -10,6 +10,7 @@ mod creators;
 mod fuzz;
 mod jobs;
 mod limits;
+mod persisted;
 mod pipeline;
 mod read_path;
 mod render;

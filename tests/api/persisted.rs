@@ -1,0 +1,337 @@
+//! GraphQL over HTTP as clients beyond the plain POST use it: automatic persisted queries
+//! (Apollo's protocol) over POST, GET, batches and WebSocket; `GET` query strings naming their
+//! operation; CORS preflights asking for client headers; and Apollo Client itself.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, error_code, error_field, next_payload, subscribe_with},
+};
+
+const ME: &str = "query Me { me { email } }";
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn persisted(text: &str) -> Value {
+    json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(text) } })
+}
+
+async fn post(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+async fn get(app: &TestApp, token: &str, params: &[(&str, String)]) -> (u16, Value) {
+    let response = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .bearer_auth(token)
+        .query(params)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// A hash the server has not seen is `PersistedQueryNotFound` (what Apollo Client retries on),
+/// a request error without `data`; once the text came with its hash, the hash alone runs it
+/// over POST, GET and WebSocket; a text that is not its hash's is refused and not stored.
+async fn persisted_queries_run_by_hash_once_their_text_was_sent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let token = ada.access_token.as_str();
+
+    let (status, body) = post(&app, token, json!({ "extensions": persisted(ME) })).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["errors"][0]["message"], "PersistedQueryNotFound",
+        "{body}"
+    );
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    assert!(body.get("data").is_none(), "{body}");
+
+    // A text sent with another text's hash is refused, and the hash stays unknown.
+    let (_, body) = post(
+        &app,
+        token,
+        json!({ "query": "query Me { me { id } }", "extensions": persisted(ME) }),
+    )
+    .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "extensions.persistedQuery.sha256Hash");
+    assert!(body.get("data").is_none(), "{body}");
+    let (_, body) = post(&app, token, json!({ "extensions": persisted(ME) })).await;
+    assert_eq!(
+        body["errors"][0]["message"], "PersistedQueryNotFound",
+        "{body}"
+    );
+
+    let (_, body) = post(
+        &app,
+        token,
+        json!({ "query": ME, "extensions": persisted(ME) }),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({ "data": { "me": { "email": "ada@example.com" } } })
+    );
+
+    let (_, body) = post(&app, token, json!({ "extensions": persisted(ME) })).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "me": { "email": "ada@example.com" } } })
+    );
+
+    // GET with only the hash and variables: the short, cacheable form.
+    let with_variable =
+        "query Creators($first: Int) { creators(first: $first) { totalCount } me { email } }";
+    post(
+        &app,
+        token,
+        json!({ "query": with_variable, "extensions": persisted(with_variable) }),
+    )
+    .await;
+    let (status, body) = get(
+        &app,
+        token,
+        &[
+            ("variables", json!({ "first": 3 }).to_string()),
+            ("extensions", persisted(with_variable).to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["me"]["email"], "ada@example.com", "{body}");
+    let (_, body) = get(
+        &app,
+        token,
+        &[
+            ("variables", json!({ "first": 500 }).to_string()),
+            ("extensions", persisted(with_variable).to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        error_field(&body),
+        "first",
+        "the variables are applied: {body}"
+    );
+
+    // In a batch, an unknown hash is answered in its place and the others run.
+    let unknown = "{ me { id } }";
+    let (status, body) = post(
+        &app,
+        token,
+        json!([
+            { "extensions": persisted(unknown) },
+            { "extensions": persisted(ME) },
+            { "query": "{ creators { totalCount } }" },
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answers = body.as_array().expect("one answer per operation");
+    assert_eq!(answers.len(), 3, "{body}");
+    assert_eq!(answers[0]["errors"][0]["message"], "PersistedQueryNotFound");
+    assert!(answers[0].get("data").is_none(), "{body}");
+    assert_eq!(
+        answers[1],
+        json!({ "data": { "me": { "email": "ada@example.com" } } })
+    );
+    assert_eq!(answers[2]["data"]["creators"]["totalCount"], 0, "{body}");
+
+    // Over WebSocket: the same store.
+    let mut socket = subscribe_with(&app.base, token, json!({ "extensions": persisted(ME) })).await;
+    assert_eq!(
+        next_payload(&mut socket).await,
+        json!({ "data": { "me": { "email": "ada@example.com" } } })
+    );
+    // An unknown hash is a request error: graphql-transport-ws answers it with `error`.
+    let mut socket = subscribe_with(
+        &app.base,
+        token,
+        json!({ "extensions": persisted(unknown) }),
+    )
+    .await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let message = socket.next().await.expect("open").expect("message");
+            if let Message::Text(text) = message {
+                return serde_json::from_str::<Value>(&text).expect("json");
+            }
+        }
+    })
+    .await
+    .expect("an answer");
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(
+        answer["payload"][0]["message"], "PersistedQueryNotFound",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "NOT_FOUND",
+        "{answer}"
+    );
+}
+
+both_backends!(persisted_queries_run_by_hash_once_their_text_was_sent);
+
+/// Malformed `extensions.persistedQuery` values name what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_persisted_queries_are_bad_user_input_naming_the_field() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    for (persisted, field) in [
+        (json!(true), "extensions.persistedQuery"),
+        (
+            json!({ "version": 2, "sha256Hash": sha256(ME) }),
+            "extensions.persistedQuery.version",
+        ),
+        (
+            json!({ "version": 1, "sha256Hash": "not hex" }),
+            "extensions.persistedQuery.sha256Hash",
+        ),
+    ] {
+        let body = json!({ "query": ME, "extensions": { "persistedQuery": persisted } });
+        let (status, body) = post(&app, &ada.access_token, body).await;
+        assert_eq!(status, 200);
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+}
+
+/// `GET /graphql` honours `operationName` (async-graphql 7.2's own reader ignored it, so a
+/// document of several operations could not be run by GET), and a query string whose
+/// `variables` or `extensions` are not JSON objects is a 400 naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_requests_run_the_operation_they_name_and_name_bad_parameters() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let token = ada.access_token.as_str();
+    let document = "query Count { creators { totalCount } } query Me { me { email } }";
+    for (operation, expected) in [
+        ("Me", json!({ "me": { "email": "ada@example.com" } })),
+        ("Count", json!({ "creators": { "totalCount": 0 } })),
+    ] {
+        let (status, body) = get(
+            &app,
+            token,
+            &[
+                ("query", document.into()),
+                ("operationName", operation.into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!({ "data": expected }));
+    }
+    for (name, value, message) in [
+        ("variables", "{not json", "is not valid JSON"),
+        ("variables", "[1]", "must be a JSON object"),
+        ("extensions", "\"x\"", "must be a JSON object"),
+    ] {
+        let (status, body) = get(&app, token, &[("query", ME.into()), (name, value.into())]).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), name, "{body}");
+        let text = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{body}");
+    }
+    // Empty parameters are absent ones.
+    let (status, body) = get(
+        &app,
+        token,
+        &[
+            ("query", ME.into()),
+            ("operationName", String::new()),
+            ("variables", String::new()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["me"]["email"], "ada@example.com");
+}
+
+/// A browser's preflight for a GraphQL client that adds its own headers (Apollo's
+/// `apollographql-client-name`) is allowed those headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_allowed_the_headers_clients_add() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.base))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "apollographql-client-name, authorization, content-type",
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_success(), "{}", response.status());
+    let allowed = response
+        .headers()
+        .get("access-control-allow-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for header in ["apollographql-client-name", "authorization", "content-type"] {
+        assert!(allowed.contains(header), "{header} not in {allowed:?}");
+    }
+}
+
+/// Runs `tests/node/apollo.mjs`: Apollo Client with its `PersistedQueryLink` sending hashed
+/// queries by GET. The first run of a query costs a GET (hash unknown) and a POST (text and
+/// hash); the next runs are one GET with the hash alone. A field error keeps the rest of the
+/// answer, with `null` in the failed field's place. Skips, saying why, when `node` is not on
+/// PATH or the packages cannot be installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apollo_client_runs_queries_by_hash_over_get() {
+    let Some(dir) = crate::helpers::node_clients().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let url = format!("{}/graphql", app.base);
+    let seen = crate::helpers::run_node(&dir, "apollo.mjs", &[&url, &ada.access_token]).await;
+
+    let by_hash = json!({ "method": "GET", "query": false, "hash": true, "status": 200 });
+    let with_text = json!({ "method": "POST", "query": true, "hash": true, "status": 200 });
+    assert_eq!(
+        seen["first"]["requests"],
+        json!([by_hash, with_text]),
+        "{seen}"
+    );
+    assert_eq!(seen["again"]["requests"], json!([by_hash]), "{seen}");
+    for run in ["first", "again"] {
+        assert_eq!(seen[run]["errors"], Value::Null, "{seen}");
+        assert_eq!(
+            seen[run]["data"]["me"]["email"], "ada@example.com",
+            "{seen}"
+        );
+        assert_eq!(seen[run]["data"]["creators"]["totalCount"], 0, "{seen}");
+    }
+    assert_eq!(seen["partlyAgain"]["requests"], json!([by_hash]), "{seen}");
+    for run in ["partly", "partlyAgain"] {
+        assert_eq!(seen[run]["data"]["video"], Value::Null, "{seen}");
+        assert_eq!(seen[run]["data"]["creators"]["totalCount"], 0, "{seen}");
+        assert_eq!(seen[run]["errors"][0]["code"], "BAD_USER_INPUT", "{seen}");
+    }
+}
