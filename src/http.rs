@@ -6,10 +6,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use async_graphql::{
     BatchRequest, ErrorExtensions, ServerError, http::GraphiQLSource, parser::types::OperationType,
 };
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLBatchRequest;
 use axum::{
     Router,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, FromRequest, Request, State},
     handler::Handler,
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
@@ -34,6 +34,7 @@ use crate::{
         documents::{DocumentCache, ParsedDocument},
         inputs,
         loaders::new_loaders,
+        over_http::{self, Answer, MediaType},
         persisted::PersistedQueries,
     },
     state::AppState,
@@ -270,7 +271,7 @@ async fn graphql_get(
         return ws::upgrade.call(request, state).await;
     }
     let (parts, _) = request.into_parts();
-    match request_from_query_string(parts.uri.query().unwrap_or_default()) {
+    match over_http::request_from_query_string(parts.uri.query().unwrap_or_default()) {
         Ok(one) => {
             let batch = BatchRequest::Single(one);
             execute(state, Method::GET, peer, &parts.headers, batch).await
@@ -279,73 +280,22 @@ async fn graphql_get(
     }
 }
 
-/// The request a `GET /graphql` query string holds: `query`, `operationName`, and
-/// `variables` and `extensions` as JSON text (GraphQL over HTTP; Apollo's persisted queries
-/// send only `extensions`). Read here rather than by async-graphql 7.2, whose reader looks for
-/// `operation_name` and so never saw which operation of a document a GET asked for.
-fn request_from_query_string(query: &str) -> Result<async_graphql::Request, AppError> {
-    #[derive(serde::Deserialize)]
-    struct Params {
-        query: Option<String>,
-        #[serde(rename = "operationName")]
-        operation_name: Option<String>,
-        variables: Option<String>,
-        extensions: Option<String>,
-    }
-    let params: Params = serde_urlencoded::from_str(query).map_err(|err| {
-        AppError::bad_input(
-            "",
-            format!("the query string is not a GraphQL request: {err}"),
-        )
-    })?;
-    let object = |name: &str, text: Option<String>| -> Result<serde_json::Value, AppError> {
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            return Ok(serde_json::Value::Null);
-        };
-        match serde_json::from_str(&text) {
-            Ok(value @ (serde_json::Value::Object(_) | serde_json::Value::Null)) => Ok(value),
-            Ok(_) => Err(AppError::bad_input(
-                name,
-                format!("`{name}` must be a JSON object"),
-            )),
-            Err(err) => Err(AppError::bad_input(
-                name,
-                format!("`{name}` is not valid JSON: {err}"),
-            )),
-        }
-    };
-    let request = serde_json::json!({
-        "query": params.query.unwrap_or_default(),
-        "operationName": params.operation_name.filter(|name| !name.is_empty()),
-        "variables": object("variables", params.variables)?,
-        "extensions": object("extensions", params.extensions)?,
-    });
-    serde_json::from_value(request)
-        .map_err(|err| AppError::bad_input("", format!("not a GraphQL request: {err}")))
-}
-
 async fn graphql(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLBatchRequest<BadRequestBody>,
+    request: Request,
 ) -> Response {
-    execute(state, Method::POST, peer, &headers, request.into_inner()).await
-}
-
-/// How one operation of an HTTP request was answered.
-enum Answer {
-    /// Refused before it ran: a request error, so the answer has no `data`.
-    Refused(ServerError),
-    Ran(async_graphql::Response),
-}
-
-impl serde::Serialize for Answer {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Refused(error) => serde_json::json!({ "errors": [error] }).serialize(serializer),
-            Self::Ran(response) => response.serialize(serializer),
-        }
+    if !over_http::is_graphql_content_type(request.headers()) {
+        let err = AppError::bad_input(
+            "",
+            "send the GraphQL request as JSON, with `Content-Type: application/json`",
+        );
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, error_body(&err)).into_response();
+    }
+    let headers = request.headers().clone();
+    match GraphQLBatchRequest::<BadRequestBody>::from_request(request, &state).await {
+        Ok(batch) => execute(state, Method::POST, peer, &headers, batch.into_inner()).await,
+        Err(rejection) => rejection.into_response(),
     }
 }
 
@@ -376,6 +326,13 @@ async fn execute(
             format!("a batch may hold at most {MAX_BATCH} operations"),
         );
         return error_body(&err).into_response();
+    }
+    // Not a GraphQL request at all (GraphQL over HTTP: 400 whatever the media type).
+    if single
+        && let [only] = requests.as_slice()
+        && missing_query(only)
+    {
+        return (StatusCode::BAD_REQUEST, error_body(&no_query())).into_response();
     }
     let mut refused = Vec::with_capacity(requests.len());
     let mut runnable = Vec::with_capacity(requests.len());
@@ -419,35 +376,15 @@ async fn execute(
             .get_or_create(&crate::metrics::CodeLabel { code })
             .inc();
     }
-    if refused.iter().all(Option::is_none) {
-        let response = if single {
-            async_graphql::BatchResponse::Single(results.pop().unwrap_or_default())
-        } else {
-            async_graphql::BatchResponse::Batch(results)
-        };
-        return GraphQLResponse::from(response).into_response();
-    }
     let mut results = results.into_iter();
     let answers: Vec<Answer> = refused
         .into_iter()
         .filter_map(|refusal| match refusal {
-            Some(error) => Some(Answer::Refused(error)),
-            None => results.next().map(Answer::Ran),
+            Some(error) => Some(Answer::RequestError(vec![error])),
+            None => results.next().map(Answer::from_response),
         })
         .collect();
-    let body = if single {
-        serde_json::to_string(&answers[0])
-    } else {
-        serde_json::to_string(&answers)
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/graphql-response+json"),
-        )],
-        body.unwrap_or_default(),
-    )
-        .into_response()
+    over_http::respond(MediaType::negotiate(headers), single, answers)
 }
 
 /// Resolves a persisted query, parses the document (once per text) and makes the checks
@@ -457,6 +394,12 @@ fn prepare(
     request: &mut async_graphql::Request,
 ) -> Result<Option<Arc<ParsedDocument>>, ServerError> {
     state.persisted.resolve(request)?;
+    if missing_query(request) {
+        let mut error =
+            async_graphql::Error::from(no_query()).into_server_error(Default::default());
+        error.locations.clear();
+        return Err(error);
+    }
     let parsed = state.documents.get(&request.query);
     let facts = parsed.as_ref().map(|p| p.facts());
     if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
@@ -466,6 +409,18 @@ fn prepare(
         request.set_parsed_query(parsed.document.clone());
     }
     Ok(parsed)
+}
+
+/// Whether the request has neither a query text nor a persisted query's hash.
+fn missing_query(request: &async_graphql::Request) -> bool {
+    request.query.trim().is_empty() && !request.extensions.contains_key("persistedQuery")
+}
+
+fn no_query() -> AppError {
+    AppError::bad_input(
+        "query",
+        "the request has no `query` (nor a persisted query's hash)",
+    )
 }
 
 /// Executes the operations that passed the checks, with the request data the resolvers need,

@@ -33,6 +33,7 @@ impl ParsedDocument {
     /// What the checks before execution need ([`super::inputs::refusal`]).
     pub fn facts(&self) -> super::inputs::DocumentFacts<'_> {
         super::inputs::DocumentFacts {
+            document: &self.document,
             nul_literal: self.nul_literal.as_deref(),
             data_depth: self.data_depth,
         }

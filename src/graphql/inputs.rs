@@ -4,7 +4,8 @@
 //!   (it answered `invalid byte sequence for encoding "UTF8": 0x00`, an internal error, for any
 //!   argument that reached a statement, as a schema fuzz found), while SQLite would store it;
 //!   refused on both databases, naming where the character was;
-//! - data read deeper than the depth limit ([`super::depth`]).
+//! - data read deeper than the depth limit ([`super::depth`]);
+//! - a required variable left out or `null` (a request error, before anything runs).
 
 use async_graphql::{
     ServerError,
@@ -17,6 +18,7 @@ use crate::error::AppError;
 /// What the checks need of a request's parsed document (worked out once per document).
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentFacts<'a> {
+    pub document: &'a ExecutableDocument,
     /// Where a literal argument holds a NUL character ([`nul_literal`]).
     pub nul_literal: Option<&'a str>,
     /// [`super::depth::data_depth`].
@@ -46,7 +48,55 @@ pub fn refusal(
     if let Some(path) = document.nul_literal {
         return Some(nul(path.to_owned()));
     }
-    (document.data_depth > max_depth).then(super::depth::too_deep)
+    if document.data_depth > max_depth {
+        return Some(super::depth::too_deep());
+    }
+    missing_variable(request, document.document)
+}
+
+/// The first variable the operation requires (a non-null type without a default) that the
+/// request leaves out or sets to `null`. Variables are coerced before execution (GraphQL
+/// spec, CoerceVariableValues), so this refuses the whole request; async-graphql would only
+/// notice in the field that reads the variable, after the operation's other fields ran.
+fn missing_variable(
+    request: &async_graphql::Request,
+    document: &ExecutableDocument,
+) -> Option<ServerError> {
+    let wanted = request.operation_name.as_deref();
+    let mut operations = document
+        .operations
+        .iter()
+        .filter(|(name, _)| wanted.is_none() || name.map(|n| n.as_str()) == wanted);
+    let (_, operation) = operations.next()?;
+    if operations.next().is_some() {
+        return None; // which one is meant is async-graphql's to report
+    }
+    operation
+        .node
+        .variable_definitions
+        .iter()
+        .map(|definition| &definition.node)
+        .find(|definition| {
+            !definition.var_type.node.nullable
+                && definition.default_value.is_none()
+                && matches!(
+                    request.variables.get(definition.name.node.as_str()),
+                    None | Some(ConstValue::Null)
+                )
+        })
+        .map(|definition| {
+            let name = definition.name.node.as_str();
+            let err = AppError::bad_input(
+                name,
+                format!(
+                    "variable `${name}` of type `{}` is required",
+                    definition.var_type.node
+                ),
+            );
+            let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
+            error.locations.clear();
+            error
+        })
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the
@@ -167,8 +217,10 @@ mod tests {
                 "input": { "segments": [{ "text": "fine" }, { "text": "nul \u{0}" }] }
             })),
         );
+        let document = async_graphql::parser::parse_query("{ a }").expect("parses");
         let facts = |nul_literal, data_depth| {
             Some(DocumentFacts {
+                document: &document,
                 nul_literal,
                 data_depth,
             })
@@ -191,5 +243,40 @@ mod tests {
             refusal(&plain, None, 12).is_none(),
             "syntax errors are the schema's"
         );
+    }
+
+    #[test]
+    fn a_required_variable_left_out_or_null_refuses_the_request() {
+        let document = async_graphql::parser::parse_query(
+            "query A($id: ID!, $n: Int, $d: Int! = 3) { a(id: $id, n: $n, d: $d) } query B($s: String!) { b(s: $s) }",
+        )
+        .expect("parses");
+        let facts = Some(DocumentFacts {
+            document: &document,
+            nul_literal: None,
+            data_depth: 1,
+        });
+        let request = |operation: &str, variables: serde_json::Value| {
+            async_graphql::Request::new("")
+                .operation_name(operation)
+                .variables(async_graphql::Variables::from_json(variables))
+        };
+        let field = |error: ServerError| {
+            let extensions = error.extensions.expect("extensions");
+            extensions.get("field").map(ToString::to_string)
+        };
+        let missing = refusal(&request("A", serde_json::json!({})), facts, 12).expect("refused");
+        assert_eq!(missing.message, "variable `$id` of type `ID!` is required");
+        assert_eq!(field(missing), Some("\"id\"".to_owned()));
+        let null = refusal(&request("A", serde_json::json!({"id": null})), facts, 12);
+        assert!(null.is_some());
+        // Nullable and defaulted variables may be left out.
+        assert!(refusal(&request("A", serde_json::json!({"id": "x"})), facts, 12).is_none());
+        // Only the operation asked for counts.
+        let b = refusal(&request("B", serde_json::json!({"id": "x"})), facts, 12).expect("refused");
+        assert_eq!(field(b), Some("\"s\"".to_owned()));
+        // With several operations and none named, async-graphql says which is missing.
+        let unnamed = async_graphql::Request::new("");
+        assert!(refusal(&unnamed, facts, 12).is_none());
     }
 }

@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod loaders;
 pub mod narrow;
 pub mod nulls;
+pub mod over_http;
 pub mod pagination;
 pub mod persisted;
 pub mod rows;

@@ -305,6 +305,7 @@ impl Connection {
         let facts = document
             .as_deref()
             .map(|document| crate::graphql::inputs::DocumentFacts {
+                document,
                 nul_literal: nul_literal.as_deref(),
                 data_depth: crate::graphql::depth::data_depth(document),
             });

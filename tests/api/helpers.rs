@@ -420,9 +420,15 @@ pub async fn node_clients() -> Option<std::path::PathBuf> {
     // Two tests may get here at once: one installs, under a lock, the other waits for it.
     static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _installing = INSTALL.lock().await;
-    let installed = ["graphql-ws", "graphql", "@apollo/client", "rxjs"]
-        .iter()
-        .all(|package| dir.join("node_modules").join(package).exists());
+    let installed = [
+        "graphql-ws",
+        "graphql",
+        "@apollo/client",
+        "rxjs",
+        "graphql-http",
+    ]
+    .iter()
+    .all(|package| dir.join("node_modules").join(package).exists());
     if !installed {
         let installed = tokio::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])

@@ -10,7 +10,7 @@ mod creators;
 mod fuzz;
 mod jobs;
 mod limits;
-mod persisted;
+mod over_http;
 mod pipeline;
 mod read_path;
 mod render;

@@ -406,20 +406,16 @@ async fn resolver_errors_travel_in_next_with_their_code() {
         json!({ "id": "1", "type": "complete" })
     );
 
-    // async-graphql coerces variables while executing, so a missing one is a field error.
+    // A required variable left out: a request error (variables are coerced before anything
+    // runs), so `error`, naming the variable, and no `complete`.
     client
         .subscribe("v", "query($id: ID!) { video(id: $id) { id } }", json!({}))
         .await;
-    let next = client.recv().await;
-    assert_eq!(next["type"], "next", "{next}");
-    assert_eq!(
-        next["payload"]["errors"][0]["extensions"]["code"],
-        "BAD_USER_INPUT"
-    );
-    assert_eq!(
-        client.recv().await,
-        json!({ "id": "v", "type": "complete" })
-    );
+    let error = client.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "v", "{error}");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(error["payload"][0]["extensions"]["field"], "id");
 
     // A subscription that needs a user, asked anonymously.
     client.subscribe("2", JOBS_UPDATED, json!({})).await;

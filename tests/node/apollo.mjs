@@ -1,7 +1,7 @@
 // Talks to a running Reelgraph over HTTP with Apollo Client and its automatic persisted
 // queries (`PersistedQueryLink`, hashed queries sent by GET), and prints what it saw as one
 // JSON line: `node apollo.mjs <http-url-of-/graphql> [access-token]`.
-// The Rust test `apollo_client_runs_queries_by_hash_over_get` (tests/api/persisted.rs) drives it.
+// The Rust test `apollo_client_runs_queries_by_hash_over_get` (tests/api/over_http.rs) drives it.
 import { ApolloClient, HttpLink, InMemoryCache, gql } from '@apollo/client';
 import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
 import { createHash } from 'node:crypto';
@@ -71,12 +71,21 @@ const PARTLY = gql`
   }
 `;
 
+// A document that does not validate: a request error, answered 400 to a client that
+// accepts application/graphql-response+json (Apollo does), with the errors in the body.
+const INVALID = gql`
+  query Invalid {
+    creators(first: 1) { totalCount noSuchField }
+  }
+`;
+
 try {
   const first = await run(CREATORS, { variables: { first: 5 } });
   const again = await run(CREATORS, { variables: { first: 5 } });
   const partly = await run(PARTLY, { errorPolicy: 'all' });
   const partlyAgain = await run(PARTLY, { errorPolicy: 'all' });
-  console.log(JSON.stringify({ first, again, partly, partlyAgain }));
+  const invalid = await run(INVALID, { errorPolicy: 'all' });
+  console.log(JSON.stringify({ first, again, partly, partlyAgain, invalid }));
 } finally {
   clearTimeout(timer);
   client.stop();

@@ -1,6 +1,7 @@
 //! GraphQL over HTTP as clients beyond the plain POST use it: automatic persisted queries
 //! (Apollo's protocol) over POST, GET, batches and WebSocket; `GET` query strings naming their
-//! operation; CORS preflights asking for client headers; and Apollo Client itself.
+//! operation; media types and status codes (graphql-http's audits); CORS preflights asking for
+//! client headers; and Apollo Client itself.
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -190,8 +191,6 @@ async fn persisted_queries_run_by_hash_once_their_text_was_sent(backend: Backend
     );
 }
 
-both_backends!(persisted_queries_run_by_hash_once_their_text_was_sent);
-
 /// Malformed `extensions.persistedQuery` values name what is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_persisted_queries_are_bad_user_input_naming_the_field() {
@@ -312,11 +311,14 @@ async fn apollo_client_runs_queries_by_hash_over_get() {
     let url = format!("{}/graphql", app.base);
     let seen = crate::helpers::run_node(&dir, "apollo.mjs", &[&url, &ada.access_token]).await;
 
+    // Apollo accepts application/graphql-response+json, so the unknown hash (a request error)
+    // is a 400, whose body Apollo reads and retries on.
+    let unknown = json!({ "method": "GET", "query": false, "hash": true, "status": 400 });
     let by_hash = json!({ "method": "GET", "query": false, "hash": true, "status": 200 });
     let with_text = json!({ "method": "POST", "query": true, "hash": true, "status": 200 });
     assert_eq!(
         seen["first"]["requests"],
-        json!([by_hash, with_text]),
+        json!([unknown, with_text]),
         "{seen}"
     );
     assert_eq!(seen["again"]["requests"], json!([by_hash]), "{seen}");
@@ -334,4 +336,63 @@ async fn apollo_client_runs_queries_by_hash_over_get() {
         assert_eq!(seen[run]["data"]["creators"]["totalCount"], 0, "{seen}");
         assert_eq!(seen[run]["errors"][0]["code"], "BAD_USER_INPUT", "{seen}");
     }
+    // A document that does not validate: 400 with its errors, which Apollo reports.
+    let invalid = &seen["invalid"];
+    let rejected = json!({ "method": "POST", "query": true, "hash": true, "status": 400 });
+    assert_eq!(invalid["requests"], json!([unknown, rejected]), "{seen}");
+    assert_eq!(invalid["data"], Value::Null, "{seen}");
+    assert_eq!(invalid["errors"][0]["code"], "BAD_USER_INPUT", "{seen}");
 }
+
+/// graphql-http's audits of the GraphQL-over-HTTP specification (media types, status codes,
+/// request errors without `data`, GET and POST parameters): every one passes, MUSTs,
+/// SHOULDs and MAYs alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_over_http_audits_pass() {
+    let Some(dir) = crate::helpers::node_clients().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = format!("{}/graphql", app.base);
+    let seen = crate::helpers::run_node(&dir, "http-audit.mjs", &[&url]).await;
+    let audits = seen.as_array().expect("audit results");
+    assert!(audits.len() >= 50, "{seen}");
+    let failed: Vec<&Value> = audits.iter().filter(|a| a["status"] != "ok").collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// A required variable left out refuses the whole request before anything runs (variables
+/// are coerced before execution): a mutation whose second field needs it writes nothing.
+async fn a_missing_required_variable_runs_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let token = ada.access_token.as_str();
+    let two = "mutation Two($name: String!) { \
+        one: createCreator(input: { name: \"First\" }) { id } \
+        two: createCreator(input: { name: $name }) { id } }";
+    for variables in [json!({}), json!({ "name": null })] {
+        let (status, body) =
+            post(&app, token, json!({ "query": two, "variables": variables })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), "name", "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    let data = app
+        .ok(Some(token), "{ me { creators { id } } }", json!({}))
+        .await;
+    assert_eq!(data["me"]["creators"], json!([]), "nothing was written");
+    // With the variable, both run.
+    let (_, body) = post(
+        &app,
+        token,
+        json!({ "query": two, "variables": { "name": "Second" } }),
+    )
+    .await;
+    assert!(body["data"]["two"]["id"].is_string(), "{body}");
+}
+
+both_backends!(
+    persisted_queries_run_by_hash_once_their_text_was_sent,
+    a_missing_required_variable_runs_nothing,
+);
