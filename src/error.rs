@@ -140,6 +140,21 @@ impl From<AppError> for async_graphql::Error {
     }
 }
 
+impl AppError {
+    /// This error as one about the request as a whole, before anything ran ([`request_error`]).
+    pub fn into_request_error(self) -> async_graphql::ServerError {
+        request_error(self.into())
+    }
+}
+
+/// `err` as an error of the whole request (refused before it ran): no `path`, and no
+/// `locations`, since it is not about a place in the query text.
+pub fn request_error(err: async_graphql::Error) -> async_graphql::ServerError {
+    let mut error = err.into_server_error(Default::default());
+    error.locations.clear();
+    error
+}
+
 /// Returns the unique-violation detail when `err` is one, so callers can name the field.
 pub fn unique_violation(err: &DbErr) -> Option<String> {
     match err.sql_err() {

@@ -232,9 +232,7 @@ impl IntoResponse for BadRequestBody {
 
 /// A GraphQL response body holding one error, about the request as a whole (no location).
 fn error_body(err: &AppError) -> axum::Json<serde_json::Value> {
-    let mut error = async_graphql::Error::from(err.clone()).into_server_error(Default::default());
-    error.locations.clear();
-    axum::Json(serde_json::json!({ "errors": [error] }))
+    axum::Json(serde_json::json!({ "errors": [err.clone().into_request_error()] }))
 }
 
 pub(crate) fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
@@ -312,9 +310,13 @@ async fn execute(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let media = MediaType::negotiate(headers);
     let viewer = match auth::viewer_from_authorization(&state.app, authorization) {
         Ok(viewer) => Arc::new(viewer),
-        Err(err) => return error_body(&err).into_response(),
+        Err(err) => {
+            let answer = Answer::RequestError(vec![err.into_request_error()]);
+            return over_http::respond(media, true, vec![answer]);
+        }
     };
     let (requests, single) = match batch {
         BatchRequest::Single(one) => (vec![one], true),
@@ -384,7 +386,7 @@ async fn execute(
             None => results.next().map(Answer::from_response),
         })
         .collect();
-    over_http::respond(MediaType::negotiate(headers), single, answers)
+    over_http::respond(media, single, answers)
 }
 
 /// Resolves a persisted query, parses the document (once per text) and makes the checks
@@ -395,10 +397,7 @@ fn prepare(
 ) -> Result<Option<Arc<ParsedDocument>>, ServerError> {
     state.persisted.resolve(request)?;
     if missing_query(request) {
-        let mut error =
-            async_graphql::Error::from(no_query()).into_server_error(Default::default());
-        error.locations.clear();
-        return Err(error);
+        return Err(no_query().into_request_error());
     }
     let parsed = state.documents.get(&request.query);
     let facts = parsed.as_ref().map(|p| p.facts());

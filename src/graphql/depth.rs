@@ -68,11 +68,10 @@ fn depth_of<'a>(
 /// its own (and with the code the contract gives it).
 pub fn too_deep() -> ServerError {
     use async_graphql::ErrorExtensions;
-    let mut error = async_graphql::Error::new("Query is nested too deep.")
-        .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX"))
-        .into_server_error(Default::default());
-    error.locations.clear();
-    error
+    crate::error::request_error(
+        async_graphql::Error::new("Query is nested too deep.")
+            .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
+    )
 }
 
 #[cfg(test)]

@@ -33,10 +33,8 @@ pub fn refusal(
     max_depth: usize,
 ) -> Option<ServerError> {
     let nul = |path: String| {
-        let err = AppError::bad_input(path, "text may not contain NUL (U+0000) characters");
-        let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
-        error.locations.clear();
-        error
+        AppError::bad_input(path, "text may not contain NUL (U+0000) characters")
+            .into_request_error()
     };
     for (name, value) in request.variables.iter() {
         let mut path = name.to_string();
@@ -86,16 +84,14 @@ fn missing_variable(
         })
         .map(|definition| {
             let name = definition.name.node.as_str();
-            let err = AppError::bad_input(
+            AppError::bad_input(
                 name,
                 format!(
                     "variable `${name}` of type `{}` is required",
                     definition.var_type.node
                 ),
-            );
-            let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
-            error.locations.clear();
-            error
+            )
+            .into_request_error()
         })
 }
 

@@ -4,7 +4,8 @@
 //! - A client that lists `application/graphql-response+json` in `Accept` (Apollo Client,
 //!   urql and graphql-http send it first) gets that media type, and a request error — the
 //!   document does not parse or validate, a required variable is missing, the operation was
-//!   refused before it ran — comes with status 400. Field errors keep 200: there is data.
+//!   refused before it ran — comes with status 400, or 401 when the access token is not
+//!   valid. Field errors keep 200: there is data.
 //! - Every other client (`application/json`, `*/*`, no `Accept`) gets `application/json` and
 //!   200 for every GraphQL answer, as the legacy behaviour the specification keeps.
 //! - A request error has no `data` entry at all, in both (GraphQL spec, "Response Format").
@@ -104,7 +105,17 @@ pub fn respond(media: MediaType, single: bool, answers: Vec<Answer>) -> axum::re
     let (status, body) = match answers.as_slice() {
         [one] if single => {
             let status = match (media, one) {
-                (MediaType::GraphqlResponse, Answer::RequestError(_)) => StatusCode::BAD_REQUEST,
+                (MediaType::GraphqlResponse, Answer::RequestError(errors)) => {
+                    let unauthenticated = errors.iter().any(|error| {
+                        error.extensions.as_ref().and_then(|e| e.get("code"))
+                            == Some(&async_graphql::Value::from("UNAUTHENTICATED"))
+                    });
+                    if unauthenticated {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    }
+                }
                 _ => StatusCode::OK,
             };
             (status, serde_json::to_string(one))

@@ -57,7 +57,7 @@ impl PersistedQueries {
         let Some(persisted) = request.extensions.get("persistedQuery") else {
             return Ok(());
         };
-        let hash = requested_hash(persisted).map_err(to_server_error)?;
+        let hash = requested_hash(persisted).map_err(AppError::into_request_error)?;
         if request.query.is_empty() {
             let text = self.texts.get(&hash).ok_or_else(not_found)?;
             request.query = text.to_string();
@@ -65,10 +65,11 @@ impl PersistedQueries {
         }
         let actual: [u8; 32] = Sha256::digest(request.query.as_bytes()).into();
         if actual != hash {
-            return Err(to_server_error(AppError::bad_input(
+            return Err(AppError::bad_input(
                 "extensions.persistedQuery.sha256Hash",
                 "sha256Hash is not the SHA-256 of the query text",
-            )));
+            )
+            .into_request_error());
         }
         if request.query.len() <= Self::MAX_TEXT {
             self.texts.insert(hash, Arc::from(request.query.as_str()));
@@ -116,20 +117,9 @@ fn requested_hash(persisted: &ConstValue) -> Result<[u8; 32], AppError> {
 }
 
 fn not_found() -> ServerError {
-    without_location(
+    crate::error::request_error(
         async_graphql::Error::new(NOT_FOUND_MESSAGE).extend_with(|_, e| e.set("code", "NOT_FOUND")),
     )
-}
-
-fn to_server_error(err: AppError) -> ServerError {
-    without_location(err.into())
-}
-
-/// These errors are about the request, not a place in its text.
-fn without_location(err: async_graphql::Error) -> ServerError {
-    let mut error = err.into_server_error(Default::default());
-    error.locations.clear();
-    error
 }
 
 #[cfg(test)]

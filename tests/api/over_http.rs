@@ -396,3 +396,84 @@ both_backends!(
     persisted_queries_run_by_hash_once_their_text_was_sent,
     a_missing_required_variable_runs_nothing,
 );
+
+/// The status of an answer depends on the media type the client accepts: with
+/// `application/graphql-response+json`, a request error is 400 (401 for an access token that
+/// is not valid) and a field error 200 beside its data; with `application/json`, all are 200.
+/// Either way the body says what went wrong, and a request error has no `data`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_follow_the_media_type_the_client_accepts() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let cases = [
+        // (token, query, status with graphql-response+json, code, request error?)
+        (
+            Some(ada.access_token.as_str()),
+            "{ me { email } }",
+            200,
+            None,
+            false,
+        ),
+        (
+            Some("not-a-token"),
+            "{ creators { totalCount } }",
+            401,
+            Some("UNAUTHENTICATED"),
+            true,
+        ),
+        (
+            None,
+            "{ creators { nope } }",
+            400,
+            Some("BAD_USER_INPUT"),
+            true,
+        ),
+        (
+            None,
+            "query($id: ID!) { video(id: $id) { id } }",
+            400,
+            Some("BAD_USER_INPUT"),
+            true,
+        ),
+        (
+            None,
+            "{ creators { totalCount } video(id: \"x\") { id } }",
+            200,
+            Some("BAD_USER_INPUT"),
+            false,
+        ),
+    ];
+    for (token, query, graphql_status, code, request_error) in cases {
+        for (accept, status, media) in [
+            (
+                "application/graphql-response+json, application/json;q=0.9",
+                graphql_status,
+                "application/graphql-response+json",
+            ),
+            ("application/json", 200, "application/json"),
+        ] {
+            let mut request = app
+                .client
+                .post(format!("{}/graphql", app.base))
+                .header("Accept", accept)
+                .json(&json!({ "query": query }));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("sent");
+            assert_eq!(response.status().as_u16(), status, "{query} / {accept}");
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            assert_eq!(content_type, media, "{query} / {accept}");
+            let body: Value = response.json().await.expect("JSON body");
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"].as_str(),
+                code,
+                "{body}"
+            );
+            assert_eq!(body.get("data").is_none(), request_error, "{body}");
+        }
+    }
+}
