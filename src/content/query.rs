@@ -162,7 +162,11 @@ pub struct ContentQuery;
 #[Object]
 impl ContentQuery {
     /// A highlight of a video the caller may see.
-    async fn highlight(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Highlight>> {
+    pub(crate) async fn highlight(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> AppResult<Option<Highlight>> {
         let id = parse_id("id", &id)?;
         let db = &state(ctx)?.db;
         let found = highlight::Entity::find_by_id(id)

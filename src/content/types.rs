@@ -140,7 +140,7 @@ pub struct Highlight(pub highlight::Model, pub Option<key_moment::Model>);
 // future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Highlight {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn video(&self, ctx: &Context<'_>) -> AppResult<Video> {

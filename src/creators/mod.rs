@@ -40,7 +40,7 @@ pub struct Creator(pub creator::Model);
 // future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Creator {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn name(&self) -> &str {
@@ -259,7 +259,7 @@ impl CreatorQuery {
     }
 
     /// One creator, by id or by slug (exactly one of them).
-    async fn creator(
+    pub(crate) async fn creator(
         &self,
         ctx: &Context<'_>,
         id: Option<ID>,

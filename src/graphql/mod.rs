@@ -7,6 +7,7 @@ pub mod errors;
 pub mod inputs;
 pub mod loaders;
 pub mod narrow;
+pub mod node;
 pub mod nulls;
 pub mod over_http;
 pub mod pagination;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     BillingQuery,
     crate::shorts::ShortQuery,
     crate::content::ContentQuery,
+    node::NodeQuery,
 );
 
 #[derive(MergedObject, Default)]

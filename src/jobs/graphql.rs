@@ -61,7 +61,7 @@ pub struct Job(pub job::Model);
 
 #[Object]
 impl Job {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn kind(&self) -> JobKind {
@@ -216,7 +216,7 @@ pub struct JobQuery;
 
 #[Object]
 impl JobQuery {
-    async fn job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Job>> {
+    pub(crate) async fn job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Job>> {
         let id = parse_id("id", &id)?;
         visible_job(viewer(ctx)?, &state(ctx)?.db, id)
             .await

@@ -31,7 +31,7 @@ pub struct Short(pub short::Model);
 
 #[Object]
 impl Short {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn highlight(&self, ctx: &Context<'_>) -> AppResult<crate::content::Highlight> {
@@ -147,7 +147,7 @@ pub struct ShortQuery;
 #[Object]
 impl ShortQuery {
     /// A short whose video the caller may see.
-    async fn short(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Short>> {
+    pub(crate) async fn short(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Short>> {
         let id = parse_id("id", &id)?;
         let db = &state(ctx)?.db;
         let Some(row) = short::Entity::find_by_id(id).one(db).await? else {

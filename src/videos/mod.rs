@@ -26,7 +26,7 @@ pub struct Video(pub video::Model);
 // future by the largest (see `graphql::tests::list_types_resolve_fields_with_small_futures`).
 #[Object]
 impl Video {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         self.0.id.into()
     }
     async fn creator(&self, ctx: &Context<'_>) -> AppResult<Creator> {
@@ -200,7 +200,7 @@ pub struct VideoQuery;
 #[Object]
 impl VideoQuery {
     /// A video the caller may see.
-    async fn video(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Video>> {
+    pub(crate) async fn video(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Video>> {
         let id = parse_id("id", &id)?;
         let loaders = loaders(ctx)?;
         let found = if selects(ctx, &["creator"]) {

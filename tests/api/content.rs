@@ -863,6 +863,83 @@ async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
     assert!(costs[0] <= 8, "statements per request: {costs:?}");
 }
 
+/// `node(id:)` finds a creator, video, highlight, short and job by id alone, through their
+/// own query fields' rules: `null` for what the caller may not see and for ids that name
+/// nothing, `BAD_USER_INPUT` for an id that is not one.
+async fn node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, creator, video) = creator_with_video(&app, "node@example.com", "Nodes").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let highlight = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight id")
+        .to_owned();
+    app.ok(token, APPROVE, json!({ "id": highlight })).await;
+    let generated = app
+        .ok(
+            token,
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id job { id } } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    let short = generated["generateShort"]["id"]
+        .as_str()
+        .expect("short id")
+        .to_owned();
+    let job = generated["generateShort"]["job"]["id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
+
+    let query = "query($id: ID!) { node(id: $id) { __typename id \
+        ... on Creator { name } ... on Video { title } ... on Highlight { video { id } } } }";
+    let node = |token: Option<&str>, id: &str| {
+        let variables = json!({ "id": id });
+        let app = &app;
+        let token = token.map(str::to_owned);
+        async move { app.ok(token.as_deref(), query, variables).await["node"].clone() }
+    };
+    let video = video.to_string();
+    for (id, typename) in [
+        (creator.as_str(), "Creator"),
+        (video.as_str(), "Video"),
+        (highlight.as_str(), "Highlight"),
+        (short.as_str(), "Short"),
+        (job.as_str(), "Job"),
+    ] {
+        let found = node(token, id).await;
+        assert_eq!(found["__typename"], typename, "{found}");
+        assert_eq!(found["id"], id, "{found}");
+    }
+    assert_eq!(node(token, &creator).await["name"], "Nodes");
+    assert_eq!(node(token, &video).await["title"], "talk");
+    assert_eq!(node(token, &highlight).await["video"]["id"], video.as_str());
+
+    // Creators and public videos are public; a job is its owner's only.
+    let stranger = app.register("stranger@example.com").await;
+    let stranger = Some(stranger.access_token.as_str());
+    assert_eq!(node(stranger, &video).await["__typename"], "Video");
+    assert_eq!(node(stranger, &job).await, Value::Null);
+    assert_eq!(node(None, &job).await, Value::Null);
+    // A video that is not ready is its members' only, and so are its highlights.
+    let draft = insert_video(&app, &creator, "draft", VideoStatus::Processing, None).await;
+    assert_eq!(node(None, &draft.to_string()).await, Value::Null);
+    assert_eq!(node(token, &draft.to_string()).await["title"], "draft");
+    // An id of nothing is null; text that is not an id is a client error.
+    assert_eq!(
+        node(token, &uuid::Uuid::now_v7().to_string()).await,
+        Value::Null
+    );
+    let body = app.gql(token, query, json!({ "id": "nope" })).await;
+    assert_eq!(
+        crate::helpers::error_code(&body),
+        "BAD_USER_INPUT",
+        "{body}"
+    );
+}
+
 both_backends!(
     transcript_validation_names_the_field_and_writes_nothing,
     caption_files_have_the_exact_expected_text,
@@ -872,4 +949,5 @@ both_backends!(
     highlights_paginate_by_score_with_stable_cursors,
     only_members_edit_a_videos_content,
     highlight_pages_cost_a_bounded_number_of_statements,
+    node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
 );
