@@ -2,14 +2,14 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin reelgraph
+RUN cargo build --profile production --locked --bin reelgraph
 
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/reelgraph --create-home reelgraph
-COPY --from=build /src/target/release/reelgraph /usr/local/bin/reelgraph
+COPY --from=build /src/target/production/reelgraph /usr/local/bin/reelgraph
 USER reelgraph
 WORKDIR /var/lib/reelgraph
 ENV REELGRAPH_LISTEN=0.0.0.0:8080 REELGRAPH_DATA_DIR=/var/lib/reelgraph

@@ -6,7 +6,7 @@
 #                     [--segments-per-video 12] [--viewers 5000] [--only video,creators]
 #                     [--max-load 1.5] [--sql extra.sql] [--keep]
 #
-# It creates a fresh PostgreSQL database, migrates it with the release build of Reelgraph,
+# It creates a fresh PostgreSQL database, migrates it with the production build of Reelgraph,
 # generates the dataset in SQL (seed.sql), creates a read-only role for PostGraphile, starts
 # both servers on free ports, checks that both give the same answers to every query, then
 # drives both with wrk at a fixed concurrency, alternating runs (bench.mjs). Results go to
@@ -98,9 +98,10 @@ if [[ -n ${REELGRAPH_BIN:-} ]]; then
   [[ -x $reelgraph ]] || die "REELGRAPH_BIN=$reelgraph is not an executable"
   say "using the Reelgraph binary $reelgraph (not building)"
 else
-  say "building Reelgraph (release; the first build takes several minutes)"
-  (cd "$root" && cargo build --release --quiet --bin reelgraph) || die "cargo build --release failed"
-  reelgraph="$root/target/release/reelgraph"
+  say "building Reelgraph (production profile: release with LTO; the first build takes 10+ minutes)"
+  (cd "$root" && cargo build --profile production --quiet --bin reelgraph) ||
+    die "cargo build --profile production failed"
+  reelgraph="$root/target/production/reelgraph"
 fi
 
 # ---- clean-up ------------------------------------------------------------------------------------
