@@ -360,24 +360,12 @@ async fn execute(
     if !runnable.is_empty() {
         results = run(&state, viewer, peer, headers, runnable, documents, single).await;
     }
-    for error in results
-        .iter()
-        .flat_map(|response| &response.errors)
-        .chain(refused.iter().flatten())
-    {
-        let code = error
-            .extensions
-            .as_ref()
-            .and_then(|e| e.get("code"))
-            .map(|v| v.to_string().trim_matches('"').to_owned())
-            .unwrap_or_default();
-        state
-            .app
-            .metrics
-            .graphql_errors
-            .get_or_create(&crate::metrics::CodeLabel { code })
-            .inc();
-    }
+    state.app.metrics.count_errors(
+        results
+            .iter()
+            .flat_map(|response| &response.errors)
+            .chain(refused.iter().flatten()),
+    );
     let mut results = results.into_iter();
     let answers: Vec<Answer> = refused
         .into_iter()

@@ -55,6 +55,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts errors returned to a client, by their code.
+    pub fn count_errors<'a>(
+        &self,
+        errors: impl IntoIterator<Item = &'a async_graphql::ServerError>,
+    ) {
+        for error in errors {
+            let code = crate::graphql::errors::code_of(error)
+                .unwrap_or_default()
+                .to_owned();
+            self.graphql_errors.get_or_create(&CodeLabel { code }).inc();
+        }
+    }
+
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -18,6 +18,14 @@ pub fn add_codes(response: &mut Response) {
     }
 }
 
+/// An error's `extensions.code`, if it has one.
+pub fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code),
+        _ => None,
+    }
+}
+
 fn has_code(error: &ServerError) -> bool {
     error
         .extensions

@@ -106,10 +106,9 @@ pub fn respond(media: MediaType, single: bool, answers: Vec<Answer>) -> axum::re
         [one] if single => {
             let status = match (media, one) {
                 (MediaType::GraphqlResponse, Answer::RequestError(errors)) => {
-                    let unauthenticated = errors.iter().any(|error| {
-                        error.extensions.as_ref().and_then(|e| e.get("code"))
-                            == Some(&async_graphql::Value::from("UNAUTHENTICATED"))
-                    });
+                    let unauthenticated = errors
+                        .iter()
+                        .any(|error| super::errors::code_of(error) == Some("UNAUTHENTICATED"));
                     if unauthenticated {
                         StatusCode::UNAUTHORIZED
                     } else {

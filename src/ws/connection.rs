@@ -211,7 +211,7 @@ impl Connection {
                 let max = self.setup.state.ws.max_operations;
                 if self.active.len() >= max {
                     let error = too_many_operations(max);
-                    self.count_errors(std::slice::from_ref(&error));
+                    self.setup.state.app.metrics.count_errors([&error]);
                     let message = server::error(self.setup.protocol, &id, &[error]);
                     return self.send(socket, message).await;
                 }
@@ -383,7 +383,7 @@ impl Connection {
         };
         let failed_before_execution = !active.answered && is_request_error(&response);
         active.answered = true;
-        self.count_errors(&response.errors);
+        self.setup.state.app.metrics.count_errors(&response.errors);
         if failed_before_execution {
             if let Some(active) = self.active.remove(&id) {
                 active.abort.abort();
@@ -393,24 +393,6 @@ impl Connection {
         }
         let message = server::next(self.setup.protocol, &id, &response);
         self.send(socket, message).await
-    }
-
-    fn count_errors(&self, errors: &[ServerError]) {
-        for error in errors {
-            let code = error
-                .extensions
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .map(|v| v.to_string().trim_matches('"').to_owned())
-                .unwrap_or_default();
-            self.setup
-                .state
-                .app
-                .metrics
-                .graphql_errors
-                .get_or_create(&crate::metrics::CodeLabel { code })
-                .inc();
-        }
     }
 
     async fn send(&self, socket: &mut WebSocket, text: String) -> Result<(), Stop> {

@@ -181,6 +181,18 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
     assert!(graphiql.text().await.expect("text").contains("graphiql"));
     app.gql(None, "{ creators { totalCount } }", json!({}))
         .await;
+    // Errors are counted by code: a field error, a refusal before execution, a validation error.
+    app.gql(None, "{ video(id: \"x\") { id } }", json!({}))
+        .await;
+    app.gql(None, "query($id: ID!) { video(id: $id) { id } }", json!({}))
+        .await;
+    app.gql(None, "{ nope }", json!({})).await;
+    app.gql(
+        None,
+        "{ job(id: \"0190c3a4-0000-7000-8000-000000000000\") { id } }",
+        json!({}),
+    )
+    .await;
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -189,7 +201,16 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
         .expect("sent");
     let text = metrics.text().await.expect("text");
     assert!(
-        text.contains("reelgraph_graphql_operations_total 1"),
+        // Every operation handed to the schema; the one refused before (missing variable) is not.
+        text.contains("reelgraph_graphql_operations_total 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reelgraph_graphql_errors_total{code=\"BAD_USER_INPUT\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reelgraph_graphql_errors_total{code=\"UNAUTHENTICATED\"} 1"),
         "{text}"
     );
 }
