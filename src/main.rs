@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use reelgraph::{
     Application,
     app::connect_state,
+    client,
     config::{Config, ServeArgs},
     db,
     users::{AdminOutcome, create_admin},
@@ -46,6 +47,10 @@ enum Command {
     /// Administration tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Submit a JSON movie spec to a running server (`--follow` waits, `-o` downloads the MP4).
+    Render(client::RenderArgs),
+    /// Follow a job on a running server to its end (`-o` downloads its output).
+    Follow(client::FollowArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", reelgraph::graphql::sdl());
             Ok(())
         }
+        Some(Command::Render(args)) => client::render_command(args).await,
+        Some(Command::Follow(args)) => client::follow_command(args).await,
         Some(Command::Admin(AdminCommand::Create {
             email,
             password,

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod billing;
+mod cli;
 mod consent;
 mod content;
 mod creators;

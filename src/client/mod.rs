@@ -1,0 +1,281 @@
+//! `reelgraph render` and `reelgraph follow`: a command-line client of a running server.
+//!
+//! It uses only the public API, as an SPA does: GraphQL over HTTP for sign-in, uploads and
+//! mutations ([`Api`]), and a `graphql-transport-ws` subscription for progress
+//! ([`follow`]). So it works the same against `cargo run` on a laptop and a deployment
+//! behind TLS (`https://` and `wss://`).
+
+mod follow;
+mod render;
+
+use std::fmt;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+pub use follow::JobUpdate;
+pub use render::{FollowArgs, RenderArgs, follow_command, render_command};
+
+/// Where the server is and who the client is, shared by the commands.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "REELGRAPH_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+
+    /// An access token (from `login` or `register`).
+    #[arg(
+        long,
+        env = "REELGRAPH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "email"
+    )]
+    pub token: Option<String>,
+
+    /// Sign in with this account instead of a token (the password from --password or
+    /// REELGRAPH_PASSWORD). The session is refreshed when the access token expires, so a long
+    /// render can be followed to the end.
+    #[arg(long, env = "REELGRAPH_EMAIL", requires = "password")]
+    pub email: Option<String>,
+
+    /// The password for --email.
+    #[arg(long, env = "REELGRAPH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+/// A GraphQL error the server answered with: its message, `extensions.code` and, for bad
+/// input, `extensions.field`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub message: String,
+    pub code: Option<String>,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn from_errors(errors: &Value) -> Vec<Self> {
+        errors
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|error| Self {
+                        message: error["message"].as_str().unwrap_or("error").to_owned(),
+                        code: error["extensions"]["code"].as_str().map(str::to_owned),
+                        field: error["extensions"]["field"].as_str().map(str::to_owned),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The errors of one answer, one per line.
+#[derive(Debug)]
+pub struct ApiErrors(pub Vec<ApiError>);
+
+impl fmt::Display for ApiErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiErrors {}
+
+/// How the client proves who it is.
+#[derive(Debug, Clone)]
+enum Credentials {
+    Token(String),
+    /// Signed in with a password: the refresh token renews the access token.
+    Session {
+        access: String,
+        refresh: String,
+    },
+}
+
+/// A GraphQL-over-HTTP connection to one server.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    credentials: Credentials,
+}
+
+const SESSION_FIELDS: &str = "accessToken refreshToken";
+
+impl Api {
+    /// Checks the URL and signs in as `args` say.
+    pub async fn connect(args: &ServerArgs) -> anyhow::Result<Self> {
+        let base = args.server.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base)
+            .with_context(|| format!("--server {base:?} is not a URL"))?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https"),
+            "--server must be an http:// or https:// URL, not {base:?}"
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("reelgraph-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("starting the HTTP client")?;
+        let mut api = Self {
+            http,
+            base,
+            credentials: Credentials::Token(String::new()),
+        };
+        api.credentials = match (&args.token, &args.email, &args.password) {
+            (Some(token), _, _) => Credentials::Token(token.trim().to_owned()),
+            (None, Some(email), Some(password)) => {
+                let data = api
+                    .call_anonymous(
+                        &format!(
+                            "mutation($email: String!, $password: String!) \
+                             {{ login(email: $email, password: $password) {{ {SESSION_FIELDS} }} }}"
+                        ),
+                        json!({ "email": email, "password": password }),
+                    )
+                    .await
+                    .context("signing in")?;
+                session_of(&data["login"])?
+            }
+            _ => anyhow::bail!(
+                "sign in first: pass --token (or set REELGRAPH_TOKEN), or --email with \
+                 --password (or REELGRAPH_PASSWORD)"
+            ),
+        };
+        Ok(api)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn access_token(&self) -> &str {
+        match &self.credentials {
+            Credentials::Token(token) => token,
+            Credentials::Session { access, .. } => access,
+        }
+    }
+
+    /// Trades the refresh token for a new session. `false` when signed in with a bare token,
+    /// which cannot be renewed.
+    pub async fn refresh(&mut self) -> anyhow::Result<bool> {
+        let Credentials::Session { refresh, .. } = &self.credentials else {
+            return Ok(false);
+        };
+        let data = self
+            .call_anonymous(
+                &format!(
+                    "mutation($token: String!) {{ refreshSession(refreshToken: $token) \
+                     {{ {SESSION_FIELDS} }} }}"
+                ),
+                json!({ "token": refresh }),
+            )
+            .await
+            .context("renewing the session")?;
+        self.credentials = session_of(&data["refreshSession"])?;
+        Ok(true)
+    }
+
+    /// Runs one operation as the signed-in user; its `data`, or the errors it answered with
+    /// ([`ApiErrors`]).
+    pub async fn call(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let token = self.access_token();
+        self.send(query, variables, (!token.is_empty()).then_some(token))
+            .await
+    }
+
+    /// Runs one operation without a token (signing in, renewing an expired session).
+    async fn call_anonymous(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        self.send(query, variables, None).await
+    }
+
+    async fn send(
+        &self,
+        query: &str,
+        variables: Value,
+        token: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let endpoint = format!("{}/graphql", self.base);
+        let mut request = self
+            .http
+            .post(&endpoint)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {endpoint}"))?;
+        let status = response.status();
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            Err(_) => anyhow::bail!("{endpoint} answered HTTP {status}, not a GraphQL response"),
+        };
+        if let Some(errors) = body.get("errors") {
+            let errors = ApiError::from_errors(errors);
+            if !errors.is_empty() {
+                return Err(ApiErrors(errors).into());
+            }
+        }
+        match body.get("data") {
+            Some(data) if !data.is_null() => Ok(data.clone()),
+            _ => anyhow::bail!("{endpoint} answered HTTP {status} without data"),
+        }
+    }
+}
+
+fn session_of(payload: &Value) -> anyhow::Result<Credentials> {
+    match (
+        payload["accessToken"].as_str(),
+        payload["refreshToken"].as_str(),
+    ) {
+        (Some(access), Some(refresh)) => Ok(Credentials::Session {
+            access: access.to_owned(),
+            refresh: refresh.to_owned(),
+        }),
+        _ => anyhow::bail!("the server's sign-in answer has no tokens"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_code_and_field() {
+        let errors = ApiError::from_errors(&json!([
+            { "message": "must be greater than 0", "extensions": { "code": "BAD_USER_INPUT", "field": "input.spec.scenes.0.duration" } },
+            { "message": "boom" },
+        ]));
+        assert_eq!(
+            ApiErrors(errors).to_string(),
+            "input.spec.scenes.0.duration: must be greater than 0 (BAD_USER_INPUT)\nboom"
+        );
+        assert!(ApiError::from_errors(&json!("not a list")).is_empty());
+    }
+}

@@ -1,0 +1,374 @@
+//! `reelgraph render` and `reelgraph follow`: the built binary, run as a user runs it, against
+//! the real server (GraphQL over HTTP, progress over WebSocket, real ffmpeg output).
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use reelgraph::render::ffmpeg;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp};
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the `reelgraph` binary with `args` (and nothing from this process's `REELGRAPH_*`
+/// environment), with no standard input.
+async fn reelgraph(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"));
+    command
+        .args(args)
+        .env_remove("REELGRAPH_URL")
+        .env_remove("REELGRAPH_TOKEN")
+        .env_remove("REELGRAPH_EMAIL")
+        .env_remove("REELGRAPH_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
+        .await
+        .expect("the command ends in time")
+        .expect("the command runs");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn make_png(path: &Path) {
+    let tools = ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x33ccff:s=48x48",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+}
+
+async fn job_status(app: &TestApp, token: &str, id: &str) -> Value {
+    app.ok(
+        Some(token),
+        "query($id: ID!) { job(id: $id) { status type progress } }",
+        json!({ "id": id }),
+    )
+    .await["job"]
+        .clone()
+}
+
+async fn render_follows_and_downloads_the_mp4(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("cli@example.com").await;
+    let dir = tempfile::tempdir().expect("dir");
+    make_png(&dir.path().join("logo.png")).await;
+    // The same local picture in two layers: uploaded once, named by its asset key in both.
+    let spec = json!({
+        "width": 320, "height": 240, "fps": 25,
+        "scenes": [
+            { "id": "one", "duration": 1.0, "bgColor": "#102030",
+              "layers": [
+                { "image": { "file": "logo.png", "x": 10, "y": 10 } },
+                { "text": { "text": "from the command line", "fontSize": 20 } }
+              ] },
+            { "id": "two", "duration": 1.5, "bgColor": "#302010",
+              "layers": [{ "image": { "file": "./logo.png", "x": 100, "y": 100, "width": 96, "height": 96 } }] }
+        ]
+    });
+    std::fs::write(dir.path().join("spec.json"), spec.to_string()).expect("spec written");
+    let spec_path = dir.path().join("spec.json");
+    let out = dir.path().join("movie.mp4");
+    let run = reelgraph(
+        &[
+            "render",
+            spec_path.to_str().expect("utf-8"),
+            "--server",
+            &app.base,
+            "--priority",
+            "high",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+        &[("REELGRAPH_TOKEN", &owner.access_token)],
+    )
+    .await;
+    assert!(run.ok, "render failed:\n{}", run.stderr);
+    let id = run.stdout.trim();
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "stdout is the job id: {:?}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("100%  DONE"), "{}", run.stderr);
+    assert!(run.stderr.contains("rendering"), "{}", run.stderr);
+
+    let job = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { status type priority } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        job["job"],
+        json!({ "status": "DONE", "type": "render.movie", "priority": "HIGH" })
+    );
+
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = ffmpeg::probe(&tools, &out)
+        .await
+        .expect("ffprobe reads the download");
+    assert_eq!((probe.width, probe.height), (Some(320), Some(240)));
+    let duration = probe
+        .video_duration_secs
+        .or(probe.duration_secs)
+        .expect("duration");
+    assert!((duration - 2.5).abs() <= 0.05, "duration {duration}");
+    // The download went through a temporary file that is gone now.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["logo.png", "movie.mp4", "spec.json"]);
+
+    // One upload for the two layers: the render plan names one asset key twice.
+    let plan_file = dir.path().join("plan.json");
+    app.state
+        .storage
+        .get_to_file(&format!("render-plans/{id}/plan.json"), &plan_file)
+        .await
+        .expect("the render plan is stored");
+    let plan = std::fs::read_to_string(&plan_file).expect("plan");
+    let prefix = format!("assets/{}/", owner.user_id);
+    let mut keys: Vec<&str> = plan
+        .match_indices(&prefix)
+        .map(|(at, _)| plan[at..].split('"').next().expect("key"))
+        .collect();
+    assert_eq!(keys.len(), 2, "{plan}");
+    keys.dedup();
+    assert_eq!(keys.len(), 1, "{plan}");
+
+    // Someone else's job is not found, as over the API.
+    let stranger = app.register("stranger-cli@example.com").await;
+    let run = reelgraph(
+        &["follow", id, "--server", &app.base],
+        &[("REELGRAPH_TOKEN", &stranger.access_token)],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("(NOT_FOUND)"), "{}", run.stderr);
+}
+
+async fn render_refusals_say_what_is_wrong_and_queue_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("refused@example.com").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("written");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let token = [("REELGRAPH_TOKEN", owner.access_token.as_str())];
+    let server = ["--server", app.base.as_str()];
+
+    // A whole RenderMovieInput, one scene of which has no duration to speak of.
+    let bad_scene = write(
+        "bad.json",
+        &json!({ "spec": { "width": 320, "height": 240, "fps": 25, "scenes": [
+            { "id": "a", "duration": 1.0, "bgColor": "#000000" },
+            { "id": "b", "duration": 0, "bgColor": "#000000" }
+        ] } })
+        .to_string(),
+    );
+    let run = reelgraph(&[&["render", &bad_scene][..], &server].concat(), &token).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("the server refused the render")
+            && run.stderr.contains("input.spec.scenes.1.duration")
+            && run.stderr.contains("(BAD_USER_INPUT)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "no job id for a refused render");
+
+    let not_json = write("broken.json", "{ \"width\": 320,\n  oops }");
+    let run = reelgraph(&[&["render", &not_json][..], &server].concat(), &token).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("is not a movie spec") && run.stderr.contains("line 2"),
+        "{}",
+        run.stderr
+    );
+
+    let missing_picture = write(
+        "picture.json",
+        &json!({ "width": 320, "height": 240, "fps": 25, "scenes": [
+            { "id": "a", "duration": 1.0, "bgColor": "#000000",
+              "layers": [{ "image": { "file": "nowhere.png" } }] }
+        ] })
+        .to_string(),
+    );
+    let run = reelgraph(
+        &[&["render", &missing_picture][..], &server].concat(),
+        &token,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("scenes.0.layers.0.image.file: nowhere.png: cannot read it"),
+        "{}",
+        run.stderr
+    );
+
+    let run = reelgraph(&[&["render", &bad_scene][..], &server].concat(), &[]).await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("sign in first"), "{}", run.stderr);
+
+    let run = reelgraph(
+        &[&["render", &bad_scene][..], &server].concat(),
+        &[("REELGRAPH_TOKEN", "not-a-token")],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("(UNAUTHENTICATED)"), "{}", run.stderr);
+
+    let run = reelgraph(
+        &["render", &bad_scene, "--server", "http://127.0.0.1:9"],
+        &token,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("cannot reach http://127.0.0.1:9/graphql"),
+        "{}",
+        run.stderr
+    );
+
+    let run = reelgraph(
+        &["render", &bad_scene, "--server", "ftp://127.0.0.1:9"],
+        &token,
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(run.stderr.contains("http:// or https://"), "{}", run.stderr);
+
+    let jobs = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(jobs["jobs"]["totalCount"], 0, "nothing was queued");
+}
+
+/// Access tokens last 2 s in the follow test: it signs in afresh for each request it makes.
+async fn operator_token(app: &TestApp) -> String {
+    app.ok(
+        None,
+        "mutation { login(email: \"operator@example.com\", password: \"correct horse battery\") { accessToken } }",
+        json!({}),
+    )
+    .await["login"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// A 5 s diagnostics job of the operator's.
+async fn run_job(app: &TestApp, fail: bool) -> String {
+    app.ok(
+        Some(&operator_token(app).await),
+        "mutation($fail: Boolean!) { runDiagnosticJob(input: { durationMs: 5000, steps: 20, fail: $fail }) { id } }",
+        json!({ "fail": fail }),
+    )
+    .await["runDiagnosticJob"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// A job outlives the access token: following with a password session renews it when the
+/// server closes the socket (4403) and sees the job to its end; a bare token cannot be renewed
+/// and says so. A job that fails makes the command fail with the job's reason.
+async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.access_token_ttl_secs = 2).await;
+    app.admin("operator@example.com").await;
+    let long = run_job(&app, false).await;
+    let run = reelgraph(
+        &[
+            "follow",
+            &long,
+            "--server",
+            &app.base,
+            "--email",
+            "operator@example.com",
+        ],
+        &[("REELGRAPH_PASSWORD", "correct horse battery")],
+    )
+    .await;
+    assert!(run.ok, "follow failed:\n{}", run.stderr);
+    assert!(run.stderr.contains("100%  DONE"), "{}", run.stderr);
+    assert_eq!(
+        job_status(&app, &operator_token(&app).await, &long).await["status"],
+        "DONE"
+    );
+
+    // A token lasts 2 s, and the job takes 5 s.
+    let long = run_job(&app, false).await;
+    let run = reelgraph(
+        &["follow", &long, "--server", &app.base],
+        &[("REELGRAPH_TOKEN", &operator_token(&app).await)],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("refused the access token")
+            && run.stderr.contains(&format!("reelgraph follow {long}")),
+        "{}",
+        run.stderr
+    );
+
+    let failing = run_job(&app, true).await;
+    let run = reelgraph(
+        &[
+            "follow",
+            &failing,
+            "--server",
+            &app.base,
+            "--email",
+            "operator@example.com",
+        ],
+        &[("REELGRAPH_PASSWORD", "correct horse battery")],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains(&format!(
+            "job {failing} ended FAILED: failed on purpose (diagnostics)"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+crate::both_backends!(
+    render_follows_and_downloads_the_mp4,
+    render_refusals_say_what_is_wrong_and_queue_nothing,
+    follow_renews_the_session_and_reports_how_the_job_ended,
+);
