@@ -51,6 +51,8 @@ enum Command {
     Render(client::RenderArgs),
     /// Follow a job on a running server to its end (`-o` downloads its output).
     Follow(client::FollowArgs),
+    /// Fill a running server with demo creators, videos, highlights and shorts, through its API.
+    Seed(client::SeedArgs),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Render(args)) => client::render_command(args).await,
         Some(Command::Follow(args)) => client::follow_command(args).await,
+        Some(Command::Seed(args)) => client::seed_command(args).await,
         Some(Command::Admin(AdminCommand::Create {
             email,
             password,
@@ -135,7 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = db::connect(&config, None).await?;
             db::migrate(&db).await?;
             let generated = password.is_none();
-            let password = password.unwrap_or_else(generate_password);
+            let password = password.unwrap_or_else(reelgraph::auth::password::generate_password);
             let outcome = create_admin(&db, &email, &password, display_name.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
@@ -167,10 +170,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Reelgraph listening on http://{addr} — GraphiQL at http://{addr}/graphiql"
     );
     app.run_until_stopped().await
-}
-
-fn generate_password() -> String {
-    let mut random = [0u8; 18];
-    rand::fill(&mut random);
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)
 }

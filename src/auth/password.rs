@@ -32,6 +32,14 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// A random password that meets the policy: 24 URL-safe characters (144 bits), for accounts
+/// a command creates (`admin create`, `seed`).
+pub fn generate_password() -> String {
+    let mut random = [0u8; 18];
+    rand::fill(&mut random);
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)
+}
+
 /// Checks the password policy; the error names `field`.
 pub fn validate_password(field: &str, password: &str) -> AppResult<()> {
     let len = password.chars().count();

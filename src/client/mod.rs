@@ -1,4 +1,5 @@
-//! `reelgraph render` and `reelgraph follow`: a command-line client of a running server.
+//! `reelgraph render`, `reelgraph follow` and `reelgraph seed`: a command-line client of a
+//! running server.
 //!
 //! It uses only the public API, as an SPA does: GraphQL over HTTP for sign-in, uploads and
 //! mutations ([`Api`]), and a `graphql-transport-ws` subscription for progress
@@ -7,6 +8,7 @@
 
 mod follow;
 mod render;
+mod seed;
 
 use std::fmt;
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 pub use follow::JobUpdate;
 pub use render::{FollowArgs, RenderArgs, follow_command, render_command};
+pub use seed::{DEMO_EMAIL, SeedArgs, seed_command};
 
 /// Where the server is and who the client is, shared by the commands.
 #[derive(clap::Args, Clone, Debug)]
@@ -124,7 +127,18 @@ const SESSION_FIELDS: &str = "accessToken refreshToken";
 impl Api {
     /// Checks the URL and signs in as `args` say.
     pub async fn connect(args: &ServerArgs) -> anyhow::Result<Self> {
-        let base = args.server.trim_end_matches('/').to_owned();
+        let mut api = Self::anonymous(&args.server)?;
+        anyhow::ensure!(
+            api.sign_in(args).await?,
+            "sign in first: pass --token (or set REELGRAPH_TOKEN), or --email with \
+             --password (or REELGRAPH_PASSWORD)"
+        );
+        Ok(api)
+    }
+
+    /// A client of `server` that has not signed in.
+    pub fn anonymous(server: &str) -> anyhow::Result<Self> {
+        let base = server.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base)
             .with_context(|| format!("--server {base:?} is not a URL"))?;
         anyhow::ensure!(
@@ -136,15 +150,19 @@ impl Api {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .context("starting the HTTP client")?;
-        let mut api = Self {
+        Ok(Self {
             http,
             base,
             credentials: Credentials::Token(String::new()),
-        };
-        api.credentials = match (&args.token, &args.email, &args.password) {
+        })
+    }
+
+    /// Signs in with the token or the password `args` give; `false` when they give neither.
+    pub async fn sign_in(&mut self, args: &ServerArgs) -> anyhow::Result<bool> {
+        self.credentials = match (&args.token, &args.email, &args.password) {
             (Some(token), _, _) => Credentials::Token(token.trim().to_owned()),
             (None, Some(email), Some(password)) => {
-                let data = api
+                let data = self
                     .call_anonymous(
                         &format!(
                             "mutation($email: String!, $password: String!) \
@@ -156,12 +174,29 @@ impl Api {
                     .context("signing in")?;
                 session_of(&data["login"])?
             }
-            _ => anyhow::bail!(
-                "sign in first: pass --token (or set REELGRAPH_TOKEN), or --email with \
-                 --password (or REELGRAPH_PASSWORD)"
-            ),
+            _ => return Ok(false),
         };
-        Ok(api)
+        Ok(true)
+    }
+
+    /// Creates an account and signs in as it.
+    pub async fn register(
+        &mut self,
+        email: &str,
+        password: &str,
+        display_name: &str,
+    ) -> anyhow::Result<()> {
+        let data = self
+            .call_anonymous(
+                &format!(
+                    "mutation($input: RegisterInput!) {{ register(input: $input) \
+                     {{ {SESSION_FIELDS} }} }}"
+                ),
+                json!({ "input": { "email": email, "password": password, "displayName": display_name } }),
+            )
+            .await?;
+        self.credentials = session_of(&data["register"])?;
+        Ok(())
     }
 
     pub fn base(&self) -> &str {

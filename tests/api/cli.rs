@@ -367,8 +367,119 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
     );
 }
 
+/// `seed` makes its demo content through the API: two creators, each with two probed videos
+/// with transcripts, key moments and an approved highlight, and one captioned vertical short.
+/// Run again, it finds the content there and changes nothing.
+async fn seed_fills_a_server_through_its_api(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let run = reelgraph(&["seed", "--server", &app.base], &[]).await;
+    assert!(run.ok, "seed failed:\n{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("account:  {}", reelgraph::client::DEMO_EMAIL)),
+        "{}",
+        run.stdout
+    );
+    let password = run
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("password: "))
+        .expect("the generated password is printed")
+        .trim()
+        .to_owned();
+    let login = app
+        .ok(
+            None,
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+            json!({ "e": reelgraph::client::DEMO_EMAIL, "p": password }),
+        )
+        .await;
+    let token = login["login"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let content =
+        "{ creators(first: 10) { totalCount nodes { slug videos(first: 10) { totalCount nodes {
+        title status durationSecs width height transcript { text } keyMoments { title }
+        highlights { status shorts { preset status captionsEnabled url } } } } } } }";
+    let data = app.ok(Some(&token), content, json!({})).await;
+    let creators = data["creators"]["nodes"].as_array().expect("creators");
+    assert_eq!(data["creators"]["totalCount"], 2, "{data:#}");
+    let mut slugs: Vec<&str> = creators.iter().filter_map(|c| c["slug"].as_str()).collect();
+    slugs.sort_unstable();
+    assert_eq!(slugs, ["demo-northern-kitchen", "demo-orbit-lab"]);
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let dir = tempfile::tempdir().expect("dir");
+    for creator in creators {
+        let videos = creator["videos"]["nodes"].as_array().expect("videos");
+        assert_eq!(videos.len(), 2, "{creator:#}");
+        let mut shorts = Vec::new();
+        for video in videos {
+            assert_eq!(video["status"], "READY", "{video:#}");
+            assert_eq!(
+                (video["width"].clone(), video["height"].clone()),
+                (json!(640), json!(360))
+            );
+            let duration = video["durationSecs"].as_f64().expect("probed duration");
+            assert!((duration - 15.0).abs() < 0.1, "{video:#}");
+            assert_eq!(video["transcript"].as_array().map(Vec::len), Some(5));
+            assert_eq!(video["keyMoments"].as_array().map(Vec::len), Some(3));
+            let highlights = video["highlights"].as_array().expect("highlights");
+            assert_eq!(highlights.len(), 3, "{video:#}");
+            let approved: Vec<&Value> = highlights
+                .iter()
+                .filter(|h| h["status"] == "APPROVED")
+                .collect();
+            assert_eq!(approved.len(), 1, "{video:#}");
+            shorts.extend(
+                highlights
+                    .iter()
+                    .flat_map(|h| h["shorts"].as_array().cloned().unwrap_or_default()),
+            );
+        }
+        assert_eq!(shorts.len(), 1, "one short per creator: {creator:#}");
+        let short = &shorts[0];
+        assert_eq!(
+            (
+                short["preset"].clone(),
+                short["status"].clone(),
+                short["captionsEnabled"].clone()
+            ),
+            (json!("VERTICAL"), json!("COMPLETE"), json!(true))
+        );
+        let path = dir.path().join("short.mp4");
+        let response = app
+            .client
+            .get(short["url"].as_str().expect("url"))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(response.status(), 200);
+        std::fs::write(&path, response.bytes().await.expect("bytes")).expect("written");
+        let probe = ffmpeg::probe(&tools, &path)
+            .await
+            .expect("ffprobe reads the short");
+        let (width, height) = (probe.width.expect("width"), probe.height.expect("height"));
+        assert_eq!(width * 16, height * 9, "9:16: {probe:?}");
+    }
+
+    let again = reelgraph(&["seed", "--server", &app.base], &[]).await;
+    assert!(again.ok, "{}", again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    assert_eq!(
+        app.ok(
+            Some(&token),
+            "{ creators { totalCount } videos { totalCount } }",
+            json!({})
+        )
+        .await,
+        json!({ "creators": { "totalCount": 2 }, "videos": { "totalCount": 4 } })
+    );
+}
+
 crate::both_backends!(
     render_follows_and_downloads_the_mp4,
     render_refusals_say_what_is_wrong_and_queue_nothing,
     follow_renews_the_session_and_reports_how_the_job_ended,
+    seed_fills_a_server_through_its_api,
 );
