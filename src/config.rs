@@ -54,6 +54,12 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
+    /// How long one HTTP request may run before it is stopped (milliseconds); WebSocket
+    /// subscriptions and object transfers are not limited by it.
+    #[arg(long, env = "REELGRAPH_REQUEST_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub request_timeout_ms: u64,
+
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
@@ -135,6 +141,7 @@ impl Config {
             max_query_complexity: 5000,
             cors_origins: Vec::new(),
             max_body_bytes: 1 << 20,
+            request_timeout_ms: 60_000,
             trust_proxy: false,
             workers: None,
             job_lease_secs: 30,

@@ -30,6 +30,8 @@ pub enum AppError {
     QuotaExceeded(String),
     /// Too many requests from this caller.
     RateLimited(String),
+    /// The request ran out of time and was stopped (code `INTERNAL`; the message says so).
+    TimedOut(String),
     /// Anything the client cannot act on; the detail is only logged.
     Internal(Arc<str>),
 }
@@ -73,7 +75,7 @@ impl AppError {
             Self::Conflict { .. } => "CONFLICT",
             Self::QuotaExceeded(_) => "QUOTA_EXCEEDED",
             Self::RateLimited(_) => "RATE_LIMITED",
-            Self::Internal(_) => "INTERNAL",
+            Self::Internal(_) | Self::TimedOut(_) => "INTERNAL",
         }
     }
 
@@ -83,7 +85,8 @@ impl AppError {
             Self::Unauthenticated(m)
             | Self::Forbidden(m)
             | Self::QuotaExceeded(m)
-            | Self::RateLimited(m) => m.clone(),
+            | Self::RateLimited(m)
+            | Self::TimedOut(m) => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadInput { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Internal(_) => "internal server error".to_owned(),

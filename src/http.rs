@@ -45,9 +45,6 @@ use crate::{
 /// Most operations one batched HTTP request may carry.
 const MAX_BATCH: usize = 10;
 
-/// How long one HTTP request may take.
-const REQUEST_TIMEOUT_SECS: u64 = 60;
-
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
@@ -116,9 +113,12 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(REQUEST_TIMEOUT_SECS),
+            Duration::from_millis(config.request_timeout_ms),
         ))
-        .layer(axum::middleware::map_response(explain_bare_statuses))
+        .layer(axum::middleware::map_response_with_state(
+            config.request_timeout_ms,
+            explain_bare_statuses,
+        ))
         .layer(compression())
         .layer(cors)
         .merge(objects)
@@ -163,13 +163,18 @@ fn compression()
 }
 
 /// The body limit and the timeout answer with a bare status; GraphQL clients get an error
-/// with a code in the body, like every other refusal.
-async fn explain_bare_statuses(response: Response) -> Response {
+/// with a code in the body, like every other refusal. A request stopped by the timeout is
+/// dropped where it was: a transaction it had open rolls back.
+async fn explain_bare_statuses(
+    axum::extract::State(timeout_ms): axum::extract::State<u64>,
+    response: Response,
+) -> Response {
     let err = match response.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
-        StatusCode::REQUEST_TIMEOUT => AppError::Internal(
-            format!("the request took longer than {REQUEST_TIMEOUT_SECS} seconds").into(),
-        ),
+        StatusCode::REQUEST_TIMEOUT => AppError::TimedOut(format!(
+            "the request was stopped after {}; what it had not committed was rolled back",
+            human_duration(timeout_ms)
+        )),
         _ => return response,
     };
     let json = response
@@ -180,6 +185,15 @@ async fn explain_bare_statuses(response: Response) -> Response {
         return response;
     }
     (response.status(), error_body(&err)).into_response()
+}
+
+/// `60000` → "60 s", `1500` → "1500 ms".
+fn human_duration(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
 }
 
 fn too_large() -> AppError {
