@@ -93,6 +93,13 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Object storage as one URL, in place of S3_BUCKET/S3_ENDPOINT/… or REELGRAPH_STORAGE_DIR:
+    /// `s3://bucket?endpoint=http://minio:9000&region=us-east-1&force_path_style=true`
+    /// (also `public_endpoint=`; credentials still from S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY
+    /// or the AWS chain) or `file:///var/lib/reelgraph/objects`.
+    #[arg(long, env = "STORAGE_URL")]
+    pub storage_url: Option<String>,
+
     /// Object storage folder (default `{data dir}/objects`; with PostgreSQL, set this or S3_BUCKET).
     #[arg(long, env = "REELGRAPH_STORAGE_DIR")]
     pub storage_dir: Option<std::path::PathBuf>,
@@ -150,6 +157,7 @@ impl Config {
             job_retention_days: 30,
             shutdown_grace_secs: 30,
             public_url: None,
+            storage_url: None,
             storage_dir: None,
             s3_bucket: None,
             s3_endpoint: None,

@@ -73,6 +73,68 @@ pub fn valid_key(key: &str) -> bool {
         && !key.chars().any(|c| c.is_control() || c == '\\')
 }
 
+/// `config` with the storage settings `STORAGE_URL` gives (`s3://bucket?endpoint=…&region=…
+/// &force_path_style=…&public_endpoint=…` or `file:///path`). It replaces the separate
+/// settings, so setting both is refused rather than merged.
+fn with_storage_url(config: &Config, url: &str) -> anyhow::Result<Config> {
+    anyhow::ensure!(
+        config.s3_bucket.is_none() && config.storage_dir.is_none(),
+        "STORAGE_URL replaces S3_BUCKET and REELGRAPH_STORAGE_DIR: set one or the other"
+    );
+    let parsed = url::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("STORAGE_URL is not a URL ({e}): {url:?}"))?;
+    let mut config = config.clone();
+    match parsed.scheme() {
+        "file" => {
+            anyhow::ensure!(
+                parsed.query().is_none() && parsed.host_str().is_none_or(str::is_empty),
+                "STORAGE_URL file:// takes an absolute path and nothing else: file:///var/lib/reelgraph/objects"
+            );
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| anyhow::anyhow!("STORAGE_URL {url:?} is not a folder path"))?;
+            anyhow::ensure!(
+                dir != Path::new("/"),
+                "STORAGE_URL file:// needs a folder: file:///var/lib/reelgraph/objects"
+            );
+            config.storage_dir = Some(dir);
+        }
+        "s3" => {
+            let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("STORAGE_URL s3:// needs a bucket: s3://my-bucket")
+            })?;
+            anyhow::ensure!(
+                matches!(parsed.path(), "" | "/"),
+                "STORAGE_URL: objects go at the bucket's root; {:?} after the bucket is not supported",
+                parsed.path()
+            );
+            config.s3_bucket = Some(bucket.to_owned());
+            for (name, value) in parsed.query_pairs() {
+                match name.as_ref() {
+                    "endpoint" => config.s3_endpoint = Some(value.into_owned()),
+                    "public_endpoint" => config.s3_public_endpoint = Some(value.into_owned()),
+                    "region" => config.s3_region = value.into_owned(),
+                    "force_path_style" => {
+                        config.s3_force_path_style = match value.as_ref() {
+                            "true" => true,
+                            "false" => false,
+                            other => anyhow::bail!(
+                                "STORAGE_URL force_path_style must be true or false, not {other:?}"
+                            ),
+                        }
+                    }
+                    other => anyhow::bail!(
+                        "STORAGE_URL: unknown setting {other:?} (endpoint, public_endpoint, \
+                         region and force_path_style are known)"
+                    ),
+                }
+            }
+        }
+        other => anyhow::bail!("STORAGE_URL must be s3://… or file:///…, not {other}://"),
+    }
+    Ok(config)
+}
+
 impl Storage {
     /// S3 when `S3_BUCKET` is set, else the local folder. With PostgreSQL (several processes,
     /// possibly on several hosts) a local folder must be chosen explicitly.
@@ -81,6 +143,14 @@ impl Storage {
         signing_key: [u8; 32],
         public_url: &str,
     ) -> anyhow::Result<Self> {
+        let resolved;
+        let config = match &config.storage_url {
+            Some(url) => {
+                resolved = with_storage_url(config, url)?;
+                &resolved
+            }
+            None => config,
+        };
         if let Some(bucket) = &config.s3_bucket {
             return Ok(Self::S3(Arc::new(S3Store::connect(config, bucket).await?)));
         }
@@ -88,7 +158,8 @@ impl Storage {
             Some(dir) => dir.clone(),
             None if config.is_postgres() => anyhow::bail!(
                 "no object storage configured. With PostgreSQL set S3_BUCKET (and S3_ENDPOINT, S3_REGION, \
-                 credentials) for S3/MinIO/R2, or REELGRAPH_STORAGE_DIR to a folder every process shares"
+                 credentials) for S3/MinIO/R2, or REELGRAPH_STORAGE_DIR to a folder every process shares \
+                 (or STORAGE_URL: s3://bucket?endpoint=… or file:///path)"
             ),
             None => config.data_dir.join("objects"),
         };
@@ -185,5 +256,72 @@ fn check(key: &str) -> StorageResult<()> {
         Ok(())
     } else {
         Err(StorageError(format!("invalid object key {key:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(url: &str) -> Result<Config, String> {
+        with_storage_url(&Config::embedded("/tmp/reelgraph-test"), url).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_s3_url_sets_every_s3_setting() {
+        let config = resolve(
+            "s3://media?endpoint=http%3A%2F%2Fminio%3A9000&public_endpoint=http://localhost:9000\
+             &region=eu-west-1&force_path_style=true",
+        )
+        .expect("valid");
+        assert_eq!(config.s3_bucket.as_deref(), Some("media"));
+        assert_eq!(config.s3_endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(
+            config.s3_public_endpoint.as_deref(),
+            Some("http://localhost:9000")
+        );
+        assert_eq!(config.s3_region, "eu-west-1");
+        assert!(config.s3_force_path_style);
+        let plain = resolve("s3://media").expect("valid");
+        assert_eq!(
+            (
+                plain.s3_endpoint,
+                plain.s3_region.as_str(),
+                plain.s3_force_path_style
+            ),
+            (None, "us-east-1", false)
+        );
+    }
+
+    #[test]
+    fn a_file_url_sets_the_folder() {
+        let config = resolve("file:///var/lib/reelgraph%20objects").expect("valid");
+        assert_eq!(
+            config.storage_dir.as_deref(),
+            Some(Path::new("/var/lib/reelgraph objects"))
+        );
+        assert_eq!(config.s3_bucket, None);
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let cases = [
+            ("objects", "is not a URL"),
+            ("gs://bucket", "must be s3://… or file:///…, not gs://"),
+            ("s3://", "needs a bucket"),
+            ("s3://media/prefix", "\"/prefix\" after the bucket"),
+            ("s3://media?regoin=x", "unknown setting \"regoin\""),
+            ("s3://media?force_path_style=yes", "must be true or false"),
+            ("file:///", "needs a folder"),
+            ("file:///x?y=1", "absolute path and nothing else"),
+        ];
+        for (url, expected) in cases {
+            let err = resolve(url).expect_err(url);
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+        let mut both = Config::embedded("/tmp/reelgraph-test");
+        both.s3_bucket = Some("media".into());
+        let err = with_storage_url(&both, "s3://other").expect_err("both");
+        assert!(err.to_string().contains("one or the other"), "{err}");
     }
 }

@@ -65,3 +65,16 @@ pub fn configure(config: &mut reelgraph::config::Config, server: &S3Server) {
     config.s3_access_key_id = Some(ACCESS_KEY.to_owned());
     config.s3_secret_access_key = Some(SECRET_KEY.to_owned());
 }
+
+/// [`configure`] in one `STORAGE_URL` (credentials stay separate settings, as in production).
+pub fn configure_url(config: &mut reelgraph::config::Config, server: &S3Server) {
+    config.storage_url = Some(format!(
+        "s3://{BUCKET}?endpoint={}&public_endpoint={}&force_path_style=true&region=us-east-1",
+        urlencoding::encode(&server.endpoint),
+        urlencoding::encode(&public_endpoint(server)),
+    ));
+    // The test app's PostgreSQL default is a shared folder; STORAGE_URL replaces it.
+    config.storage_dir = None;
+    config.s3_access_key_id = Some(ACCESS_KEY.to_owned());
+    config.s3_secret_access_key = Some(SECRET_KEY.to_owned());
+}
