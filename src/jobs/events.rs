@@ -8,10 +8,13 @@
 //! After the listener reconnects, it sends [`BusMessage::Resync`]: whatever was missed in
 //! between must be re-read from the table.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use entity::job;
+use quick_cache::sync::Cache;
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, sqlx::postgres::PgListener,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, Statement,
+    sqlx::postgres::PgListener,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +70,16 @@ pub enum BusMessage {
 pub struct EventBus {
     tx: broadcast::Sender<BusMessage>,
     db: DatabaseConnection,
+    /// Rows re-read for events, by `(job, seq)`: every subscriber of a job hears the same event
+    /// at once, and one read serves them all ([`EventBus::job_at`]).
+    reads: Arc<Cache<(Uuid, i64), JobRead>>,
 }
+
+/// A job row read for an event; `None` once the job is deleted.
+type JobRead = Option<Arc<job::Model>>;
+
+/// Rows kept for late subscribers of an event; each is one job version, a few hundred bytes.
+const READS_KEPT: usize = 4096;
 
 impl EventBus {
     /// A bus for `db`. With PostgreSQL, also starts the LISTEN task (until `shutdown`).
@@ -82,11 +94,31 @@ impl EventBus {
         {
             tokio::spawn(listen(url.to_owned(), tx.clone(), shutdown));
         }
-        Self { tx, db }
+        Self {
+            tx,
+            db,
+            reads: Arc::new(Cache::new(READS_KEPT)),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
         self.tx.subscribe()
+    }
+
+    /// The job as it is now that version `seq` of it has committed: at `seq` or newer, or
+    /// `None` once deleted. Subscribers ask this for each event they hear; the subscribers of
+    /// one job (`jobUpdated`, `jobsUpdated` of its owner, on any number of sockets) share one
+    /// read per event instead of one each. A failed read is not kept: the next caller tries
+    /// again.
+    pub async fn job_at(&self, id: Uuid, seq: i64) -> Result<JobRead, DbErr> {
+        self.reads
+            .get_or_insert_async(&(id, seq), async {
+                job::Entity::find_by_id(id)
+                    .one(&self.db)
+                    .await
+                    .map(|row| row.map(Arc::new))
+            })
+            .await
     }
 
     /// Announces committed changes. Call only after the transaction that made them committed.

@@ -7,7 +7,7 @@
 //! that falls behind the bounded bus gets `Lagged`, and answers it by re-reading the latest
 //! state (coalescing), never by queueing without bound.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{Context, Enum, ID, Object, Subscription};
 use chrono::{DateTime, Utc};
@@ -367,19 +367,22 @@ impl JobSubscription {
             let mut done = is_terminal(snapshot.status);
             yield Job(snapshot);
             while !done {
-                let reread = match bus.recv().await {
-                    Ok(BusMessage::Job(event)) => event.job_id == id && event.seq > last_seq,
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => true,
+                let read = match bus.recv().await {
+                    Ok(BusMessage::Job(event)) if event.job_id == id && event.seq > last_seq => {
+                        // Shared with every other subscriber of this event.
+                        state.events.job_at(id, event.seq).await
+                    }
+                    Ok(BusMessage::Job(_)) => continue,
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                        job::Entity::find_by_id(id).one(&state.db).await.map(|r| r.map(Arc::new))
+                    }
                     Err(RecvError::Closed) => break,
                 };
-                if !reread {
-                    continue;
-                }
-                match job::Entity::find_by_id(id).one(&state.db).await {
+                match read {
                     Ok(Some(row)) if row.seq > last_seq => {
                         last_seq = row.seq;
                         done = is_terminal(row.status);
-                        yield Job(row);
+                        yield Job(Arc::unwrap_or_clone(row));
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -409,7 +412,11 @@ impl JobSubscription {
                         if seen.get(&event.job_id).is_some_and(|&s| s >= event.seq) {
                             continue;
                         }
-                        job::Entity::find_by_id(event.job_id).one(&state.db).await.map(|r| r.into_iter().collect::<Vec<_>>())
+                        state
+                            .events
+                            .job_at(event.job_id, event.seq)
+                            .await
+                            .map(|r| r.into_iter().map(Arc::unwrap_or_clone).collect::<Vec<_>>())
                     }
                     Ok(BusMessage::Job(_)) => continue,
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {

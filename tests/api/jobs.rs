@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::{
     both_backends,
-    helpers::{Backend, Session, TestApp, error_code},
+    helpers::{
+        Backend, Session, TestApp, collect_until_complete, error_code, next_payload, subscribe,
+    },
 };
 
 const JOB: &str =
@@ -526,6 +528,98 @@ async fn a_worker_that_lost_its_lease_cannot_write_progress_or_complete(backend:
     assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
 }
 
+/// The next `jobsUpdated` event about `id` (earlier announcements skipped).
+async fn next_about(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: Uuid,
+) -> Value {
+    loop {
+        let update = next_payload(socket).await["data"]["jobsUpdated"].clone();
+        if update["id"] == id.to_string() {
+            return update;
+        }
+    }
+}
+
+/// Every subscriber of a job hears each event at once, and one read of the row serves them
+/// all: a change costs the same SQL statements with 1 `jobUpdated` and 1 `jobsUpdated`
+/// subscriber as with 6 of each.
+async fn subscribers_of_one_job_share_one_read_per_event(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.no_worker = true).await;
+    let owner = app.register("watched@example.com").await;
+    let mut costs = Vec::new();
+    for subscribers in [1, 6] {
+        let mut all_jobs = Vec::new();
+        for _ in 0..subscribers {
+            all_jobs.push(
+                subscribe(
+                    &app.base,
+                    &owner.access_token,
+                    "subscription { jobsUpdated { id status } }",
+                    json!({}),
+                )
+                .await,
+            );
+        }
+        // jobsUpdated has no first event, and one sent before the server has taken the
+        // subscription in is not heard: announce jobs until every socket has heard one.
+        let mut listening = vec![false; subscribers];
+        while listening.contains(&false) {
+            enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+            for (socket, heard) in all_jobs.iter_mut().zip(&mut listening) {
+                if !*heard {
+                    *heard = tokio::time::timeout(Duration::from_secs(2), next_payload(socket))
+                        .await
+                        .is_ok();
+                }
+            }
+        }
+        let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+        // Every socket has now also handled every announcement before this one.
+        for socket in &mut all_jobs {
+            assert_eq!(next_about(socket, id).await["status"], "QUEUED");
+        }
+        let mut one_job = Vec::new();
+        for _ in 0..subscribers {
+            let mut socket = subscribe(
+                &app.base,
+                &owner.access_token,
+                "subscription($id: ID!) { jobUpdated(id: $id) { status } }",
+                json!({ "id": id }),
+            )
+            .await;
+            assert_eq!(
+                next_payload(&mut socket).await["data"]["jobUpdated"]["status"],
+                "QUEUED"
+            );
+            one_job.push(socket);
+        }
+
+        let before = app.statements();
+        app.ok(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+        for socket in &mut one_job {
+            let updates = collect_until_complete(socket, Duration::from_secs(30)).await;
+            assert_eq!(updates.len(), 1, "{updates:?}");
+            assert_eq!(updates[0]["data"]["jobUpdated"]["status"], "CANCELLED");
+        }
+        for socket in &mut all_jobs {
+            assert_eq!(next_about(socket, id).await["status"], "CANCELLED");
+        }
+        costs.push(app.statements() - before);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements for one change, 1 vs 6 subscribers of each kind"
+    );
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -535,4 +629,5 @@ both_backends!(
     an_unknown_job_type_fails_with_a_clear_error,
     idempotency_keys_return_the_same_unfinished_job,
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
+    subscribers_of_one_job_share_one_read_per_event,
 );
