@@ -336,12 +336,14 @@ async fn execute(
         BatchRequest::Single(one) => (vec![one], true),
         BatchRequest::Batch(many) => (many, false),
     };
+    // Refused whole, before any of it runs: 400 whatever the media type, as a body that is
+    // not a GraphQL request (the batch itself cannot be answered operation by operation).
     if requests.len() > MAX_BATCH {
         let err = AppError::bad_input(
             "",
             format!("a batch may hold at most {MAX_BATCH} operations"),
         );
-        return error_body(&err).into_response();
+        return (StatusCode::BAD_REQUEST, error_body(&err)).into_response();
     }
     // Not a GraphQL request at all (GraphQL over HTTP: 400 whatever the media type).
     if single

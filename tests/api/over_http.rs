@@ -397,6 +397,45 @@ both_backends!(
     a_missing_required_variable_runs_nothing,
 );
 
+/// A batch holds at most 10 operations: one more is refused whole, 400 with the reason, and
+/// none of its operations runs (here: no creator is made); 10 run, each answered in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_limit_runs_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("batch@example.com").await;
+    let token = ada.access_token.as_str();
+    let create = |i: usize| json!({ "query": format!("mutation {{ createCreator(input: {{ name: \"Batch {i}\" }}) {{ name }} }}") });
+    let (status, body) = post(&app, token, Value::Array((0..11).map(create).collect())).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "a batch may hold at most 10 operations"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+    let data = app
+        .ok(Some(token), "{ me { creators { id } } }", json!({}))
+        .await;
+    assert_eq!(data["me"]["creators"], json!([]), "nothing ran");
+
+    let (status, body) = post(&app, token, Value::Array((0..10).map(create).collect())).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .expect("one answer per operation")
+        .iter()
+        .filter_map(|answer| answer["data"]["createCreator"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 10, "{body}");
+    assert!(
+        names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == format!("Batch {i}")),
+        "{names:?}"
+    );
+}
+
 /// The status of an answer depends on the media type the client accepts: with
 /// `application/graphql-response+json`, a request error is 400 (401 for an access token that
 /// is not valid) and a field error 200 beside its data; with `application/json`, all are 200.
