@@ -165,7 +165,15 @@ pub fn worker_pool(state: &AppState) -> WorkerPool {
         state.db.clone(),
         state.events.clone(),
         state.storage.clone(),
-        Registry::builtin(),
+        {
+            let mut registry = Registry::builtin();
+            crate::jobs::webhooks::register(
+                &mut registry,
+                state.tokens.clone(),
+                state.config.webhook_allow_private,
+            );
+            registry
+        },
         state.config.job_settings(),
         state.config.worker_slots(),
     )

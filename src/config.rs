@@ -60,6 +60,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub request_timeout_ms: u64,
 
+    /// Let webhook callbacks (`callbackUrl`) go to loopback, private and other non-public
+    /// addresses (refused by default: a user could otherwise make the server call internal
+    /// services).
+    #[arg(long, env = "REELGRAPH_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
@@ -149,6 +155,7 @@ impl Config {
             cors_origins: Vec::new(),
             max_body_bytes: 1 << 20,
             request_timeout_ms: 60_000,
+            webhook_allow_private: false,
             trust_proxy: false,
             workers: None,
             job_lease_secs: 30,

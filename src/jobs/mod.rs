@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod handlers;
 pub mod lifecycle;
 pub mod queue;
+pub mod webhooks;
 pub mod worker;
 
 use chrono::{DateTime, Utc};

@@ -93,6 +93,7 @@ pub async fn record_end(
     record(txn, job, worker, note).await?;
     if super::is_terminal(job.status) {
         crate::render::on_job_finished(txn, job).await?;
+        super::webhooks::on_job_finished(txn, job).await?;
     }
     Ok(())
 }

@@ -35,6 +35,11 @@ pub struct RenderMovieInput {
     pub idempotency_key: Option<String>,
     /// Render on behalf of a creator you manage (its members then see the job).
     pub creator_id: Option<ID>,
+    /// POSTed a signed JSON notice when the render ends (DONE, FAILED or CANCELLED), with
+    /// retries: `{event: "job.finished", deliveryId, job: {id, type, status, error, outputUrl,
+    /// …}}`, header `Reelgraph-Signature: t=…,v1=…` (HMAC-SHA256 of `"<t>.<body>"` with
+    /// `me { webhookSecret }`). An absolute http(s) URL, at most 2048 bytes.
+    pub callback_url: Option<String>,
 }
 
 /// Largest image a render takes as an asset.
@@ -123,6 +128,11 @@ impl RenderMutation {
         let user = viewer.require_user()?.clone();
         let state = state(ctx)?;
         let movie = spec::validate("input.spec", &input.spec)?;
+        let callback = input
+            .callback_url
+            .as_deref()
+            .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
+            .transpose()?;
         if let Some(key) = &input.idempotency_key
             && (key.is_empty() || key.len() > 255)
         {
@@ -176,15 +186,12 @@ impl RenderMutation {
             return Ok(Job(existing));
         }
         let minutes = movie.total_secs() / 60.0;
-        let mut new = NewJob::new(
-            JobKind::Render,
-            "render.movie",
-            user.id,
-            json!(MovieInput {
-                spec: movie,
-                reservation: None
-            }),
-        );
+        let mut movie_input = json!(MovieInput {
+            spec: movie,
+            reservation: None
+        });
+        crate::jobs::webhooks::attach(&mut movie_input, callback);
+        let mut new = NewJob::new(JobKind::Render, "render.movie", user.id, movie_input);
         new.priority = input.priority.unwrap_or(JobPriority::Normal).value();
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;

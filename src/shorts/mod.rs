@@ -139,6 +139,8 @@ pub struct GenerateShortInput {
     /// Burn the transcript's captions into the picture (not when left out or null).
     #[graphql(default_with = "Some(false)")]
     pub captions: Option<bool>,
+    /// POSTed a signed JSON notice when the short's render ends (as `RenderMovieInput`'s).
+    pub callback_url: Option<String>,
 }
 
 #[derive(Default)]
@@ -227,6 +229,11 @@ impl ShortMutation {
         input: GenerateShortInput,
     ) -> AppResult<Short> {
         let highlight_id = parse_id("input.highlightId", &input.highlight_id)?;
+        let callback = input
+            .callback_url
+            .as_deref()
+            .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
+            .transpose()?;
         let viewer: &Viewer = viewer(ctx)?;
         let user = viewer.require_user()?.clone();
         let state = state(ctx)?;
@@ -258,12 +265,9 @@ impl ShortMutation {
         let now = Utc::now();
         let txn = queue::begin_write(&state.db).await?;
         let id = Uuid::now_v7();
-        let mut new = NewJob::new(
-            JobKind::Render,
-            "render.short",
-            user.id,
-            json!({ "short_id": id }),
-        );
+        let mut short_input = json!({ "short_id": id });
+        crate::jobs::webhooks::attach(&mut short_input, callback);
+        let mut new = NewJob::new(JobKind::Render, "render.short", user.id, short_input);
         new.creator_id = Some(source.creator_id);
         let job_id = new.id;
         short::ActiveModel {

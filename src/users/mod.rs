@@ -28,6 +28,20 @@ impl User {
     async fn email(&self) -> &str {
         &self.0.email
     }
+    /// The key that signs the webhooks of your renders (`callbackUrl`): check that
+    /// `Reelgraph-Signature`'s `v1` is the hex HMAC-SHA256 of `"<t>.<body>"` under it. Only
+    /// for yourself; null on other users.
+    async fn webhook_secret(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
+        let viewer = crate::graphql::viewer(ctx)?;
+        if viewer.user().is_none_or(|me| me.id != self.0.id) {
+            return Ok(None);
+        }
+        let state = crate::graphql::state(ctx)?;
+        Ok(Some(crate::jobs::webhooks::secret_for(
+            &state.tokens,
+            self.0.id,
+        )))
+    }
     async fn display_name(&self) -> Option<&str> {
         self.0.display_name.as_deref()
     }

@@ -19,5 +19,6 @@ mod s3;
 mod schema;
 mod uploads;
 mod videos;
+mod webhooks;
 mod websocket;
 mod workers;

@@ -1,0 +1,386 @@
+//! Webhooks: a render (`renderMovie`, `generateShort`) given a `callbackUrl` has its end POSTed
+//! there, signed, so a backend learns of it without holding a subscription open.
+//!
+//! The delivery is itself a job (`webhook.deliver`, kind `PUBLISH`, owned by the render's
+//! owner), enqueued in the transaction that ends the render ([`on_job_finished`]): it cannot be
+//! lost between the two, it is retried with the queue's backoff (15 attempts over about half
+//! an hour), and its owner sees it in `jobs` with its attempts and last error (and may
+//! `retryJob` it).
+//! The delivery is not announced on the event bus (it is enqueued deep inside another job's
+//! end); idle workers find it on their next poll.
+//!
+//! Each POST carries `Reelgraph-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+//! "<t>.<body>">` keyed by the owner's `me { webhookSecret }`, and `Reelgraph-Delivery: <id>`,
+//! the same on every attempt so receivers can drop repeats. Callback hosts that resolve to
+//! loopback, private, link-local or other non-public addresses are refused (server-side
+//! request forgery) unless `REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true`; the address checked is the
+//! address connected to.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use chrono::Utc;
+use entity::{JobKind, job};
+use hmac::{Hmac, KeyInit, Mac};
+use sea_orm::{DatabaseTransaction, EntityTrait};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::{
+    NewJob,
+    handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+    queue,
+};
+use crate::{
+    auth::tokens::TokenKeys,
+    error::{AppError, AppResult},
+};
+
+pub const JOB_TYPE: &str = "webhook.deliver";
+/// Where a job's input keeps its callback.
+const INPUT_KEY: &str = "callback_url";
+/// With the queue's backoff (doubling from 1 s, capped at 5 minutes): about half an hour.
+const MAX_ATTEMPTS: i32 = 15;
+const MAX_URL_LEN: usize = 2048;
+/// One attempt's whole exchange.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the `outputUrl` in a delivery works.
+const OUTPUT_URL_TTL: Duration = Duration::from_secs(600);
+
+/// Checks a `callbackUrl` input: an absolute `http(s)` URL with a host, at most 2048 bytes.
+pub fn validate_callback_url(field: &str, url: &str) -> AppResult<String> {
+    let url = url.trim();
+    if url.len() > MAX_URL_LEN {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_URL_LEN} bytes"),
+        ));
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|e| AppError::bad_input(field, format!("must be an absolute URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(AppError::bad_input(
+            field,
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// Stores a checked callback in a job's input.
+pub fn attach(input: &mut Value, url: Option<String>) {
+    if let (Some(url), Some(object)) = (url, input.as_object_mut()) {
+        object.insert(INPUT_KEY.to_owned(), url.into());
+    }
+}
+
+/// The secret `owner` verifies signatures with (derived from the server's secret, so every
+/// process knows it without storing it).
+pub fn secret_for(tokens: &TokenKeys, owner: Uuid) -> String {
+    let key = tokens.derive_key(format!("reelgraph webhook secret v1 {owner}").as_bytes());
+    format!("whsec_{}", hex::encode(key))
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// In the transaction that ends `job`: when it is a top-level job with a callback, enqueue
+/// the delivery of its end.
+pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.parent_id.is_some() || job.job_type == JOB_TYPE {
+        return Ok(());
+    }
+    let Some(url) = job.input.get(INPUT_KEY).and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let mut delivery = NewJob::new(
+        JobKind::Publish,
+        JOB_TYPE,
+        job.owner_id,
+        json!({ "url": url, "job_id": job.id, "status": job.status }),
+    );
+    delivery.creator_id = job.creator_id;
+    delivery.max_attempts = MAX_ATTEMPTS;
+    let _ = queue::enqueue(txn, delivery).await?;
+    Ok(())
+}
+
+pub fn register(registry: &mut Registry, tokens: TokenKeys, allow_private: bool) {
+    registry.register(
+        JOB_TYPE,
+        Deliver {
+            tokens,
+            allow_private,
+        },
+    );
+}
+
+#[derive(Deserialize)]
+struct DeliveryInput {
+    url: String,
+    job_id: Uuid,
+    status: entity::JobStatus,
+}
+
+struct Deliver {
+    tokens: TokenKeys,
+    allow_private: bool,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Deliver {
+    async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+        let input: DeliveryInput = ctx.input()?;
+        let Some(ended) = job::Entity::find_by_id(input.job_id)
+            .one(&ctx.db)
+            .await
+            .map_err(|e| JobFailure::transient(format!("reading the job: {e}")))?
+        else {
+            return Err(JobFailure::permanent(
+                "the job no longer exists (deleted after its retention period)",
+            ));
+        };
+        let output_url = match (&input.status, &ended.output_ref) {
+            (entity::JobStatus::Done, Some(key)) => Some(
+                ctx.storage
+                    .presign_get(key, OUTPUT_URL_TTL)
+                    .await
+                    .map_err(|e| JobFailure::transient(format!("signing the output URL: {e}")))?,
+            ),
+            _ => None,
+        };
+        let body = json!({
+            "event": "job.finished",
+            "deliveryId": ctx.job.id,
+            "job": {
+                "id": ended.id,
+                "type": ended.job_type,
+                "status": input.status,
+                "error": ended.error,
+                "outputUrl": output_url,
+                "createdAt": ended.created_at,
+                "finishedAt": ended.finished_at,
+            },
+        })
+        .to_string();
+        let target = self.target(&input.url).await?;
+        let timestamp = Utc::now().timestamp();
+        let secret = secret_for(&self.tokens, ctx.job.owner_id);
+        let client = target
+            .client()
+            .map_err(|e| JobFailure::transient(format!("starting the HTTP client: {e}")))?;
+        let answer = client
+            .post(target.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::USER_AGENT,
+                concat!("Reelgraph-Webhooks/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("reelgraph-delivery", ctx.job.id.to_string())
+            .header(
+                "reelgraph-signature",
+                signature(&secret, timestamp, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await;
+        let status = match answer {
+            Ok(response) => response.status(),
+            Err(err) => {
+                let why = if err.is_timeout() {
+                    format!("no answer within {} s", TIMEOUT.as_secs())
+                } else if err.is_connect() {
+                    "could not connect".to_owned()
+                } else {
+                    "the exchange failed".to_owned()
+                };
+                return Err(JobFailure::transient(format!(
+                    "callback {}: {why}",
+                    target.url
+                )));
+            }
+        };
+        if status.is_success() {
+            return Ok(Outcome::Done {
+                output: json!({ "status": status.as_u16() }),
+                output_ref: None,
+            });
+        }
+        let message = format!("callback {} answered HTTP {}", target.url, status.as_u16());
+        // 410 Gone: the receiver says it will never take it.
+        if status == reqwest::StatusCode::GONE {
+            Err(JobFailure::permanent(message))
+        } else {
+            Err(JobFailure::transient(message))
+        }
+    }
+}
+
+/// A callback URL with the address it will be sent to.
+struct Target {
+    url: url::Url,
+    host: String,
+    address: SocketAddr,
+}
+
+impl Target {
+    /// A client that connects to the checked address only (no second lookup that could
+    /// answer otherwise) and follows no redirects.
+    fn client(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&self.host, self.address)
+            .build()
+    }
+}
+
+impl Deliver {
+    async fn target(&self, url: &str) -> Result<Target, JobFailure> {
+        let url = url::Url::parse(url)
+            .map_err(|e| JobFailure::permanent(format!("callback URL {url:?}: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| JobFailure::permanent(format!("callback URL {url} has no host")))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| JobFailure::transient(format!("callback host {host} does not resolve")))?
+            .collect();
+        let Some(&address) = addresses.first() else {
+            return Err(JobFailure::transient(format!(
+                "callback host {host} does not resolve"
+            )));
+        };
+        if !self.allow_private
+            && let Some(private) = addresses.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(JobFailure::permanent(format!(
+                "callback host {host} resolves to a non-public address ({}); deliveries go \
+                 to public addresses only unless the server sets \
+                 REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true",
+                private.ip()
+            )));
+        }
+        Ok(Target { url, host, address })
+    }
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private, link-local, shared,
+/// documentation, benchmarking, reserved, multicast or unspecified).
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || ip.to_ipv4().is_some_and(|v4| !is_public_v4(v4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+    }
+
+    #[test]
+    fn callback_urls_are_checked() {
+        assert_eq!(
+            validate_callback_url("input.callbackUrl", " https://example.com/hook?x=1 ")
+                .expect("valid"),
+            "https://example.com/hook?x=1"
+        );
+        for bad in [
+            "ftp://example.com",
+            "example.com/hook",
+            "http://",
+            "mailto:a@example.com",
+        ] {
+            let err = validate_callback_url("input.callbackUrl", bad).expect_err(bad);
+            assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(validate_callback_url("input.callbackUrl", &long).is_err());
+    }
+
+    #[test]
+    fn signatures_are_hmacs_of_the_timestamp_and_body() {
+        // `printf '1700000000.{}' | openssl dgst -sha256 -hmac whsec_test`
+        assert_eq!(
+            signature("whsec_test", 1_700_000_000, b"{}"),
+            "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
+        );
+    }
+}
