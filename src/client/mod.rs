@@ -234,6 +234,31 @@ impl Api {
         Ok(true)
     }
 
+    /// Uploads `bytes` to a presigned URL with the headers the server asked for
+    /// (`uploadHeaders`).
+    pub async fn put_presigned(
+        &self,
+        url: &str,
+        headers: &Value,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let mut put = self.http.put(url).body(bytes);
+        if let Some(headers) = headers.as_object() {
+            for (name, value) in headers {
+                if let Some(value) = value.as_str() {
+                    put = put.header(name, value);
+                }
+            }
+        }
+        let response = put.send().await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the storage answered HTTP {}",
+            response.status()
+        );
+        Ok(())
+    }
+
     /// Runs one operation as the signed-in user; its `data`, or the errors it answered with
     /// ([`ApiErrors`]).
     pub async fn call(&self, query: &str, variables: Value) -> anyhow::Result<Value> {

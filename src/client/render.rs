@@ -204,20 +204,9 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
     let (Some(key), Some(url)) = (upload["assetKey"].as_str(), upload["uploadUrl"].as_str()) else {
         anyhow::bail!("the server's upload answer has no assetKey or uploadUrl");
     };
-    let mut put = api.http().put(url).body(bytes);
-    if let Some(headers) = upload["uploadHeaders"].as_object() {
-        for (name, value) in headers {
-            if let Some(value) = value.as_str() {
-                put = put.header(name, value);
-            }
-        }
-    }
-    let response = put.send().await.context("uploading it")?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "uploading it: the storage answered HTTP {}",
-        response.status()
-    );
+    api.put_presigned(url, &upload["uploadHeaders"], bytes)
+        .await
+        .context("uploading it")?;
     Ok(key.to_owned())
 }
 

@@ -265,20 +265,9 @@ async fn seed_video(
     let url = upload["uploadUrl"]
         .as_str()
         .context("requestVideoUpload gave no uploadUrl")?;
-    let mut put = api.http().put(url).body(bytes);
-    if let Some(headers) = upload["uploadHeaders"].as_object() {
-        for (name, value) in headers {
-            if let Some(value) = value.as_str() {
-                put = put.header(name, value);
-            }
-        }
-    }
-    let response = put.send().await.context("uploading the source video")?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "uploading the source video: the storage answered HTTP {}",
-        response.status()
-    );
+    api.put_presigned(url, &upload["uploadHeaders"], bytes)
+        .await
+        .context("uploading the source video")?;
     let data = api
         .call(
             "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
