@@ -8,7 +8,7 @@
 
 use async_graphql::{
     Context, ID, Object,
-    connection::{Connection, Edge},
+    connection::{Connection, CursorType, DefaultConnectionName, DefaultEdgeName, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{HighlightStatus, creator, highlight, key_moment, video};
@@ -37,6 +37,19 @@ use crate::{
 /// silently: an old cursor is rejected as foreign instead of being misread.
 const CURSOR_TAG: &[u8] = b"hs1:";
 
+/// Encoded only when the client reads a cursor (see [`RelayConnection`]).
+impl CursorType for ScoreCursor {
+    type Error = String;
+
+    fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
+        Self::decode("after", s).map_err(|e| e.public_message())
+    }
+
+    fn encode_cursor(&self) -> String {
+        self.encode()
+    }
+}
+
 /// A position in the `(score DESC, id ASC)` order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ScoreCursor {
@@ -54,7 +67,7 @@ impl ScoreCursor {
 
     /// Opaque: base64 of the tag, the score's exact bits and the id, so equality with the
     /// stored double is exact on both backends.
-    fn encode(self) -> String {
+    fn encode(&self) -> String {
         let mut raw = CURSOR_TAG.to_vec();
         raw.extend_from_slice(&self.score.to_be_bytes());
         raw.extend_from_slice(self.id.as_bytes());
@@ -204,7 +217,8 @@ impl ContentQuery {
         #[graphql(desc = "Only highlights scoring at least this much (0 to 1).")] min_score: Option<
             f64,
         >,
-    ) -> AppResult<RelayConnection<Highlight>> {
+    ) -> AppResult<RelayConnection<Highlight, DefaultConnectionName, DefaultEdgeName, ScoreCursor>>
+    {
         let args = ScorePageArgs::new(first, after, last, before)?;
         let video_id = video_id.map(|id| parse_id("videoId", &id)).transpose()?;
         let creator_id = creator_id
@@ -327,7 +341,7 @@ impl ContentQuery {
         connection.edges.extend(
             page.items
                 .into_iter()
-                .map(|(h, moment)| Edge::new(ScoreCursor::of(&h).encode(), Highlight(h, moment))),
+                .map(|(h, moment)| Edge::new(ScoreCursor::of(&h), Highlight(h, moment))),
         );
         Ok(connection)
     }

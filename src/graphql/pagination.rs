@@ -9,8 +9,8 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use async_graphql::{
     Context, Object, OutputType,
     connection::{
-        Connection, ConnectionNameType, DefaultConnectionName, DefaultEdgeName, Edge, EdgeNameType,
-        EmptyFields,
+        Connection, ConnectionNameType, CursorType, DefaultConnectionName, DefaultEdgeName, Edge,
+        EdgeNameType, EmptyFields,
     },
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -26,10 +26,34 @@ pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
 const CURSOR_TAG: &[u8] = b"k1:";
 
-/// A Relay connection whose cursors are strings and which offers `totalCount`; named
-/// `{Node}Connection` / `{Node}Edge` unless the contract names it otherwise.
-pub type RelayConnection<Node, Name = DefaultConnectionName, EdgeName = DefaultEdgeName> =
-    Connection<String, Node, TotalCount, EmptyFields, Name, EdgeName>;
+/// A Relay connection that offers `totalCount`; named `{Node}Connection` / `{Node}Edge`
+/// unless the contract names it otherwise. Its cursors are kept as their parts (`C`) and
+/// encoded only when the client reads `cursor`, `startCursor` or `endCursor`: most clients
+/// read `nodes`, and a page would otherwise build a base64 string per row for nothing.
+pub type RelayConnection<
+    Node,
+    Name = DefaultConnectionName,
+    EdgeName = DefaultEdgeName,
+    C = IdCursor,
+> = Connection<C, Node, TotalCount, EmptyFields, Name, EdgeName>;
+
+/// A position in `id` order; reads as [`encode_cursor`] of the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdCursor(pub Uuid);
+
+impl CursorType for IdCursor {
+    type Error = String;
+
+    fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
+        decode_cursor("after", s)
+            .map(Self)
+            .map_err(|e| e.public_message())
+    }
+
+    fn encode_cursor(&self) -> String {
+        encode_cursor(self.0)
+    }
+}
 
 /// Which page to read, already validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,7 +180,7 @@ impl<M> Page<M> {
         connection.edges.extend(
             self.items
                 .into_iter()
-                .map(|m| Edge::new(encode_cursor(id(&m)), node(m))),
+                .map(|m| Edge::new(IdCursor(id(&m)), node(m))),
         );
         connection
     }
