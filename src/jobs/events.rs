@@ -11,7 +11,7 @@
 use std::{sync::Arc, time::Duration};
 
 use entity::job;
-use quick_cache::sync::Cache;
+use quick_cache::{Weighter, sync::Cache};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, Statement,
     sqlx::postgres::PgListener,
@@ -72,14 +72,47 @@ pub struct EventBus {
     db: DatabaseConnection,
     /// Rows re-read for events, by `(job, seq)`: every subscriber of a job hears the same event
     /// at once, and one read serves them all ([`EventBus::job_at`]).
-    reads: Arc<Cache<(Uuid, i64), JobRead>>,
+    reads: Arc<Cache<(Uuid, i64), JobRead, RowSize>>,
 }
 
 /// A job row read for an event; `None` once the job is deleted.
 type JobRead = Option<Arc<job::Model>>;
 
-/// Rows kept for late subscribers of an event; each is one job version, a few hundred bytes.
-const READS_KEPT: usize = 4096;
+/// Rows kept for subscribers of an event that come late: an entry only has to outlive one
+/// fan-out, so a few MiB is plenty.
+const READS_KEPT: usize = 1024;
+const READS_WEIGHT: u64 = 4 << 20;
+
+/// Weighs a row by its JSON documents: a movie's input holds its whole spec.
+#[derive(Clone)]
+struct RowSize;
+
+impl Weighter<(Uuid, i64), JobRead> for RowSize {
+    fn weight(&self, _: &(Uuid, i64), row: &JobRead) -> u64 {
+        let json = |value: &serde_json::Value| {
+            let mut counter = ByteCounter(0);
+            let _ = serde_json::to_writer(&mut counter, value);
+            counter.0
+        };
+        row.as_ref().map_or(64, |row| {
+            512 + json(&row.input) + row.output.as_ref().map_or(0, json)
+        })
+    }
+}
+
+/// Counts what is written to it.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 impl EventBus {
     /// A bus for `db`. With PostgreSQL, also starts the LISTEN task (until `shutdown`).
@@ -97,7 +130,7 @@ impl EventBus {
         Self {
             tx,
             db,
-            reads: Arc::new(Cache::new(READS_KEPT)),
+            reads: Arc::new(Cache::with_weighter(READS_KEPT, READS_WEIGHT, RowSize)),
         }
     }
 
