@@ -1,12 +1,12 @@
 //! `reelgraph render` and `reelgraph follow`: the built binary, run as a user runs it, against
 //! the real server (GraphQL over HTTP, progress over WebSocket, real ffmpeg output).
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use reelgraph::render::ffmpeg;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, make_png};
 
 struct Run {
     ok: bool,
@@ -38,27 +38,6 @@ async fn reelgraph(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-async fn make_png(path: &Path) {
-    let tools = ffmpeg::check()
-        .await
-        .expect("ffmpeg is installed (scripts/test installs it)");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=0x33ccff:s=48x48",
-        ])
-        .args(["-frames:v", "1"])
-        .arg(path)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
-}
-
 async fn job_status(app: &TestApp, token: &str, id: &str) -> Value {
     app.ok(
         Some(token),
@@ -73,7 +52,7 @@ async fn render_follows_and_downloads_the_mp4(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.register("cli@example.com").await;
     let dir = tempfile::tempdir().expect("dir");
-    make_png(&dir.path().join("logo.png")).await;
+    make_png(&dir.path().join("logo.png"), "0x33ccff", "48x48").await;
     // The same local picture in two layers: uploaded once, named by its asset key in both.
     let spec = json!({
         "width": 320, "height": 240, "fps": 25,

@@ -479,3 +479,19 @@ pub async fn run_node(dir: &std::path::Path, script: &str, args: &[&str]) -> Val
     );
     serde_json::from_str(stdout.trim()).expect("one JSON line")
 }
+
+/// A one-colour PNG made with ffmpeg (`color` like `0xff3366`, `size` like `64x64`).
+pub async fn make_png(path: &std::path::Path, color: &str, size: &str) {
+    let tools = reelgraph::render::ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("color=c={color}:s={size}"))
+        .args(["-frames:v", "1"])
+        .arg(path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg made {}", path.display());
+}

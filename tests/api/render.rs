@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        Backend, Session, TestApp, collect_until_complete, error_code, error_field, next_payload,
-        subscribe,
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, make_png,
+        next_payload, subscribe,
     },
     s3,
 };
@@ -21,27 +21,9 @@ const CHILDREN: &str = "query($id: ID!) { job(id: $id) { outputUrl children(firs
 
 /// Makes a 64×64 PNG with ffmpeg and stores it as an asset of `owner`.
 async fn upload_logo(app: &TestApp, owner: &Session) -> String {
-    let tools = ffmpeg::check()
-        .await
-        .expect("ffmpeg is installed (scripts/test installs it)");
     let dir = tempfile::tempdir().expect("dir");
     let png = dir.path().join("logo.png");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=0xff3366:s=64x64",
-            "-frames:v",
-            "1",
-        ])
-        .arg(&png)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
+    make_png(&png, "0xff3366", "64x64").await;
     let key = format!("assets/{}/logo.png", owner.user_id);
     app.state
         .storage
