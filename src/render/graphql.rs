@@ -196,6 +196,12 @@ impl RenderMutation {
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;
         let enqueued = queue::enqueue(&txn, new).await?;
+        if enqueued.existing {
+            // A request with the same key committed its job between our look-up and our
+            // insert: that job is the answer, and its minutes are already reserved.
+            txn.rollback().await?;
+            return Ok(Job(enqueued.job));
+        }
         // Reserved after the insert, in the same transaction: credit ledger rows refer to the
         // job, and the job is invisible to workers until the commit.
         let reservation =

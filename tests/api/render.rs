@@ -648,3 +648,93 @@ fn tamper_signature(url: &str) -> String {
     let other = if digit == "0" { "1" } else { "0" };
     format!("{}{other}{}", &url[..at], &url[at + 1..])
 }
+
+/// Two `renderMovie` calls with one idempotency key race: the second does not see the first's
+/// job when it looks, and its insert waits on the first's. It answers the first's job and
+/// reserves nothing of its own (a reservation no job would ever settle or release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
+    use reelgraph::jobs::{NewJob, queue};
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("idem-race@example.com").await;
+    let spec = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "a", "duration": 60, "bgColor": "#000000" }] });
+
+    // The winner: inserted, not yet committed.
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let mut first = NewJob::new(
+        entity::JobKind::Render,
+        "render.movie",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    first.idempotency_key = Some("movie-7".to_owned());
+    let first = queue::enqueue(&txn, first)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueue");
+    assert!(!first.existing);
+
+    let second = {
+        let (base, client, token) = (
+            app.base.clone(),
+            app.client.clone(),
+            owner.access_token.clone(),
+        );
+        let body = json!({ "query": RENDER, "variables": { "input": { "spec": spec, "idempotencyKey": "movie-7" } } });
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    // Wait until the second's insert waits on the first's row lock.
+    let waiting = "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = app
+            .state
+            .db
+            .query_one_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                waiting,
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        if row.try_get::<i64>("", "n").expect("n") > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second call never waited on the first's insert"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    txn.commit().await.expect("commit");
+
+    let answer = second.await.expect("joined");
+    assert_eq!(
+        answer["data"]["renderMovie"]["id"],
+        first.job.id.to_string(),
+        "{answer}"
+    );
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved } jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(usage["renderUsage"]["minutesReserved"], 0.0, "{usage}");
+    assert_eq!(usage["jobs"]["totalCount"], 1);
+}
