@@ -147,7 +147,7 @@ impl JobHandler for Deliver {
         let Some(ended) = job::Entity::find_by_id(input.job_id)
             .one(&ctx.db)
             .await
-            .map_err(|e| JobFailure::transient(format!("reading the job: {e}")))?
+            .map_err(|e| JobFailure::internal("the job could not be read", e))?
         else {
             return Err(JobFailure::permanent(
                 "the job no longer exists (deleted after its retention period)",
@@ -158,7 +158,7 @@ impl JobHandler for Deliver {
                 ctx.storage
                     .presign_get(key, OUTPUT_URL_TTL)
                     .await
-                    .map_err(|e| JobFailure::transient(format!("signing the output URL: {e}")))?,
+                    .map_err(|e| JobFailure::internal("the output URL could not be signed", e))?,
             ),
             _ => None,
         };
@@ -181,7 +181,7 @@ impl JobHandler for Deliver {
         let secret = secret_for(&self.tokens, ctx.job.owner_id);
         let client = target
             .client()
-            .map_err(|e| JobFailure::transient(format!("starting the HTTP client: {e}")))?;
+            .map_err(|e| JobFailure::internal("the HTTP client could not start", e))?;
         let answer = client
             .post(target.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
