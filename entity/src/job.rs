@@ -81,6 +81,9 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     /// When the job reached a terminal state.
     pub finished_at: Option<DateTimeUtc>,
+    /// For a child job, the parent's `attempts` when it made this child: the end of a child
+    /// of an earlier attempt (still stopping after a retry) does not count towards the new one.
+    pub parent_attempt: Option<i32>,
     /// The parent job.
     #[sea_orm(
         self_ref,

@@ -17,6 +17,8 @@ mod m20261122_000007_create_job_transitions;
 mod m20261122_000008_protect_consent_audit;
 mod m20261122_000009_index_highlights_by_rank;
 mod m20261122_000010_index_hidden_consents;
+mod m20261204_000011_add_job_parent_attempt;
+mod m20261204_000012_index_claimable_jobs;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -35,6 +37,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_protect_consent_audit::Migration),
             Box::new(m20261122_000009_index_highlights_by_rank::Migration),
             Box::new(m20261122_000010_index_hidden_consents::Migration),
+            Box::new(m20261204_000011_add_job_parent_attempt::Migration),
+            Box::new(m20261204_000012_index_claimable_jobs::Migration),
         ]
     }
 }

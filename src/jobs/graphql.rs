@@ -117,7 +117,8 @@ impl Job {
             _ => Ok(None),
         }
     }
-    /// Child jobs, oldest first (e.g. one `render.scene` per scene, then `render.assemble`).
+    /// Child jobs of its latest attempt, oldest first (e.g. one `render.scene` per scene, then
+    /// `render.assemble`); `jobs(parentId:)` lists those of every attempt.
     #[graphql(
         complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
     )]
@@ -131,7 +132,13 @@ impl Job {
     ) -> AppResult<RelayConnection<Job>> {
         let args = PageArgs::new(first, after, last, before)?;
         let db = &state(ctx)?.db;
-        let select = job::Entity::find().filter(job::Column::ParentId.eq(self.0.id));
+        let select = job::Entity::find()
+            .filter(job::Column::ParentId.eq(self.0.id))
+            .filter(
+                Condition::any()
+                    .add(job::Column::ParentAttempt.is_null())
+                    .add(job::Column::ParentAttempt.eq(self.0.attempts)),
+            );
         let total = TotalCount::of(db, select.clone());
         let page = fetch_page(db, select, job::Column::Id, false, args).await?;
         Ok(page.into_connection(|j| j.id, Job, total))

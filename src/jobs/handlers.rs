@@ -323,7 +323,7 @@ impl JobContext {
         else {
             return;
         };
-        match queue::roll_up(&self.db, parent_id, &share).await {
+        match queue::roll_up(&self.db, parent_id, self.job.parent_attempt, &share).await {
             Ok(Some(parent)) => self.bus.publish(&[queue::event_of(&parent)]).await,
             Ok(None) => {}
             Err(err) => tracing::warn!(error = ?err, "could not update the parent's progress"),

@@ -11,8 +11,8 @@
 use chrono::{DateTime, Utc};
 use entity::{JobStatus, job};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, FromQueryResult, QueryFilter, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::{Value, json};
@@ -80,6 +80,11 @@ pub async fn finish_in(
 ) -> AppResult<Finished> {
     let Some(current) = job::Entity::find_by_id(lease.job_id).one(txn).await? else {
         return Ok(Finished::default());
+    };
+    // A job asked to stop is not handed back to the queue by a stopping worker: it ends.
+    let how = match how {
+        Finish::Released if current.cancel_requested => Finish::Cancelled,
+        how => how,
     };
     let now = Utc::now();
     let update = fenced(job::Entity::update_many(), lease)
@@ -157,6 +162,7 @@ pub async fn finish_in(
     if waiting {
         for mut child in children {
             child.parent_id = Some(row.id);
+            child.parent_attempt = Some(row.attempts);
             child.owner_id = row.owner_id;
             child.creator_id = row.creator_id;
             child.idempotency_key = None;
@@ -192,7 +198,7 @@ async fn settle_parent(
                     )
                     .col_expr(job::Column::UpdatedAt, Expr::val(now))
                     .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
-                    .filter(job::Column::Id.eq(parent_id))
+                    .filter(reports_to(&child, parent_id))
                     .filter(job::Column::Status.eq(JobStatus::Waiting))
                     .exec_with_returning(txn)
                     .await?;
@@ -224,7 +230,7 @@ async fn settle_parent(
                     .col_expr(job::Column::FinishedAt, Expr::val(now))
                     .col_expr(job::Column::UpdatedAt, Expr::val(now))
                     .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
-                    .filter(job::Column::Id.eq(parent_id))
+                    .filter(reports_to(&child, parent_id))
                     .filter(job::Column::Status.eq(JobStatus::Waiting))
                     .exec_with_returning(txn)
                     .await?;
@@ -244,6 +250,16 @@ async fn settle_parent(
     Ok(())
 }
 
+/// The row a child's end is reported to: its parent, while on the attempt that made the child.
+/// A child of an earlier attempt, still stopping after `retryJob`, reports to no one.
+fn reports_to(child: &job::Model, parent_id: Uuid) -> Condition {
+    let parent = Condition::all().add(job::Column::Id.eq(parent_id));
+    match child.parent_attempt {
+        Some(attempt) => parent.add(job::Column::Attempts.eq(attempt)),
+        None => parent,
+    }
+}
+
 /// A waiting parent whose children are all done: enqueue its continuation, or finish it with
 /// the last child's output. Returns the parent when it is now done.
 async fn all_children_done(
@@ -261,6 +277,7 @@ async fn all_children_done(
         .and_then(|c| serde_json::from_value(c.clone()).ok());
     if let Some(mut next) = continuation {
         next.parent_id = Some(parent.id);
+        next.parent_attempt = Some(parent.attempts);
         next.owner_id = parent.owner_id;
         next.creator_id = parent.creator_id;
         next.idempotency_key = None;

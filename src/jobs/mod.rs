@@ -48,6 +48,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Not before this instant (default: now).
     pub run_at: Option<DateTime<Utc>>,
+    /// Set by the engine on a child: its parent's attempt.
+    #[serde(default)]
+    pub parent_attempt: Option<i32>,
 }
 
 impl NewJob {
@@ -69,6 +72,7 @@ impl NewJob {
             max_attempts: 3,
             idempotency_key: None,
             run_at: None,
+            parent_attempt: None,
         }
     }
 }

@@ -154,6 +154,7 @@ where
         updated_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
+        parent_attempt: Set(new.parent_attempt),
     };
     let savepoint = db.begin().await?;
     match row.insert(&savepoint).await {
@@ -323,8 +324,9 @@ pub fn backoff(attempts: i32) -> chrono::Duration {
     chrono::Duration::milliseconds((capped * jitter) as i64)
 }
 
-/// Recovers jobs whose worker stopped heartbeating: back to the queue with backoff, or failed
-/// once their attempts are used up. Returns the events to publish.
+/// Recovers jobs whose worker stopped heartbeating: back to the queue with backoff, failed
+/// once their attempts are used up, or cancelled when cancelling was asked for while they
+/// ran. Returns the events to publish.
 pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
     let now = Utc::now();
     let expired = job::Entity::find()
@@ -340,7 +342,13 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
             continue;
         };
         let txn = begin_write(db).await?;
-        if job.attempts < job.max_attempts {
+        if job.cancel_requested {
+            // Asked to stop before its worker went quiet: it ends cancelled, not run again.
+            let how = super::lifecycle::Finish::Cancelled;
+            let mut finished = super::lifecycle::finish_in(&txn, lease, how, None).await?;
+            txn.commit().await?;
+            events.append(&mut finished.events);
+        } else if job.attempts < job.max_attempts {
             let rows = fenced(job::Entity::update_many(), lease)
                 .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
                 .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
@@ -432,17 +440,21 @@ pub struct ParentProgress {
     pub weight: f64,
 }
 
-/// Recomputes a waiting parent's progress from its children; only ever moves it forward.
-/// Returns the parent when it changed.
+/// Recomputes a waiting parent's progress from the children of its attempt `attempt` (see
+/// `job.parent_attempt`); only ever moves it forward. Returns the parent when it changed.
 pub async fn roll_up(
     db: &DatabaseConnection,
     parent_id: Uuid,
+    attempt: Option<i32>,
     share: &ParentProgress,
 ) -> AppResult<Option<job::Model>> {
-    let children = job::Entity::find()
-        .filter(job::Column::ParentId.eq(parent_id))
-        .all(db)
-        .await?;
+    let mut children = job::Entity::find().filter(job::Column::ParentId.eq(parent_id));
+    let mut parent = job::Entity::update_many().filter(job::Column::Id.eq(parent_id));
+    if let Some(attempt) = attempt {
+        children = children.filter(job::Column::ParentAttempt.eq(attempt));
+        parent = parent.filter(job::Column::Attempts.eq(attempt));
+    }
+    let children = children.all(db).await?;
     let (mut done, mut total) = (0.0, 0.0);
     for child in &children {
         let Some(theirs) = child
@@ -466,12 +478,11 @@ pub async fn roll_up(
     }
     let target = share.from + (share.to - share.from) * (done / total);
     let now = Utc::now();
-    let rows = job::Entity::update_many()
+    let rows = parent
         .col_expr(job::Column::Progress, Expr::val(target.clamp(0.0, 1.0)))
         .col_expr(job::Column::CurrentPhase, Expr::val(share.phase.clone()))
         .col_expr(job::Column::UpdatedAt, Expr::val(now))
         .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
-        .filter(job::Column::Id.eq(parent_id))
         .filter(job::Column::Status.eq(JobStatus::Waiting))
         .filter(job::Column::Progress.lt(target - 1e-6))
         .exec_with_returning(db)

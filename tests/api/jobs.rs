@@ -620,6 +620,196 @@ async fn subscribers_of_one_job_share_one_read_per_event(backend: Backend) {
     );
 }
 
+/// `cancelJob` on a running job raises its flag; when its worker then dies (the lease runs
+/// out) or stops and hands it back, the job ends CANCELLED instead of running again.
+async fn a_job_asked_to_stop_is_not_run_again_when_its_worker_goes(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("cancel-reap@example.com").await;
+    let lease_time = Duration::from_secs(30);
+    let db = &app.state.db;
+    let reaped = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let released = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let claimed = queue::claim(db, "doomed-worker", 2, lease_time)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let lease_of = |id: Uuid| {
+        claimed
+            .iter()
+            .find(|j| j.id == id)
+            .and_then(queue::Lease::of)
+            .expect("lease")
+    };
+    for id in [reaped, released] {
+        let row = lifecycle::cancel(db, &app.state.events, id)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("cancel");
+        assert_eq!(row.status, JobStatus::Running, "flagged, still running");
+        assert!(row.cancel_requested);
+    }
+
+    // One worker dies: its lease runs out and the reaper finds the job.
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(job::Column::Id.eq(reaped))
+        .exec(db)
+        .await
+        .expect("expire");
+    queue::reap_expired(db)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("reap");
+    // The other stops gracefully and hands its job back.
+    let applied = lifecycle::finish(
+        db,
+        &app.state.events,
+        lease_of(released),
+        lifecycle::Finish::Released,
+        Some("doomed-worker"),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("release");
+    assert!(applied);
+
+    for id in [reaped, released] {
+        let row = job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(row.status, JobStatus::Cancelled, "{id}");
+        assert!(row.finished_at.is_some());
+    }
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+        )
+        .exec(db)
+        .await
+        .expect("no backoff");
+    let again = queue::claim(db, "new-worker", 5, lease_time)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "nothing to run again: {again:?}");
+}
+
+/// `retryJob` on a parent whose failed attempt still has children stopping: their ends (done
+/// or cancelled) do not count towards, fail or cancel the new attempt, and `children` lists
+/// the new attempt's. Driven step by step through the engine's own functions.
+async fn children_of_an_earlier_attempt_do_not_touch_the_retried_parent(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("retry-family@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let lease_time = Duration::from_secs(30);
+    let id = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 1).await;
+    let kids = |n: usize| {
+        (0..n)
+            .map(|i| {
+                NewJob::new(
+                    JobKind::Workflow,
+                    "diagnostics.sleep",
+                    owner.user_id.parse().expect("uuid"),
+                    json!({ "i": i }),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let finish = |job: &job::Model, how: lifecycle::Finish| {
+        let lease = queue::Lease::of(job).expect("lease");
+        async move {
+            lifecycle::finish(db, bus, lease, how, Some("test"))
+                .await
+                .map_err(|e| e.public_message())
+                .expect("finish")
+        }
+    };
+    let claim = |n: u64| async move {
+        queue::claim(db, "test", n, lease_time)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("claim")
+    };
+    let parent = || async {
+        job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row")
+    };
+
+    // Attempt 1: three children; the first fails, the other two are running.
+    let claimed = claim(1).await;
+    let wait = lifecycle::Finish::Wait {
+        children: kids(3),
+        then: None,
+    };
+    assert!(finish(&claimed[0], wait).await);
+    let old = claim(3).await;
+    assert_eq!(old.len(), 3);
+    let failed = lifecycle::Finish::Failed {
+        error: "boom".into(),
+        retryable: false,
+    };
+    assert!(finish(&old[0], failed).await);
+    assert_eq!(parent().await.status, JobStatus::Failed);
+
+    // Retried, and waiting on attempt 2's two children before the old two have stopped.
+    lifecycle::retry(db, bus, id)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("retry");
+    let claimed = claim(1).await;
+    assert_eq!(claimed[0].id, id);
+    let wait = lifecycle::Finish::Wait {
+        children: kids(2),
+        then: None,
+    };
+    assert!(finish(&claimed[0], wait).await);
+    let waiting = parent().await;
+    assert_eq!(
+        (waiting.status, waiting.pending_children),
+        (JobStatus::Waiting, 2)
+    );
+
+    // The old ones stop now: one finished its work anyway, one notices the cancel.
+    let done = lifecycle::Finish::Done {
+        output: json!({ "stale": true }),
+        output_ref: None,
+    };
+    assert!(finish(&old[1], done).await);
+    assert!(finish(&old[2], lifecycle::Finish::Cancelled).await);
+    let still = parent().await;
+    assert_eq!(
+        (still.status, still.pending_children),
+        (JobStatus::Waiting, 2),
+        "the old attempt's children changed the new one"
+    );
+    let data = app
+        .ok(Some(&owner.access_token), JOB, json!({ "id": id }))
+        .await;
+    assert_eq!(data["job"]["children"]["totalCount"], 2, "{data:#}");
+
+    // Attempt 2's own children finish it.
+    let new = claim(5).await;
+    assert_eq!(new.len(), 2, "only attempt 2's children are queued");
+    for (i, child) in new.iter().enumerate() {
+        let done = lifecycle::Finish::Done {
+            output: json!({ "new": i }),
+            output_ref: None,
+        };
+        assert!(finish(child, done).await);
+    }
+    let finished = parent().await;
+    assert_eq!(finished.status, JobStatus::Done);
+    assert_eq!(finished.attempts, 2);
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -630,4 +820,6 @@ both_backends!(
     idempotency_keys_return_the_same_unfinished_job,
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
     subscribers_of_one_job_share_one_read_per_event,
+    a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
+    children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
 );

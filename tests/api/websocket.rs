@@ -213,6 +213,7 @@ async fn parked_job(app: &TestApp, owner: &Session) -> String {
         updated_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
+        parent_attempt: Set(None),
     }
     .insert(&app.state.db)
     .await
