@@ -206,7 +206,8 @@ async fn publicly_visible(db: &DatabaseConnection, row: &short::Model) -> AppRes
     else {
         return Ok(false);
     };
-    if source.deleted_at.is_some() {
+    // The same rule as every public read of a video: live and READY (not held back).
+    if source.deleted_at.is_some() || source.status != VideoStatus::Ready {
         return Ok(false);
     }
     let consent = video_consent::Entity::find()

@@ -389,6 +389,30 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
         app.ok(None, shared, json!({ "t": token })).await["sharedShort"].is_null(),
         "hidden at once"
     );
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($v: ID!) { setVideoConsent(videoId: $v, input: {publicDisplay: true}) { publicDisplay } }",
+        json!({ "v": video }),
+    )
+    .await;
+    let data = app.ok(None, shared, json!({ "t": token })).await;
+    assert_eq!(data["sharedShort"]["id"], vertical["id"], "shown again");
+    // A video held back (QUARANTINED) is not public, and neither are its shorts.
+    let set_status = |status: entity::VideoStatus| {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        entity::video::Entity::update_many()
+            .col_expr(entity::video::Column::Status, Expr::val(status))
+            .filter(entity::video::Column::Id.eq(video.parse::<uuid::Uuid>().expect("id")))
+            .exec(&app.state.db)
+    };
+    set_status(entity::VideoStatus::Quarantined)
+        .await
+        .expect("held back");
+    assert!(
+        app.ok(None, shared, json!({ "t": token })).await["sharedShort"].is_null(),
+        "a held-back video's shorts are not shared"
+    );
+    set_status(entity::VideoStatus::Ready).await.expect("ready");
 
     // The same bytes again: de-duplicated, no upload.
     let again = request_upload(&app, &owner, &creator, &bytes).await;
