@@ -10,11 +10,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use entity::job;
+use entity::{JobStatus, job, job_transition};
 use quick_cache::{Weighter, sync::Cache};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, Statement,
-    sqlx::postgres::PgListener,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Statement, sqlx::postgres::PgListener,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -168,7 +168,7 @@ impl EventBus {
                         [CHANNEL.into(), event.encode().into()],
                     );
                     if let Err(err) = self.db.execute_raw(statement).await {
-                        // Listeners fall back to polling/re-reading; the state itself is safe.
+                        // The state itself is safe; subscriptions re-read when idle for a while.
                         tracing::warn!(error = %err, job_id = %event.job_id, "could not publish job event");
                     }
                 }
@@ -180,6 +180,49 @@ impl EventBus {
             }
         }
     }
+}
+
+/// When `row` (read for an event) has moved past a FAILED or CANCELLED status that came after
+/// version `after` — `retryJob` put it back in the queue before the read — the job as it was
+/// then, rebuilt from its timeline (`job_transitions`): status, version, attempt, error and
+/// end time; `progress` is `progress`, what the subscriber last saw of that attempt. A
+/// subscriber sends it before `row`, so it never misses an end. Reads only when versions
+/// were skipped.
+pub async fn end_passed(
+    db: &DatabaseConnection,
+    row: &job::Model,
+    after: i64,
+    progress: f64,
+) -> Result<Option<job::Model>, DbErr> {
+    if row.seq <= after + 1 {
+        return Ok(None);
+    }
+    let passed = job_transition::Entity::find()
+        .filter(job_transition::Column::JobId.eq(row.id))
+        .filter(job_transition::Column::Seq.gt(after))
+        .filter(job_transition::Column::Seq.lt(row.seq))
+        .filter(job_transition::Column::Status.is_in([JobStatus::Failed, JobStatus::Cancelled]))
+        .order_by_asc(job_transition::Column::Seq)
+        .one(db)
+        .await?;
+    Ok(passed.map(|end| job::Model {
+        status: end.status,
+        seq: end.seq,
+        attempts: end.attempt,
+        error: (end.status == JobStatus::Failed)
+            .then_some(end.note)
+            .flatten(),
+        finished_at: Some(end.created_at),
+        updated_at: end.created_at,
+        progress,
+        current_phase: None,
+        lease_token: None,
+        lease_expires_at: None,
+        output: None,
+        output_ref: None,
+        pending_children: 0,
+        ..row.clone()
+    }))
 }
 
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first

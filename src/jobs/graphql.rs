@@ -352,6 +352,10 @@ impl JobMutation {
     }
 }
 
+/// A subscription that has heard nothing for this long reads again, in case an event was
+/// lost (a failed NOTIFY).
+const IDLE_REREAD: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Default)]
 pub struct JobSubscription;
 
@@ -371,23 +375,35 @@ impl JobSubscription {
         let snapshot = visible_job(&viewer, &state.db, id).await?;
         Ok(async_stream::stream! {
             let mut last_seq = snapshot.seq;
+            let mut last_progress = snapshot.progress;
             let mut done = is_terminal(snapshot.status);
             yield Job(snapshot);
             while !done {
-                let read = match bus.recv().await {
-                    Ok(BusMessage::Job(event)) if event.job_id == id && event.seq > last_seq => {
+                let read = match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
+                    Ok(Ok(BusMessage::Job(event))) if event.job_id == id && event.seq > last_seq => {
                         // Shared with every other subscriber of this event.
                         state.events.job_at(id, event.seq).await
                     }
-                    Ok(BusMessage::Job(_)) => continue,
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    Ok(Ok(BusMessage::Job(_))) => continue,
+                    Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
                         job::Entity::find_by_id(id).one(&state.db).await.map(|r| r.map(Arc::new))
                     }
-                    Err(RecvError::Closed) => break,
+                    Ok(Err(RecvError::Closed)) => break,
                 };
                 match read {
                     Ok(Some(row)) if row.seq > last_seq => {
+                        match super::events::end_passed(&state.db, &row, last_seq, last_progress).await {
+                            Ok(Some(end)) => {
+                                yield Job(end);
+                                break;
+                            }
+                            Ok(None) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, job_id = %id, "jobUpdated: timeline read failed");
+                            }
+                        }
                         last_seq = row.seq;
+                        last_progress = row.progress;
                         done = is_terminal(row.status);
                         yield Job(Arc::unwrap_or_clone(row));
                     }
@@ -411,25 +427,28 @@ impl JobSubscription {
         let mut bus = state.events.subscribe();
         let mut since = Utc::now();
         Ok(async_stream::stream! {
-            // Versions already sent, so a re-read after lag sends only what changed.
-            let mut seen: HashMap<Uuid, i64> = HashMap::new();
+            // Versions (and progress) already sent, so a re-read after lag sends only what
+            // changed.
+            let mut seen: HashMap<Uuid, (i64, f64)> = HashMap::new();
             loop {
-                let rows = match bus.recv().await {
-                    Ok(BusMessage::Job(event)) if event.owner_id == owner => {
-                        if seen.get(&event.job_id).is_some_and(|&s| s >= event.seq) {
+                let mut heard = None;
+                let rows = match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
+                    Ok(Ok(BusMessage::Job(event))) if event.owner_id == owner => {
+                        if seen.get(&event.job_id).is_some_and(|&(s, _)| s >= event.seq) {
                             continue;
                         }
+                        heard = Some(event.seq);
                         state
                             .events
                             .job_at(event.job_id, event.seq)
                             .await
                             .map(|r| r.into_iter().map(Arc::unwrap_or_clone).collect::<Vec<_>>())
                     }
-                    Ok(BusMessage::Job(_)) => continue,
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    Ok(Ok(BusMessage::Job(_))) => continue,
+                    Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
                         changed_since(&state.db, owner, since).await
                     }
-                    Err(RecvError::Closed) => break,
+                    Ok(Err(RecvError::Closed)) => break,
                 };
                 let rows = match rows {
                     Ok(rows) => rows,
@@ -439,14 +458,26 @@ impl JobSubscription {
                     }
                 };
                 for row in rows {
-                    if seen.get(&row.id).is_some_and(|&s| s >= row.seq) {
+                    let before = seen.get(&row.id).copied();
+                    if before.is_some_and(|(s, _)| s >= row.seq) {
                         continue;
+                    }
+                    // An end passed since what was sent (or since the event heard) goes first.
+                    if let Some(after) = before.map(|(s, _)| s).or(heard.map(|s| s - 1)) {
+                        let progress = before.map_or(row.progress, |(_, p)| p);
+                        match super::events::end_passed(&state.db, &row, after, progress).await {
+                            Ok(Some(end)) => yield Job(end),
+                            Ok(None) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
+                            }
+                        }
                     }
                     since = since.max(row.updated_at - chrono::Duration::seconds(1));
                     if seen.len() > 10_000 {
                         seen.clear();
                     }
-                    seen.insert(row.id, row.seq);
+                    seen.insert(row.id, (row.seq, row.progress));
                     yield Job(row);
                 }
             }

@@ -157,8 +157,8 @@ pub async fn finish_in(
     let Some(row) = update.exec_with_returning(txn).await?.into_iter().next() else {
         return Ok(Finished::default());
     };
-    record_end(txn, &row, worker, note.as_deref()).await?;
     let mut events = vec![event_of(&row)];
+    record_end(txn, &row, worker, note.as_deref(), &mut events).await?;
     if waiting {
         for mut child in children {
             child.parent_id = Some(row.id);
@@ -237,8 +237,8 @@ async fn settle_parent(
                 let Some(parent) = rows.into_iter().next() else {
                     return Ok(());
                 };
-                record_end(txn, &parent, None, error.as_deref()).await?;
                 events.push(event_of(&parent));
+                record_end(txn, &parent, None, error.as_deref(), events).await?;
                 // The siblings' work is pointless now.
                 events.extend(cancel_descendants(txn, parent.id, false).await?);
                 parent
@@ -318,8 +318,8 @@ async fn all_children_done(
     let Some(done) = rows.into_iter().next() else {
         return Ok(None);
     };
-    record_end(txn, &done, None, None).await?;
     events.push(event_of(&done));
+    record_end(txn, &done, None, None, events).await?;
     Ok(Some(done))
 }
 
@@ -361,10 +361,10 @@ async fn cancel_descendants(
     let rows = job::Model::find_by_statement(statement).all(txn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
-        if row.status == JobStatus::Cancelled {
-            record_end(txn, row, None, Some("cancelled")).await?;
-        }
         events.push(event_of(row));
+        if row.status == JobStatus::Cancelled {
+            record_end(txn, row, None, Some("cancelled"), &mut events).await?;
+        }
     }
     Ok(events)
 }
@@ -434,9 +434,10 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
             "only failed or cancelled jobs can be retried",
         ));
     };
-    record_end(&txn, &job, None, Some("retried")).await?;
+    let mut events = vec![event_of(&job)];
+    record_end(&txn, &job, None, Some("retried"), &mut events).await?;
     crate::render::on_job_retried(&txn, &job).await?;
     txn.commit().await?;
-    bus.publish(&[event_of(&job)]).await;
+    bus.publish(&events).await;
     Ok(job)
 }

@@ -89,11 +89,14 @@ pub async fn record_end(
     job: &job::Model,
     worker: Option<&str>,
     note: Option<&str>,
+    events: &mut Vec<JobEvent>,
 ) -> AppResult<()> {
     record(txn, job, worker, note).await?;
     if super::is_terminal(job.status) {
         crate::render::on_job_finished(txn, job).await?;
-        super::webhooks::on_job_finished(txn, job).await?;
+        if let Some(delivery) = super::webhooks::on_job_finished(txn, job).await? {
+            events.push(event_of(&delivery));
+        }
     }
     Ok(())
 }

@@ -6,8 +6,8 @@
 //! lost between the two, it is retried with the queue's backoff (15 attempts over about half
 //! an hour), and its owner sees it in `jobs` with its attempts and last error (and may
 //! `retryJob` it).
-//! The delivery is not announced on the event bus (it is enqueued deep inside another job's
-//! end); idle workers find it on their next poll.
+//! The delivery is announced with the render's end, so an idle worker picks it up at once
+//! and `jobsUpdated` shows it queued.
 //!
 //! Each POST carries `Reelgraph-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>">` keyed by the owner's `me { webhookSecret }`, and `Reelgraph-Delivery: <id>`,
@@ -98,13 +98,16 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// In the transaction that ends `job`: when it is a top-level job with a callback, enqueue
-/// the delivery of its end.
-pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+/// the delivery of its end. Returns the delivery job, to be announced after the commit.
+pub async fn on_job_finished(
+    txn: &DatabaseTransaction,
+    job: &job::Model,
+) -> AppResult<Option<job::Model>> {
     if job.parent_id.is_some() || job.job_type == JOB_TYPE {
-        return Ok(());
+        return Ok(None);
     }
     let Some(url) = job.input.get(INPUT_KEY).and_then(Value::as_str) else {
-        return Ok(());
+        return Ok(None);
     };
     let mut delivery = NewJob::new(
         JobKind::Publish,
@@ -114,8 +117,7 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
     );
     delivery.creator_id = job.creator_id;
     delivery.max_attempts = MAX_ATTEMPTS;
-    let _ = queue::enqueue(txn, delivery).await?;
-    Ok(())
+    Ok(Some(queue::enqueue(txn, delivery).await?.job))
 }
 
 pub fn register(registry: &mut Registry, tokens: TokenKeys, allow_private: bool) {

@@ -810,6 +810,78 @@ async fn children_of_an_earlier_attempt_do_not_touch_the_retried_parent(backend:
     assert_eq!(finished.attempts, 2);
 }
 
+/// A job fails and is retried before its subscribers read it (here: the failure's event is
+/// never published at all). `jobUpdated` still sends FAILED, from the job's timeline, and
+/// completes; `jobsUpdated` sends FAILED, then QUEUED.
+async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("overtaken@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let claimed = queue::claim(db, "test", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let running = claimed[0].clone();
+    let mut one = subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status attempts error } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let first = next_payload(&mut one).await;
+    assert_eq!(first["data"]["jobUpdated"]["status"], "RUNNING");
+    let mut all = subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription { jobsUpdated { id status attempts error } }",
+        json!({}),
+    )
+    .await;
+    // jobsUpdated has no first event: announce the running job until it is heard.
+    loop {
+        bus.publish(&[queue::event_of(&running)]).await;
+        if let Ok(update) =
+            tokio::time::timeout(Duration::from_secs(2), next_about(&mut all, id)).await
+        {
+            assert_eq!(update["status"], "RUNNING");
+            break;
+        }
+    }
+
+    let txn = queue::begin_write(db).await.expect("txn");
+    let failed = lifecycle::Finish::Failed {
+        error: "the disk is full".into(),
+        retryable: false,
+    };
+    let lease = queue::Lease::of(&running).expect("lease");
+    let finished = lifecycle::finish_in(&txn, lease, failed, Some("test"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("fail");
+    assert!(finished.applied);
+    txn.commit().await.expect("commit");
+    lifecycle::retry(db, bus, id)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("retry");
+
+    let updates = collect_until_complete(&mut one, Duration::from_secs(10)).await;
+    assert_eq!(
+        updates
+            .iter()
+            .map(|u| u["data"]["jobUpdated"].clone())
+            .collect::<Vec<_>>(),
+        [json!({ "status": "FAILED", "attempts": 1, "error": "the disk is full" })]
+    );
+    let end = next_about(&mut all, id).await;
+    assert_eq!(
+        (&end["status"], &end["error"]),
+        (&json!("FAILED"), &json!("the disk is full"))
+    );
+    assert_eq!(next_about(&mut all, id).await["status"], "QUEUED");
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -822,4 +894,5 @@ both_backends!(
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
+    subscribers_see_an_end_that_a_retry_overtook,
 );
