@@ -109,10 +109,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "`reelgraph worker` shares jobs with servers through PostgreSQL: set DATABASE_URL \
                  (in embedded mode `reelgraph serve` already runs the jobs)"
             );
-            let public_url = config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", reelgraph::config::DEFAULT_LISTEN));
+            // A worker exists to run jobs, most of which are ffmpeg's: without it every render
+            // and probe would fail, one by one, so it does not start.
+            reelgraph::render::ffmpeg::check()
+                .await
+                .map_err(|problem| anyhow::anyhow!("a worker needs ffmpeg: {problem}"))?;
+            let public_url = match config.public_url.clone() {
+                Some(url) => url,
+                None => {
+                    let guess = format!("http://{}", reelgraph::config::DEFAULT_LISTEN);
+                    tracing::warn!(
+                        "PUBLIC_URL is not set: links this worker makes to local storage \
+                         (webhook outputUrl) assume the server is at {guess}"
+                    );
+                    guess
+                }
+            };
             let state = connect_state(config, &public_url).await?;
             db::migrate(&state.db).await?;
             reelgraph::app::run_worker(state).await

@@ -326,3 +326,30 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
     assert_eq!(released.attempts, 0, "a release does not use up an attempt");
     assert!(released.lease_token.is_none());
 }
+
+/// A worker without a usable ffmpeg does not start (every render and probe it took would
+/// fail): it exits at once, naming what is missing and how to install it, before it touches
+/// the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_ffmpeg_refuses_to_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .arg("worker")
+        .env(
+            "DATABASE_URL",
+            format!("{}/no_such_database_needed", postgres_base_url()),
+        )
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("FFMPEG_PATH", "/nonexistent/ffmpeg")
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("exits at once")
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a worker needs ffmpeg: ffmpeg was not found"),
+        "{stderr}"
+    );
+}
