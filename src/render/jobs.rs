@@ -114,7 +114,16 @@ impl JobHandler for RenderMovie {
     async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
         let input: MovieInput = ctx.input()?;
         ctx.progress(0.01, Some("planning")).await?;
-        let plan = plan::compile(ctx.job.id, &input.spec);
+        let mut assets = plan::AssetDigests::new();
+        for (_, key) in input.spec.asset_keys() {
+            if !assets.contains_key(key) {
+                let digest = crate::media::hash::object_sha256(&ctx.storage, key)
+                    .await
+                    .map_err(storage_failure)?;
+                assets.insert(key.to_owned(), digest);
+            }
+        }
+        let plan = plan::compile(ctx.job.id, &input.spec, &assets);
         let plan_json =
             serde_json::to_vec_pretty(&plan).map_err(|e| JobFailure::permanent(e.to_string()))?;
         let key = plan::plan_key(ctx.job.id);

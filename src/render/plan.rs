@@ -1,11 +1,13 @@
 //! Render plans: the immutable, hashed form of a movie that its scene jobs run from, and the
 //! scene-cache keys that let an unchanged scene skip rendering.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::spec::{MovieSpec, Scene};
+use super::spec::{Layer, MovieSpec, Scene};
 
 /// Part of every cache key: a renderer change that alters output must bump this.
 pub const RENDERER_VERSION: &str = "reelgraph-render/1";
@@ -50,7 +52,8 @@ pub struct PlannedScene {
     pub index: usize,
     pub scene_id: String,
     pub duration: f64,
-    /// sha256 of the scene's canonical JSON + output format + encoder settings + renderer version.
+    /// sha256 of the scene's canonical JSON + the sha256 of each picture it shows + output
+    /// format + encoder settings + renderer version.
     pub cache_key: String,
     /// Content-addressed, so the cache is shared by every movie that has this scene.
     pub output_key: String,
@@ -75,9 +78,25 @@ pub fn output_key(job_id: Uuid) -> String {
     format!("outputs/{job_id}/movie.mp4")
 }
 
-/// The cache key of `scene` rendered at this size and frame rate.
-pub fn scene_cache_key(scene: &Scene, width: u32, height: u32, fps: u32) -> String {
+/// The sha256 of each asset's bytes, by asset key: a scene's key covers what its pictures
+/// hold, not just their names (an asset's presigned PUT may write new bytes under its key).
+pub type AssetDigests = BTreeMap<String, String>;
+
+/// The cache key of `scene` rendered at this size and frame rate, with these pictures.
+pub fn scene_cache_key(
+    scene: &Scene,
+    width: u32,
+    height: u32,
+    fps: u32,
+    assets: &AssetDigests,
+) -> String {
     let mut material = canonical_json(scene);
+    for layer in &scene.layers {
+        if let Layer::Image { asset_key, .. } = layer {
+            let digest = assets.get(asset_key).map_or("?", String::as_str);
+            material.extend_from_slice(format!("|{asset_key}={digest}").as_bytes());
+        }
+    }
     material.extend_from_slice(
         format!(
             "|{width}x{height}@{fps}|{}|{RENDERER_VERSION}",
@@ -88,13 +107,13 @@ pub fn scene_cache_key(scene: &Scene, width: u32, height: u32, fps: u32) -> Stri
     sha256_hex(&material)
 }
 
-pub fn compile(job_id: Uuid, spec: &MovieSpec) -> RenderPlan {
+pub fn compile(job_id: Uuid, spec: &MovieSpec, assets: &AssetDigests) -> RenderPlan {
     let scenes = spec
         .scenes
         .iter()
         .enumerate()
         .map(|(index, scene)| {
-            let cache_key = scene_cache_key(scene, spec.width, spec.height, spec.fps);
+            let cache_key = scene_cache_key(scene, spec.width, spec.height, spec.fps, assets);
             PlannedScene {
                 index,
                 scene_id: scene.id.clone(),
@@ -116,7 +135,6 @@ pub fn compile(job_id: Uuid, spec: &MovieSpec) -> RenderPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::spec::Layer;
 
     fn scene(text: &str) -> Scene {
         Scene {
@@ -137,11 +155,39 @@ mod tests {
 
     #[test]
     fn a_scene_keeps_its_cache_key_unless_it_or_the_format_changes() {
-        let key = scene_cache_key(&scene("hi"), 640, 360, 30);
-        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30));
-        assert_ne!(key, scene_cache_key(&scene("hello"), 640, 360, 30));
-        assert_ne!(key, scene_cache_key(&scene("hi"), 640, 360, 25));
-        assert_ne!(key, scene_cache_key(&scene("hi"), 1280, 720, 30));
+        let none = AssetDigests::new();
+        let key = scene_cache_key(&scene("hi"), 640, 360, 30, &none);
+        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30, &none));
+        assert_ne!(key, scene_cache_key(&scene("hello"), 640, 360, 30, &none));
+        assert_ne!(key, scene_cache_key(&scene("hi"), 640, 360, 25, &none));
+        assert_ne!(key, scene_cache_key(&scene("hi"), 1280, 720, 30, &none));
+        // A scene without pictures does not depend on other scenes' pictures.
+        let other = AssetDigests::from([("assets/u/a.png".to_owned(), "00".to_owned())]);
+        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30, &other));
+    }
+
+    #[test]
+    fn a_scene_with_a_picture_changes_key_when_the_picture_s_bytes_do() {
+        let mut with_picture = scene("hi");
+        with_picture.layers.push(Layer::Image {
+            asset_key: "assets/u/a.png".into(),
+            x: 0.0,
+            y: 0.0,
+            width: None,
+            height: None,
+            start: 0.0,
+            end: 2.0,
+        });
+        let digests = |d: &str| AssetDigests::from([("assets/u/a.png".to_owned(), d.to_owned())]);
+        let key = scene_cache_key(&with_picture, 640, 360, 30, &digests("aa"));
+        assert_eq!(
+            key,
+            scene_cache_key(&with_picture, 640, 360, 30, &digests("aa"))
+        );
+        assert_ne!(
+            key,
+            scene_cache_key(&with_picture, 640, 360, 30, &digests("bb"))
+        );
     }
 
     #[test]
@@ -158,9 +204,12 @@ mod tests {
                 },
             ],
         };
-        let plan = compile(Uuid::now_v7(), &spec);
+        let plan = compile(Uuid::now_v7(), &spec, &AssetDigests::new());
         assert!(plan.hash.starts_with("sha256:"));
-        assert_eq!(plan.hash, compile(Uuid::now_v7(), &spec).hash);
+        assert_eq!(
+            plan.hash,
+            compile(Uuid::now_v7(), &spec, &AssetDigests::new()).hash
+        );
         assert_eq!(plan.scenes[1].index, 1);
         assert_eq!(
             plan.scenes[1].output_key,

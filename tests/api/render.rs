@@ -175,6 +175,30 @@ async fn render_flow(app: TestApp) {
     assert_eq!(cached, [true, true, false], "{data:#}");
     println!("first render {first_time:?}, one scene changed {second_time:?}");
 
+    // New bytes under the same asset key (its presigned PUT is good for 10 minutes): the
+    // scene that shows the picture renders again, the others come from the cache.
+    let dir = tempfile::tempdir().expect("dir");
+    let png = dir.path().join("logo.png");
+    make_png(&png, "0x33ff66", "64x64").await;
+    app.state
+        .storage
+        .put_file(&logo, &png, "image/png")
+        .await
+        .expect("stored");
+    let (third, updates, _) = render(&app, &owner, movie(&logo, "The new end")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    let data = app
+        .ok(Some(&owner.access_token), CHILDREN, json!({ "id": third }))
+        .await;
+    let cached: Vec<bool> = data["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["type"] == "render.scene")
+        .map(|s| s["cached"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(cached, [true, false, true], "{data:#}");
+
     // Presigned URLs: a plain client fetches them; tampered or expired ones fail.
     let key = format!("outputs/{id}/movie.mp4");
     let tampered = tamper_signature(url);
