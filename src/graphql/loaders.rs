@@ -20,7 +20,10 @@ use std::{
 };
 
 use async_graphql::dataloader::Loader;
-use entity::{VideoStatus, creator, creator_follow, creator_member, user, video, video_variant};
+use entity::{
+    VideoStatus, creator, creator_follow, creator_member, highlight, job, user, video,
+    video_variant,
+};
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
@@ -215,6 +218,8 @@ loader_set!(
     creator_video_counts: CreatorVideoCount,
     highlight_counts: HighlightCount,
     variants: VariantsOf,
+    highlights: HighlightById,
+    jobs: JobById,
 );
 
 impl LoaderSet {
@@ -400,6 +405,42 @@ impl Loader<UserById> for DbLoader {
             .all(&self.db)
             .await?;
         Ok(rows.into_iter().map(|u| (UserById(u.id), u)).collect())
+    }
+}
+
+/// A highlight row by id, with no visibility rule: for fields of objects the caller already
+/// may see (a short's highlight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HighlightById(pub Uuid);
+impl Loader<HighlightById> for DbLoader {
+    type Value = highlight::Model;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[HighlightById],
+    ) -> Result<HashMap<HighlightById, highlight::Model>, AppError> {
+        let rows = highlight::Entity::find()
+            .filter(highlight::Column::Id.is_in(ids(keys, |k| k.0)))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|h| (HighlightById(h.id), h)).collect())
+    }
+}
+
+/// A job row by id, with no visibility rule: the resolver checks `jobs::graphql::can_see`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobById(pub Uuid);
+impl Loader<JobById> for DbLoader {
+    type Value = job::Model;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[JobById]) -> Result<HashMap<JobById, job::Model>, AppError> {
+        let rows = job::Entity::find()
+            .filter(job::Column::Id.is_in(ids(keys, |k| k.0)))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|j| (JobById(j.id), j)).collect())
     }
 }
 

@@ -24,6 +24,8 @@ use crate::{
     access::Viewer,
     error::{AppError, AppResult},
     graphql::{
+        loaders,
+        loaders::JobById,
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, state, viewer,
     },
@@ -109,7 +111,7 @@ impl Job {
             return Ok(None);
         };
         let state = state(ctx)?;
-        let parent = job::Entity::find_by_id(parent_id).one(&state.db).await?;
+        let parent = loaders(ctx)?.load_one(JobById(parent_id)).await?;
         match parent {
             Some(parent) if can_see(viewer(ctx)?, &state.db, &parent).await? => {
                 Ok(Some(Job(parent)))

@@ -21,7 +21,11 @@ use uuid::Uuid;
 use crate::{
     access::Viewer,
     error::{AppError, AppResult},
-    graphql::{loaders, loaders::VisibleVideoById, parse_id, state, viewer},
+    graphql::{
+        loaders,
+        loaders::{HighlightById, JobById, VisibleVideoById},
+        parse_id, state, viewer,
+    },
     jobs::{NewJob, graphql::Job, queue},
     storage::PRESIGN_TTL,
 };
@@ -35,8 +39,8 @@ impl Short {
         self.0.id.into()
     }
     async fn highlight(&self, ctx: &Context<'_>) -> AppResult<crate::content::Highlight> {
-        highlight::Entity::find_by_id(self.0.highlight_id)
-            .one(&state(ctx)?.db)
+        loaders(ctx)?
+            .load_one(HighlightById(self.0.highlight_id))
             .await?
             .map(|h| crate::content::Highlight(h, None))
             .ok_or(AppError::NotFound("highlight"))
@@ -93,7 +97,7 @@ impl Short {
             return Ok(None);
         };
         let db = &state(ctx)?.db;
-        match job::Entity::find_by_id(job_id).one(db).await? {
+        match loaders(ctx)?.load_one(JobById(job_id)).await? {
             Some(row) if crate::jobs::graphql::can_see(viewer(ctx)?, db, &row).await? => {
                 Ok(Some(Job(row)))
             }

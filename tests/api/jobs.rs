@@ -882,6 +882,43 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
     assert_eq!(next_about(&mut all, id).await["status"], "QUEUED");
 }
 
+/// `jobs { nodes { parent { … } } }` reads the parents in one batch: the same statements for
+/// 3 child jobs as for 12, under 2 parents.
+async fn child_jobs_read_their_parents_in_one_batch(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("parents@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let parents = [
+        enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await,
+        enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await,
+    ];
+    let query =
+        "query($n: Int!) { jobs(first: $n, rootOnly: false) { nodes { id parent { id type } } } }";
+    let mut costs = Vec::new();
+    for children in [3, 12] {
+        let txn = queue::begin_write(&app.state.db).await.expect("txn");
+        for i in 0..children {
+            let mut child =
+                NewJob::new(JobKind::Workflow, "diagnostics.sleep", owner_id, json!({}));
+            child.parent_id = Some(parents[i % 2]);
+            let _ = queue::enqueue(&txn, child)
+                .await
+                .map_err(|e| e.public_message())
+                .expect("child");
+        }
+        txn.commit().await.expect("commit");
+        let before = app.statements();
+        let data = app
+            .ok(Some(&owner.access_token), query, json!({ "n": 100 }))
+            .await;
+        costs.push(app.statements() - before);
+        let nodes = data["jobs"]["nodes"].as_array().expect("nodes");
+        let with_parent = nodes.iter().filter(|n| !n["parent"].is_null()).count();
+        assert_eq!(with_parent, if children == 3 { 3 } else { 15 }, "{data:#}");
+    }
+    assert_eq!(costs[0], costs[1], "statements for 3 and 15 children");
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -895,4 +932,5 @@ both_backends!(
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
+    child_jobs_read_their_parents_in_one_batch,
 );

@@ -294,6 +294,34 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
     .await;
     let retrimmed = short(&app, &owner, &opening, "VERTICAL", false).await;
     assert_ne!(retrimmed["url"], vertical["url"]);
+
+    // A list of shorts reads their highlights and jobs in one batch each, not one per short.
+    let cost = |query: &'static str| {
+        let (app, owner, opening) = (&app, &owner, &opening);
+        async move {
+            let before = app.statements();
+            let data = app
+                .ok(Some(&owner.access_token), query, json!({ "id": opening }))
+                .await;
+            (app.statements() - before, data)
+        }
+    };
+    let (bare, _) = cost("query($id: ID!) { highlight(id: $id) { shorts { id } } }").await;
+    let (nested, data) = cost(
+        "query($id: ID!) { highlight(id: $id) { shorts { id highlight { id } job { status } } } }",
+    )
+    .await;
+    let shorts = data["highlight"]["shorts"].as_array().expect("shorts");
+    assert_eq!(shorts.len(), 4);
+    assert!(
+        shorts.iter().all(|s| s["job"]["status"] == "DONE"),
+        "{data:#}"
+    );
+    assert!(
+        nested - bare <= 2,
+        "4 shorts' highlights and jobs cost {} more statements",
+        nested - bare
+    );
     let probe = probe_url(&app, retrimmed["url"].as_str().expect("url")).await;
     assert!((probe.duration_secs.expect("duration") - 5.0).abs() <= 0.1);
     let data = app
