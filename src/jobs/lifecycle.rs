@@ -37,7 +37,9 @@ pub enum Finish {
         retryable: bool,
     },
     Cancelled,
-    /// Back to the queue untouched (worker shutting down); the attempt does not count.
+    /// Back to the queue (worker shutting down), progress kept; the attempt does not count:
+    /// one more is allowed. The next run is a new attempt (`attempts` + 1, progress from 0),
+    /// so progress never goes backwards within one attempt.
     Released,
     /// Wait for `children`; when all are done, run `then` (if any) as the last child.
     Wait {
@@ -133,8 +135,8 @@ pub async fn finish_in(
             update
                 .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
                 .col_expr(
-                    job::Column::Attempts,
-                    Expr::col(job::Column::Attempts).sub(1),
+                    job::Column::MaxAttempts,
+                    Expr::col(job::Column::MaxAttempts).add(1),
                 )
                 .col_expr(job::Column::RunAt, Expr::val(now))
         }

@@ -919,6 +919,49 @@ async fn child_jobs_read_their_parents_in_one_batch(backend: Backend) {
     assert_eq!(costs[0], costs[1], "statements for 3 and 15 children");
 }
 
+/// A stopping worker hands its job back: it keeps its progress while queued, one more
+/// attempt is allowed, and the next run is a new attempt that starts from 0 (so progress
+/// never goes backwards within one attempt).
+async fn a_released_job_keeps_its_progress_until_its_next_attempt(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("released@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let lease_time = Duration::from_secs(30);
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+    let claimed = queue::claim(db, "stopping", 1, lease_time)
+        .await
+        .expect("claim");
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    queue::progress(db, lease, 0.6, Some("halfway"), lease_time)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("progress")
+        .expect("ours");
+    let applied = lifecycle::finish(
+        db,
+        bus,
+        lease,
+        lifecycle::Finish::Released,
+        Some("stopping"),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("release");
+    assert!(applied);
+    let row = job::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(row.status, JobStatus::Queued);
+    assert_eq!((row.attempts, row.max_attempts), (1, 4));
+    assert!((row.progress - 0.6).abs() < 1e-9, "{}", row.progress);
+    let again = queue::claim(db, "next", 1, lease_time)
+        .await
+        .expect("claim");
+    assert_eq!((again[0].attempts, again[0].progress), (2, 0.0));
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -933,4 +976,5 @@ both_backends!(
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
     child_jobs_read_their_parents_in_one_batch,
+    a_released_job_keeps_its_progress_until_its_next_attempt,
 );
