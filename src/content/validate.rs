@@ -97,8 +97,20 @@ fn time_range(path: &str, start: f64, end: f64, duration: Option<f64>) -> AppRes
             format!("must be within the video's duration ({duration} s)"),
         ));
     }
+    // Before the video is probed its duration is unknown; no source video is longer than a
+    // day, and a time past that would make highlights (and the minutes a short reserves)
+    // absurd.
+    if end > MAX_MEDIA_SECS {
+        return Err(AppError::bad_input(
+            format!("{path}.endTime"),
+            format!("must be at most {MAX_MEDIA_SECS} s (24 hours)"),
+        ));
+    }
     Ok(())
 }
+
+/// The longest time a transcript line or key moment may end at.
+pub const MAX_MEDIA_SECS: f64 = 24.0 * 3600.0;
 
 /// A whole transcript: lines in order of their start, none overlapping the one before, all
 /// inside the video when its duration is known.

@@ -12,8 +12,8 @@ use entity::{
     short, video, video_consent,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -255,11 +255,14 @@ impl ShortMutation {
                 "only the creator's members may generate shorts",
             ));
         }
-        if highlight.status != HighlightStatus::Approved {
-            return Err(AppError::conflict(
+        let not_approved = || {
+            AppError::conflict(
                 Some("input.highlightId"),
                 "approve the highlight before generating shorts from it",
-            ));
+            )
+        };
+        if highlight.status != HighlightStatus::Approved {
+            return Err(not_approved());
         }
         if source.status != VideoStatus::Ready {
             return Err(AppError::conflict(
@@ -269,6 +272,25 @@ impl ShortMutation {
         }
         let now = Utc::now();
         let txn = queue::begin_write(&state.db).await?;
+        // Read again inside the transaction (locked on PostgreSQL; SQLite's writers are
+        // serialised): a rejectHighlight or trim that commits meanwhile is seen, not missed.
+        let mut again = highlight::Entity::find_by_id(highlight_id);
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            again = again.lock_exclusive();
+        }
+        let highlight = again
+            .one(&txn)
+            .await?
+            .ok_or(AppError::NotFound("highlight"))?;
+        if highlight.status != HighlightStatus::Approved {
+            txn.rollback().await?;
+            return Err(not_approved());
+        }
+        // The short's length, so the minutes it reserves: never more than the video holds.
+        let length = match source.duration_secs {
+            Some(video) if video.is_finite() && video > 0.0 => highlight.duration_secs.min(video),
+            _ => highlight.duration_secs,
+        };
         let id = Uuid::now_v7();
         let mut short_input = json!({ "short_id": id });
         crate::jobs::webhooks::attach(&mut short_input, callback);
@@ -296,15 +318,10 @@ impl ShortMutation {
         // A short is a render: its minutes (the highlight's trimmed length) are reserved
         // against the plan like a movie's, after the job's insert and in its transaction, and
         // settled by the real duration or given back when it ends (`render::on_job_finished`).
-        let reservation = crate::billing::reserve(
-            &txn,
-            user.id,
-            highlight.duration_secs.max(0.0) / 60.0,
-            Some(job_id),
-            now,
-        )
-        .await
-        .map_err(|e| e.in_field("input"))?;
+        let reservation =
+            crate::billing::reserve(&txn, user.id, length.max(0.0) / 60.0, Some(job_id), now)
+                .await
+                .map_err(|e| e.in_field("input"))?;
         let mut job_input = enqueued.job.input.clone();
         job_input["reservation"] = json!(reservation);
         let mut job_row: job::ActiveModel = enqueued.job.into();

@@ -374,6 +374,33 @@ async fn key_moments_are_validated_and_appended(backend: Backend) {
         .await
         .expect("count");
     assert_eq!(count, 3, "rejected calls wrote nothing");
+
+    // Before a video is probed its duration is unknown: times are still bounded (a day), or
+    // a highlight, and the minutes its short reserves, could be astronomical.
+    let creator = app.create_creator(&owner, "Unprobed").await;
+    let unprobed = insert_video(&app, &creator, "raw", VideoStatus::Processing, None).await;
+    for (path, mutation, vars) in [
+        (
+            "moments.0.endTime",
+            ADD_MOMENTS,
+            json!({ "v": unprobed, "m": [moment("forever", 0.0, 1e305)] }),
+        ),
+        (
+            "segments.0.endTime",
+            SET_TRANSCRIPT,
+            json!({ "v": unprobed, "s": [segment(0.0, 86_400.5, "too late")] }),
+        ),
+    ] {
+        let body = app.gql(token, mutation, vars).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), path, "{body}");
+    }
+    app.ok(
+        token,
+        ADD_MOMENTS,
+        json!({ "v": unprobed, "m": [moment("late but real", 86_000.0, 86_400.0)] }),
+    )
+    .await;
 }
 
 /// A video with a transcript and three key moments of different quality.
@@ -951,3 +978,77 @@ both_backends!(
     highlight_pages_cost_a_bounded_number_of_statements,
     node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
 );
+
+/// `generateShort` and `rejectHighlight` race: the short's checks pass before the rejection
+/// commits. It reads the highlight again in its transaction, waits for the rejection, and
+/// refuses; no short, job or reservation is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
+    use sea_orm::{TransactionTrait, sea_query::Expr};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "race-short@example.com", "Racing").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let id = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight id")
+        .to_owned();
+    app.ok(token, APPROVE, json!({ "id": id })).await;
+
+    // The rejection: written, not yet committed.
+    let txn = app.state.db.begin().await.expect("txn");
+    highlight::Entity::update_many()
+        .col_expr(
+            highlight::Column::Status,
+            Expr::val(entity::HighlightStatus::Rejected),
+        )
+        .filter(highlight::Column::Id.eq(id.parse::<Uuid>().expect("uuid")))
+        .exec(&txn)
+        .await
+        .expect("rejected");
+    let generate = {
+        let (base, client, token) = (
+            app.base.clone(),
+            app.client.clone(),
+            owner.access_token.clone(),
+        );
+        let body = json!({
+            "query": "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+            "variables": { "h": id },
+        });
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    crate::helpers::wait_for_a_lock_wait(&app).await;
+    txn.commit().await.expect("commit");
+
+    let answer = generate.await.expect("joined");
+    assert_eq!(error_code(&answer), "CONFLICT", "{answer}");
+    assert_eq!(error_field(&answer), "input.highlightId", "{answer}");
+    let left = app
+        .ok(
+            token,
+            "{ renderUsage { minutesReserved } jobs(kind: RENDER) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(left["renderUsage"]["minutesReserved"], 0.0, "{left}");
+    assert_eq!(left["jobs"]["totalCount"], 0, "{left}");
+    let shorts = entity::short::Entity::find()
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(shorts, 0);
+}

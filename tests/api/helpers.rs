@@ -495,3 +495,32 @@ pub async fn make_png(path: &std::path::Path, color: &str, size: &str) {
         .expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg made {}", path.display());
 }
+
+/// Waits (up to 20 s) until a statement in the app's PostgreSQL database waits on a lock: a
+/// request has reached the write that the test's open transaction holds up.
+pub async fn wait_for_a_lock_wait(app: &TestApp) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let waiting = "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = app
+            .state
+            .db
+            .query_one_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                waiting,
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        if row.try_get::<i64>("", "n").expect("n") > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no statement ever waited on the test's lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

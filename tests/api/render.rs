@@ -679,7 +679,6 @@ fn tamper_signature(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
     use reelgraph::jobs::{NewJob, queue};
-    use sea_orm::{ConnectionTrait, Statement};
 
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
     let owner = app.register("idem-race@example.com").await;
@@ -721,29 +720,7 @@ async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
         })
     };
     // Wait until the second's insert waits on the first's row lock.
-    let waiting = "SELECT count(*)::bigint AS n FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = app
-            .state
-            .db
-            .query_one_raw(Statement::from_string(
-                sea_orm::DatabaseBackend::Postgres,
-                waiting,
-            ))
-            .await
-            .expect("pg_stat_activity")
-            .expect("a row");
-        if row.try_get::<i64>("", "n").expect("n") > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second call never waited on the first's insert"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::wait_for_a_lock_wait(&app).await;
     txn.commit().await.expect("commit");
 
     let answer = second.await.expect("joined");
