@@ -173,6 +173,10 @@ fn named<'a, T: 'a>(
     check: fn(&T, &mut String) -> bool,
 ) -> bool {
     for (name, item) in fields {
+        // A key with a NUL (a JSON scalar's, e.g. `socialLinks`): named by its object's path.
+        if name.contains('\0') {
+            return true;
+        }
         let before = path.len();
         path.push('.');
         path.push_str(name);
@@ -230,6 +234,16 @@ mod tests {
         assert_eq!(
             extensions.get("code"),
             Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        let key = async_graphql::Request::new("{ a }").variables(
+            async_graphql::Variables::from_json(serde_json::json!({
+                "input": { "socialLinks": { "web": "https://a.example", "x\u{0}": "https://b.example" } }
+            })),
+        );
+        let error = refusal(&key, facts(None, 1), 12).expect("refused");
+        assert_eq!(
+            error.extensions.expect("extensions").get("field"),
+            Some(&async_graphql::Value::from("input.socialLinks"))
         );
         let plain = async_graphql::Request::new("{ a }");
         assert!(refusal(&plain, facts(Some("search"), 1), 12).is_some());

@@ -343,11 +343,19 @@ impl JobMutation {
         Ok(Job(enqueued.job))
     }
 
-    /// Runs a failed or cancelled job again as a new attempt.
+    /// Runs a failed or cancelled job again as a new attempt. For its owner (whose plan a
+    /// render's retry is billed to) or an administrator; the creator's other members see it
+    /// but may not.
     async fn retry_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Job> {
         let id = parse_id("id", &id)?;
         let state = state(ctx)?;
-        visible_job(viewer(ctx)?, &state.db, id).await?;
+        let viewer = viewer(ctx)?;
+        let job = visible_job(viewer, &state.db, id).await?;
+        if viewer.user().is_some_and(|u| u.id != job.owner_id) && !viewer.is_admin() {
+            return Err(AppError::forbidden(
+                "only the job's owner can retry it (a retry is billed to them)",
+            ));
+        }
         lifecycle::retry(&state.db, &state.events, id)
             .await
             .map(Job)

@@ -101,6 +101,15 @@ async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backen
             json!({ "name": "ok", "socialLinks": { "x": "ftp://nope" } }),
             "input.socialLinks.x",
         ),
+        // PostgreSQL's jsonb cannot hold a NUL, in a key either.
+        (
+            json!({ "name": "ok", "socialLinks": { "x\u{0}": "https://a.example" } }),
+            "input.socialLinks",
+        ),
+        (
+            json!({ "name": "ok", "shortsTemplate": { "font\u{0}": "Inter" } }),
+            "input.shortsTemplate",
+        ),
     ];
     for (input, field) in cases {
         let body = app.gql(token, create, json!({ "input": input })).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use entity::{JobKind, JobStatus, job, job_transition};
 use reelgraph::jobs::{NewJob, lifecycle, queue};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -361,6 +361,70 @@ async fn a_failed_job_is_retried_as_a_new_attempt(backend: Backend) {
         .gql(Some(&owner.access_token), retry, json!({ "id": id }))
         .await;
     assert_eq!(error_code(&again), "CONFLICT", "a done job is not retried");
+
+    // Another member of the job's creator sees it, but may not retry it: a retry is billed
+    // to the owner. A stranger does not even see it.
+    let creator: Uuid = app
+        .create_creator(&owner, "Retry Team")
+        .await
+        .parse()
+        .expect("uuid");
+    let member = app.register("retry-member@example.com").await;
+    entity::creator_member::ActiveModel {
+        id: sea_orm::Set(Uuid::now_v7()),
+        creator_id: sea_orm::Set(creator),
+        user_id: sea_orm::Set(member.user_id.parse().expect("uuid")),
+        role: sea_orm::Set(entity::MemberRole::Member),
+        created_at: sea_orm::Set(chrono::Utc::now()),
+    }
+    .insert(&app.state.db)
+    .await
+    .expect("member");
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let mut teamwork = NewJob::new(
+        JobKind::Workflow,
+        "no.such.type",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    teamwork.creator_id = Some(creator);
+    teamwork.max_attempts = 1;
+    let teamwork = queue::enqueue(&txn, teamwork)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueue")
+        .job;
+    txn.commit().await.expect("commit");
+    app.state
+        .events
+        .publish(&[queue::event_of(&teamwork)])
+        .await;
+    let teamwork = teamwork.id;
+    wait_for(
+        &app,
+        &member.access_token,
+        teamwork,
+        Duration::from_secs(20),
+        status_is("FAILED"),
+    )
+    .await;
+    let body = app
+        .gql(Some(&member.access_token), retry, json!({ "id": teamwork }))
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let stranger = app.register("retry-stranger@example.com").await;
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            retry,
+            json!({ "id": teamwork }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    let data = app
+        .ok(Some(&owner.access_token), retry, json!({ "id": teamwork }))
+        .await;
+    assert_eq!(data["retryJob"]["status"], "QUEUED");
 
     // A transient failure with attempts left is retried by itself, after a backoff.
     let id = enqueue(
