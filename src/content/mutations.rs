@@ -15,7 +15,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -305,6 +305,19 @@ impl ContentMutation {
             .one(&txn)
             .await?
             .flatten();
+        let held = key_moment::Entity::find()
+            .filter(key_moment::Column::VideoId.eq(video.id))
+            .count(&txn)
+            .await?;
+        if held + moments.len() as u64 > validate::MAX_MOMENTS_PER_VIDEO {
+            return Err(AppError::bad_input(
+                "moments",
+                format!(
+                    "a video holds at most {} key moments (this one has {held})",
+                    validate::MAX_MOMENTS_PER_VIDEO
+                ),
+            ));
+        }
         let first = highest.map_or(0, |h| h.saturating_add(1));
         let ids: Vec<Uuid> = moments.iter().map(|_| Uuid::now_v7()).collect();
         let rows: Vec<key_moment::ActiveModel> = moments
@@ -359,7 +372,14 @@ impl ContentMutation {
             .order_by_asc(transcript_segment::Column::StartTime)
             .all(db)
             .await?;
-        let scores = score_moments(&moments, &segments, video.duration_secs);
+        // Every moment is compared with every other one: CPU work, off the async workers.
+        let duration = video.duration_secs;
+        let (moments, scores) = tokio::task::spawn_blocking(move || {
+            let scores = score_moments(&moments, &segments, duration);
+            (moments, scores)
+        })
+        .await
+        .map_err(|e| AppError::internal("scoring highlights", e))?;
 
         let now = Utc::now();
         let rows: Vec<highlight::ActiveModel> = moments

@@ -16,6 +16,8 @@ pub const MAX_SEGMENT_TEXT: usize = 2000;
 pub const MAX_SPEAKER: usize = 100;
 /// Key moments accepted by one `addKeyMoments` call.
 pub const MAX_MOMENTS_PER_CALL: usize = 500;
+/// Key moments one video may hold: `detectHighlights` compares each with every other.
+pub const MAX_MOMENTS_PER_VIDEO: u64 = 1000;
 pub const MAX_TITLE: usize = 200;
 pub const MAX_SUMMARY: usize = 2000;
 pub const MAX_CATEGORY: usize = 100;

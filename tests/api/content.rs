@@ -401,6 +401,36 @@ async fn key_moments_are_validated_and_appended(backend: Backend) {
         json!({ "v": unprobed, "m": [moment("late but real", 86_000.0, 86_400.0)] }),
     )
     .await;
+
+    // A video holds at most 1,000 key moments (detectHighlights compares each with each).
+    let batch = |from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| moment(&format!("m{i}"), i as f64, i as f64 + 5.0))
+            .collect()
+    };
+    for (from, n) in [(0, 500), (500, 499)] {
+        app.ok(
+            token,
+            ADD_MOMENTS,
+            json!({ "v": unprobed, "m": batch(from, n) }),
+        )
+        .await;
+    }
+    let body = app
+        .gql(
+            token,
+            ADD_MOMENTS,
+            json!({ "v": unprobed, "m": batch(999, 2) }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "moments", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most 1000 key moments (this one has 1000)")),
+        "{body}"
+    );
 }
 
 /// A video with a transcript and three key moments of different quality.
