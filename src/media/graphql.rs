@@ -44,6 +44,9 @@ pub struct RequestVideoUploadInput {
     pub title: Option<String>,
 }
 
+/// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there).
+const HASH_INLINE_BYTES: u64 = 512 << 20;
+
 /// Where and how to upload a video's bytes, or the existing video with the same bytes.
 #[derive(SimpleObject)]
 pub struct VideoUpload {
@@ -220,7 +223,14 @@ impl MediaMutation {
                 ),
             ));
         }
-        if let Some(promised) = &video.sha256 {
+        // A promised SHA-256 is checked here while that is quick, so a wrong file is refused
+        // at once; a larger file is checked by the probe job, which reads it anyway (hashing
+        // gigabytes, downloaded from S3 first, would outlast the request's time limit).
+        if let Some(promised) = video
+            .sha256
+            .as_ref()
+            .filter(|_| stored.size <= HASH_INLINE_BYTES)
+        {
             let actual = hash::object_sha256(&state.storage, &video.storage_key).await?;
             if !actual.eq_ignore_ascii_case(promised.trim()) {
                 return Err(AppError::bad_input(
