@@ -9,15 +9,19 @@ use entity::CaptionFormat;
 
 use super::validate::Segment;
 
-/// The object key of a caption file: `creators/{creatorId}/videos/{videoId}/captions/{lang}.vtt`.
+/// The object key of one version of a caption file:
+/// `creators/{creatorId}/videos/{videoId}/captions/{lang}.{version}.vtt`. Each `setTranscript`
+/// writes a new version and points the track at it in its transaction, so a file that a row
+/// names is never overwritten or deleted while that row is current.
 pub fn storage_key(
     creator_id: uuid::Uuid,
     video_id: uuid::Uuid,
     language: &str,
+    version: uuid::Uuid,
     format: CaptionFormat,
 ) -> String {
     format!(
-        "creators/{creator_id}/videos/{video_id}/captions/{language}.{}",
+        "creators/{creator_id}/videos/{video_id}/captions/{language}.{version}.{}",
         extension(format)
     )
 }

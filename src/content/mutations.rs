@@ -201,29 +201,27 @@ impl ContentMutation {
             .add(caption_track::Column::Language.eq(language.as_str()))
             .add(caption_track::Column::Kind.eq(CaptionKind::Captions))
             .add(caption_track::Column::Format.is_in(CAPTION_FORMATS));
+        // The files the current rows name: unreachable once this commits.
+        let stale: Vec<String> = caption_track::Entity::find()
+            .select_only()
+            .column(caption_track::Column::StorageKey)
+            .filter(generated.clone())
+            .into_tuple()
+            .all(&txn)
+            .await?;
         if segments.is_empty() {
-            let stale: Vec<String> = caption_track::Entity::find()
-                .select_only()
-                .column(caption_track::Column::StorageKey)
-                .filter(generated.clone())
-                .into_tuple()
-                .all(&txn)
-                .await?;
             caption_track::Entity::delete_many()
                 .filter(generated)
                 .exec(&txn)
                 .await?;
             txn.commit().await?;
-            // The rows are gone, so nothing links to these files any more; a file left
-            // behind by a failed delete is unreachable and only costs storage.
-            for key in stale {
-                if let Err(err) = app.storage.delete(&key).await {
-                    tracing::warn!(%key, error = %err, "could not delete a caption file");
-                }
-            }
         } else {
+            // A new version under new keys: the files the current rows name are never
+            // overwritten, so a failed write or commit leaves the old captions intact.
+            let version = Uuid::now_v7();
             let files = CAPTION_FORMATS.map(|format| {
-                let key = captions::storage_key(video.creator_id, video.id, &language, format);
+                let key =
+                    captions::storage_key(video.creator_id, video.id, &language, version, format);
                 (format, key)
             });
             for (format, key) in &files {
@@ -261,20 +259,30 @@ impl ContentMutation {
                 .exec_without_returning(&txn)
                 .await?;
             }
-            // The files are written while the video's row is locked, just before commit, so
-            // concurrent calls cannot interleave files and rows. Should the commit itself fail,
-            // the files are ahead of the rows; the call is idempotent and a retry repairs it.
-            for (format, key) in &files {
-                app.storage
-                    .put_bytes(
-                        key,
-                        captions::render(*format, &segments).into_bytes(),
-                        captions::content_type(*format),
-                    )
-                    .await?;
+            let written = async {
+                for (format, key) in &files {
+                    app.storage
+                        .put_bytes(
+                            key,
+                            captions::render(*format, &segments).into_bytes(),
+                            captions::content_type(*format),
+                        )
+                        .await?;
+                }
+                txn.commit().await?;
+                Ok::<_, AppError>(())
             }
-            txn.commit().await?;
+            .await;
+            if let Err(err) = written {
+                // Nothing names the new version: take it away again.
+                let new_keys: Vec<String> = files.into_iter().map(|(_, key)| key).collect();
+                delete_unreachable(app, new_keys).await;
+                return Err(err);
+            }
         }
+        // The rows no longer name these files (a file left behind by a failed delete is
+        // unreachable and only costs storage).
+        delete_unreachable(app, stale).await;
         Ok(Video(video::Model {
             updated_at: now,
             ..video
@@ -461,5 +469,14 @@ impl ContentMutation {
         row.duration_secs = Set(trim_end - trim_start);
         row.updated_at = Set(Utc::now());
         Ok(Highlight(row.update(db).await?, None))
+    }
+}
+
+/// Deletes caption files no row names any more, logging (not failing on) what could not go.
+async fn delete_unreachable(app: &crate::state::AppState, keys: Vec<String>) {
+    for key in keys {
+        if let Err(err) = app.storage.delete(&key).await {
+            tracing::warn!(%key, error = %err, "could not delete a caption file");
+        }
     }
 }
