@@ -176,7 +176,7 @@ where
                 .await?
                 .ok_or_else(|| {
                     AppError::conflict(
-                        Some("idempotencyKey"),
+                        Some("input.idempotencyKey"),
                         "a job with this idempotency key just finished; retry",
                     )
                 })?;

@@ -134,7 +134,7 @@ impl RenderMutation {
             .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
             .transpose()?;
         if let Some(key) = &input.idempotency_key
-            && (key.is_empty() || key.len() > 255)
+            && (key.is_empty() || key.chars().count() > 255)
         {
             return Err(AppError::bad_input(
                 "input.idempotencyKey",

@@ -529,6 +529,35 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
         )
         .await;
     assert_eq!(usage["renderUsage"]["minutesReserved"], 0.0);
+
+    // idempotencyKey: 1 to 255 characters (not bytes).
+    let tiny = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000" }] });
+    for key in ["", &"é".repeat(256)] {
+        let body = app
+            .gql(
+                Some(&owner.access_token),
+                RENDER,
+                json!({ "input": { "spec": tiny, "idempotencyKey": key } }),
+            )
+            .await;
+        assert_eq!(error_field(&body), "input.idempotencyKey", "{body}");
+    }
+    let long = "é".repeat(255);
+    let first = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": tiny, "idempotencyKey": long } }),
+        )
+        .await;
+    let again = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": tiny, "idempotencyKey": long } }),
+        )
+        .await;
+    assert_eq!(first["renderMovie"]["id"], again["renderMovie"]["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
