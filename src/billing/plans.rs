@@ -11,8 +11,8 @@ use entity::{
     BillingInterval, PlanCode, SubscriptionStatus, plan, render_usage, subscription, user,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -90,7 +90,13 @@ pub async fn set_user_plan(
 ) -> AppResult<plan::Model> {
     let (start, end) = month_bounds(now)?;
     let txn = begin_write(db).await?;
-    if user::Entity::find_by_id(user_id).one(&txn).await?.is_none() {
+    // The user's row is locked (PostgreSQL; SQLite's writers are serialised), so two calls
+    // for one user cannot both find no live subscription and both insert one.
+    let mut lookup = user::Entity::find_by_id(user_id);
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        lookup = lookup.lock_exclusive();
+    }
+    if lookup.one(&txn).await?.is_none() {
         return Err(AppError::NotFound("user"));
     }
     let plan = plan_by_code(&txn, code).await?;

@@ -607,3 +607,42 @@ async fn render_usage_and_admin_mutations_over_http(backend: Backend) {
         Some(600.0)
     );
 }
+
+/// Two `setUserPlan` calls for a user without a subscription, held up together: one inserts
+/// the live subscription, the other updates it (they used to both insert one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_plan_changes_leave_one_live_subscription() {
+    use sea_orm::{QuerySelect, TransactionTrait};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let user = uid(&app.register("plans-race@example.com").await);
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::user::Entity::find_by_id(user)
+        .lock_exclusive()
+        .one(&hold)
+        .await
+        .expect("locked")
+        .expect("user");
+    let calls: Vec<_> = [PlanCode::Pro, PlanCode::Enterprise]
+        .into_iter()
+        .map(|code| {
+            let db = app.state.db.clone();
+            tokio::spawn(async move {
+                billing::set_user_plan(&db, user, code, Utc::now())
+                    .await
+                    .map_err(|e| e.public_message())
+            })
+        })
+        .collect();
+    crate::helpers::wait_for_lock_waits(&app, 2).await;
+    hold.commit().await.expect("commit");
+    for call in calls {
+        call.await.expect("joined").expect("plan set");
+    }
+    let live = subscription::Entity::find()
+        .filter(subscription::Column::UserId.eq(user))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(live, 1);
+}

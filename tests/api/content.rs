@@ -1073,7 +1073,7 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
                 .expect("json")
         })
     };
-    crate::helpers::wait_for_a_lock_wait(&app).await;
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
     txn.commit().await.expect("commit");
 
     let answer = generate.await.expect("joined");

@@ -496,9 +496,9 @@ pub async fn make_png(path: &std::path::Path, color: &str, size: &str) {
     assert!(status.success(), "ffmpeg made {}", path.display());
 }
 
-/// Waits (up to 20 s) until a statement in the app's PostgreSQL database waits on a lock: a
-/// request has reached the write that the test's open transaction holds up.
-pub async fn wait_for_a_lock_wait(app: &TestApp) {
+/// Waits (up to 20 s) until `n` statements in the app's PostgreSQL database wait on a lock:
+/// requests have reached what the test's open transaction holds up.
+pub async fn wait_for_lock_waits(app: &TestApp, n: i64) {
     use sea_orm::{ConnectionTrait, Statement};
     let waiting = "SELECT count(*)::bigint AS n FROM pg_stat_activity \
                    WHERE datname = current_database() AND wait_event_type = 'Lock'";
@@ -514,7 +514,7 @@ pub async fn wait_for_a_lock_wait(app: &TestApp) {
             .await
             .expect("pg_stat_activity")
             .expect("a row");
-        if row.try_get::<i64>("", "n").expect("n") > 0 {
+        if row.try_get::<i64>("", "n").expect("n") >= n {
             return;
         }
         assert!(

@@ -749,7 +749,7 @@ async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
         })
     };
     // Wait until the second's insert waits on the first's row lock.
-    crate::helpers::wait_for_a_lock_wait(&app).await;
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
     txn.commit().await.expect("commit");
 
     let answer = second.await.expect("joined");
