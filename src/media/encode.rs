@@ -35,6 +35,10 @@ pub enum ToolError {
     Server(String),
 }
 
+/// Why a playlist (HLS, concat) or other non-container upload is refused.
+const NOT_A_CONTAINER: &str = "the file is not a video container Reelgraph reads: upload MP4, \
+    MOV, MKV, WebM, AVI, MPEG-TS, MPEG, FLV, WMV, Ogg or MXF";
+
 /// Decides whether ffprobe's answer describes a video, and if so what kind. The error is the
 /// reason shown to the uploader.
 pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
@@ -49,6 +53,9 @@ pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
     // Still images are demuxed as one-frame "videos" (png_pipe, jpeg_pipe, image2, …).
     if format.ends_with("_pipe") || format == "image2" {
         return Err("the file is not a video: it is a still image".to_owned());
+    }
+    if !crate::render::ffmpeg::is_media_format(format) {
+        return Err(NOT_A_CONTAINER.to_owned());
     }
     let (Some(width), Some(height)) = (probe.width, probe.height) else {
         return Err("the file is not a video: its picture has no size".to_owned());
@@ -119,6 +126,8 @@ pub fn thumbnail_args(input: &Path, at: f64, output: &Path) -> Vec<String> {
     vec![
         "-ss".into(),
         format!("{at:.3}"),
+        "-format_whitelist".into(),
+        crate::render::ffmpeg::MEDIA_FORMATS.into(),
         "-i".into(),
         input.display().to_string(),
         "-map".into(),
@@ -138,6 +147,8 @@ pub fn thumbnail_args(input: &Path, at: f64, output: &Path) -> Vec<String> {
 /// and metadata (which may carry location) are left out.
 pub fn proxy_args(input: &Path, output: &Path) -> Vec<String> {
     [
+        "-format_whitelist",
+        crate::render::ffmpeg::MEDIA_FORMATS,
         "-i",
         &input.display().to_string(),
         "-map",
@@ -178,6 +189,9 @@ pub fn probe_error(message: &str, file: &Path) -> ToolError {
     };
     if detail.contains("Invalid data found when processing input") {
         return ToolError::File("the file is not a video".to_owned());
+    }
+    if detail.contains("Format not on whitelist") {
+        return ToolError::File(NOT_A_CONTAINER.to_owned());
     }
     file_or_server(detail, file)
 }

@@ -168,12 +168,36 @@ pub struct Probe {
     pub format_name: Option<String>,
 }
 
-/// Reads duration, dimensions and streams of `path`.
+/// The demuxers media inputs (uploaded videos, their proxies, rendered outputs) may be read
+/// with, given to every ffprobe and ffmpeg that opens one as `-format_whitelist`. Without it
+/// an upload could be an HLS or concat playlist whose entries are other files on the worker
+/// (other tenants' videos): ffmpeg follows `file://` segments.
+pub const MEDIA_FORMATS: &str = "mov,mp4,matroska,webm,avi,mpegts,mpeg,flv,asf,ogg,mxf";
+
+/// What ffprobe may read an upload as: the media demuxers, and audio and picture ones (which
+/// refer to no other file) so that an upload that is not a video is told so precisely.
+pub const PROBE_FORMATS: &str = "mov,mp4,matroska,webm,avi,mpegts,mpeg,flv,asf,ogg,mxf,\
+    mp3,wav,aac,flac,image2,png_pipe,jpeg_pipe,webp_pipe,gif,bmp_pipe,tiff_pipe";
+
+/// The demuxers a picture layer's asset may be read with (PNG, JPEG, WebP, as uploaded).
+pub const IMAGE_FORMATS: &str = "png_pipe,jpeg_pipe,webp_pipe";
+
+/// Whether ffprobe's `format_name` (e.g. `mov,mp4,m4a,3gp,3g2,mj2`) names an allowed demuxer.
+pub fn is_media_format(format_name: &str) -> bool {
+    format_name
+        .split(',')
+        .any(|name| MEDIA_FORMATS.split(',').any(|allowed| allowed == name))
+}
+
+/// Reads duration, dimensions and streams of `path` (read as one of [`PROBE_FORMATS`]; a
+/// playlist or other format is refused, "Format not on whitelist").
 pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
     let output = Command::new(&tools.ffprobe)
         .args([
             "-v",
             "error",
+            "-format_whitelist",
+            PROBE_FORMATS,
             "-print_format",
             "json",
             "-show_format",

@@ -64,6 +64,8 @@ pub fn scene_args(
             fps.to_string(),
             "-t".into(),
             d.clone(),
+            "-format_whitelist".into(),
+            super::ffmpeg::IMAGE_FORMATS.into(),
             "-i".into(),
             path.display().to_string(),
         ]);

@@ -182,6 +182,8 @@ impl JobHandler for RenderShort {
         let mut args: Vec<String> = vec![
             "-ss".into(),
             format!("{start:.3}"),
+            "-format_whitelist".into(),
+            ffmpeg::MEDIA_FORMATS.into(),
             "-i".into(),
             source_path.display().to_string(),
         ];

@@ -378,6 +378,45 @@ async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Bac
     // Completing it again is a conflict: it is no longer waiting for its upload.
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+
+    // A playlist whose entries are files on the worker (here a real MP4, standing for
+    // another tenant's video) is not read: ffmpeg would follow its file:// segments.
+    let dir = tempfile::tempdir().expect("dir");
+    let victim = dir.path().join("victim.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=10",
+            "-t",
+            "2",
+        ])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&victim)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\nfile://{}\n#EXT-X-ENDLIST\n",
+        victim.display()
+    )
+    .into_bytes();
+    let upload = request_ok(&app, &owner, &creator, &playlist).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(&app, &upload, &playlist).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "FAILED", "{updates:#?}");
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the file is not a video container Reelgraph reads")),
+        "{updates:#?}"
+    );
 }
 
 /// An upload requested and never completed is failed after a day (the worker's hourly
