@@ -66,7 +66,8 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    /// Take the client IP from the last `X-Forwarded-For` address, the one a trusted proxy
+    /// appended (only behind such a proxy).
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
 

@@ -249,16 +249,21 @@ fn error_body(err: &AppError) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "errors": [err.clone().into_request_error()] }))
 }
 
+/// The client's address: the peer's, or behind a trusted proxy the last address in
+/// `X-Forwarded-For` — the one that proxy appended. Addresses before it are whatever the
+/// client sent (a fresh made-up one per request would escape the sign-in throttle).
 pub(crate) fn client_info(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
     let forwarded = state
         .config
         .trust_proxy
         .then(|| {
             headers
-                .get("x-forwarded-for")?
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()?
                 .to_str()
                 .ok()?
-                .split(',')
+                .rsplit(',')
                 .next()
                 .map(|ip| ip.trim().to_owned())
         })

@@ -322,6 +322,36 @@ async fn repeated_sign_in_attempts_are_rate_limited_per_account() {
     assert!(data["login"]["accessToken"].is_string());
 }
 
+/// Behind a trusted proxy the client's address is the one the proxy appended to
+/// `X-Forwarded-For`; a made-up address the client puts in front does not reset the sign-in
+/// throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.config.trust_proxy = true).await;
+    app.register("guarded@example.com").await;
+    let body = json!({
+        "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        "variables": { "e": "guarded@example.com", "p": "wrong guess 1234" },
+    });
+    let mut codes = Vec::new();
+    for i in 0..11 {
+        let answer: serde_json::Value = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("x-forwarded-for", format!("10.9.{i}.1, 203.0.113.7"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        codes.push(error_code(&answer).to_owned());
+    }
+    assert_eq!(codes[..10], ["UNAUTHENTICATED"; 10]);
+    assert_eq!(codes[10], "RATE_LIMITED", "{codes:?}");
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
