@@ -92,7 +92,7 @@ pub fn scene_args(
                 let x = x.map_or("(w-text_w)/2".to_owned(), num);
                 let y = y.map_or("(h-text_h)/2".to_owned(), num);
                 graph.push(format!(
-                    "[{current}]drawtext=textfile='{}':fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
+                    "[{current}]drawtext=textfile='{}':expansion=none:fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
                     filter_path(file),
                     hex(color),
                     num(*start),
@@ -185,4 +185,62 @@ pub fn concat_list(files: &[PathBuf]) -> String {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::spec::Layer;
+
+    /// Renders one 0.2 s scene showing `text` and returns its first frame as raw RGB.
+    async fn frame_of(text: &str) -> Vec<u8> {
+        let tools = super::super::ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        let dir = tempfile::tempdir().expect("dir");
+        let text_file = dir.path().join("text_0.txt");
+        std::fs::write(&text_file, text).expect("written");
+        let scene = Scene {
+            id: "a".into(),
+            duration: 0.2,
+            bg_color: "#000000".into(),
+            layers: vec![Layer::Text {
+                text: text.into(),
+                x: None,
+                y: None,
+                font_size: 48,
+                color: "#ffffff".into(),
+                start: 0.0,
+                end: 0.2,
+            }],
+        };
+        let inputs = SceneInputs {
+            texts: vec![Some(text_file)],
+            images: vec![None],
+        };
+        let video = dir.path().join("scene.mp4");
+        let args = scene_args(&scene, 320, 180, 10, &inputs, &video);
+        super::super::ffmpeg::run(&tools, &args, 0.2, |_| {})
+            .await
+            .expect("rendered");
+        let output = tokio::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .await
+            .expect("frame");
+        assert!(output.status.success());
+        output.stdout
+    }
+
+    /// Scene text is shown as written: drawtext's `%{…}` expansion is off (a title such as
+    /// `%{eif:1+1:d}` would otherwise be evaluated and drawn as "2").
+    #[tokio::test]
+    async fn text_is_drawn_as_written_not_expanded() {
+        let expression = frame_of("%{eif:1+1:d}").await;
+        let two = frame_of("2").await;
+        assert_eq!(expression.len(), two.len());
+        assert_ne!(expression, two, "the expression was evaluated");
+    }
 }
