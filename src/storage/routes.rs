@@ -78,7 +78,21 @@ pub async fn get_object(
         &content_type_of(&key).parse().unwrap_or(mime_octet()),
     );
     match serve.oneshot(request).await {
-        Ok(response) => response.map(Body::new),
+        Ok(response) => {
+            let mut response = response.map(Body::new);
+            // Stored objects are media and user uploads: never sniffed into something a
+            // browser would run, never shown as a page of this origin.
+            let headers = response.headers_mut();
+            headers.insert(
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                axum::http::HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static("default-src 'none'; sandbox"),
+            );
+            response
+        }
         Err(err) => {
             tracing::error!(error = %err, "serving an object failed");
             refuse(

@@ -199,6 +199,16 @@ async fn render_flow(app: TestApp) {
         .collect();
     assert_eq!(cached, [true, false, true], "{data:#}");
 
+    // The local backend serves objects as inert data: not sniffed, not a page.
+    if url.contains("/objects/") {
+        let response = app.client.get(url).send().await.expect("download");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(
+            response.headers()["content-security-policy"],
+            "default-src 'none'; sandbox"
+        );
+    }
+
     // Presigned URLs: a plain client fetches them; tampered or expired ones fail.
     let key = format!("outputs/{id}/movie.mp4");
     let tampered = tamper_signature(url);
