@@ -61,6 +61,23 @@ struct AssembleInput {
     parent_progress: ParentProgress,
 }
 
+/// An asset is checked against the upload limit again when it is read: its presigned PUT
+/// works for 10 minutes after `renderMovie` checked it, and could put far larger bytes there.
+async fn asset_within_limit(ctx: &JobContext, key: &str) -> Result<(), JobFailure> {
+    match ctx.storage.head(key).await.map_err(storage_failure)? {
+        None => Err(JobFailure::permanent(format!(
+            "the asset {key} no longer exists"
+        ))),
+        Some(found) if found.size > super::graphql::MAX_ASSET_BYTES => {
+            Err(JobFailure::permanent(format!(
+                "the asset {key} is larger than {} MiB",
+                super::graphql::MAX_ASSET_BYTES >> 20
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
     JobFailure::internal("object storage was unavailable", err)
 }
@@ -117,6 +134,7 @@ impl JobHandler for RenderMovie {
         let mut assets = plan::AssetDigests::new();
         for (_, key) in input.spec.asset_keys() {
             if !assets.contains_key(key) {
+                asset_within_limit(ctx, key).await?;
                 let digest = crate::media::hash::object_sha256(&ctx.storage, key)
                     .await
                     .map_err(storage_failure)?;
@@ -247,6 +265,7 @@ impl JobHandler for RenderScene {
                 }
                 Layer::Image { asset_key, .. } => {
                     let path = dir.path().join(format!("image_{i}"));
+                    asset_within_limit(ctx, asset_key).await?;
                     ctx.storage
                         .get_to_file(asset_key, &path)
                         .await

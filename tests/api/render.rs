@@ -778,3 +778,46 @@ async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
     assert_eq!(usage["renderUsage"]["minutesReserved"], 0.0, "{usage}");
     assert_eq!(usage["jobs"]["totalCount"], 1);
 }
+
+/// An asset replaced by something far larger after `renderMovie` checked it (its presigned
+/// PUT is good for 10 minutes) fails the render when it is read, instead of being hashed
+/// and copied into every scene.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asset_grown_past_the_limit_after_the_check_fails_the_render() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("swapper@example.com").await;
+    let logo = upload_logo(&app, &owner).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": movie(&logo, "The end") } }),
+        )
+        .await;
+    let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    app.state
+        .storage
+        .put_bytes(&logo, vec![0_u8; 21 << 20], "image/png")
+        .await
+        .expect("replaced");
+    let mut socket = subscribe(&app.base, &owner.access_token, UPDATES, json!({ "id": id })).await;
+    let workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let updates = collect_until_complete(&mut socket, Duration::from_secs(60)).await;
+    workers.abort();
+    let last = &updates.last().expect("updates")["data"]["jobUpdated"];
+    assert_eq!(last["status"], "FAILED", "{updates:#?}");
+    let error = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { error } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(
+        error["job"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is larger than 20 MiB")),
+        "{error}"
+    );
+}
