@@ -245,6 +245,8 @@ impl Target {
         reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // An HTTP(S)_PROXY from the environment would look the host up again itself.
+            .no_proxy()
             .resolve(&self.host, self.address)
             .build()
     }
@@ -319,7 +321,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || first == 0x2001 && ip.segments()[1] == 0 // Teredo: tunnels to any IPv4 address
+        || first == 0x2002 // 6to4: likewise
+        || ip.segments()[..2] == [0x64, 0xff9b] // NAT64 (64:ff9b::/96, 64:ff9b:1::/48): IPv4 inside
         || ip.to_ipv4().is_some_and(|v4| !is_public_v4(v4)))
 }
 
@@ -344,6 +350,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
         ] {
             assert!(!is_public(private.parse().expect("ip")), "{private}");
         }
