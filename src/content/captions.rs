@@ -67,6 +67,15 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty())
 }
 
+/// A cue's text for SubRip: its non-blank lines, trimmed, with `-->` defused (a blank line or
+/// a timing line inside the text would start a cue of its own).
+pub(crate) fn srt_text(text: &str) -> String {
+    lines(text)
+        .map(|l| l.replace("-->", "->"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// WebVTT cue text must escape `&`, `<` and `>`; unescaped they would start entities or tags
 /// (and `-->` would end the cue timing).
 fn escape_vtt(text: &str) -> String {
@@ -110,13 +119,10 @@ pub fn srt(segments: &[Segment]) -> String {
             timestamp(segment.start, ','),
             timestamp(segment.end, ',')
         ));
-        let text: Vec<String> = lines(&segment.text)
-            .map(|l| l.replace("-->", "->"))
-            .collect();
         if let Some(speaker) = &segment.speaker {
             out.push_str(&format!("{speaker}: "));
         }
-        out.push_str(&text.join("\n"));
+        out.push_str(&srt_text(&segment.text));
         out.push('\n');
     }
     out

@@ -63,6 +63,10 @@ pub fn clip_captions(segments: &[transcript_segment::Model], start: f64, end: f6
         .iter()
         .filter(|s| s.end_time > start && s.start_time < end)
     {
+        let text = crate::content::captions::srt_text(&segment.text);
+        if text.is_empty() {
+            continue;
+        }
         n += 1;
         let from = (segment.start_time - start).max(0.0);
         let to = (segment.end_time.min(end) - start).max(from + 0.001);
@@ -71,7 +75,7 @@ pub fn clip_captions(segments: &[transcript_segment::Model], start: f64, end: f6
             "{n}\n{} --> {}\n{}\n\n",
             srt_time(from),
             srt_time(to),
-            segment.text.trim()
+            text
         );
     }
     srt
@@ -294,6 +298,22 @@ mod tests {
         assert_eq!(
             srt,
             "1\n00:00:00,000 --> 00:00:03,000\ninside\n\n2\n00:00:04,000 --> 00:00:05,000\noverlapping end\n\n"
+        );
+    }
+
+    #[test]
+    fn transcript_text_cannot_add_cues_of_its_own() {
+        let segments = [
+            segment(
+                0.0,
+                2.0,
+                "one\n\n2\n00:00:00,000 --> 00:09:00,000\ninjected",
+            ),
+            segment(2.0, 3.0, " \r\n "),
+        ];
+        assert_eq!(
+            clip_captions(&segments, 0.0, 3.0),
+            "1\n00:00:00,000 --> 00:00:02,000\none\n2\n00:00:00,000 -> 00:09:00,000\ninjected\n\n"
         );
     }
 }
