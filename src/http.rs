@@ -188,7 +188,7 @@ async fn explain_bare_statuses(
 }
 
 /// `60000` → "60 s", `1500` → "1500 ms".
-fn human_duration(ms: u64) -> String {
+pub(crate) fn human_duration(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {

@@ -70,6 +70,8 @@ struct Connection {
     user: Option<AuthUser>,
     /// When the access token runs out.
     expires_at: Option<Instant>,
+    /// When the client was last heard from (any frame, `pong`s included).
+    last_heard: Instant,
     active: HashMap<Arc<str>, Active>,
 }
 
@@ -81,6 +83,7 @@ pub async fn serve(mut socket: WebSocket, setup: Setup) {
         acknowledged: false,
         user: None,
         expires_at: None,
+        last_heard: Instant::now(),
         active: HashMap::new(),
     };
     let stop = connection.run(&mut socket).await;
@@ -122,22 +125,45 @@ impl Connection {
                 () = sleep_until_some(self.expires_at) => self.token_expired(socket).await,
                 frame = socket.recv() => match frame {
                     Some(Ok(frame)) => self.on_frame(socket, &mut operations, frame).await,
-                    None | Some(Err(_)) => Err(Stop::Gone),
+                    Some(Err(err)) => Err(self.receive_failed(err)),
+                    None => Err(Stop::Gone),
                 },
                 Some((id, event)) = operations.next(), if !operations.is_empty() => {
                     self.on_event(socket, id, event).await
                 }
                 _ = keep_alive.tick(), if self.acknowledged => {
-                    let message = match self.setup.protocol {
-                        Protocol::TransportWs => server::ping(),
-                        Protocol::Legacy => server::keep_alive(),
-                    };
-                    self.send(socket, message).await
+                    // A graphql-transport-ws client answers every `ping`: one silent for two
+                    // periods is gone (its subscriptions would otherwise live on until TCP
+                    // gives up, many minutes later).
+                    let silent = self.last_heard.elapsed();
+                    if self.setup.protocol == Protocol::TransportWs && silent > period * 2 {
+                        Err(close(1001, format!("no pong for {} s: the connection looks dead", silent.as_secs())))
+                    } else {
+                        let message = match self.setup.protocol {
+                            Protocol::TransportWs => server::ping(),
+                            Protocol::Legacy => server::keep_alive(),
+                        };
+                        self.send(socket, message).await
+                    }
                 }
             };
             if let Err(stop) = step {
                 return stop;
             }
+        }
+    }
+
+    /// A frame that could not be read: one over tungstenite's cap (twice the message limit)
+    /// is answered with `1009` like one over the limit, so the client learns why; anything
+    /// else means the connection is gone.
+    fn receive_failed(&self, err: axum::Error) -> Stop {
+        use tokio_tungstenite::tungstenite::Error;
+        match err.into_inner().downcast::<Error>() {
+            Ok(err) if matches!(*err, Error::Capacity(_)) => {
+                let limit = self.setup.state.app.config.max_body_bytes;
+                close(1009, format!("Message too big: at most {limit} bytes"))
+            }
+            _ => Stop::Gone,
         }
     }
 
@@ -147,6 +173,7 @@ impl Connection {
         operations: &mut SelectAll<Events>,
         frame: Message,
     ) -> Result<(), Stop> {
+        self.last_heard = Instant::now();
         let limit = self.setup.state.app.config.max_body_bytes;
         let too_big = match &frame {
             Message::Text(text) => text.len() > limit,
@@ -299,6 +326,9 @@ impl Connection {
             .ok()
             .map(std::sync::Arc::new);
         let operation = request.operation_name.clone();
+        let is_subscription = document
+            .as_deref()
+            .is_some_and(|d| is_subscription(d, operation.as_deref()));
         let nul_literal = document
             .as_deref()
             .and_then(crate::graphql::inputs::nul_literal);
@@ -353,6 +383,54 @@ impl Connection {
                     }
                     (id.clone(), Some(response))
                 })
+        };
+        // A panic inside the operation ends it with an INTERNAL error; the socket and the
+        // client's other operations go on.
+        let results = {
+            let id = id.clone();
+            std::panic::AssertUnwindSafe(results)
+                .catch_unwind()
+                .map(move |result| {
+                    result.unwrap_or_else(|_| {
+                        tracing::error!(operation = %id, "a WebSocket operation panicked");
+                        let error = AppError::internal("operation", "panicked");
+                        (
+                            id.clone(),
+                            Some(Response::from_errors(vec![error.into_request_error()])),
+                        )
+                    })
+                })
+                .boxed()
+        };
+        // Queries and mutations get the HTTP request's time limit; a subscription runs until
+        // it ends or the client completes it.
+        let results = if is_subscription {
+            results
+        } else {
+            let limit_ms = app.config.request_timeout_ms;
+            let id = id.clone();
+            async_stream::stream! {
+                let mut results = results;
+                let deadline = tokio::time::sleep(Duration::from_millis(limit_ms));
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        item = results.next() => match item {
+                            Some(item) => yield item,
+                            None => break,
+                        },
+                        () = &mut deadline => {
+                            let error = AppError::TimedOut(format!(
+                                "the operation was stopped after {}; what it had not committed was rolled back",
+                                crate::http::human_duration(limit_ms)
+                            ));
+                            yield (id.clone(), Some(Response::from_errors(vec![error.into_request_error()])));
+                            break;
+                        }
+                    }
+                }
+            }
+            .boxed()
         };
         let end = stream::once(std::future::ready((id.clone(), None)));
         let (abort, registration) = AbortHandle::new_pair();
@@ -415,6 +493,23 @@ fn is_request_error(response: &Response) -> bool {
     response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+/// Whether the operation the request runs (by name, or the only one) is a subscription.
+fn is_subscription(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    name: Option<&str>,
+) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let ty = match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    };
+    ty == Some(OperationType::Subscription)
 }
 
 fn too_many_operations(max: usize) -> ServerError {

@@ -144,8 +144,14 @@ fn optional_object(
     }
 }
 
+/// The longest operation id: ids are kept while their operation runs.
+const MAX_ID_BYTES: usize = 128;
+
 fn required_id(kind: &str, value: Option<Value>) -> Result<String, Invalid> {
     match value {
+        Some(Value::String(id)) if id.len() > MAX_ID_BYTES => Err(invalid(format!(
+            "\"{kind}\" message's 'id' is longer than {MAX_ID_BYTES} bytes"
+        ))),
         Some(Value::String(id)) if !id.is_empty() => Ok(id),
         Some(Value::String(_)) => Err(invalid(format!(
             "\"{kind}\" message requires a non-empty 'id' property"

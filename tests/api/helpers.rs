@@ -339,6 +339,8 @@ pub async fn next_payload(
                 match value["type"].as_str() {
                     Some("next") => return value["payload"].clone(),
                     Some("error" | "complete") => panic!("subscription ended: {value}"),
+                    // As graphql-ws clients do: the server closes a socket that stops ponging.
+                    Some("ping") => pong(socket).await,
                     _ => {}
                 }
             }
@@ -347,6 +349,17 @@ pub async fn next_payload(
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("the subscription's first event")
+}
+
+async fn pong(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) {
+    use futures_util::SinkExt;
+    let _ = socket
+        .send(Message::Text(r#"{"type":"pong"}"#.into()))
+        .await;
 }
 
 /// Reads a subscription's `next` payloads until `complete` (at most `within`).
@@ -367,6 +380,7 @@ pub async fn collect_until_complete(
                 Some("complete") => break,
                 Some("next") => payloads.push(value["payload"].clone()),
                 Some("error") => panic!("subscription error: {value}"),
+                Some("ping") => pong(socket).await,
                 _ => {}
             }
         }

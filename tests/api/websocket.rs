@@ -487,6 +487,71 @@ async fn a_message_over_the_body_limit_closes_with_1009() {
     assert_eq!(code, 1009, "{reason}");
 }
 
+/// Past tungstenite's own cap (twice the limit) too: the client still hears 1009, not a
+/// dropped connection (which graphql-ws would answer by retrying the same message).
+#[tokio::test]
+async fn a_message_far_over_the_body_limit_closes_with_1009_too() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| args.config.max_body_bytes = 4096).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    let query = format!("{{ me {{ id }} }} # {}", "x".repeat(20_000));
+    client.subscribe("1", &query, json!({})).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1009, "{reason}");
+}
+
+/// Operation ids are kept while their operation runs: one over 128 bytes is refused (4400).
+#[tokio::test]
+async fn an_operation_id_over_128_bytes_closes_with_4400() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    client
+        .subscribe(&"i".repeat(128), "{ __typename }", json!({}))
+        .await;
+    assert_eq!(client.recv().await["type"], "next");
+    assert_eq!(client.recv().await["type"], "complete");
+    client
+        .subscribe(&"i".repeat(129), "{ __typename }", json!({}))
+        .await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 4400, "{reason}");
+    assert!(reason.contains("longer than 128 bytes"), "{reason}");
+}
+
+/// A graphql-transport-ws client that stops answering pings is hung up on after two
+/// keep-alive periods, with its subscriptions.
+#[tokio::test]
+async fn a_client_that_stops_ponging_is_closed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = serve_with(
+        &app,
+        WsSettings {
+            keep_alive: Duration::from_millis(200),
+            ..WsSettings::default()
+        },
+    )
+    .await;
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    assert_eq!(client.recv().await, json!({ "type": "ping" }));
+    // No pong: closed after two periods (well within the wait, however many pings first).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, client.socket.next())
+            .await
+            .expect("closed within the wait")
+        {
+            Some(Ok(Message::Text(text))) => assert!(text.contains("ping"), "{text}"),
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+                break;
+            }
+            other => panic!("expected pings then a close, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn subscribe_before_connection_ack_closes_with_4401() {
     let app = TestApp::spawn(Backend::Sqlite).await;
