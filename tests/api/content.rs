@@ -1050,29 +1050,11 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
         .exec(&txn)
         .await
         .expect("rejected");
-    let generate = {
-        let (base, client, token) = (
-            app.base.clone(),
-            app.client.clone(),
-            owner.access_token.clone(),
-        );
-        let body = json!({
-            "query": "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
-            "variables": { "h": id },
-        });
-        tokio::spawn(async move {
-            client
-                .post(format!("{base}/graphql"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .expect("sent")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let generate = app.gql_in_background(
+        &owner.access_token,
+        "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+        json!({ "h": id }),
+    );
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     txn.commit().await.expect("commit");
 

@@ -155,6 +155,29 @@ impl TestApp {
         response.json().await.expect("JSON body")
     }
 
+    /// `gql` as a task of its own, for a request the test holds up (a race) while it goes on.
+    pub fn gql_in_background(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+    ) -> tokio::task::JoinHandle<Value> {
+        let (base, client, token) = (self.base.clone(), self.client.clone(), token.to_owned());
+        let body = json!({ "query": query, "variables": variables });
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    }
+
     /// Like `gql`, but fails the test when the response has errors; returns `data`.
     pub async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let body = self.gql(token, query, variables).await;

@@ -738,26 +738,11 @@ async fn a_render_that_loses_the_idempotency_race_reserves_nothing() {
         .expect("enqueue");
     assert!(!first.existing);
 
-    let second = {
-        let (base, client, token) = (
-            app.base.clone(),
-            app.client.clone(),
-            owner.access_token.clone(),
-        );
-        let body = json!({ "query": RENDER, "variables": { "input": { "spec": spec, "idempotencyKey": "movie-7" } } });
-        tokio::spawn(async move {
-            client
-                .post(format!("{base}/graphql"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .expect("sent")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let second = app.gql_in_background(
+        &owner.access_token,
+        RENDER,
+        json!({ "input": { "spec": spec, "idempotencyKey": "movie-7" } }),
+    );
     // Wait until the second's insert waits on the first's row lock.
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     txn.commit().await.expect("commit");
