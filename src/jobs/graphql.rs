@@ -440,9 +440,16 @@ impl JobSubscription {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
             let mut seen: HashMap<Uuid, (i64, f64)> = HashMap::new();
+            // Where a re-read that filled its page goes on from.
+            let mut more: Option<(DateTime<Utc>, Uuid)> = None;
             loop {
                 let mut heard = None;
-                let rows = match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
+                let mut reread = true;
+                let rows = if let Some(after) = more.take() {
+                    changed_after(&state.db, owner, after).await
+                } else {
+                    reread = false;
+                    match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
                     Ok(Ok(BusMessage::Job(event))) if event.owner_id == owner => {
                         if seen.get(&event.job_id).is_some_and(|&(s, _)| s >= event.seq) {
                             continue;
@@ -456,9 +463,11 @@ impl JobSubscription {
                     }
                     Ok(Ok(BusMessage::Job(_))) => continue,
                     Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
-                        changed_since(&state.db, owner, since).await
+                        reread = true;
+                        changed_after(&state.db, owner, (since, Uuid::nil())).await
                     }
                     Ok(Err(RecvError::Closed)) => break,
+                    }
                 };
                 let rows = match rows {
                     Ok(rows) => rows,
@@ -467,6 +476,9 @@ impl JobSubscription {
                         continue;
                     }
                 };
+                if reread && rows.len() as u64 >= CATCH_UP_PAGE {
+                    more = rows.last().map(|row| (row.updated_at, row.id));
+                }
                 for row in rows {
                     let before = seen.get(&row.id).copied();
                     if before.is_some_and(|(s, _)| s >= row.seq) {
@@ -495,16 +507,27 @@ impl JobSubscription {
     }
 }
 
-async fn changed_since(
+/// Rows a `jobsUpdated` re-read reads at a time; a full page is followed by the next one.
+const CATCH_UP_PAGE: u64 = 1000;
+
+/// The owner's jobs changed after `(updated_at, id)`, in that order, a page at a time.
+async fn changed_after(
     db: &DatabaseConnection,
     owner: Uuid,
-    since: DateTime<Utc>,
+    (at, id): (DateTime<Utc>, Uuid),
 ) -> Result<Vec<job::Model>, sea_orm::DbErr> {
     job::Entity::find()
         .filter(job::Column::OwnerId.eq(owner))
-        .filter(job::Column::UpdatedAt.gte(since))
+        .filter(
+            Condition::any().add(job::Column::UpdatedAt.gt(at)).add(
+                Condition::all()
+                    .add(job::Column::UpdatedAt.eq(at))
+                    .add(job::Column::Id.gt(id)),
+            ),
+        )
         .order_by_asc(job::Column::UpdatedAt)
-        .limit(1000)
+        .order_by_asc(job::Column::Id)
+        .limit(CATCH_UP_PAGE)
         .all(db)
         .await
 }

@@ -1026,6 +1026,71 @@ async fn a_released_job_keeps_its_progress_until_its_next_attempt(backend: Backe
     assert_eq!((again[0].attempts, again[0].progress), (2, 0.0));
 }
 
+/// A `jobsUpdated` subscriber that falls behind the bus re-reads what changed since it
+/// started: all of it, a page of 1,000 at a time (it used to stop after the first 1,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_jobs_subscriber_catches_up_on_every_change() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("lagging@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let mut socket = subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription { jobsUpdated { id } }",
+        json!({}),
+    )
+    .await;
+    // jobsUpdated has no first event: announce a job until it is heard.
+    let probe = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    loop {
+        if tokio::time::timeout(Duration::from_secs(2), next_about(&mut socket, probe))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        let row = job::Entity::find_by_id(probe)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("row");
+        app.state.events.publish(&[queue::event_of(&row)]).await;
+    }
+
+    // 1,100 jobs change without a word on the bus, then the bus floods past the
+    // subscriber's buffer (made-up versions of the probe), so it lags and re-reads.
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let mut quiet = std::collections::HashSet::new();
+    for _ in 0..1100 {
+        let new = NewJob::new(JobKind::Workflow, "diagnostics.sleep", owner_id, json!({}));
+        let enqueued = queue::enqueue(&txn, new)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("enqueue");
+        quiet.insert(enqueued.job.id.to_string());
+    }
+    txn.commit().await.expect("commit");
+    let flood: Vec<reelgraph::jobs::JobEvent> = (0..3000)
+        .map(|i| reelgraph::jobs::JobEvent {
+            job_id: probe,
+            owner_id,
+            seq: 1_000_000 + i,
+            wake: false,
+        })
+        .collect();
+    app.state.events.publish(&flood).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !quiet.is_empty() {
+        let update = tokio::time::timeout_at(deadline, next_payload(&mut socket))
+            .await
+            .unwrap_or_else(|_| panic!("{} changed jobs never sent", quiet.len()));
+        if let Some(id) = update["data"]["jobsUpdated"]["id"].as_str() {
+            quiet.remove(id);
+        }
+    }
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
