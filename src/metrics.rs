@@ -37,7 +37,7 @@ impl Default for Metrics {
         );
         registry.register(
             "graphql_operations",
-            "GraphQL operations executed over HTTP",
+            "GraphQL operations executed (over HTTP and WebSocket)",
             graphql_operations.clone(),
         );
         registry.register(

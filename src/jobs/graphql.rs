@@ -362,9 +362,14 @@ impl JobMutation {
     }
 }
 
-/// A subscription that has heard nothing for this long reads again, in case an event was
-/// lost (a failed NOTIFY).
+/// A subscription that has heard nothing for about this long (plus up to a third more, so
+/// that many subscriptions do not read at once) reads again, in case an event was lost (a
+/// failed NOTIFY).
 const IDLE_REREAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn idle_reread() -> std::time::Duration {
+    IDLE_REREAD + IDLE_REREAD.mul_f64(rand::random::<f64>() / 3.0)
+}
 
 #[derive(Default)]
 pub struct JobSubscription;
@@ -389,7 +394,7 @@ impl JobSubscription {
             let mut done = is_terminal(snapshot.status);
             yield Job(snapshot);
             while !done {
-                let read = match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
+                let read = match tokio::time::timeout(idle_reread(), bus.recv()).await {
                     Ok(Ok(BusMessage::Job(event))) if event.job_id == id && event.seq > last_seq => {
                         // Shared with every other subscriber of this event.
                         state.events.job_at(id, event.seq).await
@@ -449,7 +454,7 @@ impl JobSubscription {
                     changed_after(&state.db, owner, after).await
                 } else {
                     reread = false;
-                    match tokio::time::timeout(IDLE_REREAD, bus.recv()).await {
+                    match tokio::time::timeout(idle_reread(), bus.recv()).await {
                     Ok(Ok(BusMessage::Job(event))) if event.owner_id == owner => {
                         if seen.get(&event.job_id).is_some_and(|&(s, _)| s >= event.seq) {
                             continue;

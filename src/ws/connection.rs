@@ -21,7 +21,7 @@ use super::{
 use crate::{
     access::{AuthUser, ClientInfo, Viewer},
     error::AppError,
-    graphql::loaders::new_subscription_loaders,
+    graphql::loaders::{new_loaders, new_subscription_loaders},
     http::HttpState,
 };
 
@@ -357,9 +357,17 @@ impl Connection {
             return;
         }
         let app = &self.setup.state.app;
+        app.metrics.graphql_operations.inc();
+        // A query or mutation reads once, so its loaders cache like an HTTP request's; a
+        // subscription's must read afresh for every event.
+        let loaders = if is_subscription {
+            new_subscription_loaders(app.db.clone(), viewer.clone())
+        } else {
+            new_loaders(app.db.clone(), viewer.clone())
+        };
         let request = request
-            .data(viewer.clone())
-            .data(new_subscription_loaders(app.db.clone(), viewer))
+            .data(viewer)
+            .data(loaders)
             .data(std::sync::Arc::new(
                 crate::content::loaders::ContentLoaders::new(app.db.clone()),
             ))

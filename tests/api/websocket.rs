@@ -552,6 +552,36 @@ async fn a_client_that_stops_ponging_is_closed() {
     }
 }
 
+/// Queries over WebSocket are counted like HTTP ones (`reelgraph_graphql_operations_total`).
+#[tokio::test]
+async fn websocket_operations_are_counted() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let count = || async {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("reelgraph_graphql_operations_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = count().await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(json!({})).await;
+    for id in ["1", "2"] {
+        client.subscribe(id, "{ __typename }", json!({})).await;
+        assert_eq!(client.recv().await["type"], "next");
+        assert_eq!(client.recv().await["type"], "complete");
+    }
+    assert_eq!(count().await, before + 2);
+}
+
 #[tokio::test]
 async fn subscribe_before_connection_ack_closes_with_4401() {
     let app = TestApp::spawn(Backend::Sqlite).await;
