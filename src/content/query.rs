@@ -108,14 +108,9 @@ impl ScorePageArgs {
         last: Option<i32>,
         before: Option<String>,
     ) -> AppResult<Self> {
-        // The shared validation sees placeholders for the cursors, which it cannot decode.
+        PageArgs::directions(first, after.is_some(), last, before.is_some())?;
+        // The shared sizes; this list decodes its own cursors.
         let sizes = PageArgs::new(first, None, last, None)?;
-        if after.is_some() && before.is_some() {
-            return Err(AppError::bad_input(
-                "before",
-                "pass either `after` or `before`, not both",
-            ));
-        }
         let backward = last.is_some() || before.is_some();
         let cursor = match (&after, &before) {
             (Some(c), _) => Some(ScoreCursor::decode("after", c)?),

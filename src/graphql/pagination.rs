@@ -74,18 +74,7 @@ impl PageArgs {
         last: Option<i32>,
         before: Option<String>,
     ) -> AppResult<Self> {
-        if first.is_some() && last.is_some() {
-            return Err(AppError::bad_input(
-                "last",
-                "pass either `first` or `last`, not both",
-            ));
-        }
-        if after.is_some() && before.is_some() {
-            return Err(AppError::bad_input(
-                "before",
-                "pass either `after` or `before`, not both",
-            ));
-        }
+        Self::directions(first, after.is_some(), last, before.is_some())?;
         let size = |field: &str, n: Option<i32>| -> AppResult<u64> {
             match n {
                 None => Ok(DEFAULT_PAGE_SIZE),
@@ -116,6 +105,37 @@ impl PageArgs {
                 backward,
             }
         })
+    }
+
+    /// One direction per page: forward (`first`, `after`) or backward (`last`, `before`).
+    /// Relay allows mixing them but advises against it; mixed, they were read as one
+    /// direction and the other argument was lost, so they are refused instead.
+    pub fn directions(
+        first: Option<i32>,
+        after: bool,
+        last: Option<i32>,
+        before: bool,
+    ) -> AppResult<()> {
+        let refused = |field: &str, message: &str| Err(AppError::bad_input(field, message));
+        if first.is_some() && last.is_some() {
+            return refused("last", "pass either `first` or `last`, not both");
+        }
+        if after && before {
+            return refused("before", "pass either `after` or `before`, not both");
+        }
+        if first.is_some() && before {
+            return refused(
+                "before",
+                "`before` pages backward: pass it with `last` (or use `first` with `after`)",
+            );
+        }
+        if last.is_some() && after {
+            return refused(
+                "after",
+                "`after` pages forward: pass it with `first` (or use `last` with `before`)",
+            );
+        }
+        Ok(())
     }
 
     /// The first page of `first` items, for nested lists.

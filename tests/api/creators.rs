@@ -307,6 +307,8 @@ async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
         (json!({ "first": -1 }), "first"),
         (json!({ "after": "bm90LWEtY3Vyc29y" }), "after"),
         (json!({ "first": 1, "last": 1 }), "last"),
+        (json!({ "first": 2, "before": after }), "before"),
+        (json!({ "last": 2, "after": after }), "after"),
     ] {
         let body = app.gql(None, page, vars.clone()).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{vars}");
