@@ -764,7 +764,10 @@ async fn highlights_paginate_by_score_with_stable_cursors(backend: Backend) {
         (json!({ "first": 101 }), "first"),
         (json!({ "first": 1, "last": 1 }), "last"),
         // One direction per page: mixed, one argument used to be lost.
-        (json!({ "first": 2, "before": "bm90IGEgY3Vyc29y" }), "before"),
+        (
+            json!({ "first": 2, "before": "bm90IGEgY3Vyc29y" }),
+            "before",
+        ),
         (json!({ "last": 2, "after": "bm90IGEgY3Vyc29y" }), "after"),
         (
             json!({ "after": "bm90IGEgY3Vyc29y", "before": "bm90IGEgY3Vyc29y" }),
