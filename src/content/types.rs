@@ -198,10 +198,17 @@ impl Highlight {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// Shorts generated from this highlight.
+    /// Shorts generated from this highlight: all of them for the creator's members, the
+    /// COMPLETE ones for everyone else.
     async fn shorts(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::shorts::Short>> {
         Box::pin(async move {
-            crate::shorts::shorts_of(&crate::graphql::state(ctx)?.db, self.0.id).await
+            let video = crate::graphql::loaders(ctx)?
+                .load_one(crate::graphql::loaders::VisibleVideoById(self.0.video_id))
+                .await?;
+            match video {
+                Some(video) => crate::shorts::shorts_of(ctx, &video, self.0.id).await,
+                None => Ok(Vec::new()),
+            }
         })
         .await
     }

@@ -126,14 +126,20 @@ async fn creator_of(db: &DatabaseConnection, highlight_id: Uuid) -> AppResult<Op
 }
 
 /// The shorts of a highlight, for callers who may see its video.
-pub async fn shorts_of(db: &DatabaseConnection, highlight_id: Uuid) -> AppResult<Vec<Short>> {
-    Ok(short::Entity::find()
-        .filter(short::Column::HighlightId.eq(highlight_id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Short)
-        .collect())
+/// The shorts of a highlight of `video`: all of them for the creator's members, the COMPLETE
+/// ones for everyone else (a pending or failed render, and its error, are the creator's
+/// business).
+pub async fn shorts_of(
+    ctx: &Context<'_>,
+    video: &entity::video::Model,
+    highlight_id: Uuid,
+) -> AppResult<Vec<Short>> {
+    let db = &state(ctx)?.db;
+    let mut select = short::Entity::find().filter(short::Column::HighlightId.eq(highlight_id));
+    if !viewer(ctx)?.manages_creator(db, video.creator_id).await? {
+        select = select.filter(short::Column::Status.eq(ShortStatus::Complete));
+    }
+    Ok(select.all(db).await?.into_iter().map(Short).collect())
 }
 
 #[derive(InputObject)]
@@ -152,7 +158,8 @@ pub struct ShortQuery;
 
 #[Object]
 impl ShortQuery {
-    /// A short whose video the caller may see.
+    /// A short whose video the caller may see: any of them for the creator's members, a
+    /// COMPLETE one for everyone else.
     pub(crate) async fn short(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Short>> {
         let id = parse_id("id", &id)?;
         let db = &state(ctx)?.db;
@@ -163,11 +170,13 @@ impl ShortQuery {
             .one(db)
             .await?
             .map(|h| h.video_id);
-        let visible = match video_id {
-            Some(video_id) => loaders(ctx)?
-                .load_one(VisibleVideoById(video_id))
-                .await?
-                .is_some(),
+        let video = match video_id {
+            Some(video_id) => loaders(ctx)?.load_one(VisibleVideoById(video_id)).await?,
+            None => None,
+        };
+        let visible = match video {
+            Some(_) if row.status == ShortStatus::Complete => true,
+            Some(video) => viewer(ctx)?.manages_creator(db, video.creator_id).await?,
             None => false,
         };
         if visible {

@@ -1086,3 +1086,53 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
         .expect("count");
     assert_eq!(shorts, 0);
 }
+
+/// A short that is not COMPLETE (pending, failed) is the creator's business: its members see
+/// it, through `highlight.shorts` and `short(id:)`; anyone else sees only finished shorts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_shorts_are_for_the_creators_members() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "unfinished@example.com", "Drafts").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let highlight = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight id")
+        .to_owned();
+    app.ok(token, APPROVE, json!({ "id": highlight })).await;
+    let generated = app
+        .ok(
+            token,
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id status } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    assert_eq!(generated["generateShort"]["status"], "PENDING");
+    let short = generated["generateShort"]["id"].as_str().expect("id");
+
+    let listed =
+        "query($v: ID!) { video(id: $v) { highlights { id shorts { id status error } } } }";
+    let count = |data: &Value| {
+        data["video"]["highlights"]
+            .as_array()
+            .expect("highlights")
+            .iter()
+            .map(|h| h["shorts"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    let stranger = app.register("passer-by@example.com").await;
+    for (who, expected) in [
+        (token, 1),
+        (None, 0),
+        (Some(stranger.access_token.as_str()), 0),
+    ] {
+        let data = app.ok(who, listed, json!({ "v": video })).await;
+        assert_eq!(count(&data), expected, "{data}");
+    }
+    let one = "query($id: ID!) { short(id: $id) { status } }";
+    let data = app.ok(token, one, json!({ "id": short })).await;
+    assert_eq!(data["short"]["status"], "PENDING");
+    let body = app.gql(None, one, json!({ "id": short })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
