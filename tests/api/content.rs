@@ -445,6 +445,25 @@ async fn key_moments_are_validated_and_appended(backend: Backend) {
     );
 }
 
+/// A creator's public video with a scored transcript and key moments, its best highlight
+/// detected and approved: `(owner, creator, video, highlight)`.
+async fn approved_highlight(
+    app: &TestApp,
+    email: &str,
+    name: &str,
+) -> (Session, String, Uuid, String) {
+    let (owner, creator, video) = creator_with_video(app, email, name).await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(app, token, video).await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let highlight = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight id")
+        .to_owned();
+    app.ok(token, APPROVE, json!({ "id": highlight })).await;
+    (owner, creator, video, highlight)
+}
+
 /// A video with a transcript and three key moments of different quality.
 async fn scored_video(app: &TestApp, token: Option<&str>, video: Uuid) {
     let segments = json!([
@@ -947,15 +966,9 @@ async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
 /// nothing, `BAD_USER_INPUT` for an id that is not one.
 async fn node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (owner, creator, video) = creator_with_video(&app, "node@example.com", "Nodes").await;
+    let (owner, creator, video, highlight) =
+        approved_highlight(&app, "node@example.com", "Nodes").await;
     let token = Some(owner.access_token.as_str());
-    scored_video(&app, token, video).await;
-    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
-    let highlight = detected["detectHighlights"][0]["id"]
-        .as_str()
-        .expect("highlight id")
-        .to_owned();
-    app.ok(token, APPROVE, json!({ "id": highlight })).await;
     let generated = app
         .ok(
             token,
@@ -1039,15 +1052,8 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
     use sea_orm::{TransactionTrait, sea_query::Expr};
 
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
-    let (owner, _, video) = creator_with_video(&app, "race-short@example.com", "Racing").await;
+    let (owner, _, _, id) = approved_highlight(&app, "race-short@example.com", "Racing").await;
     let token = Some(owner.access_token.as_str());
-    scored_video(&app, token, video).await;
-    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
-    let id = detected["detectHighlights"][0]["id"]
-        .as_str()
-        .expect("highlight id")
-        .to_owned();
-    app.ok(token, APPROVE, json!({ "id": id })).await;
 
     // The rejection: written, not yet committed.
     let txn = app.state.db.begin().await.expect("txn");
@@ -1092,15 +1098,9 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_shorts_are_for_the_creators_members() {
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
-    let (owner, _, video) = creator_with_video(&app, "unfinished@example.com", "Drafts").await;
+    let (owner, _, video, highlight) =
+        approved_highlight(&app, "unfinished@example.com", "Drafts").await;
     let token = Some(owner.access_token.as_str());
-    scored_video(&app, token, video).await;
-    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
-    let highlight = detected["detectHighlights"][0]["id"]
-        .as_str()
-        .expect("highlight id")
-        .to_owned();
-    app.ok(token, APPROVE, json!({ "id": highlight })).await;
     let generated = app
         .ok(
             token,
