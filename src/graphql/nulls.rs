@@ -125,7 +125,8 @@ pub fn complete(
     }
 }
 
-fn pick<'a>(
+/// The operation a request runs: the one named, or the only one.
+pub(crate) fn pick<'a>(
     document: &'a ExecutableDocument,
     name: Option<&str>,
 ) -> Option<&'a OperationDefinition> {

@@ -328,7 +328,8 @@ impl Connection {
         let operation = request.operation_name.clone();
         let is_subscription = document
             .as_deref()
-            .is_some_and(|d| is_subscription(d, operation.as_deref()));
+            .and_then(|d| crate::graphql::nulls::pick(d, operation.as_deref()))
+            .is_some_and(|op| op.ty == async_graphql::parser::types::OperationType::Subscription);
         let nul_literal = document
             .as_deref()
             .and_then(crate::graphql::inputs::nul_literal);
@@ -501,23 +502,6 @@ fn is_request_error(response: &Response) -> bool {
     response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
-}
-
-/// Whether the operation the request runs (by name, or the only one) is a subscription.
-fn is_subscription(
-    document: &async_graphql::parser::types::ExecutableDocument,
-    name: Option<&str>,
-) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let ty = match (&document.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        _ => None,
-    };
-    ty == Some(OperationType::Subscription)
 }
 
 fn too_many_operations(max: usize) -> ServerError {

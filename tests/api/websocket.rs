@@ -156,6 +156,18 @@ fn ws_url(app: &TestApp, path: &str) -> String {
     format!("{}{path}", app.base.replacen("http://", "ws://", 1))
 }
 
+/// `app` served with a keep-alive of 200 ms (pings every 200 ms); returns its ws URL.
+async fn with_fast_pings(app: &TestApp) -> String {
+    serve_with(
+        app,
+        WsSettings {
+            keep_alive: Duration::from_millis(200),
+            ..WsSettings::default()
+        },
+    )
+    .await
+}
+
 /// Serves `app`'s state on a second port with other WebSocket settings; returns its ws URL.
 async fn serve_with(app: &TestApp, settings: WsSettings) -> String {
     let schema = build_schema(&app.state.config, Some(app.state.clone()));
@@ -516,14 +528,7 @@ async fn an_operation_id_over_128_bytes_closes_with_4400() {
 #[tokio::test]
 async fn a_client_that_stops_ponging_is_closed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let url = serve_with(
-        &app,
-        WsSettings {
-            keep_alive: Duration::from_millis(200),
-            ..WsSettings::default()
-        },
-    )
-    .await;
+    let url = with_fast_pings(&app).await;
     let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
     client.init(json!({})).await;
     assert_eq!(client.recv().await, json!({ "type": "ping" }));
@@ -763,14 +768,7 @@ async fn an_operation_beyond_the_per_socket_cap_gets_an_error_and_the_socket_sta
 #[tokio::test]
 async fn the_server_pings_and_answers_pings_with_their_payload() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let url = serve_with(
-        &app,
-        WsSettings {
-            keep_alive: Duration::from_millis(200),
-            ..WsSettings::default()
-        },
-    )
-    .await;
+    let url = with_fast_pings(&app).await;
     let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
     client
         .send(json!({ "type": "ping", "payload": { "before": "init" } }))
