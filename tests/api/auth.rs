@@ -260,10 +260,27 @@ async fn invite_codes_gate_registration_and_cannot_be_overused(backend: Backend)
     for refused in results.iter().filter(|b| b.get("errors").is_some()) {
         assert_eq!(error_field(refused), "input.inviteCode");
     }
-    let users = app
-        .ok(Some(&admin.access_token), "{ me { id } }", json!({}))
+    // What was kept: the administrator and the three admitted, and a used-up code.
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let users = entity::user::Entity::find()
+        .count(&app.state.db)
+        .await
+        .expect("counted");
+    assert_eq!(users, 4);
+    let code = entity::invite_code::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the code");
+    assert_eq!(code.uses_remaining, 0);
+    let late = app
+        .gql(
+            None,
+            register,
+            json!({ "input": { "email": "late@example.com", "password": "long enough pw", "inviteCode": "launch-party" } }),
+        )
         .await;
-    assert!(users["me"]["id"].is_string());
+    assert_eq!(error_field(&late), "input.inviteCode", "{late}");
 }
 
 async fn only_admins_create_invite_codes(backend: Backend) {

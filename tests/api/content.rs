@@ -1113,26 +1113,44 @@ async fn unfinished_shorts_are_for_the_creators_members() {
 
     let listed =
         "query($v: ID!) { video(id: $v) { highlights { id shorts { id status error } } } }";
+    // (highlights seen, shorts seen): everyone sees the video's three highlights.
     let count = |data: &Value| {
-        data["video"]["highlights"]
-            .as_array()
-            .expect("highlights")
+        let highlights = data["video"]["highlights"].as_array().expect("highlights");
+        let shorts = highlights
             .iter()
-            .map(|h| h["shorts"].as_array().map_or(0, Vec::len))
-            .sum::<usize>()
+            .map(|h| h["shorts"].as_array().expect("shorts").len())
+            .sum::<usize>();
+        (highlights.len(), shorts)
     };
     let stranger = app.register("passer-by@example.com").await;
-    for (who, expected) in [
+    let everyone = [
         (token, 1),
         (None, 0),
         (Some(stranger.access_token.as_str()), 0),
-    ] {
+    ];
+    for (who, expected) in everyone {
         let data = app.ok(who, listed, json!({ "v": video })).await;
-        assert_eq!(count(&data), expected, "{data}");
+        assert_eq!(count(&data), (3, expected), "{data}");
     }
     let one = "query($id: ID!) { short(id: $id) { status } }";
     let data = app.ok(token, one, json!({ "id": short })).await;
     assert_eq!(data["short"]["status"], "PENDING");
     let body = app.gql(None, one, json!({ "id": short })).await;
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+
+    // Once it is finished, everyone sees it.
+    entity::short::Entity::update_many()
+        .col_expr(
+            entity::short::Column::Status,
+            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
+        )
+        .exec(&app.state.db)
+        .await
+        .expect("finished");
+    for (who, _) in everyone {
+        let data = app.ok(who, listed, json!({ "v": video })).await;
+        assert_eq!(count(&data), (3, 1), "{data}");
+        let data = app.ok(who, one, json!({ "id": short })).await;
+        assert_eq!(data["short"]["status"], "COMPLETE", "{data}");
+    }
 }

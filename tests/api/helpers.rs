@@ -331,15 +331,19 @@ pub async fn subscribe_with(
         .send(Message::Text(init.to_string().into()))
         .await
         .expect("init sent");
-    loop {
-        let message = socket.next().await.expect("open").expect("message");
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).expect("json");
-            if value["type"] == "connection_ack" {
+    let acked = async {
+        loop {
+            let message = socket.next().await.expect("open").expect("message");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).expect("json");
+                assert_eq!(value["type"], "connection_ack", "{value}");
                 break;
             }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(30), acked)
+        .await
+        .expect("connection_ack within 30 s");
     let subscribe = json!({ "id": "1", "type": "subscribe", "payload": payload });
     socket
         .send(Message::Text(subscribe.to_string().into()))
@@ -394,9 +398,16 @@ pub async fn collect_until_complete(
 ) -> Vec<Value> {
     let mut payloads = Vec::new();
     let read = async {
-        while let Some(Ok(message)) = socket.next().await {
-            let Message::Text(text) = message else {
-                continue;
+        loop {
+            let message = match socket.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => panic!("the socket failed before `complete`: {err}"),
+                None => panic!("the socket ended before `complete`"),
+            };
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Close(frame) => panic!("the server closed before `complete`: {frame:?}"),
+                _ => continue,
             };
             let value: Value = serde_json::from_str(&text).expect("json");
             match value["type"].as_str() {
@@ -404,7 +415,7 @@ pub async fn collect_until_complete(
                 Some("next") => payloads.push(value["payload"].clone()),
                 Some("error") => panic!("subscription error: {value}"),
                 Some("ping") => pong(socket).await,
-                _ => {}
+                _ => panic!("unexpected message before `complete`: {value}"),
             }
         }
     };
@@ -442,18 +453,32 @@ pub async fn insert_video(
     id
 }
 
-/// `tests/node` with its npm packages installed (`npm ci` on first use), or `None` — saying
-/// why — when `node` is not on PATH or the packages cannot be installed.
-pub async fn node_clients() -> Option<std::path::PathBuf> {
+/// `tests/node` with its npm packages installed (`npm ci` on first use). The tests that drive
+/// real npm clients (graphql-ws, Apollo, graphql-http, graphql-js) fail, saying why, when
+/// Node.js is missing or the packages cannot be installed: a skipped check would pass silently.
+pub async fn node_clients() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     let node = tokio::process::Command::new("node")
         .arg("--version")
         .output()
         .await;
-    if !node.is_ok_and(|o| o.status.success()) {
-        println!("skipped: `node` is not on PATH");
-        return None;
-    }
+    let version = match node {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        _ => panic!(
+            "`node` is not on PATH: these tests drive the real npm clients; install Node.js 20 \
+             or newer (./scripts/test says how)"
+        ),
+    };
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 20,
+        "Node.js {version} is too old for tests/node (graphql-ws 6 needs 20 or newer)"
+    );
     // Two tests may get here at once: one installs, under a lock, the other waits for it.
     static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _installing = INSTALL.lock().await;
@@ -463,21 +488,24 @@ pub async fn node_clients() -> Option<std::path::PathBuf> {
         "@apollo/client",
         "rxjs",
         "graphql-http",
+        "ws",
     ]
     .iter()
     .all(|package| dir.join("node_modules").join(package).exists());
     if !installed {
-        let installed = tokio::process::Command::new("npm")
+        let out = tokio::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .output()
-            .await;
-        if !installed.is_ok_and(|o| o.status.success()) {
-            println!("skipped: `npm ci` in tests/node failed (offline?)");
-            return None;
-        }
+            .await
+            .expect("npm runs (it comes with Node.js)");
+        assert!(
+            out.status.success(),
+            "`npm ci` in tests/node failed (is the npm registry reachable?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Some(dir)
+    dir
 }
 
 /// PUTs `bytes` the way any HTTP client would: to an upload's presigned `uploadUrl`, with the

@@ -155,13 +155,9 @@ async fn a_parent_waits_for_its_children_then_runs_its_last_step(backend: Backen
         job["children"]["totalCount"], 4,
         "three children and the final step: {job:#}"
     );
-    assert!(
-        job["children"]["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .all(|c| c["status"] == "DONE")
-    );
+    let children = job["children"]["nodes"].as_array().expect("nodes");
+    assert_eq!(children.len(), 4, "{job:#}");
+    assert!(children.iter().all(|c| c["status"] == "DONE"), "{job:#}");
     let row = job::Entity::find_by_id(id)
         .one(&app.state.db)
         .await
@@ -231,14 +227,16 @@ async fn a_child_that_fails_fails_its_parent_and_cancels_its_siblings(backend: B
     }
 }
 
-async fn cancelling_a_running_job_stops_it_within_two_seconds(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+/// Cancelling a running job ends it CANCELLED and stops its handler: with one worker slot,
+/// the next job can only run once the cancelled handler has given its slot back.
+async fn cancelling_a_running_job_stops_its_handler(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.workers = Some(1)).await;
     let owner = app.register("cancel@example.com").await;
     let id = enqueue(
         &app,
         &owner,
         "diagnostics.sleep",
-        json!({ "ms": 60000, "steps": 600 }),
+        json!({ "ms": 600000, "steps": 6000 }),
         3,
     )
     .await;
@@ -250,7 +248,6 @@ async fn cancelling_a_running_job_stops_it_within_two_seconds(backend: Backend) 
         |j| j["status"] == "RUNNING" && j["progress"].as_f64() > Some(0.0),
     )
     .await;
-    let cancelled_at = tokio::time::Instant::now();
     let data = app
         .ok(
             Some(&owner.access_token),
@@ -266,25 +263,33 @@ async fn cancelling_a_running_job_stops_it_within_two_seconds(backend: Backend) 
         &app,
         &owner.access_token,
         id,
-        Duration::from_secs(2),
+        Duration::from_secs(30),
         status_is("CANCELLED"),
     )
     .await;
-    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
-    // The handler is gone: its progress stays put.
-    let progress = job::Entity::find_by_id(id)
-        .one(&app.state.db)
-        .await
-        .expect("row")
-        .expect("job")
-        .progress;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The handler is gone: the one slot runs the next job (the cancelled one would hold it
+    // for ten minutes).
+    let next = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 50, "steps": 1 }),
+        1,
+    )
+    .await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        next,
+        Duration::from_secs(30),
+        status_is("DONE"),
+    )
+    .await;
     let later = job::Entity::find_by_id(id)
         .one(&app.state.db)
         .await
         .expect("row")
         .expect("job");
-    assert_eq!(later.progress, progress);
     assert_eq!(later.status, JobStatus::Cancelled);
     assert_eq!(transitions(&app, id, JobStatus::Done).await, 0);
 
@@ -630,7 +635,14 @@ async fn subscribers_of_one_job_share_one_read_per_event(backend: Backend) {
         // jobsUpdated has no first event, and one sent before the server has taken the
         // subscription in is not heard: announce jobs until every socket has heard one.
         let mut listening = vec![false; subscribers];
-        while listening.contains(&false) {
+        for tries in 0.. {
+            if !listening.contains(&false) {
+                break;
+            }
+            assert!(
+                tries < 30,
+                "a jobsUpdated socket never heard a job: {listening:?}"
+            );
             enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
             for (socket, heard) in all_jobs.iter_mut().zip(&mut listening) {
                 if !*heard {
@@ -903,7 +915,8 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
     )
     .await;
     // jobsUpdated has no first event: announce the running job until it is heard.
-    loop {
+    for tries in 0.. {
+        assert!(tries < 30, "jobsUpdated never heard the running job");
         bus.publish(&[queue::event_of(&running)]).await;
         if let Ok(update) =
             tokio::time::timeout(Duration::from_secs(2), next_about(&mut all, id)).await
@@ -1042,7 +1055,8 @@ async fn a_lagging_jobs_subscriber_catches_up_on_every_change() {
     .await;
     // jobsUpdated has no first event: announce a job until it is heard.
     let probe = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
-    loop {
+    for tries in 0.. {
+        assert!(tries < 30, "jobsUpdated never heard the probe job");
         if tokio::time::timeout(Duration::from_secs(2), next_about(&mut socket, probe))
             .await
             .is_ok()
@@ -1095,7 +1109,7 @@ both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
     a_child_that_fails_fails_its_parent_and_cancels_its_siblings,
-    cancelling_a_running_job_stops_it_within_two_seconds,
+    cancelling_a_running_job_stops_its_handler,
     a_failed_job_is_retried_as_a_new_attempt,
     an_unknown_job_type_fails_with_a_clear_error,
     idempotency_keys_return_the_same_unfinished_job,

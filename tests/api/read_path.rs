@@ -543,7 +543,9 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
         assert_eq!(video["pipelineStage"], 3, "{video}");
     };
     let data = app.ok(None, wide, json!({})).await;
-    for node in data["highlights"]["nodes"].as_array().into_iter().flatten() {
+    let highlights = data["highlights"]["nodes"].as_array().expect("highlights");
+    assert_eq!(highlights.len(), 3, "{data}");
+    for node in highlights {
         assert_eq!(node["keyMoment"]["summary"], "about this moment", "{node}");
         assert_eq!(node["keyMoment"]["topicTags"], json!(["cut"]), "{node}");
         assert_eq!(node["scoreBreakdown"], json!({}), "{node}");
@@ -570,10 +572,14 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
             recent(time);
         }
     }
-    for node in data["creators"]["nodes"].as_array().into_iter().flatten() {
+    let creators = data["creators"]["nodes"].as_array().expect("creators");
+    assert_eq!(creators.len(), 2, "{data}");
+    for node in creators {
         assert_eq!(node["genres"], json!(["editing"]), "{node}");
         recent(&node["createdAt"]);
-        for video in node["videos"]["nodes"].as_array().into_iter().flatten() {
+        let videos = node["videos"]["nodes"].as_array().expect("videos");
+        assert_eq!(videos.len(), 2, "{node}");
+        for video in videos {
             assert!(
                 video["originalFilename"]
                     .as_str()

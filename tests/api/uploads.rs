@@ -311,7 +311,11 @@ async fn an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy(backe
 
     // The job's output is the proxy, too.
     let output = last["outputUrl"].as_str().expect("outputUrl once done");
-    download(&app, output, &dir.path().join("output.mp4")).await;
+    let output_bytes = download(&app, output, &dir.path().join("output.mp4")).await;
+    assert!(
+        output_bytes == proxy_bytes,
+        "the job's output is not the proxy"
+    );
 }
 
 async fn uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload(

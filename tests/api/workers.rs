@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::{
@@ -189,29 +188,13 @@ async fn a_subscriber_on_one_server_sees_every_status_of_a_job_run_elsewhere() {
     )
     .await;
     let first = socket.next().await.expect("open").expect("message");
-    let mut updates =
-        vec![serde_json::from_str::<Value>(first.to_text().expect("text")).expect("json")];
+    let first: Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(first["type"], "next", "the snapshot comes first: {first}");
     let _worker = spawn_worker(&database, 1, 10);
-
-    let collect = async {
-        while let Some(Ok(message)) = socket.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let value: Value = serde_json::from_str(&text).expect("json");
-            if value["type"] == "complete" {
-                break;
-            }
-            updates.push(value);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), collect)
-        .await
-        .expect("the subscription completes");
-    let jobs: Vec<&Value> = updates
-        .iter()
-        .map(|u| &u["payload"]["data"]["jobUpdated"])
-        .collect();
+    let mut updates = vec![first["payload"].clone()];
+    updates
+        .extend(crate::helpers::collect_until_complete(&mut socket, Duration::from_secs(60)).await);
+    let jobs: Vec<&Value> = updates.iter().map(|u| &u["data"]["jobUpdated"]).collect();
     let mut statuses: Vec<&str> = jobs.iter().filter_map(|j| j["status"].as_str()).collect();
     statuses.dedup();
     assert_eq!(statuses, ["QUEUED", "RUNNING", "DONE"], "{updates:#?}");
@@ -264,7 +247,7 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
         )
         .env("REELGRAPH_WORKERS", "2")
         .env("REELGRAPH_JOB_POLL_MS", "200")
-        .env("REELGRAPH_SHUTDOWN_GRACE_SECS", "2")
+        .env("REELGRAPH_SHUTDOWN_GRACE_SECS", "15")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -274,7 +257,7 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
         &app,
         &owner,
         "diagnostics.sleep",
-        json!({ "ms": 1500, "steps": 3 }),
+        json!({ "ms": 6000, "steps": 12 }),
         3,
     )
     .await;
@@ -282,7 +265,7 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
         &app,
         &owner,
         "diagnostics.sleep",
-        json!({ "ms": 60000, "steps": 60 }),
+        json!({ "ms": 600000, "steps": 600 }),
         3,
     )
     .await;
@@ -296,8 +279,17 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
         )
         .await;
     }
+    // The short job is still running when the worker is told to stop: the grace period is
+    // what lets it finish.
+    let running = job::Entity::find_by_id(short)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(running.status, JobStatus::Running);
+    assert!(running.progress < 1.0, "{}", running.progress);
     terminate(&worker).await;
-    let exit = tokio::time::timeout(Duration::from_secs(20), worker.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker.wait())
         .await
         .expect("worker exits")
         .expect("status");

@@ -1,6 +1,6 @@
 // Runs operations against a Reelgraph server with the real `graphql-ws` client and prints what
 // it saw as one JSON line: `node ws-query.mjs <ws-url> [access-token]`.
-// The Rust test `graphql_ws_npm_client_runs_a_query` (tests/api/websocket.rs) drives it.
+// The Rust test `the_graphql_ws_npm_client_runs_a_query_and_sees_validation_errors` (tests/api/websocket.rs) drives it.
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
