@@ -87,7 +87,8 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_JOB_POLL_MS", default_value_t = 2000)]
     pub job_poll_ms: u64,
 
-    /// Days finished top-level jobs are kept.
+    /// Days finished top-level jobs are kept (rendered movies are kept for good: their MP4 is
+    /// reached through the job).
     #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30)]
     pub job_retention_days: u32,
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use entity::{JobStatus, job, job_transition};
 use rand::Rng;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
     Set, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
     TransactionTrait,
@@ -391,6 +391,9 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
 }
 
 /// Deletes finished top-level jobs (with their children) older than `retention`, in batches.
+/// A rendered movie is kept: its MP4 is reached only through its job, and deleting the row
+/// would lose the movie for its owner (and leave the object behind in storage). Everything
+/// else a job produced belongs to another row (a video's proxy, a short's file).
 pub async fn clean_up(db: &DatabaseConnection, retention: chrono::Duration) -> AppResult<u64> {
     let cutoff = Utc::now() - retention;
     let mut deleted = 0;
@@ -405,6 +408,11 @@ pub async fn clean_up(db: &DatabaseConnection, retention: chrono::Duration) -> A
                 JobStatus::Cancelled,
             ]))
             .filter(job::Column::FinishedAt.lt(cutoff))
+            .filter(
+                Condition::any()
+                    .add(job::Column::Status.ne(JobStatus::Done))
+                    .add(job::Column::JobType.ne(crate::render::MOVIE_JOB)),
+            )
             .limit(500)
             .into_tuple()
             .all(db)

@@ -191,7 +191,7 @@ impl RenderMutation {
             reservation: None
         });
         crate::jobs::webhooks::attach(&mut movie_input, callback);
-        let mut new = NewJob::new(JobKind::Render, "render.movie", user.id, movie_input);
+        let mut new = NewJob::new(JobKind::Render, super::MOVIE_JOB, user.id, movie_input);
         new.priority = input.priority.unwrap_or(JobPriority::Normal).value();
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;

@@ -29,7 +29,7 @@ const RENDERED: f64 = 0.9;
 
 pub fn register(registry: &mut Registry) {
     registry
-        .register("render.movie", RenderMovie)
+        .register(super::MOVIE_JOB, RenderMovie)
         .register("render.scene", RenderScene)
         .register("render.assemble", RenderAssemble);
 }

@@ -25,8 +25,12 @@ fn reservation_of(job: &job::Model) -> Option<Reservation> {
         .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
+/// The job type of `renderMovie`. Its MP4 is reached only through the job (`Job.outputUrl`),
+/// so a finished one is kept past the jobs' retention (see `jobs::queue::clean_up`).
+pub const MOVIE_JOB: &str = "render.movie";
+
 /// The jobs that reserve render minutes when created: movies and shorts.
-const BILLED: [&str; 2] = ["render.movie", "render.short"];
+const BILLED: [&str; 2] = [MOVIE_JOB, "render.short"];
 
 /// Settles a finished movie's or short's render minutes (by its real duration), or gives them back when
 /// it failed or was cancelled. Runs in the transaction of the status change.

@@ -1105,6 +1105,66 @@ async fn a_lagging_jobs_subscriber_catches_up_on_every_change() {
     }
 }
 
+/// Finished jobs past the retention are deleted with their children, except a rendered movie,
+/// whose MP4 its owner reaches only through the job; unfinished and recent jobs stay.
+async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("tidy@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let db = &app.state.db;
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
+    let recently = chrono::Utc::now() - chrono::Duration::days(2);
+    // (type, status, finished at, parent's index): what is there before the clean-up.
+    let jobs = [
+        ("render.movie", JobStatus::Done, Some(long_ago), None),
+        ("render.scene", JobStatus::Done, Some(long_ago), Some(0)),
+        ("render.movie", JobStatus::Failed, Some(long_ago), None),
+        ("render.scene", JobStatus::Failed, Some(long_ago), Some(2)),
+        ("render.movie", JobStatus::Cancelled, Some(long_ago), None),
+        ("diagnostics.sleep", JobStatus::Done, Some(long_ago), None),
+        ("video.probe", JobStatus::Done, Some(long_ago), None),
+        ("diagnostics.sleep", JobStatus::Done, Some(recently), None),
+        ("diagnostics.sleep", JobStatus::Queued, None, None),
+    ];
+    let mut ids: Vec<Uuid> = Vec::new();
+    for (job_type, status, finished_at, parent) in jobs {
+        let mut new = NewJob::new(JobKind::Render, job_type, owner_id, json!({}));
+        new.parent_id = parent.map(|i: usize| ids[i]);
+        let txn = queue::begin_write(db).await.expect("txn");
+        let job = queue::enqueue(&txn, new)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("enqueued")
+            .job;
+        txn.commit().await.expect("commit");
+        ids.push(job.id);
+        let mut row: job::ActiveModel = job.into();
+        row.status = sea_orm::Set(status);
+        row.finished_at = sea_orm::Set(finished_at);
+        row.update(db).await.expect("updated");
+    }
+    let deleted = queue::clean_up(db, chrono::Duration::days(30))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("cleaned up");
+    let mut left: Vec<Uuid> = job::Entity::find()
+        .all(db)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    left.sort();
+    // The movie and its scene, the recent job and the queued one.
+    let mut kept = vec![ids[0], ids[1], ids[7], ids[8]];
+    kept.sort();
+    assert_eq!(left, kept);
+    assert_eq!(
+        deleted, 4,
+        "the failed and cancelled movies, the old diagnostics and probe"
+    );
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
     a_parent_waits_for_its_children_then_runs_its_last_step,
@@ -1120,4 +1180,5 @@ both_backends!(
     subscribers_see_an_end_that_a_retry_overtook,
     child_jobs_read_their_parents_in_one_batch,
     a_released_job_keeps_its_progress_until_its_next_attempt,
+    clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
 );
