@@ -2,7 +2,12 @@
 //! wires the schema and the router, and binds the listener; `run_until_stopped` serves until
 //! SIGINT/SIGTERM.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -36,10 +41,18 @@ impl Application {
             .with_context(|| format!("binding {}", args.listen))?;
         let public_url = match &args.config.public_url {
             Some(url) => url.clone(),
-            None => format!(
-                "http://{}",
-                listener.local_addr().context("reading the bound address")?
-            ),
+            None => {
+                let mut addr = listener.local_addr().context("reading the bound address")?;
+                // `0.0.0.0` is where the server listens, never an address a client can use.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    tracing::warn!(
+                        "PUBLIC_URL is not set: links to local storage (uploads, downloads) will \
+                         point at http://{addr}; set PUBLIC_URL to the address clients use"
+                    );
+                }
+                format!("http://{addr}")
+            }
         };
         let state = connect_state(args.config, &public_url).await?;
         db::migrate(&state.db).await?;
@@ -95,14 +108,32 @@ impl Application {
         let workers = self
             .workers
             .map(|pool| tokio::spawn(pool.run(self.state.shutdown.clone())));
-        let served = axum::serve(
+        let serving = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal)
-        .await
-        .context("serving HTTP");
+        .into_future();
+        // In-flight requests get the shutdown grace period to finish; a client that stalls
+        // (a presigned upload that stopped sending, a body that never ends) must not keep the
+        // process alive after that.
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let stopped = self.state.shutdown.clone();
+        let deadline = async move {
+            stopped.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = serving => served.context("serving HTTP"),
+            () = deadline => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "requests still open after the shutdown grace period: closing their connections"
+                );
+                Ok(())
+            }
+        };
         // axum does not wait for upgraded connections: let the sockets send their close frames.
         self.state.connections.close();
         if tokio::time::timeout(Duration::from_secs(5), self.state.connections.wait())

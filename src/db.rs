@@ -49,9 +49,15 @@ pub async fn connect(
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
-    let mut db = Database::connect(options)
-        .await
-        .context("connecting to the database")?;
+    let mut db = Database::connect(options).await.map_err(|err| {
+        // sqlx quotes a connection string it cannot parse, password and all.
+        let message = err.to_string();
+        let message = match &config.database_url {
+            Some(url) if !url.is_empty() => message.replace(url.as_str(), "<DATABASE_URL>"),
+            _ => message,
+        };
+        anyhow::anyhow!("connecting to the database: {message}")
+    })?;
     if let Some(hook) = on_statement {
         db.set_metric_callback(move |_| hook());
     }

@@ -53,6 +53,16 @@ enum Command {
     Follow(client::FollowArgs),
     /// Fill a running server with demo creators, videos, highlights and shorts, through its API.
     Seed(client::SeedArgs),
+    /// Ask a running server's `/healthz` (exits 0 when it answers 200): the container health check.
+    Healthz {
+        /// The server's address.
+        #[arg(
+            long,
+            env = "REELGRAPH_HEALTHZ_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +126,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|problem| anyhow::anyhow!("a worker needs ffmpeg: {problem}"))?;
             let public_url = match config.public_url.clone() {
                 Some(url) => url,
+                // Links to S3 objects are signed for S3's own (public) endpoint.
+                None if config.s3_bucket.is_some()
+                    || config
+                        .storage_url
+                        .as_deref()
+                        .is_some_and(|url| url.starts_with("s3://")) =>
+                {
+                    format!("http://{}", reelgraph::config::DEFAULT_LISTEN)
+                }
                 None => {
                     let guess = format!("http://{}", reelgraph::config::DEFAULT_LISTEN);
                     tracing::warn!(
@@ -128,6 +147,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = connect_state(config, &public_url).await?;
             db::migrate(&state.db).await?;
             reelgraph::app::run_worker(state).await
+        }
+        Some(Command::Healthz { url }) => {
+            let response = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .map_err(|err| anyhow::anyhow!("{url} did not answer: {err}"))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+            println!("{body}");
+            Ok(())
         }
         Some(Command::Migrate(config)) => {
             db::migrate(&db::connect(&config, None).await?).await?;

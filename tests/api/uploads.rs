@@ -698,6 +698,21 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
 }
 
+/// A server listening on all interfaces (`0.0.0.0`, as in the Docker image) without
+/// `PUBLIC_URL` signs its upload links for `127.0.0.1`, an address a client can use.
+#[tokio::test]
+async fn upload_links_never_point_at_the_unspecified_address() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| {
+        a.listen = "0.0.0.0:0".parse().expect("addr");
+    })
+    .await;
+    let owner = app.register("anywhere@example.com").await;
+    let creator = app.create_creator(&owner, "Anywhere").await;
+    let upload = request_ok(&app, &owner, &creator, b"not yet a video").await;
+    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
+    assert!(url.starts_with(&format!("{}/objects/", app.base)), "{url}");
+}
+
 both_backends!(
     an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy,
     uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload,

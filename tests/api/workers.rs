@@ -349,3 +349,116 @@ async fn a_worker_without_ffmpeg_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// Runs `reelgraph healthz --url URL`; whether it exited 0, and what it printed.
+async fn healthz(url: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args(["healthz", "--url", url])
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("healthz ends")
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// On SIGTERM a server gives in-flight requests the shutdown grace period, then closes what is
+/// still open: a client that stopped sending halfway through its body (here with a request
+/// time limit of ten minutes) does not keep the process alive. `reelgraph healthz`, the
+/// image's health check, says whether the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
+    use tokio::io::AsyncWriteExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let server = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args([
+            "serve",
+            "--no-worker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("DATABASE_URL")
+        .env("REELGRAPH_DATA_DIR", data_dir.path())
+        .env("REELGRAPH_SHUTDOWN_GRACE_SECS", "2")
+        .env("REELGRAPH_REQUEST_TIMEOUT_MS", "600000")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server starts");
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut answered = false;
+    for _ in 0..120 {
+        if healthz(&url).await.0 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answered, "the server never answered /healthz");
+
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connected");
+    stalled
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n\
+              content-length: 1000\r\n\r\n{\"query\":",
+        )
+        .await
+        .expect("half a request sent");
+    // The request has reached the server (it answers others meanwhile).
+    assert!(healthz(&url).await.0);
+
+    terminate(&server).await;
+    let mut server = server;
+    let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("the server exits although a client is stalled")
+        .expect("status");
+    assert!(exit.success(), "clean exit: {exit:?}");
+    let (up, said) = healthz(&url).await;
+    assert!(!up, "{said}");
+    assert!(said.contains("did not answer"), "{said}");
+    drop(stalled);
+}
+
+/// A DATABASE_URL that cannot be parsed (an unescaped `#` in the password) is refused without
+/// printing the password.
+#[tokio::test]
+async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
+    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            "postgres://app:Sup3r#Secret@127.0.0.1:5432/db",
+        )
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert!(!output.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!said.contains("Sup3r"), "{said}");
+    assert!(said.contains("connecting to the database"), "{said}");
+}
