@@ -1,7 +1,7 @@
 //! Creator profiles: the public directory, membership, follows, and each creator's videos.
 
 mod mutations;
-mod validate;
+pub(crate) mod validate;
 
 use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
-//! The upload API: `requestVideoUpload`, `completeVideoUpload`, and the `VideoVariant` type.
+//! The upload API: `requestVideoUpload`, `completeVideoUpload`, `updateVideo`, `deleteVideo`,
+//! and the `VideoVariant` type.
 //!
 //! Bytes never pass through the GraphQL server: the client PUTs them straight to object
 //! storage with a presigned URL, and the server only checks the result. Access follows the
@@ -7,9 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{JobKind, VideoStatus, creator, video, video_variant};
+use entity::{
+    JobKind, VideoStatus, caption_track, creator, highlight, short, video, video_variant,
+};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
     sea_query::Expr,
@@ -42,6 +45,15 @@ pub struct RequestVideoUploadInput {
     pub sha256: Option<String>,
     /// At most 200 characters; defaults to the file name without its extension.
     pub title: Option<String>,
+}
+
+/// Omitted fields stay as they are; `null` clears a nullable one.
+#[derive(InputObject)]
+pub struct UpdateVideoInput {
+    /// 1–200 characters.
+    pub title: Option<String>,
+    /// The video elsewhere (e.g. on YouTube): an absolute http(s) URL.
+    pub youtube_url: MaybeUndefined<String>,
 }
 
 /// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there).
@@ -276,6 +288,113 @@ impl MediaMutation {
             .await;
         Ok(Job(enqueued.job))
     }
+
+    /// Renames a video or sets its link elsewhere. Members of its creator and administrators.
+    async fn update_video(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateVideoInput,
+    ) -> AppResult<Video> {
+        viewer(ctx)?.require_user()?;
+        let id = parse_id("id", &id)?;
+        let title = input
+            .title
+            .as_deref()
+            .map(|t| validate::title("input.title", t))
+            .transpose()?;
+        let youtube_url = match &input.youtube_url {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(url) => Some(Some(crate::creators::validate::url(
+                "input.youtubeUrl",
+                url,
+            )?)),
+        };
+        let video = managed_video(ctx, id).await?;
+        let mut update = video::Entity::update_many()
+            .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+            .filter(video::Column::Id.eq(video.id))
+            .filter(video::Column::DeletedAt.is_null());
+        if let Some(title) = title {
+            update = update.col_expr(video::Column::Title, Expr::val(title));
+        }
+        if let Some(url) = youtube_url {
+            update = update.col_expr(video::Column::YoutubeUrl, Expr::val(url));
+        }
+        let updated = update.exec_with_returning(&state(ctx)?.db).await?;
+        // Deleted since we looked.
+        let video = updated
+            .into_iter()
+            .next()
+            .ok_or(AppError::NotFound("video"))?;
+        Ok(Video(video))
+    }
+
+    /// Deletes a video for everyone: from then on it, its transcript, key moments, highlights
+    /// and shorts are in no query, `node` or share link, and its files (the upload, its
+    /// renditions, caption files and shorts) are removed from storage. The consent audit log
+    /// is kept, as it always is. Members of its creator and administrators; `false` never
+    /// comes back (a video already deleted is `NOT_FOUND`).
+    async fn delete_video(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        viewer(ctx)?.require_user()?;
+        let id = parse_id("id", &id)?;
+        let video = managed_video(ctx, id).await?;
+        let app = state(ctx)?;
+        let now = Utc::now();
+        let deleted = video::Entity::update_many()
+            .col_expr(video::Column::DeletedAt, Expr::val(now))
+            .col_expr(video::Column::UpdatedAt, Expr::val(now))
+            .filter(video::Column::Id.eq(video.id))
+            .filter(video::Column::DeletedAt.is_null())
+            .exec(&app.db)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(AppError::NotFound("video"));
+        }
+        // The row no longer shows anywhere; the files go now. One that cannot be removed is
+        // logged, not reported: the deletion has happened.
+        for key in objects_of(&app.db, &video).await? {
+            if let Err(err) = app.storage.delete(&key).await {
+                tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The stored objects of a video: the upload, its renditions, caption files and shorts.
+async fn objects_of(
+    db: &sea_orm::DatabaseConnection,
+    video: &video::Model,
+) -> AppResult<Vec<String>> {
+    let mut keys = vec![video.storage_key.clone()];
+    keys.extend(
+        video_variant::Entity::find()
+            .filter(video_variant::Column::VideoId.eq(video.id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|v| v.storage_key),
+    );
+    keys.extend(
+        caption_track::Entity::find()
+            .filter(caption_track::Column::VideoId.eq(video.id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| c.storage_key),
+    );
+    keys.extend(
+        short::Entity::find()
+            .inner_join(highlight::Entity)
+            .filter(highlight::Column::VideoId.eq(video.id))
+            .all(db)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.object_key),
+    );
+    Ok(keys)
 }
 
 /// A live video the caller manages: `NOT_FOUND` when they may not see it, `FORBIDDEN` when they

@@ -81,19 +81,7 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
     };
 
     let title = match input.title.as_deref().map(str::trim) {
-        Some(title) if title.chars().count() > MAX_TITLE_CHARS => {
-            return Err(AppError::bad_input(
-                "input.title",
-                format!("must be at most {MAX_TITLE_CHARS} characters"),
-            ));
-        }
-        Some(title) if title.chars().any(char::is_control) => {
-            return Err(AppError::bad_input(
-                "input.title",
-                "must not contain control characters",
-            ));
-        }
-        Some(title) if !title.is_empty() => title.to_owned(),
+        Some(given) if !given.is_empty() => title("input.title", given)?,
         _ => default_title(filename),
     };
 
@@ -105,6 +93,27 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
         sha256,
         title,
     })
+}
+
+/// A video title: trimmed, 1–200 characters, no control characters.
+pub fn title(field: &str, title: &str) -> AppResult<String> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(AppError::bad_input(field, "must not be empty"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(title.to_owned())
 }
 
 /// Without a title, the file name without its extension is what the uploader would recognise.

@@ -1032,6 +1032,222 @@ async fn node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see(backen
     );
 }
 
+/// `deleteVideo`: members and administrators only; afterwards the video, its highlights and
+/// shorts are in no query, `node` or share link, its files are gone from storage, and a second
+/// delete or an edit is `NOT_FOUND`.
+async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, creator, video, highlight) =
+        approved_highlight(&app, "delete@example.com", "Deleted").await;
+    let token = Some(owner.access_token.as_str());
+    let generated = app
+        .ok(
+            token,
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: VERTICAL}) { id } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    let short = generated["generateShort"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The short as the renderer leaves it: finished, with a file and a share link.
+    let db = &app.state.db;
+    let short_key = format!("shorts/test/{short}.mp4");
+    entity::short::Entity::update_many()
+        .col_expr(
+            entity::short::Column::Status,
+            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
+        )
+        .col_expr(
+            entity::short::Column::ObjectKey,
+            sea_orm::sea_query::Expr::val(short_key.clone()),
+        )
+        .col_expr(
+            entity::short::Column::ShareToken,
+            sea_orm::sea_query::Expr::val("a-share-token-of-at-least-sixteen-chars"),
+        )
+        .exec(db)
+        .await
+        .expect("short finished");
+    let row = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video");
+    let mut keys = vec![row.storage_key.clone(), short_key];
+    keys.extend(
+        caption_track::Entity::find()
+            .filter(caption_track::Column::VideoId.eq(video))
+            .all(db)
+            .await
+            .expect("captions")
+            .into_iter()
+            .map(|c| c.storage_key),
+    );
+    assert!(keys.len() >= 3, "the transcript's caption file: {keys:?}");
+    for key in &keys {
+        if app.state.storage.head(key).await.expect("head").is_none() {
+            app.state
+                .storage
+                .put_bytes(key, b"bytes".to_vec(), "application/octet-stream")
+                .await
+                .expect("stored");
+        }
+    }
+    let shared = "query($t: String!) { sharedShort(token: $t) { id } }";
+    let token_vars = json!({ "t": "a-share-token-of-at-least-sixteen-chars" });
+    assert_eq!(
+        app.ok(None, shared, token_vars.clone()).await["sharedShort"]["id"],
+        short.as_str()
+    );
+
+    let delete = "mutation($id: ID!) { deleteVideo(id: $id) }";
+    let body = app.gql(None, delete, json!({ "id": video })).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let stranger = app.register("not-a-member@example.com").await;
+    let body = app
+        .gql(Some(&stranger.access_token), delete, json!({ "id": video }))
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let data = app.ok(token, delete, json!({ "id": video })).await;
+    assert_eq!(data["deleteVideo"], true);
+
+    for who in [token, None, Some(stranger.access_token.as_str())] {
+        let body = app
+            .gql(
+                who,
+                "query($v: ID!, $c: ID!, $s: ID!) {
+                    video(id: $v) { id }
+                    node(id: $v) { id }
+                    videos(creatorId: $c) { totalCount nodes { id } }
+                    highlights(videoId: $v) { totalCount }
+                    byCreator: highlights(creatorId: $c) { totalCount }
+                    short(id: $s) { id } }",
+                json!({ "v": video, "c": creator, "s": short }),
+            )
+            .await;
+        // What the caller may not see is NOT_FOUND, as for an id that never existed.
+        let mut refused: Vec<(String, String)> = body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| {
+                (
+                    e["path"][0].as_str().unwrap_or_default().to_owned(),
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        refused.sort();
+        assert_eq!(
+            refused,
+            [
+                ("short".to_owned(), "NOT_FOUND".to_owned()),
+                ("video".to_owned(), "NOT_FOUND".to_owned())
+            ],
+            "{body}"
+        );
+        let data = &body["data"];
+        assert!(data["video"].is_null() && data["node"].is_null(), "{data}");
+        assert_eq!(data["videos"]["totalCount"], 0, "{data}");
+        assert_eq!(data["highlights"]["totalCount"], 0, "{data}");
+        assert_eq!(data["byCreator"]["totalCount"], 0, "{data}");
+        assert!(data["short"].is_null(), "{data}");
+    }
+    assert!(app.ok(None, shared, token_vars).await["sharedShort"].is_null());
+    for key in &keys {
+        assert!(
+            app.state.storage.head(key).await.expect("head").is_none(),
+            "{key} is still stored"
+        );
+    }
+    let body = app.gql(token, delete, json!({ "id": video })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    let body = app
+        .gql(
+            token,
+            "mutation($id: ID!) { updateVideo(id: $id, input: {title: \"Back\"}) { id } }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
+
+/// `updateVideo` renames a video and sets or clears its link elsewhere; bad values name their
+/// field and change nothing; only members and administrators may.
+async fn update_video_edits_title_and_link(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "edit@example.com", "Editors").await;
+    let token = Some(owner.access_token.as_str());
+    let update = "mutation($id: ID!, $input: UpdateVideoInput!) {
+        updateVideo(id: $id, input: $input) { id title youtubeUrl } }";
+    let data = app
+        .ok(
+            token,
+            update,
+            json!({ "id": video, "input": { "title": "  Mixing, part 2 ", "youtubeUrl": "https://youtu.be/abc" } }),
+        )
+        .await;
+    assert_eq!(data["updateVideo"]["title"], "Mixing, part 2");
+    assert_eq!(data["updateVideo"]["youtubeUrl"], "https://youtu.be/abc");
+    // Omitted stays; null clears.
+    let data = app
+        .ok(
+            token,
+            update,
+            json!({ "id": video, "input": { "youtubeUrl": null } }),
+        )
+        .await;
+    assert_eq!(data["updateVideo"]["title"], "Mixing, part 2");
+    assert!(data["updateVideo"]["youtubeUrl"].is_null());
+
+    for (input, field) in [
+        (json!({ "title": "   " }), "input.title"),
+        (json!({ "title": "x".repeat(201) }), "input.title"),
+        (json!({ "title": "a\u{7}b" }), "input.title"),
+        (
+            json!({ "title": "fine", "youtubeUrl": "javascript:alert(1)" }),
+            "input.youtubeUrl",
+        ),
+    ] {
+        let body = app
+            .gql(token, update, json!({ "id": video, "input": input }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let stranger = app.register("meddler@example.com").await;
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            update,
+            json!({ "id": video, "input": { "title": "Mine now" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let body = app
+        .gql(
+            None,
+            update,
+            json!({ "id": video, "input": { "title": "Mine now" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let data = app
+        .ok(
+            None,
+            "query($id: ID!) { video(id: $id) { title youtubeUrl } }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(data["video"]["title"], "Mixing, part 2", "{data}");
+    assert!(data["video"]["youtubeUrl"].is_null(), "{data}");
+}
+
 both_backends!(
     transcript_validation_names_the_field_and_writes_nothing,
     caption_files_have_the_exact_expected_text,
@@ -1042,6 +1258,8 @@ both_backends!(
     only_members_edit_a_videos_content,
     highlight_pages_cost_a_bounded_number_of_statements,
     node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
+    deleting_a_video_hides_everything_under_it_and_removes_its_files,
+    update_video_edits_title_and_link,
 );
 
 /// `generateShort` and `rejectHighlight` race: the short's checks pass before the rejection
