@@ -1,5 +1,6 @@
 //! Creator profiles: the public directory, membership, follows, and each creator's videos.
 
+mod members;
 mod mutations;
 pub(crate) mod validate;
 
@@ -14,6 +15,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Order},
 };
 
+pub use members::{CreatorMember, CreatorMemberMutation};
 pub use mutations::CreatorMutation;
 
 use crate::{
@@ -99,6 +101,17 @@ impl Creator {
                 .load_one(ViewerFollows(self.0.id))
                 .await?
                 .unwrap_or(false))
+        })
+        .await
+    }
+    /// The creator's team, owners first; for its members and administrators (null otherwise).
+    async fn members(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<CreatorMember>>> {
+        Box::pin(async move {
+            let db = &state(ctx)?.db;
+            if !viewer(ctx)?.manages_creator(db, self.0.id).await? {
+                return Ok(None);
+            }
+            Ok(Some(members::members_of(db, self.0.id).await?))
         })
         .await
     }

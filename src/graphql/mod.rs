@@ -51,6 +51,7 @@ pub struct MutationRoot(
     AuthMutation,
     UserMutation,
     CreatorMutation,
+    crate::creators::CreatorMemberMutation,
     JobMutation,
     RenderMutation,
     BillingMutation,

@@ -365,6 +365,236 @@ async fn a_failed_field_is_null_beside_the_fields_that_succeeded(backend: Backen
     );
 }
 
+const ADD_MEMBER: &str = "mutation($c: ID!, $e: String!, $r: MemberRole) {
+    addCreatorMember(creatorId: $c, email: $e, role: $r) { role user { id email } } }";
+const REMOVE_MEMBER: &str =
+    "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }";
+const TEAM: &str =
+    "query($c: ID!) { creator(id: $c) { viewerCanManage members { role user { email } } } }";
+
+/// (email, role) of a creator's team as `who` sees it; `None` when `members` is null.
+async fn team(app: &TestApp, who: Option<&str>, creator: &str) -> Option<Vec<(String, String)>> {
+    let data = app.ok(who, TEAM, json!({ "c": creator })).await;
+    data["creator"]["members"].as_array().map(|members| {
+        members
+            .iter()
+            .map(|m| {
+                (
+                    m["user"]["email"].as_str().unwrap_or_default().to_owned(),
+                    m["role"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// Owners (and administrators) add and remove members; a member manages the creator's content
+/// but not its team, and may leave; the last owner cannot be removed; only the team sees it.
+async fn owners_manage_the_team_and_a_creator_keeps_an_owner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("owner@example.com").await;
+    let editor = app.register("editor@example.com").await;
+    let stranger = app.register("stranger@example.com").await;
+    let creator = app.create_creator(&owner, "Team Kitchen").await;
+    let owner_token = Some(owner.access_token.as_str());
+    let editor_token = Some(editor.access_token.as_str());
+
+    let body = app
+        .gql(
+            None,
+            ADD_MEMBER,
+            json!({ "c": creator, "e": "editor@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let data = app
+        .ok(
+            owner_token,
+            ADD_MEMBER,
+            json!({ "c": creator, "e": " Editor@Example.com " }),
+        )
+        .await;
+    assert_eq!(data["addCreatorMember"]["role"], "MEMBER");
+    assert_eq!(
+        data["addCreatorMember"]["user"]["id"],
+        editor.user_id.as_str()
+    );
+    let body = app
+        .gql(
+            owner_token,
+            ADD_MEMBER,
+            json!({ "c": creator, "e": "editor@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    let body = app
+        .gql(
+            owner_token,
+            ADD_MEMBER,
+            json!({ "c": creator, "e": "nobody@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "email", "{body}");
+
+    // The editor now manages the creator's content, not its team.
+    let data = app.ok(editor_token, TEAM, json!({ "c": creator })).await;
+    assert_eq!(data["creator"]["viewerCanManage"], true);
+    let body = app
+        .gql(
+            editor_token,
+            ADD_MEMBER,
+            json!({ "c": creator, "e": "stranger@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let body = app
+        .gql(
+            editor_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": owner.user_id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+
+    let expected = vec![
+        ("owner@example.com".to_owned(), "OWNER".to_owned()),
+        ("editor@example.com".to_owned(), "MEMBER".to_owned()),
+    ];
+    assert_eq!(
+        team(&app, owner_token, &creator).await,
+        Some(expected.clone())
+    );
+    assert_eq!(team(&app, editor_token, &creator).await, Some(expected));
+    assert_eq!(
+        team(&app, Some(&stranger.access_token), &creator).await,
+        None
+    );
+    assert_eq!(team(&app, None, &creator).await, None);
+
+    // The only owner cannot leave; with a second owner, one of two owners removing each other
+    // at once succeeds, and one owner remains.
+    let body = app
+        .gql(
+            owner_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": owner.user_id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "userId", "{body}");
+    let co_owner = app.register("co-owner@example.com").await;
+    app.ok(
+        owner_token,
+        ADD_MEMBER,
+        json!({ "c": creator, "e": "co-owner@example.com", "r": "OWNER" }),
+    )
+    .await;
+    let (a, b) = tokio::join!(
+        app.gql(
+            owner_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": co_owner.user_id })
+        ),
+        app.gql(
+            Some(&co_owner.access_token),
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": owner.user_id })
+        ),
+    );
+    let succeeded = [&a, &b]
+        .iter()
+        .filter(|body| body["data"]["removeCreatorMember"] == true)
+        .count();
+    assert_eq!(succeeded, 1, "{a}\n{b}");
+    let (survivor, left) = if a["data"]["removeCreatorMember"] == true {
+        (&owner, &co_owner)
+    } else {
+        (&co_owner, &owner)
+    };
+    let team_now = team(&app, Some(&survivor.access_token), &creator)
+        .await
+        .expect("team");
+    let owners: Vec<_> = team_now
+        .iter()
+        .filter(|(_, role)| role == "OWNER")
+        .collect();
+    assert_eq!(owners.len(), 1, "{team_now:?}");
+    assert_eq!(team(&app, Some(&left.access_token), &creator).await, None);
+
+    // A member leaves; removing someone not in the team is NOT_FOUND.
+    let data = app
+        .ok(
+            editor_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": editor.user_id }),
+        )
+        .await;
+    assert_eq!(data["removeCreatorMember"], true);
+    let data = app.ok(editor_token, TEAM, json!({ "c": creator })).await;
+    assert_eq!(data["creator"]["viewerCanManage"], false);
+    let body = app
+        .gql(
+            Some(&survivor.access_token),
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": stranger.user_id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
+
+/// Two owners removing each other at the same moment (held at the creator's row until both
+/// wait there): one succeeds, and the creator keeps an owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_removing_each_other_at_once_leave_one_owner() {
+    use sea_orm::{EntityTrait, QuerySelect, TransactionTrait};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let one = app.register("one@example.com").await;
+    let two = app.register("two@example.com").await;
+    let creator = app.create_creator(&one, "Two Owners").await;
+    app.ok(
+        Some(&one.access_token),
+        ADD_MEMBER,
+        json!({ "c": creator, "e": "two@example.com", "r": "OWNER" }),
+    )
+    .await;
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::creator::Entity::find_by_id(creator.parse::<uuid::Uuid>().expect("uuid"))
+        .lock_exclusive()
+        .one(&hold)
+        .await
+        .expect("locked")
+        .expect("creator");
+    let calls = [
+        app.gql_in_background(
+            &one.access_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": two.user_id }),
+        ),
+        app.gql_in_background(
+            &two.access_token,
+            REMOVE_MEMBER,
+            json!({ "c": creator, "u": one.user_id }),
+        ),
+    ];
+    crate::helpers::wait_for_lock_waits(&app, 2).await;
+    hold.commit().await.expect("commit");
+    let mut succeeded = 0;
+    for call in calls {
+        let body = call.await.expect("joined");
+        if body["data"]["removeCreatorMember"] == true {
+            succeeded += 1;
+        }
+    }
+    assert_eq!(succeeded, 1);
+    let owners = entity::creator_member::Entity::find()
+        .all(&app.state.db)
+        .await
+        .expect("members");
+    assert_eq!(owners.len(), 1, "{owners:?}");
+}
+
 both_backends!(
     a_failed_field_is_null_beside_the_fields_that_succeeded,
     creating_a_creator_makes_the_caller_its_owner,
@@ -372,4 +602,5 @@ both_backends!(
     only_members_and_admins_update_a_creator,
     following_is_idempotent_and_counted,
     creators_paginate_both_ways_with_stable_cursors,
+    owners_manage_the_team_and_a_creator_keeps_an_owner,
 );

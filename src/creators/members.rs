@@ -1,0 +1,201 @@
+//! A creator's team: who its members are (`Creator.members`), and adding and removing them.
+//!
+//! Owners (and administrators) manage the team; any member may leave it. A creator always
+//! keeps at least one owner: changes to one creator's team run one at a time (the creator's
+//! row is locked on PostgreSQL; SQLite serialises writers), so two owners removing each other
+//! at once cannot leave it without one.
+
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+use entity::{MemberRole, creator, creator_member, user};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::normalize_email,
+    error::{AppError, AppResult},
+    graphql::{loaders, loaders::UserById, parse_id, state, viewer},
+    jobs::queue,
+    users::User,
+};
+
+/// One member of a creator's team.
+pub struct CreatorMember(pub creator_member::Model);
+
+#[Object]
+impl CreatorMember {
+    async fn user(&self, ctx: &Context<'_>) -> AppResult<User> {
+        loaders(ctx)?
+            .load_one(UserById(self.0.user_id))
+            .await?
+            .map(User)
+            .ok_or(AppError::NotFound("user"))
+    }
+    /// `OWNER`s manage the team; `MEMBER`s manage the creator's content.
+    async fn role(&self) -> MemberRole {
+        self.0.role
+    }
+    /// When they joined.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The team of `creator_id`, owners first, then by when they joined.
+pub(super) async fn members_of(
+    db: &impl sea_orm::ConnectionTrait,
+    creator_id: Uuid,
+) -> AppResult<Vec<CreatorMember>> {
+    Ok(creator_member::Entity::find()
+        .filter(creator_member::Column::CreatorId.eq(creator_id))
+        // `OWNER` sorts after `MEMBER`.
+        .order_by_desc(creator_member::Column::Role)
+        .order_by_asc(creator_member::Column::CreatedAt)
+        .order_by_asc(creator_member::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(CreatorMember)
+        .collect())
+}
+
+/// Starts a change to `creator_id`'s team: the creator must exist, and the caller must see it
+/// (creators are public) and be signed in. Returns the transaction, with the creator's row
+/// locked on PostgreSQL.
+async fn begin_team_change(
+    ctx: &Context<'_>,
+    creator_id: Uuid,
+) -> AppResult<(DatabaseTransaction, creator::Model)> {
+    viewer(ctx)?.require_user()?;
+    let db = &state(ctx)?.db;
+    let txn = queue::begin_write(db).await?;
+    let mut find = creator::Entity::find_by_id(creator_id);
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        find = find.lock_exclusive();
+    }
+    let creator = find.one(&txn).await?.ok_or(AppError::NotFound("creator"))?;
+    Ok((txn, creator))
+}
+
+/// The caller's role in the creator's team, if any.
+async fn role_in(
+    txn: &DatabaseTransaction,
+    creator_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<Option<creator_member::Model>> {
+    Ok(creator_member::Entity::find()
+        .filter(creator_member::Column::CreatorId.eq(creator_id))
+        .filter(creator_member::Column::UserId.eq(user_id))
+        .one(txn)
+        .await?)
+}
+
+/// Fails with `FORBIDDEN` unless the caller is an administrator or an owner of the creator.
+async fn ensure_owner(
+    ctx: &Context<'_>,
+    txn: &DatabaseTransaction,
+    creator_id: Uuid,
+) -> AppResult<()> {
+    let viewer = viewer(ctx)?;
+    if viewer.is_admin() {
+        return Ok(());
+    }
+    let me = viewer.require_user()?;
+    match role_in(txn, creator_id, me.id).await? {
+        Some(m) if m.role == MemberRole::Owner => Ok(()),
+        _ => Err(AppError::forbidden(
+            "only the creator's owners (and administrators) manage its team",
+        )),
+    }
+}
+
+#[derive(Default)]
+pub struct CreatorMemberMutation;
+
+#[Object]
+impl CreatorMemberMutation {
+    /// Adds the account with this email to a creator's team (as a `MEMBER` unless `role`
+    /// says otherwise). Owners of the creator and administrators only. `CONFLICT` when the
+    /// account is already in the team.
+    async fn add_creator_member(
+        &self,
+        ctx: &Context<'_>,
+        creator_id: ID,
+        email: String,
+        #[graphql(desc = "`MEMBER` when omitted or null.")] role: Option<MemberRole>,
+    ) -> AppResult<CreatorMember> {
+        let creator_id = parse_id("creatorId", &creator_id)?;
+        let email = normalize_email("email", &email)?;
+        let (txn, creator) = begin_team_change(ctx, creator_id).await?;
+        ensure_owner(ctx, &txn, creator.id).await?;
+        let account = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                AppError::bad_input(
+                    "email",
+                    "no account has this email: they need to register first",
+                )
+            })?;
+        if role_in(&txn, creator.id, account.id).await?.is_some() {
+            return Err(AppError::conflict(
+                Some("email"),
+                "this account is already in the creator's team",
+            ));
+        }
+        let member = creator_member::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            creator_id: Set(creator.id),
+            user_id: Set(account.id),
+            role: Set(role.unwrap_or(MemberRole::Member)),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(CreatorMember(member))
+    }
+
+    /// Removes someone from a creator's team: owners and administrators may remove anyone,
+    /// and any member may remove themselves (leave). The last owner cannot go (`CONFLICT`):
+    /// make someone else an owner first. `NOT_FOUND` when they are not in the team.
+    async fn remove_creator_member(
+        &self,
+        ctx: &Context<'_>,
+        creator_id: ID,
+        user_id: ID,
+    ) -> AppResult<bool> {
+        let creator_id = parse_id("creatorId", &creator_id)?;
+        let user_id = parse_id("userId", &user_id)?;
+        let (txn, creator) = begin_team_change(ctx, creator_id).await?;
+        let me = viewer(ctx)?.require_user()?.id;
+        if me != user_id {
+            ensure_owner(ctx, &txn, creator.id).await?;
+        }
+        let Some(member) = role_in(&txn, creator.id, user_id).await? else {
+            return Err(AppError::NotFound("member"));
+        };
+        if member.role == MemberRole::Owner {
+            let owners = creator_member::Entity::find()
+                .filter(creator_member::Column::CreatorId.eq(creator.id))
+                .filter(creator_member::Column::Role.eq(MemberRole::Owner))
+                .count(&txn)
+                .await?;
+            if owners <= 1 {
+                return Err(AppError::conflict(
+                    Some("userId"),
+                    "a creator keeps at least one owner: add another owner first",
+                ));
+            }
+        }
+        creator_member::Entity::delete_by_id(member.id)
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+}
