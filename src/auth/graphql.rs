@@ -1,14 +1,60 @@
 //! GraphQL surface of accounts and sessions.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use entity::session;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{Authenticated, Registration};
 use crate::{
-    error::AppResult,
-    graphql::{client_info, state},
+    error::{AppError, AppResult},
+    graphql::{client_info, parse_id, state, viewer},
     users::User,
 };
+
+/// A signed-in device: one per `login`/`register`, renewed by `refreshSession`.
+#[derive(SimpleObject)]
+pub struct Session {
+    pub id: ID,
+    /// The `User-Agent` it signed in with.
+    pub user_agent: Option<String>,
+    /// The address it signed in from.
+    pub ip_address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it last renewed its access token.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// When it ends unless renewed by signing in again.
+    pub expires_at: DateTime<Utc>,
+    /// Whether this is the session of the request's access token.
+    pub current: bool,
+}
+
+/// The live sessions of `user_id`, newest first; `current` marks `current_session`'s.
+pub async fn live_sessions(
+    db: &sea_orm::DatabaseConnection,
+    user_id: uuid::Uuid,
+    current_session: Option<uuid::Uuid>,
+) -> AppResult<Vec<Session>> {
+    Ok(session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .order_by_desc(session::Column::CreatedAt)
+        .order_by_desc(session::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| Session {
+            id: s.id.into(),
+            current: Some(s.id) == current_session,
+            user_agent: s.user_agent,
+            ip_address: s.ip_address,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+        })
+        .collect())
+}
 
 /// Credentials returned by `register`, `login` and `refreshSession`.
 #[derive(SimpleObject)]
@@ -89,5 +135,50 @@ impl AuthMutation {
     /// Ends the session of a refresh token. True when a live session was ended.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> AppResult<bool> {
         super::logout(state(ctx)?, &refresh_token).await
+    }
+
+    /// Changes your password. Every session of the account ends (other devices must sign in
+    /// again with the new password; their access tokens lapse within their short lifetime),
+    /// and a new session starts for you: use the returned tokens. A wrong `currentPassword`
+    /// is `BAD_USER_INPUT`, throttled like sign-in.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> AppResult<AuthPayload> {
+        let me = viewer(ctx)?.require_user()?.id;
+        super::change_password(
+            state(ctx)?,
+            me,
+            current_password,
+            new_password,
+            &client_info(ctx),
+        )
+        .await
+        .map(Into::into)
+    }
+
+    /// Ends one of your sessions (see `me.sessions`), e.g. a lost device: its refresh token
+    /// stops working at once. True when it was live; `NOT_FOUND` when it is not yours.
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        let me = viewer(ctx)?.require_user()?.id;
+        let id = parse_id("id", &id)?;
+        let db = &state(ctx)?.db;
+        let found = session::Entity::find_by_id(id)
+            .filter(session::Column::UserId.eq(me))
+            .one(db)
+            .await?;
+        if found.is_none() {
+            return Err(AppError::NotFound("session"));
+        }
+        Ok(super::end_sessions(db, me, Some(id), "revoked by its user").await? == 1)
+    }
+
+    /// Ends every session of your account, this one included; returns how many were live.
+    async fn logout_everywhere(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        let me = viewer(ctx)?.require_user()?.id;
+        let ended = super::end_sessions(&state(ctx)?.db, me, None, "signed out everywhere").await?;
+        Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 }

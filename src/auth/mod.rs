@@ -266,6 +266,61 @@ pub async fn refresh(
     })
 }
 
+/// Changes `user_id`'s password after checking the current one (throttled like sign-in), and
+/// ends every session of the account — whoever else knew the old password is signed out —
+/// then starts a new one for the caller. The hash, the revocations and the new session commit
+/// together.
+pub async fn change_password(
+    state: &AppState,
+    user_id: Uuid,
+    current: String,
+    new: String,
+    client: &ClientInfo,
+) -> AppResult<Authenticated> {
+    password::validate_password("newPassword", &new)?;
+    let user = user::Entity::find_by_id(user_id)
+        .one(&state.db)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
+    state.sign_in.login(client.ip.as_deref(), &user.email)?;
+    if !password::verify(current, Some(user.password_hash.clone())).await? {
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "is not this account's password",
+        ));
+    }
+    let hash = password::hash(new).await?;
+    let now = Utc::now();
+    let txn = state.db.begin().await?;
+    let mut row: user::ActiveModel = user.into();
+    row.password_hash = Set(hash);
+    row.updated_at = Set(now);
+    let user = row.update(&txn).await?;
+    end_sessions(&txn, user.id, None, "password changed").await?;
+    let session = start_session(&txn, state, user.id, client, now).await?;
+    txn.commit().await?;
+    finish(state, user, session)
+}
+
+/// Ends the live sessions of `user_id` (all of them, or only `session_id`); returns how many.
+pub async fn end_sessions(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    reason: &str,
+) -> AppResult<u64> {
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
+        .col_expr(session::Column::RevokedReason, Expr::val(reason))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null());
+    if let Some(id) = session_id {
+        update = update.filter(session::Column::Id.eq(id));
+    }
+    Ok(update.exec(db).await?.rows_affected)
+}
+
 /// Revokes the session of a refresh token. Returns whether a live session was revoked.
 pub async fn logout(state: &AppState, token: &str) -> AppResult<bool> {
     let hash = tokens::hash_refresh_token(token.trim());

@@ -1,6 +1,8 @@
 //! Users as the API shows them, `me`, invite codes, and making administrators.
 
-use async_graphql::{ComplexObject, Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, SimpleObject,
+};
 use chrono::{DateTime, Utc};
 use entity::{UserRole, invite_code, user};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
@@ -62,6 +64,19 @@ impl User {
         let viewer = viewer(ctx)?;
         let own = viewer.user().is_some_and(|u| u.id == self.0.id);
         Ok((own || viewer.is_admin()).then_some(self.0.credits))
+    }
+    /// Your signed-in devices, newest first (null on other users).
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Option<Vec<crate::auth::graphql::Session>>> {
+        let Some(me) = viewer(ctx)?.user().filter(|me| me.id == self.0.id) else {
+            return Ok(None);
+        };
+        let db = &state(ctx)?.db;
+        Ok(Some(
+            crate::auth::graphql::live_sessions(db, me.id, Some(me.session_id)).await?,
+        ))
     }
     /// Creator profiles this user is a member of.
     async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
@@ -153,8 +168,51 @@ impl UserQuery {
 #[derive(Default)]
 pub struct UserMutation;
 
+/// Omitted fields stay as they are; `null` clears one.
+#[derive(InputObject)]
+pub struct UpdateMeInput {
+    /// At most 50 characters.
+    pub display_name: MaybeUndefined<String>,
+    /// An absolute http(s) URL of your picture.
+    pub avatar_url: MaybeUndefined<String>,
+}
+
 #[Object]
 impl UserMutation {
+    /// Edits your own profile.
+    async fn update_me(&self, ctx: &Context<'_>, input: UpdateMeInput) -> AppResult<User> {
+        let me = viewer(ctx)?.require_user()?.id;
+        let display_name = match &input.display_name {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(name) => {
+                Some(normalize_display_name("input.displayName", Some(name))?)
+            }
+        };
+        let avatar_url = match &input.avatar_url {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(url) => Some(Some(crate::creators::validate::url(
+                "input.avatarUrl",
+                url,
+            )?)),
+        };
+        let db = &state(ctx)?.db;
+        let found = user::Entity::find_by_id(me)
+            .one(db)
+            .await?
+            .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
+        let mut row: user::ActiveModel = found.into();
+        if let Some(name) = display_name {
+            row.display_name = Set(name);
+        }
+        if let Some(url) = avatar_url {
+            row.avatar_url = Set(url);
+        }
+        row.updated_at = Set(chrono::Utc::now());
+        Ok(User(row.update(db).await?))
+    }
+
     /// Creates an invite code. Administrators only.
     async fn create_invite_code(
         &self,

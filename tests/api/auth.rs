@@ -369,6 +369,203 @@ async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
     assert_eq!(codes[10], "RATE_LIMITED", "{codes:?}");
 }
 
+const SIGN_IN: &str = "mutation($e: String!, $p: String!) {
+    login(email: $e, password: $p) { accessToken refreshToken user { id } } }";
+const SESSIONS: &str = "{ me { sessions { id current userAgent expiresAt } } }";
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> crate::helpers::Session {
+    let data = app
+        .ok(None, SIGN_IN, json!({ "e": email, "p": password }))
+        .await;
+    session_of(&data["login"])
+}
+
+/// `changePassword` checks the current password and the new one (each error names its
+/// field), then ends every session of the account — another device's refresh token stops
+/// working — and returns a new session; only the new password signs in afterwards.
+async fn changing_the_password_ends_every_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let laptop = app.register("pw@example.com").await;
+    let phone = sign_in(&app, "pw@example.com", "correct horse battery").await;
+    let change = "mutation($c: String!, $n: String!) {
+        changePassword(currentPassword: $c, newPassword: $n) { accessToken refreshToken user { id } } }";
+    for (current, new, field) in [
+        ("not my password", "a new long password", "currentPassword"),
+        ("correct horse battery", "short", "newPassword"),
+    ] {
+        let body = app
+            .gql(
+                Some(&laptop.access_token),
+                change,
+                json!({ "c": current, "n": new }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let body = app
+        .gql(
+            None,
+            change,
+            json!({ "c": "correct horse battery", "n": "a new long password" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    // Refused attempts changed nothing: the phone still renews its session.
+    let renewed = app
+        .ok(None, REFRESH, json!({ "t": phone.refresh_token }))
+        .await;
+    let phone = session_of(&renewed["refreshSession"]);
+
+    let data = app
+        .ok(
+            Some(&laptop.access_token),
+            change,
+            json!({ "c": "correct horse battery", "n": "a new long password" }),
+        )
+        .await;
+    let fresh = session_of(&data["changePassword"]);
+    assert_eq!(fresh.user_id, laptop.user_id);
+    for old in [&laptop.refresh_token, &phone.refresh_token] {
+        let body = app.gql(None, REFRESH, json!({ "t": old })).await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    app.ok(None, REFRESH, json!({ "t": fresh.refresh_token }))
+        .await;
+    let body = app
+        .gql(
+            None,
+            SIGN_IN,
+            json!({ "e": "pw@example.com", "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    sign_in(&app, "pw@example.com", "a new long password").await;
+}
+
+/// `me.sessions` lists your live devices (the request's own marked `current`); `revokeSession`
+/// ends one of yours (another's is NOT_FOUND), `logoutEverywhere` ends them all.
+async fn sessions_are_listed_and_revoked_by_their_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let laptop = app.register("devices@example.com").await;
+    let phone = sign_in(&app, "devices@example.com", "correct horse battery").await;
+    let other = app.register("someone-else@example.com").await;
+
+    let data = app
+        .ok(Some(&laptop.access_token), SESSIONS, json!({}))
+        .await;
+    let sessions = data["me"]["sessions"].as_array().expect("sessions").clone();
+    assert_eq!(sessions.len(), 2, "{data}");
+    let current: Vec<bool> = sessions.iter().map(|s| s["current"] == true).collect();
+    assert_eq!(current, [false, true], "newest (the phone's) first: {data}");
+    let phone_session = sessions[0]["id"].as_str().expect("id").to_owned();
+
+    let revoke = "mutation($id: ID!) { revokeSession(id: $id) }";
+    let body = app
+        .gql(
+            Some(&other.access_token),
+            revoke,
+            json!({ "id": phone_session }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    let data = app
+        .ok(
+            Some(&laptop.access_token),
+            revoke,
+            json!({ "id": phone_session }),
+        )
+        .await;
+    assert_eq!(data["revokeSession"], true);
+    let data = app
+        .ok(
+            Some(&laptop.access_token),
+            revoke,
+            json!({ "id": phone_session }),
+        )
+        .await;
+    assert_eq!(data["revokeSession"], false, "already ended");
+    let body = app
+        .gql(None, REFRESH, json!({ "t": phone.refresh_token }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let data = app
+        .ok(Some(&laptop.access_token), SESSIONS, json!({}))
+        .await;
+    assert_eq!(
+        data["me"]["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{data}"
+    );
+
+    let data = app
+        .ok(
+            Some(&laptop.access_token),
+            "mutation { logoutEverywhere }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["logoutEverywhere"], 1);
+    let body = app
+        .gql(None, REFRESH, json!({ "t": laptop.refresh_token }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    // Someone else's sessions are untouched.
+    app.ok(None, REFRESH, json!({ "t": other.refresh_token }))
+        .await;
+}
+
+/// `updateMe` sets and clears your display name and picture; bad values name their field.
+async fn update_me_edits_your_profile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let me = app.register("profile@example.com").await;
+    let token = Some(me.access_token.as_str());
+    let update =
+        "mutation($input: UpdateMeInput!) { updateMe(input: $input) { displayName avatarUrl } }";
+    let data = app
+        .ok(
+            token,
+            update,
+            json!({ "input": { "displayName": "  Ada L. ", "avatarUrl": "https://example.com/ada.png" } }),
+        )
+        .await;
+    assert_eq!(
+        data["updateMe"],
+        json!({ "displayName": "Ada L.", "avatarUrl": "https://example.com/ada.png" })
+    );
+    let data = app
+        .ok(token, update, json!({ "input": { "avatarUrl": null } }))
+        .await;
+    assert_eq!(
+        data["updateMe"],
+        json!({ "displayName": "Ada L.", "avatarUrl": null })
+    );
+    for (input, field) in [
+        (
+            json!({ "displayName": "x".repeat(51) }),
+            "input.displayName",
+        ),
+        (
+            json!({ "avatarUrl": "file:///etc/passwd" }),
+            "input.avatarUrl",
+        ),
+    ] {
+        let body = app.gql(token, update, json!({ "input": input })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let body = app
+        .gql(
+            None,
+            update,
+            json!({ "input": { "displayName": "Nobody" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let data = app.ok(token, ME, json!({})).await;
+    assert_eq!(data["me"]["displayName"], "Ada L.");
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
@@ -379,4 +576,7 @@ both_backends!(
     expired_and_forged_tokens_are_unauthenticated,
     invite_codes_gate_registration_and_cannot_be_overused,
     only_admins_create_invite_codes,
+    changing_the_password_ends_every_session,
+    sessions_are_listed_and_revoked_by_their_user,
+    update_me_edits_your_profile,
 );
