@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputType, Json, Lookahead, Object, SelectionField, Value};
 use chrono::{DateTime, Utc};
-use entity::{VideoStatus, creator, video};
+use entity::{VideoStatus, creator, creator_follow, video};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryResult, QuerySelect, QueryTrait,
@@ -223,12 +223,29 @@ impl CreatorQuery {
         before: Option<String>,
         featured: Option<bool>,
         search: Option<String>,
+        #[graphql(
+            desc = "`true`: only the creators you follow; `false`: only those you do not. Needs a signed-in caller."
+        )]
+        following: Option<bool>,
     ) -> AppResult<RelayConnection<Creator>> {
         let args = PageArgs::new(first, after, last, before)?;
         let db = &state(ctx)?.db;
         let mut filter = Condition::all();
         if let Some(featured) = featured {
             filter = filter.add(creator::Column::Featured.eq(featured));
+        }
+        if let Some(following) = following {
+            let me = viewer(ctx)?.require_user()?.id;
+            let followed = sea_orm::sea_query::Query::select()
+                .column(creator_follow::Column::CreatorId)
+                .from(creator_follow::Entity)
+                .and_where(creator_follow::Column::UserId.eq(me))
+                .to_owned();
+            filter = filter.add(if following {
+                creator::Column::Id.in_subquery(followed)
+            } else {
+                creator::Column::Id.not_in_subquery(followed)
+            });
         }
         if let Some(search) = search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             if search.chars().count() > 100 {

@@ -595,6 +595,57 @@ async fn owners_removing_each_other_at_once_leave_one_owner() {
     assert_eq!(owners.len(), 1, "{owners:?}");
 }
 
+/// `creators(following:)` lists the creators you follow (or those you do not), with the
+/// paging and the nested videos of any creators page; signed out it is UNAUTHENTICATED.
+async fn creators_you_follow_are_listed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("chef@example.com").await;
+    let fan = app.register("fan@example.com").await;
+    let mut ids = Vec::new();
+    for name in ["Alpha Kitchen", "Beta Kitchen", "Gamma Kitchen"] {
+        ids.push(app.create_creator(&owner, name).await);
+    }
+    for id in [&ids[0], &ids[2]] {
+        app.ok(
+            Some(&fan.access_token),
+            "mutation($c: ID!) { followCreator(creatorId: $c) { id } }",
+            json!({ "c": id }),
+        )
+        .await;
+    }
+    let query = "query($f: Boolean!) { creators(following: $f, first: 10) {
+        totalCount nodes { id viewerIsFollowing videos(first: 2) { nodes { id } } } } }";
+    let listed = |data: &Value| -> Vec<String> {
+        data["creators"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let data = app
+        .ok(Some(&fan.access_token), query, json!({ "f": true }))
+        .await;
+    let mut followed = listed(&data);
+    followed.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    assert_eq!(followed, expected, "{data}");
+    assert_eq!(data["creators"]["totalCount"], 2);
+    let data = app
+        .ok(Some(&fan.access_token), query, json!({ "f": false }))
+        .await;
+    assert_eq!(listed(&data), [ids[1].clone()], "{data}");
+    assert_eq!(data["creators"]["totalCount"], 1);
+    // Someone who follows nobody.
+    let data = app
+        .ok(Some(&owner.access_token), query, json!({ "f": true }))
+        .await;
+    assert_eq!(data["creators"]["totalCount"], 0, "{data}");
+    let body = app.gql(None, query, json!({ "f": true })).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+}
+
 both_backends!(
     a_failed_field_is_null_beside_the_fields_that_succeeded,
     creating_a_creator_makes_the_caller_its_owner,
@@ -603,4 +654,5 @@ both_backends!(
     following_is_idempotent_and_counted,
     creators_paginate_both_ways_with_stable_cursors,
     owners_manage_the_team_and_a_creator_keeps_an_owner,
+    creators_you_follow_are_listed,
 );
