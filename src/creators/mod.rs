@@ -206,7 +206,8 @@ pub struct CreatorQuery;
 #[Object]
 impl CreatorQuery {
     /// The creator directory, newest first; `search` matches a case-insensitive substring of
-    /// the name.
+    /// the name. `following: true` lists only the creators you follow, `false` only those
+    /// you do not (signed in only).
     #[graphql(
         complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
     )]
@@ -223,9 +224,6 @@ impl CreatorQuery {
         before: Option<String>,
         featured: Option<bool>,
         search: Option<String>,
-        #[graphql(
-            desc = "`true`: only the creators you follow; `false`: only those you do not. Needs a signed-in caller."
-        )]
         following: Option<bool>,
     ) -> AppResult<RelayConnection<Creator>> {
         let args = PageArgs::new(first, after, last, before)?;
