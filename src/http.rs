@@ -333,7 +333,9 @@ async fn execute(
     let viewer = match auth::viewer_from_authorization(&state.app, authorization) {
         Ok(viewer) => Arc::new(viewer),
         Err(err) => {
-            let answer = Answer::RequestError(vec![err.into_request_error()]);
+            let error = err.into_request_error();
+            state.app.metrics.count_errors([&error]);
+            let answer = Answer::RequestError(vec![error]);
             return over_http::respond(media, true, vec![answer]);
         }
     };

@@ -148,8 +148,21 @@ impl TokenKeys {
 
 fn embedded_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("jwt-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Ok(existing.trim().as_bytes().to_vec());
+    match std::fs::read_to_string(&path) {
+        Ok(existing) => {
+            let existing = existing.trim();
+            anyhow::ensure!(
+                existing.len() >= MIN_SECRET_LEN,
+                "{} holds no usable secret (it needs at least {MIN_SECRET_LEN} characters): \
+                 delete it to have a new one generated (sessions signed with it end), or set JWT_SECRET",
+                path.display()
+            );
+            return Ok(existing.as_bytes().to_vec());
+        }
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            anyhow::bail!("reading {}: {err}", path.display());
+        }
+        Err(_) => {}
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -230,5 +243,24 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn an_unusable_generated_secret_names_its_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("jwt-secret"), "\n").expect("written");
+        let err = TokenKeys::from_config(&Config::embedded(dir.path()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("jwt-secret holds no usable secret"), "{err}");
+        // A folder where the file should be cannot be read as one: that is what is said.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("jwt-secret")).expect("folder");
+        let err = TokenKeys::from_config(&Config::embedded(dir.path()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("reading "), "{err}");
     }
 }

@@ -148,6 +148,9 @@ impl Api {
         let http = reqwest::Client::builder()
             .user_agent(concat!("reelgraph-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
+            // A server that accepted the connection and then went silent: give up rather than
+            // hang (the server's own request limit is 60 s; downloads keep reading).
+            .read_timeout(std::time::Duration::from_secs(120))
             .build()
             .context("starting the HTTP client")?;
         Ok(Self {

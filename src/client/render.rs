@@ -73,7 +73,13 @@ pub async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
     let data = api
         .call(RENDER, json!({ "input": input }))
         .await
-        .context("the server refused the render")?;
+        .map_err(|err| {
+            if err.is::<super::ApiErrors>() {
+                err.context("the server refused the render")
+            } else {
+                err
+            }
+        })?;
     let id = data["renderMovie"]["id"]
         .as_str()
         .context("the server's answer has no job id")?

@@ -38,6 +38,14 @@ impl LocalStore {
     pub fn new(root: PathBuf, key: [u8; 32], public_url: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root)
             .map_err(|e| anyhow::anyhow!("creating the object folder {}: {e}", root.display()))?;
+        // A folder this process cannot write would fail every upload and render later, one by
+        // one, behind a healthy /healthz: find out now.
+        let probe = root.join(format!(".write-check-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                anyhow::anyhow!("the object folder {} is not writable: {e}", root.display())
+            })?;
         Ok(Self {
             root,
             key,

@@ -183,6 +183,28 @@ async fn render_refusals_say_what_is_wrong_and_queue_nothing(backend: Backend) {
     );
     assert_eq!(run.stdout, "", "no job id for a refused render");
 
+    // Nothing listens there: the server did not refuse anything, it was not reached.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let nowhere = format!("http://127.0.0.1:{closed}");
+    let good = write(
+        "good.json",
+        &json!({ "width": 320, "height": 240, "fps": 25, "scenes": [
+            { "id": "a", "duration": 1.0, "bgColor": "#000000" }
+        ] })
+        .to_string(),
+    );
+    let run = reelgraph(&["render", &good, "--server", &nowhere], &token).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("cannot reach") && !run.stderr.contains("the server refused"),
+        "{}",
+        run.stderr
+    );
+
     let not_json = write("broken.json", "{ \"width\": 320,\n  oops }");
     let run = reelgraph(&[&["render", &not_json][..], &server].concat(), &token).await;
     assert!(!run.ok);

@@ -195,6 +195,9 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
         json!({}),
     )
     .await;
+    // A bad token is refused before the operation runs; it is counted all the same.
+    app.gql(Some("not-a-token"), "{ me { id } }", json!({}))
+        .await;
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -215,7 +218,7 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
     );
     assert!(
         text.lines()
-            .any(|line| line == "reelgraph_graphql_errors_total{code=\"UNAUTHENTICATED\"} 1"),
+            .any(|line| line == "reelgraph_graphql_errors_total{code=\"UNAUTHENTICATED\"} 2"),
         "{text}"
     );
 }
