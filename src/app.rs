@@ -56,6 +56,11 @@ impl Application {
         };
         let state = connect_state(args.config, &public_url).await?;
         db::migrate(&state.db).await?;
+        state
+            .revoked
+            .load(&state.db)
+            .await
+            .context("reading the sessions ended lately")?;
         password::warm_up();
         match crate::render::ffmpeg::check().await {
             Ok(tools) => tracing::info!(ffmpeg = %tools.ffmpeg.display(), "ffmpeg found"),
@@ -176,7 +181,15 @@ pub async fn connect_state(
         .is_postgres()
         .then(|| config.database_url.clone())
         .flatten();
-    let events = EventBus::start(db.clone(), url.as_deref(), shutdown.clone());
+    let revoked = Arc::new(crate::auth::revoked::RevokedSessions::new(
+        config.access_token_ttl_secs,
+    ));
+    let events = EventBus::start(
+        db.clone(),
+        url.as_deref(),
+        shutdown.clone(),
+        revoked.clone(),
+    );
     Ok(AppState {
         db,
         config: Arc::new(config),
@@ -187,6 +200,7 @@ pub async fn connect_state(
         connections: tokio_util::task::TaskTracker::new(),
         shutdown,
         sign_in: Arc::new(crate::auth::throttle::SignInThrottle::new()),
+        revoked,
     })
 }
 

@@ -31,4 +31,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Counts sign-in and registration attempts per client address and account.
     pub sign_in: Arc<crate::auth::throttle::SignInThrottle>,
+    /// Sessions ended while their access tokens may still be unexpired.
+    pub revoked: Arc<crate::auth::revoked::RevokedSessions>,
 }

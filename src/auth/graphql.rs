@@ -138,7 +138,7 @@ impl AuthMutation {
     }
 
     /// Changes your password. Every session of the account ends (other devices must sign in
-    /// again with the new password; their access tokens lapse within their short lifetime),
+    /// again with the new password; their access tokens stop working at once),
     /// and a new session starts for you: use the returned tokens. A wrong `currentPassword`
     /// is `BAD_USER_INPUT`, throttled like sign-in.
     async fn change_password(
@@ -172,13 +172,17 @@ impl AuthMutation {
         if found.is_none() {
             return Err(AppError::NotFound("session"));
         }
-        Ok(super::end_sessions(db, me, Some(id), "revoked by its user").await? == 1)
+        let ended = super::end_sessions(db, me, Some(id), "revoked by its user").await?;
+        super::sessions_ended(state(ctx)?, &ended).await;
+        Ok(!ended.is_empty())
     }
 
     /// Ends every session of your account, this one included; returns how many were live.
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> AppResult<i32> {
         let me = viewer(ctx)?.require_user()?.id;
-        let ended = super::end_sessions(&state(ctx)?.db, me, None, "signed out everywhere").await?;
-        Ok(i32::try_from(ended).unwrap_or(i32::MAX))
+        let app = state(ctx)?;
+        let ended = super::end_sessions(&app.db, me, None, "signed out everywhere").await?;
+        super::sessions_ended(app, &ended).await;
+        Ok(i32::try_from(ended.len()).unwrap_or(i32::MAX))
     }
 }

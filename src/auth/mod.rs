@@ -3,6 +3,7 @@
 
 pub mod graphql;
 pub mod password;
+pub mod revoked;
 pub mod throttle;
 pub mod tokens;
 
@@ -51,6 +52,11 @@ pub fn viewer_from_authorization(state: &AppState, value: Option<&str>) -> AppRe
         .unwrap_or(raw)
         .trim();
     let claims = state.tokens.verify(token)?;
+    if state.revoked.contains(claims.sid) {
+        return Err(AppError::unauthenticated(
+            "this session has ended (signed out or revoked): sign in again",
+        ));
+    }
     Ok(Viewer::authenticated(AuthUser {
         id: claims.sub,
         role: claims.role,
@@ -230,7 +236,7 @@ pub async fn refresh(
     };
     if claimed.rows_affected != 1 {
         txn.rollback().await?;
-        revoke_session(&state.db, row.session_id, "refresh token reused").await?;
+        revoke_session(state, row.session_id, "refresh token reused").await?;
         tracing::warn!(session_id = %row.session_id, "refresh token reuse detected; session revoked");
         return Err(AppError::unauthenticated(
             "refresh token was already used; the session has been revoked, sign in again",
@@ -297,19 +303,21 @@ pub async fn change_password(
     row.password_hash = Set(hash);
     row.updated_at = Set(now);
     let user = row.update(&txn).await?;
-    end_sessions(&txn, user.id, None, "password changed").await?;
+    let ended = end_sessions(&txn, user.id, None, "password changed").await?;
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;
+    sessions_ended(state, &ended).await;
     finish(state, user, session)
 }
 
-/// Ends the live sessions of `user_id` (all of them, or only `session_id`); returns how many.
+/// Ends the live sessions of `user_id` (all of them, or only `session_id`); returns their
+/// ids. Once committed, pass them to [`sessions_ended`].
 pub async fn end_sessions(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     session_id: Option<Uuid>,
     reason: &str,
-) -> AppResult<u64> {
+) -> AppResult<Vec<Uuid>> {
     let mut update = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
         .col_expr(session::Column::RevokedReason, Expr::val(reason))
@@ -318,7 +326,18 @@ pub async fn end_sessions(
     if let Some(id) = session_id {
         update = update.filter(session::Column::Id.eq(id));
     }
-    Ok(update.exec(db).await?.rows_affected)
+    let ended = update.exec_with_returning(db).await?;
+    Ok(ended.into_iter().map(|s| s.id).collect())
+}
+
+/// Makes ended sessions' access tokens stop working at once: in this process's list, and
+/// (with PostgreSQL) announced to every other process's. Call after the revocation committed.
+pub async fn sessions_ended(state: &AppState, ids: &[Uuid]) {
+    if ids.is_empty() {
+        return;
+    }
+    state.revoked.add(ids.iter().copied(), Utc::now());
+    state.events.announce_revoked(ids).await;
 }
 
 /// Revokes the session of a refresh token. Returns whether a live session was revoked.
@@ -329,24 +348,24 @@ pub async fn logout(state: &AppState, token: &str) -> AppResult<bool> {
         .one(&state.db)
         .await?;
     match row {
-        Some(row) => revoke_session(&state.db, row.session_id, "logout").await,
+        Some(row) => revoke_session(state, row.session_id, "logout").await,
         None => Ok(false),
     }
 }
 
-async fn revoke_session(
-    db: &impl ConnectionTrait,
-    session_id: Uuid,
-    reason: &str,
-) -> AppResult<bool> {
-    let result = session::Entity::update_many()
+async fn revoke_session(state: &AppState, session_id: Uuid, reason: &str) -> AppResult<bool> {
+    let ended: Vec<Uuid> = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
         .col_expr(session::Column::RevokedReason, Expr::val(reason))
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .exec_with_returning(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    sessions_ended(state, &ended).await;
+    Ok(!ended.is_empty())
 }
 
 /// A session with its first refresh token; returns the session and the plain token.

@@ -20,7 +20,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::auth::revoked::RevokedSessions;
+
 const CHANNEL: &str = "reelgraph_jobs";
+/// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: the id.
+const SESSIONS_CHANNEL: &str = "reelgraph_sessions";
 /// Events buffered per subscriber; a subscriber further behind gets `Lagged` and re-reads.
 const BUFFER: usize = 1024;
 
@@ -120,12 +124,17 @@ impl EventBus {
         db: DatabaseConnection,
         database_url: Option<&str>,
         shutdown: CancellationToken,
+        revoked: Arc<RevokedSessions>,
     ) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
         if db.get_database_backend() == DatabaseBackend::Postgres
             && let Some(url) = database_url
         {
-            tokio::spawn(listen(url.to_owned(), tx.clone(), shutdown));
+            let sessions = SessionFeed {
+                revoked,
+                db: db.clone(),
+            };
+            tokio::spawn(listen(url.to_owned(), tx.clone(), sessions, shutdown));
         }
         Self {
             tx,
@@ -152,6 +161,26 @@ impl EventBus {
                     .map(|row| row.map(Arc::new))
             })
             .await
+    }
+
+    /// Tells the other processes sharing the database that these sessions ended (the caller
+    /// has added them to its own list). Embedded mode has no other process.
+    pub async fn announce_revoked(&self, sessions: &[Uuid]) {
+        if self.db.get_database_backend() != DatabaseBackend::Postgres {
+            return;
+        }
+        for id in sessions {
+            let statement = Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [SESSIONS_CHANNEL.into(), id.to_string().into()],
+            );
+            if let Err(err) = self.db.execute_raw(statement).await {
+                // The other processes refuse its tokens once they next reload, or when the
+                // tokens expire.
+                tracing::warn!(error = %err, session_id = %id, "could not announce an ended session");
+            }
+        }
     }
 
     /// Announces committed changes. Call only after the transaction that made them committed.
@@ -225,15 +254,35 @@ pub async fn end_passed(
     }))
 }
 
+/// Where the listener puts ended sessions, and what it reloads them from after a reconnect.
+struct SessionFeed {
+    revoked: Arc<RevokedSessions>,
+    db: DatabaseConnection,
+}
+
+impl SessionFeed {
+    /// Announcements may have been missed while disconnected: read the recent ones again.
+    async fn reload(&self) {
+        if let Err(err) = self.revoked.load(&self.db).await {
+            tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+        }
+    }
+}
+
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
-/// is followed by a `Resync`.
-async fn listen(url: String, tx: broadcast::Sender<BusMessage>, shutdown: CancellationToken) {
+/// is followed by a `Resync` (and a reload of the ended sessions).
+async fn listen(
+    url: String,
+    tx: broadcast::Sender<BusMessage>,
+    sessions: SessionFeed,
+    shutdown: CancellationToken,
+) {
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
     loop {
         let listener = async {
             let mut listener = PgListener::connect(&url).await?;
-            listener.listen(CHANNEL).await?;
+            listener.listen_all([CHANNEL, SESSIONS_CHANNEL]).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
@@ -251,6 +300,7 @@ async fn listen(url: String, tx: broadcast::Sender<BusMessage>, shutdown: Cancel
         backoff = Duration::from_millis(100);
         if connected_before {
             let _ = tx.send(BusMessage::Resync);
+            sessions.reload().await;
         }
         connected_before = true;
         loop {
@@ -259,6 +309,11 @@ async fn listen(url: String, tx: broadcast::Sender<BusMessage>, shutdown: Cancel
                 next = listener.try_recv() => next,
             };
             match next {
+                Ok(Some(notification)) if notification.channel() == SESSIONS_CHANNEL => {
+                    if let Ok(id) = notification.payload().parse::<Uuid>() {
+                        sessions.revoked.add([id], chrono::Utc::now());
+                    }
+                }
                 Ok(Some(notification)) => {
                     if let Some(event) = JobEvent::decode(notification.payload()) {
                         let _ = tx.send(BusMessage::Job(event));
@@ -268,6 +323,7 @@ async fn listen(url: String, tx: broadcast::Sender<BusMessage>, shutdown: Cancel
                     // The connection dropped; sqlx reconnects on the next call.
                     tracing::warn!("job event listener: connection lost; reconnecting");
                     let _ = tx.send(BusMessage::Resync);
+                    sessions.reload().await;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job event listener failed; reconnecting");

@@ -270,6 +270,12 @@ impl Connection {
         match authenticate(&state.tokens, payload, header) {
             Ok(caller) => {
                 if let Some(caller) = &caller {
+                    if state.revoked.contains(caller.user.session_id) {
+                        let ended = AppError::unauthenticated(
+                            "this session has ended (signed out or revoked): sign in again",
+                        );
+                        return self.forbidden(socket, &ended).await;
+                    }
                     let left_ms = caller
                         .expires_at
                         .saturating_mul(1000)

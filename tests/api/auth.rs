@@ -566,6 +566,105 @@ async fn update_me_edits_your_profile(backend: Backend) {
     assert_eq!(data["me"]["displayName"], "Ada L.");
 }
 
+/// Ending a session ends its access tokens at once, not when they expire: after `logout`,
+/// `revokeSession`, `logoutEverywhere` or another device's `changePassword`, a token of that
+/// session is UNAUTHENTICATED, over HTTP and at a WebSocket's `connection_init`.
+async fn an_ended_sessions_access_tokens_stop_working_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ended = |body: &serde_json::Value| {
+        error_code(body) == "UNAUTHENTICATED"
+            && body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("session has ended"))
+    };
+    // logout
+    let ada = app.register("ended@example.com").await;
+    app.ok(Some(&ada.access_token), ME, json!({})).await;
+    app.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ada.refresh_token }),
+    )
+    .await;
+    let body = app.gql(Some(&ada.access_token), ME, json!({})).await;
+    assert!(ended(&body), "{body}");
+    let ws = crate::helpers::ws_init_refused(&app, &ada.access_token).await;
+    assert_eq!(ws, 4403);
+
+    // revokeSession, from another device
+    let laptop = sign_in(&app, "ended@example.com", "correct horse battery").await;
+    let phone = sign_in(&app, "ended@example.com", "correct horse battery").await;
+    let data = app
+        .ok(Some(&laptop.access_token), SESSIONS, json!({}))
+        .await;
+    let phone_session = data["me"]["sessions"][0]["id"].clone();
+    app.ok(
+        Some(&laptop.access_token),
+        "mutation($id: ID!) { revokeSession(id: $id) }",
+        json!({ "id": phone_session }),
+    )
+    .await;
+    let body = app.gql(Some(&phone.access_token), ME, json!({})).await;
+    assert!(ended(&body), "{body}");
+    app.ok(Some(&laptop.access_token), ME, json!({})).await;
+
+    // changePassword ends the others; logoutEverywhere ends one's own
+    let tablet = sign_in(&app, "ended@example.com", "correct horse battery").await;
+    let data = app
+        .ok(
+            Some(&laptop.access_token),
+            "mutation { changePassword(currentPassword: \"correct horse battery\", newPassword: \"another long one\") { accessToken refreshToken user { id } } }",
+            json!({}),
+        )
+        .await;
+    let fresh = session_of(&data["changePassword"]);
+    for gone in [&tablet, &laptop] {
+        let body = app.gql(Some(&gone.access_token), ME, json!({})).await;
+        assert!(ended(&body), "{body}");
+    }
+    app.ok(
+        Some(&fresh.access_token),
+        "mutation { logoutEverywhere }",
+        json!({}),
+    )
+    .await;
+    let body = app.gql(Some(&fresh.access_token), ME, json!({})).await;
+    assert!(ended(&body), "{body}");
+}
+
+/// With PostgreSQL, a session ended through one server is refused by the others sharing the
+/// database (announced with pg_notify), and by a server started afterwards (read at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_server_is_refused_by_every_server() {
+    let database = crate::helpers::create_database().await;
+    let mut one = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    one.adopt_database(database.clone());
+    let two = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    let ada = one.register("everywhere@example.com").await;
+    two.ok(Some(&ada.access_token), ME, json!({})).await;
+    one.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ada.refresh_token }),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = two.gql(Some(&ada.access_token), ME, json!({})).await;
+        if error_code(&body) == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other server still takes the token: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let three = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    let body = three.gql(Some(&ada.access_token), ME, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
@@ -579,4 +678,5 @@ both_backends!(
     changing_the_password_ends_every_session,
     sessions_are_listed_and_revoked_by_their_user,
     update_me_edits_your_profile,
+    an_ended_sessions_access_tokens_stop_working_at_once,
 );

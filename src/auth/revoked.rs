@@ -1,0 +1,98 @@
+//! Sessions ended before their access tokens expire. An access token is a short-lived JWT,
+//! checked without the database; this in-memory list is what makes `logout`,
+//! `revokeSession`, `logoutEverywhere` and `changePassword` end a session's access tokens at
+//! once, not when they run out.
+//!
+//! The list only needs what was revoked within one access-token lifetime: older tokens have
+//! expired anyway. Each process loads that window at start (one statement) and after its
+//! PostgreSQL listener reconnects; revocations made by a process go into its list directly,
+//! and with PostgreSQL are announced (`pg_notify`) to every other process, whose listener adds
+//! them. No request reads the database for it.
+
+use std::{
+    collections::HashMap,
+    sync::{PoisonError, RwLock},
+};
+
+use chrono::{DateTime, Duration, Utc};
+use entity::session;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+/// Entries kept before expired ones are swept out.
+const SWEEP_ABOVE: usize = 4096;
+
+pub struct RevokedSessions {
+    /// Session id → when it was revoked.
+    ended: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+    /// The access tokens' lifetime: a session revoked longer ago has no live token left.
+    window: Duration,
+}
+
+impl RevokedSessions {
+    pub fn new(access_token_ttl_secs: u64) -> Self {
+        let secs = i64::try_from(access_token_ttl_secs).unwrap_or(i64::MAX / 2_000);
+        Self {
+            ended: RwLock::default(),
+            // A little more than a lifetime, for clocks a second or two apart.
+            window: Duration::seconds(secs) + Duration::seconds(60),
+        }
+    }
+
+    /// Whether the session's tokens must be refused.
+    pub fn contains(&self, session_id: Uuid) -> bool {
+        self.ended
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&session_id)
+    }
+
+    /// Records sessions that ended at `at`.
+    pub fn add(&self, ids: impl IntoIterator<Item = Uuid>, at: DateTime<Utc>) {
+        let mut ended = self.ended.write().unwrap_or_else(PoisonError::into_inner);
+        ended.extend(ids.into_iter().map(|id| (id, at)));
+        if ended.len() > SWEEP_ABOVE {
+            let horizon = Utc::now() - self.window;
+            ended.retain(|_, at| *at > horizon);
+        }
+    }
+
+    /// Adds the sessions revoked within the window, as the database has them.
+    pub async fn load(&self, db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr> {
+        let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .column(session::Column::RevokedAt)
+            .filter(session::Column::RevokedAt.gt(Utc::now() - self.window))
+            .into_tuple()
+            .all(db)
+            .await?;
+        let count = rows.len();
+        let mut ended = self.ended.write().unwrap_or_else(PoisonError::into_inner);
+        for (id, at) in rows {
+            ended.insert(id, at.unwrap_or_else(Utc::now));
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_revocations_are_swept_once_the_list_grows() {
+        let list = RevokedSessions::new(900);
+        let long_ago = Utc::now() - Duration::hours(2);
+        let old: Vec<Uuid> = (0..SWEEP_ABOVE).map(|_| Uuid::now_v7()).collect();
+        list.add(old.iter().copied(), long_ago);
+        assert!(list.contains(old[0]));
+        let fresh = Uuid::now_v7();
+        list.add([fresh], Utc::now());
+        assert!(list.contains(fresh));
+        assert!(
+            !list.contains(old[0]),
+            "tokens of sessions ended 2 h ago have expired"
+        );
+    }
+}
