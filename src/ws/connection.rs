@@ -136,7 +136,17 @@ impl Connection {
                     // periods is gone (its subscriptions would otherwise live on until TCP
                     // gives up, many minutes later).
                     let silent = self.last_heard.elapsed();
-                    if self.setup.protocol == Protocol::TransportWs && silent > period * 2 {
+                    let ended = self
+                        .user
+                        .as_ref()
+                        .is_some_and(|u| self.setup.state.app.revoked.contains(u.session_id));
+                    if ended {
+                        // Signed out elsewhere: its subscriptions stop within a keep-alive period.
+                        let ended = AppError::unauthenticated(
+                            "this session has ended (signed out or revoked): sign in again",
+                        );
+                        self.forbidden(socket, &ended).await
+                    } else if self.setup.protocol == Protocol::TransportWs && silent > period * 2 {
                         Err(close(1001, format!("no pong for {} s: the connection looks dead", silent.as_secs())))
                     } else {
                         let message = match self.setup.protocol {

@@ -549,6 +549,43 @@ async fn a_client_that_stops_ponging_is_closed() {
     }
 }
 
+/// A socket whose session ends (here: `logout` from elsewhere) is closed with `4403` within a
+/// keep-alive period, subscriptions and all, though its access token has not expired.
+#[tokio::test]
+async fn a_socket_of_an_ended_session_is_closed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("signed-out@example.com").await;
+    let url = with_fast_pings(&app).await;
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {}", ada.access_token) }))
+        .await;
+    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    app.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ada.refresh_token }),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, client.socket.next())
+            .await
+            .expect("closed within the wait")
+        {
+            Some(Ok(Message::Text(text))) => {
+                assert!(text.contains("ping"), "{text}");
+                client.send(json!({ "type": "pong" })).await;
+            }
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 4403, "{frame:?}");
+                break;
+            }
+            other => panic!("expected pings then a close, got {other:?}"),
+        }
+    }
+}
+
 /// Queries over WebSocket are counted like HTTP ones (`reelgraph_graphql_operations_total`).
 #[tokio::test]
 async fn websocket_operations_are_counted() {
