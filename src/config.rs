@@ -26,7 +26,7 @@ pub struct Config {
     pub jwt_secret: Option<String>,
 
     /// Registration needs a valid invite code when on.
-    #[arg(long, env = "REELGRAPH_REQUIRE_INVITE", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "REELGRAPH_REQUIRE_INVITE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub require_invite: bool,
 
     /// Lifetime of an access token, in seconds.
@@ -63,12 +63,12 @@ pub struct Config {
     /// Let webhook callbacks (`callbackUrl`) go to loopback, private and other non-public
     /// addresses (refused by default: a user could otherwise make the server call internal
     /// services).
-    #[arg(long, env = "REELGRAPH_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "REELGRAPH_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_allow_private: bool,
 
     /// Take the client IP from the last `X-Forwarded-For` address, the one a trusted proxy
     /// appended (only behind such a proxy).
-    #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
 
     /// Jobs this process runs at once (default: the number of CPU cores).
@@ -130,7 +130,7 @@ pub struct Config {
     pub s3_region: String,
 
     /// Path-style addressing (`endpoint/bucket/key`), needed by MinIO and most local servers.
-    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_force_path_style: bool,
 
     /// S3 credentials; unset, the AWS SDK's usual chain (AWS_ACCESS_KEY_ID, profiles, roles).
@@ -212,7 +212,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Serve only; leave the jobs to separate `reelgraph worker` processes.
-    #[arg(long, env = "REELGRAPH_NO_WORKER", default_value_t = false)]
+    #[arg(long, env = "REELGRAPH_NO_WORKER", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_worker: bool,
 
     #[command(flatten)]

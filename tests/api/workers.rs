@@ -462,3 +462,36 @@ async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
     assert!(!said.contains("Sup3r"), "{said}");
     assert!(said.contains("connecting to the database"), "{said}");
 }
+
+/// Boolean settings take the usual spellings from the environment (`1`, `yes`, `on`, `true`
+/// and their opposites), not only `true`/`false`; anything else is refused, naming the flag.
+#[tokio::test]
+async fn boolean_settings_take_the_usual_spellings() {
+    let run = |value: &'static str| async move {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+            .arg("migrate")
+            .env_remove("DATABASE_URL")
+            .env("REELGRAPH_DATA_DIR", data_dir.path())
+            .env("REELGRAPH_TRUST_PROXY", value)
+            .env("REELGRAPH_REQUIRE_INVITE", value)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output)
+            .await
+            .expect("exits")
+            .expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for value in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+        let (ok, stderr) = run(value).await;
+        assert!(ok, "{value}: {stderr}");
+    }
+    let (ok, stderr) = run("banana").await;
+    assert!(!ok);
+    assert!(stderr.contains("invalid value 'banana'"), "{stderr}");
+}
