@@ -51,7 +51,9 @@ impl Short {
     async fn status(&self) -> ShortStatus {
         self.0.status
     }
-    /// Captions from the transcript are burned into the picture.
+    /// Captions from the transcript are burned into the picture. Until the short is rendered,
+    /// whether they were asked for; once COMPLETE, whether they are there (a clip without
+    /// transcript lines has none, though they were asked for).
     async fn captions_enabled(&self) -> bool {
         self.0.captions_enabled
     }
@@ -374,7 +376,7 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
     let update = match job.status {
         JobStatus::Done => {
             let output = job.output.clone().unwrap_or_default();
-            update
+            let update = update
                 .col_expr(short::Column::Status, Expr::val(ShortStatus::Complete))
                 .col_expr(short::Column::ObjectKey, Expr::val(job.output_ref.clone()))
                 .col_expr(
@@ -386,7 +388,15 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
                     Expr::val(output.get("duration_secs").and_then(|v| v.as_f64())),
                 )
                 .col_expr(short::Column::ShareToken, Expr::val(share_token()))
-                .col_expr(short::Column::Error, Expr::val(Option::<String>::None))
+                .col_expr(short::Column::Error, Expr::val(Option::<String>::None));
+            // Asked-for captions are only burned when the clip has transcript lines.
+            match output
+                .get("captions_burned")
+                .and_then(serde_json::Value::as_bool)
+            {
+                Some(burned) => update.col_expr(short::Column::CaptionsEnabled, Expr::val(burned)),
+                None => update,
+            }
         }
         JobStatus::Failed | JobStatus::Cancelled => {
             let error = job.error.clone().unwrap_or_else(|| "cancelled".to_owned());

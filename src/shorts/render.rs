@@ -161,6 +161,8 @@ impl JobHandler for RenderShort {
         let mut filter = format!(
             "scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
         );
+        // Whether captions end up in the picture: asked for, and the clip has transcript lines.
+        let mut captions_burned = false;
         if short.captions_enabled {
             let segments = transcript_segment::Entity::find()
                 .filter(transcript_segment::Column::VideoId.eq(source.id))
@@ -170,6 +172,7 @@ impl JobHandler for RenderShort {
                 .map_err(db_failure)?;
             let srt = clip_captions(&segments, start, end);
             if !srt.is_empty() {
+                captions_burned = true;
                 let captions = dir.path().join("captions.srt");
                 tokio::fs::write(&captions, srt)
                     .await
@@ -263,6 +266,7 @@ impl JobHandler for RenderShort {
                 "size_bytes": size,
                 "width": rendered.width,
                 "height": rendered.height,
+                "captions_burned": captions_burned,
             }),
             output_ref: Some(key),
         })

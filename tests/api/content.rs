@@ -1311,6 +1311,64 @@ async fn a_short_of_a_highlight_rejected_meanwhile_is_refused() {
     assert_eq!(shorts, 0);
 }
 
+/// A short asked for with captions reports `captionsEnabled` as what its renderer did: a clip
+/// without transcript lines gets none burned in, and says so once COMPLETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captions_enabled_says_whether_captions_were_burned() {
+    use reelgraph::jobs::{lifecycle, queue};
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "captions@example.com", "Captioned").await;
+    let token = Some(owner.access_token.as_str());
+    let mut shorts = Vec::new();
+    for burned in [true, false] {
+        let generated = app
+            .ok(
+                token,
+                "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: VERTICAL, captions: true}) { id captionsEnabled } }",
+                json!({ "h": highlight }),
+            )
+            .await;
+        assert_eq!(
+            generated["generateShort"]["captionsEnabled"], true,
+            "asked for"
+        );
+        let id = generated["generateShort"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let claimed = queue::claim(&app.state.db, "test", 1, std::time::Duration::from_secs(30))
+            .await
+            .map_err(|e| e.public_message())
+            .expect("claimed");
+        let lease = queue::Lease::of(&claimed[0]).expect("lease");
+        // What the renderer reports (see shorts::render): burned or not.
+        let done = lifecycle::Finish::Done {
+            output: json!({ "short_id": id, "duration_secs": 8.0, "size_bytes": 1000,
+                "captions_burned": burned }),
+            output_ref: Some(format!("shorts/test/{id}.mp4")),
+        };
+        assert!(
+            lifecycle::finish(&app.state.db, &app.state.events, lease, done, Some("test"))
+                .await
+                .map_err(|e| e.public_message())
+                .expect("finished")
+        );
+        shorts.push((id, burned));
+    }
+    for (id, burned) in shorts {
+        let data = app
+            .ok(
+                token,
+                "query($id: ID!) { short(id: $id) { status captionsEnabled } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(data["short"]["status"], "COMPLETE", "{data}");
+        assert_eq!(data["short"]["captionsEnabled"], burned, "{data}");
+    }
+}
+
 /// A short that is not COMPLETE (pending, failed) is the creator's business: its members see
 /// it, through `highlight.shorts` and `short(id:)`; anyone else sees only finished shorts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
