@@ -311,11 +311,11 @@ pub async fn subscribe(
     .await
 }
 
-/// [`subscribe`] with a whole `subscribe` payload (`query`, `variables`, `extensions`, …).
-pub async fn subscribe_with(
+/// A `graphql-transport-ws` socket to the server at `base` that has sent `connection_init`
+/// with `token` (the answer is the caller's to read).
+async fn connect_and_init(
     base: &str,
     token: &str,
-    payload: Value,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().expect("request");
@@ -331,6 +331,16 @@ pub async fn subscribe_with(
         .send(Message::Text(init.to_string().into()))
         .await
         .expect("init sent");
+    socket
+}
+
+/// [`subscribe`] with a whole `subscribe` payload (`query`, `variables`, `extensions`, …).
+pub async fn subscribe_with(
+    base: &str,
+    token: &str,
+    payload: Value,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut socket = connect_and_init(base, token).await;
     let acked = async {
         loop {
             let message = socket.next().await.expect("open").expect("message");
@@ -593,22 +603,7 @@ pub async fn wait_for_lock_waits(app: &TestApp, n: i64) {
 /// Opens a `graphql-transport-ws` socket and sends `connection_init` with `token`; returns
 /// the close code the server answers with (fails if it acknowledges instead).
 pub async fn ws_init_refused(app: &TestApp, token: &str) -> u16 {
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}/graphql/ws", app.base.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connected");
-    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .expect("init sent");
+    let mut socket = connect_and_init(&app.base, token).await;
     let closed = async {
         loop {
             match socket.next().await {

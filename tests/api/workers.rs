@@ -328,44 +328,48 @@ async fn a_stopping_worker_finishes_short_jobs_and_releases_long_ones() {
 /// the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_ffmpeg_refuses_to_start() {
-    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .arg("worker")
-        .env(
-            "DATABASE_URL",
-            format!("{}/no_such_database_needed", postgres_base_url()),
-        )
-        .env("JWT_SECRET", TEST_JWT_SECRET)
-        .env("FFMPEG_PATH", "/nonexistent/ffmpeg")
-        .stdin(Stdio::null())
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), output)
-        .await
-        .expect("exits at once")
-        .expect("runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let database = format!("{}/no_such_database_needed", postgres_base_url());
+    let (ok, said) = run_reelgraph(
+        &["worker"],
+        &[
+            ("DATABASE_URL", database.as_str()),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+            ("FFMPEG_PATH", "/nonexistent/ffmpeg"),
+        ],
+    )
+    .await;
+    assert!(!ok);
     assert!(
-        stderr.contains("a worker needs ffmpeg: ffmpeg was not found"),
-        "{stderr}"
+        said.contains("a worker needs ffmpeg: ffmpeg was not found"),
+        "{said}"
     );
 }
 
-/// Runs `reelgraph healthz --url URL`; whether it exited 0, and what it printed.
-async fn healthz(url: &str) -> (bool, String) {
+/// Runs the `reelgraph` binary with `args` and `env` (no standard input, no DATABASE_URL of
+/// this process); whether it exited 0, and what it printed (stdout, then stderr).
+async fn run_reelgraph(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .args(["healthz", "--url", url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), output)
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await
-        .expect("healthz ends")
-        .expect("runs");
-    let text = format!(
+        .expect("the command ends in time")
+        .expect("the command runs");
+    let said = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    (output.status.success(), text)
+    (output.status.success(), said)
+}
+
+/// Runs `reelgraph healthz --url URL`; whether it exited 0, and what it printed.
+async fn healthz(url: &str) -> (bool, String) {
+    run_reelgraph(&["healthz", "--url", url], &[]).await
 }
 
 /// On SIGTERM a server gives in-flight requests the shutdown grace period, then closes what is
@@ -439,26 +443,18 @@ async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
 /// printing the password.
 #[tokio::test]
 async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
-    let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .arg("migrate")
-        .env(
-            "DATABASE_URL",
-            "postgres://app:Sup3r#Secret@127.0.0.1:5432/db",
-        )
-        .env("JWT_SECRET", TEST_JWT_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("exits")
-        .expect("runs");
-    assert!(!output.status.success());
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, said) = run_reelgraph(
+        &["migrate"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://app:Sup3r#Secret@127.0.0.1:5432/db",
+            ),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+        ],
+    )
+    .await;
+    assert!(!ok);
     assert!(!said.contains("Sup3r"), "{said}");
     assert!(said.contains("connecting to the database"), "{said}");
 }
@@ -469,29 +465,22 @@ async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
 async fn boolean_settings_take_the_usual_spellings() {
     let run = |value: &'static str| async move {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let output = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-            .arg("migrate")
-            .env_remove("DATABASE_URL")
-            .env("REELGRAPH_DATA_DIR", data_dir.path())
-            .env("REELGRAPH_TRUST_PROXY", value)
-            .env("REELGRAPH_REQUIRE_INVITE", value)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(60), output)
-            .await
-            .expect("exits")
-            .expect("runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
+        let dir = data_dir.path().to_str().expect("utf-8").to_owned();
+        run_reelgraph(
+            &["migrate"],
+            &[
+                ("REELGRAPH_DATA_DIR", dir.as_str()),
+                ("REELGRAPH_TRUST_PROXY", value),
+                ("REELGRAPH_REQUIRE_INVITE", value),
+            ],
         )
+        .await
     };
     for value in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
-        let (ok, stderr) = run(value).await;
-        assert!(ok, "{value}: {stderr}");
+        let (ok, said) = run(value).await;
+        assert!(ok, "{value}: {said}");
     }
-    let (ok, stderr) = run("banana").await;
+    let (ok, said) = run("banana").await;
     assert!(!ok);
-    assert!(stderr.contains("invalid value 'banana'"), "{stderr}");
+    assert!(said.contains("invalid value 'banana'"), "{said}");
 }
