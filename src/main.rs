@@ -103,6 +103,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // With JSON logs, log pipelines read the reason from the log stream too.
+            if std::env::var("REELGRAPH_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+                tracing::error!(error = format!("{err:#}"), "stopped");
+            }
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }

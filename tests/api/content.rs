@@ -1016,9 +1016,29 @@ async fn node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see(backen
     assert_eq!(node(stranger, &job).await, Value::Null);
     assert_eq!(node(None, &job).await, Value::Null);
     // A video that is not ready is its members' only, and so are its highlights.
-    let draft = insert_video(&app, &creator, "draft", VideoStatus::Processing, None).await;
+    let draft = insert_video(
+        &app,
+        &creator,
+        "draft",
+        VideoStatus::Processing,
+        Some(600.0),
+    )
+    .await;
     assert_eq!(node(None, &draft.to_string()).await, Value::Null);
+    assert_eq!(node(stranger, &draft.to_string()).await, Value::Null);
     assert_eq!(node(token, &draft.to_string()).await["title"], "draft");
+    scored_video(&app, token, draft).await;
+    let detected = app.ok(token, DETECT, json!({ "v": draft })).await;
+    let draft_highlight = detected["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("a highlight of the draft")
+        .to_owned();
+    assert_eq!(node(None, &draft_highlight).await, Value::Null);
+    assert_eq!(node(stranger, &draft_highlight).await, Value::Null);
+    assert_eq!(
+        node(token, &draft_highlight).await["__typename"],
+        "Highlight"
+    );
     // An id of nothing is null; text that is not an id is a client error.
     assert_eq!(
         node(token, &uuid::Uuid::now_v7().to_string()).await,

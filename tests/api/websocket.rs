@@ -528,9 +528,14 @@ async fn an_operation_id_over_128_bytes_closes_with_4400() {
 #[tokio::test]
 async fn a_client_that_stops_ponging_is_closed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("silent@example.com").await;
     let url = with_fast_pings(&app).await;
     let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
-    client.init(json!({})).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {}", ada.access_token) }))
+        .await;
+    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    assert_eq!(app.state.connections.len(), 1);
     assert_eq!(client.recv().await, json!({ "type": "ping" }));
     // No pong: closed after two periods (well within the wait, however many pings first).
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -547,6 +552,14 @@ async fn a_client_that_stops_ponging_is_closed() {
             other => panic!("expected pings then a close, got {other:?}"),
         }
     }
+    // The server's side is gone too, with the subscription it ran.
+    for _ in 0..200 {
+        if app.state.connections.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the connection task outlived its close");
 }
 
 /// A socket whose session ends (here: `logout` from elsewhere) is closed with `4403` within a

@@ -484,3 +484,35 @@ async fn boolean_settings_take_the_usual_spellings() {
     assert!(!ok);
     assert!(said.contains("invalid value 'banana'"), "{said}");
 }
+
+/// With `REELGRAPH_LOG_FORMAT=json`, the reason a process stops is also a JSON log line (log
+/// pipelines that read JSON would drop the plain one).
+#[tokio::test]
+async fn with_json_logs_the_reason_for_stopping_is_logged_as_json() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (ok, said) = run_reelgraph(
+        &["migrate"],
+        &[
+            (
+                "REELGRAPH_DATA_DIR",
+                data_dir.path().to_str().expect("utf-8"),
+            ),
+            ("DATABASE_URL", "mysql://somewhere/else"),
+            ("REELGRAPH_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    assert!(!ok);
+    let logged = said
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "stopped")
+        .unwrap_or_else(|| panic!("no JSON line says why: {said}"));
+    assert_eq!(logged["level"], "ERROR", "{logged}");
+    assert!(
+        logged["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("DATABASE_URL must start with postgres://")),
+        "{logged}"
+    );
+}
