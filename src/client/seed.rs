@@ -180,6 +180,15 @@ pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
             Err(err) => return Err(err.context(format!("registering {DEMO_EMAIL}"))),
         }
     };
+    // A token or password that does not work is said so now, before anything is made.
+    let me = api
+        .call("{ me { id } }", json!({}))
+        .await
+        .context("checking the account to seed as")?;
+    anyhow::ensure!(
+        !me["me"].is_null(),
+        "checking the account to seed as: the server does not know this token"
+    );
     let dir = tempfile::tempdir().context("a temporary folder for the source videos")?;
     for creator in todo {
         seed_creator(&mut api, &tools, dir.path(), creator, !args.no_shorts)

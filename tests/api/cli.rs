@@ -373,6 +373,19 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
 /// Run again, it finds the content there and changes nothing.
 async fn seed_fills_a_server_through_its_api(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    // A bad token is refused before anything is made, and nothing is said to have been.
+    let run = reelgraph(
+        &["seed", "--server", &app.base, "--token", "not-a-token"],
+        &[],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("checking the account to seed as")
+            && !run.stderr.contains("what was made so far stays"),
+        "{}",
+        run.stderr
+    );
     let run = reelgraph(&["seed", "--server", &app.base], &[]).await;
     assert!(run.ok, "seed failed:\n{}", run.stderr);
     assert!(
