@@ -56,7 +56,21 @@ pub async fn connect(
             Some(url) if !url.is_empty() => message.replace(url.as_str(), "<DATABASE_URL>"),
             _ => message,
         };
-        anyhow::anyhow!("connecting to the database: {message}")
+        // Say where it tried (never with the password), which sqlx's pool timeout does not.
+        let place = config
+            .database_url
+            .as_deref()
+            .filter(|_| config.is_postgres())
+            .and_then(|url| url::Url::parse(url).ok())
+            .map(|url| {
+                format!(
+                    " at {}:{}",
+                    url.host_str().unwrap_or("localhost"),
+                    url.port().unwrap_or(5432)
+                )
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("connecting to the database{place}: {message}")
     })?;
     if let Some(hook) = on_statement {
         db.set_metric_callback(move |_| hook());

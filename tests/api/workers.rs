@@ -456,6 +456,21 @@ async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
     .await;
     assert!(!ok);
     assert!(!said.contains("Sup3r"), "{said}");
+    // One that parses but where nothing listens says where it tried.
+    let (ok, said) = run_reelgraph(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", "postgres://app:Sup3rSecret@127.0.0.1:1/db"),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        said.contains("connecting to the database at 127.0.0.1:1"),
+        "{said}"
+    );
+    assert!(!said.contains("Sup3r"), "{said}");
     assert!(said.contains("connecting to the database"), "{said}");
 }
 
