@@ -102,6 +102,7 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .route("/metrics", get(metrics))
         .with_state(HttpState {
             app,
@@ -525,6 +526,16 @@ async fn graphiql() -> Html<String> {
             .title("Reelgraph")
             .finish(),
     )
+}
+
+/// Liveness: the process serves HTTP. Unlike `/healthz` (readiness: the database answers), a
+/// database outage does not fail it, so an orchestrator does not restart every replica for it.
+async fn livez() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "status": "ok" })),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

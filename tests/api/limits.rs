@@ -321,6 +321,29 @@ async fn a_request_out_of_time_is_stopped_and_keeps_nothing(backend: Backend) {
     assert_eq!(users, 0);
 }
 
+/// `/livez` says the process serves; `/healthz` says it can do its work (the database
+/// answers). With the database gone, only `/healthz` fails — an orchestrator probing liveness
+/// does not restart replicas over a database outage.
+async fn liveness_and_readiness_differ_when_the_database_is_gone(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let status = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}{path}", app.base))
+                .send()
+                .await
+                .expect("sent")
+                .status()
+        }
+    };
+    assert_eq!(status("/livez").await, 200);
+    assert_eq!(status("/healthz").await, 200);
+    app.state.db.clone().close().await.expect("pool closed");
+    assert_eq!(status("/livez").await, 200);
+    assert_eq!(status("/healthz").await, 503);
+}
+
 both_backends!(
     deep_and_expensive_queries_are_rejected_before_running,
     the_standard_introspection_query_loads_the_schema,
@@ -329,6 +352,7 @@ both_backends!(
     health_graphiql_and_metrics_answer,
     a_query_text_sent_again_is_answered_for_its_own_request,
     a_request_out_of_time_is_stopped_and_keeps_nothing,
+    liveness_and_readiness_differ_when_the_database_is_gone,
 );
 
 /// Large answers are gzipped for clients that ask for it; small ones, and clients that do not
