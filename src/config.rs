@@ -29,8 +29,9 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_REQUIRE_INVITE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub require_invite: bool,
 
-    /// Lifetime of an access token, in seconds.
-    #[arg(long, env = "REELGRAPH_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    /// Lifetime of an access token, in seconds (1 to 86400).
+    #[arg(long, env = "REELGRAPH_ACCESS_TOKEN_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub access_token_ttl_secs: u64,
 
     /// Lifetime of a session (its refresh tokens), in days.

@@ -172,7 +172,7 @@ impl AuthMutation {
         if found.is_none() {
             return Err(AppError::NotFound("session"));
         }
-        let ended = super::end_sessions(db, me, Some(id), "revoked by its user").await?;
+        let ended = super::end_sessions(db, Some(me), Some(id), "revoked by its user").await?;
         super::sessions_ended(state(ctx)?, &ended).await;
         Ok(!ended.is_empty())
     }
@@ -181,7 +181,7 @@ impl AuthMutation {
     async fn logout_everywhere(&self, ctx: &Context<'_>) -> AppResult<i32> {
         let me = viewer(ctx)?.require_user()?.id;
         let app = state(ctx)?;
-        let ended = super::end_sessions(&app.db, me, None, "signed out everywhere").await?;
+        let ended = super::end_sessions(&app.db, Some(me), None, "signed out everywhere").await?;
         super::sessions_ended(app, &ended).await;
         Ok(i32::try_from(ended.len()).unwrap_or(i32::MAX))
     }

@@ -303,26 +303,28 @@ pub async fn change_password(
     row.password_hash = Set(hash);
     row.updated_at = Set(now);
     let user = row.update(&txn).await?;
-    let ended = end_sessions(&txn, user.id, None, "password changed").await?;
+    let ended = end_sessions(&txn, Some(user.id), None, "password changed").await?;
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;
     sessions_ended(state, &ended).await;
     finish(state, user, session)
 }
 
-/// Ends the live sessions of `user_id` (all of them, or only `session_id`); returns their
-/// ids. Once committed, pass them to [`sessions_ended`].
+/// Ends live sessions: those of `user_id`, or only `session_id` (of that user, when both are
+/// given); returns their ids. Once committed, pass them to [`sessions_ended`].
 pub async fn end_sessions(
     db: &impl ConnectionTrait,
-    user_id: Uuid,
+    user_id: Option<Uuid>,
     session_id: Option<Uuid>,
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
     let mut update = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
         .col_expr(session::Column::RevokedReason, Expr::val(reason))
-        .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null());
+    if let Some(user_id) = user_id {
+        update = update.filter(session::Column::UserId.eq(user_id));
+    }
     if let Some(id) = session_id {
         update = update.filter(session::Column::Id.eq(id));
     }
@@ -354,16 +356,7 @@ pub async fn logout(state: &AppState, token: &str) -> AppResult<bool> {
 }
 
 async fn revoke_session(state: &AppState, session_id: Uuid, reason: &str) -> AppResult<bool> {
-    let ended: Vec<Uuid> = session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::val(Utc::now()))
-        .col_expr(session::Column::RevokedReason, Expr::val(reason))
-        .filter(session::Column::Id.eq(session_id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec_with_returning(&state.db)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let ended = end_sessions(&state.db, None, Some(session_id), reason).await?;
     sessions_ended(state, &ended).await;
     Ok(!ended.is_empty())
 }

@@ -31,11 +31,11 @@ pub struct RevokedSessions {
 
 impl RevokedSessions {
     pub fn new(access_token_ttl_secs: u64) -> Self {
-        let secs = i64::try_from(access_token_ttl_secs).unwrap_or(i64::MAX / 2_000);
+        // Lifetimes are at most a day (`Config`); a little more, for clocks a second apart.
+        let secs = i64::try_from(access_token_ttl_secs.min(86_400)).unwrap_or(86_400);
         Self {
             ended: RwLock::default(),
-            // A little more than a lifetime, for clocks a second or two apart.
-            window: Duration::seconds(secs) + Duration::seconds(60),
+            window: Duration::seconds(secs + 60),
         }
     }
 

@@ -531,3 +531,24 @@ async fn with_json_logs_the_reason_for_stopping_is_logged_as_json() {
         "{logged}"
     );
 }
+
+/// An access-token lifetime outside 1 s to a day is refused at start, naming the setting.
+#[tokio::test]
+async fn an_access_token_lifetime_out_of_range_is_refused() {
+    for ttl in ["0", "86401", "99999999999999999"] {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (ok, said) = run_reelgraph(
+            &["migrate"],
+            &[
+                (
+                    "REELGRAPH_DATA_DIR",
+                    data_dir.path().to_str().expect("utf-8"),
+                ),
+                ("REELGRAPH_ACCESS_TOKEN_TTL", ttl),
+            ],
+        )
+        .await;
+        assert!(!ok, "{ttl}");
+        assert!(said.contains("--access-token-ttl"), "{said}");
+    }
+}
