@@ -57,22 +57,33 @@ impl RevokedSessions {
         }
     }
 
+    /// Sessions revoked before this have no unexpired access token left.
+    pub fn horizon(&self) -> DateTime<Utc> {
+        Utc::now() - self.window
+    }
+
     /// Adds the sessions revoked within the window, as the database has them.
     pub async fn load(&self, db: &DatabaseConnection) -> Result<usize, sea_orm::DbErr> {
         let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = session::Entity::find()
             .select_only()
             .column(session::Column::Id)
             .column(session::Column::RevokedAt)
-            .filter(session::Column::RevokedAt.gt(Utc::now() - self.window))
+            .filter(session::Column::RevokedAt.gt(self.horizon()))
             .into_tuple()
             .all(db)
             .await?;
         let count = rows.len();
-        let mut ended = self.ended.write().unwrap_or_else(PoisonError::into_inner);
-        for (id, at) in rows {
-            ended.insert(id, at.unwrap_or_else(Utc::now));
-        }
+        self.add_each(
+            rows.into_iter()
+                .map(|(id, at)| (id, at.unwrap_or_else(Utc::now))),
+        );
         Ok(count)
+    }
+
+    /// Records sessions, each with when it ended.
+    pub fn add_each(&self, rows: impl IntoIterator<Item = (Uuid, DateTime<Utc>)>) {
+        let mut ended = self.ended.write().unwrap_or_else(PoisonError::into_inner);
+        ended.extend(rows);
     }
 }
 

@@ -130,10 +130,7 @@ impl EventBus {
         if db.get_database_backend() == DatabaseBackend::Postgres
             && let Some(url) = database_url
         {
-            let sessions = SessionFeed {
-                revoked,
-                db: db.clone(),
-            };
+            let sessions = SessionFeed { revoked };
             tokio::spawn(listen(url.to_owned(), tx.clone(), sessions, shutdown));
         }
         Self {
@@ -254,23 +251,31 @@ pub async fn end_passed(
     }))
 }
 
-/// Where the listener puts ended sessions, and what it reloads them from after a reconnect.
+/// Where the listener puts ended sessions.
 struct SessionFeed {
     revoked: Arc<RevokedSessions>,
-    db: DatabaseConnection,
 }
 
 impl SessionFeed {
-    /// Announcements may have been missed while disconnected: read the recent ones again.
-    async fn reload(&self) {
-        if let Err(err) = self.revoked.load(&self.db).await {
-            tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+    /// Announcements may have been missed while not listening: read the recent ones again, on
+    /// the listener's own connection (no pool connection, and nothing a request is billed).
+    async fn reload(&self, listener: &mut PgListener) {
+        let rows: Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, _> =
+            sea_orm::sqlx::query_as("SELECT id, revoked_at FROM sessions WHERE revoked_at > $1")
+                .bind(self.revoked.horizon())
+                .fetch_all(listener)
+                .await;
+        match rows {
+            Ok(rows) => self.revoked.add_each(rows),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+            }
         }
     }
 }
 
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
-/// is followed by a `Resync` (and a reload of the ended sessions).
+/// is followed by a `Resync`, and every connect by a reload of the ended sessions.
 async fn listen(
     url: String,
     tx: broadcast::Sender<BusMessage>,
@@ -300,8 +305,10 @@ async fn listen(
         backoff = Duration::from_millis(100);
         if connected_before {
             let _ = tx.send(BusMessage::Resync);
-            sessions.reload().await;
         }
+        // What ended before this connection listened (at start too: the server's own load
+        // may have run before the LISTEN did).
+        sessions.reload(&mut listener).await;
         connected_before = true;
         loop {
             let next = tokio::select! {
@@ -323,7 +330,7 @@ async fn listen(
                     // The connection dropped; sqlx reconnects on the next call.
                     tracing::warn!("job event listener: connection lost; reconnecting");
                     let _ = tx.send(BusMessage::Resync);
-                    sessions.reload().await;
+                    sessions.reload(&mut listener).await;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job event listener failed; reconnecting");
