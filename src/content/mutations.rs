@@ -358,9 +358,9 @@ impl ContentMutation {
     }
 
     /// Scores every key moment of the video into a highlight candidate (see the
-    /// `scoreBreakdown` dimensions). One highlight per key moment: running it again updates
-    /// the scores and keeps each highlight's status and trim. Returns the video's highlights,
-    /// best score first.
+    /// `scoreBreakdown` dimensions), except those reviewed as `REJECTED`. One highlight per key
+    /// moment: running it again updates the scores and keeps each highlight's status and trim.
+    /// Returns the video's highlights, best score first.
     async fn detect_highlights(
         &self,
         ctx: &Context<'_>,
@@ -371,6 +371,7 @@ impl ContentMutation {
         let db = &state(ctx)?.db;
         let moments = key_moment::Entity::find()
             .filter(key_moment::Column::VideoId.eq(video.id))
+            .filter(key_moment::Column::ReviewStatus.ne(ReviewStatus::Rejected))
             .order_by_asc(key_moment::Column::SortOrder)
             .order_by_asc(key_moment::Column::Id)
             .all(db)
@@ -434,6 +435,42 @@ impl ContentMutation {
             .await?;
         txn.commit().await?;
         Ok(highlights.into_iter().map(|h| Highlight(h, None)).collect())
+    }
+
+    /// Reviews a key moment: `APPROVED`, `REJECTED` (`detectHighlights` then makes no
+    /// candidate of it), or back to `PENDING`. Members of the video's creator and
+    /// administrators.
+    async fn review_key_moment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: ReviewStatus,
+    ) -> AppResult<KeyMoment> {
+        let id = parse_id("id", &id)?;
+        viewer(ctx)?.require_user()?;
+        let db = &state(ctx)?.db;
+        let moment = key_moment::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or(AppError::NotFound("key moment"))?;
+        // Its video's rules: NOT_FOUND when the caller may not see it, FORBIDDEN when they see
+        // but do not manage it.
+        managed_video(ctx, moment.video_id)
+            .await
+            .map_err(|err| match err {
+                AppError::NotFound(_) => AppError::NotFound("key moment"),
+                other => other,
+            })?;
+        let updated = key_moment::Entity::update_many()
+            .col_expr(key_moment::Column::ReviewStatus, Expr::val(status))
+            .col_expr(key_moment::Column::UpdatedAt, Expr::val(Utc::now()))
+            .filter(key_moment::Column::Id.eq(moment.id))
+            .exec_with_returning(db)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(AppError::NotFound("key moment"))?;
+        Ok(KeyMoment(updated))
     }
 
     /// Approves a highlight for shorts.

@@ -1268,6 +1268,84 @@ async fn update_video_edits_title_and_link(backend: Backend) {
     assert!(data["video"]["youtubeUrl"].is_null(), "{data}");
 }
 
+/// `reviewKeyMoment` sets a key moment's review status (members only: a stranger sees the
+/// public video but may not review, FORBIDDEN); a REJECTED moment gets no highlight candidate
+/// from `detectHighlights`, and back to PENDING it does again.
+async fn reviewed_key_moments_steer_highlight_detection(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "review@example.com", "Reviews").await;
+    let token = Some(owner.access_token.as_str());
+    scored_video(&app, token, video).await;
+    let data = app
+        .ok(
+            token,
+            "query($v: ID!) { video(id: $v) { keyMoments { id title reviewStatus } } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let moments = data["video"]["keyMoments"]
+        .as_array()
+        .expect("moments")
+        .clone();
+    assert!(
+        moments.iter().all(|m| m["reviewStatus"] == "PENDING"),
+        "{data}"
+    );
+    let quiet = moments
+        .iter()
+        .find(|m| m["title"] == "Quiet stretch")
+        .expect("the quiet stretch")["id"]
+        .clone();
+    let review = "mutation($id: ID!, $s: ReviewStatus!) { reviewKeyMoment(id: $id, status: $s) { id reviewStatus } }";
+    let stranger = app.register("not-the-editor@example.com").await;
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            review,
+            json!({ "id": quiet, "s": "REJECTED" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let body = app
+        .gql(
+            token,
+            review,
+            json!({ "id": uuid::Uuid::now_v7(), "s": "REJECTED" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    let data = app
+        .ok(token, review, json!({ "id": quiet, "s": "REJECTED" }))
+        .await;
+    assert_eq!(data["reviewKeyMoment"]["reviewStatus"], "REJECTED");
+
+    let titles = |data: &Value| -> Vec<String> {
+        let mut titles: Vec<String> = data["detectHighlights"]
+            .as_array()
+            .expect("highlights")
+            .iter()
+            .map(|h| {
+                h["keyMoment"]["title"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        titles.sort();
+        titles
+    };
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    assert_eq!(
+        titles(&detected),
+        ["Rambling outro", "Why the bass disappears"],
+        "{detected}"
+    );
+    app.ok(token, review, json!({ "id": quiet, "s": "PENDING" }))
+        .await;
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    assert_eq!(titles(&detected).len(), 3, "{detected}");
+}
+
 both_backends!(
     transcript_validation_names_the_field_and_writes_nothing,
     caption_files_have_the_exact_expected_text,
@@ -1280,6 +1358,7 @@ both_backends!(
     node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
     deleting_a_video_hides_everything_under_it_and_removes_its_files,
     update_video_edits_title_and_link,
+    reviewed_key_moments_steer_highlight_detection,
 );
 
 /// `generateShort` and `rejectHighlight` race: the short's checks pass before the rejection
