@@ -15,6 +15,7 @@ use crate::{
     graphql::{
         loaders,
         loaders::{MemberCreators, UserById},
+        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
         state, viewer,
     },
 };
@@ -163,6 +164,24 @@ impl UserQuery {
             )),
         }
     }
+
+    /// The invite codes, newest first. Administrators only.
+    async fn invite_codes(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> AppResult<RelayConnection<InviteCode>> {
+        viewer(ctx)?.require_admin()?;
+        let args = PageArgs::new(first, after, last, before)?;
+        let db = &state(ctx)?.db;
+        let select = invite_code::Entity::find();
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(db, select, invite_code::Column::Id, true, args).await?;
+        Ok(page.into_connection(|c| c.id, InviteCode::from, total))
+    }
 }
 
 #[derive(Default)]
@@ -211,6 +230,25 @@ impl UserMutation {
         }
         row.updated_at = Set(chrono::Utc::now());
         Ok(User(row.update(db).await?))
+    }
+
+    /// Stops an invite code from admitting anyone more (its remaining uses become 0); returns
+    /// it. Administrators only.
+    async fn revoke_invite_code(&self, ctx: &Context<'_>, id: ID) -> AppResult<InviteCode> {
+        viewer(ctx)?.require_admin()?;
+        let id = crate::graphql::parse_id("id", &id)?;
+        let revoked = invite_code::Entity::update_many()
+            .col_expr(
+                invite_code::Column::UsesRemaining,
+                sea_orm::sea_query::Expr::val(0),
+            )
+            .filter(invite_code::Column::Id.eq(id))
+            .exec_with_returning(&state(ctx)?.db)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(AppError::NotFound("invite code"))?;
+        Ok(revoked.into())
     }
 
     /// Creates an invite code. Administrators only.

@@ -665,6 +665,68 @@ async fn a_session_ended_on_one_server_is_refused_by_every_server() {
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
 }
 
+/// Administrators list invite codes (newest first) and revoke one, which admits nobody more;
+/// anyone else is FORBIDDEN.
+async fn admins_list_and_revoke_invite_codes(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.config.require_invite = true).await;
+    let admin = app.admin("codes@example.com").await;
+    let token = Some(admin.access_token.as_str());
+    for code in ["first-wave", "second-wave"] {
+        app.ok(
+            token,
+            "mutation($c: String!) { createInviteCode(input: {code: $c, uses: 5}) { id } }",
+            json!({ "c": code }),
+        )
+        .await;
+    }
+    let list = "{ inviteCodes(first: 10) { totalCount nodes { id code usesRemaining createdBy { email } } } }";
+    let data = app.ok(token, list, json!({})).await;
+    assert_eq!(data["inviteCodes"]["totalCount"], 2, "{data}");
+    let nodes = data["inviteCodes"]["nodes"].as_array().expect("nodes");
+    let codes: Vec<&str> = nodes.iter().filter_map(|n| n["code"].as_str()).collect();
+    assert_eq!(codes, ["second-wave", "first-wave"]);
+    assert_eq!(nodes[0]["createdBy"]["email"], "codes@example.com");
+    let second = nodes[0]["id"].clone();
+
+    let viewer = app.admin("other-admin@example.com").await;
+    let plain = {
+        let data = app
+            .ok(
+                None,
+                "mutation { register(input: {email: \"plain@example.com\", password: \"long enough pw\", inviteCode: \"first-wave\"}) { accessToken refreshToken user { id } } }",
+                json!({}),
+            )
+            .await;
+        session_of(&data["register"])
+    };
+    let revoke = "mutation($id: ID!) { revokeInviteCode(id: $id) { code usesRemaining } }";
+    for (who, code) in [
+        (Some(plain.access_token.as_str()), "FORBIDDEN"),
+        (None, "UNAUTHENTICATED"),
+    ] {
+        let body = app.gql(who, list, json!({})).await;
+        assert_eq!(error_code(&body), code, "{body}");
+        let body = app.gql(who, revoke, json!({ "id": second })).await;
+        assert_eq!(error_code(&body), code, "{body}");
+    }
+    let data = app
+        .ok(Some(&viewer.access_token), revoke, json!({ "id": second }))
+        .await;
+    assert_eq!(data["revokeInviteCode"]["usesRemaining"], 0);
+    let body = app
+        .gql(
+            None,
+            "mutation { register(input: {email: \"late@example.com\", password: \"long enough pw\", inviteCode: \"second-wave\"}) { accessToken } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_field(&body), "input.inviteCode", "{body}");
+    let body = app
+        .gql(token, revoke, json!({ "id": uuid::Uuid::now_v7() }))
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
@@ -679,4 +741,5 @@ both_backends!(
     sessions_are_listed_and_revoked_by_their_user,
     update_me_edits_your_profile,
     an_ended_sessions_access_tokens_stop_working_at_once,
+    admins_list_and_revoke_invite_codes,
 );
