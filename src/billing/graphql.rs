@@ -12,6 +12,34 @@ use crate::{
     graphql::{parse_id, state, viewer},
 };
 
+/// One change of a user's render credits.
+#[derive(SimpleObject)]
+pub struct CreditLedgerEntry {
+    pub id: ID,
+    /// Credits added (positive) or spent (negative).
+    pub delta: i64,
+    /// Why: a render's reservation, its settlement or refund, or an administrator's grant.
+    pub reason: String,
+    /// The balance right after this change.
+    pub balance_after: i64,
+    /// The job the change was for, if any.
+    pub job_id: Option<ID>,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+impl From<entity::credit_ledger_entry::Model> for CreditLedgerEntry {
+    fn from(m: entity::credit_ledger_entry::Model) -> Self {
+        Self {
+            id: m.id.into(),
+            delta: m.delta,
+            reason: m.reason,
+            balance_after: m.balance_after,
+            job_id: m.job_id.map(Into::into),
+            created_at: m.created_at,
+        }
+    }
+}
+
 /// A billing plan and its render-minute limits.
 pub struct Plan(pub plan::Model);
 

@@ -79,6 +79,36 @@ impl User {
             crate::auth::graphql::live_sessions(db, me.id, Some(me.session_id)).await?,
         ))
     }
+    /// Every change of this user's render credits, newest first (null but for the user
+    /// and administrators).
+    async fn credit_ledger(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> AppResult<Option<RelayConnection<crate::billing::graphql::CreditLedgerEntry>>> {
+        let viewer = viewer(ctx)?;
+        let own = viewer.user().is_some_and(|u| u.id == self.0.id);
+        if !own && !viewer.is_admin() {
+            return Ok(None);
+        }
+        let args = PageArgs::new(first, after, last, before)?;
+        let db = &state(ctx)?.db;
+        let select = entity::credit_ledger_entry::Entity::find()
+            .filter(entity::credit_ledger_entry::Column::UserId.eq(self.0.id));
+        let total = TotalCount::of(db, select.clone());
+        let page = fetch_page(
+            db,
+            select,
+            entity::credit_ledger_entry::Column::Id,
+            true,
+            args,
+        )
+        .await?;
+        Ok(Some(page.into_connection(|e| e.id, Into::into, total)))
+    }
     /// Creator profiles this user is a member of.
     async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
         let creators = loaders(ctx)?.load_one(MemberCreators(self.0.id)).await?;

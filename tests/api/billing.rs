@@ -27,6 +27,7 @@ both_backends!(
     settle_consumes_and_release_gives_back,
     plans_set_the_limits,
     render_usage_and_admin_mutations_over_http,
+    the_credit_ledger_is_for_its_user_and_admins,
 );
 
 async fn spawn(backend: Backend) -> TestApp {
@@ -645,4 +646,57 @@ async fn concurrent_plan_changes_leave_one_live_subscription() {
         .await
         .expect("count");
     assert_eq!(live, 1);
+}
+
+/// `User.creditLedger` lists every change of the balance, newest first, with the balance after
+/// it; the user and administrators see it, a teammate who reaches the user gets null.
+async fn the_credit_ledger_is_for_its_user_and_admins(backend: Backend) {
+    let app = spawn(backend).await;
+    let admin = app.admin("ledger-admin@example.com").await;
+    let owner = app.register("ledger@example.com").await;
+    for (credits, reason) in [(100, "welcome"), (25, "referral")] {
+        app.ok(
+            Some(&admin.access_token),
+            GRANT,
+            json!({ "u": owner.user_id, "c": credits, "r": reason }),
+        )
+        .await;
+    }
+    let mine =
+        "{ me { creditLedger(first: 10) { totalCount nodes { delta reason balanceAfter } } } }";
+    let data = app.ok(Some(&owner.access_token), mine, json!({})).await;
+    assert_eq!(
+        data["me"]["creditLedger"],
+        json!({ "totalCount": 2, "nodes": [
+            { "delta": 25, "reason": "referral", "balanceAfter": 125 },
+            { "delta": 100, "reason": "welcome", "balanceAfter": 100 },
+        ] })
+    );
+    // A teammate reaches the owner through the creator's team, without the ledger.
+    let creator = app.create_creator(&owner, "Ledger Studio").await;
+    let teammate = app.register("teammate@example.com").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"teammate@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let team = "query($c: ID!) { creator(id: $c) { members { user { email creditLedger { totalCount } } } } }";
+    let ledger_of_owner = |data: &Value| {
+        data["creator"]["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|m| m["user"]["email"] == "ledger@example.com")
+            .expect("the owner")["user"]["creditLedger"]
+            .clone()
+    };
+    let data = app
+        .ok(Some(&teammate.access_token), team, json!({ "c": creator }))
+        .await;
+    assert!(ledger_of_owner(&data).is_null(), "{data}");
+    let data = app
+        .ok(Some(&admin.access_token), team, json!({ "c": creator }))
+        .await;
+    assert_eq!(ledger_of_owner(&data)["totalCount"], 2, "{data}");
 }
