@@ -192,7 +192,9 @@ impl ShortQuery {
     /// COMPLETE and its video's consent allows public display (checked on every call, so
     /// turning public display off hides it at once).
     async fn shared_short(&self, ctx: &Context<'_>, token: String) -> AppResult<Option<Short>> {
-        if token.len() < 16 || token.len() > 128 {
+        // New tokens are 43 characters; links imported from an earlier platform can be as
+        // short as 11 (`secrets.token_urlsafe(8)`).
+        if token.len() < 8 || token.len() > 128 {
             return Ok(None);
         }
         let db = &state(ctx)?.db;

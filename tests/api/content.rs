@@ -1468,6 +1468,42 @@ async fn captions_enabled_says_whether_captions_were_burned() {
     }
 }
 
+/// A share link imported from an earlier platform (an 11-character `token_urlsafe(8)` token)
+/// opens its short like a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_short_share_tokens_still_open_their_short() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) = approved_highlight(&app, "import@example.com", "Imported").await;
+    let generated = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    let short = generated["generateShort"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    entity::short::Entity::update_many()
+        .col_expr(
+            entity::short::Column::Status,
+            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
+        )
+        .col_expr(
+            entity::short::Column::ShareToken,
+            sea_orm::sea_query::Expr::val("Xk3_9aQ-2bZ"),
+        )
+        .exec(&app.state.db)
+        .await
+        .expect("imported");
+    let shared = "query($t: String!) { sharedShort(token: $t) { id } }";
+    let data = app.ok(None, shared, json!({ "t": "Xk3_9aQ-2bZ" })).await;
+    assert_eq!(data["sharedShort"]["id"], short.as_str(), "{data}");
+    let data = app.ok(None, shared, json!({ "t": "Xk3_9aQ" })).await;
+    assert!(data["sharedShort"].is_null(), "{data}");
+}
+
 /// A short that is not COMPLETE (pending, failed) is the creator's business: its members see
 /// it, through `highlight.shorts` and `short(id:)`; anyone else sees only finished shorts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
