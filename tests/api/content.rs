@@ -464,6 +464,45 @@ async fn approved_highlight(
     (owner, creator, video, highlight)
 }
 
+/// `generateShort` of `highlight` in `preset` (no captions) as `token`; the new short's id.
+async fn generate_short(app: &TestApp, token: &str, highlight: &str, preset: &str) -> String {
+    let data = app
+        .ok(
+            Some(token),
+            "mutation($h: ID!, $p: ShortPreset!) { generateShort(input: {highlightId: $h, preset: $p}) { id } }",
+            json!({ "h": highlight, "p": preset }),
+        )
+        .await;
+    data["generateShort"]["id"]
+        .as_str()
+        .expect("short id")
+        .to_owned()
+}
+
+/// Marks short `id` COMPLETE as the renderer would (no worker runs in these tests), with a
+/// share token and a stored file when given.
+async fn finish_short(
+    app: &TestApp,
+    id: &str,
+    share_token: Option<&str>,
+    object_key: Option<&str>,
+) {
+    use sea_orm::sea_query::Expr;
+    let mut update = entity::short::Entity::update_many()
+        .col_expr(
+            entity::short::Column::Status,
+            Expr::val(entity::ShortStatus::Complete),
+        )
+        .filter(entity::short::Column::Id.eq(id.parse::<Uuid>().expect("uuid")));
+    if let Some(token) = share_token {
+        update = update.col_expr(entity::short::Column::ShareToken, Expr::val(token));
+    }
+    if let Some(key) = object_key {
+        update = update.col_expr(entity::short::Column::ObjectKey, Expr::val(key));
+    }
+    update.exec(&app.state.db).await.expect("short finished");
+}
+
 /// A video with a transcript and three key moments of different quality.
 async fn scored_video(app: &TestApp, token: Option<&str>, video: Uuid) {
     let segments = json!([
@@ -1060,36 +1099,17 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
     let (owner, creator, video, highlight) =
         approved_highlight(&app, "delete@example.com", "Deleted").await;
     let token = Some(owner.access_token.as_str());
-    let generated = app
-        .ok(
-            token,
-            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: VERTICAL}) { id } }",
-            json!({ "h": highlight }),
-        )
-        .await;
-    let short = generated["generateShort"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let short = generate_short(&app, &owner.access_token, &highlight, "VERTICAL").await;
     // The short as the renderer leaves it: finished, with a file and a share link.
     let db = &app.state.db;
     let short_key = format!("shorts/test/{short}.mp4");
-    entity::short::Entity::update_many()
-        .col_expr(
-            entity::short::Column::Status,
-            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
-        )
-        .col_expr(
-            entity::short::Column::ObjectKey,
-            sea_orm::sea_query::Expr::val(short_key.clone()),
-        )
-        .col_expr(
-            entity::short::Column::ShareToken,
-            sea_orm::sea_query::Expr::val("a-share-token-of-at-least-sixteen-chars"),
-        )
-        .exec(db)
-        .await
-        .expect("short finished");
+    finish_short(
+        &app,
+        &short,
+        Some("a-share-token-of-at-least-sixteen-chars"),
+        Some(&short_key),
+    )
+    .await;
     let row = entity::video::Entity::find_by_id(video)
         .one(db)
         .await
@@ -1474,29 +1494,8 @@ async fn captions_enabled_says_whether_captions_were_burned() {
 async fn imported_short_share_tokens_still_open_their_short() {
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
     let (owner, _, _, highlight) = approved_highlight(&app, "import@example.com", "Imported").await;
-    let generated = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
-            json!({ "h": highlight }),
-        )
-        .await;
-    let short = generated["generateShort"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    entity::short::Entity::update_many()
-        .col_expr(
-            entity::short::Column::Status,
-            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
-        )
-        .col_expr(
-            entity::short::Column::ShareToken,
-            sea_orm::sea_query::Expr::val("Xk3_9aQ-2bZ"),
-        )
-        .exec(&app.state.db)
-        .await
-        .expect("imported");
+    let short = generate_short(&app, &owner.access_token, &highlight, "SQUARE").await;
+    finish_short(&app, &short, Some("Xk3_9aQ-2bZ"), None).await;
     let shared = "query($t: String!) { sharedShort(token: $t) { id } }";
     let data = app.ok(None, shared, json!({ "t": "Xk3_9aQ-2bZ" })).await;
     assert_eq!(data["sharedShort"]["id"], short.as_str(), "{data}");
@@ -1550,14 +1549,7 @@ async fn unfinished_shorts_are_for_the_creators_members() {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 
     // Once it is finished, everyone sees it.
-    entity::short::Entity::update_many()
-        .col_expr(
-            entity::short::Column::Status,
-            sea_orm::sea_query::Expr::val(entity::ShortStatus::Complete),
-        )
-        .exec(&app.state.db)
-        .await
-        .expect("finished");
+    finish_short(&app, short, None, None).await;
     for (who, _) in everyone {
         let data = app.ok(who, listed, json!({ "v": video })).await;
         assert_eq!(count(&data), (3, 1), "{data}");

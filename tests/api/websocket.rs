@@ -142,6 +142,27 @@ impl Client {
     }
 
     /// Sends a `ping` and expects its `pong`: proof that nothing else was queued before it.
+    /// Reads server pings (answering them when `pong`) until the server closes, within the
+    /// wait; the close code.
+    async fn close_code_after_pings(&mut self, pong: bool) -> u16 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .expect("closed within the wait")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    assert!(text.contains("ping"), "{text}");
+                    if pong {
+                        self.send(json!({ "type": "pong" })).await;
+                    }
+                }
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                other => panic!("expected pings then a close, got {other:?}"),
+            }
+        }
+    }
+
     async fn round_trip(&mut self) {
         self.send(json!({ "type": "ping", "payload": { "n": 1 } }))
             .await;
@@ -538,20 +559,7 @@ async fn a_client_that_stops_ponging_is_closed() {
     assert_eq!(app.state.connections.len(), 1);
     assert_eq!(client.recv().await, json!({ "type": "ping" }));
     // No pong: closed after two periods (well within the wait, however many pings first).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, client.socket.next())
-            .await
-            .expect("closed within the wait")
-        {
-            Some(Ok(Message::Text(text))) => assert!(text.contains("ping"), "{text}"),
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
-                break;
-            }
-            other => panic!("expected pings then a close, got {other:?}"),
-        }
-    }
+    assert_eq!(client.close_code_after_pings(false).await, 1001);
     // The server's side is gone too, with the subscription it ran.
     for _ in 0..200 {
         if app.state.connections.is_empty() {
@@ -580,23 +588,7 @@ async fn a_socket_of_an_ended_session_is_closed() {
         json!({ "t": ada.refresh_token }),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, client.socket.next())
-            .await
-            .expect("closed within the wait")
-        {
-            Some(Ok(Message::Text(text))) => {
-                assert!(text.contains("ping"), "{text}");
-                client.send(json!({ "type": "pong" })).await;
-            }
-            Some(Ok(Message::Close(Some(frame)))) => {
-                assert_eq!(u16::from(frame.code), 4403, "{frame:?}");
-                break;
-            }
-            other => panic!("expected pings then a close, got {other:?}"),
-        }
-    }
+    assert_eq!(client.close_code_after_pings(true).await, 4403);
 }
 
 /// Queries over WebSocket are counted like HTTP ones (`reelgraph_graphql_operations_total`).
