@@ -544,18 +544,24 @@ async fn an_operation_id_over_128_bytes_closes_with_4400() {
     assert!(reason.contains("longer than 128 bytes"), "{reason}");
 }
 
+/// A new account's socket (keep-alive every 200 ms) with a `jobsUpdated` subscription.
+async fn subscribed_with_fast_pings(app: &TestApp, email: &str) -> (Client, Session) {
+    let account = app.register(email).await;
+    let url = with_fast_pings(app).await;
+    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {}", account.access_token) }))
+        .await;
+    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    (client, account)
+}
+
 /// A graphql-transport-ws client that stops answering pings is hung up on after two
 /// keep-alive periods, with its subscriptions.
 #[tokio::test]
 async fn a_client_that_stops_ponging_is_closed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let ada = app.register("silent@example.com").await;
-    let url = with_fast_pings(&app).await;
-    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
-    client
-        .init(json!({ "authorization": format!("Bearer {}", ada.access_token) }))
-        .await;
-    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    let (mut client, _) = subscribed_with_fast_pings(&app, "silent@example.com").await;
     assert_eq!(app.state.connections.len(), 1);
     assert_eq!(client.recv().await, json!({ "type": "ping" }));
     // No pong: closed after two periods (well within the wait, however many pings first).
@@ -575,13 +581,7 @@ async fn a_client_that_stops_ponging_is_closed() {
 #[tokio::test]
 async fn a_socket_of_an_ended_session_is_closed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let ada = app.register("signed-out@example.com").await;
-    let url = with_fast_pings(&app).await;
-    let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
-    client
-        .init(json!({ "authorization": format!("Bearer {}", ada.access_token) }))
-        .await;
-    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    let (mut client, ada) = subscribed_with_fast_pings(&app, "signed-out@example.com").await;
     app.ok(
         None,
         "mutation($t: String!) { logout(refreshToken: $t) }",
