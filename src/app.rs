@@ -221,11 +221,37 @@ pub fn worker_pool(state: &AppState) -> WorkerPool {
         },
         state.config.job_settings(),
         state.config.worker_slots(),
+        state.metrics.clone(),
     )
 }
 
-/// Runs only workers (`reelgraph worker`) until SIGINT/SIGTERM, then drains them.
-pub async fn run_worker(state: AppState) -> anyhow::Result<()> {
+/// Runs only workers (`reelgraph worker`) until SIGINT/SIGTERM, then drains them. With
+/// `listen`, also serves `/metrics`, `/livez` and `/healthz` there until the pool has drained.
+pub async fn run_worker(state: AppState, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let probes = match listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(%addr, "worker serving /metrics, /livez and /healthz");
+            Some(listener)
+        }
+        None => None,
+    };
+    let drained = tokio_util::sync::CancellationToken::new();
+    let probes = probes.map(|listener| {
+        let router = http::operations_router(state.clone());
+        let drained = drained.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(drained.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "serving the worker's probes failed");
+            }
+        })
+    });
     let pool = worker_pool(&state).run(state.shutdown.clone());
     let signal = {
         let shutdown = state.shutdown.clone();
@@ -235,6 +261,10 @@ pub async fn run_worker(state: AppState) -> anyhow::Result<()> {
         }
     };
     tokio::join!(pool, signal);
+    drained.cancel();
+    if let Some(probes) = probes {
+        probes.await.ok();
+    }
     Ok(())
 }
 

@@ -205,6 +205,18 @@ impl Config {
     }
 }
 
+/// Settings of `reelgraph worker`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WorkerArgs {
+    /// Serve `/metrics`, `/livez` and `/healthz` on this address (e.g. `0.0.0.0:9090`), for
+    /// scrapers and orchestrators' probes; nothing is served when unset.
+    #[arg(long, env = "REELGRAPH_WORKER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
 /// Settings of `reelgraph serve`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeArgs {

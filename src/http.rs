@@ -64,6 +64,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
 /// The router with explicit WebSocket settings (tests shorten the timeouts).
 pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
     let config = app.config.clone();
+    let counters = app.metrics.clone();
     let cors = if config.cors_origins.is_empty() {
         CorsLayer::new().allow_origin(Any)
     } else {
@@ -123,6 +124,11 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(compression())
         .layer(cors)
         .merge(objects)
+        // After `merge`, so it sees every route (and its matched pattern) and every refusal.
+        .layer(axum::middleware::from_fn_with_state(
+            counters,
+            crate::metrics::track_http,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -539,7 +545,11 @@ async fn livez() -> Response {
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {
-    match state.app.db.execute_unprepared("SELECT 1").await {
+    readiness(&state.app).await
+}
+
+async fn readiness(app: &AppState) -> Response {
+    match app.db.execute_unprepared("SELECT 1").await {
         Ok(_) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({ "status": "ok" })),
@@ -559,12 +569,37 @@ async fn healthz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    metrics_text(&state.app).await
+}
+
+async fn metrics_text(app: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.app.metrics.render(),
+        app.metrics.render(&app.db).await,
     )
         .into_response()
+}
+
+/// `/metrics`, `/livez` and `/healthz` alone: what `reelgraph worker --listen` serves.
+pub fn operations_router(app: AppState) -> Router {
+    let metrics = app.metrics.clone();
+    Router::new()
+        .route(
+            "/healthz",
+            get(|State(app): State<AppState>| async move { readiness(&app).await }),
+        )
+        .route("/livez", get(livez))
+        .route(
+            "/metrics",
+            get(|State(app): State<AppState>| async move { metrics_text(&app).await }),
+        )
+        .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ))
+        .layer(TraceLayer::new_for_http())
 }

@@ -13,7 +13,7 @@ use reelgraph::{
     Application,
     app::connect_state,
     client,
-    config::{Config, ServeArgs},
+    config::{Config, ServeArgs, WorkerArgs},
     db,
     users::{AdminOutcome, create_admin},
 };
@@ -39,7 +39,7 @@ enum Command {
     /// Serve GraphQL over HTTP (default).
     Serve(ServeArgs),
     /// Run jobs only (any number of workers may share one PostgreSQL).
-    Worker(Config),
+    Worker(WorkerArgs),
     /// Apply pending database migrations and exit.
     Migrate(Config),
     /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Worker(config)) => {
+        Some(Command::Worker(WorkerArgs { listen, config })) => {
             anyhow::ensure!(
                 config.is_postgres(),
                 "`reelgraph worker` shares jobs with servers through PostgreSQL: set DATABASE_URL \
@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let state = connect_state(config, &public_url).await?;
             db::migrate(&state.db).await?;
-            reelgraph::app::run_worker(state).await
+            reelgraph::app::run_worker(state, listen).await
         }
         Some(Command::Healthz { url }) => {
             let response = reqwest::Client::builder()

@@ -223,28 +223,29 @@ pub struct JobContext {
     pub storage: Storage,
     pub(super) settings: JobSettings,
     pub(super) cancel: CancellationToken,
+    /// This process's metrics (handlers count what they skip or reuse).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     progress: Mutex<ProgressState>,
 }
 
 impl JobContext {
+    /// The context of `job`, run under `lease` by `pool`.
     pub(super) fn new(
         job: job::Model,
         lease: Lease,
-        db: DatabaseConnection,
-        bus: EventBus,
-        storage: Storage,
-        settings: JobSettings,
+        pool: &super::worker::WorkerPool,
         cancel: CancellationToken,
     ) -> Self {
         let phase = job.current_phase.clone();
         Self {
             job,
             lease,
-            db,
-            bus,
-            storage,
-            settings,
+            db: pool.db.clone(),
+            bus: pool.bus.clone(),
+            storage: pool.storage.clone(),
+            settings: pool.settings.clone(),
             cancel,
+            metrics: pool.metrics.clone(),
             progress: Mutex::new(ProgressState {
                 last_write: None,
                 reported: 0.0,

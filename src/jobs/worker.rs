@@ -17,7 +17,10 @@ use tokio::{sync::Notify, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::storage::Storage;
+use crate::{
+    metrics::{Live, Metrics},
+    storage::Storage,
+};
 
 use super::{
     EventBus, JobSettings,
@@ -33,14 +36,15 @@ const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
 /// A pool of `slots` concurrent jobs in this process.
 #[derive(Clone)]
 pub struct WorkerPool {
-    db: DatabaseConnection,
-    bus: EventBus,
-    storage: Storage,
+    pub(super) db: DatabaseConnection,
+    pub(super) bus: EventBus,
+    pub(super) storage: Storage,
     registry: Arc<Registry>,
-    settings: JobSettings,
+    pub(super) settings: JobSettings,
     slots: usize,
     /// Names this process in the job timeline.
     id: String,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// Jobs running here, so their events (e.g. a cancel) can nudge their heartbeat at once.
@@ -54,6 +58,7 @@ impl WorkerPool {
         registry: Registry,
         settings: JobSettings,
         slots: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
         Self {
@@ -63,6 +68,7 @@ impl WorkerPool {
             registry: Arc::new(registry),
             settings,
             slots: slots.max(1),
+            metrics,
             id: format!(
                 "{host}:{}:{}",
                 std::process::id(),
@@ -93,19 +99,7 @@ impl WorkerPool {
             }
             if last_clean_up.is_none_or(|t| t.elapsed() >= CLEAN_UP_EVERY) {
                 last_clean_up = Some(Instant::now());
-                match queue::clean_up(&self.db, self.settings.retention).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, "deleted finished jobs past retention"),
-                    Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
-                }
-                let grace = crate::media::record::UPLOAD_GRACE;
-                match crate::media::record::abandon_stale_uploads(&self.db, &self.storage, grace)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
-                    Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
-                }
+                self.upkeep().await;
             }
             let free = self.slots.saturating_sub(tasks.len());
             let mut claimed_all = false;
@@ -173,11 +167,31 @@ impl WorkerPool {
         tracing::info!(worker = %self.id, "worker pool stopped");
     }
 
+    /// The hourly upkeep of the shared tables and storage (any pool may run it; each step is
+    /// safe to run in several processes at once).
+    async fn upkeep(&self) {
+        match queue::clean_up(&self.db, self.settings.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted finished jobs past retention"),
+            Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
+        }
+        use crate::media::record;
+        match record::abandon_stale_uploads(&self.db, &self.storage, record::UPLOAD_GRACE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
+            Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
+        }
+    }
+
     async fn run_job(&self, job: job::Model, nudge: Arc<Notify>, release: CancellationToken) {
         let Some(lease) = Lease::of(&job) else { return };
         let job_type = job.job_type.clone();
+        let started = std::time::Instant::now();
+        let _running = Live::new(&self.metrics.jobs_running_here);
         let Some(handler) = self.registry.get(&job_type) else {
             let error = format!("no handler is registered for job type `{job_type}`");
+            // Not the job's own type: labels stay bounded whatever rows the table holds.
+            self.metrics.observe_job("unregistered", "failed", started);
             self.finish(
                 lease,
                 Finish::Failed {
@@ -189,22 +203,17 @@ impl WorkerPool {
             return;
         };
         let cancel = CancellationToken::new();
-        let ctx = JobContext::new(
-            job,
-            lease,
-            self.db.clone(),
-            self.bus.clone(),
-            self.storage.clone(),
-            self.settings.clone(),
-            cancel.clone(),
-        );
+        let ctx = JobContext::new(job, lease, self, cancel.clone());
         let heartbeat = self.heartbeat(lease, nudge, cancel.clone());
         let how = tokio::select! {
             result = handler.run(&ctx) => match result {
                 Ok(outcome) => outcome.into(),
                 Err(failure) => match failure.kind {
                     FailureKind::Cancelled => Finish::Cancelled,
-                    FailureKind::LeaseLost => return,
+                    FailureKind::LeaseLost => {
+                        self.metrics.observe_job(&job_type, "lease_lost", started);
+                        return;
+                    }
                     FailureKind::Error => {
                         tracing::warn!(
                             job_id = %lease.job_id,
@@ -225,6 +234,7 @@ impl WorkerPool {
                 Beat::Cancelled => Finish::Cancelled,
                 Beat::Lost => {
                     tracing::warn!(job_id = %lease.job_id, "lease lost; another worker owns the job now");
+                    self.metrics.observe_job(&job_type, "lease_lost", started);
                     return;
                 }
             },
@@ -233,6 +243,14 @@ impl WorkerPool {
         // The handler future is dropped here: its child processes (spawned with kill_on_drop)
         // die with it before the job is marked finished.
         drop(ctx);
+        let outcome = match &how {
+            Finish::Done { .. } => "done",
+            Finish::Failed { .. } => "failed",
+            Finish::Cancelled => "cancelled",
+            Finish::Released => "released",
+            Finish::Wait { .. } => "waiting",
+        };
+        self.metrics.observe_job(&job_type, outcome, started);
         self.finish(lease, how).await;
     }
 

@@ -17,10 +17,13 @@ use super::{
     scene::{self, SceneInputs},
     spec::{Layer, MovieSpec, Scene},
 };
-use crate::jobs::{
-    NewJob,
-    handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
-    queue::ParentProgress,
+use crate::{
+    jobs::{
+        NewJob,
+        handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+        queue::ParentProgress,
+    },
+    metrics::ResultLabel,
 };
 
 /// Share of the movie's progress that planning, rendering and assembling take.
@@ -236,6 +239,10 @@ impl JobHandler for RenderScene {
                 .map_err(storage_failure)?
                 .is_some()
         {
+            ctx.metrics
+                .scene_cache
+                .get_or_create(&ResultLabel { result: "hit" })
+                .inc();
             ctx.mark_cached().await?;
             ctx.progress(1.0, Some("cached")).await?;
             let mut touched: scene_cache_entry::ActiveModel = entry.clone().into();
@@ -246,6 +253,10 @@ impl JobHandler for RenderScene {
                 output_ref: Some(entry.storage_key),
             });
         }
+        ctx.metrics
+            .scene_cache
+            .get_or_create(&ResultLabel { result: "miss" })
+            .inc();
 
         let tools = tools().await?;
         let dir = temp_dir(ctx)?;

@@ -23,6 +23,7 @@ use crate::{
     error::AppError,
     graphql::loaders::{new_loaders, new_subscription_loaders},
     http::HttpState,
+    metrics::Live,
 };
 
 /// What the upgrade handler learned about the client.
@@ -60,6 +61,8 @@ struct Active {
     abort: AbortHandle,
     /// Whether a result has been sent (after which errors are results, not an `error`).
     answered: bool,
+    /// Counted in `reelgraph_websocket_operations` while here.
+    _live: Live,
 }
 
 struct Connection {
@@ -77,6 +80,7 @@ struct Connection {
 
 pub async fn serve(mut socket: WebSocket, setup: Setup) {
     let protocol = setup.protocol;
+    let _live = Live::new(&setup.state.app.metrics.websocket_connections);
     let mut connection = Connection {
         setup,
         init_received: false,
@@ -369,6 +373,7 @@ impl Connection {
                 Active {
                     abort,
                     answered: false,
+                    _live: Live::new(&self.setup.state.app.metrics.websocket_operations),
                 },
             );
             return;
@@ -465,6 +470,7 @@ impl Connection {
             Active {
                 abort,
                 answered: false,
+                _live: Live::new(&self.setup.state.app.metrics.websocket_operations),
             },
         );
     }

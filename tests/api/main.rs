@@ -11,6 +11,7 @@ mod creators;
 mod fuzz;
 mod jobs;
 mod limits;
+mod metrics;
 mod over_http;
 mod pipeline;
 mod read_path;

@@ -198,6 +198,12 @@ async fn render_flow(app: TestApp) {
         .map(|s| s["cached"].as_bool().unwrap_or(false))
         .collect();
     assert_eq!(cached, [true, false, true], "{data:#}");
+    // Three renders of three scenes: 3 + 1 + 1 rendered, 2 + 2 from the cache.
+    let text = crate::metrics::scrape(&app.client, &app.base).await;
+    for (result, n) in [("hit", 4.0), ("miss", 5.0)] {
+        let series = format!(r#"reelgraph_scene_cache_lookups_total{{result="{result}"}}"#);
+        assert_eq!(crate::metrics::value(&text, &series), Some(n), "{text}");
+    }
 
     // The local backend serves objects as inert data: not sniffed, not a page.
     if app.state.storage.backend_name() == "local" {

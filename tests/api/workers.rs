@@ -215,7 +215,7 @@ async fn a_subscriber_on_one_server_sees_every_status_of_a_job_run_elsewhere() {
 }
 
 /// Sends SIGTERM to a child process.
-async fn terminate(child: &Child) {
+pub async fn terminate(child: &Child) {
     let pid = child.id().expect("running");
     let status = Command::new("kill")
         .arg("-TERM")

@@ -1,0 +1,292 @@
+//! `/metrics` as an operator reads it: HTTP requests by route and status, the shared job
+//! queue read from the database, job attempts by outcome, open WebSockets and their
+//! operations; and the same series from a `reelgraph worker --listen` process.
+
+use std::{process::Stdio, time::Duration};
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::process::Command;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TEST_JWT_SECRET, TestApp, create_database, postgres_base_url, subscribe},
+    jobs::{enqueue, wait_for},
+    workers::terminate,
+};
+
+/// The text at `url`'s `/metrics`.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
+    let response = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+/// The value of the series `series` (name and labels, exactly as exposed), if present.
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Scrapes until `series` has `expected` (the gauges follow sockets and jobs a moment later).
+async fn until(app: &TestApp, series: &str, expected: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(&app.client, &app.base).await;
+        if value(&text, series) == Some(expected) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never became {expected}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests are counted by route pattern (never the raw path) and status, with their time to
+/// headers in a histogram; a path no route matches is one `unmatched` series.
+async fn http_requests_are_counted_by_route_and_status(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for _ in 0..3 {
+        app.ok(None, "{ __typename }", json!({})).await;
+    }
+    for path in ["/no/such/page", "/another-missing-page"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 404);
+    }
+    let text = scrape(&app.client, &app.base).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_http_requests_total{method="POST",route="/graphql",status="200"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_http_request_duration_seconds_count{method="POST",route="/graphql"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_http_requests_total{method="GET",route="unmatched",status="404"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("no/such/page"), "{text}");
+}
+
+/// The queue gauges come from the database: two jobs waiting with no worker to take them
+/// are reported with their type and status, and the lag grows while they wait.
+async fn the_queue_is_read_from_the_database_at_each_scrape(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let ada = app.register("queue@example.com").await;
+    let series = r#"reelgraph_jobs{type="diagnostics.sleep",status="QUEUED"}"#;
+    let empty = scrape(&app.client, &app.base).await;
+    assert_eq!(value(&empty, series), None, "{empty}");
+    assert_eq!(
+        value(&empty, "reelgraph_jobs_queued_lag_seconds"),
+        Some(0.0)
+    );
+    for _ in 0..2 {
+        enqueue(&app, &ada, "diagnostics.sleep", json!({ "ms": 0 }), 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = scrape(&app.client, &app.base).await;
+    assert_eq!(value(&text, series), Some(2.0), "{text}");
+    let lag = value(&text, "reelgraph_jobs_queued_lag_seconds").expect("lag");
+    assert!((1.0..60.0).contains(&lag), "lag {lag}:\n{text}");
+}
+
+/// A worker in the server counts each attempt by type and outcome, with its duration; the
+/// jobs it finished leave the queue gauges.
+async fn job_attempts_are_counted_by_outcome(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("attempts@example.com").await;
+    let done = enqueue(&app, &ada, "diagnostics.sleep", json!({ "ms": 10 }), 1).await;
+    let failed = enqueue(&app, &ada, "no.such.handler", json!({}), 1).await;
+    for id in [done, failed] {
+        wait_for(
+            &app,
+            &ada.access_token,
+            id,
+            Duration::from_secs(30),
+            |job| job["status"] == "DONE" || job["status"] == "FAILED",
+        )
+        .await;
+    }
+    let text = until(
+        &app,
+        r#"reelgraph_job_attempts_total{type="diagnostics.sleep",outcome="done"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_job_attempt_duration_seconds_count{type="diagnostics.sleep"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // A row whose type no handler knows is counted under one label, not its own.
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_job_attempts_total{type="unregistered",outcome="failed"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains("no.such.handler"), "{text}");
+    assert_eq!(value(&text, "reelgraph_worker_jobs_running"), Some(0.0));
+    assert!(!text.contains(r#"status="QUEUED""#), "{text}");
+}
+
+/// Open WebSockets and the operations running on them are gauges that go back down when the
+/// subscription completes and the socket closes.
+async fn websocket_connections_and_operations_are_gauges(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let ada = app.register("sockets@example.com").await;
+    let id = enqueue(&app, &ada, "diagnostics.sleep", json!({ "ms": 0 }), 1).await;
+    let mut socket = subscribe(
+        &app.base,
+        &ada.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+    until(&app, "reelgraph_websocket_connections", 1.0).await;
+    until(&app, "reelgraph_websocket_operations", 1.0).await;
+    socket
+        .send(Message::Text(
+            json!({ "type": "complete", "id": "1" }).to_string().into(),
+        ))
+        .await
+        .expect("complete sent");
+    until(&app, "reelgraph_websocket_operations", 0.0).await;
+    socket.close(None).await.expect("closed");
+    drop(socket);
+    until(&app, "reelgraph_websocket_connections", 0.0).await;
+}
+
+both_backends!(
+    http_requests_are_counted_by_route_and_status,
+    the_queue_is_read_from_the_database_at_each_scrape,
+    job_attempts_are_counted_by_outcome,
+    websocket_connections_and_operations_are_gauges,
+);
+
+/// `reelgraph worker --listen` serves liveness, readiness and metrics, counts the attempts it
+/// runs, and stops serving them once it has drained after SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_listen_serves_probes_and_its_own_metrics() {
+    let database = create_database().await;
+    let mut app = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    app.adopt_database(database.clone());
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let data_dir = std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7()));
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+        .env(
+            "DATABASE_URL",
+            format!("{}/{database}", postgres_base_url()),
+        )
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .env("REELGRAPH_STORAGE_DIR", data_dir.join("objects"))
+        .env("REELGRAPH_DATA_DIR", &data_dir)
+        .env("REELGRAPH_JOB_POLL_MS", "200")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reelgraph worker starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let live = app.client.get(format!("{base}/livez")).send().await;
+        if live.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never served /livez"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = app
+        .client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+
+    let ada = app.register("worker-metrics@example.com").await;
+    let id = enqueue(&app, &ada, "diagnostics.sleep", json!({ "ms": 10 }), 1).await;
+    wait_for(
+        &app,
+        &ada.access_token,
+        id,
+        Duration::from_secs(60),
+        |job| job["status"] == "DONE",
+    )
+    .await;
+    let text = scrape(&app.client, &base).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_job_attempts_total{type="diagnostics.sleep",outcome="done"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The server ran nothing itself.
+    let server = scrape(&app.client, &app.base).await;
+    assert_eq!(
+        value(
+            &server,
+            r#"reelgraph_job_attempts_total{type="diagnostics.sleep",outcome="done"}"#
+        ),
+        None,
+        "{server}"
+    );
+
+    terminate(&worker).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("the worker stops")
+        .expect("status");
+    assert!(status.success(), "{status}");
+    assert!(
+        app.client
+            .get(format!("{base}/livez"))
+            .send()
+            .await
+            .is_err(),
+        "the probes stopped with the worker"
+    );
+}
