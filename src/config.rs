@@ -93,6 +93,10 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30)]
     pub job_retention_days: u32,
 
+    /// Days a rendered scene stays in the scene cache after a render last used it (0: for good).
+    #[arg(long, env = "REELGRAPH_SCENE_CACHE_DAYS", default_value_t = 30)]
+    pub scene_cache_days: u32,
+
     /// Seconds running jobs may take to finish on shutdown before they are released.
     #[arg(long, env = "REELGRAPH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -165,6 +169,7 @@ impl Config {
             job_heartbeat_ms: 500,
             job_poll_ms: 2000,
             job_retention_days: 30,
+            scene_cache_days: 30,
             shutdown_grace_secs: 30,
             public_url: None,
             storage_url: None,
@@ -187,6 +192,8 @@ impl Config {
             heartbeat: Duration::from_millis(self.job_heartbeat_ms.max(10)),
             poll: Duration::from_millis(self.job_poll_ms.max(10)),
             retention: chrono::Duration::days(i64::from(self.job_retention_days)),
+            scene_cache: (self.scene_cache_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.scene_cache_days))),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
     }

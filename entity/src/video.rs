@@ -54,6 +54,8 @@ pub struct Model {
     pub retention_until: Option<DateTimeUtc>,
     /// Soft-delete timestamp; null while the video is live.
     pub deleted_at: Option<DateTimeUtc>,
+    /// When the hourly sweep last removed a deleted video's files (null until then).
+    pub files_removed_at: Option<DateTimeUtc>,
     /// When the row was created.
     pub created_at: DateTimeUtc,
     /// When the row was last updated.

@@ -19,6 +19,7 @@ mod m20261122_000009_index_highlights_by_rank;
 mod m20261122_000010_index_hidden_consents;
 mod m20261204_000011_add_job_parent_attempt;
 mod m20261204_000012_index_claimable_jobs;
+mod m20261205_000013_add_video_files_removed_at;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000010_index_hidden_consents::Migration),
             Box::new(m20261204_000011_add_job_parent_attempt::Migration),
             Box::new(m20261204_000012_index_claimable_jobs::Migration),
+            Box::new(m20261205_000013_add_video_files_removed_at::Migration),
         ]
     }
 }

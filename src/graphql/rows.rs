@@ -229,6 +229,7 @@ pub fn video_at(
             retention_class,
             retention_until,
             deleted_at,
+            files_removed_at,
             created_at,
             updated_at,
         }

@@ -96,6 +96,8 @@ pub struct JobSettings {
     pub poll: std::time::Duration,
     /// Finished jobs older than this are deleted.
     pub retention: chrono::Duration,
+    /// Scene-cache entries unused for this long are removed (`None`: kept for good).
+    pub scene_cache: Option<chrono::Duration>,
     /// On shutdown, how long running jobs may take to finish before they are released.
     pub shutdown_grace: std::time::Duration,
 }

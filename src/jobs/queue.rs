@@ -394,7 +394,11 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
 /// A rendered movie is kept: its MP4 is reached only through its job, and deleting the row
 /// would lose the movie for its owner (and leave the object behind in storage). Everything
 /// else a job produced belongs to another row (a video's proxy, a short's file).
-pub async fn clean_up(db: &DatabaseConnection, retention: chrono::Duration) -> AppResult<u64> {
+pub async fn clean_up(
+    db: &DatabaseConnection,
+    storage: &crate::storage::Storage,
+    retention: chrono::Duration,
+) -> AppResult<u64> {
     let cutoff = Utc::now() - retention;
     let mut deleted = 0;
     loop {
@@ -420,11 +424,24 @@ pub async fn clean_up(db: &DatabaseConnection, retention: chrono::Duration) -> A
         if ids.is_empty() {
             return Ok(deleted);
         }
+        // The plans of movies that did not render go with their jobs (the rows by cascade).
+        let plans: Vec<String> = entity::render_plan::Entity::find()
+            .select_only()
+            .column(entity::render_plan::Column::StorageKey)
+            .filter(entity::render_plan::Column::JobId.is_in(ids.clone()))
+            .into_tuple()
+            .all(db)
+            .await?;
         let result = job::Entity::delete_many()
             .filter(job::Column::Id.is_in(ids))
             .exec(db)
             .await?;
         deleted += result.rows_affected;
+        for key in plans {
+            if let Err(err) = storage.delete(&key).await {
+                tracing::warn!(key, error = %err, "a deleted job's render plan could not be removed");
+            }
+        }
     }
 }
 

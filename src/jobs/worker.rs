@@ -170,7 +170,7 @@ impl WorkerPool {
     /// The hourly upkeep of the shared tables and storage (any pool may run it; each step is
     /// safe to run in several processes at once).
     async fn upkeep(&self) {
-        match queue::clean_up(&self.db, self.settings.retention).await {
+        match queue::clean_up(&self.db, &self.storage, self.settings.retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "deleted finished jobs past retention"),
             Err(err) => tracing::warn!(error = ?err, "job clean-up failed"),
@@ -180,6 +180,27 @@ impl WorkerPool {
             Ok(0) => {}
             Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
             Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
+        }
+        match record::remove_deleted_videos_files(
+            &self.db,
+            &self.storage,
+            record::DELETED_FILES_GRACE,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(videos = n, "removed what was left of deleted videos' files"),
+            Err(err) => tracing::warn!(error = ?err, "deleted-video file sweep failed"),
+        }
+        if let Some(unused_for) = self.settings.scene_cache {
+            match crate::render::prune_scene_cache(&self.db, &self.storage, unused_for).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    scenes = n,
+                    "pruned scene-cache entries no render used lately"
+                ),
+                Err(err) => tracing::warn!(error = ?err, "scene-cache pruning failed"),
+            }
         }
     }
 

@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{
-    JobKind, VideoStatus, caption_track, creator, highlight, short, video, video_variant,
-};
+use entity::{JobKind, VideoStatus, creator, video, video_variant};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
     sea_query::Expr,
@@ -354,47 +352,13 @@ impl MediaMutation {
         }
         // The row no longer shows anywhere; the files go now. One that cannot be removed is
         // logged, not reported: the deletion has happened.
-        for key in objects_of(&app.db, &video).await? {
+        for key in super::record::objects_of(&app.db, video.id, &video.storage_key).await? {
             if let Err(err) = app.storage.delete(&key).await {
                 tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
             }
         }
         Ok(true)
     }
-}
-
-/// The stored objects of a video: the upload, its renditions, caption files and shorts.
-async fn objects_of(
-    db: &sea_orm::DatabaseConnection,
-    video: &video::Model,
-) -> AppResult<Vec<String>> {
-    let mut keys = vec![video.storage_key.clone()];
-    keys.extend(
-        video_variant::Entity::find()
-            .filter(video_variant::Column::VideoId.eq(video.id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|v| v.storage_key),
-    );
-    keys.extend(
-        caption_track::Entity::find()
-            .filter(caption_track::Column::VideoId.eq(video.id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|c| c.storage_key),
-    );
-    keys.extend(
-        short::Entity::find()
-            .inner_join(highlight::Entity)
-            .filter(highlight::Column::VideoId.eq(video.id))
-            .all(db)
-            .await?
-            .into_iter()
-            .filter_map(|s| s.object_key),
-    );
-    Ok(keys)
 }
 
 /// A live video the caller manages: `NOT_FOUND` when they may not see it, `FORBIDDEN` when they

@@ -3,7 +3,7 @@
 //! else meanwhile is never overwritten with stale results.
 
 use chrono::Utc;
-use entity::{VideoStatus, video, video_variant};
+use entity::{VideoStatus, caption_track, highlight, short, video, video_variant};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
     sea_query::{Expr, OnConflict},
@@ -185,3 +185,90 @@ pub async fn abandon_stale_uploads(
 
 /// Abandoned uploads failed per sweep; the next hourly sweep takes the rest.
 const ABANDON_BATCH: u64 = 500;
+
+/// The stored objects of a video: the upload, its renditions, caption files and shorts.
+pub async fn objects_of(
+    db: &DatabaseConnection,
+    video_id: Uuid,
+    upload_key: &str,
+) -> Result<Vec<String>, DbErr> {
+    let mut keys = vec![upload_key.to_owned()];
+    keys.extend(
+        video_variant::Entity::find()
+            .select_only()
+            .column(video_variant::Column::StorageKey)
+            .filter(video_variant::Column::VideoId.eq(video_id))
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    keys.extend(
+        caption_track::Entity::find()
+            .select_only()
+            .column(caption_track::Column::StorageKey)
+            .filter(caption_track::Column::VideoId.eq(video_id))
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    keys.extend(
+        short::Entity::find()
+            .select_only()
+            .column(short::Column::ObjectKey)
+            .inner_join(highlight::Entity)
+            .filter(highlight::Column::VideoId.eq(video_id))
+            .filter(short::Column::ObjectKey.is_not_null())
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    Ok(keys)
+}
+
+/// How long after `deleteVideo` the sweep removes the video's files once more: longer than a
+/// presigned upload link lives (10 minutes), and than a short's render or a probe runs.
+pub const DELETED_FILES_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Deleted videos swept per run; the next hourly run takes the rest.
+const PURGE_BATCH: u64 = 200;
+
+/// Removes, once more, the files of videos deleted more than `grace` ago: a job still running
+/// for the video when it was deleted (a short's render, a probe) or an upload still in flight
+/// may have written one after `deleteVideo` removed the rest. Each video is swept once
+/// (`files_removed_at`); one whose files cannot all be removed is left for the next run.
+/// Returns how many videos were swept.
+pub async fn remove_deleted_videos_files(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    grace: chrono::TimeDelta,
+) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let deleted: Vec<(Uuid, String)> = video::Entity::find()
+        .select_only()
+        .columns([video::Column::Id, video::Column::StorageKey])
+        .filter(video::Column::DeletedAt.lt(now - grace))
+        .filter(video::Column::FilesRemovedAt.is_null())
+        .limit(PURGE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut swept = 0;
+    for (id, upload_key) in deleted {
+        let mut removed_all = true;
+        for key in objects_of(db, id, &upload_key).await? {
+            if let Err(err) = storage.delete(&key).await {
+                tracing::warn!(video_id = %id, key, error = %err, "a deleted video's file could not be removed; trying again next sweep");
+                removed_all = false;
+            }
+        }
+        if removed_all {
+            video::Entity::update_many()
+                .col_expr(video::Column::FilesRemovedAt, Expr::val(now))
+                .filter(video::Column::Id.eq(id))
+                .exec(db)
+                .await?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
+}

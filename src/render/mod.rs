@@ -91,3 +91,46 @@ pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppR
     row.update(txn).await?;
     Ok(())
 }
+
+/// Scene-cache entries pruned per run; the next hourly run takes the rest.
+const PRUNE_BATCH: u64 = 500;
+
+/// Removes the scene clips no render has used for `unused_for`, rows and objects: the cache is
+/// content-addressed and shared, so nothing else ever frees them. An entry used meanwhile
+/// stays (the delete is conditional on `last_used_at`); a clip removed under a render that
+/// found its row a moment earlier is rendered again by the next render that needs it (a hit
+/// checks that the object exists). Returns how many entries were removed.
+pub async fn prune_scene_cache(
+    db: &sea_orm::DatabaseConnection,
+    storage: &crate::storage::Storage,
+    unused_for: chrono::TimeDelta,
+) -> Result<u64, sea_orm::DbErr> {
+    use entity::scene_cache_entry::{Column, Entity};
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let cutoff = chrono::Utc::now() - unused_for;
+    let stale: Vec<(String, String)> = Entity::find()
+        .select_only()
+        .columns([Column::Hash, Column::StorageKey])
+        .filter(Column::LastUsedAt.lt(cutoff))
+        .order_by_asc(Column::LastUsedAt)
+        .limit(PRUNE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut pruned = 0;
+    for (hash, key) in stale {
+        let removed = Entity::delete_many()
+            .filter(Column::Hash.eq(hash))
+            .filter(Column::LastUsedAt.lt(cutoff))
+            .exec(db)
+            .await?;
+        if removed.rows_affected == 0 {
+            continue;
+        }
+        pruned += 1;
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(key, error = %err, "a pruned scene clip could not be removed");
+        }
+    }
+    Ok(pruned)
+}

@@ -1217,6 +1217,91 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// A short's render (or a presigned upload) that ends after `deleteVideo` writes a file no
+/// deletion will see; the hourly sweep removes it once the video has been deleted for an hour,
+/// once, and leaves live videos' files alone.
+async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backend) {
+    use reelgraph::media::record::{DELETED_FILES_GRACE, remove_deleted_videos_files};
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, video, highlight) =
+        approved_highlight(&app, "late-files@example.com", "Late files").await;
+    let (_, _, live) = creator_with_video(&app, "live-files@example.com", "Live files").await;
+    let short = generate_short(&app, &owner.access_token, &highlight, "SQUARE").await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { deleteVideo(id: $id) }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(data["deleteVideo"], true);
+
+    // After the deletion: the short's render finishes, the upload's PUT lands.
+    let db = &app.state.db;
+    let storage = &app.state.storage;
+    let short_key = format!("shorts/test/{short}.mp4");
+    finish_short(&app, &short, None, Some(&short_key)).await;
+    let upload_key = |id: Uuid| async move {
+        entity::video::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("video")
+            .storage_key
+    };
+    let late = [short_key, upload_key(video).await];
+    let kept = upload_key(live).await;
+    for key in late.iter().chain([&kept]) {
+        storage
+            .put_bytes(key, b"bytes".to_vec(), "application/octet-stream")
+            .await
+            .expect("stored");
+    }
+
+    // Within the grace, nothing is touched: the job or the upload may still be writing.
+    let swept = remove_deleted_videos_files(db, storage, DELETED_FILES_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 0);
+    for key in &late {
+        assert!(storage.head(key).await.expect("head").is_some(), "{key}");
+    }
+    let deleted_at = chrono::Utc::now() - chrono::Duration::minutes(61);
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::DeletedAt,
+            sea_orm::sea_query::Expr::val(deleted_at),
+        )
+        .filter(entity::video::Column::Id.eq(video))
+        .exec(db)
+        .await
+        .expect("backdated");
+    let swept = remove_deleted_videos_files(db, storage, DELETED_FILES_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 1);
+    for key in &late {
+        assert!(
+            storage.head(key).await.expect("head").is_none(),
+            "{key} is still stored"
+        );
+    }
+    assert!(
+        storage.head(&kept).await.expect("head").is_some(),
+        "a live video's file went"
+    );
+    let row = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video");
+    assert!(row.files_removed_at.is_some());
+    let swept = remove_deleted_videos_files(db, storage, DELETED_FILES_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 0, "each deleted video is swept once");
+}
+
 /// `updateVideo` renames a video and sets or clears its link elsewhere; bad values name their
 /// field and change nothing; only members and administrators may.
 async fn update_video_edits_title_and_link(backend: Backend) {
@@ -1377,6 +1462,7 @@ both_backends!(
     highlight_pages_cost_a_bounded_number_of_statements,
     node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
     deleting_a_video_hides_everything_under_it_and_removes_its_files,
+    files_written_after_a_video_was_deleted_are_swept_later,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );

@@ -1143,10 +1143,41 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
         row.finished_at = sea_orm::Set(finished_at);
         row.update(db).await.expect("updated");
     }
-    let deleted = queue::clean_up(db, chrono::Duration::days(30))
+    // The plans of the rendered movie and of the failed one, as `render.movie` stores them.
+    let plan_key = |id: Uuid| format!("render-plans/{id}/plan.json");
+    for movie in [ids[0], ids[2]] {
+        app.state
+            .storage
+            .put_bytes(&plan_key(movie), b"{}".to_vec(), "application/json")
+            .await
+            .expect("stored");
+        entity::render_plan::Entity::insert(entity::render_plan::ActiveModel {
+            id: sea_orm::Set(Uuid::now_v7()),
+            job_id: sea_orm::Set(movie),
+            version: sea_orm::Set("1.0".to_owned()),
+            spec: sea_orm::Set(json!({})),
+            hash: sea_orm::Set("sha256:0".to_owned()),
+            storage_key: sea_orm::Set(plan_key(movie)),
+            created_at: sea_orm::Set(chrono::Utc::now()),
+        })
+        .exec(db)
+        .await
+        .expect("plan row");
+    }
+    let deleted = queue::clean_up(db, &app.state.storage, chrono::Duration::days(30))
         .await
         .map_err(|e| e.public_message())
         .expect("cleaned up");
+    let storage = &app.state.storage;
+    let stored = |id: Uuid| {
+        let key = plan_key(id);
+        async move { storage.head(&key).await.expect("head").is_some() }
+    };
+    assert!(stored(ids[0]).await, "the rendered movie's plan is kept");
+    assert!(
+        !stored(ids[2]).await,
+        "the failed movie's plan went with its job"
+    );
     let mut left: Vec<Uuid> = job::Entity::find()
         .all(db)
         .await
@@ -1165,8 +1196,62 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
     );
 }
 
+/// Scene clips no render used for the configured time are removed, rows and files; recent
+/// ones stay.
+async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
+    use entity::scene_cache_entry;
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let db = &app.state.db;
+    let now = chrono::Utc::now();
+    let entries = [
+        ("a", now - chrono::Duration::days(31)),
+        ("b", now - chrono::Duration::days(2)),
+    ];
+    for (name, last_used_at) in entries {
+        let hash = name.repeat(64);
+        let key = format!("scenes/{hash}.mp4");
+        app.state
+            .storage
+            .put_bytes(&key, b"clip".to_vec(), "video/mp4")
+            .await
+            .expect("stored");
+        scene_cache_entry::Entity::insert(scene_cache_entry::ActiveModel {
+            hash: sea_orm::Set(hash),
+            storage_key: sea_orm::Set(key),
+            duration_secs: sea_orm::Set(1.0),
+            size_bytes: sea_orm::Set(Some(4)),
+            created_at: sea_orm::Set(last_used_at),
+            last_used_at: sea_orm::Set(last_used_at),
+        })
+        .exec(db)
+        .await
+        .expect("cache row");
+    }
+    let pruned =
+        reelgraph::render::prune_scene_cache(db, &app.state.storage, chrono::Duration::days(30))
+            .await
+            .expect("pruned");
+    assert_eq!(pruned, 1);
+    let left: Vec<String> = scene_cache_entry::Entity::find()
+        .all(db)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
+    assert_eq!(left, ["b".repeat(64)]);
+    let storage = &app.state.storage;
+    let stored = |name: &str| {
+        let key = format!("scenes/{}.mp4", name.repeat(64));
+        async move { storage.head(&key).await.expect("head").is_some() }
+    };
+    assert!(!stored("a").await, "the old clip's file is removed");
+    assert!(stored("b").await, "the recent clip's file stays");
+}
+
 both_backends!(
     a_job_runs_to_done_with_progress_and_is_completed_once,
+    scene_clips_unused_for_long_are_pruned,
     a_parent_waits_for_its_children_then_runs_its_last_step,
     a_child_that_fails_fails_its_parent_and_cancels_its_siblings,
     cancelling_a_running_job_stops_its_handler,
