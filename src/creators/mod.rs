@@ -12,7 +12,7 @@ use entity::{VideoStatus, creator, creator_follow, video};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryResult, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr, Order},
+    sea_query::{Expr, Order},
 };
 
 pub use members::{CreatorMember, CreatorMemberMutation};
@@ -245,25 +245,8 @@ impl CreatorQuery {
                 creator::Column::Id.not_in_subquery(followed)
             });
         }
-        if let Some(search) = search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            if search.chars().count() > 100 {
-                return Err(AppError::bad_input(
-                    "search",
-                    "must be at most 100 characters",
-                ));
-            }
-            let escaped = search
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            filter = filter.add(
-                Expr::expr(Func::lower(Expr::col((
-                    creator::Entity,
-                    creator::Column::Name,
-                ))))
-                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
-            );
+        if let Some(pattern) = crate::graphql::contains_pattern("search", search.as_deref())? {
+            filter = filter.add(pattern.matches((creator::Entity, creator::Column::Name)));
         }
         let mut select = creator::Entity::find().filter(filter);
         let total = TotalCount::of(db, select.clone());

@@ -142,6 +142,37 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
     uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "is not a valid ID"))
 }
 
+/// A case-insensitive substring to search for (`LIKE`, with its wildcards escaped).
+pub struct Contains(String);
+
+impl Contains {
+    /// `lower(column) LIKE '%…%'`.
+    pub fn matches(
+        &self,
+        column: impl sea_orm::sea_query::IntoColumnRef,
+    ) -> sea_orm::sea_query::SimpleExpr {
+        use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+        Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(&self.0).escape('\\'))
+    }
+}
+
+/// The `search` argument `field` as a [`Contains`]: `None` when blank, a client error naming
+/// `field` when longer than 100 characters.
+pub fn contains_pattern(field: &str, search: Option<&str>) -> AppResult<Option<Contains>> {
+    let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if search.chars().count() > 100 {
+        return Err(AppError::bad_input(field, "must be at most 100 characters"));
+    }
+    let escaped = search
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Ok(Some(Contains(format!("%{escaped}%"))))
+}
+
 /// Where the request came from (empty when unknown).
 pub fn client_info(ctx: &Context<'_>) -> ClientInfo {
     ctx.data::<ClientInfo>().cloned().unwrap_or_default()

@@ -1,5 +1,7 @@
 //! Users as the API shows them, `me`, invite codes, and making administrators.
 
+pub mod admin;
+
 use async_graphql::{
     ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, SimpleObject,
 };
@@ -195,6 +197,40 @@ impl UserQuery {
         }
     }
 
+    /// Every account, newest first. `search` matches a case-insensitive substring of the email
+    /// or display name (at most 100 characters); `role` and `active` narrow the list.
+    /// Administrators only.
+    #[graphql(
+        complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per GraphQL argument"
+    )]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        search: Option<String>,
+        role: Option<UserRole>,
+        active: Option<bool>,
+    ) -> AppResult<RelayConnection<User>> {
+        let args = PageArgs::new(first, after, last, before)?;
+        admin::users(
+            ctx,
+            args,
+            admin::UserFilter {
+                search,
+                role,
+                active,
+            },
+        )
+        .await
+    }
+
     /// The invite codes, newest first. Administrators only.
     async fn invite_codes(
         &self,
@@ -260,6 +296,20 @@ impl UserMutation {
         }
         row.updated_at = Set(chrono::Utc::now());
         Ok(User(row.update(db).await?))
+    }
+
+    /// Changes another account's role or disables it (`isActive: false`) or enables it again.
+    /// Taking `ADMIN` away or disabling ends the account's sessions at once; other role
+    /// changes apply from its next access token. Administrators only, and not on their own
+    /// account.
+    async fn update_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: admin::UpdateUserInput,
+    ) -> AppResult<User> {
+        let id = crate::graphql::parse_id("id", &id)?;
+        admin::update_user(ctx, id, input).await
     }
 
     /// Stops an invite code from admitting anyone more (its remaining uses become 0); returns

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod billing;
 mod cli;
