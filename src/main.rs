@@ -81,6 +81,35 @@ enum AdminCommand {
     },
 }
 
+/// The environment variable behind a rejected value, when the value came from one (the flag
+/// was not on the command line and its variable is set).
+fn from_environment(err: &clap::Error) -> Option<String> {
+    use clap::{
+        CommandFactory,
+        error::{ContextKind, ContextValue},
+    };
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--workers <WORKERS>" → "workers"
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let on_command_line =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_command_line {
+        return None;
+    }
+    fn find(command: &clap::Command, long: &str) -> Option<String> {
+        command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .or_else(|| command.get_subcommands().find_map(|sub| find(sub, long)))
+    }
+    let variable = find(&Cli::command(), long)?;
+    std::env::var_os(&variable).is_some().then_some(variable)
+}
+
 fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_default_env()
@@ -96,7 +125,16 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let note = from_environment(&err);
+        if let Some(variable) = note {
+            // clap names the flag (`--workers <WORKERS>`); the value came from a variable.
+            let _ = err.print();
+            eprintln!("note: the value was read from the environment variable {variable}");
+            std::process::exit(err.exit_code());
+        }
+        err.exit()
+    });
     if !matches!(cli.command, Some(Command::Schema)) {
         init_tracing();
     }

@@ -21,8 +21,8 @@ use std::{
 
 use async_graphql::dataloader::Loader;
 use entity::{
-    VideoStatus, creator, creator_follow, creator_member, highlight, job, user, video,
-    video_variant,
+    VideoStatus, creator, creator_follow, creator_member, credit_ledger_entry, highlight, job,
+    user, video, video_variant,
 };
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
@@ -220,6 +220,7 @@ loader_set!(
     variants: VariantsOf,
     highlights: HighlightById,
     jobs: JobById,
+    job_costs: JobCreditCost,
 );
 
 impl LoaderSet {
@@ -278,6 +279,10 @@ pub struct VisibleVideoById(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FollowerCount(pub Uuid);
+
+/// Credits a job took, net of refunds (its `credit_ledger` rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobCreditCost(pub Uuid);
 
 /// Whether the caller follows a creator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -499,6 +504,35 @@ impl Loader<FollowerCount> for DbLoader {
         Ok(keys
             .iter()
             .map(|k| (*k, counts.get(&k.0).copied().unwrap_or(0)))
+            .collect())
+    }
+}
+
+impl Loader<JobCreditCost> for DbLoader {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[JobCreditCost]) -> Result<HashMap<JobCreditCost, i64>, AppError> {
+        use sea_orm::sea_query::{Alias, Expr, Func};
+        let sums: Vec<(Uuid, i64)> = credit_ledger_entry::Entity::find()
+            .select_only()
+            .column(credit_ledger_entry::Column::JobId)
+            // SUM of a BIGINT is NUMERIC on PostgreSQL.
+            .column_as(
+                Expr::expr(Func::sum(Expr::col(credit_ledger_entry::Column::Delta)))
+                    .cast_as(Alias::new("BIGINT")),
+                "delta",
+            )
+            .filter(credit_ledger_entry::Column::JobId.is_in(ids(keys, |k| k.0)))
+            .group_by(credit_ledger_entry::Column::JobId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let sums: HashMap<Uuid, i64> = sums.into_iter().collect();
+        // Spending is a negative delta; the cost is what the job took, net of refunds.
+        Ok(keys
+            .iter()
+            .map(|k| (*k, -sums.get(&k.0).copied().unwrap_or(0)))
             .collect())
     }
 }

@@ -102,6 +102,19 @@ impl Job {
     async fn cancel_requested(&self) -> bool {
         self.0.cancel_requested
     }
+    /// Prepaid credits this job took, net of refunds (a render past the plan's minutes, say;
+    /// 0 when it took none). For its owner and administrators; null otherwise.
+    async fn cost_credits(&self, ctx: &Context<'_>) -> AppResult<Option<i64>> {
+        let viewer = viewer(ctx)?;
+        let own = viewer.user().is_some_and(|u| u.id == self.0.owner_id);
+        if !own && !viewer.is_admin() {
+            return Ok(None);
+        }
+        let cost = loaders(ctx)?
+            .load_one(crate::graphql::loaders::JobCreditCost(self.0.id))
+            .await?;
+        Ok(Some(cost.unwrap_or(0)))
+    }
     /// Monotonic version of this job; grows with every change.
     async fn version(&self) -> i64 {
         self.0.seq

@@ -28,6 +28,7 @@ both_backends!(
     plans_set_the_limits,
     render_usage_and_admin_mutations_over_http,
     the_credit_ledger_is_for_its_user_and_admins,
+    a_job_shows_the_credits_it_took,
 );
 
 async fn spawn(backend: Backend) -> TestApp {
@@ -699,4 +700,61 @@ async fn the_credit_ledger_is_for_its_user_and_admins(backend: Backend) {
         .ok(Some(&admin.access_token), team, json!({ "c": creator }))
         .await;
     assert_eq!(ledger_of_owner(&data)["totalCount"], 2, "{data}");
+}
+
+/// `Job.costCredits` is what the job took from the prepaid balance, net of refunds, for its
+/// owner and administrators; jobs in a list are summed in one statement.
+async fn a_job_shows_the_credits_it_took(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let session = app.register("costs@example.com").await;
+    let user = uid(&session);
+    grant(db, user, 10).await;
+    // The free plan's 5 minutes a day, then 1 paid minute, then 2 paid and given back.
+    let (free, _) = reserve_one(db, user, 5.0, false, now).await;
+    assert_eq!(free.expect("fits").credits, 0);
+    let (paid, paid_job) = reserve_one(db, user, 1.0, true, now).await;
+    assert_eq!(paid.expect("paid").credits, 1);
+    let (refunded, refunded_job) = reserve_one(db, user, 2.0, true, now).await;
+    let refunded = refunded.expect("paid");
+    assert_eq!(refunded.credits, 2);
+    release(db, &refunded, refunded_job).await;
+    let txn = queue::begin_write(db).await.expect("txn");
+    let unpaid_job = new_job(&txn, user).await;
+    txn.commit().await.expect("commit");
+
+    let query = "query($id: ID!) { job(id: $id) { costCredits } }";
+    let cost = |token: String, id: Uuid| {
+        let app = &app;
+        async move {
+            app.ok(Some(&token), query, json!({ "id": id })).await["job"]["costCredits"].clone()
+        }
+    };
+    let token = session.access_token.clone();
+    assert_eq!(cost(token.clone(), paid_job.expect("job")).await, 1);
+    assert_eq!(cost(token.clone(), refunded_job.expect("job")).await, 0);
+    assert_eq!(cost(token.clone(), unpaid_job).await, 0);
+    let admin = app.admin("costs-admin@example.com").await;
+    assert_eq!(cost(admin.access_token, paid_job.expect("job")).await, 1);
+
+    let before = app.statements();
+    let data = app
+        .ok(
+            Some(&token),
+            "{ jobs(first: 10) { nodes { id costCredits } } }",
+            json!({}),
+        )
+        .await;
+    let statements = app.statements() - before;
+    let mut costs: Vec<i64> = data["jobs"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|j| j["costCredits"].as_i64().expect("cost"))
+        .collect();
+    costs.sort_unstable();
+    assert_eq!(costs, [0, 0, 1]);
+    // Three here; one statement per job would be five.
+    assert!(statements <= 3, "{statements} statements");
 }

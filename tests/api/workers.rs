@@ -500,6 +500,26 @@ async fn boolean_settings_take_the_usual_spellings() {
     assert!(said.contains("invalid value 'banana'"), "{said}");
 }
 
+/// A bad value set in the environment is reported with its variable, not only the flag
+/// clap knows it by; a bad flag on the command line is not blamed on the environment.
+#[tokio::test]
+async fn a_bad_value_from_the_environment_names_its_variable() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir.path().to_str().expect("utf-8");
+    let env = [("REELGRAPH_DATA_DIR", dir), ("REELGRAPH_WORKERS", "many")];
+    let (ok, said) = run_reelgraph(&["migrate"], &env).await;
+    assert!(!ok);
+    assert!(said.contains("invalid value 'many'"), "{said}");
+    assert!(
+        said.contains("environment variable REELGRAPH_WORKERS"),
+        "{said}"
+    );
+    let (ok, said) = run_reelgraph(&["migrate", "--workers", "few"], &env[..1]).await;
+    assert!(!ok);
+    assert!(said.contains("invalid value 'few'"), "{said}");
+    assert!(!said.contains("environment variable"), "{said}");
+}
+
 /// With `REELGRAPH_LOG_FORMAT=json`, the reason a process stops is also a JSON log line (log
 /// pipelines that read JSON would drop the plain one).
 #[tokio::test]
