@@ -23,7 +23,9 @@ pub struct CreateCreatorInput {
     pub avatar_url: Option<String>,
     /// Platform name → profile URL.
     pub social_links: Option<Json<serde_json::Value>>,
-    /// Intro/outro card settings for generated shorts.
+    /// Intro/outro cards put around every short of the creator's: `{"intro": {"text",
+    /// "durationSecs" (0.5–10, default 2), "background", "color" ("#RRGGBB", default white on
+    /// black)}, "outro": {…}}`; either may be left out. Other keys are kept as given.
     pub shorts_template: Option<Json<serde_json::Value>>,
 }
 
@@ -36,6 +38,9 @@ pub struct UpdateCreatorInput {
     pub genres: Option<Vec<String>>,
     pub avatar_url: MaybeUndefined<String>,
     pub social_links: Option<Json<serde_json::Value>>,
+    /// Intro/outro cards put around every short rendered from now on of the creator's: `{"intro": {"text",
+    /// "durationSecs" (0.5–10, default 2), "background", "color" ("#RRGGBB", default white on
+    /// black)}, "outro": {…}}`; either may be left out. Other keys are kept as given.
     pub shorts_template: MaybeUndefined<Json<serde_json::Value>>,
     /// Administrators only.
     pub featured: Option<bool>,

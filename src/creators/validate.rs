@@ -167,6 +167,8 @@ pub fn template(field: &str, template: &Value) -> AppResult<Value> {
             format!("must be at most {MAX_TEMPLATE_BYTES} bytes of JSON"),
         ));
     }
+    // Its cards must be ones `render.short` can draw; other keys are the client's own.
+    crate::shorts::template::Template::parse(field, template)?;
     Ok(template.clone())
 }
 

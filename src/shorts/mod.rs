@@ -3,6 +3,7 @@
 //! the video's consent.
 
 pub mod render;
+pub mod template;
 
 use async_graphql::{Context, ID, InputObject, Object};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

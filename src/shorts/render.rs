@@ -4,12 +4,15 @@
 
 use std::{fmt::Write, path::Path};
 
-use entity::{ShortPreset, ShortStatus, highlight, key_moment, short, transcript_segment, video};
+use entity::{
+    ShortPreset, ShortStatus, creator, highlight, key_moment, short, transcript_segment, video,
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::template::{Card, Template};
 use crate::{
     jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
     render::{ffmpeg, jobs::run_with_progress},
@@ -93,6 +96,103 @@ fn filter_path(path: &Path) -> String {
         .replace('\'', "\\'")
 }
 
+/// The text files of a template's cards (drawtext reads them as written: no escaping, no
+/// `%{…}` expansion).
+struct CardFiles {
+    intro: Option<std::path::PathBuf>,
+    outro: Option<std::path::PathBuf>,
+}
+
+impl CardFiles {
+    async fn write(dir: &Path, template: &Template) -> Result<Self, JobFailure> {
+        let mut files = Self {
+            intro: None,
+            outro: None,
+        };
+        for (name, card, slot) in [
+            ("intro", &template.intro, &mut files.intro),
+            ("outro", &template.outro, &mut files.outro),
+        ] {
+            if let Some(card) = card {
+                let path = dir.join(format!("{name}.txt"));
+                tokio::fs::write(&path, &card.text)
+                    .await
+                    .map_err(|e| JobFailure::internal("could not write a work file", e))?;
+                *slot = Some(path);
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// Audio every part of a short is converted to before they are joined.
+const AUDIO_FORMAT: &str = "aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo";
+/// Frame rate of a short with cards (its parts must share one to be joined).
+const CARD_FPS: u32 = 30;
+
+/// One card's video and silent audio, labelled `[{name}v]` and `[{name}a]`.
+fn card_chains(name: &str, card: &Card, file: &Path, (width, height): (u32, u32)) -> String {
+    // Large, but the longest line still fits the width (a glyph is about 0.6 of the size).
+    let longest = card
+        .text
+        .lines()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let fit = (f64::from(width) * 0.9 / (0.6 * longest as f64)) as u32;
+    let font_size = (height / 12).min(fit).max(12);
+    let d = card.duration_secs;
+    format!(
+        "color=c=0x{bg}:s={width}x{height}:r={CARD_FPS}:d={d:.3},\
+         drawtext=textfile='{file}':expansion=none:fontsize={font_size}:fontcolor=0x{fg}:\
+         line_spacing={gap}:x=(w-text_w)/2:y=(h-text_h)/2,format=yuv420p,setsar=1[{name}v];\
+         anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{d:.3},{AUDIO_FORMAT}[{name}a]",
+        bg = card.background,
+        fg = card.color,
+        file = filter_path(file),
+        gap = font_size / 4,
+    )
+}
+
+/// The `-filter_complex` graph of a short with cards: the reframed clip (input 0, already cut
+/// to `duration`) between its intro and outro, as `[v]` and `[a]`.
+fn with_cards(
+    clip_filter: &str,
+    has_audio: bool,
+    duration: f64,
+    size: (u32, u32),
+    template: &Template,
+    files: &CardFiles,
+) -> String {
+    let mut chains = vec![format!(
+        "[0:v:0]{clip_filter},fps={CARD_FPS},format=yuv420p[clipv]"
+    )];
+    chains.push(if has_audio {
+        format!("[0:a:0]{AUDIO_FORMAT},apad,atrim=0:{duration:.3}[clipa]")
+    } else {
+        format!(
+            "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}[clipa]"
+        )
+    });
+    let mut parts = Vec::new();
+    if let (Some(card), Some(file)) = (&template.intro, &files.intro) {
+        chains.push(card_chains("intro", card, file, size));
+        parts.push("[introv][introa]");
+    }
+    parts.push("[clipv][clipa]");
+    if let (Some(card), Some(file)) = (&template.outro, &files.outro) {
+        chains.push(card_chains("outro", card, file, size));
+        parts.push("[outrov][outroa]");
+    }
+    chains.push(format!(
+        "{}concat=n={}:v=1:a=1[v][a]",
+        parts.concat(),
+        parts.len()
+    ));
+    chains.join(";")
+}
+
 struct RenderShort;
 
 #[async_trait::async_trait]
@@ -128,6 +228,19 @@ impl JobHandler for RenderShort {
         let Some(source) = source else {
             return Err(JobFailure::permanent("the source video no longer exists"));
         };
+        // The creator's cards, as they are when the short renders. A stored template this
+        // server cannot read (imported from elsewhere) gives a short without cards.
+        let template = creator::Entity::find_by_id(source.creator_id)
+            .one(db)
+            .await
+            .map_err(db_failure)?
+            .and_then(|c| c.shorts_template)
+            .map_or_else(Template::default, |value| {
+                Template::parse("shortsTemplate", &value).unwrap_or_else(|err| {
+                    tracing::warn!(creator_id = %source.creator_id, error = %err.public_message(), "shortsTemplate ignored");
+                    Template::default()
+                })
+            });
         short::Entity::update_many()
             .col_expr(short::Column::Status, Expr::val(ShortStatus::Processing))
             .col_expr(short::Column::UpdatedAt, Expr::val(chrono::Utc::now()))
@@ -186,39 +299,66 @@ impl JobHandler for RenderShort {
             }
         }
         let output = dir.path().join("short.mp4");
-        let mut args: Vec<String> = vec![
-            "-ss".into(),
+        let source_input = [
+            "-ss".to_owned(),
             format!("{start:.3}"),
-            "-format_whitelist".into(),
-            ffmpeg::MEDIA_FORMATS.into(),
-            "-i".into(),
-            source_path.display().to_string(),
+            "-format_whitelist".to_owned(),
+            ffmpeg::MEDIA_FORMATS.to_owned(),
         ];
-        if !probe.has_audio {
-            // Every short has an audio track, silent if the source has none.
+        let mut args: Vec<String> = source_input.to_vec();
+        let total = if template.is_empty() {
+            args.extend(["-i".into(), source_path.display().to_string()]);
+            if !probe.has_audio {
+                // Every short has an audio track, silent if the source has none.
+                args.extend([
+                    "-f".into(),
+                    "lavfi".into(),
+                    "-i".into(),
+                    "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
+                ]);
+            }
             args.extend([
-                "-f".into(),
-                "lavfi".into(),
-                "-i".into(),
-                "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
+                "-t".into(),
+                format!("{duration:.3}"),
+                "-vf".into(),
+                filter,
+                "-map".into(),
+                "0:v:0".into(),
+                "-map".into(),
+                if probe.has_audio {
+                    "0:a:0".into()
+                } else {
+                    "1:a".into()
+                },
             ]);
-        }
-        args.extend([
-            "-t".into(),
-            format!("{duration:.3}"),
-            "-vf".into(),
-            filter,
-            "-map".into(),
-            "0:v:0".into(),
-        ]);
-        args.extend([
-            "-map".into(),
-            if probe.has_audio {
-                "0:a:0".into()
-            } else {
-                "1:a".into()
-            },
-        ]);
+            duration
+        } else {
+            // The clip is cut at the input, so it joins the cards at its own length.
+            args.extend([
+                "-t".into(),
+                format!("{duration:.3}"),
+                "-i".into(),
+                source_path.display().to_string(),
+            ]);
+            let cards = CardFiles::write(dir.path(), &template).await?;
+            let graph = with_cards(
+                &filter,
+                probe.has_audio,
+                duration,
+                (width, height),
+                &template,
+                &cards,
+            );
+            args.extend([
+                "-filter_complex".into(),
+                graph,
+                "-map".into(),
+                "[v]".into(),
+                "-map".into(),
+                "[a]".into(),
+            ]);
+            duration + template.added_secs()
+        };
         args.extend(
             [
                 "-c:v",
@@ -243,7 +383,7 @@ impl JobHandler for RenderShort {
             .map(str::to_owned),
         );
         args.push(output.display().to_string());
-        run_with_progress(ctx, &tools, &args, duration, "rendering", (0.05, 0.95)).await?;
+        run_with_progress(ctx, &tools, &args, total, "rendering", (0.05, 0.95)).await?;
 
         let rendered = ffmpeg::probe(&tools, &output)
             .await
@@ -267,6 +407,8 @@ impl JobHandler for RenderShort {
                 "width": rendered.width,
                 "height": rendered.height,
                 "captions_burned": captions_burned,
+                "intro": template.intro.is_some(),
+                "outro": template.outro.is_some(),
             }),
             output_ref: Some(key),
         })

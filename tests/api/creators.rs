@@ -110,6 +110,15 @@ async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backen
             json!({ "name": "ok", "shortsTemplate": { "font\u{0}": "Inter" } }),
             "input.shortsTemplate",
         ),
+        // Cards the renderer could not draw are refused when stored, not when a short renders.
+        (
+            json!({ "name": "ok", "shortsTemplate": { "intro": { "text": "Hi", "durationSecs": 60 } } }),
+            "input.shortsTemplate.intro.durationSecs",
+        ),
+        (
+            json!({ "name": "ok", "shortsTemplate": { "outro": { "text": "Bye", "color": "#fff" } } }),
+            "input.shortsTemplate.outro.color",
+        ),
     ];
     for (input, field) in cases {
         let body = app.gql(token, create, json!({ "input": input })).await;

@@ -69,6 +69,9 @@ async fn finish(app: &TestApp, token: &str, job: &str) -> String {
             .unwrap_or_default()
             .to_owned();
         if ["DONE", "FAILED", "CANCELLED"].contains(&status.as_str()) {
+            if status != "DONE" {
+                eprintln!("job {job} ended {status}: {}", data["job"]["error"]);
+            }
             return status;
         }
         assert!(
@@ -131,6 +134,125 @@ async fn probe_url(app: &TestApp, url: &str) -> ffmpeg::Probe {
     ffmpeg::probe(&tools, &path)
         .await
         .expect("ffprobe reads the short")
+}
+
+/// The mean colour of the top-left 16×16 pixels of the frame at `at` seconds.
+async fn corner_rgb(path: &std::path::Path, at: f64) -> [u8; 3] {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let output = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-ss", &format!("{at:.3}"), "-i"])
+        .arg(path)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "crop=16:16:0:0,scale=1:1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .await
+        .expect("ffmpeg runs");
+    assert!(output.status.success(), "{output:?}");
+    output.stdout[..3].try_into().expect("three bytes")
+}
+
+fn near(actual: [u8; 3], expected: [u8; 3]) -> bool {
+    actual
+        .iter()
+        .zip(expected)
+        .all(|(a, e)| a.abs_diff(e) <= 40)
+}
+
+/// A creator's `shortsTemplate` puts its intro and outro cards around the creator's shorts:
+/// the short is longer by the cards, opens on the intro's colour and closes on the outro's,
+/// with the clip (and its sound) between them.
+async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("cards@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let template = json!({
+        "intro": { "text": "Studio Cards\npresents", "durationSecs": 1.0, "background": "#E01010", "color": "#FFFFFF" },
+        "outro": { "text": "Follow @cards for more", "durationSecs": 1.5, "background": "#1010E0" },
+        "brandKit": { "kept": true },
+    });
+    let data = app
+        .ok(
+            token,
+            "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id shortsTemplate } }",
+            json!({ "input": { "name": "Studio Cards", "shortsTemplate": template } }),
+        )
+        .await;
+    assert_eq!(data["createCreator"]["shortsTemplate"], template);
+    let creator = data["createCreator"]["id"].as_str().expect("id").to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video(dir.path()).await;
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    let video = upload["video"]["id"].as_str().expect("video").to_owned();
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(&app, &owner.access_token, probe_job).await, "DONE");
+    app.ok(
+        token,
+        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
+        json!({ "v": video, "m": [{ "title": "The point", "startTime": 4.0, "endTime": 9.0 }] }),
+    )
+    .await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { detectHighlights(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let highlight = data["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight")
+        .to_owned();
+    app.ok(
+        token,
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": highlight }),
+    )
+    .await;
+
+    let made = short(&app, &owner, &highlight, "SQUARE", false).await;
+    assert_eq!(made["status"], "COMPLETE");
+    let url = made["url"].as_str().expect("url");
+    let path = dir.path().join("short.mp4");
+    let response = app.client.get(url).send().await.expect("download");
+    std::fs::write(&path, response.bytes().await.expect("bytes")).expect("write");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = ffmpeg::probe(&tools, &path)
+        .await
+        .expect("ffprobe reads it");
+    assert_eq!((probe.width, probe.height), (Some(720), Some(720)));
+    assert!(probe.has_audio);
+    let duration = probe.duration_secs.expect("duration");
+    assert!(
+        (duration - 7.5).abs() <= 0.15,
+        "1 s intro + 5 s clip + 1.5 s outro: {duration}"
+    );
+    let (red, blue) = ([0xE0, 0x10, 0x10], [0x10, 0x10, 0xE0]);
+    let opening = corner_rgb(&path, 0.5).await;
+    assert!(near(opening, red), "intro: {opening:?}");
+    let middle = corner_rgb(&path, 3.5).await;
+    assert!(
+        !near(middle, red) && !near(middle, blue),
+        "the clip: {middle:?}"
+    );
+    let closing = corner_rgb(&path, duration - 0.5).await;
+    assert!(near(closing, blue), "outro: {closing:?}");
 }
 
 async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
@@ -449,4 +571,7 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
     assert!(again["uploadUrl"].is_null());
 }
 
-both_backends!(a_source_video_becomes_shorts_that_consent_governs);
+both_backends!(
+    a_source_video_becomes_shorts_that_consent_governs,
+    shorts_open_and_close_with_the_creators_cards,
+);
