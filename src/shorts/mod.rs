@@ -9,8 +9,8 @@ use async_graphql::{Context, ID, InputObject, Object};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use entity::{
-    HighlightStatus, JobKind, JobStatus, ShortPreset, ShortStatus, VideoStatus, highlight, job,
-    short, video, video_consent,
+    HighlightStatus, JobKind, JobStatus, ShortPreset, ShortStatus, VideoStatus, creator, highlight,
+    job, short, video, video_consent,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
@@ -300,11 +300,18 @@ impl ShortMutation {
             txn.rollback().await?;
             return Err(not_approved());
         }
-        // The short's length, so the minutes it reserves: never more than the video holds.
+        // The short's length, so the minutes it reserves: never more than the video holds,
+        // plus the creator's intro and outro cards.
+        let cards = creator::Entity::find_by_id(source.creator_id)
+            .one(&txn)
+            .await?
+            .and_then(|c| c.shorts_template)
+            .and_then(|t| template::Template::parse("shortsTemplate", &t).ok())
+            .map_or(0.0, |t| t.added_secs());
         let length = match source.duration_secs {
             Some(video) if video.is_finite() && video > 0.0 => highlight.duration_secs.min(video),
             _ => highlight.duration_secs,
-        };
+        } + cards;
         let id = Uuid::now_v7();
         let mut short_input = json!({ "short_id": id });
         crate::jobs::webhooks::attach(&mut short_input, callback);

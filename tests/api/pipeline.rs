@@ -253,6 +253,18 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
     );
     let closing = corner_rgb(&path, duration - 0.5).await;
     assert!(near(closing, blue), "outro: {closing:?}");
+    // The cards count towards the minutes the short reserved (and then consumed).
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let job = entity::job::Entity::find()
+        .filter(entity::job::Column::JobType.eq("render.short"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the short's job");
+    let reserved = job.input["reservation"]["minutes"]
+        .as_f64()
+        .expect("minutes");
+    assert!((reserved * 60.0 - 7.5).abs() < 1e-6, "{reserved} min");
 }
 
 async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
