@@ -225,7 +225,7 @@ impl JobHandler for RenderShort {
             .one(db)
             .await
             .map_err(db_failure)?;
-        let Some(source) = source else {
+        let Some(source) = source.filter(|v| v.deleted_at.is_none()) else {
             return Err(JobFailure::permanent("the source video no longer exists"));
         };
         // The creator's cards, as they are when the short renders. A stored template this

@@ -1217,6 +1217,43 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// A short queued before its video was deleted fails at once when a worker takes it, saying
+/// why, instead of retrying downloads of a file that is gone.
+async fn a_short_of_a_deleted_video_fails_without_retrying(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, video, highlight) =
+        approved_highlight(&app, "gone-source@example.com", "Gone source").await;
+    let short = generate_short(&app, &owner.access_token, &highlight, "VERTICAL").await;
+    let token = Some(owner.access_token.as_str());
+    let job = entity::short::Entity::find_by_id(short.parse::<Uuid>().expect("uuid"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .and_then(|s| s.job_id)
+        .expect("the short's job");
+    app.ok(
+        token,
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": video }),
+    )
+    .await;
+    let _workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let ended = crate::jobs::wait_for(
+        &app,
+        &owner.access_token,
+        job,
+        std::time::Duration::from_secs(60),
+        |job| job["status"] == "FAILED",
+    )
+    .await;
+    assert_eq!(
+        ended["error"], "the source video no longer exists",
+        "{ended}"
+    );
+    assert_eq!(ended["attempts"], 1, "{ended}");
+}
+
 /// A short's render (or a presigned upload) that ends after `deleteVideo` writes a file no
 /// deletion will see; the hourly sweep removes it once the video has been deleted for an hour,
 /// once, and leaves live videos' files alone.
@@ -1463,6 +1500,7 @@ both_backends!(
     node_finds_each_kind_by_id_and_hides_what_the_caller_may_not_see,
     deleting_a_video_hides_everything_under_it_and_removes_its_files,
     files_written_after_a_video_was_deleted_are_swept_later,
+    a_short_of_a_deleted_video_fails_without_retrying,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
