@@ -1,6 +1,7 @@
 //! Editing a video's content: `setTranscript` (and the caption files generated from it),
-//! `addKeyMoments`, `detectHighlights`, and curating highlights with `approveHighlight`,
-//! `rejectHighlight` and `trimHighlight`.
+//! `addKeyMoments` (and `reviewKeyMoment`, `updateKeyMoment`, `deleteKeyMoment`),
+//! `detectHighlights`, and curating highlights with `approveHighlight`, `rejectHighlight` and
+//! `trimHighlight`.
 //!
 //! Every mutation is for the video's creator's members and administrators. A video the caller
 //! cannot see is `NOT_FOUND` (ids cannot be probed); one they can see but do not manage is
@@ -86,6 +87,28 @@ async fn managed_video(ctx: &Context<'_>, id: Uuid) -> AppResult<(AuthUser, vide
         .ok_or(AppError::NotFound("video"))?;
     viewer.ensure_manages_creator(db, video.creator_id).await?;
     Ok((user, video))
+}
+
+/// The key moment `id` and its video, if the caller may change it: its video's rules
+/// (`NOT_FOUND` when they may not see it, `FORBIDDEN` when they see but do not manage it).
+async fn managed_key_moment(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> AppResult<(key_moment::Model, video::Model)> {
+    let id = parse_id("id", id)?;
+    viewer(ctx)?.require_user()?;
+    let db = &state(ctx)?.db;
+    let moment = key_moment::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("key moment"))?;
+    let (_, video) = managed_video(ctx, moment.video_id)
+        .await
+        .map_err(|err| match err {
+            AppError::NotFound(_) => AppError::NotFound("key moment"),
+            other => other,
+        })?;
+    Ok((moment, video))
 }
 
 /// The highlight `id`, if the caller may curate it (same rules as its video).
@@ -446,21 +469,8 @@ impl ContentMutation {
         id: ID,
         status: ReviewStatus,
     ) -> AppResult<KeyMoment> {
-        let id = parse_id("id", &id)?;
-        viewer(ctx)?.require_user()?;
+        let (moment, _) = managed_key_moment(ctx, &id).await?;
         let db = &state(ctx)?.db;
-        let moment = key_moment::Entity::find_by_id(id)
-            .one(db)
-            .await?
-            .ok_or(AppError::NotFound("key moment"))?;
-        // Its video's rules: NOT_FOUND when the caller may not see it, FORBIDDEN when they see
-        // but do not manage it.
-        managed_video(ctx, moment.video_id)
-            .await
-            .map_err(|err| match err {
-                AppError::NotFound(_) => AppError::NotFound("key moment"),
-                other => other,
-            })?;
         let updated = key_moment::Entity::update_many()
             .col_expr(key_moment::Column::ReviewStatus, Expr::val(status))
             .col_expr(key_moment::Column::UpdatedAt, Expr::val(Utc::now()))
@@ -471,6 +481,99 @@ impl ContentMutation {
             .next()
             .ok_or(AppError::NotFound("key moment"))?;
         Ok(KeyMoment(updated))
+    }
+
+    /// Replaces a key moment's title, summary, times, category, tags and type (its review
+    /// status stays). Its highlight follows the new range: the length of an untrimmed one
+    /// changes with it, and a trim that no longer fits inside is cleared. Scores change on the
+    /// next `detectHighlights`. Members of the video's creator and administrators.
+    async fn update_key_moment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        moment: KeyMomentInput,
+    ) -> AppResult<KeyMoment> {
+        let (found, video) = managed_key_moment(ctx, &id).await?;
+        let valid = validate::key_moment("moment", &moment, video.duration_secs)?;
+        let db = &state(ctx)?.db;
+        let now = Utc::now();
+        let txn = crate::jobs::queue::begin_write(db).await?;
+        let mut row: key_moment::ActiveModel = found.into();
+        row.title = Set(valid.title);
+        row.summary = Set(valid.summary);
+        row.start_time = Set(valid.start);
+        row.end_time = Set(valid.end);
+        row.topic_category = Set(valid.topic_category);
+        row.topic_tags = Set(serde_json::Value::from(valid.topic_tags));
+        row.content_type = Set(valid.content_type);
+        row.updated_at = Set(now);
+        let updated = row.update(&txn).await?;
+        if let Some(highlight) = highlight::Entity::find()
+            .filter(highlight::Column::KeyMomentId.eq(updated.id))
+            .one(&txn)
+            .await?
+        {
+            let trim = highlight
+                .trim_start
+                .zip(highlight.trim_end)
+                .filter(|&(start, end)| validate::trim(start, end, &updated).is_ok());
+            let mut row: highlight::ActiveModel = highlight.into();
+            row.trim_start = Set(trim.map(|t| t.0));
+            row.trim_end = Set(trim.map(|t| t.1));
+            row.duration_secs =
+                Set(trim.map_or(updated.end_time - updated.start_time, |t| t.1 - t.0));
+            row.updated_at = Set(now);
+            row.update(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(KeyMoment(updated))
+    }
+
+    /// Deletes a key moment, with its highlight and that highlight's shorts (their files and
+    /// share links too). `CONFLICT` while one of those shorts is still rendering. Members of
+    /// the video's creator and administrators.
+    async fn delete_key_moment(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        let (moment, _) = managed_key_moment(ctx, &id).await?;
+        let app = state(ctx)?;
+        let txn = crate::jobs::queue::begin_write(&app.db).await?;
+        // The highlight's row first (locked on PostgreSQL), so a `generateShort` of it waits
+        // for this deletion and then finds nothing, instead of racing it.
+        let mut find =
+            highlight::Entity::find().filter(highlight::Column::KeyMomentId.eq(moment.id));
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            find = find.lock_exclusive();
+        }
+        let highlights: Vec<Uuid> = find.all(&txn).await?.into_iter().map(|h| h.id).collect();
+        let shorts = entity::short::Entity::find()
+            .filter(entity::short::Column::HighlightId.is_in(highlights))
+            .all(&txn)
+            .await?;
+        if shorts.iter().any(|s| {
+            matches!(
+                s.status,
+                entity::ShortStatus::Pending | entity::ShortStatus::Processing
+            )
+        }) {
+            txn.rollback().await?;
+            return Err(AppError::conflict(
+                Some("id"),
+                "a short of this key moment is still rendering: cancel its job or wait for it",
+            ));
+        }
+        // The highlight and its shorts go with the moment (foreign keys cascade).
+        let deleted = key_moment::Entity::delete_by_id(moment.id)
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        if deleted.rows_affected == 0 {
+            return Err(AppError::NotFound("key moment"));
+        }
+        delete_unreachable(
+            app,
+            shorts.into_iter().filter_map(|s| s.object_key).collect(),
+        )
+        .await;
+        Ok(true)
     }
 
     /// Approves a highlight for shorts.
@@ -509,11 +612,12 @@ impl ContentMutation {
     }
 }
 
-/// Deletes caption files no row names any more, logging (not failing on) what could not go.
+/// Deletes files no row names any more (caption files, shorts), logging (not failing on)
+/// what could not go.
 async fn delete_unreachable(app: &crate::state::AppState, keys: Vec<String>) {
     for key in keys {
         if let Err(err) = app.storage.delete(&key).await {
-            tracing::warn!(%key, error = %err, "could not delete a caption file");
+            tracing::warn!(%key, error = %err, "could not delete a file no row names any more");
         }
     }
 }

@@ -191,33 +191,35 @@ pub fn key_moments(
     input
         .iter()
         .enumerate()
-        .map(|(i, moment)| {
-            let path = format!("{field}.{i}");
-            time_range(&path, moment.start_time, moment.end_time, duration)?;
-            Ok(Moment {
-                start: moment.start_time,
-                end: moment.end_time,
-                title: required_text(&format!("{path}.title"), &moment.title, MAX_TITLE, false)?,
-                summary: moment
-                    .summary
-                    .as_deref()
-                    .map(|s| text(&format!("{path}.summary"), s, MAX_SUMMARY, true))
-                    .transpose()?
-                    .flatten(),
-                topic_category: moment
-                    .topic_category
-                    .as_deref()
-                    .map(|c| text_field(&format!("{path}.topicCategory"), c, MAX_CATEGORY))
-                    .transpose()?
-                    .flatten(),
-                topic_tags: tags(
-                    &format!("{path}.topicTags"),
-                    moment.topic_tags.as_deref().unwrap_or_default(),
-                )?,
-                content_type: moment.content_type,
-            })
-        })
+        .map(|(i, moment)| key_moment(&format!("{field}.{i}"), moment, duration))
         .collect()
+}
+
+/// One key moment; errors name its fields under `path`.
+pub fn key_moment(path: &str, moment: &KeyMomentInput, duration: Option<f64>) -> AppResult<Moment> {
+    time_range(path, moment.start_time, moment.end_time, duration)?;
+    Ok(Moment {
+        start: moment.start_time,
+        end: moment.end_time,
+        title: required_text(&format!("{path}.title"), &moment.title, MAX_TITLE, false)?,
+        summary: moment
+            .summary
+            .as_deref()
+            .map(|s| text(&format!("{path}.summary"), s, MAX_SUMMARY, true))
+            .transpose()?
+            .flatten(),
+        topic_category: moment
+            .topic_category
+            .as_deref()
+            .map(|c| text_field(&format!("{path}.topicCategory"), c, MAX_CATEGORY))
+            .transpose()?
+            .flatten(),
+        topic_tags: tags(
+            &format!("{path}.topicTags"),
+            moment.topic_tags.as_deref().unwrap_or_default(),
+        )?,
+        content_type: moment.content_type,
+    })
 }
 
 /// Tags, each 1–50 characters, duplicates (ignoring case) dropped keeping the first spelling.

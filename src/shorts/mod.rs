@@ -165,28 +165,7 @@ impl ShortQuery {
     /// COMPLETE one for everyone else.
     pub(crate) async fn short(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<Short>> {
         let id = parse_id("id", &id)?;
-        let db = &state(ctx)?.db;
-        let Some(row) = short::Entity::find_by_id(id).one(db).await? else {
-            return Err(AppError::NotFound("short"));
-        };
-        let video_id = highlight::Entity::find_by_id(row.highlight_id)
-            .one(db)
-            .await?
-            .map(|h| h.video_id);
-        let video = match video_id {
-            Some(video_id) => loaders(ctx)?.load_one(VisibleVideoById(video_id)).await?,
-            None => None,
-        };
-        let visible = match video {
-            Some(_) if row.status == ShortStatus::Complete => true,
-            Some(video) => viewer(ctx)?.manages_creator(db, video.creator_id).await?,
-            None => false,
-        };
-        if visible {
-            Ok(Some(Short(row)))
-        } else {
-            Err(AppError::NotFound("short"))
-        }
+        Ok(Some(Short(visible_short(ctx, id).await?)))
     }
 
     /// A shared short, for anyone with its token — no sign-in. Null unless the short is
@@ -208,6 +187,33 @@ impl ShortQuery {
             return Ok(None);
         };
         Ok(publicly_visible(db, &row).await?.then_some(Short(row)))
+    }
+}
+
+/// Short `id` if the caller may see it: any of them for the creator's members, a COMPLETE
+/// one for everyone else (`NOT_FOUND` otherwise).
+async fn visible_short(ctx: &Context<'_>, id: Uuid) -> AppResult<short::Model> {
+    let db = &state(ctx)?.db;
+    let Some(row) = short::Entity::find_by_id(id).one(db).await? else {
+        return Err(AppError::NotFound("short"));
+    };
+    let video_id = highlight::Entity::find_by_id(row.highlight_id)
+        .one(db)
+        .await?
+        .map(|h| h.video_id);
+    let video = match video_id {
+        Some(video_id) => loaders(ctx)?.load_one(VisibleVideoById(video_id)).await?,
+        None => None,
+    };
+    let visible = match video {
+        Some(_) if row.status == ShortStatus::Complete => true,
+        Some(video) => viewer(ctx)?.manages_creator(db, video.creator_id).await?,
+        None => false,
+    };
+    if visible {
+        Ok(row)
+    } else {
+        Err(AppError::NotFound("short"))
     }
 }
 
@@ -240,6 +246,43 @@ pub struct ShortMutation;
 
 #[Object]
 impl ShortMutation {
+    /// Deletes a short: its file and share link go with it. Members of its video's creator and
+    /// administrators; a short still rendering is `CONFLICT` (cancel its job, or wait).
+    async fn delete_short(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        // Seen by the caller, by `short`'s rules (NOT_FOUND otherwise).
+        let found = Short(visible_short(ctx, parse_id("id", &id)?).await?);
+        let db = &state(ctx)?.db;
+        let creator = creator_of(db, found.0.highlight_id)
+            .await?
+            .ok_or(AppError::NotFound("short"))?;
+        viewer(ctx)?.ensure_manages_creator(db, creator).await?;
+        let rendering = [ShortStatus::Pending, ShortStatus::Processing];
+        let still_rendering = || {
+            AppError::conflict(
+                Some("id"),
+                "the short is still rendering: cancel its job or wait for it",
+            )
+        };
+        if rendering.contains(&found.0.status) {
+            return Err(still_rendering());
+        }
+        // Conditional: a retry that made it render again meanwhile is not pulled from under it.
+        let deleted = short::Entity::delete_many()
+            .filter(short::Column::Id.eq(found.0.id))
+            .filter(short::Column::Status.is_not_in(rendering))
+            .exec(db)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(still_rendering());
+        }
+        if let Some(key) = &found.0.object_key
+            && let Err(err) = state(ctx)?.storage.delete(key).await
+        {
+            tracing::warn!(short_id = %found.0.id, key, error = %err, "a deleted short's file could not be removed");
+        }
+        Ok(true)
+    }
+
     /// Cuts an approved highlight into a short; returns it PENDING with its `render.short`
     /// job, created in one transaction.
     async fn generate_short(

@@ -1410,6 +1410,178 @@ async fn update_video_edits_title_and_link(backend: Backend) {
     assert!(data["video"]["youtubeUrl"].is_null(), "{data}");
 }
 
+const UPDATE_MOMENT: &str = "mutation($id: ID!, $m: KeyMomentInput!) {
+    updateKeyMoment(id: $id, moment: $m) { id title startTime endTime topicTags reviewStatus } }";
+const HIGHLIGHT_RANGE: &str = "query($id: ID!) { highlight(id: $id) {
+    durationSecs trimStart trimEnd keyMoment { id title startTime endTime } } }";
+
+/// `updateKeyMoment` replaces a moment's fields; its highlight keeps a trim that still fits,
+/// loses one that does not, and an untrimmed one takes the new length. Bad input names its
+/// field and changes nothing; a stranger is FORBIDDEN.
+async fn key_moments_are_edited_and_their_highlight_follows(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "edit-moment@example.com", "Edits").await;
+    let token = Some(owner.access_token.as_str());
+    let data = app
+        .ok(token, HIGHLIGHT_RANGE, json!({ "id": highlight }))
+        .await;
+    let moment = data["highlight"]["keyMoment"].clone();
+    let id = moment["id"].as_str().expect("id").to_owned();
+    let start = moment["startTime"].as_f64().expect("start");
+    app.ok(
+        token,
+        TRIM,
+        json!({ "id": highlight, "s": start + 1.0, "e": start + 5.0 }),
+    )
+    .await;
+    let edit = |title: &str, from: f64, to: f64| json!({ "id": id, "m": { "title": title, "startTime": from, "endTime": to, "topicTags": ["mix", "Mix"] } });
+
+    // Still holds the trim: the trim stays.
+    let data = app
+        .ok(token, UPDATE_MOMENT, edit("Renamed", start, start + 8.0))
+        .await;
+    assert_eq!(data["updateKeyMoment"]["title"], "Renamed");
+    assert_eq!(data["updateKeyMoment"]["topicTags"], json!(["mix"]));
+    assert_eq!(data["updateKeyMoment"]["reviewStatus"], "PENDING");
+    let data = app
+        .ok(token, HIGHLIGHT_RANGE, json!({ "id": highlight }))
+        .await;
+    assert_eq!(data["highlight"]["trimStart"], json!(start + 1.0), "{data}");
+    assert_eq!(data["highlight"]["durationSecs"], json!(4.0), "{data}");
+
+    // Moved past it: the trim goes, the highlight is the new range.
+    app.ok(
+        token,
+        UPDATE_MOMENT,
+        edit("Moved", start + 2.0, start + 12.0),
+    )
+    .await;
+    let data = app
+        .ok(token, HIGHLIGHT_RANGE, json!({ "id": highlight }))
+        .await;
+    assert!(data["highlight"]["trimStart"].is_null(), "{data}");
+    assert_eq!(data["highlight"]["durationSecs"], json!(10.0), "{data}");
+    assert_eq!(data["highlight"]["keyMoment"]["title"], "Moved");
+
+    for (vars, field) in [
+        (
+            edit("Backwards", start + 5.0, start + 1.0),
+            "moment.endTime",
+        ),
+        (edit(" ", start, start + 3.0), "moment.title"),
+        (
+            json!({ "id": "nope", "m": { "title": "x", "startTime": 0, "endTime": 1 } }),
+            "id",
+        ),
+    ] {
+        let body = app.gql(token, UPDATE_MOMENT, vars).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let stranger = app.register("not-an-editor@example.com").await;
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            UPDATE_MOMENT,
+            edit("Hijacked", start, start + 3.0),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let data = app
+        .ok(token, HIGHLIGHT_RANGE, json!({ "id": highlight }))
+        .await;
+    assert_eq!(
+        data["highlight"]["keyMoment"]["title"], "Moved",
+        "nothing changed"
+    );
+}
+
+/// `deleteKeyMoment` takes its highlight and shorts with it, files included, but not while a
+/// short is rendering; `deleteShort` removes one finished short and its file.
+async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "delete-moment@example.com", "Deletions").await;
+    let token = Some(owner.access_token.as_str());
+    let moment = app
+        .ok(token, HIGHLIGHT_RANGE, json!({ "id": highlight }))
+        .await["highlight"]["keyMoment"]["id"]
+        .clone();
+    let storage = &app.state.storage;
+    let mut shorts = Vec::new();
+    for preset in ["VERTICAL", "SQUARE"] {
+        let short = generate_short(&app, &owner.access_token, &highlight, preset).await;
+        let key = format!("shorts/test/{short}.mp4");
+        shorts.push((short, key));
+    }
+    let delete_short = "mutation($id: ID!) { deleteShort(id: $id) }";
+    let delete_moment = "mutation($id: ID!) { deleteKeyMoment(id: $id) }";
+    // Both still PENDING: neither the short nor the moment may go.
+    let body = app
+        .gql(token, delete_short, json!({ "id": shorts[0].0 }))
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    let body = app.gql(token, delete_moment, json!({ "id": moment })).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+
+    for (short, key) in &shorts {
+        finish_short(&app, short, Some(&format!("share-{short}")), Some(key)).await;
+        storage
+            .put_bytes(key, b"mp4".to_vec(), "video/mp4")
+            .await
+            .expect("stored");
+    }
+    let stranger = app.register("not-an-owner@example.com").await;
+    let body = app
+        .gql(
+            Some(&stranger.access_token),
+            delete_short,
+            json!({ "id": shorts[0].0 }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let data = app
+        .ok(token, delete_short, json!({ "id": shorts[0].0 }))
+        .await;
+    assert_eq!(data["deleteShort"], true);
+    assert!(storage.head(&shorts[0].1).await.expect("head").is_none());
+    let body = app
+        .gql(
+            token,
+            "query($id: ID!) { short(id: $id) { id } }",
+            json!({ "id": shorts[0].0 }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    assert!(storage.head(&shorts[1].1).await.expect("head").is_some());
+
+    let data = app.ok(token, delete_moment, json!({ "id": moment })).await;
+    assert_eq!(data["deleteKeyMoment"], true);
+    assert!(
+        storage.head(&shorts[1].1).await.expect("head").is_none(),
+        "the other short's file went with the moment"
+    );
+    let body = app
+        .gql(
+            token,
+            "query($id: ID!) { highlight(id: $id) { id } }",
+            json!({ "id": highlight }),
+        )
+        .await;
+    assert!(body["data"]["highlight"].is_null(), "{body}");
+    let body = app
+        .gql(
+            None,
+            "query($t: String!) { sharedShort(token: $t) { id } }",
+            json!({ "t": format!("share-{}", shorts[1].0) }),
+        )
+        .await;
+    assert!(body["data"]["sharedShort"].is_null(), "{body}");
+    let body = app.gql(token, delete_moment, json!({ "id": moment })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
+
 /// `reviewKeyMoment` sets a key moment's review status (members only: a stranger sees the
 /// public video but may not review, FORBIDDEN); a REJECTED moment gets no highlight candidate
 /// from `detectHighlights`, and back to PENDING it does again.
@@ -1501,6 +1673,8 @@ both_backends!(
     deleting_a_video_hides_everything_under_it_and_removes_its_files,
     files_written_after_a_video_was_deleted_are_swept_later,
     a_short_of_a_deleted_video_fails_without_retrying,
+    key_moments_are_edited_and_their_highlight_follows,
+    key_moments_and_shorts_are_deleted_with_their_files,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
