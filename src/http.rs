@@ -124,11 +124,6 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(compression())
         .layer(cors)
         .merge(objects)
-        // After `merge`, so it sees every route (and its matched pattern) and every refusal.
-        .layer(axum::middleware::from_fn_with_state(
-            counters,
-            crate::metrics::track_http,
-        ))
         .layer(CatchPanicLayer::custom(|_| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +131,12 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
             )
                 .into_response()
         }))
+        // After `merge`, so it sees every route (and its matched pattern), and outside the
+        // panic catcher, so it sees every refusal, the 500 of a panic included.
+        .layer(axum::middleware::from_fn_with_state(
+            counters,
+            crate::metrics::track_http,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -15,11 +15,12 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::{Registry, Unit},
@@ -110,7 +111,7 @@ pub struct Metrics {
     pub scene_cache: Family<ResultLabel, Counter<u64, AtomicU64>>,
     /// The shared queue, refreshed from the database at each scrape.
     queue: Family<QueueLabels, Gauge<i64, AtomicI64>>,
-    queue_lag: Gauge<f64, AtomicU64>,
+    queue_lag: Arc<QueueLag>,
     /// Serialises scrapes: the queue gauges are cleared and refilled for each.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -132,7 +133,7 @@ impl Default for Metrics {
             jobs_running_here: Gauge::default(),
             scene_cache: Family::default(),
             queue: Family::default(),
-            queue_lag: Gauge::default(),
+            queue_lag: Arc::default(),
             scrape: tokio::sync::Mutex::new(()),
         };
         registry.register(
@@ -197,12 +198,7 @@ impl Default for Metrics {
             "Unfinished jobs in the shared queue, by type and status (read at scrape time)",
             metrics.queue.clone(),
         );
-        registry.register_with_unit(
-            "jobs_queued_lag",
-            "How long the oldest job that could run has waited to be claimed (0 when none waits)",
-            Unit::Seconds,
-            metrics.queue_lag.clone(),
-        );
+        registry.register_collector(Box::new(metrics.queue_lag.clone()));
         Self {
             registry,
             ..metrics
@@ -263,11 +259,12 @@ impl Metrics {
     }
 
     /// The registry in the Prometheus text format, the queue gauges read from `db` first.
-    /// When the database does not answer, the queue gauges are left out (not reported stale).
+    /// When the database does not answer, the queue gauges are left out (not reported stale,
+    /// nor as an empty queue: a lag alert must not clear because the queue cannot be read).
     pub async fn render(&self, db: &DatabaseConnection) -> String {
         let _scrape = self.scrape.lock().await;
         self.queue.clear();
-        self.queue_lag.set(0.0);
+        self.queue_lag.set(None);
         match read_queue(db).await {
             Ok((rows, lag)) => {
                 for row in rows {
@@ -278,7 +275,7 @@ impl Metrics {
                         })
                         .set(row.count);
                 }
-                self.queue_lag.set(lag.unwrap_or(0.0).max(0.0));
+                self.queue_lag.set(Some(lag.unwrap_or(0.0).max(0.0)));
             }
             Err(err) => tracing::warn!(error = %err, "metrics: could not read the job queue"),
         }
@@ -334,6 +331,39 @@ async fn read_queue(
     Ok((rows, lag))
 }
 
+/// `reelgraph_jobs_queued_lag_seconds`, present only when the last scrape could read it.
+#[derive(Debug, Default)]
+struct QueueLag(std::sync::Mutex<Option<f64>>);
+
+impl QueueLag {
+    fn set(&self, lag: Option<f64>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
+    }
+}
+
+impl Collector for QueueLag {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let lag = *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(lag) = lag else {
+            return Ok(());
+        };
+        let gauge = ConstGauge::new(lag);
+        let metric = encoder.encode_descriptor(
+            "jobs_queued_lag",
+            "How long the oldest job that could run has waited to be claimed (0 when none waits)",
+            Some(&Unit::Seconds),
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
+}
+
 /// Counts one up while alive (a WebSocket connection, a running operation).
 pub struct Live(Gauge<i64, AtomicI64>);
 
@@ -357,7 +387,12 @@ pub async fn track_http(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // Clients choose the method: any other token would make a series of its own.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "HEAD" | "OPTIONS" | "DELETE" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()

@@ -68,7 +68,25 @@ async fn http_requests_are_counted_by_route_and_status(backend: Backend) {
             .expect("sent");
         assert_eq!(response.status(), 404);
     }
+    // A method of the client's own making is counted as `other`, not as a series of its own.
+    let odd = reqwest::Method::from_bytes(b"RANDOM123").expect("method");
+    let response = app
+        .client
+        .request(odd, format!("{}/graphql", app.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 405);
     let text = scrape(&app.client, &app.base).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_http_requests_total{method="other",route="/graphql",status="405"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains("RANDOM123"), "{text}");
     assert_eq!(
         value(
             &text,
@@ -116,6 +134,15 @@ async fn the_queue_is_read_from_the_database_at_each_scrape(backend: Backend) {
     assert_eq!(value(&text, series), Some(2.0), "{text}");
     let lag = value(&text, "reelgraph_jobs_queued_lag_seconds").expect("lag");
     assert!((1.0..60.0).contains(&lag), "lag {lag}:\n{text}");
+    // The database gone, the queue is not reported at all: not as empty, not as no lag.
+    app.state.db.clone().close().await.expect("pool closed");
+    let text = scrape(&app.client, &app.base).await;
+    assert_eq!(value(&text, series), None, "{text}");
+    assert_eq!(
+        value(&text, "reelgraph_jobs_queued_lag_seconds"),
+        None,
+        "{text}"
+    );
 }
 
 /// A worker in the server counts each attempt by type and outcome, with its duration; the
