@@ -17,7 +17,11 @@ use uuid::Uuid;
 use crate::{
     auth::normalize_email,
     error::{AppError, AppResult},
-    graphql::{loaders, loaders::UserById, parse_id, state, viewer},
+    graphql::{
+        loaders,
+        loaders::{CreatorTeam, UserById},
+        parse_id, state, viewer,
+    },
     jobs::queue,
     users::User,
 };
@@ -44,22 +48,24 @@ impl CreatorMember {
     }
 }
 
-/// The team of `creator_id`, owners first, then by when they joined.
-pub(super) async fn members_of(
-    db: &impl sea_orm::ConnectionTrait,
+/// Commits a team change and hands the team as it now is to this request's loader, so a
+/// `members` read later in the same request (whose loader caches) sees the change.
+async fn commit_team_change(
+    ctx: &Context<'_>,
+    txn: DatabaseTransaction,
     creator_id: Uuid,
-) -> AppResult<Vec<CreatorMember>> {
-    Ok(creator_member::Entity::find()
+) -> AppResult<()> {
+    let team = creator_member::Entity::find()
         .filter(creator_member::Column::CreatorId.eq(creator_id))
-        // `OWNER` sorts after `MEMBER`.
+        // `OWNER` sorts after `MEMBER`, as the loader orders them.
         .order_by_desc(creator_member::Column::Role)
         .order_by_asc(creator_member::Column::CreatedAt)
         .order_by_asc(creator_member::Column::Id)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(CreatorMember)
-        .collect())
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    loaders(ctx)?.replace(CreatorTeam(creator_id), Some(team));
+    Ok(())
 }
 
 /// Starts a change to `creator_id`'s team: the creator must exist, and the caller must see it
@@ -156,7 +162,7 @@ impl CreatorMemberMutation {
         }
         .insert(&txn)
         .await?;
-        txn.commit().await?;
+        commit_team_change(ctx, txn, creator.id).await?;
         Ok(CreatorMember(member))
     }
 
@@ -195,7 +201,7 @@ impl CreatorMemberMutation {
         creator_member::Entity::delete_by_id(member.id)
             .exec(&txn)
             .await?;
-        txn.commit().await?;
+        commit_team_change(ctx, txn, creator.id).await?;
         Ok(true)
     }
 }

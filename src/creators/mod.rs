@@ -111,7 +111,11 @@ impl Creator {
             if !viewer(ctx)?.manages_creator(db, self.0.id).await? {
                 return Ok(None);
             }
-            Ok(Some(members::members_of(db, self.0.id).await?))
+            let team = loaders(ctx)?
+                .load_one(crate::graphql::loaders::CreatorTeam(self.0.id))
+                .await?
+                .unwrap_or_default();
+            Ok(Some(team.into_iter().map(CreatorMember).collect()))
         })
         .await
     }

@@ -108,6 +108,13 @@ where
         }
     }
 
+    /// Records a value this request has just written, over what may have been read before.
+    pub fn replace(&self, key: K, value: Option<L::Value>) {
+        if self.cache_results {
+            self.lock().cache.insert(key, value);
+        }
+    }
+
     pub async fn load_one(&self, key: K) -> Result<Option<L::Value>, AppError> {
         loop {
             let (generation, result, leader) = {
@@ -221,6 +228,7 @@ loader_set!(
     highlights: HighlightById,
     jobs: JobById,
     job_costs: JobCreditCost,
+    teams: CreatorTeam,
 );
 
 impl LoaderSet {
@@ -245,6 +253,16 @@ impl LoaderSet {
         Self: LoadBy<K>,
     {
         self.batcher().prime(key, value);
+    }
+
+    /// Caches a value this request has just written (see [`Batcher::replace`]).
+    pub fn replace<K>(&self, key: K, value: Option<<DbLoader as Loader<K>>::Value>)
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        DbLoader: Loader<K, Error = AppError>,
+        Self: LoadBy<K>,
+    {
+        self.batcher().replace(key, value);
     }
 }
 
@@ -279,6 +297,10 @@ pub struct VisibleVideoById(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FollowerCount(pub Uuid);
+
+/// A creator's team: owners first, then by when they joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CreatorTeam(pub Uuid);
 
 /// Credits a job took, net of refunds (its `credit_ledger` rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -505,6 +527,34 @@ impl Loader<FollowerCount> for DbLoader {
             .iter()
             .map(|k| (*k, counts.get(&k.0).copied().unwrap_or(0)))
             .collect())
+    }
+}
+
+impl Loader<CreatorTeam> for DbLoader {
+    type Value = Vec<creator_member::Model>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[CreatorTeam],
+    ) -> Result<HashMap<CreatorTeam, Vec<creator_member::Model>>, AppError> {
+        let rows = creator_member::Entity::find()
+            .filter(creator_member::Column::CreatorId.is_in(ids(keys, |k| k.0)))
+            // `OWNER` sorts after `MEMBER`.
+            .order_by_desc(creator_member::Column::Role)
+            .order_by_asc(creator_member::Column::CreatedAt)
+            .order_by_asc(creator_member::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut teams: HashMap<CreatorTeam, Vec<creator_member::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            teams
+                .entry(CreatorTeam(row.creator_id))
+                .or_default()
+                .push(row);
+        }
+        Ok(teams)
     }
 }
 

@@ -664,4 +664,64 @@ both_backends!(
     creators_paginate_both_ways_with_stable_cursors,
     owners_manage_the_team_and_a_creator_keeps_an_owner,
     creators_you_follow_are_listed,
+    teams_under_a_page_of_creators_are_read_in_one_batch,
 );
+
+/// `members` under a page of creators is one statement for the page, not one per creator; in
+/// the request that changes a team, a later `members` sees the change.
+async fn teams_under_a_page_of_creators_are_read_in_one_batch(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let admin = app.admin("teams-admin@example.com").await;
+    let owner = app.register("teams-owner@example.com").await;
+    app.register("teams-member@example.com").await;
+    for i in 0..6 {
+        app.create_creator(&owner, &format!("Team {i}")).await;
+    }
+    let page = |n: i64| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let before = app.statements();
+            let data = app
+                .ok(
+                    Some(&admin.access_token),
+                    "query($n: Int!) { creators(first: $n) { nodes { members { role user { email } } } } }",
+                    json!({ "n": n }),
+                )
+                .await;
+            (app.statements() - before, data)
+        }
+    };
+    let (one, _) = page(1).await;
+    let (six, data) = page(6).await;
+    let nodes = data["creators"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 6);
+    assert!(
+        nodes
+            .iter()
+            .all(|c| c["members"][0]["user"]["email"] == "teams-owner@example.com"),
+        "{data}"
+    );
+    assert_eq!(six, one, "six teams cost {six} statements, one cost {one}");
+
+    // One request: read the team, add to it, read it again.
+    let id = app
+        .ok(None, "{ creators(first: 1) { nodes { id } } }", json!({}))
+        .await["creators"]["nodes"][0]["id"]
+        .clone();
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($c: ID!) {
+                before: updateCreator(id: $c, input: {}) { members { user { email } } }
+                addCreatorMember(creatorId: $c, email: \"teams-member@example.com\") { role }
+                after: updateCreator(id: $c, input: {}) { members { user { email } } } }",
+            json!({ "c": id }),
+        )
+        .await;
+    assert_eq!(data["before"]["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        data["after"]["members"].as_array().map(Vec::len),
+        Some(2),
+        "{data}"
+    );
+}
