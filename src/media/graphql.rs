@@ -352,7 +352,12 @@ impl MediaMutation {
         }
         // The row no longer shows anywhere; the files go now. One that cannot be removed is
         // logged, not reported: the deletion has happened.
-        for key in super::record::objects_of(&app.db, video.id, &video.storage_key).await? {
+        let mut keys =
+            super::record::objects_of(&app.db, video.id, video.creator_id, &video.storage_key)
+                .await?;
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             if let Err(err) = app.storage.delete(&key).await {
                 tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
             }

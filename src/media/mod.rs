@@ -61,6 +61,9 @@ pub const PROXY_720P: Profile = Profile {
     mime: "video/mp4",
 };
 
+/// Every rendition the probe makes.
+pub const PROFILES: [Profile; 2] = [THUMBNAIL, PROXY_720P];
+
 /// Object keys of a video: everything of one video shares one prefix, so it can be listed,
 /// copied or purged together.
 pub mod keys {

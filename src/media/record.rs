@@ -186,13 +186,21 @@ pub async fn abandon_stale_uploads(
 /// Abandoned uploads failed per sweep; the next hourly sweep takes the rest.
 const ABANDON_BATCH: u64 = 500;
 
-/// The stored objects of a video: the upload, its renditions, caption files and shorts.
+/// The stored objects of a video: the upload, its renditions, caption files and shorts. The
+/// renditions' own keys are included even without rows: a probe that was storing them when
+/// the video was deleted leaves files that no row names.
 pub async fn objects_of(
     db: &DatabaseConnection,
     video_id: Uuid,
+    creator_id: Uuid,
     upload_key: &str,
 ) -> Result<Vec<String>, DbErr> {
     let mut keys = vec![upload_key.to_owned()];
+    keys.extend(
+        super::PROFILES
+            .iter()
+            .map(|profile| super::keys::variant(creator_id, video_id, *profile)),
+    );
     keys.extend(
         video_variant::Entity::find()
             .select_only()
@@ -243,9 +251,13 @@ pub async fn remove_deleted_videos_files(
     grace: chrono::TimeDelta,
 ) -> Result<u64, DbErr> {
     let now = Utc::now();
-    let deleted: Vec<(Uuid, String)> = video::Entity::find()
+    let deleted: Vec<(Uuid, Uuid, String)> = video::Entity::find()
         .select_only()
-        .columns([video::Column::Id, video::Column::StorageKey])
+        .columns([
+            video::Column::Id,
+            video::Column::CreatorId,
+            video::Column::StorageKey,
+        ])
         .filter(video::Column::DeletedAt.lt(now - grace))
         .filter(video::Column::FilesRemovedAt.is_null())
         .limit(PURGE_BATCH)
@@ -253,9 +265,12 @@ pub async fn remove_deleted_videos_files(
         .all(db)
         .await?;
     let mut swept = 0;
-    for (id, upload_key) in deleted {
+    for (id, creator_id, upload_key) in deleted {
         let mut removed_all = true;
-        for key in objects_of(db, id, &upload_key).await? {
+        let mut keys = objects_of(db, id, creator_id, &upload_key).await?;
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             if let Err(err) = storage.delete(&key).await {
                 tracing::warn!(video_id = %id, key, error = %err, "a deleted video's file could not be removed; trying again next sweep");
                 removed_all = false;

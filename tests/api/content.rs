@@ -1254,8 +1254,8 @@ async fn a_short_of_a_deleted_video_fails_without_retrying(backend: Backend) {
     assert_eq!(ended["attempts"], 1, "{ended}");
 }
 
-/// A short's render (or a presigned upload) that ends after `deleteVideo` writes a file no
-/// deletion will see; the hourly sweep removes it once the video has been deleted for an hour,
+/// A short's render, a probe or a presigned upload that ends after `deleteVideo` writes a file
+/// no deletion will see; the hourly sweep removes it once the video has been deleted for an hour,
 /// once, and leaves live videos' files alone.
 async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backend) {
     use reelgraph::media::record::{DELETED_FILES_GRACE, remove_deleted_videos_files};
@@ -1286,7 +1286,19 @@ async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backen
             .expect("video")
             .storage_key
     };
-    let late = [short_key, upload_key(video).await];
+    let creator_id = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video")
+        .creator_id;
+    // A probe that was storing renditions writes them with no rows (its results are refused).
+    let mut late = vec![short_key, upload_key(video).await];
+    late.extend(
+        reelgraph::media::PROFILES
+            .iter()
+            .map(|p| reelgraph::media::keys::variant(creator_id, video, *p)),
+    );
     let kept = upload_key(live).await;
     for key in late.iter().chain([&kept]) {
         storage
