@@ -93,20 +93,31 @@ fn from_environment(err: &clap::Error) -> Option<String> {
     };
     // "--workers <WORKERS>" → "workers"
     let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
-    let on_command_line =
-        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
-    if on_command_line {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let flag = format!("--{long}");
+    if args
+        .iter()
+        .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+    {
         return None;
     }
-    fn find(command: &clap::Command, long: &str) -> Option<String> {
-        command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long))
-            .and_then(|a| a.get_env())
-            .map(|env| env.to_string_lossy().into_owned())
-            .or_else(|| command.get_subcommands().find_map(|sub| find(sub, long)))
+    // The (sub)command that was run: its own flag of that name, not another's.
+    let root = Cli::command();
+    let mut command = &root;
+    for word in args.iter().filter(|a| !a.starts_with('-')) {
+        match command.find_subcommand(word) {
+            Some(sub) => command = sub,
+            None => break,
+        }
     }
-    let variable = find(&Cli::command(), long)?;
+    let variable = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned())?;
     std::env::var_os(&variable).is_some().then_some(variable)
 }
 

@@ -514,6 +514,21 @@ async fn a_bad_value_from_the_environment_names_its_variable() {
         said.contains("environment variable REELGRAPH_WORKERS"),
         "{said}"
     );
+    // The subcommand's own flag: `worker --listen` is REELGRAPH_WORKER_LISTEN, not the
+    // server's REELGRAPH_LISTEN (set here too, and valid).
+    let (ok, said) = run_reelgraph(
+        &["worker"],
+        &[
+            ("REELGRAPH_WORKER_LISTEN", "not-an-address"),
+            ("REELGRAPH_LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        said.contains("environment variable REELGRAPH_WORKER_LISTEN"),
+        "{said}"
+    );
     let (ok, said) = run_reelgraph(&["migrate", "--workers", "few"], &env[..1]).await;
     assert!(!ok);
     assert!(said.contains("invalid value 'few'"), "{said}");
