@@ -86,6 +86,7 @@ impl WorkerPool {
         let release = CancellationToken::new();
         let mut last_reap: Option<Instant> = None;
         let mut last_clean_up: Option<Instant> = None;
+        let mut upkeep: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -97,9 +98,16 @@ impl WorkerPool {
                     Err(err) => tracing::warn!(error = ?err, "reaper failed"),
                 }
             }
-            if last_clean_up.is_none_or(|t| t.elapsed() >= CLEAN_UP_EVERY) {
+            // Upkeep runs beside the claims, never twice at once: hundreds of deletions must
+            // not hold up claiming, reaping or noticing a shutdown.
+            if last_clean_up.is_none_or(|t| t.elapsed() >= CLEAN_UP_EVERY)
+                && upkeep
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+            {
                 last_clean_up = Some(Instant::now());
-                self.upkeep().await;
+                let pool = self.clone();
+                upkeep = Some(tokio::spawn(async move { pool.upkeep().await }));
             }
             let free = self.slots.saturating_sub(tasks.len());
             let mut claimed_all = false;
@@ -155,6 +163,10 @@ impl WorkerPool {
             }
         }
         tracing::info!(worker = %self.id, running = tasks.len(), "worker pool stopping: no more claims");
+        // Every upkeep step is safe to stop between statements; the next start runs it again.
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -168,7 +180,7 @@ impl WorkerPool {
     }
 
     /// The hourly upkeep of the shared tables and storage (any pool may run it; each step is
-    /// safe to run in several processes at once).
+    /// safe to run in several processes at once, and to stop halfway).
     async fn upkeep(&self) {
         match queue::clean_up(&self.db, &self.storage, self.settings.retention).await {
             Ok(0) => {}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use entity::{JobKind, render_plan, scene_cache_entry};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -231,7 +231,23 @@ impl JobHandler for RenderScene {
             .one(ctx.db())
             .await
             .map_err(|e| JobFailure::internal("could not read the scene cache", e))?;
-        if let Some(entry) = cached
+        // Marked used before anything else: a prune that comes later leaves the entry alone (it
+        // removes only entries unused for days, conditionally), and one that came first has
+        // removed the row, so nothing is marked and this is a miss.
+        let marked = match &cached {
+            Some(entry) => {
+                scene_cache_entry::Entity::update_many()
+                    .col_expr(scene_cache_entry::Column::LastUsedAt, Expr::val(Utc::now()))
+                    .filter(scene_cache_entry::Column::Hash.eq(entry.hash.clone()))
+                    .exec(ctx.db())
+                    .await
+                    .map_err(|e| JobFailure::internal("could not update the scene cache", e))?
+                    .rows_affected
+                    == 1
+            }
+            None => false,
+        };
+        if let Some(entry) = cached.filter(|_| marked)
             && ctx
                 .storage
                 .head(&entry.storage_key)
@@ -245,9 +261,6 @@ impl JobHandler for RenderScene {
                 .inc();
             ctx.mark_cached().await?;
             ctx.progress(1.0, Some("cached")).await?;
-            let mut touched: scene_cache_entry::ActiveModel = entry.clone().into();
-            touched.last_used_at = Set(Utc::now());
-            let _ = touched.update(ctx.db()).await;
             return Ok(Outcome::Done {
                 output: json!({ "key": entry.storage_key, "duration": entry.duration_secs, "cached": true }),
                 output_ref: Some(entry.storage_key),
@@ -321,7 +334,17 @@ impl JobHandler for RenderScene {
             created_at: Set(Utc::now()),
             last_used_at: Set(Utc::now()),
         })
-        .on_conflict_do_nothing_on([scene_cache_entry::Column::Hash])
+        // An entry whose file had gone is pointed at the new one, and counts as used now.
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(scene_cache_entry::Column::Hash)
+                .update_columns([
+                    scene_cache_entry::Column::StorageKey,
+                    scene_cache_entry::Column::DurationSecs,
+                    scene_cache_entry::Column::SizeBytes,
+                    scene_cache_entry::Column::LastUsedAt,
+                ])
+                .to_owned(),
+        )
         .exec(ctx.db())
         .await
         .map_err(|e| JobFailure::internal("could not record the scene in the cache", e))?;
