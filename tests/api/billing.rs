@@ -757,4 +757,47 @@ async fn a_job_shows_the_credits_it_took(backend: Backend) {
     assert_eq!(costs, [0, 0, 1]);
     // Three here; one statement per job would be five.
     assert!(statements <= 3, "{statements} statements");
+
+    // A job for a creator is seen by its team, but what it cost is its owner's business.
+    let creator: Uuid = app
+        .create_creator(&session, "Costs Studio")
+        .await
+        .parse()
+        .expect("uuid");
+    let member = app.register("costs-member@example.com").await;
+    app.ok(
+        Some(&token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"costs-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let txn = queue::begin_write(db).await.expect("txn");
+    let mut new = NewJob::new(JobKind::Render, "test.billing", user, json!({}));
+    new.creator_id = Some(creator);
+    let team_job = queue::enqueue(&txn, new)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueued")
+        .job
+        .id;
+    let paid = billing::reserve(&txn, user, 1.0, Some(team_job), now)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("paid");
+    assert_eq!(paid.credits, 1);
+    txn.commit().await.expect("commit");
+    assert_eq!(cost(token.clone(), team_job).await, 1);
+    let seen = app
+        .ok(
+            Some(&member.access_token),
+            "query($id: ID!) { job(id: $id) { id costCredits } }",
+            json!({ "id": team_job }),
+        )
+        .await;
+    assert_eq!(
+        seen["job"]["id"],
+        team_job.to_string(),
+        "the team sees the job"
+    );
+    assert!(seen["job"]["costCredits"].is_null(), "{seen}");
 }

@@ -160,6 +160,29 @@ async fn corner_rgb(path: &std::path::Path, at: f64) -> [u8; 3] {
     output.stdout[..3].try_into().expect("three bytes")
 }
 
+/// The mean volume (dB) of `len` seconds of `path`'s sound from `from`.
+async fn mean_volume(path: &std::path::Path, from: f64, len: f64) -> f64 {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let output = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-ss",
+            &format!("{from:.3}"),
+            "-t",
+            &format!("{len:.3}"),
+            "-i",
+        ])
+        .arg(path)
+        .args(["-vn", "-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .await
+        .expect("ffmpeg runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    said.lines()
+        .find_map(|l| l.split("mean_volume: ").nth(1))
+        .and_then(|v| v.trim_end_matches(" dB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no mean_volume in: {said}"))
+}
+
 fn near(actual: [u8; 3], expected: [u8; 3]) -> bool {
     actual
         .iter()
@@ -248,9 +271,14 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
     assert!(near(opening, red), "intro: {opening:?}");
     let middle = corner_rgb(&path, 3.5).await;
     assert!(
-        !near(middle, red) && !near(middle, blue),
-        "the clip: {middle:?}"
+        !near(middle, red) && !near(middle, blue) && !near(middle, [0, 0, 0]),
+        "the clip's own picture: {middle:?}"
     );
+    // The clip keeps its sound (a 440 Hz tone, about -21 dB); the cards are silent.
+    let clip = mean_volume(&path, 2.0, 3.0).await;
+    assert!(clip > -40.0, "the clip's sound: {clip} dB");
+    let intro = mean_volume(&path, 0.0, 0.8).await;
+    assert!(intro < -80.0, "the intro is silent: {intro} dB");
     let closing = corner_rgb(&path, duration - 0.5).await;
     assert!(near(closing, blue), "outro: {closing:?}");
     // The cards count towards the minutes the short reserved (and then consumed).
