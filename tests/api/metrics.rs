@@ -2,19 +2,17 @@
 //! queue read from the database, job attempts by outcome, open WebSockets and their
 //! operations; and the same series from a `reelgraph worker --listen` process.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
-use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
 use crate::{
     both_backends,
-    helpers::{Backend, TEST_JWT_SECRET, TestApp, create_database, postgres_base_url, subscribe},
+    helpers::{Backend, TestApp, create_database, subscribe},
     jobs::{enqueue, wait_for},
-    workers::terminate,
+    workers::{spawn_worker_with, terminate},
 };
 
 /// The text at `url`'s `/metrics`.
@@ -235,22 +233,8 @@ async fn a_worker_with_listen_serves_probes_and_its_own_metrics() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         probe.local_addr().expect("addr").port()
     };
-    let data_dir = std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7()));
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
-        .env(
-            "DATABASE_URL",
-            format!("{}/{database}", postgres_base_url()),
-        )
-        .env("JWT_SECRET", TEST_JWT_SECRET)
-        .env("REELGRAPH_STORAGE_DIR", data_dir.join("objects"))
-        .env("REELGRAPH_DATA_DIR", &data_dir)
-        .env("REELGRAPH_JOB_POLL_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reelgraph worker starts");
+    let listen = format!("127.0.0.1:{port}");
+    let mut worker = spawn_worker_with(&database, 1, 10, &["--listen", &listen]);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -18,9 +18,15 @@ use crate::{
 
 /// Starts `reelgraph worker` on `database` with `slots` concurrent jobs.
 fn spawn_worker(database: &str, slots: usize, lease_secs: u64) -> Child {
+    spawn_worker_with(database, slots, lease_secs, &[])
+}
+
+/// [`spawn_worker`] with more arguments after `worker`.
+pub fn spawn_worker_with(database: &str, slots: usize, lease_secs: u64, args: &[&str]) -> Child {
     let data_dir = std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7()));
     Command::new(env!("CARGO_BIN_EXE_reelgraph"))
         .arg("worker")
+        .args(args)
         .env(
             "DATABASE_URL",
             format!("{}/{database}", postgres_base_url()),
