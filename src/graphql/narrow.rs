@@ -94,10 +94,10 @@ impl Narrowable for video::Entity {
             (PipelineStage, &["pipelineStage"]),
             (FailureReason, &["failureReason"]),
             (YoutubeUrl, &["youtubeUrl"]),
+            (RetentionUntil, &["retentionUntil"]),
             // Not exposed through the API: read by mutations and jobs, which read whole rows.
             (StorageKey, &[]),
             (RetentionClass, &[]),
-            (RetentionUntil, &[]),
             (CreatedAt, &["createdAt"]),
             (UpdatedAt, &["updatedAt"]),
         ]

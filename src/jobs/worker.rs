@@ -193,6 +193,11 @@ impl WorkerPool {
             Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
             Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
         }
+        match record::expire_videos(&self.db, &self.storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(videos = n, "deleted videos past their retention"),
+            Err(err) => tracing::warn!(error = ?err, "retention sweep failed"),
+        }
         match record::remove_deleted_videos_files(
             &self.db,
             &self.storage,

@@ -52,6 +52,9 @@ pub struct UpdateVideoInput {
     pub title: Option<String>,
     /// The video elsewhere (e.g. on YouTube): an absolute http(s) URL.
     pub youtube_url: MaybeUndefined<String>,
+    /// When the video is deleted by itself (as `deleteVideo` does), for content that may only
+    /// be kept so long; in the future. `null` keeps it for good.
+    pub retention_until: MaybeUndefined<DateTime<Utc>>,
 }
 
 /// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there).
@@ -309,6 +312,17 @@ impl MediaMutation {
                 url,
             )?)),
         };
+        let retention_until = match input.retention_until {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(at) if at > Utc::now() => Some(Some(at)),
+            MaybeUndefined::Value(_) => {
+                return Err(AppError::bad_input(
+                    "input.retentionUntil",
+                    "must be in the future (use deleteVideo to delete it now)",
+                ));
+            }
+        };
         let video = managed_video(ctx, id).await?;
         let mut update = video::Entity::update_many()
             .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
@@ -319,6 +333,9 @@ impl MediaMutation {
         }
         if let Some(url) = youtube_url {
             update = update.col_expr(video::Column::YoutubeUrl, Expr::val(url));
+        }
+        if let Some(at) = retention_until {
+            update = update.col_expr(video::Column::RetentionUntil, Expr::val(at));
         }
         let updated = update.exec_with_returning(&state(ctx)?.db).await?;
         // Deleted since we looked.
@@ -339,28 +356,8 @@ impl MediaMutation {
         let id = parse_id("id", &id)?;
         let video = managed_video(ctx, id).await?;
         let app = state(ctx)?;
-        let now = Utc::now();
-        let deleted = video::Entity::update_many()
-            .col_expr(video::Column::DeletedAt, Expr::val(now))
-            .col_expr(video::Column::UpdatedAt, Expr::val(now))
-            .filter(video::Column::Id.eq(video.id))
-            .filter(video::Column::DeletedAt.is_null())
-            .exec(&app.db)
-            .await?;
-        if deleted.rows_affected == 0 {
+        if !super::record::delete_video(&app.db, &app.storage, &video).await? {
             return Err(AppError::NotFound("video"));
-        }
-        // The row no longer shows anywhere; the files go now. One that cannot be removed is
-        // logged, not reported: the deletion has happened.
-        let mut keys =
-            super::record::objects_of(&app.db, video.id, video.creator_id, &video.storage_key)
-                .await?;
-        keys.sort();
-        keys.dedup();
-        for key in keys {
-            if let Err(err) = app.storage.delete(&key).await {
-                tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
-            }
         }
         Ok(true)
     }

@@ -233,6 +233,59 @@ pub async fn objects_of(
     Ok(keys)
 }
 
+/// Deletes a video (soft: the row stays, hidden everywhere, for the consent audit log) and
+/// removes its files from storage. Returns false, changing nothing, when it was already
+/// deleted. A file that cannot be removed is logged: the deletion has happened, and the
+/// hourly sweep tries again.
+pub async fn delete_video(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    video: &video::Model,
+) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let deleted = video::Entity::update_many()
+        .col_expr(video::Column::DeletedAt, Expr::val(now))
+        .col_expr(video::Column::UpdatedAt, Expr::val(now))
+        .filter(video::Column::Id.eq(video.id))
+        .filter(video::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Ok(false);
+    }
+    let mut keys = objects_of(db, video.id, video.creator_id, &video.storage_key).await?;
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
+        }
+    }
+    Ok(true)
+}
+
+/// Videos past their `retentionUntil` deleted per run; the next hourly run takes the rest.
+const EXPIRE_BATCH: u64 = 200;
+
+/// Deletes the videos whose `retention_until` has passed, as `deleteVideo` would. Returns how
+/// many it deleted.
+pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result<u64, DbErr> {
+    let expired = video::Entity::find()
+        .filter(video::Column::RetentionUntil.lte(Utc::now()))
+        .filter(video::Column::DeletedAt.is_null())
+        .limit(EXPIRE_BATCH)
+        .all(db)
+        .await?;
+    let mut deleted = 0;
+    for video in expired {
+        if delete_video(db, storage, &video).await? {
+            tracing::info!(video_id = %video.id, "deleted at the end of its retention");
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// How long after `deleteVideo` the sweep removes the video's files once more: longer than a
 /// presigned upload link lives (10 minutes), and than a short's render or a probe runs.
 pub const DELETED_FILES_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);

@@ -75,6 +75,17 @@ impl Video {
     async fn failure_reason(&self) -> Option<&str> {
         self.0.failure_reason.as_deref()
     }
+    /// When the video is deleted by itself (`updateVideo`); null keeps it for good. For the
+    /// creator's members and administrators (null for everyone else).
+    async fn retention_until(&self, ctx: &Context<'_>) -> AppResult<Option<DateTime<Utc>>> {
+        let Some(at) = self.0.retention_until else {
+            return Ok(None);
+        };
+        let manages = viewer(ctx)?
+            .manages_creator(&state(ctx)?.db, self.0.creator_id)
+            .await?;
+        Ok(manages.then_some(at))
+    }
     async fn youtube_url(&self) -> Option<&str> {
         self.0.youtube_url.as_deref()
     }

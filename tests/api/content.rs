@@ -1351,6 +1351,114 @@ async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backen
     assert_eq!(swept, 0, "each deleted video is swept once");
 }
 
+/// `updateVideo(retentionUntil:)` sets when a video deletes itself (in the future only; shown
+/// to members only); the hourly sweep then deletes it as `deleteVideo` would, files included,
+/// and leaves videos without one, or with one still ahead, alone.
+async fn a_video_past_its_retention_is_deleted(backend: Backend) {
+    use reelgraph::media::record::expire_videos;
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, creator, video) =
+        creator_with_video(&app, "retention@example.com", "Retention").await;
+    let (kept_owner, _, kept) = creator_with_video(&app, "kept@example.com", "Kept").await;
+    let token = Some(owner.access_token.as_str());
+    let update = "mutation($id: ID!, $at: DateTime) {
+        updateVideo(id: $id, input: {retentionUntil: $at}) { retentionUntil } }";
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let body = app
+        .gql(token, update, json!({ "id": video, "at": past }))
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "input.retentionUntil", "{body}");
+    let soon = chrono::Utc::now() + chrono::Duration::days(1);
+    let data = app
+        .ok(
+            token,
+            update,
+            json!({ "id": video, "at": soon.to_rfc3339() }),
+        )
+        .await;
+    assert!(data["updateVideo"]["retentionUntil"].is_string(), "{data}");
+    // Pages of creators with their videos read only the columns their fields need: this one
+    // is among them.
+    for (query, vars) in [
+        (
+            "query($c: ID!) { creator(id: $c) { videos(first: 5) { nodes { retentionUntil } } } }",
+            json!({ "c": creator }),
+        ),
+        (
+            "{ creators(first: 10) { nodes { id videos(first: 5) { nodes { retentionUntil } } } } }",
+            json!({}),
+        ),
+    ] {
+        let listed = app.ok(token, query, vars).await;
+        let creators = match listed.get("creator") {
+            Some(one) => vec![one.clone()],
+            None => listed["creators"]["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .filter(|c| c["id"] == creator.as_str())
+                .cloned()
+                .collect(),
+        };
+        assert_eq!(
+            creators[0]["videos"]["nodes"][0]["retentionUntil"],
+            data["updateVideo"]["retentionUntil"],
+            "{listed}"
+        );
+    }
+    let stranger = app.register("retention-stranger@example.com").await;
+    let query = "query($id: ID!) { video(id: $id) { id retentionUntil } }";
+    let seen = app
+        .ok(Some(&stranger.access_token), query, json!({ "id": video }))
+        .await;
+    assert!(
+        seen["video"]["retentionUntil"].is_null(),
+        "members only: {seen}"
+    );
+
+    let db = &app.state.db;
+    let storage = &app.state.storage;
+    let row = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video");
+    storage
+        .put_bytes(&row.storage_key, b"bytes".to_vec(), "video/mp4")
+        .await
+        .expect("stored");
+    assert_eq!(
+        expire_videos(db, storage).await.expect("swept"),
+        0,
+        "not yet"
+    );
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::RetentionUntil,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(entity::video::Column::Id.eq(video))
+        .exec(db)
+        .await
+        .expect("backdated");
+    assert_eq!(expire_videos(db, storage).await.expect("swept"), 1);
+    let body = app.gql(token, query, json!({ "id": video })).await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    assert!(
+        storage
+            .head(&row.storage_key)
+            .await
+            .expect("head")
+            .is_none()
+    );
+    assert_eq!(expire_videos(db, storage).await.expect("swept"), 0, "once");
+    let data = app
+        .ok(Some(&kept_owner.access_token), query, json!({ "id": kept }))
+        .await;
+    assert_eq!(data["video"]["id"], kept.to_string());
+}
+
 /// `updateVideo` renames a video and sets or clears its link elsewhere; bad values name their
 /// field and change nothing; only members and administrators may.
 async fn update_video_edits_title_and_link(backend: Backend) {
@@ -1687,6 +1795,7 @@ both_backends!(
     a_short_of_a_deleted_video_fails_without_retrying,
     key_moments_are_edited_and_their_highlight_follows,
     key_moments_and_shorts_are_deleted_with_their_files,
+    a_video_past_its_retention_is_deleted,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
