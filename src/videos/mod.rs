@@ -81,10 +81,14 @@ impl Video {
         let Some(at) = self.0.retention_until else {
             return Ok(None);
         };
-        let manages = viewer(ctx)?
-            .manages_creator(&state(ctx)?.db, self.0.creator_id)
-            .await?;
-        Ok(manages.then_some(at))
+        // Boxed: `Video` comes in long lists (see `graphql::tests`).
+        Box::pin(async move {
+            let manages = viewer(ctx)?
+                .manages_creator(&state(ctx)?.db, self.0.creator_id)
+                .await?;
+            Ok(manages.then_some(at))
+        })
+        .await
     }
     async fn youtube_url(&self) -> Option<&str> {
         self.0.youtube_url.as_deref()
