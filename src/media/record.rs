@@ -186,9 +186,9 @@ pub async fn abandon_stale_uploads(
 /// Abandoned uploads failed per sweep; the next hourly sweep takes the rest.
 const ABANDON_BATCH: u64 = 500;
 
-/// The stored objects of a video: the upload, its renditions, caption files and shorts. The
-/// renditions' own keys are included even without rows: a probe that was storing them when
-/// the video was deleted leaves files that no row names.
+/// The stored objects of a video, each once: the upload, its renditions, caption files and
+/// shorts. The renditions' own keys are included even without rows: a probe that was storing
+/// them when the video was deleted leaves files that no row names.
 pub async fn objects_of(
     db: &DatabaseConnection,
     video_id: Uuid,
@@ -230,6 +230,9 @@ pub async fn objects_of(
             .all(db)
             .await?,
     );
+    // A rendition's row names its fixed key too.
+    keys.sort();
+    keys.dedup();
     Ok(keys)
 }
 
@@ -253,10 +256,7 @@ pub async fn delete_video(
     if deleted.rows_affected == 0 {
         return Ok(false);
     }
-    let mut keys = objects_of(db, video.id, video.creator_id, &video.storage_key).await?;
-    keys.sort();
-    keys.dedup();
-    for key in keys {
+    for key in objects_of(db, video.id, video.creator_id, &video.storage_key).await? {
         if let Err(err) = storage.delete(&key).await {
             tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
         }
@@ -320,10 +320,7 @@ pub async fn remove_deleted_videos_files(
     let mut swept = 0;
     for (id, creator_id, upload_key) in deleted {
         let mut removed_all = true;
-        let mut keys = objects_of(db, id, creator_id, &upload_key).await?;
-        keys.sort();
-        keys.dedup();
-        for key in keys {
+        for key in objects_of(db, id, creator_id, &upload_key).await? {
             if let Err(err) = storage.delete(&key).await {
                 tracing::warn!(video_id = %id, key, error = %err, "a deleted video's file could not be removed; trying again next sweep");
                 removed_all = false;
