@@ -15,7 +15,7 @@ use reelgraph::{
     client,
     config::{Config, ServeArgs, WorkerArgs},
     db,
-    users::{AdminOutcome, create_admin},
+    users::{AdminOutcome, create_admin, import},
 };
 
 #[derive(Parser)]
@@ -76,6 +76,23 @@ enum AdminCommand {
         password: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Bring accounts over from another platform, with the password hashes they have (bcrypt or
+    /// Argon2): nobody resets a password, and each hash becomes Argon2id at its next sign-in.
+    ///
+    /// FILE (or `-` for standard input) is JSON Lines, one account per line: `email` and
+    /// `passwordHash`, optionally `displayName`, `role` (ADMIN, CREATOR, VIEWER; default
+    /// VIEWER), `isActive` (default true), `isVerified` (default false), `credits` (default 0)
+    /// and `createdAt` (RFC 3339). Every line is checked first; one bad line imports nothing.
+    /// Emails that already have an account are left unchanged, so a rerun is harmless.
+    ImportUsers {
+        /// The JSON Lines file, or `-` for standard input.
+        file: std::path::PathBuf,
+        /// Check the file and report what would be imported, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         config: Config,
     },
@@ -252,7 +269,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Admin(AdminCommand::ImportUsers {
+            file,
+            dry_run,
+            config,
+        })) => import_users(&file, dry_run, config).await,
     }
+}
+
+async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let users = import::parse(&text, chrono::Utc::now()).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} has problems; nothing was imported:\n  {}",
+            file.display(),
+            problems.join("\n  ")
+        )
+    })?;
+    let db = db::connect(&config, None).await?;
+    db::migrate(&db).await?;
+    let report = import::import(&db, users, dry_run)
+        .await
+        .map_err(|err| match err {
+            reelgraph::error::AppError::Internal(detail) => anyhow::anyhow!("{detail}"),
+            other => anyhow::anyhow!("{}", other.public_message()),
+        })
+        .context("importing accounts")?;
+    let verb = if dry_run { "would import" } else { "imported" };
+    println!(
+        "{verb} {} account(s); {} of them with a bcrypt or older Argon2 hash, replaced by \
+         Argon2id at the first sign-in",
+        report.imported.len(),
+        report.to_upgrade
+    );
+    if !report.existing.is_empty() {
+        const SHOWN: usize = 20;
+        let mut listed = report.existing[..report.existing.len().min(SHOWN)].join(", ");
+        if report.existing.len() > SHOWN {
+            listed.push_str(&format!(" and {} more", report.existing.len() - SHOWN));
+        }
+        println!(
+            "left unchanged {} account(s) that already exist: {listed}",
+            report.existing.len()
+        );
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

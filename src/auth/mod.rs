@@ -196,17 +196,47 @@ pub async fn login(
         .filter(user::Column::Email.eq(email))
         .one(&state.db)
         .await?;
+    // An imported bcrypt (or older Argon2) hash is replaced once the password is known right.
+    let upgrade = found
+        .as_ref()
+        .filter(|u| u.is_active && password::is_outdated(&u.password_hash))
+        .map(|_| password.clone());
     let matched =
         password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match found {
         Some(user) if matched && user.is_active => user,
         _ => return Err(failed()),
     };
+    if let Some(password) = upgrade {
+        upgrade_hash(state, &user, password).await;
+    }
     let now = Utc::now();
     let txn = state.db.begin().await?;
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;
     finish(state, user, session)
+}
+
+/// Stores an Argon2id hash of `password` in place of the account's outdated one, unless the
+/// hash changed meanwhile (a password change wins). A failure only postpones the upgrade to the
+/// next sign-in, so it is logged and the sign-in goes on.
+async fn upgrade_hash(state: &AppState, user: &user::Model, password: String) {
+    let upgraded = async {
+        let hash = password::hash(password).await?;
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::val(hash))
+            .filter(user::Column::Id.eq(user.id))
+            .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+            .exec(&state.db)
+            .await?;
+        AppResult::Ok(())
+    };
+    match upgraded.await {
+        Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded to Argon2id"),
+        Err(err) => {
+            tracing::warn!(user_id = %user.id, error = ?err, "password hash upgrade failed")
+        }
+    }
 }
 
 /// Exchanges a refresh token for a new pair. Each refresh token works once: presenting one

@@ -3,6 +3,11 @@
 //! Hashing is CPU- and memory-heavy by design, so it runs under `spawn_blocking` and behind a
 //! semaphore that bounds how many hashes run at once (a login flood must not exhaust memory).
 //! Unknown emails are verified against a dummy hash so they cost the same time as real ones.
+//!
+//! Accounts imported from another platform (`reelgraph admin import-users`) may carry that
+//! platform's hash: bcrypt (`$2a$`, `$2b$`, `$2y$`) or Argon2 with other parameters. Such a
+//! hash verifies as it is, and [`is_outdated`] tells sign-in to replace it with an Argon2id
+//! hash of the same password once the password is known to be right.
 
 use std::sync::{Arc, LazyLock};
 
@@ -86,15 +91,228 @@ pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool>
     let has_account = stored.is_some();
     let matched = run_blocking(move || {
         let hash = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
+        match Kind::of(&hash) {
+            Some(Kind::Bcrypt { cost }) if cost <= MAX_BCRYPT_COST => {
+                bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
+            }
+            Some(Kind::Argon2 {
+                m_cost,
+                t_cost,
+                p_cost,
+                ..
+            }) if m_cost <= MAX_ARGON2_M_COST
+                && t_cost <= MAX_ARGON2_T_COST
+                && p_cost <= MAX_ARGON2_P_COST =>
+            {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            }
+            // Unknown or over the cost limits (which an import would have refused).
+            _ => false,
+        }
     })
     .await?;
     Ok(has_account && matched)
 }
 
+/// Highest bcrypt cost accepted (2^14 rounds, about a second on one core): a higher one would
+/// let a single sign-in attempt hold a hashing slot for many seconds.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// Highest Argon2 memory cost accepted, in KiB (64 MiB, RFC 9106's second recommendation).
+pub const MAX_ARGON2_M_COST: u32 = 64 * 1024;
+/// Highest Argon2 time cost (passes) accepted.
+pub const MAX_ARGON2_T_COST: u32 = 10;
+/// Highest Argon2 parallelism accepted.
+pub const MAX_ARGON2_P_COST: u32 = 16;
+
+/// The kind of a stored hash, read from its text alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bcrypt {
+        cost: u32,
+    },
+    Argon2 {
+        id: bool,
+        m_cost: u32,
+        t_cost: u32,
+        p_cost: u32,
+    },
+}
+
+impl Kind {
+    fn of(hash: &str) -> Option<Self> {
+        if let Some(rest) = ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .find_map(|prefix| hash.strip_prefix(prefix))
+        {
+            // `$2b$12$` + 22 characters of salt + 31 of hash, in bcrypt's base64 alphabet.
+            let (cost, body) = rest.split_once('$')?;
+            let valid = cost.len() == 2
+                && body.len() == 53
+                && body
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+            let cost: u32 = cost.parse().ok().filter(|c| (4..=31).contains(c))?;
+            return valid.then_some(Self::Bcrypt { cost });
+        }
+        let parsed = argon2::password_hash::phc::PasswordHash::new(hash).ok()?;
+        let algorithm = argon2::Algorithm::new(parsed.algorithm.as_str()).ok()?;
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        parsed.salt?;
+        parsed.hash?;
+        Some(Self::Argon2 {
+            id: algorithm == argon2::Algorithm::Argon2id,
+            m_cost: params.m_cost(),
+            t_cost: params.t_cost(),
+            p_cost: params.p_cost(),
+        })
+    }
+}
+
+/// Whether `stored` should be replaced by a fresh Argon2id hash with today's parameters, once
+/// the password has been verified: it is bcrypt, or Argon2 of another variant or cost.
+pub fn is_outdated(stored: &str) -> bool {
+    let current = argon2::Params::DEFAULT;
+    match Kind::of(stored) {
+        Some(Kind::Argon2 {
+            id,
+            m_cost,
+            t_cost,
+            p_cost,
+        }) => {
+            !id || m_cost != current.m_cost()
+                || t_cost != current.t_cost()
+                || p_cost != current.p_cost()
+        }
+        Some(Kind::Bcrypt { .. }) | None => true,
+    }
+}
+
+/// Checks a password hash brought from another platform: bcrypt (`$2a$`, `$2b$` or `$2y$`, cost
+/// at most [`MAX_BCRYPT_COST`]) or an Argon2 PHC string within the Argon2 limits. The error
+/// names `field` and says what is wrong.
+pub fn validate_imported_hash(field: &str, hash: &str) -> AppResult<()> {
+    let bad = |message: String| Err(AppError::bad_input(field, message));
+    match Kind::of(hash) {
+        Some(Kind::Bcrypt { cost }) if cost > MAX_BCRYPT_COST => bad(format!(
+            "bcrypt cost {cost} is above the highest accepted, {MAX_BCRYPT_COST}"
+        )),
+        Some(Kind::Argon2 { m_cost, .. }) if m_cost > MAX_ARGON2_M_COST => bad(format!(
+            "Argon2 memory cost m={m_cost} KiB is above the highest accepted, {MAX_ARGON2_M_COST}"
+        )),
+        Some(Kind::Argon2 { t_cost, .. }) if t_cost > MAX_ARGON2_T_COST => bad(format!(
+            "Argon2 time cost t={t_cost} is above the highest accepted, {MAX_ARGON2_T_COST}"
+        )),
+        Some(Kind::Argon2 { p_cost, .. }) if p_cost > MAX_ARGON2_P_COST => bad(format!(
+            "Argon2 parallelism p={p_cost} is above the highest accepted, {MAX_ARGON2_P_COST}"
+        )),
+        Some(_) => Ok(()),
+        None => bad(
+            "must be a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters) or an Argon2 PHC string \
+             ($argon2id$v=19$m=…,t=…,p=…$salt$hash)"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Computes the dummy hash ahead of the first login, so that login is not the slow one.
 pub fn warm_up() {
     LazyLock::force(&DUMMY_HASH);
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::{Algorithm, Params, Version, password_hash::PasswordHasher};
+
+    use super::*;
+
+    fn argon2_hash(algorithm: Algorithm, m: u32, t: u32, p: u32, password: &str) -> String {
+        let params = Params::new(m, t, p, None).expect("params");
+        Argon2::new(algorithm, Version::V0x13, params)
+            .hash_password(password.as_bytes())
+            .expect("hash")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_from_other_platforms_verify_and_are_outdated() {
+        for prefix in ["2a", "2b", "2y"] {
+            let hash = bcrypt::hash_with_result("correct horse", 4)
+                .expect("bcrypt")
+                .format_for_version(match prefix {
+                    "2a" => bcrypt::Version::TwoA,
+                    "2b" => bcrypt::Version::TwoB,
+                    _ => bcrypt::Version::TwoY,
+                });
+            assert!(hash.starts_with(&format!("${prefix}$04$")), "{hash}");
+            validate_imported_hash("passwordHash", &hash).expect("accepted");
+            assert!(
+                verify("correct horse".into(), Some(hash.clone()))
+                    .await
+                    .expect("verified")
+            );
+            assert!(
+                !verify("correct hors".into(), Some(hash.clone()))
+                    .await
+                    .expect("verified")
+            );
+            assert!(is_outdated(&hash));
+        }
+    }
+
+    #[tokio::test]
+    async fn argon2_hashes_verify_with_their_own_parameters() {
+        let current = hash("correct horse".into()).await.expect("verified");
+        assert!(!is_outdated(&current), "today's hash is current: {current}");
+        for (algorithm, m, t, p) in [
+            (Algorithm::Argon2id, 8 * 1024, 3, 2),
+            (Algorithm::Argon2i, 4096, 2, 1),
+        ] {
+            let other = argon2_hash(algorithm, m, t, p, "correct horse");
+            validate_imported_hash("passwordHash", &other).expect("accepted");
+            assert!(
+                verify("correct horse".into(), Some(other.clone()))
+                    .await
+                    .expect("verified")
+            );
+            assert!(
+                !verify("wrong horse!".into(), Some(other.clone()))
+                    .await
+                    .expect("verified")
+            );
+            assert!(is_outdated(&other), "{other}");
+        }
+    }
+
+    #[test]
+    fn imported_hashes_outside_the_limits_or_malformed_are_refused_with_the_reason() {
+        let message = |hash: &str| match validate_imported_hash("users[3].passwordHash", hash) {
+            Err(AppError::BadInput { field, message }) => {
+                assert_eq!(field, "users[3].passwordHash");
+                message
+            }
+            other => panic!("{hash}: {other:?}"),
+        };
+        let body = "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+        assert_eq!(body.len(), 53);
+        validate_imported_hash("h", &format!("$2b$12${body}")).expect("cost 12 accepted");
+        assert!(message(&format!("$2b$15${body}")).contains("bcrypt cost 15"));
+        assert!(message(&format!("$2b$12${}", &body[1..])).contains("must be a bcrypt hash"));
+        assert!(message(&format!("$2x$12${body}")).contains("must be a bcrypt hash"));
+        assert!(message(&format!("$2b$12${}!", &body[1..])).contains("must be a bcrypt hash"));
+        assert!(message("plain-text-password").contains("must be a bcrypt hash"));
+        assert!(message("").contains("must be a bcrypt hash"));
+        let heavy = argon2_hash(Algorithm::Argon2id, 8, 11, 1, "x");
+        assert!(message(&heavy).contains("time cost t=11"), "{heavy}");
+        let parallel = argon2_hash(Algorithm::Argon2id, 8 * 17, 1, 17, "x");
+        assert!(message(&parallel).contains("parallelism p=17"));
+        // The memory limit is read from the string; hashing 65 MiB here is not needed.
+        let big = argon2_hash(Algorithm::Argon2id, 4096, 1, 1, "x").replace("m=4096", "m=66560");
+        assert!(message(&big).contains("memory cost m=66560"), "{big}");
+        // A hash without its salt or output is no hash.
+        let cut = argon2_hash(Algorithm::Argon2id, 4096, 1, 1, "x");
+        let cut = &cut[..cut.rfind('$').expect("a $")];
+        assert!(message(cut).contains("Argon2 PHC"));
+    }
 }

@@ -1,6 +1,7 @@
 //! Users as the API shows them, `me`, invite codes, and making administrators.
 
 pub mod admin;
+pub mod import;
 
 use async_graphql::{
     ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, SimpleObject,

@@ -10,6 +10,7 @@ mod consent;
 mod content;
 mod creators;
 mod fuzz;
+mod import;
 mod jobs;
 mod limits;
 mod metrics;

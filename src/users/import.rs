@@ -1,0 +1,256 @@
+//! `reelgraph admin import-users`: accounts brought over from the platform Reelgraph replaces,
+//! with the password hashes they already have, so nobody has to reset a password.
+//!
+//! The input is JSON Lines, one account per line:
+//!
+//! ```json
+//! {"email": "ana@example.com", "passwordHash": "$2b$12$…", "displayName": "Ana", "role": "CREATOR"}
+//! ```
+//!
+//! Every line is checked before anything is written, and every problem is reported with its
+//! line number and field. Then all new accounts are written in one transaction: either all of
+//! them land or none does. Accounts whose email already exists are left exactly as they are,
+//! so running the same file again imports nothing twice. A bcrypt or older Argon2 hash is
+//! replaced by an Argon2id one the first time its owner signs in.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use entity::{UserRole, user};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    auth::{normalize_display_name, normalize_email, password},
+    billing::credits,
+    error::{AppError, AppResult},
+};
+
+/// Ledger reason of a balance carried over by an import.
+pub const REASON_IMPORT: &str = "imported balance";
+/// Rows per INSERT (SQLite allows 32,766 bound values per statement).
+const INSERT_CHUNK: usize = 500;
+/// Problems listed before the rest are only counted.
+const MAX_REPORTED: usize = 50;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Line {
+    email: String,
+    password_hash: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    is_active: Option<bool>,
+    #[serde(default)]
+    is_verified: Option<bool>,
+    #[serde(default)]
+    credits: Option<i64>,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
+}
+
+/// One checked account, ready to insert.
+#[derive(Debug, Clone)]
+pub struct ImportedUser {
+    /// 1-based line of the input it came from.
+    pub line: usize,
+    pub email: String,
+    password_hash: String,
+    display_name: Option<String>,
+    role: UserRole,
+    is_active: bool,
+    is_verified: bool,
+    credits: i64,
+    created_at: DateTime<Utc>,
+}
+
+/// What [`import`] did (or, with `dry_run`, would do).
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Emails of the accounts created, in input order.
+    pub imported: Vec<String>,
+    /// Emails that already had an account, left unchanged, in input order.
+    pub existing: Vec<String>,
+    /// How many of the imported accounts carry a hash that sign-in will upgrade to Argon2id.
+    pub to_upgrade: usize,
+}
+
+/// Reads and checks every line. Errors: one message per problem, `line N: field: reason`
+/// (at most [`MAX_REPORTED`], then a count of the rest).
+pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Vec<ImportedUser>, Vec<String>> {
+    let mut users = Vec::new();
+    let mut problems = Vec::new();
+    let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let line: Line = match serde_json::from_str(raw) {
+            Ok(line) => line,
+            Err(err) => {
+                problems.push(format!("line {number}: {}", json_problem(&err)));
+                continue;
+            }
+        };
+        match check(number, line, now) {
+            Ok(user) => match first_line_of.get(&user.email) {
+                Some(first) => problems.push(format!(
+                    "line {number}: email: {} is also on line {first}",
+                    user.email
+                )),
+                None => {
+                    first_line_of.insert(user.email.clone(), number);
+                    users.push(user);
+                }
+            },
+            Err(err) => problems.push(match err {
+                AppError::BadInput { field, message } => {
+                    format!("line {number}: {field}: {message}")
+                }
+                other => format!("line {number}: {}", other.public_message()),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(users);
+    }
+    if problems.len() > MAX_REPORTED {
+        let rest = problems.len() - MAX_REPORTED;
+        problems.truncate(MAX_REPORTED);
+        problems.push(format!("… and {rest} more"));
+    }
+    Err(problems)
+}
+
+/// serde_json's message without its "at line 1 column N" (each input line is its own
+/// document; the column stays useful, so it is kept in a shorter form).
+fn json_problem(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(message, _)| message);
+    if err.is_syntax() || err.is_eof() {
+        format!("not a JSON object ({message}, column {})", err.column())
+    } else {
+        message.to_owned()
+    }
+}
+
+fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUser> {
+    let email = normalize_email("email", &line.email)?;
+    password::validate_imported_hash("passwordHash", &line.password_hash)?;
+    let display_name = normalize_display_name("displayName", line.display_name.as_deref())?;
+    let role = match line.role.as_deref().map(str::trim) {
+        None => UserRole::Viewer,
+        Some(role) if role.eq_ignore_ascii_case("ADMIN") => UserRole::Admin,
+        Some(role) if role.eq_ignore_ascii_case("CREATOR") => UserRole::Creator,
+        Some(role) if role.eq_ignore_ascii_case("VIEWER") => UserRole::Viewer,
+        Some(other) => {
+            return Err(AppError::bad_input(
+                "role",
+                format!("{other:?} is not a role: use ADMIN, CREATOR or VIEWER"),
+            ));
+        }
+    };
+    let credits = line.credits.unwrap_or(0);
+    if !(0..=credits::MAX_GRANT).contains(&credits) {
+        return Err(AppError::bad_input(
+            "credits",
+            format!("must be between 0 and {}", credits::MAX_GRANT),
+        ));
+    }
+    let created_at = line.created_at.unwrap_or(now);
+    if created_at > now {
+        return Err(AppError::bad_input("createdAt", "is in the future"));
+    }
+    Ok(ImportedUser {
+        line: number,
+        email,
+        password_hash: line.password_hash,
+        display_name,
+        role,
+        is_active: line.is_active.unwrap_or(true),
+        is_verified: line.is_verified.unwrap_or(false),
+        credits,
+        created_at,
+    })
+}
+
+/// Creates the accounts whose email is not taken yet, all in one transaction, with a ledger
+/// row for each carried-over credit balance. With `dry_run`, only reports.
+pub async fn import(
+    db: &DatabaseConnection,
+    users: Vec<ImportedUser>,
+    dry_run: bool,
+) -> AppResult<ImportReport> {
+    let txn = db.begin().await?;
+    let mut taken: HashSet<String> = HashSet::new();
+    for chunk in users.chunks(INSERT_CHUNK) {
+        let emails = chunk.iter().map(|u| u.email.as_str());
+        taken.extend(
+            user::Entity::find()
+                .filter(user::Column::Email.is_in(emails))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|u| u.email),
+        );
+    }
+    let (existing, new): (Vec<ImportedUser>, Vec<ImportedUser>) =
+        users.into_iter().partition(|u| taken.contains(&u.email));
+    let report = ImportReport {
+        imported: new.iter().map(|u| u.email.clone()).collect(),
+        existing: existing.into_iter().map(|u| u.email).collect(),
+        to_upgrade: new
+            .iter()
+            .filter(|u| password::is_outdated(&u.password_hash))
+            .count(),
+    };
+    if dry_run || new.is_empty() {
+        txn.rollback().await?;
+        return Ok(report);
+    }
+    let now = Utc::now();
+    let mut balances = Vec::new();
+    for chunk in new.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|u| {
+            let id = Uuid::now_v7();
+            if u.credits > 0 {
+                balances.push((id, u.credits));
+            }
+            user::ActiveModel {
+                id: Set(id),
+                email: Set(u.email.clone()),
+                password_hash: Set(u.password_hash.clone()),
+                display_name: Set(u.display_name.clone()),
+                avatar_url: Set(None),
+                role: Set(u.role),
+                is_active: Set(u.is_active),
+                is_verified: Set(u.is_verified),
+                credits: Set(0),
+                created_at: Set(u.created_at),
+                updated_at: Set(now),
+            }
+        });
+        // An account created meanwhile with one of these emails fails the whole import (the
+        // unique key), and nothing is written; running it again skips that account.
+        user::Entity::insert_many(rows.collect::<Vec<_>>())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    for (id, amount) in balances {
+        credits::apply(&txn, id, amount, REASON_IMPORT, None)
+            .await?
+            .ok_or_else(|| AppError::internal("import", "an imported account vanished"))?;
+    }
+    txn.commit().await?;
+    Ok(report)
+}

@@ -1,0 +1,309 @@
+//! `reelgraph admin import-users`: accounts from another platform sign in with the passwords
+//! they had, their hashes become Argon2id, and a bad file imports nothing.
+
+use std::process::Stdio;
+
+use argon2::{Algorithm, Argon2, Params, Version, password_hash::PasswordHasher};
+use entity::user;
+use reelgraph::users::import;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::{
+    both_backends,
+    helpers::{Backend, TestApp, create_database, error_code, postgres_base_url, session_of},
+};
+
+const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken user { id } } }";
+const ME: &str = "{ me { email displayName role isVerified credits createdAt creditLedger(first: 5) { nodes { delta reason balanceAfter } } } }";
+
+fn bcrypt_hash(password: &str, version: bcrypt::Version) -> String {
+    bcrypt::hash_with_result(password, 4)
+        .expect("bcrypt")
+        .format_for_version(version)
+}
+
+async fn stored_hash(app: &TestApp, email: &str) -> String {
+    user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(&app.state.db)
+        .await
+        .expect("query")
+        .expect("account")
+        .password_hash
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> Value {
+    app.gql(None, LOGIN, json!({ "e": email, "p": password }))
+        .await
+}
+
+async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("taken@example.com").await;
+    let argon2i = Argon2::new(
+        Algorithm::Argon2i,
+        Version::V0x13,
+        Params::new(4096, 3, 1, None).expect("params"),
+    )
+    .hash_password(b"cy's old password")
+    .expect("argon2")
+    .to_string();
+    let lines = [
+        json!({ "email": " Ana@Example.com ", "passwordHash": bcrypt_hash("ana's old password", bcrypt::Version::TwoB),
+                "displayName": "Ana", "role": "creator", "isVerified": true, "credits": 250,
+                "createdAt": "2024-01-02T03:04:05Z" }),
+        json!({ "email": "ben@example.com", "passwordHash": bcrypt_hash("ben's old password", bcrypt::Version::TwoY),
+                "isActive": false }),
+        json!({ "email": "cy@example.com", "passwordHash": argon2i }),
+        json!({ "email": "taken@example.com", "passwordHash": bcrypt_hash("another password", bcrypt::Version::TwoA) }),
+    ];
+    let text = lines
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let users_before = user::Entity::find()
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    let taken_hash = stored_hash(&app, "taken@example.com").await;
+
+    // A dry run reports and writes nothing.
+    let parsed = import::parse(&text, chrono::Utc::now()).expect("valid file");
+    let report = import::import(&app.state.db, parsed.clone(), true)
+        .await
+        .expect("dry run");
+    assert_eq!(
+        report.imported,
+        ["ana@example.com", "ben@example.com", "cy@example.com"]
+    );
+    assert_eq!(report.existing, ["taken@example.com"]);
+    assert_eq!(report.to_upgrade, 3);
+    assert_eq!(
+        user::Entity::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
+        users_before
+    );
+    assert_eq!(
+        error_code(&login(&app, "ana@example.com", "ana's old password").await),
+        "UNAUTHENTICATED"
+    );
+
+    let report = import::import(&app.state.db, parsed, false)
+        .await
+        .expect("import");
+    assert_eq!(report.imported.len(), 3);
+    assert_eq!(
+        user::Entity::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
+        users_before + 3
+    );
+
+    // bcrypt: the old password signs in, and the hash becomes Argon2id.
+    assert!(
+        stored_hash(&app, "ana@example.com")
+            .await
+            .starts_with("$2b$04$")
+    );
+    assert_eq!(
+        error_code(&login(&app, "ana@example.com", "ana's old passwore").await),
+        "UNAUTHENTICATED"
+    );
+    assert!(
+        stored_hash(&app, "ana@example.com")
+            .await
+            .starts_with("$2b$")
+    );
+    let body = login(&app, "ana@example.com", "ana's old password").await;
+    let session = session_of(&body["data"]["login"]);
+    let upgraded = stored_hash(&app, "ana@example.com").await;
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{upgraded}"
+    );
+    let body = login(&app, "ana@example.com", "ana's old password").await;
+    assert!(
+        body["errors"].is_null(),
+        "the upgraded hash verifies: {body}"
+    );
+    assert_eq!(stored_hash(&app, "ana@example.com").await, upgraded);
+    let me = app.ok(Some(&session.access_token), ME, json!({})).await;
+    assert_eq!(
+        me["me"],
+        json!({
+            "email": "ana@example.com", "displayName": "Ana", "role": "CREATOR",
+            "isVerified": true, "credits": 250, "createdAt": "2024-01-02T03:04:05+00:00",
+            "creditLedger": { "nodes": [
+                { "delta": 250, "reason": import::REASON_IMPORT, "balanceAfter": 250 }
+            ] }
+        })
+    );
+
+    // A disabled account is imported disabled: no sign-in, and its hash is left alone.
+    assert_eq!(
+        error_code(&login(&app, "ben@example.com", "ben's old password").await),
+        "UNAUTHENTICATED"
+    );
+    assert!(
+        stored_hash(&app, "ben@example.com")
+            .await
+            .starts_with("$2y$04$")
+    );
+
+    // Argon2i with other parameters: verified with its own, then replaced.
+    let body = login(&app, "cy@example.com", "cy's old password").await;
+    assert!(body["errors"].is_null(), "{body}");
+    let cy = app
+        .ok(
+            Some(&session_of(&body["data"]["login"]).access_token),
+            ME,
+            json!({}),
+        )
+        .await;
+    assert_eq!(cy["me"]["role"], "VIEWER");
+    assert_eq!(cy["me"]["isVerified"], false);
+    assert_eq!(cy["me"]["credits"], 0);
+    assert_eq!(cy["me"]["creditLedger"]["nodes"], json!([]));
+    assert!(
+        stored_hash(&app, "cy@example.com")
+            .await
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+    );
+
+    // The account that existed is untouched: its own password, not the file's, signs in.
+    assert_eq!(stored_hash(&app, "taken@example.com").await, taken_hash);
+    assert_eq!(
+        error_code(&login(&app, "taken@example.com", "another password").await),
+        "UNAUTHENTICATED"
+    );
+    assert!(login(&app, "taken@example.com", "correct horse battery").await["errors"].is_null());
+
+    // The same file again imports nothing twice.
+    let again = import::import(
+        &app.state.db,
+        import::parse(&text, chrono::Utc::now()).expect("valid"),
+        false,
+    )
+    .await
+    .expect("rerun");
+    assert!(again.imported.is_empty());
+    assert_eq!(again.existing.len(), 4);
+    assert_eq!(
+        user::Entity::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
+        users_before + 3
+    );
+}
+
+both_backends!(imported_accounts_sign_in_with_their_old_passwords);
+
+/// Runs `reelgraph admin import-users` on `file` against the PostgreSQL database `name`.
+async fn import_command(name: &str, file: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args(["admin", "import-users"])
+        .arg(file)
+        .args(extra)
+        .env("DATABASE_URL", format!("{}/{name}", postgres_base_url()))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the command runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_right() {
+    let name = create_database().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("users.jsonl");
+    let good = bcrypt_hash("dee's old password", bcrypt::Version::TwoB);
+    let costly = good.replacen("$04$", "$15$", 1);
+    let lines = [
+        json!({ "email": "dee@example.com", "passwordHash": good }).to_string(),
+        json!({ "email": "not-an-email", "passwordHash": good }).to_string(),
+        json!({ "email": "eve@example.com", "passwordHash": "hunter22" }).to_string(),
+        json!({ "email": "DEE@example.com", "passwordHash": good }).to_string(),
+        json!({ "email": "fay@example.com", "passwordHash": costly }).to_string(),
+        json!({ "email": "gus@example.com", "passwordHash": good, "role": "OWNER" }).to_string(),
+        json!({ "email": "hal@example.com", "passwordHash": good, "password": "x" }).to_string(),
+        "{\"email\": \"ivy@example.com\",".to_owned(),
+        json!({ "email": "jo@example.com", "passwordHash": good, "credits": -5 }).to_string(),
+        json!({ "email": "kim@example.com", "passwordHash": good, "createdAt": "2999-01-01T00:00:00Z" }).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    let (ok, output) = import_command(&name, &file, &[]).await;
+    assert!(!ok, "{output}");
+    for expected in [
+        "nothing was imported",
+        "line 2: email: must be a valid email address",
+        "line 3: passwordHash: must be a bcrypt hash",
+        "line 4: email: dee@example.com is also on line 1",
+        "line 5: passwordHash: bcrypt cost 15 is above the highest accepted, 14",
+        "line 6: role: \"OWNER\" is not a role",
+        "line 7: unknown field `password`",
+        "line 8: not a JSON object",
+        "line 9: credits: must be between 0",
+        "line 10: createdAt: is in the future",
+    ] {
+        assert!(output.contains(expected), "{expected:?} in:\n{output}");
+    }
+    assert!(!output.contains("line 1:"), "{output}");
+
+    // Nothing was written; the database was not even touched before the file was right.
+    let app = {
+        let mut app = TestApp::spawn_on(Some(&name), |_| {}).await;
+        app.adopt_database(name.clone());
+        app
+    };
+    assert_eq!(
+        user::Entity::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
+        0
+    );
+
+    std::fs::write(&file, format!("{}\n", lines[0])).expect("write");
+    let (ok, output) = import_command(&name, &file, &["--dry-run"]).await;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("would import 1 account(s); 1 of them"),
+        "{output}"
+    );
+    assert_eq!(
+        user::Entity::find()
+            .count(&app.state.db)
+            .await
+            .expect("count"),
+        0
+    );
+
+    let (ok, output) = import_command(&name, &file, &[]).await;
+    assert!(ok, "{output}");
+    assert!(output.contains("imported 1 account(s)"), "{output}");
+    let (ok, output) = import_command(&name, &file, &[]).await;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("imported 0 account(s)")
+            && output.contains("left unchanged 1 account(s) that already exist: dee@example.com"),
+        "{output}"
+    );
+    assert!(
+        login(&app, "dee@example.com", "dee's old password").await["errors"].is_null(),
+        "the imported account signs in"
+    );
+}
