@@ -499,6 +499,9 @@ pub async fn node_clients() -> std::path::PathBuf {
         "rxjs",
         "graphql-http",
         "ws",
+        "@graphql-codegen/cli",
+        "@graphql-codegen/client-preset",
+        "typescript",
     ]
     .iter()
     .all(|package| dir.join("node_modules").join(package).exists());

@@ -64,3 +64,80 @@ async fn the_committed_sdl_is_what_graphql_js_reads_from_the_server() {
     assert_eq!(seen["oneOf"], serde_json::json!([true, true]), "{seen}");
     assert!(seen["types"].as_u64().is_some_and(|n| n > 50), "{seen}");
 }
+
+/// Runs one of `tests/node`'s installed command-line tools in `dir`; panics with its output
+/// unless it succeeds.
+async fn node_tool(dir: &std::path::Path, tool: &str, args: &[&str]) {
+    let bin = dir
+        .ancestors()
+        .map(|d| d.join("node_modules/.bin").join(tool))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{tool} is installed by `npm ci` in tests/node"));
+    let run = tokio::process::Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), run)
+        .await
+        .expect("the tool finishes")
+        .expect("the tool runs");
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What a TypeScript SPA does with the committed SDL: graphql-codegen's client preset
+/// generates typed documents from it (`strictScalars`: every custom scalar must be mapped),
+/// `tsc --strict` checks a client written against them — including lines that must not
+/// compile, so types that degrade to `any` fail it — and the compiled client then signs up,
+/// creates a creator, queues a render (a `@oneOf` layer input) and reads it back from the
+/// live server (`tests/node/typed/client.ts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_client_generated_from_the_committed_schema_compiles_and_runs() {
+    use crate::helpers::{Backend, TestApp};
+    use serde_json::json;
+    let dir = crate::helpers::node_clients().await.join("typed");
+    for generated in ["gql", "dist"] {
+        let _ = std::fs::remove_dir_all(dir.join(generated));
+    }
+    node_tool(&dir, "graphql-codegen", &["--config", "codegen.json"]).await;
+    node_tool(&dir, "tsc", &["-p", "."]).await;
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = format!("{}/graphql", app.base);
+    let seen = crate::helpers::run_node(&dir, "dist/client.js", &[&url]).await;
+    assert_eq!(seen["roleBefore"], "VIEWER", "{seen}");
+    assert_eq!(seen["roleAfter"], "CREATOR", "{seen}");
+    assert_eq!(seen["creator"]["name"], "Typed Creator", "{seen}");
+    assert_eq!(seen["creator"]["slug"], "typed-creator", "{seen}");
+    assert_eq!(seen["creator"]["genres"], json!(["dubstep"]), "{seen}");
+    assert_eq!(
+        seen["creator"]["socialLinks"],
+        json!({ "youtube": "https://youtube.com/@typed" }),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["job"],
+        json!({ "kind": "RENDER", "status": "QUEUED", "priority": "HIGH" }),
+        "{seen}"
+    );
+    assert!(
+        ["QUEUED", "RUNNING", "DONE"].contains(&seen["statusNow"].as_str().unwrap_or_default()),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["page"],
+        json!({ "totalCount": 1, "names": ["Typed Creator"] }),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["refused"],
+        json!([{ "code": "BAD_USER_INPUT", "field": "input.spec.scenes.0.duration" }]),
+        "{seen}"
+    );
+    assert_eq!(seen["refusedData"], serde_json::Value::Null, "{seen}");
+}
