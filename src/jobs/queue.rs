@@ -432,16 +432,19 @@ pub async fn clean_up(
             .into_tuple()
             .all(db)
             .await?;
-        let result = job::Entity::delete_many()
-            .filter(job::Column::Id.is_in(ids))
-            .exec(db)
-            .await?;
-        deleted += result.rows_affected;
+        // Objects first, rows second: stopped in between (upkeep is aborted at shutdown), the
+        // rows are still there and the next run deletes them (a missing object deletes fine);
+        // the other way round, the objects would stay behind with nothing pointing at them.
         for key in plans {
             if let Err(err) = storage.delete(&key).await {
                 tracing::warn!(key, error = %err, "a deleted job's render plan could not be removed");
             }
         }
+        let result = job::Entity::delete_many()
+            .filter(job::Column::Id.is_in(ids))
+            .exec(db)
+            .await?;
+        deleted += result.rows_affected;
     }
 }
 
