@@ -72,6 +72,12 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
 
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`
+    /// (Prometheus: `authorization: {credentials: …}`), and 401 to the rest. Unset, it is
+    /// open: keep it off the public network then.
+    #[arg(long, env = "REELGRAPH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Jobs this process runs at once (default: the number of CPU cores).
     #[arg(long, env = "REELGRAPH_WORKERS")]
     pub workers: Option<usize>,
@@ -164,6 +170,7 @@ impl Config {
             request_timeout_ms: 60_000,
             webhook_allow_private: false,
             trust_proxy: false,
+            metrics_token: None,
             workers: None,
             job_lease_secs: 30,
             job_heartbeat_ms: 500,

@@ -569,11 +569,49 @@ async fn readiness(app: &AppState) -> Response {
     }
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
-    metrics_text(&state.app).await
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    metrics_text(&state.app, &headers).await
 }
 
-async fn metrics_text(app: &AppState) -> Response {
+/// Whether the request may read `/metrics`: always without `REELGRAPH_METRICS_TOKEN`, else
+/// only with that bearer token (compared in constant time).
+fn metrics_allowed(app: &AppState, headers: &HeaderMap) -> bool {
+    let Some(expected) = app
+        .config
+        .metrics_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token.trim());
+    // Hashing both sides first makes the comparison's time independent of the token's length.
+    presented.is_some_and(|token| {
+        use sha2::Digest;
+        let (a, b) = (sha2::Sha256::digest(token), sha2::Sha256::digest(expected));
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    })
+}
+
+async fn metrics_text(app: &AppState, headers: &HeaderMap) -> Response {
+    if !metrics_allowed(app, headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "/metrics needs the bearer token set in REELGRAPH_METRICS_TOKEN\n",
+        )
+            .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -595,7 +633,11 @@ pub fn operations_router(app: AppState) -> Router {
         .route("/livez", get(livez))
         .route(
             "/metrics",
-            get(|State(app): State<AppState>| async move { metrics_text(&app).await }),
+            get(
+                |State(app): State<AppState>, headers: HeaderMap| async move {
+                    metrics_text(&app, &headers).await
+                },
+            ),
         )
         .with_state(app)
         .layer(axum::middleware::from_fn_with_state(

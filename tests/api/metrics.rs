@@ -17,13 +17,92 @@ use crate::{
 
 /// The text at `url`'s `/metrics`.
 pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
-    let response = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("sent");
+    scrape_with(client, base, None).await
+}
+
+/// The text at `url`'s `/metrics`, sending `token` as a bearer token.
+async fn scrape_with(client: &reqwest::Client, base: &str, token: Option<&str>) -> String {
+    let mut request = client.get(format!("{base}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("sent");
     assert_eq!(response.status(), 200);
     response.text().await.expect("text")
+}
+
+/// The status and `WWW-Authenticate` of a `/metrics` request with this `Authorization`.
+async fn metrics_refusal(
+    client: &reqwest::Client,
+    base: &str,
+    authorization: Option<&str>,
+) -> (u16, String) {
+    let mut request = client.get(format!("{base}/metrics"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.expect("sent");
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (response.status().as_u16(), challenge)
+}
+
+/// With `REELGRAPH_METRICS_TOKEN`, `/metrics` answers only its bearer token; the other
+/// routes, probes included, are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_token_keeps_the_scrape_private() {
+    let token = "scrape-token-0123456789";
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| {
+        a.no_worker = true;
+        a.config.metrics_token = Some(token.to_owned());
+    })
+    .await;
+    for refused in [
+        None,
+        Some("Bearer wrong-token"),
+        Some("Bearer scrape-token-012345678"),
+        Some("Basic c2NyYXBlLXRva2VuLTAxMjM0NTY3ODk="),
+        Some(token),
+    ] {
+        assert_eq!(
+            metrics_refusal(&app.client, &app.base, refused).await,
+            (401, "Bearer".to_owned()),
+            "{refused:?}"
+        );
+    }
+    let text = scrape_with(&app.client, &app.base, Some(token)).await;
+    assert!(text.contains("reelgraph_http_requests_total"), "{text}");
+    // The scheme is case-insensitive, as in any HTTP authentication.
+    assert_eq!(
+        metrics_refusal(&app.client, &app.base, Some(&format!("bearer {token}")))
+            .await
+            .0,
+        200
+    );
+    // The refusals were counted like any other response.
+    let text = scrape_with(&app.client, &app.base, Some(token)).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"reelgraph_http_requests_total{method="GET",route="/metrics",status="401"}"#
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    for open in ["/livez", "/healthz"] {
+        let status = app
+            .client
+            .get(format!("{}{open}", app.base))
+            .send()
+            .await
+            .expect("sent")
+            .status();
+        assert_eq!(status, 200, "{open}");
+    }
 }
 
 /// The value of the series `series` (name and labels, exactly as exposed), if present.
@@ -234,7 +313,13 @@ async fn a_worker_with_listen_serves_probes_and_its_own_metrics() {
         probe.local_addr().expect("addr").port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let mut worker = spawn_worker_with(&database, 1, 10, &["--listen", &listen]);
+    let token = "worker-scrape-token";
+    let mut worker = spawn_worker_with(
+        &database,
+        1,
+        10,
+        &["--listen", &listen, "--metrics-token", token],
+    );
     let base = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -266,7 +351,8 @@ async fn a_worker_with_listen_serves_probes_and_its_own_metrics() {
         |job| job["status"] == "DONE",
     )
     .await;
-    let text = scrape(&app.client, &base).await;
+    assert_eq!(metrics_refusal(&app.client, &base, None).await.0, 401);
+    let text = scrape_with(&app.client, &base, Some(token)).await;
     assert_eq!(
         value(
             &text,
