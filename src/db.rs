@@ -93,6 +93,14 @@ fn sqlite_options(url: String) -> ConnectOptions {
 
 /// Applies pending migrations. On PostgreSQL they run in one transaction holding an advisory
 /// lock, so replicas that start together migrate once and the others wait.
+/// How many migrations the database still lacks (all of them on an empty one).
+pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<usize> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await
+        .context("reading the applied migrations")?
+        .len())
+}
+
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {

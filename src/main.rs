@@ -291,7 +291,17 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
         )
     })?;
     let db = db::connect(&config, None).await?;
-    db::migrate(&db).await?;
+    if dry_run {
+        // A dry run writes nothing, migrations included.
+        let pending = db::pending_migrations(&db).await?;
+        anyhow::ensure!(
+            pending == 0,
+            "the database lacks {pending} migration(s): run `reelgraph migrate` first (a dry run \
+             changes nothing)"
+        );
+    } else {
+        db::migrate(&db).await?;
+    }
     let report = import::import(&db, users, dry_run)
         .await
         .map_err(|err| match err {

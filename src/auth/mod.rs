@@ -10,8 +10,8 @@ pub mod tokens;
 use chrono::{DateTime, Utc};
 use entity::{UserRole, invite_code, refresh_token, session, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect, Set, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -189,7 +189,7 @@ pub async fn login(
     password: String,
     client: &ClientInfo,
 ) -> AppResult<Authenticated> {
-    let failed = || AppError::unauthenticated("invalid email or password");
+    let started = tokio::time::Instant::now();
     let email = email.trim().to_lowercase();
     state.sign_in.login(client.ip.as_deref(), &email)?;
     let found = user::Entity::find()
@@ -205,16 +205,41 @@ pub async fn login(
         password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match found {
         Some(user) if matched && user.is_active => user,
-        _ => return Err(failed()),
+        _ => return Err(refused(started).await),
     };
     if let Some(password) = upgrade {
         upgrade_hash(state, &user, password).await;
     }
     let now = Utc::now();
-    let txn = state.db.begin().await?;
+    let txn = crate::jobs::queue::begin_write(&state.db).await?;
+    // The account again, inside the transaction that starts the session: an administrator who
+    // disabled or demoted it while the password was being checked has either committed (and
+    // this sees it) or waits for this session (and then ends it with the others). The row is
+    // share-locked on PostgreSQL; on SQLite the write transaction serialises the two.
+    let mut find = user::Entity::find_by_id(user.id);
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        find = find.lock_shared();
+    }
+    let Some(user) = find.one(&txn).await?.filter(|u| u.is_active) else {
+        txn.rollback().await?;
+        return Err(refused(started).await);
+    };
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;
     finish(state, user, session)
+}
+
+/// Failed sign-ins are answered at the next whole second after they started. Checking a
+/// password takes as long as its hash makes it (an imported bcrypt or Argon2 hash may be much
+/// faster or slower than ours, and an unknown email is checked against a hash like ours), so
+/// without this the time of a refusal would tell which emails have accounts. The wait is a
+/// timer: it holds no hashing slot and no connection.
+async fn refused(started: tokio::time::Instant) -> AppError {
+    let second = std::time::Duration::from_secs(1);
+    let elapsed = started.elapsed();
+    let whole = elapsed.as_secs() + 1;
+    tokio::time::sleep_until(started + second * u32::try_from(whole).unwrap_or(u32::MAX)).await;
+    AppError::unauthenticated("invalid email or password")
 }
 
 /// Stores an Argon2id hash of `password` in place of the account's outdated one, unless the

@@ -22,9 +22,13 @@ use crate::error::{AppError, AppResult};
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 128;
 
-static HASHING_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+/// Hashing slots: two per core. A slot stands for one hash of ours (19 MiB of Argon2 memory);
+/// an imported Argon2 hash with a larger memory cost takes as many slots as its memory fills,
+/// so memory stays bounded by `slots × 19 MiB` whatever hashes the accounts have.
+static HASHING_SLOTS: LazyLock<(Arc<Semaphore>, u32)> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Arc::new(Semaphore::new(cores * 2))
+    let slots = u32::try_from(cores * 2).unwrap_or(64);
+    (Arc::new(Semaphore::new(slots as usize)), slots)
 });
 
 /// A hash of a random password with the same parameters as real ones.
@@ -63,10 +67,15 @@ pub fn validate_password(field: &str, password: &str) -> AppResult<()> {
     Ok(())
 }
 
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-    let _slot = HASHING_SLOTS
+/// Runs `f` on the blocking pool once `slots` hashing slots are free (at least 1, at most all).
+async fn run_blocking<T: Send + 'static>(
+    slots: u32,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> AppResult<T> {
+    let (semaphore, total) = &*HASHING_SLOTS;
+    let _slot = semaphore
         .clone()
-        .acquire_owned()
+        .acquire_many_owned(slots.clamp(1, *total))
         .await
         .map_err(|e| AppError::internal("password hashing slots", e))?;
     tokio::task::spawn_blocking(f)
@@ -76,7 +85,7 @@ async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 
 /// Hashes a password into a PHC string (`$argon2id$…`).
 pub async fn hash(password: String) -> AppResult<String> {
-    run_blocking(move || {
+    run_blocking(1, move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
@@ -89,9 +98,10 @@ pub async fn hash(password: String) -> AppResult<String> {
 /// so both paths take the same time. Returns true only for a real match.
 pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool> {
     let has_account = stored.is_some();
-    let matched = run_blocking(move || {
-        let hash = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-        match Kind::of(&hash) {
+    let hash = stored.unwrap_or_else(|| DUMMY_HASH.clone());
+    let kind = Kind::of(&hash);
+    let matched = run_blocking(slots_for(kind), move || {
+        match kind {
             Some(Kind::Bcrypt { cost }) if cost <= MAX_BCRYPT_COST => {
                 bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
             }
@@ -114,6 +124,15 @@ pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool>
     })
     .await?;
     Ok(has_account && matched)
+}
+
+/// Hashing slots a verification against a hash of this kind takes: its Argon2 memory in units
+/// of ours (bcrypt needs 4 KiB: one).
+fn slots_for(kind: Option<Kind>) -> u32 {
+    match kind {
+        Some(Kind::Argon2 { m_cost, .. }) => m_cost.div_ceil(argon2::Params::DEFAULT_M_COST),
+        _ => 1,
+    }
 }
 
 /// Highest bcrypt cost accepted (2^14 rounds, about a second on one core): a higher one would
@@ -283,6 +302,19 @@ mod tests {
             );
             assert!(is_outdated(&other), "{other}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_hash_takes_hashing_slots_by_its_memory() {
+        let ours = hash("correct horse".into()).await.expect("hashed");
+        assert_eq!(slots_for(Kind::of(&ours)), 1);
+        let bcrypt = bcrypt::hash("correct horse", 4).expect("bcrypt");
+        assert_eq!(slots_for(Kind::of(&bcrypt)), 1);
+        let small = argon2_hash(Algorithm::Argon2id, 4096, 1, 1, "x");
+        assert_eq!(slots_for(Kind::of(&small)), 1);
+        // 64 MiB is 3.4 of our 19 MiB: four slots.
+        let big = small.replace("m=4096", "m=65536");
+        assert_eq!(slots_for(Kind::of(&big)), 4);
     }
 
     #[test]

@@ -222,7 +222,13 @@ pub async fn import(
     let mut balances = Vec::new();
     for chunk in new.chunks(INSERT_CHUNK) {
         let rows = chunk.iter().map(|u| {
-            let id = Uuid::now_v7();
+            // Ids are time-ordered (UUIDv7) and lists page by them: an account made years ago
+            // gets an id of that time, not of the import's, so it is listed where it belongs.
+            let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                u64::try_from(u.created_at.timestamp()).unwrap_or(0),
+                u.created_at.timestamp_subsec_nanos(),
+            ));
             if u.credits > 0 {
                 balances.push((id, u.credits));
             }

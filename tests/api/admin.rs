@@ -265,3 +265,56 @@ async fn administrators_demoting_each_other_at_once_leave_one() {
         .expect("count");
     assert_eq!(admins, 1);
 }
+
+/// A sign-in whose password check overlaps an administrator disabling the account gets no
+/// session. The test holds the account's row (as `updateUser` does) until the sign-in waits on
+/// it, then disables the account and commits: the sign-in must see that, not the account it
+/// read before checking the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_overlapping_a_disable_gets_no_session() {
+    use sea_orm::{
+        ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+        sea_query::Expr,
+    };
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let eve = app.register("eve@example.com").await;
+    let id: uuid::Uuid = eve.user_id.parse().expect("uuid");
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::user::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&hold)
+        .await
+        .expect("locked")
+        .expect("user");
+    let (base, client) = (app.base.clone(), app.client.clone());
+    let login = tokio::spawn(async move {
+        client
+            .post(format!("{base}/graphql"))
+            .json(&json!({
+                "query": "mutation { login(email: \"eve@example.com\", password: \"correct horse battery\") { accessToken } }"
+            }))
+            .send()
+            .await
+            .expect("sent")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    });
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    entity::user::Entity::update_many()
+        .col_expr(entity::user::Column::IsActive, Expr::val(false))
+        .filter(entity::user::Column::Id.eq(id))
+        .exec(&hold)
+        .await
+        .expect("disabled");
+    hold.commit().await.expect("commit");
+    let body = login.await.expect("joined");
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let sessions = entity::session::Entity::find()
+        .filter(entity::session::Column::UserId.eq(id))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(sessions, 1, "only the registration's session");
+}

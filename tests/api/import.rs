@@ -132,6 +132,12 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
         "the upgraded hash verifies: {body}"
     );
     assert_eq!(stored_hash(&app, "ana@example.com").await, upgraded);
+    // Its id is of its creation time, as ids of accounts made here are: lists order by id.
+    let ana = session.user_id.parse::<uuid::Uuid>().expect("uuid");
+    assert_eq!(
+        ana.get_timestamp().map(|t| t.to_unix()),
+        Some((1_704_164_645, 0))
+    );
     let me = app.ok(Some(&session.access_token), ME, json!({})).await;
     assert_eq!(
         me["me"],
@@ -202,7 +208,39 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     );
 }
 
-both_backends!(imported_accounts_sign_in_with_their_old_passwords);
+/// A refused sign-in is answered at a whole second after it started, whatever the hash behind
+/// it: an imported cost-4 bcrypt hash (checked in about a millisecond), an Argon2id hash like
+/// ours, and an unknown email (checked against a dummy hash) cannot be told apart by time.
+async fn refused_sign_ins_take_a_whole_second_whatever_the_hash(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.register("ours@example.com").await;
+    let line = json!({ "email": "cheap@example.com", "passwordHash": bcrypt_hash("cheap's password", bcrypt::Version::TwoB) });
+    let users = import::parse(&line.to_string(), chrono::Utc::now()).expect("valid");
+    import::import(&app.state.db, users, false)
+        .await
+        .expect("imported");
+    for email in [
+        "cheap@example.com",
+        "ours@example.com",
+        "nobody@example.com",
+    ] {
+        let started = std::time::Instant::now();
+        let body = login(&app, email, "not the password").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(1),
+            "{email} was refused after {:?}",
+            started.elapsed()
+        );
+    }
+    // The right password is not held up by the floor.
+    assert!(login(&app, "cheap@example.com", "cheap's password").await["errors"].is_null());
+}
+
+both_backends!(
+    imported_accounts_sign_in_with_their_old_passwords,
+    refused_sign_ins_take_a_whole_second_whatever_the_hash,
+);
 
 /// Runs `reelgraph admin import-users` on `file` against the PostgreSQL database `name`.
 async fn import_command(name: &str, file: &std::path::Path, extra: &[&str]) -> (bool, String) {
@@ -263,7 +301,13 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
     }
     assert!(!output.contains("line 1:"), "{output}");
 
-    // Nothing was written; the database was not even touched before the file was right.
+    // A dry run changes nothing, not even the schema of a database never migrated.
+    std::fs::write(&file, format!("{}\n", lines[0])).expect("write");
+    let (ok, output) = import_command(&name, &file, &["--dry-run"]).await;
+    assert!(!ok, "{output}");
+    assert!(output.contains("run `reelgraph migrate` first"), "{output}");
+
+    // Nothing was written: the bad file was refused before the database was opened.
     let app = {
         let mut app = TestApp::spawn_on(Some(&name), |_| {}).await;
         app.adopt_database(name.clone());
@@ -277,7 +321,6 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         0
     );
 
-    std::fs::write(&file, format!("{}\n", lines[0])).expect("write");
     let (ok, output) = import_command(&name, &file, &["--dry-run"]).await;
     assert!(ok, "{output}");
     assert!(
