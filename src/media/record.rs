@@ -245,14 +245,28 @@ pub async fn delete_video(
     storage: &Storage,
     video: &video::Model,
 ) -> Result<bool, DbErr> {
+    delete_video_if(db, storage, video, None).await
+}
+
+/// [`delete_video`], and with `expired_by`, only while the video's `retention_until` is still
+/// at or before that time (the check and the deletion are one statement: a retention extended
+/// or cleared meanwhile keeps the video).
+async fn delete_video_if(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    video: &video::Model,
+    expired_by: Option<chrono::DateTime<Utc>>,
+) -> Result<bool, DbErr> {
     let now = Utc::now();
-    let deleted = video::Entity::update_many()
+    let mut update = video::Entity::update_many()
         .col_expr(video::Column::DeletedAt, Expr::val(now))
         .col_expr(video::Column::UpdatedAt, Expr::val(now))
         .filter(video::Column::Id.eq(video.id))
-        .filter(video::Column::DeletedAt.is_null())
-        .exec(db)
-        .await?;
+        .filter(video::Column::DeletedAt.is_null());
+    if let Some(at) = expired_by {
+        update = update.filter(video::Column::RetentionUntil.lte(at));
+    }
+    let deleted = update.exec(db).await?;
     if deleted.rows_affected == 0 {
         return Ok(false);
     }
@@ -270,15 +284,18 @@ const EXPIRE_BATCH: u64 = 200;
 /// Deletes the videos whose `retention_until` has passed, as `deleteVideo` would. Returns how
 /// many it deleted.
 pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result<u64, DbErr> {
+    let now = Utc::now();
     let expired = video::Entity::find()
-        .filter(video::Column::RetentionUntil.lte(Utc::now()))
+        .filter(video::Column::RetentionUntil.lte(now))
         .filter(video::Column::DeletedAt.is_null())
         .limit(EXPIRE_BATCH)
         .all(db)
         .await?;
     let mut deleted = 0;
     for video in expired {
-        if delete_video(db, storage, &video).await? {
+        // Deleting one takes a while (its files): a member may extend the retention of a later
+        // one meanwhile, so each deletion checks the retention again.
+        if delete_video_if(db, storage, &video, Some(now)).await? {
             tracing::info!(video_id = %video.id, "deleted at the end of its retention");
             deleted += 1;
         }

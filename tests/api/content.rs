@@ -1976,3 +1976,55 @@ async fn unfinished_shorts_are_for_the_creators_members() {
         assert_eq!(data["short"]["status"], "COMPLETE", "{data}");
     }
 }
+
+/// A retention extended while the hourly sweep is at work keeps the video: the sweep is held
+/// at the video's row (as a concurrent `updateVideo` would hold it) after it listed the video
+/// as expired, the retention moves a month ahead and commits, and the sweep deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_extended_during_the_sweep_keeps_the_video() {
+    use reelgraph::media::record::expire_videos;
+    use sea_orm::{QuerySelect, TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "extend@example.com", "Extend").await;
+    let db = &app.state.db;
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::RetentionUntil,
+            Expr::val(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(entity::video::Column::Id.eq(video))
+        .exec(db)
+        .await
+        .expect("expired");
+    let hold = db.begin().await.expect("txn");
+    entity::video::Entity::find_by_id(video)
+        .lock_exclusive()
+        .one(&hold)
+        .await
+        .expect("locked")
+        .expect("video");
+    let sweep = {
+        let (db, storage) = (db.clone(), app.state.storage.clone());
+        tokio::spawn(async move { expire_videos(&db, &storage).await.expect("swept") })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::RetentionUntil,
+            Expr::val(chrono::Utc::now() + chrono::Duration::days(30)),
+        )
+        .filter(entity::video::Column::Id.eq(video))
+        .exec(&hold)
+        .await
+        .expect("extended");
+    hold.commit().await.expect("commit");
+    assert_eq!(sweep.await.expect("joined"), 0);
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { video(id: $id) { id } }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(data["video"]["id"], video.to_string());
+}
