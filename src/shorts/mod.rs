@@ -10,7 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use entity::{
     HighlightStatus, JobKind, JobStatus, ShortPreset, ShortStatus, VideoStatus, creator, highlight,
-    job, short, video, video_consent,
+    job, key_moment, short, video, video_consent,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
@@ -284,7 +284,9 @@ impl ShortMutation {
     }
 
     /// Cuts an approved highlight into a short; returns it PENDING with its `render.short`
-    /// job, created in one transaction.
+    /// job, created in one transaction. The short is the highlight's range and the creator's
+    /// intro and outro cards as they are at this call (their minutes are reserved now): a
+    /// trim or template saved while it waits does not change it.
     async fn generate_short(
         &self,
         ctx: &Context<'_>,
@@ -343,20 +345,39 @@ impl ShortMutation {
             txn.rollback().await?;
             return Err(not_approved());
         }
-        // The short's length, so the minutes it reserves: never more than the video holds,
-        // plus the creator's intro and outro cards.
-        let cards = creator::Entity::find_by_id(source.creator_id)
+        // What the short will be, fixed now: the highlight's range (trimmed or the key
+        // moment's) and the creator's intro and outro cards, as they are at this moment. The
+        // render cuts exactly this, so the minutes reserved here are the minutes it makes,
+        // whatever trims or template edits come later.
+        let moment = key_moment::Entity::find_by_id(highlight.key_moment_id)
+            .one(&txn)
+            .await?
+            .ok_or(AppError::NotFound("highlight"))?;
+        let (start, end) = (
+            highlight.trim_start.unwrap_or(moment.start_time),
+            highlight.trim_end.unwrap_or(moment.end_time),
+        );
+        let stored_template = creator::Entity::find_by_id(source.creator_id)
             .one(&txn)
             .await?
             .and_then(|c| c.shorts_template)
-            .and_then(|t| template::Template::parse("shortsTemplate", &t).ok())
+            .filter(|t| template::Template::parse("shortsTemplate", t).is_ok());
+        let cards = stored_template
+            .as_ref()
+            .and_then(|t| template::Template::parse("shortsTemplate", t).ok())
             .map_or(0.0, |t| t.added_secs());
+        // Never more than the video holds.
+        let clip = end - start;
         let length = match source.duration_secs {
-            Some(video) if video.is_finite() && video > 0.0 => highlight.duration_secs.min(video),
-            _ => highlight.duration_secs,
+            Some(video) if video.is_finite() && video > 0.0 => clip.min(video),
+            _ => clip,
         } + cards;
         let id = Uuid::now_v7();
-        let mut short_input = json!({ "short_id": id });
+        let mut short_input = json!({
+            "short_id": id,
+            "clip": { "start": start, "end": end },
+            "shorts_template": stored_template,
+        });
         crate::jobs::webhooks::attach(&mut short_input, callback);
         let mut new = NewJob::new(JobKind::Render, "render.short", user.id, short_input);
         new.creator_id = Some(source.creator_id);

@@ -25,6 +25,28 @@ pub fn register(registry: &mut Registry) {
 #[derive(Deserialize)]
 struct ShortInput {
     short_id: Uuid,
+    /// The range to cut, as `generateShort` reserved it (absent in jobs queued before it was
+    /// recorded: then the highlight's range at render time).
+    #[serde(default)]
+    clip: Option<Clip>,
+    /// The creator's `shortsTemplate` at `generateShort` (`null`: none). Absent in older jobs:
+    /// then the creator's template at render time.
+    #[serde(default, deserialize_with = "present")]
+    shorts_template: Option<Option<serde_json::Value>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Clip {
+    start: f64,
+    end: f64,
+}
+
+/// Tells a key given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<serde_json::Value>>, D::Error> {
+    use serde::Deserialize;
+    Option::<serde_json::Value>::deserialize(deserializer).map(Some)
 }
 
 /// Output size of each preset (even dimensions, 720 on the short side).
@@ -228,29 +250,45 @@ impl JobHandler for RenderShort {
         let Some(source) = source.filter(|v| v.deleted_at.is_none()) else {
             return Err(JobFailure::permanent("the source video no longer exists"));
         };
-        // The creator's cards, as they are when the short renders. A stored template this
-        // server cannot read (imported from elsewhere) gives a short without cards.
-        let template = creator::Entity::find_by_id(source.creator_id)
-            .one(db)
-            .await
-            .map_err(db_failure)?
-            .and_then(|c| c.shorts_template)
+        // The creator's cards as `generateShort` saw them (older jobs: as they are now). A
+        // stored template this server cannot read (imported from elsewhere) gives a short
+        // without cards.
+        let stored = match input.shorts_template {
+            Some(at_enqueue) => at_enqueue,
+            None => creator::Entity::find_by_id(source.creator_id)
+                .one(db)
+                .await
+                .map_err(db_failure)?
+                .and_then(|c| c.shorts_template),
+        };
+        let template = stored
+            .filter(|value| !value.is_null())
             .map_or_else(Template::default, |value| {
                 Template::parse("shortsTemplate", &value).unwrap_or_else(|err| {
                     tracing::warn!(creator_id = %source.creator_id, error = %err.public_message(), "shortsTemplate ignored");
                     Template::default()
                 })
             });
-        short::Entity::update_many()
+        let marked = short::Entity::update_many()
             .col_expr(short::Column::Status, Expr::val(ShortStatus::Processing))
             .col_expr(short::Column::UpdatedAt, Expr::val(chrono::Utc::now()))
             .filter(short::Column::Id.eq(short.id))
             .exec(db)
             .await
             .map_err(db_failure)?;
+        // Deleted since it was read above (`deleteShort`, `deleteKeyMoment`): nothing to
+        // render it for, and a file no row names would be left behind.
+        if marked.rows_affected == 0 {
+            return Err(JobFailure::permanent("the short no longer exists"));
+        }
 
-        let start = highlight.trim_start.unwrap_or(moment.start_time);
-        let end = highlight.trim_end.unwrap_or(moment.end_time);
+        let (start, end) = match &input.clip {
+            Some(clip) => (clip.start, clip.end),
+            None => (
+                highlight.trim_start.unwrap_or(moment.start_time),
+                highlight.trim_end.unwrap_or(moment.end_time),
+            ),
+        };
         let duration = end - start;
         if duration <= 0.0 {
             return Err(JobFailure::permanent("the highlight's range is empty"));

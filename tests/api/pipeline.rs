@@ -190,18 +190,24 @@ fn near(actual: [u8; 3], expected: [u8; 3]) -> bool {
         .all(|(a, e)| a.abs_diff(e) <= 40)
 }
 
-/// A creator's `shortsTemplate` puts its intro and outro cards around the creator's shorts:
-/// the short is longer by the cards, opens on the intro's colour and closes on the outro's,
-/// with the clip (and its sound) between them.
-async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let owner = app.register("cards@example.com").await;
-    let token = Some(owner.access_token.as_str());
-    let template = json!({
+/// The cards of the two template tests: a 1 s red intro and a 1.5 s blue outro.
+fn studio_cards() -> Value {
+    json!({
         "intro": { "text": "Studio Cards\npresents", "durationSecs": 1.0, "background": "#E01010", "color": "#FFFFFF" },
         "outro": { "text": "Follow @cards for more", "durationSecs": 1.5, "background": "#1010E0" },
         "brandKit": { "kept": true },
-    });
+    })
+}
+
+/// A creator with `template`, and an approved highlight of 5 s (4 s to 9 s) of an uploaded
+/// and probed source video (the app must run jobs until this returns); returns the highlight
+/// and the folder the source was made in.
+async fn approved_highlight_with_cards(
+    app: &TestApp,
+    owner: &Session,
+    template: &Value,
+) -> (String, tempfile::TempDir) {
+    let token = Some(owner.access_token.as_str());
     let data = app
         .ok(
             token,
@@ -209,13 +215,13 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
             json!({ "input": { "name": "Studio Cards", "shortsTemplate": template } }),
         )
         .await;
-    assert_eq!(data["createCreator"]["shortsTemplate"], template);
+    assert_eq!(&data["createCreator"]["shortsTemplate"], template);
     let creator = data["createCreator"]["id"].as_str().expect("id").to_owned();
     let dir = tempfile::tempdir().expect("dir");
     let bytes = source_video(dir.path()).await;
-    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    let upload = request_upload(app, owner, &creator, &bytes).await;
     let video = upload["video"]["id"].as_str().expect("video").to_owned();
-    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    crate::helpers::put_presigned(app, &upload, &bytes).await;
     let data = app
         .ok(
             token,
@@ -224,7 +230,7 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
         )
         .await;
     let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(&app, &owner.access_token, probe_job).await, "DONE");
+    assert_eq!(finish(app, &owner.access_token, probe_job).await, "DONE");
     app.ok(
         token,
         "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
@@ -249,6 +255,16 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
     )
     .await;
 
+    (highlight, dir)
+}
+
+/// A creator's `shortsTemplate` puts its intro and outro cards around the creator's shorts:
+/// the short is longer by the cards, opens on the intro's colour and closes on the outro's,
+/// with the clip (and its sound) between them.
+async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("cards@example.com").await;
+    let (highlight, dir) = approved_highlight_with_cards(&app, &owner, &studio_cards()).await;
     let made = short(&app, &owner, &highlight, "SQUARE", false).await;
     assert_eq!(made["status"], "COMPLETE");
     let url = made["url"].as_str().expect("url");
@@ -293,6 +309,89 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
         .as_f64()
         .expect("minutes");
     assert!((reserved * 60.0 - 7.5).abs() < 1e-6, "{reserved} min");
+}
+
+/// A short is what `generateShort` asked for and reserved: a trim and a template saved while
+/// it waits in the queue change neither its range nor its cards, so the minutes it uses are
+/// the minutes it reserved.
+async fn a_short_renders_what_was_reserved_whatever_changes_meanwhile(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("reserved@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let run_jobs = || {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let pool = reelgraph::app::worker_pool(&app.state);
+        (stop.clone(), tokio::spawn(pool.run(stop)))
+    };
+    let (stop, pool) = run_jobs();
+    let (highlight, _dir) = approved_highlight_with_cards(&app, &owner, &studio_cards()).await;
+    stop.cancel();
+    pool.await.expect("drained");
+
+    let data = app
+        .ok(
+            token,
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
+        )
+        .await;
+    let short_id = data["generateShort"]["id"].as_str().expect("id").to_owned();
+    let job = data["generateShort"]["job"]["id"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    // While it waits: the highlight trimmed to 4 s, and cards of 3 s and 4 s.
+    app.ok(
+        token,
+        "mutation($id: ID!) { trimHighlight(id: $id, trimStart: 5.0, trimEnd: 9.0) { durationSecs } }",
+        json!({ "id": highlight }),
+    )
+    .await;
+    let creator = app
+        .ok(
+            token,
+            "query($id: ID!) { highlight(id: $id) { video { creator { id } } } }",
+            json!({ "id": highlight }),
+        )
+        .await["highlight"]["video"]["creator"]["id"]
+        .clone();
+    app.ok(
+        token,
+        "mutation($id: ID!, $t: JSON) { updateCreator(id: $id, input: { shortsTemplate: $t }) { id } }",
+        json!({ "id": creator, "t": {
+            "intro": { "text": "Longer", "durationSecs": 3.0 },
+            "outro": { "text": "Longest", "durationSecs": 4.0 } } }),
+    )
+    .await;
+
+    let (stop, pool) = run_jobs();
+    assert_eq!(finish(&app, &owner.access_token, &job).await, "DONE");
+    stop.cancel();
+    pool.await.expect("drained");
+    let made = app
+        .ok(
+            token,
+            "query($id: ID!) { short(id: $id) { status durationSecs url } }",
+            json!({ "id": short_id }),
+        )
+        .await;
+    let probe = probe_url(&app, made["short"]["url"].as_str().expect("url")).await;
+    let duration = probe.duration_secs.expect("duration");
+    assert!(
+        (duration - 7.5).abs() <= 0.15,
+        "the reserved 1 s intro + 5 s clip + 1.5 s outro, not 3 + 4 + 4: {duration}"
+    );
+    let usage = app
+        .ok(
+            token,
+            "{ renderUsage { minutesConsumed minutesReserved } }",
+            json!({}),
+        )
+        .await;
+    let used = usage["renderUsage"]["minutesConsumed"]
+        .as_f64()
+        .expect("used");
+    assert!((used * 60.0 - duration).abs() < 0.2, "{usage}");
 }
 
 async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
@@ -614,4 +713,5 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
 both_backends!(
     a_source_video_becomes_shorts_that_consent_governs,
     shorts_open_and_close_with_the_creators_cards,
+    a_short_renders_what_was_reserved_whatever_changes_meanwhile,
 );
