@@ -67,6 +67,9 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
 /// A retried movie needs its minutes again: reserve them anew (its old reservation was given
 /// back when it failed) and keep the new reservation in its input.
 pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.job_type == "render.short" {
+        crate::shorts::on_job_retried(txn, job).await?;
+    }
     if !BILLED.contains(&job.job_type.as_str()) {
         return Ok(());
     }

@@ -266,7 +266,8 @@ impl ShortMutation {
         if rendering.contains(&found.0.status) {
             return Err(still_rendering());
         }
-        // Conditional: a retry that made it render again meanwhile is not pulled from under it.
+        // Conditional: a retry that made it render again meanwhile (it is PENDING from the
+        // retry on) is not pulled from under it.
         let deleted = short::Entity::delete_many()
             .filter(short::Column::Id.eq(found.0.id))
             .filter(short::Column::Status.is_not_in(rendering))
@@ -430,6 +431,28 @@ fn share_token() -> String {
     let mut random = [0u8; 32];
     rand::fill(&mut random);
     URL_SAFE_NO_PAD.encode(random)
+}
+
+/// A retried `render.short` puts its short back to PENDING (its error cleared), so that the
+/// short says it is rendering again and `deleteShort` refuses it until the render ends. Runs
+/// in the retry's transaction.
+pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    let Some(short_id) = job
+        .input
+        .get("short_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<Uuid>().ok())
+    else {
+        return Ok(());
+    };
+    short::Entity::update_many()
+        .col_expr(short::Column::Status, Expr::val(ShortStatus::Pending))
+        .col_expr(short::Column::Error, Expr::val(Option::<String>::None))
+        .col_expr(short::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(short::Column::Id.eq(short_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// The short follows its job: COMPLETE (with its file and a share token) when the job is

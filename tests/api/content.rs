@@ -1617,6 +1617,55 @@ async fn key_moments_are_edited_and_their_highlight_follows(backend: Backend) {
     );
 }
 
+/// A cancelled short is FAILED; `retryJob` renders it again, and from then on it is PENDING
+/// (its error gone), so `deleteShort` refuses it as it refuses any short still rendering.
+async fn a_retried_short_is_pending_again(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "retry-short@example.com", "Retries").await;
+    let token = Some(owner.access_token.as_str());
+    let data = app
+        .ok(
+            token,
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id job { id } } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    let short = data["generateShort"]["id"].clone();
+    let job = data["generateShort"]["job"]["id"].clone();
+    let state = "query($id: ID!) { short(id: $id) { status error } }";
+    app.ok(
+        token,
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": job }),
+    )
+    .await;
+    let data = app.ok(token, state, json!({ "id": short })).await;
+    assert_eq!(data["short"]["status"], "FAILED", "{data}");
+    let data = app
+        .ok(
+            token,
+            "mutation($id: ID!) { retryJob(id: $id) { status } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(data["retryJob"]["status"], "QUEUED");
+    let data = app.ok(token, state, json!({ "id": short })).await;
+    assert_eq!(
+        data["short"],
+        json!({ "status": "PENDING", "error": null }),
+        "{data}"
+    );
+    let body = app
+        .gql(
+            token,
+            "mutation($id: ID!) { deleteShort(id: $id) }",
+            json!({ "id": short }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+}
+
 /// `deleteKeyMoment` takes its highlight and shorts with it, files included, but not while a
 /// short is rendering; `deleteShort` removes one finished short and its file.
 async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
@@ -1795,6 +1844,7 @@ both_backends!(
     a_short_of_a_deleted_video_fails_without_retrying,
     key_moments_are_edited_and_their_highlight_follows,
     key_moments_and_shorts_are_deleted_with_their_files,
+    a_retried_short_is_pending_again,
     a_video_past_its_retention_is_deleted,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
