@@ -15,8 +15,8 @@ use entity::{
     caption_track, highlight, key_moment, transcript_segment, video,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -507,7 +507,15 @@ impl ContentMutation {
         row.topic_tags = Set(serde_json::Value::from(valid.topic_tags));
         row.content_type = Set(valid.content_type);
         row.updated_at = Set(now);
-        let updated = row.update(&txn).await?;
+        // Deleted since it was read: gone, not an internal error.
+        let updated = match row.update(&txn).await {
+            Ok(updated) => updated,
+            Err(DbErr::RecordNotUpdated) => {
+                txn.rollback().await?;
+                return Err(AppError::NotFound("key moment"));
+            }
+            Err(err) => return Err(err.into()),
+        };
         if let Some(highlight) = highlight::Entity::find()
             .filter(highlight::Column::KeyMomentId.eq(updated.id))
             .one(&txn)
@@ -598,17 +606,38 @@ impl ContentMutation {
     ) -> AppResult<Highlight> {
         let found = managed_highlight(ctx, &id).await?;
         let db = &state(ctx)?.db;
-        let moment = key_moment::Entity::find_by_id(found.key_moment_id)
-            .one(db)
-            .await?
-            .ok_or(AppError::NotFound("highlight"))?;
-        validate::trim(trim_start, trim_end, &moment)?;
+        // The key moment is read, share-locked on PostgreSQL, in the transaction that writes
+        // the trim (SQLite's writers are serialised): an `updateKeyMoment` that moves the
+        // range either commits first, and the trim is checked against the new range, or waits
+        // for this trim, and then clears it if it no longer fits.
+        let txn = crate::jobs::queue::begin_write(db).await?;
+        let mut find = key_moment::Entity::find_by_id(found.key_moment_id);
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            find = find.lock_shared();
+        }
+        let Some(moment) = find.one(&txn).await? else {
+            txn.rollback().await?;
+            return Err(AppError::NotFound("highlight"));
+        };
+        if let Err(err) = validate::trim(trim_start, trim_end, &moment) {
+            txn.rollback().await?;
+            return Err(err);
+        }
         let mut row: highlight::ActiveModel = found.into();
         row.trim_start = Set(Some(trim_start));
         row.trim_end = Set(Some(trim_end));
         row.duration_secs = Set(trim_end - trim_start);
         row.updated_at = Set(Utc::now());
-        Ok(Highlight(row.update(db).await?, None))
+        let trimmed = match row.update(&txn).await {
+            Ok(trimmed) => trimmed,
+            Err(DbErr::RecordNotUpdated) => {
+                txn.rollback().await?;
+                return Err(AppError::NotFound("highlight"));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        txn.commit().await?;
+        Ok(Highlight(trimmed, None))
     }
 }
 

@@ -2078,3 +2078,79 @@ async fn a_retention_extended_during_the_sweep_keeps_the_video() {
         .await;
     assert_eq!(data["video"]["id"], video.to_string());
 }
+
+/// `trimHighlight` and a change of the key moment's range race: the moment's new range is
+/// written but not committed when the trim arrives. The trim waits for it and is checked
+/// against the new range, so it cannot land outside the moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_is_checked_against_a_range_moved_meanwhile() {
+    use sea_orm::{TransactionTrait, sea_query::Expr};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, _, id) = approved_highlight(&app, "race-trim@example.com", "Trims").await;
+    let token = Some(owner.access_token.as_str());
+    let range = app.ok(token, HIGHLIGHT_RANGE, json!({ "id": id })).await;
+    let moment: Uuid = range["highlight"]["keyMoment"]["id"]
+        .as_str()
+        .expect("moment")
+        .parse()
+        .expect("uuid");
+    let start = range["highlight"]["keyMoment"]["startTime"]
+        .as_f64()
+        .expect("start");
+    let end = range["highlight"]["keyMoment"]["endTime"]
+        .as_f64()
+        .expect("end");
+    assert!(end - start >= 6.0, "{range}");
+
+    // The moment shrinks to its first 4 seconds: written, not yet committed.
+    let txn = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::update_many()
+        .col_expr(entity::key_moment::Column::EndTime, Expr::val(start + 4.0))
+        .filter(entity::key_moment::Column::Id.eq(moment))
+        .exec(&txn)
+        .await
+        .expect("moved");
+    // A trim of the old range's last 3 seconds, outside the new one.
+    let trim = app.gql_in_background(
+        &owner.access_token,
+        "mutation($id: ID!, $s: Float!, $e: Float!) { trimHighlight(id: $id, trimStart: $s, trimEnd: $e) { trimStart } }",
+        json!({ "id": id, "s": end - 3.0, "e": end }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    txn.commit().await.expect("commit");
+
+    let answer = trim.await.expect("joined");
+    assert_eq!(error_code(&answer), "BAD_USER_INPUT", "{answer}");
+    let after = app.ok(token, HIGHLIGHT_RANGE, json!({ "id": id })).await;
+    assert!(after["highlight"]["trimStart"].is_null(), "{after}");
+}
+
+/// `updateKeyMoment` of a moment deleted while it was being updated is NOT_FOUND (not an
+/// internal error): the deletion is written, not yet committed, when the update arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updating_a_moment_deleted_meanwhile_is_not_found() {
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, _, id) = approved_highlight(&app, "race-update@example.com", "Updates").await;
+    let token = Some(owner.access_token.as_str());
+    let range = app.ok(token, HIGHLIGHT_RANGE, json!({ "id": id })).await;
+    let moment = range["highlight"]["keyMoment"]["id"].clone();
+    let txn = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::delete_by_id(
+        moment.as_str().expect("id").parse::<Uuid>().expect("uuid"),
+    )
+    .exec(&txn)
+    .await
+    .expect("deleted");
+    let update = app.gql_in_background(
+        &owner.access_token,
+        UPDATE_MOMENT,
+        json!({ "id": moment, "m": { "title": "Renamed", "startTime": 1.0, "endTime": 5.0 } }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    txn.commit().await.expect("commit");
+    let answer = update.await.expect("joined");
+    assert_eq!(error_code(&answer), "NOT_FOUND", "{answer}");
+}
