@@ -425,9 +425,12 @@ pub async fn clean_up(
             return Ok(deleted);
         }
         // The plans of movies that did not render go with their jobs (the rows by cascade).
-        let plans: Vec<String> = entity::render_plan::Entity::find()
+        let plans: Vec<(Uuid, String)> = entity::render_plan::Entity::find()
             .select_only()
-            .column(entity::render_plan::Column::StorageKey)
+            .columns([
+                entity::render_plan::Column::JobId,
+                entity::render_plan::Column::StorageKey,
+            ])
             .filter(entity::render_plan::Column::JobId.is_in(ids.clone()))
             .into_tuple()
             .all(db)
@@ -435,16 +438,24 @@ pub async fn clean_up(
         // Objects first, rows second: stopped in between (upkeep is aborted at shutdown), the
         // rows are still there and the next run deletes them (a missing object deletes fine);
         // the other way round, the objects would stay behind with nothing pointing at them.
-        for key in plans {
+        // A job whose plan could not be removed stays for the next run, for the same reason.
+        let mut kept: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+        for (job_id, key) in plans {
             if let Err(err) = storage.delete(&key).await {
-                tracing::warn!(key, error = %err, "a deleted job's render plan could not be removed");
+                tracing::warn!(key, error = %err, "a deleted job's render plan could not be removed; trying again next run");
+                kept.insert(job_id);
             }
         }
+        let doomed: Vec<Uuid> = ids.into_iter().filter(|id| !kept.contains(id)).collect();
         let result = job::Entity::delete_many()
-            .filter(job::Column::Id.is_in(ids))
+            .filter(job::Column::Id.is_in(doomed))
             .exec(db)
             .await?;
         deleted += result.rows_affected;
+        if !kept.is_empty() {
+            // The kept jobs would be the next batch again: the rest waits for the next run.
+            return Ok(deleted);
+        }
     }
 }
 

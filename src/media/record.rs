@@ -5,7 +5,7 @@
 use chrono::Utc;
 use entity::{VideoStatus, caption_track, highlight, short, video, video_variant};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -330,6 +330,10 @@ pub async fn remove_deleted_videos_files(
         ])
         .filter(video::Column::DeletedAt.lt(now - grace))
         .filter(video::Column::FilesRemovedAt.is_null())
+        // Least recently tried first: a video whose files keep failing is moved to the back
+        // (below), so a batch full of those cannot keep the others from being swept.
+        .order_by_asc(video::Column::UpdatedAt)
+        .order_by_asc(video::Column::Id)
         .limit(PURGE_BATCH)
         .into_tuple()
         .all(db)
@@ -343,14 +347,14 @@ pub async fn remove_deleted_videos_files(
                 removed_all = false;
             }
         }
+        let mut mark = video::Entity::update_many()
+            .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
+            .filter(video::Column::Id.eq(id));
         if removed_all {
-            video::Entity::update_many()
-                .col_expr(video::Column::FilesRemovedAt, Expr::val(now))
-                .filter(video::Column::Id.eq(id))
-                .exec(db)
-                .await?;
+            mark = mark.col_expr(video::Column::FilesRemovedAt, Expr::val(now));
             swept += 1;
         }
+        mark.exec(db).await?;
     }
     Ok(swept)
 }

@@ -102,7 +102,8 @@ const PRUNE_BATCH: u64 = 500;
 /// content-addressed and shared, so nothing else ever frees them. An entry used meanwhile
 /// stays (the delete is conditional on `last_used_at`); a clip removed under a render that
 /// found its row a moment earlier is rendered again by the next render that needs it (a hit
-/// checks that the object exists). Returns how many entries were removed.
+/// checks that the object exists). An entry whose file cannot be removed is kept for the next
+/// run. Returns how many entries were removed.
 pub async fn prune_scene_cache(
     db: &sea_orm::DatabaseConnection,
     storage: &crate::storage::Storage,
@@ -111,29 +112,41 @@ pub async fn prune_scene_cache(
     use entity::scene_cache_entry::{Column, Entity};
     use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
     let cutoff = chrono::Utc::now() - unused_for;
-    let stale: Vec<(String, String)> = Entity::find()
-        .select_only()
-        .columns([Column::Hash, Column::StorageKey])
+    let stale = Entity::find()
         .filter(Column::LastUsedAt.lt(cutoff))
         .order_by_asc(Column::LastUsedAt)
         .limit(PRUNE_BATCH)
-        .into_tuple()
         .all(db)
         .await?;
     let mut pruned = 0;
-    for (hash, key) in stale {
+    for entry in stale {
         let removed = Entity::delete_many()
-            .filter(Column::Hash.eq(hash))
+            .filter(Column::Hash.eq(entry.hash.clone()))
             .filter(Column::LastUsedAt.lt(cutoff))
             .exec(db)
             .await?;
         if removed.rows_affected == 0 {
             continue;
         }
-        pruned += 1;
-        if let Err(err) = storage.delete(&key).await {
-            tracing::warn!(key, error = %err, "a pruned scene clip could not be removed");
+        if let Err(err) = storage.delete(&entry.storage_key).await {
+            // The row goes back, as stale as it was, so the next run tries the file again
+            // (without it nothing would name the file any more). A render that cached the
+            // same scene meanwhile wrote a row of its own, which stays.
+            tracing::warn!(key = entry.storage_key, error = %err, "a pruned scene clip could not be removed; trying again next run");
+            let back = sea_orm::ActiveModelTrait::reset_all(
+                entity::scene_cache_entry::ActiveModel::from(entry),
+            );
+            Entity::insert(back)
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(Column::Hash)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+            continue;
         }
+        pruned += 1;
     }
     Ok(pruned)
 }

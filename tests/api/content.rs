@@ -1325,6 +1325,32 @@ async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backen
         .exec(db)
         .await
         .expect("backdated");
+    // A file that cannot be removed (here: a folder where the short's file was) leaves the
+    // video for the next sweep, at the back of the queue (its `updated_at` moves on).
+    let reelgraph::storage::Storage::Local(local) = storage else {
+        panic!("the test app stores locally");
+    };
+    let stuck = local.path_of(&late[0]);
+    std::fs::remove_file(&stuck).expect("file removed");
+    std::fs::create_dir_all(stuck.join("inside")).expect("folder made");
+    let before = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video")
+        .updated_at;
+    let swept = remove_deleted_videos_files(db, storage, DELETED_FILES_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 0);
+    let row = entity::video::Entity::find_by_id(video)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("video");
+    assert!(row.files_removed_at.is_none());
+    assert!(row.updated_at > before, "moved to the back of the queue");
+    std::fs::remove_dir_all(&stuck).expect("folder removed");
     let swept = remove_deleted_videos_files(db, storage, DELETED_FILES_GRACE)
         .await
         .expect("swept");

@@ -1164,7 +1164,32 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
         .await
         .expect("plan row");
     }
-    let deleted = queue::clean_up(db, &app.state.storage, chrono::Duration::days(30))
+    // First the failed movie's plan cannot be removed (a folder stands where it was): that
+    // job stays for the next run, so that something still names the plan; the rest goes.
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("the test app stores locally");
+    };
+    let stuck = local.path_of(&plan_key(ids[2]));
+    std::fs::remove_file(&stuck).expect("file removed");
+    std::fs::create_dir_all(stuck.join("inside")).expect("folder made");
+    let clean_up = || queue::clean_up(db, &app.state.storage, chrono::Duration::days(30));
+    let deleted = clean_up()
+        .await
+        .map_err(|e| e.public_message())
+        .expect("cleaned up");
+    assert_eq!(
+        deleted, 3,
+        "the cancelled movie, the old diagnostics and probe"
+    );
+    assert!(
+        job::Entity::find_by_id(ids[2])
+            .one(db)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    std::fs::remove_dir_all(&stuck).expect("folder removed");
+    let deleted = clean_up()
         .await
         .map_err(|e| e.public_message())
         .expect("cleaned up");
@@ -1190,10 +1215,7 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
     let mut kept = vec![ids[0], ids[1], ids[7], ids[8]];
     kept.sort();
     assert_eq!(left, kept);
-    assert_eq!(
-        deleted, 4,
-        "the failed and cancelled movies, the old diagnostics and probe"
-    );
+    assert_eq!(deleted, 1, "the failed movie, once its plan could go");
 }
 
 /// Scene clips no render used for the configured time are removed, rows and files; recent
@@ -1206,6 +1228,7 @@ async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
     let entries = [
         ("a", now - chrono::Duration::days(31)),
         ("b", now - chrono::Duration::days(2)),
+        ("c", now - chrono::Duration::days(40)),
     ];
     for (name, last_used_at) in entries {
         let hash = name.repeat(64);
@@ -1227,19 +1250,35 @@ async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
         .await
         .expect("cache row");
     }
-    let pruned =
-        reelgraph::render::prune_scene_cache(db, &app.state.storage, chrono::Duration::days(30))
-            .await
-            .expect("pruned");
-    assert_eq!(pruned, 1);
-    let left: Vec<String> = scene_cache_entry::Entity::find()
-        .all(db)
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|e| e.hash)
-        .collect();
-    assert_eq!(left, ["b".repeat(64)]);
+    // "c"'s file cannot be removed (a folder stands where it was): its row stays, as stale as
+    // it was, for the next run to try again; without the row nothing would name the file.
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("the test app stores locally");
+    };
+    let stuck = local.path_of(&format!("scenes/{}.mp4", "c".repeat(64)));
+    std::fs::remove_file(&stuck).expect("file removed");
+    std::fs::create_dir_all(stuck.join("inside")).expect("folder made");
+    let prune =
+        || reelgraph::render::prune_scene_cache(db, &app.state.storage, chrono::Duration::days(30));
+    assert_eq!(prune().await.expect("pruned"), 1);
+    let left = || async {
+        let mut left: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+            scene_cache_entry::Entity::find()
+                .all(db)
+                .await
+                .expect("read")
+                .into_iter()
+                .map(|e| (e.hash, e.last_used_at))
+                .collect();
+        left.sort();
+        left.into_iter()
+            .map(|(hash, used)| (hash[..1].to_owned(), (now - used).num_days()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(left().await, [("b".to_owned(), 2), ("c".to_owned(), 40)]);
+    std::fs::remove_dir_all(&stuck).expect("folder removed");
+    assert_eq!(prune().await.expect("pruned"), 1);
+    assert_eq!(left().await, [("b".to_owned(), 2)]);
     let storage = &app.state.storage;
     let stored = |name: &str| {
         let key = format!("scenes/{}.mp4", name.repeat(64));
