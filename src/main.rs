@@ -17,6 +17,7 @@ use reelgraph::{
     db,
     users::{AdminOutcome, create_admin, import},
 };
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,14 @@ enum AdminCommand {
         password: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Issue a one-time password reset token for an account (24 hours; the owner sets a new
+    /// password with `resetPassword`). Prints the token: hand it over by a channel you trust.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
         #[command(flatten)]
         config: Config,
     },
@@ -266,6 +275,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("created administrator {email} with password: {password}");
                 }
                 AdminOutcome::Created => println!("created administrator {email}"),
+            }
+            Ok(())
+        }
+        Some(Command::Admin(AdminCommand::ResetPassword { email, config })) => {
+            let db = db::connect(&config, None).await?;
+            db::migrate(&db).await?;
+            let normalized = reelgraph::auth::normalize_email("email", &email)
+                .map_err(|e| anyhow::anyhow!("--email {}", e.public_message()))?;
+            let user = entity::user::Entity::find()
+                .filter(entity::user::Column::Email.eq(normalized.as_str()))
+                .one(&db)
+                .await?
+                .with_context(|| format!("there is no account with the email {normalized}"))?;
+            let issued = reelgraph::auth::reset::issue(&db, user.id, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
+                .context("issuing the reset token")?;
+            println!(
+                "password reset token for {normalized} (valid until {}, once):\n{}\n\nIts owner \
+                 sets a new password with: mutation {{ resetPassword(token: \"…\", newPassword: \"…\") \
+                 {{ accessToken }} }}",
+                issued
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                issued.token
+            );
+            if !user.is_active {
+                println!("note: the account is disabled; the token works once it is enabled again");
             }
             Ok(())
         }

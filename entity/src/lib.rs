@@ -17,6 +17,7 @@ pub mod invite_code;
 pub mod job;
 pub mod job_transition;
 pub mod key_moment;
+pub mod password_reset;
 pub mod plan;
 pub mod refresh_token;
 pub mod render_plan;

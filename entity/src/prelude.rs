@@ -11,6 +11,7 @@ pub use super::invite_code::Entity as InviteCode;
 pub use super::job::Entity as Job;
 pub use super::job_transition::Entity as JobTransition;
 pub use super::key_moment::Entity as KeyMoment;
+pub use super::password_reset::Entity as PasswordReset;
 pub use super::plan::Entity as Plan;
 pub use super::refresh_token::Entity as RefreshToken;
 pub use super::render_plan::Entity as RenderPlan;

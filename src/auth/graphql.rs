@@ -159,6 +159,22 @@ impl AuthMutation {
         .map(Into::into)
     }
 
+    /// Sets a new password with a reset token an administrator issued
+    /// (`createPasswordReset`). Every session of the account ends and a new one starts: use
+    /// the returned tokens. A token that is unknown, used or expired is `BAD_USER_INPUT` on
+    /// `token`; a password the policy refuses is `BAD_USER_INPUT` on `newPassword` and leaves
+    /// the token unused. Throttled like sign-in.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> AppResult<AuthPayload> {
+        super::reset::reset_password(state(ctx)?, &token, new_password, &client_info(ctx))
+            .await
+            .map(Into::into)
+    }
+
     /// Ends one of your sessions (see `me.sessions`), e.g. a lost device: its refresh token
     /// stops working at once. True when it was live; `NOT_FOUND` when it is not yours.
     async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {

@@ -3,6 +3,7 @@
 
 pub mod graphql;
 pub mod password;
+pub mod reset;
 pub mod revoked;
 pub mod throttle;
 pub mod tokens;

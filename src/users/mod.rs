@@ -313,6 +313,25 @@ impl UserMutation {
         admin::update_user(ctx, id, input).await
     }
 
+    /// Issues a one-time token that sets a new password for the account (`resetPassword`),
+    /// for its owner who forgot theirs: hand it over by a channel you trust. It works once,
+    /// for 24 hours; issuing another sets this one aside. The token is shown only here.
+    /// Administrators only.
+    async fn create_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> AppResult<PasswordReset> {
+        let me = viewer(ctx)?.require_admin()?.id;
+        let user_id = crate::graphql::parse_id("userId", &user_id)?;
+        let issued = crate::auth::reset::issue(&state(ctx)?.db, user_id, Some(me)).await?;
+        Ok(PasswordReset {
+            token: issued.token,
+            expires_at: issued.expires_at,
+            user: User(issued.user),
+        })
+    }
+
     /// Stops an invite code from admitting anyone more (its remaining uses become 0); returns
     /// it. Administrators only.
     async fn revoke_invite_code(&self, ctx: &Context<'_>, id: ID) -> AppResult<InviteCode> {
@@ -389,6 +408,17 @@ fn random_code() -> String {
     let mut random = [0u8; 12];
     rand::fill(&mut random);
     hex::encode(random)
+}
+
+/// A password reset token, as `createPasswordReset` issued it.
+#[derive(SimpleObject)]
+pub struct PasswordReset {
+    /// The token for `resetPassword`. Shown once: only its hash is kept.
+    pub token: String,
+    /// After this it no longer works.
+    pub expires_at: DateTime<Utc>,
+    /// The account whose password it sets.
+    pub user: User,
 }
 
 /// What `reelgraph admin create` did.

@@ -732,6 +732,117 @@ async fn admins_list_and_revoke_invite_codes(backend: Backend) {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// An administrator issues a reset token for an account whose owner forgot the password; the
+/// owner sets a new one with it, which ends every session of the account. A token works once,
+/// until it expires, and only the newest one works; a refused new password leaves it unused.
+async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin("helpdesk@example.com").await;
+    let forgetful = app.register("forgot@example.com").await;
+    let issue =
+        "mutation($u: ID!) { createPasswordReset(userId: $u) { token expiresAt user { email } } }";
+    let reset = "mutation($t: String!, $p: String!) {
+        resetPassword(token: $t, newPassword: $p) { accessToken refreshToken user { id } } }";
+    let issued = |token: Option<String>| {
+        let app = &app;
+        let user = forgetful.user_id.clone();
+        async move { app.gql(token.as_deref(), issue, json!({ "u": user })).await }
+    };
+    let body = issued(Some(forgetful.access_token.clone())).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let body = app
+        .gql(
+            Some(&admin.access_token),
+            issue,
+            json!({ "u": Uuid::now_v7() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+
+    let first = issued(Some(admin.access_token.clone())).await;
+    assert!(first["errors"].is_null(), "{first}");
+    let first = &first["data"]["createPasswordReset"];
+    assert_eq!(first["user"]["email"], "forgot@example.com");
+    let expires: chrono::DateTime<Utc> = first["expiresAt"]
+        .as_str()
+        .expect("expiresAt")
+        .parse()
+        .expect("RFC 3339");
+    let hours = (expires - Utc::now()).num_minutes();
+    assert!((23 * 60..=24 * 60).contains(&hours), "{first}");
+    let second = issued(Some(admin.access_token.clone())).await;
+    let second = second["data"]["createPasswordReset"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let first = first["token"].as_str().expect("token").to_owned();
+
+    let refused = |token: &str, password: &str| {
+        let app = &app;
+        let vars = json!({ "t": token, "p": password });
+        async move { app.gql(None, reset, vars).await }
+    };
+    // The first token was set aside by the second.
+    let body = refused(&first, "a brand new password").await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "token", "{body}");
+    // A refused password leaves the token unused.
+    let body = refused(&second, "short").await;
+    assert_eq!(error_field(&body), "newPassword", "{body}");
+    let body = refused("not-a-token", "a brand new password").await;
+    assert_eq!(error_field(&body), "token", "{body}");
+
+    let data = app
+        .ok(
+            None,
+            reset,
+            json!({ "t": second, "p": "a brand new password" }),
+        )
+        .await;
+    let fresh = session_of(&data["resetPassword"]);
+    assert_eq!(fresh.user_id, forgetful.user_id);
+    // Every earlier session ended; the old password no longer signs in, the new one does.
+    let body = app
+        .gql(None, REFRESH, json!({ "t": forgetful.refresh_token }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let body = app.gql(Some(&forgetful.access_token), ME, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let body = app
+        .gql(
+            None,
+            SIGN_IN,
+            json!({ "e": "forgot@example.com", "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    sign_in(&app, "forgot@example.com", "a brand new password").await;
+    // Once only.
+    let body = refused(&second, "another new password").await;
+    assert_eq!(error_field(&body), "token", "{body}");
+
+    // An expired token does not work.
+    let third = issued(Some(admin.access_token.clone())).await;
+    let third = third["data"]["createPasswordReset"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        entity::password_reset::Entity::update_many()
+            .col_expr(
+                entity::password_reset::Column::ExpiresAt,
+                Expr::val(Utc::now() - Duration::seconds(1)),
+            )
+            .filter(entity::password_reset::Column::UsedAt.is_null())
+            .exec(&app.state.db)
+            .await
+            .expect("expired");
+    }
+    let body = refused(&third, "yet another password").await;
+    assert_eq!(error_field(&body), "token", "{body}");
+}
+
 both_backends!(
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
@@ -747,4 +858,5 @@ both_backends!(
     update_me_edits_your_profile,
     an_ended_sessions_access_tokens_stop_working_at_once,
     admins_list_and_revoke_invite_codes,
+    a_reset_token_sets_a_new_password_once,
 );

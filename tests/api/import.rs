@@ -244,10 +244,17 @@ both_backends!(
 
 /// Runs `reelgraph admin import-users` on `file` against the PostgreSQL database `name`.
 async fn import_command(name: &str, file: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["import-users", file.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    admin_command(name, &args).await
+}
+
+/// Runs `reelgraph admin <args>` against the PostgreSQL database `name`: whether it
+/// succeeded, and its standard output and error.
+async fn admin_command(name: &str, args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .args(["admin", "import-users"])
-        .arg(file)
-        .args(extra)
+        .arg("admin")
+        .args(args)
         .env("DATABASE_URL", format!("{}/{name}", postgres_base_url()))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -348,5 +355,49 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
     assert!(
         login(&app, "dee@example.com", "dee's old password").await["errors"].is_null(),
         "the imported account signs in"
+    );
+}
+
+/// `reelgraph admin reset-password --email` prints a one-time token with which the account's
+/// owner sets a new password; an unknown email is an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reset_command_prints_a_token_that_sets_a_new_password() {
+    let name = create_database().await;
+    let mut app = TestApp::spawn_on(Some(&name), |a| a.no_worker = true).await;
+    app.adopt_database(name.clone());
+    app.register("locked-out@example.com").await;
+    let (ok, output) =
+        admin_command(&name, &["reset-password", "--email", "nobody@example.com"]).await;
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("there is no account with the email nobody@example.com"),
+        "{output}"
+    );
+    let (ok, output) = admin_command(
+        &name,
+        &["reset-password", "--email", "Locked-Out@Example.com"],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("password reset token for locked-out@example.com"),
+        "{output}"
+    );
+    let token = output
+        .lines()
+        .nth(1)
+        .expect("the token's line")
+        .trim()
+        .to_owned();
+    let data = app
+        .ok(
+            None,
+            "mutation($t: String!) { resetPassword(token: $t, newPassword: \"set from the command\") { user { id } } }",
+            json!({ "t": token }),
+        )
+        .await;
+    assert!(data["resetPassword"]["user"]["id"].is_string(), "{data}");
+    assert!(
+        login(&app, "locked-out@example.com", "set from the command").await["errors"].is_null()
     );
 }

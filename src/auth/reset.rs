@@ -1,0 +1,127 @@
+//! Password resets: a forgotten password (or an imported account whose owner never had one
+//! here) is replaced with a one-time token. An administrator issues the token
+//! (`createPasswordReset`, or `reelgraph admin reset-password` on the server) and hands it to
+//! the account's owner by whatever channel the platform trusts; the owner sets a new password
+//! with it (`resetPassword`), which ends every session of the account and starts one.
+//!
+//! Tokens are 256 random bits, stored as their SHA-256; each works once, for
+//! [`RESET_TOKEN_TTL`], and issuing a new one for an account sets the older ones aside.
+
+use chrono::{DateTime, Utc};
+use entity::{password_reset, user};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, Set, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::{Authenticated, end_sessions, finish, password, sessions_ended, start_session, tokens};
+use crate::{
+    access::ClientInfo,
+    error::{AppError, AppResult},
+    jobs::queue::begin_write,
+    state::AppState,
+};
+
+/// How long a reset token works.
+pub const RESET_TOKEN_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// A token just issued (shown once: only its hash is kept).
+pub struct IssuedReset {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: user::Model,
+}
+
+/// Issues a reset token for `user_id` (NOT_FOUND when there is no such account), setting aside
+/// the account's earlier unused ones. `created_by` is the issuing administrator.
+pub async fn issue(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    created_by: Option<Uuid>,
+) -> AppResult<IssuedReset> {
+    let now = Utc::now();
+    let txn = begin_write(db).await?;
+    password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    let Some(user) = user::Entity::find_by_id(user_id).one(&txn).await? else {
+        txn.rollback().await?;
+        return Err(AppError::NotFound("user"));
+    };
+    let (token, token_hash) = tokens::new_refresh_token();
+    let expires_at = now + RESET_TOKEN_TTL;
+    password_reset::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        token_hash: Set(token_hash),
+        created_by: Set(created_by),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(IssuedReset {
+        token,
+        expires_at,
+        user,
+    })
+}
+
+/// Sets the account's new password with a reset token, ends every session of the account and
+/// starts one for the caller. A token that is unknown, used, set aside or expired, or whose
+/// account is disabled, is `BAD_USER_INPUT` on `token` (one message for all, so a guess
+/// learns nothing); a password the policy refuses is `BAD_USER_INPUT` on `newPassword`, and
+/// leaves the token unused. Attempts are throttled per client address like sign-in.
+pub async fn reset_password(
+    state: &AppState,
+    token: &str,
+    new_password: String,
+    client: &ClientInfo,
+) -> AppResult<Authenticated> {
+    password::validate_password("newPassword", &new_password)?;
+    state
+        .sign_in
+        .login(client.ip.as_deref(), "#password-reset")?;
+    let invalid = || AppError::bad_input("token", "this reset token is invalid, used or expired");
+    let token_hash = tokens::hash_refresh_token(token.trim());
+    // Hashed before the transaction, which then holds its locks only for the writes.
+    let hash = password::hash(new_password).await?;
+    let now = Utc::now();
+    let txn = begin_write(&state.db).await?;
+    // The claim is one conditional statement: of two requests with the same token, one wins.
+    let claimed = password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
+        .filter(password_reset::Column::TokenHash.eq(token_hash))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .filter(password_reset::Column::ExpiresAt.gt(now))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(reset) = claimed.into_iter().next() else {
+        txn.rollback().await?;
+        return Err(invalid());
+    };
+    let mut find = user::Entity::find_by_id(reset.user_id);
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        find = find.lock_exclusive();
+    }
+    let Some(user) = find.one(&txn).await?.filter(|u| u.is_active) else {
+        txn.rollback().await?;
+        return Err(invalid());
+    };
+    let mut row: user::ActiveModel = user.into();
+    row.password_hash = Set(hash);
+    row.updated_at = Set(now);
+    let user = row.update(&txn).await?;
+    let ended = end_sessions(&txn, Some(user.id), None, "password reset").await?;
+    let session = start_session(&txn, state, user.id, client, now).await?;
+    txn.commit().await?;
+    sessions_ended(state, &ended).await;
+    tracing::info!(user_id = %user.id, "password reset");
+    finish(state, user, session)
+}
