@@ -91,16 +91,17 @@ fn sqlite_options(url: String) -> ConnectOptions {
     opts
 }
 
-/// Applies pending migrations. On PostgreSQL they run in one transaction holding an advisory
-/// lock, so replicas that start together migrate once and the others wait.
-/// How many migrations the database still lacks (all of them on an empty one).
+/// How many migrations the database still lacks (all of them on an empty one). Reads only:
+/// it does not create the migrations table either.
 pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<usize> {
-    Ok(Migrator::get_pending_migrations(db)
+    Ok(Migrator::get_pending_migrations_read_only(db)
         .await
         .context("reading the applied migrations")?
         .len())
 }
 
+/// Applies pending migrations. On PostgreSQL they run in one transaction holding an advisory
+/// lock, so replicas that start together migrate once and the others wait.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {
@@ -158,7 +159,7 @@ pub fn shift_placeholders(sql: &str, by: usize) -> String {
 
 /// True when every migration has been applied.
 pub async fn is_migrated(db: &DatabaseConnection) -> anyhow::Result<bool> {
-    Ok(Migrator::get_pending_migrations(db)
+    Ok(Migrator::get_pending_migrations_read_only(db)
         .await
         .context("reading migration state")?
         .is_empty())

@@ -208,20 +208,28 @@ pub async fn login(
         Some(user) if matched && user.is_active => user,
         _ => return Err(refused(started).await),
     };
-    if let Some(password) = upgrade {
-        upgrade_hash(state, &user, password).await;
-    }
+    // The hash the password was checked against (or the one that replaced it just now).
+    let verified = match upgrade {
+        Some(password) => upgrade_hash(state, &user, password).await,
+        None => user.password_hash.clone(),
+    };
     let now = Utc::now();
     let txn = crate::jobs::queue::begin_write(&state.db).await?;
     // The account again, inside the transaction that starts the session: an administrator who
-    // disabled or demoted it while the password was being checked has either committed (and
-    // this sees it) or waits for this session (and then ends it with the others). The row is
-    // share-locked on PostgreSQL; on SQLite the write transaction serialises the two.
+    // disabled or demoted it, or a password change or reset, while the password was being
+    // checked has either committed (and this sees it: a changed hash means the password that
+    // was checked may no longer be the account's) or waits for this session (and then ends it
+    // with the others). The row is share-locked on PostgreSQL; on SQLite the write
+    // transaction serialises them.
     let mut find = user::Entity::find_by_id(user.id);
     if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         find = find.lock_shared();
     }
-    let Some(user) = find.one(&txn).await?.filter(|u| u.is_active) else {
+    let current = find
+        .one(&txn)
+        .await?
+        .filter(|u| u.is_active && u.password_hash == verified);
+    let Some(user) = current else {
         txn.rollback().await?;
         return Err(refused(started).await);
     };
@@ -246,21 +254,28 @@ async fn refused(started: tokio::time::Instant) -> AppError {
 /// Stores an Argon2id hash of `password` in place of the account's outdated one, unless the
 /// hash changed meanwhile (a password change wins). A failure only postpones the upgrade to the
 /// next sign-in, so it is logged and the sign-in goes on.
-async fn upgrade_hash(state: &AppState, user: &user::Model, password: String) {
+/// Returns the account's hash afterwards as far as this knows: the new one when it was stored,
+/// the old one otherwise.
+async fn upgrade_hash(state: &AppState, user: &user::Model, password: String) -> String {
     let upgraded = async {
         let hash = password::hash(password).await?;
-        user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Expr::val(hash))
+        let stored = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::val(hash.as_str()))
             .filter(user::Column::Id.eq(user.id))
             .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
             .exec(&state.db)
             .await?;
-        AppResult::Ok(())
+        AppResult::Ok((stored.rows_affected == 1).then_some(hash))
     };
     match upgraded.await {
-        Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded to Argon2id"),
+        Ok(Some(hash)) => {
+            tracing::info!(user_id = %user.id, "password hash upgraded to Argon2id");
+            hash
+        }
+        Ok(None) => user.password_hash.clone(),
         Err(err) => {
-            tracing::warn!(user_id = %user.id, error = ?err, "password hash upgrade failed")
+            tracing::warn!(user_id = %user.id, error = ?err, "password hash upgrade failed");
+            user.password_hash.clone()
         }
     }
 }

@@ -22,14 +22,17 @@ use crate::error::{AppError, AppResult};
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 128;
 
-/// Hashing slots: two per core. A slot stands for one hash of ours (19 MiB of Argon2 memory);
-/// an imported Argon2 hash with a larger memory cost takes as many slots as its memory fills,
-/// so memory stays bounded by `slots × 19 MiB` whatever hashes the accounts have.
-static HASHING_SLOTS: LazyLock<(Arc<Semaphore>, u32)> = LazyLock::new(|| {
+/// Hashing slots: two per core, each for one hash like ours (19 MiB of Argon2 memory).
+static HASHING_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let slots = u32::try_from(cores * 2).unwrap_or(64);
-    (Arc::new(Semaphore::new(slots as usize)), slots)
+    Arc::new(Semaphore::new(cores * 2))
 });
+
+/// One more slot, for checking an imported Argon2 hash that needs more memory than ours (up to
+/// [`MAX_ARGON2_M_COST`]): such checks run one at a time, besides a regular slot, so they
+/// neither crowd out sign-ins with ordinary hashes nor take memory past
+/// `slots × 19 MiB + 64 MiB`, however many of them come in.
+static LARGE_HASH_SLOT: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(1)));
 
 /// A hash of a random password with the same parameters as real ones.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
@@ -67,17 +70,28 @@ pub fn validate_password(field: &str, password: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Runs `f` on the blocking pool once `slots` hashing slots are free (at least 1, at most all).
+/// Runs `f` on the blocking pool once a hashing slot is free (and, when `large`, the one slot
+/// for large imported hashes too).
 async fn run_blocking<T: Send + 'static>(
-    slots: u32,
+    large: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> AppResult<T> {
-    let (semaphore, total) = &*HASHING_SLOTS;
-    let _slot = semaphore
+    let slot_failed = |e| AppError::internal("password hashing slots", e);
+    let _large = match large {
+        true => Some(
+            LARGE_HASH_SLOT
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(slot_failed)?,
+        ),
+        false => None,
+    };
+    let _slot = HASHING_SLOTS
         .clone()
-        .acquire_many_owned(slots.clamp(1, *total))
+        .acquire_owned()
         .await
-        .map_err(|e| AppError::internal("password hashing slots", e))?;
+        .map_err(slot_failed)?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AppError::internal("password hashing task", e))
@@ -85,7 +99,7 @@ async fn run_blocking<T: Send + 'static>(
 
 /// Hashes a password into a PHC string (`$argon2id$…`).
 pub async fn hash(password: String) -> AppResult<String> {
-    run_blocking(1, move || {
+    run_blocking(false, move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
@@ -100,7 +114,7 @@ pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool>
     let has_account = stored.is_some();
     let hash = stored.unwrap_or_else(|| DUMMY_HASH.clone());
     let kind = Kind::of(&hash);
-    let matched = run_blocking(slots_for(kind), move || {
+    let matched = run_blocking(is_large(kind), move || {
         match kind {
             Some(Kind::Bcrypt { cost }) if cost <= MAX_BCRYPT_COST => {
                 bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
@@ -111,7 +125,7 @@ pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool>
                 p_cost,
                 ..
             }) if m_cost <= MAX_ARGON2_M_COST
-                && t_cost <= MAX_ARGON2_T_COST
+                && m_cost.saturating_mul(t_cost) <= MAX_ARGON2_WORK
                 && p_cost <= MAX_ARGON2_P_COST =>
             {
                 Argon2::default()
@@ -126,22 +140,21 @@ pub async fn verify(password: String, stored: Option<String>) -> AppResult<bool>
     Ok(has_account && matched)
 }
 
-/// Hashing slots a verification against a hash of this kind takes: its Argon2 memory in units
-/// of ours (bcrypt needs 4 KiB: one).
-fn slots_for(kind: Option<Kind>) -> u32 {
-    match kind {
-        Some(Kind::Argon2 { m_cost, .. }) => m_cost.div_ceil(argon2::Params::DEFAULT_M_COST),
-        _ => 1,
-    }
+/// Whether checking a hash of this kind needs more memory than a hash of ours.
+fn is_large(kind: Option<Kind>) -> bool {
+    matches!(kind, Some(Kind::Argon2 { m_cost, .. }) if m_cost > argon2::Params::DEFAULT_M_COST)
 }
 
-/// Highest bcrypt cost accepted (2^14 rounds, about a second on one core): a higher one would
-/// let a single sign-in attempt hold a hashing slot for many seconds.
-pub const MAX_BCRYPT_COST: u32 = 14;
+/// Highest bcrypt cost accepted (2^12 rounds, a quarter of a second on one core). Refused
+/// sign-ins are answered at the next whole second, which hides checks shorter than that: a
+/// costlier hash would stand out, and tell which emails have accounts.
+pub const MAX_BCRYPT_COST: u32 = 12;
 /// Highest Argon2 memory cost accepted, in KiB (64 MiB, RFC 9106's second recommendation).
 pub const MAX_ARGON2_M_COST: u32 = 64 * 1024;
-/// Highest Argon2 time cost (passes) accepted.
-pub const MAX_ARGON2_T_COST: u32 = 10;
+/// Highest Argon2 work accepted, memory (KiB) × passes: four times ours (19 MiB × 2), so a
+/// check stays well under a second — 64 MiB × 2 passes, say, but not × 3.
+pub const MAX_ARGON2_WORK: u32 =
+    4 * argon2::Params::DEFAULT_M_COST * argon2::Params::DEFAULT_T_COST;
 /// Highest Argon2 parallelism accepted.
 pub const MAX_ARGON2_P_COST: u32 = 16;
 
@@ -220,9 +233,14 @@ pub fn validate_imported_hash(field: &str, hash: &str) -> AppResult<()> {
         Some(Kind::Argon2 { m_cost, .. }) if m_cost > MAX_ARGON2_M_COST => bad(format!(
             "Argon2 memory cost m={m_cost} KiB is above the highest accepted, {MAX_ARGON2_M_COST}"
         )),
-        Some(Kind::Argon2 { t_cost, .. }) if t_cost > MAX_ARGON2_T_COST => bad(format!(
-            "Argon2 time cost t={t_cost} is above the highest accepted, {MAX_ARGON2_T_COST}"
-        )),
+        Some(Kind::Argon2 { m_cost, t_cost, .. })
+            if m_cost.saturating_mul(t_cost) > MAX_ARGON2_WORK =>
+        {
+            bad(format!(
+                "Argon2 work m×t = {m_cost}×{t_cost} is above the highest accepted, \
+                 {MAX_ARGON2_WORK} (64 MiB × 2 passes, say)"
+            ))
+        }
         Some(Kind::Argon2 { p_cost, .. }) if p_cost > MAX_ARGON2_P_COST => bad(format!(
             "Argon2 parallelism p={p_cost} is above the highest accepted, {MAX_ARGON2_P_COST}"
         )),
@@ -305,16 +323,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hash_takes_hashing_slots_by_its_memory() {
+    async fn only_argon2_hashes_larger_than_ours_take_the_large_hash_slot() {
         let ours = hash("correct horse".into()).await.expect("hashed");
-        assert_eq!(slots_for(Kind::of(&ours)), 1);
+        assert!(!is_large(Kind::of(&ours)));
         let bcrypt = bcrypt::hash("correct horse", 4).expect("bcrypt");
-        assert_eq!(slots_for(Kind::of(&bcrypt)), 1);
+        assert!(!is_large(Kind::of(&bcrypt)));
         let small = argon2_hash(Algorithm::Argon2id, 4096, 1, 1, "x");
-        assert_eq!(slots_for(Kind::of(&small)), 1);
-        // 64 MiB is 3.4 of our 19 MiB: four slots.
+        assert!(!is_large(Kind::of(&small)));
         let big = small.replace("m=4096", "m=65536");
-        assert_eq!(slots_for(Kind::of(&big)), 4);
+        assert!(is_large(Kind::of(&big)));
     }
 
     #[test]
@@ -329,14 +346,18 @@ mod tests {
         let body = "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
         assert_eq!(body.len(), 53);
         validate_imported_hash("h", &format!("$2b$12${body}")).expect("cost 12 accepted");
-        assert!(message(&format!("$2b$15${body}")).contains("bcrypt cost 15"));
+        assert!(message(&format!("$2b$13${body}")).contains("bcrypt cost 13"));
         assert!(message(&format!("$2b$12${}", &body[1..])).contains("must be a bcrypt hash"));
         assert!(message(&format!("$2x$12${body}")).contains("must be a bcrypt hash"));
         assert!(message(&format!("$2b$12${}!", &body[1..])).contains("must be a bcrypt hash"));
         assert!(message("plain-text-password").contains("must be a bcrypt hash"));
         assert!(message("").contains("must be a bcrypt hash"));
-        let heavy = argon2_hash(Algorithm::Argon2id, 8, 11, 1, "x");
-        assert!(message(&heavy).contains("time cost t=11"), "{heavy}");
+        // 64 MiB × 2 passes is accepted, × 3 is not (read from the string, not hashed here).
+        let small = argon2_hash(Algorithm::Argon2id, 4096, 2, 1, "x");
+        let most = small.replace("m=4096", "m=65536");
+        validate_imported_hash("h", &most).expect("64 MiB × 2 accepted");
+        let heavy = most.replace("t=2", "t=3");
+        assert!(message(&heavy).contains("work m×t = 65536×3"), "{heavy}");
         let parallel = argon2_hash(Algorithm::Argon2id, 8 * 17, 1, 17, "x");
         assert!(message(&parallel).contains("parallelism p=17"));
         // The memory limit is read from the string; hashing 65 MiB here is not needed.

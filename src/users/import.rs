@@ -17,9 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{UserRole, user};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -191,7 +189,9 @@ pub async fn import(
     users: Vec<ImportedUser>,
     dry_run: bool,
 ) -> AppResult<ImportReport> {
-    let txn = db.begin().await?;
+    // A write transaction from the start: on SQLite, a read transaction that later writes
+    // fails when another write (a live server's) came in between.
+    let txn = crate::jobs::queue::begin_write(db).await?;
     let mut taken: HashSet<String> = HashSet::new();
     for chunk in users.chunks(INSERT_CHUNK) {
         let emails = chunk.iter().map(|u| u.email.as_str());

@@ -266,15 +266,13 @@ async fn administrators_demoting_each_other_at_once_leave_one() {
     assert_eq!(admins, 1);
 }
 
-/// A sign-in whose password check overlaps an administrator disabling the account gets no
-/// session. The test holds the account's row (as `updateUser` does) until the sign-in waits on
-/// it, then disables the account and commits: the sign-in must see that, not the account it
-/// read before checking the password.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sign_in_overlapping_a_disable_gets_no_session() {
+/// A sign-in whose password check overlaps a change to the account gets no session. The test
+/// holds the account's row (as `updateUser`, `changePassword` and `resetPassword` do) until the
+/// sign-in waits on it, then writes `column = value` and commits: the sign-in must see that,
+/// not the account it read before checking the password.
+async fn a_sign_in_overlapping(column: entity::user::Column, value: sea_orm::sea_query::Expr) {
     use sea_orm::{
         ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
-        sea_query::Expr,
     };
 
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
@@ -303,11 +301,11 @@ async fn a_sign_in_overlapping_a_disable_gets_no_session() {
     });
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     entity::user::Entity::update_many()
-        .col_expr(entity::user::Column::IsActive, Expr::val(false))
+        .col_expr(column, value)
         .filter(entity::user::Column::Id.eq(id))
         .exec(&hold)
         .await
-        .expect("disabled");
+        .expect("changed");
     hold.commit().await.expect("commit");
     let body = login.await.expect("joined");
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
@@ -317,4 +315,28 @@ async fn a_sign_in_overlapping_a_disable_gets_no_session() {
         .await
         .expect("count");
     assert_eq!(sessions, 1, "only the registration's session");
+}
+
+/// An administrator disabling the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_overlapping_a_disable_gets_no_session() {
+    a_sign_in_overlapping(
+        entity::user::Column::IsActive,
+        sea_orm::sea_query::Expr::val(false),
+    )
+    .await;
+}
+
+/// A password change or reset: the password the sign-in checked is no longer the account's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_overlapping_a_password_change_gets_no_session() {
+    let other = reelgraph::auth::password::hash("a different password".into())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("hashed");
+    a_sign_in_overlapping(
+        entity::user::Column::PasswordHash,
+        sea_orm::sea_query::Expr::val(other),
+    )
+    .await;
 }
