@@ -544,11 +544,20 @@ impl ContentMutation {
         let (moment, _) = managed_key_moment(ctx, &id).await?;
         let app = state(ctx)?;
         let txn = crate::jobs::queue::begin_write(&app.db).await?;
-        // The highlight's row first (locked on PostgreSQL), so a `generateShort` of it waits
-        // for this deletion and then finds nothing, instead of racing it.
+        // Locked on PostgreSQL: the moment, then its highlight — the order in which
+        // `updateKeyMoment` and `trimHighlight` take them too, so none of them can deadlock
+        // another. A `generateShort` of the highlight waits for this deletion and then finds
+        // nothing, instead of racing it.
+        let postgres = txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+        if postgres {
+            key_moment::Entity::find_by_id(moment.id)
+                .lock_exclusive()
+                .one(&txn)
+                .await?;
+        }
         let mut find =
             highlight::Entity::find().filter(highlight::Column::KeyMomentId.eq(moment.id));
-        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        if postgres {
             find = find.lock_exclusive();
         }
         let highlights: Vec<Uuid> = find.all(&txn).await?.into_iter().map(|h| h.id).collect();

@@ -2180,3 +2180,45 @@ async fn updating_a_moment_deleted_meanwhile_is_not_found() {
     let answer = update.await.expect("joined");
     assert_eq!(error_code(&answer), "NOT_FOUND", "{answer}");
 }
+
+/// `deleteKeyMoment` takes the key moment before its highlight, as `trimHighlight` (and
+/// `updateKeyMoment`) do: a trim holding the moment while it writes the highlight is waited
+/// for, not deadlocked with. Here the test is the trim: it holds the moment share-locked until
+/// the deletion waits, then writes the highlight and commits; then the deletion goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_moment_waits_for_a_trim_instead_of_deadlocking() {
+    use sea_orm::{QuerySelect, TransactionTrait, sea_query::Expr};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, _, id) = approved_highlight(&app, "race-delete@example.com", "Deletes").await;
+    let token = Some(owner.access_token.as_str());
+    let range = app.ok(token, HIGHLIGHT_RANGE, json!({ "id": id })).await;
+    let moment = range["highlight"]["keyMoment"]["id"].clone();
+    let moment_id: Uuid = moment.as_str().expect("id").parse().expect("uuid");
+    let trim = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::find_by_id(moment_id)
+        .lock_shared()
+        .one(&trim)
+        .await
+        .expect("locked")
+        .expect("moment");
+    let delete = app.gql_in_background(
+        &owner.access_token,
+        "mutation($id: ID!) { deleteKeyMoment(id: $id) }",
+        json!({ "id": moment }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        highlight::Entity::update_many()
+            .col_expr(highlight::Column::UpdatedAt, Expr::val(chrono::Utc::now()))
+            .filter(highlight::Column::Id.eq(id.parse::<Uuid>().expect("uuid")))
+            .exec(&trim),
+    )
+    .await
+    .expect("the highlight is not held by the deletion");
+    written.expect("no deadlock");
+    trim.commit().await.expect("commit");
+    let answer = delete.await.expect("joined");
+    assert_eq!(answer["data"]["deleteKeyMoment"], true, "{answer}");
+}
