@@ -374,6 +374,7 @@ pub async fn change_password(
     row.password_hash = Set(hash);
     row.updated_at = Set(now);
     let user = row.update(&txn).await?;
+    reset::set_aside(&txn, user.id, now).await?;
     let ended = end_sessions(&txn, Some(user.id), None, "password changed").await?;
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;

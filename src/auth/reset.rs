@@ -5,7 +5,8 @@
 //! with it (`resetPassword`), which ends every session of the account and starts one.
 //!
 //! Tokens are 256 random bits, stored as their SHA-256; each works once, for
-//! [`RESET_TOKEN_TTL`], and issuing a new one for an account sets the older ones aside.
+//! [`RESET_TOKEN_TTL`]. Issuing a new one for an account sets the older ones aside, and so do
+//! a password change (`changePassword`, or a reset) and disabling the account.
 
 use chrono::{DateTime, Utc};
 use entity::{password_reset, user};
@@ -42,16 +43,17 @@ pub async fn issue(
 ) -> AppResult<IssuedReset> {
     let now = Utc::now();
     let txn = begin_write(db).await?;
-    password_reset::Entity::update_many()
-        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
-        .filter(password_reset::Column::UserId.eq(user_id))
-        .filter(password_reset::Column::UsedAt.is_null())
-        .exec(&txn)
-        .await?;
-    let Some(user) = user::Entity::find_by_id(user_id).one(&txn).await? else {
+    // The account's row locked first (PostgreSQL; SQLite's writers are serialised): two
+    // issues at once for one account run one after the other, and only the later token works.
+    let mut find = user::Entity::find_by_id(user_id);
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        find = find.lock_exclusive();
+    }
+    let Some(user) = find.one(&txn).await? else {
         txn.rollback().await?;
         return Err(AppError::NotFound("user"));
     };
+    set_aside(&txn, user.id, now).await?;
     let (token, token_hash) = tokens::new_refresh_token();
     let expires_at = now + RESET_TOKEN_TTL;
     password_reset::ActiveModel {
@@ -71,6 +73,22 @@ pub async fn issue(
         expires_at,
         user,
     })
+}
+
+/// Makes the account's unused reset tokens unusable (marked used at `now`): a newer token
+/// replaces them, and a password change or a disabled account ends what they were for.
+pub async fn set_aside(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Sets the account's new password with a reset token, ends every session of the account and
@@ -118,6 +136,7 @@ pub async fn reset_password(
     row.password_hash = Set(hash);
     row.updated_at = Set(now);
     let user = row.update(&txn).await?;
+    set_aside(&txn, user.id, now).await?;
     let ended = end_sessions(&txn, Some(user.id), None, "password reset").await?;
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;

@@ -390,6 +390,9 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
     Ok(events)
 }
 
+/// Jobs `clean_up` deletes per transaction (their rows stay locked while their plans go).
+const CLEAN_UP_BATCH: u64 = 100;
+
 /// Deletes finished top-level jobs (with their children) older than `retention`, in batches.
 /// A rendered movie is kept: its MP4 is reached only through its job, and deleting the row
 /// would lose the movie for its owner (and leave the object behind in storage). Everything
@@ -401,8 +404,15 @@ pub async fn clean_up(
 ) -> AppResult<u64> {
     let cutoff = Utc::now() - retention;
     let mut deleted = 0;
+    // Jobs whose plan could not be removed this run: left for the next one, and not selected
+    // again now (else a batch of them would stop the run from getting past them).
+    let mut skipped: Vec<Uuid> = Vec::new();
     loop {
-        let ids: Vec<Uuid> = job::Entity::find()
+        let txn = begin_write(db).await?;
+        // Locked on PostgreSQL until the batch is gone (SQLite's writers are serialised): a
+        // `retryJob` of one of them waits, then finds it gone, instead of this deleting a job
+        // it has just queued again; one that committed first no longer matches.
+        let mut find = job::Entity::find()
             .select_only()
             .column(job::Column::Id)
             .filter(job::Column::ParentId.is_null())
@@ -417,11 +427,14 @@ pub async fn clean_up(
                     .add(job::Column::Status.ne(JobStatus::Done))
                     .add(job::Column::JobType.ne(crate::render::MOVIE_JOB)),
             )
-            .limit(500)
-            .into_tuple()
-            .all(db)
-            .await?;
+            .filter(job::Column::Id.is_not_in(skipped.clone()))
+            .limit(CLEAN_UP_BATCH);
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            find = find.lock_exclusive();
+        }
+        let ids: Vec<Uuid> = find.into_tuple().all(&txn).await?;
         if ids.is_empty() {
+            txn.commit().await?;
             return Ok(deleted);
         }
         // The plans of movies that did not render go with their jobs (the rows by cascade).
@@ -433,7 +446,7 @@ pub async fn clean_up(
             ])
             .filter(entity::render_plan::Column::JobId.is_in(ids.clone()))
             .into_tuple()
-            .all(db)
+            .all(&txn)
             .await?;
         // Objects first, rows second: stopped in between (upkeep is aborted at shutdown), the
         // rows are still there and the next run deletes them (a missing object deletes fine);
@@ -449,13 +462,11 @@ pub async fn clean_up(
         let doomed: Vec<Uuid> = ids.into_iter().filter(|id| !kept.contains(id)).collect();
         let result = job::Entity::delete_many()
             .filter(job::Column::Id.is_in(doomed))
-            .exec(db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         deleted += result.rows_affected;
-        if !kept.is_empty() {
-            // The kept jobs would be the next batch again: the rest waits for the next run.
-            return Ok(deleted);
-        }
+        skipped.extend(kept);
     }
 }
 

@@ -129,13 +129,15 @@ pub async fn prune_scene_cache(
             continue;
         }
         if let Err(err) = storage.delete(&entry.storage_key).await {
-            // The row goes back, as stale as it was, so the next run tries the file again
-            // (without it nothing would name the file any more). A render that cached the
-            // same scene meanwhile wrote a row of its own, which stays.
+            // The row goes back, so the next run tries the file again (without it nothing
+            // would name the file any more): still stale, but the least so, behind the others,
+            // so that clips that keep failing cannot fill every batch. A render that cached
+            // the same scene meanwhile wrote a row of its own, which stays.
             tracing::warn!(key = entry.storage_key, error = %err, "a pruned scene clip could not be removed; trying again next run");
-            let back = sea_orm::ActiveModelTrait::reset_all(
+            let mut back = sea_orm::ActiveModelTrait::reset_all(
                 entity::scene_cache_entry::ActiveModel::from(entry),
             );
+            back.last_used_at = sea_orm::Set(cutoff);
             Entity::insert(back)
                 .on_conflict(
                     sea_orm::sea_query::OnConflict::column(Column::Hash)

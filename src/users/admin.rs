@@ -118,6 +118,10 @@ pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) ->
     }
     row.updated_at = Set(Utc::now());
     let updated = row.update(&txn).await?;
+    if disabled {
+        // A reset token issued before would bring the account back into use once enabled.
+        crate::auth::reset::set_aside(&txn, id, Utc::now()).await?;
+    }
     let ended = if demoted || disabled {
         let reason = if disabled {
             "account disabled"

@@ -841,6 +841,38 @@ async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
     }
     let body = refused(&third, "yet another password").await;
     assert_eq!(error_field(&body), "token", "{body}");
+
+    // A password change by the owner, and disabling the account, set unused tokens aside.
+    let token_now = || async {
+        let body = issued(Some(admin.access_token.clone())).await;
+        body["data"]["createPasswordReset"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let fourth = token_now().await;
+    let owner = sign_in(&app, "forgot@example.com", "a brand new password").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation { changePassword(currentPassword: \"a brand new password\", newPassword: \"changed by the owner\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    let body = refused(&fourth, "not with this token").await;
+    assert_eq!(error_field(&body), "token", "{body}");
+    let fifth = token_now().await;
+    let toggle = "mutation($id: ID!, $a: Boolean!) { updateUser(id: $id, input: {isActive: $a}) { isActive } }";
+    for active in [false, true] {
+        app.ok(
+            Some(&admin.access_token),
+            toggle,
+            json!({ "id": forgetful.user_id, "a": active }),
+        )
+        .await;
+    }
+    let body = refused(&fifth, "not with this token").await;
+    assert_eq!(error_field(&body), "token", "{body}");
+    sign_in(&app, "forgot@example.com", "changed by the owner").await;
 }
 
 both_backends!(

@@ -1250,8 +1250,10 @@ async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
         .await
         .expect("cache row");
     }
-    // "c"'s file cannot be removed (a folder stands where it was): its row stays, as stale as
-    // it was, for the next run to try again; without the row nothing would name the file.
+    // "c"'s file cannot be removed (a folder stands where it was): its row stays for the next
+    // run to try again (without the row nothing would name the file), as the least stale of
+    // the stale ones, behind any others (last used just past the 30 days, so 29 whole days
+    // before this test's `now`).
     let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
         panic!("the test app stores locally");
     };
@@ -1275,7 +1277,7 @@ async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
             .map(|(hash, used)| (hash[..1].to_owned(), (now - used).num_days()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(left().await, [("b".to_owned(), 2), ("c".to_owned(), 40)]);
+    assert_eq!(left().await, [("b".to_owned(), 2), ("c".to_owned(), 29)]);
     std::fs::remove_dir_all(&stuck).expect("folder removed");
     assert_eq!(prune().await.expect("pruned"), 1);
     assert_eq!(left().await, [("b".to_owned(), 2)]);
@@ -1306,3 +1308,65 @@ both_backends!(
     a_released_job_keeps_its_progress_until_its_next_attempt,
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
 );
+
+/// A job queued again (`retryJob`) while the clean-up is deleting old jobs is not deleted: the
+/// retry is written, not yet committed, when the clean-up comes to the job; the clean-up waits
+/// for it, sees a queued job and leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_leaves_a_job_retried_meanwhile() {
+    use sea_orm::{TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("retried-old@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let db = &app.state.db;
+    let txn = queue::begin_write(db).await.expect("txn");
+    let old = queue::enqueue(
+        &txn,
+        NewJob::new(JobKind::Render, "diagnostics.sleep", owner_id, json!({})),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("enqueued")
+    .job;
+    txn.commit().await.expect("commit");
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::val(JobStatus::Failed))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::val(chrono::Utc::now() - chrono::Duration::days(40)),
+        )
+        .filter(job::Column::Id.eq(old.id))
+        .exec(db)
+        .await
+        .expect("failed long ago");
+
+    let retry = db.begin().await.expect("txn");
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::val(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .filter(job::Column::Id.eq(old.id))
+        .exec(&retry)
+        .await
+        .expect("queued again");
+    let cleaning = {
+        let (db, storage) = (db.clone(), app.state.storage.clone());
+        tokio::spawn(async move {
+            queue::clean_up(&db, &storage, chrono::Duration::days(30))
+                .await
+                .map_err(|e| e.public_message())
+                .expect("cleaned up")
+        })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    retry.commit().await.expect("commit");
+    assert_eq!(cleaning.await.expect("joined"), 0);
+    let left = job::Entity::find_by_id(old.id)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("the retried job is still there");
+    assert_eq!(left.status, JobStatus::Queued);
+}
