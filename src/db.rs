@@ -182,6 +182,34 @@ pub fn build_with_limit(
     statement
 }
 
+/// Row locks where the database has them. PostgreSQL takes `FOR UPDATE` or `FOR SHARE` on the
+/// rows a query reads; SQLite has no row locks, and its writers are serialised instead (write
+/// transactions start with `queue::begin_write`), so there the query is left as it is.
+pub trait RowLock: Sized {
+    /// `FOR UPDATE` on PostgreSQL.
+    fn for_update(self, db: &impl ConnectionTrait) -> Self;
+    /// `FOR SHARE` on PostgreSQL.
+    fn for_share(self, db: &impl ConnectionTrait) -> Self;
+}
+
+impl<E: sea_orm::EntityTrait> RowLock for sea_orm::Select<E> {
+    fn for_update(self, db: &impl ConnectionTrait) -> Self {
+        use sea_orm::QuerySelect;
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => self.lock_exclusive(),
+            _ => self,
+        }
+    }
+
+    fn for_share(self, db: &impl ConnectionTrait) -> Self {
+        use sea_orm::QuerySelect;
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => self.lock_shared(),
+            _ => self,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::shift_placeholders;

@@ -11,14 +11,15 @@ pub mod tokens;
 use chrono::{DateTime, Utc};
 use entity::{UserRole, invite_code, refresh_token, session, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
     access::{AuthUser, ClientInfo, Viewer},
+    db::RowLock,
     error::{AppError, AppResult, unique_violation},
     state::AppState,
 };
@@ -221,11 +222,8 @@ pub async fn login(
     // was checked may no longer be the account's) or waits for this session (and then ends it
     // with the others). The row is share-locked on PostgreSQL; on SQLite the write
     // transaction serialises them.
-    let mut find = user::Entity::find_by_id(user.id);
-    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        find = find.lock_shared();
-    }
-    let current = find
+    let current = user::Entity::find_by_id(user.id)
+        .for_share(&txn)
         .one(&txn)
         .await?
         .filter(|u| u.is_active && u.password_hash == verified);

@@ -12,13 +12,14 @@ use chrono::{DateTime, Utc};
 use entity::{password_reset, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Set, sea_query::Expr,
+    Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::{Authenticated, end_sessions, finish, password, sessions_ended, start_session, tokens};
 use crate::{
     access::ClientInfo,
+    db::RowLock,
     error::{AppError, AppResult},
     jobs::queue::begin_write,
     state::AppState,
@@ -45,11 +46,11 @@ pub async fn issue(
     let txn = begin_write(db).await?;
     // The account's row locked first (PostgreSQL; SQLite's writers are serialised): two
     // issues at once for one account run one after the other, and only the later token works.
-    let mut find = user::Entity::find_by_id(user_id);
-    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        find = find.lock_exclusive();
-    }
-    let Some(user) = find.one(&txn).await? else {
+    let found = user::Entity::find_by_id(user_id)
+        .for_update(&txn)
+        .one(&txn)
+        .await?;
+    let Some(user) = found else {
         txn.rollback().await?;
         return Err(AppError::NotFound("user"));
     };
@@ -124,11 +125,11 @@ pub async fn reset_password(
         txn.rollback().await?;
         return Err(invalid());
     };
-    let mut find = user::Entity::find_by_id(reset.user_id);
-    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        find = find.lock_exclusive();
-    }
-    let Some(user) = find.one(&txn).await?.filter(|u| u.is_active) else {
+    let found = user::Entity::find_by_id(reset.user_id)
+        .for_update(&txn)
+        .one(&txn)
+        .await?;
+    let Some(user) = found.filter(|u| u.is_active) else {
         txn.rollback().await?;
         return Err(invalid());
     };

@@ -11,13 +11,14 @@ use entity::{
     BillingInterval, PlanCode, SubscriptionStatus, plan, render_usage, subscription, user,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::billing_period;
 use crate::{
+    db::RowLock,
     error::{AppError, AppResult},
     jobs::queue::begin_write,
 };
@@ -92,10 +93,7 @@ pub async fn set_user_plan(
     let txn = begin_write(db).await?;
     // The user's row is locked (PostgreSQL; SQLite's writers are serialised), so two calls
     // for one user cannot both find no live subscription and both insert one.
-    let mut lookup = user::Entity::find_by_id(user_id);
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        lookup = lookup.lock_exclusive();
-    }
+    let lookup = user::Entity::find_by_id(user_id).for_update(&txn);
     if lookup.one(&txn).await?.is_none() {
         return Err(AppError::NotFound("user"));
     }

@@ -10,13 +10,14 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use entity::{ConsentField, consent_audit_entry, video, video_consent};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use crate::{
     access::Viewer,
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{
         client_info, loaders,
@@ -192,11 +193,9 @@ async fn locked_consent(
         .exec(txn)
         .await?;
     // FOR UPDATE on PostgreSQL; SQLite's write transaction is exclusive already.
-    let mut query =
-        video_consent::Entity::find().filter(video_consent::Column::VideoId.eq(video.id));
-    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        query = query.lock_exclusive();
-    }
+    let query = video_consent::Entity::find()
+        .filter(video_consent::Column::VideoId.eq(video.id))
+        .for_update(txn);
     query.one(txn).await?.ok_or(AppError::NotFound("video"))
 }
 

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::{
     access::AuthUser,
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{parse_id, state, viewer},
     videos::Video,
@@ -548,18 +549,13 @@ impl ContentMutation {
         // `updateKeyMoment` and `trimHighlight` take them too, so none of them can deadlock
         // another. A `generateShort` of the highlight waits for this deletion and then finds
         // nothing, instead of racing it.
-        let postgres = txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
-        if postgres {
-            key_moment::Entity::find_by_id(moment.id)
-                .lock_exclusive()
-                .one(&txn)
-                .await?;
-        }
-        let mut find =
-            highlight::Entity::find().filter(highlight::Column::KeyMomentId.eq(moment.id));
-        if postgres {
-            find = find.lock_exclusive();
-        }
+        key_moment::Entity::find_by_id(moment.id)
+            .for_update(&txn)
+            .one(&txn)
+            .await?;
+        let find = highlight::Entity::find()
+            .filter(highlight::Column::KeyMomentId.eq(moment.id))
+            .for_update(&txn);
         let highlights: Vec<Uuid> = find.all(&txn).await?.into_iter().map(|h| h.id).collect();
         let shorts = entity::short::Entity::find()
             .filter(entity::short::Column::HighlightId.is_in(highlights))
@@ -620,11 +616,11 @@ impl ContentMutation {
         // range either commits first, and the trim is checked against the new range, or waits
         // for this trim, and then clears it if it no longer fits.
         let txn = crate::jobs::queue::begin_write(db).await?;
-        let mut find = key_moment::Entity::find_by_id(found.key_moment_id);
-        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            find = find.lock_shared();
-        }
-        let Some(moment) = find.one(&txn).await? else {
+        let moment = key_moment::Entity::find_by_id(found.key_moment_id)
+            .for_share(&txn)
+            .one(&txn)
+            .await?;
+        let Some(moment) = moment else {
             txn.rollback().await?;
             return Err(AppError::NotFound("highlight"));
         };

@@ -9,13 +9,14 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::{MemberRole, creator, creator_member, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::normalize_email,
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{
         loaders,
@@ -78,10 +79,7 @@ async fn begin_team_change(
     viewer(ctx)?.require_user()?;
     let db = &state(ctx)?.db;
     let txn = queue::begin_write(db).await?;
-    let mut find = creator::Entity::find_by_id(creator_id);
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        find = find.lock_exclusive();
-    }
+    let find = creator::Entity::find_by_id(creator_id).for_update(&txn);
     let creator = find.one(&txn).await?.ok_or(AppError::NotFound("creator"))?;
     Ok((txn, creator))
 }

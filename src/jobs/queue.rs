@@ -20,7 +20,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{JobEvent, NewJob};
-use crate::error::{AppError, AppResult, unique_violation};
+use crate::{
+    db::RowLock,
+    error::{AppError, AppResult, unique_violation},
+};
 
 /// Proof that a worker holds a job: only writes carrying the current token take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,7 +415,7 @@ pub async fn clean_up(
         // Locked on PostgreSQL until the batch is gone (SQLite's writers are serialised): a
         // `retryJob` of one of them waits, then finds it gone, instead of this deleting a job
         // it has just queued again; one that committed first no longer matches.
-        let mut find = job::Entity::find()
+        let find = job::Entity::find()
             .select_only()
             .column(job::Column::Id)
             .filter(job::Column::ParentId.is_null())
@@ -428,10 +431,8 @@ pub async fn clean_up(
                     .add(job::Column::JobType.ne(crate::render::MOVIE_JOB)),
             )
             .filter(job::Column::Id.is_not_in(skipped.clone()))
-            .limit(CLEAN_UP_BATCH);
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            find = find.lock_exclusive();
-        }
+            .limit(CLEAN_UP_BATCH)
+            .for_update(&txn);
         let ids: Vec<Uuid> = find.into_tuple().all(&txn).await?;
         if ids.is_empty() {
             txn.commit().await?;

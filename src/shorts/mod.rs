@@ -13,14 +13,15 @@ use entity::{
     job, key_moment, short, video, video_consent,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     access::Viewer,
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{
         loaders,
@@ -334,10 +335,7 @@ impl ShortMutation {
         let txn = queue::begin_write(&state.db).await?;
         // Read again inside the transaction (locked on PostgreSQL; SQLite's writers are
         // serialised): a rejectHighlight or trim that commits meanwhile is seen, not missed.
-        let mut again = highlight::Entity::find_by_id(highlight_id);
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            again = again.lock_exclusive();
-        }
+        let again = highlight::Entity::find_by_id(highlight_id).for_update(&txn);
         let highlight = again
             .one(&txn)
             .await?

@@ -7,12 +7,12 @@ use async_graphql::{Context, InputObject};
 use chrono::Utc;
 use entity::{UserRole, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
 use crate::{
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{
         contains_pattern,
@@ -90,11 +90,12 @@ pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) ->
     // Both rows locked in id order, so that two administrators demoting each other at once
     // are serialised (the second finds it no longer may) and never leave none.
     let txn = queue::begin_write(db).await?;
-    let mut find = user::Entity::find().filter(user::Column::Id.is_in([me, id]));
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        find = find.order_by_asc(user::Column::Id).lock_exclusive();
-    }
-    let rows = find.all(&txn).await?;
+    let rows = user::Entity::find()
+        .filter(user::Column::Id.is_in([me, id]))
+        .order_by_asc(user::Column::Id)
+        .for_update(&txn)
+        .all(&txn)
+        .await?;
     let still_admin = rows
         .iter()
         .any(|u| u.id == me && u.is_active && u.role == UserRole::Admin);
