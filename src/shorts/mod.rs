@@ -431,16 +431,19 @@ fn share_token() -> String {
     URL_SAFE_NO_PAD.encode(random)
 }
 
+/// The short a `render.short` job renders.
+fn short_id_of(job: &job::Model) -> Option<Uuid> {
+    job.input
+        .get("short_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse().ok())
+}
+
 /// A retried `render.short` puts its short back to PENDING (its error cleared), so that the
 /// short says it is rendering again and `deleteShort` refuses it until the render ends. Runs
 /// in the retry's transaction.
 pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
-    let Some(short_id) = job
-        .input
-        .get("short_id")
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.parse::<Uuid>().ok())
-    else {
+    let Some(short_id) = short_id_of(job) else {
         return Ok(());
     };
     short::Entity::update_many()
@@ -456,12 +459,7 @@ pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppR
 /// The short follows its job: COMPLETE (with its file and a share token) when the job is
 /// done, FAILED when it failed or was cancelled. Runs in the job's terminal transaction.
 pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
-    let Some(short_id) = job
-        .input
-        .get("short_id")
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.parse::<Uuid>().ok())
-    else {
+    let Some(short_id) = short_id_of(job) else {
         return Ok(());
     };
     let now = Utc::now();
