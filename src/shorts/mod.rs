@@ -356,15 +356,16 @@ impl ShortMutation {
             highlight.trim_start.unwrap_or(moment.start_time),
             highlight.trim_end.unwrap_or(moment.end_time),
         );
-        let stored_template = creator::Entity::find_by_id(source.creator_id)
+        // Parsed once: a template this server cannot read gives no cards, and is not kept.
+        let (stored_template, cards) = creator::Entity::find_by_id(source.creator_id)
             .one(&txn)
             .await?
             .and_then(|c| c.shorts_template)
-            .filter(|t| template::Template::parse("shortsTemplate", t).is_ok());
-        let cards = stored_template
-            .as_ref()
-            .and_then(|t| template::Template::parse("shortsTemplate", t).ok())
-            .map_or(0.0, |t| t.added_secs());
+            .and_then(|t| {
+                let cards = template::Template::parse("shortsTemplate", &t).ok()?;
+                Some((t, cards.added_secs()))
+            })
+            .map_or((None, 0.0), |(t, secs)| (Some(t), secs));
         // Never more than the video holds.
         let clip = end - start;
         let length = match source.duration_secs {
