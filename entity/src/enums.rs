@@ -35,6 +35,31 @@ pub enum UserRole {
     Viewer,
 }
 
+/// How often a user who wants e-mail digests gets one.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    Serialize,
+    Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DigestFrequency {
+    /// Once a day.
+    #[sea_orm(string_value = "DAILY")]
+    Daily,
+    /// Once a week.
+    #[sea_orm(string_value = "WEEKLY")]
+    Weekly,
+}
+
 /// Lifecycle state of an uploaded video.
 #[derive(
     Clone,

@@ -1,6 +1,6 @@
 //! `users` table: accounts that can sign in.
 
-use crate::enums::UserRole;
+use crate::enums::{DigestFrequency, UserRole};
 use sea_orm::entity::prelude::*;
 
 #[sea_orm::model]
@@ -34,6 +34,13 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When the row was last updated.
     pub updated_at: DateTimeUtc,
+    /// Whether the user has finished the client's onboarding (default false).
+    pub onboarding_completed: bool,
+    /// Whether the user wants e-mail digests of what the creators they follow publish
+    /// (default false).
+    pub digest_enabled: bool,
+    /// How often those digests go out (default `DAILY`).
+    pub digest_frequency: DigestFrequency,
     /// Login sessions of this user.
     #[sea_orm(has_many)]
     pub sessions: HasMany<super::session::Entity>,

@@ -227,6 +227,12 @@ pub async fn check_entities(db: &DatabaseConnection) -> Result<(), BoxError> {
     ensure(read.role == UserRole::Viewer, "role default VIEWER")?;
     ensure(read.is_active && !read.is_verified, "bool defaults")?;
     ensure(read.credits == 0, "credits default 0")?;
+    ensure(
+        !read.onboarding_completed
+            && !read.digest_enabled
+            && read.digest_frequency == entity::DigestFrequency::Daily,
+        "preference defaults",
+    )?;
     ensure(read.created_at >= before, "created_at default is now")?;
     let by_email = user::Entity::find_by_email("alice@example.com")
         .one(db)

@@ -21,6 +21,7 @@ mod m20261204_000011_add_job_parent_attempt;
 mod m20261204_000012_index_claimable_jobs;
 mod m20261205_000013_add_video_files_removed_at;
 mod m20261205_000014_create_password_resets;
+mod m20261205_000015_add_user_preferences;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_index_claimable_jobs::Migration),
             Box::new(m20261205_000013_add_video_files_removed_at::Migration),
             Box::new(m20261205_000014_create_password_resets::Migration),
+            Box::new(m20261205_000015_add_user_preferences::Migration),
         ]
     }
 }

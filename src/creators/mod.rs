@@ -69,6 +69,12 @@ impl Creator {
     async fn featured(&self) -> bool {
         self.0.featured
     }
+    /// The creator's voice and style as the platform's analysis describes it (a JSON
+    /// object, e.g. `{"tone": "playful", "traits": […]}`), if one was set. Public, like the
+    /// profile.
+    async fn personality_profile(&self) -> Option<Json<serde_json::Value>> {
+        self.0.personality_profile.clone().map(Json)
+    }
     /// Intro/outro card settings for generated shorts; members and administrators only.
     async fn shorts_template(
         &self,

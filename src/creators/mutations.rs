@@ -27,6 +27,8 @@ pub struct CreateCreatorInput {
     /// "durationSecs" (0.5–10, default 2), "background", "color" ("#RRGGBB", default white on
     /// black)}, "outro": {…}}`; either may be left out. Other keys are kept as given.
     pub shorts_template: Option<Json<serde_json::Value>>,
+    /// The creator's voice and style (a JSON object of at most 16 KiB), shown on the profile.
+    pub personality_profile: Option<Json<serde_json::Value>>,
 }
 
 /// Omitted fields stay as they are; `null` clears a nullable field.
@@ -42,6 +44,9 @@ pub struct UpdateCreatorInput {
     /// "durationSecs" (0.5–10, default 2), "background", "color" ("#RRGGBB", default white on
     /// black)}, "outro": {…}}`; either may be left out. Other keys are kept as given.
     pub shorts_template: MaybeUndefined<Json<serde_json::Value>>,
+    /// The creator's voice and style (a JSON object of at most 16 KiB), shown on the profile;
+    /// `null` removes it.
+    pub personality_profile: MaybeUndefined<Json<serde_json::Value>>,
     /// Administrators only.
     pub featured: Option<bool>,
 }
@@ -100,6 +105,11 @@ impl CreatorMutation {
             .as_ref()
             .map(|t| validate::template("input.shortsTemplate", &t.0))
             .transpose()?;
+        let personality_profile = input
+            .personality_profile
+            .as_ref()
+            .map(|p| validate::personality_profile("input.personalityProfile", &p.0))
+            .transpose()?;
 
         let db = &state(ctx)?.db;
         let now = Utc::now();
@@ -113,7 +123,7 @@ impl CreatorMutation {
             avatar_url: Set(avatar_url),
             social_links: Set(social_links),
             featured: Set(false),
-            personality_profile: Set(None),
+            personality_profile: Set(personality_profile),
             shorts_template: Set(shorts_template),
             created_at: Set(now),
             updated_at: Set(now),
@@ -197,6 +207,16 @@ impl CreatorMutation {
             MaybeUndefined::Null => row.shorts_template = Set(None),
             MaybeUndefined::Value(t) => {
                 row.shorts_template = Set(Some(validate::template("input.shortsTemplate", &t.0)?));
+            }
+        }
+        match &input.personality_profile {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => row.personality_profile = Set(None),
+            MaybeUndefined::Value(p) => {
+                row.personality_profile = Set(Some(validate::personality_profile(
+                    "input.personalityProfile",
+                    &p.0,
+                )?));
             }
         }
         if let Some(featured) = input.featured {

@@ -12,6 +12,7 @@ pub const MAX_GENRE: usize = 50;
 pub const MAX_URL: usize = 2048;
 pub const MAX_LINKS: usize = 20;
 pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+pub const MAX_PROFILE_BYTES: usize = 16 * 1024;
 
 pub fn name(field: &str, name: &str) -> AppResult<String> {
     let name = name.trim();
@@ -155,6 +156,20 @@ pub fn social_links(field: &str, links: &Value) -> AppResult<Value> {
         );
     }
     Ok(Value::Object(out))
+}
+
+/// A JSON object of at most [`MAX_PROFILE_BYTES`].
+pub fn personality_profile(field: &str, profile: &Value) -> AppResult<Value> {
+    if !profile.is_object() {
+        return Err(AppError::bad_input(field, "must be an object"));
+    }
+    if profile.to_string().len() > MAX_PROFILE_BYTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_PROFILE_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(profile.clone())
 }
 
 pub fn template(field: &str, template: &Value) -> AppResult<Value> {

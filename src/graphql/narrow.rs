@@ -113,8 +113,7 @@ impl Narrowable for creator::Entity {
             (AvatarUrl, &["avatarUrl"]),
             (SocialLinks, &["socialLinks"]),
             (ShortsTemplate, &["shortsTemplate"]),
-            // Not exposed through the API.
-            (PersonalityProfile, &[]),
+            (PersonalityProfile, &["personalityProfile"]),
             (CreatedAt, &["createdAt"]),
             (UpdatedAt, &["updatedAt"]),
         ]

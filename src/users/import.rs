@@ -7,6 +7,10 @@
 //! {"email": "ana@example.com", "passwordHash": "$2b$12$…", "displayName": "Ana", "role": "CREATOR"}
 //! ```
 //!
+//! Optional too: `isActive`, `isVerified`, `credits`, `createdAt`, `onboardingCompleted` and
+//! `notificationPreferences` (`digestEnabled`/`digest_enabled`, `digestFrequency`/
+//! `digest_frequency`: daily or weekly).
+//!
 //! Every line is checked before anything is written, and every problem is reported with its
 //! line number and field. Then all new accounts are written in one transaction: either all of
 //! them land or none does. Accounts whose email already exists are left exactly as they are,
@@ -16,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{UserRole, user};
+use entity::{DigestFrequency, UserRole, user};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -51,6 +55,21 @@ struct Line {
     credits: Option<i64>,
     #[serde(default)]
     created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    onboarding_completed: Option<bool>,
+    #[serde(default)]
+    notification_preferences: Option<Preferences>,
+}
+
+/// E-mail digest preferences, as Reelgraph's API names them or as the knowledge-base platform
+/// stores them (`{"digest_enabled": true, "digest_frequency": "daily"}`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Preferences {
+    #[serde(default, alias = "digest_enabled")]
+    digest_enabled: Option<bool>,
+    #[serde(default, alias = "digest_frequency")]
+    digest_frequency: Option<String>,
 }
 
 /// One checked account, ready to insert.
@@ -66,6 +85,9 @@ pub struct ImportedUser {
     is_verified: bool,
     credits: i64,
     created_at: DateTime<Utc>,
+    onboarding_completed: bool,
+    digest_enabled: bool,
+    digest_frequency: DigestFrequency,
 }
 
 /// What [`import`] did (or, with `dry_run`, would do).
@@ -169,7 +191,26 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
     if created_at > now {
         return Err(AppError::bad_input("createdAt", "is in the future"));
     }
+    let preferences = line.notification_preferences;
+    let digest_frequency = match preferences
+        .as_ref()
+        .and_then(|p| p.digest_frequency.as_deref())
+        .map(str::trim)
+    {
+        None => DigestFrequency::Daily,
+        Some(f) if f.eq_ignore_ascii_case("DAILY") => DigestFrequency::Daily,
+        Some(f) if f.eq_ignore_ascii_case("WEEKLY") => DigestFrequency::Weekly,
+        Some(other) => {
+            return Err(AppError::bad_input(
+                "notificationPreferences.digestFrequency",
+                format!("{other:?} is not a frequency: use DAILY or WEEKLY"),
+            ));
+        }
+    };
     Ok(ImportedUser {
+        onboarding_completed: line.onboarding_completed.unwrap_or(false),
+        digest_enabled: preferences.and_then(|p| p.digest_enabled).unwrap_or(false),
+        digest_frequency,
         line: number,
         email,
         password_hash: line.password_hash,
@@ -244,6 +285,9 @@ pub async fn import(
                 credits: Set(0),
                 created_at: Set(u.created_at),
                 updated_at: Set(now),
+                onboarding_completed: Set(u.onboarding_completed),
+                digest_enabled: Set(u.digest_enabled),
+                digest_frequency: Set(u.digest_frequency),
             }
         });
         // An account created meanwhile with one of these emails fails the whole import (the

@@ -7,7 +7,7 @@ use async_graphql::{
     ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, SimpleObject,
 };
 use chrono::{DateTime, Utc};
-use entity::{UserRole, invite_code, user};
+use entity::{DigestFrequency, UserRole, invite_code, user};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
@@ -65,9 +65,25 @@ impl User {
     }
     /// Render credits left; visible to the user and administrators only.
     async fn credits(&self, ctx: &Context<'_>) -> AppResult<Option<i64>> {
-        let viewer = viewer(ctx)?;
-        let own = viewer.user().is_some_and(|u| u.id == self.0.id);
-        Ok((own || viewer.is_admin()).then_some(self.0.credits))
+        Ok(self.own_or_admin(ctx)?.then_some(self.0.credits))
+    }
+    /// Whether the user has finished the client's onboarding; for the user and
+    /// administrators (null otherwise). Set it with `updateMe`.
+    async fn onboarding_completed(&self, ctx: &Context<'_>) -> AppResult<Option<bool>> {
+        Ok(self
+            .own_or_admin(ctx)?
+            .then_some(self.0.onboarding_completed))
+    }
+    /// What e-mail the user wants; for the user and administrators (null otherwise). Set
+    /// them with `updateMe`.
+    async fn notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<Option<NotificationPreferences>> {
+        Ok(self.own_or_admin(ctx)?.then_some(NotificationPreferences {
+            digest_enabled: self.0.digest_enabled,
+            digest_frequency: self.0.digest_frequency,
+        }))
     }
     /// Your signed-in devices, newest first (null on other users).
     async fn sessions(
@@ -92,9 +108,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> AppResult<Option<RelayConnection<crate::billing::graphql::CreditLedgerEntry>>> {
-        let viewer = viewer(ctx)?;
-        let own = viewer.user().is_some_and(|u| u.id == self.0.id);
-        if !own && !viewer.is_admin() {
+        if !self.own_or_admin(ctx)? {
             return Ok(None);
         }
         let args = PageArgs::new(first, after, last, before)?;
@@ -127,6 +141,30 @@ impl User {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+}
+
+impl User {
+    /// Whether the caller is this user or an administrator.
+    fn own_or_admin(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        let viewer = viewer(ctx)?;
+        Ok(viewer.user().is_some_and(|u| u.id == self.0.id) || viewer.is_admin())
+    }
+}
+
+/// The e-mail a user wants. Reelgraph sends none itself: the platform's mailer reads these.
+#[derive(SimpleObject)]
+pub struct NotificationPreferences {
+    /// Whether to send digests of what the creators the user follows publish.
+    pub digest_enabled: bool,
+    /// How often, when they are on.
+    pub digest_frequency: DigestFrequency,
+}
+
+/// Changes to `notificationPreferences`; omitted fields stay as they are.
+#[derive(InputObject, Default)]
+pub struct NotificationPreferencesInput {
+    pub digest_enabled: Option<bool>,
+    pub digest_frequency: Option<DigestFrequency>,
 }
 
 /// A code that lets someone register while the server is invite-only.
@@ -261,6 +299,10 @@ pub struct UpdateMeInput {
     pub display_name: MaybeUndefined<String>,
     /// An absolute http(s) URL of your picture.
     pub avatar_url: MaybeUndefined<String>,
+    /// Whether you have finished the client's onboarding.
+    pub onboarding_completed: Option<bool>,
+    /// Your e-mail digest preferences; omitted fields stay as they are.
+    pub notification_preferences: Option<NotificationPreferencesInput>,
 }
 
 #[Object]
@@ -294,6 +336,17 @@ impl UserMutation {
         }
         if let Some(url) = avatar_url {
             row.avatar_url = Set(url);
+        }
+        if let Some(done) = input.onboarding_completed {
+            row.onboarding_completed = Set(done);
+        }
+        if let Some(prefs) = &input.notification_preferences {
+            if let Some(enabled) = prefs.digest_enabled {
+                row.digest_enabled = Set(enabled);
+            }
+            if let Some(frequency) = prefs.digest_frequency {
+                row.digest_frequency = Set(frequency);
+            }
         }
         row.updated_at = Set(chrono::Utc::now());
         Ok(User(row.update(db).await?))

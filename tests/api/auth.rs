@@ -571,6 +571,113 @@ async fn update_me_edits_your_profile(backend: Backend) {
     assert_eq!(data["me"]["displayName"], "Ada L.");
 }
 
+/// Onboarding and e-mail digest preferences: off and `DAILY` at first, each changed by
+/// `updateMe` without touching the other, kept, and shown to the user and administrators only
+/// (null to a teammate).
+async fn preferences_and_onboarding_are_the_users_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let me = app.register("prefs@example.com").await;
+    let mate = app.register("prefs-mate@example.com").await;
+    let admin = app.admin("prefs-admin@example.com").await;
+    let token = Some(me.access_token.as_str());
+    const FIELDS: &str =
+        "onboardingCompleted notificationPreferences { digestEnabled digestFrequency }";
+    let update = format!(
+        "mutation($input: UpdateMeInput!) {{ updateMe(input: $input) {{ displayName {FIELDS} }} }}"
+    );
+    let data = app
+        .ok(token, &format!("{{ me {{ {FIELDS} }} }}"), json!({}))
+        .await;
+    assert_eq!(
+        data["me"],
+        json!({ "onboardingCompleted": false,
+                "notificationPreferences": { "digestEnabled": false, "digestFrequency": "DAILY" } })
+    );
+    let data = app
+        .ok(
+            token,
+            &update,
+            json!({ "input": { "displayName": "Prefs", "onboardingCompleted": true,
+                               "notificationPreferences": { "digestEnabled": true } } }),
+        )
+        .await;
+    assert_eq!(
+        data["updateMe"],
+        json!({ "displayName": "Prefs", "onboardingCompleted": true,
+                "notificationPreferences": { "digestEnabled": true, "digestFrequency": "DAILY" } })
+    );
+    let data = app
+        .ok(
+            token,
+            &update,
+            json!({ "input": { "notificationPreferences": { "digestFrequency": "WEEKLY" } } }),
+        )
+        .await;
+    assert_eq!(
+        data["updateMe"],
+        json!({ "displayName": "Prefs", "onboardingCompleted": true,
+                "notificationPreferences": { "digestEnabled": true, "digestFrequency": "WEEKLY" } })
+    );
+    let body = app
+        .gql(
+            token,
+            &update,
+            json!({ "input": { "notificationPreferences": { "digestFrequency": "HOURLY" } } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+
+    // A teammate sees the account, not its preferences; an administrator sees them.
+    let creator = app.create_creator(&me, "Prefs Studio").await;
+    app.ok(
+        token,
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"prefs-mate@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let team = format!(
+        "query($c: ID!) {{ creator(id: $c) {{ members {{ user {{ email {FIELDS} }} }} }} }}"
+    );
+    let data = app
+        .ok(Some(&mate.access_token), &team, json!({ "c": creator }))
+        .await;
+    let members = data["creator"]["members"].as_array().expect("members");
+    let mine = members
+        .iter()
+        .find(|m| m["user"]["email"] == "prefs@example.com")
+        .expect("owner listed");
+    assert_eq!(mine["user"]["onboardingCompleted"], json!(null), "{data}");
+    assert_eq!(
+        mine["user"]["notificationPreferences"],
+        json!(null),
+        "{data}"
+    );
+    let theirs = members
+        .iter()
+        .find(|m| m["user"]["email"] == "prefs-mate@example.com")
+        .expect("member listed");
+    assert_eq!(theirs["user"]["onboardingCompleted"], false, "{data}");
+    let data = app
+        .ok(Some(&admin.access_token), &team, json!({ "c": creator }))
+        .await;
+    let mine = data["creator"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["user"]["email"] == "prefs@example.com")
+        .cloned()
+        .expect("owner listed");
+    assert_eq!(
+        mine["user"]["notificationPreferences"],
+        json!({ "digestEnabled": true, "digestFrequency": "WEEKLY" })
+    );
+    // Kept for later requests.
+    let data = app
+        .ok(token, &format!("{{ me {{ {FIELDS} }} }}"), json!({}))
+        .await;
+    assert_eq!(data["me"]["onboardingCompleted"], true);
+}
+
 /// Ending a session ends its access tokens at once, not when they expire: after `logout`,
 /// `revokeSession`, `logoutEverywhere` or another device's `changePassword`, a token of that
 /// session is UNAUTHENTICATED, over HTTP and at a WebSocket's `connection_init`.
@@ -888,6 +995,7 @@ both_backends!(
     changing_the_password_ends_every_session,
     sessions_are_listed_and_revoked_by_their_user,
     update_me_edits_your_profile,
+    preferences_and_onboarding_are_the_users_own,
     an_ended_sessions_access_tokens_stop_working_at_once,
     admins_list_and_revoke_invite_codes,
     a_reset_token_sets_a_new_password_once,

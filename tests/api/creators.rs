@@ -56,6 +56,76 @@ async fn creating_a_creator_makes_the_caller_its_owner(backend: Backend) {
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
 }
 
+/// A personality profile is set at creation or later, shown to anyone (also in a page of
+/// creators, whose statement leaves out the columns no field reads), removed with `null`, and
+/// refused unless it is a JSON object of at most 16 KiB.
+async fn a_personality_profile_is_public_and_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("persona@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let data = app
+        .ok(
+            token,
+            "mutation($p: JSON) { createCreator(input: {name: \"Persona\", personalityProfile: $p}) { id personalityProfile } }",
+            json!({ "p": { "tone": "playful", "traits": ["curious", "precise"] } }),
+        )
+        .await;
+    let id = data["createCreator"]["id"].as_str().expect("id").to_owned();
+    let profile = json!({ "tone": "playful", "traits": ["curious", "precise"] });
+    assert_eq!(data["createCreator"]["personalityProfile"], profile);
+    let data = app
+        .ok(
+            None,
+            "{ creators(first: 5) { nodes { name personalityProfile } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["creators"]["nodes"],
+        json!([{ "name": "Persona", "personalityProfile": profile }])
+    );
+    let update = "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { bio personalityProfile } }";
+    for (value, message) in [
+        (json!(["not", "an", "object"]), "must be an object"),
+        (
+            json!({ "notes": "x".repeat(17 * 1024) }),
+            "at most 16384 bytes",
+        ),
+    ] {
+        let body = app
+            .gql(
+                token,
+                update,
+                json!({ "id": id, "input": { "personalityProfile": value } }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), "input.personalityProfile", "{body}");
+        assert!(body.to_string().contains(message), "{body}");
+    }
+    // Other fields leave it alone; null removes it.
+    let data = app
+        .ok(token, update, json!({ "id": id, "input": { "bio": "Hi" } }))
+        .await;
+    assert_eq!(data["updateCreator"]["personalityProfile"], profile);
+    let data = app
+        .ok(
+            token,
+            update,
+            json!({ "id": id, "input": { "personalityProfile": null } }),
+        )
+        .await;
+    assert_eq!(data["updateCreator"]["personalityProfile"], json!(null));
+    let data = app
+        .ok(
+            None,
+            "query($id: ID!) { creator(id: $id) { personalityProfile } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["creator"]["personalityProfile"], json!(null));
+}
+
 async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.register("dup@example.com").await;
@@ -657,6 +727,7 @@ async fn creators_you_follow_are_listed(backend: Backend) {
 
 both_backends!(
     a_failed_field_is_null_beside_the_fields_that_succeeded,
+    a_personality_profile_is_public_and_checked,
     creating_a_creator_makes_the_caller_its_owner,
     duplicate_names_and_slugs_conflict_and_bad_input_names_the_field,
     only_members_and_admins_update_a_creator,

@@ -15,7 +15,7 @@ use crate::{
 };
 
 const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken user { id } } }";
-const ME: &str = "{ me { email displayName role isVerified credits createdAt creditLedger(first: 5) { nodes { delta reason balanceAfter } } } }";
+const ME: &str = "{ me { email displayName role isVerified credits createdAt onboardingCompleted notificationPreferences { digestEnabled digestFrequency } creditLedger(first: 5) { nodes { delta reason balanceAfter } } } }";
 
 fn bcrypt_hash(password: &str, version: bcrypt::Version) -> String {
     bcrypt::hash_with_result(password, 4)
@@ -52,7 +52,8 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     let lines = [
         json!({ "email": " Ana@Example.com ", "passwordHash": bcrypt_hash("ana's old password", bcrypt::Version::TwoB),
                 "displayName": "Ana", "role": "creator", "isVerified": true, "credits": 250,
-                "createdAt": "2024-01-02T03:04:05Z" }),
+                "createdAt": "2024-01-02T03:04:05Z", "onboardingCompleted": true,
+                "notificationPreferences": { "digest_enabled": true, "digest_frequency": "weekly" } }),
         json!({ "email": "ben@example.com", "passwordHash": bcrypt_hash("ben's old password", bcrypt::Version::TwoY),
                 "isActive": false }),
         json!({ "email": "cy@example.com", "passwordHash": argon2i }),
@@ -144,6 +145,8 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
         json!({
             "email": "ana@example.com", "displayName": "Ana", "role": "CREATOR",
             "isVerified": true, "credits": 250, "createdAt": "2024-01-02T03:04:05+00:00",
+            "onboardingCompleted": true,
+            "notificationPreferences": { "digestEnabled": true, "digestFrequency": "WEEKLY" },
             "creditLedger": { "nodes": [
                 { "delta": 250, "reason": import::REASON_IMPORT, "balanceAfter": 250 }
             ] }
@@ -175,6 +178,11 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     assert_eq!(cy["me"]["isVerified"], false);
     assert_eq!(cy["me"]["credits"], 0);
     assert_eq!(cy["me"]["creditLedger"]["nodes"], json!([]));
+    assert_eq!(cy["me"]["onboardingCompleted"], false);
+    assert_eq!(
+        cy["me"]["notificationPreferences"],
+        json!({ "digestEnabled": false, "digestFrequency": "DAILY" })
+    );
     assert!(
         stored_hash(&app, "cy@example.com")
             .await
@@ -288,6 +296,8 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         "{\"email\": \"ivy@example.com\",".to_owned(),
         json!({ "email": "jo@example.com", "passwordHash": good, "credits": -5 }).to_string(),
         json!({ "email": "kim@example.com", "passwordHash": good, "createdAt": "2999-01-01T00:00:00Z" }).to_string(),
+        json!({ "email": "lou@example.com", "passwordHash": good,
+                "notificationPreferences": { "digest_frequency": "hourly" } }).to_string(),
     ];
     std::fs::write(&file, lines.join("\n")).expect("write");
     let (ok, output) = import_command(&name, &file, &[]).await;
@@ -303,6 +313,7 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         "line 8: not a JSON object",
         "line 9: credits: must be between 0",
         "line 10: createdAt: is in the future",
+        "line 11: notificationPreferences.digestFrequency: \"hourly\" is not a frequency",
     ] {
         assert!(output.contains(expected), "{expected:?} in:\n{output}");
     }
