@@ -167,6 +167,12 @@ pub async fn register(
         credits: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
+        // Columns added by `ALTER TABLE` are given, not left to their defaults: on SQLite an
+        // `INSERT … RETURNING` run on a pool connection that predates the migration could come
+        // back without them (seen as "Missing value for column" in tests right after start).
+        onboarding_completed: Set(false),
+        digest_enabled: Set(false),
+        digest_frequency: Set(entity::DigestFrequency::Daily),
         ..Default::default()
     }
     .insert(&txn)

@@ -515,6 +515,9 @@ pub async fn create_admin(
         credits: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
+        onboarding_completed: Set(false),
+        digest_enabled: Set(false),
+        digest_frequency: Set(DigestFrequency::Daily),
         ..Default::default()
     }
     .insert(db)
