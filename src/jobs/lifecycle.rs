@@ -22,7 +22,10 @@ use super::{
     EventBus, JobEvent, NewJob,
     queue::{Lease, backoff, begin_write, enqueue, event_of, fenced, record_end},
 };
-use crate::error::{AppError, AppResult};
+use crate::{
+    db::RowLock,
+    error::{AppError, AppResult},
+};
 
 /// How a running job ends.
 #[derive(Debug)]
@@ -80,12 +83,22 @@ pub async fn finish_in(
     how: Finish,
     worker: Option<&str>,
 ) -> AppResult<Finished> {
-    let Some(current) = job::Entity::find_by_id(lease.job_id).one(txn).await? else {
+    // Locked (PostgreSQL), so that a `cancelJob` either commits first, and is seen here, or
+    // waits for this end and then finds the job (and any children it made) to cancel.
+    let find = job::Entity::find_by_id(lease.job_id).for_update(txn);
+    let Some(current) = find.one(txn).await? else {
         return Ok(Finished::default());
     };
-    // A job asked to stop is not handed back to the queue by a stopping worker: it ends.
+    // A job asked to stop ends cancelled rather than running on in another form: not handed
+    // back to the queue by a stopping worker, not retried, and not turned into a parent of new
+    // children (its handler may return before its heartbeat has noticed the request).
     let how = match how {
-        Finish::Released if current.cancel_requested => Finish::Cancelled,
+        Finish::Released | Finish::Wait { .. } if current.cancel_requested => Finish::Cancelled,
+        Finish::Failed { retryable, .. }
+            if current.cancel_requested && retryable && current.attempts < current.max_attempts =>
+        {
+            Finish::Cancelled
+        }
         how => how,
     };
     let now = Utc::now();
@@ -354,7 +367,8 @@ async fn cancel_descendants(
             finished_at = CASE WHEN status = 'RUNNING' THEN finished_at ELSE {p2} END,
             updated_at = {p2},
             seq = seq + 1
-        WHERE id IN (SELECT id FROM tree) AND status IN ('QUEUED', 'WAITING', 'RUNNING'){root_filter}
+        WHERE id IN (SELECT id FROM tree) AND status IN ('QUEUED', 'WAITING', 'RUNNING')
+            AND NOT (status = 'RUNNING' AND cancel_requested){root_filter}
         RETURNING *",
         p1 = placeholder(1),
         p2 = placeholder(2),
@@ -380,6 +394,13 @@ pub async fn cancel(
 ) -> AppResult<job::Model> {
     let txn = begin_write(db).await?;
     let mut events = cancel_descendants(&txn, job_id, true).await?;
+    // On PostgreSQL that statement may have waited for a worker ending a job of the family,
+    // and seen the job's new status but not the children it made, which its snapshot predates.
+    // A second statement sees them (a job still running now is flagged, and its end will see
+    // the flag: `finish_in` reads it under lock).
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        events.extend(cancel_descendants(&txn, job_id, false).await?);
+    }
     let job = job::Entity::find_by_id(job_id)
         .one(&txn)
         .await?

@@ -355,7 +355,9 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
             txn.commit().await?;
             events.append(&mut finished.events);
         } else if job.attempts < job.max_attempts {
+            // Not if a cancel landed since the read above: the next pass ends it cancelled.
             let rows = fenced(job::Entity::update_many(), lease)
+                .filter(job::Column::CancelRequested.eq(false))
                 .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
                 .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
                 .col_expr(

@@ -107,7 +107,10 @@ impl TestApp {
         pg_database: Option<&str>,
         configure: impl FnOnce(&mut ServeArgs),
     ) -> Self {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::embedded(data_dir.path());
         config.job_poll_ms = 500;

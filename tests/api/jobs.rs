@@ -775,6 +775,95 @@ async fn a_job_asked_to_stop_is_not_run_again_when_its_worker_goes(backend: Back
     assert!(again.is_empty(), "nothing to run again: {again:?}");
 }
 
+/// A `cancelJob` that lands while a handler is returning, before its heartbeat noticed, is not
+/// lost: the handler's end (waiting for new children, or a failure to retry) becomes CANCELLED,
+/// no children are made, and nothing is claimed again. A job whose work did finish stays DONE.
+async fn a_cancel_that_lands_as_the_handler_returns_wins(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("cancel-race@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let waits = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 5).await;
+    let retries = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let done = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let claimed = queue::claim(db, "racing-worker", 3, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    for id in [waits, retries, done] {
+        let row = lifecycle::cancel(db, bus, id)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("cancel");
+        assert!(row.cancel_requested && row.status == JobStatus::Running);
+    }
+    let child = NewJob::new(JobKind::Workflow, "diagnostics.sleep", owner_id, json!({}));
+    for (id, how) in [
+        (
+            waits,
+            lifecycle::Finish::Wait {
+                children: vec![child],
+                then: None,
+            },
+        ),
+        (
+            retries,
+            lifecycle::Finish::Failed {
+                error: "flaky".into(),
+                retryable: true,
+            },
+        ),
+        (
+            done,
+            lifecycle::Finish::Done {
+                output: json!({}),
+                output_ref: None,
+            },
+        ),
+    ] {
+        let lease = claimed
+            .iter()
+            .find(|j| j.id == id)
+            .and_then(queue::Lease::of)
+            .expect("lease");
+        let applied = lifecycle::finish(db, bus, lease, how, Some("racing-worker"))
+            .await
+            .map_err(|e| e.public_message())
+            .expect("finish");
+        assert!(applied);
+    }
+    for (id, status) in [
+        (waits, JobStatus::Cancelled),
+        (retries, JobStatus::Cancelled),
+        (done, JobStatus::Done),
+    ] {
+        let row = job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(row.status, status, "{id}");
+    }
+    let children = job::Entity::find()
+        .filter(job::Column::ParentId.eq(waits))
+        .count(db)
+        .await
+        .expect("count");
+    assert_eq!(children, 0, "a cancelled job makes no children");
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+        )
+        .exec(db)
+        .await
+        .expect("no backoff");
+    let again = queue::claim(db, "racing-worker", 5, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "nothing to run again: {again:?}");
+}
+
 /// `retryJob` on a parent whose failed attempt still has children stopping: their ends (done
 /// or cancelled) do not count towards, fail or cancel the new attempt, and `children` lists
 /// the new attempt's. Driven step by step through the engine's own functions.
@@ -1302,6 +1391,7 @@ both_backends!(
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
+    a_cancel_that_lands_as_the_handler_returns_wins,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
     child_jobs_read_their_parents_in_one_batch,
@@ -1369,4 +1459,62 @@ async fn clean_up_leaves_a_job_retried_meanwhile() {
         .expect("read")
         .expect("the retried job is still there");
     assert_eq!(left.status, JobStatus::Queued);
+}
+
+/// A `cancelJob` that waits for a worker turning its job into a parent (PostgreSQL: the worker
+/// holds the job's row) cancels the children that worker made too, though they did not exist
+/// when the cancel began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_waiting_on_a_new_parent_cancels_its_new_children() {
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("cancel-new-kids@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let db = &app.state.db;
+    let id = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 1).await;
+    let claimed = queue::claim(db, "slow-worker", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let lease = claimed.first().and_then(queue::Lease::of).expect("lease");
+    let kids = (0..3)
+        .map(|i| {
+            NewJob::new(
+                JobKind::Workflow,
+                "diagnostics.sleep",
+                owner_id,
+                json!({ "i": i }),
+            )
+        })
+        .collect();
+    let txn = queue::begin_write(db).await.expect("txn");
+    let how = lifecycle::Finish::Wait {
+        children: kids,
+        then: None,
+    };
+    let finished = lifecycle::finish_in(&txn, lease, how, Some("slow-worker"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("wait");
+    assert!(finished.applied);
+    let cancelling = {
+        let (db, bus) = (db.clone(), app.state.events.clone());
+        tokio::spawn(async move {
+            lifecycle::cancel(&db, &bus, id)
+                .await
+                .map_err(|e| e.public_message())
+                .expect("cancel")
+        })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    txn.commit().await.expect("commit");
+    let parent = cancelling.await.expect("joined");
+    assert_eq!(parent.status, JobStatus::Cancelled);
+    let kids = job::Entity::find()
+        .filter(job::Column::ParentId.eq(id))
+        .all(db)
+        .await
+        .expect("children");
+    assert_eq!(kids.len(), 3);
+    for kid in kids {
+        assert_eq!(kid.status, JobStatus::Cancelled, "{}", kid.id);
+    }
 }
