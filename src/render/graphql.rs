@@ -31,7 +31,8 @@ pub struct RenderMovieInput {
     #[graphql(default_with = "Some(JobPriority::Normal)")]
     pub priority: Option<JobPriority>,
     /// Repeating a request with the same key (while its job is unfinished) returns that job
-    /// instead of rendering again. 1–255 characters.
+    /// instead of rendering again; the same key with a different spec, priority, `creatorId`
+    /// or `callbackUrl` is a `CONFLICT`. 1–255 characters.
     pub idempotency_key: Option<String>,
     /// Render on behalf of a creator you manage (its members then see the job).
     pub creator_id: Option<ID>,
@@ -40,6 +41,24 @@ pub struct RenderMovieInput {
     /// …}}`, header `Reelgraph-Signature: t=…,v1=…` (HMAC-SHA256 of `"<t>.<body>"` with
     /// `me { webhookSecret }`). An absolute http(s) URL, at most 2048 bytes.
     pub callback_url: Option<String>,
+}
+
+/// Key of a `render.movie` input holding the SHA-256 of the request that made it.
+const REQUEST_KEY: &str = "requestSha256";
+
+/// The unfinished job an idempotency key already names, if it was made by the same request
+/// (spec, priority, creator and callback); `CONFLICT` if not, as the caller would otherwise
+/// wait for a movie other than the one it asked for. Jobs from before the fingerprint was kept
+/// are taken as they are.
+fn same_request(existing: job::Model, fingerprint: &str) -> AppResult<Job> {
+    match existing.input.get(REQUEST_KEY).and_then(|v| v.as_str()) {
+        Some(earlier) if earlier != fingerprint => Err(AppError::conflict(
+            Some("input.idempotencyKey"),
+            "this idempotency key belongs to an unfinished render of a different request \
+             (spec, priority, creatorId or callbackUrl): use a new key",
+        )),
+        _ => Ok(Job(existing)),
+    }
 }
 
 /// Largest image a render takes as an asset.
@@ -178,21 +197,29 @@ impl RenderMutation {
             }
         }
 
+        let priority = input.priority.unwrap_or(JobPriority::Normal).value();
+        let fingerprint = super::plan::sha256_hex(&super::plan::canonical_json(&json!({
+            "spec": movie,
+            "priority": priority,
+            "creatorId": creator_id,
+            "callbackUrl": callback,
+        })));
         let txn = queue::begin_write(&state.db).await?;
         if let Some(key) = &input.idempotency_key
             && let Some(existing) = queue::find_unfinished_by_key(&txn, user.id, key).await?
         {
             txn.rollback().await?;
-            return Ok(Job(existing));
+            return same_request(existing, &fingerprint);
         }
         let minutes = movie.total_secs() / 60.0;
         let mut movie_input = json!(MovieInput {
             spec: movie,
             reservation: None
         });
+        movie_input[REQUEST_KEY] = fingerprint.clone().into();
         crate::jobs::webhooks::attach(&mut movie_input, callback);
         let mut new = NewJob::new(JobKind::Render, super::MOVIE_JOB, user.id, movie_input);
-        new.priority = input.priority.unwrap_or(JobPriority::Normal).value();
+        new.priority = priority;
         new.idempotency_key = input.idempotency_key;
         new.creator_id = creator_id;
         let enqueued = queue::enqueue(&txn, new).await?;
@@ -200,7 +227,7 @@ impl RenderMutation {
             // A request with the same key committed its job between our look-up and our
             // insert: that job is the answer, and its minutes are already reserved.
             txn.rollback().await?;
-            return Ok(Job(enqueued.job));
+            return same_request(enqueued.job, &fingerprint);
         }
         // Reserved after the insert, in the same transaction: credit ledger rows refer to the
         // job, and the job is invisible to workers until the commit.

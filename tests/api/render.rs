@@ -575,6 +575,26 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
         )
         .await;
     assert_eq!(first["renderMovie"]["id"], again["renderMovie"]["id"]);
+    // The same key for another spec, or another priority, is refused, and queues nothing.
+    let other = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "b", "duration": 1, "bgColor": "#ff0000" }] });
+    for input in [
+        json!({ "spec": other, "idempotencyKey": long }),
+        json!({ "spec": tiny, "idempotencyKey": long, "priority": "HIGH" }),
+    ] {
+        let body = app
+            .gql(Some(&owner.access_token), RENDER, json!({ "input": input }))
+            .await;
+        assert_eq!(error_code(&body), "CONFLICT", "{body}");
+        assert_eq!(error_field(&body), "input.idempotencyKey", "{body}");
+    }
+    let jobs = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs(rootOnly: true) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(jobs["jobs"]["totalCount"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
