@@ -256,7 +256,8 @@ impl CreatorQuery {
             });
         }
         if let Some(pattern) = crate::graphql::contains_pattern("search", search.as_deref())? {
-            filter = filter.add(pattern.matches((creator::Entity, creator::Column::Name)));
+            let backend = db.get_database_backend();
+            filter = filter.add(pattern.matches(backend, (creator::Entity, creator::Column::Name)));
         }
         let mut select = creator::Entity::find().filter(filter);
         let total = TotalCount::of(db, select.clone());

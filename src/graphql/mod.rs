@@ -142,18 +142,69 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
     uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "is not a valid ID"))
 }
 
-/// A case-insensitive substring to search for (`LIKE`, with its wildcards escaped).
+/// A case-insensitive substring to search for.
 pub struct Contains(String);
 
 impl Contains {
-    /// `lower(column) LIKE '%…%'`.
+    /// On PostgreSQL `lower(column) LIKE '%…%'` (wildcards escaped). SQLite's `lower` and
+    /// `LIKE` fold ASCII letters only, so there the column is matched with `GLOB` and each
+    /// letter of the search as a class of its cases (`Über` → `*[Üü][bB][eE][rR]*`).
     pub fn matches(
         &self,
+        backend: sea_orm::DatabaseBackend,
         column: impl sea_orm::sea_query::IntoColumnRef,
     ) -> sea_orm::sea_query::SimpleExpr {
-        use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-        Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(&self.0).escape('\\'))
+        use sea_orm::sea_query::{BinOper, Expr, ExprTrait, Func, LikeExpr};
+        if backend == sea_orm::DatabaseBackend::Sqlite {
+            return Expr::col(column).binary(BinOper::Custom("GLOB"), glob_any_case(&self.0));
+        }
+        let escaped = self
+            .0
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        Expr::expr(Func::lower(Expr::col(column)))
+            .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
     }
+}
+
+/// A `GLOB` pattern matching any text that contains `search` in any mix of letter cases.
+fn glob_any_case(search: &str) -> String {
+    // The one character a case mapping gives, if it gives one.
+    fn single(mut mapped: impl Iterator<Item = char>) -> Option<char> {
+        let first = mapped.next()?;
+        mapped.next().is_none().then_some(first)
+    }
+    let mut out = String::from("*");
+    for c in search.chars() {
+        let mut cases = vec![c];
+        for other in [single(c.to_uppercase()), single(c.to_lowercase())]
+            .into_iter()
+            .flatten()
+        {
+            if !cases.contains(&other) {
+                cases.push(other);
+            }
+        }
+        match cases.as_slice() {
+            // GLOB's own characters stand for themselves inside a class.
+            [_] if matches!(c, '*' | '?' | '[') => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            [_] => out.push(c),
+            // Only letters have other cases, and no letter is special inside a class.
+            many => {
+                out.push('[');
+                out.extend(many.iter());
+                out.push(']');
+            }
+        }
+    }
+    out.push('*');
+    out
 }
 
 /// The `search` argument `field` as a [`Contains`]: `None` when blank, a client error naming
@@ -165,12 +216,7 @@ pub fn contains_pattern(field: &str, search: Option<&str>) -> AppResult<Option<C
     if search.chars().count() > 100 {
         return Err(AppError::bad_input(field, "must be at most 100 characters"));
     }
-    let escaped = search
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    Ok(Some(Contains(format!("%{escaped}%"))))
+    Ok(Some(Contains(search.to_owned())))
 }
 
 /// Where the request came from (empty when unknown).
@@ -199,6 +245,14 @@ mod tests {
     /// and boxes that future for each field it resolves (async-graphql#1842), so a type's
     /// largest field sets the cost of its `id`. Types that come in long lists keep their
     /// database and storage fields behind a `Box::pin`.
+    #[test]
+    fn glob_patterns_match_every_case_and_escape_globs_own_characters() {
+        assert_eq!(super::glob_any_case("Über 2"), "*[Üü][bB][eE][rR] 2*");
+        assert_eq!(super::glob_any_case("a*b?[c]"), "*[aA][*][bB][?][[][cC]]*");
+        // A letter whose other case is more than one character keeps the cases that are one.
+        assert_eq!(super::glob_any_case("ß"), "*ß*");
+    }
+
     #[test]
     fn list_types_resolve_fields_with_small_futures() {
         let sizes = [

@@ -50,12 +50,13 @@ pub async fn users(
 ) -> AppResult<RelayConnection<User>> {
     viewer(ctx)?.require_admin()?;
     let db = &state(ctx)?.db;
+    let backend = db.get_database_backend();
     let mut condition = Condition::all();
     if let Some(pattern) = contains_pattern("search", filter.search.as_deref())? {
         condition = condition.add(
             Condition::any()
-                .add(pattern.matches((user::Entity, user::Column::Email)))
-                .add(pattern.matches((user::Entity, user::Column::DisplayName))),
+                .add(pattern.matches(backend, (user::Entity, user::Column::Email)))
+                .add(pattern.matches(backend, (user::Entity, user::Column::DisplayName))),
         );
     }
     if let Some(role) = filter.role {

@@ -34,7 +34,13 @@ async fn administrators_list_and_search_accounts(backend: Backend) {
     let admin = app.admin("root@example.com").await;
     let viewer = app.register("ada.lovelace@example.com").await;
     app.register("grace_hopper@example.com").await;
-    app.register("alan@example.com").await;
+    let alan = app.register("alan@example.com").await;
+    app.ok(
+        Some(&alan.access_token),
+        "mutation { updateMe(input: {displayName: \"Alan Ångström\"}) { id } }",
+        json!({}),
+    )
+    .await;
     let token = Some(admin.access_token.as_str());
 
     for who in [Some(viewer.access_token.as_str()), None] {
@@ -71,6 +77,8 @@ async fn administrators_list_and_search_accounts(backend: Backend) {
     assert_eq!(emails(&data), ["grace_hopper@example.com"]);
     let data = app.ok(token, USERS, search("a_a")).await;
     assert_eq!(data["users"]["totalCount"], 0, "{data}");
+    let data = app.ok(token, USERS, search("ÅNGSTRÖM")).await;
+    assert_eq!(emails(&data), ["alan@example.com"], "{data}");
     let data = app.ok(token, USERS, json!({ "role": "ADMIN" })).await;
     assert_eq!(emails(&data), ["root@example.com"]);
     let body = app.gql(token, USERS, search(&"x".repeat(101))).await;

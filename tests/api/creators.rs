@@ -416,6 +416,27 @@ async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
         literal["creators"]["totalCount"], 0,
         "wildcards are matched literally"
     );
+    // Letters beyond ASCII match in any case too (SQLite's own `lower` leaves them alone).
+    app.ok(
+        Some(&owner.access_token),
+        "mutation { createCreator(input: {name: \"Über Ärger Studio\", slug: \"uber-studio\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    let count = "query($s: String) { creators(search: $s) { totalCount } }";
+    for (term, expected) in [
+        ("über", 1),
+        ("ÜBER ärger", 1),
+        ("r Ä", 1),
+        ("Über Ärger Studio", 1),
+        ("*", 0),
+        ("?", 0),
+        ("[", 0),
+        ("ubr", 0),
+    ] {
+        let data = app.ok(None, count, json!({ "s": term })).await;
+        assert_eq!(data["creators"]["totalCount"], expected, "{term:?}");
+    }
 }
 
 /// A field that fails is null in `data`, as the GraphQL spec has it, beside the fields that
