@@ -80,6 +80,7 @@ impl CreatorMutation {
     ) -> AppResult<Creator> {
         let caller = viewer(ctx)?.require_user()?.clone();
         let name = validate::name("input.name", &input.name)?;
+        let slug_given = input.slug.is_some();
         let slug = match input.slug.as_deref() {
             Some(slug) => validate::slug("input.slug", slug)?,
             None => validate::slug_from_name("input.name", &name)?,
@@ -116,8 +117,8 @@ impl CreatorMutation {
         let txn = db.begin().await?;
         let created = creator::ActiveModel {
             id: Set(Uuid::now_v7()),
-            name: Set(name),
-            slug: Set(slug),
+            name: Set(name.clone()),
+            slug: Set(slug.clone()),
             genres: Set(genres),
             bio: Set(bio),
             avatar_url: Set(avatar_url),
@@ -129,8 +130,32 @@ impl CreatorMutation {
             updated_at: Set(now),
         }
         .insert(&txn)
-        .await
-        .map_err(creator_conflict)?;
+        .await;
+        let created = match created {
+            Ok(created) => created,
+            // The client sent no slug: the clash is with its name, or with the slug made
+            // from it, not with a `slug` it never sent.
+            Err(err) if !slug_given && unique_violation(&err).is_some() => {
+                drop(txn);
+                let same_name = creator::Entity::find()
+                    .filter(creator::Column::Name.eq(name.as_str()))
+                    .one(db)
+                    .await?
+                    .is_some();
+                return Err(AppError::conflict(
+                    Some("input.name"),
+                    if same_name {
+                        "a creator with this name already exists".to_owned()
+                    } else {
+                        format!(
+                            "another creator has the slug made from this name, `{slug}`: \
+                             pass a `slug` of your own"
+                        )
+                    },
+                ));
+            }
+            Err(err) => return Err(creator_conflict(err)),
+        };
         creator_member::ActiveModel {
             id: Set(Uuid::now_v7()),
             creator_id: Set(created.id),

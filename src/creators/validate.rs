@@ -51,7 +51,9 @@ pub fn slug(field: &str, slug: &str) -> AppResult<String> {
 /// A slug made from a name: `Café Beats 2!` → `caf-beats-2` (non-ASCII letters are dropped).
 pub fn slug_from_name(field: &str, name: &str) -> AppResult<String> {
     let mut slug = String::new();
-    for c in name.chars() {
+    // Letters beyond ASCII become their closest ASCII spelling (`Émile` → `emile`, `Straße` →
+    // `strasse`) instead of vanishing.
+    for c in deunicode::deunicode(name).chars() {
         if c.is_ascii_alphanumeric() {
             slug.push(c.to_ascii_lowercase());
         } else if !slug.ends_with('-') && !slug.is_empty() {
@@ -195,13 +197,17 @@ mod tests {
     fn slugs_are_derived_from_names() {
         assert_eq!(
             slug_from_name("n", "Café Beats 2!").ok().as_deref(),
-            Some("caf-beats-2")
+            Some("cafe-beats-2")
         );
         assert_eq!(
             slug_from_name("n", "  --Hello   World--").ok().as_deref(),
             Some("hello-world")
         );
         assert!(slug_from_name("n", "!!!").is_err());
+        assert_eq!(
+            slug_from_name("n", "Émile Zola · Straße").ok().as_deref(),
+            Some("emile-zola-strasse")
+        );
     }
 
     #[test]

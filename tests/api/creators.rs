@@ -151,6 +151,22 @@ async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backen
         .await;
     assert_eq!(error_code(&same_slug), "CONFLICT");
     assert_eq!(error_field(&same_slug), "input.slug");
+    // Without a slug, the clash is named on the name the client sent: the very name, or
+    // another creator's slug that this name makes.
+    for (name, message) in [
+        ("Synth School", "a creator with this name already exists"),
+        (
+            "synth school!",
+            "the slug made from this name, `synth-school`",
+        ),
+    ] {
+        let body = app
+            .gql(token, create, json!({ "input": { "name": name } }))
+            .await;
+        assert_eq!(error_code(&body), "CONFLICT", "{body}");
+        assert_eq!(error_field(&body), "input.name", "{body}");
+        assert!(body.to_string().contains(message), "{body}");
+    }
 
     let cases = [
         (json!({ "name": "" }), "input.name"),
