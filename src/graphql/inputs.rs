@@ -37,9 +37,13 @@ pub fn refusal(
             .into_request_error()
     };
     for (name, value) in request.variables.iter() {
-        let mut path = name.to_string();
+        let mut path = String::new();
         if nul_in_const(value, &mut path) {
-            return Some(nul(path));
+            // Named where the variable is used (`input.filename`, not `$foo.filename`).
+            let used_at = document
+                .and_then(|d| argument_path_of(d.document, name))
+                .unwrap_or_else(|| name.to_string());
+            return Some(nul(format!("{used_at}{path}")));
         }
     }
     let document = document?;
@@ -92,6 +96,68 @@ fn missing_variable(
                 ),
             )
             .into_request_error()
+        })
+}
+
+/// The argument path (`input`, `input.spec`) where the variable `name` is first used, if
+/// it is used as (part of) an argument.
+fn argument_path_of(document: &ExecutableDocument, name: &str) -> Option<String> {
+    fn find(value: &Value, name: &str, path: &mut String) -> bool {
+        match value {
+            Value::Variable(variable) => variable.as_str() == name,
+            Value::List(items) => items.iter().enumerate().any(|(i, item)| {
+                let before = path.len();
+                path.push_str(&format!(".{i}"));
+                let found = find(item, name, path);
+                if !found {
+                    path.truncate(before);
+                }
+                found
+            }),
+            Value::Object(fields) => fields.iter().any(|(key, item)| {
+                let before = path.len();
+                path.push('.');
+                path.push_str(key);
+                let found = find(item, name, path);
+                if !found {
+                    path.truncate(before);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    fn walk(set: &SelectionSet, name: &str) -> Option<String> {
+        for item in &set.items {
+            let (arguments, inner) = match &item.node {
+                Selection::Field(field) => (
+                    field.node.arguments.as_slice(),
+                    &field.node.selection_set.node,
+                ),
+                Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => continue,
+            };
+            for (argument, value) in arguments {
+                let mut path = argument.node.to_string();
+                if find(&value.node, name, &mut path) {
+                    return Some(path);
+                }
+            }
+            if let Some(path) = walk(inner, name) {
+                return Some(path);
+            }
+        }
+        None
+    }
+    document
+        .operations
+        .iter()
+        .find_map(|(_, op)| walk(&op.node.selection_set.node, name))
+        .or_else(|| {
+            document
+                .fragments
+                .values()
+                .find_map(|fragment| walk(&fragment.node.selection_set.node, name))
         })
 }
 
@@ -245,6 +311,39 @@ mod tests {
             error.extensions.expect("extensions").get("field"),
             Some(&async_graphql::Value::from("input.socialLinks"))
         );
+        // A variable is named by the argument it is used as, not by its own name.
+        let used = async_graphql::parser::parse_query(
+            "mutation($foo: I!, $s: [S!]!, $x: X) { r(input: $foo) { id } t(v: \"x\", segments: $s) u(input: { spec: { scenes: [$x] } }) }",
+        )
+        .expect("parses");
+        for (variables, field) in [
+            (
+                serde_json::json!({ "foo": { "filename": "a\u{0}b" } }),
+                "input.filename",
+            ),
+            (
+                serde_json::json!({ "s": [{ "text": "ok" }, { "text": "\u{0}" }] }),
+                "segments.1.text",
+            ),
+            (
+                serde_json::json!({ "x": { "id": "\u{0}" } }),
+                "input.spec.scenes.0.id",
+            ),
+            (serde_json::json!({ "unused": "\u{0}" }), "unused"),
+        ] {
+            let request = async_graphql::Request::new("")
+                .variables(async_graphql::Variables::from_json(variables));
+            let facts = Some(DocumentFacts {
+                document: &used,
+                nul_literal: None,
+                data_depth: 1,
+            });
+            let error = refusal(&request, facts, 12).expect("refused");
+            assert_eq!(
+                error.extensions.expect("extensions").get("field"),
+                Some(&async_graphql::Value::from(field))
+            );
+        }
         let plain = async_graphql::Request::new("{ a }");
         assert!(refusal(&plain, facts(Some("search"), 1), 12).is_some());
         assert!(refusal(&plain, facts(None, 13), 12).is_some());

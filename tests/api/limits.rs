@@ -109,7 +109,11 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
     let search = "query($s: String) { creators(search: $s) { totalCount } }";
     let body = app.gql(None, search, json!({ "s": "a\u{0}b" })).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    assert_eq!(error_field(&body), "s");
+    assert_eq!(
+        error_field(&body),
+        "search",
+        "the argument, not the variable"
+    );
     let body = app
         .gql(
             None,
@@ -129,6 +133,14 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     assert_eq!(error_field(&body), "input.displayName");
+    let body = app
+        .gql(
+            None,
+            "mutation($r: RegisterInput!) { register(input: $r) { accessToken } }",
+            json!({ "r": { "email": "nul@example.com", "password": "correct horse battery", "displayName": "Nul\u{0}" } }),
+        )
+        .await;
+    assert_eq!(error_field(&body), "input.displayName", "{body}");
     let data = app
         .ok(
             None,
