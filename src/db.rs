@@ -190,6 +190,9 @@ pub trait RowLock: Sized {
     fn for_update(self, db: &impl ConnectionTrait) -> Self;
     /// `FOR SHARE` on PostgreSQL.
     fn for_share(self, db: &impl ConnectionTrait) -> Self;
+    /// `FOR NO KEY UPDATE` on PostgreSQL: excludes other writers of the row, but not the
+    /// key-share locks that inserting rows which refer to it take.
+    fn for_no_key_update(self, db: &impl ConnectionTrait) -> Self;
 }
 
 impl<E: sea_orm::EntityTrait> RowLock for sea_orm::Select<E> {
@@ -205,6 +208,14 @@ impl<E: sea_orm::EntityTrait> RowLock for sea_orm::Select<E> {
         use sea_orm::QuerySelect;
         match db.get_database_backend() {
             DatabaseBackend::Postgres => self.lock_shared(),
+            _ => self,
+        }
+    }
+
+    fn for_no_key_update(self, db: &impl ConnectionTrait) -> Self {
+        use sea_orm::{QuerySelect, sea_query::LockType};
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => self.lock(LockType::NoKeyUpdate),
             _ => self,
         }
     }

@@ -91,13 +91,28 @@ pub async fn set_user_plan(
 ) -> AppResult<plan::Model> {
     let (start, end) = month_bounds(now)?;
     let txn = begin_write(db).await?;
-    // The user's row is locked (PostgreSQL; SQLite's writers are serialised), so two calls
-    // for one user cannot both find no live subscription and both insert one.
-    let lookup = user::Entity::find_by_id(user_id).for_update(&txn);
-    if lookup.one(&txn).await?.is_none() {
+    if user::Entity::find_by_id(user_id).one(&txn).await?.is_none() {
         return Err(AppError::NotFound("user"));
     }
     let plan = plan_by_code(&txn, code).await?;
+    // Locked in the order reservations and their settlements take them (PostgreSQL; SQLite's
+    // writers are serialised): this month's usage row, then the user's row, so that a render
+    // reserving or giving back minutes at the same time waits instead of deadlocking. The
+    // user's lock makes two calls for one user run one after the other, so they cannot both
+    // find no live subscription and both insert one. `NO KEY UPDATE` leaves alone the key-share
+    // lock a render's job insert holds on the user.
+    super::usage::lock_usage(
+        &txn,
+        user_id,
+        &billing_period(now),
+        plan.monthly_minutes_limit,
+        now,
+    )
+    .await?;
+    let lookup = user::Entity::find_by_id(user_id).for_no_key_update(&txn);
+    if lookup.one(&txn).await?.is_none() {
+        return Err(AppError::NotFound("user"));
+    }
     match live_subscription(&txn, user_id).await? {
         Some(existing) => {
             let mut active: subscription::ActiveModel = existing.into();

@@ -129,8 +129,10 @@ pub async fn reserve(
     }
     let period = billing_period(now);
     let day = billing_day(now);
+    // The plan is read once the usage row is locked: a plan change waits for that lock (see
+    // `set_user_plan`), so it either landed before and is seen here, or comes after.
+    let usage = lock_usage(txn, user_id, &period, None, now).await?;
     let plan = current_plan(txn, user_id).await?;
-    let usage = lock_usage(txn, user_id, &period, plan.monthly_minutes_limit, now).await?;
 
     let daily_used = daily_value(&usage.daily_minutes, &day);
     let monthly_used = usage.minutes_consumed + usage.minutes_reserved;
@@ -255,7 +257,7 @@ pub async fn release(
 /// Makes sure the usage row of `(user_id, period)` exists and locks it for the rest of the
 /// transaction (`FOR UPDATE` on PostgreSQL; SQLite ignores the clause and relies on the
 /// transaction holding the database's write lock).
-async fn lock_usage(
+pub(super) async fn lock_usage(
     txn: &DatabaseTransaction,
     user_id: Uuid,
     period: &str,

@@ -801,3 +801,58 @@ async fn a_job_shows_the_credits_it_took(backend: Backend) {
     );
     assert!(seen["job"]["costCredits"].is_null(), "{seen}");
 }
+
+/// `setUserPlan` while a render of the user's holds this month's usage row and then changes
+/// the user's row (as a release giving back credits does): the plan change waits for the
+/// render instead of taking the user's row first, which deadlocked (one of them INTERNAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_waits_for_a_render_settling_instead_of_deadlocking() {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let user = uid(&app.register("plan-vs-render@example.com").await);
+    let db = &app.state.db;
+    // This month's usage row exists already, as it does after a user's first render.
+    let earlier = queue::begin_write(db).await.expect("txn");
+    billing::reserve(&earlier, user, 1.0, None, Utc::now())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("reserved");
+    earlier.commit().await.expect("commit");
+    let render = queue::begin_write(db).await.expect("txn");
+    billing::reserve(&render, user, 1.0, None, Utc::now())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("reserved");
+    let plan_change = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            billing::set_user_plan(&db, user, PlanCode::Pro, Utc::now())
+                .await
+                .map_err(|e| e.public_message())
+        })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    entity::user::Entity::update_many()
+        .col_expr(
+            entity::user::Column::Credits,
+            Expr::col(entity::user::Column::Credits).add(1),
+        )
+        .filter(entity::user::Column::Id.eq(user))
+        .exec(&render)
+        .await
+        .expect("the render's change of the user's row is not deadlocked");
+    render.commit().await.expect("commit");
+    plan_change
+        .await
+        .expect("joined")
+        .expect("the plan change went through after the render");
+    assert_eq!(
+        billing::current_plan(db, user)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("plan")
+            .code,
+        PlanCode::Pro
+    );
+}
