@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use entity::{ConsentField, consent_audit_entry, video, video_consent};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -182,6 +182,28 @@ fn defaults(video: &video::Model, now: DateTime<Utc>) -> video_consent::Model {
     }
 }
 
+/// A UUIDv7 of now that sorts after `previous`. The log is listed (and paged) by id, so each
+/// entry's id must follow the one before, also when this server's clock is behind the clock
+/// of the server that wrote that one.
+fn id_after(previous: Option<Uuid>) -> Uuid {
+    let fresh = Uuid::now_v7();
+    let Some(previous) = previous.filter(|p| fresh <= *p) else {
+        return fresh;
+    };
+    // The same millisecond and one more in the low random bits keeps the v7 layout.
+    const RAND_B: u128 = (1 << 62) - 1;
+    if previous.as_u128() & RAND_B != RAND_B {
+        return Uuid::from_u128(previous.as_u128() + 1);
+    }
+    let (secs, nanos) = previous.get_timestamp().map_or((0, 0), |t| t.to_unix());
+    let next_ms = u64::from(nanos / 1_000_000) + 1 + secs * 1000;
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        next_ms / 1000,
+        (next_ms % 1000) as u32 * 1_000_000,
+    ))
+}
+
 /// The consent row, created with defaults if missing, and locked until `txn` ends.
 async fn locked_consent(
     txn: &DatabaseTransaction,
@@ -238,6 +260,14 @@ impl ConsentMutation {
             .into_tuple()
             .all(&txn)
             .await?;
+        let mut last_id = consent_audit_entry::Entity::find()
+            .select_only()
+            .column(consent_audit_entry::Column::Id)
+            .filter(consent_audit_entry::Column::VideoConsentId.eq(current.id))
+            .order_by_desc(consent_audit_entry::Column::Id)
+            .into_tuple::<Uuid>()
+            .one(&txn)
+            .await?;
         let mut version = current.version;
         let fields = [
             (
@@ -261,8 +291,10 @@ impl ConsentMutation {
                 continue;
             };
             version += 1;
+            let id = id_after(last_id);
+            last_id = Some(id);
             consent_audit_entry::ActiveModel {
-                id: Set(Uuid::now_v7()),
+                id: Set(id),
                 video_consent_id: Set(current.id),
                 version: Set(version),
                 field: Set(field),
@@ -295,5 +327,36 @@ impl ConsentMutation {
         let updated = row.update(&txn).await?;
         txn.commit().await?;
         Ok(VideoConsent(updated))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_after;
+    use uuid::Uuid;
+
+    #[test]
+    fn audit_ids_follow_the_previous_one_even_from_a_clock_behind() {
+        let now = Uuid::now_v7();
+        let later = id_after(Some(now));
+        assert!(later > now);
+        // Written by a server an hour ahead: still after it, and still a v7.
+        let ahead = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            chrono::Utc::now().timestamp() as u64 + 3600,
+            0,
+        ));
+        let next = id_after(Some(ahead));
+        assert!(next > ahead);
+        assert_eq!(next.get_version_num(), 7);
+        // Its low random bits all ones: the next millisecond.
+        let full = Uuid::from_u128(ahead.as_u128() | ((1 << 62) - 1));
+        let next = id_after(Some(full));
+        assert!(next > full);
+        assert_eq!(next.get_version_num(), 7);
+        assert_eq!(
+            next.get_timestamp().map(|t| t.to_unix().0),
+            full.get_timestamp().map(|t| t.to_unix().0)
+        );
     }
 }

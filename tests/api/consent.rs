@@ -170,7 +170,71 @@ async fn the_database_refuses_to_update_or_delete_audit_rows(backend: Backend) {
     assert_eq!(rows.len(), 1, "the row is untouched");
 }
 
+/// A change written by a server whose clock runs an hour ahead, then one by this server: the
+/// log still lists versions in order (it is listed by id, and ids are time-ordered).
+async fn the_log_stays_in_version_order_across_skewed_clocks(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, Set};
+
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("skew@example.com").await;
+    let creator = app.create_creator(&owner, "Skewed Creator").await;
+    let video = insert_video(&app, &creator, "skew", VideoStatus::Ready, Some(30.0)).await;
+    let token = Some(owner.access_token.as_str());
+    app.ok(
+        token,
+        SET,
+        json!({ "v": video, "input": { "kbInclusion": true } }),
+    )
+    .await;
+    let db = &app.state.db;
+    let consent = entity::video_consent::Entity::find()
+        .filter(entity::video_consent::Column::VideoId.eq(video))
+        .one(db)
+        .await
+        .expect("read")
+        .expect("consent");
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    consent_audit_entry::ActiveModel {
+        id: Set(Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ahead.timestamp() as u64,
+            0,
+        ))),
+        video_consent_id: Set(consent.id),
+        version: Set(2),
+        field: Set(entity::ConsentField::TrainingUsage),
+        old_value: Set(None),
+        new_value: Set(true),
+        changed_by: Set(consent.updated_by.expect("changed by the owner")),
+        ip_address: Set(None),
+        created_at: Set(ahead),
+    }
+    .insert(db)
+    .await
+    .expect("entry from the server ahead");
+    let mut row: entity::video_consent::ActiveModel = consent.into();
+    row.version = Set(2);
+    row.training_usage = Set(true);
+    row.update(db).await.expect("consent from the server ahead");
+
+    let data = app
+        .ok(
+            token,
+            SET,
+            json!({ "v": video, "input": { "publicDisplay": false } }),
+        )
+        .await;
+    let versions: Vec<i64> = data["setVideoConsent"]["auditLog"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|e| e["version"].as_i64().expect("version"))
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+}
+
 both_backends!(
+    the_log_stays_in_version_order_across_skewed_clocks,
     each_changed_field_is_audited_with_who_and_where,
     fifty_concurrent_updates_leave_gap_free_unique_versions,
     the_database_refuses_to_update_or_delete_audit_rows,
