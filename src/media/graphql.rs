@@ -267,12 +267,17 @@ impl MediaMutation {
             .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
             .filter(video::Column::Id.eq(id))
             .filter(video::Column::Status.eq(VideoStatus::Uploading))
+            .filter(video::Column::DeletedAt.is_null())
             .exec(&txn)
             .await?;
         if moved.rows_affected == 0 {
             txn.rollback().await?;
-            // Someone completed it since we looked.
-            return Err(not_uploading(VideoStatus::Processing));
+            // Deleted or completed by someone else since we looked.
+            let now = video::Entity::find_by_id(id).one(&state.db).await?;
+            return Err(match now {
+                Some(v) if v.deleted_at.is_none() => not_uploading(v.status),
+                _ => AppError::NotFound("video"),
+            });
         }
         let mut new = NewJob::new(
             JobKind::Workflow,

@@ -722,3 +722,47 @@ both_backends!(
     request_video_upload_names_each_invalid_field,
     only_members_may_upload_to_complete_or_see_a_creators_videos,
 );
+
+/// `deleteVideo` landing while `completeVideoUpload` checks the upload (PostgreSQL: the
+/// deletion holds the video's row when the completion comes to move it): the completion is
+/// NOT_FOUND and queues no probe for the deleted video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_completed_while_its_video_is_deleted_is_not_found() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("deleted-midway@example.com").await;
+    let creator = app.create_creator(&owner, "Midway Studio").await;
+    let bytes = b"the bytes of a video deleted midway";
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    put_presigned(&app, &upload, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    let video_id: uuid::Uuid = id.parse().expect("uuid");
+
+    let deletion = app.state.db.begin().await.expect("txn");
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::DeletedAt,
+            Expr::val(chrono::Utc::now()),
+        )
+        .filter(entity::video::Column::Id.eq(video_id))
+        .exec(&deletion)
+        .await
+        .expect("deleted, not yet committed");
+    let completing = app.gql_in_background(&owner.access_token, COMPLETE, json!({ "id": id }));
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    deletion.commit().await.expect("commit");
+    let body = completing.await.expect("joined");
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
+    let jobs = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        jobs["jobs"]["totalCount"], 0,
+        "no probe for a deleted video"
+    );
+}
