@@ -123,7 +123,7 @@ pub struct MediaMutation;
 #[Object]
 impl MediaMutation {
     /// Starts an upload: returns a presigned PUT URL (valid 10 minutes) and the new video in
-    /// UPLOADING. When `sha256` matches a READY video of the same creator, returns that video
+    /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator, returns that video
     /// with `deduplicated: true` and no URL.
     async fn request_video_upload(
         &self,
@@ -150,6 +150,9 @@ impl MediaMutation {
             let existing = video::Entity::find()
                 .filter(video::Column::CreatorId.eq(request.creator_id))
                 .filter(video::Column::Sha256.eq(sha256.as_str()))
+                // Bytes of another length cannot have this hash: the client is wrong about
+                // one of the two, and the upload's own checks will say which.
+                .filter(video::Column::SizeBytes.eq(request.size_bytes))
                 .filter(video::Column::Status.eq(VideoStatus::Ready))
                 .filter(video::Column::DeletedAt.is_null())
                 .order_by_asc(video::Column::Id)

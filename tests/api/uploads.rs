@@ -349,6 +349,14 @@ async fn uploading_the_same_bytes_again_returns_the_ready_video_without_an_uploa
         body["data"]["requestVideoUpload"]["deduplicated"], false,
         "{body:#}"
     );
+    // A size that cannot go with the hash is not that video.
+    let mut other_size = input.clone();
+    other_size["sizeBytes"] = json!(bytes.len() + 1);
+    let body = request(&app, &owner, other_size).await;
+    assert_eq!(
+        body["data"]["requestVideoUpload"]["deduplicated"], false,
+        "{body:#}"
+    );
     let mut unhashed = input;
     unhashed.as_object_mut().expect("object").remove("sha256");
     let body = request(&app, &owner, unhashed).await;
