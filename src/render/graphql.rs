@@ -32,7 +32,8 @@ pub struct RenderMovieInput {
     pub priority: Option<JobPriority>,
     /// Repeating a request with the same key (while its job is unfinished) returns that job
     /// instead of rendering again; the same key with a different spec, priority, `creatorId`
-    /// or `callbackUrl` is a `CONFLICT`. 1–255 characters.
+    /// or `callbackUrl` is a `CONFLICT` (image layers may name other uploads of their
+    /// pictures: a retried upload gets new keys). 1–255 characters.
     pub idempotency_key: Option<String>,
     /// Render on behalf of a creator you manage (its members then see the job).
     pub creator_id: Option<ID>,
@@ -198,8 +199,22 @@ impl RenderMutation {
         }
 
         let priority = input.priority.unwrap_or(JobPriority::Normal).value();
+        // Which uploaded picture an image layer names is left out: a client retrying its whole
+        // flow uploads its pictures again, under new keys, and must get its first job back.
+        let mut spec_shape = json!(movie);
+        for layer in spec_shape["scenes"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .filter_map(|scene| scene["layers"].as_array_mut())
+            .flatten()
+        {
+            if let Some(layer) = layer.as_object_mut() {
+                layer.remove("asset_key");
+            }
+        }
         let fingerprint = super::plan::sha256_hex(&super::plan::canonical_json(&json!({
-            "spec": movie,
+            "spec": spec_shape,
             "priority": priority,
             "creatorId": creator_id,
             "callbackUrl": callback,

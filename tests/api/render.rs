@@ -833,3 +833,41 @@ async fn an_asset_grown_past_the_limit_after_the_check_fails_the_render() {
         "{error}"
     );
 }
+
+/// A client retrying its whole flow uploads its pictures again, under new keys: the same
+/// idempotency key still answers its first render, while other text is another request.
+#[tokio::test]
+async fn a_retried_flow_with_its_pictures_uploaded_again_gets_its_first_render() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("retry-flow@example.com").await;
+    let first_logo = upload_logo(&app, &owner).await;
+    let again_logo = format!("assets/{}/logo-again.png", owner.user_id);
+    let dir = tempfile::tempdir().expect("dir");
+    let png = dir.path().join("logo.png");
+    make_png(&png, "0xff3366", "64x64").await;
+    app.state
+        .storage
+        .put_file(&again_logo, &png, "image/png")
+        .await
+        .expect("stored");
+    let mut ids = Vec::new();
+    for logo in [&first_logo, &again_logo] {
+        let data = app
+            .ok(
+                Some(&owner.access_token),
+                RENDER,
+                json!({ "input": { "spec": movie(logo, "The end"), "idempotencyKey": "flow-1" } }),
+            )
+            .await;
+        ids.push(data["renderMovie"]["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": movie(&again_logo, "Another end"), "idempotencyKey": "flow-1" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+}
