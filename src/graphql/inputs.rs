@@ -40,8 +40,9 @@ pub fn refusal(
         let mut path = String::new();
         if nul_in_const(value, &mut path) {
             // Named where the variable is used (`input.filename`, not `$foo.filename`).
+            let operation = request.operation_name.as_deref();
             let used_at = document
-                .and_then(|d| argument_path_of(d.document, name))
+                .and_then(|d| argument_path_of(d.document, operation, name))
                 .unwrap_or_else(|| name.to_string());
             return Some(nul(format!("{used_at}{path}")));
         }
@@ -99,9 +100,14 @@ fn missing_variable(
         })
 }
 
-/// The argument path (`input`, `input.spec`) where the variable `name` is first used, if
-/// it is used as (part of) an argument.
-fn argument_path_of(document: &ExecutableDocument, name: &str) -> Option<String> {
+/// The argument path (`input`, `input.spec`) where the variable `name` is first used in the
+/// operation the request runs (`operation`, or the only one), if it is used as (part of) an
+/// argument.
+fn argument_path_of(
+    document: &ExecutableDocument,
+    operation: Option<&str>,
+    name: &str,
+) -> Option<String> {
     fn find(value: &Value, name: &str, path: &mut String) -> bool {
         match value {
             Value::Variable(variable) => variable.as_str() == name,
@@ -149,16 +155,20 @@ fn argument_path_of(document: &ExecutableDocument, name: &str) -> Option<String>
         }
         None
     }
-    document
+    let mut operations = document
         .operations
         .iter()
-        .find_map(|(_, op)| walk(&op.node.selection_set.node, name))
-        .or_else(|| {
-            document
-                .fragments
-                .values()
-                .find_map(|fragment| walk(&fragment.node.selection_set.node, name))
-        })
+        .filter(|(op_name, _)| operation.is_none() || op_name.map(|n| n.as_str()) == operation);
+    let (_, op) = operations.next()?;
+    if operations.next().is_some() {
+        return None; // which one runs is async-graphql's to report
+    }
+    walk(&op.node.selection_set.node, name).or_else(|| {
+        document
+            .fragments
+            .values()
+            .find_map(|fragment| walk(&fragment.node.selection_set.node, name))
+    })
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the
@@ -342,6 +352,34 @@ mod tests {
             assert_eq!(
                 error.extensions.expect("extensions").get("field"),
                 Some(&async_graphql::Value::from(field))
+            );
+        }
+        // In a document of several operations, the one the request names.
+        let several = async_graphql::parser::parse_query(
+            "query A($input: String) { creators(search: $input) { id } } mutation B($input: R!) { register(input: $input) { id } }",
+        )
+        .expect("parses");
+        for (operation, field) in [("A", "search"), ("B", "input.displayName")] {
+            let value = if operation == "A" {
+                serde_json::json!("\u{0}")
+            } else {
+                serde_json::json!({ "displayName": "\u{0}" })
+            };
+            let request = async_graphql::Request::new("")
+                .operation_name(operation)
+                .variables(async_graphql::Variables::from_json(
+                    serde_json::json!({ "input": value }),
+                ));
+            let facts = Some(DocumentFacts {
+                document: &several,
+                nul_literal: None,
+                data_depth: 1,
+            });
+            let error = refusal(&request, facts, 12).expect("refused");
+            assert_eq!(
+                error.extensions.expect("extensions").get("field"),
+                Some(&async_graphql::Value::from(field)),
+                "{operation}"
             );
         }
         let plain = async_graphql::Request::new("{ a }");

@@ -148,7 +148,7 @@ pub struct Contains(String);
 impl Contains {
     /// On PostgreSQL `lower(column) LIKE '%…%'` (wildcards escaped). SQLite's `lower` and
     /// `LIKE` fold ASCII letters only, so there the column is matched with `GLOB` and each
-    /// letter of the search as a class of its cases (`Über` → `*[Üü][bB][eE][rR]*`).
+    /// letter of the search as a class of its cases (`Über` → `*[üÜ][bB][eE][rR]*`).
     pub fn matches(
         &self,
         backend: sea_orm::DatabaseBackend,
@@ -176,12 +176,28 @@ fn glob_any_case(search: &str) -> String {
         let first = mapped.next()?;
         mapped.next().is_none().then_some(first)
     }
+    // What PostgreSQL's `lower()` makes of a letter (glibc's `towlower`): Rust's mapping when
+    // it is one character, and `İ` → `i`.
+    fn lower(c: char) -> char {
+        match c {
+            'İ' => 'i',
+            c => single(c.to_lowercase()).unwrap_or(c),
+        }
+    }
+    // Letters that are not the upper case of their lower case, yet lower-case to it.
+    const ALSO_LOWER_TO: [char; 5] = ['ẞ', '\u{212A}', '\u{212B}', '\u{2126}', 'İ'];
     let mut out = String::from("*");
     for c in search.chars() {
-        let mut cases = vec![c];
-        for other in [single(c.to_uppercase()), single(c.to_lowercase())]
+        // Every character whose lower case is the search character's lower case, as
+        // `lower(column) LIKE lower(search)` matches on PostgreSQL.
+        let folded = lower(c);
+        let mut cases = vec![folded];
+        let upper = single(folded.to_uppercase());
+        for other in upper
             .into_iter()
-            .flatten()
+            .chain(ALSO_LOWER_TO)
+            .chain([c])
+            .filter(|&x| lower(x) == folded)
         {
             if !cases.contains(&other) {
                 cases.push(other);
@@ -189,12 +205,12 @@ fn glob_any_case(search: &str) -> String {
         }
         match cases.as_slice() {
             // GLOB's own characters stand for themselves inside a class.
-            [_] if matches!(c, '*' | '?' | '[') => {
+            [only] if matches!(only, '*' | '?' | '[') => {
                 out.push('[');
-                out.push(c);
+                out.push(*only);
                 out.push(']');
             }
-            [_] => out.push(c),
+            [only] => out.push(*only),
             // Only letters have other cases, and no letter is special inside a class.
             many => {
                 out.push('[');
@@ -247,10 +263,15 @@ mod tests {
     /// database and storage fields behind a `Box::pin`.
     #[test]
     fn glob_patterns_match_every_case_and_escape_globs_own_characters() {
-        assert_eq!(super::glob_any_case("Über 2"), "*[Üü][bB][eE][rR] 2*");
+        assert_eq!(super::glob_any_case("Über 2"), "*[üÜ][bB][eE][rR] 2*");
         assert_eq!(super::glob_any_case("a*b?[c]"), "*[aA][*][bB][?][[][cC]]*");
-        // A letter whose other case is more than one character keeps the cases that are one.
-        assert_eq!(super::glob_any_case("ß"), "*ß*");
+        // Letters that lower-case to another letter's lower case, as PostgreSQL's lower() has
+        // them: ẞ, the Kelvin sign, İ.
+        assert_eq!(super::glob_any_case("ß"), "*[ßẞ]*");
+        assert_eq!(super::glob_any_case("\u{212A}"), "*[kK\u{212A}]*");
+        assert_eq!(super::glob_any_case("i"), "*[iIİ]*");
+        // Dotless ı lower-cases to itself only: `I` is not one of its cases.
+        assert_eq!(super::glob_any_case("ı"), "*ı*");
     }
 
     #[test]
