@@ -112,15 +112,39 @@ impl AppError {
     }
 }
 
+/// Context of the internal error a deadlock becomes ([`AppError::is_deadlock`]).
+const DEADLOCK: &str = "database deadlock";
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
                 Self::conflict(None, "a record with these values already exists")
             }
+            _ if sqlstate(&err).as_deref() == Some("40P01") => Self::internal(DEADLOCK, err),
             _ => Self::internal("database", err),
         }
     }
+}
+
+impl AppError {
+    /// Whether PostgreSQL chose this transaction as the one to abort to break a deadlock: it
+    /// holds nothing any more, and running it again succeeds once the other has gone on.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, Self::Internal(detail) if detail.starts_with(DEADLOCK))
+    }
+}
+
+/// The SQLSTATE of a database error, if the database gave one.
+fn sqlstate(err: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    use std::ops::Deref;
+    if let DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Database(db_err) = e.deref()
+    {
+        return db_err.code().map(|c| c.into_owned());
+    }
+    None
 }
 
 impl From<AppError> for async_graphql::Error {

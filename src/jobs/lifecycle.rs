@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{JobStatus, job};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// How a running job ends.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Finish {
     Done {
         output: Value,
@@ -69,11 +69,55 @@ pub async fn finish(
     how: Finish,
     worker: Option<&str>,
 ) -> AppResult<bool> {
-    let txn = begin_write(db).await?;
-    let finished = finish_in(&txn, lease, how, worker).await?;
-    txn.commit().await?;
-    bus.publish(&finished.events).await;
-    Ok(finished.applied)
+    for attempt in 1.. {
+        let txn = begin_write(db).await?;
+        match finish_in(&txn, lease, how.clone(), worker).await {
+            Ok(finished) => {
+                txn.commit().await?;
+                bus.publish(&finished.events).await;
+                return Ok(finished.applied);
+            }
+            Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => {}
+            Err(err) => return Err(err),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Times a transaction of a job's family is run when PostgreSQL keeps choosing it to break a
+/// deadlock (its locks are ordered to avoid them; this covers writers that do not follow the
+/// order).
+const DEADLOCK_ATTEMPTS: u32 = 3;
+
+/// Locks (PostgreSQL) the job's ancestors from the root down, then the job, and returns the
+/// job. Ends of jobs and cancels take a family's rows in this order, so that a child's end and
+/// a cancel of its family meet at the root instead of each holding what the other waits for.
+async fn lock_down_to(txn: &DatabaseTransaction, job_id: Uuid) -> AppResult<Option<job::Model>> {
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        // A job's parent never changes, so the chain is read without locks.
+        let parent_of = |id: Uuid| async move {
+            job::Entity::find_by_id(id)
+                .select_only()
+                .column(job::Column::ParentId)
+                .into_tuple::<Option<Uuid>>()
+                .one(txn)
+                .await
+                .map(Option::flatten)
+        };
+        let mut ancestors = Vec::new();
+        let mut next = parent_of(job_id).await?;
+        while let Some(id) = next.filter(|id| !ancestors.contains(id)) {
+            ancestors.push(id);
+            next = parent_of(id).await?;
+        }
+        for id in ancestors.into_iter().rev() {
+            job::Entity::find_by_id(id).for_update(txn).one(txn).await?;
+        }
+    }
+    Ok(job::Entity::find_by_id(job_id)
+        .for_update(txn)
+        .one(txn)
+        .await?)
 }
 
 /// [`finish`] inside the caller's transaction.
@@ -85,8 +129,7 @@ pub async fn finish_in(
 ) -> AppResult<Finished> {
     // Locked (PostgreSQL), so that a `cancelJob` either commits first, and is seen here, or
     // waits for this end and then finds the job (and any children it made) to cancel.
-    let find = job::Entity::find_by_id(lease.job_id).for_update(txn);
-    let Some(current) = find.one(txn).await? else {
+    let Some(current) = lock_down_to(txn, lease.job_id).await? else {
         return Ok(Finished::default());
     };
     // A job asked to stop ends cancelled rather than running on in another form: not handed
@@ -392,7 +435,24 @@ pub async fn cancel(
     bus: &EventBus,
     job_id: Uuid,
 ) -> AppResult<job::Model> {
+    for attempt in 1.. {
+        match cancel_once(db, bus, job_id).await {
+            Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => {}
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+async fn cancel_once(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    job_id: Uuid,
+) -> AppResult<job::Model> {
     let txn = begin_write(db).await?;
+    if lock_down_to(&txn, job_id).await?.is_none() {
+        return Err(AppError::NotFound("job"));
+    }
     let mut events = cancel_descendants(&txn, job_id, true).await?;
     // On PostgreSQL that statement may have waited for a worker ending a job of the family,
     // and seen the job's new status but not the children it made, which its snapshot predates.

@@ -1518,3 +1518,79 @@ async fn a_cancel_waiting_on_a_new_parent_cancels_its_new_children() {
         assert_eq!(kid.status, JobStatus::Cancelled, "{}", kid.id);
     }
 }
+
+/// A writer that takes a family's rows child first (as the engine's own writers no longer do)
+/// and then the parent, while `cancelJob` holds the parent and waits for the child: PostgreSQL
+/// breaks the deadlock by aborting the cancel, which then runs again and succeeds instead of
+/// answering INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_chosen_to_break_a_deadlock_runs_again() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("deadlocked@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let lease_time = Duration::from_secs(30);
+    let parent = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 1).await;
+    let claimed = queue::claim(db, "w", 1, lease_time).await.expect("claim");
+    let lease = claimed.first().and_then(queue::Lease::of).expect("lease");
+    let kids = (0..2)
+        .map(|i| {
+            NewJob::new(
+                JobKind::Workflow,
+                "diagnostics.sleep",
+                owner_id,
+                json!({ "i": i }),
+            )
+        })
+        .collect();
+    let how = lifecycle::Finish::Wait {
+        children: kids,
+        then: None,
+    };
+    assert!(
+        lifecycle::finish(db, bus, lease, how, Some("w"))
+            .await
+            .map_err(|e| e.public_message())
+            .expect("waiting")
+    );
+    let running = queue::claim(db, "w", 1, lease_time).await.expect("claim");
+    let child = running.first().expect("a child runs").id;
+
+    let other = db.begin().await.expect("txn");
+    let lock = |sql: String| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    other
+        .execute_raw(lock(format!(
+            "SELECT id FROM jobs WHERE id = '{child}' FOR UPDATE"
+        )))
+        .await
+        .expect("child locked");
+    let cancelling = {
+        let (db, bus) = (db.clone(), app.state.events.clone());
+        tokio::spawn(async move { lifecycle::cancel(&db, &bus, parent).await })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    other
+        .execute_raw(lock(format!(
+            "UPDATE jobs SET updated_at = now() WHERE id = '{parent}'"
+        )))
+        .await
+        .expect("the cancel, waiting longer, is the one aborted");
+    other.commit().await.expect("commit");
+    let cancelled = cancelling
+        .await
+        .expect("joined")
+        .map_err(|e| e.public_message())
+        .expect("the cancel ran again");
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    let flagged = job::Entity::find_by_id(child)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("child");
+    assert!(
+        flagged.cancel_requested,
+        "the running child is asked to stop"
+    );
+}
