@@ -117,12 +117,21 @@ impl VideoVariant {
     }
 }
 
+/// Removes an upload `completeVideoUpload` refused, so that its link (write-once) takes the
+/// right file.
+async fn discard_upload(state: &crate::state::AppState, video: &video::Model) -> AppResult<()> {
+    state.storage.delete(&video.storage_key).await?;
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct MediaMutation;
 
 #[Object]
 impl MediaMutation {
-    /// Starts an upload: returns a presigned PUT URL (valid 10 minutes) and the new video in
+    /// Starts an upload: returns a presigned PUT URL (valid 10 minutes, write-once: send
+    /// `uploadHeaders`; once something is uploaded the link answers 412, unless
+    /// `completeVideoUpload` refused it and removed it) and the new video in
     /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator, returns that video
     /// with `deduplicated: true` and no URL.
     async fn request_video_upload(
@@ -232,6 +241,7 @@ impl MediaMutation {
         if let Some(promised) = video.size_bytes
             && size != promised
         {
+            discard_upload(state, &video).await?;
             return Err(AppError::bad_input(
                 "videoId",
                 format!(
@@ -249,6 +259,7 @@ impl MediaMutation {
         {
             let actual = hash::object_sha256(&state.storage, &video.storage_key).await?;
             if !actual.eq_ignore_ascii_case(promised.trim()) {
+                discard_upload(state, &video).await?;
                 return Err(AppError::bad_input(
                     "videoId",
                     format!(

@@ -96,12 +96,27 @@ impl LocalStore {
             .map_err(|e| io("storing object", e))
     }
 
-    /// Moves an already written file into place (uploads stream to a temp file first).
-    pub async fn put_moved(&self, key: &str, source: &Path) -> StorageResult<()> {
+    /// Moves an already written file into place (uploads stream to a temp file first), unless
+    /// an object is there already: presigned uploads are write-once, as S3's `If-None-Match:
+    /// *` makes them there. Returns whether it was stored; `source` is gone either way.
+    pub async fn put_moved_new(&self, key: &str, source: &Path) -> StorageResult<bool> {
         let (path, _) = self.prepare(key).await?;
-        tokio::fs::rename(source, &path)
-            .await
-            .map_err(|e| io("storing object", e))
+        // A hard link fails if the name exists, in one step.
+        let linked = tokio::fs::hard_link(source, &path).await;
+        let stored = match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // No hard links on this file system: check, then move.
+            Err(_) if tokio::fs::try_exists(&path).await.unwrap_or(true) => Ok(false),
+            Err(_) => {
+                return tokio::fs::rename(source, &path)
+                    .await
+                    .map(|()| true)
+                    .map_err(|e| io("storing object", e));
+            }
+        };
+        let _ = tokio::fs::remove_file(source).await;
+        stored
     }
 
     pub async fn get_to_file(&self, key: &str, dest: &Path) -> StorageResult<()> {

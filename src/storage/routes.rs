@@ -172,8 +172,12 @@ pub async fn put_object(
             refuse(StatusCode::BAD_REQUEST, "the upload was interrupted")
         };
     }
-    match store.put_moved(&key, &temp).await {
-        Ok(()) => StatusCode::OK.into_response(),
+    match store.put_moved_new(&key, &temp).await {
+        Ok(true) => StatusCode::OK.into_response(),
+        Ok(false) => refuse(
+            StatusCode::PRECONDITION_FAILED,
+            "something was already uploaded with this link, and it is not replaced: request a new upload",
+        ),
         Err(err) => {
             let _ = tokio::fs::remove_file(&temp).await;
             tracing::error!(error = %err, "storing an upload failed");

@@ -183,6 +183,9 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            // Write-once: the link cannot replace what was uploaded through it (a video
+            // checked and processed, an asset a render read).
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(|e| sdk("presigning upload", e))?;

@@ -541,6 +541,36 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
         body["data"]["completeVideoUpload"]["type"], "video.probe",
         "{body:#}"
     );
+    // The link is write-once: what was checked cannot be replaced through it.
+    assert_eq!(put_status(&app, &upload, b"something else").await, 412);
+    use sea_orm::EntityTrait;
+    let row = entity::video::Entity::find_by_id(id.parse::<uuid::Uuid>().expect("uuid"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("video");
+    let stored = app
+        .state
+        .storage
+        .head(&row.storage_key)
+        .await
+        .expect("head")
+        .expect("the upload is there");
+    assert_eq!(
+        stored.size,
+        bytes.len() as u64,
+        "the checked upload is kept"
+    );
+}
+
+/// The status of a PUT of `bytes` to an upload's link, with its headers.
+async fn put_status(app: &TestApp, upload: &Value, bytes: &[u8]) -> u16 {
+    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
+    let mut put = app.client.put(url).body(bytes.to_vec());
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("header value"));
+    }
+    put.send().await.expect("PUT sent").status().as_u16()
 }
 
 async fn request_video_upload_names_each_invalid_field(backend: Backend) {
@@ -704,6 +734,11 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
     assert!(thumbnail.starts_with(&format!("{public}/")), "{thumbnail}");
     let jpeg = download(&app, thumbnail, &dir.path().join("t.jpg")).await;
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+    // The link is write-once on S3 too (`If-None-Match: *` is part of what was signed).
+    assert_eq!(upload["uploadHeaders"]["if-none-match"], "*", "{upload:#}");
+    assert_eq!(put_status(&app, &upload, b"garbage").await, 412);
+    let data = video(&app, Some(&owner), &id).await;
+    assert_eq!(data["data"]["video"]["status"], "READY", "{data:#}");
 }
 
 /// A server listening on all interfaces (`0.0.0.0`, as in the Docker image) without
