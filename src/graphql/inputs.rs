@@ -133,28 +133,7 @@ fn argument_path_of(
             _ => false,
         }
     }
-    fn walk(set: &SelectionSet, name: &str) -> Option<String> {
-        for item in &set.items {
-            let (arguments, inner) = match &item.node {
-                Selection::Field(field) => (
-                    field.node.arguments.as_slice(),
-                    &field.node.selection_set.node,
-                ),
-                Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => continue,
-            };
-            for (argument, value) in arguments {
-                let mut path = argument.node.to_string();
-                if find(&value.node, name, &mut path) {
-                    return Some(path);
-                }
-            }
-            if let Some(path) = walk(inner, name) {
-                return Some(path);
-            }
-        }
-        None
-    }
+    let walk = |set: &SelectionSet| first_argument(set, &|value, path| find(value, name, path));
     let mut operations = document
         .operations
         .iter()
@@ -163,39 +142,46 @@ fn argument_path_of(
     if operations.next().is_some() {
         return None; // which one runs is async-graphql's to report
     }
-    walk(&op.node.selection_set.node, name).or_else(|| {
+    walk(&op.node.selection_set.node).or_else(|| {
         document
             .fragments
             .values()
-            .find_map(|fragment| walk(&fragment.node.selection_set.node, name))
+            .find_map(|fragment| walk(&fragment.node.selection_set.node))
     })
+}
+
+/// The path of the first argument in `set` (its fields and inline fragments, and theirs) in
+/// which `found` finds what it looks for; `found` extends the path to where.
+fn first_argument(
+    set: &SelectionSet,
+    found: &dyn Fn(&Value, &mut String) -> bool,
+) -> Option<String> {
+    for item in &set.items {
+        let (arguments, inner) = match &item.node {
+            Selection::Field(field) => (
+                field.node.arguments.as_slice(),
+                &field.node.selection_set.node,
+            ),
+            Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => continue,
+        };
+        for (name, value) in arguments {
+            let mut path = name.node.to_string();
+            if found(&value.node, &mut path) {
+                return Some(path);
+            }
+        }
+        if let Some(path) = first_argument(inner, found) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the
 /// document that holds a NUL character.
 pub fn nul_literal(document: &ExecutableDocument) -> Option<String> {
-    fn walk(set: &SelectionSet) -> Option<String> {
-        for item in &set.items {
-            let (arguments, inner) = match &item.node {
-                Selection::Field(field) => (
-                    field.node.arguments.as_slice(),
-                    &field.node.selection_set.node,
-                ),
-                Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => continue,
-            };
-            for (name, value) in arguments {
-                let mut path = name.node.to_string();
-                if nul_in_value(&value.node, &mut path) {
-                    return Some(path);
-                }
-            }
-            if let Some(path) = walk(inner) {
-                return Some(path);
-            }
-        }
-        None
-    }
+    let walk = |set: &SelectionSet| first_argument(set, &nul_in_value);
     document
         .operations
         .iter()
