@@ -20,6 +20,20 @@ const JOB: &str =
     "query($id: ID!) { job(id: $id) { id type status progress attempts error currentPhase
     children { totalCount nodes { type status } } } }";
 
+/// `n` `diagnostics.sleep` jobs of `owner`'s, to give a parent as its children.
+fn sleepers(owner: &Session, n: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| {
+            NewJob::new(
+                JobKind::Workflow,
+                "diagnostics.sleep",
+                owner.user_id.parse().expect("uuid"),
+                json!({ "i": i }),
+            )
+        })
+        .collect()
+}
+
 /// Enqueues a job owned by `owner` the way a mutation would, and announces it.
 pub async fn enqueue(
     app: &TestApp,
@@ -1468,23 +1482,13 @@ async fn clean_up_leaves_a_job_retried_meanwhile() {
 async fn a_cancel_waiting_on_a_new_parent_cancels_its_new_children() {
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
     let owner = app.register("cancel-new-kids@example.com").await;
-    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
     let db = &app.state.db;
     let id = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 1).await;
     let claimed = queue::claim(db, "slow-worker", 1, Duration::from_secs(30))
         .await
         .expect("claim");
     let lease = claimed.first().and_then(queue::Lease::of).expect("lease");
-    let kids = (0..3)
-        .map(|i| {
-            NewJob::new(
-                JobKind::Workflow,
-                "diagnostics.sleep",
-                owner_id,
-                json!({ "i": i }),
-            )
-        })
-        .collect();
+    let kids = sleepers(&owner, 3);
     let txn = queue::begin_write(db).await.expect("txn");
     let how = lifecycle::Finish::Wait {
         children: kids,
@@ -1529,22 +1533,12 @@ async fn a_cancel_chosen_to_break_a_deadlock_runs_again() {
 
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
     let owner = app.register("deadlocked@example.com").await;
-    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
     let (db, bus) = (&app.state.db, &app.state.events);
     let lease_time = Duration::from_secs(30);
     let parent = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 1).await;
     let claimed = queue::claim(db, "w", 1, lease_time).await.expect("claim");
     let lease = claimed.first().and_then(queue::Lease::of).expect("lease");
-    let kids = (0..2)
-        .map(|i| {
-            NewJob::new(
-                JobKind::Workflow,
-                "diagnostics.sleep",
-                owner_id,
-                json!({ "i": i }),
-            )
-        })
-        .collect();
+    let kids = sleepers(&owner, 2);
     let how = lifecycle::Finish::Wait {
         children: kids,
         then: None,
