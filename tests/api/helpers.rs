@@ -528,17 +528,18 @@ pub async fn node_clients() -> std::path::PathBuf {
 /// PUTs `bytes` the way any HTTP client would: to an upload's presigned `uploadUrl`, with the
 /// `uploadHeaders` it came with (video and asset uploads alike).
 pub async fn put_presigned(app: &TestApp, upload: &Value, bytes: &[u8]) {
+    let status = put_presigned_status(app, upload, bytes).await;
+    assert!((200..300).contains(&status), "PUT failed: {status}");
+}
+
+/// The HTTP status of a PUT of `bytes` to an upload's `uploadUrl`, with its `uploadHeaders`.
+pub async fn put_presigned_status(app: &TestApp, upload: &Value, bytes: &[u8]) -> u16 {
     let url = upload["uploadUrl"].as_str().expect("uploadUrl");
     let mut put = app.client.put(url).body(bytes.to_vec());
     for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
         put = put.header(name, value.as_str().expect("header value"));
     }
-    let response = put.send().await.expect("PUT sent");
-    assert!(
-        response.status().is_success(),
-        "PUT failed: {}",
-        response.status()
-    );
+    put.send().await.expect("PUT sent").status().as_u16()
 }
 
 /// Runs `node <script> <args…>` in `tests/node` and returns the one JSON line it prints.

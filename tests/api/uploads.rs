@@ -12,7 +12,7 @@ use crate::{
     both_backends,
     helpers::{
         Backend, Session, TestApp, collect_until_complete, error_code, error_field, put_presigned,
-        subscribe,
+        put_presigned_status, subscribe,
     },
     s3,
 };
@@ -542,7 +542,10 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
         "{body:#}"
     );
     // The link is write-once: what was checked cannot be replaced through it.
-    assert_eq!(put_status(&app, &upload, b"something else").await, 412);
+    assert_eq!(
+        put_presigned_status(&app, &upload, b"something else").await,
+        412
+    );
     use sea_orm::EntityTrait;
     let row = entity::video::Entity::find_by_id(id.parse::<uuid::Uuid>().expect("uuid"))
         .one(&app.state.db)
@@ -561,16 +564,6 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
         bytes.len() as u64,
         "the checked upload is kept"
     );
-}
-
-/// The status of a PUT of `bytes` to an upload's link, with its headers.
-async fn put_status(app: &TestApp, upload: &Value, bytes: &[u8]) -> u16 {
-    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
-    let mut put = app.client.put(url).body(bytes.to_vec());
-    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("header value"));
-    }
-    put.send().await.expect("PUT sent").status().as_u16()
 }
 
 async fn request_video_upload_names_each_invalid_field(backend: Backend) {
@@ -736,7 +729,7 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
     // The link is write-once on S3 too (`If-None-Match: *` is part of what was signed).
     assert_eq!(upload["uploadHeaders"]["if-none-match"], "*", "{upload:#}");
-    assert_eq!(put_status(&app, &upload, b"garbage").await, 412);
+    assert_eq!(put_presigned_status(&app, &upload, b"garbage").await, 412);
     let data = video(&app, Some(&owner), &id).await;
     assert_eq!(data["data"]["video"]["status"], "READY", "{data:#}");
 }
