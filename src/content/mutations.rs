@@ -577,6 +577,7 @@ impl ContentMutation {
         let deleted = key_moment::Entity::delete_by_id(moment.id)
             .exec(&txn)
             .await?;
+        crate::shorts::forget_outputs(&txn, shorts.iter().filter_map(|s| s.job_id)).await?;
         txn.commit().await?;
         if deleted.rows_affected == 0 {
             return Err(AppError::NotFound("key moment"));

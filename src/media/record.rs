@@ -270,6 +270,15 @@ async fn delete_video_if(
     if deleted.rows_affected == 0 {
         return Ok(false);
     }
+    let short_jobs: Vec<Option<Uuid>> = short::Entity::find()
+        .select_only()
+        .column(short::Column::JobId)
+        .inner_join(highlight::Entity)
+        .filter(highlight::Column::VideoId.eq(video.id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    crate::shorts::forget_outputs(db, short_jobs.into_iter().flatten()).await?;
     for key in objects_of(db, video.id, video.creator_id, &video.storage_key).await? {
         if let Err(err) = storage.delete(&key).await {
             tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");

@@ -242,6 +242,25 @@ async fn publicly_visible(db: &DatabaseConnection, row: &short::Model) -> AppRes
     Ok(consent.is_none_or(|c| c.public_display))
 }
 
+/// Forgets the files the `render.short` jobs `jobs` made, when their shorts are deleted: a
+/// job's `outputUrl` is null from then on, not a link to a file that is gone.
+pub(crate) async fn forget_outputs(
+    db: &impl sea_orm::ConnectionTrait,
+    jobs: impl IntoIterator<Item = Uuid>,
+) -> Result<(), sea_orm::DbErr> {
+    let jobs: Vec<Uuid> = jobs.into_iter().collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    job::Entity::update_many()
+        .col_expr(job::Column::OutputRef, Expr::val(Option::<String>::None))
+        .filter(job::Column::Id.is_in(jobs))
+        .filter(job::Column::JobType.eq("render.short"))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct ShortMutation;
 
@@ -277,6 +296,7 @@ impl ShortMutation {
         if deleted.rows_affected == 0 {
             return Err(still_rendering());
         }
+        forget_outputs(db, found.0.job_id).await?;
         if let Some(key) = &found.0.object_key
             && let Err(err) = state(ctx)?.storage.delete(key).await
         {

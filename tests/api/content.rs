@@ -501,6 +501,30 @@ async fn finish_short(
         update = update.col_expr(entity::short::Column::ObjectKey, Expr::val(key));
     }
     update.exec(&app.state.db).await.expect("short finished");
+    // Its job is done too, with the file as its output.
+    if let Some(key) = object_key {
+        let job = short_job(app, id).await;
+        entity::job::Entity::update_many()
+            .col_expr(
+                entity::job::Column::Status,
+                Expr::val(entity::JobStatus::Done),
+            )
+            .col_expr(entity::job::Column::OutputRef, Expr::val(key))
+            .filter(entity::job::Column::Id.eq(job))
+            .exec(&app.state.db)
+            .await
+            .expect("job done");
+    }
+}
+
+/// The `render.short` job of short `id`.
+async fn short_job(app: &TestApp, id: &str) -> Uuid {
+    entity::short::Entity::find_by_id(id.parse::<Uuid>().expect("uuid"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .and_then(|s| s.job_id)
+        .expect("the short has its job")
 }
 
 /// A video with a transcript and three key moments of different quality.
@@ -1150,8 +1174,18 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
         .gql(Some(&stranger.access_token), delete, json!({ "id": video }))
         .await;
     assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let short_job = short_job(&app, &short).await;
+    let output = "query($id: ID!) { job(id: $id) { outputUrl } }";
+    let before = app.ok(token, output, json!({ "id": short_job })).await;
+    assert!(before["job"]["outputUrl"].is_string(), "{before}");
     let data = app.ok(token, delete, json!({ "id": video })).await;
     assert_eq!(data["deleteVideo"], true);
+    let after = app.ok(token, output, json!({ "id": short_job })).await;
+    assert_eq!(
+        after["job"]["outputUrl"],
+        json!(null),
+        "the short's file is gone"
+    );
 
     for who in [token, None, Some(stranger.access_token.as_str())] {
         let body = app
@@ -1736,11 +1770,30 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    // A short's job links its file while the short is there, and no longer once it is gone.
+    let mut jobs = Vec::new();
+    for (short, _) in &shorts {
+        jobs.push(short_job(&app, short).await.to_string());
+    }
+    let app_ref = &app;
+    let output_url = |job: String| async move {
+        app_ref
+            .ok(
+                token,
+                "query($id: ID!) { job(id: $id) { outputUrl } }",
+                json!({ "id": job }),
+            )
+            .await["job"]["outputUrl"]
+            .clone()
+    };
+    assert!(output_url(jobs[0].clone()).await.is_string());
     let data = app
         .ok(token, delete_short, json!({ "id": shorts[0].0 }))
         .await;
     assert_eq!(data["deleteShort"], true);
     assert!(storage.head(&shorts[0].1).await.expect("head").is_none());
+    assert_eq!(output_url(jobs[0].clone()).await, json!(null));
+    assert!(output_url(jobs[1].clone()).await.is_string());
     let body = app
         .gql(
             token,
@@ -1757,6 +1810,7 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
         storage.head(&shorts[1].1).await.expect("head").is_none(),
         "the other short's file went with the moment"
     );
+    assert_eq!(output_url(jobs[1].clone()).await, json!(null));
     let body = app
         .gql(
             token,
