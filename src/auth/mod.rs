@@ -167,9 +167,10 @@ pub async fn register(
         credits: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
-        // Columns added by `ALTER TABLE` are given, not left to their defaults: on SQLite an
-        // `INSERT … RETURNING` run on a pool connection that predates the migration could come
-        // back without them (seen as "Missing value for column" in tests right after start).
+        // Columns added by `ALTER TABLE` are given, not left to their defaults: SQLite's
+        // `INSERT … RETURNING` gives NULL for such a column with a DEFAULT and a CHECK when the
+        // insert leaves it out (`digest_frequency`, 39 of 40 fresh databases; `UPDATE …
+        // RETURNING` and `SELECT` read the default), which failed the insert.
         onboarding_completed: Set(false),
         digest_enabled: Set(false),
         digest_frequency: Set(entity::DigestFrequency::Daily),

@@ -204,8 +204,8 @@ impl MediaMutation {
             retention_class: Set("operational".to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
-            // Given, not left to the default: see `auth::register` (a column added by ALTER
-            // TABLE could be missing from SQLite's RETURNING right after start).
+            // Given, not left to the default: see `auth::register` (SQLite's INSERT …
+            // RETURNING and columns added by ALTER TABLE).
             files_removed_at: Set(None),
             ..Default::default()
         }
