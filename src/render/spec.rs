@@ -31,7 +31,9 @@ pub struct MovieSpecInput {
 pub struct SceneInput {
     /// Unique within the movie: letters, digits, `-` and `_`.
     pub id: String,
-    /// Seconds, more than 0 and at most 300.
+    /// Seconds, at most 300 and at least one frame (`1/fps`). A scene is whole frames: its
+    /// duration is rounded up to the next frame (1.5 s at 1 fps lasts 2 s), and the movie's
+    /// minutes are reserved and billed by what is rendered.
     pub duration: f64,
     /// Background colour, `#RRGGBB`.
     pub bg_color: String,
@@ -119,8 +121,13 @@ pub enum Layer {
 }
 
 impl MovieSpec {
+    /// How long the movie lasts once rendered: each scene is whole frames, its duration
+    /// rounded up to the next frame. Minutes are reserved and billed by this.
     pub fn total_secs(&self) -> f64 {
-        self.scenes.iter().map(|s| s.duration).sum()
+        self.scenes
+            .iter()
+            .map(|s| frames(s.duration, self.fps) as f64 / f64::from(self.fps))
+            .sum()
     }
 
     /// Asset keys of every image layer.
@@ -197,6 +204,12 @@ fn timing(
     Ok((start, end))
 }
 
+/// The frames a scene of `duration` seconds takes at `fps`: its duration rounded up to whole
+/// frames (what ffmpeg's `color` source makes of it), with float noise (`0.1 × 30`) ignored.
+fn frames(duration: f64, fps: u32) -> u64 {
+    (duration * f64::from(fps) - 1e-6).ceil().max(1.0) as u64
+}
+
 /// Validates a spec; errors name the input path under `prefix` (e.g. `input.spec`).
 pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
     let width = side(&format!("{prefix}.width"), input.width)?;
@@ -239,6 +252,16 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
             return Err(AppError::bad_input(
                 format!("{at}.duration"),
                 format!("must be more than 0 and at most {MAX_SCENE_SECS} seconds"),
+            ));
+        }
+        // A scene is whole frames: one shorter than a frame would last a whole frame.
+        if scene.duration * f64::from(input.fps) < 1.0 - 1e-6 {
+            return Err(AppError::bad_input(
+                format!("{at}.duration"),
+                format!(
+                    "must last at least one frame: 1/{} of a second at {} fps",
+                    input.fps, input.fps
+                ),
             ));
         }
         let bg_color = colour(&format!("{at}.bgColor"), &scene.bg_color)?;

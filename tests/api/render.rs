@@ -490,6 +490,13 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
             json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 0, "bgColor": "#000000" }] }),
             "input.spec.scenes.0.duration",
         ),
+        // Shorter than one frame: it would last a whole one (a second, at 1 fps).
+        (
+            json!({ "width": 64, "height": 64, "fps": 1, "scenes": [
+                { "id": "a", "duration": 1, "bgColor": "#000000" },
+                { "id": "b", "duration": 0.01, "bgColor": "#000000" }] }),
+            "input.spec.scenes.1.duration",
+        ),
         (
             json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "black" }] }),
             "input.spec.scenes.0.bgColor",
@@ -547,6 +554,30 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
         .await;
     assert_eq!(usage["renderUsage"]["minutesReserved"], 0.0);
 
+    // Minutes are reserved for what is rendered: whole frames, 1.5 s at 1 fps lasts 2 s.
+    let rounded = json!({ "width": 64, "height": 64, "fps": 1, "scenes": [
+        { "id": "a", "duration": 1.5, "bgColor": "#000000" },
+        { "id": "b", "duration": 1.5, "bgColor": "#000000" },
+        { "id": "c", "duration": 1.5, "bgColor": "#000000" },
+        { "id": "d", "duration": 1.5, "bgColor": "#000000" }] });
+    app.ok(
+        Some(&owner.access_token),
+        RENDER,
+        json!({ "input": { "spec": rounded } }),
+    )
+    .await;
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesReserved } }",
+            json!({}),
+        )
+        .await;
+    let reserved = usage["renderUsage"]["minutesReserved"]
+        .as_f64()
+        .expect("minutes");
+    assert!((reserved - 8.0 / 60.0).abs() < 1e-4, "{usage}");
+
     // idempotencyKey: 1 to 255 characters (not bytes).
     let tiny = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000" }] });
     for key in ["", &"é".repeat(256)] {
@@ -594,7 +625,10 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
             json!({}),
         )
         .await;
-    assert_eq!(jobs["jobs"]["totalCount"], 1);
+    assert_eq!(
+        jobs["jobs"]["totalCount"], 2,
+        "the rounded render and the keyed one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
