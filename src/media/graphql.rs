@@ -378,6 +378,14 @@ impl MediaMutation {
         let id = parse_id("id", &id)?;
         let video = managed_video(ctx, id).await?;
         let app = state(ctx)?;
+        // As `deleteShort` and `deleteKeyMoment`: a short still rendering would be finished,
+        // stored and billed for a video that is gone.
+        if super::record::shorts_rendering(&app.db, video.id).await? {
+            return Err(AppError::conflict(
+                Some("id"),
+                "a short of this video is still rendering: cancel its job or wait for it",
+            ));
+        }
         if !super::record::delete_video(&app.db, &app.storage, &video).await? {
             return Err(AppError::NotFound("video"));
         }

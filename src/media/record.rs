@@ -287,6 +287,21 @@ async fn delete_video_if(
     Ok(true)
 }
 
+/// Whether a short of the video is still rendering (`PENDING` or `PROCESSING`).
+pub async fn shorts_rendering(db: &DatabaseConnection, video_id: Uuid) -> Result<bool, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let rendering = short::Entity::find()
+        .inner_join(highlight::Entity)
+        .filter(highlight::Column::VideoId.eq(video_id))
+        .filter(short::Column::Status.is_in([
+            entity::ShortStatus::Pending,
+            entity::ShortStatus::Processing,
+        ]))
+        .count(db)
+        .await?;
+    Ok(rendering > 0)
+}
+
 /// Videos past their `retentionUntil` deleted per run; the next hourly run takes the rest.
 const EXPIRE_BATCH: u64 = 200;
 
@@ -302,6 +317,10 @@ pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result
         .await?;
     let mut deleted = 0;
     for video in expired {
+        // One with a short still rendering waits for the next run, as `deleteVideo` refuses.
+        if shorts_rendering(db, video.id).await? {
+            continue;
+        }
         // Deleting one takes a while (its files): a member may extend the retention of a later
         // one meanwhile, so each deletion checks the retention again.
         if delete_video_if(db, storage, &video, Some(now)).await? {

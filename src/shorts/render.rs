@@ -426,6 +426,26 @@ impl JobHandler for RenderShort {
         let rendered = ffmpeg::probe(&tools, &output)
             .await
             .map_err(JobFailure::permanent)?;
+        // A source whose picture ends before the clip (a still frame over a long sound track)
+        // would give a short of sound alone.
+        if !rendered.has_video {
+            return Err(JobFailure::permanent(format!(
+                "the video has no picture from {}s to {}s, so there is nothing to show in this short",
+                trim_num(start),
+                trim_num(end)
+            )));
+        }
+        // Deleted while this rendered (`deleteVideo` refuses while a short renders, but may
+        // have looked just before this job began): not stored, not billed.
+        let gone = video::Entity::find_by_id(source.id)
+            .filter(video::Column::DeletedAt.is_null())
+            .one(db)
+            .await
+            .map_err(db_failure)?
+            .is_none();
+        if gone {
+            return Err(JobFailure::permanent("the source video no longer exists"));
+        }
         let key = object_key(highlight.id, short.id, short.preset);
         ctx.progress(0.96, Some("uploading")).await?;
         ctx.storage
@@ -451,6 +471,12 @@ impl JobHandler for RenderShort {
             output_ref: Some(key),
         })
     }
+}
+
+/// Seconds as a person writes them: `12`, `12.5`.
+fn trim_num(secs: f64) -> String {
+    let rounded = (secs * 1000.0).round() / 1000.0;
+    format!("{rounded}")
 }
 
 #[cfg(test)]

@@ -1124,6 +1124,15 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
         approved_highlight(&app, "delete@example.com", "Deleted").await;
     let token = Some(owner.access_token.as_str());
     let short = generate_short(&app, &owner.access_token, &highlight, "VERTICAL").await;
+    // Not while the short renders: it would be finished, stored and billed for nothing.
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { deleteVideo(id: $id) }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
     // The short as the renderer leaves it: finished, with a file and a share link.
     let db = &app.state.db;
     let short_key = format!("shorts/test/{short}.mp4");

@@ -715,3 +715,111 @@ both_backends!(
     shorts_open_and_close_with_the_creators_cards,
     a_short_renders_what_was_reserved_whatever_changes_meanwhile,
 );
+
+/// A video whose picture is one frame over ten seconds of sound (it probes READY) gives no
+/// short of sound alone: the short FAILs, saying there is no picture in its range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_without_a_picture_fails_instead_of_being_sound_alone() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("still@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let creator = app.create_creator(&owner, "Still Frame").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let frame = dir.path().join("frame.mp4");
+    let path = dir.path().join("still.mp4");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let ffmpeg = |args: Vec<String>| {
+        let tools = tools.clone();
+        async move {
+            let status = tokio::process::Command::new(&tools.ffmpeg)
+                .args(["-v", "error"])
+                .args(args)
+                .status()
+                .await
+                .expect("ffmpeg runs");
+            assert!(status.success());
+        }
+    };
+    let to_args = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    ffmpeg(to_args(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &frame.display().to_string(),
+    ]))
+    .await;
+    // The frame, with ten seconds of sound beside it (stream copy).
+    ffmpeg(to_args(&[
+        "-i",
+        &frame.display().to_string(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=10",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        &path.display().to_string(),
+    ]))
+    .await;
+    let bytes = std::fs::read(&path).expect("video");
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    let video = upload["video"]["id"].as_str().expect("video").to_owned();
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(&app, &owner.access_token, probe_job).await, "DONE");
+    app.ok(
+        token,
+        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
+        json!({ "v": video, "m": [{ "title": "Sound only", "startTime": 2.0, "endTime": 7.0 }] }),
+    )
+    .await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { detectHighlights(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let highlight = data["detectHighlights"][0]["id"].clone();
+    app.ok(
+        token,
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": highlight }),
+    )
+    .await;
+    let data = app
+        .ok(
+            token,
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": "VERTICAL" } }),
+        )
+        .await;
+    let job = data["generateShort"]["job"]["id"].as_str().expect("job");
+    assert_eq!(finish(&app, &owner.access_token, job).await, "FAILED");
+    let data = app
+        .ok(
+            token,
+            "query($id: ID!) { short(id: $id) { status error } }",
+            json!({ "id": data["generateShort"]["id"] }),
+        )
+        .await;
+    assert_eq!(data["short"]["status"], "FAILED", "{data}");
+    let error = data["short"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no picture from 2s to 7s"), "{error}");
+}
