@@ -94,6 +94,15 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_JOB_POLL_MS", default_value_t = 2000)]
     pub job_poll_ms: u64,
 
+    /// Milliseconds after which a `jobUpdated`/`jobsUpdated` subscription that heard nothing of
+    /// its jobs reads them again: the safety net for an event that was lost (a failed NOTIFY).
+    #[arg(
+        long,
+        env = "REELGRAPH_SUBSCRIPTION_REREAD_MS",
+        default_value_t = 30_000
+    )]
+    pub subscription_reread_ms: u64,
+
     /// Days finished top-level jobs are kept (rendered movies are kept for good: their MP4 is
     /// reached through the job).
     #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30)]
@@ -175,6 +184,7 @@ impl Config {
             job_lease_secs: 30,
             job_heartbeat_ms: 500,
             job_poll_ms: 2000,
+            subscription_reread_ms: 30_000,
             job_retention_days: 30,
             scene_cache_days: 30,
             shutdown_grace_secs: 30,

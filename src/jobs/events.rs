@@ -327,10 +327,12 @@ async fn listen(
                     }
                 }
                 Ok(None) => {
-                    // The connection dropped; sqlx reconnects on the next call.
+                    // The connection dropped; sqlx reconnects (and listens again) on the next
+                    // call, which the reload makes. Subscribers re-read only then: a re-read
+                    // before the LISTEN would miss what ends in between.
                     tracing::warn!("job event listener: connection lost; reconnecting");
-                    let _ = tx.send(BusMessage::Resync);
                     sessions.reload(&mut listener).await;
+                    let _ = tx.send(BusMessage::Resync);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job event listener failed; reconnecting");

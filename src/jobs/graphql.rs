@@ -375,13 +375,13 @@ impl JobMutation {
     }
 }
 
-/// A subscription that has heard nothing for about this long (plus up to a third more, so
-/// that many subscriptions do not read at once) reads again, in case an event was lost (a
-/// failed NOTIFY).
-const IDLE_REREAD: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn idle_reread() -> std::time::Duration {
-    IDLE_REREAD + IDLE_REREAD.mul_f64(rand::random::<f64>() / 3.0)
+/// When a subscription that has heard nothing of its jobs reads them again: the safety net
+/// for a lost event (a failed NOTIFY, a crash between commit and publish). Events of other
+/// jobs do not put it off, so a busy server re-reads as an idle one does. Jittered (up to a
+/// third more) so that subscriptions opened together do not re-read together.
+fn reread_deadline(state: &AppState) -> tokio::time::Instant {
+    let every = std::time::Duration::from_millis(state.config.subscription_reread_ms.max(10));
+    tokio::time::Instant::now() + every + every.mul_f64(rand::random::<f64>() / 3.0)
 }
 
 #[derive(Default)]
@@ -406,14 +406,17 @@ impl JobSubscription {
             let mut last_progress = snapshot.progress;
             let mut done = is_terminal(snapshot.status);
             yield Job(snapshot);
+            let mut reread_at = reread_deadline(&state);
             while !done {
-                let read = match tokio::time::timeout(idle_reread(), bus.recv()).await {
+                let read = match tokio::time::timeout_at(reread_at, bus.recv()).await {
                     Ok(Ok(BusMessage::Job(event))) if event.job_id == id && event.seq > last_seq => {
+                        reread_at = reread_deadline(&state);
                         // Shared with every other subscriber of this event.
                         state.events.job_at(id, event.seq).await
                     }
                     Ok(Ok(BusMessage::Job(_))) => continue,
                     Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
+                        reread_at = reread_deadline(&state);
                         job::Entity::find_by_id(id).one(&state.db).await.map(|r| r.map(Arc::new))
                     }
                     Ok(Err(RecvError::Closed)) => break,
@@ -460,6 +463,7 @@ impl JobSubscription {
             let mut seen: HashMap<Uuid, (i64, f64)> = HashMap::new();
             // Where a re-read that filled its page goes on from.
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
+            let mut reread_at = reread_deadline(&state);
             loop {
                 let mut heard = None;
                 let mut reread = true;
@@ -467,11 +471,12 @@ impl JobSubscription {
                     changed_after(&state.db, owner, after).await
                 } else {
                     reread = false;
-                    match tokio::time::timeout(idle_reread(), bus.recv()).await {
+                    match tokio::time::timeout_at(reread_at, bus.recv()).await {
                     Ok(Ok(BusMessage::Job(event))) if event.owner_id == owner => {
                         if seen.get(&event.job_id).is_some_and(|&(s, _)| s >= event.seq) {
                             continue;
                         }
+                        reread_at = reread_deadline(&state);
                         heard = Some(event.seq);
                         state
                             .events
@@ -482,6 +487,7 @@ impl JobSubscription {
                     Ok(Ok(BusMessage::Job(_))) => continue,
                     Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
                         reread = true;
+                        reread_at = reread_deadline(&state);
                         changed_after(&state.db, owner, (since, Uuid::nil())).await
                     }
                     Ok(Err(RecvError::Closed)) => break,

@@ -1406,6 +1406,7 @@ both_backends!(
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
+    a_lost_end_reaches_its_subscriber_however_busy_the_bus,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
     child_jobs_read_their_parents_in_one_batch,
@@ -1586,5 +1587,64 @@ async fn a_cancel_chosen_to_break_a_deadlock_runs_again() {
     assert!(
         flagged.cancel_requested,
         "the running child is asked to stop"
+    );
+}
+
+/// An event that is lost (here: a job ended in the database and announced to nobody) reaches
+/// `jobUpdated` at the next re-read, even while other jobs' events keep arriving: those used to
+/// put the re-read off again and again, so the subscriber never heard the end.
+async fn a_lost_end_reaches_its_subscriber_however_busy_the_bus(backend: Backend) {
+    use sea_orm::sea_query::ExprTrait;
+    let app = TestApp::spawn_with(backend, |a| {
+        a.no_worker = true;
+        a.config.subscription_reread_ms = 500;
+    })
+    .await;
+    let owner = app.register("lost-end@example.com").await;
+    let quiet = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let busy = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let mut socket = crate::helpers::subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status } }",
+        json!({ "id": quiet }),
+    )
+    .await;
+    let first = crate::helpers::next_payload(&mut socket).await;
+    assert_eq!(first["data"]["jobUpdated"]["status"], "QUEUED", "{first}");
+    // Another job's events, every 100 ms.
+    let flood = {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            let row = job::Entity::find_by_id(busy)
+                .one(&state.db)
+                .await
+                .expect("read")
+                .expect("busy job");
+            loop {
+                state.events.publish(&[queue::event_of(&row)]).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            sea_orm::sea_query::Expr::val(JobStatus::Cancelled),
+        )
+        .col_expr(
+            job::Column::Seq,
+            sea_orm::sea_query::Expr::col(job::Column::Seq).add(1),
+        )
+        .filter(job::Column::Id.eq(quiet))
+        .exec(&app.state.db)
+        .await
+        .expect("ended without an event");
+    let updates =
+        crate::helpers::collect_until_complete(&mut socket, Duration::from_secs(20)).await;
+    flood.abort();
+    assert_eq!(
+        updates.last().expect("the end")["data"]["jobUpdated"]["status"],
+        "CANCELLED"
     );
 }
