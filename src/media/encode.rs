@@ -39,6 +39,19 @@ pub enum ToolError {
 const NOT_A_CONTAINER: &str = "the file is not a video container Reelgraph reads: upload MP4, \
     MOV, MKV, WebM, AVI, MPEG-TS, MPEG, FLV, WMV, Ogg or MXF";
 
+/// Longest source video processed: 12 hours.
+pub const MAX_SOURCE_SECS: f64 = 12.0 * 3600.0;
+/// Largest picture processed: 8K UHD (7680×4320), in either orientation.
+pub const MAX_SOURCE_PIXELS: i64 = 7680 * 4320;
+/// Highest frame rate processed.
+pub const MAX_SOURCE_FPS: f64 = 240.0;
+
+/// `3 h 20 min` for a person.
+fn hours_minutes(secs: f64) -> String {
+    let minutes = (secs / 60.0).round() as u64;
+    format!("{} h {} min", minutes / 60, minutes % 60)
+}
+
 /// Decides whether ffprobe's answer describes a video, and if so what kind. The error is the
 /// reason shown to the uploader.
 pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
@@ -69,6 +82,26 @@ pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
     };
     if width <= 0 || height <= 0 {
         return Err("the file is not a video: its picture has no size".to_owned());
+    }
+    // What one worker can encode in reasonable time and space: a few kilobytes can claim a
+    // duration of years (two frames far apart), which the proxy would fill with copies.
+    if duration_secs > MAX_SOURCE_SECS {
+        return Err(format!(
+            "the video lasts {}, longer than the {} hours Reelgraph processes: split it",
+            hours_minutes(duration_secs),
+            MAX_SOURCE_SECS / 3600.0
+        ));
+    }
+    if i64::from(width) * i64::from(height) > MAX_SOURCE_PIXELS {
+        return Err(format!(
+            "the picture is {width}×{height}, larger than 8K (7680×4320) that Reelgraph processes"
+        ));
+    }
+    if probe.fps.is_some_and(|fps| fps > MAX_SOURCE_FPS) {
+        return Err(format!(
+            "the video has {:.0} frames a second, more than the {MAX_SOURCE_FPS:.0} Reelgraph processes",
+            probe.fps.unwrap_or_default()
+        ));
     }
     Ok(SourceFacts {
         duration_secs,
@@ -323,6 +356,27 @@ mod tests {
         timeless.duration_secs = None;
         timeless.video_duration_secs = Some(0.0);
         assert!(judge(&timeless, "a.mp4").is_err_and(|r| r.contains("no duration")));
+    }
+
+    #[test]
+    fn videos_too_long_too_large_or_too_fast_are_refused_with_the_limit() {
+        let mp4 = "mov,mp4,m4a,3gp,3g2,mj2";
+        // Two frames ten million seconds apart: a few kilobytes claiming four months.
+        let mut endless = video(mp4);
+        endless.duration_secs = Some(1e7);
+        assert!(judge(&endless, "a.mp4").is_err_and(|r| r.contains("longer than the 12 hours")));
+        let mut long_enough = video(mp4);
+        long_enough.duration_secs = Some(MAX_SOURCE_SECS);
+        assert!(judge(&long_enough, "a.mp4").is_ok());
+        let mut huge = video(mp4);
+        (huge.width, huge.height) = (Some(16384), Some(16384));
+        assert!(judge(&huge, "a.mp4").is_err_and(|r| r.contains("larger than 8K")));
+        let mut portrait_8k = video(mp4);
+        (portrait_8k.width, portrait_8k.height) = (Some(4320), Some(7680));
+        assert!(judge(&portrait_8k, "a.mp4").is_ok());
+        let mut fast = video(mp4);
+        fast.fps = Some(1000.0);
+        assert!(judge(&fast, "a.mp4").is_err_and(|r| r.contains("1000 frames a second")));
     }
 
     #[test]
