@@ -290,9 +290,18 @@ impl JobContext {
         if !(phase_changed || (advanced && (due || progress >= 1.0))) {
             return Ok(());
         }
-        let row = queue::progress(&self.db, self.lease, progress, phase, self.settings.lease)
+        // A progress write the database refuses for a moment (a pool timeout, a busy SQLite)
+        // is not worth the work done so far: the job goes on, and the next report writes again.
+        // Losing the lease or a cancel still stops it (the heartbeat notices both).
+        let row = match queue::progress(&self.db, self.lease, progress, phase, self.settings.lease)
             .await
-            .map_err(|_| JobFailure::transient("could not record progress"))?;
+        {
+            Ok(row) => row,
+            Err(err) => {
+                tracing::warn!(job_id = %self.job.id, error = ?err, "could not record progress; going on");
+                return Ok(());
+            }
+        };
         let Some(row) = row else {
             return Err(JobFailure::lease_lost());
         };
