@@ -35,7 +35,8 @@ pub struct RequestVideoUploadInput {
     pub filename: String,
     /// A `video/*` MIME type. The PUT must send exactly this `content-type`.
     pub content_type: String,
-    /// The file's exact size in bytes (1 byte to 10 GiB); checked by `completeVideoUpload`.
+    /// The file's exact size in bytes (1 byte to 5 GiB, the most one PUT carries to S3);
+    /// checked by `completeVideoUpload`.
     pub size_bytes: i64,
     /// Hex SHA-256 of the file (64 characters). If the creator already has a READY video with
     /// these bytes, that video is returned and nothing needs uploading; otherwise

@@ -1,4 +1,4 @@
-//! SHA-256 of uploads, streamed in chunks so that a 10 GiB file never sits in memory.
+//! SHA-256 of uploads, streamed in chunks so that a 5 GiB file never sits in memory.
 
 use std::{io::Read, path::Path};
 

@@ -63,7 +63,7 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
     if !(1..=MAX_UPLOAD_BYTES).contains(&input.size_bytes) {
         return Err(AppError::bad_input(
             "input.sizeBytes",
-            "must be between 1 byte and 10 GiB",
+            "must be between 1 byte and 5 GiB (the most one upload carries to S3)",
         ));
     }
 

@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use super::{SignedRequest, Storage, valid_key};
 
 /// Largest upload accepted through a presigned PUT.
-pub const MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 #[derive(Deserialize)]
 pub struct Signature {
