@@ -144,7 +144,7 @@ impl JobHandler for RenderMovie {
                 assets.insert(key.to_owned(), digest);
             }
         }
-        let plan = plan::compile(ctx.job.id, &input.spec, &assets);
+        let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &input.spec, &assets);
         let plan_json =
             serde_json::to_vec_pretty(&plan).map_err(|e| JobFailure::permanent(e.to_string()))?;
         let key = plan::plan_key(ctx.job.id);

@@ -82,15 +82,19 @@ pub fn output_key(job_id: Uuid) -> String {
 /// hold, not just their names (an asset's presigned PUT may write new bytes under its key).
 pub type AssetDigests = BTreeMap<String, String>;
 
-/// The cache key of `scene` rendered at this size and frame rate, with these pictures.
+/// The cache key of `scene` rendered for `owner` at this size and frame rate, with these
+/// pictures. Each owner has their own entries: a shared one would tell a user, by `cached`,
+/// that someone else rendered the very scene they guessed (a title card's text, say).
 pub fn scene_cache_key(
+    owner: Uuid,
     scene: &Scene,
     width: u32,
     height: u32,
     fps: u32,
     assets: &AssetDigests,
 ) -> String {
-    let mut material = canonical_json(scene);
+    let mut material = format!("{owner}|").into_bytes();
+    material.extend_from_slice(&canonical_json(scene));
     for layer in &scene.layers {
         if let Layer::Image { asset_key, .. } = layer {
             let digest = assets.get(asset_key).map_or("?", String::as_str);
@@ -107,13 +111,14 @@ pub fn scene_cache_key(
     sha256_hex(&material)
 }
 
-pub fn compile(job_id: Uuid, spec: &MovieSpec, assets: &AssetDigests) -> RenderPlan {
+pub fn compile(job_id: Uuid, owner: Uuid, spec: &MovieSpec, assets: &AssetDigests) -> RenderPlan {
     let scenes = spec
         .scenes
         .iter()
         .enumerate()
         .map(|(index, scene)| {
-            let cache_key = scene_cache_key(scene, spec.width, spec.height, spec.fps, assets);
+            let cache_key =
+                scene_cache_key(owner, scene, spec.width, spec.height, spec.fps, assets);
             PlannedScene {
                 index,
                 scene_id: scene.id.clone(),
@@ -156,14 +161,34 @@ mod tests {
     #[test]
     fn a_scene_keeps_its_cache_key_unless_it_or_the_format_changes() {
         let none = AssetDigests::new();
-        let key = scene_cache_key(&scene("hi"), 640, 360, 30, &none);
-        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30, &none));
-        assert_ne!(key, scene_cache_key(&scene("hello"), 640, 360, 30, &none));
-        assert_ne!(key, scene_cache_key(&scene("hi"), 640, 360, 25, &none));
-        assert_ne!(key, scene_cache_key(&scene("hi"), 1280, 720, 30, &none));
+        let key = scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &none);
+        assert_eq!(
+            key,
+            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &none)
+        );
+        assert_ne!(
+            key,
+            scene_cache_key(Uuid::nil(), &scene("hello"), 640, 360, 30, &none)
+        );
+        assert_ne!(
+            key,
+            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 25, &none)
+        );
+        assert_ne!(
+            key,
+            scene_cache_key(Uuid::nil(), &scene("hi"), 1280, 720, 30, &none)
+        );
         // A scene without pictures does not depend on other scenes' pictures.
         let other = AssetDigests::from([("assets/u/a.png".to_owned(), "00".to_owned())]);
-        assert_eq!(key, scene_cache_key(&scene("hi"), 640, 360, 30, &other));
+        assert_eq!(
+            key,
+            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &other)
+        );
+        // Another owner's render of the same scene is not this one's.
+        assert_ne!(
+            key,
+            scene_cache_key(Uuid::max(), &scene("hi"), 640, 360, 30, &none)
+        );
     }
 
     #[test]
@@ -179,14 +204,14 @@ mod tests {
             end: 2.0,
         });
         let digests = |d: &str| AssetDigests::from([("assets/u/a.png".to_owned(), d.to_owned())]);
-        let key = scene_cache_key(&with_picture, 640, 360, 30, &digests("aa"));
+        let key = scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("aa"));
         assert_eq!(
             key,
-            scene_cache_key(&with_picture, 640, 360, 30, &digests("aa"))
+            scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("aa"))
         );
         assert_ne!(
             key,
-            scene_cache_key(&with_picture, 640, 360, 30, &digests("bb"))
+            scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("bb"))
         );
     }
 
@@ -204,11 +229,11 @@ mod tests {
                 },
             ],
         };
-        let plan = compile(Uuid::now_v7(), &spec, &AssetDigests::new());
+        let plan = compile(Uuid::now_v7(), Uuid::nil(), &spec, &AssetDigests::new());
         assert!(plan.hash.starts_with("sha256:"));
         assert_eq!(
             plan.hash,
-            compile(Uuid::now_v7(), &spec, &AssetDigests::new()).hash
+            compile(Uuid::now_v7(), Uuid::nil(), &spec, &AssetDigests::new()).hash
         );
         assert_eq!(plan.scenes[1].index, 1);
         assert_eq!(
