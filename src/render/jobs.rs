@@ -81,6 +81,57 @@ async fn asset_within_limit(ctx: &JobContext, key: &str) -> Result<(), JobFailur
     }
 }
 
+/// Most pixels a picture layer may have: ffmpeg decodes every one, four bytes each, in every
+/// scene showing it (a 1 MB PNG of 16384×16384 is a gigabyte decoded).
+const MAX_PICTURE_PIXELS: usize = 40_000_000;
+
+/// Reads the picture an image layer (at `at` in the spec) names: it must be a PNG, JPEG or
+/// WebP of at most [`MAX_PICTURE_PIXELS`], which is said now, naming the layer, rather than
+/// by ffmpeg in a scene. Returns the picture's SHA-256.
+async fn checked_picture(ctx: &JobContext, at: &str, key: &str) -> Result<String, JobFailure> {
+    let dir = temp_dir(ctx)?;
+    let path = dir.path().join("picture");
+    ctx.storage
+        .get_to_file(key, &path)
+        .await
+        .map_err(storage_failure)?;
+    let refuse = |why: String| JobFailure::permanent(format!("spec.{at}: {why}"));
+    let read = path.clone();
+    let size = tokio::task::spawn_blocking(move || {
+        let mut header = [0_u8; 32];
+        let read_header =
+            std::fs::File::open(&read).and_then(|mut f| std::io::Read::read(&mut f, &mut header));
+        let kind = read_header
+            .ok()
+            .and_then(|n| imagesize::image_type(&header[..n]).ok());
+        let picture = matches!(
+            kind,
+            Some(
+                imagesize::ImageType::Png | imagesize::ImageType::Jpeg | imagesize::ImageType::Webp
+            )
+        );
+        picture.then(|| imagesize::size(&read).ok()).flatten()
+    })
+    .await
+    .map_err(|e| JobFailure::internal("reading a picture", e))?;
+    let Some(size) = size else {
+        return Err(refuse(
+            "the asset is not a PNG, JPEG or WebP picture".to_owned(),
+        ));
+    };
+    if size.width.saturating_mul(size.height) > MAX_PICTURE_PIXELS {
+        return Err(refuse(format!(
+            "the picture is {}×{}, more than {} megapixels",
+            size.width,
+            size.height,
+            MAX_PICTURE_PIXELS / 1_000_000
+        )));
+    }
+    crate::media::hash::file_sha256(&path)
+        .await
+        .map_err(|e| JobFailure::internal("hashing a picture", e))
+}
+
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
     JobFailure::internal("object storage was unavailable", err)
 }
@@ -135,12 +186,10 @@ impl JobHandler for RenderMovie {
         let input: MovieInput = ctx.input()?;
         ctx.progress(0.01, Some("planning")).await?;
         let mut assets = plan::AssetDigests::new();
-        for (_, key) in input.spec.asset_keys() {
+        for (at, key) in input.spec.asset_keys() {
             if !assets.contains_key(key) {
                 asset_within_limit(ctx, key).await?;
-                let digest = crate::media::hash::object_sha256(&ctx.storage, key)
-                    .await
-                    .map_err(storage_failure)?;
+                let digest = checked_picture(ctx, &at, key).await?;
                 assets.insert(key.to_owned(), digest);
             }
         }

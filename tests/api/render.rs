@@ -905,3 +905,46 @@ async fn a_retried_flow_with_its_pictures_uploaded_again_gets_its_first_render()
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
 }
+
+/// A picture layer whose asset is not a PNG, JPEG or WebP, or has more than 40 megapixels, fails
+/// the render while it is planned, naming the layer, instead of in a scene's ffmpeg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_refuses_pictures_that_are_not_pictures_or_too_many_pixels() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("pictures@example.com").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let huge = dir.path().join("huge.png");
+    make_png(&huge, "0x336699", "8000x6000").await;
+    let cases = [
+        (
+            b"this is text, not a picture".to_vec(),
+            "is not a PNG, JPEG or WebP picture",
+        ),
+        (
+            std::fs::read(&huge).expect("png"),
+            "8000×6000, more than 40 megapixels",
+        ),
+    ];
+    for (i, (bytes, expected)) in cases.into_iter().enumerate() {
+        let key = format!("assets/{}/picture-{i}.png", owner.user_id);
+        app.state
+            .storage
+            .put_bytes(&key, bytes, "image/png")
+            .await
+            .expect("stored");
+        let (id, _, _) = render(&app, &owner, movie(&key, "The end")).await;
+        let data = app
+            .ok(
+                Some(&owner.access_token),
+                "query($id: ID!) { job(id: $id) { status error } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(data["job"]["status"], "FAILED", "{data}");
+        let error = data["job"]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("scenes.1.layers.0.image.assetKey") && error.contains(expected),
+            "{error}"
+        );
+    }
+}
