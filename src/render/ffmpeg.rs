@@ -92,6 +92,9 @@ async fn probe_tools() -> Result<Tools, String> {
     Ok(Tools { ffmpeg, ffprobe })
 }
 
+/// How long ffmpeg's output may stand still before the run is stopped as stuck.
+const STALL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs ffmpeg with `args` (input and output included), reporting progress as a fraction of
 /// `expected_secs` to `on_progress`. The process is killed if this future is dropped.
 pub async fn run(
@@ -132,15 +135,35 @@ pub async fn run(
         tail.join("\n")
     });
     let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // An input ffmpeg cannot get past (a looping picture it fails to decode) spins for ever:
+    // it is stopped once its output has not moved on for STALL.
+    let mut furthest = -1_i64;
+    let mut moved_at = tokio::time::Instant::now();
+    loop {
+        let line = match tokio::time::timeout_at(moved_at + STALL, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(_) => break,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "ffmpeg stopped: its output did not move on for {} seconds",
+                    STALL.as_secs()
+                ));
+            }
+        };
         // The first block reports out_time_us=-9223372036854775807: ignore negatives.
         if let Some(us) = line
             .strip_prefix("out_time_us=")
             .and_then(|v| v.trim().parse::<i64>().ok())
             && us >= 0
-            && expected_secs > 0.0
         {
-            on_progress((us as f64 / 1e6 / expected_secs).clamp(0.0, 1.0));
+            if us > furthest {
+                furthest = us;
+                moved_at = tokio::time::Instant::now();
+            }
+            if expected_secs > 0.0 {
+                on_progress((us as f64 / 1e6 / expected_secs).clamp(0.0, 1.0));
+            }
         }
     }
     let status = child

@@ -127,6 +127,27 @@ async fn checked_picture(ctx: &JobContext, at: &str, key: &str) -> Result<String
             MAX_PICTURE_PIXELS / 1_000_000
         )));
     }
+    // Decoded once, alone: a picture whose header is right and whose body is not makes a
+    // looping image input in a scene spin for ever instead of failing.
+    let tools = tools().await?;
+    let decoded = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(&tools.ffmpeg)
+            .args(["-nostdin", "-v", "error", "-format_whitelist"])
+            .arg(ffmpeg::IMAGE_FORMATS)
+            .arg("-i")
+            .arg(&path)
+            .args(["-frames:v", "1", "-f", "null", "-"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await;
+    if !matches!(decoded, Ok(Ok(status)) if status.success()) {
+        return Err(refuse("the picture cannot be decoded".to_owned()));
+    }
     crate::media::hash::file_sha256(&path)
         .await
         .map_err(|e| JobFailure::internal("hashing a picture", e))

@@ -424,16 +424,24 @@ async fn an_explicit_null_priority_renders_at_normal_priority() {
     }
 }
 
-/// ffmpeg names its work files by their path on the server; the job's owner reads what failed
-/// and why, but no server path.
+/// A picture whose header is right and whose body is not (a looping image input that ffmpeg
+/// cannot decode spins for ever in a scene) fails the render as it is planned: the owner reads
+/// which layer and why, but no server path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_render_ffmpeg_refuses_fails_with_its_reason_and_no_server_paths() {
+async fn a_picture_ffmpeg_cannot_decode_fails_the_render_with_the_layer_and_no_server_paths() {
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
     let owner = app.register("broken-asset@example.com").await;
     let key = format!("assets/{}/broken.png", owner.user_id);
+    // A PNG's header (so planning takes it for a 64×64 picture) over a body ffmpeg cannot
+    // decode.
+    let dir = tempfile::tempdir().expect("dir");
+    let png = dir.path().join("whole.png");
+    make_png(&png, "0xff3366", "64x64").await;
+    let mut broken = std::fs::read(&png).expect("png")[..33].to_vec();
+    broken.extend_from_slice(b"not the rest of a picture at all");
     app.state
         .storage
-        .put_bytes(&key, b"not a picture at all".to_vec(), "image/png")
+        .put_bytes(&key, broken, "image/png")
         .await
         .expect("stored");
     let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
@@ -456,7 +464,9 @@ async fn a_render_ffmpeg_refuses_fails_with_its_reason_and_no_server_paths() {
         errors.push(child["error"].as_str().unwrap_or_default().to_owned());
     }
     assert!(
-        errors.iter().any(|e| e.contains("ffmpeg failed")),
+        errors
+            .iter()
+            .any(|e| e.contains("scenes.0.layers.0.image.assetKey: the picture cannot be decoded")),
         "the reason is kept: {errors:#?}"
     );
     let data_dir = app.state.config.data_dir.display().to_string();
