@@ -1260,6 +1260,21 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// Deletes `video` as `deleteVideo` does when it looked just before one of the video's shorts
+/// was made (it refuses while one renders, so a short queued after its look is the way one is
+/// left under a deleted video).
+async fn delete_video_under_a_short(app: &TestApp, video: Uuid) {
+    let row = entity::video::Entity::find_by_id(video)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("video");
+    let deleted = reelgraph::media::record::delete_video(&app.state.db, &app.state.storage, &row)
+        .await
+        .expect("deleted");
+    assert!(deleted);
+}
+
 /// A short queued before its video was deleted fails at once when a worker takes it, saying
 /// why, instead of retrying downloads of a file that is gone.
 async fn a_short_of_a_deleted_video_fails_without_retrying(backend: Backend) {
@@ -1267,19 +1282,13 @@ async fn a_short_of_a_deleted_video_fails_without_retrying(backend: Backend) {
     let (owner, _, video, highlight) =
         approved_highlight(&app, "gone-source@example.com", "Gone source").await;
     let short = generate_short(&app, &owner.access_token, &highlight, "VERTICAL").await;
-    let token = Some(owner.access_token.as_str());
     let job = entity::short::Entity::find_by_id(short.parse::<Uuid>().expect("uuid"))
         .one(&app.state.db)
         .await
         .expect("read")
         .and_then(|s| s.job_id)
         .expect("the short's job");
-    app.ok(
-        token,
-        "mutation($id: ID!) { deleteVideo(id: $id) }",
-        json!({ "id": video }),
-    )
-    .await;
+    delete_video_under_a_short(&app, video).await;
     let _workers =
         tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
     let ended = crate::jobs::wait_for(
@@ -1307,14 +1316,7 @@ async fn files_written_after_a_video_was_deleted_are_swept_later(backend: Backen
         approved_highlight(&app, "late-files@example.com", "Late files").await;
     let (_, _, live) = creator_with_video(&app, "live-files@example.com", "Live files").await;
     let short = generate_short(&app, &owner.access_token, &highlight, "SQUARE").await;
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($id: ID!) { deleteVideo(id: $id) }",
-            json!({ "id": video }),
-        )
-        .await;
-    assert_eq!(data["deleteVideo"], true);
+    delete_video_under_a_short(&app, video).await;
 
     // After the deletion: the short's render finishes, the upload's PUT lands.
     let db = &app.state.db;
