@@ -64,6 +64,11 @@ async fn seed(app: &TestApp) -> Catalogue {
             credits: Set(0),
             created_at: Set(at),
             updated_at: Set(at),
+            // Given, as the server's own inserts give them (SQLite's INSERT … RETURNING and
+            // columns added by ALTER TABLE: see `auth::register`).
+            onboarding_completed: Set(false),
+            digest_enabled: Set(false),
+            digest_frequency: Set(entity::DigestFrequency::Daily),
             ..Default::default()
         }
         .insert(db)
