@@ -199,6 +199,54 @@ fn studio_cards() -> Value {
     })
 }
 
+/// Uploads `bytes` as a video of `creator`'s, waits for its probe, adds one key moment over
+/// `range` and returns the approved highlight detected from it.
+async fn approved_highlight_of(
+    app: &TestApp,
+    owner: &Session,
+    creator: &str,
+    bytes: &[u8],
+    (start, end): (f64, f64),
+) -> String {
+    let token = Some(owner.access_token.as_str());
+    let upload = request_upload(app, owner, creator, bytes).await;
+    let video = upload["video"]["id"].as_str().expect("video").to_owned();
+    crate::helpers::put_presigned(app, &upload, bytes).await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(app, &owner.access_token, probe_job).await, "DONE");
+    app.ok(
+        token,
+        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
+        json!({ "v": video, "m": [{ "title": "The point", "startTime": start, "endTime": end }] }),
+    )
+    .await;
+    let data = app
+        .ok(
+            token,
+            "mutation($v: ID!) { detectHighlights(videoId: $v) { id } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let highlight = data["detectHighlights"][0]["id"]
+        .as_str()
+        .expect("highlight")
+        .to_owned();
+    app.ok(
+        token,
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": highlight }),
+    )
+    .await;
+    highlight
+}
+
 /// A creator with `template`, and an approved highlight of 5 s (4 s to 9 s) of an uploaded
 /// and probed source video (the app must run jobs until this returns); returns the highlight
 /// and the folder the source was made in.
@@ -219,41 +267,7 @@ async fn approved_highlight_with_cards(
     let creator = data["createCreator"]["id"].as_str().expect("id").to_owned();
     let dir = tempfile::tempdir().expect("dir");
     let bytes = source_video(dir.path()).await;
-    let upload = request_upload(app, owner, &creator, &bytes).await;
-    let video = upload["video"]["id"].as_str().expect("video").to_owned();
-    crate::helpers::put_presigned(app, &upload, &bytes).await;
-    let data = app
-        .ok(
-            token,
-            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
-            json!({ "v": video }),
-        )
-        .await;
-    let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(app, &owner.access_token, probe_job).await, "DONE");
-    app.ok(
-        token,
-        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
-        json!({ "v": video, "m": [{ "title": "The point", "startTime": 4.0, "endTime": 9.0 }] }),
-    )
-    .await;
-    let data = app
-        .ok(
-            token,
-            "mutation($v: ID!) { detectHighlights(videoId: $v) { id } }",
-            json!({ "v": video }),
-        )
-        .await;
-    let highlight = data["detectHighlights"][0]["id"]
-        .as_str()
-        .expect("highlight")
-        .to_owned();
-    app.ok(
-        token,
-        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
-        json!({ "id": highlight }),
-    )
-    .await;
+    let highlight = approved_highlight_of(app, owner, &creator, &bytes, (4.0, 9.0)).await;
 
     (highlight, dir)
 }
@@ -771,38 +785,7 @@ async fn a_short_without_a_picture_fails_instead_of_being_sound_alone() {
     ]))
     .await;
     let bytes = std::fs::read(&path).expect("video");
-    let upload = request_upload(&app, &owner, &creator, &bytes).await;
-    let video = upload["video"]["id"].as_str().expect("video").to_owned();
-    crate::helpers::put_presigned(&app, &upload, &bytes).await;
-    let data = app
-        .ok(
-            token,
-            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
-            json!({ "v": video }),
-        )
-        .await;
-    let probe_job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(&app, &owner.access_token, probe_job).await, "DONE");
-    app.ok(
-        token,
-        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
-        json!({ "v": video, "m": [{ "title": "Sound only", "startTime": 2.0, "endTime": 7.0 }] }),
-    )
-    .await;
-    let data = app
-        .ok(
-            token,
-            "mutation($v: ID!) { detectHighlights(videoId: $v) { id } }",
-            json!({ "v": video }),
-        )
-        .await;
-    let highlight = data["detectHighlights"][0]["id"].clone();
-    app.ok(
-        token,
-        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
-        json!({ "id": highlight }),
-    )
-    .await;
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (2.0, 7.0)).await;
     let data = app
         .ok(
             token,
