@@ -76,6 +76,33 @@ pub(crate) fn srt_text(text: &str) -> String {
         .join("\n")
 }
 
+/// A cue's text for an ASS dialogue line (burned into shorts by libass), shown as written:
+/// lines are joined with `\N`, braces are escaped (`{…}` would be an override block and
+/// vanish), and a backslash before `N`, `n` or `h` is kept from being read as a line break or
+/// hard space by a word joiner (U+2060, zero width). `None` when there is nothing to show.
+pub(crate) fn ass_text(text: &str) -> Option<String> {
+    let mut out = String::new();
+    for line in lines(text) {
+        if !out.is_empty() {
+            out.push_str("\\N");
+        }
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\\' if chars.peek().is_some_and(|n| matches!(n, 'N' | 'n' | 'h')) => {
+                    out.push_str("\\\u{2060}");
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// WebVTT cue text must escape `&`, `<` and `>`; unescaped they would start entities or tags
 /// (and `-->` would end the cue timing).
 fn escape_vtt(text: &str) -> String {

@@ -69,41 +69,74 @@ pub fn object_key(highlight_id: Uuid, short_id: Uuid, preset: ShortPreset) -> St
     format!("shorts/{highlight_id}/{short_id}/{name}.mp4")
 }
 
-fn srt_time(secs: f64) -> String {
-    let ms = (secs.max(0.0) * 1000.0).round() as u64;
+/// `H:MM:SS.cc`, the centisecond times of ASS.
+fn ass_time(secs: f64) -> String {
+    let cs = (secs.max(0.0) * 100.0).round() as u64;
     format!(
-        "{:02}:{:02}:{:02},{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
+        "{}:{:02}:{:02}.{:02}",
+        cs / 360_000,
+        cs / 6_000 % 60,
+        cs / 100 % 60,
+        cs % 100
     )
 }
 
-/// SRT of the segments inside `[start, end]`, with times relative to `start`.
-pub fn clip_captions(segments: &[transcript_segment::Model], start: f64, end: f64) -> String {
-    let mut srt = String::new();
-    let mut n = 0;
+/// The captions burned into a `width`×`height` short of the clip `[start, end]`: an ASS script
+/// (what libass, behind ffmpeg's `subtitles` filter, reads as it is) of the segments inside the
+/// clip, with times relative to `start`. `None` when no segment has text there.
+///
+/// ASS rather than SubRip: ffmpeg reads SubRip as HTML-like markup, so `<b>` would bold and
+/// `{…}` vanish; transcript text is shown as it was written. Sizes are in the short's pixels
+/// (`PlayResX`/`PlayResY`): white DejaVu Sans on a dark outline, bottom centre, the same size
+/// in every preset (1/14 of the short side).
+pub fn clip_captions(
+    segments: &[transcript_segment::Model],
+    start: f64,
+    end: f64,
+    (width, height): (u32, u32),
+) -> Option<String> {
+    let mut events = String::new();
     for segment in segments
         .iter()
         .filter(|s| s.end_time > start && s.start_time < end)
     {
-        let text = crate::content::captions::srt_text(&segment.text);
-        if text.is_empty() {
+        let Some(text) = crate::content::captions::ass_text(&segment.text) else {
             continue;
-        }
-        n += 1;
+        };
         let from = (segment.start_time - start).max(0.0);
-        let to = (segment.end_time.min(end) - start).max(from + 0.001);
-        let _ = write!(
-            srt,
-            "{n}\n{} --> {}\n{}\n\n",
-            srt_time(from),
-            srt_time(to),
-            text
+        let to = (segment.end_time.min(end) - start).max(from + 0.01);
+        let _ = writeln!(
+            events,
+            "Dialogue: 0,{},{},Caption,,0,0,0,,{text}",
+            ass_time(from),
+            ass_time(to),
         );
     }
-    srt
+    if events.is_empty() {
+        return None;
+    }
+    let font_size = width.min(height) / 14;
+    let outline = (font_size / 16).max(1);
+    let (margin_h, margin_v) = (width / 20, height / 12);
+    Some(format!(
+        "[Script Info]\n\
+         ScriptType: v4.00+\n\
+         PlayResX: {width}\n\
+         PlayResY: {height}\n\
+         WrapStyle: 0\n\
+         ScaledBorderAndShadow: yes\n\
+         \n\
+         [V4+ Styles]\n\
+         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, \
+         BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, \
+         BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n\
+         Style: Caption,DejaVu Sans,{font_size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,\
+         0,0,0,0,100,100,0,0,1,{outline},0,2,{margin_h},{margin_h},{margin_v},1\n\
+         \n\
+         [Events]\n\
+         Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n\
+         {events}"
+    ))
 }
 
 fn db_failure(err: sea_orm::DbErr) -> JobFailure {
@@ -321,19 +354,13 @@ impl JobHandler for RenderShort {
                 .all(db)
                 .await
                 .map_err(db_failure)?;
-            let srt = clip_captions(&segments, start, end);
-            if !srt.is_empty() {
+            if let Some(script) = clip_captions(&segments, start, end, (width, height)) {
                 captions_burned = true;
-                let captions = dir.path().join("captions.srt");
-                tokio::fs::write(&captions, srt)
+                let captions = dir.path().join("captions.ass");
+                tokio::fs::write(&captions, script)
                     .await
                     .map_err(|e| JobFailure::internal("could not write a work file", e))?;
-                let font_size = height / 48;
-                let _ = write!(
-                    filter,
-                    ",subtitles=filename='{}':force_style='FontName=DejaVu Sans,FontSize={font_size},Outline=2,MarginV=40'",
-                    filter_path(&captions)
-                );
+                let _ = write!(filter, ",subtitles=filename='{}'", filter_path(&captions));
             }
         }
         let output = dir.path().join("short.mp4");
@@ -496,6 +523,14 @@ mod tests {
         }
     }
 
+    /// The dialogue lines of a script.
+    fn dialogue(script: &str) -> Vec<&str> {
+        script
+            .lines()
+            .filter(|l| l.starts_with("Dialogue:"))
+            .collect()
+    }
+
     #[test]
     fn captions_are_cut_to_the_clip_and_shifted_to_its_start() {
         let segments = [
@@ -504,26 +539,111 @@ mod tests {
             segment(9.0, 12.0, "overlapping end"),
             segment(20.0, 21.0, "after"),
         ];
-        let srt = clip_captions(&segments, 5.0, 10.0);
+        let script = clip_captions(&segments, 5.0, 10.0, (1080, 1920)).expect("captions");
         assert_eq!(
-            srt,
-            "1\n00:00:00,000 --> 00:00:03,000\ninside\n\n2\n00:00:04,000 --> 00:00:05,000\noverlapping end\n\n"
+            dialogue(&script),
+            [
+                "Dialogue: 0,0:00:00.00,0:00:03.00,Caption,,0,0,0,,inside",
+                "Dialogue: 0,0:00:04.00,0:00:05.00,Caption,,0,0,0,,overlapping end",
+            ]
         );
+        assert!(
+            script.contains("PlayResX: 1080\nPlayResY: 1920\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains("Style: Caption,DejaVu Sans,77,"),
+            "{script}"
+        );
+        assert_eq!(clip_captions(&segments, 12.5, 19.0, (1080, 1920)), None);
     }
 
     #[test]
-    fn transcript_text_cannot_add_cues_of_its_own() {
+    fn transcript_text_cannot_add_lines_or_markup_of_its_own() {
         let segments = [
             segment(
                 0.0,
                 2.0,
-                "one\n\n2\n00:00:00,000 --> 00:09:00,000\ninjected",
+                "one\n\nDialogue: 0,0:00:00.00,0:09:00.00,Caption,,0,0,0,,injected",
             ),
             segment(2.0, 3.0, " \r\n "),
+            segment(3.0, 4.0, "{\\b1}bold\\N{\\fs200}\\h"),
         ];
+        let script = clip_captions(&segments, 0.0, 4.0, (1920, 1080)).expect("captions");
         assert_eq!(
-            clip_captions(&segments, 0.0, 3.0),
-            "1\n00:00:00,000 --> 00:00:02,000\none\n2\n00:00:00,000 -> 00:09:00,000\ninjected\n\n"
+            dialogue(&script),
+            [
+                "Dialogue: 0,0:00:00.00,0:00:02.00,Caption,,0,0,0,,one\\NDialogue: 0,0:00:00.00,0:09:00.00,Caption,,0,0,0,,injected",
+                "Dialogue: 0,0:00:03.00,0:00:04.00,Caption,,0,0,0,,\\{\\b1\\}bold\\\u{2060}N\\{\\fs200\\}\\\u{2060}h",
+            ]
+        );
+    }
+
+    /// The first frame of a 320×180 black picture with `script` burned in, as raw RGB.
+    async fn burned_frame(script: &str) -> Vec<u8> {
+        let tools = ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("captions.ass");
+        std::fs::write(&file, script).expect("written");
+        let output = tokio::process::Command::new(&tools.ffmpeg)
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=black:s=320x180:d=1",
+            ])
+            .arg("-vf")
+            .arg(format!("subtitles=filename='{}'", filter_path(&file)))
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .await
+            .expect("ffmpeg runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    }
+
+    async fn burned(text: &str) -> Vec<u8> {
+        let script = clip_captions(&[segment(0.0, 1.0, text)], 0.0, 1.0, (320, 180));
+        burned_frame(&script.expect("captions")).await
+    }
+
+    /// Burned-in captions show the transcript's text as written: braces and tags are drawn,
+    /// not read as ASS override blocks or SubRip markup.
+    #[tokio::test]
+    async fn burned_in_captions_draw_braces_and_tags_as_text() {
+        let black = burned_frame(
+            "[Script Info]\nScriptType: v4.00+\nPlayResX: 320\nPlayResY: 180\n\n[Events]\n\
+             Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n",
+        )
+        .await;
+        let braces = burned("{hidden}").await;
+        assert_eq!(braces.len(), black.len());
+        assert_ne!(
+            braces, black,
+            "the braced text was taken for an override block"
+        );
+        // Drawn, the tags more than double the lit pixels; read as markup, bold adds a little.
+        let lit = |frame: &[u8]| frame.iter().filter(|&&v| v > 128).count();
+        let (tagged, plain) = (
+            lit(&burned("<b>bold</b>").await),
+            lit(&burned("bold").await),
+        );
+        assert!(
+            tagged > plain * 2,
+            "the tags were read as markup: {tagged} vs {plain}"
+        );
+        assert_ne!(
+            burned("a\\Nb").await,
+            burned("a\nb").await,
+            "\\N was a line break"
         );
     }
 }
