@@ -212,7 +212,25 @@ pub fn is_media_format(format_name: &str) -> bool {
         .any(|name| MEDIA_FORMATS.split(',').any(|allowed| allowed == name))
 }
 
-/// Reads duration, dimensions and streams of `path` (read as one of [`PROBE_FORMATS`]; a
+/// Whether a video stream is shown turned by a quarter (90° or 270°, either way): its display
+/// matrix (ffprobe's `side_data_list`), or the `rotate` tag older writers leave.
+fn quarter_turned(stream: &serde_json::Value) -> bool {
+    let matrix = stream["side_data_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|side| side["rotation"].as_f64());
+    let tag = || {
+        stream["tags"]["rotate"]
+            .as_str()
+            .and_then(|r| r.trim().parse::<f64>().ok())
+    };
+    matrix
+        .or_else(tag)
+        .is_some_and(|degrees| (degrees.rem_euclid(180.0) - 90.0).abs() < 1.0)
+}
+
+/// Reads duration, dimensions (as displayed, rotation applied) and streams of `path` (read as one of [`PROBE_FORMATS`]; a
 /// playlist or other format is refused, "Format not on whitelist").
 pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
     let output = Command::new(&tools.ffprobe)
@@ -250,14 +268,22 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
             let (n, d) = (n.parse::<f64>().ok()?, d.parse::<f64>().ok()?);
             (d > 0.0).then(|| n / d)
         });
+    let stored = |key: &str| {
+        video
+            .and_then(|v| v[key].as_i64())
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    // The picture as players (and ffmpeg, which rotates while decoding) show it: a phone
+    // video stored 1920×1080 with a quarter turn is 1080×1920.
+    let (width, height) = if video.is_some_and(quarter_turned) {
+        (stored("height"), stored("width"))
+    } else {
+        (stored("width"), stored("height"))
+    };
     Ok(Probe {
         duration_secs: number(&json["format"]["duration"]),
-        width: video
-            .and_then(|v| v["width"].as_i64())
-            .and_then(|w| i32::try_from(w).ok()),
-        height: video
-            .and_then(|v| v["height"].as_i64())
-            .and_then(|h| i32::try_from(h).ok()),
+        width,
+        height,
         fps,
         video_duration_secs: video.and_then(|v| number(&v["duration"])),
         has_video: video.is_some(),

@@ -82,6 +82,25 @@ async fn make_video(size: &str, secs: u32) -> Vec<u8> {
     std::fs::read(&file).expect("source read")
 }
 
+/// `bytes` (an MP4) remuxed with a display matrix turning it a quarter, as phones store
+/// portrait video: the pixels stay as they are, players show them turned.
+async fn quarter_turned(bytes: &[u8]) -> Vec<u8> {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let dir = tempfile::tempdir().expect("dir");
+    let (plain, turned) = (dir.path().join("plain.mp4"), dir.path().join("turned.mp4"));
+    std::fs::write(&plain, bytes).expect("written");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&plain)
+        .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        .arg(&turned)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "the turned video was made");
+    std::fs::read(&turned).expect("read")
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -748,6 +767,40 @@ async fn upload_links_never_point_at_the_unspecified_address() {
     let upload = request_ok(&app, &owner, &creator, b"not yet a video").await;
     let url = upload["uploadUrl"].as_str().expect("uploadUrl");
     assert!(url.starts_with(&format!("{}/objects/", app.base)), "{url}");
+}
+
+/// A portrait phone video (stored 320×240 with a quarter turn) is 240×320, as players show it
+/// and as its proxy is encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turned_video_has_the_size_it_is_shown_at() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("portrait@example.com").await;
+    let creator = app.create_creator(&owner, "Portrait").await;
+    let bytes = quarter_turned(short_source().await).await;
+    let id = upload_and_process(&app, &owner, &creator, &bytes).await;
+
+    let data = video(&app, Some(&owner), &id).await;
+    let v = &data["data"]["video"];
+    assert_eq!(
+        (v["width"].as_i64(), v["height"].as_i64()),
+        (Some(240), Some(320)),
+        "{data:#}"
+    );
+    let proxy = &v["variants"][0];
+    assert_eq!(proxy["profile"], "proxy_720p", "{data:#}");
+    assert_eq!(
+        (proxy["width"].as_i64(), proxy["height"].as_i64()),
+        (Some(240), Some(320)),
+        "{data:#}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let mp4 = dir.path().join("proxy.mp4");
+    download(&app, v["proxyUrl"].as_str().expect("proxyUrl"), &mp4).await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = ffmpeg::probe(&tools, &mp4)
+        .await
+        .expect("the proxy is read");
+    assert_eq!((probe.width, probe.height), (Some(240), Some(320)));
 }
 
 both_backends!(
