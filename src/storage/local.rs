@@ -34,6 +34,28 @@ fn io(context: &str, err: std::io::Error) -> StorageError {
     StorageError(format!("{context}: {err}"))
 }
 
+/// A work file beside an object (`*.part-*`, `*.upload-*`), removed when dropped: whether its
+/// write fails, or the request writing it is dropped because its client hung up, it never
+/// stays behind. Once moved into place there is nothing left to remove.
+pub struct WorkFile(PathBuf);
+
+impl WorkFile {
+    pub fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkFile {
+    fn drop(&mut self) {
+        // Usually already moved: then NotFound, which is fine.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl LocalStore {
     pub fn new(root: PathBuf, key: [u8; 32], public_url: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root)
@@ -64,7 +86,7 @@ impl LocalStore {
         self.root.join(key)
     }
 
-    async fn prepare(&self, key: &str) -> StorageResult<(PathBuf, PathBuf)> {
+    async fn prepare(&self, key: &str) -> StorageResult<(PathBuf, WorkFile)> {
         let path = self.path_of(key);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
@@ -72,26 +94,26 @@ impl LocalStore {
                 .map_err(|e| io("creating folder", e))?;
         }
         let tmp = path.with_extension(format!("part-{}", uuid::Uuid::now_v7().simple()));
-        Ok((path, tmp))
+        Ok((path, WorkFile::new(tmp)))
     }
 
     /// Writes atomically: a reader sees the old object or the whole new one.
     pub async fn put_file(&self, key: &str, source: &Path) -> StorageResult<()> {
         let (path, tmp) = self.prepare(key).await?;
-        tokio::fs::copy(source, &tmp)
+        tokio::fs::copy(source, tmp.path())
             .await
             .map_err(|e| io("copying object", e))?;
-        tokio::fs::rename(&tmp, &path)
+        tokio::fs::rename(tmp.path(), &path)
             .await
             .map_err(|e| io("storing object", e))
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> StorageResult<()> {
         let (path, tmp) = self.prepare(key).await?;
-        tokio::fs::write(&tmp, bytes)
+        tokio::fs::write(tmp.path(), bytes)
             .await
             .map_err(|e| io("writing object", e))?;
-        tokio::fs::rename(&tmp, &path)
+        tokio::fs::rename(tmp.path(), &path)
             .await
             .map_err(|e| io("storing object", e))
     }

@@ -13,7 +13,7 @@ mod s3;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
-pub use local::{LocalStore, SignedRequest};
+pub use local::{LocalStore, SignedRequest, WorkFile};
 pub use s3::S3Store;
 
 use crate::config::Config;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-use super::{SignedRequest, Storage, valid_key};
+use super::{SignedRequest, Storage, WorkFile, valid_key};
 
 /// Largest upload accepted through a presigned PUT.
 pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -135,9 +135,13 @@ pub async fn put_object(
             "this link is invalid or has expired (or the content-type differs from the one signed)",
         );
     }
-    let temp = store
-        .path_of(&key)
-        .with_extension(format!("upload-{}", uuid::Uuid::now_v7().simple()));
+    // Removed however the request ends, dropped mid-body when the client hangs up included.
+    let work = WorkFile::new(
+        store
+            .path_of(&key)
+            .with_extension(format!("upload-{}", uuid::Uuid::now_v7().simple())),
+    );
+    let temp = work.path();
     if let Some(parent) = temp.parent()
         && tokio::fs::create_dir_all(parent).await.is_err()
     {
@@ -147,7 +151,7 @@ pub async fn put_object(
         );
     }
     let written = async {
-        let mut file = tokio::fs::File::create(&temp).await?;
+        let mut file = tokio::fs::File::create(temp).await?;
         let mut stream = body.into_data_stream().map_err(std::io::Error::other);
         let mut size: u64 = 0;
         while let Some(chunk) = stream.try_next().await? {
@@ -165,21 +169,19 @@ pub async fn put_object(
     }
     .await;
     if let Err(err) = written {
-        let _ = tokio::fs::remove_file(&temp).await;
         return if err.kind() == std::io::ErrorKind::FileTooLarge {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "the upload is too large")
         } else {
             refuse(StatusCode::BAD_REQUEST, "the upload was interrupted")
         };
     }
-    match store.put_moved_new(&key, &temp).await {
+    match store.put_moved_new(&key, temp).await {
         Ok(true) => StatusCode::OK.into_response(),
         Ok(false) => refuse(
             StatusCode::PRECONDITION_FAILED,
             "something was already uploaded with this link, and it is not replaced: request a new upload",
         ),
         Err(err) => {
-            let _ = tokio::fs::remove_file(&temp).await;
             tracing::error!(error = %err, "storing an upload failed");
             refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,

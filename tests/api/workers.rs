@@ -378,10 +378,42 @@ async fn healthz(url: &str) -> (bool, String) {
     run_reelgraph(&["healthz", "--url", url], &[]).await
 }
 
+/// GraphQL over HTTP against the server at `base`; the `data` of a successful answer.
+async fn graphql(base: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut post = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    let body: Value = post.send().await.expect("sent").json().await.expect("JSON");
+    assert!(body.get("errors").is_none(), "{body:#}");
+    body["data"].clone()
+}
+
+/// The work files (`*.upload-*`, `*.part-*`) anywhere under `dir`.
+fn work_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                folders.push(path);
+            } else if name.contains(".upload-") || name.contains(".part-") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// On SIGTERM a server gives in-flight requests the shutdown grace period, then closes what is
 /// still open: a client that stopped sending halfway through its body (here with a request
-/// time limit of ten minutes) does not keep the process alive. `reelgraph healthz`, the
-/// image's health check, says whether the server answers.
+/// time limit of ten minutes) does not keep the process alive, and an upload to a presigned
+/// link that stalled halfway leaves no work file in the storage folder. `reelgraph healthz`,
+/// the image's health check, says whether the server answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
     use tokio::io::AsyncWriteExt;
@@ -432,6 +464,65 @@ async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
     // The request has reached the server (it answers others meanwhile).
     assert!(healthz(&url).await.0);
 
+    // An upload that stops halfway through its body.
+    let base = format!("http://127.0.0.1:{port}");
+    let session = graphql(
+        &base,
+        None,
+        "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+        json!({ "input": { "email": "stall@example.com", "password": "correct horse battery" } }),
+    )
+    .await;
+    let token = session["register"]["accessToken"].as_str().expect("token");
+    let creator = graphql(
+        &base,
+        Some(token),
+        "mutation { createCreator(input: { name: \"Stalled\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let upload = graphql(
+        &base,
+        Some(token),
+        "mutation($input: RequestVideoUploadInput!) { requestVideoUpload(input: $input) { uploadUrl } }",
+        json!({ "input": {
+            "creatorId": creator["createCreator"]["id"], "filename": "stalled.mp4",
+            "contentType": "video/mp4", "sizeBytes": 100_000,
+        } }),
+    )
+    .await;
+    let link = url::Url::parse(
+        upload["requestVideoUpload"]["uploadUrl"]
+            .as_str()
+            .expect("uploadUrl"),
+    )
+    .expect("a URL");
+    let mut stalled_upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connected");
+    stalled_upload
+        .write_all(
+            format!(
+                "PUT {}?{} HTTP/1.1\r\nHost: localhost\r\ncontent-type: video/mp4\r\n\
+                 content-length: 100000\r\n\r\n",
+                link.path(),
+                link.query().expect("signed")
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head sent");
+    stalled_upload
+        .write_all(&[0u8; 50_000])
+        .await
+        .expect("half the body sent");
+    let mut waited = 0;
+    while work_files_under(data_dir.path()).is_empty() {
+        waited += 1;
+        assert!(waited < 200, "the upload never reached the server");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
     terminate(&server).await;
     let mut server = server;
     let exit = tokio::time::timeout(Duration::from_secs(60), server.wait())
@@ -442,7 +533,9 @@ async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
     let (up, said) = healthz(&url).await;
     assert!(!up, "{said}");
     assert!(said.contains("did not answer"), "{said}");
-    drop(stalled);
+    let left = work_files_under(data_dir.path());
+    assert!(left.is_empty(), "work files left behind: {left:?}");
+    drop((stalled, stalled_upload));
 }
 
 /// A DATABASE_URL that cannot be parsed (an unescaped `#` in the password) is refused without
