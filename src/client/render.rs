@@ -65,6 +65,9 @@ pub struct FollowArgs {
 }
 
 pub async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.output {
+        writable(path)?;
+    }
     let (text, base_dir) = read_spec(&args.spec)?;
     let mut input = render_input(&text, &args)
         .with_context(|| format!("{} is not a movie spec", args.spec.display()))?;
@@ -94,6 +97,9 @@ pub async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
 }
 
 pub async fn follow_command(args: FollowArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.output {
+        writable(path)?;
+    }
     let mut api = Api::connect(&args.server).await?;
     finish(&mut api, args.job_id.trim(), args.output.as_deref()).await
 }
@@ -246,6 +252,22 @@ async fn finish(api: &mut Api, id: &str, output: Option<&Path>) -> anyhow::Resul
     Ok(())
 }
 
+/// Fails unless the output can be written at `path` (a file in a folder this user may write
+/// in), so that a typo in `-o` is told before a render is queued, not after it finished.
+fn writable(path: &Path) -> anyhow::Result<()> {
+    let cannot = || format!("cannot write the output to {}", path.display());
+    anyhow::ensure!(!path.is_dir(), "{}: it is a folder", cannot());
+    tempfile::NamedTempFile::new_in(folder_of(path)).with_context(cannot)?;
+    Ok(())
+}
+
+/// The folder a file at `path` goes in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Streams `url` into `path` through a temporary file beside it, so a failed download
 /// leaves no partial file behind.
 async fn download(api: &Api, url: &str, path: &Path) -> anyhow::Result<u64> {
@@ -255,11 +277,7 @@ async fn download(api: &Api, url: &str, path: &Path) -> anyhow::Result<u64> {
         "the storage answered HTTP {}",
         response.status()
     );
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(folder_of(path))?;
     let mut written = 0u64;
     while let Some(chunk) = response.chunk().await? {
         file.write_all(&chunk)?;

@@ -205,6 +205,30 @@ async fn render_refusals_say_what_is_wrong_and_queue_nothing(backend: Backend) {
         run.stderr
     );
 
+    // An output nobody can write is told before anything is queued.
+    let missing = dir.path().join("missing").join("movie.mp4");
+    for output in [
+        missing.to_str().expect("utf-8"),
+        dir.path().to_str().expect("utf-8"),
+    ] {
+        let run = reelgraph(
+            &[&["render", &good, "-o", output][..], &server].concat(),
+            &token,
+        )
+        .await;
+        assert!(!run.ok);
+        assert!(
+            run.stderr
+                .contains(&format!("cannot write the output to {output}")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stdout, "",
+            "no job for an output that cannot be written"
+        );
+    }
+
     let not_json = write("broken.json", "{ \"width\": 320,\n  oops }");
     let run = reelgraph(&[&["render", &not_json][..], &server].concat(), &token).await;
     assert!(!run.ok);
