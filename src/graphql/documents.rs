@@ -25,8 +25,8 @@ pub struct ParsedDocument {
     pub query_fields: Option<HashSet<String>>,
     /// Where a literal argument holds a NUL character, if one does ([`super::inputs`]).
     pub nul_literal: Option<String>,
-    /// How deep the document reads data, introspection left out ([`super::depth`]).
-    pub data_depth: usize,
+    /// How deep the document reads data and how many fields it selects ([`super::depth`]).
+    pub shape: super::depth::Shape,
 }
 
 impl ParsedDocument {
@@ -35,7 +35,7 @@ impl ParsedDocument {
         super::inputs::DocumentFacts {
             document: &self.document,
             nul_literal: self.nul_literal.as_deref(),
-            data_depth: self.data_depth,
+            shape: self.shape,
         }
     }
 
@@ -48,7 +48,7 @@ impl ParsedDocument {
             .then(|| field_names(&document));
         Some(Self {
             nul_literal: super::inputs::nul_literal(&document),
-            data_depth: super::depth::data_depth(&document),
+            shape: super::depth::shape(&document),
             document,
             query_fields,
         })

@@ -21,8 +21,8 @@ pub struct DocumentFacts<'a> {
     pub document: &'a ExecutableDocument,
     /// Where a literal argument holds a NUL character ([`nul_literal`]).
     pub nul_literal: Option<&'a str>,
-    /// [`super::depth::data_depth`].
-    pub data_depth: usize,
+    /// [`super::depth::shape`].
+    pub shape: super::depth::Shape,
 }
 
 /// Why `request` is refused before it runs, if it is. `document` is `None` when the query
@@ -51,7 +51,11 @@ pub fn refusal(
     if let Some(path) = document.nul_literal {
         return Some(nul(path.to_owned()));
     }
-    if document.data_depth > max_depth {
+    // Before anything walks the document as expanded (async-graphql's validation does).
+    if document.shape.expanded_fields > super::depth::MAX_EXPANDED_FIELDS {
+        return Some(super::depth::too_large());
+    }
+    if document.shape.data_depth > max_depth {
         return Some(super::depth::too_deep());
     }
     missing_variable(request, document.document)
@@ -284,7 +288,10 @@ mod tests {
             Some(DocumentFacts {
                 document: &document,
                 nul_literal,
-                data_depth,
+                shape: crate::graphql::depth::Shape {
+                    data_depth,
+                    expanded_fields: 1,
+                },
             })
         };
         let error = refusal(&request, facts(None, 1), 12).expect("refused");
@@ -332,7 +339,10 @@ mod tests {
             let facts = Some(DocumentFacts {
                 document: &used,
                 nul_literal: None,
-                data_depth: 1,
+                shape: crate::graphql::depth::Shape {
+                    data_depth: 1,
+                    expanded_fields: 1,
+                },
             });
             let error = refusal(&request, facts, 12).expect("refused");
             assert_eq!(
@@ -359,7 +369,10 @@ mod tests {
             let facts = Some(DocumentFacts {
                 document: &several,
                 nul_literal: None,
-                data_depth: 1,
+                shape: crate::graphql::depth::Shape {
+                    data_depth: 1,
+                    expanded_fields: 1,
+                },
             });
             let error = refusal(&request, facts, 12).expect("refused");
             assert_eq!(
@@ -387,7 +400,10 @@ mod tests {
         let facts = Some(DocumentFacts {
             document: &document,
             nul_literal: None,
-            data_depth: 1,
+            shape: crate::graphql::depth::Shape {
+                data_depth: 1,
+                expanded_fields: 1,
+            },
         });
         let request = |operation: &str, variables: serde_json::Value| {
             async_graphql::Request::new("")

@@ -358,7 +358,7 @@ impl Connection {
             .map(|document| crate::graphql::inputs::DocumentFacts {
                 document,
                 nul_literal: nul_literal.as_deref(),
-                data_depth: crate::graphql::depth::data_depth(document),
+                shape: crate::graphql::depth::shape(document),
             });
         let max_depth = self.setup.state.app.config.max_query_depth;
         if let Some(error) =

@@ -24,6 +24,35 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
     let wide = "{ creators(first: 100) { nodes { videos(first: 100) { nodes { creator { videos(first: 100) { nodes { id } } } } } } } }";
     let body = app.gql(None, wide, json!({})).await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+
+    // 2 KB of fragments, each spreading the next twice: 2^40 fields once expanded. Refused as
+    // written, before anything walks it expanded (which would hold a core for hours).
+    let mut bomb = String::from("{ ...F0 }");
+    for n in 0..40 {
+        bomb.push_str(&format!(
+            " fragment F{n} on QueryRoot {{ ...F{} ...F{} }}",
+            n + 1,
+            n + 1
+        ));
+    }
+    bomb.push_str(" fragment F40 on QueryRoot { __typename }");
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        app.gql(None, &bomb, json!({})),
+    )
+    .await
+    .expect("the server answers");
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fragments are expanded")),
+        "{body}"
+    );
+    // The same fragments spread a few times are served.
+    let few = "{ ...A ...A } fragment A on QueryRoot { ...B ...B } fragment B on QueryRoot { __typename }";
+    let data = app.ok(None, few, json!({})).await;
+    assert!(data["__typename"].is_string(), "{data}");
 }
 
 /// The introspection query standard tools send is 15 fields deep; it loads the whole schema
