@@ -334,18 +334,19 @@ async fn execute(
     headers: &HeaderMap,
     batch: BatchRequest,
 ) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let media = MediaType::negotiate(headers);
-    let viewer = match auth::viewer_from_authorization(&state.app, authorization) {
-        Ok(viewer) => Arc::new(viewer),
-        Err(err) => {
-            let error = err.into_request_error();
-            state.app.metrics.count_errors([&error]);
-            let answer = Answer::RequestError(vec![error]);
-            return over_http::respond(media, true, vec![answer]);
-        }
+    // A header that is there but cannot be read is a bad credential, not an absent one.
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        Some(value) => Some(value.to_str().unwrap_or("\u{fffd}")),
+        None => None,
+    };
+    // A bad credential (expired, revoked, malformed) refuses every operation but those that
+    // get a new one (`refreshSession`, `login`, …), which run as anonymous: clients send
+    // their stale token along when they refresh it. Never silently anonymous otherwise.
+    let (viewer, bad_credential) = match auth::viewer_from_authorization(&state.app, authorization)
+    {
+        Ok(viewer) => (Arc::new(viewer), None),
+        Err(err) => (Arc::new(crate::access::Viewer::anonymous()), Some(err)),
     };
     let (requests, single) = match batch {
         BatchRequest::Single(one) => (vec![one], true),
@@ -383,6 +384,12 @@ async fn execute(
         {
             return refusal;
         }
+        if let Some(err) = &bad_credential
+            && !only_session_mutations(parsed.as_deref(), request.operation_name.as_deref())
+        {
+            refused.push(Some(err.clone().into_request_error()));
+            continue;
+        }
         refused.push(None);
         runnable.push(request);
         documents.push(parsed);
@@ -406,6 +413,38 @@ async fn execute(
         })
         .collect();
     over_http::respond(media, single, answers)
+}
+
+/// The mutations that need no signed-in caller, and that a client whose access token no
+/// longer works calls to get going again.
+const SESSION_MUTATIONS: [&str; 5] = [
+    "refreshSession",
+    "login",
+    "register",
+    "logout",
+    "resetPassword",
+];
+
+/// Whether the operation `name` of `parsed` is a mutation that selects only
+/// [`SESSION_MUTATIONS`] (and `__typename`), directly.
+fn only_session_mutations(parsed: Option<&ParsedDocument>, name: Option<&str>) -> bool {
+    let Some(operation) = parsed.and_then(|p| crate::graphql::nulls::pick(&p.document, name))
+    else {
+        return false;
+    };
+    operation.ty == async_graphql::parser::types::OperationType::Mutation
+        && operation
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|item| match &item.node {
+                async_graphql::parser::types::Selection::Field(field) => {
+                    let name = field.node.name.node.as_str();
+                    name == "__typename" || SESSION_MUTATIONS.contains(&name)
+                }
+                _ => false,
+            })
 }
 
 /// Resolves a persisted query, parses the document (once per text) and makes the checks

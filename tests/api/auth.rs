@@ -1,6 +1,6 @@
 use chrono::{Duration, Utc};
 use entity::UserRole;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
@@ -197,6 +197,62 @@ async fn expired_and_forged_tokens_are_unauthenticated(backend: Backend) {
             .unwrap_or_default()
             .contains("expired")
     );
+
+    // A client refreshes with its stale token still attached (as auth links do): the
+    // mutations that get a new one run; anything else, public reads included, is refused.
+    let refreshed = app
+        .gql(
+            Some(&expired),
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+            json!({ "t": session.refresh_token }),
+        )
+        .await;
+    assert!(refreshed.get("errors").is_none(), "{refreshed:#}");
+    assert!(refreshed["data"]["refreshSession"]["accessToken"].is_string());
+    for query in [
+        "{ creators { totalCount } }",
+        "mutation { refreshSession(refreshToken: \"x\") { accessToken } logoutEverywhere }",
+        "mutation { ...M } fragment M on MutationRoot { logout(refreshToken: \"x\") }",
+    ] {
+        let body = app.gql(Some(&expired), query, json!({})).await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{query}: {body}");
+        assert!(body["data"].is_null(), "{query}: {body}");
+    }
+    // In a batch, each operation is answered in its place.
+    let answers: Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&expired)
+        .json(&json!([
+            { "query": "{ creators { totalCount } }" },
+            { "query": "mutation { logout(refreshToken: \"unknown\") }" },
+        ]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let answers = answers.as_array().expect("one answer per operation");
+    assert_eq!(answers.len(), 2, "{answers:#?}");
+    assert_eq!(error_code(&answers[0]), "UNAUTHENTICATED", "{answers:#?}");
+    assert!(answers[1].get("errors").is_none(), "{answers:#?}");
+    // An Authorization header that is not text is a bad credential, not an absent one.
+    let body: Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("header"),
+        )
+        .json(&json!({ "query": "{ creators { totalCount } }" }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
 
     // Same claims, signed with another key.
     let forger =
