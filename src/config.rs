@@ -18,7 +18,8 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Upper bound of the database connection pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
 
     /// HS256 secret for access tokens (at least 32 bytes). Required with PostgreSQL.
@@ -34,25 +35,29 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub access_token_ttl_secs: u64,
 
-    /// Lifetime of a session (its refresh tokens), in days.
-    #[arg(long, env = "REELGRAPH_SESSION_TTL_DAYS", default_value_t = 30)]
+    /// Lifetime of a session (its refresh tokens), in days (1 to 3650).
+    #[arg(long, env = "REELGRAPH_SESSION_TTL_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub session_ttl_days: u64,
 
     /// Deepest selection nesting a query may have.
-    #[arg(long, env = "REELGRAPH_MAX_QUERY_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "REELGRAPH_MAX_QUERY_DEPTH", default_value_t = 12,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub max_query_depth: usize,
 
     /// Largest complexity score a query may have (list fields count `first` times their children).
-    #[arg(long, env = "REELGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
+    #[arg(long, env = "REELGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = 5000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_query_complexity: usize,
 
-    /// Origins allowed by CORS, comma separated; unset allows any origin (tokens are bearer
+    /// Origins allowed by CORS, comma separated; unset or `*` allows any origin (tokens are bearer
     /// headers, never cookies, so this exposes nothing to other sites).
     #[arg(long, env = "REELGRAPH_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "REELGRAPH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "REELGRAPH_MAX_BODY_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     pub max_body_bytes: usize,
 
     /// How long one HTTP request may run before it is stopped (milliseconds); WebSocket
@@ -83,15 +88,18 @@ pub struct Config {
     pub workers: Option<usize>,
 
     /// Seconds a claimed job stays leased without a heartbeat before another worker may take it.
-    #[arg(long, env = "REELGRAPH_JOB_LEASE_SECS", default_value_t = 30)]
+    #[arg(long, env = "REELGRAPH_JOB_LEASE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub job_lease_secs: u64,
 
     /// Milliseconds between heartbeats of a running job (also how fast a cancel is seen).
-    #[arg(long, env = "REELGRAPH_JOB_HEARTBEAT_MS", default_value_t = 500)]
+    #[arg(long, env = "REELGRAPH_JOB_HEARTBEAT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub job_heartbeat_ms: u64,
 
     /// Milliseconds between looks for work when no wake-up arrives.
-    #[arg(long, env = "REELGRAPH_JOB_POLL_MS", default_value_t = 2000)]
+    #[arg(long, env = "REELGRAPH_JOB_POLL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub job_poll_ms: u64,
 
     /// Milliseconds after which a `jobUpdated`/`jobsUpdated` subscription that heard nothing of
@@ -99,21 +107,25 @@ pub struct Config {
     #[arg(
         long,
         env = "REELGRAPH_SUBSCRIPTION_REREAD_MS",
-        default_value_t = 30_000
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(10..=86_400_000)
     )]
     pub subscription_reread_ms: u64,
 
     /// Days finished top-level jobs are kept (rendered movies are kept for good: their MP4 is
     /// reached through the job).
-    #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub job_retention_days: u32,
 
     /// Days a rendered scene stays in the scene cache after a render last used it (0: for good).
-    #[arg(long, env = "REELGRAPH_SCENE_CACHE_DAYS", default_value_t = 30)]
+    #[arg(long, env = "REELGRAPH_SCENE_CACHE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub scene_cache_days: u32,
 
     /// Seconds running jobs may take to finish on shutdown before they are released.
-    #[arg(long, env = "REELGRAPH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    #[arg(long, env = "REELGRAPH_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_grace_secs: u64,
 
     /// Where this server is reachable from clients (for the presigned URLs of local storage);

@@ -453,3 +453,71 @@ async fn large_answers_are_gzipped_for_clients_that_accept_it() {
         .expect("sent");
     assert!(small.headers().get("content-encoding").is_none());
 }
+
+/// `REELGRAPH_CORS_ORIGINS` lists the origins browsers may call from; `*` allows any (it used
+/// to reach tower-http's origin list and stop the server at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_the_listed_origins_or_any_with_a_star() {
+    let preflight = |app: &TestApp, origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    };
+    let listed = TestApp::spawn_with(Backend::Sqlite, |a| {
+        a.config.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let ok = preflight(&listed, "https://app.example.com")
+        .await
+        .expect("sent");
+    assert_eq!(allowed(&ok).as_deref(), Some("https://app.example.com"));
+    let other = preflight(&listed, "https://evil.example.net")
+        .await
+        .expect("sent");
+    assert_eq!(allowed(&other), None);
+
+    let any = TestApp::spawn_with(Backend::Sqlite, |a| {
+        a.config.cors_origins = vec!["*".into()];
+    })
+    .await;
+    let ok = preflight(&any, "https://evil.example.net")
+        .await
+        .expect("sent");
+    assert_eq!(allowed(&ok).as_deref(), Some("*"));
+}
+
+/// Settings out of their range are refused at start, naming the range, instead of panicking
+/// later (a session lifetime of 10^9 days overflowed the clock at every sign-in).
+#[tokio::test]
+async fn settings_out_of_range_are_refused_at_start() {
+    for (name, value, range) in [
+        ("REELGRAPH_SESSION_TTL_DAYS", "1000000000", "1..=3650"),
+        ("REELGRAPH_JOB_POLL_MS", "0", "10..=3600000"),
+        ("DATABASE_MAX_CONNECTIONS", "0", "1..=10000"),
+    ] {
+        let data_dir = tempfile::tempdir().expect("dir");
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("DATABASE_URL")
+            .env("REELGRAPH_DATA_DIR", data_dir.path())
+            .env(name, value)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(30), output)
+            .await
+            .expect("refused at once")
+            .expect("runs");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value}: {said}");
+        assert!(said.contains(range), "{name}={value}: {said}");
+    }
+}
