@@ -372,9 +372,32 @@ pub async fn change_password(
             "is not this account's password",
         ));
     }
+    let checked = user.password_hash;
     let hash = password::hash(new).await?;
     let now = Utc::now();
-    let txn = state.db.begin().await?;
+    let txn = crate::jobs::queue::begin_write(&state.db).await?;
+    // The account again, locked: an administrator who disabled it, or a reset or another
+    // change of its password, while the current password was checked has either committed
+    // (and this sees it) or waits for this change. The user row is locked before any reset
+    // row, as `resetPassword` does.
+    let current = user::Entity::find_by_id(user_id)
+        .for_update(&txn)
+        .one(&txn)
+        .await?;
+    let user = match current {
+        Some(user) if user.is_active && user.password_hash == checked => user,
+        Some(user) if user.is_active => {
+            txn.rollback().await?;
+            return Err(AppError::bad_input(
+                "currentPassword",
+                "is no longer this account's password: it was changed meanwhile",
+            ));
+        }
+        _ => {
+            txn.rollback().await?;
+            return Err(AppError::unauthenticated("this account no longer exists"));
+        }
+    };
     let mut row: user::ActiveModel = user.into();
     row.password_hash = Set(hash);
     row.updated_at = Set(now);

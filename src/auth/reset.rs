@@ -112,20 +112,18 @@ pub async fn reset_password(
     // Hashed before the transaction, which then holds its locks only for the writes.
     let hash = password::hash(new_password).await?;
     let now = Utc::now();
-    let txn = begin_write(&state.db).await?;
-    // The claim is one conditional statement: of two requests with the same token, one wins.
-    let claimed = password_reset::Entity::update_many()
-        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
-        .filter(password_reset::Column::TokenHash.eq(token_hash))
-        .filter(password_reset::Column::UsedAt.is_null())
-        .filter(password_reset::Column::ExpiresAt.gt(now))
-        .exec_with_returning(&txn)
-        .await?;
-    let Some(reset) = claimed.into_iter().next() else {
-        txn.rollback().await?;
+    // Whose token it is, read first, so that the account's row is locked before its reset
+    // rows (the order `changePassword` and `updateUser` take them in: no deadlock).
+    let Some(owner) = password_reset::Entity::find()
+        .filter(password_reset::Column::TokenHash.eq(token_hash.clone()))
+        .one(&state.db)
+        .await?
+        .map(|reset| reset.user_id)
+    else {
         return Err(invalid());
     };
-    let found = user::Entity::find_by_id(reset.user_id)
+    let txn = begin_write(&state.db).await?;
+    let found = user::Entity::find_by_id(owner)
         .for_update(&txn)
         .one(&txn)
         .await?;
@@ -133,6 +131,19 @@ pub async fn reset_password(
         txn.rollback().await?;
         return Err(invalid());
     };
+    // The claim is one conditional statement: of two requests with the same token, one wins.
+    let claimed = password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
+        .filter(password_reset::Column::TokenHash.eq(token_hash))
+        .filter(password_reset::Column::UserId.eq(owner))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .filter(password_reset::Column::ExpiresAt.gt(now))
+        .exec_with_returning(&txn)
+        .await?;
+    if claimed.is_empty() {
+        txn.rollback().await?;
+        return Err(invalid());
+    }
     let mut row: user::ActiveModel = user.into();
     row.password_hash = Set(hash);
     row.updated_at = Set(now);

@@ -279,6 +279,25 @@ async fn administrators_demoting_each_other_at_once_leave_one() {
 /// sign-in waits on it, then writes `column = value` and commits: the sign-in must see that,
 /// not the account it read before checking the password.
 async fn a_sign_in_overlapping(column: entity::user::Column, value: sea_orm::sea_query::Expr) {
+    overlapping(
+        column,
+        value,
+        false,
+        "mutation { login(email: \"eve@example.com\", password: \"correct horse battery\") { accessToken } }",
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
+/// [`a_sign_in_overlapping`] for any `query` (sent with Eve's token when `as_eve`): it is
+/// refused with `code`, starts no session and leaves what the test wrote.
+async fn overlapping(
+    column: entity::user::Column,
+    value: sea_orm::sea_query::Expr,
+    as_eve: bool,
+    query: &'static str,
+    code: &str,
+) {
     use sea_orm::{
         ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
     };
@@ -294,13 +313,15 @@ async fn a_sign_in_overlapping(column: entity::user::Column, value: sea_orm::sea
         .expect("locked")
         .expect("user");
     let (base, client) = (app.base.clone(), app.client.clone());
-    let login = tokio::spawn(async move {
-        client
+    let token = as_eve.then(|| eve.access_token.clone());
+    let request = tokio::spawn(async move {
+        let mut post = client
             .post(format!("{base}/graphql"))
-            .json(&json!({
-                "query": "mutation { login(email: \"eve@example.com\", password: \"correct horse battery\") { accessToken } }"
-            }))
-            .send()
+            .json(&json!({ "query": query }));
+        if let Some(token) = token {
+            post = post.bearer_auth(token);
+        }
+        post.send()
             .await
             .expect("sent")
             .json::<serde_json::Value>()
@@ -315,14 +336,56 @@ async fn a_sign_in_overlapping(column: entity::user::Column, value: sea_orm::sea
         .await
         .expect("changed");
     hold.commit().await.expect("commit");
-    let body = login.await.expect("joined");
-    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let written = entity::user::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("user");
+    let body = request.await.expect("joined");
+    assert_eq!(error_code(&body), code, "{body}");
     let sessions = entity::session::Entity::find()
         .filter(entity::session::Column::UserId.eq(id))
         .count(&app.state.db)
         .await
         .expect("count");
     assert_eq!(sessions, 1, "only the registration's session");
+    let after = entity::user::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(after, written, "the refused request changed the account");
+}
+
+/// A password change overlapping a disable: refused, the password stays, no session starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_overlapping_a_disable_changes_nothing() {
+    overlapping(
+        entity::user::Column::IsActive,
+        sea_orm::sea_query::Expr::val(false),
+        true,
+        "mutation { changePassword(currentPassword: \"correct horse battery\", newPassword: \"another long password\") { accessToken } }",
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
+/// A password change overlapping another change (or a reset) of the password: the current
+/// password it checked is no longer the account's, so it is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_overlapping_another_changes_nothing() {
+    let other = reelgraph::auth::password::hash("a different password".into())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("hashed");
+    overlapping(
+        entity::user::Column::PasswordHash,
+        sea_orm::sea_query::Expr::val(other),
+        true,
+        "mutation { changePassword(currentPassword: \"correct horse battery\", newPassword: \"another long password\") { accessToken } }",
+        "BAD_USER_INPUT",
+    )
+    .await;
 }
 
 /// An administrator disabling the account.
