@@ -15,7 +15,7 @@ use reelgraph::{
     client,
     config::{Config, ServeArgs, WorkerArgs},
     db,
-    users::{AdminOutcome, create_admin, import},
+    users::{create_admin, import, promote_admin},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
@@ -72,11 +72,16 @@ enum AdminCommand {
     Create {
         #[arg(long)]
         email: String,
-        /// Password for a new account; generated and printed when omitted.
+        /// Password for a new account; generated and printed when omitted. With `--promote`,
+        /// replaces the account's password and ends its sessions.
         #[arg(long, env = "REELGRAPH_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
+        /// Make the existing account with this email an administrator instead (only one you
+        /// know is its owner's: anyone may register an address).
+        #[arg(long)]
+        promote: bool,
         #[command(flatten)]
         config: Config,
     },
@@ -257,24 +262,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             email,
             password,
             display_name,
+            promote,
             config,
         })) => {
             let db = db::connect(&config, None).await?;
             db::migrate(&db).await?;
+            let refused = |e: reelgraph::error::AppError| anyhow::anyhow!("{}", e.public_message());
+            if promote {
+                let ended = promote_admin(&db, &email, password.as_deref())
+                    .await
+                    .map_err(refused)
+                    .context("promoting the account")?;
+                match password {
+                    Some(_) => println!(
+                        "{email} is now an administrator with the new password ({ended} sessions ended)"
+                    ),
+                    None => println!("{email} is now an administrator (password unchanged)"),
+                }
+                return Ok(());
+            }
             let generated = password.is_none();
             let password = password.unwrap_or_else(reelgraph::auth::password::generate_password);
-            let outcome = create_admin(&db, &email, &password, display_name.as_deref())
+            create_admin(&db, &email, &password, display_name.as_deref())
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
+                .map_err(refused)
                 .context("creating the administrator")?;
-            match outcome {
-                AdminOutcome::Promoted => {
-                    println!("{email} is now an administrator (password unchanged)")
-                }
-                AdminOutcome::Created if generated => {
-                    println!("created administrator {email} with password: {password}");
-                }
-                AdminOutcome::Created => println!("created administrator {email}"),
+            if generated {
+                println!("created administrator {email} with password: {password}");
+            } else {
+                println!("created administrator {email}");
             }
             Ok(())
         }

@@ -25,6 +25,27 @@ use crate::auth::revoked::RevokedSessions;
 const CHANNEL: &str = "reelgraph_jobs";
 /// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: the id.
 const SESSIONS_CHANNEL: &str = "reelgraph_sessions";
+
+/// Tells every server on the PostgreSQL database `db` that `sessions` ended (committed), so
+/// their access tokens stop working at once; for processes without an event bus (the CLI).
+/// On SQLite there is one process, which already knows.
+pub async fn announce_revoked(db: &DatabaseConnection, sessions: &[Uuid]) {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return;
+    }
+    for id in sessions {
+        let statement = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [SESSIONS_CHANNEL.into(), id.to_string().into()],
+        );
+        if let Err(err) = db.execute_raw(statement).await {
+            // The other processes refuse its tokens once they next reload, or when the
+            // tokens expire.
+            tracing::warn!(error = %err, session_id = %id, "could not announce an ended session");
+        }
+    }
+}
 /// Events buffered per subscriber; a subscriber further behind gets `Lagged` and re-reads.
 const BUFFER: usize = 1024;
 
@@ -163,21 +184,7 @@ impl EventBus {
     /// Tells the other processes sharing the database that these sessions ended (the caller
     /// has added them to its own list). Embedded mode has no other process.
     pub async fn announce_revoked(&self, sessions: &[Uuid]) {
-        if self.db.get_database_backend() != DatabaseBackend::Postgres {
-            return;
-        }
-        for id in sessions {
-            let statement = Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [SESSIONS_CHANNEL.into(), id.to_string().into()],
-            );
-            if let Err(err) = self.db.execute_raw(statement).await {
-                // The other processes refuse its tokens once they next reload, or when the
-                // tokens expire.
-                tracing::warn!(error = %err, session_id = %id, "could not announce an ended session");
-            }
-        }
+        announce_revoked(&self.db, sessions).await;
     }
 
     /// Announces committed changes. Call only after the transaction that made them committed.

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::{
     auth::{normalize_display_name, normalize_email, password},
     creators::Creator,
+    db::RowLock,
     error::{AppError, AppResult, unique_violation},
     graphql::{
         loaders,
@@ -474,31 +475,27 @@ pub struct PasswordReset {
     pub user: User,
 }
 
-/// What `reelgraph admin create` did.
-pub enum AdminOutcome {
-    Created,
-    Promoted,
-}
-
-/// Creates an administrator, or promotes an existing account with that email.
+/// Creates an administrator account. An account with that email already is CONFLICT: making
+/// it an administrator is [`promote_admin`], asked for on purpose (anyone may have registered
+/// the address, emails being unverified).
 pub async fn create_admin(
     db: &DatabaseConnection,
     email: &str,
     password_plain: &str,
     display_name: Option<&str>,
-) -> AppResult<AdminOutcome> {
+) -> AppResult<()> {
     let email = normalize_email("email", email)?;
-    if let Some(existing) = user::Entity::find()
+    if user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(db)
         .await?
+        .is_some()
     {
-        let mut active: user::ActiveModel = existing.into();
-        active.role = Set(UserRole::Admin);
-        active.is_active = Set(true);
-        active.updated_at = Set(Utc::now());
-        active.update(db).await?;
-        return Ok(AdminOutcome::Promoted);
+        return Err(AppError::conflict(
+            Some("email"),
+            "an account with this email exists: `admin create --promote` makes it an \
+             administrator (promote only an account you know is its owner's)",
+        ));
     }
     password::validate_password("password", password_plain)?;
     let display_name = normalize_display_name("display-name", display_name)?;
@@ -522,5 +519,52 @@ pub async fn create_admin(
     }
     .insert(db)
     .await?;
-    Ok(AdminOutcome::Created)
+    Ok(())
+}
+
+/// Makes the existing account with `email` an active administrator. With `password`, also
+/// sets it and ends every session of the account, so that whoever registered the address
+/// before its owner is signed out; returns how many sessions ended.
+pub async fn promote_admin(
+    db: &DatabaseConnection,
+    email: &str,
+    password_plain: Option<&str>,
+) -> AppResult<usize> {
+    let email = normalize_email("email", email)?;
+    let hash = match password_plain {
+        Some(plain) => {
+            password::validate_password("password", plain)?;
+            Some(password::hash(plain.to_owned()).await?)
+        }
+        None => None,
+    };
+    let txn = crate::jobs::queue::begin_write(db).await?;
+    let Some(existing) = user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .for_update(&txn)
+        .one(&txn)
+        .await?
+    else {
+        txn.rollback().await?;
+        return Err(AppError::NotFound("account"));
+    };
+    let id = existing.id;
+    let mut active: user::ActiveModel = existing.into();
+    active.role = Set(UserRole::Admin);
+    active.is_active = Set(true);
+    active.updated_at = Set(Utc::now());
+    let replaced = hash.is_some();
+    if let Some(hash) = hash {
+        active.password_hash = Set(hash);
+    }
+    active.update(&txn).await?;
+    let ended = if replaced {
+        crate::auth::reset::set_aside(&txn, id, Utc::now()).await?;
+        crate::auth::end_sessions(&txn, Some(id), None, "password set by an administrator").await?
+    } else {
+        Vec::new()
+    };
+    txn.commit().await?;
+    crate::jobs::events::announce_revoked(db, &ended).await;
+    Ok(ended.len())
 }

@@ -431,3 +431,72 @@ async fn the_reset_command_prints_a_token_that_sets_a_new_password() {
         login(&app, "locked-out@example.com", "set from the command").await["errors"].is_null()
     );
 }
+
+/// `reelgraph admin create` never hands an existing account administrator rights (anyone may
+/// have registered the address first): that takes `--promote`, and `--promote --password`
+/// also replaces the password and signs out whoever held the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_promotes_an_existing_account_only_when_asked() {
+    let name = create_database().await;
+    let mut app = TestApp::spawn_on(Some(&name), |a| a.no_worker = true).await;
+    app.adopt_database(name.clone());
+    let squatter = app.register("ops@example.com").await;
+    let role = |app: &TestApp| {
+        let db = app.state.db.clone();
+        async move {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            entity::user::Entity::find()
+                .filter(entity::user::Column::Email.eq("ops@example.com"))
+                .one(&db)
+                .await
+                .expect("read")
+                .expect("user")
+                .role
+        }
+    };
+
+    let (ok, output) = admin_command(
+        &name,
+        &[
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "the operator's password",
+        ],
+    )
+    .await;
+    assert!(!ok, "{output}");
+    assert!(output.contains("--promote"), "{output}");
+    assert_eq!(role(&app).await, entity::UserRole::Viewer);
+
+    let (ok, output) = admin_command(
+        &name,
+        &[
+            "create",
+            "--promote",
+            "--email",
+            "Ops@Example.com",
+            "--password",
+            "the operator's password",
+        ],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(output.contains("1 sessions ended"), "{output}");
+    assert_eq!(role(&app).await, entity::UserRole::Admin);
+    // The squatter's password and session no longer work; the operator's password does.
+    assert!(!login(&app, "ops@example.com", "correct horse battery").await["errors"].is_null());
+    let me = app
+        .gql(Some(&squatter.access_token), "{ me { id } }", json!({}))
+        .await;
+    assert_eq!(crate::helpers::error_code(&me), "UNAUTHENTICATED", "{me}");
+    assert!(login(&app, "ops@example.com", "the operator's password").await["errors"].is_null());
+
+    let (ok, output) = admin_command(
+        &name,
+        &["create", "--promote", "--email", "nobody@example.com"],
+    )
+    .await;
+    assert!(!ok, "{output}");
+}
