@@ -287,16 +287,20 @@ impl ShortMutation {
             return Err(still_rendering());
         }
         // Conditional: a retry that made it render again meanwhile (it is PENDING from the
-        // retry on) is not pulled from under it.
+        // retry on) is not pulled from under it. The row and its job's link to the file go
+        // together, or neither does.
+        let txn = crate::jobs::queue::begin_write(db).await?;
         let deleted = short::Entity::delete_many()
             .filter(short::Column::Id.eq(found.0.id))
             .filter(short::Column::Status.is_not_in(rendering))
-            .exec(db)
+            .exec(&txn)
             .await?;
         if deleted.rows_affected == 0 {
+            txn.rollback().await?;
             return Err(still_rendering());
         }
-        forget_outputs(db, found.0.job_id).await?;
+        forget_outputs(&txn, found.0.job_id).await?;
+        txn.commit().await?;
         if let Some(key) = &found.0.object_key
             && let Err(err) = state(ctx)?.storage.delete(key).await
         {

@@ -1941,6 +1941,59 @@ both_backends!(
     reviewed_key_moments_steer_highlight_detection,
 );
 
+/// `deleteShort` removes the short and unlinks its job's output together: when the second
+/// write fails (a trigger refuses it here, as a lost connection would), the short, its file
+/// and its link all stay, and deleting again later works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deletion_that_fails_halfway_keeps_the_short() {
+    use sea_orm::ConnectionTrait;
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "half-delete@example.com", "Halfway").await;
+    let token = Some(owner.access_token.as_str());
+    let short = generate_short(&app, &owner.access_token, &highlight, "SQUARE").await;
+    let key = format!("shorts/test/{short}.mp4");
+    finish_short(&app, &short, None, Some(&key)).await;
+    app.state
+        .storage
+        .put_bytes(&key, b"mp4".to_vec(), "video/mp4")
+        .await
+        .expect("stored");
+    app.state
+        .db
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_output_change() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_output_change BEFORE UPDATE OF output_ref ON jobs \
+             FOR EACH ROW EXECUTE FUNCTION refuse_output_change();",
+        )
+        .await
+        .expect("trigger");
+    let delete = "mutation($id: ID!) { deleteShort(id: $id) }";
+    let body = app.gql(token, delete, json!({ "id": short })).await;
+    assert_eq!(error_code(&body), "INTERNAL", "{body}");
+    let data = app
+        .ok(
+            token,
+            "query($id: ID!) { short(id: $id) { status job { outputUrl } } }",
+            json!({ "id": short }),
+        )
+        .await;
+    assert_eq!(data["short"]["status"], "COMPLETE", "{data}");
+    assert!(data["short"]["job"]["outputUrl"].is_string(), "{data}");
+    assert!(app.state.storage.head(&key).await.expect("head").is_some());
+
+    app.state
+        .db
+        .execute_unprepared("DROP TRIGGER refuse_output_change ON jobs")
+        .await
+        .expect("dropped");
+    let data = app.ok(token, delete, json!({ "id": short })).await;
+    assert_eq!(data["deleteShort"], true);
+    assert!(app.state.storage.head(&key).await.expect("head").is_none());
+}
+
 /// `generateShort` and `rejectHighlight` race: the short's checks pass before the rejection
 /// commits. It reads the highlight again in its transaction, waits for the rejection, and
 /// refuses; no short, job or reservation is left.
