@@ -166,10 +166,17 @@ where
 /// Sets a highlight's curation status.
 async fn set_status(ctx: &Context<'_>, id: &ID, status: HighlightStatus) -> AppResult<Highlight> {
     let found = managed_highlight(ctx, id).await?;
-    let mut row: highlight::ActiveModel = found.into();
-    row.status = Set(status);
-    row.updated_at = Set(Utc::now());
-    Ok(Highlight(row.update(&state(ctx)?.db).await?, None))
+    // Gone meanwhile (its key moment or video deleted): NOT_FOUND, as before the checks.
+    highlight::Entity::update_many()
+        .col_expr(highlight::Column::Status, Expr::val(status))
+        .col_expr(highlight::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(highlight::Column::Id.eq(found.id))
+        .exec_with_returning(&state(ctx)?.db)
+        .await?
+        .into_iter()
+        .next()
+        .map(|row| Highlight(row, None))
+        .ok_or(AppError::NotFound("highlight"))
 }
 
 #[derive(Default)]
@@ -393,17 +400,22 @@ impl ContentMutation {
         let video_id = parse_id("videoId", &video_id)?;
         let (_, video) = managed_video(ctx, video_id).await?;
         let db = &state(ctx)?.db;
+        // The moments are read in the transaction that writes their highlights, and held
+        // (PostgreSQL: FOR SHARE; SQLite: the write transaction) until it commits: a moment
+        // deleted, rejected or moved meanwhile waits, then sees its highlight.
+        let txn = crate::jobs::queue::begin_write(db).await?;
         let moments = key_moment::Entity::find()
             .filter(key_moment::Column::VideoId.eq(video.id))
             .filter(key_moment::Column::ReviewStatus.ne(ReviewStatus::Rejected))
             .order_by_asc(key_moment::Column::SortOrder)
             .order_by_asc(key_moment::Column::Id)
-            .all(db)
+            .for_share(&txn)
+            .all(&txn)
             .await?;
         let segments = transcript_segment::Entity::find()
             .filter(transcript_segment::Column::VideoId.eq(video.id))
             .order_by_asc(transcript_segment::Column::StartTime)
-            .all(db)
+            .all(&txn)
             .await?;
         // Every moment is compared with every other one: CPU work, off the async workers.
         let duration = video.duration_secs;
@@ -442,7 +454,6 @@ impl ContentMutation {
                 highlight::Column::UpdatedAt,
             ])
             .to_owned();
-        let txn = db.begin().await?;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<highlight::ActiveModel> = rows.by_ref().take(INSERT_CHUNK).collect();
@@ -462,8 +473,9 @@ impl ContentMutation {
     }
 
     /// Reviews a key moment: `APPROVED`, `REJECTED` (`detectHighlights` then makes no
-    /// candidate of it), or back to `PENDING`. Members of the video's creator and
-    /// administrators.
+    /// candidate of it, and its highlight, while still a `CANDIDATE`, is `REJECTED` with it;
+    /// one approved on its own stays), or back to `PENDING`. Members of the video's creator
+    /// and administrators.
     async fn review_key_moment(
         &self,
         ctx: &Context<'_>,
@@ -472,15 +484,33 @@ impl ContentMutation {
     ) -> AppResult<KeyMoment> {
         let (moment, _) = managed_key_moment(ctx, &id).await?;
         let db = &state(ctx)?.db;
-        let updated = key_moment::Entity::update_many()
+        let now = Utc::now();
+        let txn = crate::jobs::queue::begin_write(db).await?;
+        let Some(updated) = key_moment::Entity::update_many()
             .col_expr(key_moment::Column::ReviewStatus, Expr::val(status))
-            .col_expr(key_moment::Column::UpdatedAt, Expr::val(Utc::now()))
+            .col_expr(key_moment::Column::UpdatedAt, Expr::val(now))
             .filter(key_moment::Column::Id.eq(moment.id))
-            .exec_with_returning(db)
+            .exec_with_returning(&txn)
             .await?
             .into_iter()
             .next()
-            .ok_or(AppError::NotFound("key moment"))?;
+        else {
+            txn.rollback().await?;
+            return Err(AppError::NotFound("key moment"));
+        };
+        if status == ReviewStatus::Rejected {
+            highlight::Entity::update_many()
+                .col_expr(
+                    highlight::Column::Status,
+                    Expr::val(HighlightStatus::Rejected),
+                )
+                .col_expr(highlight::Column::UpdatedAt, Expr::val(now))
+                .filter(highlight::Column::KeyMomentId.eq(moment.id))
+                .filter(highlight::Column::Status.eq(HighlightStatus::Candidate))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
         Ok(KeyMoment(updated))
     }
 

@@ -1918,6 +1918,58 @@ async fn reviewed_key_moments_steer_highlight_detection(backend: Backend) {
         .await;
     let detected = app.ok(token, DETECT, json!({ "v": video })).await;
     assert_eq!(titles(&detected).len(), 3, "{detected}");
+
+    // Rejecting a moment rejects its candidate highlight with it; a highlight approved on
+    // its own stays approved.
+    let highlight_of = |title: &str| {
+        detected["detectHighlights"]
+            .as_array()
+            .expect("highlights")
+            .iter()
+            .find(|h| h["keyMoment"]["title"] == title)
+            .expect("highlight")
+            .clone()
+    };
+    let (bass, outro) = (
+        highlight_of("Why the bass disappears"),
+        highlight_of("Rambling outro"),
+    );
+    app.ok(
+        token,
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": bass["id"] }),
+    )
+    .await;
+    for highlight in [&bass, &outro] {
+        app.ok(
+            token,
+            review,
+            json!({ "id": highlight["keyMoment"]["id"], "s": "REJECTED" }),
+        )
+        .await;
+    }
+    let status = |id: Value| {
+        let app = &app;
+        async move {
+            app.ok(
+                token,
+                "query($id: ID!) { highlight(id: $id) { status } }",
+                json!({ "id": id }),
+            )
+            .await["highlight"]["status"]
+                .clone()
+        }
+    };
+    assert_eq!(status(outro["id"].clone()).await, "REJECTED");
+    assert_eq!(status(bass["id"].clone()).await, "APPROVED");
+    let candidates = app
+        .ok(
+            token,
+            "query($v: ID!) { highlights(videoId: $v, status: CANDIDATE) { totalCount } }",
+            json!({ "v": video }),
+        )
+        .await;
+    assert_eq!(candidates["highlights"]["totalCount"], 1, "{candidates}");
 }
 
 both_backends!(
@@ -1940,6 +1992,101 @@ both_backends!(
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
+
+/// `detectHighlights` and `deleteKeyMoment` overlap: the deletion (written, not committed)
+/// holds a moment that detection reads. Detection waits for it and scores the moments that
+/// remain; it used to score the deleted one too and fail INTERNAL on its foreign key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highlights_detected_while_a_moment_is_deleted_leave_it_out() {
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "detect-race@example.com", "Racing").await;
+    let token = owner.access_token.clone();
+    scored_video(&app, Some(&token), video).await;
+    let moments = entity::key_moment::Entity::find()
+        .filter(entity::key_moment::Column::VideoId.eq(video))
+        .all(&app.state.db)
+        .await
+        .expect("moments");
+    assert_eq!(moments.len(), 3);
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::delete_by_id(moments[0].id)
+        .exec(&hold)
+        .await
+        .expect("deleted");
+    let (base, client) = (app.base.clone(), app.client.clone());
+    let detect = tokio::spawn(async move {
+        client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": DETECT, "variables": { "v": video } }))
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("json")
+    });
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    hold.commit().await.expect("commit");
+    let body = detect.await.expect("joined");
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let found = body["data"]["detectHighlights"]
+        .as_array()
+        .expect("highlights");
+    assert_eq!(found.len(), 2, "{body:#}");
+    assert!(
+        found
+            .iter()
+            .all(|h| h["keyMoment"]["id"] != moments[0].id.to_string()),
+        "{body:#}"
+    );
+}
+
+/// `approveHighlight` overlapping the deletion of the highlight's key moment (committed while
+/// the approval waits on the row) is NOT_FOUND, not INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_a_highlight_deleted_meanwhile_is_not_found() {
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "approve-race@example.com", "Racing").await;
+    let token = owner.access_token.clone();
+    scored_video(&app, Some(&token), video).await;
+    let detected = app.ok(Some(&token), DETECT, json!({ "v": video })).await;
+    let highlight = detected["detectHighlights"][0].clone();
+    let moment: Uuid = highlight["keyMoment"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::delete_by_id(moment)
+        .exec(&hold)
+        .await
+        .expect("deleted");
+    let (base, client) = (app.base.clone(), app.client.clone());
+    let approve = tokio::spawn(async move {
+        client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({
+                "query": "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+                "variables": { "id": highlight["id"] },
+            }))
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("json")
+    });
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    hold.commit().await.expect("commit");
+    let body = approve.await.expect("joined");
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
+}
 
 /// `deleteShort` removes the short and unlinks its job's output together: when the second
 /// write fails (a trigger refuses it here, as a lost connection would), the short, its file
