@@ -147,7 +147,7 @@ pub fn srt(segments: &[Segment]) -> String {
             timestamp(segment.end, ',')
         ));
         if let Some(speaker) = &segment.speaker {
-            out.push_str(&format!("{speaker}: "));
+            out.push_str(&format!("{}: ", speaker.replace("-->", "->")));
         }
         out.push_str(&srt_text(&segment.text));
         out.push('\n');
@@ -202,5 +202,19 @@ mod tests {
              2\n01:02:05,000 --> 01:02:07,000\nAna: Line one\nline two\n"
         );
         assert_eq!(srt(&[]), "");
+    }
+
+    #[test]
+    fn a_speaker_cannot_write_a_timing_line() {
+        let speaker = Segment {
+            start: 0.0,
+            end: 1.0,
+            text: "hi".to_owned(),
+            speaker: Some("00:00:00,000 --> 09:00:00,000".to_owned()),
+        };
+        assert_eq!(
+            srt(&[speaker]),
+            "1\n00:00:00,000 --> 00:00:01,000\n00:00:00,000 -> 09:00:00,000: hi\n"
+        );
     }
 }

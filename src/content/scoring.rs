@@ -285,12 +285,13 @@ fn speaker_changes(segments: &[&transcript_segment::Model]) -> usize {
         .count()
 }
 
-/// Sentences ending in `?` or `!`; a run such as `?!` counts once.
+/// Sentences ending in `?` or `!`; a run such as `?!` counts once. Spanish opening marks
+/// (`¿`, `¡`) start such a sentence and do not count on their own.
 fn emphatic_sentences(text: &str) -> usize {
     let mut count = 0;
     let mut in_run = false;
     for c in text.chars() {
-        let emphatic = matches!(c, '?' | '!' | '¿' | '¡' | '？' | '！');
+        let emphatic = matches!(c, '?' | '!' | '？' | '！');
         if emphatic && !in_run {
             count += 1;
         }
@@ -419,5 +420,12 @@ mod tests {
         assert_eq!(top.topic_tags, 1.0);
         // "Intro" and "Intro again" share one of two words.
         assert_eq!(first[1].breakdown.uniqueness, 0.5);
+    }
+
+    #[test]
+    fn a_spanish_question_counts_once() {
+        assert_eq!(emphatic_sentences("¿Qué pasa?"), 1);
+        assert_eq!(emphatic_sentences("¡Mira! ¿Ves?"), 2);
+        assert_eq!(emphatic_sentences("Why?! Look!"), 2);
     }
 }
