@@ -119,7 +119,8 @@ enum Credentials {
 pub struct Api {
     http: reqwest::Client,
     base: String,
-    credentials: Credentials,
+    /// Replaced when the session is renewed, which any call may do.
+    credentials: std::sync::Mutex<Credentials>,
 }
 
 const SESSION_FIELDS: &str = "accessToken refreshToken";
@@ -156,13 +157,13 @@ impl Api {
         Ok(Self {
             http,
             base,
-            credentials: Credentials::Token(String::new()),
+            credentials: std::sync::Mutex::new(Credentials::Token(String::new())),
         })
     }
 
     /// Signs in with the token or the password `args` give; `false` when they give neither.
     pub async fn sign_in(&mut self, args: &ServerArgs) -> anyhow::Result<bool> {
-        self.credentials = match (&args.token, &args.email, &args.password) {
+        let credentials = match (&args.token, &args.email, &args.password) {
             (Some(token), _, _) => Credentials::Token(token.trim().to_owned()),
             (None, Some(email), Some(password)) => {
                 let data = self
@@ -179,6 +180,7 @@ impl Api {
             }
             _ => return Ok(false),
         };
+        self.set_credentials(credentials);
         Ok(true)
     }
 
@@ -198,8 +200,22 @@ impl Api {
                 json!({ "input": { "email": email, "password": password, "displayName": display_name } }),
             )
             .await?;
-        self.credentials = session_of(&data["register"])?;
+        self.set_credentials(session_of(&data["register"])?);
         Ok(())
+    }
+
+    fn credentials(&self) -> Credentials {
+        self.credentials
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn set_credentials(&self, credentials: Credentials) {
+        match self.credentials.lock() {
+            Ok(mut current) => *current = credentials,
+            Err(poisoned) => *poisoned.into_inner() = credentials,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -210,8 +226,8 @@ impl Api {
         &self.http
     }
 
-    pub fn access_token(&self) -> &str {
-        match &self.credentials {
+    pub fn access_token(&self) -> String {
+        match self.credentials() {
             Credentials::Token(token) => token,
             Credentials::Session { access, .. } => access,
         }
@@ -219,8 +235,8 @@ impl Api {
 
     /// Trades the refresh token for a new session. `false` when signed in with a bare token,
     /// which cannot be renewed.
-    pub async fn refresh(&mut self) -> anyhow::Result<bool> {
-        let Credentials::Session { refresh, .. } = &self.credentials else {
+    pub async fn refresh(&self) -> anyhow::Result<bool> {
+        let Credentials::Session { refresh, .. } = self.credentials() else {
             return Ok(false);
         };
         let data = self
@@ -233,7 +249,7 @@ impl Api {
             )
             .await
             .context("renewing the session")?;
-        self.credentials = session_of(&data["refreshSession"])?;
+        self.set_credentials(session_of(&data["refreshSession"])?);
         Ok(true)
     }
 
@@ -263,11 +279,31 @@ impl Api {
     }
 
     /// Runs one operation as the signed-in user; its `data`, or the errors it answered with
-    /// ([`ApiErrors`]).
+    /// ([`ApiErrors`]). Signed in with a password, an operation refused because the access
+    /// token expired renews the session and runs once more (long `seed` and `render` runs
+    /// outlive a token).
     pub async fn call(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
         let token = self.access_token();
-        self.send(query, variables, (!token.is_empty()).then_some(token))
-            .await
+        let answer = self
+            .send(
+                query,
+                variables.clone(),
+                (!token.is_empty()).then_some(&token),
+            )
+            .await;
+        let unauthenticated = answer.as_ref().err().is_some_and(|err| {
+            err.downcast_ref::<ApiErrors>().is_some_and(|errors| {
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.code.as_deref() == Some("UNAUTHENTICATED"))
+            })
+        });
+        if unauthenticated && self.refresh().await? {
+            let token = self.access_token();
+            return self.send(query, variables, Some(&token)).await;
+        }
+        answer
     }
 
     /// Runs one operation without a token (signing in, renewing an expired session).

@@ -396,7 +396,8 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
 /// with transcripts, key moments and an approved highlight, and one captioned vertical short.
 /// Run again, it finds the content there and changes nothing.
 async fn seed_fills_a_server_through_its_api(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Access tokens last 3 s: seeding takes longer, so the command renews its session.
+    let app = TestApp::spawn_with(backend, |args| args.config.access_token_ttl_secs = 3).await;
     // A bad token is refused before anything is made, and nothing is said to have been.
     let run = reelgraph(
         &["seed", "--server", &app.base, "--token", "not-a-token"],
@@ -425,17 +426,18 @@ async fn seed_fills_a_server_through_its_api(backend: Backend) {
         .expect("the generated password is printed")
         .trim()
         .to_owned();
-    let login = app
-        .ok(
+    let sign_in = || async {
+        app.ok(
             None,
             "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
             json!({ "e": reelgraph::client::DEMO_EMAIL, "p": password }),
         )
-        .await;
-    let token = login["login"]["accessToken"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+        .await["login"]["accessToken"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let token = sign_in().await;
     let content =
         "{ creators(first: 10) { totalCount nodes { slug videos(first: 10) { totalCount nodes {
         title status durationSecs width height transcript { text } keyMoments { title }
@@ -506,7 +508,7 @@ async fn seed_fills_a_server_through_its_api(backend: Backend) {
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
     assert_eq!(
         app.ok(
-            Some(&token),
+            Some(&sign_in().await),
             "{ creators { totalCount } videos { totalCount } }",
             json!({})
         )
@@ -521,3 +523,32 @@ crate::both_backends!(
     follow_renews_the_session_and_reports_how_the_job_ended,
     seed_fills_a_server_through_its_api,
 );
+
+/// Signed in with a password, a client call whose access token has expired renews the session
+/// and runs again, instead of failing (a long `seed` or `render` outlives a token between
+/// follows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_call_renews_an_expired_session() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |args| {
+        args.config.access_token_ttl_secs = 1
+    })
+    .await;
+    app.register("renews@example.com").await;
+    let api = reelgraph::client::Api::connect(&reelgraph::client::ServerArgs {
+        server: app.base.clone(),
+        token: None,
+        email: Some("renews@example.com".into()),
+        password: Some("correct horse battery".into()),
+    })
+    .await
+    .expect("signed in");
+    let first = api.access_token();
+    // Past the token's second and the 5 s the server allows for clock skew.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let data = api
+        .call("{ me { email } }", json!({}))
+        .await
+        .expect("the call renews the session");
+    assert_eq!(data["me"]["email"], "renews@example.com");
+    assert_ne!(api.access_token(), first, "a new access token");
+}
