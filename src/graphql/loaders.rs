@@ -22,7 +22,7 @@ use std::{
 use async_graphql::dataloader::Loader;
 use entity::{
     VideoStatus, creator, creator_follow, creator_member, credit_ledger_entry, highlight, job,
-    user, video, video_variant,
+    short, user, video, video_variant,
 };
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
@@ -225,6 +225,7 @@ loader_set!(
     creator_video_counts: CreatorVideoCount,
     highlight_counts: HighlightCount,
     variants: VariantsOf,
+    shorts: ShortsOf,
     highlights: HighlightById,
     jobs: JobById,
     job_costs: JobCreditCost,
@@ -376,6 +377,31 @@ impl Loader<VariantsOf> for DbLoader {
         Ok(by_video(rows, |r| r.video_id)
             .into_iter()
             .map(|(id, rows)| (VariantsOf(id), rows))
+            .collect())
+    }
+}
+
+/// A highlight's shorts, oldest first (who may see which is the caller's to decide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortsOf(pub Uuid);
+
+impl Loader<ShortsOf> for DbLoader {
+    type Value = Vec<short::Model>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[ShortsOf],
+    ) -> Result<HashMap<ShortsOf, Vec<short::Model>>, AppError> {
+        let rows = short::Entity::find()
+            .filter(short::Column::HighlightId.is_in(ids(keys, |k| k.0)))
+            .order_by_asc(short::Column::CreatedAt)
+            .order_by_asc(short::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(by_video(rows, |r| r.highlight_id)
+            .into_iter()
+            .map(|(id, rows)| (ShortsOf(id), rows))
             .collect())
     }
 }

@@ -84,7 +84,15 @@ impl Short {
         let Some(token) = &self.0.share_token else {
             return Ok(None);
         };
-        let creator = creator_of(&state(ctx)?.db, self.0.highlight_id).await?;
+        // Through the request's loaders: a page of shorts costs no query per short.
+        let loaders = loaders(ctx)?;
+        let creator = match loaders.load_one(HighlightById(self.0.highlight_id)).await? {
+            Some(highlight) => loaders
+                .load_one(VisibleVideoById(highlight.video_id))
+                .await?
+                .map(|video| video.creator_id),
+            None => None,
+        };
         let manages = match creator {
             Some(creator) => {
                 viewer(ctx)?
@@ -139,11 +147,16 @@ pub async fn shorts_of(
     highlight_id: Uuid,
 ) -> AppResult<Vec<Short>> {
     let db = &state(ctx)?.db;
-    let mut select = short::Entity::find().filter(short::Column::HighlightId.eq(highlight_id));
-    if !viewer(ctx)?.manages_creator(db, video.creator_id).await? {
-        select = select.filter(short::Column::Status.eq(ShortStatus::Complete));
-    }
-    Ok(select.all(db).await?.into_iter().map(Short).collect())
+    let manages = viewer(ctx)?.manages_creator(db, video.creator_id).await?;
+    let shorts = loaders(ctx)?
+        .load_one(crate::graphql::loaders::ShortsOf(highlight_id))
+        .await?
+        .unwrap_or_default();
+    Ok(shorts
+        .into_iter()
+        .filter(|s| manages || s.status == ShortStatus::Complete)
+        .map(Short)
+        .collect())
 }
 
 #[derive(InputObject)]

@@ -1005,8 +1005,33 @@ async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
             .await;
         app.ok(token, DETECT, json!({ "v": video })).await;
     }
+    // The ten best highlights have a finished short each, with its share token.
+    let best = app
+        .ok(
+            token,
+            "{ highlights(first: 10) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    for node in best["highlights"]["nodes"].as_array().expect("nodes") {
+        app.ok(
+            token,
+            "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+            json!({ "id": node["id"] }),
+        )
+        .await;
+        let short = generate_short(
+            &app,
+            &owner.access_token,
+            node["id"].as_str().expect("id"),
+            "SQUARE",
+        )
+        .await;
+        finish_short(&app, &short, Some(&format!("share-{short}")), None).await;
+    }
     let query = "query($n: Int!) { highlights(first: $n) { totalCount
-        nodes { score video { title creator { name } } keyMoment { title startTime } } } }";
+        nodes { score video { title creator { name } } keyMoment { title startTime }
+            shorts { id shareToken } } } }";
     let mut costs = Vec::new();
     for n in [1, 10, 30] {
         let before = app.statements();
@@ -1016,6 +1041,12 @@ async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
         assert_eq!(nodes.len(), n as usize);
         assert!(nodes.iter().all(|n| n["keyMoment"]["title"].is_string()
             && n["video"]["creator"]["name"] == "Statements"));
+        let shared = nodes
+            .iter()
+            .flat_map(|n| n["shorts"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["shareToken"].is_string())
+            .count();
+        assert_eq!(shared, n.min(10) as usize, "{data:#}");
     }
     assert!(
         costs.iter().all(|&c| c == costs[0]),
