@@ -1,8 +1,10 @@
 //! Throttling of the password endpoints, the ones worth guessing at and the ones that cost an
 //! argon2 hash each: `login` per client address and account (10 a minute, in bursts of up to
-//! 10) and per address (60 a minute), `register` per address (20 a minute, counted once the
-//! input is valid, right before the hash). Past a limit the answer is `RATE_LIMITED` with the
-//! wait, before any password is hashed or compared.
+//! 10), per address (60 a minute) and per account from anywhere (20 at once, then one a
+//! minute: guesses spread over many addresses add up), `register` per address (20 a minute,
+//! counted once the input is valid, right before the hash). Past a limit the answer is
+//! `RATE_LIMITED` with the wait, before any password is hashed or compared. An IPv6 client
+//! counts by its /64, the block one host usually has to itself.
 //!
 //! The counts live in this process (GCRA buckets from `governor`): behind a load balancer each
 //! server counts its own share, so the limits are per server. The client address is the
@@ -23,6 +25,7 @@ const PRUNE_ABOVE: usize = 10_000;
 pub struct SignInThrottle {
     login_per_account: DefaultKeyedRateLimiter<(String, String)>,
     login_per_address: DefaultKeyedRateLimiter<String>,
+    login_per_email: DefaultKeyedRateLimiter<String>,
     register_per_address: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -36,6 +39,9 @@ impl SignInThrottle {
         Self {
             login_per_account: DefaultKeyedRateLimiter::keyed(per_minute(10)),
             login_per_address: DefaultKeyedRateLimiter::keyed(per_minute(60)),
+            login_per_email: DefaultKeyedRateLimiter::keyed(
+                per_minute(1).allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN)),
+            ),
             register_per_address: DefaultKeyedRateLimiter::keyed(per_minute(20)),
             clock: DefaultClock::default(),
         }
@@ -43,14 +49,18 @@ impl SignInThrottle {
 
     /// Counts a sign-in attempt for `email` from `address`.
     pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<()> {
-        let address = address.unwrap_or("unknown").to_owned();
+        let address = client_key(address);
         self.prune();
         if let Err(wait) = self.login_per_address.check_key(&address) {
             return Err(self.refusal("sign-in attempts from this address", &wait));
         }
-        let account = (address, email.trim().to_lowercase());
+        let email = email.trim().to_lowercase();
+        let account = (address, email.clone());
         self.login_per_account
             .check_key(&account)
+            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))?;
+        self.login_per_email
+            .check_key(&email)
             .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
     }
 
@@ -58,7 +68,7 @@ impl SignInThrottle {
     pub fn register(&self, address: Option<&str>) -> AppResult<()> {
         self.prune();
         self.register_per_address
-            .check_key(&address.unwrap_or("unknown").to_owned())
+            .check_key(&client_key(address))
             .map_err(|wait| self.refusal("registrations from this address", &wait))
     }
 
@@ -75,13 +85,33 @@ impl SignInThrottle {
         let kept = [
             self.login_per_address.len(),
             self.login_per_account.len(),
+            self.login_per_email.len(),
             self.register_per_address.len(),
         ];
         if kept.iter().any(|&n| n > PRUNE_ABOVE) {
             self.login_per_address.retain_recent();
             self.login_per_account.retain_recent();
+            self.login_per_email.retain_recent();
             self.register_per_address.retain_recent();
         }
+    }
+}
+
+/// What a client address counts as: itself, or for IPv6 its /64 (a host is handed a whole
+/// /64 and can pick any address in it).
+fn client_key(address: Option<&str>) -> String {
+    let Some(address) = address else {
+        return "unknown".to_owned();
+    };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| address.to_owned(), |v4| v4.to_string()),
+        _ => address.to_owned(),
     }
 }
 
@@ -135,5 +165,40 @@ mod tests {
         }
         assert!(throttle.register(Some("10.0.0.4")).is_err());
         throttle.register(Some("10.0.0.5")).expect("other address");
+    }
+
+    #[test]
+    fn guesses_spread_over_addresses_add_up_per_account() {
+        let throttle = SignInThrottle::new();
+        for n in 0..20 {
+            throttle
+                .login(Some(&format!("10.0.{n}.1")), "victim@example.com")
+                .expect("allowed");
+        }
+        let err = throttle
+            .login(Some("10.9.9.9"), "victim@example.com")
+            .expect_err("the 21st from anywhere");
+        assert_eq!(err.code(), "RATE_LIMITED");
+        throttle
+            .login(Some("10.9.9.9"), "someone-else@example.com")
+            .expect("other accounts go on");
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_64() {
+        let throttle = SignInThrottle::new();
+        for n in 0..10 {
+            throttle
+                .login(Some(&format!("2001:db8:1:2::{n:x}")), "a@example.com")
+                .expect("allowed");
+        }
+        let err = throttle
+            .login(Some("2001:db8:1:2:ffff::1"), "a@example.com")
+            .expect_err("the same /64");
+        assert_eq!(err.code(), "RATE_LIMITED");
+        throttle
+            .login(Some("2001:db8:1:3::1"), "a@example.com")
+            .expect("another /64");
+        assert_eq!(client_key(Some("::ffff:10.0.0.1")), "10.0.0.1");
     }
 }
