@@ -117,10 +117,17 @@ pub fn title(field: &str, title: &str) -> AppResult<String> {
 }
 
 /// Without a title, the file name without its extension is what the uploader would recognise.
+/// A client that sends a path (`season.2/episode.mp4`, `C:\clips\intro.mov`) gets its last
+/// part; a dot in a folder name is not an extension.
 fn default_title(filename: &str) -> String {
-    let stem = match filename.rsplit_once('.') {
+    let name = filename
+        .rsplit(['/', '\\'])
+        .find(|part| !part.trim().is_empty())
+        .unwrap_or(filename)
+        .trim();
+    let stem = match name.rsplit_once('.') {
         Some((stem, _)) if !stem.trim().is_empty() => stem.trim(),
-        _ => filename,
+        _ => name,
     };
     stem.chars().take(MAX_TITLE_CHARS).collect()
 }
@@ -196,5 +203,15 @@ mod tests {
         edge.filename = "é".repeat(255);
         edge.title = Some("é".repeat(200));
         assert!(upload_request(&edge).is_ok());
+    }
+
+    #[test]
+    fn the_default_title_is_the_file_names_stem_without_folders() {
+        assert_eq!(default_title("Holiday.MP4"), "Holiday");
+        assert_eq!(default_title("season.2/episode"), "episode");
+        assert_eq!(default_title("C:\\clips.v1\\intro.mov"), "intro");
+        assert_eq!(default_title("../../etc/passwd"), "passwd");
+        assert_eq!(default_title(".profile"), ".profile");
+        assert_eq!(default_title("folder/"), "folder");
     }
 }
