@@ -5,6 +5,7 @@
 //!   argument that reached a statement, as a schema fuzz found), while SQLite would store it;
 //!   refused on both databases, naming where the character was;
 //! - data read deeper than the depth limit ([`super::depth`]);
+//! - a subscription selecting more than one root field, or `__typename`;
 //! - a required variable left out or `null` (a request error, before anything runs).
 
 use async_graphql::{
@@ -58,7 +59,63 @@ pub fn refusal(
     if document.shape.data_depth > max_depth {
         return Some(super::depth::too_deep());
     }
+    if let Some(error) = subscription_roots(request, document.document) {
+        return Some(error);
+    }
     missing_variable(request, document.document)
+}
+
+/// A subscription selects exactly one root field, and not `__typename` (GraphQL spec, Single
+/// Root Field): each event answers one field. Fragments at the root count by what they select.
+fn subscription_roots(
+    request: &async_graphql::Request,
+    document: &ExecutableDocument,
+) -> Option<ServerError> {
+    use async_graphql::parser::types::OperationType;
+    let operation = super::nulls::pick(document, request.operation_name.as_deref())?;
+    if operation.ty != OperationType::Subscription {
+        return None;
+    }
+    fn keys<'a>(
+        document: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        seen: &mut Vec<&'a str>,
+        depth: usize,
+    ) {
+        if depth > 16 {
+            return; // fragment cycles are validation errors
+        }
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let key = field.node.response_key().node.as_str();
+                    if field.node.name.node == "__typename" {
+                        seen.push("__typename");
+                    } else if !seen.contains(&key) {
+                        seen.push(key);
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    keys(document, &fragment.node.selection_set.node, seen, depth + 1)
+                }
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node)
+                    {
+                        keys(document, &fragment.node.selection_set.node, seen, depth + 1)
+                    }
+                }
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    keys(document, &operation.selection_set.node, &mut seen, 0);
+    (seen.len() != 1 || seen.contains(&"__typename")).then(|| {
+        AppError::bad_input(
+            "",
+            "a subscription selects exactly one root field (not __typename)",
+        )
+        .into_request_error()
+    })
 }
 
 /// The first variable the operation requires (a non-null type without a default) that the

@@ -401,6 +401,18 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
         ("too-deep-data", deep_data, None, "QUERY_TOO_COMPLEX"),
         ("fragment-bomb", bomb, None, "QUERY_TOO_COMPLEX"),
         (
+            "two-roots",
+            "subscription { jobsUpdated { id } b: jobsUpdated { type } }".to_owned(),
+            None,
+            "BAD_USER_INPUT",
+        ),
+        (
+            "typename-root",
+            "subscription { ...R } fragment R on SubscriptionRoot { __typename }".to_owned(),
+            None,
+            "BAD_USER_INPUT",
+        ),
+        (
             "nul-character",
             r#"{ creators(search: "a\u0000b") { totalCount } }"#.to_owned(),
             None,
