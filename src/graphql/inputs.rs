@@ -6,7 +6,8 @@
 //!   refused on both databases, naming where the character was;
 //! - data read deeper than the depth limit ([`super::depth`]);
 //! - a subscription selecting more than one root field, or `__typename`;
-//! - a required variable left out or `null` (a request error, before anything runs).
+//! - a required variable left out or `null`, or a variable's scalar that is not of its type
+//!   ([`super::variables`]): request errors, before anything runs.
 
 use async_graphql::{
     ServerError,
@@ -62,7 +63,18 @@ pub fn refusal(
     if let Some(error) = subscription_roots(request, document.document) {
         return Some(error);
     }
-    missing_variable(request, document.document)
+    missing_variable(request, document.document).or_else(|| {
+        let operation = request.operation_name.as_deref();
+        let used_at = |name: &str| argument_path_of(document.document, operation, name);
+        let wrong =
+            super::variables::mistyped(document.document, operation, &request.variables, used_at)?;
+        let at = argument_path_of(document.document, operation, &wrong.variable)
+            .unwrap_or_else(|| wrong.variable.clone());
+        Some(
+            AppError::bad_input(format!("{at}{}", wrong.within), wrong.message)
+                .into_request_error(),
+        )
+    })
 }
 
 /// A subscription selects exactly one root field, and not `__typename` (GraphQL spec, Single

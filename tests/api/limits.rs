@@ -521,3 +521,44 @@ async fn settings_out_of_range_are_refused_at_start() {
         assert!(said.contains(range), "{name}={value}: {said}");
     }
 }
+
+/// A variable whose value is not of its type refuses the whole request before any field
+/// runs: a mutation's earlier fields write nothing. The error names where the value goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_variable_refuses_the_request_before_anything_is_written() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin("vars@example.com").await;
+    let token = Some(admin.access_token.as_str());
+    let creators = || async {
+        app.ok(token, "{ creators { totalCount } }", json!({}))
+            .await["creators"]["totalCount"]
+            .clone()
+    };
+    let before = creators().await;
+    for (query, variables, field) in [
+        (
+            "mutation($d: DateTime) { c: createCreator(input: {name: \"Side Effect\"}) { id }
+              i: createInviteCode(input: {expiresAt: $d}) { code } }",
+            json!({ "d": "yesterday" }),
+            "input.expiresAt",
+        ),
+        (
+            "mutation($i: CreateInviteCodeInput!) { c: createCreator(input: {name: \"Side Effect\"}) { id }
+              i: createInviteCode(input: $i) { code } }",
+            json!({ "i": { "uses": 5_000_000_000_i64 } }),
+            "input.uses",
+        ),
+        (
+            "mutation($n: Int!, $u: ID!) { c: createCreator(input: {name: \"Side Effect\"}) { id }
+              g: grantCredits(userId: $u, credits: $n) }",
+            json!({ "n": 2.5, "u": admin.user_id }),
+            "credits",
+        ),
+    ] {
+        let body = app.gql(token, query, variables).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+        assert!(body["data"].is_null(), "{body}");
+    }
+    assert_eq!(creators().await, before, "nothing was written");
+}
