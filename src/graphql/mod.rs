@@ -13,6 +13,7 @@ pub mod over_http;
 pub mod pagination;
 pub mod persisted;
 pub mod rows;
+pub mod variables;
 
 use std::sync::Arc;
 
@@ -87,7 +88,9 @@ pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Config::embedded("."), None).sdl()
+    // With `@specifiedBy` on custom scalars, as introspection gives them (`specifiedByURL`).
+    build_schema(&Config::embedded("."), None)
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }
 
 fn missing(what: &str) -> AppError {

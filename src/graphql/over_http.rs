@@ -181,9 +181,9 @@ pub fn request_from_query_string(query: &str) -> Result<async_graphql::Request, 
         .map_err(|err| AppError::bad_input("", format!("not a GraphQL request: {err}")))
 }
 
-/// Whether a POST body's `Content-Type` is one GraphQL requests come in: JSON, or
-/// async-graphql's `application/graphql` and multipart forms. A body without one (`fetch`
-/// sends a string body as `text/plain`) is refused with 415.
+/// Whether a POST body's `Content-Type` is one GraphQL requests come in: JSON, or multipart
+/// forms. A body without one (`fetch` sends a string body as `text/plain`), or a bare
+/// document (`application/graphql`, which this server does not read), is refused with 415.
 pub fn is_graphql_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -192,13 +192,9 @@ pub fn is_graphql_content_type(headers: &HeaderMap) -> bool {
         return false;
     };
     let media = value.split(';').next().unwrap_or_default().trim();
-    [
-        "application/json",
-        "application/graphql",
-        "multipart/form-data",
-    ]
-    .iter()
-    .any(|accepted| media.eq_ignore_ascii_case(accepted))
+    ["application/json", "multipart/form-data"]
+        .iter()
+        .any(|accepted| media.eq_ignore_ascii_case(accepted))
 }
 
 #[cfg(test)]

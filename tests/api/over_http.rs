@@ -512,3 +512,23 @@ async fn statuses_follow_the_media_type_the_client_accepts() {
         }
     }
 }
+
+/// A POST body is read as JSON (or a multipart form) only when it says so: `text/plain`, and
+/// `application/graphql` (a bare document, which this server does not read), are 415 and run
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_other_media_types_are_refused_with_415() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let body = json!({ "query": "mutation { logout(refreshToken: \"x\") }" }).to_string();
+    for media in ["text/plain", "application/graphql", "application/xml"] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("content-type", media)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 415, "{media}");
+    }
+}
