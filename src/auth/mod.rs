@@ -294,6 +294,15 @@ pub async fn refresh(
 ) -> AppResult<Authenticated> {
     let hash = tokens::hash_refresh_token(token.trim());
     let now = Utc::now();
+    // A token that was never issued is refused on a read: guesses take no write lock (on
+    // SQLite, every other writer would queue behind them).
+    let issued = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+        .one(&state.db)
+        .await?;
+    if issued.is_none() {
+        return Err(AppError::unauthenticated("invalid refresh token"));
+    }
     let txn = state.db.begin().await?;
     // The claim comes first: on SQLite the first statement of a transaction must be the write
     // so that concurrent refreshes queue on the write lock instead of failing.

@@ -1056,3 +1056,22 @@ both_backends!(
     admins_list_and_revoke_invite_codes,
     a_reset_token_sets_a_new_password_once,
 );
+
+/// A refresh token that was never issued is refused on a read: on SQLite, while another
+/// request holds the write lock, a stream of guesses answers at once instead of queueing
+/// behind it (and making every writer queue behind them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_refresh_token_is_refused_without_the_write_lock() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let writing = reelgraph::jobs::queue::begin_write(&app.state.db)
+        .await
+        .expect("the write lock");
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.gql(None, REFRESH, json!({ "t": "never-issued" })),
+    )
+    .await
+    .expect("answered while another request writes");
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    drop(writing);
+}
