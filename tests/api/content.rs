@@ -2046,19 +2046,7 @@ async fn highlights_detected_while_a_moment_is_deleted_leave_it_out() {
         .exec(&hold)
         .await
         .expect("deleted");
-    let (base, client) = (app.base.clone(), app.client.clone());
-    let detect = tokio::spawn(async move {
-        client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({ "query": DETECT, "variables": { "v": video } }))
-            .send()
-            .await
-            .expect("sent")
-            .json::<Value>()
-            .await
-            .expect("json")
-    });
+    let detect = app.gql_in_background(&token, DETECT, json!({ "v": video }));
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     hold.commit().await.expect("commit");
     let body = detect.await.expect("joined");
@@ -2097,22 +2085,11 @@ async fn approving_a_highlight_deleted_meanwhile_is_not_found() {
         .exec(&hold)
         .await
         .expect("deleted");
-    let (base, client) = (app.base.clone(), app.client.clone());
-    let approve = tokio::spawn(async move {
-        client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({
-                "query": "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
-                "variables": { "id": highlight["id"] },
-            }))
-            .send()
-            .await
-            .expect("sent")
-            .json::<Value>()
-            .await
-            .expect("json")
-    });
+    let approve = app.gql_in_background(
+        &token,
+        "mutation($id: ID!) { approveHighlight(id: $id) { status } }",
+        json!({ "id": highlight["id"] }),
+    );
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     hold.commit().await.expect("commit");
     let body = approve.await.expect("joined");

@@ -626,3 +626,20 @@ pub async fn ws_init_refused(app: &TestApp, token: &str) -> u16 {
         .await
         .expect("closed within 30 s")
 }
+
+/// A document of `levels` fragments on `QueryRoot`, each spreading the next twice: 2^levels
+/// fields once expanded, a few bytes per level as written.
+pub fn fragment_bomb(levels: usize) -> String {
+    let mut bomb = String::from("{ ...F0 }");
+    for n in 0..levels {
+        bomb.push_str(&format!(
+            " fragment F{n} on QueryRoot {{ ...F{} ...F{} }}",
+            n + 1,
+            n + 1
+        ));
+    }
+    bomb.push_str(&format!(
+        " fragment F{levels} on QueryRoot {{ __typename }}"
+    ));
+    bomb
+}

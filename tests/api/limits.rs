@@ -27,15 +27,7 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
 
     // 2 KB of fragments, each spreading the next twice: 2^40 fields once expanded. Refused as
     // written, before anything walks it expanded (which would hold a core for hours).
-    let mut bomb = String::from("{ ...F0 }");
-    for n in 0..40 {
-        bomb.push_str(&format!(
-            " fragment F{n} on QueryRoot {{ ...F{} ...F{} }}",
-            n + 1,
-            n + 1
-        ));
-    }
-    bomb.push_str(" fragment F40 on QueryRoot { __typename }");
+    let bomb = crate::helpers::fragment_bomb(40);
     let body = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         app.gql(None, &bomb, json!({})),

@@ -374,15 +374,7 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
         deep_data = format!("videos(first: 1) {{ nodes {{ creator {{ {deep_data} }} }} }}");
     }
     let deep_data = format!("{{ creators(first: 1) {{ nodes {{ {deep_data} }} }} }}");
-    let mut bomb = String::from("{ ...F0 }");
-    for n in 0..40 {
-        bomb.push_str(&format!(
-            " fragment F{n} on QueryRoot {{ ...F{} ...F{} }}",
-            n + 1,
-            n + 1
-        ));
-    }
-    bomb.push_str(" fragment F40 on QueryRoot { __typename }");
+    let bomb = crate::helpers::fragment_bomb(40);
     let cases = [
         ("syntax", "{ me { id ".to_owned(), None, "BAD_USER_INPUT"),
         (
