@@ -88,16 +88,19 @@ fn subscription_roots(
     if operation.ty != OperationType::Subscription {
         return None;
     }
+    // Each fragment is walked once (a fragment spread again adds no key, and one spreading
+    // itself, refused by validation later, must not loop here), and the walk stops at the
+    // second key: this runs before validation, on any document.
     fn keys<'a>(
         document: &'a ExecutableDocument,
         set: &'a SelectionSet,
         seen: &mut Vec<&'a str>,
-        depth: usize,
+        walked: &mut std::collections::HashSet<&'a str>,
     ) {
-        if depth > 16 {
-            return; // fragment cycles are validation errors
-        }
         for item in &set.items {
+            if seen.len() > 1 {
+                return;
+            }
             match &item.node {
                 Selection::Field(field) => {
                     let key = field.node.response_key().node.as_str();
@@ -108,19 +111,27 @@ fn subscription_roots(
                     }
                 }
                 Selection::InlineFragment(fragment) => {
-                    keys(document, &fragment.node.selection_set.node, seen, depth + 1)
+                    keys(document, &fragment.node.selection_set.node, seen, walked)
                 }
                 Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node)
+                    let name = &spread.node.fragment_name.node;
+                    if let Some((name, fragment)) = document.fragments.get_key_value(name)
+                        && walked.insert(name.as_str())
                     {
-                        keys(document, &fragment.node.selection_set.node, seen, depth + 1)
+                        keys(document, &fragment.node.selection_set.node, seen, walked)
                     }
                 }
             }
         }
     }
     let mut seen = Vec::new();
-    keys(document, &operation.selection_set.node, &mut seen, 0);
+    let mut walked = std::collections::HashSet::new();
+    keys(
+        document,
+        &operation.selection_set.node,
+        &mut seen,
+        &mut walked,
+    );
     (seen.len() != 1 || seen.contains(&"__typename")).then(|| {
         AppError::bad_input(
             "",
