@@ -104,9 +104,7 @@ pub async fn reset_password(
     client: &ClientInfo,
 ) -> AppResult<Authenticated> {
     password::validate_password("newPassword", &new_password)?;
-    state
-        .sign_in
-        .login(client.ip.as_deref(), "#password-reset")?;
+    state.sign_in.reset(client.ip.as_deref())?;
     let invalid = || AppError::bad_input("token", "this reset token is invalid, used or expired");
     let token_hash = tokens::hash_refresh_token(token.trim());
     // Hashed before the transaction, which then holds its locks only for the writes.

@@ -64,6 +64,20 @@ impl SignInThrottle {
             .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
     }
 
+    /// Counts a password reset (`resetPassword`) from `address`: per address only, as the
+    /// token is what is guessed, and one bucket for every account would let anyone hold up
+    /// everyone's resets.
+    pub fn reset(&self, address: Option<&str>) -> AppResult<()> {
+        let address = client_key(address);
+        self.prune();
+        if let Err(wait) = self.login_per_address.check_key(&address) {
+            return Err(self.refusal("sign-in attempts from this address", &wait));
+        }
+        self.login_per_account
+            .check_key(&(address, "#password-reset".to_owned()))
+            .map_err(|wait| self.refusal("password resets from this address", &wait))
+    }
+
     /// Counts a registration from `address`.
     pub fn register(&self, address: Option<&str>) -> AppResult<()> {
         self.prune();
@@ -200,5 +214,25 @@ mod tests {
             .login(Some("2001:db8:1:3::1"), "a@example.com")
             .expect("another /64");
         assert_eq!(client_key(Some("::ffff:10.0.0.1")), "10.0.0.1");
+    }
+
+    #[test]
+    fn password_resets_count_per_address_not_for_every_account_together() {
+        let throttle = SignInThrottle::new();
+        for n in 0..30 {
+            throttle
+                .reset(Some(&format!("10.1.{n}.1")))
+                .expect("resets from many addresses");
+        }
+        for _ in 0..10 {
+            throttle.reset(Some("10.2.0.1")).expect("allowed");
+        }
+        assert_eq!(
+            throttle
+                .reset(Some("10.2.0.1"))
+                .expect_err("the 11th from one address")
+                .code(),
+            "RATE_LIMITED"
+        );
     }
 }
