@@ -8,6 +8,8 @@
 //! `FORBIDDEN`. Access is checked before the input, because some input checks (a time past
 //! the video's end) would otherwise reveal details of a video the caller may not see.
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use entity::{
@@ -400,36 +402,46 @@ impl ContentMutation {
         let video_id = parse_id("videoId", &video_id)?;
         let (_, video) = managed_video(ctx, video_id).await?;
         let db = &state(ctx)?.db;
-        // The moments are read in the transaction that writes their highlights, and held
-        // (PostgreSQL: FOR SHARE; SQLite: the write transaction) until it commits: a moment
-        // deleted, rejected or moved meanwhile waits, then sees its highlight.
-        let txn = crate::jobs::queue::begin_write(db).await?;
         let moments = key_moment::Entity::find()
             .filter(key_moment::Column::VideoId.eq(video.id))
             .filter(key_moment::Column::ReviewStatus.ne(ReviewStatus::Rejected))
             .order_by_asc(key_moment::Column::SortOrder)
             .order_by_asc(key_moment::Column::Id)
-            .for_share(&txn)
-            .all(&txn)
+            .all(db)
             .await?;
         let segments = transcript_segment::Entity::find()
             .filter(transcript_segment::Column::VideoId.eq(video.id))
             .order_by_asc(transcript_segment::Column::StartTime)
-            .all(&txn)
+            .all(db)
             .await?;
-        // Every moment is compared with every other one: CPU work, off the async workers.
+        // Every moment is compared with every other one: CPU work, off the async workers, and
+        // outside any transaction (on SQLite it would hold every other writer up).
         let duration = video.duration_secs;
-        let (moments, scores) = tokio::task::spawn_blocking(move || {
+        let scores = tokio::task::spawn_blocking(move || {
             let scores = score_moments(&moments, &segments, duration);
-            (moments, scores)
+            moments
+                .into_iter()
+                .map(|m| m.id)
+                .zip(scores)
+                .collect::<HashMap<Uuid, _>>()
         })
         .await
         .map_err(|e| AppError::internal("scoring highlights", e))?;
 
+        // The moments again, in the transaction that writes their highlights, and held
+        // (PostgreSQL: FOR SHARE; SQLite: the write transaction) until it commits: one deleted
+        // or rejected meanwhile is left out, one moved gets its new length.
+        let txn = crate::jobs::queue::begin_write(db).await?;
+        let current = key_moment::Entity::find()
+            .filter(key_moment::Column::Id.is_in(scores.keys().copied().collect::<Vec<_>>()))
+            .filter(key_moment::Column::ReviewStatus.ne(ReviewStatus::Rejected))
+            .for_share(&txn)
+            .all(&txn)
+            .await?;
         let now = Utc::now();
-        let rows: Vec<highlight::ActiveModel> = moments
+        let rows: Vec<highlight::ActiveModel> = current
             .iter()
-            .zip(&scores)
+            .filter_map(|moment| Some((moment, scores.get(&moment.id)?)))
             .map(|(moment, score)| highlight::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 key_moment_id: Set(moment.id),
@@ -474,8 +486,8 @@ impl ContentMutation {
 
     /// Reviews a key moment: `APPROVED`, `REJECTED` (`detectHighlights` then makes no
     /// candidate of it, and its highlight, while still a `CANDIDATE`, is `REJECTED` with it;
-    /// one approved on its own stays), or back to `PENDING`. Members of the video's creator
-    /// and administrators.
+    /// one approved on its own stays), or back to `PENDING` (its highlight stays as it is:
+    /// approve it to use it again). Members of the video's creator and administrators.
     async fn review_key_moment(
         &self,
         ctx: &Context<'_>,
