@@ -115,6 +115,11 @@ where
         }
     }
 
+    /// Drops what was read of `key`: this request changed it, and the next load reads it again.
+    pub fn forget(&self, key: &K) {
+        self.lock().cache.remove(key);
+    }
+
     pub async fn load_one(&self, key: K) -> Result<Option<L::Value>, AppError> {
         loop {
             let (generation, result, leader) = {
@@ -254,6 +259,16 @@ impl LoaderSet {
         Self: LoadBy<K>,
     {
         self.batcher().prime(key, value);
+    }
+
+    /// Drops a cached value this request has made stale (see [`Batcher::forget`]).
+    pub fn forget<K>(&self, key: &K)
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        DbLoader: Loader<K, Error = AppError>,
+        Self: LoadBy<K>,
+    {
+        self.batcher().forget(key);
     }
 
     /// Caches a value this request has just written (see [`Batcher::replace`]).

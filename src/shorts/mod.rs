@@ -314,6 +314,7 @@ impl ShortMutation {
         }
         forget_outputs(&txn, found.0.job_id).await?;
         txn.commit().await?;
+        loaders(ctx)?.forget(&crate::graphql::loaders::ShortsOf(found.0.highlight_id));
         if let Some(key) = &found.0.object_key
             && let Err(err) = state(ctx)?.storage.delete(key).await
         {
@@ -457,6 +458,7 @@ impl ShortMutation {
         row.job_id = Set(Some(job_id));
         let row = row.update(&txn).await?;
         txn.commit().await?;
+        loaders(ctx)?.forget(&crate::graphql::loaders::ShortsOf(row.highlight_id));
         state.events.publish(&[queue::event_of(&job)]).await;
         Ok(Short(row))
     }

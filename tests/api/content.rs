@@ -2096,6 +2096,37 @@ async fn approving_a_highlight_deleted_meanwhile_is_not_found() {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body:#}");
 }
 
+/// A mutation that makes two shorts of one highlight, each answer listing the highlight's
+/// shorts: the second list has both (the first short's list, read in the same request, is
+/// not served again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorts_list_read_after_a_new_short_in_the_same_request_has_it() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "two-shorts@example.com", "Twice").await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($h: ID!) {
+              a: generateShort(input: {highlightId: $h, preset: SQUARE}) { id highlight { shorts { id } } }
+              b: generateShort(input: {highlightId: $h, preset: VERTICAL}) { id highlight { shorts { id } } } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    assert_eq!(
+        data["a"]["highlight"]["shorts"].as_array().map(Vec::len),
+        Some(1),
+        "{data:#}"
+    );
+    let second: Vec<&Value> = data["b"]["highlight"]["shorts"]
+        .as_array()
+        .expect("shorts")
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(second, [&data["a"]["id"], &data["b"]["id"]], "{data:#}");
+}
+
 /// `deleteShort` removes the short and unlinks its job's output together: when the second
 /// write fails (a trigger refuses it here, as a lost connection would), the short, its file
 /// and its link all stay, and deleting again later works.
