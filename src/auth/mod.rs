@@ -375,7 +375,7 @@ pub async fn change_password(
         .filter(|u| u.is_active)
         .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
     state.sign_in.login(client.ip.as_deref(), &user.email)?;
-    if !password::verify(current, Some(user.password_hash.clone())).await? {
+    if !password::verify(current.clone(), Some(user.password_hash.clone())).await? {
         return Err(AppError::bad_input(
             "currentPassword",
             "is not this account's password",
@@ -389,12 +389,20 @@ pub async fn change_password(
     // change of its password, while the current password was checked has either committed
     // (and this sees it) or waits for this change. The user row is locked before any reset
     // row, as `resetPassword` does.
-    let current = user::Entity::find_by_id(user_id)
+    let found = user::Entity::find_by_id(user_id)
         .for_update(&txn)
         .one(&txn)
         .await?;
-    let user = match current {
+    let user = match found {
         Some(user) if user.is_active && user.password_hash == checked => user,
+        // Rehashed meanwhile (a sign-in upgrading an imported hash) but the same password:
+        // rare, so checked again here, under the lock.
+        Some(user)
+            if user.is_active
+                && password::verify(current.clone(), Some(user.password_hash.clone())).await? =>
+        {
+            user
+        }
         Some(user) if user.is_active => {
             txn.rollback().await?;
             return Err(AppError::bad_input(

@@ -299,7 +299,8 @@ impl Api {
                     .any(|e| e.code.as_deref() == Some("UNAUTHENTICATED"))
             })
         });
-        if unauthenticated && self.refresh().await? {
+        // A renewal that fails leaves the server's own answer as the error.
+        if unauthenticated && self.refresh().await.unwrap_or(false) {
             let token = self.access_token();
             return self.send(query, variables, Some(&token)).await;
         }

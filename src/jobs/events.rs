@@ -28,7 +28,8 @@ const SESSIONS_CHANNEL: &str = "reelgraph_sessions";
 
 /// Tells every server on the PostgreSQL database `db` that `sessions` ended (committed), so
 /// their access tokens stop working at once; for processes without an event bus (the CLI).
-/// On SQLite there is one process, which already knows.
+/// SQLite has no such channel: a server reads ended sessions when it starts, and until then
+/// their access tokens work for the rest of their lifetime (refreshing them fails at once).
 pub async fn announce_revoked(db: &DatabaseConnection, sessions: &[Uuid]) {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return;
