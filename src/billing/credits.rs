@@ -52,9 +52,15 @@ pub(crate) async fn apply(
         .col_expr(user::Column::UpdatedAt, Expr::val(now))
         .filter(user::Column::Id.eq(user_id))
         .filter(Expr::col(user::Column::Credits).add(delta).gte(0))
-        .exec_with_returning(db)
+        .exec(db)
         .await?;
-    let Some(user) = updated.into_iter().next() else {
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    // Read back in the same transaction, not through `RETURNING` of the whole user row: on
+    // SQLite that has, rarely and not yet explained, answered NULL for the columns a later
+    // migration added, which failed the grant as INTERNAL (once in a full CI run).
+    let Some(credits) = balance(db, user_id).await? else {
         return Ok(None);
     };
     credit_ledger_entry::ActiveModel {
@@ -63,12 +69,12 @@ pub(crate) async fn apply(
         delta: Set(delta),
         reason: Set(reason.to_owned()),
         job_id: Set(job_id),
-        balance_after: Set(user.credits),
+        balance_after: Set(credits),
         created_at: Set(now),
     }
     .insert(db)
     .await?;
-    Ok(Some(user.credits))
+    Ok(Some(credits))
 }
 
 /// The user's current balance (`None` when the user does not exist).
