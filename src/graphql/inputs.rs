@@ -338,6 +338,18 @@ fn named<'a, T: 'a>(
 mod tests {
     use super::*;
 
+    /// The facts of a shallow `document` without NUL literals.
+    fn plain(document: &ExecutableDocument) -> Option<DocumentFacts<'_>> {
+        Some(DocumentFacts {
+            document,
+            nul_literal: None,
+            shape: crate::graphql::depth::Shape {
+                data_depth: 1,
+                expanded_fields: 1,
+            },
+        })
+    }
+
     fn literal(query: &str) -> Option<String> {
         nul_literal(&async_graphql::parser::parse_query(query).expect("parses"))
     }
@@ -416,14 +428,7 @@ mod tests {
         ] {
             let request = async_graphql::Request::new("")
                 .variables(async_graphql::Variables::from_json(variables));
-            let facts = Some(DocumentFacts {
-                document: &used,
-                nul_literal: None,
-                shape: crate::graphql::depth::Shape {
-                    data_depth: 1,
-                    expanded_fields: 1,
-                },
-            });
+            let facts = plain(&used);
             let error = refusal(&request, facts, 12).expect("refused");
             assert_eq!(
                 error.extensions.expect("extensions").get("field"),
@@ -446,14 +451,7 @@ mod tests {
                 .variables(async_graphql::Variables::from_json(
                     serde_json::json!({ "input": value }),
                 ));
-            let facts = Some(DocumentFacts {
-                document: &several,
-                nul_literal: None,
-                shape: crate::graphql::depth::Shape {
-                    data_depth: 1,
-                    expanded_fields: 1,
-                },
-            });
+            let facts = plain(&several);
             let error = refusal(&request, facts, 12).expect("refused");
             assert_eq!(
                 error.extensions.expect("extensions").get("field"),
@@ -477,14 +475,7 @@ mod tests {
             "query A($id: ID!, $n: Int, $d: Int! = 3) { a(id: $id, n: $n, d: $d) } query B($s: String!) { b(s: $s) }",
         )
         .expect("parses");
-        let facts = Some(DocumentFacts {
-            document: &document,
-            nul_literal: None,
-            shape: crate::graphql::depth::Shape {
-                data_depth: 1,
-                expanded_fields: 1,
-            },
-        });
+        let facts = plain(&document);
         let request = |operation: &str, variables: serde_json::Value| {
             async_graphql::Request::new("")
                 .operation_name(operation)

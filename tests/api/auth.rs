@@ -173,6 +173,24 @@ async fn logout_ends_the_session(backend: Backend) {
     assert_eq!(error_code(&refresh), "UNAUTHENTICATED");
 }
 
+/// POSTs `body` to `/graphql` with `authorization` as the header's raw value; the JSON answer.
+async fn post_with_authorization(
+    app: &TestApp,
+    authorization: reqwest::header::HeaderValue,
+    body: Value,
+) -> Value {
+    app.client
+        .post(format!("{}/graphql", app.base))
+        .header(reqwest::header::AUTHORIZATION, authorization)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 async fn expired_and_forged_tokens_are_unauthenticated(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let session = app.register("gus@example.com").await;
@@ -219,39 +237,26 @@ async fn expired_and_forged_tokens_are_unauthenticated(backend: Backend) {
         assert!(body["data"].is_null(), "{query}: {body}");
     }
     // In a batch, each operation is answered in its place.
-    let answers: Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .bearer_auth(&expired)
-        .json(&json!([
+    let answers = post_with_authorization(
+        &app,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {expired}")).expect("header"),
+        json!([
             { "query": "{ creators { totalCount } }" },
             { "query": "mutation { logout(refreshToken: \"unknown\") }" },
-        ]))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+        ]),
+    )
+    .await;
     let answers = answers.as_array().expect("one answer per operation");
     assert_eq!(answers.len(), 2, "{answers:#?}");
     assert_eq!(error_code(&answers[0]), "UNAUTHENTICATED", "{answers:#?}");
     assert!(answers[1].get("errors").is_none(), "{answers:#?}");
     // An Authorization header that is not text is a bad credential, not an absent one.
-    let body: Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .header(
-            "authorization",
-            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("header"),
-        )
-        .json(&json!({ "query": "{ creators { totalCount } }" }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let body = post_with_authorization(
+        &app,
+        reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("header"),
+        json!({ "query": "{ creators { totalCount } }" }),
+    )
+    .await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
 
     // Same claims, signed with another key.
