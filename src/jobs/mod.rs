@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod queue;
 pub mod webhooks;
+pub mod work_folders;
 pub mod worker;
 
 use chrono::{DateTime, Utc};

@@ -32,6 +32,9 @@ use super::{
 
 const REAP_EVERY: Duration = Duration::from_secs(2);
 const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
+/// A work folder of a job that is not running is removed once untouched this long (a job
+/// that has just ended may still be removing its own).
+const WORK_FOLDER_IDLE: Duration = Duration::from_secs(600);
 
 /// A pool of `slots` concurrent jobs in this process.
 #[derive(Clone)]
@@ -87,10 +90,18 @@ impl WorkerPool {
         let mut last_reap: Option<Instant> = None;
         let mut last_clean_up: Option<Instant> = None;
         let mut upkeep: Option<tokio::task::JoinHandle<()>> = None;
+        // Claims are made when there may be work: at start, when a slot frees up, on a wake-up
+        // hint (an enqueue, a retry, a reaped lease), after a resync, and on the poll (jobs
+        // whose `run_at` has come). Not on every event: progress events arrive several times
+        // a second per running job, and every pool hears every event.
+        let mut look = true;
+        let mut next_poll = Instant::now() + self.settings.poll;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
+            // Reaping and upkeep run however busy the pool is: a full pool still reaps the
+            // jobs of a worker that died.
             if last_reap.is_none_or(|t| t.elapsed() >= REAP_EVERY) {
                 last_reap = Some(Instant::now());
                 match queue::reap_expired(&self.db).await {
@@ -110,11 +121,10 @@ impl WorkerPool {
                 upkeep = Some(tokio::spawn(async move { pool.upkeep().await }));
             }
             let free = self.slots.saturating_sub(tasks.len());
-            let mut claimed_all = false;
-            if free > 0 {
+            if free > 0 && look {
+                look = false;
                 match queue::claim(&self.db, &self.id, free as u64, self.settings.lease).await {
                     Ok(jobs) => {
-                        claimed_all = jobs.len() == free;
                         let events: Vec<_> = jobs.iter().map(queue::event_of).collect();
                         self.bus.publish(&events).await;
                         for job in jobs {
@@ -133,33 +143,34 @@ impl WorkerPool {
                     Err(err) => tracing::warn!(error = ?err, "claiming jobs failed"),
                 }
             }
-            if claimed_all {
-                // There may be more work; look again once a slot frees up.
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    Some(_) = tasks.join_next() => {}
-                }
-                continue;
-            }
+            let next_reap = last_reap.map_or_else(Instant::now, |t| t + REAP_EVERY);
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                // A slot is free: there may be more work.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => look = true,
                 message = bus.recv() => match message {
                     Ok(BusMessage::Job(event)) => {
                         if let Some(notify) = lock(&running).get(&event.job_id) {
                             notify.notify_one();
                         }
+                        look |= event.wake;
                     }
                     Ok(BusMessage::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         for notify in lock(&running).values() {
                             notify.notify_one();
                         }
+                        look = true;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         tokio::time::sleep(self.settings.poll).await;
+                        look = true;
                     }
                 },
-                () = tokio::time::sleep(self.settings.poll) => {}
+                () = tokio::time::sleep_until(next_poll) => {
+                    next_poll = Instant::now() + self.settings.poll;
+                    look = true;
+                }
+                () = tokio::time::sleep_until(next_reap) => {}
             }
         }
         tracing::info!(worker = %self.id, running = tasks.len(), "worker pool stopping: no more claims");
@@ -208,6 +219,11 @@ impl WorkerPool {
             Ok(0) => {}
             Ok(n) => tracing::info!(videos = n, "removed what was left of deleted videos' files"),
             Err(err) => tracing::warn!(error = ?err, "deleted-video file sweep failed"),
+        }
+        match super::work_folders::sweep(&self.db, WORK_FOLDER_IDLE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(folders = n, "removed work folders a stopped process left"),
+            Err(err) => tracing::warn!(error = ?err, "work-folder sweep failed"),
         }
         if let Some(unused_for) = self.settings.scene_cache {
             match crate::render::prune_scene_cache(&self.db, &self.storage, unused_for).await {

@@ -39,7 +39,7 @@ pub async fn object_sha256(storage: &Storage, key: &str) -> Result<String, Stora
         Storage::Local(store) => file_sha256(&store.path_of(key)).await.map_err(hashing),
         Storage::S3(_) => {
             let dir = tempfile::Builder::new()
-                .prefix("reelgraph-hash-")
+                .prefix(crate::jobs::work_folders::HASH_PREFIX)
                 .tempdir()
                 .map_err(hashing)?;
             let path = dir.path().join("object");

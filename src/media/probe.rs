@@ -141,9 +141,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         message,
         retryable: false,
     })?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("reelgraph-{}-", ctx.job.id))
-        .tempdir()
+    let dir = crate::jobs::work_folders::create(ctx.job.id)
         .map_err(|e| server("creating a work folder", e))?;
     let original = dir.path().join("original");
 

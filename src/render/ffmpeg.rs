@@ -95,6 +95,22 @@ async fn probe_tools() -> Result<Tools, String> {
 /// How long ffmpeg's output may stand still before the run is stopped as stuck.
 const STALL: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The longest one ffmpeg run may take: a fixed allowance plus a hundred times the media time
+/// it makes (libx264 `veryfast` encodes 1080p at several times real time on one core; an 8K
+/// source decoded for a proxy is far slower). An input that keeps its output moving at a crawl
+/// is stopped here rather than held for days.
+fn budget(expected_secs: f64) -> std::time::Duration {
+    let media = if expected_secs.is_finite() {
+        expected_secs.clamp(0.0, 24.0 * 3600.0)
+    } else {
+        0.0
+    };
+    std::time::Duration::from_secs(600) + std::time::Duration::from_secs_f64(media * 100.0)
+}
+
+/// How long one ffprobe may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs ffmpeg with `args` (input and output included), reporting progress as a fraction of
 /// `expected_secs` to `on_progress`. The process is killed if this future is dropped.
 pub async fn run(
@@ -136,19 +152,30 @@ pub async fn run(
     });
     let mut lines = BufReader::new(stdout).lines();
     // An input ffmpeg cannot get past (a looping picture it fails to decode) spins for ever:
-    // it is stopped once its output has not moved on for STALL.
+    // it is stopped once its output has not moved on for STALL, or once the run has taken
+    // its whole budget.
     let mut furthest = -1_i64;
     let mut moved_at = tokio::time::Instant::now();
+    let budget = budget(expected_secs);
+    let give_up_at = moved_at + budget;
     loop {
-        let line = match tokio::time::timeout_at(moved_at + STALL, lines.next_line()).await {
+        let deadline = (moved_at + STALL).min(give_up_at);
+        let line = match tokio::time::timeout_at(deadline, lines.next_line()).await {
             Ok(Ok(Some(line))) => line,
             Ok(_) => break,
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(format!(
-                    "ffmpeg stopped: its output did not move on for {} seconds",
-                    STALL.as_secs()
-                ));
+                return Err(if deadline == give_up_at {
+                    format!(
+                        "ffmpeg stopped: it ran for {} seconds, longer than its media allows",
+                        budget.as_secs()
+                    )
+                } else {
+                    format!(
+                        "ffmpeg stopped: its output did not move on for {} seconds",
+                        STALL.as_secs()
+                    )
+                });
             }
         };
         // The first block reports out_time_us=-9223372036854775807: ignore negatives.
@@ -247,8 +274,15 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
         .arg(path)
         .stdin(Stdio::null())
         .kill_on_drop(true)
-        .output()
+        .output();
+    let output = tokio::time::timeout(PROBE_TIMEOUT, output)
         .await
+        .map_err(|_| {
+            format!(
+                "ffprobe stopped: it did not finish within {} seconds",
+                PROBE_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| format!("cannot start ffprobe: {e}"))?;
     if !output.status.success() {
         return Err(format!(

@@ -1,7 +1,7 @@
 //! The render job handlers: `render.movie` plans and fans out, `render.scene` renders one
 //! scene (or reuses its cached clip), `render.assemble` joins the scenes into the movie.
 
-use std::path::PathBuf;
+use std::{collections::HashMap, path::PathBuf};
 
 use chrono::Utc;
 use entity::{JobKind, render_plan, scene_cache_entry};
@@ -15,7 +15,7 @@ use super::{
     ffmpeg,
     plan::{self, PlannedScene},
     scene::{self, SceneInputs},
-    spec::{Layer, MovieSpec, Scene},
+    spec::{self, Layer, MovieSpec, Scene},
 };
 use crate::{
     jobs::{
@@ -87,8 +87,12 @@ const MAX_PICTURE_PIXELS: usize = 40_000_000;
 
 /// Reads the picture an image layer (at `at` in the spec) names: it must be a PNG, JPEG or
 /// WebP of at most [`MAX_PICTURE_PIXELS`], which is said now, naming the layer, rather than
-/// by ffmpeg in a scene. Returns the picture's SHA-256.
-async fn checked_picture(ctx: &JobContext, at: &str, key: &str) -> Result<String, JobFailure> {
+/// by ffmpeg in a scene. Returns the picture's SHA-256 and size.
+async fn checked_picture(
+    ctx: &JobContext,
+    at: &str,
+    key: &str,
+) -> Result<(String, (u64, u64)), JobFailure> {
     let dir = temp_dir(ctx)?;
     let path = dir.path().join("picture");
     ctx.storage
@@ -127,8 +131,8 @@ async fn checked_picture(ctx: &JobContext, at: &str, key: &str) -> Result<String
             MAX_PICTURE_PIXELS / 1_000_000
         )));
     }
-    // Decoded once, alone: a picture whose header is right and whose body is not makes a
-    // looping image input in a scene spin for ever instead of failing.
+    // Decoded once, alone: a picture whose header is right and whose body is not is refused
+    // now, naming its layer, rather than failing a scene later.
     let tools = tools().await?;
     let decoded = tokio::time::timeout(
         std::time::Duration::from_secs(30),
@@ -145,12 +149,22 @@ async fn checked_picture(ctx: &JobContext, at: &str, key: &str) -> Result<String
             .status(),
     )
     .await;
-    if !matches!(decoded, Ok(Ok(status)) if status.success()) {
-        return Err(refuse("the picture cannot be decoded".to_owned()));
+    match decoded {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(_)) => return Err(refuse("the picture cannot be decoded".to_owned())),
+        // Not the picture's fault: ffmpeg did not start, or the machine is too busy.
+        Ok(Err(e)) => return Err(tool_failure(format!("cannot start ffmpeg: {e}"))),
+        Err(_) => {
+            return Err(JobFailure::internal(
+                "rendering failed on the server",
+                "decoding a picture took over 30 s",
+            ));
+        }
     }
-    crate::media::hash::file_sha256(&path)
+    let digest = crate::media::hash::file_sha256(&path)
         .await
-        .map_err(|e| JobFailure::internal("hashing a picture", e))
+        .map_err(|e| JobFailure::internal("hashing a picture", e))?;
+    Ok((digest, (size.width as u64, size.height as u64)))
 }
 
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
@@ -158,13 +172,39 @@ fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
 }
 
 async fn tools() -> Result<ffmpeg::Tools, JobFailure> {
-    ffmpeg::check().await.map_err(JobFailure::permanent)
+    ffmpeg::check().await.map_err(tools_missing)
+}
+
+/// ffmpeg or ffprobe missing or broken on this server: the operator's to fix (the detail,
+/// with the install hints, goes to the log), tried again later.
+pub(crate) fn tools_missing(detail: String) -> JobFailure {
+    JobFailure::internal("rendering is unavailable on this server for now", detail)
+}
+
+/// An error of [`ffmpeg::run`] or [`ffmpeg::probe`] as a job failure. What says more about
+/// the machine than about the input (the tool killed, or stopped by a signal it caught, which
+/// it answers with status 255 and nothing on stderr; out of disk or memory; not started; over
+/// its time on a busy machine) is tried again; anything else is the input's, and final.
+pub(crate) fn tool_failure(message: String) -> JobFailure {
+    const SERVER: [&str; 7] = [
+        "(signal:",
+        "No space left on device",
+        "Cannot allocate memory",
+        "cannot start ffmpeg",
+        "cannot start ffprobe",
+        "ffmpeg stopped: it ran for",
+        "ffprobe stopped:",
+    ];
+    let interrupted = message.trim_end() == "ffmpeg failed (exit status: 255):";
+    if interrupted || SERVER.iter().any(|s| message.contains(s)) {
+        JobFailure::internal("rendering failed on the server", message)
+    } else {
+        JobFailure::permanent(message)
+    }
 }
 
 fn temp_dir(ctx: &JobContext) -> Result<tempfile::TempDir, JobFailure> {
-    tempfile::Builder::new()
-        .prefix(&format!("reelgraph-{}-", ctx.job.id))
-        .tempdir()
+    crate::jobs::work_folders::create(ctx.job.id)
         .map_err(|e| JobFailure::internal("could not create a work folder", e))
 }
 
@@ -191,10 +231,10 @@ pub(crate) async fn run_with_progress(
     };
     tokio::pin!(render);
     tokio::select! {
-        result = &mut render => result.map_err(JobFailure::permanent),
+        result = &mut render => result.map_err(tool_failure),
         reported = report => {
             reported?;
-            render.await.map_err(JobFailure::permanent)
+            render.await.map_err(tool_failure)
         }
     }
 }
@@ -207,11 +247,28 @@ impl JobHandler for RenderMovie {
         let input: MovieInput = ctx.input()?;
         ctx.progress(0.01, Some("planning")).await?;
         let mut assets = plan::AssetDigests::new();
+        let mut sizes = HashMap::new();
         for (at, key) in input.spec.asset_keys() {
             if !assets.contains_key(key) {
                 asset_within_limit(ctx, key).await?;
-                let digest = checked_picture(ctx, &at, key).await?;
+                let (digest, size) = checked_picture(ctx, &at, key).await?;
                 assets.insert(key.to_owned(), digest);
+                sizes.insert(key.to_owned(), size);
+            }
+        }
+        // A side left out follows the picture's shape: a 1×16 picture 3840 wide would be
+        // drawn 3840×61440, a gigabyte per frame.
+        for (at, key, width, height) in input.spec.image_layers() {
+            let Some(&picture) = sizes.get(key) else {
+                continue;
+            };
+            if let Some(why) = spec::oversized_layer(spec::scaled_size(picture, width, height)) {
+                let field = match (width, height) {
+                    (Some(_), None) => "width",
+                    (None, Some(_)) => "height",
+                    _ => "assetKey",
+                };
+                return Err(JobFailure::permanent(format!("spec.{at}.{field}: {why}")));
             }
         }
         let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &input.spec, &assets);
@@ -457,9 +514,7 @@ impl JobHandler for RenderAssemble {
             (0.0, 0.9),
         )
         .await?;
-        let probe = ffmpeg::probe(&tools, &output)
-            .await
-            .map_err(JobFailure::permanent)?;
+        let probe = ffmpeg::probe(&tools, &output).await.map_err(tool_failure)?;
         let key = plan::output_key(input.movie_job_id);
         ctx.storage
             .put_file(&key, &output, "video/mp4")
@@ -480,5 +535,39 @@ impl JobHandler for RenderAssemble {
             }),
             output_ref: Some(key),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tool_failure;
+
+    #[test]
+    fn the_machines_failures_are_tried_again_and_the_inputs_are_final() {
+        for server in [
+            "ffmpeg failed (signal: 9 (SIGKILL)): ",
+            "ffmpeg failed (exit status: 1): scene.mp4: No space left on device",
+            "ffmpeg failed (exit status: 1): Cannot allocate memory",
+            "cannot start ffmpeg: No such file or directory (os error 2)",
+            "ffmpeg failed (exit status: 255): ",
+            "ffmpeg stopped: it ran for 700 seconds, longer than its media allows",
+        ] {
+            let failure = tool_failure(server.to_owned());
+            assert!(failure.retryable, "{server}");
+            assert_eq!(
+                failure.message, "rendering failed on the server",
+                "{server}"
+            );
+        }
+        for input in [
+            "ffmpeg failed (exit status: 1): Invalid data found when processing input",
+            "ffmpeg stopped: its output did not move on for 120 seconds",
+            "ffmpeg failed (exit status: 255): Conversion failed!",
+            "not a readable media file: moov atom not found",
+        ] {
+            let failure = tool_failure(input.to_owned());
+            assert!(!failure.retryable, "{input}");
+            assert_eq!(failure.message, input);
+        }
     }
 }

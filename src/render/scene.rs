@@ -57,13 +57,12 @@ pub fn scene_args(
     let mut image_inputs = Vec::new();
     // Inputs 0 and 1 are the colour and the silence; images follow.
     for (next_input, path) in (2..).zip(inputs.images.iter().flatten()) {
+        // One frame, read and scaled once and repeated by the `loop` filter (as an input
+        // looped by the demuxer, it would be decoded and scaled again for every frame). At
+        // the scene's frame rate, the repeats fall on the scene's frames.
         args.extend([
-            "-loop".into(),
-            "1".into(),
             "-framerate".into(),
             fps.to_string(),
-            "-t".into(),
-            d.clone(),
             "-format_whitelist".into(),
             super::ffmpeg::IMAGE_FORMATS.into(),
             "-i".into(),
@@ -119,9 +118,12 @@ pub fn scene_args(
                     (None, Some(h)) => format!("scale=-2:{h}"),
                     (None, None) => "null".to_owned(),
                 };
-                graph.push(format!("[{input}:v]{scale},format=rgba[{scaled}]"));
                 graph.push(format!(
-                    "[{current}][{scaled}]overlay=x={}:y={}:enable='between(t,{},{})'[{out}]",
+                    "[{input}:v]{scale},format=rgba,loop=loop=-1:size=1:start=0[{scaled}]"
+                ));
+                // The picture repeats for ever: the scene's background ends the overlay.
+                graph.push(format!(
+                    "[{current}][{scaled}]overlay=x={}:y={}:shortest=1:enable='between(t,{},{})'[{out}]",
                     num(*x),
                     num(*y),
                     num(*start),

@@ -130,6 +130,31 @@ impl MovieSpec {
             .sum()
     }
 
+    /// Every image layer: its path (`scenes.N.layers.M.image`), asset key and the size the
+    /// spec asks for.
+    pub fn image_layers(&self) -> impl Iterator<Item = (String, &str, Option<u32>, Option<u32>)> {
+        self.scenes.iter().enumerate().flat_map(|(si, scene)| {
+            scene
+                .layers
+                .iter()
+                .enumerate()
+                .filter_map(move |(li, layer)| match layer {
+                    Layer::Image {
+                        asset_key,
+                        width,
+                        height,
+                        ..
+                    } => Some((
+                        format!("scenes.{si}.layers.{li}.image"),
+                        asset_key.as_str(),
+                        *width,
+                        *height,
+                    )),
+                    Layer::Text { .. } => None,
+                })
+        })
+    }
+
     /// Asset keys of every image layer.
     pub fn asset_keys(&self) -> impl Iterator<Item = (String, &str)> {
         self.scenes.iter().enumerate().flat_map(|(si, scene)| {
@@ -146,6 +171,39 @@ impl MovieSpec {
                 })
         })
     }
+}
+
+/// The most pixels a picture layer may have once scaled (as a picture may have as uploaded),
+/// and the longest side (ffmpeg's own limit): an RGBA frame of 3840 × 61440 is close to a
+/// gigabyte.
+pub const MAX_LAYER_PIXELS: u64 = 40_000_000;
+pub const MAX_LAYER_SIDE: u64 = 16384;
+
+/// The size a picture of `picture` pixels is drawn at, given the layer's `width` and `height`
+/// (a missing side follows the picture's shape, rounded to even as ffmpeg's `-2` does).
+pub fn scaled_size(picture: (u64, u64), width: Option<u32>, height: Option<u32>) -> (u64, u64) {
+    let (pw, ph) = (picture.0.max(1), picture.1.max(1));
+    let even = |v: u64| (v.div_ceil(2) * 2).max(2);
+    match (width, height) {
+        (Some(w), Some(h)) => (u64::from(w), u64::from(h)),
+        (Some(w), None) => (u64::from(w), even((u64::from(w) * ph).div_ceil(pw))),
+        (None, Some(h)) => (even((u64::from(h) * pw).div_ceil(ph)), u64::from(h)),
+        (None, None) => (pw, ph),
+    }
+}
+
+/// Why a picture layer drawn at `size` is refused, if it is.
+pub fn oversized_layer(size: (u64, u64)) -> Option<String> {
+    let (w, h) = size;
+    (w > MAX_LAYER_SIDE || h > MAX_LAYER_SIDE || w.saturating_mul(h) > MAX_LAYER_PIXELS).then(
+        || {
+            format!(
+                "the picture would be drawn {w}×{h}: at most {MAX_LAYER_SIDE} pixels a side and \
+             {} megapixels (give both width and height, or a smaller one)",
+                MAX_LAYER_PIXELS / 1_000_000
+            )
+        },
+    )
 }
 
 fn colour(field: &str, value: &str) -> AppResult<String> {
@@ -363,6 +421,30 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_side_follows_the_pictures_shape_and_is_bounded() {
+        // ffmpeg's `-2`: the other side in proportion, rounded up to even.
+        assert_eq!(scaled_size((1, 16), Some(3840), None), (3840, 61440));
+        assert_eq!(scaled_size((1920, 1080), None, Some(360)), (640, 360));
+        assert_eq!(scaled_size((1001, 500), Some(100), None), (100, 50));
+        assert_eq!(scaled_size((3, 2), None, Some(1)), (2, 1));
+        assert_eq!(scaled_size((640, 480), None, None), (640, 480));
+        assert_eq!(scaled_size((16, 1), Some(20), Some(30)), (20, 30));
+
+        assert!(
+            oversized_layer(scaled_size((1, 16), Some(3840), None))
+                .is_some_and(|why| why.contains("3840×61440"))
+        );
+        assert!(
+            oversized_layer((9000, 3000)).is_none(),
+            "a panorama as it is"
+        );
+        assert!(oversized_layer((16386, 2)).is_some());
+        assert!(oversized_layer((2, 16386)).is_some());
+        assert!(oversized_layer((8000, 6000)).is_some(), "48 megapixels");
+        assert!(oversized_layer((MAX_SIDE as u64, MAX_SIDE as u64)).is_none());
+    }
 
     fn spec() -> MovieSpecInput {
         MovieSpecInput {

@@ -15,7 +15,10 @@ use uuid::Uuid;
 use super::template::{Card, Template};
 use crate::{
     jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
-    render::{ffmpeg, jobs::run_with_progress},
+    render::{
+        ffmpeg,
+        jobs::{run_with_progress, tool_failure, tools_missing},
+    },
 };
 
 pub fn register(registry: &mut Registry) {
@@ -326,10 +329,8 @@ impl JobHandler for RenderShort {
         if duration <= 0.0 {
             return Err(JobFailure::permanent("the highlight's range is empty"));
         }
-        let tools = ffmpeg::check().await.map_err(JobFailure::permanent)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("reelgraph-{}-", ctx.job.id))
-            .tempdir()
+        let tools = ffmpeg::check().await.map_err(tools_missing)?;
+        let dir = crate::jobs::work_folders::create(ctx.job.id)
             .map_err(|e| JobFailure::internal("could not create a work folder", e))?;
         ctx.progress(0.02, Some("downloading")).await?;
         let source_path = dir.path().join("source");
@@ -339,7 +340,7 @@ impl JobHandler for RenderShort {
             .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
         let probe = ffmpeg::probe(&tools, &source_path)
             .await
-            .map_err(JobFailure::permanent)?;
+            .map_err(tool_failure)?;
 
         let (width, height) = dimensions(short.preset);
         let mut filter = format!(
@@ -450,9 +451,7 @@ impl JobHandler for RenderShort {
         args.push(output.display().to_string());
         run_with_progress(ctx, &tools, &args, total, "rendering", (0.05, 0.95)).await?;
 
-        let rendered = ffmpeg::probe(&tools, &output)
-            .await
-            .map_err(JobFailure::permanent)?;
+        let rendered = ffmpeg::probe(&tools, &output).await.map_err(tool_failure)?;
         // A source whose picture ends before the clip (a still frame over a long sound track)
         // would give a short of sound alone.
         if !rendered.has_video {

@@ -1393,7 +1393,75 @@ async fn scene_clips_unused_for_long_are_pruned(backend: Backend) {
     assert!(stored("b").await, "the recent clip's file stays");
 }
 
+/// A folder `reelgraph-<job id>-…` in the temp folder, last touched `idle` ago.
+fn work_folder(job_id: Uuid, idle: Duration) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("reelgraph-{job_id}-sweeptest"));
+    std::fs::create_dir_all(&path).expect("folder");
+    std::fs::write(path.join("source"), b"left by a killed process").expect("file");
+    let when = std::time::SystemTime::now() - idle;
+    std::fs::File::open(&path)
+        .and_then(|dir| dir.set_modified(when))
+        .expect("mtime");
+    path
+}
+
+/// The work folders a killed process left are removed once their job is no longer running;
+/// the folder of a running job, a folder just used, and another server's folder stay.
+async fn work_folders_of_jobs_no_longer_running_are_swept(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("sweeper@example.com").await;
+    let ended = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let running = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            sea_orm::sea_query::Expr::val(JobStatus::Done),
+        )
+        .filter(job::Column::Id.eq(ended))
+        .exec(&app.state.db)
+        .await
+        .expect("ended");
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            sea_orm::sea_query::Expr::val(JobStatus::Running),
+        )
+        .filter(job::Column::Id.eq(running))
+        .exec(&app.state.db)
+        .await
+        .expect("running");
+    let hour = Duration::from_secs(3600);
+    let stale = work_folder(ended, hour);
+    let in_use = work_folder(running, hour);
+    let fresh_id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let fresh = work_folder(fresh_id, Duration::ZERO);
+    let elsewhere = work_folder(Uuid::now_v7(), hour);
+    // A request's download to hash an object: removed after a day.
+    let hashing = |name: &str, idle: Duration| {
+        let path = std::env::temp_dir().join(format!("reelgraph-hash-{name}"));
+        std::fs::create_dir_all(&path).expect("folder");
+        std::fs::File::open(&path)
+            .and_then(|dir| dir.set_modified(std::time::SystemTime::now() - idle))
+            .expect("mtime");
+        path
+    };
+    let old_hashing = hashing(&Uuid::now_v7().to_string(), 25 * hour);
+    let new_hashing = hashing(&Uuid::now_v7().to_string(), hour);
+
+    let removed = reelgraph::jobs::work_folders::sweep(&app.state.db, Duration::from_secs(600))
+        .await
+        .expect("swept");
+    assert!(!stale.exists(), "the ended job's folder is removed");
+    assert!(!old_hashing.exists(), "a day-old hashing folder is removed");
+    assert!(removed >= 2, "{removed}");
+    for kept in [&in_use, &fresh, &elsewhere, &new_hashing] {
+        assert!(kept.exists(), "{} stays", kept.display());
+        std::fs::remove_dir_all(kept).expect("cleaned up");
+    }
+}
+
 both_backends!(
+    work_folders_of_jobs_no_longer_running_are_swept,
     a_job_runs_to_done_with_progress_and_is_completed_once,
     scene_clips_unused_for_long_are_pruned,
     a_parent_waits_for_its_children_then_runs_its_last_step,
