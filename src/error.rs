@@ -30,6 +30,8 @@ pub enum AppError {
     QuotaExceeded(String),
     /// Too many requests from this caller.
     RateLimited(String),
+    /// The request asks for more than one request may return (code `QUERY_TOO_COMPLEX`).
+    TooComplex(String),
     /// The request ran out of time and was stopped (code `INTERNAL`; the message says so).
     TimedOut(String),
     /// Anything the client cannot act on; the detail is only logged.
@@ -75,6 +77,7 @@ impl AppError {
             Self::Conflict { .. } => "CONFLICT",
             Self::QuotaExceeded(_) => "QUOTA_EXCEEDED",
             Self::RateLimited(_) => "RATE_LIMITED",
+            Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::Internal(_) | Self::TimedOut(_) => "INTERNAL",
         }
     }
@@ -86,6 +89,7 @@ impl AppError {
             | Self::Forbidden(m)
             | Self::QuotaExceeded(m)
             | Self::RateLimited(m)
+            | Self::TooComplex(m)
             | Self::TimedOut(m) => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadInput { message, .. } | Self::Conflict { message, .. } => message.clone(),

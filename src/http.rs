@@ -514,6 +514,7 @@ async fn run(
     let fields = Arc::new(crate::graphql::narrow::OperationFields::new(documents));
     let batch = batch
         .data(fields)
+        .data(Arc::new(crate::graphql::budget::ListBudget::default()))
         .data(viewer)
         .data(loaders)
         .data(content_loaders)

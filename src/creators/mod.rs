@@ -121,7 +121,10 @@ impl Creator {
                 .load_one(crate::graphql::loaders::CreatorTeam(self.0.id))
                 .await?
                 .unwrap_or_default();
-            Ok(Some(team.into_iter().map(CreatorMember).collect()))
+            Ok(Some(crate::graphql::budget::counted(
+                ctx,
+                team.into_iter().map(CreatorMember).collect(),
+            )?))
         })
         .await
     }

@@ -63,8 +63,48 @@ fn ensure_code(error: &mut ServerError) {
     }
 }
 
-/// `Invalid value for argument "input.email", …` → `input.email`.
+/// `Invalid value for argument "input.email", …` → `input.email`; a field missing from an
+/// input object, or unknown to it, is named too: `Invalid value for argument "input", field
+/// "name" of type "String!" is required but not provided` → `input.name`.
 fn argument_name(message: &str) -> Option<String> {
     let rest = message.split_once("argument \"")?.1;
-    Some(rest.split_once('"')?.0.to_owned())
+    let (path, rest) = rest.split_once('"')?;
+    let field = rest
+        .strip_prefix(", field \"")
+        .or_else(|| rest.strip_prefix(", unknown field \""))
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(field, _)| field);
+    Some(match field {
+        Some(field) => format!("{path}.{field}"),
+        None => path.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argument_name;
+
+    #[test]
+    fn the_field_is_the_whole_input_path() {
+        let named = |m: &str| argument_name(m);
+        assert_eq!(
+            named(r#"Invalid value for argument "input.email", expected type "String""#).as_deref(),
+            Some("input.email")
+        );
+        assert_eq!(
+            named(
+                r#"Invalid value for argument "input", field "name" of type "String!" is required but not provided"#
+            )
+            .as_deref(),
+            Some("input.name")
+        );
+        assert_eq!(
+            named(
+                r#"Invalid value for argument "input.spec.scenes.0", unknown field "bogus" of type "SceneInput""#
+            )
+            .as_deref(),
+            Some("input.spec.scenes.0.bogus")
+        );
+        assert_eq!(named("Unknown field \"x\" on type \"Query\"."), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots merged from the domain modules, limits, error codes, and the
 //! helpers resolvers use to reach request data.
 
+pub mod budget;
 pub mod depth;
 pub mod documents;
 pub mod errors;

@@ -152,11 +152,14 @@ pub async fn shorts_of(
         .load_one(crate::graphql::loaders::ShortsOf(highlight_id))
         .await?
         .unwrap_or_default();
-    Ok(shorts
-        .into_iter()
-        .filter(|s| manages || s.status == ShortStatus::Complete)
-        .map(Short)
-        .collect())
+    crate::graphql::budget::counted(
+        ctx,
+        shorts
+            .into_iter()
+            .filter(|s| manages || s.status == ShortStatus::Complete)
+            .map(Short)
+            .collect(),
+    )
 }
 
 #[derive(InputObject)]

@@ -387,6 +387,12 @@ impl Connection {
         } else {
             new_loaders(app.db.clone(), viewer.clone())
         };
+        let mut request = request;
+        if !is_subscription {
+            request = request.data(std::sync::Arc::new(
+                crate::graphql::budget::ListBudget::default(),
+            ));
+        }
         let request = request
             .data(viewer)
             .data(loaders)

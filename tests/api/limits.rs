@@ -125,6 +125,29 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
     assert_eq!(error_field(&body), "id");
 
+    // A field missing from an input object, or unknown to it, is named in the path, written
+    // in the document or sent as a variable.
+    let user = app.register("paths@example.com").await;
+    let create = "mutation($i: CreateCreatorInput!) { createCreator(input: $i) { id } }";
+    for (input, field) in [
+        (json!({ "bio": "no name" }), "input.name"),
+        (json!({ "name": "Ok", "nmae": "typo" }), "input.nmae"),
+    ] {
+        let body = app
+            .gql(Some(&user.access_token), create, json!({ "i": input }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), field, "{body}");
+    }
+    let body = app
+        .gql(
+            Some(&user.access_token),
+            "mutation { createCreator(input: { bio: \"x\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_field(&body), "input.name", "{body}");
+
     // A NUL character in any text, by variable or literal: PostgreSQL cannot store one, so
     // both databases refuse it before anything runs, naming where it was.
     let search = "query($s: String) { creators(search: $s) { totalCount } }";
@@ -377,7 +400,80 @@ async fn liveness_and_readiness_differ_when_the_database_is_gone(backend: Backen
     assert_eq!(status("/healthz").await, 503);
 }
 
+/// Plain list fields return everything a row has, and each alias resolves again: a request
+/// gets 50,000 list items in all (shared by the operations of a batch), then
+/// `QUERY_TOO_COMPLEX`.
+async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("lister@example.com").await;
+    let creator = app.create_creator(&owner, "Lister").await;
+    let video = crate::helpers::insert_video(
+        &app,
+        &creator,
+        "many moments",
+        entity::VideoStatus::Ready,
+        Some(600.0),
+    )
+    .await;
+    let moments: Vec<_> = (0..500)
+        .map(|i| json!({ "title": format!("m{i}"), "startTime": i, "endTime": i + 1 }))
+        .collect();
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
+        json!({ "v": video.to_string(), "m": moments }),
+    )
+    .await;
+    let aliases = |n: usize| {
+        let fields: String = (0..n)
+            .map(|i| format!(" a{i}: keyMoments {{ id }}"))
+            .collect();
+        format!("query($v: ID!) {{ video(id: $v) {{{fields} }} }}")
+    };
+    let vars = json!({ "v": video.to_string() });
+
+    // 100 × 500 items: the whole budget, anonymously.
+    let data = app.ok(None, &aliases(100), vars.clone()).await;
+    assert_eq!(data["video"]["a99"].as_array().map(Vec::len), Some(500));
+
+    let body = app.gql(None, &aliases(101), vars.clone()).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{}", body["errors"]);
+    let returned = body["data"]["video"].as_object().map_or(0, |fields| {
+        fields.values().filter(|list| list.is_array()).count()
+    });
+    assert!(returned <= 100, "{returned} lists returned");
+
+    // A batch shares one budget: 2 × 51 × 500 > 50,000. The operations run side by side, so
+    // either may be the one that runs out.
+    let one = json!({ "query": aliases(51), "variables": vars });
+    let answers: serde_json::Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!([one, one]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let codes: Vec<&str> = [&answers[0], &answers[1]]
+        .into_iter()
+        .map(|answer| {
+            if answer["errors"].is_null() {
+                "ok"
+            } else {
+                error_code(answer)
+            }
+        })
+        .collect();
+    assert!(
+        codes == ["ok", "QUERY_TOO_COMPLEX"] || codes == ["QUERY_TOO_COMPLEX", "ok"],
+        "{codes:?}"
+    );
+}
+
 both_backends!(
+    aliases_of_whole_lists_run_out_of_list_items,
     deep_and_expensive_queries_are_rejected_before_running,
     the_standard_introspection_query_loads_the_schema,
     malformed_queries_are_bad_user_input,
