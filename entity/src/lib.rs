@@ -31,5 +31,6 @@ pub mod user;
 pub mod video;
 pub mod video_consent;
 pub mod video_variant;
+pub mod webhook_secret;
 
 pub use enums::*;

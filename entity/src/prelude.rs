@@ -25,3 +25,4 @@ pub use super::user::Entity as User;
 pub use super::video::Entity as Video;
 pub use super::video_consent::Entity as VideoConsent;
 pub use super::video_variant::Entity as VideoVariant;
+pub use super::webhook_secret::Entity as WebhookSecret;

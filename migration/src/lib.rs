@@ -22,6 +22,7 @@ mod m20261204_000012_index_claimable_jobs;
 mod m20261205_000013_add_video_files_removed_at;
 mod m20261205_000014_create_password_resets;
 mod m20261205_000015_add_user_preferences;
+mod m20261205_000016_create_webhook_secrets;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_add_video_files_removed_at::Migration),
             Box::new(m20261205_000014_create_password_resets::Migration),
             Box::new(m20261205_000015_add_user_preferences::Migration),
+            Box::new(m20261205_000016_create_webhook_secrets::Migration),
         ]
     }
 }

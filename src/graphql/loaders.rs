@@ -22,7 +22,7 @@ use std::{
 use async_graphql::dataloader::Loader;
 use entity::{
     VideoStatus, creator, creator_follow, creator_member, credit_ledger_entry, highlight, job,
-    short, user, video, video_variant,
+    short, user, video, video_variant, webhook_secret,
 };
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
@@ -225,6 +225,7 @@ loader_set!(
     videos: VisibleVideoById,
     follower_counts: FollowerCount,
     viewer_follows: ViewerFollows,
+    webhook_secrets: StoredWebhookSecret,
     member_creators: MemberCreators,
     creator_videos: CreatorVideos,
     creator_video_counts: CreatorVideoCount,
@@ -325,6 +326,11 @@ pub struct JobCreditCost(pub Uuid);
 /// Whether the caller follows a creator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ViewerFollows(pub Uuid);
+
+/// The webhook secret a user stored by rotating it (none: the one derived from the server's
+/// key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoredWebhookSecret(pub Uuid);
 
 /// Creators a user is a member of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -647,6 +653,24 @@ impl Loader<ViewerFollows> for DbLoader {
             .into_iter()
             .collect();
         Ok(keys.iter().map(|k| (*k, followed.contains(&k.0))).collect())
+    }
+}
+
+impl Loader<StoredWebhookSecret> for DbLoader {
+    type Value = String;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[StoredWebhookSecret],
+    ) -> Result<HashMap<StoredWebhookSecret, String>, AppError> {
+        Ok(webhook_secret::Entity::find()
+            .filter(webhook_secret::Column::UserId.is_in(ids(keys, |k| k.0)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| (StoredWebhookSecret(row.user_id), row.secret))
+            .collect())
     }
 }
 

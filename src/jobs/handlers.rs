@@ -117,6 +117,18 @@ fn without_paths(line: &str) -> String {
     let mut rest = line;
     let mut previous: Option<char> = None;
     while let Some(c) = rest.chars().next() {
+        // A web address (a webhook's callback) is the client's own: kept whole.
+        let scheme = out.as_bytes()[out.len().saturating_sub(6)..].to_ascii_lowercase();
+        if c == '/'
+            && rest.starts_with("//")
+            && (scheme.ends_with(b"http:") || scheme.ends_with(b"https:"))
+        {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            out.push_str(&rest[..end]);
+            previous = rest[..end].chars().last();
+            rest = &rest[end..];
+            continue;
+        }
         if c == '/' && previous.is_none_or(is_boundary) {
             // A word ends at a boundary; a `:` ends it only before a space or the line's end
             // (`/tmp/a.mp4: No such file`), so a `:` inside a path (`/a/b:c`) stays in it.
@@ -468,6 +480,21 @@ mod tests {
                 "[png @ 0x55d1c0a0] Invalid PNG signature\nError opening input file '/var/lib/rg/objects/assets/u/a.png'."
             ),
             "[png] Invalid PNG signature\nError opening input file 'a.png'."
+        );
+        // A callback's address is the client's own, and says which one failed.
+        assert_eq!(
+            for_clients(
+                "callback https://hooks.example.com/reelgraph/ingest?a=b answered HTTP 500"
+            ),
+            "callback https://hooks.example.com/reelgraph/ingest?a=b answered HTTP 500"
+        );
+        assert_eq!(
+            for_clients("callback HTTP://[::1]:8080/a/b: could not connect"),
+            "callback HTTP://[::1]:8080/a/b: could not connect"
+        );
+        assert_eq!(
+            for_clients("Error opening file:/tmp/reelgraph-1/a.mp4"),
+            "Error opening file:a.mp4"
         );
         // Not paths: ratios, rates, a lone slash, words with a slash inside.
         for kept in ["fps=30/1 and 16/9", "w/ h", "either /this or that", "a b/c"] {

@@ -21,10 +21,13 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
-use entity::{JobKind, job};
+use chrono::{DateTime, Utc};
+use entity::{JobKind, job, user, webhook_secret};
 use hmac::{Hmac, KeyInit, Mac};
-use sea_orm::{DatabaseTransaction, EntityTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -37,6 +40,7 @@ use super::{
 };
 use crate::{
     auth::tokens::TokenKeys,
+    db::RowLock,
     error::{AppError, AppResult},
 };
 
@@ -78,23 +82,115 @@ pub fn attach(input: &mut Value, url: Option<String>) {
     }
 }
 
-/// The secret `owner` verifies signatures with (derived from the server's secret, so every
-/// process knows it without storing it).
-pub fn secret_for(tokens: &TokenKeys, owner: Uuid) -> String {
+/// The secret of an account that never rotated its own: derived from the server's key, so
+/// every process knows it without storing it.
+pub fn derived_secret(tokens: &TokenKeys, owner: Uuid) -> String {
     let key = tokens.derive_key(format!("reelgraph webhook secret v1 {owner}").as_bytes());
     format!("whsec_{}", hex::encode(key))
 }
 
-/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
-pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(format!("{timestamp}.").as_bytes());
-    mac.update(body);
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+/// The longest a rotated-out secret may keep signing deliveries.
+pub const MAX_KEEP_PREVIOUS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The secrets a delivery to `owner` is signed with at `now`: the current one, then the one it
+/// replaced while that is still valid.
+async fn signing_secrets(
+    db: &impl ConnectionTrait,
+    tokens: &TokenKeys,
+    owner: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let Some(row) = webhook_secret::Entity::find_by_id(owner).one(db).await? else {
+        return Ok(vec![derived_secret(tokens, owner)]);
+    };
+    let mut secrets = vec![row.secret];
+    if let (Some(previous), Some(until)) = (row.previous_secret, row.previous_expires_at)
+        && until > now
+    {
+        secrets.push(previous);
+    }
+    Ok(secrets)
+}
+
+/// Replaces `owner`'s secret with a new random one and returns it. The secret it replaces
+/// keeps signing deliveries (as a second `v1`) for `keep_previous`, so a receiver can switch
+/// without refusing a delivery. With `keep_previous` zero, no previous secret is kept; a
+/// rotation that would keep one while an earlier previous still signs is CONFLICT.
+pub async fn rotate_secret(
+    db: &DatabaseConnection,
+    tokens: &TokenKeys,
+    owner: Uuid,
+    keep_previous: Duration,
+) -> AppResult<String> {
+    let mut random = [0u8; 32];
+    rand::fill(&mut random);
+    let secret = format!("whsec_{}", hex::encode(random));
+    let now = Utc::now();
+    let keep = chrono::Duration::from_std(keep_previous.min(MAX_KEEP_PREVIOUS))
+        .unwrap_or_else(|_| chrono::Duration::zero());
+    let txn = queue::begin_write(db).await?;
+    // The account's row serialises rotations (there is no secret row to lock before the
+    // first one).
+    user::Entity::find_by_id(owner)
+        .for_no_key_update(&txn)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let existing = webhook_secret::Entity::find_by_id(owner).one(&txn).await?;
+    // One previous secret at a time: rotating again while it still signs would drop it
+    // silently from under a receiver that has not switched yet (a retried or doubled call).
+    if !keep.is_zero()
+        && let Some(until) = existing
+            .as_ref()
+            .filter(|row| row.previous_secret.is_some())
+            .and_then(|row| row.previous_expires_at)
+            .filter(|until| *until > now)
+    {
+        return Err(AppError::conflict(
+            Some("keepPreviousSecs"),
+            format!(
+                "the secret was rotated already and the one before it signs until {}; \
+                 rotate with keepPreviousSecs: 0 to drop it now",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ));
+    }
+    let (previous, previous_expires_at) = if keep.is_zero() {
+        (None, None)
+    } else {
+        let current = existing
+            .as_ref()
+            .map_or_else(|| derived_secret(tokens, owner), |row| row.secret.clone());
+        (Some(current), Some(now + keep))
+    };
+    let row = webhook_secret::ActiveModel {
+        user_id: Set(owner),
+        secret: Set(secret.clone()),
+        previous_secret: Set(previous),
+        previous_expires_at: Set(previous_expires_at),
+        rotated_at: Set(now),
+    };
+    if existing.is_some() {
+        row.update(&txn).await?;
+    } else {
+        row.insert(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(secret)
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, with one `v1` per secret.
+pub fn signature(secrets: &[String], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body);
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac.finalize().into_bytes()));
+    }
+    header
 }
 
 /// In the transaction that ends `job`: when it is a top-level job with a callback, enqueue
@@ -179,8 +275,10 @@ impl JobHandler for Deliver {
         })
         .to_string();
         let target = self.target(&input.url).await?;
-        let timestamp = Utc::now().timestamp();
-        let secret = secret_for(&self.tokens, ctx.job.owner_id);
+        let now = Utc::now();
+        let secrets = signing_secrets(&ctx.db, &self.tokens, ctx.job.owner_id, now)
+            .await
+            .map_err(|e| JobFailure::internal("the signing secret could not be read", e))?;
         let client = target
             .client()
             .map_err(|e| JobFailure::internal("the HTTP client could not start", e))?;
@@ -194,7 +292,7 @@ impl JobHandler for Deliver {
             .header("reelgraph-delivery", ctx.job.id.to_string())
             .header(
                 "reelgraph-signature",
-                signature(&secret, timestamp, body.as_bytes()),
+                signature(&secrets, now.timestamp(), body.as_bytes()),
             )
             .body(body)
             .send()
@@ -211,7 +309,7 @@ impl JobHandler for Deliver {
                 };
                 return Err(JobFailure::transient(format!(
                     "callback {}: {why}",
-                    target.url
+                    shown(&target.url)
                 )));
             }
         };
@@ -221,7 +319,11 @@ impl JobHandler for Deliver {
                 output_ref: None,
             });
         }
-        let message = format!("callback {} answered HTTP {}", target.url, status.as_u16());
+        let message = format!(
+            "callback {} answered HTTP {}",
+            shown(&target.url),
+            status.as_u16()
+        );
         // 410 Gone: the receiver says it will never take it.
         if status == reqwest::StatusCode::GONE {
             Err(JobFailure::permanent(message))
@@ -229,6 +331,17 @@ impl JobHandler for Deliver {
             Err(JobFailure::transient(message))
         }
     }
+}
+
+/// A callback URL as a delivery's error shows it: without credentials, query or fragment
+/// (which may hold the receiver's secrets; the job's error is read by the creator's team).
+fn shown(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 /// A callback URL with the address it will be sent to.
@@ -272,14 +385,17 @@ impl Deliver {
                 "callback host {host} does not resolve"
             )));
         };
-        if !self.allow_private
-            && let Some(private) = addresses.iter().find(|a| !is_public(a.ip()))
-        {
+        if !self.allow_private && addresses.iter().any(|a| !is_public(a.ip())) {
+            // The address a name resolves to is not told: the job's error is read by the
+            // creator's whole team, and would map the server's internal names.
+            let what = if host.parse::<IpAddr>().is_ok() {
+                "is"
+            } else {
+                "resolves to"
+            };
             return Err(JobFailure::permanent(format!(
-                "callback host {host} resolves to a non-public address ({}); deliveries go \
-                 to public addresses only unless the server sets \
-                 REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true",
-                private.ip()
+                "callback host {host} {what} a non-public address; deliveries go to public \
+                 addresses only unless the server sets REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true"
             )));
         }
         Ok(Target { url, host, address })
@@ -389,11 +505,31 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_is_shown_without_its_secrets() {
+        let url = url::Url::parse("https://hook:S3CRET@hooks.example.com:8443/in/x?token=T#f")
+            .expect("url");
+        assert_eq!(shown(&url), "https://hooks.example.com:8443/in/x");
+    }
+
+    #[test]
     fn signatures_are_hmacs_of_the_timestamp_and_body() {
         // `printf '1700000000.{}' | openssl dgst -sha256 -hmac whsec_test`
         assert_eq!(
-            signature("whsec_test", 1_700_000_000, b"{}"),
+            signature(&["whsec_test".to_owned()], 1_700_000_000, b"{}"),
             "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
+        );
+        // During a rotation: the new secret's, then the old one's.
+        assert_eq!(
+            signature(
+                &["whsec_new".to_owned(), "whsec_test".to_owned()],
+                1_700_000_000,
+                b"{}"
+            ),
+            format!(
+                "t=1700000000,v1={},v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91",
+                signature(&["whsec_new".to_owned()], 1_700_000_000, b"{}")
+                    .trim_start_matches("t=1700000000,v1=")
+            )
         );
     }
 }

@@ -35,19 +35,22 @@ impl User {
     async fn email(&self) -> &str {
         &self.0.email
     }
-    /// The key that signs the webhooks of your renders (`callbackUrl`): check that
-    /// `Reelgraph-Signature`'s `v1` is the hex HMAC-SHA256 of `"<t>.<body>"` under it. Only
-    /// for yourself; null on other users.
+    /// The key that signs the webhooks of your renders (`callbackUrl`): check that a `v1` of
+    /// `Reelgraph-Signature` is the hex HMAC-SHA256 of `"<t>.<body>"` under it (after
+    /// `rotateWebhookSecret` there is a second `v1` for a while, under the previous secret).
+    /// Only for yourself; null on other users.
     async fn webhook_secret(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         let viewer = crate::graphql::viewer(ctx)?;
         if viewer.user().is_none_or(|me| me.id != self.0.id) {
             return Ok(None);
         }
         let state = crate::graphql::state(ctx)?;
-        Ok(Some(crate::jobs::webhooks::secret_for(
-            &state.tokens,
-            self.0.id,
-        )))
+        let stored = loaders(ctx)?
+            .load_one(crate::graphql::loaders::StoredWebhookSecret(self.0.id))
+            .await?;
+        Ok(Some(stored.unwrap_or_else(|| {
+            crate::jobs::webhooks::derived_secret(&state.tokens, self.0.id)
+        })))
     }
     async fn display_name(&self) -> Option<&str> {
         self.0.display_name.as_deref()
@@ -95,9 +98,10 @@ impl User {
             return Ok(None);
         };
         let db = &state(ctx)?.db;
-        Ok(Some(
+        Ok(Some(crate::graphql::budget::counted(
+            ctx,
             crate::auth::graphql::live_sessions(db, me.id, Some(me.session_id)).await?,
-        ))
+        )?))
     }
     /// Every change of this user's render credits, newest first (null but for the user
     /// and administrators).
@@ -130,11 +134,14 @@ impl User {
     /// Creator profiles this user is a member of.
     async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
         let creators = loaders(ctx)?.load_one(MemberCreators(self.0.id)).await?;
-        Ok(creators
-            .unwrap_or_default()
-            .into_iter()
-            .map(Creator)
-            .collect())
+        crate::graphql::budget::counted(
+            ctx,
+            creators
+                .unwrap_or_default()
+                .into_iter()
+                .map(Creator)
+                .collect(),
+        )
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -308,6 +315,44 @@ pub struct UpdateMeInput {
 
 #[Object]
 impl UserMutation {
+    /// Replaces your webhook signing secret (`me { webhookSecret }`) with a new random one and
+    /// returns it. For `keepPreviousSecs` (default a day, at most 7 days, 0 to drop it at
+    /// once) deliveries carry a second `v1` signature under the secret it replaced, so a
+    /// receiver can switch without refusing a delivery; a leaked secret is rotated with 0.
+    /// While a previous secret still signs, rotating again with `keepPreviousSecs` above 0 is
+    /// CONFLICT (it would drop that one from under its receivers).
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Seconds the replaced secret keeps signing (0–604800; null or left \
+                          out: a day)."
+        )]
+        keep_previous_secs: Option<i32>,
+    ) -> AppResult<String> {
+        let me = viewer(ctx)?.require_user()?.id;
+        let max = crate::jobs::webhooks::MAX_KEEP_PREVIOUS.as_secs();
+        let keep = u64::try_from(keep_previous_secs.unwrap_or(86_400))
+            .ok()
+            .filter(|secs| *secs <= max)
+            .ok_or_else(|| {
+                AppError::bad_input(
+                    "keepPreviousSecs",
+                    format!("must be between 0 and {max} seconds"),
+                )
+            })?;
+        let state = state(ctx)?;
+        let secret = crate::jobs::webhooks::rotate_secret(
+            &state.db,
+            &state.tokens,
+            me,
+            std::time::Duration::from_secs(keep),
+        )
+        .await?;
+        loaders(ctx)?.forget(&crate::graphql::loaders::StoredWebhookSecret(me));
+        Ok(secret)
+    }
+
     /// Edits your own profile.
     async fn update_me(&self, ctx: &Context<'_>, input: UpdateMeInput) -> AppResult<User> {
         let me = viewer(ctx)?.require_user()?.id;

@@ -124,6 +124,31 @@ async fn webhook_secret(app: &TestApp, session: &Session) -> String {
         .to_owned()
 }
 
+/// The `t` and every `v1` of a delivery's `Reelgraph-Signature`.
+fn signatures(request: &Received) -> (String, Vec<String>) {
+    let header = request.headers["reelgraph-signature"]
+        .to_str()
+        .expect("ascii");
+    let mut parts = header.split(',');
+    let t = parts
+        .next()
+        .and_then(|t| t.strip_prefix("t="))
+        .expect("t=… first");
+    let v1 = parts
+        .map(|part| part.strip_prefix("v1=").expect("v1=…").to_owned())
+        .collect();
+    (t.to_owned(), v1)
+}
+
+/// What a receiver computes: the hex HMAC-SHA256 of `"<t>.<body>"` under `secret`.
+fn sign(secret: &str, t: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 async fn a_finished_render_is_posted_to_its_callback_signed_and_retried(backend: Backend) {
     let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
     // The receiver fails the first attempt: the delivery is retried.
@@ -161,18 +186,8 @@ async fn a_finished_render_is_posted_to_its_callback_signed_and_retried(backend:
     for request in &received {
         assert_eq!(request.headers["content-type"], "application/json");
         // Verified as a receiver would, with nothing from the server but the secret.
-        let header = request.headers["reelgraph-signature"]
-            .to_str()
-            .expect("ascii");
-        let (t, v1) = header
-            .split_once(",v1=")
-            .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1)))
-            .expect("t=…,v1=…");
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-        mac.update(t.as_bytes());
-        mac.update(b".");
-        mac.update(&request.body);
-        assert_eq!(v1, hex::encode(mac.finalize().into_bytes()), "signature");
+        let (t, v1) = signatures(request);
+        assert_eq!(v1, [sign(&secret, &t, &request.body)], "signature");
         let sent: i64 = t.parse().expect("timestamp");
         assert!((chrono::Utc::now().timestamp() - sent).abs() < 120);
     }
@@ -227,7 +242,7 @@ async fn callbacks_to_private_addresses_are_refused_by_default(backend: Backend)
     assert_eq!(ended[0]["attempts"], 1, "not retried");
     let error = ended[0]["error"].as_str().expect("error");
     assert!(
-        error.contains("non-public address (127.0.0.1)")
+        error.contains("callback host 127.0.0.1 is a non-public address")
             && error.contains("REELGRAPH_WEBHOOK_ALLOW_PRIVATE"),
         "{error}"
     );
@@ -242,7 +257,112 @@ async fn callbacks_to_private_addresses_are_refused_by_default(backend: Backend)
     assert_eq!(render["job"]["status"], "DONE");
 }
 
+const ROTATE: &str = "mutation($keep: Int) { rotateWebhookSecret(keepPreviousSecs: $keep) }";
+
+/// Rotating the secret: deliveries carry a second `v1` under the old secret while it is kept,
+/// and only the new one once it is dropped. Nobody else's secret changes.
+async fn a_rotated_secret_signs_beside_the_old_one_until_it_is_dropped(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
+    let (url, inbox) = receiver(&[]).await;
+    let owner = app.register("rotating@example.com").await;
+    let stranger = app.register("bystander@example.com").await;
+    let stranger_secret = webhook_secret(&app, &stranger).await;
+    let old = webhook_secret(&app, &owner).await;
+
+    let rotated = app.ok(Some(&owner.access_token), ROTATE, json!({})).await["rotateWebhookSecret"]
+        .as_str()
+        .expect("the new secret")
+        .to_owned();
+    assert!(
+        rotated.starts_with("whsec_") && rotated.len() == 6 + 64 && rotated != old,
+        "{rotated}"
+    );
+    assert_eq!(webhook_secret(&app, &owner).await, rotated);
+    assert_eq!(webhook_secret(&app, &stranger).await, stranger_secret);
+
+    app.ok(Some(&owner.access_token), RENDER, tiny_render(&url))
+        .await;
+    assert_eq!(deliveries(&app, &owner).await.len(), 1);
+    let first = inbox.received.lock().expect("lock")[0].clone();
+    let (t, v1) = signatures(&first);
+    assert_eq!(
+        v1,
+        [sign(&rotated, &t, &first.body), sign(&old, &t, &first.body)],
+        "signed under the new secret, then the one it replaced"
+    );
+
+    // Rotating again while the old secret still signs would drop it from under a receiver
+    // that has not switched: refused, nothing changed.
+    let body = app
+        .gql(Some(&owner.access_token), ROTATE, json!({ "keep": 60 }))
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "keepPreviousSecs", "{body}");
+    assert_eq!(webhook_secret(&app, &owner).await, rotated);
+
+    // A leaked secret is dropped at once.
+    let newest = app
+        .ok(Some(&owner.access_token), ROTATE, json!({ "keep": 0 }))
+        .await["rotateWebhookSecret"]
+        .as_str()
+        .expect("the new secret")
+        .to_owned();
+    assert_ne!(newest, rotated);
+    app.ok(Some(&owner.access_token), RENDER, tiny_render(&url))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while inbox.received.lock().expect("lock").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = inbox.received.lock().expect("lock")[1].clone();
+    let (t, v1) = signatures(&second);
+    assert_eq!(v1, [sign(&newest, &t, &second.body)], "the new secret only");
+
+    for keep in [-1, 604_801] {
+        let body = app
+            .gql(Some(&owner.access_token), ROTATE, json!({ "keep": keep }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), "keepPreviousSecs", "{body}");
+    }
+    assert_eq!(
+        webhook_secret(&app, &owner).await,
+        newest,
+        "refusals change nothing"
+    );
+    let body = app.gql(None, ROTATE, json!({})).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+}
+
+/// A receiver that refuses for good (410) ends the delivery at once, and the error the team
+/// reads names the callback without its credentials or query.
+async fn a_refused_delivery_names_the_callback_without_its_secrets(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
+    let (url, inbox) = receiver(&[410]).await;
+    let secret_url = format!(
+        "{}&token=T0K3N",
+        url.replacen("http://", "http://hook:S3CRET@", 1)
+    );
+    let owner = app.register("gone@example.com").await;
+    app.ok(Some(&owner.access_token), RENDER, tiny_render(&secret_url))
+        .await;
+    let ended = deliveries(&app, &owner).await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["status"], "FAILED");
+    assert_eq!(ended[0]["attempts"], 1, "410 is not retried");
+    let shown = url.split('?').next().expect("address");
+    assert_eq!(
+        ended[0]["error"],
+        format!("callback {shown} answered HTTP 410"),
+        "no credentials, no query"
+    );
+    assert_eq!(inbox.received.lock().expect("lock").len(), 1);
+}
+
 both_backends!(
+    a_refused_delivery_names_the_callback_without_its_secrets,
+    a_rotated_secret_signs_beside_the_old_one_until_it_is_dropped,
     a_finished_render_is_posted_to_its_callback_signed_and_retried,
     callbacks_to_private_addresses_are_refused_by_default,
 );
