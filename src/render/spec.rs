@@ -155,21 +155,10 @@ impl MovieSpec {
         })
     }
 
-    /// Asset keys of every image layer.
+    /// Asset keys of every image layer, with the path of each (`….image.assetKey`).
     pub fn asset_keys(&self) -> impl Iterator<Item = (String, &str)> {
-        self.scenes.iter().enumerate().flat_map(|(si, scene)| {
-            scene
-                .layers
-                .iter()
-                .enumerate()
-                .filter_map(move |(li, layer)| match layer {
-                    Layer::Image { asset_key, .. } => Some((
-                        format!("scenes.{si}.layers.{li}.image.assetKey"),
-                        asset_key.as_str(),
-                    )),
-                    Layer::Text { .. } => None,
-                })
-        })
+        self.image_layers()
+            .map(|(at, key, _, _)| (format!("{at}.assetKey"), key))
     }
 }
 
