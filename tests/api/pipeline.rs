@@ -571,14 +571,23 @@ async fn a_source_video_becomes_shorts_that_consent_governs(backend: Backend) {
     assert_ne!(retrimmed["url"], vertical["url"]);
 
     // A list of shorts reads their highlights and jobs in one batch each, not one per short.
+    // The app's counter also counts its worker's statements (the poll's claim, the reaper),
+    // which can land inside one request: each query's cost is the least of three runs.
     let cost = |query: &'static str| {
         let (app, owner, opening) = (&app, &owner, &opening);
         async move {
-            let before = app.statements();
-            let data = app
-                .ok(Some(&owner.access_token), query, json!({ "id": opening }))
-                .await;
-            (app.statements() - before, data)
+            let mut least = None;
+            for _ in 0..3 {
+                let before = app.statements();
+                let data = app
+                    .ok(Some(&owner.access_token), query, json!({ "id": opening }))
+                    .await;
+                let spent = app.statements() - before;
+                if least.as_ref().is_none_or(|(fewest, _)| spent < *fewest) {
+                    least = Some((spent, data));
+                }
+            }
+            least.expect("three runs")
         }
     };
     let (bare, _) = cost("query($id: ID!) { highlight(id: $id) { shorts { id } } }").await;
