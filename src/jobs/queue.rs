@@ -192,6 +192,41 @@ where
     }
 }
 
+/// Key of a job input holding the SHA-256 of the request that made it, so that a retry under
+/// the same idempotency key can be told from a different request reusing the key.
+pub const REQUEST_KEY: &str = "requestSha256";
+
+/// An idempotency key is 1–255 characters.
+pub fn check_idempotency_key(path: &str, key: &str) -> AppResult<()> {
+    if key.is_empty() || key.chars().count() > 255 {
+        return Err(AppError::bad_input(path, "must be 1–255 characters"));
+    }
+    Ok(())
+}
+
+/// The unfinished job an idempotency key already names, if it was made by the same kind of
+/// request with the same fingerprint; `CONFLICT` otherwise, as the caller would otherwise wait
+/// for something other than what it asked for. `fields` lists what the fingerprint covers, for
+/// the message. Jobs of this type from before fingerprints were kept are taken as they are.
+pub fn same_request(
+    existing: job::Model,
+    job_type: &str,
+    fingerprint: &str,
+    fields: &str,
+) -> AppResult<job::Model> {
+    let earlier = existing.input.get(REQUEST_KEY).and_then(|v| v.as_str());
+    if existing.job_type != job_type || earlier.is_some_and(|earlier| earlier != fingerprint) {
+        return Err(AppError::conflict(
+            Some("input.idempotencyKey"),
+            format!(
+                "this idempotency key belongs to an unfinished job of a different request \
+                 ({fields}): use a new key"
+            ),
+        ));
+    }
+    Ok(existing)
+}
+
 pub async fn find_unfinished_by_key(
     db: &impl ConnectionTrait,
     owner: Uuid,

@@ -44,22 +44,12 @@ pub struct RenderMovieInput {
     pub callback_url: Option<String>,
 }
 
-/// Key of a `render.movie` input holding the SHA-256 of the request that made it.
-const REQUEST_KEY: &str = "requestSha256";
+/// What a `renderMovie` fingerprint covers, for the `CONFLICT` of a reused key.
+const REQUEST_FIELDS: &str = "spec, priority, creatorId or callbackUrl";
 
-/// The unfinished job an idempotency key already names, if it was made by the same request
-/// (spec, priority, creator and callback); `CONFLICT` if not, as the caller would otherwise
-/// wait for a movie other than the one it asked for. Jobs from before the fingerprint was kept
-/// are taken as they are.
+/// The unfinished `render.movie` an idempotency key already names, if the same request made it.
 fn same_request(existing: job::Model, fingerprint: &str) -> AppResult<Job> {
-    match existing.input.get(REQUEST_KEY).and_then(|v| v.as_str()) {
-        Some(earlier) if earlier != fingerprint => Err(AppError::conflict(
-            Some("input.idempotencyKey"),
-            "this idempotency key belongs to an unfinished render of a different request \
-             (spec, priority, creatorId or callbackUrl): use a new key",
-        )),
-        _ => Ok(Job(existing)),
-    }
+    queue::same_request(existing, super::MOVIE_JOB, fingerprint, REQUEST_FIELDS).map(Job)
 }
 
 /// Largest image a render takes as an asset.
@@ -153,13 +143,8 @@ impl RenderMutation {
             .as_deref()
             .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
             .transpose()?;
-        if let Some(key) = &input.idempotency_key
-            && (key.is_empty() || key.chars().count() > 255)
-        {
-            return Err(AppError::bad_input(
-                "input.idempotencyKey",
-                "must be 1–255 characters",
-            ));
+        if let Some(key) = &input.idempotency_key {
+            queue::check_idempotency_key("input.idempotencyKey", key)?;
         }
         let creator_id = match &input.creator_id {
             Some(id) => {
@@ -231,7 +216,7 @@ impl RenderMutation {
             spec: movie,
             reservation: None
         });
-        movie_input[REQUEST_KEY] = fingerprint.clone().into();
+        movie_input[queue::REQUEST_KEY] = fingerprint.clone().into();
         crate::jobs::webhooks::attach(&mut movie_input, callback);
         let mut new = NewJob::new(JobKind::Render, super::MOVIE_JOB, user.id, movie_input);
         new.priority = priority;

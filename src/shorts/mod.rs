@@ -171,7 +171,15 @@ pub struct GenerateShortInput {
     pub captions: Option<bool>,
     /// POSTed a signed JSON notice when the short's render ends (as `RenderMovieInput`'s).
     pub callback_url: Option<String>,
+    /// Repeating a request with the same key while its render is unfinished returns that
+    /// short instead of queueing another; the same key with a different highlight, preset,
+    /// captions or `callbackUrl` is a `CONFLICT`. 1–255 characters, shared with
+    /// `renderMovie`'s keys.
+    pub idempotency_key: Option<String>,
 }
+
+/// What a `generateShort` fingerprint covers, for the `CONFLICT` of a reused key.
+const REQUEST_FIELDS: &str = "highlightId, preset, captions or callbackUrl";
 
 #[derive(Default)]
 pub struct ShortQuery;
@@ -271,7 +279,7 @@ pub(crate) async fn forget_outputs(
     job::Entity::update_many()
         .col_expr(job::Column::OutputRef, Expr::val(Option::<String>::None))
         .filter(job::Column::Id.is_in(jobs))
-        .filter(job::Column::JobType.eq("render.short"))
+        .filter(job::Column::JobType.eq(SHORT_JOB))
         .exec(db)
         .await?;
     Ok(())
@@ -341,6 +349,17 @@ impl ShortMutation {
             .as_deref()
             .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
             .transpose()?;
+        if let Some(key) = &input.idempotency_key {
+            queue::check_idempotency_key("input.idempotencyKey", key)?;
+        }
+        let captions = input.captions.unwrap_or(false);
+        let fingerprint =
+            crate::render::plan::sha256_hex(&crate::render::plan::canonical_json(&json!({
+                "highlightId": highlight_id,
+                "preset": input.preset,
+                "captions": captions,
+                "callbackUrl": callback,
+            })));
         let viewer: &Viewer = viewer(ctx)?;
         let user = viewer.require_user()?.clone();
         let state = state(ctx)?;
@@ -374,6 +393,12 @@ impl ShortMutation {
         }
         let now = Utc::now();
         let txn = queue::begin_write(&state.db).await?;
+        if let Some(key) = &input.idempotency_key
+            && let Some(existing) = queue::find_unfinished_by_key(&txn, user.id, key).await?
+        {
+            txn.rollback().await?;
+            return short_of_request(&state.db, existing, &fingerprint).await;
+        }
         // Read again inside the transaction (locked on PostgreSQL; SQLite's writers are
         // serialised): a rejectHighlight or trim that commits meanwhile is seen, not missed.
         let again = highlight::Entity::find_by_id(highlight_id).for_update(&txn);
@@ -419,9 +444,11 @@ impl ShortMutation {
             "clip": { "start": start, "end": end },
             "shorts_template": stored_template,
         });
+        short_input[queue::REQUEST_KEY] = fingerprint.clone().into();
         crate::jobs::webhooks::attach(&mut short_input, callback);
-        let mut new = NewJob::new(JobKind::Render, "render.short", user.id, short_input);
+        let mut new = NewJob::new(JobKind::Render, SHORT_JOB, user.id, short_input);
         new.creator_id = Some(source.creator_id);
+        new.idempotency_key = input.idempotency_key;
         let job_id = new.id;
         short::ActiveModel {
             id: Set(id),
@@ -433,7 +460,7 @@ impl ShortMutation {
             duration_secs: Set(None),
             error: Set(None),
             share_token: Set(None),
-            captions_enabled: Set(input.captions.unwrap_or(false)),
+            captions_enabled: Set(captions),
             job_id: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
@@ -441,6 +468,12 @@ impl ShortMutation {
         .insert(&txn)
         .await?;
         let enqueued = queue::enqueue(&txn, new).await?;
+        if enqueued.existing {
+            // A request with the same key committed its short between our look-up and our
+            // insert: that short is the answer (and this one, unwritten, is not made).
+            txn.rollback().await?;
+            return short_of_request(&state.db, enqueued.job, &fingerprint).await;
+        }
         // A short is a render: its minutes (the highlight's trimmed length) are reserved
         // against the plan like a movie's, after the job's insert and in its transaction, and
         // settled by the real duration or given back when it ends (`render::on_job_finished`).
@@ -465,6 +498,29 @@ impl ShortMutation {
         state.events.publish(&[queue::event_of(&job)]).await;
         Ok(Short(row))
     }
+}
+
+/// Type of the job that renders a short.
+const SHORT_JOB: &str = "render.short";
+
+/// The short of the unfinished `render.short` an idempotency key names, if the same request
+/// made it (`CONFLICT` if not).
+async fn short_of_request(
+    db: &DatabaseConnection,
+    existing: job::Model,
+    fingerprint: &str,
+) -> AppResult<Short> {
+    let job = queue::same_request(existing, SHORT_JOB, fingerprint, REQUEST_FIELDS)?;
+    let short = match short_id_of(&job) {
+        Some(id) => short::Entity::find_by_id(id).one(db).await?,
+        None => None,
+    };
+    short.map(Short).ok_or_else(|| {
+        AppError::conflict(
+            Some("input.idempotencyKey"),
+            "the short of this idempotency key was just deleted; retry with a new key",
+        )
+    })
 }
 
 /// A share token: 256 random bits, URL-safe.

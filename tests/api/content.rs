@@ -2003,7 +2003,42 @@ async fn reviewed_key_moments_steer_highlight_detection(backend: Backend) {
     assert_eq!(candidates["highlights"]["totalCount"], 1, "{candidates}");
 }
 
+/// `generateShort` with an idempotency key: a retry while the render is unfinished returns
+/// the first short (one short, one job, one reservation), the same key with another preset is
+/// a `CONFLICT`, and once the render has ended the key makes a new short.
+async fn a_retried_short_request_returns_its_first_short(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "retry-short@example.com", "Retrying").await;
+    let token = Some(owner.access_token.as_str());
+    let generate =
+        "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }";
+    let input = |preset: &str, key: &str| json!({ "input": { "highlightId": highlight, "preset": preset, "idempotencyKey": key } });
+    let first = app.ok(token, generate, input("SQUARE", "short-1")).await;
+    let again = app.ok(token, generate, input("SQUARE", "short-1")).await;
+    assert_eq!(again, first);
+    let counts = "{ renderUsage { minutesReserved } jobs(kind: RENDER) { totalCount } }";
+    let before = app.ok(token, counts, json!({})).await;
+    assert_eq!(before["jobs"]["totalCount"], 1, "{before}");
+
+    let body = app.gql(token, generate, input("VERTICAL", "short-1")).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "input.idempotencyKey", "{body}");
+    for key in ["", &"k".repeat(256)] {
+        let body = app.gql(token, generate, input("SQUARE", key)).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(error_field(&body), "input.idempotencyKey", "{body}");
+    }
+    assert_eq!(app.ok(token, counts, json!({})).await, before);
+
+    let short = first["generateShort"]["id"].as_str().expect("id");
+    finish_short(&app, short, None, Some("shorts/test/retry.mp4")).await;
+    let later = app.ok(token, generate, input("SQUARE", "short-1")).await;
+    assert_ne!(later["generateShort"]["id"], first["generateShort"]["id"]);
+}
+
 both_backends!(
+    a_retried_short_request_returns_its_first_short,
     transcript_validation_names_the_field_and_writes_nothing,
     caption_files_have_the_exact_expected_text,
     key_moments_are_validated_and_appended,
