@@ -11,8 +11,8 @@ pub mod tokens;
 use chrono::{DateTime, Utc};
 use entity::{UserRole, invite_code, refresh_token, session, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect, QueryTrait, Set, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -48,16 +48,15 @@ pub fn viewer_from_authorization(state: &AppState, value: Option<&str>) -> AppRe
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(Viewer::anonymous());
     };
-    let token = raw
-        .strip_prefix("Bearer ")
-        .or_else(|| raw.strip_prefix("bearer "))
-        .unwrap_or(raw)
-        .trim();
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
+    let token = match raw.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer ") => token,
+        _ => raw,
+    }
+    .trim();
     let claims = state.tokens.verify(token)?;
     if state.revoked.contains(claims.sid) {
-        return Err(AppError::unauthenticated(
-            "this session has ended (signed out or revoked): sign in again",
-        ));
+        return Err(session_ended());
     }
     Ok(Viewer::authenticated(AuthUser {
         id: claims.sub,
@@ -65,6 +64,14 @@ pub fn viewer_from_authorization(state: &AppState, value: Option<&str>) -> AppRe
         session_id: claims.sid,
     }))
 }
+
+/// The error of an access token whose session was signed out or revoked.
+pub fn session_ended() -> AppError {
+    AppError::unauthenticated("this session has ended (signed out or revoked): sign in again")
+}
+
+/// The longest email address an account may have, in bytes (RFC 5321's path limit).
+const MAX_EMAIL_BYTES: usize = 254;
 
 /// Lower-cases and checks an email address; the error names `field`.
 pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
@@ -75,7 +82,7 @@ pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
             "must be a valid email address, like name@example.com",
         )
     };
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.len() > MAX_EMAIL_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
     let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
@@ -106,6 +113,7 @@ pub fn normalize_display_name(field: &str, name: Option<&str>) -> AppResult<Opti
             format!("must be at most {MAX_DISPLAY_NAME} characters"),
         ));
     }
+    crate::graphql::inputs::no_controls(field, name, false)?;
     Ok(Some(name.to_owned()))
 }
 
@@ -200,6 +208,14 @@ pub async fn login(
 ) -> AppResult<Authenticated> {
     let started = tokio::time::Instant::now();
     let email = email.trim().to_lowercase();
+    // No account has a longer one (`normalize_email`), and the sign-in throttle keeps the
+    // address it is given as a key: a megabyte each would fill its memory.
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(AppError::bad_input(
+            "email",
+            format!("must be at most {MAX_EMAIL_BYTES} bytes"),
+        ));
+    }
     state.sign_in.login(client.ip.as_deref(), &email)?;
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email))
@@ -262,6 +278,7 @@ async fn refused(started: tokio::time::Instant) -> AppError {
 /// Returns the account's hash afterwards as far as this knows: the new one when it was stored,
 /// the old one otherwise.
 async fn upgrade_hash(state: &AppState, user: &user::Model, password: String) -> String {
+    let again = password.clone();
     let upgraded = async {
         let hash = password::hash(password).await?;
         let stored = user::Entity::update_many()
@@ -277,7 +294,22 @@ async fn upgrade_hash(state: &AppState, user: &user::Model, password: String) ->
             tracing::info!(user_id = %user.id, "password hash upgraded to Argon2id");
             hash
         }
-        Ok(None) => user.password_hash.clone(),
+        // Changed meanwhile: by a password change, or by another sign-in's upgrade of the
+        // same hash (two devices signing in at once after an import). The latter must not
+        // refuse this one, so the password is checked against the hash there now.
+        Ok(None) => {
+            let current = user::Entity::find_by_id(user.id).one(&state.db).await;
+            match current {
+                Ok(Some(current))
+                    if password::verify(again, Some(current.password_hash.clone()))
+                        .await
+                        .unwrap_or(false) =>
+                {
+                    current.password_hash
+                }
+                _ => user.password_hash.clone(),
+            }
+        }
         Err(err) => {
             tracing::warn!(user_id = %user.id, error = ?err, "password hash upgrade failed");
             user.password_hash.clone()
@@ -300,9 +332,10 @@ pub async fn refresh(
         .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
         .one(&state.db)
         .await?;
-    if issued.is_none() {
+    let Some(issued) = issued else {
         return Err(AppError::unauthenticated("invalid refresh token"));
-    }
+    };
+    state.sign_in.refresh(issued.session_id)?;
     let txn = state.db.begin().await?;
     // The claim comes first: on SQLite the first statement of a transaction must be the write
     // so that concurrent refreshes queue on the write lock instead of failing.
@@ -470,6 +503,40 @@ pub async fn logout(state: &AppState, token: &str) -> AppResult<bool> {
         Some(row) => revoke_session(state, row.session_id, "logout").await,
         None => Ok(false),
     }
+}
+
+/// How long a used refresh token is kept: presenting it again within this time is caught as
+/// reuse (and ends its session); later it is merely unknown.
+pub const USED_REFRESH_TOKEN_KEPT: chrono::Duration = chrono::Duration::days(7);
+
+/// How long a session is kept once it has ended (signed out, revoked or expired).
+pub const ENDED_SESSION_KEPT: chrono::Duration = chrono::Duration::days(30);
+
+/// Deletes used refresh tokens and ended sessions past [`USED_REFRESH_TOKEN_KEPT`] and
+/// [`ENDED_SESSION_KEPT`] (every refresh adds a row, and nothing else removes them); returns
+/// how many rows went. Run by the workers' hourly upkeep.
+pub async fn clean_up(db: &impl ConnectionTrait, now: DateTime<Utc>) -> AppResult<u64> {
+    let ended_before = now - ENDED_SESSION_KEPT;
+    let ended = Condition::any()
+        .add(session::Column::RevokedAt.lt(ended_before))
+        .add(session::Column::ExpiresAt.lt(ended_before));
+    let ended_sessions = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(ended.clone());
+    let tokens = refresh_token::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(refresh_token::Column::UsedAt.lt(now - USED_REFRESH_TOKEN_KEPT))
+                .add(refresh_token::Column::SessionId.in_subquery(ended_sessions.into_query())),
+        )
+        .exec(db)
+        .await?;
+    let sessions = session::Entity::delete_many()
+        .filter(ended)
+        .exec(db)
+        .await?;
+    Ok(tokens.rows_affected + sessions.rows_affected)
 }
 
 async fn revoke_session(state: &AppState, session_id: Uuid, reason: &str) -> AppResult<bool> {

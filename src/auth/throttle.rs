@@ -2,7 +2,9 @@
 //! argon2 hash each: `login` per client address and account (10 a minute, in bursts of up to
 //! 10), per address (60 a minute) and per account from anywhere (20 at once, then one a
 //! minute: guesses spread over many addresses add up), `register` per address (20 a minute,
-//! counted once the input is valid, right before the hash). Past a limit the answer is
+//! counted once the input is valid, right before the hash), and `refreshSession` per session
+//! (10 at once, then 6 a minute: a client refreshes once per access token, and a loop would
+//! otherwise add a refresh-token row per call). Past a limit the answer is
 //! `RATE_LIMITED` with the wait, before any password is hashed or compared. An IPv6 client
 //! counts by its /64, the block one host usually has to itself.
 //!
@@ -27,6 +29,7 @@ pub struct SignInThrottle {
     login_per_address: DefaultKeyedRateLimiter<String>,
     login_per_email: DefaultKeyedRateLimiter<String>,
     register_per_address: DefaultKeyedRateLimiter<String>,
+    refresh_per_session: DefaultKeyedRateLimiter<uuid::Uuid>,
     clock: DefaultClock,
 }
 
@@ -43,6 +46,9 @@ impl SignInThrottle {
                 per_minute(1).allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN)),
             ),
             register_per_address: DefaultKeyedRateLimiter::keyed(per_minute(20)),
+            refresh_per_session: DefaultKeyedRateLimiter::keyed(
+                per_minute(6).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
+            ),
             clock: DefaultClock::default(),
         }
     }
@@ -86,6 +92,14 @@ impl SignInThrottle {
             .map_err(|wait| self.refusal("registrations from this address", &wait))
     }
 
+    /// Counts a refresh of `session`'s tokens.
+    pub fn refresh(&self, session: uuid::Uuid) -> AppResult<()> {
+        self.prune();
+        self.refresh_per_session
+            .check_key(&session)
+            .map_err(|wait| self.refusal("session refreshes", &wait))
+    }
+
     fn refusal(
         &self,
         what: &str,
@@ -101,12 +115,14 @@ impl SignInThrottle {
             self.login_per_account.len(),
             self.login_per_email.len(),
             self.register_per_address.len(),
+            self.refresh_per_session.len(),
         ];
         if kept.iter().any(|&n| n > PRUNE_ABOVE) {
             self.login_per_address.retain_recent();
             self.login_per_account.retain_recent();
             self.login_per_email.retain_recent();
             self.register_per_address.retain_recent();
+            self.refresh_per_session.retain_recent();
         }
     }
 }

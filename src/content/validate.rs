@@ -62,13 +62,7 @@ fn text(field: &str, value: &str, max: usize, multiline: bool) -> AppResult<Opti
             format!("must be at most {max} characters"),
         ));
     }
-    let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
-    if !value.chars().all(allowed) {
-        return Err(AppError::bad_input(
-            field,
-            "must not contain control characters",
-        ));
-    }
+    crate::graphql::inputs::no_controls(field, value, multiline)?;
     Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
@@ -240,16 +234,34 @@ fn tags(field: &str, tags: &[String]) -> AppResult<Vec<String>> {
     Ok(out)
 }
 
-/// A trim: absolute seconds inside the key moment, at least [`MIN_TRIM_SECS`] long.
-pub fn trim(trim_start: f64, trim_end: f64, moment: &key_moment::Model) -> AppResult<()> {
-    let inside = format!(
-        "must be within the key moment ({} s to {} s)",
-        moment.start_time, moment.end_time
-    );
+/// A trim: absolute seconds inside the key moment, and inside the video when its `duration` is
+/// known (a moment added before the probe can run past its end), at least [`MIN_TRIM_SECS`]
+/// long.
+pub fn trim(
+    trim_start: f64,
+    trim_end: f64,
+    moment: &key_moment::Model,
+    duration: Option<f64>,
+) -> AppResult<()> {
+    let end = match duration.filter(|d| d.is_finite() && *d > 0.0) {
+        Some(duration) if duration < moment.end_time => duration,
+        _ => moment.end_time,
+    };
+    let inside = if end < moment.end_time {
+        format!(
+            "must be within the key moment and the video ({} s to {end} s)",
+            moment.start_time
+        )
+    } else {
+        format!(
+            "must be within the key moment ({} s to {} s)",
+            moment.start_time, moment.end_time
+        )
+    };
     if !trim_start.is_finite() || trim_start < moment.start_time {
         return Err(AppError::bad_input("trimStart", inside));
     }
-    if !trim_end.is_finite() || trim_end > moment.end_time {
+    if !trim_end.is_finite() || trim_end > end {
         return Err(AppError::bad_input("trimEnd", inside));
     }
     if trim_end - trim_start < MIN_TRIM_SECS - EPSILON {

@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    graphql::inputs::no_controls,
+};
 
 pub const MAX_NAME: usize = 100;
 pub const MAX_SLUG: usize = 64;
@@ -23,6 +26,7 @@ pub fn name(field: &str, name: &str) -> AppResult<String> {
             format!("must be 1 to {MAX_NAME} characters"),
         ));
     }
+    no_controls(field, name, false)?;
     Ok(name.to_owned())
 }
 
@@ -79,6 +83,7 @@ pub fn bio(field: &str, bio: &str) -> AppResult<Option<String>> {
             format!("must be at most {MAX_BIO} characters"),
         ));
     }
+    no_controls(field, bio, true)?;
     Ok((!bio.is_empty()).then(|| bio.to_owned()))
 }
 
@@ -99,6 +104,7 @@ pub fn genres(field: &str, genres: &[String]) -> AppResult<Value> {
                 format!("must be 1 to {MAX_GENRE} characters"),
             ));
         }
+        no_controls(&format!("{field}.{i}"), genre, false)?;
         if !out.iter().any(|g| g.eq_ignore_ascii_case(genre)) {
             out.push(genre.to_owned());
         }
@@ -146,6 +152,7 @@ pub fn social_links(field: &str, links: &Value) -> AppResult<Value> {
                 "platform names must be 1 to 50 characters",
             ));
         }
+        no_controls(field, platform, false)?;
         let Value::String(link) = link else {
             return Err(AppError::bad_input(
                 format!("{field}.{platform}"),
@@ -208,6 +215,17 @@ mod tests {
             slug_from_name("n", "Émile Zola · Straße").ok().as_deref(),
             Some("emile-zola-strasse")
         );
+    }
+
+    #[test]
+    fn profile_text_holds_no_control_characters() {
+        assert!(name("n", "A\u{7}B").is_err());
+        assert!(name("n", "A\nB").is_err());
+        assert!(bio("b", "line one\nline two\ttab").is_ok());
+        assert!(bio("b", "escape \u{1b}[31m").is_err());
+        let refused = genres("g", &["jazz".into(), "lo\u{8}fi".into()]).expect_err("genre");
+        assert!(matches!(refused, AppError::BadInput { field, .. } if field == "g.1"));
+        assert!(social_links("l", &serde_json::json!({ "x\ny": "https://x.example" })).is_err());
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct ParsedDocument {
     /// Every field name selected in any operation or fragment of the document; `None` when it
     /// holds a mutation or a subscription (their resolvers read whole rows).
     pub query_fields: Option<HashSet<String>>,
-    /// Where a literal argument holds a NUL character, if one does ([`super::inputs`]).
-    pub nul_literal: Option<String>,
+    /// Where a literal argument holds a NUL character or is not of its type, and why
+    /// ([`super::inputs::literal_fault`]).
+    pub literal_fault: Option<(String, String)>,
     /// How deep the document reads data and how many fields it selects ([`super::depth`]).
     pub shape: super::depth::Shape,
 }
@@ -34,7 +35,7 @@ impl ParsedDocument {
     pub fn facts(&self) -> super::inputs::DocumentFacts<'_> {
         super::inputs::DocumentFacts {
             document: &self.document,
-            nul_literal: self.nul_literal.as_deref(),
+            literal_fault: self.literal_fault.as_ref(),
             shape: self.shape,
         }
     }
@@ -47,7 +48,7 @@ impl ParsedDocument {
             .all(|(_, op)| op.node.ty == OperationType::Query)
             .then(|| field_names(&document));
         Some(Self {
-            nul_literal: super::inputs::nul_literal(&document),
+            literal_fault: super::inputs::literal_fault(&document),
             shape: super::depth::shape(&document),
             document,
             query_fields,

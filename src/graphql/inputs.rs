@@ -21,8 +21,9 @@ use crate::error::AppError;
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentFacts<'a> {
     pub document: &'a ExecutableDocument,
-    /// Where a literal argument holds a NUL character ([`nul_literal`]).
-    pub nul_literal: Option<&'a str>,
+    /// Where a literal argument holds a NUL character or is not of its type, and why
+    /// ([`literal_fault`]).
+    pub literal_fault: Option<&'a (String, String)>,
     /// [`super::depth::shape`].
     pub shape: super::depth::Shape,
 }
@@ -34,10 +35,7 @@ pub fn refusal(
     document: Option<DocumentFacts<'_>>,
     max_depth: usize,
 ) -> Option<ServerError> {
-    let nul = |path: String| {
-        AppError::bad_input(path, "text may not contain NUL (U+0000) characters")
-            .into_request_error()
-    };
+    let nul = |path: String| AppError::bad_input(path, NUL).into_request_error();
     for (name, value) in request.variables.iter() {
         let mut path = String::new();
         if nul_in_const(value, &mut path) {
@@ -50,8 +48,8 @@ pub fn refusal(
         }
     }
     let document = document?;
-    if let Some(path) = document.nul_literal {
-        return Some(nul(path.to_owned()));
+    if let Some((path, message)) = document.literal_fault {
+        return Some(AppError::bad_input(path.as_str(), message.as_str()).into_request_error());
     }
     // Before anything walks the document as expanded (async-graphql's validation does).
     if document.shape.expanded_fields > super::depth::MAX_EXPANDED_FIELDS {
@@ -262,9 +260,33 @@ fn first_argument(
     None
 }
 
+const NUL: &str = "text may not contain NUL (U+0000) characters";
+
+/// Text people read (names, titles, bios) holds no control characters: a bell, an escape
+/// sequence, a line break in a one-line field. `multiline` lets line breaks and tabs through.
+pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppError> {
+    let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
+    if !value.chars().all(allowed) {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The argument path (`input.title`, `segments.2.text`) of the first literal in the document
+/// that holds a NUL character or is not of its type ([`super::variables::mistyped_literal`]),
+/// and why.
+pub fn literal_fault(document: &ExecutableDocument) -> Option<(String, String)> {
+    nul_literal(document)
+        .map(|path| (path, NUL.to_owned()))
+        .or_else(|| super::variables::mistyped_literal(document))
+}
+
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the
 /// document that holds a NUL character.
-pub fn nul_literal(document: &ExecutableDocument) -> Option<String> {
+fn nul_literal(document: &ExecutableDocument) -> Option<String> {
     let walk = |set: &SelectionSet| first_argument(set, &nul_in_value);
     document
         .operations
@@ -342,7 +364,7 @@ mod tests {
     fn plain(document: &ExecutableDocument) -> Option<DocumentFacts<'_>> {
         Some(DocumentFacts {
             document,
-            nul_literal: None,
+            literal_fault: None,
             shape: crate::graphql::depth::Shape {
                 data_depth: 1,
                 expanded_fields: 1,
@@ -376,10 +398,10 @@ mod tests {
             })),
         );
         let document = async_graphql::parser::parse_query("{ a }").expect("parses");
-        let facts = |nul_literal, data_depth| {
+        let facts = |literal_fault, data_depth| {
             Some(DocumentFacts {
                 document: &document,
-                nul_literal,
+                literal_fault,
                 shape: crate::graphql::depth::Shape {
                     data_depth,
                     expanded_fields: 1,
@@ -460,7 +482,8 @@ mod tests {
             );
         }
         let plain = async_graphql::Request::new("{ a }");
-        assert!(refusal(&plain, facts(Some("search"), 1), 12).is_some());
+        let fault = ("search".to_owned(), NUL.to_owned());
+        assert!(refusal(&plain, facts(Some(&fault), 1), 12).is_some());
         assert!(refusal(&plain, facts(None, 13), 12).is_some());
         assert!(refusal(&plain, facts(None, 12), 12).is_none());
         assert!(

@@ -1,51 +1,213 @@
-//! Variable values checked against their declared types before an operation runs (GraphQL
-//! spec, CoerceVariableValues: a value that cannot be coerced is a request error). async-graphql
-//! parses a scalar inside a variable only when the field that reads it runs, so in a mutation
-//! of several fields the ones before had already written by then: `createCreator` committed,
-//! and the `createInviteCode` after it failed on `expiresAt: "yesterday"`.
+//! Variable values and literal arguments checked against their declared types before an
+//! operation runs (GraphQL spec, CoerceVariableValues: a value that cannot be coerced is a
+//! request error). async-graphql parses a scalar inside a variable only when the field that
+//! reads it runs, so in a mutation of several fields the ones before had already written by
+//! then: `createCreator` committed, and the `createInviteCode` after it failed on
+//! `expiresAt: "yesterday"`. Its validation of literals lets through the same kinds of value
+//! (a `DateTime` literal that is no date, an `Int` past 32 bits, text where an input object
+//! belongs), so those are checked here too ([`mistyped_literal`]).
 //!
-//! Checked here: the built-in scalars and `DateTime`, wherever they sit in a variable (inside
-//! input objects and lists, by the schema's input types). Enums, unknown or missing input
-//! fields and `@oneOf` are async-graphql's validation's, which refuses them before anything
-//! runs. GraphQL's `Int` is 32 bits; the schema's byte sizes and credit amounts are wider
-//! ([`WIDE_INTS`]), so those take any 64-bit integer.
+//! Checked here: the built-in scalars and `DateTime`, wherever they sit (inside input objects
+//! and lists, by the schema's input types), and that an input object's value is an object.
+//! Enums, unknown or missing input fields and `@oneOf` are async-graphql's validation's, which
+//! refuses them before anything runs. GraphQL's `Int` is 32 bits; the schema's byte sizes and
+//! credit amounts are wider ([`WIDE_INTS`]), so those take any 64-bit integer.
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use async_graphql::parser::types::{
-    BaseType, ExecutableDocument, Type, TypeKind, TypeSystemDefinition,
+    BaseType, ExecutableDocument, OperationType, Selection, SelectionSet, Type, TypeKind,
+    TypeSystemDefinition,
 };
 use async_graphql_value::ConstValue;
 
 /// Input fields and arguments whose `Int` holds 64 bits (`i64` in the resolvers).
 const WIDE_INTS: [&str; 2] = ["sizeBytes", "credits"];
 
-/// The fields of each input object type of the schema, with their types.
-static INPUT_OBJECTS: LazyLock<HashMap<String, Vec<(String, Type)>>> =
-    LazyLock::new(|| input_objects(&super::sdl()));
+/// What the checks need of the schema: its input objects' fields, and its output types'
+/// fields with their arguments.
+#[derive(Default)]
+struct Types {
+    /// The fields of each input object type, with their types.
+    inputs: HashMap<String, Vec<(String, Type)>>,
+    /// The fields of each object and interface type.
+    outputs: HashMap<String, HashMap<String, OutputField>>,
+    /// The root types of queries, mutations and subscriptions.
+    roots: [String; 3],
+}
 
-fn input_objects(sdl: &str) -> HashMap<String, Vec<(String, Type)>> {
+struct OutputField {
+    /// The named type the field returns (lists unwrapped).
+    returns: String,
+    arguments: Vec<(String, Type)>,
+}
+
+static TYPES: LazyLock<Types> = LazyLock::new(|| types(&super::sdl()));
+
+fn types(sdl: &str) -> Types {
     let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
-        return HashMap::new();
+        return Types::default();
     };
-    document
-        .definitions
-        .into_iter()
-        .filter_map(|definition| match definition {
-            TypeSystemDefinition::Type(ty) => match &ty.node.kind {
-                TypeKind::InputObject(input) => Some((
-                    ty.node.name.node.to_string(),
-                    input
-                        .fields
+    let mut types = Types {
+        roots: ["Query", "Mutation", "Subscription"].map(str::to_owned),
+        ..Types::default()
+    };
+    let fields =
+        |fields: &[async_graphql::Positioned<async_graphql::parser::types::FieldDefinition>]| {
+            fields
+                .iter()
+                .map(|field| {
+                    let field = &field.node;
+                    let mut returns = &field.ty.node;
+                    while let BaseType::List(item) = &returns.base {
+                        returns = item;
+                    }
+                    let arguments = field
+                        .arguments
                         .iter()
-                        .map(|f| (f.node.name.node.to_string(), f.node.ty.node.clone()))
-                        .collect(),
-                )),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
+                        .map(|a| (a.node.name.node.to_string(), a.node.ty.node.clone()))
+                        .collect();
+                    (
+                        field.name.node.to_string(),
+                        OutputField {
+                            returns: returns.base.to_string(),
+                            arguments,
+                        },
+                    )
+                })
+                .collect()
+        };
+    for definition in document.definitions {
+        match definition {
+            TypeSystemDefinition::Schema(schema) => {
+                let roots = [
+                    &schema.node.query,
+                    &schema.node.mutation,
+                    &schema.node.subscription,
+                ];
+                for (root, name) in types.roots.iter_mut().zip(roots) {
+                    if let Some(name) = name {
+                        *root = name.node.to_string();
+                    }
+                }
+            }
+            TypeSystemDefinition::Type(ty) => {
+                let name = ty.node.name.node.to_string();
+                match &ty.node.kind {
+                    TypeKind::InputObject(input) => {
+                        let fields = input
+                            .fields
+                            .iter()
+                            .map(|f| (f.node.name.node.to_string(), f.node.ty.node.clone()))
+                            .collect();
+                        types.inputs.insert(name, fields);
+                    }
+                    TypeKind::Object(object) => {
+                        types.outputs.insert(name, fields(&object.fields));
+                    }
+                    TypeKind::Interface(interface) => {
+                        types.outputs.insert(name, fields(&interface.fields));
+                    }
+                    _ => {}
+                }
+            }
+            TypeSystemDefinition::Directive(_) => {}
+        }
+    }
+    types
+}
+
+/// The first literal argument of `document` (any operation, fragments included) that is not
+/// of its type: its path (`input.expiresAt`, `segments.0`) and why. Variables inside a literal
+/// are left to [`mistyped`].
+pub fn mistyped_literal(document: &ExecutableDocument) -> Option<(String, String)> {
+    let types = &*TYPES;
+    document.operations.iter().find_map(|(_, operation)| {
+        let root = match operation.node.ty {
+            OperationType::Query => &types.roots[0],
+            OperationType::Mutation => &types.roots[1],
+            OperationType::Subscription => &types.roots[2],
+        };
+        let mut walked = HashSet::new();
+        literal_in(
+            types,
+            document,
+            root,
+            &operation.node.selection_set.node,
+            &mut walked,
+        )
+    })
+}
+
+fn literal_in<'a>(
+    types: &Types,
+    document: &'a ExecutableDocument,
+    parent: &str,
+    set: &'a SelectionSet,
+    walked: &mut HashSet<&'a str>,
+) -> Option<(String, String)> {
+    for item in &set.items {
+        let found = match &item.node {
+            Selection::Field(field) => {
+                // A field the type lacks is validation's to report.
+                let Some(known) = types
+                    .outputs
+                    .get(parent)
+                    .and_then(|fields| fields.get(field.node.name.node.as_str()))
+                else {
+                    continue;
+                };
+                let wrong = field.node.arguments.iter().find_map(|(name, value)| {
+                    let (_, ty) = known
+                        .arguments
+                        .iter()
+                        .find(|(n, _)| n == name.node.as_str())?;
+                    let value = value
+                        .node
+                        .clone()
+                        .into_const_with(|_| Ok::<_, std::convert::Infallible>(ConstValue::Null))
+                        .ok()?;
+                    let mut within = String::new();
+                    let message = check(ty, &value, name.node.as_str(), &mut within)?;
+                    Some((format!("{}{within}", name.node), message))
+                });
+                wrong.or_else(|| {
+                    let inner = &field.node.selection_set.node;
+                    literal_in(types, document, &known.returns, inner, walked)
+                })
+            }
+            Selection::InlineFragment(fragment) => {
+                let on = fragment.node.type_condition.as_ref();
+                let on = on.map_or(parent, |c| c.node.on.node.as_str());
+                literal_in(
+                    types,
+                    document,
+                    on,
+                    &fragment.node.selection_set.node,
+                    walked,
+                )
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                match document.fragments.get_key_value(name) {
+                    // Each fragment once: one spreading itself is validation's to refuse.
+                    Some((name, fragment)) if walked.insert(name.as_str()) => {
+                        let on = fragment.node.type_condition.node.on.node.as_str();
+                        let inner = &fragment.node.selection_set.node;
+                        literal_in(types, document, on, inner, walked)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 /// A variable whose value is not of its type.
@@ -113,9 +275,11 @@ fn check(ty: &Type, value: &ConstValue, field: &str, path: &mut String) -> Optio
             single => check(item, single, field, path),
         },
         BaseType::Named(name) => scalar(name.as_str(), value, field).or_else(|| {
-            let fields = INPUT_OBJECTS.get(name.as_str())?;
+            let fields = TYPES.inputs.get(name.as_str())?;
+            // async-graphql's validation lets any other value through for an input object,
+            // and the field reading it fails when it runs.
             let ConstValue::Object(given) = value else {
-                return None; // validation's to refuse
+                return Some(format!("must be an object ({name})"));
             };
             fields.iter().find_map(|(name, ty)| {
                 let v = given.get(name.as_str())?;
@@ -239,5 +403,88 @@ mod tests {
             None
         );
         assert!(mistyped(&document, None, &variables, |_| Some("first".into())).is_some());
+    }
+
+    #[test]
+    fn an_input_object_takes_only_an_object() {
+        let query = "mutation($a: CreateCreatorInput!, $s: [TranscriptSegmentInput!]!) {
+            createCreator(input: $a) { id } setTranscript(videoId: \"v\", segments: $s) { id } }";
+        let wrong = first(query, serde_json::json!({ "a": "Two", "s": [] })).expect("text");
+        assert_eq!((wrong.variable.as_str(), wrong.within.as_str()), ("a", ""));
+        assert_eq!(wrong.message, "must be an object (CreateCreatorInput)");
+        let wrong = first(
+            query,
+            serde_json::json!({ "a": { "name": "One" }, "s": [{ "startTime": 0, "endTime": 1, "text": "x" }, 1] }),
+        )
+        .expect("number");
+        assert_eq!(
+            (wrong.variable.as_str(), wrong.within.as_str()),
+            ("s", ".1")
+        );
+        assert_eq!(
+            first(
+                query,
+                serde_json::json!({ "a": { "name": "One" }, "s": [] })
+            ),
+            None
+        );
+    }
+
+    fn literal(query: &str) -> Option<(String, String)> {
+        mistyped_literal(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn literal_arguments_are_checked_by_the_fields_they_are_given_to() {
+        let field = |query: &str| literal(query).map(|(path, _)| path);
+        assert_eq!(
+            field(
+                r#"mutation { a: createCreator(input: { name: "One" }) { id } b: createCreator(input: "Two") { id } }"#
+            ),
+            Some("input".into())
+        );
+        assert_eq!(
+            field(r#"mutation { createInviteCode(input: { expiresAt: "tomorrow" }) { code } }"#),
+            Some("input.expiresAt".into())
+        );
+        assert_eq!(
+            field(r#"mutation { createInviteCode(input: { uses: 3000000000 }) { code } }"#),
+            Some("input.uses".into())
+        );
+        assert_eq!(
+            field(
+                r#"mutation { setTranscript(videoId: "v", segments: [{ startTime: 0, endTime: 1, text: "a" }, 1]) { id } }"#
+            ),
+            Some("segments.1".into())
+        );
+        // Nested fields, fragments and inline fragments, by the type they select on.
+        assert_eq!(
+            field(
+                r#"query { me { ...F } } fragment F on User { creators { videos(first: "x") { totalCount } } }"#
+            ),
+            Some("first".into())
+        );
+        assert_eq!(
+            field(
+                r#"query { node(id: "x") { ... on Creator { videos(first: 1.5) { totalCount } } } }"#
+            ),
+            Some("first".into())
+        );
+        // Right, or variables (checked by `mistyped`), or unknown fields (validation's).
+        assert_eq!(
+            field(
+                r#"mutation($d: DateTime) { createInviteCode(input: { uses: 2, expiresAt: $d }) { code } }"#
+            ),
+            None
+        );
+        assert_eq!(
+            field(r#"mutation { grantCredits(userId: "u", credits: 3000000000) }"#),
+            None
+        );
+        assert_eq!(field(r#"query { nope(first: "x") { a } me { id } }"#), None);
+        assert_eq!(
+            field("query { ...F } fragment F on QueryRoot { ...F }"),
+            None
+        );
     }
 }

@@ -220,6 +220,11 @@ impl WorkerPool {
             Ok(n) => tracing::info!(videos = n, "removed what was left of deleted videos' files"),
             Err(err) => tracing::warn!(error = ?err, "deleted-video file sweep failed"),
         }
+        match crate::auth::clean_up(&self.db, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "deleted ended sessions and used refresh tokens"),
+            Err(err) => tracing::warn!(error = ?err, "session clean-up failed"),
+        }
         match super::work_folders::sweep(&self.db, WORK_FOLDER_IDLE).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(folders = n, "removed work folders a stopped process left"),

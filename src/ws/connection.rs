@@ -140,16 +140,9 @@ impl Connection {
                     // periods is gone (its subscriptions would otherwise live on until TCP
                     // gives up, many minutes later).
                     let silent = self.last_heard.elapsed();
-                    let ended = self
-                        .user
-                        .as_ref()
-                        .is_some_and(|u| self.setup.state.app.revoked.contains(u.session_id));
-                    if ended {
+                    if self.session_ended() {
                         // Signed out elsewhere: its subscriptions stop within a keep-alive period.
-                        let ended = AppError::unauthenticated(
-                            "this session has ended (signed out or revoked): sign in again",
-                        );
-                        self.forbidden(socket, &ended).await
+                        self.forbidden(socket, &crate::auth::session_ended()).await
                     } else if self.setup.protocol == Protocol::TransportWs && silent > period * 2 {
                         Err(close(1001, format!("no pong for {} s: the connection looks dead", silent.as_secs())))
                     } else {
@@ -245,6 +238,12 @@ impl Connection {
                 if !self.acknowledged {
                     return Err(close(4401, "Unauthorized"));
                 }
+                // As on HTTP: an operation of a session signed out or revoked (a demoted
+                // administrator's, say) does not run, even before the next keep-alive closes
+                // the socket.
+                if self.session_ended() {
+                    return self.forbidden(socket, &crate::auth::session_ended()).await;
+                }
                 let id: Arc<str> = id.into();
                 if self.active.contains_key(&id) {
                     return Err(close(4409, format!("Subscriber for {id} already exists")));
@@ -285,10 +284,7 @@ impl Connection {
             Ok(caller) => {
                 if let Some(caller) = &caller {
                     if state.revoked.contains(caller.user.session_id) {
-                        let ended = AppError::unauthenticated(
-                            "this session has ended (signed out or revoked): sign in again",
-                        );
-                        return self.forbidden(socket, &ended).await;
+                        return self.forbidden(socket, &crate::auth::session_ended()).await;
                     }
                     let left_ms = caller
                         .expires_at
@@ -313,6 +309,13 @@ impl Connection {
             }
             Err(err) => self.forbidden(socket, &err).await,
         }
+    }
+
+    /// Whether the socket's session was signed out or revoked since it was opened.
+    fn session_ended(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| self.setup.state.app.revoked.contains(u.session_id))
     }
 
     /// Auth failed: the legacy protocol hears why, then both close with `4403`.
@@ -350,14 +353,14 @@ impl Connection {
             .as_deref()
             .and_then(|d| crate::graphql::nulls::pick(d, operation.as_deref()))
             .is_some_and(|op| op.ty == async_graphql::parser::types::OperationType::Subscription);
-        let nul_literal = document
+        let literal_fault = document
             .as_deref()
-            .and_then(crate::graphql::inputs::nul_literal);
+            .and_then(crate::graphql::inputs::literal_fault);
         let facts = document
             .as_deref()
             .map(|document| crate::graphql::inputs::DocumentFacts {
                 document,
-                nul_literal: nul_literal.as_deref(),
+                literal_fault: literal_fault.as_ref(),
                 shape: crate::graphql::depth::shape(document),
             });
         let max_depth = self.setup.state.app.config.max_query_depth;

@@ -38,6 +38,98 @@ async fn register_login_and_me_work(backend: Backend) {
 
     let anonymous = app.ok(None, ME, json!({})).await;
     assert!(anonymous["me"].is_null());
+
+    // The scheme's name in any case (RFC 9110), as on WebSocket.
+    for scheme in ["BEARER", "bEaReR"] {
+        let header = format!("{scheme} {}", session.access_token);
+        let body = post_with_authorization(
+            &app,
+            header.parse().expect("header"),
+            json!({ "query": ME }),
+        )
+        .await;
+        assert_eq!(body["data"]["me"]["email"], "ada@example.com", "{body}");
+    }
+
+    // An email longer than any account's is refused before it is counted or looked up.
+    let long = format!("{}@example.com", "a".repeat(100_000));
+    let body = app
+        .gql(
+            None,
+            "mutation($e: String!) { login(email: $e, password: \"x\") { accessToken } }",
+            json!({ "e": long }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "email", "{body}");
+}
+
+/// A client refreshing in a loop is held back (each refresh adds a row), without losing its
+/// token; the workers' upkeep deletes used refresh tokens after a week and ended sessions
+/// after a month, and leaves live ones alone.
+async fn refreshes_are_throttled_and_old_sessions_cleaned_up(backend: Backend) {
+    use entity::{refresh_token, session};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+
+    let app = TestApp::spawn(backend).await;
+    let mut current = app.register("looping@example.com").await;
+    let mut refused = None;
+    for _ in 0..30 {
+        let body = app
+            .gql(None, REFRESH, json!({ "t": current.refresh_token }))
+            .await;
+        if body.get("errors").is_some() {
+            refused = Some(body);
+            break;
+        }
+        current = session_of(&body["data"]["refreshSession"]);
+    }
+    let refused = refused.expect("a loop of refreshes is throttled");
+    assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
+    let db = &app.state.db;
+    let tokens = || refresh_token::Entity::find().count(db);
+    let issued = tokens().await.expect("count");
+    assert!((10..=12).contains(&issued), "{issued} refresh tokens");
+
+    // An ended session of a month ago (and its tokens), and the used tokens, made old.
+    let ended = app.register("ended-long-ago@example.com").await;
+    app.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ended.refresh_token }),
+    )
+    .await;
+    let long_ago = Utc::now() - Duration::days(31);
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::val(long_ago))
+        .filter(session::Column::UserId.eq(ended.user_id.parse::<Uuid>().expect("uuid")))
+        .exec(db)
+        .await
+        .expect("ended long ago");
+    refresh_token::Entity::update_many()
+        .col_expr(
+            refresh_token::Column::UsedAt,
+            Expr::val(Utc::now() - Duration::days(8)),
+        )
+        .filter(refresh_token::Column::UsedAt.is_not_null())
+        .exec(db)
+        .await
+        .expect("used long ago");
+    let deleted = reelgraph::auth::clean_up(db, Utc::now())
+        .await
+        .map_err(|e| e.public_message())
+        .expect("cleaned up");
+    // Every token but the live session's unused one, and the ended session.
+    assert_eq!(deleted, issued + 1, "{deleted} rows deleted");
+    assert_eq!(tokens().await.expect("count"), 1);
+    assert_eq!(session::Entity::find().count(db).await.expect("count"), 1);
+    assert_eq!(
+        reelgraph::auth::clean_up(db, Utc::now()).await.ok(),
+        Some(0)
+    );
+    // The live session goes on.
+    let me = app.ok(Some(&current.access_token), ME, json!({})).await;
+    assert_eq!(me["me"]["email"], "looping@example.com");
 }
 
 async fn wrong_password_and_unknown_email_fail_alike(backend: Backend) {
@@ -1049,6 +1141,7 @@ both_backends!(
     duplicate_email_is_a_conflict,
     invalid_registration_input_names_the_field,
     refresh_rotates_and_reuse_revokes_the_session,
+    refreshes_are_throttled_and_old_sessions_cleaned_up,
     logout_ends_the_session,
     expired_and_forged_tokens_are_unauthenticated,
     invite_codes_gate_registration_and_cannot_be_overused,

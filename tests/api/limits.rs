@@ -642,6 +642,32 @@ async fn a_mistyped_variable_refuses_the_request_before_anything_is_written() {
             json!({ "n": 2.5, "u": admin.user_id }),
             "credits",
         ),
+        // Text where an input object belongs, as a variable or written in the query.
+        (
+            "mutation($a: CreateCreatorInput!, $b: CreateCreatorInput!) {
+              a: createCreator(input: $a) { id } b: createCreator(input: $b) { id } }",
+            json!({ "a": { "name": "Side Effect" }, "b": "Two" }),
+            "input",
+        ),
+        (
+            "mutation { a: createCreator(input: {name: \"Side Effect\"}) { id }
+              b: createCreator(input: \"Two\") { id } }",
+            json!({}),
+            "input",
+        ),
+        // Literals async-graphql's validation lets through.
+        (
+            "mutation { c: createCreator(input: {name: \"Side Effect\"}) { id }
+              i: createInviteCode(input: {expiresAt: \"tomorrow\"}) { code } }",
+            json!({}),
+            "input.expiresAt",
+        ),
+        (
+            "mutation { c: createCreator(input: {name: \"Side Effect\"}) { id }
+              i: createInviteCode(input: {uses: 3000000000}) { code } }",
+            json!({}),
+            "input.uses",
+        ),
     ] {
         let body = app.gql(token, query, variables).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");

@@ -613,6 +613,29 @@ async fn a_socket_of_an_ended_session_is_closed() {
     assert_eq!(client.close_code_after_pings(true).await, 4403);
 }
 
+/// An operation sent on the socket of a session that ended since it opened does not run (as
+/// on HTTP), even before the next keep-alive: the socket is closed with `4403` instead.
+#[tokio::test]
+async fn an_operation_of_an_ended_session_does_not_run() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ended-op@example.com").await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {}", ada.access_token) }))
+        .await;
+    app.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ada.refresh_token }),
+    )
+    .await;
+    let create = r#"mutation { createCreator(input: {name: "After Logout"}) { id } }"#;
+    client.subscribe("1", create, json!({})).await;
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    let creators = app.ok(None, "{ creators { totalCount } }", json!({})).await;
+    assert_eq!(creators["creators"]["totalCount"], 0, "{creators}");
+}
+
 /// Queries over WebSocket are counted like HTTP ones (`reelgraph_graphql_operations_total`).
 #[tokio::test]
 async fn websocket_operations_are_counted() {
