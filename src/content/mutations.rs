@@ -115,7 +115,10 @@ async fn managed_key_moment(
 }
 
 /// The highlight `id`, if the caller may curate it (same rules as its video).
-async fn managed_highlight(ctx: &Context<'_>, id: &ID) -> AppResult<highlight::Model> {
+async fn managed_highlight(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> AppResult<(highlight::Model, video::Model)> {
     let id = parse_id("id", id)?;
     let viewer = viewer(ctx)?;
     viewer.require_user()?;
@@ -130,7 +133,7 @@ async fn managed_highlight(ctx: &Context<'_>, id: &ID) -> AppResult<highlight::M
         .await?
         .ok_or(AppError::NotFound("highlight"))?;
     viewer.ensure_manages_creator(db, video.creator_id).await?;
-    Ok(found)
+    Ok((found, video))
 }
 
 /// Marks the video as changed as the transaction's first write. That also serialises
@@ -141,13 +144,13 @@ async fn touch_video(
     txn: &DatabaseTransaction,
     video_id: Uuid,
     now: DateTime<Utc>,
-) -> AppResult<()> {
-    video::Entity::update_many()
+) -> AppResult<Option<f64>> {
+    let touched = video::Entity::update_many()
         .col_expr(video::Column::UpdatedAt, Expr::val(now))
         .filter(video::Column::Id.eq(video_id))
-        .exec(txn)
+        .exec_with_returning(txn)
         .await?;
-    Ok(())
+    Ok(touched.into_iter().next().and_then(|v| v.duration_secs))
 }
 
 /// Inserts rows in chunks that fit every backend's bind-parameter limit.
@@ -167,7 +170,7 @@ where
 
 /// Sets a highlight's curation status.
 async fn set_status(ctx: &Context<'_>, id: &ID, status: HighlightStatus) -> AppResult<Highlight> {
-    let found = managed_highlight(ctx, id).await?;
+    let (found, _) = managed_highlight(ctx, id).await?;
     // Gone meanwhile (its key moment or video deleted): NOT_FOUND, as before the checks.
     highlight::Entity::update_many()
         .col_expr(highlight::Column::Status, Expr::val(status))
@@ -204,12 +207,17 @@ impl ContentMutation {
         let language =
             validate::language("language", language.as_deref().unwrap_or(DEFAULT_LANGUAGE))?;
         let (user, video) = managed_video(ctx, video_id).await?;
-        let segments = validate::transcript("segments", &segments, video.duration_secs)?;
+        let input = segments;
+        let mut segments = validate::transcript("segments", &input, video.duration_secs)?;
 
         let app = state(ctx)?;
         let now = Utc::now();
         let txn = app.db.begin().await?;
-        touch_video(&txn, video.id, now).await?;
+        // The duration as it is under the lock: a probe that finished meanwhile is seen.
+        let duration = touch_video(&txn, video.id, now).await?;
+        if duration != video.duration_secs {
+            segments = validate::transcript("segments", &input, duration)?;
+        }
         transcript_segment::Entity::delete_many()
             .filter(transcript_segment::Column::VideoId.eq(video.id))
             .exec(&txn)
@@ -332,12 +340,17 @@ impl ContentMutation {
     ) -> AppResult<Vec<KeyMoment>> {
         let video_id = parse_id("videoId", &video_id)?;
         let (_, video) = managed_video(ctx, video_id).await?;
-        let moments = validate::key_moments("moments", &moments, video.duration_secs)?;
+        let input = moments;
+        let mut moments = validate::key_moments("moments", &input, video.duration_secs)?;
 
         let now = Utc::now();
         let txn = state(ctx)?.db.begin().await?;
-        // Taken first, so two concurrent calls cannot both read the same highest sortOrder.
-        touch_video(&txn, video.id, now).await?;
+        // Taken first, so two concurrent calls cannot both read the same highest sortOrder;
+        // and the duration is checked again as it is under the lock.
+        let duration = touch_video(&txn, video.id, now).await?;
+        if duration != video.duration_secs {
+            moments = validate::key_moments("moments", &input, duration)?;
+        }
         let highest: Option<i32> = key_moment::Entity::find()
             .select_only()
             .column_as(key_moment::Column::SortOrder.max(), "highest")
@@ -567,7 +580,7 @@ impl ContentMutation {
             let trim = highlight
                 .trim_start
                 .zip(highlight.trim_end)
-                .filter(|&(start, end)| validate::trim(start, end, &updated).is_ok());
+                .filter(|&(start, end)| validate::trim(start, end, &updated, None).is_ok());
             let mut row: highlight::ActiveModel = highlight.into();
             row.trim_start = Set(trim.map(|t| t.0));
             row.trim_end = Set(trim.map(|t| t.1));
@@ -652,7 +665,7 @@ impl ContentMutation {
         trim_start: f64,
         trim_end: f64,
     ) -> AppResult<Highlight> {
-        let found = managed_highlight(ctx, &id).await?;
+        let (found, video) = managed_highlight(ctx, &id).await?;
         let db = &state(ctx)?.db;
         // The key moment is read, share-locked on PostgreSQL, in the transaction that writes
         // the trim (SQLite's writers are serialised): an `updateKeyMoment` that moves the
@@ -667,7 +680,7 @@ impl ContentMutation {
             txn.rollback().await?;
             return Err(AppError::NotFound("highlight"));
         };
-        if let Err(err) = validate::trim(trim_start, trim_end, &moment) {
+        if let Err(err) = validate::trim(trim_start, trim_end, &moment, video.duration_secs) {
             txn.rollback().await?;
             return Err(err);
         }

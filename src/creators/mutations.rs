@@ -9,7 +9,11 @@ use uuid::Uuid;
 use super::{Creator, validate};
 use crate::{
     error::{AppError, AppResult, unique_violation},
-    graphql::{parse_id, state, viewer},
+    graphql::{
+        loaders,
+        loaders::{FollowerCount, ViewerFollows},
+        parse_id, state, viewer,
+    },
 };
 
 #[derive(InputObject)]
@@ -273,6 +277,7 @@ impl CreatorMutation {
         ])
         .exec(db)
         .await?;
+        followed(ctx, creator_id, true)?;
         Ok(Creator(creator))
     }
 
@@ -290,6 +295,16 @@ impl CreatorMutation {
             .filter(creator_follow::Column::CreatorId.eq(creator_id))
             .exec(db)
             .await?;
+        followed(ctx, creator_id, false)?;
         Ok(Creator(creator))
     }
+}
+
+/// What this request read of the caller's following `creator` and of its follower count is
+/// stale now: an answer (or a later field of the same request) reads them as they are.
+fn followed(ctx: &Context<'_>, creator: Uuid, following: bool) -> AppResult<()> {
+    let loaders = loaders(ctx)?;
+    loaders.replace(ViewerFollows(creator), Some(following));
+    loaders.forget(&FollowerCount(creator));
+    Ok(())
 }

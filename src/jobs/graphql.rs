@@ -158,7 +158,8 @@ impl Job {
         let page = fetch_page(db, select, job::Column::Id, false, args).await?;
         Ok(page.into_connection(|j| j.id, Job, total))
     }
-    /// A download URL of the job's output once it is DONE; it works for 10 minutes.
+    /// A download URL of the job's output once it is DONE; it works for 10 minutes. For a
+    /// creator's job, only while the caller is on its team (or an administrator).
     async fn output_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         let Some(key) = self
             .0
@@ -168,6 +169,9 @@ impl Job {
         else {
             return Ok(None);
         };
+        if !may_use(viewer(ctx)?, &state(ctx)?.db, &self.0).await? {
+            return Ok(None);
+        }
         let url = state(ctx)?
             .storage
             .presign_get(key, crate::storage::PRESIGN_TTL)
@@ -207,6 +211,20 @@ pub async fn can_see(
     match job.creator_id {
         Some(creator_id) => viewer.manages_creator(db, creator_id).await,
         None => Ok(false),
+    }
+}
+
+/// Whether the caller may have the job's output and run it again: for a creator's job, a
+/// member of its team (one removed from it keeps seeing the jobs they started, but no longer
+/// gets the creator's media from them); for a personal one, its owner. Administrators may.
+async fn may_use(viewer: &Viewer, db: &DatabaseConnection, job: &job::Model) -> AppResult<bool> {
+    let Some(user) = viewer.user() else {
+        return Ok(false);
+    };
+    match job.creator_id {
+        _ if viewer.is_admin() => Ok(true),
+        Some(creator_id) => viewer.manages_creator(db, creator_id).await,
+        None => Ok(user.id == job.owner_id),
     }
 }
 
@@ -367,6 +385,11 @@ impl JobMutation {
         if viewer.user().is_some_and(|u| u.id != job.owner_id) && !viewer.is_admin() {
             return Err(AppError::forbidden(
                 "only the job's owner can retry it (a retry is billed to them)",
+            ));
+        }
+        if !may_use(viewer, &state.db, &job).await? {
+            return Err(AppError::forbidden(
+                "you are no longer on the team of this job's creator",
             ));
         }
         lifecycle::retry(&state.db, &state.events, id)

@@ -492,7 +492,8 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
         .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
         .col_expr(job::Column::Output, Expr::val(Option::<Value>::None))
         .col_expr(job::Column::OutputRef, Expr::val(Option::<String>::None))
-        .col_expr(job::Column::Progress, Expr::val(0.0))
+        // Progress is kept until a worker claims the retry: the claim starts the next attempt
+        // (attempts + 1) at 0, so progress never goes back within one attempt.
         .col_expr(job::Column::CurrentPhase, Expr::val(Option::<String>::None))
         .col_expr(job::Column::CancelRequested, Expr::val(false))
         .col_expr(job::Column::PendingChildren, Expr::val(0))

@@ -422,6 +422,20 @@ impl ShortMutation {
             highlight.trim_start.unwrap_or(moment.start_time),
             highlight.trim_end.unwrap_or(moment.end_time),
         );
+        // A key moment added before the video was probed can lie past its end: such a render
+        // would have no picture to cut, and fail after reserving its minutes.
+        if let Some(video) = source.duration_secs.filter(|d| d.is_finite() && *d > 0.0)
+            && start >= video
+        {
+            txn.rollback().await?;
+            return Err(AppError::conflict(
+                Some("input.highlightId"),
+                format!(
+                    "the highlight starts at {start} s, after the end of the video ({video} s): \
+                     trim it or correct its key moment"
+                ),
+            ));
+        }
         // Parsed once: a template this server cannot read gives no cards, and is not kept.
         let (stored_template, cards) = creator::Entity::find_by_id(source.creator_id)
             .one(&txn)

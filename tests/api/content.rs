@@ -2037,7 +2037,62 @@ async fn a_retried_short_request_returns_its_first_short(backend: Backend) {
     assert_ne!(later["generateShort"]["id"], first["generateShort"]["id"]);
 }
 
+/// A member removed from a creator's team keeps seeing the render jobs they started, but gets
+/// no more of the creator's media from them (`outputUrl` is null) and may not run them again.
+async fn a_removed_member_gets_no_more_outputs_of_the_creators_jobs(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, creator, _, highlight) =
+        approved_highlight(&app, "team-owner@example.com", "Former Team").await;
+    let member = app.register("former-member@example.com").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"former-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let token = Some(member.access_token.as_str());
+    let done = generate_short(&app, &member.access_token, &highlight, "SQUARE").await;
+    finish_short(&app, &done, None, Some("shorts/test/former.mp4")).await;
+    let done_job = short_job(&app, &done).await;
+    let failed = generate_short(&app, &member.access_token, &highlight, "VERTICAL").await;
+    let failed_job = short_job(&app, &failed).await;
+    {
+        use sea_orm::sea_query::Expr;
+        entity::job::Entity::update_many()
+            .col_expr(
+                entity::job::Column::Status,
+                Expr::val(entity::JobStatus::Failed),
+            )
+            .filter(entity::job::Column::Id.eq(failed_job))
+            .exec(&app.state.db)
+            .await
+            .expect("failed");
+    }
+    let output = "query($id: ID!) { job(id: $id) { status outputUrl } }";
+    let data = app.ok(token, output, json!({ "id": done_job })).await;
+    assert!(data["job"]["outputUrl"].is_string(), "{data}");
+
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
+        json!({ "c": creator, "u": member.user_id }),
+    )
+    .await;
+    let data = app.ok(token, output, json!({ "id": done_job })).await;
+    assert_eq!(data["job"]["status"], "DONE", "{data}");
+    assert!(data["job"]["outputUrl"].is_null(), "{data}");
+    let retry = "mutation($id: ID!) { retryJob(id: $id) { status } }";
+    let body = app.gql(token, retry, json!({ "id": failed_job })).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    // The team's owner still has both.
+    let data = app
+        .ok(Some(&owner.access_token), output, json!({ "id": done_job }))
+        .await;
+    assert!(data["job"]["outputUrl"].is_string(), "{data}");
+}
+
 both_backends!(
+    a_removed_member_gets_no_more_outputs_of_the_creators_jobs,
     a_retried_short_request_returns_its_first_short,
     transcript_validation_names_the_field_and_writes_nothing,
     caption_files_have_the_exact_expected_text,
@@ -2058,6 +2113,70 @@ both_backends!(
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
+
+/// Times past the end of a video whose probe finishes meanwhile: `addKeyMoments` checked them
+/// against an unknown duration, waits for the probe's write, and checks again under the lock.
+/// A moment added before the probe (kept) cannot be trimmed past the video's end, nor made
+/// into a short that would start after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_past_the_end_of_a_video_probed_meanwhile_are_refused() {
+    use sea_orm::{TransactionTrait, sea_query::Expr};
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("probed-late@example.com").await;
+    let creator = app.create_creator(&owner, "Probed Late").await;
+    let video = insert_video(&app, &creator, "late", VideoStatus::Ready, None).await;
+    let token = owner.access_token.clone();
+    let probed = |duration: Option<f64>| {
+        entity::video::Entity::update_many()
+            .col_expr(entity::video::Column::DurationSecs, Expr::val(duration))
+            .filter(entity::video::Column::Id.eq(video))
+    };
+
+    let hold = app.state.db.begin().await.expect("txn");
+    probed(Some(30.0)).exec(&hold).await.expect("probe written");
+    let late = json!({ "v": video, "m": [moment("Past the end", 100.0, 160.0)] });
+    let add = app.gql_in_background(&token, ADD_MOMENTS, late.clone());
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    hold.commit().await.expect("commit");
+    let body = add.await.expect("joined");
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "moments.0.endTime", "{body}");
+
+    // Added while the duration was unknown, then probed.
+    probed(None).exec(&app.state.db).await.expect("unprobed");
+    let token = Some(token.as_str());
+    app.ok(token, ADD_MOMENTS, late).await;
+    probed(Some(30.0))
+        .exec(&app.state.db)
+        .await
+        .expect("probed");
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let highlight = detected["detectHighlights"][0]["id"].clone();
+    app.ok(token, APPROVE, json!({ "id": highlight })).await;
+    let body = app
+        .gql(
+            token,
+            TRIM,
+            json!({ "id": highlight, "s": 120.0, "e": 130.0 }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "trimEnd", "{body}");
+    let body = app
+        .gql(
+            token,
+            "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+            json!({ "h": highlight }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "input.highlightId", "{body}");
+    let left = app
+        .ok(token, "{ jobs(kind: RENDER) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(left["jobs"]["totalCount"], 0, "{left}");
+}
 
 /// `detectHighlights` and `deleteKeyMoment` overlap: the deletion (written, not committed)
 /// holds a moment that detection reads. Detection waits for it and scores the moments that

@@ -322,6 +322,25 @@ async fn following_is_idempotent_and_counted(backend: Backend) {
     );
     app.ok(Some(&fan.access_token), unfollow, json!({ "id": id }))
         .await;
+    // In one request, each answer is read after its own change.
+    let both = app
+        .ok(
+            Some(&fan.access_token),
+            "mutation($id: ID!) {
+              f: followCreator(creatorId: $id) { followerCount viewerIsFollowing }
+              u: unfollowCreator(creatorId: $id) { followerCount viewerIsFollowing }
+              g: followCreator(creatorId: $id) { followerCount viewerIsFollowing } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        both,
+        json!({
+            "f": { "followerCount": 2, "viewerIsFollowing": true },
+            "u": { "followerCount": 1, "viewerIsFollowing": false },
+            "g": { "followerCount": 2, "viewerIsFollowing": true },
+        })
+    );
 
     let missing = app
         .gql(

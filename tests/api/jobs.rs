@@ -381,6 +381,46 @@ async fn a_failed_job_is_retried_as_a_new_attempt(backend: Backend) {
         .await;
     assert_eq!(error_code(&again), "CONFLICT", "a done job is not retried");
 
+    // A job stopped halfway keeps its progress when queued again: progress does not go back
+    // within an attempt, and the next attempt starts at 0 when a worker claims it.
+    let slow = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 60_000, "steps": 600 }),
+        1,
+    )
+    .await;
+    let token = Some(owner.access_token.as_str());
+    wait_for(
+        &app,
+        &owner.access_token,
+        slow,
+        Duration::from_secs(20),
+        |job| job["progress"].as_f64().is_some_and(|p| p > 0.0),
+    )
+    .await;
+    let cancel = "mutation($id: ID!) { cancelJob(id: $id) { status } }";
+    app.ok(token, cancel, json!({ "id": slow })).await;
+    let stopped = wait_for(
+        &app,
+        &owner.access_token,
+        slow,
+        Duration::from_secs(20),
+        status_is("CANCELLED"),
+    )
+    .await;
+    let retried = app
+        .ok(
+            token,
+            "mutation($id: ID!) { retryJob(id: $id) { attempts progress } }",
+            json!({ "id": slow }),
+        )
+        .await;
+    assert_eq!(retried["retryJob"]["attempts"], stopped["attempts"]);
+    assert_eq!(retried["retryJob"]["progress"], stopped["progress"]);
+    app.ok(token, cancel, json!({ "id": slow })).await;
+
     // Another member of the job's creator sees it, but may not retry it: a retry is billed
     // to the owner. A stranger does not even see it.
     let creator: Uuid = app
