@@ -231,9 +231,40 @@ pub async fn end_passed(
     if row.seq <= after + 1 {
         return Ok(None);
     }
+    first_end(db, row, job_transition::Column::Seq.gt(after), progress).await
+}
+
+/// As [`end_passed`], for a job the subscriber has sent nothing of yet: the first FAILED or
+/// CANCELLED status it passed at or after `since` (when the subscription started), before
+/// `row`. Without it, a job whose failure's event was lost and that was retried at once
+/// would be heard of first as QUEUED, its end never told.
+pub async fn end_passed_since(
+    db: &DatabaseConnection,
+    row: &job::Model,
+    since: chrono::DateTime<chrono::Utc>,
+    progress: f64,
+) -> Result<Option<job::Model>, DbErr> {
+    if row.seq <= 1 {
+        return Ok(None);
+    }
+    first_end(
+        db,
+        row,
+        job_transition::Column::CreatedAt.gte(since),
+        progress,
+    )
+    .await
+}
+
+async fn first_end(
+    db: &DatabaseConnection,
+    row: &job::Model,
+    from: sea_orm::sea_query::SimpleExpr,
+    progress: f64,
+) -> Result<Option<job::Model>, DbErr> {
     let passed = job_transition::Entity::find()
         .filter(job_transition::Column::JobId.eq(row.id))
-        .filter(job_transition::Column::Seq.gt(after))
+        .filter(from)
         .filter(job_transition::Column::Seq.lt(row.seq))
         .filter(job_transition::Column::Status.is_in([JobStatus::Failed, JobStatus::Cancelled]))
         .order_by_asc(job_transition::Column::Seq)

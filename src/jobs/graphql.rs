@@ -480,6 +480,8 @@ impl JobSubscription {
         let owner = viewer(ctx)?.require_user()?.id;
         let mut bus = state.events.subscribe();
         let mut since = Utc::now();
+        // Ends of jobs not sent yet count from here (a second early: other servers' clocks).
+        let started = since - chrono::Duration::seconds(1);
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
@@ -488,7 +490,6 @@ impl JobSubscription {
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
             let mut reread_at = reread_deadline(&state);
             loop {
-                let mut heard = None;
                 let mut reread = true;
                 let rows = if let Some(after) = more.take() {
                     changed_after(&state.db, owner, after).await
@@ -500,7 +501,6 @@ impl JobSubscription {
                             continue;
                         }
                         reread_at = reread_deadline(&state);
-                        heard = Some(event.seq);
                         state
                             .events
                             .job_at(event.job_id, event.seq)
@@ -531,15 +531,22 @@ impl JobSubscription {
                     if before.is_some_and(|(s, _)| s >= row.seq) {
                         continue;
                     }
-                    // An end passed since what was sent (or since the event heard) goes first.
-                    if let Some(after) = before.map(|(s, _)| s).or(heard.map(|s| s - 1)) {
-                        let progress = before.map_or(row.progress, |(_, p)| p);
-                        match super::events::end_passed(&state.db, &row, after, progress).await {
-                            Ok(Some(end)) => yield Job(end),
-                            Ok(None) => {}
-                            Err(err) => {
-                                tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
-                            }
+                    // An end passed since what was sent (or, for a job not sent yet, since the
+                    // subscription started) goes first.
+                    let end = match before {
+                        Some((after, progress)) => {
+                            super::events::end_passed(&state.db, &row, after, progress).await
+                        }
+                        None => {
+                            super::events::end_passed_since(&state.db, &row, started, row.progress)
+                                .await
+                        }
+                    };
+                    match end {
+                        Ok(Some(end)) => yield Job(end),
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
                         }
                     }
                     since = since.max(row.updated_at - chrono::Duration::seconds(1));

@@ -1100,6 +1100,52 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
         (&json!("FAILED"), &json!("the disk is full"))
     );
     assert_eq!(next_about(&mut all, id).await["status"], "QUEUED");
+
+    // A job `jobsUpdated` has not heard of yet: failed (unannounced) and retried at once, it
+    // is heard of first as QUEUED. Its failure still goes first.
+    let mut new = NewJob::new(
+        JobKind::Workflow,
+        "diagnostics.sleep",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    new.max_attempts = 1;
+    let txn = queue::begin_write(db).await.expect("txn");
+    let unheard = queue::enqueue(&txn, new)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueued")
+        .job
+        .id;
+    txn.commit().await.expect("commit");
+    // (The first job, queued again, is claimed too.)
+    let claimed = queue::claim(db, "test", 2, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let claimed: Vec<_> = claimed.into_iter().filter(|j| j.id == unheard).collect();
+    assert_eq!(claimed.len(), 1);
+    let txn = queue::begin_write(db).await.expect("txn");
+    let failed = lifecycle::Finish::Failed {
+        error: "the network went away".into(),
+        retryable: false,
+    };
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    let finished = lifecycle::finish_in(&txn, lease, failed, Some("test"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("fail");
+    assert!(finished.applied);
+    txn.commit().await.expect("commit");
+    lifecycle::retry(db, bus, unheard)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("retry");
+    let end = next_about(&mut all, unheard).await;
+    assert_eq!(
+        (&end["status"], &end["error"]),
+        (&json!("FAILED"), &json!("the network went away"))
+    );
+    assert_eq!(next_about(&mut all, unheard).await["status"], "QUEUED");
 }
 
 /// `jobs { nodes { parent { … } } }` reads the parents in one batch: the same statements for
