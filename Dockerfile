@@ -14,8 +14,10 @@ USER reelgraph
 WORKDIR /var/lib/reelgraph
 ENV REELGRAPH_LISTEN=0.0.0.0:8080 REELGRAPH_DATA_DIR=/var/lib/reelgraph
 EXPOSE 8080
-# `reelgraph healthz` asks the server's /healthz (the database answers); a worker has no HTTP
-# port, so docker-compose.yml turns the check off for it.
+# `reelgraph healthz` asks the server's /healthz (the database answers). A worker container
+# answers one only when started with `worker --listen 0.0.0.0:9090` and checked with
+# `healthz --url http://127.0.0.1:9090/healthz` (or REELGRAPH_HEALTHZ_URL), as
+# docker-compose.yml does; otherwise run it with `docker run --no-healthcheck`.
 HEALTHCHECK --interval=10s --timeout=5s CMD ["reelgraph", "healthz"]
 ENTRYPOINT ["reelgraph"]
 CMD ["serve"]

@@ -29,11 +29,14 @@ pub struct AuthUser {
 }
 
 /// The caller of one request (or one WebSocket connection). Memberships are read lazily, at
-/// most once per request.
+/// most once per request; a subscription's viewer reads them at each use instead
+/// ([`Viewer::live`]), as it outlives any change to them.
 #[derive(Debug, Default)]
 pub struct Viewer {
     user: Option<AuthUser>,
     memberships: OnceCell<Arc<HashSet<Uuid>>>,
+    /// Memberships are read again at each use, not kept.
+    fresh_memberships: bool,
 }
 
 /// Where a request came from, for sessions and audit rows.
@@ -51,7 +54,17 @@ impl Viewer {
     pub fn authenticated(user: AuthUser) -> Self {
         Self {
             user: Some(user),
-            memberships: OnceCell::new(),
+            ..Self::default()
+        }
+    }
+
+    /// This viewer, for a subscription: it may run for hours, so a membership that ends
+    /// meanwhile (a member removed from a team) ends what it grants at once, say the
+    /// `outputUrl` of the creator's jobs in later events.
+    pub fn live(self) -> Self {
+        Self {
+            fresh_memberships: true,
+            ..self
         }
     }
 
@@ -88,19 +101,20 @@ impl Viewer {
         let Some(user) = &self.user else {
             return Ok(Arc::default());
         };
-        self.memberships
-            .get_or_try_init(|| async {
-                let ids: Vec<Uuid> = creator_member::Entity::find()
-                    .select_only()
-                    .column(creator_member::Column::CreatorId)
-                    .filter(creator_member::Column::UserId.eq(user.id))
-                    .into_tuple()
-                    .all(db)
-                    .await?;
-                Ok::<_, AppError>(Arc::new(ids.into_iter().collect()))
-            })
-            .await
-            .cloned()
+        let read = || async {
+            let ids: Vec<Uuid> = creator_member::Entity::find()
+                .select_only()
+                .column(creator_member::Column::CreatorId)
+                .filter(creator_member::Column::UserId.eq(user.id))
+                .into_tuple()
+                .all(db)
+                .await?;
+            Ok::<_, AppError>(Arc::new(ids.into_iter().collect()))
+        };
+        if self.fresh_memberships {
+            return read().await;
+        }
+        self.memberships.get_or_try_init(read).await.cloned()
     }
 
     /// Whether the caller manages `creator_id` (admin or member).

@@ -44,12 +44,15 @@ impl Application {
             None => {
                 let mut addr = listener.local_addr().context("reading the bound address")?;
                 // `0.0.0.0` is where the server listens, never an address a client can use.
+                // With S3, links are S3's own: this server's address is in none of them.
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    tracing::warn!(
-                        "PUBLIC_URL is not set: links to local storage (uploads, downloads) will \
-                         point at http://{addr}; set PUBLIC_URL to the address clients use"
-                    );
+                    if !args.config.uses_s3() {
+                        tracing::warn!(
+                            "PUBLIC_URL is not set: links to local storage (uploads, downloads) \
+                             will point at http://{addr}; set PUBLIC_URL to the address clients use"
+                        );
+                    }
                 }
                 format!("http://{addr}")
             }
@@ -160,6 +163,7 @@ pub async fn connect_state(
     config: crate::config::Config,
     public_url: &str,
 ) -> anyhow::Result<AppState> {
+    config.check()?;
     let tokens = TokenKeys::from_config(&config)?;
     let storage = Storage::from_config(
         &config,

@@ -52,7 +52,7 @@ pub struct Config {
 
     /// Origins allowed by CORS, comma separated; unset or `*` allows any origin (tokens are bearer
     /// headers, never cookies, so this exposes nothing to other sites).
-    #[arg(long, env = "REELGRAPH_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = "REELGRAPH_CORS_ORIGINS", value_delimiter = ',', value_parser = cors_origin)]
     pub cors_origins: Vec<String>,
 
     /// Largest request body accepted, in bytes.
@@ -83,8 +83,10 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
-    /// Jobs this process runs at once (default: the number of CPU cores).
-    #[arg(long, env = "REELGRAPH_WORKERS")]
+    /// Jobs this process runs at once (default: the number of CPU cores). To run none, serve
+    /// with `--no-worker` (`REELGRAPH_NO_WORKER`) instead.
+    #[arg(long, env = "REELGRAPH_WORKERS",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub workers: Option<usize>,
 
     /// Seconds a claimed job stays leased without a heartbeat before another worker may take it.
@@ -92,7 +94,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub job_lease_secs: u64,
 
-    /// Milliseconds between heartbeats of a running job (also how fast a cancel is seen).
+    /// Milliseconds between heartbeats of a running job (also how fast a cancel is seen); less
+    /// than the lease.
     #[arg(long, env = "REELGRAPH_JOB_HEARTBEAT_MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub job_heartbeat_ms: u64,
@@ -234,6 +237,29 @@ impl Config {
             .max(1)
     }
 
+    /// Whether objects are kept in S3 (whose links are signed for S3's own endpoint, not this
+    /// server's `PUBLIC_URL`).
+    pub fn uses_s3(&self) -> bool {
+        self.s3_bucket.is_some()
+            || self
+                .storage_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("s3://"))
+    }
+
+    /// Settings that are each valid but do not work together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.job_heartbeat_ms >= self.job_lease_secs.saturating_mul(1000) {
+            anyhow::bail!(
+                "REELGRAPH_JOB_HEARTBEAT_MS ({} ms) must be shorter than REELGRAPH_JOB_LEASE_SECS \
+                 ({} s): a running job's lease would run out between its heartbeats",
+                self.job_heartbeat_ms,
+                self.job_lease_secs
+            );
+        }
+        Ok(())
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url
             .as_deref()
@@ -266,4 +292,63 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub config: Config,
+}
+
+/// A CORS origin: `*`, or `scheme://host[:port]` (a trailing `/` is dropped; browsers send the
+/// origin without one, and a listed `https://app.example.com/` would never match).
+fn cors_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.to_owned());
+    }
+    let invalid = || format!("`{value}` is not an origin like https://app.example.com[:port]");
+    let url = url::Url::parse(value).map_err(|_| invalid())?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !plain {
+        return Err(invalid());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_plain_origins() {
+        assert_eq!(cors_origin("*").as_deref(), Ok("*"));
+        assert_eq!(
+            cors_origin(" https://app.example.com/ ").as_deref(),
+            Ok("https://app.example.com")
+        );
+        assert_eq!(
+            cors_origin("http://localhost:5173").as_deref(),
+            Ok("http://localhost:5173")
+        );
+        for refused in [
+            "app.example.com",
+            "https://app.example.com/app",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "https://app.example.com/?x=1",
+        ] {
+            assert!(cors_origin(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_must_be_shorter_than_the_lease() {
+        let mut config = Config::embedded(".");
+        assert!(config.check().is_ok());
+        config.job_lease_secs = 1;
+        config.job_heartbeat_ms = 5000;
+        let refused = config.check().expect_err("heartbeat past the lease");
+        assert!(refused.to_string().contains("REELGRAPH_JOB_HEARTBEAT_MS"));
+    }
 }

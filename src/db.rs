@@ -18,6 +18,23 @@ use crate::config::Config;
 /// Called once per SQL statement; used for metrics.
 pub type StatementHook = Arc<dyn Fn() + Send + Sync>;
 
+tokio::task_local! {
+    /// Statements sent so far by the work [`counting_statements`] runs.
+    static STATEMENTS: std::cell::Cell<u64>;
+}
+
+/// Runs `work`, counting the SQL statements it sends from its own task (a GraphQL request's
+/// resolvers and loaders run there; the workers and other requests do not), and returns its
+/// output with the count.
+pub async fn counting_statements<F: Future>(work: F) -> (F::Output, u64) {
+    STATEMENTS
+        .scope(std::cell::Cell::new(0), async {
+            let output = work.await;
+            (output, STATEMENTS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
 /// Opens the configured database (creating the data dir and SQLite file when embedded).
 pub async fn connect(
     config: &Config,
@@ -72,9 +89,12 @@ pub async fn connect(
             .unwrap_or_default();
         anyhow::anyhow!("connecting to the database{place}: {message}")
     })?;
-    if let Some(hook) = on_statement {
-        db.set_metric_callback(move |_| hook());
-    }
+    db.set_metric_callback(move |_| {
+        if let Some(hook) = &on_statement {
+            hook();
+        }
+        let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
+    });
     Ok(db)
 }
 

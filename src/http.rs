@@ -397,7 +397,10 @@ async fn execute(
     }
     let mut results = Vec::new();
     if !runnable.is_empty() {
-        results = run(&state, viewer, peer, headers, runnable, documents, single).await;
+        let running = run(&state, viewer, peer, headers, runnable, documents, single);
+        let statements;
+        (results, statements) = crate::db::counting_statements(running).await;
+        state.app.metrics.request_statements(statements);
     }
     state.app.metrics.count_errors(
         results

@@ -211,12 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let public_url = match config.public_url.clone() {
                 Some(url) => url,
                 // Links to S3 objects are signed for S3's own (public) endpoint.
-                None if config.s3_bucket.is_some()
-                    || config
-                        .storage_url
-                        .as_deref()
-                        .is_some_and(|url| url.starts_with("s3://")) =>
-                {
+                None if config.uses_s3() => {
                     format!("http://{}", reelgraph::config::DEFAULT_LISTEN)
                 }
                 None => {

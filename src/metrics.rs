@@ -91,6 +91,11 @@ pub struct Metrics {
     pub db_statements: Counter<u64, AtomicU64>,
     /// GraphQL operations executed over HTTP.
     pub graphql_operations: Counter<u64, AtomicU64>,
+    /// SQL statements each GraphQL request over HTTP sent (all operations of a batch);
+    /// [`Metrics::request_statements`].
+    graphql_request_statements: Histogram,
+    /// Their sum, readable here (the histogram's is not).
+    request_statements_sum: AtomicU64,
     /// Errors returned to clients, by `extensions.code`.
     pub graphql_errors: Family<CodeLabel, Counter<u64, AtomicU64>>,
     /// HTTP requests answered, by method, route and status.
@@ -123,6 +128,9 @@ impl Default for Metrics {
             registry: Registry::default(),
             db_statements: Counter::default(),
             graphql_operations: Counter::default(),
+            // 1 .. 1024: a read is a handful, an N+1 shows up in the top buckets.
+            graphql_request_statements: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            request_statements_sum: AtomicU64::new(0),
             graphql_errors: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
@@ -145,6 +153,11 @@ impl Default for Metrics {
             "graphql_operations",
             "GraphQL operations executed (over HTTP and WebSocket)",
             metrics.graphql_operations.clone(),
+        );
+        registry.register(
+            "graphql_request_statements",
+            "SQL statements sent by one GraphQL request over HTTP (every operation of a batch)",
+            metrics.graphql_request_statements.clone(),
         );
         registry.register(
             "graphql_errors",
@@ -213,6 +226,19 @@ struct QueueRow {
 }
 
 impl Metrics {
+    /// Records the SQL statements one GraphQL request over HTTP sent.
+    pub fn request_statements(&self, statements: u64) {
+        self.graphql_request_statements.observe(statements as f64);
+        self.request_statements_sum
+            .fetch_add(statements, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// SQL statements every GraphQL request over HTTP has sent so far, together.
+    pub fn request_statements_sum(&self) -> u64 {
+        self.request_statements_sum
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts errors returned to a client, by their code.
     pub fn count_errors<'a>(
         &self,

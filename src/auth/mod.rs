@@ -335,7 +335,11 @@ pub async fn refresh(
     let Some(issued) = issued else {
         return Err(AppError::unauthenticated("invalid refresh token"));
     };
-    state.sign_in.refresh(issued.session_id)?;
+    // Only a token that can still be used is counted: one presented again goes on to the
+    // reuse check and ends its session, however fast a thief refreshes with its successor.
+    if issued.used_at.is_none() {
+        state.sign_in.refresh(issued.session_id)?;
+    }
     let txn = state.db.begin().await?;
     // The claim comes first: on SQLite the first statement of a transaction must be the write
     // so that concurrent refreshes queue on the write lock instead of failing.

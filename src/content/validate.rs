@@ -247,6 +247,16 @@ pub fn trim(
         Some(duration) if duration < moment.end_time => duration,
         _ => moment.end_time,
     };
+    if end <= moment.start_time {
+        return Err(AppError::bad_input(
+            "trimStart",
+            format!(
+                "the key moment starts at {} s, after the end of the video ({end} s): correct \
+                 the key moment",
+                moment.start_time
+            ),
+        ));
+    }
     let inside = if end < moment.end_time {
         format!(
             "must be within the key moment and the video ({} s to {end} s)",

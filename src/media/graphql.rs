@@ -59,7 +59,7 @@ pub struct UpdateVideoInput {
 }
 
 /// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there).
-const HASH_INLINE_BYTES: u64 = 512 << 20;
+pub(super) const HASH_INLINE_BYTES: u64 = 512 << 20;
 
 /// Where and how to upload a video's bytes, or the existing video with the same bytes.
 #[derive(SimpleObject)]

@@ -174,16 +174,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     let sha256 = hash::file_sha256(&original)
         .await
         .map_err(|e| server("hashing the upload", e))?;
-    let replaced = video.size_bytes.is_some_and(|s| s != size)
-        || video
-            .sha256
-            .as_deref()
-            .is_some_and(|s| !s.trim().eq_ignore_ascii_case(&sha256));
-    if replaced {
-        return Err(Failure::File(
-            "the file was replaced after the upload was completed; upload it again".to_owned(),
-        ));
-    }
+    same_file(video.size_bytes, video.sha256.as_deref(), size, &sha256).map_err(Failure::File)?;
 
     ctx.progress(0.1, Some("probing")).await?;
     let probe = ffmpeg::probe(&tools, &original)
@@ -347,4 +338,49 @@ async fn mark_failed(
         tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
         JobFailure::transient("could not record the video's failure")
     })
+}
+
+/// Whether the stored file (`size` bytes, `sha256`) is the one the upload promised and
+/// `completeVideoUpload` accepted (`promised_size`, `promised_sha256`).
+fn same_file(
+    promised_size: Option<i64>,
+    promised_sha256: Option<&str>,
+    size: i64,
+    sha256: &str,
+) -> Result<(), String> {
+    let replaced = || "the file was replaced after the upload was completed; upload it again";
+    if promised_size.is_some_and(|s| s != size) {
+        return Err(replaced().to_owned());
+    }
+    match promised_sha256.map(str::trim) {
+        Some(promised) if !promised.eq_ignore_ascii_case(sha256) => {
+            // A file too large to hash when the upload was completed was not checked then:
+            // it is simply not the one promised, as `completeVideoUpload` says of a smaller one.
+            if u64::try_from(size).is_ok_and(|s| s > super::graphql::HASH_INLINE_BYTES) {
+                Err(format!(
+                    "the uploaded file's SHA-256 is {sha256}, not the promised {promised}: \
+                     upload the right file again"
+                ))
+            } else {
+                Err(replaced().to_owned())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_not_the_promised_one_is_told_apart_from_a_replaced_one() {
+        let big = (600_i64) << 20;
+        let wrong = same_file(Some(big), Some("aa"), big, "bb").expect_err("not the promised");
+        assert!(wrong.contains("not the promised aa"), "{wrong}");
+        let small = same_file(Some(10), Some("aa"), 10, "bb").expect_err("replaced");
+        assert!(small.contains("replaced"), "{small}");
+        assert!(same_file(Some(10), None, 11, "bb").is_err());
+        assert!(same_file(Some(10), Some(" AA "), 10, "aa").is_ok());
+    }
 }

@@ -376,6 +376,14 @@ impl ShortMutation {
                 "only the creator's members may generate shorts",
             ));
         }
+        // A retry whose first request went through gets its short, whatever happened to the
+        // highlight since (rejected, say). Looked up again in the transaction below, for a
+        // request that commits in between.
+        if let Some(key) = &input.idempotency_key
+            && let Some(existing) = queue::find_unfinished_by_key(&state.db, user.id, key).await?
+        {
+            return short_of_request(&state.db, existing, &fingerprint).await;
+        }
         let not_approved = || {
             AppError::conflict(
                 Some("input.highlightId"),

@@ -340,10 +340,10 @@ impl Connection {
         id: Arc<str>,
         mut request: async_graphql::Request,
     ) {
-        let viewer = Arc::new(match &self.user {
+        let viewer = match &self.user {
             Some(user) => Viewer::authenticated(user.clone()),
             None => Viewer::anonymous(),
-        });
+        };
         let persisted = self.setup.state.persisted.resolve(&mut request).err();
         let document = async_graphql::parser::parse_query(&request.query)
             .ok()
@@ -353,6 +353,10 @@ impl Connection {
             .as_deref()
             .and_then(|d| crate::graphql::nulls::pick(d, operation.as_deref()))
             .is_some_and(|op| op.ty == async_graphql::parser::types::OperationType::Subscription);
+        let viewer = Arc::new(match is_subscription {
+            true => viewer.live(),
+            false => viewer,
+        });
         let literal_fault = document
             .as_deref()
             .and_then(crate::graphql::inputs::literal_fault);

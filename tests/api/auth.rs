@@ -130,6 +130,31 @@ async fn refreshes_are_throttled_and_old_sessions_cleaned_up(backend: Backend) {
     // The live session goes on.
     let me = app.ok(Some(&current.access_token), ME, json!({})).await;
     assert_eq!(me["me"]["email"], "looping@example.com");
+
+    // A thief refreshing as fast as the throttle allows does not keep the owner's reuse of
+    // the stolen token from ending the session.
+    let stolen = app.register("robbed@example.com").await;
+    let mut thief = stolen.clone();
+    loop {
+        let body = app
+            .gql(None, REFRESH, json!({ "t": thief.refresh_token }))
+            .await;
+        if body.get("errors").is_some() {
+            assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+            break;
+        }
+        thief = session_of(&body["data"]["refreshSession"]);
+    }
+    let owner = app
+        .gql(None, REFRESH, json!({ "t": stolen.refresh_token }))
+        .await;
+    assert_eq!(error_code(&owner), "UNAUTHENTICATED", "{owner}");
+    let body = app.gql(Some(&thief.access_token), ME, json!({})).await;
+    assert_eq!(
+        error_code(&body),
+        "UNAUTHENTICATED",
+        "the session ended: {body}"
+    );
 }
 
 async fn wrong_password_and_unknown_email_fail_alike(backend: Backend) {

@@ -738,7 +738,7 @@ async fn a_job_shows_the_credits_it_took(backend: Backend) {
     let admin = app.admin("costs-admin@example.com").await;
     assert_eq!(cost(admin.access_token, paid_job.expect("job")).await, 1);
 
-    let before = app.statements();
+    let before = app.request_statements();
     let data = app
         .ok(
             Some(&token),
@@ -746,7 +746,7 @@ async fn a_job_shows_the_credits_it_took(backend: Backend) {
             json!({}),
         )
         .await;
-    let statements = app.statements() - before;
+    let statements = app.request_statements() - before;
     let mut costs: Vec<i64> = data["jobs"]["nodes"]
         .as_array()
         .expect("nodes")

@@ -1034,9 +1034,9 @@ async fn highlight_pages_cost_a_bounded_number_of_statements(backend: Backend) {
             shorts { id shareToken } } } }";
     let mut costs = Vec::new();
     for n in [1, 10, 30] {
-        let before = app.statements();
+        let before = app.request_statements();
         let data = app.ok(token, query, json!({ "n": n })).await;
-        costs.push(app.statements() - before);
+        costs.push(app.request_statements() - before);
         let nodes = data["highlights"]["nodes"].as_array().expect("nodes");
         assert_eq!(nodes.len(), n as usize);
         assert!(nodes.iter().all(|n| n["keyMoment"]["title"].is_string()
@@ -2014,12 +2014,21 @@ async fn a_retried_short_request_returns_its_first_short(backend: Backend) {
     let generate =
         "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }";
     let input = |preset: &str, key: &str| json!({ "input": { "highlightId": highlight, "preset": preset, "idempotencyKey": key } });
-    let first = app.ok(token, generate, input("SQUARE", "short-1")).await;
-    let again = app.ok(token, generate, input("SQUARE", "short-1")).await;
-    assert_eq!(again, first);
     let counts = "{ renderUsage { minutesReserved } jobs(kind: RENDER) { totalCount } }";
+    let first = app.ok(token, generate, input("SQUARE", "short-1")).await;
     let before = app.ok(token, counts, json!({})).await;
     assert_eq!(before["jobs"]["totalCount"], 1, "{before}");
+    let again = app.ok(token, generate, input("SQUARE", "short-1")).await;
+    assert_eq!(again, first);
+    assert_eq!(app.ok(token, counts, json!({})).await, before);
+
+    // Also after the highlight was rejected: the first request went through.
+    app.ok(token, REJECT, json!({ "id": highlight })).await;
+    assert_eq!(
+        app.ok(token, generate, input("SQUARE", "short-1")).await,
+        first
+    );
+    app.ok(token, APPROVE, json!({ "id": highlight })).await;
 
     let body = app.gql(token, generate, input("VERTICAL", "short-1")).await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
@@ -2162,7 +2171,7 @@ async fn times_past_the_end_of_a_video_probed_meanwhile_are_refused() {
         )
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    assert_eq!(error_field(&body), "trimEnd", "{body}");
+    assert_eq!(error_field(&body), "trimStart", "{body}");
     let body = app
         .gql(
             token,

@@ -807,7 +807,7 @@ async fn teams_under_a_page_of_creators_are_read_in_one_batch(backend: Backend) 
     let page = |n: i64| {
         let (app, admin) = (&app, &admin);
         async move {
-            let before = app.statements();
+            let before = app.request_statements();
             let data = app
                 .ok(
                     Some(&admin.access_token),
@@ -815,7 +815,7 @@ async fn teams_under_a_page_of_creators_are_read_in_one_batch(backend: Backend) 
                     json!({ "n": n }),
                 )
                 .await;
-            (app.statements() - before, data)
+            (app.request_statements() - before, data)
         }
     };
     let (one, _) = page(1).await;

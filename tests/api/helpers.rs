@@ -80,6 +80,7 @@ pub struct TestApp {
 }
 
 /// A signed-in user.
+#[derive(Clone)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
@@ -233,9 +234,16 @@ impl TestApp {
         self.pg_database = Some(database);
     }
 
-    /// SQL statements this app has sent so far.
+    /// SQL statements this app has sent so far (its workers' included).
     pub fn statements(&self) -> u64 {
         self.state.metrics.db_statements.get()
+    }
+
+    /// SQL statements this app's GraphQL requests over HTTP have sent so far (from
+    /// `reelgraph_graphql_request_statements`): the cost of a request, whatever the workers do
+    /// meanwhile.
+    pub fn request_statements(&self) -> u64 {
+        self.state.metrics.request_statements_sum()
     }
 }
 

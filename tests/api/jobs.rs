@@ -1148,6 +1148,78 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
     assert_eq!(next_about(&mut all, unheard).await["status"], "QUEUED");
 }
 
+/// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
+/// gets no `outputUrl` when it is done: a subscription reads memberships afresh, not once.
+async fn a_subscriber_removed_from_the_team_gets_no_output_url(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("watched-team@example.com").await;
+    let member = app.register("watching-member@example.com").await;
+    let creator: Uuid = app
+        .create_creator(&owner, "Watched Team")
+        .await
+        .parse()
+        .expect("uuid");
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"watching-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let mut new = NewJob::new(
+        JobKind::Render,
+        "diagnostics.sleep",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    new.creator_id = Some(creator);
+    let txn = queue::begin_write(db).await.expect("txn");
+    let id = queue::enqueue(&txn, new)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("enqueued")
+        .job
+        .id;
+    txn.commit().await.expect("commit");
+    let mut watching = subscribe(
+        &app.base,
+        &member.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status outputUrl } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(
+        next_payload(&mut watching).await["data"]["jobUpdated"]["status"],
+        "QUEUED"
+    );
+
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
+        json!({ "c": creator, "u": member.user_id }),
+    )
+    .await;
+    let claimed = queue::claim(db, "test", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    let done = lifecycle::Finish::Done {
+        output: json!({}),
+        output_ref: Some("renders/test/watched.mp4".into()),
+    };
+    lifecycle::finish(db, bus, lease, done, Some("test"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("done");
+    let last = loop {
+        let update = next_payload(&mut watching).await["data"]["jobUpdated"].clone();
+        if update["status"] == "DONE" {
+            break update;
+        }
+    };
+    assert!(last["outputUrl"].is_null(), "{last}");
+}
+
 /// `jobs { nodes { parent { … } } }` reads the parents in one batch: the same statements for
 /// 3 child jobs as for 12, under 2 parents.
 async fn child_jobs_read_their_parents_in_one_batch(backend: Backend) {
@@ -1173,11 +1245,11 @@ async fn child_jobs_read_their_parents_in_one_batch(backend: Backend) {
                 .expect("child");
         }
         txn.commit().await.expect("commit");
-        let before = app.statements();
+        let before = app.request_statements();
         let data = app
             .ok(Some(&owner.access_token), query, json!({ "n": 100 }))
             .await;
-        costs.push(app.statements() - before);
+        costs.push(app.request_statements() - before);
         let nodes = data["jobs"]["nodes"].as_array().expect("nodes");
         let with_parent = nodes.iter().filter(|n| !n["parent"].is_null()).count();
         assert_eq!(with_parent, if children == 3 { 3 } else { 15 }, "{data:#}");
@@ -1566,6 +1638,7 @@ both_backends!(
     child_jobs_read_their_parents_in_one_batch,
     a_released_job_keeps_its_progress_until_its_next_attempt,
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
+    a_subscriber_removed_from_the_team_gets_no_output_url,
 );
 
 /// A job queued again (`retryJob`) while the clean-up is deleting old jobs is not deleted: the

@@ -189,6 +189,25 @@ async fn http_requests_are_counted_by_route_and_status(backend: Backend) {
         "{text}"
     );
     assert!(!text.contains("no/such/page"), "{text}");
+
+    // SQL statements per GraphQL request: none for `__typename`, though the app's worker
+    // polls the database all along; some for a read.
+    let statements = |text: &str, what: &str| {
+        value(
+            text,
+            &format!("reelgraph_graphql_request_statements_{what}"),
+        )
+    };
+    assert_eq!(statements(&text, "count"), Some(3.0), "{text}");
+    assert_eq!(statements(&text, "sum"), Some(0.0), "{text}");
+    assert!(
+        app.statements() > 0,
+        "the worker's polls are counted in the total"
+    );
+    app.ok(None, "{ creators { totalCount } }", json!({})).await;
+    let text = scrape(&app.client, &app.base).await;
+    assert_eq!(statements(&text, "count"), Some(4.0), "{text}");
+    assert!(statements(&text, "sum").is_some_and(|n| n >= 1.0), "{text}");
 }
 
 /// The queue gauges come from the database: two jobs waiting with no worker to take them

@@ -185,9 +185,9 @@ async fn seed(app: &TestApp) -> Catalogue {
 
 /// Runs `query` signed out and returns its data and the SQL statements it cost.
 async fn cost(app: &TestApp, query: &str, variables: Value) -> (Value, u64) {
-    let before = app.statements();
+    let before = app.request_statements();
     let data = app.ok(None, query, variables).await;
-    (data, app.statements() - before)
+    (data, app.request_statements() - before)
 }
 
 fn len(value: &Value) -> usize {

@@ -155,9 +155,9 @@ async fn nested_lists_cost_the_same_statements_whatever_the_number_of_parents(ba
     // The owner sees the renditions' list; anyone else gets the links but an empty list.
     for (token, member) in [(&owner.access_token, true), (&viewer.access_token, false)] {
         for n in [1, 4, 12] {
-            let before = app.statements();
+            let before = app.request_statements();
             let data = app.ok(Some(token), query, json!({ "n": n })).await;
-            costs.push(app.statements() - before);
+            costs.push(app.request_statements() - before);
             let nodes = data["creators"]["nodes"].as_array().expect("nodes");
             assert_eq!(nodes.len(), n as usize);
             for node in nodes {
