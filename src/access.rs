@@ -34,7 +34,8 @@ pub struct AuthUser {
 #[derive(Debug, Default)]
 pub struct Viewer {
     user: Option<AuthUser>,
-    memberships: OnceCell<Arc<HashSet<Uuid>>>,
+    /// Replaced by an empty cell when a mutation may have changed them.
+    memberships: std::sync::Mutex<Arc<OnceCell<Arc<HashSet<Uuid>>>>>,
     /// Memberships are read again at each use, not kept.
     fresh_memberships: bool,
 }
@@ -114,7 +115,20 @@ impl Viewer {
         if self.fresh_memberships {
             return read().await;
         }
-        self.memberships.get_or_try_init(read).await.cloned()
+        let cell = self
+            .memberships
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        cell.get_or_try_init(read).await.cloned()
+    }
+
+    /// Reads the memberships again at their next use: a mutation may have changed them.
+    pub fn forget_memberships(&self) {
+        *self
+            .memberships
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::default();
     }
 
     /// Whether the caller manages `creator_id` (admin or member).

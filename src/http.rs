@@ -502,6 +502,12 @@ async fn run(
         .map(|(request, parsed)| (parsed.clone(), request.operation_name.clone()))
         .collect();
     let operations = requests.len() as u64;
+    // async-graphql runs a batch's operations concurrently. With a mutation among them they
+    // run in order instead, so that each sees what the ones before it wrote (Apollo's
+    // BatchHttpLink sends a mutation and its refetches together).
+    let in_order = documents
+        .iter()
+        .any(|parsed| parsed.as_ref().is_none_or(|p| p.query_fields.is_none()));
     let mut requests = requests;
     let batch = if single && requests.len() == 1 {
         BatchRequest::Single(requests.remove(0))
@@ -522,9 +528,18 @@ async fn run(
         .data(loaders)
         .data(content_loaders)
         .data(client_info(&state.app, headers, peer));
-    let mut responses = match state.schema.execute_batch(batch).await {
-        async_graphql::BatchResponse::Single(one) => vec![one],
-        async_graphql::BatchResponse::Batch(many) => many,
+    let mut responses = match batch {
+        BatchRequest::Batch(requests) if in_order => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(state.schema.execute(request).await);
+            }
+            responses
+        }
+        batch => match state.schema.execute_batch(batch).await {
+            async_graphql::BatchResponse::Single(one) => vec![one],
+            async_graphql::BatchResponse::Batch(many) => many,
+        },
     };
     state.app.metrics.graphql_operations.inc_by(operations);
     for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {

@@ -108,6 +108,11 @@ where
         }
     }
 
+    /// Drops everything cached: a mutation may have changed any of it.
+    pub fn clear(&self) {
+        self.lock().cache.clear();
+    }
+
     /// Records a value this request has just written, over what may have been read before.
     pub fn replace(&self, key: K, value: Option<L::Value>) {
         if self.cache_results {
@@ -198,6 +203,11 @@ macro_rules! loader_set {
         impl LoaderSet {
             fn new(loader: Arc<DbLoader>, cache_results: bool) -> Self {
                 Self { $($field: Batcher::new(loader.clone(), cache_results),)* }
+            }
+
+            /// Drops every cached value (see [`Batcher::clear`]).
+            pub fn clear(&self) {
+                $(self.$field.clear();)*
             }
         }
 

@@ -49,7 +49,8 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(
+#[graphql(name = "MutationRoot")]
+pub struct Mutations(
     AuthMutation,
     UserMutation,
     CreatorMutation,
@@ -62,6 +63,56 @@ pub struct MutationRoot(
     crate::shorts::ShortMutation,
     crate::content::ContentMutation,
 );
+
+/// The mutations, each run with fresh caches: what a request read before a mutation (earlier
+/// operations of a batch, earlier root fields of the same mutation) is read again after it,
+/// through the loaders and the caller's memberships, instead of served as it was. Root
+/// mutation fields run one after another, so clearing around each is enough; queries keep
+/// their caches for the whole request.
+#[derive(Default)]
+pub struct MutationRoot(Mutations);
+
+impl async_graphql::OutputType for MutationRoot {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <Mutations as async_graphql::OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <Mutations as async_graphql::OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::ContextSelectionSet<'_>,
+        _field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> async_graphql::ServerResult<async_graphql::Value> {
+        async_graphql::resolver_utils::resolve_container_serial(ctx, self).await
+    }
+}
+
+impl async_graphql::ContainerType for MutationRoot {
+    async fn resolve_field(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        forget_reads(ctx);
+        let resolved = self.0.resolve_field(ctx).await;
+        forget_reads(ctx);
+        resolved
+    }
+}
+
+impl async_graphql::ObjectType for MutationRoot {}
+
+/// Drops what this request has read and cached (see [`MutationRoot`]).
+fn forget_reads(ctx: &Context<'_>) {
+    if let Ok(loaders) = ctx.data::<Loaders>() {
+        loaders.clear();
+    }
+    if let Ok(viewer) = ctx.data::<Arc<Viewer>>() {
+        viewer.forget_memberships();
+    }
+}
 
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(JobSubscription);

@@ -781,7 +781,113 @@ async fn creators_you_follow_are_listed(backend: Backend) {
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
 }
 
+/// What a request read before a mutation is read again after it: later operations of a batch
+/// (Apollo's BatchHttpLink sends a mutation and its refetches together) and later root fields
+/// of the same mutation see the change, not what the loaders or the caller's memberships held.
+async fn reads_after_a_mutation_in_one_request_see_its_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("batched-owner@example.com").await;
+    let creator = app.create_creator(&owner, "Batched").await;
+    let video = crate::helpers::insert_video(
+        &app,
+        &creator,
+        "before",
+        entity::VideoStatus::Ready,
+        Some(60.0),
+    )
+    .await;
+    let batch = |operations: Value| {
+        let app = &app;
+        let token = owner.access_token.clone();
+        async move {
+            app.client
+                .post(format!("{}/graphql", app.base))
+                .bearer_auth(token)
+                .json(&operations)
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let read = json!({ "query": "query($id: ID!) { video(id: $id) { title creator { name } } }",
+                       "variables": { "id": video } });
+    let answers = batch(json!([
+        read,
+        { "query": "mutation($id: ID!) { updateVideo(id: $id, input: {title: \"after\"}) { title } }",
+          "variables": { "id": video } },
+        { "query": "mutation($id: ID!) { updateCreator(id: $id, input: {name: \"Renamed\"}) { name } }",
+          "variables": { "id": creator } },
+        read,
+        { "query": "mutation($id: ID!) { deleteVideo(id: $id) }", "variables": { "id": video } },
+        read,
+    ]))
+    .await;
+    assert_eq!(answers[0]["data"]["video"]["title"], "before", "{answers}");
+    assert_eq!(
+        answers[3]["data"]["video"],
+        json!({ "title": "after", "creator": { "name": "Renamed" } }),
+        "{answers}"
+    );
+    assert!(answers[5]["data"]["video"].is_null(), "{answers}");
+
+    // Memberships: a creator made by the first root field is the caller's in the second, and
+    // one they leave in a batch is not theirs in the next operation.
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation {
+              a: createCreator(input: {name: \"Nova A\"}) { viewerCanManage }
+              b: createCreator(input: {name: \"Nova B\"}) { viewerCanManage members { role } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["a"]["viewerCanManage"], true, "{data}");
+    assert_eq!(
+        data["b"],
+        json!({ "viewerCanManage": true, "members": [{ "role": "OWNER" }] }),
+        "{data}"
+    );
+    let mate = app.register("batched-mate@example.com").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"batched-mate@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let team = json!({ "query": "query($id: ID!) { creator(id: $id) { viewerCanManage members { role } } }",
+                       "variables": { "id": creator } });
+    let answers = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&mate.access_token)
+        .json(&json!([
+            team,
+            { "query": "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
+              "variables": { "c": creator, "u": mate.user_id } },
+            team,
+        ]))
+        .send()
+        .await
+        .expect("sent")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        answers[0]["data"]["creator"]["viewerCanManage"], true,
+        "{answers}"
+    );
+    assert_eq!(
+        answers[2]["data"]["creator"],
+        json!({ "viewerCanManage": false, "members": null }),
+        "{answers}"
+    );
+}
+
 both_backends!(
+    reads_after_a_mutation_in_one_request_see_its_changes,
     a_failed_field_is_null_beside_the_fields_that_succeeded,
     a_personality_profile_is_public_and_checked,
     creating_a_creator_makes_the_caller_its_owner,
