@@ -120,7 +120,16 @@ pub fn complete(
             None => {}
         }
     }
+    // A position under another one that becomes null goes with it (and must not bring back
+    // the parent as an object).
+    targets.sort_by_key(Vec::len);
+    let mut kept: Vec<Vec<PathSegment>> = Vec::with_capacity(targets.len());
     for path in targets {
+        if !kept.iter().any(|above| path.starts_with(above)) {
+            kept.push(path);
+        }
+    }
+    for path in kept {
         set_null(&mut response.data, &path);
     }
 }
@@ -240,19 +249,19 @@ fn fields_by_key<'a>(
     }
 }
 
-/// Sets the value at `path` to null: the key is added to its object when missing; `data` is
-/// made an object when the position is a root field's. Positions whose parent is not there
-/// (an ancestor already null) are left alone.
+/// Sets the value at `path` to null: the key is added to its object when missing. A `null`
+/// on the way (`data` itself, or an object) is an object async-graphql answered as `null`
+/// because none of its fields succeeded — its fields ran, so it was not null — and becomes an
+/// object again (`{ me { creditLedger(first: 500) { … } } }` is `{"me": {"creditLedger":
+/// null}}`, not `{"me": null}`). Positions whose parent is not there are left alone.
 fn set_null(data: &mut Value, path: &[PathSegment]) {
     let Some((last, parents)) = path.split_last() else {
         *data = Value::Null;
         return;
     };
-    if parents.is_empty() && matches!(data, Value::Null) {
-        *data = Value::Object(Default::default());
-    }
     let mut current = data;
     for segment in parents {
+        object_if_null(current, segment);
         current = match (segment, current) {
             (PathSegment::Field(key), Value::Object(map)) => match map.get_mut(key.as_str()) {
                 Some(next) => next,
@@ -265,6 +274,7 @@ fn set_null(data: &mut Value, path: &[PathSegment]) {
             _ => return,
         };
     }
+    object_if_null(current, last);
     match (last, current) {
         (PathSegment::Field(key), Value::Object(map)) => {
             map.insert(Name::new(key), Value::Null);
@@ -275,6 +285,14 @@ fn set_null(data: &mut Value, path: &[PathSegment]) {
             }
         }
         _ => {}
+    }
+}
+
+/// A `null` where a field of an object is next on an error's path was that object (see
+/// [`set_null`]).
+fn object_if_null(value: &mut Value, next: &PathSegment) {
+    if matches!(next, PathSegment::Field(_)) && matches!(value, Value::Null) {
+        *value = Value::Object(Default::default());
     }
 }
 
@@ -322,6 +340,46 @@ mod tests {
                 &[&["node", "parent"]]
             ),
             json!({ "node": { "id": "x", "parent": null } })
+        );
+    }
+
+    #[test]
+    fn an_object_whose_fields_all_failed_is_an_object_with_them_null() {
+        use serde_json::json;
+        // async-graphql answers `me` as null when its only field failed.
+        assert_eq!(
+            answer(
+                "{ me { creditLedger(first: 500) { totalCount } } }",
+                json!({ "me": null }),
+                &[&["me", "creditLedger"]]
+            ),
+            json!({ "me": { "creditLedger": null } })
+        );
+        // In a list, for each item.
+        assert_eq!(
+            answer(
+                "{ me { creators { members { user { creditLedger(first: 500) { totalCount } } } } } }",
+                json!({ "me": { "creators": [{ "members": [{ "user": null }, { "user": { "creditLedger": null } }] }] } }),
+                &[&[
+                    "me",
+                    "creators",
+                    "0",
+                    "members",
+                    "0",
+                    "user",
+                    "creditLedger"
+                ]]
+            ),
+            json!({ "me": { "creators": [{ "members": [{ "user": { "creditLedger": null } }, { "user": { "creditLedger": null } }] }] } })
+        );
+        // A failure under a position that is nulled by another one stays under it.
+        assert_eq!(
+            answer(
+                "{ node(id: \"x\") { id ... on Creator { videos(first: 101) { totalCount } } ... on Job { parent { id } } } }",
+                json!({ "node": { "id": "x" } }),
+                &[&["node", "parent"], &["node", "videos"]]
+            ),
+            json!({ "node": null })
         );
     }
 

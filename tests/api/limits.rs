@@ -676,3 +676,25 @@ async fn a_mistyped_variable_refuses_the_request_before_anything_is_written() {
     }
     assert_eq!(creators().await, before, "nothing was written");
 }
+
+/// An object whose only selected field failed is still the object, with that field null (and
+/// the error pointing at it): async-graphql alone answered `"me": null`, which reads as
+/// "signed out".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_whose_fields_all_failed_is_not_null() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let ada = app.register("all-failed@example.com").await;
+    let body = app
+        .gql(
+            Some(&ada.access_token),
+            "{ me { creditLedger(first: 500) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(
+        body["data"],
+        json!({ "me": { "creditLedger": null } }),
+        "{body}"
+    );
+}

@@ -126,7 +126,8 @@ async fn a_typed_client_generated_from_the_committed_schema_compiles_and_runs() 
         "{seen}"
     );
     assert!(
-        ["QUEUED", "RUNNING", "DONE"].contains(&seen["statusNow"].as_str().unwrap_or_default()),
+        ["QUEUED", "RUNNING", "WAITING", "DONE"]
+            .contains(&seen["statusNow"].as_str().unwrap_or_default()),
         "{seen}"
     );
     assert_eq!(
