@@ -72,9 +72,10 @@ enum AdminCommand {
     Create {
         #[arg(long)]
         email: String,
-        /// Password for a new account; generated and printed when omitted. With `--promote`,
-        /// replaces the account's password and ends its sessions.
-        #[arg(long, env = "REELGRAPH_ADMIN_PASSWORD", hide_env_values = true)]
+        /// Password for a new account (or REELGRAPH_ADMIN_PASSWORD); generated and printed
+        /// when neither is given. With `--promote`, only this flag replaces the account's
+        /// password (and ends its sessions): a variable left in the environment does not.
+        #[arg(long)]
         password: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
@@ -276,6 +277,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
+            let password = password.or_else(|| {
+                std::env::var("REELGRAPH_ADMIN_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+            });
             let generated = password.is_none();
             let password = password.unwrap_or_else(reelgraph::auth::password::generate_password);
             create_admin(&db, &email, &password, display_name.as_deref())
@@ -338,6 +344,14 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
             problems.join("\n  ")
         )
     })?;
+    if dry_run && !config.is_postgres() && config.database_url.is_none() {
+        let path = config.data_dir.join("reelgraph.db");
+        anyhow::ensure!(
+            path.exists(),
+            "there is no database at {} to check against (a dry run creates nothing)",
+            path.display()
+        );
+    }
     let db = db::connect(&config, None).await?;
     if dry_run {
         // A dry run writes nothing, migrations included.

@@ -46,6 +46,18 @@ pub struct ServerArgs {
     pub password: Option<String>,
 }
 
+/// `url` without a user name or password in it, for messages.
+pub(crate) fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A GraphQL error the server answered with: its message, `extensions.code` and, for bad
 /// input, `extensions.field`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,11 +342,14 @@ impl Api {
         let response = request
             .send()
             .await
-            .with_context(|| format!("cannot reach {endpoint}"))?;
+            .with_context(|| format!("cannot reach {}", without_credentials(&endpoint)))?;
         let status = response.status();
         let body: Value = match response.json().await {
             Ok(body) => body,
-            Err(_) => anyhow::bail!("{endpoint} answered HTTP {status}, not a GraphQL response"),
+            Err(_) => anyhow::bail!(
+                "{} answered HTTP {status}, not a GraphQL response",
+                without_credentials(&endpoint)
+            ),
         };
         if let Some(errors) = body.get("errors") {
             let errors = ApiError::from_errors(errors);

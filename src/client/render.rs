@@ -277,7 +277,9 @@ async fn download(api: &Api, url: &str, path: &Path) -> anyhow::Result<u64> {
         "the storage answered HTTP {}",
         response.status()
     );
-    let mut file = tempfile::NamedTempFile::new_in(folder_of(path))?;
+    // Created as any new file is (0666 less the umask), not 0600 as temporary files are: it
+    // becomes the user's MP4.
+    let mut file = new_output_file(folder_of(path))?;
     let mut written = 0u64;
     while let Some(chunk) = response.chunk().await? {
         file.write_all(&chunk)?;
@@ -286,6 +288,17 @@ async fn download(api: &Api, url: &str, path: &Path) -> anyhow::Result<u64> {
     file.as_file().sync_all()?;
     file.persist(path)?;
     Ok(written)
+}
+
+/// A temporary file in `folder` with the permissions of an ordinary new file.
+fn new_output_file(folder: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(folder)
 }
 
 /// Prints a progress line when the status, the phase or the whole percentage changes.
@@ -310,6 +323,31 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_downloaded_file_has_an_ordinary_files_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let file = new_output_file(dir.path()).expect("file");
+        let mode =
+            |file: &std::fs::File| file.metadata().expect("metadata").permissions().mode() & 0o777;
+        // As a file created the ordinary way, whatever the umask (0666 less it).
+        let ordinary = std::fs::File::create(dir.path().join("ordinary")).expect("file");
+        assert_eq!(mode(file.as_file()), mode(&ordinary));
+    }
+
+    #[test]
+    fn credentials_in_a_server_url_are_not_shown() {
+        assert_eq!(
+            crate::client::without_credentials("http://admin:s3cret@127.0.0.1:8080/graphql"),
+            "http://127.0.0.1:8080/graphql"
+        );
+        assert_eq!(
+            crate::client::without_credentials("http://127.0.0.1:8080/graphql"),
+            "http://127.0.0.1:8080/graphql"
+        );
+    }
 
     fn args(priority: Option<&str>) -> RenderArgs {
         RenderArgs {

@@ -142,22 +142,29 @@ const CREATORS: &[DemoCreator] = &[
 pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
     let tools = ffmpeg::check().await.map_err(|e| anyhow::anyhow!(e))?;
     let mut api = Api::anonymous(&args.server.server)?;
+    // A creator is there when its videos are (READY, so public); one a stopped run left
+    // without some of them is finished now.
     let mut todo = Vec::new();
     for creator in CREATORS {
         let found = api
             .call(
-                "query($slug: String) { creator(slug: $slug) { id } }",
+                "query($slug: String) { creator(slug: $slug) { id videos(first: 50) { nodes { title } } } }",
                 json!({ "slug": creator.slug }),
             )
             .await;
         match found {
             Ok(data) if !data["creator"].is_null() => {
-                eprintln!("{} ({}) is already there", creator.name, creator.slug);
+                let titles = ready_titles(&data["creator"]);
+                if creator.videos.iter().all(|v| titles.contains(&v.title)) {
+                    eprintln!("{} ({}) is already there", creator.name, creator.slug);
+                } else {
+                    todo.push((creator, Some(id_at(&data["creator"])?)));
+                }
             }
             Err(err) if !has_code(&err, "NOT_FOUND") => {
                 return Err(err.context("asking the server what is there"));
             }
-            _ => todo.push(creator),
+            _ => todo.push((creator, None)),
         }
     }
     if todo.is_empty() {
@@ -167,19 +174,21 @@ pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let registered = if api.sign_in(&args.server).await? {
-        None
-    } else {
+    if !api.sign_in(&args.server).await? {
         let password = crate::auth::password::generate_password();
         match api.register(DEMO_EMAIL, &password, "Demo creator").await {
-            Ok(()) => Some(password),
+            // Told at once: seeding may stop before the end, and the account stays.
+            Ok(()) => {
+                println!("account:  {DEMO_EMAIL}");
+                println!("password: {password}");
+            }
             Err(err) if has_code(&err, "CONFLICT") => anyhow::bail!(
                 "{DEMO_EMAIL} already has an account: pass --email {DEMO_EMAIL} and its \
                  --password (or another account's) to seed as it"
             ),
             Err(err) => return Err(err.context(format!("registering {DEMO_EMAIL}"))),
         }
-    };
+    }
     // A token or password that does not work is said so now, before anything is made.
     let me = api
         .call("{ me { id } }", json!({}))
@@ -190,20 +199,23 @@ pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
         "checking the account to seed as: the server does not know this token"
     );
     let dir = tempfile::tempdir().context("a temporary folder for the source videos")?;
-    for creator in todo {
-        seed_creator(&mut api, &tools, dir.path(), creator, !args.no_shorts)
-            .await
-            .with_context(|| {
-                format!(
-                    "seeding {} stopped; what was made so far stays (delete the creator to \
-                     seed it again)",
-                    creator.name
-                )
-            })?;
-    }
-    if let Some(password) = registered {
-        println!("account:  {DEMO_EMAIL}");
-        println!("password: {password}");
+    for (creator, existing) in todo {
+        seed_creator(
+            &mut api,
+            &tools,
+            dir.path(),
+            creator,
+            existing,
+            !args.no_shorts,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "seeding {} stopped; what was made so far stays, and running `seed` again \
+                 (as the same account) finishes it",
+                creator.name
+            )
+        })?;
     }
     println!("GraphiQL: {}/graphiql", api.base());
     println!(
@@ -218,26 +230,69 @@ fn has_code(err: &anyhow::Error, code: &str) -> bool {
         .is_some_and(|errors| errors.0.iter().any(|e| e.code.as_deref() == Some(code)))
 }
 
+/// The titles of a creator's READY videos in an answer with `videos { nodes { title } }`.
+fn ready_titles(creator: &Value) -> Vec<&str> {
+    creator["videos"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["status"].as_str().is_none_or(|s| s == "READY"))
+        .filter_map(|v| v["title"].as_str())
+        .collect()
+}
+
 async fn seed_creator(
     api: &mut Api,
     tools: &ffmpeg::Tools,
     dir: &Path,
     creator: &DemoCreator,
+    existing: Option<String>,
     shorts: bool,
 ) -> anyhow::Result<()> {
-    let data = api
-        .call(
-            "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id } }",
-            json!({ "input": {
-                "name": creator.name, "slug": creator.slug, "bio": creator.bio,
-                "genres": creator.genres,
-            } }),
-        )
-        .await
-        .context("createCreator")?;
-    let creator_id = id_at(&data["createCreator"])?;
-    eprintln!("creator {} ({})", creator.name, creator.slug);
+    let (creator_id, done) = match existing {
+        // Left unfinished by an earlier run: its READY videos stay, the others are made.
+        Some(id) => {
+            let data = api
+                .call(
+                    "query($id: ID!) { creator(id: $id) { viewerCanManage \
+                     videos(first: 50) { nodes { title status } } } }",
+                    json!({ "id": id }),
+                )
+                .await
+                .context("reading what an earlier run made")?;
+            anyhow::ensure!(
+                data["creator"]["viewerCanManage"] == true,
+                "{} ({}) is there but this account is not on its team: seed as the account \
+                 that made it (--email, --password)",
+                creator.name,
+                creator.slug
+            );
+            let done: Vec<String> = ready_titles(&data["creator"])
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            eprintln!("creator {} ({}): finishing it", creator.name, creator.slug);
+            (id, done)
+        }
+        None => {
+            let data = api
+                .call(
+                    "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id } }",
+                    json!({ "input": {
+                        "name": creator.name, "slug": creator.slug, "bio": creator.bio,
+                        "genres": creator.genres,
+                    } }),
+                )
+                .await
+                .context("createCreator")?;
+            eprintln!("creator {} ({})", creator.name, creator.slug);
+            (id_at(&data["createCreator"])?, Vec::new())
+        }
+    };
     for (i, video) in creator.videos.iter().enumerate() {
+        if done.iter().any(|title| title == video.title) {
+            continue;
+        }
         let short = shorts && i == 0;
         seed_video(api, tools, dir, &creator_id, video, short)
             .await

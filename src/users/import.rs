@@ -107,13 +107,26 @@ pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Vec<ImportedUser>, Vec<St
     let mut users = Vec::new();
     let mut problems = Vec::new();
     let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    // A byte-order mark (editors on Windows write one) is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
         let raw = raw.trim();
         if raw.is_empty() {
             continue;
         }
-        let line: Line = match serde_json::from_str(raw) {
+        // An object, field by name: serde would also take a JSON array as the fields in order.
+        let line = match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(value) if value.is_object() => serde_json::from_value::<Line>(value),
+            Ok(_) => {
+                problems.push(format!(
+                    "line {number}: not a JSON object (one account per line, as {{\"email\": …}})"
+                ));
+                continue;
+            }
+            Err(err) => Err(err),
+        };
+        let line = match line {
             Ok(line) => line,
             Err(err) => {
                 problems.push(format!("line {number}: {}", json_problem(&err)));

@@ -515,6 +515,63 @@ async fn seed_fills_a_server_through_its_api(backend: Backend) {
         .await,
         json!({ "creators": { "totalCount": 2 }, "videos": { "totalCount": 4 } })
     );
+
+    // A run that stopped halfway (here: a video is gone) is finished by the next one, as the
+    // same account; what is there stays.
+    let token = sign_in().await;
+    let videos = app
+        .ok(
+            Some(&token),
+            "{ videos(first: 10) { nodes { id title } } }",
+            json!({}),
+        )
+        .await;
+    let gone = &videos["videos"]["nodes"][0];
+    app.ok(
+        Some(&token),
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": gone["id"] }),
+    )
+    .await;
+    let resumed = reelgraph(
+        &[
+            "seed",
+            "--server",
+            &app.base,
+            "--no-shorts",
+            "--email",
+            reelgraph::client::DEMO_EMAIL,
+            "--password",
+            &password,
+        ],
+        &[],
+    )
+    .await;
+    assert!(resumed.ok, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("finishing it"),
+        "{}",
+        resumed.stderr
+    );
+    let after = app
+        .ok(
+            Some(&token),
+            "{ videos(first: 10) { totalCount nodes { id title } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(after["videos"]["totalCount"], 4, "{after}");
+    let titles = |list: &Value| {
+        let mut titles: Vec<String> = list["videos"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["title"].as_str().map(str::to_owned))
+            .collect();
+        titles.sort();
+        titles
+    };
+    assert_eq!(titles(&after), titles(&videos));
 }
 
 crate::both_backends!(

@@ -298,8 +298,10 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         json!({ "email": "kim@example.com", "passwordHash": good, "createdAt": "2999-01-01T00:00:00Z" }).to_string(),
         json!({ "email": "lou@example.com", "passwordHash": good,
                 "notificationPreferences": { "digest_frequency": "hourly" } }).to_string(),
+        json!(["mo@example.com", good]).to_string(),
     ];
-    std::fs::write(&file, lines.join("\n")).expect("write");
+    // With the byte-order mark an editor on Windows writes: not part of line 1.
+    std::fs::write(&file, format!("\u{feff}{}", lines.join("\n"))).expect("write");
     let (ok, output) = import_command(&name, &file, &[]).await;
     assert!(!ok, "{output}");
     for expected in [
@@ -314,6 +316,7 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         "line 9: credits: must be between 0",
         "line 10: createdAt: is in the future",
         "line 11: notificationPreferences.digestFrequency: \"hourly\" is not a frequency",
+        "line 12: not a JSON object (one account per line",
     ] {
         assert!(output.contains(expected), "{expected:?} in:\n{output}");
     }
@@ -499,4 +502,19 @@ async fn admin_create_promotes_an_existing_account_only_when_asked() {
     )
     .await;
     assert!(!ok, "{output}");
+
+    // A bootstrap password left in the environment does not replace a promoted account's.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args(["admin", "create", "--promote", "--email", "ops@example.com"])
+        .env("DATABASE_URL", format!("{}/{name}", postgres_base_url()))
+        .env("REELGRAPH_ADMIN_PASSWORD", "a bootstrap password")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the command runs");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("password unchanged"), "{said}");
+    assert!(login(&app, "ops@example.com", "the operator's password").await["errors"].is_null());
 }
