@@ -8,7 +8,7 @@ use async_graphql::{
     connection::{ConnectionNameType, EdgeNameType},
 };
 use chrono::{DateTime, Utc};
-use entity::{ConsentField, consent_audit_entry, video, video_consent};
+use entity::{ConsentField, consent_audit_entry, creator_member, video, video_consent};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -250,6 +250,23 @@ impl ConsentMutation {
         let client = client_info(ctx);
         let txn = begin_write(&state.db).await?;
         let current = locked_consent(&txn, &video).await?;
+        // The membership again, share-locked on PostgreSQL (SQLite's writers are serialised):
+        // a removal from the team that committed since the check above is seen, and one that
+        // comes later waits for this change.
+        if !viewer.is_admin() {
+            let member = creator_member::Entity::find()
+                .filter(creator_member::Column::CreatorId.eq(video.creator_id))
+                .filter(creator_member::Column::UserId.eq(user.id))
+                .for_share(&txn)
+                .one(&txn)
+                .await?;
+            if member.is_none() {
+                txn.rollback().await?;
+                return Err(AppError::forbidden(
+                    "only the creator's members may change consent",
+                ));
+            }
+        }
         let now = Utc::now();
         // Fields changed before: their old value is known; the others held their default.
         let touched: Vec<ConsentField> = consent_audit_entry::Entity::find()

@@ -89,6 +89,33 @@ pub fn derived_secret(tokens: &TokenKeys, owner: Uuid) -> String {
     format!("whsec_{}", hex::encode(key))
 }
 
+/// Stores the account's derived secret, when it has none stored, as a render first asks for a
+/// callback: from then on its deliveries are signed with a secret kept here, which a new
+/// server key (`JWT_SECRET`) leaves alone — a new key would otherwise re-sign every pending
+/// and later delivery with a secret no receiver knows. What `webhookSecret` showed before is
+/// what is stored.
+pub async fn pin_secret(
+    db: &impl ConnectionTrait,
+    tokens: &TokenKeys,
+    owner: Uuid,
+) -> AppResult<()> {
+    webhook_secret::Entity::insert(webhook_secret::ActiveModel {
+        user_id: Set(owner),
+        secret: Set(derived_secret(tokens, owner)),
+        previous_secret: Set(None),
+        previous_expires_at: Set(None),
+        rotated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(webhook_secret::Column::UserId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
 /// The longest a rotated-out secret may keep signing deliveries.
 pub const MAX_KEEP_PREVIOUS: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -205,11 +232,17 @@ pub async fn on_job_finished(
     let Some(url) = job.input.get(INPUT_KEY).and_then(Value::as_str) else {
         return Ok(None);
     };
+    // The job as it ended, kept in the delivery: a retry of the job may end it again before
+    // this delivery gets through, and its body must still tell this end, under its version.
     let mut delivery = NewJob::new(
         JobKind::Publish,
         JOB_TYPE,
         job.owner_id,
-        json!({ "url": url, "job_id": job.id, "status": job.status }),
+        json!({
+            "url": url, "job_id": job.id, "status": job.status,
+            "version": job.seq, "attempts": job.attempts, "error": job.error,
+            "finished_at": job.finished_at, "output_ref": job.output_ref,
+        }),
     );
     delivery.creator_id = job.creator_id;
     delivery.max_attempts = MAX_ATTEMPTS;
@@ -231,6 +264,18 @@ struct DeliveryInput {
     url: String,
     job_id: Uuid,
     status: entity::JobStatus,
+    /// The job's version when it ended, and what it was then (absent in deliveries queued
+    /// before these were kept: the job's row is read instead).
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    attempts: Option<i32>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    output_ref: Option<String>,
 }
 
 struct Deliver {
@@ -251,7 +296,14 @@ impl JobHandler for Deliver {
                 "the job no longer exists (deleted after its retention period)",
             ));
         };
-        let output_url = match (&input.status, &ended.output_ref) {
+        // The end this delivery tells, as it was (see `on_job_finished`).
+        let kept = input.version.is_some();
+        let output_ref = if kept {
+            input.output_ref.as_ref()
+        } else {
+            ended.output_ref.as_ref()
+        };
+        let output_url = match (&input.status, output_ref) {
             (entity::JobStatus::Done, Some(key)) => Some(
                 ctx.storage
                     .presign_get(key, OUTPUT_URL_TTL)
@@ -267,10 +319,14 @@ impl JobHandler for Deliver {
                 "id": ended.id,
                 "type": ended.job_type,
                 "status": input.status,
-                "error": ended.error,
+                "error": if kept { input.error } else { ended.error },
                 "outputUrl": output_url,
                 "createdAt": ended.created_at,
-                "finishedAt": ended.finished_at,
+                "finishedAt": if kept { input.finished_at } else { ended.finished_at },
+                // Grows with every change of the job: a receiver keeps the highest it saw
+                // (a retried job's later end may arrive before an earlier one's delivery).
+                "version": input.version.unwrap_or(ended.seq),
+                "attempts": input.attempts.unwrap_or(ended.attempts),
             },
         })
         .to_string();

@@ -217,6 +217,7 @@ impl RenderMutation {
             reservation: None
         });
         movie_input[queue::REQUEST_KEY] = fingerprint.clone().into();
+        let notified = callback.is_some();
         crate::jobs::webhooks::attach(&mut movie_input, callback);
         let mut new = NewJob::new(JobKind::Render, super::MOVIE_JOB, user.id, movie_input);
         new.priority = priority;
@@ -228,6 +229,9 @@ impl RenderMutation {
             // insert: that job is the answer, and its minutes are already reserved.
             txn.rollback().await?;
             return same_request(enqueued.job, &fingerprint);
+        }
+        if notified {
+            crate::jobs::webhooks::pin_secret(&txn, &state.tokens, user.id).await?;
         }
         // Reserved after the insert, in the same transaction: credit ledger rows refer to the
         // job, and the job is invisible to workers until the commit.

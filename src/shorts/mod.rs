@@ -467,6 +467,7 @@ impl ShortMutation {
             "shorts_template": stored_template,
         });
         short_input[queue::REQUEST_KEY] = fingerprint.clone().into();
+        let notified = callback.is_some();
         crate::jobs::webhooks::attach(&mut short_input, callback);
         let mut new = NewJob::new(JobKind::Render, SHORT_JOB, user.id, short_input);
         new.creator_id = Some(source.creator_id);
@@ -495,6 +496,9 @@ impl ShortMutation {
             // insert: that short is the answer (and this one, unwritten, is not made).
             txn.rollback().await?;
             return short_of_request(&state.db, enqueued.job, &fingerprint).await;
+        }
+        if notified {
+            crate::jobs::webhooks::pin_secret(&txn, &state.tokens, user.id).await?;
         }
         // A short is a render: its minutes (the highlight's trimmed length) are reserved
         // against the plan like a movie's, after the job's insert and in its transaction, and

@@ -162,6 +162,18 @@ async fn the_database_refuses_to_update_or_delete_audit_rows(backend: Backend) {
     assert!(update.is_err(), "UPDATE must fail at the database");
     let delete = db.execute_unprepared("DELETE FROM consent_audit_log").await;
     assert!(delete.is_err(), "DELETE must fail at the database");
+    if backend == Backend::Sqlite {
+        // REPLACE deletes the row it conflicts with without firing DELETE triggers.
+        let replace = db
+            .execute_unprepared(
+                "INSERT OR REPLACE INTO consent_audit_log (id, video_consent_id, version, field, \
+                 old_value, new_value, changed_by, ip_address, created_at) \
+                 SELECT id, video_consent_id, version, field, old_value, FALSE, changed_by, \
+                 ip_address, created_at FROM consent_audit_log",
+            )
+            .await;
+        assert!(replace.is_err(), "REPLACE must fail at the database");
+    }
     let rows = consent_audit_entry::Entity::find()
         .filter(consent_audit_entry::Column::NewValue.eq(true))
         .all(db)
@@ -239,3 +251,47 @@ both_backends!(
     fifty_concurrent_updates_leave_gap_free_unique_versions,
     the_database_refuses_to_update_or_delete_audit_rows,
 );
+
+/// A member removed from the team while their consent change is under way: the removal
+/// (written, not committed) holds the membership the change reads again in its transaction.
+/// The change waits for it and is refused; no audit row is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_change_racing_the_members_removal_is_refused() {
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("consent-owner@example.com").await;
+    let member = app.register("consent-member@example.com").await;
+    let creator = app.create_creator(&owner, "Consent Race").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"consent-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let video = insert_video(&app, &creator, "raced", VideoStatus::Ready, Some(30.0)).await;
+
+    let removal = app.state.db.begin().await.expect("txn");
+    entity::creator_member::Entity::delete_many()
+        .filter(
+            entity::creator_member::Column::UserId
+                .eq(member.user_id.parse::<Uuid>().expect("uuid")),
+        )
+        .exec(&removal)
+        .await
+        .expect("removed");
+    let change = app.gql_in_background(
+        &member.access_token,
+        SET,
+        json!({ "v": video, "input": { "trainingUsage": true } }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    removal.commit().await.expect("commit");
+    let body = change.await.expect("joined");
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let audited = consent_audit_entry::Entity::find()
+        .all(&app.state.db)
+        .await
+        .expect("rows");
+    assert!(audited.is_empty(), "{audited:?}");
+}

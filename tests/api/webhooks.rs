@@ -193,6 +193,21 @@ async fn a_finished_render_is_posted_to_its_callback_signed_and_retried(backend:
     }
     let notice: Value = serde_json::from_slice(&received[1].body).expect("JSON");
     assert_eq!(notice["event"], "job.finished");
+    assert!(
+        notice["job"]["version"].as_i64().is_some_and(|v| v > 1),
+        "{notice}"
+    );
+    assert_eq!(notice["job"]["attempts"], 1, "{notice}");
+    // The secret the owner was shown is kept from the first callback on: a new server key
+    // (JWT_SECRET) does not change what deliveries are signed with.
+    let kept = <entity::webhook_secret::Entity as sea_orm::EntityTrait>::find_by_id(
+        owner.user_id.parse::<uuid::Uuid>().expect("uuid"),
+    )
+    .one(&app.state.db)
+    .await
+    .expect("read")
+    .expect("the secret is stored");
+    assert_eq!(kept.secret, secret);
     assert_eq!(notice["deliveryId"], delivery_ids[1]);
     assert_eq!(notice["job"]["id"], job_id);
     assert_eq!(notice["job"]["type"], "render.movie");
@@ -360,7 +375,62 @@ async fn a_refused_delivery_names_the_callback_without_its_secrets(backend: Back
     assert_eq!(inbox.received.lock().expect("lock").len(), 1);
 }
 
+/// A job fails (its delivery is held up by the receiver), is retried and done: each delivery
+/// tells its own end — the failure with its error, under a lower version than the success —
+/// whatever the job is when it goes out.
+async fn each_delivery_tells_the_end_it_was_made_for(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
+    let (url, inbox) = receiver(&[500, 500]).await;
+    let owner = app.register("twice-ended@example.com").await;
+    let id = crate::jobs::enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 10, "fail_attempts": 1, "callback_url": url }),
+        1,
+    )
+    .await;
+    let token = owner.access_token.clone();
+    crate::jobs::wait_for(&app, &token, id, Duration::from_secs(30), |job| {
+        job["status"] == "FAILED"
+    })
+    .await;
+    app.ok(
+        Some(&token),
+        "mutation($id: ID!) { retryJob(id: $id) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+    crate::jobs::wait_for(&app, &token, id, Duration::from_secs(30), |job| {
+        job["status"] == "DONE"
+    })
+    .await;
+    let ended = deliveries(&app, &owner).await;
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    let received = inbox.received.lock().expect("lock").clone();
+    // Every attempt of a delivery (the last, taken one included) tells the same end.
+    let told = |status: &str| {
+        received
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).expect("JSON"))
+            .filter(|notice| notice["job"]["status"] == status)
+            .last()
+            .unwrap_or_else(|| panic!("no {status} notice"))
+    };
+    let (failed, done) = (told("FAILED"), told("DONE"));
+    assert_eq!(
+        failed["job"]["error"], "attempt 1 failed on purpose",
+        "{failed}"
+    );
+    assert_eq!(failed["job"]["attempts"], 1, "{failed}");
+    assert!(done["job"]["error"].is_null(), "{done}");
+    assert_eq!(done["job"]["attempts"], 2, "{done}");
+    let version = |notice: &Value| notice["job"]["version"].as_i64().expect("version");
+    assert!(version(&failed) < version(&done), "{failed} {done}");
+}
+
 both_backends!(
+    each_delivery_tells_the_end_it_was_made_for,
     a_refused_delivery_names_the_callback_without_its_secrets,
     a_rotated_secret_signs_beside_the_old_one_until_it_is_dropped,
     a_finished_render_is_posted_to_its_callback_signed_and_retried,
