@@ -298,7 +298,8 @@ pub struct ServeArgs {
 /// origin without one, and a listed `https://app.example.com/` would never match).
 fn cors_origin(value: &str) -> Result<String, String> {
     let value = value.trim();
-    if value == "*" {
+    // `a,` or an empty variable: nothing listed there.
+    if value == "*" || value.is_empty() {
         return Ok(value.to_owned());
     }
     let invalid = || format!("`{value}` is not an origin like https://app.example.com[:port]");
@@ -323,6 +324,7 @@ mod tests {
     #[test]
     fn cors_origins_are_plain_origins() {
         assert_eq!(cors_origin("*").as_deref(), Ok("*"));
+        assert_eq!(cors_origin(" ").as_deref(), Ok(""));
         assert_eq!(
             cors_origin(" https://app.example.com/ ").as_deref(),
             Ok("https://app.example.com")

@@ -65,23 +65,29 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
 pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
     let config = app.config.clone();
     let counters = app.metrics.clone();
-    let cors =
-        if config.cors_origins.is_empty() || config.cors_origins.iter().any(|o| o.trim() == "*") {
-            CorsLayer::new().allow_origin(Any)
-        } else {
-            let origins: Vec<HeaderValue> = config
-                .cors_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
-                .collect();
-            CorsLayer::new().allow_origin(AllowOrigin::list(origins))
-        }
-        .allow_methods([Method::GET, Method::POST])
-        // Whatever headers the client's preflight asks for: GraphQL clients add their own
-        // (Apollo's `apollographql-client-name`, tracing headers), and no cookies are involved
-        // (credentials are bearer tokens), so none needs to be kept out.
-        .allow_headers(AllowHeaders::mirror_request())
-        .max_age(Duration::from_secs(3600));
+    // Origins are checked and normalised when the configuration is read (`config`); an empty
+    // entry (`a,`) lists nothing.
+    let listed: Vec<&str> = config
+        .cors_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let cors = if listed.is_empty() || listed.contains(&"*") {
+        CorsLayer::new().allow_origin(Any)
+    } else {
+        let origins: Vec<HeaderValue> = listed
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new().allow_origin(AllowOrigin::list(origins))
+    }
+    .allow_methods([Method::GET, Method::POST])
+    // Whatever headers the client's preflight asks for: GraphQL clients add their own
+    // (Apollo's `apollographql-client-name`, tracing headers), and no cookies are involved
+    // (credentials are bearer tokens), so none needs to be kept out.
+    .allow_headers(AllowHeaders::mirror_request())
+    .max_age(Duration::from_secs(3600));
 
     // Presigned object URLs of the local storage backend: large bodies, long transfers, and
     // PUT from browsers, so they get their own limits and CORS.

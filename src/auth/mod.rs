@@ -337,8 +337,20 @@ pub async fn refresh(
     };
     // Only a token that can still be used is counted: one presented again goes on to the
     // reuse check and ends its session, however fast a thief refreshes with its successor.
+    // Once that session has ended, the used token is refused on a read (no write lock taken
+    // for each time a stale token is sent again).
     if issued.used_at.is_none() {
         state.sign_in.refresh(issued.session_id)?;
+    } else {
+        let ended = session::Entity::find_by_id(issued.session_id)
+            .one(&state.db)
+            .await?
+            .is_none_or(|s| s.revoked_at.is_some());
+        if ended {
+            return Err(AppError::unauthenticated(
+                "refresh token was already used; the session has been revoked, sign in again",
+            ));
+        }
     }
     let txn = state.db.begin().await?;
     // The claim comes first: on SQLite the first statement of a transaction must be the write

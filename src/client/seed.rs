@@ -142,20 +142,20 @@ const CREATORS: &[DemoCreator] = &[
 pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
     let tools = ffmpeg::check().await.map_err(|e| anyhow::anyhow!(e))?;
     let mut api = Api::anonymous(&args.server.server)?;
-    // A creator is there when its videos are (READY, so public); one a stopped run left
-    // without some of them is finished now.
+    // A creator is there when each of its videos is, whole (see `complete`); one a stopped
+    // run left unfinished is finished now.
     let mut todo = Vec::new();
+    let shorts = !args.no_shorts;
     for creator in CREATORS {
         let found = api
             .call(
-                "query($slug: String) { creator(slug: $slug) { id videos(first: 50) { nodes { title } } } }",
+                &format!("query($slug: String) {{ creator(slug: $slug) {{ id {VIDEOS} }} }}"),
                 json!({ "slug": creator.slug }),
             )
             .await;
         match found {
             Ok(data) if !data["creator"].is_null() => {
-                let titles = ready_titles(&data["creator"]);
-                if creator.videos.iter().all(|v| titles.contains(&v.title)) {
+                if unfinished(&data["creator"], creator, shorts).is_empty() {
                     eprintln!("{} ({}) is already there", creator.name, creator.slug);
                 } else {
                     todo.push((creator, Some(id_at(&data["creator"])?)));
@@ -230,14 +230,44 @@ fn has_code(err: &anyhow::Error, code: &str) -> bool {
         .is_some_and(|errors| errors.0.iter().any(|e| e.code.as_deref() == Some(code)))
 }
 
-/// The titles of a creator's READY videos in an answer with `videos { nodes { title } }`.
-fn ready_titles(creator: &Value) -> Vec<&str> {
-    creator["videos"]["nodes"]
+/// What the seeding reads of a creator's videos, to tell which are whole.
+const VIDEOS: &str = "videos(first: 50) { nodes { id title status transcript { text } \
+                      highlights { status shorts { status } } } }";
+
+/// Whether a video (as [`VIDEOS`] reads it) is all the seeding makes of it: probed, with its
+/// transcript and an approved highlight, and that highlight's short when one is made.
+fn complete(video: &Value, with_short: bool) -> bool {
+    let approved: Vec<&Value> = video["highlights"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|v| v["status"].as_str().is_none_or(|s| s == "READY"))
-        .filter_map(|v| v["title"].as_str())
+        .filter(|h| h["status"] == "APPROVED")
+        .collect();
+    video["status"] == "READY"
+        && video["transcript"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        && !approved.is_empty()
+        && (!with_short
+            || approved.iter().any(|h| {
+                h["shorts"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["status"] == "COMPLETE"))
+            }))
+}
+
+/// The indexes of `demo`'s videos that `creator` (as [`VIDEOS`] reads it) lacks whole.
+fn unfinished(creator: &Value, demo: &DemoCreator, shorts: bool) -> Vec<usize> {
+    let nodes = creator["videos"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    (0..demo.videos.len())
+        .filter(|&i| {
+            !nodes
+                .iter()
+                .any(|v| v["title"] == demo.videos[i].title && complete(v, shorts && i == 0))
+        })
         .collect()
 }
 
@@ -249,13 +279,16 @@ async fn seed_creator(
     existing: Option<String>,
     shorts: bool,
 ) -> anyhow::Result<()> {
-    let (creator_id, done) = match existing {
-        // Left unfinished by an earlier run: its READY videos stay, the others are made.
+    let (creator_id, todo) = match existing {
+        // Left unfinished by an earlier run: its whole videos stay; a video it left partly
+        // made (uploading, probing, failed, or without its transcript, highlight or short)
+        // is deleted and made again.
         Some(id) => {
             let data = api
                 .call(
-                    "query($id: ID!) { creator(id: $id) { viewerCanManage \
-                     videos(first: 50) { nodes { title status } } } }",
+                    &format!(
+                        "query($id: ID!) {{ creator(id: $id) {{ viewerCanManage {VIDEOS} }} }}"
+                    ),
                     json!({ "id": id }),
                 )
                 .await
@@ -267,12 +300,26 @@ async fn seed_creator(
                 creator.name,
                 creator.slug
             );
-            let done: Vec<String> = ready_titles(&data["creator"])
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let todo = unfinished(&data["creator"], creator, shorts);
+            let nodes = data["creator"]["videos"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for &i in &todo {
+                let partial = nodes
+                    .iter()
+                    .filter(|v| v["title"] == creator.videos[i].title);
+                for video in partial {
+                    api.call(
+                        "mutation($id: ID!) { deleteVideo(id: $id) }",
+                        json!({ "id": video["id"] }),
+                    )
+                    .await
+                    .context("deleting a video an earlier run left unfinished")?;
+                }
+            }
             eprintln!("creator {} ({}): finishing it", creator.name, creator.slug);
-            (id, done)
+            (id, todo)
         }
         None => {
             let data = api
@@ -286,11 +333,14 @@ async fn seed_creator(
                 .await
                 .context("createCreator")?;
             eprintln!("creator {} ({})", creator.name, creator.slug);
-            (id_at(&data["createCreator"])?, Vec::new())
+            (
+                id_at(&data["createCreator"])?,
+                (0..creator.videos.len()).collect(),
+            )
         }
     };
     for (i, video) in creator.videos.iter().enumerate() {
-        if done.iter().any(|title| title == video.title) {
+        if !todo.contains(&i) {
             continue;
         }
         let short = shorts && i == 0;

@@ -25,8 +25,7 @@ use chrono::{DateTime, Utc};
 use entity::{JobKind, job, user, webhook_secret};
 use hmac::{Hmac, KeyInit, Mac};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -197,11 +196,22 @@ pub async fn rotate_secret(
         previous_expires_at: Set(previous_expires_at),
         rotated_at: Set(now),
     };
-    if existing.is_some() {
-        row.update(&txn).await?;
-    } else {
-        row.insert(&txn).await?;
-    }
+    // Written over a row that appeared since it was read: a render's first callback pins
+    // the derived secret (`pin_secret`) without the account's lock, and that secret is the
+    // previous one computed above.
+    webhook_secret::Entity::insert(row)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(webhook_secret::Column::UserId)
+                .update_columns([
+                    webhook_secret::Column::Secret,
+                    webhook_secret::Column::PreviousSecret,
+                    webhook_secret::Column::PreviousExpiresAt,
+                    webhook_secret::Column::RotatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
     txn.commit().await?;
     Ok(secret)
 }

@@ -255,6 +255,14 @@ async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
         "UNAUTHENTICATED",
         "the rotated token died with its session"
     );
+    // Sent again once its session has ended, a used token is refused on reads alone (the
+    // token and its session), without a write transaction each time.
+    let before = app.request_statements();
+    let again = app
+        .gql(None, REFRESH, json!({ "t": first.refresh_token }))
+        .await;
+    assert_eq!(error_code(&again), "UNAUTHENTICATED", "{again}");
+    assert_eq!(app.request_statements() - before, 2, "{again}");
 
     let garbage = app.gql(None, REFRESH, json!({ "t": "garbage" })).await;
     assert_eq!(error_code(&garbage), "UNAUTHENTICATED");
