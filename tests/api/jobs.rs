@@ -1029,6 +1029,28 @@ async fn children_of_an_earlier_attempt_do_not_touch_the_retried_parent(backend:
     assert_eq!(finished.attempts, 2);
 }
 
+/// Fails the claimed `job` for good without announcing it (as when the failure's event is
+/// lost), then retries it, announced.
+async fn fail_unannounced_then_retry(app: &TestApp, job: &job::Model, error: &str) {
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let txn = queue::begin_write(db).await.expect("txn");
+    let failed = lifecycle::Finish::Failed {
+        error: error.into(),
+        retryable: false,
+    };
+    let lease = queue::Lease::of(job).expect("lease");
+    let finished = lifecycle::finish_in(&txn, lease, failed, Some("test"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("fail");
+    assert!(finished.applied);
+    txn.commit().await.expect("commit");
+    lifecycle::retry(db, bus, job.id)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("retry");
+}
+
 /// A job fails and is retried before its subscribers read it (here: the failure's event is
 /// never published at all). `jobUpdated` still sends FAILED, from the job's timeline, and
 /// completes; `jobsUpdated` sends FAILED, then QUEUED.
@@ -1069,22 +1091,7 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
         }
     }
 
-    let txn = queue::begin_write(db).await.expect("txn");
-    let failed = lifecycle::Finish::Failed {
-        error: "the disk is full".into(),
-        retryable: false,
-    };
-    let lease = queue::Lease::of(&running).expect("lease");
-    let finished = lifecycle::finish_in(&txn, lease, failed, Some("test"))
-        .await
-        .map_err(|e| e.public_message())
-        .expect("fail");
-    assert!(finished.applied);
-    txn.commit().await.expect("commit");
-    lifecycle::retry(db, bus, id)
-        .await
-        .map_err(|e| e.public_message())
-        .expect("retry");
+    fail_unannounced_then_retry(&app, &running, "the disk is full").await;
 
     let updates = collect_until_complete(&mut one, Duration::from_secs(10)).await;
     assert_eq!(
@@ -1124,22 +1131,7 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
         .expect("claim");
     let claimed: Vec<_> = claimed.into_iter().filter(|j| j.id == unheard).collect();
     assert_eq!(claimed.len(), 1);
-    let txn = queue::begin_write(db).await.expect("txn");
-    let failed = lifecycle::Finish::Failed {
-        error: "the network went away".into(),
-        retryable: false,
-    };
-    let lease = queue::Lease::of(&claimed[0]).expect("lease");
-    let finished = lifecycle::finish_in(&txn, lease, failed, Some("test"))
-        .await
-        .map_err(|e| e.public_message())
-        .expect("fail");
-    assert!(finished.applied);
-    txn.commit().await.expect("commit");
-    lifecycle::retry(db, bus, unheard)
-        .await
-        .map_err(|e| e.public_message())
-        .expect("retry");
+    fail_unannounced_then_retry(&app, &claimed[0], "the network went away").await;
     let end = next_about(&mut all, unheard).await;
     assert_eq!(
         (&end["status"], &end["error"]),
