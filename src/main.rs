@@ -168,7 +168,7 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::try_parse().unwrap_or_else(|err| {
+    let refused = |err: clap::Error| -> ! {
         let note = from_environment(&err);
         if let Some(variable) = note {
             // clap names the flag (`--workers <WORKERS>`); the value came from a variable.
@@ -177,7 +177,21 @@ async fn main() -> ExitCode {
             std::process::exit(err.exit_code());
         }
         err.exit()
-    });
+    };
+    let matches = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .unwrap_or_else(|err| refused(err));
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .unwrap_or_else(|err| refused(err));
+    // Which credentials a client command uses depends on where each came from.
+    if let Some((_, command)) = matches.subcommand() {
+        match &mut cli.command {
+            Some(Command::Render(args)) => args.server.prefer_typed(command),
+            Some(Command::Follow(args)) => args.server.prefer_typed(command),
+            Some(Command::Seed(args)) => args.server.prefer_typed(command),
+            _ => {}
+        }
+    }
     if !matches!(cli.command, Some(Command::Schema)) {
         init_tracing();
     }

@@ -27,12 +27,10 @@ pub struct ServerArgs {
     pub server: String,
 
     /// An access token (from `login` or `register`).
-    #[arg(
-        long,
-        env = "REELGRAPH_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "email"
-    )]
+    /// With --email too, the one typed on the command line wins over the other's variable
+    /// (`REELGRAPH_TOKEN`, `REELGRAPH_EMAIL`); typed both, or both from the environment,
+    /// the token is used.
+    #[arg(long, env = "REELGRAPH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
     /// Sign in with this account instead of a token (the password from --password or
@@ -44,6 +42,19 @@ pub struct ServerArgs {
     /// The password for --email.
     #[arg(long, env = "REELGRAPH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+}
+
+impl ServerArgs {
+    /// Keeps the credentials the user typed when the others came from the environment: a
+    /// `--email` on the command line wins over `REELGRAPH_TOKEN` (the token is used otherwise).
+    /// `matches` are the client command's own.
+    pub fn prefer_typed(&mut self, matches: &clap::ArgMatches) {
+        use clap::parser::ValueSource;
+        let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        if self.token.is_some() && self.email.is_some() && typed("email") && !typed("token") {
+            self.token = None;
+        }
+    }
 }
 
 /// `url` without a user name or password in it, for messages.

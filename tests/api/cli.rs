@@ -344,7 +344,11 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
             "--email",
             "operator@example.com",
         ],
-        &[("REELGRAPH_PASSWORD", "correct horse battery")],
+        // A token left in the environment: the account typed on the command line is used.
+        &[
+            ("REELGRAPH_PASSWORD", "correct horse battery"),
+            ("REELGRAPH_TOKEN", "a-stale-token"),
+        ],
     )
     .await;
     assert!(run.ok, "follow failed:\n{}", run.stderr);
