@@ -49,17 +49,20 @@ pub async fn enqueue(
         input,
     );
     new.max_attempts = max_attempts;
+    let job = enqueue_unannounced(app, new).await;
+    app.state.events.publish(&[queue::event_of(&job)]).await;
+    job.id
+}
+
+/// Inserts `new` the way a mutation would, without announcing it (as when its event is lost).
+async fn enqueue_unannounced(app: &TestApp, new: NewJob) -> job::Model {
     let txn = queue::begin_write(&app.state.db).await.expect("txn");
     let enqueued = queue::enqueue(&txn, new)
         .await
         .map_err(|e| e.public_message())
         .expect("enqueued");
     txn.commit().await.expect("commit");
-    app.state
-        .events
-        .publish(&[queue::event_of(&enqueued.job)])
-        .await;
-    enqueued.job.id
+    enqueued.job
 }
 
 /// Polls the job through the API until `done(job)` holds (at most `within`).
@@ -1117,14 +1120,7 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
         json!({}),
     );
     new.max_attempts = 1;
-    let txn = queue::begin_write(db).await.expect("txn");
-    let unheard = queue::enqueue(&txn, new)
-        .await
-        .map_err(|e| e.public_message())
-        .expect("enqueued")
-        .job
-        .id;
-    txn.commit().await.expect("commit");
+    let unheard = enqueue_unannounced(&app, new).await.id;
     // (The first job, queued again, is claimed too.)
     let claimed = queue::claim(db, "test", 2, Duration::from_secs(30))
         .await
@@ -1165,14 +1161,7 @@ async fn a_subscriber_removed_from_the_team_gets_no_output_url(backend: Backend)
         json!({}),
     );
     new.creator_id = Some(creator);
-    let txn = queue::begin_write(db).await.expect("txn");
-    let id = queue::enqueue(&txn, new)
-        .await
-        .map_err(|e| e.public_message())
-        .expect("enqueued")
-        .job
-        .id;
-    txn.commit().await.expect("commit");
+    let id = enqueue_unannounced(&app, new).await.id;
     let mut watching = subscribe(
         &app.base,
         &member.access_token,
