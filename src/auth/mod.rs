@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{UserRole, invite_code, refresh_token, session, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QuerySelect, QueryTrait, Set, TransactionTrait,
+    QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -216,7 +216,7 @@ pub async fn login(
             format!("must be at most {MAX_EMAIL_BYTES} bytes"),
         ));
     }
-    state.sign_in.login(client.ip.as_deref(), &email)?;
+    throttle_sign_in(state, &email, client).await?;
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email))
         .one(&state.db)
@@ -257,6 +257,62 @@ pub async fn login(
     let session = start_session(&txn, state, user.id, client, now).await?;
     txn.commit().await?;
     finish(state, user, session)
+}
+
+/// How long an address the account signed in from stays one it may sign in from while
+/// guesses from elsewhere have used up the account's sign-in attempts.
+const KNOWN_ADDRESS_FOR: chrono::Duration = chrono::Duration::days(30);
+
+/// Sessions ended for these reasons (or not ended) vouch for their address; the others were
+/// ended because something was wrong (a reused refresh token, a changed password, an
+/// administrator, the user revoking that device).
+const VOUCHING_END: &str = "logout";
+
+/// Counts an attempt at `email`'s password from `client` (see [`throttle`]).
+async fn throttle_sign_in(state: &AppState, email: &str, client: &ClientInfo) -> AppResult<()> {
+    state.sign_in.login(client.ip.as_deref(), email)?;
+    if let Err(refusal) = state.sign_in.login_account(email)
+        && !signed_in_lately_from(&state.db, email, client.ip.as_deref()).await?
+    {
+        return Err(refusal);
+    }
+    Ok(())
+}
+
+/// Whether the account of `email` has used a session from `address` (its /64, for IPv6) within
+/// [`KNOWN_ADDRESS_FOR`]: the one exemption from the account-wide sign-in limit, so that
+/// guesses spread over many addresses do not lock the owner out of the devices they use. Such
+/// an address still has its own per-address and per-account limits.
+async fn signed_in_lately_from(
+    db: &impl ConnectionTrait,
+    email: &str,
+    address: Option<&str>,
+) -> AppResult<bool> {
+    let Some(address) = address else {
+        return Ok(false);
+    };
+    let key = throttle::client_key(Some(address));
+    let since = Utc::now() - KNOWN_ADDRESS_FOR;
+    let addresses: Vec<Option<String>> = session::Entity::find()
+        .select_only()
+        .column(session::Column::IpAddress)
+        .inner_join(user::Entity)
+        .filter(user::Column::Email.eq(email))
+        .filter(session::Column::LastSeenAt.gt(since))
+        .filter(
+            Condition::any()
+                .add(session::Column::RevokedReason.is_null())
+                .add(session::Column::RevokedReason.eq(VOUCHING_END)),
+        )
+        .order_by_desc(session::Column::LastSeenAt)
+        .limit(200)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(addresses
+        .iter()
+        .flatten()
+        .any(|seen| throttle::client_key(Some(seen)) == key))
 }
 
 /// Failed sign-ins are answered at the next whole second after they started. Checking a
@@ -423,7 +479,7 @@ pub async fn change_password(
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
-    state.sign_in.login(client.ip.as_deref(), &user.email)?;
+    throttle_sign_in(state, &user.email, client).await?;
     if !password::verify(current.clone(), Some(user.password_hash.clone())).await? {
         return Err(AppError::bad_input(
             "currentPassword",

@@ -1,7 +1,8 @@
 //! Throttling of the password endpoints, the ones worth guessing at and the ones that cost an
 //! argon2 hash each: `login` per client address and account (10 a minute, in bursts of up to
 //! 10), per address (60 a minute) and per account from anywhere (20 at once, then one a
-//! minute: guesses spread over many addresses add up), `register` per address (20 a minute,
+//! minute: guesses spread over many addresses add up — except from an address the account
+//! signed in from lately, so that such guesses do not lock its owner out), `register` per address (20 a minute,
 //! counted once the input is valid, right before the hash), and `refreshSession` per session
 //! (10 at once, then 6 a minute: a client refreshes once per access token, and a loop would
 //! otherwise add a refresh-token row per call). Past a limit the answer is
@@ -53,20 +54,26 @@ impl SignInThrottle {
         }
     }
 
-    /// Counts a sign-in attempt for `email` from `address`.
+    /// Counts a sign-in attempt for `email` from `address`: per address, and per address and
+    /// account. The account's count from anywhere is [`Self::login_account`]'s.
     pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<()> {
         let address = client_key(address);
         self.prune();
         if let Err(wait) = self.login_per_address.check_key(&address) {
             return Err(self.refusal("sign-in attempts from this address", &wait));
         }
-        let email = email.trim().to_lowercase();
-        let account = (address, email.clone());
+        let account = (address, email.trim().to_lowercase());
         self.login_per_account
             .check_key(&account)
-            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))?;
+            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
+    }
+
+    /// Counts a sign-in attempt for `email` from anywhere. Past this limit, an address the
+    /// account has recently signed in from may still try (`auth::login` checks that): guesses
+    /// from elsewhere must not lock its owner out.
+    pub fn login_account(&self, email: &str) -> AppResult<()> {
         self.login_per_email
-            .check_key(&email)
+            .check_key(&email.trim().to_lowercase())
             .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
     }
 
@@ -129,7 +136,7 @@ impl SignInThrottle {
 
 /// What a client address counts as: itself, or for IPv6 its /64 (a host is handed a whole
 /// /64 and can pick any address in it).
-fn client_key(address: Option<&str>) -> String {
+pub fn client_key(address: Option<&str>) -> String {
     let Some(address) = address else {
         return "unknown".to_owned();
     };
@@ -204,13 +211,19 @@ mod tests {
             throttle
                 .login(Some(&format!("10.0.{n}.1")), "victim@example.com")
                 .expect("allowed");
+            throttle
+                .login_account("victim@example.com")
+                .expect("allowed");
         }
-        let err = throttle
+        throttle
             .login(Some("10.9.9.9"), "victim@example.com")
+            .expect("a new address");
+        let err = throttle
+            .login_account(" Victim@example.com")
             .expect_err("the 21st from anywhere");
         assert_eq!(err.code(), "RATE_LIMITED");
         throttle
-            .login(Some("10.9.9.9"), "someone-else@example.com")
+            .login_account("someone-else@example.com")
             .expect("other accounts go on");
     }
 

@@ -560,6 +560,94 @@ async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
     assert_eq!(guess(10).await, "RATE_LIMITED");
 }
 
+/// Guesses spread over many addresses use up an account's sign-in attempts from anywhere —
+/// the right password from a new address is then RATE_LIMITED — but not its owner's: an
+/// address the account signed in from lately (its /64 for IPv6) still signs in, unless that
+/// session was ended because something was wrong with it.
+async fn guesses_from_elsewhere_do_not_lock_the_owner_out(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.config.trust_proxy = true).await;
+    let login = |from: String, password: &'static str| {
+        let request = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("x-forwarded-for", from)
+            .json(&json!({
+                "query": SIGN_IN,
+                "variables": { "e": "owner@example.com", "p": password },
+            }));
+        async move {
+            let answer: serde_json::Value = request
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("json");
+            answer
+        }
+    };
+    // The owner signs up, signs in from home, a phone and an office, and revokes the office.
+    let home = "198.51.100.7";
+    let data = app
+        .ok(
+            None,
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "email": "owner@example.com", "password": "correct horse battery" } }),
+        )
+        .await;
+    assert!(data["register"]["accessToken"].is_string());
+    let first = login(home.to_owned(), "correct horse battery").await;
+    assert!(first["data"]["login"]["accessToken"].is_string(), "{first}");
+    let phone = login("2001:db8:5:6::1".to_owned(), "correct horse battery").await;
+    assert!(phone["data"]["login"]["accessToken"].is_string(), "{phone}");
+    let office = login("203.0.113.50".to_owned(), "correct horse battery").await;
+    let office = session_of(&office["data"]["login"]);
+    app.ok(
+        Some(&office.access_token),
+        "mutation($id: ID!) { revokeSession(id: $id) }",
+        json!({ "id": office_id(&app, &office).await }),
+    )
+    .await;
+    // Guesses from seventeen more addresses, one each, use up the account's 20 attempts from
+    // anywhere (the three sign-ins above counted).
+    let guesses = (0..17).map(|i| login(format!("10.7.{i}.1"), "wrong guess 1234"));
+    for body in futures_util::future::join_all(guesses).await {
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let stranger = login("10.8.0.1".to_owned(), "correct horse battery").await;
+    assert_eq!(error_code(&stranger), "RATE_LIMITED", "{stranger}");
+    // The office session was revoked by its user: that address vouches for nothing.
+    let office_again = login("203.0.113.50".to_owned(), "correct horse battery").await;
+    assert_eq!(error_code(&office_again), "RATE_LIMITED", "{office_again}");
+    // Home, and the phone's /64 from another host in it, still sign in.
+    let again = login(home.to_owned(), "correct horse battery").await;
+    assert!(again["data"]["login"]["accessToken"].is_string(), "{again}");
+    let phone = login("2001:db8:5:6::99".to_owned(), "correct horse battery").await;
+    assert!(phone["data"]["login"]["accessToken"].is_string(), "{phone}");
+    // A wrong password from home is still refused.
+    let wrong = login(home.to_owned(), "wrong guess 1234").await;
+    assert_eq!(error_code(&wrong), "UNAUTHENTICATED", "{wrong}");
+}
+
+/// The id of the session `session` signed in with.
+async fn office_id(app: &TestApp, session: &crate::helpers::Session) -> String {
+    let data = app
+        .ok(
+            Some(&session.access_token),
+            "{ me { sessions { id current } } }",
+            json!({}),
+        )
+        .await;
+    data["me"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["current"] == true)
+        .and_then(|s| s["id"].as_str())
+        .expect("the current session")
+        .to_owned()
+}
+
 const SIGN_IN: &str = "mutation($e: String!, $p: String!) {
     login(email: $e, password: $p) { accessToken refreshToken user { id } } }";
 const SESSIONS: &str = "{ me { sessions { id current userAgent expiresAt } } }";
@@ -1180,6 +1268,7 @@ both_backends!(
     invite_codes_gate_registration_and_cannot_be_overused,
     only_admins_create_invite_codes,
     changing_the_password_ends_every_session,
+    guesses_from_elsewhere_do_not_lock_the_owner_out,
     sessions_are_listed_and_revoked_by_their_user,
     update_me_edits_your_profile,
     preferences_and_onboarding_are_the_users_own,
