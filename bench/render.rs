@@ -140,6 +140,7 @@ async fn direct(
         let inputs = scene::SceneInputs {
             texts,
             images: vec![None; scene_spec.layers.len()],
+            orientations: Vec::new(),
         };
         let output = dir.join(format!("scene_{i}.mp4"));
         let args = scene::scene_args(

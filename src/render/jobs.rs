@@ -83,7 +83,7 @@ async fn asset_within_limit(ctx: &JobContext, key: &str) -> Result<(), JobFailur
 
 /// Most pixels a picture layer may have: ffmpeg decodes every one, four bytes each, in every
 /// scene showing it (a 1 MB PNG of 16384×16384 is a gigabyte decoded).
-const MAX_PICTURE_PIXELS: usize = 40_000_000;
+const MAX_PICTURE_PIXELS: u64 = 40_000_000;
 
 /// Reads the picture an image layer (at `at` in the spec) names: it must be a PNG, JPEG or
 /// WebP of at most [`MAX_PICTURE_PIXELS`], which is said now, naming the layer, rather than
@@ -114,7 +114,12 @@ async fn checked_picture(
                 imagesize::ImageType::Png | imagesize::ImageType::Jpeg | imagesize::ImageType::Webp
             )
         );
-        picture.then(|| imagesize::size(&read).ok()).flatten()
+        let size = picture.then(|| imagesize::size(&read).ok()).flatten()?;
+        // As it is drawn: a photo tagged to be turned a quarter is measured turned.
+        Some(scene::upright(
+            (size.width as u64, size.height as u64),
+            scene::orientation(&read),
+        ))
     })
     .await
     .map_err(|e| JobFailure::internal("reading a picture", e))?;
@@ -123,11 +128,10 @@ async fn checked_picture(
             "the asset is not a PNG, JPEG or WebP picture".to_owned(),
         ));
     };
-    if size.width.saturating_mul(size.height) > MAX_PICTURE_PIXELS {
+    let (width, height) = size;
+    if width.saturating_mul(height) > MAX_PICTURE_PIXELS {
         return Err(refuse(format!(
-            "the picture is {}×{}, more than {} megapixels",
-            size.width,
-            size.height,
+            "the picture is {width}×{height}, more than {} megapixels",
             MAX_PICTURE_PIXELS / 1_000_000
         )));
     }
@@ -164,7 +168,7 @@ async fn checked_picture(
     let digest = crate::media::hash::file_sha256(&path)
         .await
         .map_err(|e| JobFailure::internal("hashing a picture", e))?;
-    Ok((digest, (size.width as u64, size.height as u64)))
+    Ok((digest, size))
 }
 
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
@@ -271,7 +275,17 @@ impl JobHandler for RenderMovie {
                 return Err(JobFailure::permanent(format!("spec.{at}.{field}: {why}")));
             }
         }
-        let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &input.spec, &assets);
+        // The scenes as they are drawn: every picture with both sides, so that ffmpeg is told
+        // the size measured here (its own rounding of a left-out side can reach 0).
+        let spec = spec::drawn(&input.spec, &sizes);
+        for (si, scene) in spec.scenes.iter().enumerate() {
+            if let Some(why) = spec::overfull_scene(scene) {
+                return Err(JobFailure::permanent(format!(
+                    "spec.scenes.{si}.layers: {why}"
+                )));
+            }
+        }
+        let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &spec, &assets);
         let plan_json =
             serde_json::to_vec_pretty(&plan).map_err(|e| JobFailure::permanent(e.to_string()))?;
         let key = plan::plan_key(ctx.job.id);
@@ -300,7 +314,7 @@ impl JobHandler for RenderMovie {
             .iter()
             .map(|planned| {
                 let input = SceneJobInput {
-                    scene: input.spec.scenes[planned.index].clone(),
+                    scene: spec.scenes[planned.index].clone(),
                     planned: planned.clone(),
                     width,
                     height,
@@ -403,6 +417,7 @@ impl JobHandler for RenderScene {
         let mut inputs = SceneInputs {
             texts: Vec::new(),
             images: Vec::new(),
+            orientations: Vec::new(),
         };
         for (i, layer) in input.scene.layers.iter().enumerate() {
             match layer {
@@ -413,6 +428,7 @@ impl JobHandler for RenderScene {
                         .map_err(|e| JobFailure::internal("could not write a work file", e))?;
                     inputs.texts.push(Some(path));
                     inputs.images.push(None);
+                    inputs.orientations.push(1);
                 }
                 Layer::Image { asset_key, .. } => {
                     let path = dir.path().join(format!("image_{i}"));
@@ -421,8 +437,14 @@ impl JobHandler for RenderScene {
                         .get_to_file(asset_key, &path)
                         .await
                         .map_err(storage_failure)?;
+                    let read = path.clone();
+                    let orientation =
+                        tokio::task::spawn_blocking(move || scene::orientation(&read))
+                            .await
+                            .map_err(|e| JobFailure::internal("reading a picture", e))?;
                     inputs.texts.push(None);
                     inputs.images.push(Some(path));
+                    inputs.orientations.push(orientation);
                 }
             }
         }

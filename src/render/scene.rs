@@ -8,10 +8,55 @@ use super::{
     spec::{Layer, Scene},
 };
 
-/// Local files a scene needs: `texts[i]` / `images[i]` for layer `i` of that kind.
+/// Local files a scene needs: `texts[i]` / `images[i]` for layer `i` of that kind, and the
+/// EXIF orientation of each picture (`orientations[i]`; missing or 1 when upright).
 pub struct SceneInputs {
     pub texts: Vec<Option<PathBuf>>,
     pub images: Vec<Option<PathBuf>>,
+    pub orientations: Vec<u8>,
+}
+
+/// The EXIF orientation (1–8) of the picture at `path`: 1 when it has none or it cannot be
+/// read. Blocking (it reads the file's header).
+pub fn orientation(path: &Path) -> u8 {
+    let Ok(file) = std::fs::File::open(path) else {
+        return 1;
+    };
+    let Ok(exif) = exif::Reader::new().read_from_container(&mut std::io::BufReader::new(file))
+    else {
+        return 1;
+    };
+    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|field| field.value.get_uint(0))
+        .and_then(|v| u8::try_from(v).ok())
+        .filter(|v| (1..=8).contains(v))
+        .unwrap_or(1)
+}
+
+/// The size a picture stored `stored` (width, height) shows at once its `orientation` is
+/// applied: orientations 5–8 turn it a quarter.
+pub fn upright(stored: (u64, u64), orientation: u8) -> (u64, u64) {
+    if (5..=8).contains(&orientation) {
+        (stored.1, stored.0)
+    } else {
+        stored
+    }
+}
+
+/// The filters that turn a picture of `orientation` upright. Pictures are read with ffmpeg's
+/// autorotation off and turned by these, so that what is drawn is what [`upright`] measured
+/// (ffmpeg rotates JPEGs by their EXIF tag but not every format).
+fn orient(orientation: u8) -> Option<&'static str> {
+    match orientation {
+        2 => Some("hflip"),
+        3 => Some("hflip,vflip"),
+        4 => Some("vflip"),
+        5 => Some("transpose=cclock_flip"),
+        6 => Some("transpose=clock"),
+        7 => Some("transpose=clock_flip"),
+        8 => Some("transpose=cclock"),
+        _ => None,
+    }
 }
 
 fn hex(colour: &str) -> String {
@@ -61,6 +106,7 @@ pub fn scene_args(
         // looped by the demuxer, it would be decoded and scaled again for every frame). At
         // the scene's frame rate, the repeats fall on the scene's frames.
         args.extend([
+            "-noautorotate".into(),
             "-framerate".into(),
             fps.to_string(),
             "-format_whitelist".into(),
@@ -112,14 +158,24 @@ pub fn scene_args(
                 };
                 image_no += 1;
                 let scaled = format!("img{i}");
+                // Planning gives both sides (`render.movie`); a scene planned before it did
+                // may have one.
                 let scale = match (width, height) {
                     (Some(w), Some(h)) => format!("scale={w}:{h}"),
                     (Some(w), None) => format!("scale={w}:-2"),
                     (None, Some(h)) => format!("scale=-2:{h}"),
                     (None, None) => "null".to_owned(),
                 };
+                let turn = inputs
+                    .orientations
+                    .get(i)
+                    .and_then(|&o| orient(o))
+                    .map(|f| format!("{f},"))
+                    .unwrap_or_default();
+                // Converted to the overlay's format before the loop: after it, the whole
+                // picture would be converted again for every frame.
                 graph.push(format!(
-                    "[{input}:v]{scale},format=rgba,loop=loop=-1:size=1:start=0[{scaled}]"
+                    "[{input}:v]{turn}{scale},format=yuva420p,loop=loop=-1:size=1:start=0[{scaled}]"
                 ));
                 // The picture repeats for ever: the scene's background ends the overlay.
                 graph.push(format!(
@@ -194,6 +250,102 @@ mod tests {
     use super::*;
     use crate::render::spec::Layer;
 
+    /// A JPEG of `stored` (like `64x32`, left half red, right half blue) tagged with EXIF
+    /// `orientation`.
+    fn tagged_jpeg(path: &Path, stored: (u32, u32), orientation: u16) {
+        let half = stored.0 / 2;
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "color=red:s={half}x{h},format=rgb24[a];color=blue:s={half}x{h},format=rgb24[b];[a][b]hstack",
+                h = stored.1
+            ))
+            .args(["-frames:v", "1"])
+            .arg(path)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(made.success());
+        let jpeg = std::fs::read(path).expect("jpeg");
+        // An APP1 segment right after the start of image: a TIFF header and one IFD entry.
+        let mut tiff = b"II*\0".to_vec();
+        tiff.extend(8_u32.to_le_bytes());
+        tiff.extend(1_u16.to_le_bytes());
+        tiff.extend(0x0112_u16.to_le_bytes());
+        tiff.extend(3_u16.to_le_bytes());
+        tiff.extend(1_u32.to_le_bytes());
+        tiff.extend(u32::from(orientation).to_le_bytes());
+        tiff.extend(0_u32.to_le_bytes());
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend(tiff);
+        let mut tagged = jpeg[..2].to_vec();
+        tagged.extend([0xff, 0xe1]);
+        tagged.extend(u16::try_from(app1.len() + 2).expect("short").to_be_bytes());
+        tagged.extend(app1);
+        tagged.extend(&jpeg[2..]);
+        std::fs::write(path, tagged).expect("written");
+    }
+
+    #[test]
+    fn a_picture_is_measured_and_turned_by_its_exif_orientation() {
+        let dir = tempfile::tempdir().expect("dir");
+        for orientation in 1..=8 {
+            let path = dir.path().join(format!("o{orientation}.jpg"));
+            tagged_jpeg(&path, (32, 2), orientation);
+            assert_eq!(super::orientation(&path), orientation as u8);
+        }
+        let plain = dir.path().join("plain.png");
+        std::fs::write(&plain, b"not a picture").expect("written");
+        assert_eq!(orientation(&plain), 1);
+        assert_eq!(upright((32, 2), 1), (32, 2));
+        assert_eq!(upright((32, 2), 4), (32, 2));
+        assert_eq!(upright((32, 2), 6), (2, 32));
+        assert_eq!(upright((32, 2), 8), (2, 32));
+        assert_eq!(orient(6), Some("transpose=clock"));
+        assert_eq!(orient(1), None);
+    }
+
+    /// What ffmpeg draws for a turned photo, read with its autorotation off and turned by
+    /// [`orient`], is what ffmpeg's own autorotation of a JPEG shows.
+    #[test]
+    fn turning_a_photo_matches_ffmpegs_own_autorotation() {
+        let dir = tempfile::tempdir().expect("dir");
+        for orientation in [3, 6, 8] {
+            let path = dir.path().join(format!("o{orientation}.jpg"));
+            tagged_jpeg(&path, (64, 32), orientation);
+            let frame = |extra: &[&str], filter: &str| {
+                let out = std::process::Command::new("ffmpeg")
+                    .args(["-v", "error"])
+                    .args(extra)
+                    .arg("-i")
+                    .arg(&path)
+                    .args([
+                        "-vf",
+                        filter,
+                        "-frames:v",
+                        "1",
+                        "-f",
+                        "rawvideo",
+                        "-pix_fmt",
+                        "gray",
+                        "-",
+                    ])
+                    .output()
+                    .expect("ffmpeg runs");
+                assert!(out.status.success());
+                out.stdout
+            };
+            let own = frame(&[], "null");
+            let turn = orient(orientation as u8).expect("a turn");
+            let turned = frame(&["-noautorotate"], turn);
+            assert_eq!(own.len(), 64 * 32);
+            assert!(own == turned, "orientation {orientation}");
+            assert!(
+                own != frame(&["-noautorotate"], "null"),
+                "a turn changes it"
+            );
+        }
+    }
+
     /// Renders one 0.2 s scene showing `text` and returns its first frame as raw RGB.
     async fn frame_of(text: &str) -> Vec<u8> {
         let tools = super::super::ffmpeg::check()
@@ -219,6 +371,7 @@ mod tests {
         let inputs = SceneInputs {
             texts: vec![Some(text_file)],
             images: vec![None],
+            orientations: Vec::new(),
         };
         let video = dir.path().join("scene.mp4");
         let args = scene_args(&scene, 320, 180, 10, &inputs, &video);

@@ -169,7 +169,8 @@ pub const MAX_LAYER_PIXELS: u64 = 40_000_000;
 pub const MAX_LAYER_SIDE: u64 = 16384;
 
 /// The size a picture of `picture` pixels is drawn at, given the layer's `width` and `height`
-/// (a missing side follows the picture's shape, rounded to even as ffmpeg's `-2` does).
+/// (a missing side follows the picture's shape, rounded up to even and at least 2: ffmpeg's
+/// `-2` rounds to the nearest even, which can be 0).
 pub fn scaled_size(picture: (u64, u64), width: Option<u32>, height: Option<u32>) -> (u64, u64) {
     let (pw, ph) = (picture.0.max(1), picture.1.max(1));
     let even = |v: u64| (v.div_ceil(2) * 2).max(2);
@@ -179,6 +180,59 @@ pub fn scaled_size(picture: (u64, u64), width: Option<u32>, height: Option<u32>)
         (None, Some(h)) => (even((u64::from(h) * pw).div_ceil(ph)), u64::from(h)),
         (None, None) => (pw, ph),
     }
+}
+
+/// The most pixels the pictures of one scene may have together once scaled: each is kept in
+/// memory, decoded, for the whole scene.
+pub const MAX_SCENE_PICTURE_PIXELS: u64 = 2 * MAX_LAYER_PIXELS;
+
+/// `spec` with both sides of every picture layer given: the size [`scaled_size`] works out
+/// from the picture's upright size in `pictures` (by asset key). Call once every layer passed
+/// [`oversized_layer`].
+pub fn drawn(
+    spec: &MovieSpec,
+    pictures: &std::collections::HashMap<String, (u64, u64)>,
+) -> MovieSpec {
+    let mut spec = spec.clone();
+    for layer in spec.scenes.iter_mut().flat_map(|s| s.layers.iter_mut()) {
+        if let Layer::Image {
+            asset_key,
+            width,
+            height,
+            ..
+        } = layer
+            && let Some(&picture) = pictures.get(asset_key.as_str())
+        {
+            let (w, h) = scaled_size(picture, *width, *height);
+            *width = u32::try_from(w).ok();
+            *height = u32::try_from(h).ok();
+        }
+    }
+    spec
+}
+
+/// Why a scene whose picture layers all have both sides is refused, if it is: more than
+/// [`MAX_SCENE_PICTURE_PIXELS`] of pictures.
+pub fn overfull_scene(scene: &Scene) -> Option<String> {
+    let total: u64 = scene
+        .layers
+        .iter()
+        .filter_map(|layer| match layer {
+            Layer::Image {
+                width: Some(w),
+                height: Some(h),
+                ..
+            } => Some(u64::from(*w) * u64::from(*h)),
+            _ => None,
+        })
+        .sum();
+    (total > MAX_SCENE_PICTURE_PIXELS).then(|| {
+        format!(
+            "its pictures would be drawn {} megapixels in all: at most {} in one scene",
+            total.div_ceil(1_000_000),
+            MAX_SCENE_PICTURE_PIXELS / 1_000_000
+        )
+    })
 }
 
 /// Why a picture layer drawn at `size` is refused, if it is.
@@ -410,6 +464,70 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn picture(key: &str, width: Option<u32>, height: Option<u32>) -> Layer {
+        Layer::Image {
+            asset_key: key.into(),
+            x: 0.0,
+            y: 0.0,
+            width,
+            height,
+            start: 0.0,
+            end: 1.0,
+        }
+    }
+
+    #[test]
+    fn drawn_pictures_have_both_sides_and_a_scene_holds_at_most_80_megapixels_of_them() {
+        let scene = |layers| Scene {
+            id: "s".into(),
+            duration: 1.0,
+            bg_color: "#000000".into(),
+            layers,
+        };
+        let spec = MovieSpec {
+            width: 640,
+            height: 360,
+            fps: 30,
+            scenes: vec![scene(vec![
+                picture("thin", Some(50), None),
+                picture("photo", None, None),
+                picture("photo", None, Some(100)),
+                picture("unknown", Some(10), None),
+            ])],
+        };
+        let sizes = std::collections::HashMap::from([
+            ("thin".to_owned(), (1000, 10)),
+            ("photo".to_owned(), (300, 400)),
+        ]);
+        let drawn = drawn(&spec, &sizes);
+        let sides: Vec<_> = drawn.scenes[0]
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Image { width, height, .. } => (*width, *height),
+                Layer::Text { .. } => (None, None),
+            })
+            .collect();
+        assert_eq!(
+            sides,
+            [
+                (Some(50), Some(2)),
+                (Some(300), Some(400)),
+                (Some(76), Some(100)),
+                (Some(10), None),
+            ]
+        );
+        assert!(overfull_scene(&drawn.scenes[0]).is_none());
+        let big = || picture("big", Some(8000), Some(5000));
+        assert!(
+            overfull_scene(&scene(vec![big(), big()])).is_none(),
+            "80 MP"
+        );
+        let why = overfull_scene(&scene(vec![big(), big(), picture("x", Some(2), Some(2))]))
+            .expect("past 80 MP");
+        assert!(why.contains("81 megapixels in all"), "{why}");
+    }
 
     #[test]
     fn a_missing_side_follows_the_pictures_shape_and_is_bounded() {

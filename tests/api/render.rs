@@ -958,3 +958,126 @@ async fn a_render_refuses_pictures_that_are_not_pictures_or_too_many_pixels() {
         );
     }
 }
+
+/// `jpeg` with an EXIF segment holding only `orientation`.
+fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut exif = b"Exif\0\0II*\0".to_vec();
+    exif.extend(8_u32.to_le_bytes());
+    exif.extend(1_u16.to_le_bytes());
+    exif.extend([0x12, 0x01, 3, 0]);
+    exif.extend(1_u32.to_le_bytes());
+    exif.extend(u32::from(orientation).to_le_bytes());
+    exif.extend(0_u32.to_le_bytes());
+    let mut tagged = jpeg[..2].to_vec();
+    tagged.extend([0xff, 0xe1]);
+    tagged.extend(u16::try_from(exif.len() + 2).expect("short").to_be_bytes());
+    tagged.extend(exif);
+    tagged.extend(&jpeg[2..]);
+    tagged
+}
+
+/// A photo tagged to be turned a quarter is measured as it is drawn, turned: stored 32×2, it
+/// is 2×32 upright, so 3840 wide it would be 3840×61440 and is refused naming the layer's
+/// width. One stored 64×32 (red left, blue right) is drawn upright (red above blue), and a
+/// thin divider given one side is drawn at the size worked out for it (ffmpeg's own rounding
+/// made 1000×10 at 50 wide 50×0, and the scene failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_are_measured_and_drawn_upright_and_thin_pictures_keep_a_side() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("upright@example.com").await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let dir = tempfile::tempdir().expect("dir");
+    let put = async |name: &str, path: &Path, orientation: Option<u16>| {
+        let bytes = std::fs::read(path).expect("picture");
+        let bytes = orientation.map_or(bytes.clone(), |o| with_orientation(&bytes, o));
+        let key = format!("assets/{}/{name}", owner.user_id);
+        app.state
+            .storage
+            .put_bytes(&key, bytes, "image/jpeg")
+            .await
+            .expect("stored");
+        key
+    };
+    let halves = |size: &str, path: &Path| {
+        let (w, h) = size.split_once('x').expect("WxH");
+        let half = w.parse::<u32>().expect("w") / 2;
+        let status = std::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "color=red:s={half}x{h},format=rgb24[a];color=blue:s={half}x{h},format=rgb24[b];[a][b]hstack"
+            ))
+            .args(["-frames:v", "1"])
+            .arg(path)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success());
+    };
+
+    let sliver = dir.path().join("sliver.jpg");
+    halves("32x2", &sliver);
+    let sliver = put("sliver.jpg", &sliver, Some(6)).await;
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000",
+          "layers": [{ "image": { "assetKey": sliver, "width": 3840 } }] }] });
+    let (id, _, _) = render(&app, &owner, spec).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { status error } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["job"]["status"], "FAILED", "{data}");
+    let error = data["job"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("scenes.0.layers.0.image.width: the picture would be drawn 3840×61440"),
+        "{error}"
+    );
+
+    let photo = dir.path().join("photo.jpg");
+    halves("64x32", &photo);
+    let photo = put("photo.jpg", &photo, Some(6)).await;
+    let divider = dir.path().join("divider.png");
+    make_png(&divider, "0xffffff", "1000x10").await;
+    let divider = put("divider.png", &divider, None).await;
+    let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
+        { "id": "only", "duration": 1.0, "bgColor": "#000000", "layers": [
+            { "image": { "assetKey": photo } },
+            { "image": { "assetKey": divider, "x": 200, "y": 100, "width": 50 } }] }] });
+    let (_, updates, _) = render(&app, &owner, spec).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "DONE", "{updates:#?}");
+    let movie = dir.path().join("movie.mp4");
+    download(&app, last["outputUrl"].as_str().expect("outputUrl"), &movie).await;
+    let pixel = |x: u32, y: u32| {
+        let out = std::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(&movie)
+            .args(["-vf", &format!("format=rgb24,crop=1:1:{x}:{y}")])
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.stdout[0], out.stdout[1], out.stdout[2])
+    };
+    // Upright, the photo is 32×64: its red half above its blue half.
+    let (r, _, b) = pixel(16, 12);
+    assert!(r > 180 && b < 80, "red above: {:?}", (r, b));
+    let (r, _, b) = pixel(16, 52);
+    assert!(r < 80 && b > 180, "blue below: {:?}", (r, b));
+    let (r, g, b) = pixel(225, 100);
+    assert!(
+        r > 180 && g > 180 && b > 180,
+        "the divider: {:?}",
+        (r, g, b)
+    );
+    assert_eq!(
+        pixel(40, 12),
+        (0, 0, 0),
+        "nothing right of the upright photo"
+    );
+}
