@@ -129,7 +129,10 @@ pub async fn finish_in(
 ) -> AppResult<Finished> {
     // Locked (PostgreSQL), so that a `cancelJob` either commits first, and is seen here, or
     // waits for this end and then finds the job (and any children it made) to cancel.
-    let Some(current) = lock_down_to(txn, lease.job_id).await? else {
+    let Some(current) = lock_down_to(txn, lease.job_id)
+        .await?
+        .filter(|current| lease.holds(current))
+    else {
         return Ok(Finished::default());
     };
     // A job asked to stop ends cancelled rather than running on in another form: not handed
@@ -502,9 +505,14 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
             Expr::val(Option::<DateTime<Utc>>::None),
         )
         .col_expr(job::Column::RunAt, Expr::val(now))
+        // A new budget of the job's own size, at most the default (a job stopped by
+        // shutdowns had one added per release): not the whole of what it has had so far,
+        // which would double with every retry.
         .col_expr(
             job::Column::MaxAttempts,
-            Expr::val(current.attempts + Ord::max(current.max_attempts, 1)),
+            Expr::val(
+                current.attempts + current.max_attempts.clamp(1, super::DEFAULT_MAX_ATTEMPTS),
+            ),
         )
         .col_expr(job::Column::UpdatedAt, Expr::val(now))
         .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))

@@ -54,6 +54,9 @@ pub struct NewJob {
     pub parent_attempt: Option<i32>,
 }
 
+/// How many attempts a job gets: at enqueue, and again at each `retryJob`.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+
 impl NewJob {
     pub fn new(
         kind: JobKind,
@@ -70,7 +73,7 @@ impl NewJob {
             priority: entity::job::PRIORITY_NORMAL,
             parent_id: None,
             input,
-            max_attempts: 3,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             idempotency_key: None,
             run_at: None,
             parent_attempt: None,

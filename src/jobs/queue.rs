@@ -30,6 +30,9 @@ use crate::{
 pub struct Lease {
     pub job_id: Uuid,
     pub token: Uuid,
+    /// Set by the reaper: only while the lease still ends before this instant (a heartbeat
+    /// that renewed it after the reaper read the row wins).
+    pub expired_before: Option<DateTime<Utc>>,
 }
 
 impl Lease {
@@ -37,7 +40,18 @@ impl Lease {
         job.lease_token.map(|token| Self {
             job_id: job.id,
             token,
+            expired_before: None,
         })
+    }
+
+    /// Whether `job`, as locked now, is still held by this lease.
+    pub fn holds(&self, job: &job::Model) -> bool {
+        job.id == self.job_id
+            && job.lease_token == Some(self.token)
+            && job.status == JobStatus::Running
+            && self
+                .expired_before
+                .is_none_or(|t| job.lease_expires_at.is_some_and(|at| at < t))
     }
 }
 
@@ -350,10 +364,14 @@ pub fn fenced(
     update: sea_orm::UpdateMany<job::Entity>,
     lease: Lease,
 ) -> sea_orm::UpdateMany<job::Entity> {
-    update
+    let update = update
         .filter(job::Column::Id.eq(lease.job_id))
         .filter(job::Column::LeaseToken.eq(lease.token))
-        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::Status.eq(JobStatus::Running));
+    match lease.expired_before {
+        Some(t) => update.filter(job::Column::LeaseExpiresAt.lt(t)),
+        None => update,
+    }
 }
 
 /// Delay before attempt `attempts + 1`: exponential from one second, capped at five minutes,
@@ -378,10 +396,30 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
         .all(db)
         .await?;
     let mut events = Vec::new();
+    // One job's failure is logged and the others go on; the events of those done are
+    // returned either way.
     for job in expired {
-        let Some(lease) = Lease::of(&job) else {
-            continue;
-        };
+        let id = job.id;
+        if let Err(err) = reap(db, job, now, &mut events).await {
+            tracing::warn!(job_id = %id, error = ?err, "could not recover an expired job");
+        }
+    }
+    Ok(events)
+}
+
+/// Recovers one job whose lease ended before `now` (see [`reap_expired`]); adds its events
+/// to `events` once committed. Nothing changes if a heartbeat renewed the lease meanwhile.
+async fn reap(
+    db: &DatabaseConnection,
+    job: job::Model,
+    now: DateTime<Utc>,
+    events: &mut Vec<JobEvent>,
+) -> AppResult<()> {
+    let Some(mut lease) = Lease::of(&job) else {
+        return Ok(());
+    };
+    lease.expired_before = Some(now);
+    {
         let txn = begin_write(db).await?;
         if job.cancel_requested {
             // Asked to stop before its worker went quiet: it ends cancelled, not run again.
@@ -427,7 +465,7 @@ pub async fn reap_expired(db: &DatabaseConnection) -> AppResult<Vec<JobEvent>> {
             events.append(&mut finished.events);
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 /// Jobs `clean_up` deletes per transaction (their rows stay locked while their plans go).

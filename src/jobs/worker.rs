@@ -31,6 +31,8 @@ use super::{
 };
 
 const REAP_EVERY: Duration = Duration::from_secs(2);
+/// How long a worker keeps trying to record a job's end when the database refuses it.
+const FINISH_TRIES_FOR: Duration = Duration::from_secs(120);
 const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
 /// A work folder of a job that is not running is removed once untouched this long (a job
 /// that has just ended may still be removing its own).
@@ -313,14 +315,40 @@ impl WorkerPool {
         self.finish(lease, how).await;
     }
 
+    /// Records how the job ended. A database error (a failover, a full pool, a busy SQLite)
+    /// is retried with backoff while the lease is kept alive, for up to [`FINISH_TRIES_FOR`]:
+    /// a finished render is not thrown away and run again (or failed, on its last attempt) by
+    /// the reaper because one write failed.
     async fn finish(&self, lease: Lease, how: Finish) {
-        match lifecycle::finish(&self.db, &self.bus, lease, how, Some(&self.id)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(job_id = %lease.job_id, "lease lost before the job could be finished")
+        let until = tokio::time::Instant::now() + FINISH_TRIES_FOR;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let finished =
+                lifecycle::finish(&self.db, &self.bus, lease, how.clone(), Some(&self.id)).await;
+            let err = match finished {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(job_id = %lease.job_id, "lease lost before the job could be finished");
+                    return;
+                }
+                Err(err) => err,
+            };
+            if tokio::time::Instant::now() + wait > until {
+                tracing::error!(
+                    job_id = %lease.job_id,
+                    error = ?err,
+                    "could not finish job; once its lease runs out the reaper runs it again or fails it"
+                );
+                return;
             }
-            Err(err) => {
-                tracing::error!(job_id = %lease.job_id, error = ?err, "could not finish job; the reaper will retry it")
+            tracing::warn!(job_id = %lease.job_id, error = ?err, "could not finish job; trying again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.settings.heartbeat);
+            // The lease kept alive meanwhile; a lost one ends the tries (another worker, or
+            // the reaper, has the job now).
+            if let Ok(None) = queue::heartbeat(&self.db, lease, self.settings.lease).await {
+                tracing::warn!(job_id = %lease.job_id, "lease lost before the job could be finished");
+                return;
             }
         }
     }

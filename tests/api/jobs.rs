@@ -654,6 +654,194 @@ async fn a_worker_that_lost_its_lease_cannot_write_progress_or_complete(backend:
     assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
 }
 
+/// Sets `id`'s lease to end `secs` from now (negative: already ended).
+async fn lease_ends_in(app: &TestApp, id: Uuid, secs: i64) {
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() + chrono::Duration::seconds(secs)),
+        )
+        .filter(job::Column::Id.eq(id))
+        .exec(&app.state.db)
+        .await
+        .expect("lease set");
+}
+
+/// The reaper acts only on a lease that is still over when it writes: one its worker renewed
+/// after the reaper read the row (a heartbeat that waited on a lock) is left alone, whether
+/// the reaper would re-queue, fail or cancel the job. One job the reaper cannot write does not
+/// stop it recovering the others.
+async fn the_reaper_leaves_renewed_leases_alone_and_goes_on_past_a_failing_job(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("reaper@example.com").await;
+    let lease_time = Duration::from_secs(30);
+    let renewed = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+    let claimed = queue::claim(&app.state.db, "slow-worker", 1, lease_time)
+        .await
+        .expect("claim");
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    // As the reaper saw it a moment ago: over. The heartbeat renewed it since.
+    let reaper_read_at = chrono::Utc::now();
+    let mut reaper_view = lease;
+    reaper_view.expired_before = Some(reaper_read_at);
+    for how in [
+        lifecycle::Finish::Cancelled,
+        lifecycle::Finish::Failed {
+            error: "worker stopped responding on all 3 attempts".into(),
+            retryable: false,
+        },
+    ] {
+        let txn = queue::begin_write(&app.state.db).await.expect("txn");
+        let finished = lifecycle::finish_in(&txn, reaper_view, how, None)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("finish");
+        txn.commit().await.expect("commit");
+        assert!(!finished.applied, "a renewed lease is not ended");
+    }
+    let row = job::Entity::find_by_id(renewed)
+        .one(&app.state.db)
+        .await
+        .expect("row")
+        .expect("job");
+    assert_eq!(row.status, JobStatus::Running);
+    assert!(
+        queue::heartbeat(&app.state.db, lease, lease_time)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("heartbeat")
+            .is_some(),
+        "its worker still holds it"
+    );
+    // The same lease once over is ended.
+    lease_ends_in(&app, renewed, -1).await;
+    let txn = queue::begin_write(&app.state.db).await.expect("txn");
+    let finished = lifecycle::finish_in(&txn, reaper_view, lifecycle::Finish::Cancelled, None)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("finish");
+    txn.commit().await.expect("commit");
+    assert!(finished.applied, "an expired lease is ended");
+
+    // Two expired jobs; writing the first fails (a PL/pgSQL trigger raises an error, so
+    // this part runs on PostgreSQL).
+    if backend == Backend::Postgres {
+        use sea_orm::ConnectionTrait;
+        let poisoned = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+        let healthy = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+        let claimed = queue::claim(&app.state.db, "dead-worker", 2, lease_time)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        lease_ends_in(&app, poisoned, -20).await;
+        lease_ends_in(&app, healthy, -10).await;
+        app.state
+            .db
+            .execute_unprepared(&format!(
+                "CREATE FUNCTION refuse_job() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.id = '{poisoned}' AND NEW.status <> OLD.status THEN \
+                 RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_job BEFORE UPDATE ON jobs FOR EACH ROW \
+                 EXECUTE FUNCTION refuse_job();"
+            ))
+            .await
+            .expect("trigger");
+        let events = queue::reap_expired(&app.state.db)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("the pass goes on");
+        assert!(events.iter().any(|e| e.job_id == healthy), "{events:?}");
+        for (id, expected) in [(healthy, JobStatus::Queued), (poisoned, JobStatus::Running)] {
+            let row = job::Entity::find_by_id(id)
+                .one(&app.state.db)
+                .await
+                .expect("row")
+                .expect("job");
+            assert_eq!(row.status, expected);
+        }
+    }
+}
+
+/// A worker whose write of a job's end fails (here the first two, refused by a trigger: as in
+/// a failover) tries again, keeping its lease, instead of leaving the job to the reaper to run
+/// again: the job is DONE after its one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_tries_again_to_record_a_jobs_end() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let owner = app.register("finisher@example.com").await;
+    app.state
+        .db
+        .execute_unprepared(
+            "CREATE SEQUENCE ends_refused; \
+             CREATE FUNCTION refuse_end() RETURNS trigger AS $$ BEGIN \
+             IF NEW.status = 'DONE' AND OLD.status = 'RUNNING' AND nextval('ends_refused') <= 2 THEN \
+             RAISE EXCEPTION 'the database is failing over'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_end BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_end();",
+        )
+        .await
+        .expect("trigger");
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({ "ms": 10 }), 3).await;
+    let done = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(60),
+        status_is("DONE"),
+    )
+    .await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    let refused = app
+        .state
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT last_value FROM ends_refused",
+        ))
+        .await
+        .expect("read")
+        .expect("row")
+        .try_get::<i64>("", "last_value")
+        .expect("value");
+    assert_eq!(refused, 3, "two refused, the third recorded");
+}
+
+/// `retryJob` gives a job a new budget of attempts the size of its first (at most the
+/// default), not one the size of all it has had: a job failed after 6 of 6 attempts gets 9,
+/// not 12; one of a single attempt gets one more.
+async fn a_retry_adds_one_budget_of_attempts(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("budget@example.com").await;
+    let retry = "mutation($id: ID!) { retryJob(id: $id) { status attempts maxAttempts } }";
+    for (attempts, max, expected) in [(6, 6, 9), (1, 1, 2), (4, 4, 7)] {
+        let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), max).await;
+        job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                sea_orm::sea_query::Expr::val(JobStatus::Failed),
+            )
+            .col_expr(
+                job::Column::Attempts,
+                sea_orm::sea_query::Expr::val(attempts),
+            )
+            .col_expr(
+                job::Column::FinishedAt,
+                sea_orm::sea_query::Expr::val(chrono::Utc::now()),
+            )
+            .filter(job::Column::Id.eq(id))
+            .exec(&app.state.db)
+            .await
+            .expect("failed");
+        let data = app
+            .ok(Some(&owner.access_token), retry, json!({ "id": id }))
+            .await;
+        assert_eq!(
+            data["retryJob"],
+            json!({ "status": "QUEUED", "attempts": attempts, "maxAttempts": expected })
+        );
+    }
+}
+
 /// The next `jobsUpdated` event about `id` (earlier announcements skipped).
 async fn next_about(
     socket: &mut tokio_tungstenite::WebSocketStream<
@@ -1610,6 +1798,8 @@ both_backends!(
     an_unknown_job_type_fails_with_a_clear_error,
     idempotency_keys_return_the_same_unfinished_job,
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
+    the_reaper_leaves_renewed_leases_alone_and_goes_on_past_a_failing_job,
+    a_retry_adds_one_budget_of_attempts,
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
