@@ -412,12 +412,14 @@ pub struct JobSubscription;
 
 #[Subscription]
 impl JobSubscription {
-    /// The job as it is now, then every change; completes after a terminal status.
+    /// The job as it is now, then every change; completes after a terminal status. A caller
+    /// who may no longer see the job (removed from its creator's team) gets `NOT_FOUND` at its
+    /// next change, and the subscription completes.
     async fn job_updated(
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> Result<impl Stream<Item = Job> + use<>, AppError> {
+    ) -> Result<impl Stream<Item = Result<Job, AppError>> + use<>, AppError> {
         let id = parse_id("id", &id)?;
         let state = state(ctx)?.clone();
         let viewer = viewer(ctx)?.clone();
@@ -428,7 +430,7 @@ impl JobSubscription {
             let mut last_seq = snapshot.seq;
             let mut last_progress = snapshot.progress;
             let mut done = is_terminal(snapshot.status);
-            yield Job(snapshot);
+            yield Ok(Job(snapshot));
             let mut reread_at = reread_deadline(&state);
             while !done {
                 let read = match tokio::time::timeout_at(reread_at, bus.recv()).await {
@@ -446,9 +448,22 @@ impl JobSubscription {
                 };
                 match read {
                     Ok(Some(row)) if row.seq > last_seq => {
+                        // Memberships are read afresh (`Viewer::live`): one removed from the
+                        // creator's team hears no more of its jobs.
+                        match can_see(&viewer, &state.db, &row).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                yield Err(AppError::NotFound("job"));
+                                break;
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = ?err, job_id = %id, "jobUpdated: access check failed");
+                                continue;
+                            }
+                        }
                         match super::events::end_passed(&state.db, &row, last_seq, last_progress).await {
                             Ok(Some(end)) => {
-                                yield Job(end);
+                                yield Ok(Job(end));
                                 break;
                             }
                             Ok(None) => {}
@@ -459,7 +474,7 @@ impl JobSubscription {
                         last_seq = row.seq;
                         last_progress = row.progress;
                         done = is_terminal(row.status);
-                        yield Job(Arc::unwrap_or_clone(row));
+                        yield Ok(Job(Arc::unwrap_or_clone(row)));
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => break,

@@ -1325,8 +1325,9 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
 }
 
 /// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
-/// gets no `outputUrl` when it is done: a subscription reads memberships afresh, not once.
-async fn a_subscriber_removed_from_the_team_gets_no_output_url(backend: Backend) {
+/// hears no more of it: at its next change, `NOT_FOUND` (as `job(id)` answers them now), and
+/// the subscription completes. A subscription reads memberships afresh, not once.
+async fn a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("watched-team@example.com").await;
     let member = app.register("watching-member@example.com").await;
@@ -1380,13 +1381,21 @@ async fn a_subscriber_removed_from_the_team_gets_no_output_url(backend: Backend)
         .await
         .map_err(|e| e.public_message())
         .expect("done");
-    let last = loop {
-        let update = next_payload(&mut watching).await["data"]["jobUpdated"].clone();
-        if update["status"] == "DONE" {
-            break update;
-        }
-    };
-    assert!(last["outputUrl"].is_null(), "{last}");
+    let heard = collect_until_complete(&mut watching, Duration::from_secs(20)).await;
+    assert_eq!(heard.len(), 1, "{heard:#?}");
+    assert_eq!(
+        heard[0]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{heard:#?}"
+    );
+    assert!(heard[0]["data"].is_null(), "{heard:#?}");
+    let body = app
+        .gql(
+            Some(&member.access_token),
+            "query($id: ID!) { job(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(body["data"]["job"].is_null(), "{body}");
 }
 
 /// `jobs { nodes { parent { … } } }` reads the parents in one batch: the same statements for
@@ -1809,7 +1818,7 @@ both_backends!(
     child_jobs_read_their_parents_in_one_batch,
     a_released_job_keeps_its_progress_until_its_next_attempt,
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
-    a_subscriber_removed_from_the_team_gets_no_output_url,
+    a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs,
 );
 
 /// A job queued again (`retryJob`) while the clean-up is deleting old jobs is not deleted: the
