@@ -102,6 +102,12 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
                 .allow_origin(Any)
                 .allow_methods([Method::GET, Method::PUT, Method::HEAD])
                 .allow_headers([header::CONTENT_TYPE, header::RANGE])
+                // Read by players and in-browser MP4 readers that fetch byte ranges.
+                .expose_headers([
+                    header::CONTENT_RANGE,
+                    header::ACCEPT_RANGES,
+                    header::CONTENT_LENGTH,
+                ])
                 .max_age(Duration::from_secs(3600)),
         );
 

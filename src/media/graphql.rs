@@ -69,7 +69,8 @@ pub struct VideoUpload {
     /// PUT the file here, with `uploadHeaders`; then call `completeVideoUpload`. Null when
     /// de-duplicated.
     pub upload_url: Option<String>,
-    /// Headers the PUT must send (e.g. `content-type`); an empty object when none are needed.
+    /// Headers the PUT must send (e.g. `content-type`; with S3 also `content-length`, which
+    /// browsers set themselves); an empty object when none are needed.
     pub upload_headers: Json<BTreeMap<String, String>>,
     /// When `uploadUrl` stops working (10 minutes after the request).
     pub expires_at: Option<DateTime<Utc>>,
@@ -130,8 +131,9 @@ pub struct MediaMutation;
 
 #[Object]
 impl MediaMutation {
-    /// Starts an upload: returns a presigned PUT URL (valid 10 minutes, write-once: send
-    /// `uploadHeaders`; once something is uploaded the link answers 412, unless
+    /// Starts an upload: returns a presigned PUT URL (valid 10 minutes, for a body of at most
+    /// `sizeBytes` bytes, write-once: send `uploadHeaders`; once something is uploaded the
+    /// link answers 412, unless
     /// `completeVideoUpload` refused it and removed it) and the new video in
     /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator, returns that video
     /// with `deduplicated: true` and no URL.
@@ -186,7 +188,12 @@ impl MediaMutation {
         let expires_at = now + TimeDelta::from_std(PRESIGN_TTL).unwrap_or(TimeDelta::minutes(10));
         let presigned = state
             .storage
-            .presign_put(&key, &request.content_type, PRESIGN_TTL)
+            .presign_put(
+                &key,
+                &request.content_type,
+                request.size_bytes.unsigned_abs(),
+                PRESIGN_TTL,
+            )
             .await?;
         let row = video::ActiveModel {
             id: Set(id),

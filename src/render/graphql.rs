@@ -75,9 +75,10 @@ pub struct RequestAssetUploadInput {
 pub struct AssetUpload {
     /// The `assetKey` to use in `ImageLayerInput` once the file is uploaded.
     pub asset_key: String,
-    /// PUT the file here, with `uploadHeaders`.
+    /// PUT the file here, with `uploadHeaders`: a body of at most `sizeBytes` bytes.
     pub upload_url: String,
-    /// Headers the PUT must send (e.g. `content-type`).
+    /// Headers the PUT must send (e.g. `content-type`; with S3 also `content-length`, which
+    /// browsers set themselves).
     pub upload_headers: Json<BTreeMap<String, String>>,
     /// When `uploadUrl` stops working (10 minutes after the request).
     pub expires_at: DateTime<Utc>,
@@ -120,7 +121,12 @@ impl RenderMutation {
                 .unwrap_or_else(|_| chrono::TimeDelta::minutes(10));
         let presigned = state
             .storage
-            .presign_put(&asset_key, content_type, PRESIGN_TTL)
+            .presign_put(
+                &asset_key,
+                content_type,
+                input.size_bytes.unsigned_abs(),
+                PRESIGN_TTL,
+            )
             .await?;
         Ok(AssetUpload {
             asset_key,

@@ -27,7 +27,24 @@ pub struct SignedRequest<'a> {
     pub key: &'a str,
     pub expires: i64,
     pub content_type: Option<&'a str>,
+    /// An upload's exact size in bytes (PUT only): the body may not be longer.
+    pub size: Option<u64>,
     pub signature: &'a str,
+}
+
+/// What a signature covers.
+fn signed_text(
+    method: &str,
+    key: &str,
+    expires: i64,
+    content_type: Option<&str>,
+    size: Option<u64>,
+) -> String {
+    let mut text = format!("{method}\n{key}\n{expires}\n{}", content_type.unwrap_or(""));
+    if let Some(size) = size {
+        text.push_str(&format!("\n{size}"));
+    }
+    text
 }
 
 fn io(context: &str, err: std::io::Error) -> StorageError {
@@ -167,34 +184,28 @@ impl LocalStore {
         }
     }
 
-    fn signature(
-        &self,
-        method: &str,
-        key: &str,
-        expires: i64,
-        content_type: Option<&str>,
-    ) -> String {
+    fn signature(&self, text: &str) -> String {
         // `new_from_slice` only fails for key lengths HMAC cannot take; 32 bytes always works.
         let mut mac = match HmacSha256::new_from_slice(&self.key) {
             Ok(mac) => mac,
             Err(_) => return String::new(),
         };
-        mac.update(
-            format!("{method}\n{key}\n{expires}\n{}", content_type.unwrap_or("")).as_bytes(),
-        );
+        mac.update(text.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// A URL for `method` on `key`, valid for `ttl`.
+    /// A URL for `method` on `key`, valid for `ttl`; for an upload, of `content_type` and
+    /// exactly `size` bytes.
     pub fn presign(
         &self,
         method: &str,
         key: &str,
         ttl: Duration,
         content_type: Option<&str>,
+        size: Option<u64>,
     ) -> String {
         let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(600);
-        let signature = self.signature(method, key, expires, content_type);
+        let signature = self.signature(&signed_text(method, key, expires, content_type, size));
         let base = self
             .public_url
             .read()
@@ -204,8 +215,9 @@ impl LocalStore {
             .split('/')
             .map(|p| urlencoding::encode(p).into_owned())
             .collect();
+        let size = size.map(|n| format!("&size={n}")).unwrap_or_default();
         format!(
-            "{base}/objects/{}?expires={expires}&signature={signature}",
+            "{base}/objects/{}?expires={expires}{size}&signature={signature}",
             encoded.join("/")
         )
     }
@@ -222,12 +234,12 @@ impl LocalStore {
             return false;
         };
         mac.update(
-            format!(
-                "{}\n{}\n{}\n{}",
+            signed_text(
                 request.method,
                 request.key,
                 request.expires,
-                request.content_type.unwrap_or("")
+                request.content_type,
+                request.size,
             )
             .as_bytes(),
         );

@@ -228,25 +228,28 @@ impl Storage {
     pub async fn presign_get(&self, key: &str, ttl: Duration) -> StorageResult<String> {
         check(key)?;
         match self {
-            Self::Local(s) => Ok(s.presign("GET", key, ttl, None)),
+            Self::Local(s) => Ok(s.presign("GET", key, ttl, None, None)),
             Self::S3(s) => s.presign_get(key, ttl).await,
         }
     }
 
-    /// A URL that uploads the object for `ttl`, with the headers the client must send.
+    /// A URL that uploads the object for `ttl`, with the headers the client must send. The
+    /// upload must be `size` bytes: a longer body is refused (the length is signed), so a
+    /// link asked for a small file cannot fill the storage.
     pub async fn presign_put(
         &self,
         key: &str,
         content_type: &str,
+        size: u64,
         ttl: Duration,
     ) -> StorageResult<PresignedPut> {
         check(key)?;
         match self {
             Self::Local(s) => Ok(PresignedPut {
-                url: s.presign("PUT", key, ttl, Some(content_type)),
+                url: s.presign("PUT", key, ttl, Some(content_type), Some(size)),
                 headers: BTreeMap::from([("content-type".to_owned(), content_type.to_owned())]),
             }),
-            Self::S3(s) => s.presign_put(key, content_type, ttl).await,
+            Self::S3(s) => s.presign_put(key, content_type, size, ttl).await,
         }
     }
 }

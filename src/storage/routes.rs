@@ -20,6 +20,8 @@ pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 #[derive(Deserialize)]
 pub struct Signature {
     expires: i64,
+    /// An upload's signed size.
+    size: Option<u64>,
     signature: String,
 }
 
@@ -64,6 +66,7 @@ pub async fn get_object(
         key: &key,
         expires: sig.expires,
         content_type: None,
+        size: None,
         signature: &sig.signature,
     };
     if !valid_key(&key) || !store.verify(&signed) {
@@ -107,6 +110,16 @@ fn mime_octet() -> mime::Mime {
     mime::APPLICATION_OCTET_STREAM
 }
 
+/// How writing an upload's body ended badly.
+enum Written {
+    /// Longer than the link allows.
+    TooLarge,
+    /// The client's body stopped (it hung up).
+    Interrupted,
+    /// The server's disk.
+    Disk(std::io::Error),
+}
+
 /// PUT a presigned object: the body is streamed to a temporary file and moved into place
 /// only when complete, so a broken upload never leaves half an object.
 pub async fn put_object(
@@ -127,12 +140,25 @@ pub async fn put_object(
         key: &key,
         expires: sig.expires,
         content_type,
+        size: sig.size,
         signature: &sig.signature,
     };
     if !valid_key(&key) || !store.verify(&signed) {
         return refuse(
             StatusCode::FORBIDDEN,
             "this link is invalid or has expired (or the content-type differs from the one signed)",
+        );
+    }
+    // At most the size the link was asked for (links made before sizes were signed: 5 GiB).
+    let limit = sig.size.unwrap_or(MAX_UPLOAD_BYTES).min(MAX_UPLOAD_BYTES);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the upload is larger than the size this link was made for",
         );
     }
     // Removed however the request ends, dropped mid-body when the client hangs up included.
@@ -151,29 +177,46 @@ pub async fn put_object(
         );
     }
     let written = async {
-        let mut file = tokio::fs::File::create(temp).await?;
-        let mut stream = body.into_data_stream().map_err(std::io::Error::other);
+        let mut file = tokio::fs::File::create(temp).await.map_err(Written::Disk)?;
+        let mut stream = body.into_data_stream();
         let mut size: u64 = 0;
-        while let Some(chunk) = stream.try_next().await? {
+        while let Some(chunk) = stream.try_next().await.map_err(|_| Written::Interrupted)? {
             size += chunk.len() as u64;
-            if size > MAX_UPLOAD_BYTES {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::FileTooLarge,
-                    "upload too large",
-                ));
+            if size > limit {
+                return Err(Written::TooLarge);
             }
-            file.write_all(&chunk).await?;
+            file.write_all(&chunk).await.map_err(Written::Disk)?;
         }
-        file.flush().await?;
-        Ok::<_, std::io::Error>(())
+        file.flush().await.map_err(Written::Disk)?;
+        Ok(())
     }
     .await;
-    if let Err(err) = written {
-        return if err.kind() == std::io::ErrorKind::FileTooLarge {
-            refuse(StatusCode::PAYLOAD_TOO_LARGE, "the upload is too large")
-        } else {
-            refuse(StatusCode::BAD_REQUEST, "the upload was interrupted")
-        };
+    match written {
+        Ok(()) => {}
+        Err(Written::TooLarge) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the upload is larger than the size this link was made for",
+            );
+        }
+        Err(Written::Interrupted) => {
+            return refuse(StatusCode::BAD_REQUEST, "the upload was interrupted");
+        }
+        // The server's fault, not the client's: said as such, and logged.
+        Err(Written::Disk(err)) => {
+            tracing::error!(error = %err, "writing an upload failed");
+            return if err.kind() == std::io::ErrorKind::StorageFull {
+                refuse(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the server's storage is full",
+                )
+            } else {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not store the object",
+                )
+            };
+        }
     }
     match store.put_moved_new(&key, temp).await {
         Ok(true) => StatusCode::OK.into_response(),

@@ -174,6 +174,7 @@ impl S3Store {
         &self,
         key: &str,
         content_type: &str,
+        size: u64,
         ttl: Duration,
     ) -> StorageResult<PresignedPut> {
         let config = PresigningConfig::expires_in(ttl).map_err(|e| sdk("presigning", e))?;
@@ -183,6 +184,8 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            // Signed: the store refuses a body of another length.
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
             // Write-once: the link cannot replace what was uploaded through it (a video
             // checked and processed, an asset a render read).
             .if_none_match("*")

@@ -524,6 +524,11 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
     assert_eq!(error_field(&body), "videoId");
 
+    // More bytes than promised: refused while uploading (the size is part of the link).
+    let mut longer = bytes.to_vec();
+    longer.extend_from_slice(&[0; 4096]);
+    assert_eq!(put_presigned_status(&app, &upload, &longer).await, 413);
+
     // Fewer bytes than promised.
     put_presigned(&app, &upload, &bytes[..bytes.len() - 10]).await;
     let body = complete(&app, &owner, &id).await;
@@ -726,6 +731,17 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
             .is_some_and(|u| u.starts_with(&format!("{public}/"))),
         "{upload:#}"
     );
+    // The length is signed (S3 refuses a body of another length: SignatureDoesNotMatch).
+    assert_eq!(
+        upload["uploadHeaders"]["content-length"],
+        bytes.len().to_string(),
+        "{upload:#}"
+    );
+    let url = upload["uploadUrl"].as_str().expect("url");
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3B"),
+        "{url}"
+    );
     let mut other = bytes.to_vec();
     other[0] ^= 0xFF;
     put_presigned(&app, &upload, &other).await;
@@ -855,4 +871,56 @@ async fn an_upload_completed_while_its_video_is_deleted_is_not_found() {
         jobs["jobs"]["totalCount"], 0,
         "no probe for a deleted video"
     );
+}
+
+/// A local object link serves byte ranges as players ask for them (206 with `Content-Range`,
+/// 416 past the end), and a page of another origin may read those headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_links_serve_byte_ranges_readable_across_origins() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let bytes: Vec<u8> = (0..1000_u32).map(|i| (i % 251) as u8).collect();
+    let key = "renders/range-test/movie.mp4";
+    app.state
+        .storage
+        .put_bytes(key, bytes.clone(), "video/mp4")
+        .await
+        .expect("stored");
+    let url = app
+        .state
+        .storage
+        .presign_get(key, Duration::from_secs(60))
+        .await
+        .expect("link");
+    let response = app
+        .client
+        .get(&url)
+        .header("range", "bytes=100-199")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 206);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-range"], "bytes 100-199/1000");
+    assert_eq!(headers["content-type"], "video/mp4");
+    let exposed = headers["access-control-expose-headers"]
+        .to_str()
+        .expect("text")
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("content-range") && exposed.contains("accept-ranges"),
+        "{exposed}"
+    );
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        &bytes[100..200]
+    );
+    let past = app
+        .client
+        .get(&url)
+        .header("range", "bytes=5000-")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(past.status(), 416);
 }
