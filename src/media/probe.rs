@@ -207,6 +207,13 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         .await
         .map_err(db_failure("saving the results"))?;
     if !saved {
+        // Deleted while it was processed: its files were removed then, before these were
+        // stored, and nothing else would remove them.
+        for rendition in &renditions {
+            if let Err(err) = ctx.storage.delete(&rendition.key).await {
+                tracing::warn!(key = %rendition.key, error = %err, "could not remove a rendition of a deleted video");
+            }
+        }
         return Err(JobFailure::permanent(
             "the video was deleted or changed while it was processed",
         )

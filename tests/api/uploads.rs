@@ -11,8 +11,8 @@ use tokio::sync::OnceCell;
 use crate::{
     both_backends,
     helpers::{
-        Backend, Session, TestApp, collect_until_complete, error_code, error_field, put_presigned,
-        put_presigned_status, subscribe,
+        Backend, Session, TestApp, collect_until_complete, error_code, error_field, next_payload,
+        put_presigned, put_presigned_status, subscribe,
     },
     s3,
 };
@@ -923,4 +923,53 @@ async fn object_links_serve_byte_ranges_readable_across_origins() {
         .await
         .expect("sent");
     assert_eq!(past.status(), 416);
+}
+
+/// A video deleted while its upload is transcoded leaves no files behind: the renditions the
+/// probe stores after the deletion removed the video's files are removed by the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("hasty@example.com").await;
+    let creator = app.create_creator(&owner, "Hasty Studio").await;
+    let bytes = long_source().await;
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(&app, &upload, bytes).await;
+    let body = complete(&app, &owner, &id).await;
+    let job = body["data"]["completeVideoUpload"]["id"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let mut socket = subscribe(
+        &app.base,
+        &owner.access_token,
+        UPDATES,
+        json!({ "id": job }),
+    )
+    .await;
+    // Deleted once the proxy is being made: after the thumbnail, before anything is stored.
+    loop {
+        let update = next_payload(&mut socket).await["data"]["jobUpdated"].clone();
+        assert_ne!(update["status"], "DONE", "deleted too late: {update}");
+        if update["currentPhase"] == "transcoding" {
+            break;
+        }
+    }
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    let rest = collect_until_complete(&mut socket, Duration::from_secs(240)).await;
+    let last = &rest.last().expect("updates")["data"]["jobUpdated"];
+    assert_eq!(last["status"], "FAILED", "{rest:#?}");
+    let creator: uuid::Uuid = creator.parse().expect("uuid");
+    let video: uuid::Uuid = id.parse().expect("uuid");
+    for profile in reelgraph::media::PROFILES {
+        let key = reelgraph::media::keys::variant(creator, video, profile);
+        let stored = app.state.storage.head(&key).await.expect("head");
+        assert!(stored.is_none(), "{key} is left behind");
+    }
 }
