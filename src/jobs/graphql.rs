@@ -494,15 +494,22 @@ impl JobSubscription {
         let state: AppState = state(ctx)?.clone();
         let owner = viewer(ctx)?.require_user()?.id;
         let mut bus = state.events.subscribe();
-        let mut since = Utc::now();
+        let now = Utc::now();
         // Ends of jobs not sent yet count from here (a second early: other servers' clocks).
-        let started = since - chrono::Duration::seconds(1);
+        let started = now - chrono::Duration::seconds(1);
+        // What a re-read reads: rows changed since the last re-read began. `updated_at` is
+        // written by each writer's clock, so the cursor is this process's time less
+        // `CLOCK_SLACK`, never a row's time: one stamped by a clock running ahead would move
+        // it past rows stamped by the others. What was already sent is skipped (`seen`).
+        let mut since = now - CLOCK_SLACK;
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
             let mut seen: HashMap<Uuid, (i64, f64)> = HashMap::new();
             // Where a re-read that filled its page goes on from.
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
+            // When the re-read under way began (its pages done, `since` moves to it).
+            let mut reread_began = Utc::now();
             let mut reread_at = reread_deadline(&state);
             loop {
                 let mut reread = true;
@@ -526,6 +533,7 @@ impl JobSubscription {
                     Ok(Ok(BusMessage::Resync) | Err(RecvError::Lagged(_))) | Err(_) => {
                         reread = true;
                         reread_at = reread_deadline(&state);
+                        reread_began = Utc::now();
                         changed_after(&state.db, owner, (since, Uuid::nil())).await
                     }
                     Ok(Err(RecvError::Closed)) => break,
@@ -538,8 +546,12 @@ impl JobSubscription {
                         continue;
                     }
                 };
-                if reread && rows.len() as u64 >= CATCH_UP_PAGE {
-                    more = rows.last().map(|row| (row.updated_at, row.id));
+                if reread {
+                    if rows.len() as u64 >= CATCH_UP_PAGE {
+                        more = rows.last().map(|row| (row.updated_at, row.id));
+                    } else {
+                        since = since.max(reread_began - CLOCK_SLACK);
+                    }
                 }
                 for row in rows {
                     let before = seen.get(&row.id).copied();
@@ -564,7 +576,6 @@ impl JobSubscription {
                             tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
                         }
                     }
-                    since = since.max(row.updated_at - chrono::Duration::seconds(1));
                     if seen.len() > 10_000 {
                         seen.clear();
                     }
@@ -575,6 +586,10 @@ impl JobSubscription {
         })
     }
 }
+
+/// How far apart the clocks of the processes writing jobs may be for `jobsUpdated`'s re-reads
+/// to find every change.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Rows a `jobsUpdated` re-read reads at a time; a full page is followed by the next one.
 const CATCH_UP_PAGE: u64 = 1000;

@@ -1809,6 +1809,7 @@ both_backends!(
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
     the_reaper_leaves_renewed_leases_alone_and_goes_on_past_a_failing_job,
     a_retry_adds_one_budget_of_attempts,
+    jobs_updated_rereads_find_changes_stamped_by_slower_clocks,
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
@@ -1995,6 +1996,69 @@ async fn a_cancel_chosen_to_break_a_deadlock_runs_again() {
         flagged.cancel_requested,
         "the running child is asked to stop"
     );
+}
+
+/// A change `jobsUpdated` was not told of is found by its next re-read even when the process
+/// that wrote it has a clock behind this one: a job stamped 5 s before the subscription began
+/// (and one stamped 5 s ahead, which used to move the cursor past the others) both arrive.
+async fn jobs_updated_rereads_find_changes_stamped_by_slower_clocks(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| {
+        a.no_worker = true;
+        a.config.subscription_reread_ms = 300;
+    })
+    .await;
+    let owner = app.register("slow-clock@example.com").await;
+    let mut socket = crate::helpers::subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription { jobsUpdated { id status } }",
+        json!({}),
+    )
+    .await;
+    // Written by processes whose clocks are 5 s ahead and 5 s behind, announced to nobody.
+    let stamp = |id: Uuid, secs: i64| {
+        let db = app.state.db.clone();
+        async move {
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::UpdatedAt,
+                    sea_orm::sea_query::Expr::val(
+                        chrono::Utc::now() + chrono::Duration::seconds(secs),
+                    ),
+                )
+                .filter(job::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("stamped");
+        }
+    };
+    let new = |i: u32| {
+        NewJob::new(
+            JobKind::Workflow,
+            "diagnostics.sleep",
+            owner.user_id.parse().expect("uuid"),
+            json!({ "i": i }),
+        )
+    };
+    let ahead = enqueue_unannounced(&app, new(1)).await.id;
+    stamp(ahead, 5).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let behind = enqueue_unannounced(&app, new(2)).await.id;
+    stamp(behind, -5).await;
+    let mut heard = std::collections::HashSet::new();
+    let within = tokio::time::Instant::now() + Duration::from_secs(10);
+    while heard.len() < 2 {
+        let next = tokio::time::timeout_at(within, crate::helpers::next_payload(&mut socket))
+            .await
+            .expect("both jobs are heard of within 10 s");
+        let id: Uuid = next["data"]["jobsUpdated"]["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid");
+        heard.insert(id);
+    }
+    assert!(heard.contains(&ahead) && heard.contains(&behind));
 }
 
 /// An event that is lost (here: a job ended in the database and announced to nobody) reaches
