@@ -85,6 +85,9 @@ pub type AssetDigests = BTreeMap<String, String>;
 /// The cache key of `scene` rendered for `owner` at this size and frame rate, with these
 /// pictures. Each owner has their own entries: a shared one would tell a user, by `cached`,
 /// that someone else rendered the very scene they guessed (a title card's text, say).
+/// Only what changes the frames counts: not the scene's `id`, and a picture by its bytes'
+/// digest, not by the key it was uploaded under (the same title card in two movies, or a
+/// flow that uploads its pictures again, renders once).
 pub fn scene_cache_key(
     owner: Uuid,
     scene: &Scene,
@@ -93,14 +96,16 @@ pub fn scene_cache_key(
     fps: u32,
     assets: &AssetDigests,
 ) -> String {
-    let mut material = format!("{owner}|").into_bytes();
-    material.extend_from_slice(&canonical_json(scene));
-    for layer in &scene.layers {
+    let mut drawn = scene.clone();
+    drawn.id.clear();
+    for layer in &mut drawn.layers {
         if let Layer::Image { asset_key, .. } = layer {
-            let digest = assets.get(asset_key).map_or("?", String::as_str);
-            material.extend_from_slice(format!("|{asset_key}={digest}").as_bytes());
+            let digest = assets.get(asset_key.as_str()).map_or("?", String::as_str);
+            *asset_key = format!("sha256:{digest}");
         }
     }
+    let mut material = format!("{owner}|").into_bytes();
+    material.extend_from_slice(&canonical_json(&drawn));
     material.extend_from_slice(
         format!(
             "|{width}x{height}@{fps}|{}|{RENDERER_VERSION}",
@@ -212,6 +217,23 @@ mod tests {
         assert_ne!(
             key,
             scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("bb"))
+        );
+        // The same bytes uploaded again under another key, in a scene of another id: the
+        // same frames, the same key.
+        let mut again = with_picture.clone();
+        again.id = "another".into();
+        if let Some(Layer::Image { asset_key, .. }) = again.layers.last_mut() {
+            *asset_key = "assets/u/b.png".into();
+        }
+        let digests_b = AssetDigests::from([("assets/u/b.png".to_owned(), "aa".to_owned())]);
+        assert_eq!(
+            key,
+            scene_cache_key(Uuid::nil(), &again, 640, 360, 30, &digests_b)
+        );
+        assert_ne!(
+            key,
+            scene_cache_key(Uuid::nil(), &again, 640, 360, 30, &digests("aa")),
+            "a picture whose digest is unknown is not taken for another"
         );
     }
 
