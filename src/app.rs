@@ -193,6 +193,7 @@ pub async fn connect_state(
         url.as_deref(),
         shutdown.clone(),
         revoked.clone(),
+        Duration::from_millis(config.listen_check_ms),
     );
     Ok(AppState {
         db,

@@ -115,6 +115,17 @@ pub struct Config {
     )]
     pub subscription_reread_ms: u64,
 
+    /// Milliseconds of quiet after which the PostgreSQL LISTEN connection is asked to answer
+    /// (`SELECT 1`, within 5 s); one that does not (dropped silently by a NAT, a load balancer
+    /// or a failover) is replaced, and subscriptions read their jobs again.
+    #[arg(
+        long,
+        env = "REELGRAPH_LISTEN_CHECK_MS",
+        default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(100..=3_600_000)
+    )]
+    pub listen_check_ms: u64,
+
     /// Days finished top-level jobs are kept (rendered movies are kept for good: their MP4 is
     /// reached through the job).
     #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30,
@@ -200,6 +211,7 @@ impl Config {
             job_heartbeat_ms: 500,
             job_poll_ms: 2000,
             subscription_reread_ms: 30_000,
+            listen_check_ms: 15_000,
             job_retention_days: 30,
             scene_cache_days: 30,
             shutdown_grace_secs: 30,

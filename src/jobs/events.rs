@@ -147,13 +147,20 @@ impl EventBus {
         database_url: Option<&str>,
         shutdown: CancellationToken,
         revoked: Arc<RevokedSessions>,
+        check_after: Duration,
     ) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
         if db.get_database_backend() == DatabaseBackend::Postgres
             && let Some(url) = database_url
         {
             let sessions = SessionFeed { revoked };
-            tokio::spawn(listen(url.to_owned(), tx.clone(), sessions, shutdown));
+            tokio::spawn(listen(
+                url.to_owned(),
+                tx.clone(),
+                sessions,
+                shutdown,
+                check_after,
+            ));
         }
         Self {
             tx,
@@ -313,13 +320,20 @@ impl SessionFeed {
     }
 }
 
+/// How long the LISTEN connection has to answer its check.
+const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
-/// is followed by a `Resync`, and every connect by a reload of the ended sessions.
+/// is followed by a `Resync`, and every connect by a reload of the ended sessions. After
+/// `check_after` without a notification the connection must answer a `SELECT 1`: one that
+/// died without a word (no TCP reset reaches a client behind a NAT that forgot it) would
+/// otherwise wait for notifications for ever.
 async fn listen(
     url: String,
     tx: broadcast::Sender<BusMessage>,
     sessions: SessionFeed,
     shutdown: CancellationToken,
+    check_after: Duration,
 ) {
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
@@ -352,7 +366,21 @@ async fn listen(
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
-                next = listener.try_recv() => next,
+                next = tokio::time::timeout(check_after, listener.try_recv()) => next,
+            };
+            let Ok(next) = next else {
+                let check = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
+                match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "job event listener: the connection failed its check; reconnecting");
+                    }
+                    Err(_) => tracing::warn!(
+                        "job event listener: the connection did not answer within {} s; reconnecting",
+                        LISTEN_CHECK_TIMEOUT.as_secs()
+                    ),
+                }
+                break;
             };
             match next {
                 Ok(Some(notification)) if notification.channel() == SESSIONS_CHANNEL => {
