@@ -59,6 +59,8 @@ type Events = Abortable<BoxStream<'static, (Arc<str>, Option<Response>)>>;
 
 struct Active {
     abort: AbortHandle,
+    /// A query or mutation (one result), not a subscription.
+    single: bool,
     /// Whether a result has been sent (after which errors are results, not an `error`).
     answered: bool,
     /// Counted in `reelgraph_websocket_operations` while here.
@@ -122,11 +124,17 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Err(close(1001, "Going away")),
+                () = shutdown.cancelled() => match self.finish_running(socket, &mut operations).await {
+                    Ok(()) => Err(close(1001, "Going away")),
+                    Err(stop) => Err(stop),
+                },
                 () = sleep_until(init_deadline), if !self.init_received => {
                     Err(close(4408, "Connection initialisation timeout"))
                 }
-                () = sleep_until_some(self.expires_at) => self.token_expired(socket).await,
+                () = sleep_until_some(self.expires_at) => match self.finish_running(socket, &mut operations).await {
+                    Ok(()) => self.token_expired(socket).await,
+                    Err(stop) => Err(stop),
+                },
                 frame = socket.recv() => match frame {
                     Some(Ok(frame)) => self.on_frame(socket, &mut operations, frame).await,
                     Some(Err(err)) => Err(self.receive_failed(err)),
@@ -158,6 +166,37 @@ impl Connection {
                 return stop;
             }
         }
+    }
+
+    /// Before the server closes the socket (shutting down, the access token expired): ends
+    /// the subscriptions, and lets the queries and mutations already running finish and send
+    /// their results, for up to the request time limit. Cut off, a mutation could commit
+    /// unseen, and graphql-ws clients send what was not answered again after reconnecting: it
+    /// would run twice. New messages are not read meanwhile.
+    async fn finish_running(
+        &mut self,
+        socket: &mut WebSocket,
+        operations: &mut SelectAll<Events>,
+    ) -> Result<(), Stop> {
+        self.active.retain(|_, active| {
+            if !active.single {
+                active.abort.abort();
+            }
+            active.single
+        });
+        let limit = Duration::from_millis(self.setup.state.app.config.request_timeout_ms);
+        let until = Instant::now() + limit;
+        while !self.active.is_empty() {
+            let next = tokio::select! {
+                () = sleep_until(until) => return Ok(()),
+                next = operations.next() => next,
+            };
+            let Some((id, event)) = next else {
+                return Ok(());
+            };
+            self.on_event(socket, id, event).await?;
+        }
+        Ok(())
     }
 
     /// A frame that could not be read: one over tungstenite's cap (twice the message limit)
@@ -379,6 +418,7 @@ impl Connection {
                 id,
                 Active {
                     abort,
+                    single: true,
                     answered: false,
                     _live: Live::new(&self.setup.state.app.metrics.websocket_operations),
                 },
@@ -482,6 +522,7 @@ impl Connection {
             id,
             Active {
                 abort,
+                single: !is_subscription,
                 answered: false,
                 _live: Live::new(&self.setup.state.app.metrics.websocket_operations),
             },

@@ -1037,3 +1037,57 @@ async fn the_graphql_ws_npm_client_runs_a_query_and_sees_validation_errors() {
     );
     assert_eq!(seen["invalid"]["results"], json!([]), "{seen}");
 }
+
+/// A server shutting down lets a mutation already running over a socket finish and answers
+/// it (`next`, `complete`) before closing with 1001; its subscriptions end. Cut off, the
+/// mutation could commit unseen, and a graphql-ws client would send it again after
+/// reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_mutation_is_answered_before_a_shutdown_closes_the_socket() {
+    use sea_orm::{EntityTrait, QuerySelect, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("draining@example.com").await;
+    let creator = app.create_creator(&owner, "Before").await;
+    let id: Uuid = creator.parse().expect("uuid");
+    // The creator's row held, so the mutation waits on it.
+    let hold = app.state.db.begin().await.expect("txn");
+    entity::creator::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&hold)
+        .await
+        .expect("locked")
+        .expect("creator");
+    let mut socket = crate::helpers::subscribe(
+        &app.base,
+        &owner.access_token,
+        "mutation($id: ID!) { updateCreator(id: $id, input: { name: \"After\" }) { name } }",
+        json!({ "id": creator }),
+    )
+    .await;
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    app.state.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hold.commit().await.expect("released");
+    let mut heard = Vec::new();
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    heard.push(serde_json::from_str::<Value>(&text).expect("json"));
+                }
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended without a close: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s");
+    let types: Vec<&str> = heard.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(types, ["next", "complete"], "{heard:#?}");
+    assert_eq!(
+        heard[0]["payload"]["data"]["updateCreator"]["name"],
+        "After"
+    );
+    assert_eq!(close, Some(1001));
+}
