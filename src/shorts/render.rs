@@ -343,8 +343,11 @@ impl JobHandler for RenderShort {
             .map_err(tool_failure)?;
 
         let (width, height) = dimensions(short.preset);
+        // Pixels made square first (a source may store 720×576 for a 16:9 picture), so that
+        // the short is framed on the picture as it is shown.
         let mut filter = format!(
-            "scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
+            "scale=trunc(iw*sar/2)*2:ih,setsar=1,\
+             scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
         );
         // Whether captions end up in the picture: asked for, and the clip has transcript lines.
         let mut captions_burned = false;

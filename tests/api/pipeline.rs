@@ -807,3 +807,43 @@ async fn a_short_without_a_picture_fails_instead_of_being_sound_alone() {
     let error = data["short"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("no picture from 2s to 7s"), "{error}");
 }
+
+/// A source whose pixels are not square (720×576 stored, pixel aspect 64:45: 1024×576, 16:9
+/// as shown) makes a short of what is shown: as a 1280×720 short it fills the frame whole, its
+/// red band along the top included. Read by its stored 5:4 shape it was scaled to 1280×1024
+/// and cropped, which cut the band off and squeezed the picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("anamorphic@example.com").await;
+    let creator = app.create_creator(&owner, "Widescreen PAL").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("pal.mp4");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg("color=c=blue:s=720x576:r=25:d=6,drawbox=x=0:y=0:w=iw:h=58:color=red:t=fill,setsar=64/45")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let bytes = std::fs::read(&path).expect("source");
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (1.0, 4.0)).await;
+    let made = short(&app, &owner, &highlight, "HORIZONTAL", false).await;
+    let url = made["url"].as_str().expect("url");
+    let probe = probe_url(&app, url).await;
+    assert_eq!((probe.width, probe.height), (Some(1280), Some(720)));
+    let file = dir.path().join("short.mp4");
+    let response = app.client.get(url).send().await.expect("download");
+    std::fs::write(&file, response.bytes().await.expect("bytes")).expect("write");
+    let [r, _, b] = corner_rgb(&file, 1.0).await;
+    assert!(
+        r > 180 && b < 80,
+        "the top band is in the short: {:?}",
+        (r, b)
+    );
+}
