@@ -526,6 +526,28 @@ async fn repeated_sign_in_attempts_are_rate_limited_per_account() {
     assert!(data["login"]["accessToken"].is_string());
 }
 
+/// POSTs `body` to `/graphql` as forwarded by a proxy for `from` (`X-Forwarded-For`).
+fn post_forwarded(
+    app: &TestApp,
+    from: String,
+    body: Value,
+) -> impl std::future::Future<Output = Value> + use<> {
+    let request = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("x-forwarded-for", from)
+        .json(&body);
+    async move {
+        request
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
 /// Behind a trusted proxy the client's address is the one the proxy appended to
 /// `X-Forwarded-For`; a made-up address the client puts in front does not reset the sign-in
 /// throttle.
@@ -538,21 +560,8 @@ async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
         "variables": { "e": "guarded@example.com", "p": "wrong guess 1234" },
     });
     let guess = |i: usize| {
-        let request = app
-            .client
-            .post(format!("{}/graphql", app.base))
-            .header("x-forwarded-for", format!("10.9.{i}.1, 203.0.113.7"))
-            .json(&body);
-        async move {
-            let answer: serde_json::Value = request
-                .send()
-                .await
-                .expect("sent")
-                .json()
-                .await
-                .expect("json");
-            error_code(&answer).to_owned()
-        }
+        let answer = post_forwarded(&app, format!("10.9.{i}.1, 203.0.113.7"), body.clone());
+        async move { error_code(&answer.await).to_owned() }
     };
     // Ten at once (each refusal is answered a second later), then the eleventh.
     let codes = futures_util::future::join_all((0..10).map(guess)).await;
@@ -567,24 +576,11 @@ async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
 async fn guesses_from_elsewhere_do_not_lock_the_owner_out(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.config.trust_proxy = true).await;
     let login = |from: String, password: &'static str| {
-        let request = app
-            .client
-            .post(format!("{}/graphql", app.base))
-            .header("x-forwarded-for", from)
-            .json(&json!({
-                "query": SIGN_IN,
-                "variables": { "e": "owner@example.com", "p": password },
-            }));
-        async move {
-            let answer: serde_json::Value = request
-                .send()
-                .await
-                .expect("sent")
-                .json()
-                .await
-                .expect("json");
-            answer
-        }
+        let body = json!({
+            "query": SIGN_IN,
+            "variables": { "e": "owner@example.com", "p": password },
+        });
+        post_forwarded(&app, from, body)
     };
     // The owner signs up, signs in from home, a phone and an office, and revokes the office.
     let home = "198.51.100.7";

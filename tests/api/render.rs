@@ -84,6 +84,20 @@ async fn render(app: &TestApp, owner: &Session, spec: Value) -> (String, Vec<Val
     (id, updates, started.elapsed())
 }
 
+/// Renders `spec` to its end, which must be FAILED; returns the job's error.
+async fn render_failure(app: &TestApp, owner: &Session, spec: Value) -> String {
+    let (id, _, _) = render(app, owner, spec).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { status error } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["job"]["status"], "FAILED", "{data}");
+    data["job"]["error"].as_str().unwrap_or_default().to_owned()
+}
+
 async fn download(app: &TestApp, url: &str, to: &Path) {
     let response = app.client.get(url).send().await.expect("download");
     assert_eq!(response.status(), 200, "{url}");
@@ -942,16 +956,7 @@ async fn a_render_refuses_pictures_that_are_not_pictures_or_too_many_pixels() {
             .put_bytes(&key, bytes, "image/png")
             .await
             .expect("stored");
-        let (id, _, _) = render(&app, &owner, movie(&key, "The end")).await;
-        let data = app
-            .ok(
-                Some(&owner.access_token),
-                "query($id: ID!) { job(id: $id) { status error } }",
-                json!({ "id": id }),
-            )
-            .await;
-        assert_eq!(data["job"]["status"], "FAILED", "{data}");
-        let error = data["job"]["error"].as_str().unwrap_or_default();
+        let error = render_failure(&app, &owner, movie(&key, "The end")).await;
         assert!(
             error.contains("scenes.1.layers.0.image.assetKey") && error.contains(expected),
             "{error}"
@@ -1019,16 +1024,7 @@ async fn photos_are_measured_and_drawn_upright_and_thin_pictures_keep_a_side() {
     let spec = json!({ "width": 320, "height": 180, "fps": 30, "scenes": [
         { "id": "only", "duration": 1.0, "bgColor": "#000000",
           "layers": [{ "image": { "assetKey": sliver, "width": 3840 } }] }] });
-    let (id, _, _) = render(&app, &owner, spec).await;
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "query($id: ID!) { job(id: $id) { status error } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert_eq!(data["job"]["status"], "FAILED", "{data}");
-    let error = data["job"]["error"].as_str().unwrap_or_default();
+    let error = render_failure(&app, &owner, spec).await;
     assert!(
         error.contains("scenes.0.layers.0.image.width: the picture would be drawn 3840×61440"),
         "{error}"
