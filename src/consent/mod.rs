@@ -140,8 +140,14 @@ impl ConsentAuditEntry {
             .map(User)
             .ok_or(AppError::NotFound("user"))
     }
-    async fn ip_address(&self) -> Option<&str> {
-        self.0.ip_address.as_deref()
+    /// The address the change came from: for administrators and the one who made it (null
+    /// for the rest of the team).
+    async fn ip_address(&self, ctx: &Context<'_>) -> AppResult<Option<&str>> {
+        let viewer = crate::graphql::viewer(ctx)?;
+        let own = viewer.user().is_some_and(|me| me.id == self.0.changed_by);
+        Ok((own || viewer.is_admin())
+            .then_some(self.0.ip_address.as_deref())
+            .flatten())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -399,15 +399,15 @@ impl JobHandler for Deliver {
     }
 }
 
-/// A callback URL as a delivery's error shows it: without credentials, query or fragment
-/// (which may hold the receiver's secrets; the job's error is read by the creator's team).
+/// A callback URL as a delivery's error shows it: its scheme, host and port only. The rest
+/// may hold the receiver's secrets (credentials, a query, or a token in the path, as Slack's
+/// and Discord's webhook URLs carry theirs), and the job's error is read by the creator's team.
 fn shown(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}/…", url.scheme()),
+        None => format!("{}://{host}/…", url.scheme()),
+    }
 }
 
 /// A callback URL with the address it will be sent to.
@@ -574,7 +574,10 @@ mod tests {
     fn a_callback_is_shown_without_its_secrets() {
         let url = url::Url::parse("https://hook:S3CRET@hooks.example.com:8443/in/x?token=T#f")
             .expect("url");
-        assert_eq!(shown(&url), "https://hooks.example.com:8443/in/x");
+        assert_eq!(shown(&url), "https://hooks.example.com:8443/…");
+        // A token in the path (Slack, Discord) is left out too.
+        let url = url::Url::parse("https://hooks.slack.com/services/T0/B0/S3CRET").expect("url");
+        assert_eq!(shown(&url), "https://hooks.slack.com/…");
     }
 
     #[test]

@@ -279,6 +279,21 @@ async fn delete_video_if(
         .all(db)
         .await?;
     crate::shorts::forget_outputs(db, short_jobs.into_iter().flatten()).await?;
+    // Its probe jobs point at its proxy: no link to it from them any more. (A deletion is
+    // rare; no index serves this, and the jobs table is kept short by the clean-up.)
+    entity::job::Entity::update_many()
+        .col_expr(
+            entity::job::Column::OutputRef,
+            Expr::val(Option::<String>::None),
+        )
+        .filter(entity::job::Column::JobType.eq(super::PROBE_JOB))
+        .filter(entity::job::Column::OutputRef.eq(super::keys::variant(
+            video.creator_id,
+            video.id,
+            super::PROXY_720P,
+        )))
+        .exec(db)
+        .await?;
     for key in objects_of(db, video.id, video.creator_id, &video.storage_key).await? {
         if let Err(err) = storage.delete(&key).await {
             tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");

@@ -68,6 +68,30 @@ async fn each_changed_field_is_audited_with_who_and_where(backend: Backend) {
         "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": "127.0.0.1" })
     );
 
+    // Another member of the team reads who changed what, but not from where; an
+    // administrator reads both.
+    let teammate = app.register("consent-teammate@example.com").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"consent-teammate@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let admin = app.admin("consent-admin@example.com").await;
+    let read = "query($v: ID!) { video(id: $v) { consent { auditLog(first: 10) {
+        nodes { changedBy { email } ipAddress } } } } }";
+    for (reader, address) in [(&teammate, json!(null)), (&admin, json!("127.0.0.1"))] {
+        let data = app
+            .ok(Some(&reader.access_token), read, json!({ "v": video }))
+            .await;
+        let nodes = &data["video"]["consent"]["auditLog"]["nodes"];
+        assert_eq!(
+            nodes[0],
+            json!({ "changedBy": { "email": "consent-owner@example.com" }, "ipAddress": address }),
+            "{data}"
+        );
+    }
+
     let outsider = app.register("consent-outsider@example.com").await;
     let body = app
         .gql(

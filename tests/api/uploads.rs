@@ -973,3 +973,45 @@ async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
         assert!(stored.is_none(), "{key} is left behind");
     }
 }
+
+/// Once its video is deleted, the probe job that made it READY no longer links to its proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_videos_probe_job_links_to_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("probe-link@example.com").await;
+    let creator = app.create_creator(&owner, "Probe Link Studio").await;
+    let bytes = short_source().await;
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(&app, &upload, bytes).await;
+    let body = complete(&app, &owner, &id).await;
+    let job = body["data"]["completeVideoUpload"]["id"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let mut socket = subscribe(
+        &app.base,
+        &owner.access_token,
+        UPDATES,
+        json!({ "id": job }),
+    )
+    .await;
+    let updates = collect_until_complete(&mut socket, Duration::from_secs(120)).await;
+    let last = &updates.last().expect("updates")["data"]["jobUpdated"];
+    assert_eq!(last["status"], "DONE", "{updates:#?}");
+    assert!(last["outputUrl"].is_string(), "{last}");
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { job(id: $id) { status outputUrl } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(data["job"], json!({ "status": "DONE", "outputUrl": null }));
+}
