@@ -142,13 +142,20 @@ impl Application {
                 Ok(())
             }
         };
-        // axum does not wait for upgraded connections: let the sockets send their close frames.
+        // axum does not wait for upgraded connections: let the sockets finish the queries and
+        // mutations they were running (each has the grace period) and send their close frames.
         self.state.connections.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.state.connections.wait())
-            .await
-            .is_err()
+        if tokio::time::timeout(
+            grace + Duration::from_secs(5),
+            self.state.connections.wait(),
+        )
+        .await
+        .is_err()
         {
-            tracing::warn!("some WebSocket connections did not close within 5 s");
+            tracing::warn!(
+                "some WebSocket connections did not close within {} s",
+                grace.as_secs() + 5
+            );
         }
         if let Some(workers) = workers {
             workers.await.ok();

@@ -324,10 +324,12 @@ impl SessionFeed {
 const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
-/// is followed by a `Resync`, and every connect by a reload of the ended sessions. After
-/// `check_after` without a notification the connection must answer a `SELECT 1`: one that
-/// died without a word (no TCP reset reaches a client behind a NAT that forgot it) would
-/// otherwise wait for notifications for ever.
+/// is followed by a `Resync`, and every connect by a reload of the ended sessions. A lost
+/// connection is replaced here, never by sqlx behind our back (`eager_reconnect` off, and
+/// the check below sees a new backend): what was missed meanwhile must be re-read. After
+/// `check_after` without a notification the connection must answer within
+/// [`LISTEN_CHECK_TIMEOUT`]: one that died without a word (no TCP reset reaches a client
+/// behind a NAT that forgot it) would otherwise wait for notifications for ever.
 async fn listen(
     url: String,
     tx: broadcast::Sender<BusMessage>,
@@ -340,10 +342,16 @@ async fn listen(
     loop {
         let listener = async {
             let mut listener = PgListener::connect(&url).await?;
+            // `try_recv` then only receives (which may be cancelled safely), and reports a
+            // lost connection without reconnecting.
+            listener.eager_reconnect(false);
             listener.listen_all([CHANNEL, SESSIONS_CHANNEL]).await?;
-            Ok::<_, sea_orm::sqlx::Error>(listener)
+            let backend: i32 = sea_orm::sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut listener)
+                .await?;
+            Ok::<_, sea_orm::sqlx::Error>((listener, backend))
         };
-        let mut listener = tokio::select! {
+        let (mut listener, backend) = tokio::select! {
             () = shutdown.cancelled() => return,
             result = listener => match result {
                 Ok(listener) => listener,
@@ -369,9 +377,15 @@ async fn listen(
                 next = tokio::time::timeout(check_after, listener.try_recv()) => next,
             };
             let Ok(next) = next else {
-                let check = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
+                let check = sea_orm::sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                    .fetch_one(&mut listener);
                 match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
-                    Ok(Ok(_)) => continue,
+                    Ok(Ok(pid)) if pid == backend => continue,
+                    Ok(Ok(_)) => {
+                        tracing::warn!(
+                            "job event listener: the connection was replaced; listening afresh"
+                        );
+                    }
                     Ok(Err(err)) => {
                         tracing::warn!(error = %err, "job event listener: the connection failed its check; reconnecting");
                     }
@@ -394,12 +408,11 @@ async fn listen(
                     }
                 }
                 Ok(None) => {
-                    // The connection dropped; sqlx reconnects (and listens again) on the next
-                    // call, which the reload makes. Subscribers re-read only then: a re-read
-                    // before the LISTEN would miss what ends in between.
+                    // The connection dropped: a new one is made above, which LISTENs, then
+                    // reloads the ended sessions and tells subscribers to re-read (a re-read
+                    // before the LISTEN would miss what ends in between).
                     tracing::warn!("job event listener: connection lost; reconnecting");
-                    sessions.reload(&mut listener).await;
-                    let _ = tx.send(BusMessage::Resync);
+                    break;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "job event listener failed; reconnecting");

@@ -522,7 +522,8 @@ impl JobSubscription {
                         if seen.get(&event.job_id).is_some_and(|&(s, _)| s >= event.seq) {
                             continue;
                         }
-                        reread_at = reread_deadline(&state);
+                        // The re-read keeps its time (events do not put it off): it is what
+                        // moves `since` on, and what finds an event that was lost meanwhile.
                         state
                             .events
                             .job_at(event.job_id, event.seq)

@@ -505,13 +505,16 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
             Expr::val(Option::<DateTime<Utc>>::None),
         )
         .col_expr(job::Column::RunAt, Expr::val(now))
-        // A new budget of the job's own size, at most the default (a job stopped by
-        // shutdowns had one added per release): not the whole of what it has had so far,
-        // which would double with every retry.
+        // A new budget of the job's own size, at most its type's (a job stopped by shutdowns
+        // had one added per release): not the whole of what it has had so far, which would
+        // double with every retry.
         .col_expr(
             job::Column::MaxAttempts,
             Expr::val(
-                current.attempts + current.max_attempts.clamp(1, super::DEFAULT_MAX_ATTEMPTS),
+                current.attempts
+                    + current
+                        .max_attempts
+                        .clamp(1, super::attempts_of(&current.job_type)),
             ),
         )
         .col_expr(job::Column::UpdatedAt, Expr::val(now))

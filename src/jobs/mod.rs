@@ -54,8 +54,18 @@ pub struct NewJob {
     pub parent_attempt: Option<i32>,
 }
 
-/// How many attempts a job gets: at enqueue, and again at each `retryJob`.
+/// How many attempts a job gets: at enqueue, and again at each `retryJob` (but see
+/// [`attempts_of`]).
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+
+/// How many attempts a job of `job_type` is enqueued with, so `retryJob` gives it as many
+/// again.
+pub fn attempts_of(job_type: &str) -> i32 {
+    match job_type {
+        webhooks::JOB_TYPE => webhooks::MAX_ATTEMPTS,
+        _ => DEFAULT_MAX_ATTEMPTS,
+    }
+}
 
 impl NewJob {
     pub fn new(

@@ -47,7 +47,7 @@ pub const JOB_TYPE: &str = "webhook.deliver";
 /// Where a job's input keeps its callback.
 const INPUT_KEY: &str = "callback_url";
 /// With the queue's backoff (doubling from 1 s, capped at 5 minutes): about half an hour.
-const MAX_ATTEMPTS: i32 = 15;
+pub const MAX_ATTEMPTS: i32 = 15;
 const MAX_URL_LEN: usize = 2048;
 /// One attempt's whole exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);

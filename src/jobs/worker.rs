@@ -259,6 +259,7 @@ impl WorkerPool {
                     error,
                     retryable: false,
                 },
+                &release,
             )
             .await;
             return;
@@ -312,14 +313,15 @@ impl WorkerPool {
             Finish::Wait { .. } => "waiting",
         };
         self.metrics.observe_job(&job_type, outcome, started);
-        self.finish(lease, how).await;
+        self.finish(lease, how, &release).await;
     }
 
     /// Records how the job ended. A database error (a failover, a full pool, a busy SQLite)
     /// is retried with backoff while the lease is kept alive, for up to [`FINISH_TRIES_FOR`]:
     /// a finished render is not thrown away and run again (or failed, on its last attempt) by
-    /// the reaper because one write failed.
-    async fn finish(&self, lease: Lease, how: Finish) {
+    /// the reaper because one write failed. Not once the worker is stopping (`release`): the
+    /// lease then runs out and the reaper has the job.
+    async fn finish(&self, lease: Lease, how: Finish, release: &CancellationToken) {
         let until = tokio::time::Instant::now() + FINISH_TRIES_FOR;
         let mut wait = Duration::from_millis(100);
         loop {
@@ -333,7 +335,7 @@ impl WorkerPool {
                 }
                 Err(err) => err,
             };
-            if tokio::time::Instant::now() + wait > until {
+            if tokio::time::Instant::now() + wait > until || release.is_cancelled() {
                 tracing::error!(
                     job_id = %lease.job_id,
                     error = ?err,
@@ -342,7 +344,10 @@ impl WorkerPool {
                 return;
             }
             tracing::warn!(job_id = %lease.job_id, error = ?err, "could not finish job; trying again");
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = release.cancelled() => {}
+            }
             wait = (wait * 2).min(self.settings.heartbeat);
             // The lease kept alive meanwhile; a lost one ends the tries (another worker, or
             // the reaper, has the job now).

@@ -207,11 +207,19 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         .await
         .map_err(db_failure("saving the results"))?;
     if !saved {
-        // Deleted while it was processed: its files were removed then, before these were
-        // stored, and nothing else would remove them.
-        for rendition in &renditions {
-            if let Err(err) = ctx.storage.delete(&rendition.key).await {
-                tracing::warn!(key = %rendition.key, error = %err, "could not remove a rendition of a deleted video");
+        // Deleted while it was processed: its files may have been removed before these were
+        // stored, so they go now. (Not when another run made the video READY meanwhile: the
+        // keys are the same, and the files are that run's.)
+        let deleted = video::Entity::find_by_id(video.id)
+            .one(ctx.db())
+            .await
+            .map_err(db_failure("reading the video"))?
+            .is_none_or(|v| v.deleted_at.is_some());
+        if deleted {
+            for rendition in &renditions {
+                if let Err(err) = ctx.storage.delete(&rendition.key).await {
+                    tracing::warn!(key = %rendition.key, error = %err, "could not remove a rendition of a deleted video");
+                }
             }
         }
         return Err(JobFailure::permanent(

@@ -344,9 +344,10 @@ impl JobHandler for RenderShort {
 
         let (width, height) = dimensions(short.preset);
         // Pixels made square first (a source may store 720×576 for a 16:9 picture), so that
-        // the short is framed on the picture as it is shown.
+        // the short is framed on the picture as it is shown; a pixel shape past 4:1 either way
+        // is taken as 4:1 (a made-up one would make frames tens of thousands of pixels wide).
         let mut filter = format!(
-            "scale=trunc(iw*sar/2)*2:ih,setsar=1,\
+            "scale='max(2,trunc(iw*clip(sar,0.25,4)/2)*2)':ih,setsar=1,\
              scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
         );
         // Whether captions end up in the picture: asked for, and the clip has transcript lines.

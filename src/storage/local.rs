@@ -194,8 +194,8 @@ impl LocalStore {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// A URL for `method` on `key`, valid for `ttl`; for an upload, of `content_type` and
-    /// exactly `size` bytes.
+    /// A URL for `method` on `key`, valid for `ttl`; for an upload, of `content_type` and at
+    /// most `size` bytes.
     pub fn presign(
         &self,
         method: &str,

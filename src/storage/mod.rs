@@ -234,8 +234,9 @@ impl Storage {
     }
 
     /// A URL that uploads the object for `ttl`, with the headers the client must send. The
-    /// upload must be `size` bytes: a longer body is refused (the length is signed), so a
-    /// link asked for a small file cannot fill the storage.
+    /// upload is `size` bytes: a longer body is refused (locally as it is written; S3 signs
+    /// the length and refuses any other), so a link asked for a small file cannot fill the
+    /// storage.
     pub async fn presign_put(
         &self,
         key: &str,

@@ -124,14 +124,14 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => match self.finish_running(socket, &mut operations).await {
+                () = shutdown.cancelled() => match self.finish_running(socket, &mut operations, true).await {
                     Ok(()) => Err(close(1001, "Going away")),
                     Err(stop) => Err(stop),
                 },
                 () = sleep_until(init_deadline), if !self.init_received => {
                     Err(close(4408, "Connection initialisation timeout"))
                 }
-                () = sleep_until_some(self.expires_at) => match self.finish_running(socket, &mut operations).await {
+                () = sleep_until_some(self.expires_at) => match self.finish_running(socket, &mut operations, false).await {
                     Ok(()) => self.token_expired(socket).await,
                     Err(stop) => Err(stop),
                 },
@@ -170,13 +170,15 @@ impl Connection {
 
     /// Before the server closes the socket (shutting down, the access token expired): ends
     /// the subscriptions, and lets the queries and mutations already running finish and send
-    /// their results, for up to the request time limit. Cut off, a mutation could commit
-    /// unseen, and graphql-ws clients send what was not answered again after reconnecting: it
-    /// would run twice. New messages are not read meanwhile.
+    /// their results, for up to the request time limit (and, `shutting_down`, the shutdown
+    /// grace period). Cut off, a mutation could commit unseen, and graphql-ws clients send
+    /// what was not answered again after reconnecting: it would run twice. New messages are
+    /// not read meanwhile.
     async fn finish_running(
         &mut self,
         socket: &mut WebSocket,
         operations: &mut SelectAll<Events>,
+        shutting_down: bool,
     ) -> Result<(), Stop> {
         self.active.retain(|_, active| {
             if !active.single {
@@ -184,7 +186,11 @@ impl Connection {
             }
             active.single
         });
-        let limit = Duration::from_millis(self.setup.state.app.config.request_timeout_ms);
+        let config = &self.setup.state.app.config;
+        let mut limit = Duration::from_millis(config.request_timeout_ms);
+        if shutting_down {
+            limit = limit.min(Duration::from_secs(config.shutdown_grace_secs));
+        }
         let until = Instant::now() + limit;
         while !self.active.is_empty() {
             let next = tokio::select! {

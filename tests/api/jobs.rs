@@ -867,8 +867,8 @@ async fn freezable_relay(
 }
 
 /// A LISTEN connection that stops carrying anything without closing is noticed (it must answer
-/// a `SELECT 1` after a quiet spell) and replaced, and subscribers are told to read again,
-/// instead of the server waiting for notifications on it for ever.
+/// a check after a quiet spell) and replaced, and subscribers are told to read again, instead
+/// of the server waiting for notifications on it for ever; so is one that ends with an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listen_connection_dropped_silently_is_replaced() {
     let base = crate::helpers::postgres_base_url();
@@ -902,17 +902,49 @@ async fn a_listen_connection_dropped_silently_is_replaced() {
         resync.is_ok(),
         "the frozen LISTEN connection was never replaced"
     );
+    // A connection that ends with an error is replaced too, and subscribers told. (Ended from
+    // a connection of the test's own: the app's older ones are frozen.)
+    use sea_orm::ConnectionTrait;
+    let url = app.state.config.database_url.clone().expect("url");
+    let database = url.rsplit('/').next().expect("database name").to_owned();
+    let direct = sea_orm::Database::connect(format!("{base}/postgres"))
+        .await
+        .expect("connected");
+    direct
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ))
+        .await
+        .expect("terminated");
+    let resync = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(reelgraph::jobs::events::BusMessage::Resync) = bus.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        resync.is_ok(),
+        "the ended LISTEN connection was never replaced"
+    );
 }
 
-/// `retryJob` gives a job a new budget of attempts the size of its first (at most the
-/// default), not one the size of all it has had: a job failed after 6 of 6 attempts gets 9,
-/// not 12; one of a single attempt gets one more.
+/// `retryJob` gives a job a new budget of attempts the size of its first (at most its type's),
+/// not one the size of all it has had: a job failed after 6 of 6 attempts gets 9, not 12; one
+/// of a single attempt gets one more; a webhook delivery 15 more.
 async fn a_retry_adds_one_budget_of_attempts(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("budget@example.com").await;
     let retry = "mutation($id: ID!) { retryJob(id: $id) { status attempts maxAttempts } }";
-    for (attempts, max, expected) in [(6, 6, 9), (1, 1, 2), (4, 4, 7)] {
-        let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), max).await;
+    for (job_type, attempts, max, expected) in [
+        ("diagnostics.sleep", 6, 6, 9),
+        ("diagnostics.sleep", 1, 1, 2),
+        ("diagnostics.sleep", 4, 4, 7),
+        // A webhook delivery is enqueued with 15.
+        ("webhook.deliver", 15, 15, 30),
+    ] {
+        let id = enqueue(&app, &owner, job_type, json!({}), max).await;
         job::Entity::update_many()
             .col_expr(
                 job::Column::Status,
