@@ -24,6 +24,7 @@ mod m20261205_000014_create_password_resets;
 mod m20261205_000015_add_user_preferences;
 mod m20261205_000016_create_webhook_secrets;
 mod m20261205_000017_refuse_consent_audit_replace;
+mod m20261205_000018_index_job_references;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000015_add_user_preferences::Migration),
             Box::new(m20261205_000016_create_webhook_secrets::Migration),
             Box::new(m20261205_000017_refuse_consent_audit_replace::Migration),
+            Box::new(m20261205_000018_index_job_references::Migration),
         ]
     }
 }

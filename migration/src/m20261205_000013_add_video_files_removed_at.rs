@@ -20,6 +20,12 @@ const INDEX: &str = "idx_videos_files_to_remove";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // Several statements: all or none (SQLite runs a migration in a transaction only when
+    // asked; one that died half-way could not be run again).
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(

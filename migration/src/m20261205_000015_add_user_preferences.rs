@@ -19,6 +19,12 @@ enum Users {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // Several statements: all or none (SQLite runs a migration in a transaction only when
+    // asked; one that died half-way could not be run again).
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite adds one at a time.
         let columns = [

@@ -142,3 +142,38 @@ async fn a_typed_client_generated_from_the_committed_schema_compiles_and_runs() 
     );
     assert_eq!(seen["refusedData"], serde_json::Value::Null, "{seen}");
 }
+
+/// Every migration's `down` undoes its `up`: a database migrated to the end, rolled back to
+/// the start and migrated again ends where it was (an `up` of something left behind would
+/// fail), and holds the indexes of the latest migrations.
+async fn migrations_roll_back_and_forward(backend: crate::helpers::Backend) {
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let app = crate::helpers::TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let db = &app.state.db;
+    migration::Migrator::down(db, None)
+        .await
+        .expect("every migration rolls back");
+    migration::Migrator::up(db, None)
+        .await
+        .expect("and applies again");
+    let sql = match backend {
+        crate::helpers::Backend::Postgres => {
+            "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'idx_credit_ledger_job_id'"
+        }
+        crate::helpers::Backend::Sqlite => {
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'idx_credit_ledger_job_id'"
+        }
+    };
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(row.try_get::<i64>("", "n").expect("n"), 1);
+}
+
+crate::both_backends!(migrations_roll_back_and_forward);
