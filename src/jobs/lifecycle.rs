@@ -215,9 +215,13 @@ pub async fn finish_in(
                 .col_expr(job::Column::Output, Expr::val(state))
         }
     };
-    let Some(row) = update.exec_with_returning(txn).await?.into_iter().next() else {
+    let Some(mut row) = update.exec_with_returning(txn).await?.into_iter().next() else {
         return Ok(Finished::default());
     };
+    // Which attempt of its parent made it, as read under the lock: it never changes, and
+    // SQLite has answered `RETURNING` with NULL for columns added by `ALTER TABLE` (this one
+    // was, in migration 11), which would let a child of an earlier attempt report to the new.
+    row.parent_attempt = current.parent_attempt;
     let mut events = vec![event_of(&row)];
     record_end(txn, &row, worker, note.as_deref(), &mut events).await?;
     if waiting {
