@@ -25,6 +25,18 @@ pub struct Signature {
     signature: String,
 }
 
+/// A refusal sent before the request's body was read to its end: the connection is closed
+/// after it (`Connection: close`), so that the client does not send its next request on a
+/// connection still carrying the rest of this body.
+fn refuse_unread(status: StatusCode, message: &'static str) -> Response {
+    let mut response = refuse(status, message);
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     (
         status,
@@ -156,7 +168,7 @@ pub async fn put_object(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return refuse(
+        return refuse_unread(
             StatusCode::PAYLOAD_TOO_LARGE,
             "the upload is larger than the size this link was made for",
         );
@@ -194,7 +206,7 @@ pub async fn put_object(
     match written {
         Ok(()) => {}
         Err(Written::TooLarge) => {
-            return refuse(
+            return refuse_unread(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the upload is larger than the size this link was made for",
             );
