@@ -131,17 +131,22 @@ impl User {
         .await?;
         Ok(Some(page.into_connection(|e| e.id, Into::into, total)))
     }
-    /// Creator profiles this user is a member of.
+    /// Creator profiles this user is a member of: all of them for the user and administrators,
+    /// for anyone else those they are a member of too (a teammate's other teams are theirs).
     async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
         let creators = loaders(ctx)?.load_one(MemberCreators(self.0.id)).await?;
-        crate::graphql::budget::counted(
-            ctx,
+        let creators = creators.unwrap_or_default();
+        let creators = if self.own_or_admin(ctx)? {
             creators
-                .unwrap_or_default()
+        } else {
+            let viewer = viewer(ctx)?;
+            let shared = viewer.member_creator_ids(&state(ctx)?.db).await?;
+            creators
                 .into_iter()
-                .map(Creator)
-                .collect(),
-        )
+                .filter(|c| shared.contains(&c.id))
+                .collect()
+        };
+        crate::graphql::budget::counted(ctx, creators.into_iter().map(Creator).collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -886,7 +886,52 @@ async fn reads_after_a_mutation_in_one_request_see_its_changes(backend: Backend)
     );
 }
 
+/// A teammate's `creators` lists the teams the reader shares with them, not their other
+/// teams; the user themself and administrators read them all.
+async fn a_teammates_other_teams_are_theirs(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let ada = app.register("ada-teams@example.com").await;
+    let bea = app.register("bea-teams@example.com").await;
+    let shared = app.create_creator(&ada, "Shared Team").await;
+    app.create_creator(&bea, "Bea Alone").await;
+    app.ok(
+        Some(&ada.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"bea-teams@example.com\") { role } }",
+        json!({ "c": shared }),
+    )
+    .await;
+    let read =
+        "query($c: ID!) { creator(id: $c) { members { user { email creators { name } } } } }";
+    let teams_of_bea = |data: &Value| {
+        let mut names: Vec<String> = data["creator"]["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|m| m["user"]["email"] == "bea-teams@example.com")
+            .expect("bea")["user"]["creators"]
+            .as_array()
+            .expect("creators")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name").to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let by_ada = app
+        .ok(Some(&ada.access_token), read, json!({ "c": shared }))
+        .await;
+    assert_eq!(teams_of_bea(&by_ada), ["Shared Team"]);
+    let admin = app.admin("teams-admin@example.com").await;
+    for reader in [&bea, &admin] {
+        let data = app
+            .ok(Some(&reader.access_token), read, json!({ "c": shared }))
+            .await;
+        assert_eq!(teams_of_bea(&data), ["Bea Alone", "Shared Team"]);
+    }
+}
+
 both_backends!(
+    a_teammates_other_teams_are_theirs,
     reads_after_a_mutation_in_one_request_see_its_changes,
     a_failed_field_is_null_beside_the_fields_that_succeeded,
     a_personality_profile_is_public_and_checked,
