@@ -313,6 +313,17 @@ impl JobHandler for Deliver {
         } else {
             ended.output_ref.as_ref()
         };
+        // A creator's media goes only to someone still on its team (as `Job.outputUrl`): the
+        // job's owner may have been removed since it started.
+        let output_ref = match ended.creator_id {
+            Some(creator) if output_ref.is_some() => {
+                let may_use = owner_may_use(&ctx.db, ended.owner_id, creator)
+                    .await
+                    .map_err(|e| JobFailure::internal("the team could not be read", e))?;
+                output_ref.filter(|_| may_use)
+            }
+            _ => output_ref,
+        };
         let output_url = match (&input.status, output_ref) {
             (entity::JobStatus::Done, Some(key)) => Some(
                 ctx.storage
@@ -397,6 +408,30 @@ impl JobHandler for Deliver {
             Err(JobFailure::transient(message))
         }
     }
+}
+
+/// Whether `owner` may still have `creator`'s media: a member of its team, or an
+/// administrator.
+async fn owner_may_use(
+    db: &sea_orm::DatabaseConnection,
+    owner: Uuid,
+    creator: Uuid,
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let member = entity::creator_member::Entity::find()
+        .filter(entity::creator_member::Column::CreatorId.eq(creator))
+        .filter(entity::creator_member::Column::UserId.eq(owner))
+        .count(db)
+        .await?
+        > 0;
+    if member {
+        return Ok(true);
+    }
+    let admin = user::Entity::find_by_id(owner)
+        .one(db)
+        .await?
+        .is_some_and(|u| u.role == entity::UserRole::Admin && u.is_active);
+    Ok(admin)
 }
 
 /// A callback URL as a delivery's error shows it: its scheme, host and port only. The rest

@@ -434,7 +434,50 @@ async fn each_delivery_tells_the_end_it_was_made_for(backend: Backend) {
     assert!(version(&failed) < version(&done), "{failed} {done}");
 }
 
+/// A creator's render reports to the callback of the member who started it; once they are
+/// removed from the team, a delivery (here the retry of the first) carries no `outputUrl`, as
+/// `Job.outputUrl` no longer gives them one.
+async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
+    let (url, inbox) = receiver(&[500]).await;
+    let owner = app.register("hook-team-owner@example.com").await;
+    let member = app.register("hook-team-member@example.com").await;
+    let creator = app.create_creator(&owner, "Hooked Team").await;
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"hook-team-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let mut render = tiny_render(&url);
+    render["input"]["creatorId"] = json!(creator);
+    app.ok(Some(&member.access_token), RENDER, render).await;
+    // The first delivery (refused by the receiver) carried the link; the member is removed
+    // before it is retried.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while inbox.received.lock().expect("lock").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
+        json!({ "c": creator, "u": member.user_id }),
+    )
+    .await;
+    let ended = deliveries(&app, &member).await;
+    assert_eq!(ended[0]["status"], "DONE", "{ended:?}");
+    let received = inbox.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let first: Value = serde_json::from_slice(&received[0].body).expect("JSON");
+    let second: Value = serde_json::from_slice(&received[1].body).expect("JSON");
+    assert!(first["job"]["outputUrl"].is_string(), "{first}");
+    assert!(second["job"]["outputUrl"].is_null(), "{second}");
+    assert_eq!(second["job"]["status"], "DONE");
+}
+
 both_backends!(
+    a_removed_member_gets_no_output_url_by_webhook,
     each_delivery_tells_the_end_it_was_made_for,
     a_refused_delivery_names_the_callback_without_its_secrets,
     a_rotated_secret_signs_beside_the_old_one_until_it_is_dropped,
