@@ -389,16 +389,15 @@ impl MediaMutation {
         let app = state(ctx)?;
         // As `deleteShort` and `deleteKeyMoment`: a short still rendering would be finished,
         // stored and billed for a video that is gone.
-        if super::record::shorts_rendering(&app.db, video.id).await? {
-            return Err(AppError::conflict(
+        use super::record::Deletion;
+        match super::record::delete_video_unless_rendering(&app.db, &app.storage, &video).await? {
+            Deletion::Deleted => Ok(true),
+            Deletion::Gone => Err(AppError::NotFound("video")),
+            Deletion::ShortRendering => Err(AppError::conflict(
                 Some("id"),
                 "a short of this video is still rendering: cancel its job or wait for it",
-            ));
+            )),
         }
-        if !super::record::delete_video(&app.db, &app.storage, &video).await? {
-            return Err(AppError::NotFound("video"));
-        }
-        Ok(true)
     }
 }
 

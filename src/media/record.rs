@@ -248,12 +248,46 @@ pub async fn delete_video(
     delete_video_if(db, storage, video, None).await
 }
 
-/// [`delete_video`], and with `expired_by`, only while the video's `retention_until` is still
-/// at or before that time (the check and the deletion are one statement: a retention extended
-/// or cleared meanwhile keeps the video).
-async fn delete_video_if(
+/// How `deleteVideo` ended.
+pub enum Deletion {
+    Deleted,
+    /// Already deleted (or never there).
+    Gone,
+    /// A short of the video is rendering: nothing changed.
+    ShortRendering,
+}
+
+/// [`delete_video`] unless a short of the video is rendering, both decided under the video's
+/// row lock (PostgreSQL; SQLite's writers are serialised): `generateShort` share-locks the
+/// video as it makes a short, so either its short is seen here, or it sees the deletion.
+pub async fn delete_video_unless_rendering(
     db: &DatabaseConnection,
     storage: &Storage,
+    video: &video::Model,
+) -> Result<Deletion, DbErr> {
+    use crate::db::RowLock;
+    let txn = queue::begin_write(db).await?;
+    video::Entity::find_by_id(video.id)
+        .for_update(&txn)
+        .one(&txn)
+        .await?;
+    if shorts_rendering(&txn, video.id).await? {
+        txn.rollback().await?;
+        return Ok(Deletion::ShortRendering);
+    }
+    let marked = mark_deleted(&txn, video, None).await?;
+    txn.commit().await?;
+    if !marked {
+        return Ok(Deletion::Gone);
+    }
+    after_deleted(db, storage, video).await?;
+    Ok(Deletion::Deleted)
+}
+
+/// Marks the video deleted (with `expired_by`, only while its retention has run out); whether
+/// it was.
+async fn mark_deleted(
+    conn: &impl sea_orm::ConnectionTrait,
     video: &video::Model,
     expired_by: Option<chrono::DateTime<Utc>>,
 ) -> Result<bool, DbErr> {
@@ -266,10 +300,31 @@ async fn delete_video_if(
     if let Some(at) = expired_by {
         update = update.filter(video::Column::RetentionUntil.lte(at));
     }
-    let deleted = update.exec(db).await?;
-    if deleted.rows_affected == 0 {
+    Ok(update.exec(conn).await?.rows_affected > 0)
+}
+
+/// [`delete_video`], and with `expired_by`, only while the video's `retention_until` is still
+/// at or before that time (the check and the deletion are one statement: a retention extended
+/// or cleared meanwhile keeps the video).
+async fn delete_video_if(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    video: &video::Model,
+    expired_by: Option<chrono::DateTime<Utc>>,
+) -> Result<bool, DbErr> {
+    if !mark_deleted(db, video, expired_by).await? {
         return Ok(false);
     }
+    after_deleted(db, storage, video).await?;
+    Ok(true)
+}
+
+/// What follows a video's deletion: no links to its files from its jobs, and the files gone.
+async fn after_deleted(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    video: &video::Model,
+) -> Result<(), DbErr> {
     let short_jobs: Vec<Option<Uuid>> = short::Entity::find()
         .select_only()
         .column(short::Column::JobId)
@@ -299,11 +354,14 @@ async fn delete_video_if(
             tracing::warn!(video_id = %video.id, key, error = %err, "a deleted video's file could not be removed");
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Whether a short of the video is still rendering (`PENDING` or `PROCESSING`).
-pub async fn shorts_rendering(db: &DatabaseConnection, video_id: Uuid) -> Result<bool, DbErr> {
+pub async fn shorts_rendering(
+    db: &impl sea_orm::ConnectionTrait,
+    video_id: Uuid,
+) -> Result<bool, DbErr> {
     use sea_orm::PaginatorTrait;
     let rendering = short::Entity::find()
         .inner_join(highlight::Entity)

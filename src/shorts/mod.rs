@@ -418,6 +418,17 @@ impl ShortMutation {
             txn.rollback().await?;
             return Err(not_approved());
         }
+        // The video too, share-locked (PostgreSQL): a deleteVideo that committed since it was
+        // read is seen, and one still to come waits for this short (and then finds it
+        // rendering) instead of leaving a short to render for a deleted video.
+        let current = video::Entity::find_by_id(source.id)
+            .for_share(&txn)
+            .one(&txn)
+            .await?;
+        if current.is_none_or(|v| v.deleted_at.is_some()) {
+            txn.rollback().await?;
+            return Err(AppError::NotFound("highlight"));
+        }
         // What the short will be, fixed now: the highlight's range (trimmed or the key
         // moment's) and the creator's intro and outro cards, as they are at this moment. The
         // render cuts exactly this, so the minutes reserved here are the minutes it makes,

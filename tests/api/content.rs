@@ -1291,6 +1291,75 @@ async fn deleting_a_video_hides_everything_under_it_and_removes_its_files(backen
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// `deleteVideo` and a short being made for the video do not both go through: the short's
+/// transaction share-locks the video (held here by the test, as `generateShort` holds it), the
+/// deletion waits for it, then finds the new short rendering and is a CONFLICT, the video kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_is_not_deleted_under_a_short_being_made() {
+    use sea_orm::{ActiveModelTrait, QuerySelect, Set, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, video, highlight) =
+        approved_highlight(&app, "racing-delete@example.com", "Racing").await;
+    let making = app.state.db.begin().await.expect("txn");
+    entity::video::Entity::find_by_id(video)
+        .lock_shared()
+        .one(&making)
+        .await
+        .expect("locked")
+        .expect("video");
+    let deleting = {
+        let (client, base, token) = (
+            app.client.clone(),
+            app.base.clone(),
+            owner.access_token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({
+                    "query": "mutation($id: ID!) { deleteVideo(id: $id) }",
+                    "variables": { "id": video },
+                }))
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    let now = chrono::Utc::now();
+    entity::short::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        highlight_id: Set(highlight.parse().expect("uuid")),
+        preset: Set(entity::ShortPreset::Vertical),
+        status: Set(entity::ShortStatus::Pending),
+        object_key: Set(None),
+        file_size: Set(None),
+        duration_secs: Set(None),
+        error: Set(None),
+        share_token: Set(None),
+        captions_enabled: Set(false),
+        job_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&making)
+    .await
+    .expect("short");
+    making.commit().await.expect("committed");
+    let body = deleting.await.expect("joined");
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    let row = entity::video::Entity::find_by_id(video)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("video");
+    assert!(row.deleted_at.is_none(), "the video is kept");
+}
+
 /// Deletes `video` as `deleteVideo` does when it looked just before one of the video's shorts
 /// was made (it refuses while one renders, so a short queued after its look is the way one is
 /// left under a deleted video).
