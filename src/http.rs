@@ -620,8 +620,20 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     readiness(&state.app).await
 }
 
+/// How long readiness waits for the database: one that does not answer (a hung connection,
+/// a frozen server) is not ready, and the probe must say so before its own timeout.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn readiness(app: &AppState) -> Response {
-    match app.db.execute_unprepared("SELECT 1").await {
+    let answered = tokio::time::timeout(READINESS_TIMEOUT, app.db.execute_unprepared("SELECT 1"))
+        .await
+        .unwrap_or_else(|_| {
+            Err(sea_orm::DbErr::Custom(format!(
+                "no answer within {} s",
+                READINESS_TIMEOUT.as_secs()
+            )))
+        });
+    match answered {
         Ok(_) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({ "status": "ok" })),

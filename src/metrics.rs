@@ -291,7 +291,17 @@ impl Metrics {
         let _scrape = self.scrape.lock().await;
         self.queue.clear();
         self.queue_lag.set(None);
-        match read_queue(db).await {
+        // Bounded: a database that does not answer must not hold the scrape (and the ones
+        // queued behind it on the lock) until it does.
+        let read = tokio::time::timeout(QUEUE_READ_TIMEOUT, read_queue(db))
+            .await
+            .unwrap_or_else(|_| {
+                Err(sea_orm::DbErr::Custom(format!(
+                    "no answer within {} s",
+                    QUEUE_READ_TIMEOUT.as_secs()
+                )))
+            });
+        match read {
             Ok((rows, lag)) => {
                 for row in rows {
                     self.queue
@@ -312,6 +322,9 @@ impl Metrics {
         out
     }
 }
+
+/// How long a scrape waits for the job queue's figures.
+const QUEUE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Unfinished jobs by type and status, and the wait of the oldest job that could run now.
 async fn read_queue(

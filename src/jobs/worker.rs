@@ -106,7 +106,13 @@ impl WorkerPool {
             // jobs of a worker that died.
             if last_reap.is_none_or(|t| t.elapsed() >= REAP_EVERY) {
                 last_reap = Some(Instant::now());
-                match queue::reap_expired(&self.db).await {
+                // Raced against the shutdown, as the claim below: a database that does not
+                // answer must not keep a stopping worker from releasing its jobs.
+                let reaped = tokio::select! {
+                    reaped = queue::reap_expired(&self.db) => reaped,
+                    () = shutdown.cancelled() => break,
+                };
+                match reaped {
                     Ok(events) => self.bus.publish(&events).await,
                     Err(err) => tracing::warn!(error = ?err, "reaper failed"),
                 }
@@ -125,7 +131,11 @@ impl WorkerPool {
             let free = self.slots.saturating_sub(tasks.len());
             if free > 0 && look {
                 look = false;
-                match queue::claim(&self.db, &self.id, free as u64, self.settings.lease).await {
+                let claimed = tokio::select! {
+                    claimed = queue::claim(&self.db, &self.id, free as u64, self.settings.lease) => claimed,
+                    () = shutdown.cancelled() => break,
+                };
+                match claimed {
                     Ok(jobs) => {
                         let events: Vec<_> = jobs.iter().map(queue::event_of).collect();
                         self.bus.publish(&events).await;

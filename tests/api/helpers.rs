@@ -651,3 +651,84 @@ pub fn fragment_bomb(levels: usize) -> String {
     ));
     bomb
 }
+
+/// A TCP relay to PostgreSQL whose open connections can be frozen: they stay open but carry
+/// nothing more, as a connection a NAT or a failover dropped without a word. Connections made
+/// after the freeze are relayed. Returns the relay's `host:port` and the freeze switch.
+async fn freezable_relay(
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let switch = frozen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            // Connections made once frozen are not frozen themselves.
+            let after_freeze = frozen.load(Ordering::SeqCst);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            let pairs: [(
+                Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+            ); 2] = [
+                (Box::new(client_read), Box::new(server_write)),
+                (Box::new(server_read), Box::new(client_write)),
+            ];
+            for (mut from, mut to) in pairs {
+                let frozen = frozen.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if !after_freeze && frozen.load(Ordering::SeqCst) {
+                            // Holds both ends open and passes nothing on.
+                            std::future::pending::<()>().await;
+                        }
+                        if to.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (address, switch)
+}
+
+/// An app on a fresh PostgreSQL database reached through a [`freezable_relay`]; setting the
+/// switch freezes the connections it has made so far, as a database that stopped answering.
+pub async fn spawn_behind_relay(
+    configure: impl FnOnce(&mut ServeArgs),
+) -> (TestApp, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let base = url::Url::parse(&postgres_base_url()).expect("url");
+    let upstream = format!(
+        "{}:{}",
+        base.host_str().expect("host"),
+        base.port().unwrap_or(5432)
+    );
+    let (relay, freeze) = freezable_relay(upstream.clone()).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |a| {
+        configure(a);
+        let url = a.config.database_url.clone().expect("url");
+        a.config.database_url = Some(url.replacen(&upstream, &relay, 1));
+    })
+    .await;
+    (app, freeze)
+}

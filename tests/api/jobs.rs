@@ -806,84 +806,14 @@ async fn a_worker_tries_again_to_record_a_jobs_end() {
     assert_eq!(refused, 3, "two refused, the third recorded");
 }
 
-/// A TCP relay to PostgreSQL whose open connections can be frozen: they stay open but carry
-/// nothing more, as a connection a NAT or a failover dropped without a word. Connections made
-/// after the freeze are relayed. Returns the relay's `host:port` and the freeze switch.
-async fn freezable_relay(
-    upstream: String,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("addr").to_string();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let switch = frozen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            // Connections made once frozen are not frozen themselves.
-            let after_freeze = frozen.load(Ordering::SeqCst);
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            let pairs: [(
-                Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
-            ); 2] = [
-                (Box::new(client_read), Box::new(server_write)),
-                (Box::new(server_read), Box::new(client_write)),
-            ];
-            for (mut from, mut to) in pairs {
-                let frozen = frozen.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0; 16 * 1024];
-                    loop {
-                        let n = match from.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        if !after_freeze && frozen.load(Ordering::SeqCst) {
-                            // Holds both ends open and passes nothing on.
-                            std::future::pending::<()>().await;
-                        }
-                        if to.write_all(&buffer[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        }
-    });
-    (address, switch)
-}
-
 /// A LISTEN connection that stops carrying anything without closing is noticed (it must answer
 /// a check after a quiet spell) and replaced, and subscribers are told to read again, instead
 /// of the server waiting for notifications on it for ever; so is one that ends with an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listen_connection_dropped_silently_is_replaced() {
-    let base = crate::helpers::postgres_base_url();
-    let upstream = url::Url::parse(&base).expect("url");
-    let upstream = format!(
-        "{}:{}",
-        upstream.host_str().expect("host"),
-        upstream.port().unwrap_or(5432)
-    );
-    let (relay, freeze) = freezable_relay(upstream.clone()).await;
-    let app = TestApp::spawn_with(Backend::Postgres, |a| {
+    let (app, freeze) = crate::helpers::spawn_behind_relay(|a| {
         a.no_worker = true;
         a.config.listen_check_ms = 300;
-        let url = a.config.database_url.clone().expect("url");
-        a.config.database_url = Some(url.replacen(&upstream, &relay, 1));
     })
     .await;
     let mut bus = app.state.events.subscribe();
@@ -907,9 +837,10 @@ async fn a_listen_connection_dropped_silently_is_replaced() {
     use sea_orm::ConnectionTrait;
     let url = app.state.config.database_url.clone().expect("url");
     let database = url.rsplit('/').next().expect("database name").to_owned();
-    let direct = sea_orm::Database::connect(format!("{base}/postgres"))
-        .await
-        .expect("connected");
+    let direct =
+        sea_orm::Database::connect(format!("{}/postgres", crate::helpers::postgres_base_url()))
+            .await
+            .expect("connected");
     direct
         .execute_unprepared(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"

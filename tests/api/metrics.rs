@@ -406,3 +406,38 @@ async fn a_worker_with_listen_serves_probes_and_its_own_metrics() {
         "the probes stopped with the worker"
     );
 }
+
+/// A database that stops answering (its connections frozen, not refused) makes `/healthz`
+/// answer 503 and `/metrics` answer (without the queue's figures, when they cannot be read)
+/// within seconds, instead of both waiting for it for as long as it is gone. (One app each:
+/// the first request's timeout drops its frozen connection, and the next gets a new one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_answer_while_the_database_does_not() {
+    for path in ["/healthz", "/metrics"] {
+        let (app, freeze) = crate::helpers::spawn_behind_relay(|a| a.no_worker = true).await;
+        let before = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(before.status(), 200);
+        freeze.store(true, std::sync::atomic::Ordering::SeqCst);
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            app.client.get(format!("{}{path}", app.base)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} did not answer within 20 s"))
+        .expect("sent");
+        if path == "/healthz" {
+            assert_eq!(answer.status(), 503);
+            let body: serde_json::Value = answer.json().await.expect("json");
+            assert_eq!(body["status"], "unavailable", "{body}");
+        } else {
+            assert_eq!(answer.status(), 200);
+            let text = answer.text().await.expect("text");
+            assert!(text.contains("reelgraph_http_requests_total"), "{text}");
+        }
+    }
+}

@@ -686,3 +686,25 @@ async fn an_access_token_lifetime_out_of_range_is_refused() {
         assert!(said.contains("--access-token-ttl"), "{said}");
     }
 }
+
+/// A worker told to stop while the database does not answer (its connections frozen) stops:
+/// its claims and reaping are raced against the shutdown instead of waiting for the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_while_the_database_does_not_answer() {
+    let (app, freeze) = crate::helpers::spawn_behind_relay(|a| {
+        a.no_worker = true;
+        a.config.job_poll_ms = 20;
+    })
+    .await;
+    let stop = app.state.shutdown.child_token();
+    let pool = tokio::spawn(reelgraph::app::worker_pool(&app.state).run(stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    freeze.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Claiming (every 20 ms) on a connection that no longer answers.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(15), pool)
+        .await
+        .expect("the worker stopped within 15 s")
+        .expect("joined");
+}
