@@ -151,8 +151,31 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
             crate::metrics::track_http,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(trace_layer())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Each request's span, at INFO so that what is logged under it (an internal error, say)
+/// carries the `x-request-id` a client reports: its method, its path (not its query, which
+/// may hold GraphQL variables or a presigned link's signature) and its request id.
+fn trace_layer() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&Request) -> tracing::Span,
+> {
+    fn span(request: &Request) -> tracing::Span {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %id,
+        )
+    }
+    TraceLayer::new_for_http().make_span_with(span as fn(&Request) -> tracing::Span)
 }
 
 /// gzip for the clients that accept it, where it pays: successful JSON (GraphQL answers are
@@ -727,5 +750,5 @@ pub fn operations_router(app: AppState) -> Router {
             metrics,
             crate::metrics::track_http,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(trace_layer())
 }

@@ -532,3 +532,60 @@ async fn bodies_of_other_media_types_are_refused_with_415() {
         assert_eq!(response.status(), 415, "{media}");
     }
 }
+
+/// The server's log ties what happens in a request to its `x-request-id` (the request's span
+/// carries it), and never writes the request's query string, which may hold GraphQL variables
+/// (a password) or a presigned link's signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_logs_carry_the_request_id_and_no_query_string() {
+    let data_dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args([
+            "serve",
+            "--no-worker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("DATABASE_URL")
+        .env("REELGRAPH_DATA_DIR", data_dir.path())
+        .env("RUST_LOG", "info,tower_http=debug")
+        .env("REELGRAPH_LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.get(format!("{base}/livez")).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let query = "{ me { id } }";
+    let answer = client
+        .get(format!("{base}/graphql"))
+        .query(&[
+            ("query", query),
+            ("variables", r#"{"password":"hunter2-in-a-query"}"#),
+        ])
+        .header("x-request-id", "trace-me-4242")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer.status(), 200);
+    server.start_kill().expect("stopped");
+    let output = server.wait_with_output().await.expect("ended");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("trace-me-4242"), "{log}");
+    assert!(log.contains("\"path\":\"/graphql\""), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}
