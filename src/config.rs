@@ -269,6 +269,27 @@ impl Config {
                 self.job_lease_secs
             );
         }
+        // Checked before anything is done with them (a JWT secret generated and saved, say).
+        if let Some(url) = self.database_url.as_deref().filter(|u| !u.is_empty())
+            && !(self.is_postgres() || url.starts_with("sqlite:"))
+        {
+            let scheme = url.split(':').next().unwrap_or_default();
+            anyhow::bail!(
+                "DATABASE_URL must start with postgres:// or sqlite: (got scheme `{scheme}`)"
+            );
+        }
+        if let Some(public) = self.public_url.as_deref().filter(|u| !u.is_empty()) {
+            let parsed = url::Url::parse(public).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+            });
+            if parsed.is_none() {
+                anyhow::bail!(
+                    "PUBLIC_URL must be an http:// or https:// URL with a host, like \
+                     https://media.example.com (got `{public}`): local storage's links are made \
+                     from it"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -583,13 +583,17 @@ async fn cors_allows_the_listed_origins_or_any_with_a_star() {
 }
 
 /// Settings out of their range are refused at start, naming the range, instead of panicking
-/// later (a session lifetime of 10^9 days overflowed the clock at every sign-in).
+/// later (a session lifetime of 10^9 days overflowed the clock at every sign-in); so are a
+/// `PUBLIC_URL` that is no URL (every local storage link would be broken) and a database URL of
+/// another kind, before a JWT secret is generated and saved.
 #[tokio::test]
 async fn settings_out_of_range_are_refused_at_start() {
     for (name, value, range) in [
         ("REELGRAPH_SESSION_TTL_DAYS", "1000000000", "1..=3650"),
         ("REELGRAPH_JOB_POLL_MS", "0", "10..=3600000"),
         ("DATABASE_MAX_CONNECTIONS", "0", "1..=10000"),
+        ("PUBLIC_URL", "notaurl", "PUBLIC_URL must be an http:// or https:// URL"),
+        ("DATABASE_URL", "mysql://db/app", "got scheme `mysql`"),
     ] {
         let data_dir = tempfile::tempdir().expect("dir");
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
@@ -607,6 +611,11 @@ async fn settings_out_of_range_are_refused_at_start() {
         let said = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{name}={value}: {said}");
         assert!(said.contains(range), "{name}={value}: {said}");
+        // Refused before anything was done: no secret generated and saved for it.
+        assert!(
+            !data_dir.path().join("jwt-secret").exists(),
+            "{name}={value}: a secret was made"
+        );
     }
 }
 
