@@ -279,9 +279,9 @@ impl Config {
             );
         }
         if let Some(public) = self.public_url.as_deref().filter(|u| !u.is_empty()) {
-            let parsed = url::Url::parse(public).ok().filter(|u| {
-                matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-            });
+            let parsed = url::Url::parse(public)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
             if parsed.is_none() {
                 anyhow::bail!(
                     "PUBLIC_URL must be an http:// or https:// URL with a host, like \

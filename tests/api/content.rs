@@ -1307,28 +1307,11 @@ async fn a_video_is_not_deleted_under_a_short_being_made() {
         .await
         .expect("locked")
         .expect("video");
-    let deleting = {
-        let (client, base, token) = (
-            app.client.clone(),
-            app.base.clone(),
-            owner.access_token.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .post(format!("{base}/graphql"))
-                .bearer_auth(token)
-                .json(&json!({
-                    "query": "mutation($id: ID!) { deleteVideo(id: $id) }",
-                    "variables": { "id": video },
-                }))
-                .send()
-                .await
-                .expect("sent")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let deleting = app.gql_in_background(
+        &owner.access_token,
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": video }),
+    );
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     let now = chrono::Utc::now();
     entity::short::ActiveModel {

@@ -732,3 +732,40 @@ pub async fn spawn_behind_relay(
     .await;
     (app, freeze)
 }
+
+/// `reelgraph serve --no-worker` run as its own process on a free port of 127.0.0.1, on the
+/// embedded default in `data_dir`, with `env` added; returns the process (killed when dropped)
+/// and its port. Its log (standard error) is piped when `read_log` (read it, or it may fill),
+/// shown otherwise; standard output is dropped.
+pub fn serve_binary(
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+    read_log: bool,
+) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args([
+            "serve",
+            "--no-worker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("DATABASE_URL")
+        .env("REELGRAPH_DATA_DIR", data_dir)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(if read_log {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::inherit()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server starts");
+    (server, port)
+}

@@ -806,6 +806,17 @@ async fn a_worker_tries_again_to_record_a_jobs_end() {
     assert_eq!(refused, 3, "two refused, the third recorded");
 }
 
+/// Waits for the bus to tell its subscribers to read again.
+async fn next_resync(
+    bus: &mut tokio::sync::broadcast::Receiver<reelgraph::jobs::events::BusMessage>,
+) {
+    loop {
+        if let Ok(reelgraph::jobs::events::BusMessage::Resync) = bus.recv().await {
+            return;
+        }
+    }
+}
+
 /// A LISTEN connection that stops carrying anything without closing is noticed (it must answer
 /// a check after a quiet spell) and replaced, and subscribers are told to read again, instead
 /// of the server waiting for notifications on it for ever; so is one that ends with an error.
@@ -820,14 +831,7 @@ async fn a_listen_connection_dropped_silently_is_replaced() {
     // Settled: the listener answers its checks.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     freeze.store(true, std::sync::atomic::Ordering::SeqCst);
-    let resync = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(reelgraph::jobs::events::BusMessage::Resync) = bus.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
+    let resync = tokio::time::timeout(Duration::from_secs(20), next_resync(&mut bus)).await;
     assert!(
         resync.is_ok(),
         "the frozen LISTEN connection was never replaced"
@@ -847,14 +851,7 @@ async fn a_listen_connection_dropped_silently_is_replaced() {
         ))
         .await
         .expect("terminated");
-    let resync = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(reelgraph::jobs::events::BusMessage::Resync) = bus.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
+    let resync = tokio::time::timeout(Duration::from_secs(20), next_resync(&mut bus)).await;
     assert!(
         resync.is_ok(),
         "the ended LISTEN connection was never replaced"

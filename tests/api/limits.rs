@@ -592,7 +592,11 @@ async fn settings_out_of_range_are_refused_at_start() {
         ("REELGRAPH_SESSION_TTL_DAYS", "1000000000", "1..=3650"),
         ("REELGRAPH_JOB_POLL_MS", "0", "10..=3600000"),
         ("DATABASE_MAX_CONNECTIONS", "0", "1..=10000"),
-        ("PUBLIC_URL", "notaurl", "PUBLIC_URL must be an http:// or https:// URL"),
+        (
+            "PUBLIC_URL",
+            "notaurl",
+            "PUBLIC_URL must be an http:// or https:// URL",
+        ),
         ("DATABASE_URL", "mysql://db/app", "got scheme `mysql`"),
     ] {
         let data_dir = tempfile::tempdir().expect("dir");

@@ -539,27 +539,14 @@ async fn bodies_of_other_media_types_are_refused_with_415() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_logs_carry_the_request_id_and_no_query_string() {
     let data_dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .args([
-            "serve",
-            "--no-worker",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env_remove("DATABASE_URL")
-        .env("REELGRAPH_DATA_DIR", data_dir.path())
-        .env("RUST_LOG", "info,tower_http=debug")
-        .env("REELGRAPH_LOG_FORMAT", "json")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
+    let (mut server, port) = crate::helpers::serve_binary(
+        data_dir.path(),
+        &[
+            ("RUST_LOG", "info,tower_http=debug"),
+            ("REELGRAPH_LOG_FORMAT", "json"),
+        ],
+        true,
+    );
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);

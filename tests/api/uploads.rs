@@ -162,6 +162,36 @@ async fn complete_and_follow(app: &TestApp, session: &Session, video_id: &str) -
         .collect()
 }
 
+/// Uploads `bytes` to `creator` and completes the upload; returns the video's id, its probe
+/// job's id and a subscription to that job (`UPDATES`).
+async fn uploaded_and_followed(
+    app: &TestApp,
+    session: &Session,
+    creator: &str,
+    bytes: &[u8],
+) -> (
+    String,
+    String,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let upload = request_ok(app, session, creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(app, &upload, bytes).await;
+    let body = complete(app, session, &id).await;
+    let job = body["data"]["completeVideoUpload"]["id"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let socket = subscribe(
+        &app.base,
+        &session.access_token,
+        UPDATES,
+        json!({ "id": job }),
+    )
+    .await;
+    (id, job, socket)
+}
+
 /// Uploads `bytes` to `creator` and waits until the video is processed; returns its id.
 async fn upload_and_process(
     app: &TestApp,
@@ -933,21 +963,7 @@ async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
     let owner = app.register("hasty@example.com").await;
     let creator = app.create_creator(&owner, "Hasty Studio").await;
     let bytes = long_source().await;
-    let upload = request_ok(&app, &owner, &creator, bytes).await;
-    let id = upload["video"]["id"].as_str().expect("id").to_owned();
-    put_presigned(&app, &upload, bytes).await;
-    let body = complete(&app, &owner, &id).await;
-    let job = body["data"]["completeVideoUpload"]["id"]
-        .as_str()
-        .expect("job")
-        .to_owned();
-    let mut socket = subscribe(
-        &app.base,
-        &owner.access_token,
-        UPDATES,
-        json!({ "id": job }),
-    )
-    .await;
+    let (id, _, mut socket) = uploaded_and_followed(&app, &owner, &creator, bytes).await;
     // Deleted once the proxy is being made: after the thumbnail, before anything is stored.
     loop {
         let update = next_payload(&mut socket).await["data"]["jobUpdated"].clone();
@@ -981,21 +997,7 @@ async fn a_deleted_videos_probe_job_links_to_nothing() {
     let owner = app.register("probe-link@example.com").await;
     let creator = app.create_creator(&owner, "Probe Link Studio").await;
     let bytes = short_source().await;
-    let upload = request_ok(&app, &owner, &creator, bytes).await;
-    let id = upload["video"]["id"].as_str().expect("id").to_owned();
-    put_presigned(&app, &upload, bytes).await;
-    let body = complete(&app, &owner, &id).await;
-    let job = body["data"]["completeVideoUpload"]["id"]
-        .as_str()
-        .expect("job")
-        .to_owned();
-    let mut socket = subscribe(
-        &app.base,
-        &owner.access_token,
-        UPDATES,
-        json!({ "id": job }),
-    )
-    .await;
+    let (id, job, mut socket) = uploaded_and_followed(&app, &owner, &creator, bytes).await;
     let updates = collect_until_complete(&mut socket, Duration::from_secs(120)).await;
     let last = &updates.last().expect("updates")["data"]["jobUpdated"];
     assert_eq!(last["status"], "DONE", "{updates:#?}");

@@ -417,29 +417,16 @@ fn work_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_does_not_wait_for_a_stalled_client() {
     use tokio::io::AsyncWriteExt;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port();
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let server = Command::new(env!("CARGO_BIN_EXE_reelgraph"))
-        .args([
-            "serve",
-            "--no-worker",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env_remove("DATABASE_URL")
-        .env("REELGRAPH_DATA_DIR", data_dir.path())
-        .env("REELGRAPH_SHUTDOWN_GRACE_SECS", "2")
-        .env("REELGRAPH_REQUEST_TIMEOUT_MS", "600000")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server starts");
+    let (server, port) = crate::helpers::serve_binary(
+        data_dir.path(),
+        &[
+            ("REELGRAPH_SHUTDOWN_GRACE_SECS", "2"),
+            ("REELGRAPH_REQUEST_TIMEOUT_MS", "600000"),
+            ("RUST_LOG", "warn"),
+        ],
+        false,
+    );
     let url = format!("http://127.0.0.1:{port}/healthz");
     let mut answered = false;
     for _ in 0..120 {
