@@ -111,20 +111,26 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
                 .max_age(Duration::from_secs(3600)),
         );
 
+    let state = HttpState {
+        app,
+        schema,
+        ws,
+        documents: Arc::new(DocumentCache::new()),
+        persisted: Arc::new(PersistedQueries::new()),
+    };
+    // For probes and scrapers, not browsers: outside the CORS layer, so that no web page
+    // (of any origin) can read an open `/metrics` from a browser on the server's network.
+    let operations = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql))
         .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql", get(graphiql))
-        .route("/healthz", get(healthz))
-        .route("/livez", get(livez))
-        .route("/metrics", get(metrics))
-        .with_state(HttpState {
-            app,
-            schema,
-            ws,
-            documents: Arc::new(DocumentCache::new()),
-            persisted: Arc::new(PersistedQueries::new()),
-        })
+        .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -137,6 +143,7 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(compression())
         .layer(cors)
         .merge(objects)
+        .merge(operations)
         .layer(CatchPanicLayer::custom(|_| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,

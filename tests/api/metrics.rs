@@ -441,3 +441,37 @@ async fn health_and_metrics_answer_while_the_database_does_not() {
         }
     }
 }
+
+/// `/metrics`, `/healthz` and `/livez` are for probes and scrapers: they carry no CORS
+/// headers, so a web page of another origin cannot read an open `/metrics` from a browser on
+/// the server's network; `/graphql` still allows other origins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_are_not_open_to_other_origins() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    for path in ["/metrics", "/healthz", "/livez"] {
+        let answer = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .header("origin", "https://elsewhere.example")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 200, "{path}");
+        assert!(
+            answer
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}: {:?}",
+            answer.headers()
+        );
+    }
+    let graphql = app
+        .client
+        .get(format!("{}/graphql?query=%7B__typename%7D", app.base))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(graphql.headers()["access-control-allow-origin"], "*");
+}
