@@ -22,6 +22,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
 
+    /// How long to keep trying a PostgreSQL server that is not up yet (refuses connections,
+    /// or is starting) before giving up at start, in seconds; 0 tries once.
+    #[arg(long, env = "DATABASE_WAIT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub db_wait_secs: u64,
+
     /// HS256 secret for access tokens (at least 32 bytes). Required with PostgreSQL.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -194,6 +200,7 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             db_max_connections: 20,
+            db_wait_secs: 30,
             jwt_secret: None,
             require_invite: false,
             access_token_ttl_secs: 900,

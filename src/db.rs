@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, QueryTrait,
-    Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    QueryTrait, RuntimeErr, Statement, TransactionTrait, sqlx,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -66,7 +66,27 @@ pub async fn connect(
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
-    let mut db = Database::connect(options).await.map_err(|err| {
+    // A PostgreSQL server started beside us (compose, a pod) may refuse connections, or
+    // answer "starting up", for a while after it looks ready: keep trying that, but not a
+    // refusal of who we are.
+    let wait = Duration::from_secs(if config.is_postgres() {
+        config.db_wait_secs
+    } else {
+        0
+    });
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let connected = loop {
+        match Database::connect(options.clone()).await {
+            Err(err) if not_up_yet(&err) && started.elapsed() + pause < wait => {
+                tracing::warn!(error = %err, "the database is not up yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => break other,
+        }
+    };
+    let mut db = connected.map_err(|err| {
         // sqlx quotes a connection string it cannot parse, password and all.
         let message = err.to_string();
         let message = match &config.database_url {
@@ -96,6 +116,22 @@ pub async fn connect(
         let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
     });
     Ok(db)
+}
+
+/// Whether connecting failed because the server is not (yet) there or still starting, rather
+/// than because it refused us.
+fn not_up_yet(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(err)) | DbErr::Exec(RuntimeErr::SqlxError(err))) = err
+    else {
+        return matches!(err, DbErr::ConnectionAcquire(_));
+    };
+    match err.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // cannot_connect_now: "the database system is starting up" (or shutting down, or in
+        // recovery).
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
 }
 
 fn sqlite_options(url: String) -> ConnectOptions {

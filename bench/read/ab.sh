@@ -54,6 +54,8 @@ bin_b="$2"
 [[ -n $db ]] || die "--db is required (a database run.sh --keep left)"
 [[ -d $bodies ]] || die "--bodies must be a results folder of run.sh"
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
+command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
+command -v python3 >/dev/null || die "python3 is missing (apt-get install python3)"
 
 ticks=$(getconf CLK_TCK)
 port=18480
@@ -83,6 +85,8 @@ run_one() {
     kill -0 "$server" 2>/dev/null || die "$bin exited at start-up: $(cat "$work/server.log")"
     sleep 0.1
   done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" ||
+    die "$bin did not answer /healthz within 10 s: $(tail -20 "$work/server.log")"
   BODIES="$body_file" wrk -t1 -c"$connections" -d"${warmup}s" -s "$here/post.lua" \
     "http://127.0.0.1:$port/graphql" >/dev/null
   local before after out

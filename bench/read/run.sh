@@ -74,6 +74,7 @@ done
 command -v psql >/dev/null || die "psql is missing (apt-get install postgresql-client)"
 command -v cargo >/dev/null || die "cargo is missing (install Rust 1.95 with rustup)"
 command -v npm >/dev/null || die "npm is missing (apt-get install npm); it installs Node 22 and PostGraphile"
+command -v curl >/dev/null || die "curl is missing (apt-get install curl); it waits for both servers to answer"
 if ! command -v wrk >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing wrk (apt-get)"
@@ -81,7 +82,7 @@ if ! command -v wrk >/dev/null; then
   fi
   command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 fi
-psql -X -q "$pg_base/postgres" -c 'SELECT 1' >/dev/null 2>&1 ||
+psql -X -w -q "$pg_base/postgres" -c 'SELECT 1' >/dev/null 2>&1 ||
   die "cannot reach PostgreSQL at $pg_base (start it, or set PG_BASE_URL)"
 
 if [[ ! -x "$here/node_modules/.bin/node" || ! -d "$here/node_modules/postgraphile" ||

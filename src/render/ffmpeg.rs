@@ -21,8 +21,8 @@ pub struct Tools {
 
 static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
 
-const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `sudo apt-get install -y ffmpeg`, macOS: `brew install ffmpeg`) \
-     or point FFMPEG_PATH and FFPROBE_PATH at the binaries";
+const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `sudo apt-get install -y ffmpeg`; macOS: `brew install ffmpeg-full`, \
+     whose binaries are in `$(brew --prefix ffmpeg-full)/bin`) or point FFMPEG_PATH and FFPROBE_PATH at the binaries";
 
 fn find(env: &str, name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env).map(PathBuf::from) {

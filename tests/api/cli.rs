@@ -621,3 +621,66 @@ async fn a_client_call_renews_an_expired_session() {
     assert_eq!(data["me"]["email"], "renews@example.com");
     assert_ne!(api.access_token(), first, "a new access token");
 }
+
+/// `reelgraph migrate` started beside a PostgreSQL server that does not listen yet (compose
+/// starting both, a pod's sidecar) waits for it; one that refuses who we are is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_waits_for_a_database_that_is_not_up_yet_but_not_for_a_refusal() {
+    let name = crate::helpers::create_database().await;
+    let base = url::Url::parse(&crate::helpers::postgres_base_url()).expect("url");
+    let upstream = format!(
+        "{}:{}",
+        base.host_str().expect("host"),
+        base.port().unwrap_or(5432)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!(
+        "{}/{name}",
+        crate::helpers::postgres_base_url().replacen(&upstream, &format!("127.0.0.1:{port}"), 1)
+    );
+    // The "server" comes up 12 s after the command starts: sqlx's own connect retries give up
+    // after the 10 s acquire timeout.
+    let relay = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the port again");
+        loop {
+            let (mut client, _) = listener.accept().await.expect("accept");
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
+    ];
+    let run = reelgraph(&["migrate"], &env).await;
+    assert!(run.ok, "migrate waited for the database: {}", run.stderr);
+    assert!(run.stderr.contains("not up yet"), "{}", run.stderr);
+    relay.abort();
+
+    let stranger = format!(
+        "{}/{name}",
+        crate::helpers::postgres_base_url().replacen("postgres@", "no_such_role@", 1)
+    );
+    let env = [
+        ("DATABASE_URL", stranger.as_str()),
+        ("JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
+        ("DATABASE_WAIT_SECS", "3600"),
+    ];
+    let run = tokio::time::timeout(Duration::from_secs(60), reelgraph(&["migrate"], &env))
+        .await
+        .expect("a refusal is not waited for");
+    assert!(!run.ok);
+    assert!(run.stderr.contains("no_such_role"), "{}", run.stderr);
+    assert!(!run.stderr.contains("not up yet"), "{}", run.stderr);
+}
