@@ -504,6 +504,9 @@ fn prepare(
         return Err(no_query().into_request_error());
     }
     let parsed = state.documents.get(&request.query);
+    if let Some(parsed) = &parsed {
+        inputs::fill_variable_defaults(request, &parsed.document);
+    }
     let facts = parsed.as_ref().map(|p| p.facts());
     if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
         return Err(error);

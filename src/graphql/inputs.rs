@@ -28,6 +28,25 @@ pub struct DocumentFacts<'a> {
     pub shape: super::depth::Shape,
 }
 
+/// Gives every variable of the operation to run that the request leaves out its default value
+/// from the document, so that the checks below see the values the resolvers will get (a
+/// default holding a NUL character, or a `DateTime` no clock can read, is refused like a
+/// variable sent so; async-graphql would otherwise apply it only when the field runs, after
+/// earlier fields of a mutation have written).
+pub fn fill_variable_defaults(request: &mut async_graphql::Request, document: &ExecutableDocument) {
+    let Some(operation) = super::nulls::pick(document, request.operation_name.as_deref()) else {
+        return;
+    };
+    for definition in &operation.variable_definitions {
+        let name = &definition.node.name.node;
+        if let Some(default) = &definition.node.default_value
+            && !request.variables.contains_key(name)
+        {
+            request.variables.insert(name.clone(), default.node.clone());
+        }
+    }
+}
+
 /// Why `request` is refused before it runs, if it is. `document` is `None` when the query
 /// does not parse (async-graphql then reports the syntax error).
 pub fn refusal(

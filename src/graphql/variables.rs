@@ -324,11 +324,17 @@ fn scalar(name: &str, value: &ConstValue, field: &str) -> Option<String> {
                 || matches!(value, ConstValue::Number(n) if n.is_i64() || n.is_u64())
         }
         "DateTime" => {
+            // RFC 3339 years have four digits: chrono also reads `+10000-01-01T00:00:00Z`,
+            // which SQLite, comparing the stored text, would order before every year 2000 one
+            // (a retention date "in 10000" expired the video at once).
+            use chrono::Datelike;
             if !matches!(value, ConstValue::String(s)
-                if s.parse::<chrono::DateTime<chrono::Utc>>().is_ok())
+                if s.parse::<chrono::DateTime<chrono::Utc>>()
+                    .is_ok_and(|t| (1..=9999).contains(&t.year())))
             {
                 return Some(
-                    "must be an RFC 3339 date and time, like 2026-12-05T10:00:00Z".to_owned(),
+                    "must be an RFC 3339 date and time from year 0001 to 9999, like 2026-12-05T10:00:00Z"
+                        .to_owned(),
                 );
             }
             true
@@ -367,7 +373,7 @@ mod tests {
             Some(Mistyped {
                 variable: "i".into(),
                 within: ".expiresAt".into(),
-                message: "must be an RFC 3339 date and time, like 2026-12-05T10:00:00Z".into(),
+                message: "must be an RFC 3339 date and time from year 0001 to 9999, like 2026-12-05T10:00:00Z".into(),
             })
         );
         assert_eq!(

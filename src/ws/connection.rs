@@ -393,6 +393,9 @@ impl Connection {
         let document = async_graphql::parser::parse_query(&request.query)
             .ok()
             .map(std::sync::Arc::new);
+        if let Some(document) = &document {
+            crate::graphql::inputs::fill_variable_defaults(&mut request, document);
+        }
         let operation = request.operation_name.clone();
         let is_subscription = document
             .as_deref()

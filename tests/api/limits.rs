@@ -198,6 +198,73 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
     );
 }
 
+/// A variable the request leaves out gets its default from the document; that default is
+/// checked as a sent value would be, before anything runs: a NUL character (an internal error
+/// on PostgreSQL), a `DateTime` that is no date (the mutation's first field had written by the
+/// time the second failed), a year past 9999 (SQLite ordered it before today, so a retention
+/// date "in 10000" expired the video at once).
+async fn variable_defaults_are_checked_before_anything_runs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = app
+        .gql(
+            None,
+            r#"query($s: String = "a\u0000b") { creators(search: $s) { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "search", "{body}");
+    let body = app
+        .gql(
+            None,
+            r#"query($t: String! = "abcdefgh\u0000") { sharedShort(token: $t) { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "token", "{body}");
+
+    let admin = app.admin("defaults-admin@example.com").await;
+    let token = Some(admin.access_token.as_str());
+    for at in ["soon", "+10000-01-01T00:00:00Z"] {
+        let query = format!(
+            r#"mutation($t: DateTime = "{at}") {{
+                createCreator(input: {{ name: "Half written" }}) {{ id }}
+                createInviteCode(input: {{ uses: 1, expiresAt: $t }}) {{ code }} }}"#
+        );
+        let body = app.gql(token, &query, json!({})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{at}: {body}");
+        assert_eq!(error_field(&body), "input.expiresAt", "{at}: {body}");
+        assert!(body["data"].is_null(), "nothing ran: {body}");
+        // The same value sent as a variable is refused alike.
+        let body = app.gql(token, &query, json!({ "t": at })).await;
+        assert_eq!(error_field(&body), "input.expiresAt", "{at}: {body}");
+    }
+    let creators = app
+        .ok(
+            token,
+            "{ creators(search: \"Half written\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(creators["creators"]["totalCount"], 0, "{creators}");
+    // A good default still applies.
+    let data = app
+        .ok(
+            token,
+            r#"mutation($t: DateTime = "9999-12-31T00:00:00Z") {
+                createInviteCode(input: { uses: 1, expiresAt: $t }) { expiresAt } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(
+        data["createInviteCode"]["expiresAt"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("9999-12-31")),
+        "{data}"
+    );
+}
+
 async fn mutations_over_get_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app
@@ -478,6 +545,7 @@ both_backends!(
     the_standard_introspection_query_loads_the_schema,
     malformed_queries_are_bad_user_input,
     mutations_over_get_are_refused,
+    variable_defaults_are_checked_before_anything_runs,
     health_graphiql_and_metrics_answer,
     a_query_text_sent_again_is_answered_for_its_own_request,
     a_request_out_of_time_is_stopped_and_keeps_nothing,
