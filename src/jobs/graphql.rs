@@ -287,7 +287,15 @@ impl JobQuery {
         let db = &state(ctx)?.db;
         let mut select = job::Entity::find().filter(listable(viewer(ctx)?, db).await?);
         if let Some(status) = status.filter(|s| !s.is_empty()) {
-            select = select.filter(job::Column::Status.is_in(status));
+            // Each status once: a list of thousands of repeats would bind a parameter each,
+            // past what either database takes in one statement.
+            let mut distinct = Vec::new();
+            for one in status {
+                if !distinct.contains(&one) {
+                    distinct.push(one);
+                }
+            }
+            select = select.filter(job::Column::Status.is_in(distinct));
         }
         if let Some(kind) = kind {
             select = select.filter(job::Column::Kind.eq(kind));

@@ -172,7 +172,15 @@ impl LocalStore {
                 content_type: None,
             })),
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A key below an object's file (`a.png/b`) names nothing either.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(io("reading object metadata", e)),
         }
     }

@@ -69,7 +69,8 @@ pub fn valid_key(key: &str) -> bool {
         && !key.starts_with('/')
         && key
             .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
+            // 255 bytes: the longest file name most file systems hold.
+            .all(|part| !part.is_empty() && part.len() <= 255 && part != "." && part != "..")
         && !key.chars().any(|c| c.is_control() || c == '\\')
 }
 

@@ -1854,7 +1854,19 @@ async fn work_folders_of_jobs_no_longer_running_are_swept(backend: Backend) {
     }
 }
 
+/// `jobs(status:)` with a status repeated past what one statement can bind (SQLite takes
+/// 32,766 parameters, PostgreSQL 65,535) is answered, not an internal error.
+async fn a_status_filter_repeated_many_times_is_answered(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let user = app.register("many-statuses@example.com").await;
+    let statuses = vec!["QUEUED"; 70_000].join(",");
+    let query = format!("{{ jobs(status: [{statuses}, DONE]) {{ totalCount }} }}");
+    let data = app.ok(Some(&user.access_token), &query, json!({})).await;
+    assert_eq!(data["jobs"]["totalCount"], 0, "{data}");
+}
+
 both_backends!(
+    a_status_filter_repeated_many_times_is_answered,
     work_folders_of_jobs_no_longer_running_are_swept,
     a_job_runs_to_done_with_progress_and_is_completed_once,
     scene_clips_unused_for_long_are_pruned,
