@@ -465,12 +465,13 @@ impl ShortMutation {
                 Some((t, cards.added_secs()))
             })
             .map_or((None, 0.0), |(t, secs)| (Some(t), secs));
-        // Never more than the video holds.
-        let clip = end - start;
-        let length = match source.duration_secs {
-            Some(video) if video.is_finite() && video > 0.0 => clip.min(video),
-            _ => clip,
-        } + cards;
+        // Never past the video's end: the cut stops there, so the clip (and the minutes
+        // reserved for it) is what lies between its start and that end.
+        let end = match source.duration_secs {
+            Some(video) if video.is_finite() && video > 0.0 => end.min(video),
+            _ => end,
+        };
+        let length = (end - start) + cards;
         let id = Uuid::now_v7();
         let mut short_input = json!({
             "short_id": id,

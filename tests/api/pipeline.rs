@@ -847,3 +847,42 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
         (r, b)
     );
 }
+
+/// A key moment added before its video was probed can run past the video's end (here 12 s
+/// to 35 s of a 20 s video). Its short is cut to the end of the video, and it reserves (and
+/// charges) those 8 s, not the 20 s of the whole video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("past-end@example.com").await;
+    let creator = app.create_creator(&owner, "Past End").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video(dir.path()).await;
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (12.0, 16.0)).await;
+    // As addKeyMoments leaves it for a video not yet probed (only the 24 h bound applies).
+    let moment = entity::key_moment::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the moment");
+    let mut moment: entity::key_moment::ActiveModel = moment.into();
+    moment.end_time = Set(35.0);
+    moment.update(&app.state.db).await.expect("moved");
+
+    let made = short(&app, &owner, &highlight, "SQUARE", false).await;
+    assert_eq!(made["status"], "COMPLETE", "{made}");
+    let job = entity::job::Entity::find()
+        .filter(entity::job::Column::JobType.eq("render.short"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the short's job");
+    let reserved = job.input["reservation"]["minutes"]
+        .as_f64()
+        .expect("minutes");
+    assert!((reserved * 60.0 - 8.0).abs() < 1e-6, "{reserved} min");
+    let probe = probe_url(&app, made["url"].as_str().expect("url")).await;
+    let duration = probe.duration_secs.expect("duration");
+    assert!((duration - 8.0).abs() <= 0.15, "{duration}");
+}
