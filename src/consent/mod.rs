@@ -167,8 +167,9 @@ pub async fn consent_of(
         .filter(video_consent::Column::VideoId.eq(video.id))
         .one(db)
         .await?;
+    // Never set: as it has been since the video was made.
     Ok(Some(VideoConsent(
-        row.unwrap_or_else(|| defaults(video, Utc::now())),
+        row.unwrap_or_else(|| defaults(video, video.created_at)),
     )))
 }
 
@@ -273,7 +274,9 @@ impl ConsentMutation {
                 ));
             }
         }
-        let now = Utc::now();
+        // Never before the change this one follows, also when that was written by a server
+        // whose clock runs ahead of ours: the log's times go the way of its versions.
+        let now = Utc::now().max(current.updated_at);
         // Fields changed before: their old value is known; the others held their default.
         let touched: Vec<ConsentField> = consent_audit_entry::Entity::find()
             .select_only()

@@ -251,6 +251,7 @@ async fn the_log_stays_in_version_order_across_skewed_clocks(backend: Backend) {
     let mut row: entity::video_consent::ActiveModel = consent.into();
     row.version = Set(2);
     row.training_usage = Set(true);
+    row.updated_at = Set(ahead);
     row.update(db).await.expect("consent from the server ahead");
 
     let data = app
@@ -267,9 +268,61 @@ async fn the_log_stays_in_version_order_across_skewed_clocks(backend: Backend) {
         .map(|e| e["version"].as_i64().expect("version"))
         .collect();
     assert_eq!(versions, [1, 2, 3]);
+    // Their times go the same way: version 3 is not dated before version 2.
+    let data = app
+        .ok(
+            token,
+            "query($v: ID!) { video(id: $v) { consent { updatedAt auditLog { nodes { version createdAt } } } } }",
+            json!({ "v": video }),
+        )
+        .await;
+    let consent = &data["video"]["consent"];
+    let times: Vec<chrono::DateTime<chrono::Utc>> = consent["auditLog"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|e| {
+            e["createdAt"]
+                .as_str()
+                .expect("createdAt")
+                .parse()
+                .expect("time")
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{consent}");
+    let updated: chrono::DateTime<chrono::Utc> = consent["updatedAt"]
+        .as_str()
+        .expect("updatedAt")
+        .parse()
+        .expect("time");
+    assert_eq!(Some(&updated), times.last(), "{consent}");
+}
+
+/// A video's consent that nobody set is dated from the video, the same on every read (it was
+/// the time of each request).
+async fn consent_never_set_dates_from_the_video(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("unset-consent@example.com").await;
+    let creator = app.create_creator(&owner, "Unset Consent").await;
+    let video = insert_video(&app, &creator, "unset", VideoStatus::Ready, Some(30.0)).await;
+    let query = "query($v: ID!) { video(id: $v) { createdAt consent { version updatedAt } } }";
+    let first = app
+        .ok(Some(&owner.access_token), query, json!({ "v": video }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let again = app
+        .ok(Some(&owner.access_token), query, json!({ "v": video }))
+        .await;
+    assert_eq!(first["video"]["consent"]["version"], 0, "{first}");
+    assert_eq!(
+        first["video"]["consent"]["updatedAt"], first["video"]["createdAt"],
+        "{first}"
+    );
+    assert_eq!(first, again);
 }
 
 both_backends!(
+    consent_never_set_dates_from_the_video,
     the_log_stays_in_version_order_across_skewed_clocks,
     each_changed_field_is_audited_with_who_and_where,
     fifty_concurrent_updates_leave_gap_free_unique_versions,
