@@ -98,7 +98,8 @@ impl Narrowable for video::Entity {
             // Not exposed through the API: read by mutations and jobs, which read whole rows.
             (StorageKey, &[]),
             (RetentionClass, &[]),
-            (CreatedAt, &["createdAt"]),
+            // `consent`: consent nobody set is dated from its video.
+            (CreatedAt, &["createdAt", "consent"]),
             (UpdatedAt, &["updatedAt"]),
         ]
     }

@@ -319,6 +319,20 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
         "{first}"
     );
     assert_eq!(first, again);
+    // Also where the video is read narrowed to the fields the operation names (no
+    // `createdAt` in it): the date is still the video's, not a placeholder.
+    let listed = app
+        .ok(
+            Some(&owner.access_token),
+            "query($c: ID!) { creator(id: $c) { videos { nodes { consent { updatedAt } } } } }",
+            json!({ "c": creator }),
+        )
+        .await;
+    assert_eq!(
+        listed["creator"]["videos"]["nodes"][0]["consent"]["updatedAt"],
+        first["video"]["createdAt"],
+        "{listed}"
+    );
 }
 
 both_backends!(
