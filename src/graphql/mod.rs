@@ -201,7 +201,9 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
 pub struct Contains(String);
 
 impl Contains {
-    /// On PostgreSQL `lower(column) LIKE '%…%'` (wildcards escaped). SQLite's `lower` and
+    /// On PostgreSQL `lower(column) LIKE lower('%…%')` (wildcards escaped; both sides folded
+    /// by the database, since Rust's lower case differs from it: a final `Σ` becomes `ς`,
+    /// `İ` gains a combining dot). SQLite's `lower` and
     /// `LIKE` fold ASCII letters only, so there the column is matched with `GLOB` and each
     /// letter of the search as a class of its cases (`Über` → `*[üÜ][bB][eE][rR]*`).
     pub fn matches(
@@ -209,18 +211,20 @@ impl Contains {
         backend: sea_orm::DatabaseBackend,
         column: impl sea_orm::sea_query::IntoColumnRef,
     ) -> sea_orm::sea_query::SimpleExpr {
-        use sea_orm::sea_query::{BinOper, Expr, ExprTrait, Func, LikeExpr};
+        use sea_orm::sea_query::{BinOper, Expr, ExprTrait, Func};
         if backend == sea_orm::DatabaseBackend::Sqlite {
             return Expr::col(column).binary(BinOper::Custom("GLOB"), glob_any_case(&self.0));
         }
+        // The backslash is PostgreSQL's default `LIKE` escape.
         let escaped = self
             .0
-            .to_lowercase()
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        Expr::expr(Func::lower(Expr::col(column)))
-            .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+        Expr::expr(Func::lower(Expr::col(column))).binary(
+            BinOper::Like,
+            Func::lower(Expr::val(format!("%{escaped}%"))),
+        )
     }
 }
 

@@ -458,8 +458,21 @@ async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
         json!({}),
     )
     .await;
+    // Rust's lower case is not the database's: a word-final `Σ` becomes `ς` in Rust and
+    // `σ` in PostgreSQL's `lower()`, and `İ` gains a combining dot.
+    for (name, slug) in [("ΟΔΟΣ Travel", "odos"), ("İstanbul Eats", "istanbul")] {
+        app.ok(
+            Some(&owner.access_token),
+            "mutation($n: String!, $s: String) { createCreator(input: {name: $n, slug: $s}) { id } }",
+            json!({ "n": name, "s": slug }),
+        )
+        .await;
+    }
     let count = "query($s: String) { creators(search: $s) { totalCount } }";
     for (term, expected) in [
+        ("ΟΔΟΣ", 1),
+        ("οδοσ", 1),
+        ("İstanbul", 1),
         ("über", 1),
         ("ÜBER ärger", 1),
         ("r Ä", 1),
