@@ -341,6 +341,19 @@ impl JobHandler for RenderShort {
         let probe = ffmpeg::probe(&tools, &source_path)
             .await
             .map_err(tool_failure)?;
+        // Never past the end of the source as it is: a range recorded without that bound (a
+        // job queued by an earlier version, or one without a recorded clip) would otherwise
+        // be padded with silence to its full length, and used minutes counted for it.
+        let end = match probe.duration_secs {
+            Some(video) if video.is_finite() && video > 0.0 => end.min(video),
+            _ => end,
+        };
+        let duration = end - start;
+        if duration <= 0.0 {
+            return Err(JobFailure::permanent(
+                "the highlight starts after the end of the video",
+            ));
+        }
 
         let (width, height) = dimensions(short.preset);
         // Pixels made square first (a source may store 720×576 for a 16:9 picture), so that

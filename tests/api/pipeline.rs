@@ -886,3 +886,76 @@ async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
     let duration = probe.duration_secs.expect("duration");
     assert!((duration - 8.0).abs() <= 0.15, "{duration}");
 }
+
+/// A `render.short` job queued without its clip (as earlier versions queued them) cuts the
+/// highlight's range only up to the end of the source it downloads: its cards are not held
+/// apart by silence standing in for the missing picture, nor are minutes counted for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("no-clip@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let run_jobs = || {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let pool = reelgraph::app::worker_pool(&app.state);
+        (stop.clone(), tokio::spawn(pool.run(stop)))
+    };
+    let (stop, pool) = run_jobs();
+    let (highlight, _dir) = approved_highlight_with_cards(&app, &owner, &studio_cards()).await;
+    stop.cancel();
+    pool.await.expect("drained");
+    // A key moment of 12 s to 35 s of the 20 s source (addKeyMoments allows it before the
+    // video is probed).
+    let moment = entity::key_moment::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the moment");
+    let mut moment: entity::key_moment::ActiveModel = moment.into();
+    moment.start_time = Set(12.0);
+    moment.end_time = Set(35.0);
+    moment.update(&app.state.db).await.expect("moved");
+    let data = app
+        .ok(
+            token,
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
+        )
+        .await;
+    let short_id = data["generateShort"]["id"].as_str().expect("id").to_owned();
+    let job_id = data["generateShort"]["job"]["id"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    // The job as an earlier version queued it: no clip.
+    let job = entity::job::Entity::find()
+        .filter(entity::job::Column::JobType.eq("render.short"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the job");
+    let mut input = job.input.clone();
+    input.as_object_mut().expect("object").remove("clip");
+    let mut job: entity::job::ActiveModel = job.into();
+    job.input = Set(input);
+    job.update(&app.state.db).await.expect("older shape");
+
+    let (stop, pool) = run_jobs();
+    assert_eq!(finish(&app, &owner.access_token, &job_id).await, "DONE");
+    stop.cancel();
+    pool.await.expect("drained");
+    let made = app
+        .ok(
+            token,
+            "query($id: ID!) { short(id: $id) { status url } }",
+            json!({ "id": short_id }),
+        )
+        .await;
+    let probe = probe_url(&app, made["short"]["url"].as_str().expect("url")).await;
+    let duration = probe.duration_secs.expect("duration");
+    assert!(
+        (duration - 10.5).abs() <= 0.15,
+        "1 s intro + the 8 s left of the source + 1.5 s outro: {duration}"
+    );
+}
