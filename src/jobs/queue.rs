@@ -114,6 +114,10 @@ pub async fn record_end(
         if let Some(delivery) = super::webhooks::on_job_finished(txn, job).await? {
             events.push(event_of(&delivery));
         }
+    } else if job.status == JobStatus::Queued {
+        // Back in the queue (a failure it may retry, a stopping worker, an expired lease):
+        // what it was making waits again too.
+        crate::render::on_job_requeued(txn, job).await?;
     }
     Ok(())
 }
@@ -447,7 +451,7 @@ async fn reap(
                 .exec_with_returning(&txn)
                 .await?;
             for row in &rows {
-                record(&txn, row, None, Some("lease expired")).await?;
+                record_end(&txn, row, None, Some("lease expired"), events).await?;
                 events.push(event_of(row));
             }
             txn.commit().await?;

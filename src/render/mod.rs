@@ -64,6 +64,15 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
     }
 }
 
+/// A job put back in the queue before its end: a short it was rendering is PENDING again,
+/// not PROCESSING while nothing renders it.
+pub async fn on_job_requeued(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    if job.job_type == "render.short" {
+        crate::shorts::on_job_requeued(txn, job).await?;
+    }
+    Ok(())
+}
+
 /// A retried movie needs its minutes again: reserve them anew (its old reservation was given
 /// back when it failed) and keep the new reservation in its input.
 pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {

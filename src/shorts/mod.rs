@@ -593,6 +593,22 @@ pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppR
     Ok(())
 }
 
+/// The short of a job put back in the queue waits again: PENDING, where the render had marked
+/// it PROCESSING.
+pub async fn on_job_requeued(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {
+    let Some(short_id) = short_id_of(job) else {
+        return Ok(());
+    };
+    short::Entity::update_many()
+        .col_expr(short::Column::Status, Expr::val(ShortStatus::Pending))
+        .col_expr(short::Column::UpdatedAt, Expr::val(Utc::now()))
+        .filter(short::Column::Id.eq(short_id))
+        .filter(short::Column::Status.eq(ShortStatus::Processing))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 /// The short follows its job: COMPLETE (with its file and a share token) when the job is
 /// done, FAILED when it failed or was cancelled. Runs in the job's terminal transaction.
 pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> AppResult<()> {

@@ -959,3 +959,74 @@ async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
         "1 s intro + the 8 s left of the source + 1.5 s outro: {duration}"
     );
 }
+
+/// A short whose render failed in a way it retries (here: its source file is gone from
+/// storage) is PENDING while its job waits in the queue again, not PROCESSING while nothing
+/// renders it; once the attempts are used up it is FAILED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_waiting_for_another_attempt_is_pending() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("requeued@example.com").await;
+    let creator = app.create_creator(&owner, "Requeued").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video(dir.path()).await;
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 9.0)).await;
+    let video = entity::video::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video");
+    app.state
+        .storage
+        .delete(&video.storage_key)
+        .await
+        .expect("removed");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
+        )
+        .await;
+    let short_id: uuid::Uuid = data["generateShort"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let job_id: uuid::Uuid = data["generateShort"]["job"]["id"]
+        .as_str()
+        .expect("job")
+        .parse()
+        .expect("uuid");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = entity::job::Entity::find_by_id(job_id)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("job");
+        if job.status == entity::JobStatus::Queued && job.attempts == 1 {
+            let short = entity::short::Entity::find()
+                .filter(entity::short::Column::Id.eq(short_id))
+                .one(&app.state.db)
+                .await
+                .expect("read")
+                .expect("short");
+            assert_eq!(short.status, entity::ShortStatus::Pending, "{job:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        finish(&app, &owner.access_token, &job_id.to_string()).await,
+        "FAILED"
+    );
+    let short = entity::short::Entity::find_by_id(short_id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("short");
+    assert_eq!(short.status, entity::ShortStatus::Failed);
+}
