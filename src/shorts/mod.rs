@@ -337,7 +337,9 @@ impl ShortMutation {
     /// Cuts an approved highlight into a short; returns it PENDING with its `render.short`
     /// job, created in one transaction. The short is the highlight's range and the creator's
     /// intro and outro cards as they are at this call (their minutes are reserved now): a
-    /// trim or template saved while it waits does not change it.
+    /// trim or template saved while it waits does not change it. The range ends at the
+    /// video's end at the latest and lasts at least 3 s (else CONFLICT). Captions, when asked
+    /// for, are the transcript's lines as they are when the render runs.
     async fn generate_short(
         &self,
         ctx: &Context<'_>,
@@ -471,6 +473,19 @@ impl ShortMutation {
             Some(video) if video.is_finite() && video > 0.0 => end.min(video),
             _ => end,
         };
+        // As short as a trim may make it, at the shortest: a moment of a few frames (or one
+        // cut down to them by the video's end) would reserve minutes for a blink.
+        let min = crate::content::validate::MIN_TRIM_SECS;
+        if end - start < min - 1e-9 {
+            txn.rollback().await?;
+            return Err(AppError::conflict(
+                Some("input.highlightId"),
+                format!(
+                    "the highlight's range ({start} s to {end} s of the video) is shorter than \
+                     {min} s: correct its key moment"
+                ),
+            ));
+        }
         let length = (end - start) + cards;
         let id = Uuid::now_v7();
         let mut short_input = json!({

@@ -2152,7 +2152,54 @@ async fn a_removed_member_gets_no_more_outputs_of_the_creators_jobs(backend: Bac
     assert!(data["job"]["outputUrl"].is_string(), "{data}");
 }
 
+/// A short lasts at least as long as a trim may leave a highlight: one of a key moment a
+/// few frames long, or of one the video's end cuts down to less, is a CONFLICT naming the
+/// highlight, and nothing is queued or reserved.
+async fn a_short_of_a_blink_is_refused(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("blink@example.com").await;
+    let creator = app.create_creator(&owner, "Blink").await;
+    // Not probed yet: a moment may then run past the end the probe finds (600 s).
+    let video = insert_video(&app, &creator, "talk", VideoStatus::Ready, None).await;
+    let token = Some(owner.access_token.as_str());
+    let moments = json!([
+        moment("A blink", 10.0, 10.05),
+        moment("At the end", 599.0, 700.0)
+    ]);
+    app.ok(token, ADD_MOMENTS, json!({ "v": video, "m": moments }))
+        .await;
+    let probed = entity::video::ActiveModel {
+        id: Set(video),
+        duration_secs: Set(Some(600.0)),
+        ..Default::default()
+    };
+    probed.update(&app.state.db).await.expect("probed");
+    let detected = app.ok(token, DETECT, json!({ "v": video })).await;
+    let highlights = detected["detectHighlights"].as_array().expect("list");
+    assert_eq!(highlights.len(), 2, "{detected}");
+    for highlight in highlights {
+        let id = highlight["id"].as_str().expect("id");
+        app.ok(token, APPROVE, json!({ "id": id })).await;
+        let body = app
+            .gql(
+                token,
+                "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+                json!({ "h": id }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "CONFLICT", "{body}");
+        assert_eq!(error_field(&body), "input.highlightId", "{body}");
+    }
+    let jobs = entity::job::Entity::find()
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(jobs, 0);
+}
+
 both_backends!(
+    a_short_of_a_blink_is_refused,
     a_removed_member_gets_no_more_outputs_of_the_creators_jobs,
     a_retried_short_request_returns_its_first_short,
     transcript_validation_names_the_field_and_writes_nothing,
