@@ -22,6 +22,10 @@ pub struct Model {
     pub balance_after: i64,
     /// When the change happened.
     pub created_at: DateTimeUtc,
+    /// The key a grant was made with (`grantCredits(idempotencyKey:)`): unique per user, so
+    /// the same grant sent again is answered from this row instead of granted twice.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub idempotency_key: Option<String>,
     /// The user.
     #[sea_orm(belongs_to, from = "user_id", to = "id", on_delete = "Cascade")]
     pub user: BelongsTo<super::user::Entity>,

@@ -25,6 +25,7 @@ mod m20261205_000015_add_user_preferences;
 mod m20261205_000016_create_webhook_secrets;
 mod m20261205_000017_refuse_consent_audit_replace;
 mod m20261205_000018_index_job_references;
+mod m20261205_000019_add_credit_grant_keys;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000016_create_webhook_secrets::Migration),
             Box::new(m20261205_000017_refuse_consent_audit_replace::Migration),
             Box::new(m20261205_000018_index_job_references::Migration),
+            Box::new(m20261205_000019_add_credit_grant_keys::Migration),
         ]
     }
 }

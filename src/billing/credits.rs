@@ -16,6 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    db::RowLock,
     error::{AppError, AppResult},
     jobs::queue::begin_write,
 };
@@ -42,6 +43,18 @@ pub(crate) async fn apply(
     delta: i64,
     reason: &str,
     job_id: Option<Uuid>,
+) -> AppResult<Option<i64>> {
+    apply_keyed(db, user_id, delta, reason, job_id, None).await
+}
+
+/// [`apply`], with the grant's idempotency key kept on the ledger row.
+async fn apply_keyed(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    delta: i64,
+    reason: &str,
+    job_id: Option<Uuid>,
+    idempotency_key: Option<&str>,
 ) -> AppResult<Option<i64>> {
     let now = Utc::now();
     let updated = user::Entity::update_many()
@@ -71,6 +84,7 @@ pub(crate) async fn apply(
         job_id: Set(job_id),
         balance_after: Set(credits),
         created_at: Set(now),
+        idempotency_key: Set(idempotency_key.map(str::to_owned)),
     }
     .insert(db)
     .await?;
@@ -88,13 +102,19 @@ pub(crate) async fn balance(db: &impl ConnectionTrait, user_id: Uuid) -> AppResu
 /// Adds `credits` to a user's balance with a ledger row saying `reason`; returns the new
 /// balance. Used by the `grantCredits` admin mutation (and by purchases, once they exist).
 ///
-/// Errors: `BAD_USER_INPUT` on `credits` (not 1..=[`MAX_GRANT`]) or `reason` (blank or longer
-/// than [`MAX_REASON_CHARS`]); `NOT_FOUND` when the user does not exist.
+/// With an `idempotency_key`, the grant is made once per user and key: sent again, with the
+/// same credits and reason, it is answered with the balance the first one left, and nothing
+/// changes; with other credits or another reason it is a `CONFLICT`.
+///
+/// Errors: `BAD_USER_INPUT` on `credits` (not 1..=[`MAX_GRANT`]), `reason` (blank or longer
+/// than [`MAX_REASON_CHARS`]) or `idempotencyKey` (not 1–255 characters); `NOT_FOUND` when the
+/// user does not exist.
 pub async fn grant_credits(
     db: &DatabaseConnection,
     user_id: Uuid,
     credits: i64,
     reason: &str,
+    idempotency_key: Option<&str>,
 ) -> AppResult<i64> {
     if !(1..=MAX_GRANT).contains(&credits) {
         return Err(AppError::bad_input(
@@ -109,8 +129,43 @@ pub async fn grant_credits(
             format!("must be 1–{MAX_REASON_CHARS} characters"),
         ));
     }
+    if let Some(key) = idempotency_key {
+        crate::jobs::queue::check_idempotency_key("idempotencyKey", key)?;
+    }
     let txn = begin_write(db).await?;
-    let balance = apply(&txn, user_id, credits, reason, None)
+    if let Some(key) = idempotency_key {
+        // The user's row locked first (PostgreSQL; SQLite's write transaction holds the whole
+        // database): grants with the same key queue here, and each later one sees the first.
+        if user::Entity::find_by_id(user_id)
+            .for_no_key_update(&txn)
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            txn.rollback().await?;
+            return Err(AppError::NotFound("user"));
+        }
+        let earlier = credit_ledger_entry::Entity::find()
+            .filter(credit_ledger_entry::Column::UserId.eq(user_id))
+            .filter(credit_ledger_entry::Column::IdempotencyKey.eq(key))
+            .one(&txn)
+            .await?;
+        if let Some(earlier) = earlier {
+            txn.rollback().await?;
+            if earlier.delta != credits || earlier.reason != reason {
+                return Err(AppError::conflict(
+                    Some("idempotencyKey"),
+                    format!(
+                        "this key already granted {} credits for \"{}\"; use a new key for \
+                         another grant",
+                        earlier.delta, earlier.reason
+                    ),
+                ));
+            }
+            return Ok(earlier.balance_after);
+        }
+    }
+    let balance = apply_keyed(&txn, user_id, credits, reason, None, idempotency_key)
         .await?
         .ok_or(AppError::NotFound("user"))?;
     txn.commit().await?;

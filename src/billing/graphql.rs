@@ -129,10 +129,21 @@ impl BillingMutation {
         user_id: ID,
         #[graphql(desc = "How many credits to add (1–1000000000).")] credits: i64,
         #[graphql(desc = "Why, for the ledger (1–200 characters).")] reason: String,
+        #[graphql(
+            desc = "Makes the grant once per user and key (1–255 characters): sent again with the same credits and reason it answers the balance the first one left and grants nothing; with others it is a CONFLICT. For retries after a timeout, and for payment hooks that deliver more than once."
+        )]
+        idempotency_key: Option<String>,
     ) -> AppResult<i64> {
         viewer(ctx)?.require_admin()?;
         let user_id = parse_id("userId", &user_id)?;
-        grant_credits(&state(ctx)?.db, user_id, credits, &reason).await
+        grant_credits(
+            &state(ctx)?.db,
+            user_id,
+            credits,
+            &reason,
+            idempotency_key.as_deref(),
+        )
+        .await
     }
 
     /// Puts a user on a plan: updates their live subscription (or creates one) as `ACTIVE` for

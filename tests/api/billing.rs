@@ -21,7 +21,64 @@ use crate::{
     helpers::{Backend, Session, TestApp, error_code, error_field},
 };
 
+/// A grant with an idempotency key is made once: the same grant sent again (here eight at
+/// once, and once more after) answers the balance the first left and writes no second ledger
+/// row; the key with other credits or another reason is a CONFLICT; another key grants anew.
+async fn a_grant_sent_again_with_its_key_is_made_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let admin = app.admin("grant-admin@example.com").await;
+    let token = Some(admin.access_token.as_str());
+    let session = app.register("granted@example.com").await;
+    let user = uid(&session);
+    const KEYED: &str = "mutation($u: ID!, $c: Int!, $r: String!, $k: String) {
+        grantCredits(userId: $u, credits: $c, reason: $r, idempotencyKey: $k) }";
+    let vars = json!({ "u": session.user_id, "c": 40, "r": "invoice 17", "k": "inv-17" });
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| app.gql(token, KEYED, vars.clone()))).await;
+    for body in &answers {
+        assert_eq!(body["data"]["grantCredits"], json!(40), "{body}");
+    }
+    let again = app.ok(token, KEYED, vars.clone()).await;
+    assert_eq!(again["grantCredits"], json!(40));
+    for (changed, what) in [
+        (
+            json!({ "u": session.user_id, "c": 41, "r": "invoice 17", "k": "inv-17" }),
+            "credits",
+        ),
+        (
+            json!({ "u": session.user_id, "c": 40, "r": "invoice 18", "k": "inv-17" }),
+            "reason",
+        ),
+    ] {
+        let body = app.gql(token, KEYED, changed).await;
+        assert_eq!(error_code(&body), "CONFLICT", "{what}: {body}");
+        assert_eq!(error_field(&body), "idempotencyKey", "{what}: {body}");
+    }
+    let body = app
+        .gql(
+            token,
+            KEYED,
+            json!({ "u": session.user_id, "c": 1, "r": "x", "k": "" }),
+        )
+        .await;
+    assert_eq!(error_field(&body), "idempotencyKey", "{body}");
+    let other = json!({ "u": session.user_id, "c": 2, "r": "invoice 18", "k": "inv-18" });
+    assert_eq!(app.ok(token, KEYED, other).await["grantCredits"], json!(42));
+    // The same key is another user's own.
+    let second = app.register("granted-too@example.com").await;
+    let theirs = json!({ "u": second.user_id, "c": 40, "r": "invoice 17", "k": "inv-17" });
+    assert_eq!(
+        app.ok(token, KEYED, theirs).await["grantCredits"],
+        json!(40)
+    );
+    let rows = ledger(db, user).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_ledger_consistent(&rows, 42);
+}
+
 both_backends!(
+    a_grant_sent_again_with_its_key_is_made_once,
     concurrent_reservations_admit_exactly_what_fits,
     credits_pay_past_the_plan_and_a_refusal_writes_nothing,
     settle_consumes_and_release_gives_back,
@@ -139,7 +196,7 @@ async fn release(db: &DatabaseConnection, reservation: &Reservation, job_id: Opt
 }
 
 async fn grant(db: &DatabaseConnection, user: Uuid, credits: i64) -> i64 {
-    billing::grant_credits(db, user, credits, "test grant")
+    billing::grant_credits(db, user, credits, "test grant", None)
         .await
         .map_err(|e| e.public_message())
         .expect("credits granted")
