@@ -612,6 +612,7 @@ pub async fn check_entities(db: &DatabaseConnection) -> Result<(), BoxError> {
             job_id: Some(job_id),
             balance_after: 60,
             created_at: ts,
+            idempotency_key: Some("invoice-17".to_owned()),
         },
     )
     .await?;

@@ -50,6 +50,8 @@ fn ensure_code(error: &mut ServerError) {
     if error.message == "Query is too complex."
         || error.message == "Query is nested too deep."
         || error.message.starts_with("The recursion depth")
+        // The parser's own nesting limit (64 selection sets), reached before ours is measured.
+        || error.message == "recursion limit exceeded."
     {
         set_code(error, "QUERY_TOO_COMPLEX");
         return;

@@ -298,9 +298,111 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
 /// that holds a NUL character or is not of its type ([`super::variables::mistyped_literal`]),
 /// and why.
 pub fn literal_fault(document: &ExecutableDocument) -> Option<(String, String)> {
-    nul_literal(document)
-        .map(|path| (path, NUL.to_owned()))
+    long_name(document)
+        .map(|()| {
+            (
+                "query".to_owned(),
+                format!("the document holds a name longer than {MAX_NAME} characters"),
+            )
+        })
+        .or_else(|| nul_literal(document).map(|path| (path, NUL.to_owned())))
         .or_else(|| super::variables::mistyped_literal(document))
+}
+
+/// Longest name (of a field, alias, argument, fragment, type, directive, variable, enum value
+/// or input field) a document may hold. Validation compares an unknown name with every known
+/// one for its "did you mean" hint, in time that grows with the name's length: one unknown
+/// field of a million letters kept a core busy for seconds. This schema's longest is under 40.
+pub const MAX_NAME: usize = 256;
+
+/// Whether any name in `document` is longer than [`MAX_NAME`]. Each fragment is walked once,
+/// where it is defined.
+fn long_name(document: &ExecutableDocument) -> Option<()> {
+    use async_graphql::{
+        Positioned,
+        parser::types::{BaseType, Directive, Type},
+    };
+    fn long(name: &Name) -> bool {
+        name.len() > MAX_NAME
+    }
+    fn in_type(ty: &Type) -> bool {
+        match &ty.base {
+            BaseType::Named(name) => long(name),
+            BaseType::List(inner) => in_type(inner),
+        }
+    }
+    fn in_value(value: &Value) -> bool {
+        match value {
+            Value::Variable(name) | Value::Enum(name) => long(name),
+            Value::List(items) => items.iter().any(in_value),
+            Value::Object(fields) => fields.iter().any(|(k, v)| long(k) || in_value(v)),
+            _ => false,
+        }
+    }
+    fn in_const(value: &ConstValue) -> bool {
+        match value {
+            ConstValue::Enum(name) => long(name),
+            ConstValue::List(items) => items.iter().any(in_const),
+            ConstValue::Object(fields) => fields.iter().any(|(k, v)| long(k) || in_const(v)),
+            _ => false,
+        }
+    }
+    fn in_directives(directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().any(|d| {
+            long(&d.node.name.node)
+                || d.node
+                    .arguments
+                    .iter()
+                    .any(|(n, v)| long(&n.node) || in_value(&v.node))
+        })
+    }
+    fn in_set(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                let f = &field.node;
+                long(&f.name.node)
+                    || f.alias.as_ref().is_some_and(|a| long(&a.node))
+                    || f.arguments
+                        .iter()
+                        .any(|(n, v)| long(&n.node) || in_value(&v.node))
+                    || in_directives(&f.directives)
+                    || in_set(&f.selection_set.node)
+            }
+            Selection::FragmentSpread(spread) => {
+                long(&spread.node.fragment_name.node) || in_directives(&spread.node.directives)
+            }
+            Selection::InlineFragment(fragment) => {
+                let f = &fragment.node;
+                f.type_condition
+                    .as_ref()
+                    .is_some_and(|t| long(&t.node.on.node))
+                    || in_directives(&f.directives)
+                    || in_set(&f.selection_set.node)
+            }
+        })
+    }
+    let operations = document.operations.iter().any(|(name, op)| {
+        let op = &op.node;
+        name.is_some_and(long)
+            || op.variable_definitions.iter().any(|v| {
+                long(&v.node.name.node)
+                    || in_type(&v.node.var_type.node)
+                    || v.node
+                        .default_value
+                        .as_ref()
+                        .is_some_and(|d| in_const(&d.node))
+                    || in_directives(&v.node.directives)
+            })
+            || in_directives(&op.directives)
+            || in_set(&op.selection_set.node)
+    });
+    let fragments = document.fragments.iter().any(|(name, fragment)| {
+        long(name)
+            || long(&fragment.node.type_condition.node.on.node)
+            || in_directives(&fragment.node.directives)
+            || in_set(&fragment.node.selection_set.node)
+    });
+    (operations || fragments).then_some(())
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal string in the

@@ -97,6 +97,10 @@ async fn the_standard_introspection_query_loads_the_schema(backend: Backend) {
     );
     let body = app.gql(None, &via_fragment, json!({})).await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // Past the parser's own nesting limit (reached before ours is measured): the same code.
+    let hundred = format!("{{ {}id{} }}", "a { ".repeat(100), " }".repeat(100));
+    let body = app.gql(None, &hundred, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
 }
 
 async fn malformed_queries_are_bad_user_input(backend: Backend) {
@@ -262,6 +266,44 @@ async fn variable_defaults_are_checked_before_anything_runs(backend: Backend) {
             .as_str()
             .is_some_and(|t| t.starts_with("9999-12-31")),
         "{data}"
+    );
+}
+
+/// A name longer than any in the schema is refused before validation, which would compare it
+/// with every known name for a "did you mean" hint (a million-letter field name kept a core
+/// busy for seconds and was echoed back whole); the answer does not repeat it.
+async fn overlong_names_are_refused_before_validation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let name = "a".repeat(100_000);
+    for query in [
+        format!("mutation {{ {name} }}"),
+        format!("{{ creators({name}: 1) {{ totalCount }} }}"),
+        format!("{{ {name}: creators {{ totalCount }} }}"),
+        format!(
+            "{{ creators {{ ...{name} }} }} fragment {name} on CreatorConnection {{ totalCount }}"
+        ),
+        format!("query($v: String = \"x\", ${name}: Int) {{ creators {{ totalCount }} }}"),
+        format!("{{ videos(status: {name}) {{ totalCount }} }}"),
+    ] {
+        let body = app.gql(None, &query, json!({})).await;
+        assert_eq!(
+            error_code(&body),
+            "BAD_USER_INPUT",
+            "{}",
+            &body.to_string()[..200.min(body.to_string().len())]
+        );
+        assert_eq!(error_field(&body), "query");
+        assert!(body.to_string().len() < 1000, "the name is not echoed");
+    }
+    // A long name that fits is validated as usual.
+    let fits = "b".repeat(reelgraph::graphql::inputs::MAX_NAME);
+    let body = app.gql(None, &format!("{{ {fits} }}"), json!({})).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Unknown field")),
+        "{body}"
     );
 }
 
@@ -546,6 +588,7 @@ both_backends!(
     malformed_queries_are_bad_user_input,
     mutations_over_get_are_refused,
     variable_defaults_are_checked_before_anything_runs,
+    overlong_names_are_refused_before_validation,
     health_graphiql_and_metrics_answer,
     a_query_text_sent_again_is_answered_for_its_own_request,
     a_request_out_of_time_is_stopped_and_keeps_nothing,
