@@ -45,11 +45,18 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A random password that meets the policy: 24 URL-safe characters (144 bits), for accounts
-/// a command creates (`admin create`, `seed`).
+/// a command creates (`admin create`, `seed`). Never one that starts with `-`: typed back as
+/// `--password -Ix…`, a command line would read it as a flag (one in 64 did).
 pub fn generate_password() -> String {
-    let mut random = [0u8; 18];
-    rand::fill(&mut random);
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)
+    loop {
+        let mut random = [0u8; 18];
+        rand::fill(&mut random);
+        let password =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random);
+        if !password.starts_with('-') {
+            return password;
+        }
+    }
 }
 
 /// Checks the password policy; the error names `field`.
@@ -263,6 +270,16 @@ mod tests {
     use argon2::{Algorithm, Params, Version, password_hash::PasswordHasher};
 
     use super::*;
+
+    #[test]
+    fn generated_passwords_never_start_like_a_flag() {
+        // One in 64 would without the check: 10,000 tries all but surely meet one.
+        for _ in 0..10_000 {
+            let password = generate_password();
+            assert!(!password.starts_with('-'), "{password}");
+            assert_eq!(password.len(), 24);
+        }
+    }
 
     fn argon2_hash(algorithm: Algorithm, m: u32, t: u32, p: u32, password: &str) -> String {
         let params = Params::new(m, t, p, None).expect("params");
