@@ -216,8 +216,9 @@ async fn locked_consent(
     txn: &DatabaseTransaction,
     video: &video::Model,
 ) -> AppResult<video_consent::Model> {
-    let now = Utc::now();
-    video_consent::Entity::insert(video_consent::ActiveModel::from(defaults(video, now)))
+    // Dated as the consent read shows it before anyone sets it: a change of nothing keeps it.
+    let since = video.created_at;
+    video_consent::Entity::insert(video_consent::ActiveModel::from(defaults(video, since)))
         .on_conflict_do_nothing_on([video_consent::Column::VideoId])
         .exec(txn)
         .await?;

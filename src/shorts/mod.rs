@@ -162,6 +162,9 @@ pub async fn shorts_of(
     )
 }
 
+/// The shortest range a short is cut from.
+pub const MIN_SHORT_SECS: f64 = 1.0;
+
 #[derive(InputObject)]
 pub struct GenerateShortInput {
     pub highlight_id: ID,
@@ -338,7 +341,7 @@ impl ShortMutation {
     /// job, created in one transaction. The short is the highlight's range and the creator's
     /// intro and outro cards as they are at this call (their minutes are reserved now): a
     /// trim or template saved while it waits does not change it. The range ends at the
-    /// video's end at the latest and lasts at least 3 s (else CONFLICT). Captions, when asked
+    /// video's end at the latest and lasts at least 1 s (else CONFLICT). Captions, when asked
     /// for, are the transcript's lines as they are when the render runs.
     async fn generate_short(
         &self,
@@ -473,9 +476,10 @@ impl ShortMutation {
             Some(video) if video.is_finite() && video > 0.0 => end.min(video),
             _ => end,
         };
-        // As short as a trim may make it, at the shortest: a moment of a few frames (or one
-        // cut down to them by the video's end) would reserve minutes for a blink.
-        let min = crate::content::validate::MIN_TRIM_SECS;
+        // A second at the shortest: a moment of a few frames (or one cut down to them by the
+        // video's end) would reserve minutes for a blink. Not the 3 s a trim must leave: key
+        // moments shorter than that are accepted, and rendered before this check existed.
+        let min = MIN_SHORT_SECS;
         if end - start < min - 1e-9 {
             txn.rollback().await?;
             return Err(AppError::conflict(

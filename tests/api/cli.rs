@@ -638,10 +638,11 @@ async fn migrate_waits_for_a_database_that_is_not_up_yet_but_not_for_a_refusal()
         .local_addr()
         .expect("addr")
         .port();
-    let url = format!(
-        "{}/{name}",
-        crate::helpers::postgres_base_url().replacen(&upstream, &format!("127.0.0.1:{port}"), 1)
-    );
+    let mut relayed = base.clone();
+    relayed.set_host(Some("127.0.0.1")).expect("host");
+    relayed.set_port(Some(port)).expect("port");
+    relayed.set_path(&name);
+    let url = relayed.to_string();
     // The "server" comes up 12 s after the command starts: sqlx's own connect retries give up
     // after the 10 s acquire timeout.
     let relay = tokio::spawn(async move {
@@ -668,10 +669,11 @@ async fn migrate_waits_for_a_database_that_is_not_up_yet_but_not_for_a_refusal()
     assert!(run.stderr.contains("not up yet"), "{}", run.stderr);
     relay.abort();
 
-    let stranger = format!(
-        "{}/{name}",
-        crate::helpers::postgres_base_url().replacen("postgres@", "no_such_role@", 1)
-    );
+    let mut stranger = base.clone();
+    stranger.set_username("no_such_role").expect("user");
+    stranger.set_password(None).expect("password");
+    stranger.set_path(&name);
+    let stranger = stranger.to_string();
     let env = [
         ("DATABASE_URL", stranger.as_str()),
         ("JWT_SECRET", crate::helpers::TEST_JWT_SECRET),

@@ -319,6 +319,17 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
         "{first}"
     );
     assert_eq!(first, again);
+    // A change that changes nothing leaves it so.
+    app.ok(
+        Some(&owner.access_token),
+        SET,
+        json!({ "v": video, "input": { "publicDisplay": true } }),
+    )
+    .await;
+    let unchanged = app
+        .ok(Some(&owner.access_token), query, json!({ "v": video }))
+        .await;
+    assert_eq!(first, unchanged);
     // Also where the video is read narrowed to the fields the operation names (no
     // `createdAt` in it): the date is still the video's, not a placeholder.
     let listed = app

@@ -548,6 +548,8 @@ async fn a_database_url_that_cannot_be_parsed_is_not_printed() {
         &[
             ("DATABASE_URL", "postgres://app:Sup3rSecret@127.0.0.1:1/db"),
             ("JWT_SECRET", TEST_JWT_SECRET),
+            // Once, not for the default 30 s of waiting for a server to come up.
+            ("DATABASE_WAIT_SECS", "0"),
         ],
     )
     .await;
