@@ -154,18 +154,19 @@ impl ConsentAuditEntry {
     }
 }
 
-/// The consent row of a video, when the caller manages it.
+/// The consent row of a video, when the caller manages it; read with those of the other
+/// videos of the page (`loaders`).
 pub async fn consent_of(
     viewer: &Viewer,
     db: &DatabaseConnection,
+    loaders: &crate::graphql::loaders::Loaders,
     video: &video::Model,
 ) -> AppResult<Option<VideoConsent>> {
     if !viewer.manages_creator(db, video.creator_id).await? {
         return Ok(None);
     }
-    let row = video_consent::Entity::find()
-        .filter(video_consent::Column::VideoId.eq(video.id))
-        .one(db)
+    let row = loaders
+        .load_one(crate::graphql::loaders::ConsentOf(video.id))
         .await?;
     // Never set: as it has been since the video was made.
     Ok(Some(VideoConsent(

@@ -240,6 +240,7 @@ loader_set!(
     creator_videos: CreatorVideos,
     creator_video_counts: CreatorVideoCount,
     highlight_counts: HighlightCount,
+    consents: ConsentOf,
     variants: VariantsOf,
     shorts: ShortsOf,
     highlights: HighlightById,
@@ -463,6 +464,28 @@ impl Loader<HighlightCount> for DbLoader {
         Ok(keys
             .iter()
             .map(|k| (*k, counts.get(&k.0).copied().unwrap_or(0)))
+            .collect())
+    }
+}
+
+/// A video's consent row, if anyone set it (one statement for a page of videos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConsentOf(pub Uuid);
+
+impl Loader<ConsentOf> for DbLoader {
+    type Value = entity::video_consent::Model;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[ConsentOf],
+    ) -> Result<HashMap<ConsentOf, entity::video_consent::Model>, AppError> {
+        Ok(entity::video_consent::Entity::find()
+            .filter(entity::video_consent::Column::VideoId.is_in(ids(keys, |k| k.0)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| (ConsentOf(row.video_id), row))
             .collect())
     }
 }

@@ -169,9 +169,10 @@ impl Video {
     }
     /// Consent and its audit log; for the creator's members and administrators (null otherwise).
     async fn consent(&self, ctx: &Context<'_>) -> AppResult<Option<crate::consent::VideoConsent>> {
-        Box::pin(
-            async move { crate::consent::consent_of(viewer(ctx)?, &state(ctx)?.db, &self.0).await },
-        )
+        Box::pin(async move {
+            let loaders = crate::graphql::loaders(ctx)?;
+            crate::consent::consent_of(viewer(ctx)?, &state(ctx)?.db, loaders, &self.0).await
+        })
         .await
     }
     async fn created_at(&self) -> DateTime<Utc> {

@@ -346,7 +346,47 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
     );
 }
 
+/// A page of videos with their consent reads the consent rows in one statement, whatever the
+/// page's size (it was one per video).
+async fn a_page_of_videos_reads_their_consents_at_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("consent-page@example.com").await;
+    let creator = app.create_creator(&owner, "Consent Page").await;
+    let token = Some(owner.access_token.as_str());
+    // Eight videos, every other one with its consent set.
+    for i in 0..8 {
+        let video = insert_video(&app, &creator, "page", VideoStatus::Ready, Some(30.0)).await;
+        if i % 2 == 0 {
+            app.ok(
+                token,
+                SET,
+                json!({ "v": video, "input": { "publicDisplay": false } }),
+            )
+            .await;
+        }
+    }
+    let query = "query($c: ID!, $n: Int) { creator(id: $c) {
+        videos(first: $n) { nodes { id consent { publicDisplay version } } } } }";
+    let mut costs = Vec::new();
+    for n in [2, 8] {
+        let before = app.request_statements();
+        let data = app.ok(token, query, json!({ "c": creator, "n": n })).await;
+        costs.push(app.request_statements() - before);
+        let nodes = data["creator"]["videos"]["nodes"]
+            .as_array()
+            .expect("nodes");
+        assert_eq!(nodes.len(), n, "{data}");
+        assert!(nodes.iter().any(|v| v["consent"]["version"] == 1), "{data}");
+        assert!(nodes.iter().any(|v| v["consent"]["version"] == 0), "{data}");
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements grew with the page: {costs:?}"
+    );
+}
+
 both_backends!(
+    a_page_of_videos_reads_their_consents_at_once,
     consent_never_set_dates_from_the_video,
     the_log_stays_in_version_order_across_skewed_clocks,
     each_changed_field_is_audited_with_who_and_where,
