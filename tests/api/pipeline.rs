@@ -247,6 +247,63 @@ async fn approved_highlight_of(
     highlight
 }
 
+/// Runs `app`'s worker pool until the returned token is cancelled (apps spawned with
+/// `no_worker`, whose tests choose when jobs run).
+fn run_jobs(
+    app: &TestApp,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pool = reelgraph::app::worker_pool(&app.state);
+    (stop.clone(), tokio::spawn(pool.run(stop)))
+}
+
+/// `generateShort` of `highlight` as SQUARE by `owner`: the short's id and its job's.
+async fn queue_square_short(app: &TestApp, owner: &Session, highlight: &str) -> (String, String) {
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
+            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
+        )
+        .await;
+    let id = |value: &Value| value.as_str().expect("id").to_owned();
+    (
+        id(&data["generateShort"]["id"]),
+        id(&data["generateShort"]["job"]["id"]),
+    )
+}
+
+/// Runs the worker pool until the short's job `job` is DONE; the seconds its file lasts.
+async fn render_queued_short(app: &TestApp, owner: &Session, job: &str, short_id: &str) -> f64 {
+    let (stop, pool) = run_jobs(app);
+    assert_eq!(finish(app, &owner.access_token, job).await, "DONE");
+    stop.cancel();
+    pool.await.expect("drained");
+    let made = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { short(id: $id) { status url } }",
+            json!({ "id": short_id }),
+        )
+        .await;
+    let probe = probe_url(app, made["short"]["url"].as_str().expect("url")).await;
+    probe.duration_secs.expect("duration")
+}
+
+/// The (one) `render.short` job of `app`.
+async fn short_job(app: &TestApp) -> entity::job::Model {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    entity::job::Entity::find()
+        .filter(entity::job::Column::JobType.eq("render.short"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the short's job")
+}
+
 /// A creator with `template`, and an approved highlight of 5 s (4 s to 9 s) of an uploaded
 /// and probed source video (the app must run jobs until this returns); returns the highlight
 /// and the folder the source was made in.
@@ -312,13 +369,7 @@ async fn shorts_open_and_close_with_the_creators_cards(backend: Backend) {
     let closing = corner_rgb(&path, duration - 0.5).await;
     assert!(near(closing, blue), "outro: {closing:?}");
     // The cards count towards the minutes the short reserved (and then consumed).
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let job = entity::job::Entity::find()
-        .filter(entity::job::Column::JobType.eq("render.short"))
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the short's job");
+    let job = short_job(&app).await;
     let reserved = job.input["reservation"]["minutes"]
         .as_f64()
         .expect("minutes");
@@ -332,28 +383,12 @@ async fn a_short_renders_what_was_reserved_whatever_changes_meanwhile(backend: B
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("reserved@example.com").await;
     let token = Some(owner.access_token.as_str());
-    let run_jobs = || {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let pool = reelgraph::app::worker_pool(&app.state);
-        (stop.clone(), tokio::spawn(pool.run(stop)))
-    };
-    let (stop, pool) = run_jobs();
+    let (stop, pool) = run_jobs(&app);
     let (highlight, _dir) = approved_highlight_with_cards(&app, &owner, &studio_cards()).await;
     stop.cancel();
     pool.await.expect("drained");
 
-    let data = app
-        .ok(
-            token,
-            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
-            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
-        )
-        .await;
-    let short_id = data["generateShort"]["id"].as_str().expect("id").to_owned();
-    let job = data["generateShort"]["job"]["id"]
-        .as_str()
-        .expect("job")
-        .to_owned();
+    let (short_id, job) = queue_square_short(&app, &owner, &highlight).await;
     // While it waits: the highlight trimmed to 4 s, and cards of 3 s and 4 s.
     app.ok(
         token,
@@ -378,19 +413,7 @@ async fn a_short_renders_what_was_reserved_whatever_changes_meanwhile(backend: B
     )
     .await;
 
-    let (stop, pool) = run_jobs();
-    assert_eq!(finish(&app, &owner.access_token, &job).await, "DONE");
-    stop.cancel();
-    pool.await.expect("drained");
-    let made = app
-        .ok(
-            token,
-            "query($id: ID!) { short(id: $id) { status durationSecs url } }",
-            json!({ "id": short_id }),
-        )
-        .await;
-    let probe = probe_url(&app, made["short"]["url"].as_str().expect("url")).await;
-    let duration = probe.duration_secs.expect("duration");
+    let duration = render_queued_short(&app, &owner, &job, &short_id).await;
     assert!(
         (duration - 7.5).abs() <= 0.15,
         "the reserved 1 s intro + 5 s clip + 1.5 s outro, not 3 + 4 + 4: {duration}"
@@ -853,7 +876,7 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
 /// charges) those 8 s, not the 20 s of the whole video.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
-    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let app = TestApp::spawn(Backend::Sqlite).await;
     let owner = app.register("past-end@example.com").await;
     let creator = app.create_creator(&owner, "Past End").await;
@@ -872,12 +895,7 @@ async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
 
     let made = short(&app, &owner, &highlight, "SQUARE", false).await;
     assert_eq!(made["status"], "COMPLETE", "{made}");
-    let job = entity::job::Entity::find()
-        .filter(entity::job::Column::JobType.eq("render.short"))
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the short's job");
+    let job = short_job(&app).await;
     let reserved = job.input["reservation"]["minutes"]
         .as_f64()
         .expect("minutes");
@@ -892,16 +910,10 @@ async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
 /// apart by silence standing in for the missing picture, nor are minutes counted for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
-    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
     let owner = app.register("no-clip@example.com").await;
-    let token = Some(owner.access_token.as_str());
-    let run_jobs = || {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let pool = reelgraph::app::worker_pool(&app.state);
-        (stop.clone(), tokio::spawn(pool.run(stop)))
-    };
-    let (stop, pool) = run_jobs();
+    let (stop, pool) = run_jobs(&app);
     let (highlight, _dir) = approved_highlight_with_cards(&app, &owner, &studio_cards()).await;
     stop.cancel();
     pool.await.expect("drained");
@@ -916,44 +928,16 @@ async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
     moment.start_time = Set(12.0);
     moment.end_time = Set(35.0);
     moment.update(&app.state.db).await.expect("moved");
-    let data = app
-        .ok(
-            token,
-            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
-            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
-        )
-        .await;
-    let short_id = data["generateShort"]["id"].as_str().expect("id").to_owned();
-    let job_id = data["generateShort"]["job"]["id"]
-        .as_str()
-        .expect("job")
-        .to_owned();
+    let (short_id, job_id) = queue_square_short(&app, &owner, &highlight).await;
     // The job as an earlier version queued it: no clip.
-    let job = entity::job::Entity::find()
-        .filter(entity::job::Column::JobType.eq("render.short"))
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the job");
+    let job = short_job(&app).await;
     let mut input = job.input.clone();
     input.as_object_mut().expect("object").remove("clip");
     let mut job: entity::job::ActiveModel = job.into();
     job.input = Set(input);
     job.update(&app.state.db).await.expect("older shape");
 
-    let (stop, pool) = run_jobs();
-    assert_eq!(finish(&app, &owner.access_token, &job_id).await, "DONE");
-    stop.cancel();
-    pool.await.expect("drained");
-    let made = app
-        .ok(
-            token,
-            "query($id: ID!) { short(id: $id) { status url } }",
-            json!({ "id": short_id }),
-        )
-        .await;
-    let probe = probe_url(&app, made["short"]["url"].as_str().expect("url")).await;
-    let duration = probe.duration_secs.expect("duration");
+    let duration = render_queued_short(&app, &owner, &job_id, &short_id).await;
     assert!(
         (duration - 10.5).abs() <= 0.15,
         "1 s intro + the 8 s left of the source + 1.5 s outro: {duration}"
@@ -982,23 +966,9 @@ async fn a_short_waiting_for_another_attempt_is_pending() {
         .delete(&video.storage_key)
         .await
         .expect("removed");
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($input: GenerateShortInput!) { generateShort(input: $input) { id job { id } } }",
-            json!({ "input": { "highlightId": highlight, "preset": "SQUARE" } }),
-        )
-        .await;
-    let short_id: uuid::Uuid = data["generateShort"]["id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("uuid");
-    let job_id: uuid::Uuid = data["generateShort"]["job"]["id"]
-        .as_str()
-        .expect("job")
-        .parse()
-        .expect("uuid");
+    let (short_id, job_id) = queue_square_short(&app, &owner, &highlight).await;
+    let short_id: uuid::Uuid = short_id.parse().expect("uuid");
+    let job_id: uuid::Uuid = job_id.parse().expect("uuid");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let job = entity::job::Entity::find_by_id(job_id)
