@@ -153,6 +153,15 @@ async fn touch_video(
     Ok(touched.into_iter().next().and_then(|v| v.duration_secs))
 }
 
+/// How long an untrimmed highlight of `moment` lasts: up to the end of the video where its
+/// length is known (a moment added before the upload was probed may run past it).
+fn untrimmed_length(moment: &key_moment::Model, video_secs: Option<f64>) -> f64 {
+    let end = video_secs
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .map_or(moment.end_time, |d| d.min(moment.end_time));
+    (end - moment.start_time).max(0.0)
+}
+
 /// Inserts rows in chunks that fit every backend's bind-parameter limit.
 async fn insert_chunked<A>(db: &impl ConnectionTrait, rows: Vec<A>) -> AppResult<()>
 where
@@ -461,7 +470,7 @@ impl ContentMutation {
                 video_id: Set(video.id),
                 score: Set(score.total),
                 score_breakdown: Set(score.breakdown.to_json()),
-                duration_secs: Set(moment.end_time - moment.start_time),
+                duration_secs: Set(untrimmed_length(moment, duration)),
                 status: Set(HighlightStatus::Candidate),
                 trim_start: Set(None),
                 trim_end: Set(None),
@@ -470,14 +479,22 @@ impl ContentMutation {
             })
             .collect();
         // One row per key moment, enforced by the unique key: an existing highlight only gets
-        // its new score, so its status, trim (and trimmed duration) survive, and concurrent
-        // runs cannot create duplicates.
+        // its new score (and, untrimmed, its length within the video as it is now: moments
+        // added before the upload was probed may run past its end), so its status, trim and
+        // trimmed duration survive, and concurrent runs cannot create duplicates.
         let upsert = OnConflict::column(highlight::Column::KeyMomentId)
             .update_columns([
                 highlight::Column::Score,
                 highlight::Column::ScoreBreakdown,
                 highlight::Column::UpdatedAt,
             ])
+            .value(
+                highlight::Column::DurationSecs,
+                Expr::cust(
+                    "CASE WHEN highlights.trim_start IS NULL THEN excluded.duration_secs \
+                     ELSE highlights.duration_secs END",
+                ),
+            )
             .to_owned();
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
@@ -584,8 +601,10 @@ impl ContentMutation {
             let mut row: highlight::ActiveModel = highlight.into();
             row.trim_start = Set(trim.map(|t| t.0));
             row.trim_end = Set(trim.map(|t| t.1));
-            row.duration_secs =
-                Set(trim.map_or(updated.end_time - updated.start_time, |t| t.1 - t.0));
+            row.duration_secs = Set(trim.map_or_else(
+                || untrimmed_length(&updated, video.duration_secs),
+                |t| t.1 - t.0,
+            ));
             row.updated_at = Set(now);
             row.update(&txn).await?;
         }

@@ -177,7 +177,8 @@ impl Highlight {
     async fn score_breakdown(&self) -> Json<serde_json::Value> {
         Json(self.0.score_breakdown.clone())
     }
-    /// Seconds the highlight lasts: the trimmed length once trimmed, else the key moment's.
+    /// Seconds the highlight lasts: the trimmed length once trimmed, else the key moment's, up to
+    /// the end of the video.
     async fn duration_secs(&self) -> f64 {
         self.0.duration_secs
     }

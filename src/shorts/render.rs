@@ -334,6 +334,18 @@ impl JobHandler for RenderShort {
             .map_err(|e| JobFailure::internal("could not create a work folder", e))?;
         ctx.progress(0.02, Some("downloading")).await?;
         let source_path = dir.path().join("source");
+        // A source file gone from storage will not come back by retrying: the job fails at
+        // once, saying so, instead of after three attempts as "unavailable".
+        let stored = ctx
+            .storage
+            .head(&source.storage_key)
+            .await
+            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
+        if stored.is_none() {
+            return Err(JobFailure::permanent(
+                "the source video's file is missing from storage: upload the video again",
+            ));
+        }
         ctx.storage
             .get_to_file(&source.storage_key, &source_path)
             .await

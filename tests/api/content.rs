@@ -614,6 +614,34 @@ async fn detect_highlights_is_deterministic_and_rerunnable(backend: Backend) {
         .await
         .expect("count");
     assert_eq!(stored, 3);
+
+    // The video turns out to end at 400 s, inside the outro (moments added before an upload
+    // is probed are not bound by its length): detecting again cuts the untrimmed highlight
+    // at the video's end and leaves the trimmed one as it was trimmed.
+    use sea_orm::{ActiveModelTrait, Set};
+    let found = entity::video::Entity::find_by_id(video)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("video");
+    let mut row: entity::video::ActiveModel = found.into();
+    row.duration_secs = Set(Some(400.0));
+    row.update(&app.state.db).await.expect("probed length");
+    let last = app.ok(token, DETECT, json!({ "v": video })).await["detectHighlights"].clone();
+    let length = |title: &str| {
+        last.as_array()
+            .expect("highlights")
+            .iter()
+            .find(|h| h["keyMoment"]["title"] == title)
+            .map(|h| h["durationSecs"].clone())
+    };
+    assert_eq!(length("Rambling outro"), Some(json!(100.0)), "{last}");
+    assert_eq!(length("Quiet stretch"), Some(json!(10.0)), "{last}");
+    assert_eq!(
+        length("Why the bass disappears"),
+        Some(json!(30.0)),
+        "{last}"
+    );
 }
 
 async fn highlights_are_approved_rejected_and_trimmed(backend: Backend) {

@@ -944,8 +944,45 @@ async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
     );
 }
 
-/// A short whose render failed in a way it retries (here: its source file is gone from
-/// storage) is PENDING while its job waits in the queue again, not PROCESSING while nothing
+/// A short whose source file is gone from storage fails at its first attempt, saying what
+/// is missing, instead of retrying as if storage were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_whose_source_file_is_gone_fails_at_once() {
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("gone@example.com").await;
+    let creator = app.create_creator(&owner, "Gone").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video(dir.path()).await;
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 9.0)).await;
+    let video = entity::video::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video");
+    app.state
+        .storage
+        .delete(&video.storage_key)
+        .await
+        .expect("removed");
+    let (short_id, job_id) = queue_square_short(&app, &owner, &highlight).await;
+    assert_eq!(finish(&app, &owner.access_token, &job_id).await, "FAILED");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!, $short: ID!) { job(id: $id) { attempts error } short(id: $short) { status error } }",
+            json!({ "id": job_id, "short": short_id }),
+        )
+        .await;
+    assert_eq!(data["job"]["attempts"], 1, "{data}");
+    let missing = "the source video's file is missing from storage: upload the video again";
+    assert_eq!(data["job"]["error"], missing, "{data}");
+    assert_eq!(data["short"]["status"], "FAILED", "{data}");
+    assert_eq!(data["short"]["error"], missing, "{data}");
+}
+
+/// A short whose render failed in a way it retries (here: storage cannot read its source
+/// file) is PENDING while its job waits in the queue again, not PROCESSING while nothing
 /// renders it; once the attempts are used up it is FAILED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_waiting_for_another_attempt_is_pending() {
@@ -961,11 +998,14 @@ async fn a_short_waiting_for_another_attempt_is_pending() {
         .await
         .expect("read")
         .expect("the video");
-    app.state
-        .storage
-        .delete(&video.storage_key)
-        .await
-        .expect("removed");
+    // The file becomes a link to itself: every read of it fails (ELOOP), as a storage
+    // outage would, rather than finding nothing.
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("tests run on local storage");
+    };
+    let path = local.path_of(&video.storage_key);
+    std::fs::remove_file(&path).expect("removed");
+    std::os::unix::fs::symlink(&path, &path).expect("a link to itself");
     let (short_id, job_id) = queue_square_short(&app, &owner, &highlight).await;
     let short_id: uuid::Uuid = short_id.parse().expect("uuid");
     let job_id: uuid::Uuid = job_id.parse().expect("uuid");
