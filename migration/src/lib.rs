@@ -26,6 +26,7 @@ mod m20261205_000016_create_webhook_secrets;
 mod m20261205_000017_refuse_consent_audit_replace;
 mod m20261205_000018_index_job_references;
 mod m20261205_000019_add_credit_grant_keys;
+mod m20261206_000020_index_queued_deliveries;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000017_refuse_consent_audit_replace::Migration),
             Box::new(m20261205_000018_index_job_references::Migration),
             Box::new(m20261205_000019_add_credit_grant_keys::Migration),
+            Box::new(m20261206_000020_index_queued_deliveries::Migration),
         ]
     }
 }

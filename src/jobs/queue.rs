@@ -270,16 +270,43 @@ fn sql(backend: DatabaseBackend, text: &str) -> String {
     }
 }
 
-/// Claims up to `slots` runnable jobs, highest priority then oldest first, in one statement:
-/// `FOR UPDATE SKIP LOCKED` lets any number of workers claim concurrently without blocking
-/// or double-claiming (SQLite has one writer, and the immediate transaction serialises it).
+/// How many jobs of each lane a claim may take. Webhook deliveries wait on other servers,
+/// not on this machine's CPU: they have slots of their own, so receivers that never answer
+/// cannot hold the slots renders need, and a backlog of renders cannot hold notices up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Every job but webhook deliveries.
+    pub work: u64,
+    /// Webhook deliveries (`webhook.deliver`).
+    pub deliveries: u64,
+}
+
+/// Claims up to `slots` runnable jobs other than webhook deliveries (see [`claim_slots`]).
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
     slots: u64,
     lease: Duration,
 ) -> AppResult<Vec<job::Model>> {
-    if slots == 0 {
+    let slots = Slots {
+        work: slots,
+        deliveries: 0,
+    };
+    claim_slots(db, worker, slots, lease).await
+}
+
+/// Claims up to `slots` runnable jobs of each lane, highest priority then oldest first, in one
+/// statement: `FOR UPDATE SKIP LOCKED` lets any number of workers claim concurrently without
+/// blocking or double-claiming (SQLite has one writer, and the immediate transaction
+/// serialises it). The job type is written into the text, not bound, so PostgreSQL can use
+/// the deliveries' partial index.
+pub async fn claim_slots(
+    db: &DatabaseConnection,
+    worker: &str,
+    slots: Slots,
+    lease: Duration,
+) -> AppResult<Vec<job::Model>> {
+    if slots.work == 0 && slots.deliveries == 0 {
         return Ok(Vec::new());
     }
     let backend = db.get_database_backend();
@@ -287,17 +314,24 @@ pub async fn claim(
     let expires = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     let text = match backend {
         DatabaseBackend::Postgres => {
-            "WITH picked AS (
+            "WITH work AS (
                 SELECT id FROM jobs
-                WHERE status = 'QUEUED' AND run_at <= $1
+                WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'
                 ORDER BY priority DESC, id
                 LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ), deliveries AS (
+                SELECT id FROM jobs
+                WHERE status = 'QUEUED' AND run_at <= $1 AND job_type = 'webhook.deliver'
+                ORDER BY priority DESC, id
+                LIMIT $4
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE jobs AS j SET status = 'RUNNING', lease_token = gen_random_uuid(),
                 lease_expires_at = $2, attempts = j.attempts + 1, progress = 0,
                 started_at = COALESCE(j.started_at, $1), updated_at = $1, seq = j.seq + 1
-            FROM picked WHERE j.id = picked.id
+            FROM (SELECT id FROM work UNION ALL SELECT id FROM deliveries) AS picked
+            WHERE j.id = picked.id
             RETURNING j.*"
         }
         _ => {
@@ -305,16 +339,31 @@ pub async fn claim(
                 lease_expires_at = $2, attempts = attempts + 1, progress = 0,
                 started_at = COALESCE(started_at, $1), updated_at = $1, seq = seq + 1
             WHERE id IN (
-                SELECT id FROM jobs WHERE status = 'QUEUED' AND run_at <= $1
-                ORDER BY priority DESC, id LIMIT $3
+                SELECT id FROM (
+                    SELECT id FROM jobs
+                    WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'
+                    ORDER BY priority DESC, id LIMIT $3
+                )
+                UNION ALL
+                SELECT id FROM (
+                    SELECT id FROM jobs
+                    WHERE status = 'QUEUED' AND run_at <= $1 AND job_type = 'webhook.deliver'
+                    ORDER BY priority DESC, id LIMIT $4
+                )
             )
             RETURNING *"
         }
     };
+    debug_assert!(text.contains(super::webhooks::JOB_TYPE));
     let statement = Statement::from_sql_and_values(
         backend,
         sql(backend, text),
-        [now.into(), expires.into(), (slots as i64).into()],
+        [
+            now.into(),
+            expires.into(),
+            (slots.work as i64).into(),
+            (slots.deliveries as i64).into(),
+        ],
     );
     let txn = begin_write(db).await?;
     let claimed = job::Model::find_by_statement(statement).all(&txn).await?;

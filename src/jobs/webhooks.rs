@@ -6,8 +6,10 @@
 //! lost between the two, it is retried with the queue's backoff (15 attempts over about half
 //! an hour), and its owner sees it in `jobs` with its attempts and last error (and may
 //! `retryJob` it).
-//! The delivery is announced with the render's end, so an idle worker picks it up at once
-//! and `jobsUpdated` shows it queued.
+//! The delivery is announced with the render's end, and `jobsUpdated` shows it queued.
+//! Deliveries are claimed in a lane of their own (`worker::DELIVERY_SLOTS` per pool, besides
+//! its slots; `queue::Slots`): a busy pool still sends them at once, and receivers that never
+//! answer hold no slot a render needs.
 //!
 //! Each POST carries `Reelgraph-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>">` keyed by the owner's `me { webhookSecret }`, and `Reelgraph-Delivery: <id>`,
@@ -51,6 +53,9 @@ pub const MAX_ATTEMPTS: i32 = 15;
 const MAX_URL_LEN: usize = 2048;
 /// One attempt's whole exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Why a callback host was refused, and what the server's operator may change.
+const PUBLIC_ONLY: &str = "deliveries go to public addresses only unless the server sets \
+                           REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true";
 /// How long the `outputUrl` in a delivery works.
 const OUTPUT_URL_TTL: Duration = Duration::from_secs(600);
 
@@ -255,6 +260,9 @@ pub async fn on_job_finished(
         }),
     );
     delivery.creator_id = job.creator_id;
+    // Among deliveries (they have a lane of their own: `queue::Slots`), a high-priority
+    // render's notice goes first.
+    delivery.priority = job.priority;
     delivery.max_attempts = MAX_ATTEMPTS;
     Ok(Some(queue::enqueue(txn, delivery).await?.job))
 }
@@ -445,23 +453,24 @@ fn shown(url: &url::Url) -> String {
     }
 }
 
-/// A callback URL with the address it will be sent to.
+/// A callback URL with the addresses it may be sent to.
 struct Target {
     url: url::Url,
     host: String,
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
 }
 
 impl Target {
-    /// A client that connects to the checked address only (no second lookup that could
-    /// answer otherwise) and follows no redirects.
+    /// A client that connects to the checked addresses only (no second lookup that could
+    /// answer otherwise), trying the next when one does not connect, and follows no
+    /// redirects.
     fn client(&self) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             // An HTTP(S)_PROXY from the environment would look the host up again itself.
             .no_proxy()
-            .resolve(&self.host, self.address)
+            .resolve_to_addrs(&self.host, &self.addresses)
             .build()
     }
 }
@@ -477,29 +486,40 @@ impl Deliver {
             .trim_end_matches(']')
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| JobFailure::transient(format!("callback host {host} does not resolve")))?
-            .collect();
-        let Some(&address) = addresses.first() else {
-            return Err(JobFailure::transient(format!(
-                "callback host {host} does not resolve"
-            )));
-        };
-        if !self.allow_private && addresses.iter().any(|a| !is_public(a.ip())) {
-            // The address a name resolves to is not told: the job's error is read by the
-            // creator's whole team, and would map the server's internal names.
-            let what = if host.parse::<IpAddr>().is_ok() {
-                "is"
-            } else {
-                "resolves to"
-            };
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && !self.allow_private
+            && !is_public(ip)
+        {
             return Err(JobFailure::permanent(format!(
-                "callback host {host} {what} a non-public address; deliveries go to public \
-                 addresses only unless the server sets REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true"
+                "callback host {host} is a non-public address; {PUBLIC_ONLY}"
             )));
         }
-        Ok(Target { url, host, address })
+        // A name that does not resolve and one that resolves to an internal address get the
+        // same answer, and both are tried again (DNS may change): the job's error is read by
+        // the creator's whole team, and telling them apart would map the server's internal
+        // names. The lookup counts against the attempt's time limit.
+        let unreachable = || {
+            JobFailure::transient(format!(
+                "callback host {host} does not resolve to a public address; {PUBLIC_ONLY}"
+            ))
+        };
+        let addresses: Vec<SocketAddr> =
+            match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+            {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(_)) | Err(_) => return Err(unreachable()),
+            };
+        if addresses.is_empty()
+            || (!self.allow_private && addresses.iter().any(|a| !is_public(a.ip())))
+        {
+            return Err(unreachable());
+        }
+        Ok(Target {
+            url,
+            host,
+            addresses,
+        })
     }
 }
 
@@ -613,6 +633,34 @@ mod tests {
         // A token in the path (Slack, Discord) is left out too.
         let url = url::Url::parse("https://hooks.slack.com/services/T0/B0/S3CRET").expect("url");
         assert_eq!(shown(&url), "https://hooks.slack.com/…");
+    }
+
+    /// A host with several addresses: the delivery moves on from one that does not connect
+    /// (here a port nothing listens on) to the next, instead of failing every attempt.
+    #[tokio::test]
+    async fn a_delivery_tries_each_address_of_its_host() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = closed.local_addr().expect("addr");
+        drop(closed);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let live = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "taken" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let target = Target {
+            url: url::Url::parse("http://hooks.example.test/hook").expect("url"),
+            host: "hooks.example.test".to_owned(),
+            addresses: vec![dead, live],
+        };
+        let answer = target
+            .client()
+            .expect("client")
+            .post(target.url.clone())
+            .send()
+            .await
+            .expect("the second address answers");
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the grace period to finish, then releases the rest back to the queue.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -37,8 +37,12 @@ const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
 /// A work folder of a job that is not running is removed once untouched this long (a job
 /// that has just ended may still be removing its own).
 const WORK_FOLDER_IDLE: Duration = Duration::from_secs(600);
+/// Webhook deliveries a pool runs at once, besides its slots: each waits on a receiver (up to
+/// its 10 s limit), not on this machine.
+pub const DELIVERY_SLOTS: usize = 4;
 
-/// A pool of `slots` concurrent jobs in this process.
+/// A pool of `slots` concurrent jobs in this process, and [`DELIVERY_SLOTS`] webhook
+/// deliveries.
 #[derive(Clone)]
 pub struct WorkerPool {
     pub(super) db: DatabaseConnection,
@@ -87,6 +91,8 @@ impl WorkerPool {
         tracing::info!(worker = %self.id, slots = self.slots, "worker pool started");
         let mut bus = self.bus.subscribe();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // The tasks of `tasks` that run webhook deliveries.
+        let mut deliveries: HashSet<tokio::task::Id> = HashSet::new();
         let running: Running = Arc::default();
         let release = CancellationToken::new();
         let mut last_reap: Option<Instant> = None;
@@ -128,11 +134,14 @@ impl WorkerPool {
                 let pool = self.clone();
                 upkeep = Some(tokio::spawn(async move { pool.upkeep().await }));
             }
-            let free = self.slots.saturating_sub(tasks.len());
-            if free > 0 && look {
+            let free = queue::Slots {
+                work: self.slots.saturating_sub(tasks.len() - deliveries.len()) as u64,
+                deliveries: DELIVERY_SLOTS.saturating_sub(deliveries.len()) as u64,
+            };
+            if (free.work > 0 || free.deliveries > 0) && look {
                 look = false;
                 let claimed = tokio::select! {
-                    claimed = queue::claim(&self.db, &self.id, free as u64, self.settings.lease) => claimed,
+                    claimed = queue::claim_slots(&self.db, &self.id, free, self.settings.lease) => claimed,
                     () = shutdown.cancelled() => break,
                 };
                 match claimed {
@@ -145,11 +154,15 @@ impl WorkerPool {
                             let pool = self.clone();
                             let running = running.clone();
                             let release = release.clone();
-                            tasks.spawn(async move {
+                            let delivery = job.job_type == super::webhooks::JOB_TYPE;
+                            let task = tasks.spawn(async move {
                                 let id = job.id;
                                 pool.run_job(job, notify, release).await;
                                 lock(&running).remove(&id);
                             });
+                            if delivery {
+                                deliveries.insert(task.id());
+                            }
                         }
                     }
                     Err(err) => tracing::warn!(error = ?err, "claiming jobs failed"),
@@ -159,7 +172,14 @@ impl WorkerPool {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 // A slot is free: there may be more work.
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => look = true,
+                Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let id = match &ended {
+                        Ok((id, ())) => *id,
+                        Err(err) => err.id(),
+                    };
+                    deliveries.remove(&id);
+                    look = true;
+                }
                 message = bus.recv() => match message {
                     Ok(BusMessage::Job(event)) => {
                         if let Some(notify) = lock(&running).get(&event.job_id) {

@@ -48,9 +48,16 @@ impl User {
         let stored = loaders(ctx)?
             .load_one(crate::graphql::loaders::StoredWebhookSecret(self.0.id))
             .await?;
-        Ok(Some(stored.unwrap_or_else(|| {
-            crate::jobs::webhooks::derived_secret(&state.tokens, self.0.id)
-        })))
+        if let Some(stored) = stored {
+            return Ok(Some(stored));
+        }
+        // Stored as it is shown: a receiver configured with it keeps working when the
+        // server's key (`JWT_SECRET`), from which it is derived, changes later.
+        crate::jobs::webhooks::pin_secret(&state.db, &state.tokens, self.0.id).await?;
+        Ok(Some(crate::jobs::webhooks::derived_secret(
+            &state.tokens,
+            self.0.id,
+        )))
     }
     async fn display_name(&self) -> Option<&str> {
         self.0.display_name.as_deref()

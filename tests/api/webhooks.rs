@@ -476,7 +476,160 @@ async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
     assert_eq!(second["job"]["status"], "DONE");
 }
 
+/// A name that resolves to an internal address is answered like a name that does not
+/// resolve at all, and both are tried again (DNS may change): the team reading the error
+/// learns nothing of the server's internal names. An internal address written out is refused
+/// for good, naming it.
+async fn internal_names_are_not_told_from_names_that_do_not_resolve(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (url, inbox) = receiver(&[]).await;
+    let port = url::Url::parse(&url).expect("url").port().expect("port");
+    let owner = app.register("names@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    for host in ["localhost", "no-such-host.invalid"] {
+        app.ok(
+            token,
+            RENDER,
+            tiny_render(&format!("http://{host}:{port}/hooks/render")),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let errors = loop {
+        let data = app
+            .ok(
+                token,
+                "{ jobs(kind: PUBLISH) { nodes { status attempts error } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = data["jobs"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if nodes.len() == 2 && nodes.iter().all(|n| n["error"].is_string()) {
+            for node in &nodes {
+                assert_ne!(node["status"], "FAILED", "tried again: {node}");
+            }
+            let mut errors: Vec<String> = nodes
+                .iter()
+                .map(|n| n["error"].as_str().expect("error").to_owned())
+                .collect();
+            errors.sort();
+            break errors;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let refused = |host: &str| {
+        format!(
+            "callback host {host} does not resolve to a public address; deliveries go to \
+             public addresses only unless the server sets REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true"
+        )
+    };
+    assert_eq!(
+        errors,
+        [refused("localhost"), refused("no-such-host.invalid")],
+        "the same words for both"
+    );
+    assert!(inbox.received.lock().expect("lock").is_empty());
+}
+
+/// Deliveries have slots of their own: with the pool's only slot held by a long job, the
+/// notice of a cancelled render still goes out, instead of waiting behind the job (receivers
+/// that never answer cannot hold the slots renders need either).
+async fn a_notice_goes_out_while_every_work_slot_is_busy(backend: Backend) {
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn_with(backend, |args| {
+        args.config.webhook_allow_private = true;
+        args.config.workers = Some(1);
+    })
+    .await;
+    let (url, inbox) = receiver(&[]).await;
+    let owner = app.register("busy@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let busy = crate::jobs::enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 300_000, "steps": 300 }),
+        1,
+    )
+    .await;
+    let running = |app: &TestApp| {
+        let db = app.state.db.clone();
+        async move {
+            entity::job::Entity::find_by_id(busy)
+                .one(&db)
+                .await
+                .expect("read")
+                .expect("job")
+                .status
+                == entity::JobStatus::Running
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !running(&app).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the long job never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let data = app.ok(token, RENDER, tiny_render(&url)).await;
+    let render = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        data["renderMovie"]["status"], "QUEUED",
+        "the only slot is busy"
+    );
+    app.ok(
+        token,
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": render }),
+    )
+    .await;
+    let ended = deliveries(&app, &owner).await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["status"], "DONE", "{ended:?}");
+    let received = inbox.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 1);
+    let body: Value = serde_json::from_slice(&received[0].body).expect("json");
+    assert_eq!(body["job"]["status"], "CANCELLED", "{body}");
+    assert!(running(&app).await, "the long job still holds its slot");
+    app.ok(
+        token,
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": busy.to_string() }),
+    )
+    .await;
+}
+
+/// The secret `webhookSecret` shows is stored as it was shown, before any render asks for a
+/// callback: a receiver configured with it keeps working when the server's key
+/// (`JWT_SECRET`), from which it was derived, changes later.
+async fn a_shown_webhook_secret_is_stored_as_shown(backend: Backend) {
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("shown@example.com").await;
+    let shown = webhook_secret(&app, &owner).await;
+    let id: uuid::Uuid = owner.user_id.parse().expect("uuid");
+    let stored = entity::webhook_secret::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("stored when first shown");
+    assert_eq!(stored.secret, shown);
+    assert_eq!(
+        webhook_secret(&app, &owner).await,
+        shown,
+        "shown again as stored"
+    );
+}
+
 both_backends!(
+    a_shown_webhook_secret_is_stored_as_shown,
+    a_notice_goes_out_while_every_work_slot_is_busy,
+    internal_names_are_not_told_from_names_that_do_not_resolve,
     a_removed_member_gets_no_output_url_by_webhook,
     each_delivery_tells_the_end_it_was_made_for,
     a_refused_delivery_names_the_callback_without_its_secrets,
