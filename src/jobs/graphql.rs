@@ -503,8 +503,6 @@ impl JobSubscription {
         let owner = viewer(ctx)?.require_user()?.id;
         let mut bus = state.events.subscribe();
         let now = Utc::now();
-        // Ends of jobs not sent yet count from here (a second early: other servers' clocks).
-        let started = now - chrono::Duration::seconds(1);
         // What a re-read reads: rows changed since the last re-read began. `updated_at` is
         // written by each writer's clock, so the cursor is this process's time less
         // `CLOCK_SLACK`, never a row's time: one stamped by a clock running ahead would move
@@ -513,7 +511,7 @@ impl JobSubscription {
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
-            let mut seen: HashMap<Uuid, (i64, f64)> = HashMap::new();
+            let mut seen = Sent::new(now);
             // Where a re-read that filled its page goes on from.
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
             // When the re-read under way began (its pages done, `since` moves to it).
@@ -574,7 +572,7 @@ impl JobSubscription {
                             super::events::end_passed(&state.db, &row, after, progress).await
                         }
                         None => {
-                            super::events::end_passed_since(&state.db, &row, started, row.progress)
+                            super::events::end_passed_since(&state.db, &row, seen.since, row.progress)
                                 .await
                         }
                     };
@@ -585,14 +583,45 @@ impl JobSubscription {
                             tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
                         }
                     }
-                    if seen.len() > 10_000 {
-                        seen.clear();
-                    }
                     seen.insert(row.id, (row.seq, row.progress));
                     yield Job(row);
                 }
             }
         })
+    }
+}
+
+/// What `jobsUpdated` has sent of each job: its version and progress, so a re-read after lag
+/// sends only what changed. Bounded: past [`Sent::LIMIT`] jobs it starts over, and moves
+/// `since` to then, so a job it forgot is not sent an end from before (already sent, or
+/// before the subscription began).
+struct Sent {
+    jobs: HashMap<Uuid, (i64, f64)>,
+    /// Ends of jobs not in `jobs` count from here.
+    since: DateTime<Utc>,
+}
+
+impl Sent {
+    const LIMIT: usize = 10_000;
+
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            jobs: HashMap::new(),
+            // A second early: other servers' clocks.
+            since: now - chrono::Duration::seconds(1),
+        }
+    }
+
+    fn get(&self, id: &Uuid) -> Option<&(i64, f64)> {
+        self.jobs.get(id)
+    }
+
+    fn insert(&mut self, id: Uuid, sent: (i64, f64)) {
+        if self.jobs.len() >= Self::LIMIT && !self.jobs.contains_key(&id) {
+            self.jobs.clear();
+            self.since = self.since.max(Utc::now() - chrono::Duration::seconds(1));
+        }
+        self.jobs.insert(id, sent);
     }
 }
 
@@ -623,4 +652,36 @@ async fn changed_after(
         .limit(CATCH_UP_PAGE)
         .all(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its limit `jobsUpdated`'s record starts over, and ends of the jobs it forgot count
+    /// from then on: one sent an hour ago is not sent again.
+    #[test]
+    fn what_was_sent_is_bounded_and_forgets_no_later_than_it_clears() {
+        let began = Utc::now() - chrono::Duration::hours(1);
+        let mut sent = Sent::new(began);
+        let first = Uuid::now_v7();
+        sent.insert(first, (1, 0.0));
+        for _ in 1..Sent::LIMIT {
+            sent.insert(Uuid::now_v7(), (1, 0.0));
+        }
+        // A job already there is updated in place.
+        sent.insert(first, (2, 0.5));
+        assert_eq!(sent.get(&first), Some(&(2, 0.5)));
+        assert_eq!(sent.since, began - chrono::Duration::seconds(1));
+        let before = Utc::now();
+        let last = Uuid::now_v7();
+        sent.insert(last, (1, 0.0));
+        assert_eq!(sent.get(&first), None);
+        assert_eq!(sent.get(&last), Some(&(1, 0.0)));
+        assert!(
+            sent.since >= before - chrono::Duration::seconds(1),
+            "{}",
+            sent.since
+        );
+    }
 }

@@ -144,21 +144,25 @@ impl Connection {
                     self.on_event(socket, id, event).await
                 }
                 _ = keep_alive.tick(), if self.acknowledged => {
-                    // A graphql-transport-ws client answers every `ping`: one silent for two
-                    // periods is gone (its subscriptions would otherwise live on until TCP
-                    // gives up, many minutes later).
+                    // A graphql-transport-ws client answers every `ping`, and every WebSocket
+                    // answers a WebSocket ping (sent beside the legacy protocol's `ka`, which
+                    // nothing answers): a client silent for two periods is gone (its
+                    // subscriptions would otherwise live on until TCP gives up, many minutes
+                    // later).
                     let silent = self.last_heard.elapsed();
                     if self.session_ended() {
                         // Signed out elsewhere: its subscriptions stop within a keep-alive period.
                         self.forbidden(socket, &crate::auth::session_ended()).await
-                    } else if self.setup.protocol == Protocol::TransportWs && silent > period * 2 {
+                    } else if silent > period * 2 {
                         Err(close(1001, format!("no pong for {} s: the connection looks dead", silent.as_secs())))
                     } else {
-                        let message = match self.setup.protocol {
-                            Protocol::TransportWs => server::ping(),
-                            Protocol::Legacy => server::keep_alive(),
-                        };
-                        self.send(socket, message).await
+                        match self.setup.protocol {
+                            Protocol::TransportWs => self.send(socket, server::ping()).await,
+                            Protocol::Legacy => match self.send(socket, server::keep_alive()).await {
+                                Ok(()) => self.send_frame(socket, Message::Ping(Default::default())).await,
+                                Err(stop) => Err(stop),
+                            },
+                        }
                     }
                 }
             };
@@ -550,9 +554,16 @@ impl Connection {
                 None => Ok(()),
             };
         };
+        let session_ended = self.session_ended();
         let Some(active) = self.active.get_mut(&id) else {
             return Ok(());
         };
+        // Signed out, revoked or demoted since the subscription began: not one more event
+        // (its download links and all). A query's or mutation's own answer still goes out:
+        // `logoutEverywhere` sent over this socket hears that it worked.
+        if !active.single && session_ended {
+            return self.forbidden(socket, &crate::auth::session_ended()).await;
+        }
         let failed_before_execution = !active.answered && is_request_error(&response);
         active.answered = true;
         self.setup.state.app.metrics.count_errors(&response.errors);
@@ -568,11 +579,11 @@ impl Connection {
     }
 
     async fn send(&self, socket: &mut WebSocket, text: String) -> Result<(), Stop> {
-        let sent = timeout(
-            self.setup.state.ws.write_timeout,
-            socket.send(Message::Text(text.into())),
-        )
-        .await;
+        self.send_frame(socket, Message::Text(text.into())).await
+    }
+
+    async fn send_frame(&self, socket: &mut WebSocket, frame: Message) -> Result<(), Stop> {
+        let sent = timeout(self.setup.state.ws.write_timeout, socket.send(frame)).await;
         match sent {
             Ok(Ok(())) => Ok(()),
             _ => Err(Stop::Gone),

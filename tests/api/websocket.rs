@@ -613,6 +613,67 @@ async fn a_socket_of_an_ended_session_is_closed() {
     assert_eq!(client.close_code_after_pings(true).await, 4403);
 }
 
+/// An event that comes after the socket's session ended (here: `logout` from elsewhere) is not
+/// sent, even before the next keep-alive (15 s here): the socket is closed with `4403`
+/// instead, so a revoked or demoted session gets no more job changes or download links.
+#[tokio::test]
+async fn no_event_goes_to_a_session_that_ended() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ended-events@example.com").await;
+    let job = parked_job(&app, &ada).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(bearer(&ada)).await;
+    let query = "subscription($id: ID!) { jobUpdated(id: $id) { id status } }";
+    client.subscribe("job", query, json!({ "id": job })).await;
+    let next = client.recv().await;
+    assert_eq!(
+        next["payload"]["data"]["jobUpdated"]["status"], "QUEUED",
+        "{next}"
+    );
+    app.ok(
+        None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": ada.refresh_token }),
+    )
+    .await;
+    reelgraph::jobs::lifecycle::cancel(&app.state.db, &app.state.events, job.parse().expect("id"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("cancelled");
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+}
+
+/// A legacy (subscriptions-transport-ws) client's `ka` is never answered, so the server also
+/// sends WebSocket pings, which every WebSocket answers: a client that answers them stays,
+/// and one whose WebSocket stops answering is hung up on after two keep-alive periods (its
+/// subscriptions would otherwise live on until TCP gives up).
+#[tokio::test]
+async fn a_legacy_client_that_stops_answering_pings_is_closed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = with_fast_pings(&app).await;
+    let mut legacy = Client::connect(&url, Some(LEGACY), None).await;
+    legacy.init(json!({})).await;
+    // Reading answers the pings (tungstenite pongs by itself): well past two periods, open.
+    for _ in 0..6 {
+        assert_eq!(legacy.recv().await, json!({ "type": "ka" }));
+    }
+    // Not reading: nothing answers them any more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let code = loop {
+        match tokio::time::timeout_at(deadline, legacy.socket.next())
+            .await
+            .expect("closed within the wait")
+        {
+            Some(Ok(Message::Text(text))) => assert!(text.contains("ka"), "{text}"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            other => panic!("expected keep-alives then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1001);
+}
+
 /// An operation sent on the socket of a session that ended since it opened does not run (as
 /// on HTTP), even before the next keep-alive: the socket is closed with `4403` instead.
 #[tokio::test]
