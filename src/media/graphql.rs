@@ -58,8 +58,15 @@ pub struct UpdateVideoInput {
     pub retention_until: MaybeUndefined<DateTime<Utc>>,
 }
 
-/// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there).
-pub(super) const HASH_INLINE_BYTES: u64 = 512 << 20;
+/// The largest upload whose SHA-256 `completeVideoUpload` checks itself (see there): a local
+/// file is read where it lies, but an S3 object is downloaded first, and 512 MiB over a link
+/// to a bucket in another region would outlast the request's time limit at every try.
+pub(super) fn hash_inline_bytes(storage: &crate::storage::Storage) -> u64 {
+    match storage {
+        crate::storage::Storage::Local(_) => 512 << 20,
+        crate::storage::Storage::S3(_) => 32 << 20,
+    }
+}
 
 /// Where and how to upload a video's bytes, or the existing video with the same bytes.
 #[derive(SimpleObject)]
@@ -267,7 +274,7 @@ impl MediaMutation {
         if let Some(promised) = video
             .sha256
             .as_ref()
-            .filter(|_| stored.size <= HASH_INLINE_BYTES)
+            .filter(|_| stored.size <= hash_inline_bytes(&state.storage))
         {
             let actual = hash::object_sha256(&state.storage, &video.storage_key).await?;
             if !actual.eq_ignore_ascii_case(promised.trim()) {

@@ -174,7 +174,14 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     let sha256 = hash::file_sha256(&original)
         .await
         .map_err(|e| server("hashing the upload", e))?;
-    same_file(video.size_bytes, video.sha256.as_deref(), size, &sha256).map_err(Failure::File)?;
+    let checked_up_to = super::graphql::hash_inline_bytes(&ctx.storage);
+    same_file(
+        video.size_bytes,
+        video.sha256.as_deref(),
+        (size, &sha256),
+        checked_up_to,
+    )
+    .map_err(Failure::File)?;
 
     ctx.progress(0.1, Some("probing")).await?;
     let probe = ffmpeg::probe(&tools, &original)
@@ -357,11 +364,13 @@ async fn mark_failed(
 
 /// Whether the stored file (`size` bytes, `sha256`) is the one the upload promised and
 /// `completeVideoUpload` accepted (`promised_size`, `promised_sha256`).
+/// Whether the file is the one `completeVideoUpload` accepted; that call checked the SHA-256
+/// of files up to `checked_up_to` bytes itself.
 fn same_file(
     promised_size: Option<i64>,
     promised_sha256: Option<&str>,
-    size: i64,
-    sha256: &str,
+    (size, sha256): (i64, &str),
+    checked_up_to: u64,
 ) -> Result<(), String> {
     let replaced = || "the file was replaced after the upload was completed; upload it again";
     if promised_size.is_some_and(|s| s != size) {
@@ -371,7 +380,7 @@ fn same_file(
         Some(promised) if !promised.eq_ignore_ascii_case(sha256) => {
             // A file too large to hash when the upload was completed was not checked then:
             // it is simply not the one promised, as `completeVideoUpload` says of a smaller one.
-            if u64::try_from(size).is_ok_and(|s| s > super::graphql::HASH_INLINE_BYTES) {
+            if u64::try_from(size).is_ok_and(|s| s > checked_up_to) {
                 Err(format!(
                     "the uploaded file's SHA-256 is {sha256}, not the promised {promised}: \
                      upload the right file again"
@@ -391,11 +400,13 @@ mod tests {
     #[test]
     fn a_large_file_not_the_promised_one_is_told_apart_from_a_replaced_one() {
         let big = (600_i64) << 20;
-        let wrong = same_file(Some(big), Some("aa"), big, "bb").expect_err("not the promised");
+        let limit = 512 << 20;
+        let wrong =
+            same_file(Some(big), Some("aa"), (big, "bb"), limit).expect_err("not the promised");
         assert!(wrong.contains("not the promised aa"), "{wrong}");
-        let small = same_file(Some(10), Some("aa"), 10, "bb").expect_err("replaced");
+        let small = same_file(Some(10), Some("aa"), (10, "bb"), limit).expect_err("replaced");
         assert!(small.contains("replaced"), "{small}");
-        assert!(same_file(Some(10), None, 11, "bb").is_err());
-        assert!(same_file(Some(10), Some(" AA "), 10, "aa").is_ok());
+        assert!(same_file(Some(10), None, (11, "bb"), limit).is_err());
+        assert!(same_file(Some(10), Some(" AA "), (10, "aa"), limit).is_ok());
     }
 }

@@ -5,20 +5,61 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use anyhow::Context;
 use aws_sdk_s3::{
     Client,
-    config::{Credentials, Region},
+    config::{Credentials, Region, timeout::TimeoutConfig},
     presigning::PresigningConfig,
     primitives::ByteStream,
 };
+use tokio::io::AsyncWriteExt;
 
 use super::{ObjectInfo, PresignedPut, StorageError, StorageResult};
 use crate::config::Config;
 
+/// How long requests to the service may take: a service that accepts the connection and never
+/// answers would otherwise hold a job (whose heartbeat goes on) for ever.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connect: Duration,
+    /// One try of a request that moves no object's bytes (HEAD, DELETE, and a GET until its
+    /// body starts). The SDK tries again, up to three times in all.
+    small_request: Duration,
+    /// A download whose body brings nothing for this long has failed.
+    stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            small_request: Duration::from_secs(30),
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One try of uploading `size` bytes: two minutes, and a second per 256 KiB.
+fn upload_attempt(size: u64) -> Duration {
+    Duration::from_secs(120 + size / (256 << 10))
+}
+
 pub struct S3Store {
+    /// Uploads (their time limit is set per request, from the size).
     client: Client,
+    /// Every other request, each try within [`Limits::small_request`].
+    small: Client,
+    limits: Limits,
     /// Signs the links clients use: the same as `client` unless S3_PUBLIC_ENDPOINT names
     /// another address for the service (the host is part of the signature).
     presigner: Client,
     bucket: String,
+}
+
+/// The time limit of one try of an upload of `size` bytes, as a request's configuration.
+fn upload_limit(size: u64) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .operation_attempt_timeout(upload_attempt(size))
+            .build(),
+    )
 }
 
 /// Keeps SDK error chains (which carry no secrets) for the logs.
@@ -36,6 +77,10 @@ impl S3Store {
     /// Builds the client from the configuration (endpoint, region, path style, credentials —
     /// explicit ones, else the SDK's usual chain) and checks that the bucket answers.
     pub async fn connect(config: &Config, bucket: &str) -> anyhow::Result<Self> {
+        Self::connect_within(config, bucket, Limits::default()).await
+    }
+
+    async fn connect_within(config: &Config, bucket: &str, limits: Limits) -> anyhow::Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(config.s3_region.clone()));
         if let (Some(id), Some(secret)) = (&config.s3_access_key_id, &config.s3_secret_access_key) {
@@ -53,12 +98,23 @@ impl S3Store {
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        let client = Client::from_conf(builder.clone().build());
+        let timeouts = || TimeoutConfig::builder().connect_timeout(limits.connect);
+        let client = Client::from_conf(builder.clone().timeout_config(timeouts().build()).build());
+        let small = Client::from_conf(
+            builder
+                .clone()
+                .timeout_config(
+                    timeouts()
+                        .operation_attempt_timeout(limits.small_request)
+                        .build(),
+                )
+                .build(),
+        );
         let presigner = match &config.s3_public_endpoint {
             Some(public) => Client::from_conf(builder.endpoint_url(public).build()),
             None => client.clone(),
         };
-        client
+        small
             .head_bucket()
             .bucket(bucket)
             .send()
@@ -67,6 +123,8 @@ impl S3Store {
             .with_context(|| format!("S3 bucket `{bucket}` is not reachable; check S3_BUCKET, S3_ENDPOINT, S3_REGION and the credentials"))?;
         Ok(Self {
             client,
+            small,
+            limits,
             presigner,
             bucket: bucket.to_owned(),
         })
@@ -76,12 +134,15 @@ impl S3Store {
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| sdk("reading upload", e))?;
+        let size = body.size_hint().0;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .body(body)
+            .customize()
+            .config_override(upload_limit(size))
             .send()
             .await
             .map_err(|e| sdk("uploading object", e))?;
@@ -94,12 +155,15 @@ impl S3Store {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> StorageResult<()> {
+        let size = bytes.len() as u64;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(bytes))
+            .customize()
+            .config_override(upload_limit(size))
             .send()
             .await
             .map_err(|e| sdk("uploading object", e))?;
@@ -108,26 +172,39 @@ impl S3Store {
 
     pub async fn get_to_file(&self, key: &str, path: &Path) -> StorageResult<()> {
         let object = self
-            .client
+            .small
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
             .map_err(|e| sdk("downloading object", e))?;
-        let mut body = object.body.into_async_read();
+        let mut body = object.body;
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| sdk("creating download", e))?;
-        tokio::io::copy(&mut body, &mut file)
-            .await
-            .map_err(|e| sdk("downloading object", e))?;
+        loop {
+            let chunk = tokio::time::timeout(self.limits.stall, body.try_next())
+                .await
+                .map_err(|_| {
+                    StorageError(format!(
+                        "downloading object: nothing arrived for {} ms",
+                        self.limits.stall.as_millis()
+                    ))
+                })?
+                .map_err(|e| sdk("downloading object", e))?;
+            let Some(chunk) = chunk else { break };
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| sdk("writing download", e))?;
+        }
+        file.flush().await.map_err(|e| sdk("writing download", e))?;
         Ok(())
     }
 
     pub async fn head(&self, key: &str) -> StorageResult<Option<ObjectInfo>> {
         match self
-            .client
+            .small
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -147,7 +224,7 @@ impl S3Store {
     }
 
     pub async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.client
+        self.small
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
@@ -200,5 +277,72 @@ impl S3Store {
             url: request.uri().to_owned(),
             headers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that answers the bucket check, then accepts requests and never answers them,
+    /// or starts a download and stops sending: each request fails instead of hanging.
+    #[tokio::test]
+    async fn a_service_that_stops_answering_fails_requests_instead_of_hanging() {
+        use axum::{body::Body, http::Uri, response::Response};
+        let app = axum::Router::new().fallback(|uri: Uri| async move {
+            let response = Response::builder();
+            match uri.path().trim_end_matches('/') {
+                "/bucket" => response.body(Body::empty()),
+                "/bucket/stalled" => {
+                    let first = futures_util::stream::once(async {
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"some bytes"))
+                    });
+                    let never = futures_util::stream::pending();
+                    response
+                        .header("content-length", "1000")
+                        .body(Body::from_stream(futures_util::StreamExt::chain(
+                            first, never,
+                        )))
+                }
+                _ => {
+                    std::future::pending::<()>().await;
+                    response.body(Body::empty())
+                }
+            }
+            .expect("response")
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut config = Config::embedded(std::env::temp_dir());
+        config.s3_endpoint = Some(endpoint);
+        config.s3_force_path_style = true;
+        config.s3_access_key_id = Some("key".to_owned());
+        config.s3_secret_access_key = Some("secret".to_owned());
+        let limits = Limits {
+            connect: Duration::from_secs(5),
+            small_request: Duration::from_millis(200),
+            stall: Duration::from_millis(300),
+        };
+        let store = S3Store::connect_within(&config, "bucket", limits)
+            .await
+            .expect("the bucket answers");
+        let within = Duration::from_secs(30);
+        let head = tokio::time::timeout(within, store.head("silent"))
+            .await
+            .expect("the HEAD gave up");
+        assert!(head.is_err(), "{head:?}");
+        let deleted = tokio::time::timeout(within, store.delete("silent"))
+            .await
+            .expect("the DELETE gave up");
+        assert!(deleted.is_err(), "{deleted:?}");
+        let dir = tempfile::tempdir().expect("dir");
+        let got = tokio::time::timeout(within, store.get_to_file("stalled", &dir.path().join("f")))
+            .await
+            .expect("the download gave up");
+        let err = got.expect_err("a stalled body fails");
+        assert!(err.0.contains("nothing arrived for 300 ms"), "{err}");
     }
 }

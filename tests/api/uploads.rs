@@ -800,6 +800,53 @@ async fn an_upload_through_s3_presigned_urls_is_checked_and_processed() {
     assert_eq!(data["data"]["video"]["status"], "READY", "{data:#}");
 }
 
+/// On S3 `completeVideoUpload` checks a promised SHA-256 itself only up to 32 MiB (it would
+/// have to download the object within the request): a larger upload that is not the promised
+/// file is accepted there and refused by the probe, which reads it anyway, saying so.
+#[tokio::test]
+async fn a_large_s3_upload_has_its_sha256_checked_by_the_probe() {
+    let server = s3::start().await;
+    let app = TestApp::spawn_with(Backend::Postgres, |a| {
+        s3::configure_url(&mut a.config, &server)
+    })
+    .await;
+    let owner = app.register("big-bucket@example.com").await;
+    let creator = app.create_creator(&owner, "Big Bucket").await;
+    let bytes = vec![7_u8; (32 << 20) + 1];
+    let promised = sha256_hex(b"another file");
+    let upload = request(
+        &app,
+        &owner,
+        json!({
+            "creatorId": creator, "filename": "big.mp4", "contentType": "video/mp4",
+            "sizeBytes": bytes.len(), "sha256": promised,
+        }),
+    )
+    .await;
+    assert!(upload.get("errors").is_none(), "{upload:#}");
+    let upload = &upload["data"]["requestVideoUpload"];
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(&app, upload, &bytes).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    assert_eq!(
+        updates.last().expect("updates")["status"],
+        "FAILED",
+        "{updates:#?}"
+    );
+    let data = video(&app, Some(&owner), &id).await;
+    let v = &data["data"]["video"];
+    assert_eq!(v["status"], "FAILED", "{data:#}");
+    let actual = sha256_hex(&bytes);
+    assert_eq!(
+        v["failureReason"],
+        format!(
+            "the uploaded file's SHA-256 is {actual}, not the promised {promised}: upload the \
+             right file again"
+        ),
+        "{data:#}"
+    );
+}
+
 /// A server listening on all interfaces (`0.0.0.0`, as in the Docker image) without
 /// `PUBLIC_URL` signs its upload links for `127.0.0.1`, an address a client can use.
 #[tokio::test]
