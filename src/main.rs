@@ -203,7 +203,10 @@ async fn main() -> ExitCode {
                 tracing::error!(error = format!("{err:#}"), "stopped");
             }
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            match err.downcast_ref::<reelgraph::client::Stopped>() {
+                Some(stopped) => ExitCode::from(stopped.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -25,8 +25,11 @@ const SUBSCRIPTION: &str = "subscription Follow($id: ID!) { jobUpdated(id: $id) 
 const HANDSHAKE: Duration = Duration::from_secs(15);
 /// The server pings every few seconds; this long without a message means the link is gone.
 const IDLE: Duration = Duration::from_secs(60);
-/// Connections in a row that may fail before following gives up.
-const ATTEMPTS: u32 = 6;
+/// How long following keeps connecting again after it last heard from the server: long
+/// enough for a restart (whose shutdown alone may take 30 s) or a short network outage.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+/// The longest wait between two connections.
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// One event of `jobUpdated`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -70,15 +73,20 @@ pub async fn follow(
     // S3 client), so `wss://` needs one chosen for the process. An error means one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = ws_url(api.base())?;
+    let shown = super::without_credentials(&url);
     let mut failures = 0;
     let mut refreshed = false;
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let mut heard = false;
-        let ended = follow_once(api, &url, job_id, &mut |update| {
+        let ended = follow_once(api, (&url, &shown), job_id, &mut |update| {
             heard = true;
             on_update(update);
         })
         .await;
+        if heard {
+            last_heard = tokio::time::Instant::now();
+        }
         match ended {
             Ok(last) => return Ok(last),
             Err(Ended::Fatal(err)) => return Err(err),
@@ -96,14 +104,21 @@ pub async fn follow(
                 refreshed = true;
             }
             Err(Ended::Dropped(err)) => {
+                // The next connection may need a renewal of its own (the token expired while
+                // the link was down): the one before it is no evidence against it.
+                refreshed = false;
                 if heard {
                     failures = 0;
                 }
                 failures += 1;
-                if failures >= ATTEMPTS {
-                    return Err(err.context(format!("following job {job_id}: gave up")));
+                if last_heard.elapsed() >= RECONNECT_FOR {
+                    return Err(err.context(format!(
+                        "following job {job_id}: gave up after {} s without the server; the \
+                         job goes on there: follow it again with `reelgraph follow {job_id}`",
+                        RECONNECT_FOR.as_secs()
+                    )));
                 }
-                let wait = Duration::from_millis(500 << (failures - 1).min(4));
+                let wait = Duration::from_millis(500 << (failures - 1).min(5)).min(MAX_WAIT);
                 eprintln!("connection lost ({err:#}); reconnecting in {wait:?}");
                 tokio::time::sleep(wait).await;
             }
@@ -123,9 +138,10 @@ fn ws_url(base: &str) -> anyhow::Result<String> {
     Ok(format!("{rest}/graphql/ws"))
 }
 
+/// One connection to `url` (`shown` in messages: without credentials).
 async fn follow_once(
     api: &Api,
-    url: &str,
+    (url, shown): (&str, &str),
     job_id: &str,
     on_update: &mut impl FnMut(&JobUpdate),
 ) -> Result<JobUpdate, Ended> {
@@ -142,10 +158,10 @@ async fn follow_once(
         Ok(Ok(connected)) => connected,
         Ok(Err(err)) => {
             return Err(Ended::Dropped(
-                anyhow::Error::new(err).context(format!("cannot connect to {url}")),
+                anyhow::Error::new(err).context(format!("cannot connect to {shown}")),
             ));
         }
-        Err(_) => return Err(Ended::Dropped(anyhow::anyhow!("{url} did not answer"))),
+        Err(_) => return Err(Ended::Dropped(anyhow::anyhow!("{shown} did not answer"))),
     };
     let init = json!({
         "type": "connection_init",

@@ -36,7 +36,7 @@ pub struct ServerArgs {
     /// Sign in with this account instead of a token (the password from --password or
     /// REELGRAPH_PASSWORD). The session is refreshed when the access token expires, so a long
     /// render can be followed to the end.
-    #[arg(long, env = "REELGRAPH_EMAIL", requires = "password")]
+    #[arg(long, env = "REELGRAPH_EMAIL")]
     pub email: Option<String>,
 
     /// The password for --email.
@@ -56,6 +56,34 @@ impl ServerArgs {
         }
     }
 }
+
+/// How a client command stopped short of success, for its exit status.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The job ended `FAILED` or `CANCELLED`: exit status 3.
+    JobNotDone(String),
+    /// Ctrl-C stopped following (the job goes on): exit status 130.
+    Interrupted(String),
+}
+
+impl Stopped {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::JobNotDone(_) => 3,
+            Self::Interrupted(_) => 130,
+        }
+    }
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JobNotDone(why) | Self::Interrupted(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// `url` without a user name or password in it, for messages.
 pub(crate) fn without_credentials(url: &str) -> String {
@@ -162,13 +190,16 @@ impl Api {
 
     /// A client of `server` that has not signed in.
     pub fn anonymous(server: &str) -> anyhow::Result<Self> {
-        let base = server.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base)
-            .with_context(|| format!("--server {base:?} is not a URL"))?;
+        let typed = server.trim_end_matches('/');
+        let url = reqwest::Url::parse(typed)
+            .with_context(|| format!("--server {:?} is not a URL", without_credentials(typed)))?;
         anyhow::ensure!(
             matches!(url.scheme(), "http" | "https"),
-            "--server must be an http:// or https:// URL, not {base:?}"
+            "--server must be an http:// or https:// URL, not {:?}",
+            without_credentials(typed)
         );
+        // As parsed: `HTTP://Host` is `http://host`, which the WebSocket URL is made from.
+        let base = url.as_str().trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .user_agent(concat!("reelgraph-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -201,7 +232,12 @@ impl Api {
                     .context("signing in")?;
                 session_of(&data["login"])?
             }
-            _ => return Ok(false),
+            // Checked here, not by clap: clap counts an email from the environment as given,
+            // and refused a typed --token next to a REELGRAPH_EMAIL without a password.
+            (None, Some(_), None) => anyhow::bail!(
+                "--email needs a password: pass --password (or set REELGRAPH_PASSWORD)"
+            ),
+            (None, None, _) => return Ok(false),
         };
         self.set_credentials(credentials);
         Ok(true)
@@ -370,7 +406,10 @@ impl Api {
         }
         match body.get("data") {
             Some(data) if !data.is_null() => Ok(data.clone()),
-            _ => anyhow::bail!("{endpoint} answered HTTP {status} without data"),
+            _ => anyhow::bail!(
+                "{} answered HTTP {status} without data",
+                without_credentials(&endpoint)
+            ),
         }
     }
 }

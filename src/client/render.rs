@@ -41,7 +41,9 @@ pub struct RenderArgs {
     #[arg(long)]
     pub creator_id: Option<String>,
 
-    /// Wait for the job, printing its progress; fail unless it ends DONE.
+    /// Wait for the job, printing its progress. Exit status: 0 when it ends DONE (and the
+    /// output is saved), 3 when it ends FAILED or CANCELLED, 130 on Ctrl-C (which stops
+    /// following, not the job), 1 for any other failure.
     #[arg(long)]
     pub follow: bool,
 
@@ -50,7 +52,9 @@ pub struct RenderArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Follow a job's progress to its end, and optionally download its output.
+/// Follow a job's progress to its end, and optionally download its output. Exit status: 0
+/// when it ends DONE (and the output is saved), 3 when it ends FAILED or CANCELLED, 130 on
+/// Ctrl-C (which stops following, not the job), 1 for any other failure.
 #[derive(clap::Args, Debug)]
 pub struct FollowArgs {
     /// The job's id (printed by `reelgraph render`).
@@ -222,17 +226,34 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
     Ok(key.to_owned())
 }
 
-/// Follows the job to its end; on `DONE` downloads the output when asked.
+/// Follows the job to its end; on `DONE` downloads the output when asked. Ctrl-C stops
+/// following (a download under way leaves no file), not the job.
 async fn finish(api: &mut Api, id: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    tokio::select! {
+        finished = follow_and_save(api, id, output) => finished,
+        _ = tokio::signal::ctrl_c() => Err(super::Stopped::Interrupted(format!(
+            "interrupted: job {id} goes on on the server; follow it again with \
+             `reelgraph follow {id}`, or stop it with the cancelJob mutation"
+        ))
+        .into()),
+    }
+}
+
+async fn follow_and_save(api: &mut Api, id: &str, output: Option<&Path>) -> anyhow::Result<()> {
     let mut printer = Printer::default();
     let last = follow(api, id, |update| printer.print(update)).await?;
     match last.status.as_str() {
         "DONE" => {}
-        "CANCELLED" => anyhow::bail!("job {id} was cancelled"),
-        status => anyhow::bail!(
-            "job {id} ended {status}: {}",
-            last.error.as_deref().unwrap_or("no reason given")
-        ),
+        "CANCELLED" => {
+            return Err(super::Stopped::JobNotDone(format!("job {id} was cancelled")).into());
+        }
+        status => {
+            return Err(super::Stopped::JobNotDone(format!(
+                "job {id} ended {status}: {}",
+                last.error.as_deref().unwrap_or("no reason given")
+            ))
+            .into());
+        }
     }
     let Some(url) = last.output_url.as_deref() else {
         if output.is_some() {

@@ -10,6 +10,8 @@ use crate::helpers::{Backend, TestApp, make_png};
 
 struct Run {
     ok: bool,
+    /// The exit status (none when a signal ended it).
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -33,6 +35,7 @@ async fn reelgraph(args: &[&str], env: &[(&str, &str)]) -> Run {
         .expect("the command runs");
     Run {
         ok: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
@@ -365,7 +368,7 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
         &[("REELGRAPH_TOKEN", &operator_token(&app).await)],
     )
     .await;
-    assert!(!run.ok);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("refused the access token")
             && run.stderr.contains(&format!("reelgraph follow {long}")),
@@ -386,7 +389,7 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
         &[("REELGRAPH_PASSWORD", "correct horse battery")],
     )
     .await;
-    assert!(!run.ok);
+    assert_eq!(run.code, Some(3), "a job that failed: {}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
             "job {failing} ended FAILED: failed on purpose (diagnostics)"
@@ -394,6 +397,95 @@ async fn follow_renews_the_session_and_reports_how_the_job_ended(backend: Backen
         "{}",
         run.stderr
     );
+}
+
+/// Ctrl-C stops following, not the job: the command says how to pick it up again, exits 130,
+/// and leaves nothing in the output's folder. A token typed on the command line is used though
+/// `REELGRAPH_EMAIL` is set without a password, and the server's URL is read as a URL
+/// (`HTTP://` is `http://`, for the WebSocket too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_stops_on_ctrl_c_and_takes_the_typed_token() {
+    use tokio::io::AsyncBufReadExt;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.admin("operator@example.com").await;
+    let token = operator_token(&app).await;
+    let server = app.base.replacen("http://", "HTTP://", 1);
+    let short = run_job(&app, false).await;
+    let run = reelgraph(
+        &["follow", &short, "--server", &server, "--token", &token],
+        &[("REELGRAPH_EMAIL", "someone@example.com")],
+    )
+    .await;
+    assert!(run.ok, "follow failed:\n{}", run.stderr);
+    assert!(run.stderr.contains("100%  DONE"), "{}", run.stderr);
+
+    let long = app
+        .ok(
+            Some(&token),
+            "mutation { runDiagnosticJob(input: { durationMs: 120000, steps: 120 }) { id } }",
+            json!({}),
+        )
+        .await["runDiagnosticJob"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let output = dir.path().join("out.mp4");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+        .args(["follow", &long, "--server", &app.base, "-o"])
+        .arg(&output)
+        .env_remove("REELGRAPH_URL")
+        .env_remove("REELGRAPH_EMAIL")
+        .env_remove("REELGRAPH_PASSWORD")
+        .env("REELGRAPH_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("started");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // Following: the job's state has been printed.
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a progress line in time")
+        .expect("read")
+        .expect("a line");
+    assert!(
+        first.contains("RUNNING") || first.contains("QUEUED"),
+        "{first}"
+    );
+    let pid = child.id().expect("running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stopped in time")
+        .expect("status");
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains(&format!("interrupted: job {long} goes on on the server"))
+            && rest.contains(&format!("reelgraph follow {long}")),
+        "{rest}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "no output file: {left:?}");
+    let job = job_status(&app, &token, &long).await;
+    assert_eq!(job["status"], "RUNNING", "the job goes on: {job}");
+    app.ok(
+        Some(&token),
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": long }),
+    )
+    .await;
 }
 
 /// `seed` makes its demo content through the API: two creators, each with two probed videos
