@@ -37,6 +37,9 @@ const CLEAN_UP_EVERY: Duration = Duration::from_secs(3600);
 /// A work folder of a job that is not running is removed once untouched this long (a job
 /// that has just ended may still be removing its own).
 const WORK_FOLDER_IDLE: Duration = Duration::from_secs(600);
+/// A local object's work file untouched this long belongs to a write that stopped (an upload
+/// still streaming touches its own all the time).
+pub const INCOMING_IDLE: Duration = Duration::from_secs(3600);
 /// Webhook deliveries a pool runs at once, besides its slots: each waits on a receiver (up to
 /// its 10 s limit), not on this machine.
 pub const DELIVERY_SLOTS: usize = 4;
@@ -256,6 +259,14 @@ impl WorkerPool {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "deleted ended sessions and used refresh tokens"),
             Err(err) => tracing::warn!(error = ?err, "session clean-up failed"),
+        }
+        match self.storage.sweep_incoming(INCOMING_IDLE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                files = n,
+                "removed unfinished object writes a stopped process left"
+            ),
+            Err(err) => tracing::warn!(error = ?err, "object work-file sweep failed"),
         }
         match super::work_folders::sweep(&self.db, WORK_FOLDER_IDLE).await {
             Ok(0) => {}

@@ -51,9 +51,35 @@ fn io(context: &str, err: std::io::Error) -> StorageError {
     StorageError(format!("{context}: {err}"))
 }
 
-/// A work file beside an object (`*.part-*`, `*.upload-*`), removed when dropped: whether its
-/// write fails, or the request writing it is dropped because its client hung up, it never
-/// stays behind. Once moved into place there is nothing left to remove.
+/// Flushes a written file's data to the disk.
+pub async fn sync_file(path: &Path) -> StorageResult<()> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io("syncing object", e))?;
+    file.sync_all().await.map_err(|e| io("syncing object", e))
+}
+
+/// Flushes the folder holding `path`, so a file renamed or linked into it is there after a
+/// crash too.
+async fn sync_folder_of(path: &Path) -> StorageResult<()> {
+    let Some(folder) = path.parent() else {
+        return Ok(());
+    };
+    let folder = tokio::fs::File::open(folder)
+        .await
+        .map_err(|e| io("syncing folder", e))?;
+    folder.sync_all().await.map_err(|e| io("syncing folder", e))
+}
+
+/// The folder under the root where objects are written before they are moved into place (on
+/// the same file system, so the move is a rename or a hard link). No key names it: keys are
+/// made by the server, and none starts with a dot.
+const INCOMING: &str = ".incoming";
+
+/// A work file in [`INCOMING`], removed when dropped: whether its write fails, or the request
+/// writing it is dropped because its client hung up, it never stays behind. Once moved into
+/// place there is nothing left to remove. One a process could not remove (it was killed) is
+/// removed by [`LocalStore::sweep_incoming`].
 pub struct WorkFile(PathBuf);
 
 impl WorkFile {
@@ -82,6 +108,7 @@ impl LocalStore {
         let probe = root.join(format!(".write-check-{}", uuid::Uuid::now_v7().simple()));
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
+            .and_then(|()| std::fs::create_dir_all(root.join(INCOMING)))
             .map_err(|e| {
                 anyhow::anyhow!("the object folder {} is not writable: {e}", root.display())
             })?;
@@ -110,19 +137,32 @@ impl LocalStore {
                 .await
                 .map_err(|e| io("creating folder", e))?;
         }
-        let tmp = path.with_extension(format!("part-{}", uuid::Uuid::now_v7().simple()));
-        Ok((path, WorkFile::new(tmp)))
+        Ok((path, self.work_file().await?))
     }
 
-    /// Writes atomically: a reader sees the old object or the whole new one.
+    /// A new work file's name in [`INCOMING`] (the folder made again if it was removed).
+    pub async fn work_file(&self) -> StorageResult<WorkFile> {
+        let incoming = self.root.join(INCOMING);
+        tokio::fs::create_dir_all(&incoming)
+            .await
+            .map_err(|e| io("creating folder", e))?;
+        Ok(WorkFile::new(
+            incoming.join(uuid::Uuid::now_v7().simple().to_string()),
+        ))
+    }
+
+    /// Writes atomically and durably: a reader sees the old object or the whole new one, and
+    /// so does anyone after a crash or a power cut.
     pub async fn put_file(&self, key: &str, source: &Path) -> StorageResult<()> {
         let (path, tmp) = self.prepare(key).await?;
         tokio::fs::copy(source, tmp.path())
             .await
             .map_err(|e| io("copying object", e))?;
+        sync_file(tmp.path()).await?;
         tokio::fs::rename(tmp.path(), &path)
             .await
-            .map_err(|e| io("storing object", e))
+            .map_err(|e| io("storing object", e))?;
+        sync_folder_of(&path).await
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> StorageResult<()> {
@@ -130,32 +170,77 @@ impl LocalStore {
         tokio::fs::write(tmp.path(), bytes)
             .await
             .map_err(|e| io("writing object", e))?;
+        sync_file(tmp.path()).await?;
         tokio::fs::rename(tmp.path(), &path)
             .await
-            .map_err(|e| io("storing object", e))
+            .map_err(|e| io("storing object", e))?;
+        sync_folder_of(&path).await
+    }
+
+    /// Removes work files untouched for `idle` (an upload still streaming keeps touching its
+    /// own): those of a process killed before it could move or remove them. How many.
+    pub async fn sweep_incoming(&self, idle: Duration) -> StorageResult<usize> {
+        let incoming = self.root.join(INCOMING);
+        let mut entries = match tokio::fs::read_dir(&incoming).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("reading the work folder", e)),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io("reading the work folder", e))?
+        {
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            let idle_for = meta
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .unwrap_or_default();
+            if meta.is_file()
+                && idle_for >= idle
+                && tokio::fs::remove_file(entry.path()).await.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Moves an already written file into place (uploads stream to a temp file first), unless
     /// an object is there already: presigned uploads are write-once, as S3's `If-None-Match:
     /// *` makes them there. Returns whether it was stored; `source` is gone either way.
+    /// `source` must have been synced to disk.
     pub async fn put_moved_new(&self, key: &str, source: &Path) -> StorageResult<bool> {
-        let (path, _) = self.prepare(key).await?;
+        let path = self.path_of(key);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io("creating folder", e))?;
+        }
         // A hard link fails if the name exists, in one step.
         let linked = tokio::fs::hard_link(source, &path).await;
         let stored = match linked {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             // No hard links on this file system: check, then move.
-            Err(_) if tokio::fs::try_exists(&path).await.unwrap_or(true) => Ok(false),
+            Err(_) if tokio::fs::try_exists(&path).await.unwrap_or(true) => false,
             Err(_) => {
-                return tokio::fs::rename(source, &path)
+                tokio::fs::rename(source, &path)
                     .await
-                    .map(|()| true)
-                    .map_err(|e| io("storing object", e));
+                    .map_err(|e| io("storing object", e))?;
+                sync_folder_of(&path).await?;
+                return Ok(true);
             }
         };
         let _ = tokio::fs::remove_file(source).await;
-        stored
+        if stored {
+            sync_folder_of(&path).await?;
+        }
+        Ok(stored)
     }
 
     pub async fn get_to_file(&self, key: &str, dest: &Path) -> StorageResult<()> {

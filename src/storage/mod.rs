@@ -225,6 +225,15 @@ impl Storage {
         }
     }
 
+    /// Removes what writes a stopped process left half-done (local storage: work files
+    /// untouched for `idle`; S3 keeps nothing of an upload that did not finish). How many.
+    pub async fn sweep_incoming(&self, idle: Duration) -> StorageResult<usize> {
+        match self {
+            Self::Local(s) => s.sweep_incoming(idle).await,
+            Self::S3(_) => Ok(0),
+        }
+    }
+
     /// A URL that downloads the object for `ttl`.
     pub async fn presign_get(&self, key: &str, ttl: Duration) -> StorageResult<String> {
         check(key)?;

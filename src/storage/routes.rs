@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-use super::{SignedRequest, Storage, WorkFile, valid_key};
+use super::{SignedRequest, Storage, valid_key};
 
 /// Largest upload accepted through a presigned PUT.
 pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -174,20 +174,13 @@ pub async fn put_object(
         );
     }
     // Removed however the request ends, dropped mid-body when the client hangs up included.
-    let work = WorkFile::new(
-        store
-            .path_of(&key)
-            .with_extension(format!("upload-{}", uuid::Uuid::now_v7().simple())),
-    );
-    let temp = work.path();
-    if let Some(parent) = temp.parent()
-        && tokio::fs::create_dir_all(parent).await.is_err()
-    {
+    let Ok(work) = store.work_file().await else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not store the object",
         );
-    }
+    };
+    let temp = work.path();
     let written = async {
         let mut file = tokio::fs::File::create(temp).await.map_err(Written::Disk)?;
         let mut stream = body.into_data_stream();
@@ -200,6 +193,9 @@ pub async fn put_object(
             file.write_all(&chunk).await.map_err(Written::Disk)?;
         }
         file.flush().await.map_err(Written::Disk)?;
+        // On the disk before it is answered for: a power cut must not leave an upload the
+        // client was told is stored empty or cut short.
+        file.sync_all().await.map_err(Written::Disk)?;
         Ok(())
     }
     .await;

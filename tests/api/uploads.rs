@@ -847,6 +847,90 @@ async fn a_large_s3_upload_has_its_sha256_checked_by_the_probe() {
     );
 }
 
+/// An upload cut short leaves nothing behind: no object, no work file. A work file a killed
+/// process left (untouched for an hour) is removed by the storage sweep; one still being
+/// written is not.
+#[tokio::test]
+async fn cut_uploads_leave_nothing_and_stale_work_files_are_swept() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("cut@example.com").await;
+    let creator = app.create_creator(&owner, "Cut Studio").await;
+    let bytes = short_source().await;
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let url = url::Url::parse(upload["uploadUrl"].as_str().expect("url")).expect("url");
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("tests run on local storage");
+    };
+    let incoming = local.path_of(".incoming");
+    let mut stream =
+        tokio::net::TcpStream::connect((url.host_str().expect("host"), url.port().expect("port")))
+            .await
+            .expect("connect");
+    let mut head = format!(
+        "PUT {}?{} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+        url.path(),
+        url.query().expect("query"),
+        url.host_str().expect("host"),
+        bytes.len()
+    );
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        if name != "content-length" {
+            head.push_str(&format!("{name}: {}\r\n", value.as_str().expect("value")));
+        }
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&bytes[..1000])
+        .await
+        .expect("part of the body");
+    stream.flush().await.expect("flush");
+    // The work file appears while the body streams in…
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let count = || std::fs::read_dir(&incoming).map_or(0, Iterator::count);
+    while count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no work file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and goes once the client hangs up.
+    drop(stream);
+    while count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the work file stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let video = upload["video"]["id"].as_str().expect("id");
+    let body = complete(&app, &owner, video).await;
+    assert_eq!(
+        error_code(&body),
+        "BAD_USER_INPUT",
+        "nothing uploaded: {body:#}"
+    );
+
+    let stale = incoming.join("left-by-a-killed-process");
+    let fresh = incoming.join("still-being-written");
+    std::fs::write(&stale, b"half an upload").expect("stale");
+    std::fs::write(&fresh, b"an upload").expect("fresh");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .expect("aged");
+    let removed = app
+        .state
+        .storage
+        .sweep_incoming(reelgraph::jobs::worker::INCOMING_IDLE)
+        .await
+        .expect("swept");
+    assert_eq!(removed, 1);
+    assert!(!stale.exists());
+    assert!(fresh.exists());
+}
+
 /// A server listening on all interfaces (`0.0.0.0`, as in the Docker image) without
 /// `PUBLIC_URL` signs its upload links for `127.0.0.1`, an address a client can use.
 #[tokio::test]
