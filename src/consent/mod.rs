@@ -22,7 +22,7 @@ use crate::{
     graphql::{
         client_info, loaders,
         loaders::{UserById, VisibleVideoById},
-        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
+        pagination::{Page, PageArgs, RelayConnection, TotalCount},
         parse_id, state, viewer,
     },
     jobs::queue::begin_write,
@@ -90,9 +90,16 @@ impl VideoConsent {
         let db = &state(ctx)?.db;
         let select = consent_audit_entry::Entity::find()
             .filter(consent_audit_entry::Column::VideoConsentId.eq(self.0.id));
-        let total = TotalCount::of(db, select.clone());
-        let page = fetch_page(db, select, consent_audit_entry::Column::Id, false, args).await?;
-        Ok(page.into_connection(|e| e.id, ConsentAuditEntry, total))
+        let total = TotalCount::of(db, select);
+        // Batched with the other consents of a list.
+        let rows = crate::graphql::loaders(ctx)?
+            .load_one(crate::graphql::loaders::AuditPage {
+                consent: self.0.id,
+                page: args,
+            })
+            .await?
+            .unwrap_or_default();
+        Ok(Page::from_rows(rows, args).into_connection(|e| e.id, ConsentAuditEntry, total))
     }
 }
 

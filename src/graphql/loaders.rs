@@ -21,8 +21,8 @@ use std::{
 
 use async_graphql::dataloader::Loader;
 use entity::{
-    VideoStatus, creator, creator_follow, creator_member, credit_ledger_entry, highlight, job,
-    short, user, video, video_variant, webhook_secret,
+    VideoStatus, consent_audit_entry, creator, creator_follow, creator_member, credit_ledger_entry,
+    highlight, job, short, user, video, video_variant, webhook_secret,
 };
 use futures_util::{FutureExt, future::Shared};
 use sea_orm::{
@@ -38,7 +38,10 @@ use crate::{
     content::loaders::by_video,
     db::{build_with_limit, shift_placeholders},
     error::AppError,
-    graphql::narrow::Skip,
+    graphql::{
+        narrow::Skip,
+        pagination::{PageArgs, fetch_pages_by},
+    },
 };
 
 /// How often the first caller of a batch yields before loading. Each yield lets the request's
@@ -245,6 +248,8 @@ loader_set!(
     shorts: ShortsOf,
     highlights: HighlightById,
     jobs: JobById,
+    job_children: JobChildren,
+    audit_pages: AuditPage,
     job_costs: JobCreditCost,
     teams: CreatorTeam,
 );
@@ -487,6 +492,129 @@ impl Loader<ConsentOf> for DbLoader {
             .into_iter()
             .map(|row| (ConsentOf(row.video_id), row))
             .collect())
+    }
+}
+
+/// A page of the children of a job's attempt `attempt` (and of those made before attempts
+/// were recorded), in `Job.children`'s order; `limit + 1` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobChildren {
+    pub parent: Uuid,
+    pub attempt: i32,
+    pub page: PageArgs,
+}
+
+impl Loader<JobChildren> for DbLoader {
+    type Value = Vec<job::Model>;
+    type Error = AppError;
+
+    /// One statement per page shape (a list's children all have the same `first`/`after`):
+    /// every parent's page at once.
+    async fn load(
+        &self,
+        keys: &[JobChildren],
+    ) -> Result<HashMap<JobChildren, Vec<job::Model>>, AppError> {
+        // A parent asked for under two attempts (read twice, changed between) goes into a
+        // statement of its own: the window numbers a parent's rows across both.
+        let mut groups: Vec<(PageArgs, HashMap<Uuid, i32>)> = Vec::new();
+        for key in keys {
+            let free = groups
+                .iter_mut()
+                .find(|(page, parents)| *page == key.page && !parents.contains_key(&key.parent));
+            match free {
+                Some((_, parents)) => {
+                    parents.insert(key.parent, key.attempt);
+                }
+                None => groups.push((key.page, HashMap::from([(key.parent, key.attempt)]))),
+            }
+        }
+        let mut out: HashMap<JobChildren, Vec<job::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for (page, parents) in groups {
+            let of_attempts = parents
+                .iter()
+                .fold(Condition::any(), |any, (parent, attempt)| {
+                    any.add(
+                        Condition::all().add(job::Column::ParentId.eq(*parent)).add(
+                            Condition::any()
+                                .add(job::Column::ParentAttempt.is_null())
+                                .add(job::Column::ParentAttempt.eq(*attempt)),
+                        ),
+                    )
+                });
+            let rows = fetch_pages_by(
+                &self.db,
+                job::Entity::find().filter(of_attempts),
+                job::Column::ParentId,
+                job::Column::Id,
+                false,
+                page,
+            )
+            .await?;
+            for row in rows {
+                let Some(parent) = row.parent_id else {
+                    continue;
+                };
+                let Some(&attempt) = parents.get(&parent) else {
+                    continue;
+                };
+                if let Some(list) = out.get_mut(&JobChildren {
+                    parent,
+                    attempt,
+                    page,
+                }) {
+                    list.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A page of a consent's audit log (`VideoConsent.auditLog`); `limit + 1` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuditPage {
+    pub consent: Uuid,
+    pub page: PageArgs,
+}
+
+impl Loader<AuditPage> for DbLoader {
+    type Value = Vec<consent_audit_entry::Model>;
+    type Error = AppError;
+
+    /// One statement per page shape: every consent's page at once.
+    async fn load(
+        &self,
+        keys: &[AuditPage],
+    ) -> Result<HashMap<AuditPage, Vec<consent_audit_entry::Model>>, AppError> {
+        let mut groups: HashMap<PageArgs, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            groups.entry(key.page).or_default().push(key.consent);
+        }
+        let mut out: HashMap<AuditPage, Vec<consent_audit_entry::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for (page, consents) in groups {
+            let rows = fetch_pages_by(
+                &self.db,
+                consent_audit_entry::Entity::find()
+                    .filter(consent_audit_entry::Column::VideoConsentId.is_in(consents)),
+                consent_audit_entry::Column::VideoConsentId,
+                consent_audit_entry::Column::Id,
+                false,
+                page,
+            )
+            .await?;
+            for row in rows {
+                let key = AuditPage {
+                    consent: row.video_consent_id,
+                    page,
+                };
+                if let Some(list) = out.get_mut(&key) {
+                    list.push(row);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -223,6 +223,47 @@ where
     Ok(Page::from_rows(rows, args))
 }
 
+/// Up to `args.limit + 1` rows of each `group` of `select` (the rows of one parent each),
+/// from the page's cursor on and in the order the page is read, as [`fetch_page`] reads one
+/// group's: one statement for the pages of every parent in a list. A window function numbers
+/// each group's rows (both backends have them); [`Page::from_rows`] cuts each group's.
+pub async fn fetch_pages_by<E>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    group: E::Column,
+    id_col: E::Column,
+    newest_first: bool,
+    args: PageArgs,
+) -> AppResult<Vec<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    use sea_orm::{
+        FromQueryResult, IdenStatic, QueryTrait,
+        sea_query::{Alias, Asterisk, Expr, ExprTrait, Query},
+    };
+    let (select, order) = page_select(select, id_col, newest_first, args);
+    let direction = if order == Order::Desc { "DESC" } else { "ASC" };
+    let table = E::default().table_name().to_owned();
+    let window = format!(
+        r#"ROW_NUMBER() OVER (PARTITION BY "{table}"."{}" ORDER BY "{table}"."{}" {direction})"#,
+        group.as_str(),
+        id_col.as_str()
+    );
+    let mut inner = select.expr_as(Expr::cust(window), "page_row");
+    // The order is the outer query's (and the window's).
+    QueryOrder::query(&mut inner).clear_order_by();
+    let outer = Query::select()
+        .column(Asterisk)
+        .from_subquery(inner.into_query(), Alias::new("t"))
+        .and_where(Expr::col(Alias::new("page_row")).lte(args.limit as i64 + 1))
+        .order_by(Alias::new(id_col.as_str()), order)
+        .to_owned();
+    let statement = db.get_database_backend().build(&outer);
+    Ok(E::Model::find_by_statement(statement).all(db).await?)
+}
+
 /// `select` from the page's cursor on, in the order the page is read; no limit (it reads
 /// `args.limit + 1` rows, one extra to tell whether more exist). Reading backward walks the
 /// index the other way ([`Page::from_rows`] reverses the rows afterwards).

@@ -25,8 +25,8 @@ use crate::{
     error::{AppError, AppResult},
     graphql::{
         loaders,
-        loaders::JobById,
-        pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
+        loaders::{JobById, JobChildren},
+        pagination::{Page, PageArgs, RelayConnection, TotalCount, fetch_page},
         parse_id, state, viewer,
     },
     state::AppState,
@@ -154,9 +154,17 @@ impl Job {
                     .add(job::Column::ParentAttempt.is_null())
                     .add(job::Column::ParentAttempt.eq(self.0.attempts)),
             );
-        let total = TotalCount::of(db, select.clone());
-        let page = fetch_page(db, select, job::Column::Id, false, args).await?;
-        Ok(page.into_connection(|j| j.id, Job, total))
+        let total = TotalCount::of(db, select);
+        // Batched with the other jobs of a list.
+        let rows = loaders(ctx)?
+            .load_one(JobChildren {
+                parent: self.0.id,
+                attempt: self.0.attempts,
+                page: args,
+            })
+            .await?
+            .unwrap_or_default();
+        Ok(Page::from_rows(rows, args).into_connection(|j| j.id, Job, total))
     }
     /// A download URL of the job's output once it is DONE; it works for 10 minutes. For a
     /// creator's job, only while the caller is on its team (or an administrator).

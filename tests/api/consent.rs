@@ -347,7 +347,7 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
 }
 
 /// A page of videos with their consent reads the consent rows in one statement, whatever the
-/// page's size (it was one per video).
+/// page's size (it was one per video), their audit logs too.
 async fn a_page_of_videos_reads_their_consents_at_once(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("consent-page@example.com").await;
@@ -366,7 +366,8 @@ async fn a_page_of_videos_reads_their_consents_at_once(backend: Backend) {
         }
     }
     let query = "query($c: ID!, $n: Int) { creator(id: $c) {
-        videos(first: $n) { nodes { id consent { publicDisplay version } } } } }";
+        videos(first: $n) { nodes { id consent { publicDisplay version
+            auditLog(first: 1) { nodes { field } } } } } } }";
     let mut costs = Vec::new();
     for n in [2, 8] {
         let before = app.request_statements();
@@ -378,6 +379,15 @@ async fn a_page_of_videos_reads_their_consents_at_once(backend: Backend) {
         assert_eq!(nodes.len(), n, "{data}");
         assert!(nodes.iter().any(|v| v["consent"]["version"] == 1), "{data}");
         assert!(nodes.iter().any(|v| v["consent"]["version"] == 0), "{data}");
+        // Each its own log (one change of one field, or nothing), read with the others.
+        for video in nodes {
+            let log = &video["consent"]["auditLog"]["nodes"];
+            if video["consent"]["version"] == 1 {
+                assert_eq!(log, &json!([{ "field": "PUBLIC_DISPLAY" }]), "{data}");
+            } else {
+                assert_eq!(log, &json!([]), "{data}");
+            }
+        }
     }
     assert_eq!(
         costs[0], costs[1],

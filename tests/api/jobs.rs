@@ -1865,7 +1865,71 @@ async fn a_status_filter_repeated_many_times_is_answered(backend: Backend) {
     assert_eq!(data["jobs"]["totalCount"], 0, "{data}");
 }
 
+/// `Job.children` of a page of jobs costs the same statements whatever the page's size (it was
+/// one page statement per parent), and each parent gets its own first children: those of its
+/// latest attempt (or made before attempts were recorded), not an earlier attempt's.
+async fn children_of_a_page_of_jobs_are_read_at_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("families@example.com").await;
+    let mut expected = std::collections::HashMap::new();
+    for _ in 0..8 {
+        let mut parent = NewJob::new(
+            JobKind::Workflow,
+            "test.parked",
+            owner.user_id.parse().expect("uuid"),
+            json!({}),
+        );
+        parent.run_at = Some(chrono::Utc::now() + chrono::Duration::days(1));
+        let parent = enqueue_unannounced(&app, parent).await;
+        let mut mine = Vec::new();
+        for attempt in [Some(0), None, Some(7), Some(0)] {
+            let mut child = NewJob::new(
+                JobKind::Workflow,
+                "test.parked",
+                owner.user_id.parse().expect("uuid"),
+                json!({}),
+            );
+            child.parent_id = Some(parent.id);
+            child.parent_attempt = attempt;
+            child.run_at = Some(parent.run_at);
+            let child = enqueue_unannounced(&app, child).await;
+            if attempt != Some(7) {
+                mine.push(child.id.to_string());
+            }
+        }
+        expected.insert(parent.id.to_string(), mine);
+    }
+    let query = "query($n: Int) { jobs(rootOnly: true, first: $n) { nodes { id
+        children(first: 2) { nodes { id } pageInfo { hasNextPage } } } } }";
+    let mut costs = Vec::new();
+    for n in [2, 8] {
+        let before = app.request_statements();
+        let data = app
+            .ok(Some(&owner.access_token), query, json!({ "n": n }))
+            .await;
+        costs.push(app.request_statements() - before);
+        let nodes = data["jobs"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), n, "{data}");
+        for node in nodes {
+            let mine = &expected[node["id"].as_str().expect("id")];
+            let children: Vec<&str> = node["children"]["nodes"]
+                .as_array()
+                .expect("children")
+                .iter()
+                .map(|c| c["id"].as_str().expect("id"))
+                .collect();
+            assert_eq!(children, [mine[0].as_str(), mine[1].as_str()], "{node}");
+            assert_eq!(node["children"]["pageInfo"]["hasNextPage"], true, "{node}");
+        }
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements grew with the page: {costs:?}"
+    );
+}
+
 both_backends!(
+    children_of_a_page_of_jobs_are_read_at_once,
     a_status_filter_repeated_many_times_is_answered,
     work_folders_of_jobs_no_longer_running_are_swept,
     a_job_runs_to_done_with_progress_and_is_completed_once,
