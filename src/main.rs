@@ -51,8 +51,15 @@ enum Command {
     /// Submit a JSON movie spec to a running server (`--follow` waits, `-o` downloads the MP4).
     Render(client::RenderArgs),
     /// Follow a job on a running server to its end (`-o` downloads its output).
+    ///
+    /// Exit status: 0 when the job ends DONE (and its output is saved), 3 when it ends FAILED
+    /// or CANCELLED, 130 on Ctrl-C (which stops following, not the job), 1 for any other
+    /// failure. A lost connection is tried again for 5 minutes.
     Follow(client::FollowArgs),
     /// Fill a running server with demo creators, videos, highlights and shorts, through its API.
+    ///
+    /// With no --token or --email, a demo account (demo@reelgraph.local) is registered and its
+    /// password printed.
     Seed(client::SeedArgs),
     /// Ask a running server's `/healthz` (exits 0 when it answers 200): the container health check.
     Healthz {

@@ -52,9 +52,8 @@ pub struct RenderArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Follow a job's progress to its end, and optionally download its output. Exit status: 0
-/// when it ends DONE (and the output is saved), 3 when it ends FAILED or CANCELLED, 130 on
-/// Ctrl-C (which stops following, not the job), 1 for any other failure.
+/// Follow a job's progress to its end, and optionally download its output (exit statuses:
+/// `reelgraph follow --help`).
 #[derive(clap::Args, Debug)]
 pub struct FollowArgs {
     /// The job's id (printed by `reelgraph render`).
@@ -208,6 +207,17 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
         "webp" => "image/webp",
         _ => anyhow::bail!("only .png, .jpg, .jpeg and .webp pictures can be image layers"),
     };
+    // Told before the picture is read whole (a file of gigabytes named by mistake).
+    let size = tokio::fs::metadata(path)
+        .await
+        .context("cannot read it")?
+        .len();
+    let limit = crate::render::graphql::MAX_ASSET_BYTES;
+    anyhow::ensure!(
+        size <= limit,
+        "it has {size} bytes; a picture may have at most {limit} ({} MiB)",
+        limit >> 20
+    );
     let bytes = tokio::fs::read(path).await.context("cannot read it")?;
     let data = api
         .call(

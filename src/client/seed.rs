@@ -23,8 +23,6 @@ const VIDEO_SECS: u32 = 15;
 /// Fill a running server with demo creators, videos, highlights and shorts, through its API.
 #[derive(clap::Args, Debug)]
 pub struct SeedArgs {
-    /// With no --token or --email, a demo account (demo@reelgraph.local) is registered and
-    /// its password printed.
     #[command(flatten)]
     pub server: ServerArgs,
 
