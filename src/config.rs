@@ -143,6 +143,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub scene_cache_days: u32,
 
+    /// Days an uploaded picture (`requestAssetUpload`) stays after a render last named it, or
+    /// after its upload when none has (0: for good).
+    #[arg(long, env = "REELGRAPH_ASSET_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub asset_retention_days: u32,
+
     /// Seconds running jobs may take to finish on shutdown before they are released.
     #[arg(long, env = "REELGRAPH_SHUTDOWN_GRACE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
@@ -221,6 +227,7 @@ impl Config {
             listen_check_ms: 15_000,
             job_retention_days: 30,
             scene_cache_days: 30,
+            asset_retention_days: 30,
             shutdown_grace_secs: 30,
             public_url: None,
             storage_url: None,
@@ -245,6 +252,8 @@ impl Config {
             retention: chrono::Duration::days(i64::from(self.job_retention_days)),
             scene_cache: (self.scene_cache_days > 0)
                 .then(|| chrono::Duration::days(i64::from(self.scene_cache_days))),
+            assets: (self.asset_retention_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.asset_retention_days))),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
     }

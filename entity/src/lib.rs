@@ -3,15 +3,14 @@
 //! The schema itself is created by the `migration` crate; these definitions
 //! mirror it (column names, types and nullability).
 
-pub mod enums;
-pub mod prelude;
-
+pub mod asset;
 pub mod caption_track;
 pub mod consent_audit_entry;
 pub mod creator;
 pub mod creator_follow;
 pub mod creator_member;
 pub mod credit_ledger_entry;
+pub mod enums;
 pub mod highlight;
 pub mod invite_code;
 pub mod job;
@@ -19,6 +18,7 @@ pub mod job_transition;
 pub mod key_moment;
 pub mod password_reset;
 pub mod plan;
+pub mod prelude;
 pub mod refresh_token;
 pub mod render_plan;
 pub mod render_usage;

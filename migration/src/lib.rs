@@ -27,6 +27,7 @@ mod m20261205_000017_refuse_consent_audit_replace;
 mod m20261205_000018_index_job_references;
 mod m20261205_000019_add_credit_grant_keys;
 mod m20261206_000020_index_queued_deliveries;
+mod m20261206_000021_create_assets;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000018_index_job_references::Migration),
             Box::new(m20261205_000019_add_credit_grant_keys::Migration),
             Box::new(m20261206_000020_index_queued_deliveries::Migration),
+            Box::new(m20261206_000021_create_assets::Migration),
         ]
     }
 }

@@ -112,6 +112,8 @@ pub struct JobSettings {
     pub retention: chrono::Duration,
     /// Scene-cache entries unused for this long are removed (`None`: kept for good).
     pub scene_cache: Option<chrono::Duration>,
+    /// How long an uploaded picture no render names stays (`None`: for good).
+    pub assets: Option<chrono::Duration>,
     /// On shutdown, how long running jobs may take to finish before they are released.
     pub shutdown_grace: std::time::Duration,
 }

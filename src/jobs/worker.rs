@@ -273,6 +273,16 @@ impl WorkerPool {
             Ok(n) => tracing::info!(folders = n, "removed work folders a stopped process left"),
             Err(err) => tracing::warn!(error = ?err, "work-folder sweep failed"),
         }
+        if let Some(unused_for) = self.settings.assets {
+            match crate::render::sweep_assets(&self.db, &self.storage, unused_for).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    pictures = n,
+                    "removed uploaded pictures no render used lately"
+                ),
+                Err(err) => tracing::warn!(error = ?err, "picture sweep failed"),
+            }
+        }
         if let Some(unused_for) = self.settings.scene_cache {
             match crate::render::prune_scene_cache(&self.db, &self.storage, unused_for).await {
                 Ok(0) => {}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{JobKind, job};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -55,6 +55,10 @@ fn same_request(existing: job::Model, fingerprint: &str) -> AppResult<Job> {
 /// Largest image a render takes as an asset.
 pub const MAX_ASSET_BYTES: u64 = 20 << 20;
 
+/// Picture uploads (`requestAssetUpload`) an account may ask for in a day (administrators:
+/// any number).
+pub const MAX_ASSET_UPLOADS_PER_DAY: u64 = 500;
+
 /// Image types an image layer may use, and the extension their key gets.
 const ASSET_TYPES: [(&str, &str); 3] = [
     ("image/png", "png"),
@@ -92,7 +96,9 @@ pub struct RenderMutation;
 impl RenderMutation {
     /// An upload URL for an image (PNG, JPEG or WebP, up to 20 MiB) that movie specs' image
     /// layers can then name by the returned `assetKey`. Only its uploader (and administrators)
-    /// may render with it.
+    /// may render with it. The picture stays until no render has named it for the server's
+    /// retention period (30 days by default); an account may ask for 500 uploads a day
+    /// (`RATE_LIMITED` past that).
     async fn request_asset_upload(
         &self,
         ctx: &Context<'_>,
@@ -115,7 +121,31 @@ impl RenderMutation {
                 format!("must be 1 byte to {} MiB", MAX_ASSET_BYTES >> 20),
             ));
         }
+        // Each upload is recorded (the upkeep removes pictures no render uses), and an
+        // account may ask for so many a day.
+        let now = Utc::now();
+        if !viewer(ctx)?.is_admin() {
+            let today = entity::asset::Entity::find()
+                .filter(entity::asset::Column::OwnerId.eq(user.id))
+                .filter(entity::asset::Column::CreatedAt.gt(now - chrono::TimeDelta::days(1)))
+                .count(&state.db)
+                .await?;
+            if today >= MAX_ASSET_UPLOADS_PER_DAY {
+                return Err(AppError::RateLimited(format!(
+                    "at most {MAX_ASSET_UPLOADS_PER_DAY} picture uploads a day; a picture \
+                     uploaded before can be named again by its assetKey"
+                )));
+            }
+        }
         let asset_key = format!("assets/{}/{}.{extension}", user.id, Uuid::now_v7());
+        entity::asset::Entity::insert(entity::asset::ActiveModel {
+            key: Set(asset_key.clone()),
+            owner_id: Set(user.id),
+            created_at: Set(now),
+            used_at: Set(now),
+        })
+        .exec_without_returning(&state.db)
+        .await?;
         // Taken before presigning, so the URL never outlives the time announced.
         let expires_at = Utc::now()
             + chrono::TimeDelta::from_std(PRESIGN_TTL)
@@ -189,6 +219,7 @@ impl RenderMutation {
                 ));
             }
         }
+        super::mark_assets_used(&state.db, movie.asset_keys().map(|(_, key)| key)).await?;
 
         let priority = input.priority.unwrap_or(JobPriority::Normal).value();
         // Which uploaded picture an image layer names is left out: a client retrying its whole

@@ -107,6 +107,95 @@ pub async fn on_job_retried(txn: &DatabaseTransaction, job: &job::Model) -> AppR
 /// Scene-cache entries pruned per run; the next hourly run takes the rest.
 const PRUNE_BATCH: u64 = 500;
 
+/// Records that renders name `keys` (image layers' pictures) now, so the upkeep keeps them.
+/// A picture uploaded before uploads were recorded gets its row here.
+pub async fn mark_assets_used<'k>(
+    db: &impl sea_orm::ConnectionTrait,
+    keys: impl Iterator<Item = &'k str>,
+) -> Result<(), sea_orm::DbErr> {
+    use entity::asset::{ActiveModel, Column, Entity};
+    use sea_orm::Set;
+    let now = chrono::Utc::now();
+    let mut rows: Vec<ActiveModel> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for key in keys {
+        // `assets/{owner}/{id}.{ext}`: the only keys requestAssetUpload makes.
+        let owner = key
+            .strip_prefix("assets/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|owner| uuid::Uuid::parse_str(owner).ok());
+        if let Some(owner) = owner
+            && seen.insert(key)
+        {
+            rows.push(ActiveModel {
+                key: Set(key.to_owned()),
+                owner_id: Set(owner),
+                created_at: Set(now),
+                used_at: Set(now),
+            });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(Column::Key)
+                .update_column(Column::UsedAt)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Removes the pictures (file and row) no render has named for `unused_for`, oldest first, a
+/// batch at a time. How many. One named meanwhile stays; one whose file cannot be removed
+/// now keeps its row (behind the others), for the next run.
+pub async fn sweep_assets(
+    db: &sea_orm::DatabaseConnection,
+    storage: &crate::storage::Storage,
+    unused_for: chrono::TimeDelta,
+) -> Result<u64, sea_orm::DbErr> {
+    use entity::asset::{Column, Entity};
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let cutoff = chrono::Utc::now() - unused_for;
+    let stale = Entity::find()
+        .filter(Column::UsedAt.lt(cutoff))
+        .order_by_asc(Column::UsedAt)
+        .limit(PRUNE_BATCH)
+        .all(db)
+        .await?;
+    let mut removed = 0;
+    for asset in stale {
+        let gone = Entity::delete_many()
+            .filter(Column::Key.eq(asset.key.clone()))
+            .filter(Column::UsedAt.lt(cutoff))
+            .exec(db)
+            .await?;
+        if gone.rows_affected == 0 {
+            continue;
+        }
+        if let Err(err) = storage.delete(&asset.key).await {
+            tracing::warn!(key = asset.key, error = %err, "an unused picture could not be removed; trying again next run");
+            let mut back =
+                sea_orm::ActiveModelTrait::reset_all(entity::asset::ActiveModel::from(asset));
+            back.used_at = sea_orm::Set(cutoff);
+            Entity::insert(back)
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(Column::Key)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+            continue;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// Removes the scene clips no render has used for `unused_for`, rows and objects: the cache is
 /// content-addressed and shared, so nothing else ever frees them. An entry used meanwhile
 /// stays (the delete is conditional on `last_used_at`); a clip removed under a render that

@@ -397,6 +397,119 @@ async fn assets_are_uploaded_by_presigned_put_and_used_by_their_uploader_only() 
     }
 }
 
+/// Uploaded pictures are recorded: a render naming one marks it used (one stored before
+/// uploads were recorded gets its row then), and the upkeep removes a picture no render has
+/// named for the retention period, file and row, keeping the others. An account may ask for
+/// 500 uploads a day; an administrator for any number.
+#[tokio::test]
+async fn unused_pictures_are_removed_and_uploads_are_limited_per_day() {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+    const UPLOAD: &str = "mutation($input: RequestAssetUploadInput!) { requestAssetUpload(input: $input) { assetKey } }";
+    let png = json!({ "input": { "contentType": "image/png", "sizeBytes": 100 } });
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let db = &app.state.db;
+    let owner = app.register("pictures@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let row = |key: String| {
+        let db = db.clone();
+        async move {
+            entity::asset::Entity::find_by_id(key)
+                .one(&db)
+                .await
+                .expect("read")
+        }
+    };
+    // Stored before uploads were recorded: no row until a render names it.
+    let old = upload_logo(&app, &owner).await;
+    let kept = format!("assets/{}/kept.png", owner.user_id);
+    let dir = tempfile::tempdir().expect("dir");
+    make_png(&dir.path().join("kept.png"), "0x33ff66", "32x32").await;
+    app.state
+        .storage
+        .put_file(&kept, &dir.path().join("kept.png"), "image/png")
+        .await
+        .expect("stored");
+    assert!(row(old.clone()).await.is_none());
+    let fresh = app.ok(token, UPLOAD, png.clone()).await["requestAssetUpload"]["assetKey"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert!(
+        row(fresh.clone()).await.is_some(),
+        "recorded at its request"
+    );
+    for key in [&old, &kept] {
+        app.ok(
+            token,
+            RENDER,
+            json!({ "input": { "spec": movie(key, "named") } }),
+        )
+        .await;
+        assert!(
+            row(key.clone()).await.is_some(),
+            "recorded when a render named it"
+        );
+    }
+    // A month without renders, then one names `kept` again.
+    entity::asset::Entity::update_many()
+        .col_expr(
+            entity::asset::Column::UsedAt,
+            Expr::val(chrono::Utc::now() - chrono::Duration::days(31)),
+        )
+        .exec(db)
+        .await
+        .expect("aged");
+    app.ok(
+        token,
+        RENDER,
+        json!({ "input": { "spec": movie(&kept, "again") } }),
+    )
+    .await;
+    let removed =
+        reelgraph::render::sweep_assets(db, &app.state.storage, chrono::Duration::days(30))
+            .await
+            .expect("swept");
+    assert_eq!(removed, 2, "the old picture and the upload never used");
+    assert!(row(old.clone()).await.is_none() && row(fresh.clone()).await.is_none());
+    assert!(row(kept.clone()).await.is_some());
+    assert_eq!(app.state.storage.head(&old).await.expect("head"), None);
+    assert!(app.state.storage.head(&kept).await.expect("head").is_some());
+
+    // 500 uploads asked for today (the `kept` row counts: recorded today).
+    let owner_id: uuid::Uuid = owner.user_id.parse().expect("uuid");
+    let already = entity::asset::Entity::find()
+        .filter(entity::asset::Column::OwnerId.eq(owner_id))
+        .count(db)
+        .await
+        .expect("count");
+    fill_uploads(&app, owner_id, 500 - already).await;
+    let refused = app.gql(token, UPLOAD, png.clone()).await;
+    assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
+    let admin = app.admin("pictures-admin@example.com").await;
+    fill_uploads(&app, admin.user_id.parse().expect("uuid"), 500).await;
+    app.ok(Some(&admin.access_token), UPLOAD, png).await;
+}
+
+/// `n` upload rows of `owner`'s, made now.
+async fn fill_uploads(app: &TestApp, owner: uuid::Uuid, n: u64) {
+    use sea_orm::{EntityTrait, Set};
+    let now = chrono::Utc::now();
+    let rows: Vec<entity::asset::ActiveModel> = (0..n)
+        .map(|i| entity::asset::ActiveModel {
+            key: Set(format!("assets/{owner}/filler-{i}.png")),
+            owner_id: Set(owner),
+            created_at: Set(now),
+            used_at: Set(now),
+        })
+        .collect();
+    for chunk in rows.chunks(100) {
+        entity::asset::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&app.state.db)
+            .await
+            .expect("filled");
+    }
+}
+
 /// Rendering on behalf of a creator: one that is not yours is FORBIDDEN (creators are public,
 /// as for uploads), one that does not exist NOT_FOUND; your own is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
