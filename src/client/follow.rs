@@ -28,6 +28,8 @@ const IDLE: Duration = Duration::from_secs(60);
 /// How long following keeps connecting again after it last heard from the server: long
 /// enough for a restart (whose shutdown alone may take 30 s) or a short network outage.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
+/// Connections that may fail before following gives up, when none has worked yet.
+const FIRST_ATTEMPTS: u32 = 6;
 /// The longest wait between two connections.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
@@ -77,6 +79,9 @@ pub async fn follow(
     let mut failures = 0;
     let mut refreshed = false;
     let mut last_heard = tokio::time::Instant::now();
+    // Until the server has answered once, a wrong --server (or one not running) is said
+    // after a few tries, not after minutes.
+    let mut ever_heard = false;
     loop {
         let mut heard = false;
         let ended = follow_once(api, (&url, &shown), job_id, &mut |update| {
@@ -86,6 +91,7 @@ pub async fn follow(
         .await;
         if heard {
             last_heard = tokio::time::Instant::now();
+            ever_heard = true;
         }
         match ended {
             Ok(last) => return Ok(last),
@@ -111,6 +117,9 @@ pub async fn follow(
                     failures = 0;
                 }
                 failures += 1;
+                if !ever_heard && failures >= FIRST_ATTEMPTS {
+                    return Err(err.context(format!("following job {job_id}: gave up")));
+                }
                 if last_heard.elapsed() >= RECONNECT_FOR {
                     return Err(err.context(format!(
                         "following job {job_id}: gave up after {} s without the server; the \

@@ -591,7 +591,7 @@ impl JobSubscription {
                             tracing::warn!(error = %err, "jobsUpdated: timeline read failed");
                         }
                     }
-                    seen.insert(row.id, (row.seq, row.progress));
+                    seen.insert(row.id, (row.seq, row.progress), since);
                     yield Job(row);
                 }
             }
@@ -601,8 +601,9 @@ impl JobSubscription {
 
 /// What `jobsUpdated` has sent of each job: its version and progress, so a re-read after lag
 /// sends only what changed. Bounded: past [`Sent::LIMIT`] jobs it starts over, and moves
-/// `since` to then, so a job it forgot is not sent an end from before (already sent, or
-/// before the subscription began).
+/// `since` up to where the re-reads have handled every change (not to now: a change of the
+/// re-read under way may be an end still to send), so a job it forgot is not sent an end it
+/// was sent already.
 struct Sent {
     jobs: HashMap<Uuid, (i64, f64)>,
     /// Ends of jobs not in `jobs` count from here.
@@ -624,10 +625,12 @@ impl Sent {
         self.jobs.get(id)
     }
 
-    fn insert(&mut self, id: Uuid, sent: (i64, f64)) {
+    /// Records `sent` of job `id`; `handled` is the re-reads' cursor: every change before it
+    /// was read, and its ends sent.
+    fn insert(&mut self, id: Uuid, sent: (i64, f64), handled: DateTime<Utc>) {
         if self.jobs.len() >= Self::LIMIT && !self.jobs.contains_key(&id) {
             self.jobs.clear();
-            self.since = self.since.max(Utc::now() - chrono::Duration::seconds(1));
+            self.since = self.since.max(handled);
         }
         self.jobs.insert(id, sent);
     }
@@ -667,29 +670,27 @@ mod tests {
     use super::*;
 
     /// Past its limit `jobsUpdated`'s record starts over, and ends of the jobs it forgot count
-    /// from then on: one sent an hour ago is not sent again.
+    /// from where the re-reads had handled every change: one sent an hour ago is not sent
+    /// again, one of the re-read under way still is.
     #[test]
     fn what_was_sent_is_bounded_and_forgets_no_later_than_it_clears() {
         let began = Utc::now() - chrono::Duration::hours(1);
+        let handled = began + chrono::Duration::minutes(50);
         let mut sent = Sent::new(began);
         let first = Uuid::now_v7();
-        sent.insert(first, (1, 0.0));
+        sent.insert(first, (1, 0.0), handled);
         for _ in 1..Sent::LIMIT {
-            sent.insert(Uuid::now_v7(), (1, 0.0));
+            sent.insert(Uuid::now_v7(), (1, 0.0), handled);
         }
         // A job already there is updated in place.
-        sent.insert(first, (2, 0.5));
+        sent.insert(first, (2, 0.5), handled);
         assert_eq!(sent.get(&first), Some(&(2, 0.5)));
         assert_eq!(sent.since, began - chrono::Duration::seconds(1));
-        let before = Utc::now();
         let last = Uuid::now_v7();
-        sent.insert(last, (1, 0.0));
+        sent.insert(last, (1, 0.0), handled);
         assert_eq!(sent.get(&first), None);
         assert_eq!(sent.get(&last), Some(&(1, 0.0)));
-        assert!(
-            sent.since >= before - chrono::Duration::seconds(1),
-            "{}",
-            sent.since
-        );
+        // Up to what the re-reads handled, not to now (the re-read under way may hold ends).
+        assert_eq!(sent.since, handled);
     }
 }

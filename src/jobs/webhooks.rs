@@ -51,8 +51,10 @@ const INPUT_KEY: &str = "callback_url";
 /// With the queue's backoff (doubling from 1 s, capped at 5 minutes): about half an hour.
 pub const MAX_ATTEMPTS: i32 = 15;
 const MAX_URL_LEN: usize = 2048;
-/// One attempt's whole exchange.
+/// One attempt's whole exchange, the lookup of the host included.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Connecting to the receiver's addresses, all of them together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a callback host was refused, and what the server's operator may change.
 const PUBLIC_ONLY: &str = "deliveries go to public addresses only unless the server sets \
                            REELGRAPH_WEBHOOK_ALLOW_PRIVATE=true";
@@ -359,13 +361,15 @@ impl JobHandler for Deliver {
             },
         })
         .to_string();
-        let target = self.target(&input.url).await?;
+        // One limit for the whole attempt, the lookup included.
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let target = self.target(&input.url, deadline).await?;
         let now = Utc::now();
         let secrets = signing_secrets(&ctx.db, &self.tokens, ctx.job.owner_id, now)
             .await
             .map_err(|e| JobFailure::internal("the signing secret could not be read", e))?;
         let client = target
-            .client()
+            .client(deadline.saturating_duration_since(tokio::time::Instant::now()))
             .map_err(|e| JobFailure::internal("the HTTP client could not start", e))?;
         let answer = client
             .post(target.url.clone())
@@ -464,9 +468,11 @@ impl Target {
     /// A client that connects to the checked addresses only (no second lookup that could
     /// answer otherwise), trying the next when one does not connect, and follows no
     /// redirects.
-    fn client(&self) -> reqwest::Result<reqwest::Client> {
+    fn client(&self, timeout: Duration) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
+            // Shared by the addresses: one that drops packets leaves time for the next.
+            .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             // An HTTP(S)_PROXY from the environment would look the host up again itself.
             .no_proxy()
@@ -476,7 +482,11 @@ impl Target {
 }
 
 impl Deliver {
-    async fn target(&self, url: &str) -> Result<Target, JobFailure> {
+    async fn target(
+        &self,
+        url: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Target, JobFailure> {
         let url = url::Url::parse(url)
             .map_err(|e| JobFailure::permanent(format!("callback URL {url:?}: {e}")))?;
         let host = url
@@ -499,12 +509,14 @@ impl Deliver {
         // the creator's whole team, and telling them apart would map the server's internal
         // names. The lookup counts against the attempt's time limit.
         let unreachable = || {
-            JobFailure::transient(format!(
-                "callback host {host} does not resolve to a public address; {PUBLIC_ONLY}"
-            ))
+            JobFailure::transient(if self.allow_private {
+                format!("callback host {host} does not resolve")
+            } else {
+                format!("callback host {host} does not resolve to a public address; {PUBLIC_ONLY}")
+            })
         };
         let addresses: Vec<SocketAddr> =
-            match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+            match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
                 .await
             {
                 Ok(Ok(found)) => found.collect(),
@@ -654,7 +666,7 @@ mod tests {
             addresses: vec![dead, live],
         };
         let answer = target
-            .client()
+            .client(TIMEOUT)
             .expect("client")
             .post(target.url.clone())
             .send()

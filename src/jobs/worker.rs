@@ -106,6 +106,9 @@ impl WorkerPool {
         // whose `run_at` has come). Not on every event: progress events arrive several times
         // a second per running job, and every pool hears every event.
         let mut look = true;
+        // With every work slot busy, deliveries are looked for on the poll only: a claim is a
+        // write transaction (SQLite's one writer), and wake-ups come with every enqueue.
+        let mut polled = true;
         let mut next_poll = Instant::now() + self.settings.poll;
         loop {
             if shutdown.is_cancelled() {
@@ -137,12 +140,18 @@ impl WorkerPool {
                 let pool = self.clone();
                 upkeep = Some(tokio::spawn(async move { pool.upkeep().await }));
             }
+            let work = self.slots.saturating_sub(tasks.len() - deliveries.len()) as u64;
             let free = queue::Slots {
-                work: self.slots.saturating_sub(tasks.len() - deliveries.len()) as u64,
-                deliveries: DELIVERY_SLOTS.saturating_sub(deliveries.len()) as u64,
+                work,
+                deliveries: if work > 0 || polled {
+                    DELIVERY_SLOTS.saturating_sub(deliveries.len()) as u64
+                } else {
+                    0
+                },
             };
             if (free.work > 0 || free.deliveries > 0) && look {
                 look = false;
+                polled = false;
                 let claimed = tokio::select! {
                     claimed = queue::claim_slots(&self.db, &self.id, free, self.settings.lease) => claimed,
                     () = shutdown.cancelled() => break,
@@ -204,6 +213,7 @@ impl WorkerPool {
                 () = tokio::time::sleep_until(next_poll) => {
                     next_poll = Instant::now() + self.settings.poll;
                     look = true;
+                    polled = true;
                 }
                 () = tokio::time::sleep_until(next_reap) => {}
             }

@@ -53,7 +53,10 @@ fn io(context: &str, err: std::io::Error) -> StorageError {
 
 /// Flushes a written file's data to the disk.
 pub async fn sync_file(path: &Path) -> StorageResult<()> {
-    let file = tokio::fs::File::open(path)
+    // Opened for writing: Windows flushes only such handles.
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
         .await
         .map_err(|e| io("syncing object", e))?;
     file.sync_all().await.map_err(|e| io("syncing object", e))
@@ -61,6 +64,7 @@ pub async fn sync_file(path: &Path) -> StorageResult<()> {
 
 /// Flushes the folder holding `path`, so a file renamed or linked into it is there after a
 /// crash too.
+#[cfg(unix)]
 async fn sync_folder_of(path: &Path) -> StorageResult<()> {
     let Some(folder) = path.parent() else {
         return Ok(());
@@ -69,6 +73,12 @@ async fn sync_folder_of(path: &Path) -> StorageResult<()> {
         .await
         .map_err(|e| io("syncing folder", e))?;
     folder.sync_all().await.map_err(|e| io("syncing folder", e))
+}
+
+/// Elsewhere a folder cannot be opened as a file; its entries are the file system's to keep.
+#[cfg(not(unix))]
+async fn sync_folder_of(_path: &Path) -> StorageResult<()> {
+    Ok(())
 }
 
 /// The folder under the root where objects are written before they are moved into place (on

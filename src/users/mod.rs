@@ -54,10 +54,14 @@ impl User {
         // Stored as it is shown: a receiver configured with it keeps working when the
         // server's key (`JWT_SECRET`), from which it is derived, changes later.
         crate::jobs::webhooks::pin_secret(&state.db, &state.tokens, self.0.id).await?;
-        Ok(Some(crate::jobs::webhooks::derived_secret(
-            &state.tokens,
-            self.0.id,
-        )))
+        // What is stored now: a rotation that committed meanwhile stored its own.
+        let stored = entity::webhook_secret::Entity::find_by_id(self.0.id)
+            .one(&state.db)
+            .await?
+            .map(|row| row.secret);
+        Ok(Some(stored.unwrap_or_else(|| {
+            crate::jobs::webhooks::derived_secret(&state.tokens, self.0.id)
+        })))
     }
     async fn display_name(&self) -> Option<&str> {
         self.0.display_name.as_deref()

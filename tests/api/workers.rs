@@ -391,7 +391,8 @@ async fn graphql(base: &str, token: Option<&str>, query: &str, variables: Value)
     body["data"].clone()
 }
 
-/// The work files (`*.upload-*`, `*.part-*`) anywhere under `dir`.
+/// The work files anywhere under `dir`: in `.incoming` (and, as earlier versions left them,
+/// `*.upload-*` and `*.part-*` beside the objects).
 fn work_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut folders = vec![dir.to_path_buf()];
@@ -401,7 +402,10 @@ fn work_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
                 folders.push(path);
-            } else if name.contains(".upload-") || name.contains(".part-") {
+            } else if folder.ends_with(".incoming")
+                || name.contains(".upload-")
+                || name.contains(".part-")
+            {
                 found.push(path);
             }
         }
