@@ -149,41 +149,91 @@ pub async fn mark_assets_used<'k>(
     Ok(())
 }
 
-/// Removes the pictures (file and row) no render has named for `unused_for`, oldest first, a
-/// batch at a time. How many. One named meanwhile stays; one whose file cannot be removed
-/// now keeps its row (behind the others), for the next run.
+/// Removes the pictures (file and row) no render has named for `unused_for` (see
+/// [`remove_unused`]). How many.
 pub async fn sweep_assets(
     db: &sea_orm::DatabaseConnection,
     storage: &crate::storage::Storage,
     unused_for: chrono::TimeDelta,
 ) -> Result<u64, sea_orm::DbErr> {
     use entity::asset::{Column, Entity};
-    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
-    let cutoff = chrono::Utc::now() - unused_for;
-    let stale = Entity::find()
-        .filter(Column::UsedAt.lt(cutoff))
-        .order_by_asc(Column::UsedAt)
+    remove_unused::<Entity>(
+        (db, storage),
+        chrono::Utc::now() - unused_for,
+        (Column::Key, Column::UsedAt),
+        |asset| (asset.key.clone().into(), asset.key.clone()),
+        "an unused picture",
+    )
+    .await
+}
+
+/// Removes the scene clips no render has used for `unused_for`, rows and objects: the cache is
+/// content-addressed and shared, so nothing else ever frees them. A clip removed under a render
+/// that found its row a moment earlier is rendered again by the next render that needs it (a
+/// hit checks that the object exists). Returns how many entries were removed (see
+/// [`remove_unused`]).
+pub async fn prune_scene_cache(
+    db: &sea_orm::DatabaseConnection,
+    storage: &crate::storage::Storage,
+    unused_for: chrono::TimeDelta,
+) -> Result<u64, sea_orm::DbErr> {
+    use entity::scene_cache_entry::{Column, Entity};
+    remove_unused::<Entity>(
+        (db, storage),
+        chrono::Utc::now() - unused_for,
+        (Column::Hash, Column::LastUsedAt),
+        |entry| (entry.hash.clone().into(), entry.storage_key.clone()),
+        "a pruned scene clip",
+    )
+    .await
+}
+
+/// Removes the rows of `E` (each naming one stored file, `file_of` gives its key value and
+/// the file's storage key) whose `used` column is before `cutoff`, with their files, oldest
+/// first, a batch at a time; how many. A row used meanwhile stays (the delete is conditional
+/// on `used`). A row whose file cannot be removed goes back, so the next run tries the file
+/// again (without it nothing would name the file any more): dated `cutoff`, still stale but
+/// the least so, behind the others, so that files that keep failing cannot fill every batch.
+/// A row written meanwhile for the same key stays.
+async fn remove_unused<E>(
+    (db, storage): (&sea_orm::DatabaseConnection, &crate::storage::Storage),
+    cutoff: chrono::DateTime<chrono::Utc>,
+    (key, used): (E::Column, E::Column),
+    file_of: impl Fn(&E::Model) -> (sea_orm::Value, String),
+    what: &str,
+) -> Result<u64, sea_orm::DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: sea_orm::IntoActiveModel<E::ActiveModel> + Send + Sync,
+    E::ActiveModel: sea_orm::ActiveModelTrait<Entity = E> + Send,
+{
+    use sea_orm::{
+        ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    };
+    let stale = E::find()
+        .filter(used.lt(cutoff))
+        .order_by_asc(used)
         .limit(PRUNE_BATCH)
         .all(db)
         .await?;
     let mut removed = 0;
-    for asset in stale {
-        let gone = Entity::delete_many()
-            .filter(Column::Key.eq(asset.key.clone()))
-            .filter(Column::UsedAt.lt(cutoff))
+    for row in stale {
+        let (id, file) = file_of(&row);
+        let gone = E::delete_many()
+            .filter(key.eq(id))
+            .filter(used.lt(cutoff))
             .exec(db)
             .await?;
         if gone.rows_affected == 0 {
             continue;
         }
-        if let Err(err) = storage.delete(&asset.key).await {
-            tracing::warn!(key = asset.key, error = %err, "an unused picture could not be removed; trying again next run");
-            let mut back =
-                sea_orm::ActiveModelTrait::reset_all(entity::asset::ActiveModel::from(asset));
-            back.used_at = sea_orm::Set(cutoff);
-            Entity::insert(back)
+        if let Err(err) = storage.delete(&file).await {
+            tracing::warn!(key = file, error = %err, "{what} could not be removed; trying again next run");
+            let mut back = row.into_active_model().reset_all();
+            back.set(used, cutoff.into());
+            E::insert(back)
                 .on_conflict(
-                    sea_orm::sea_query::OnConflict::column(Column::Key)
+                    sea_orm::sea_query::OnConflict::column(key)
                         .do_nothing()
                         .to_owned(),
                 )
@@ -194,59 +244,4 @@ pub async fn sweep_assets(
         removed += 1;
     }
     Ok(removed)
-}
-
-/// Removes the scene clips no render has used for `unused_for`, rows and objects: the cache is
-/// content-addressed and shared, so nothing else ever frees them. An entry used meanwhile
-/// stays (the delete is conditional on `last_used_at`); a clip removed under a render that
-/// found its row a moment earlier is rendered again by the next render that needs it (a hit
-/// checks that the object exists). An entry whose file cannot be removed is kept for the next
-/// run. Returns how many entries were removed.
-pub async fn prune_scene_cache(
-    db: &sea_orm::DatabaseConnection,
-    storage: &crate::storage::Storage,
-    unused_for: chrono::TimeDelta,
-) -> Result<u64, sea_orm::DbErr> {
-    use entity::scene_cache_entry::{Column, Entity};
-    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
-    let cutoff = chrono::Utc::now() - unused_for;
-    let stale = Entity::find()
-        .filter(Column::LastUsedAt.lt(cutoff))
-        .order_by_asc(Column::LastUsedAt)
-        .limit(PRUNE_BATCH)
-        .all(db)
-        .await?;
-    let mut pruned = 0;
-    for entry in stale {
-        let removed = Entity::delete_many()
-            .filter(Column::Hash.eq(entry.hash.clone()))
-            .filter(Column::LastUsedAt.lt(cutoff))
-            .exec(db)
-            .await?;
-        if removed.rows_affected == 0 {
-            continue;
-        }
-        if let Err(err) = storage.delete(&entry.storage_key).await {
-            // The row goes back, so the next run tries the file again (without it nothing
-            // would name the file any more): still stale, but the least so, behind the others,
-            // so that clips that keep failing cannot fill every batch. A render that cached
-            // the same scene meanwhile wrote a row of its own, which stays.
-            tracing::warn!(key = entry.storage_key, error = %err, "a pruned scene clip could not be removed; trying again next run");
-            let mut back = sea_orm::ActiveModelTrait::reset_all(
-                entity::scene_cache_entry::ActiveModel::from(entry),
-            );
-            back.last_used_at = sea_orm::Set(cutoff);
-            Entity::insert(back)
-                .on_conflict(
-                    sea_orm::sea_query::OnConflict::column(Column::Hash)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
-            continue;
-        }
-        pruned += 1;
-    }
-    Ok(pruned)
 }

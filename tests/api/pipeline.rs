@@ -944,22 +944,33 @@ async fn a_short_job_without_a_clip_stops_at_the_end_of_its_source() {
     );
 }
 
-/// A short whose source file is gone from storage fails at its first attempt, saying what
-/// is missing, instead of retrying as if storage were down.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_whose_source_file_is_gone_fails_at_once() {
+/// A new account (`{name}@example.com`) with a creator and an approved 4–9 s highlight of its
+/// one uploaded and probed video (the app's worker runs the probe); the account, the
+/// highlight's id and the video's row.
+async fn approved_highlight_and_its_video(
+    app: &TestApp,
+    name: &str,
+) -> (Session, String, entity::video::Model) {
     use sea_orm::EntityTrait;
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let owner = app.register("gone@example.com").await;
-    let creator = app.create_creator(&owner, "Gone").await;
+    let owner = app.register(&format!("{name}@example.com")).await;
+    let creator = app.create_creator(&owner, name).await;
     let dir = tempfile::tempdir().expect("dir");
     let bytes = source_video(dir.path()).await;
-    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 9.0)).await;
+    let highlight = approved_highlight_of(app, &owner, &creator, &bytes, (4.0, 9.0)).await;
     let video = entity::video::Entity::find()
         .one(&app.state.db)
         .await
         .expect("read")
         .expect("the video");
+    (owner, highlight, video)
+}
+
+/// A short whose source file is gone from storage fails at its first attempt, saying what
+/// is missing, instead of retrying as if storage were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_whose_source_file_is_gone_fails_at_once() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (owner, highlight, video) = approved_highlight_and_its_video(&app, "gone").await;
     app.state
         .storage
         .delete(&video.storage_key)
@@ -988,16 +999,7 @@ async fn a_short_whose_source_file_is_gone_fails_at_once() {
 async fn a_short_waiting_for_another_attempt_is_pending() {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let owner = app.register("requeued@example.com").await;
-    let creator = app.create_creator(&owner, "Requeued").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let bytes = source_video(dir.path()).await;
-    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 9.0)).await;
-    let video = entity::video::Entity::find()
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the video");
+    let (owner, highlight, video) = approved_highlight_and_its_video(&app, "requeued").await;
     // The file becomes a link to itself: every read of it fails (ELOOP), as a storage
     // outage would, rather than finding nothing.
     let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
