@@ -254,6 +254,20 @@ impl WorkerPool {
             Ok(n) => tracing::info!(videos = n, "deleted videos past their retention"),
             Err(err) => tracing::warn!(error = ?err, "retention sweep failed"),
         }
+        match record::remove_failed_originals(
+            &self.db,
+            &self.storage,
+            record::FAILED_ORIGINAL_GRACE,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                videos = n,
+                "removed the uploads of videos that failed a week ago"
+            ),
+            Err(err) => tracing::warn!(error = ?err, "failed-upload sweep failed"),
+        }
         match record::remove_deleted_videos_files(
             &self.db,
             &self.storage,

@@ -186,6 +186,53 @@ pub async fn abandon_stale_uploads(
 /// Abandoned uploads failed per sweep; the next hourly sweep takes the rest.
 const ABANDON_BATCH: u64 = 500;
 
+/// How long the upload of a FAILED video is kept: long enough for an operator to mend what
+/// failed it (ffmpeg missing on a worker) and `retryJob` its probe.
+pub const FAILED_ORIGINAL_GRACE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Removes the uploaded file of videos FAILED (and not changed since) more than `grace` ago:
+/// nothing reads it again, and it could be gigabytes that were never a video. The row stays,
+/// with its reason; `files_removed_at` marks it swept. A retried probe then says the upload is
+/// missing. Returns how many were swept; one whose file cannot be removed is left for the
+/// next run.
+pub async fn remove_failed_originals(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    grace: chrono::TimeDelta,
+) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let failed: Vec<(Uuid, String)> = video::Entity::find()
+        .select_only()
+        .columns([video::Column::Id, video::Column::StorageKey])
+        .filter(video::Column::Status.eq(VideoStatus::Failed))
+        .filter(video::Column::DeletedAt.is_null())
+        .filter(video::Column::FilesRemovedAt.is_null())
+        .filter(video::Column::UpdatedAt.lt(now - grace))
+        .order_by_asc(video::Column::UpdatedAt)
+        .order_by_asc(video::Column::Id)
+        .limit(PURGE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut swept = 0;
+    for (id, key) in failed {
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(video_id = %id, key, error = %err, "a failed video's upload could not be removed; trying again next sweep");
+            continue;
+        }
+        // Still FAILED: a probe retried meanwhile (which would find the file gone) is left to
+        // say so.
+        let marked = video::Entity::update_many()
+            .col_expr(video::Column::FilesRemovedAt, Expr::val(now))
+            .filter(video::Column::Id.eq(id))
+            .filter(video::Column::Status.eq(VideoStatus::Failed))
+            .exec(db)
+            .await?;
+        swept += marked.rows_affected;
+    }
+    Ok(swept)
+}
+
 /// The stored objects of a video, each once: the upload, its renditions, caption files and
 /// shorts. The renditions' own keys are included even without rows: a probe that was storing
 /// them when the video was deleted leaves files that no row names.

@@ -847,6 +847,86 @@ async fn a_large_s3_upload_has_its_sha256_checked_by_the_probe() {
     );
 }
 
+/// The upload of a video that FAILED a week ago is removed by the upkeep (it is never read
+/// again); the row stays with its reason. One that failed a day ago is kept, and so is a
+/// READY video's. Each is swept once.
+#[tokio::test]
+async fn a_failed_videos_upload_is_removed_after_a_week() {
+    use reelgraph::media::record::{FAILED_ORIGINAL_GRACE, remove_failed_originals};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("failed-kept@example.com").await;
+    let creator = app.create_creator(&owner, "Failed Studio").await;
+    let mut keys = Vec::new();
+    for text in [
+        "week-old notes, not a video\n",
+        "day-old notes, not a video\n",
+    ] {
+        let bytes = text.repeat(20).into_bytes();
+        let upload = request_ok(&app, &owner, &creator, &bytes).await;
+        let id = upload["video"]["id"].as_str().expect("id").to_owned();
+        put_presigned(&app, &upload, &bytes).await;
+        let updates = complete_and_follow(&app, &owner, &id).await;
+        assert_eq!(
+            updates.last().expect("updates")["status"],
+            "FAILED",
+            "{updates:#?}"
+        );
+        let id: uuid::Uuid = id.parse().expect("uuid");
+        let row = entity::video::Entity::find_by_id(id)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("video");
+        keys.push((id, row.storage_key));
+    }
+    let ready = short_source().await;
+    let ready_id: uuid::Uuid = upload_and_process(&app, &owner, &creator, ready)
+        .await
+        .parse()
+        .expect("uuid");
+    for (id, days) in [(keys[0].0, 8), (keys[1].0, 1), (ready_id, 8)] {
+        entity::video::Entity::update_many()
+            .col_expr(
+                entity::video::Column::UpdatedAt,
+                Expr::val(chrono::Utc::now() - chrono::Duration::days(days)),
+            )
+            .filter(entity::video::Column::Id.eq(id))
+            .exec(&app.state.db)
+            .await
+            .expect("aged");
+    }
+    let storage = &app.state.storage;
+    let swept = remove_failed_originals(&app.state.db, storage, FAILED_ORIGINAL_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 1);
+    assert_eq!(storage.head(&keys[0].1).await.expect("head"), None);
+    assert!(storage.head(&keys[1].1).await.expect("head").is_some());
+    let data = video(&app, Some(&owner), &keys[0].0.to_string()).await;
+    assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
+    assert_eq!(
+        data["data"]["video"]["failureReason"],
+        "the file is not a video"
+    );
+    let ready = entity::video::Entity::find_by_id(ready_id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("video");
+    assert!(
+        storage
+            .head(&ready.storage_key)
+            .await
+            .expect("head")
+            .is_some()
+    );
+    let again = remove_failed_originals(&app.state.db, storage, FAILED_ORIGINAL_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(again, 0, "swept once");
+}
+
 /// An upload cut short leaves nothing behind: no object, no work file. A work file a killed
 /// process left (untouched for an hour) is removed by the storage sweep; one still being
 /// written is not.
