@@ -22,7 +22,7 @@ pub use seed::{DEMO_EMAIL, SeedArgs, seed_command};
 /// Where the server is and who the client is, shared by the commands.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
-    /// The server's base URL.
+    /// The server's base URL (its GraphQL endpoint, `…/graphql`, works too).
     #[arg(long, env = "REELGRAPH_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
 
@@ -198,7 +198,13 @@ impl Api {
             "--server must be an http:// or https:// URL, not {:?}",
             without_credentials(typed)
         );
-        // As parsed: `HTTP://Host` is `http://host`, which the WebSocket URL is made from.
+        // As parsed: `HTTP://Host` is `http://host`, which the WebSocket URL is made from. The
+        // GraphQL endpoint itself (`…/graphql`), pasted from a browser, names the same server.
+        let mut url = url;
+        if let Some(base_path) = url.path().trim_end_matches('/').strip_suffix("/graphql") {
+            let base_path = base_path.to_owned();
+            url.set_path(&base_path);
+        }
         let base = url.as_str().trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .user_agent(concat!("reelgraph-cli/", env!("CARGO_PKG_VERSION")))

@@ -225,7 +225,14 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
             json!({ "input": { "contentType": content_type, "sizeBytes": bytes.len() } }),
         )
         .await
-        .context("the server refused the upload")?;
+        .map_err(|err| {
+            // Only what the server answered is a refusal (not an unreachable server).
+            if err.is::<super::ApiErrors>() {
+                err.context("the server refused the upload")
+            } else {
+                err
+            }
+        })?;
     let upload = &data["requestAssetUpload"];
     let (Some(key), Some(url)) = (upload["assetKey"].as_str(), upload["uploadUrl"].as_str()) else {
         anyhow::bail!("the server's upload answer has no assetKey or uploadUrl");

@@ -207,6 +207,22 @@ async fn render_refusals_say_what_is_wrong_and_queue_nothing(backend: Backend) {
         "{}",
         run.stderr
     );
+    // The same when a picture is to be uploaded first: not "refused the upload".
+    make_png(&dir.path().join("pic.png"), "0x3366ff", "16x16").await;
+    let with_picture = write(
+        "with-picture.json",
+        &json!({ "width": 320, "height": 240, "fps": 25, "scenes": [
+            { "id": "a", "duration": 1.0, "layers": [{ "image": { "file": "pic.png" } }] }
+        ] })
+        .to_string(),
+    );
+    let run = reelgraph(&["render", &with_picture, "--server", &nowhere], &token).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("cannot reach") && !run.stderr.contains("the server refused"),
+        "{}",
+        run.stderr
+    );
 
     // An output nobody can write is told before anything is queued.
     let missing = dir.path().join("missing").join("movie.mp4");
@@ -409,7 +425,8 @@ async fn follow_stops_on_ctrl_c_and_takes_the_typed_token() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     app.admin("operator@example.com").await;
     let token = operator_token(&app).await;
-    let server = app.base.replacen("http://", "HTTP://", 1);
+    // Upper case, and the GraphQL endpoint pasted in place of the server's base.
+    let server = format!("{}/graphql", app.base.replacen("http://", "HTTP://", 1));
     let short = run_job(&app, false).await;
     let run = reelgraph(
         &["follow", &short, "--server", &server, "--token", &token],
