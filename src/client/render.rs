@@ -79,13 +79,7 @@ pub async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
     let data = api
         .call(RENDER, json!({ "input": input }))
         .await
-        .map_err(|err| {
-            if err.is::<super::ApiErrors>() {
-                err.context("the server refused the render")
-            } else {
-                err
-            }
-        })?;
+        .map_err(|err| refused(err, "the render"))?;
     let id = data["renderMovie"]["id"]
         .as_str()
         .context("the server's answer has no job id")?
@@ -225,14 +219,7 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
             json!({ "input": { "contentType": content_type, "sizeBytes": bytes.len() } }),
         )
         .await
-        .map_err(|err| {
-            // Only what the server answered is a refusal (not an unreachable server).
-            if err.is::<super::ApiErrors>() {
-                err.context("the server refused the upload")
-            } else {
-                err
-            }
-        })?;
+        .map_err(|err| refused(err, "the upload"))?;
     let upload = &data["requestAssetUpload"];
     let (Some(key), Some(url)) = (upload["assetKey"].as_str(), upload["uploadUrl"].as_str()) else {
         anyhow::bail!("the server's upload answer has no assetKey or uploadUrl");
@@ -241,6 +228,16 @@ async fn upload_image(api: &Api, path: &Path) -> anyhow::Result<String> {
         .await
         .context("uploading it")?;
     Ok(key.to_owned())
+}
+
+/// `err` of a call for `what`, said to be the server's refusal when the server answered it
+/// (not when it could not be reached).
+fn refused(err: anyhow::Error, what: &str) -> anyhow::Error {
+    if err.is::<super::ApiErrors>() {
+        err.context(format!("the server refused {what}"))
+    } else {
+        err
+    }
 }
 
 /// Follows the job to its end; on `DONE` downloads the output when asked. Ctrl-C stops

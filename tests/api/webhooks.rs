@@ -84,6 +84,21 @@ fn tiny_render(callback: &str) -> Value {
 
 /// The owner's webhook deliveries once all of them have ended.
 async fn deliveries(app: &TestApp, owner: &Session) -> Vec<Value> {
+    deliveries_once(app, owner, |nodes| {
+        !nodes.is_empty()
+            && nodes
+                .iter()
+                .all(|n| matches!(n["status"].as_str(), Some("DONE" | "FAILED" | "CANCELLED")))
+    })
+    .await
+}
+
+/// The owner's webhook deliveries once `ready` holds of them (within 90 s).
+async fn deliveries_once(
+    app: &TestApp,
+    owner: &Session,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let data = app
@@ -97,16 +112,12 @@ async fn deliveries(app: &TestApp, owner: &Session) -> Vec<Value> {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if !nodes.is_empty()
-            && nodes
-                .iter()
-                .all(|n| matches!(n["status"].as_str(), Some("DONE" | "FAILED" | "CANCELLED")))
-        {
+        if ready(&nodes) {
             return nodes;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the deliveries did not end: {data:#}"
+            "the deliveries did not get there: {data:#}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -494,33 +505,18 @@ async fn internal_names_are_not_told_from_names_that_do_not_resolve(backend: Bac
         )
         .await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let errors = loop {
-        let data = app
-            .ok(
-                token,
-                "{ jobs(kind: PUBLISH) { nodes { status attempts error } } }",
-                json!({}),
-            )
-            .await;
-        let nodes = data["jobs"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if nodes.len() == 2 && nodes.iter().all(|n| n["error"].is_string()) {
-            for node in &nodes {
-                assert_ne!(node["status"], "FAILED", "tried again: {node}");
-            }
-            let mut errors: Vec<String> = nodes
-                .iter()
-                .map(|n| n["error"].as_str().expect("error").to_owned())
-                .collect();
-            errors.sort();
-            break errors;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{data}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let nodes = deliveries_once(&app, &owner, |nodes| {
+        nodes.len() == 2 && nodes.iter().all(|n| n["error"].is_string())
+    })
+    .await;
+    for node in &nodes {
+        assert_ne!(node["status"], "FAILED", "tried again: {node}");
+    }
+    let mut errors: Vec<String> = nodes
+        .iter()
+        .map(|n| n["error"].as_str().expect("error").to_owned())
+        .collect();
+    errors.sort();
     let refused = |host: &str| {
         format!(
             "callback host {host} does not resolve to a public address; deliveries go to \
