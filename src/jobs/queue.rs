@@ -295,8 +295,17 @@ pub async fn claim(
     claim_slots(db, worker, slots, lease).await
 }
 
+/// Webhook deliveries of one owner running at once, across every pool: receivers of one
+/// account that never answer hold at most this many delivery slots, and other accounts'
+/// notices go out meanwhile.
+pub const DELIVERIES_PER_OWNER: u64 = 2;
+/// How many queued deliveries per free slot a claim weighs for [`DELIVERIES_PER_OWNER`]: those
+/// of owners already at the cap are passed over in the scan itself, so a long backlog of one
+/// account's cannot hide another's, and the next claim looks past what this one locked.
+const DELIVERY_CANDIDATES: u64 = 8;
+
 /// Claims up to `slots` runnable jobs of each lane, highest priority then oldest first, in one
-/// statement: `FOR UPDATE SKIP LOCKED` lets any number of workers claim concurrently without
+/// statement (deliveries at most [`DELIVERIES_PER_OWNER`] per owner running): `FOR UPDATE SKIP LOCKED` lets any number of workers claim concurrently without
 /// blocking or double-claiming (SQLite has one writer, and the immediate transaction
 /// serialises it). The job type is written into the text, not bound, so PostgreSQL can use
 /// the deliveries' partial index.
@@ -320,12 +329,27 @@ pub async fn claim_slots(
                 ORDER BY priority DESC, id
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
+            ), candidates AS (
+                SELECT d.id, d.priority, d.owner_id, (
+                    SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
+                        AND r.job_type = 'webhook.deliver' AND r.owner_id = d.owner_id
+                ) AS running
+                FROM jobs d
+                WHERE d.status = 'QUEUED' AND d.run_at <= $1 AND d.job_type = 'webhook.deliver'
+                    AND (SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
+                        AND r.job_type = 'webhook.deliver' AND r.owner_id = d.owner_id) < $5
+                ORDER BY d.priority DESC, d.id
+                LIMIT $6
+                FOR UPDATE OF d SKIP LOCKED
             ), deliveries AS (
-                SELECT id FROM jobs
-                WHERE status = 'QUEUED' AND run_at <= $1 AND job_type = 'webhook.deliver'
+                SELECT id FROM (
+                    SELECT id, priority, running + ROW_NUMBER() OVER (
+                        PARTITION BY owner_id ORDER BY priority DESC, id) AS nth
+                    FROM candidates
+                ) AS ranked
+                WHERE nth <= $5
                 ORDER BY priority DESC, id
                 LIMIT $4
-                FOR UPDATE SKIP LOCKED
             )
             UPDATE jobs AS j SET status = 'RUNNING', lease_token = gen_random_uuid(),
                 lease_expires_at = $2, attempts = j.attempts + 1, progress = 0,
@@ -346,8 +370,25 @@ pub async fn claim_slots(
                 )
                 UNION ALL
                 SELECT id FROM (
-                    SELECT id FROM jobs
-                    WHERE status = 'QUEUED' AND run_at <= $1 AND job_type = 'webhook.deliver'
+                    SELECT id FROM (
+                        SELECT id, priority, running + ROW_NUMBER() OVER (
+                            PARTITION BY owner_id ORDER BY priority DESC, id) AS nth
+                        FROM (
+                            SELECT d.id, d.priority, d.owner_id, (
+                                SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
+                                    AND r.job_type = 'webhook.deliver'
+                                    AND r.owner_id = d.owner_id
+                            ) AS running
+                            FROM jobs d
+                            WHERE d.status = 'QUEUED' AND d.run_at <= $1
+                                AND d.job_type = 'webhook.deliver'
+                                AND (SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
+                                    AND r.job_type = 'webhook.deliver'
+                                    AND r.owner_id = d.owner_id) < $5
+                            ORDER BY d.priority DESC, d.id LIMIT $6
+                        )
+                    )
+                    WHERE nth <= $5
                     ORDER BY priority DESC, id LIMIT $4
                 )
             )
@@ -363,6 +404,8 @@ pub async fn claim_slots(
             expires.into(),
             (slots.work as i64).into(),
             (slots.deliveries as i64).into(),
+            (DELIVERIES_PER_OWNER as i64).into(),
+            (slots.deliveries.saturating_mul(DELIVERY_CANDIDATES) as i64).into(),
         ],
     );
     let txn = begin_write(db).await?;

@@ -9,7 +9,9 @@
 //! The delivery is announced with the render's end, and `jobsUpdated` shows it queued.
 //! Deliveries are claimed in a lane of their own (`worker::DELIVERY_SLOTS` per pool, besides
 //! its slots; `queue::Slots`): a busy pool still sends them at once, and receivers that never
-//! answer hold no slot a render needs.
+//! answer hold no slot a render needs. One owner's deliveries run at most
+//! `queue::DELIVERIES_PER_OWNER` at once, so one account's silent receivers cannot hold up
+//! everyone else's notices.
 //!
 //! Each POST carries `Reelgraph-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>">` keyed by the owner's `me { webhookSecret }`, and `Reelgraph-Delivery: <id>`,

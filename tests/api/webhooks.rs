@@ -600,6 +600,109 @@ async fn a_notice_goes_out_while_every_work_slot_is_busy(backend: Backend) {
     .await;
 }
 
+/// A receiver that takes connections and never answers: how many it has taken, and how many
+/// the sender has given up on (closed).
+async fn silent_receiver() -> (String, Arc<Mutex<(usize, usize)>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/hooks/silent",
+        listener.local_addr().expect("addr")
+    );
+    let counts: Arc<Mutex<(usize, usize)>> = Arc::default();
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            seen.lock().expect("lock").0 += 1;
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                seen.lock().expect("lock").1 += 1;
+            });
+        }
+    });
+    (url, counts)
+}
+
+/// Queues a render with `callback` behind the busy pool and cancels it: its notice is queued.
+async fn cancelled_render_notice(app: &TestApp, owner: &Session, callback: &str) {
+    let token = Some(owner.access_token.as_str());
+    let data = app.ok(token, RENDER, tiny_render(callback)).await;
+    app.ok(
+        token,
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": data["renderMovie"]["id"] }),
+    )
+    .await;
+}
+
+/// One account's receivers that never answer hold at most two delivery slots: another
+/// account's notice goes out while all of theirs still hang (none has timed out), instead of
+/// waiting for their attempts to give up.
+async fn one_accounts_silent_receivers_do_not_hold_up_anothers_notices(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |args| {
+        args.config.webhook_allow_private = true;
+        args.config.workers = Some(1);
+    })
+    .await;
+    let (silent, counts) = silent_receiver().await;
+    let (url, inbox) = receiver(&[]).await;
+    let flooder = app.register("flooder@example.com").await;
+    let other = app.register("patient@example.com").await;
+    // The only work slot is held, so renders stay queued until cancelled.
+    let busy = crate::jobs::enqueue(
+        &app,
+        &flooder,
+        "diagnostics.sleep",
+        json!({ "ms": 300_000, "steps": 300 }),
+        1,
+    )
+    .await;
+    crate::jobs::wait_for(
+        &app,
+        &flooder.access_token,
+        busy,
+        Duration::from_secs(30),
+        |job| job["status"] == "RUNNING",
+    )
+    .await;
+    for _ in 0..6 {
+        cancelled_render_notice(&app, &flooder, &silent).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while counts.lock().expect("lock").0 < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent receiver was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancelled_render_notice(&app, &other, &url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while inbox.received.lock().expect("lock").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other account's notice never went out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (taken, closed) = *counts.lock().expect("lock");
+    assert_eq!(
+        (taken, closed),
+        (2, 0),
+        "two of the flooder's attempts hang, and none had to give up for the other's notice"
+    );
+    app.ok(
+        Some(&flooder.access_token),
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": busy.to_string() }),
+    )
+    .await;
+}
+
 /// The secret `webhookSecret` shows is stored as it was shown, before any render asks for a
 /// callback: a receiver configured with it keeps working when the server's key
 /// (`JWT_SECRET`), from which it was derived, changes later.
@@ -623,6 +726,7 @@ async fn a_shown_webhook_secret_is_stored_as_shown(backend: Backend) {
 }
 
 both_backends!(
+    one_accounts_silent_receivers_do_not_hold_up_anothers_notices,
     a_shown_webhook_secret_is_stored_as_shown,
     a_notice_goes_out_while_every_work_slot_is_busy,
     internal_names_are_not_told_from_names_that_do_not_resolve,
