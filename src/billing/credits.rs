@@ -28,6 +28,9 @@ pub const REASON_REFUND: &str = "render refund";
 
 /// Largest single grant; keeps a typo from minting an absurd balance (or overflowing BIGINT).
 pub const MAX_GRANT: i64 = 1_000_000_000;
+/// Largest balance a grant may leave: balances are GraphQL `Int`s (32-bit), and clients that
+/// read them as such (Apollo Kotlin and iOS, graphql-java) refuse a whole answer holding more.
+pub const MAX_BALANCE: i64 = i32::MAX as i64;
 /// Longest ledger reason an administrator may write.
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -44,10 +47,11 @@ pub(crate) async fn apply(
     reason: &str,
     job_id: Option<Uuid>,
 ) -> AppResult<Option<i64>> {
-    apply_keyed(db, user_id, delta, reason, job_id, None).await
+    apply_keyed(db, user_id, delta, reason, job_id, None, None).await
 }
 
-/// [`apply`], with the grant's idempotency key kept on the ledger row.
+/// [`apply`], with the grant's idempotency key kept on the ledger row, and nothing written
+/// when the balance would pass `ceiling`.
 async fn apply_keyed(
     db: &impl ConnectionTrait,
     user_id: Uuid,
@@ -55,9 +59,14 @@ async fn apply_keyed(
     reason: &str,
     job_id: Option<Uuid>,
     idempotency_key: Option<&str>,
+    ceiling: Option<i64>,
 ) -> AppResult<Option<i64>> {
     let now = Utc::now();
-    let updated = user::Entity::update_many()
+    let mut update = user::Entity::update_many();
+    if let Some(ceiling) = ceiling {
+        update = update.filter(Expr::col(user::Column::Credits).add(delta).lte(ceiling));
+    }
+    let updated = update
         .col_expr(
             user::Column::Credits,
             Expr::col(user::Column::Credits).add(delta),
@@ -106,7 +115,8 @@ pub(crate) async fn balance(db: &impl ConnectionTrait, user_id: Uuid) -> AppResu
 /// same credits and reason, it is answered with the balance the first one left, and nothing
 /// changes; with other credits or another reason it is a `CONFLICT`.
 ///
-/// Errors: `BAD_USER_INPUT` on `credits` (not 1..=[`MAX_GRANT`]), `reason` (blank or longer
+/// Errors: `BAD_USER_INPUT` on `credits` (not 1..=[`MAX_GRANT`], or the balance would pass
+/// [`MAX_BALANCE`]), `reason` (blank or longer
 /// than [`MAX_REASON_CHARS`]) or `idempotencyKey` (not 1–255 characters); `NOT_FOUND` when the
 /// user does not exist.
 pub async fn grant_credits(
@@ -165,9 +175,27 @@ pub async fn grant_credits(
             return Ok(earlier.balance_after);
         }
     }
-    let balance = apply_keyed(&txn, user_id, credits, reason, None, idempotency_key)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
+    let granted = apply_keyed(
+        &txn,
+        user_id,
+        credits,
+        reason,
+        None,
+        idempotency_key,
+        Some(MAX_BALANCE),
+    )
+    .await?;
+    let Some(balance) = granted else {
+        let held = balance(&txn, user_id).await?;
+        txn.rollback().await?;
+        let held = held.ok_or(AppError::NotFound("user"))?;
+        return Err(AppError::bad_input(
+            "credits",
+            format!(
+                "would take the balance ({held}) past {MAX_BALANCE}, the most a balance may hold"
+            ),
+        ));
+    };
     txn.commit().await?;
     Ok(balance)
 }

@@ -127,7 +127,10 @@ impl BillingMutation {
         &self,
         ctx: &Context<'_>,
         user_id: ID,
-        #[graphql(desc = "How many credits to add (1–1000000000).")] credits: i64,
+        #[graphql(
+            desc = "How many credits to add (1–1000000000; the balance may hold at most 2147483647)."
+        )]
+        credits: i64,
         #[graphql(desc = "Why, for the ledger (1–200 characters).")] reason: String,
         #[graphql(
             desc = "Makes the grant once per user and key (1–255 characters): sent again with the same credits and reason it answers the balance the first one left and grants nothing; with others it is a CONFLICT. For retries after a timeout, and for payment hooks that deliver more than once."

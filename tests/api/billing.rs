@@ -77,7 +77,68 @@ async fn a_grant_sent_again_with_its_key_is_made_once(backend: Backend) {
     assert_ledger_consistent(&rows, 42);
 }
 
+/// Balances are GraphQL `Int`s: a grant that would take one past 2147483647 is refused on
+/// `credits`, and writes nothing.
+async fn a_grant_cannot_take_a_balance_past_a_graphql_int(backend: Backend) {
+    let app = spawn(backend).await;
+    let admin = app.admin("cap-admin@example.com").await;
+    let token = Some(admin.access_token.as_str());
+    let session = app.register("rich@example.com").await;
+    const GRANT: &str = "mutation($u: ID!, $c: Int!) {
+        grantCredits(userId: $u, credits: $c, reason: \"top-up\") }";
+    for expected in [1_000_000_000, 2_000_000_000] {
+        let data = app
+            .ok(
+                token,
+                GRANT,
+                json!({ "u": session.user_id, "c": 1_000_000_000 }),
+            )
+            .await;
+        assert_eq!(data["grantCredits"], json!(expected));
+    }
+    let body = app
+        .gql(
+            token,
+            GRANT,
+            json!({ "u": session.user_id, "c": 1_000_000_000 }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "credits", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2147483647")),
+        "{body}"
+    );
+    // Up to the cap exactly is fine.
+    let data = app
+        .ok(
+            token,
+            GRANT,
+            json!({ "u": session.user_id, "c": 147_483_647 }),
+        )
+        .await;
+    assert_eq!(data["grantCredits"], json!(2_147_483_647));
+    let body = app
+        .gql(token, GRANT, json!({ "u": session.user_id, "c": 1 }))
+        .await;
+    assert_eq!(error_field(&body), "credits", "{body}");
+    let rows = ledger(&app.state.db, uid(&session)).await;
+    assert_eq!(rows.len(), 3, "refusals write no ledger row: {rows:?}");
+    assert_ledger_consistent(&rows, 2_147_483_647);
+    let body = app
+        .gql(
+            token,
+            GRANT,
+            json!({ "u": uuid::Uuid::now_v7().to_string(), "c": 1 }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+}
+
 both_backends!(
+    a_grant_cannot_take_a_balance_past_a_graphql_int,
     a_grant_sent_again_with_its_key_is_made_once,
     concurrent_reservations_admit_exactly_what_fits,
     credits_pay_past_the_plan_and_a_refusal_writes_nothing,
