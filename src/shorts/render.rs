@@ -213,8 +213,34 @@ fn card_chains(name: &str, card: &Card, file: &Path, (width, height): (u32, u32)
     )
 }
 
-/// The `-filter_complex` graph of a short with cards: the reframed clip (input 0, already cut
-/// to `duration`) between its intro and outro, as `[v]` and `[a]`.
+/// The clip's sound (input 0, from the cut), exactly `duration` long, labelled `[{label}]`:
+/// the source's own, padded with silence where it stops before the picture (a recording whose
+/// microphone stopped; a clip starting past the sound's end gets no sound frames at all, so
+/// the timestamps are counted afresh), or silence when the source has none. Every short has
+/// a sound track as long as its picture.
+fn clip_audio(has_audio: bool, duration: f64, label: &str) -> String {
+    if has_audio {
+        format!("[0:a:0]{AUDIO_FORMAT},apad,asetpts=N/SR/TB,atrim=0:{duration:.3}[{label}]")
+    } else {
+        format!(
+            "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}[{label}]"
+        )
+    }
+}
+
+/// The `-filter_complex` graph of a short without cards: the reframed clip (input 0, from the
+/// cut) and its sound, as `[v]` and `[a]`.
+fn plain(clip_filter: &str, has_audio: bool, duration: f64) -> String {
+    format!(
+        "[0:v:0]{clip_filter}[v];{}",
+        clip_audio(has_audio, duration, "a")
+    )
+}
+
+/// The `-filter_complex` graph of a short with cards: the reframed clip (input 0, from the
+/// cut) between its intro and outro, as `[v]` and `[a]`. The clip's picture is trimmed to
+/// `duration` in the graph: an input's `-t` does not bound it when its sound ends first, and
+/// the last frame was held to the end of the source.
 fn with_cards(
     clip_filter: &str,
     has_audio: bool,
@@ -224,15 +250,9 @@ fn with_cards(
     files: &CardFiles,
 ) -> String {
     let mut chains = vec![format!(
-        "[0:v:0]{clip_filter},fps={CARD_FPS},format=yuv420p[clipv]"
+        "[0:v:0]{clip_filter},fps={CARD_FPS},trim=duration={duration:.3},format=yuv420p[clipv]"
     )];
-    chains.push(if has_audio {
-        format!("[0:a:0]{AUDIO_FORMAT},apad,atrim=0:{duration:.3}[clipa]")
-    } else {
-        format!(
-            "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}[clipa]"
-        )
-    });
+    chains.push(clip_audio(has_audio, duration, "clipa"));
     let mut parts = Vec::new();
     if let (Some(card), Some(file)) = (&template.intro, &files.intro) {
         chains.push(card_chains("intro", card, file, size));
@@ -402,29 +422,15 @@ impl JobHandler for RenderShort {
         ];
         let mut args: Vec<String> = source_input.to_vec();
         let total = if template.is_empty() {
-            args.extend(["-i".into(), source_path.display().to_string()]);
-            if !probe.has_audio {
-                // Every short has an audio track, silent if the source has none.
-                args.extend([
-                    "-f".into(),
-                    "lavfi".into(),
-                    "-i".into(),
-                    "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
-                ]);
-            }
             args.extend([
-                "-t".into(),
-                format!("{duration:.3}"),
-                "-vf".into(),
-                filter,
+                "-i".into(),
+                source_path.display().to_string(),
+                "-filter_complex".into(),
+                plain(&filter, probe.has_audio, duration),
                 "-map".into(),
-                "0:v:0".into(),
+                "[v]".into(),
                 "-map".into(),
-                if probe.has_audio {
-                    "0:a:0".into()
-                } else {
-                    "1:a".into()
-                },
+                "[a]".into(),
             ]);
             duration
         } else {
@@ -454,6 +460,8 @@ impl JobHandler for RenderShort {
             ]);
             duration + template.added_secs()
         };
+        // Nothing past the short's length, whatever a stream of the source does.
+        args.extend(["-t".into(), format!("{total:.3}")]);
         args.extend(
             [
                 "-c:v",

@@ -15,6 +15,15 @@ use crate::{
 
 /// A 20 s source with picture and sound.
 async fn source_video(dir: &std::path::Path) -> Vec<u8> {
+    source_video_sounding(dir, None).await
+}
+
+/// [`source_video`], its sound stopping after `sound_secs` when given (the picture runs on).
+async fn source_video_sounding(dir: &std::path::Path, sound_secs: Option<u32>) -> Vec<u8> {
+    let sine = match sound_secs {
+        Some(secs) => format!("sine=frequency=440:sample_rate=48000:duration={secs}"),
+        None => "sine=frequency=440:sample_rate=48000".to_owned(),
+    };
     let tools = ffmpeg::check()
         .await
         .expect("ffmpeg is installed (scripts/test installs it)");
@@ -30,7 +39,7 @@ async fn source_video(dir: &std::path::Path) -> Vec<u8> {
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=440:sample_rate=48000",
+            &sine,
         ])
         .args([
             "-t",
@@ -43,7 +52,6 @@ async fn source_video(dir: &std::path::Path) -> Vec<u8> {
             "yuv420p",
             "-c:a",
             "aac",
-            "-shortest",
         ])
         .arg(&path)
         .status()
@@ -903,6 +911,89 @@ async fn a_short_past_the_videos_end_reserves_only_what_it_cuts() {
     let probe = probe_url(&app, made["url"].as_str().expect("url")).await;
     let duration = probe.duration_secs.expect("duration");
     assert!((duration - 8.0).abs() <= 0.15, "{duration}");
+}
+
+/// How long each stream of the short at `url` lasts: `(picture, sound)`, as ffprobe reads
+/// them; the file is left at `path`.
+async fn stream_secs(
+    app: &TestApp,
+    url: &str,
+    path: &std::path::Path,
+) -> (Option<f64>, Option<f64>) {
+    let response = app.client.get(url).send().await.expect("download");
+    std::fs::write(path, response.bytes().await.expect("bytes")).expect("write");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let out = tokio::process::Command::new(&tools.ffprobe)
+        .args(["-v", "error", "-show_entries", "stream=codec_type,duration"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let of = |kind: &str| {
+        text.lines().find_map(|line| {
+            let (codec, secs) = line.split_once(',')?;
+            (codec == kind).then(|| secs.trim().parse().ok()).flatten()
+        })
+    };
+    (of("video"), of("audio"))
+}
+
+/// A source whose sound stops at 3 s while its picture runs for 20 s (a recording whose
+/// microphone stopped). A short cut past the sound still has a sound track, silent, as long
+/// as its picture; with cards, the clip stops at its own length instead of holding its last
+/// frame to the end of the source (and being charged for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_of_a_source_whose_sound_stops_early_keeps_its_length() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("mic-off@example.com").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = source_video_sounding(dir.path(), Some(3)).await;
+
+    let plain = app.create_creator(&owner, "Plain").await;
+    let highlight = approved_highlight_of(&app, &owner, &plain, &bytes, (5.0, 8.0)).await;
+    let made = short(&app, &owner, &highlight, "SQUARE", false).await;
+    assert_eq!(made["status"], "COMPLETE", "{made}");
+    let path = dir.path().join("short.mp4");
+    let url = made["url"].as_str().expect("url");
+    let (picture, sound) = stream_secs(&app, url, &path).await;
+    let (picture, sound) = (picture.expect("picture"), sound.expect("a sound track"));
+    assert!((picture - 3.0).abs() <= 0.1, "{picture}");
+    assert!((sound - 3.0).abs() <= 0.1, "{sound}");
+
+    let token = Some(owner.access_token.as_str());
+    // Across the sound's end, and past it (a creator each: the same upload again would be
+    // taken for the first).
+    for (range, name) in [((2.0, 5.0), "Carded across"), ((5.0, 8.0), "Carded past")] {
+        let data = app
+            .ok(
+                token,
+                "mutation($input: CreateCreatorInput!) { createCreator(input: $input) { id } }",
+                json!({ "input": { "name": name, "shortsTemplate": studio_cards() } }),
+            )
+            .await;
+        let carded = data["createCreator"]["id"].as_str().expect("id").to_owned();
+        let highlight = approved_highlight_of(&app, &owner, &carded, &bytes, range).await;
+        let made = short(&app, &owner, &highlight, "SQUARE", false).await;
+        assert_eq!(made["status"], "COMPLETE", "{made}");
+        let url = made["url"].as_str().expect("url");
+        let (picture, sound) = stream_secs(&app, url, &path).await;
+        let (picture, sound) = (picture.expect("picture"), sound.expect("a sound track"));
+        // 1 s intro + 3 s clip + 1.5 s outro, which closes it.
+        let closing = corner_rgb(&path, 5.2).await;
+        assert!(
+            near(closing, [0x10, 0x10, 0xE0]),
+            "{range:?}: outro {closing:?}"
+        );
+        assert!(
+            (picture - 5.5).abs() <= 0.15,
+            "{range:?}: picture {picture}"
+        );
+        assert!((sound - 5.5).abs() <= 0.15, "{range:?}: sound {sound}");
+        let seconds = made["durationSecs"].as_f64().expect("durationSecs");
+        assert!((seconds - 5.5).abs() <= 0.15, "{range:?}: {made}");
+    }
 }
 
 /// A `render.short` job queued without its clip (as earlier versions queued them) cuts the
