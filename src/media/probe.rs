@@ -137,9 +137,10 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         }
     }
 
+    // Tried again: ffmpeg installed meanwhile is found by a later check.
     let tools = ffmpeg::check().await.map_err(|message| Failure::Server {
         message,
-        retryable: false,
+        retryable: true,
     })?;
     let dir = crate::jobs::work_folders::create(ctx.job.id)
         .map_err(|e| server("creating a work folder", e))?;

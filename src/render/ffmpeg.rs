@@ -4,7 +4,8 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -19,7 +20,52 @@ pub struct Tools {
     pub ffprobe: PathBuf,
 }
 
-static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+static TOOLS: Checked = Checked::new();
+
+/// A failed check is answered again for this long before the tools are looked for anew: ffmpeg
+/// installed (or a passing failure gone) after start-up is found without a restart, and jobs
+/// queued meanwhile do not each run the check.
+const RECHECK_AFTER: Duration = Duration::from_secs(30);
+
+/// The check's answer: kept for good once the tools pass, a failure only for
+/// [`RECHECK_AFTER`].
+struct Checked {
+    passed: OnceLock<Tools>,
+    failed: Mutex<Option<(Instant, String)>>,
+}
+
+impl Checked {
+    const fn new() -> Self {
+        Self {
+            passed: OnceLock::new(),
+            failed: Mutex::new(None),
+        }
+    }
+
+    async fn get<F>(&self, now: Instant, probe: impl FnOnce() -> F) -> Result<Tools, String>
+    where
+        F: std::future::Future<Output = Result<Tools, String>>,
+    {
+        if let Some(tools) = self.passed.get() {
+            return Ok(tools.clone());
+        }
+        let failed = self.failed.lock().map(|f| f.clone()).unwrap_or_default();
+        if let Some((at, failure)) = failed
+            && now.saturating_duration_since(at) < RECHECK_AFTER
+        {
+            return Err(failure);
+        }
+        match probe().await {
+            Ok(tools) => Ok(self.passed.get_or_init(|| tools).clone()),
+            Err(failure) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    *failed = Some((now, failure.clone()));
+                }
+                Err(failure)
+            }
+        }
+    }
+}
 
 const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `sudo apt-get install -y ffmpeg`; macOS: `brew install ffmpeg-full`, \
      whose binaries are in `$(brew --prefix ffmpeg-full)/bin`) or point FFMPEG_PATH and FFPROBE_PATH at the binaries";
@@ -36,13 +82,10 @@ fn find(env: &str, name: &str) -> Option<PathBuf> {
 }
 
 /// Checks that ffmpeg (with the `drawtext`, `overlay` and `subtitles` filters and libx264) and
-/// ffprobe run. The answer is cached for the life of the process.
+/// ffprobe run. Tools that pass are kept for the life of the process; a failure is looked into
+/// again after [`RECHECK_AFTER`].
 pub async fn check() -> Result<Tools, String> {
-    if let Some(result) = TOOLS.get() {
-        return result.clone();
-    }
-    let result = probe_tools().await;
-    TOOLS.get_or_init(|| result).clone()
+    TOOLS.get(Instant::now(), probe_tools).await
 }
 
 async fn probe_tools() -> Result<Tools, String> {
@@ -324,4 +367,49 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
         has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
         format_name: json["format"]["format_name"].as_str().map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn tools() -> Tools {
+        Tools {
+            ffmpeg: PathBuf::from("/opt/ffmpeg"),
+            ffprobe: PathBuf::from("/opt/ffprobe"),
+        }
+    }
+
+    /// A failed check is answered from memory for a while, then made again (ffmpeg installed
+    /// after start-up is found); tools that passed are never checked again.
+    #[tokio::test]
+    async fn a_failed_check_is_made_again_later_and_a_pass_is_kept() {
+        let checked = Checked::new();
+        let runs = AtomicUsize::new(0);
+        let missing = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Err::<Tools, _>("ffmpeg was not found".to_owned())
+        };
+        let installed = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(tools())
+        };
+        let start = Instant::now();
+        assert_eq!(
+            checked.get(start, missing).await.err().as_deref(),
+            Some("ffmpeg was not found")
+        );
+        let soon = start + Duration::from_secs(5);
+        assert!(checked.get(soon, installed).await.is_err(), "remembered");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let later = start + RECHECK_AFTER;
+        let found = checked.get(later, installed).await.expect("found now");
+        assert_eq!(found.ffmpeg, PathBuf::from("/opt/ffmpeg"));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let much_later = later + RECHECK_AFTER * 10;
+        assert!(checked.get(much_later, missing).await.is_ok(), "kept");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
 }
