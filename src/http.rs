@@ -588,6 +588,7 @@ async fn run(
     };
     state.app.metrics.graphql_operations.inc_by(operations);
     for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
+        crate::graphql::budget::collapse(response);
         crate::graphql::errors::add_codes(response);
         if let Some(parsed) = parsed.as_ref().filter(|_| !response.errors.is_empty()) {
             crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());

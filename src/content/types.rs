@@ -15,7 +15,13 @@ use entity::{
 use super::loaders::content_loaders;
 use crate::{
     error::{AppError, AppResult},
-    graphql::{budget::counted, loaders, loaders::VisibleVideoById, narrow::Skip, state},
+    graphql::{
+        budget::{counted, take},
+        loaders,
+        loaders::VisibleVideoById,
+        narrow::Skip,
+        state,
+    },
     storage::PRESIGN_TTL,
     videos::Video,
 };
@@ -220,6 +226,7 @@ pub async fn transcript_of(
     ctx: &Context<'_>,
     video: &video::Model,
 ) -> AppResult<Vec<TranscriptSegment>> {
+    take(ctx, 0)?;
     let rows = counted(ctx, content_loaders(ctx)?.transcript(video.id).await?)?;
     Ok(rows.into_iter().map(TranscriptSegment).collect())
 }
@@ -229,18 +236,21 @@ pub async fn caption_tracks_of(
     ctx: &Context<'_>,
     video: &video::Model,
 ) -> AppResult<Vec<CaptionTrack>> {
+    take(ctx, 0)?;
     let rows = counted(ctx, content_loaders(ctx)?.caption_tracks(video.id).await?)?;
     Ok(rows.into_iter().map(CaptionTrack).collect())
 }
 
 /// `Video.keyMoments`: the video's key moments in display order.
 pub async fn key_moments_of(ctx: &Context<'_>, video: &video::Model) -> AppResult<Vec<KeyMoment>> {
+    take(ctx, 0)?;
     let rows = counted(ctx, content_loaders(ctx)?.key_moments(video.id).await?)?;
     Ok(rows.into_iter().map(KeyMoment).collect())
 }
 
 /// `Video.highlights`: the video's highlights, best score first.
 pub async fn highlights_of(ctx: &Context<'_>, video: &video::Model) -> AppResult<Vec<Highlight>> {
+    take(ctx, 0)?;
     let rows = counted(ctx, content_loaders(ctx)?.highlights(video.id).await?)?;
     Ok(rows.into_iter().map(|h| Highlight(h, None)).collect())
 }

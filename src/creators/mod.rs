@@ -113,6 +113,7 @@ impl Creator {
     /// The creator's team, owners first; for its members and administrators (null otherwise).
     async fn members(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<CreatorMember>>> {
         Box::pin(async move {
+            crate::graphql::budget::take(ctx, 0)?;
             let db = &state(ctx)?.db;
             if !viewer(ctx)?.manages_creator(db, self.0.id).await? {
                 return Ok(None);

@@ -7,15 +7,18 @@
 //! alias of such a field is resolved again, so a small anonymous document
 //! (`{ video(id: …) { a0: keyMoments { summary } … a2399: keyMoments { summary } } }`) could
 //! build hundreds of megabytes of response. Every query and mutation therefore has a budget of
-//! list items, counted as those fields resolve; a field that would overrun it fails with
-//! `QUERY_TOO_COMPLEX` (and its items are not returned).
+//! list items, counted as those fields resolve. Once a field would overrun it, the request is
+//! over: every list field resolved after it fails at once (no more rows are read for it), and
+//! the answer is that one `QUERY_TOO_COMPLEX` error with no data ([`collapse`]), not the lists
+//! that fitted beside an error for each that did not (a nested document of lists of lists
+//! answered 17,000 errors in 9 MB).
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use async_graphql::Context;
+use async_graphql::{Context, Response, Value};
 
 use crate::error::{AppError, AppResult};
 
@@ -28,24 +31,40 @@ pub const MAX_LIST_ITEMS: usize = 50_000;
 /// events is resolved afresh).
 pub struct ListBudget {
     left: AtomicUsize,
+    /// A spend was refused: every later one is too.
+    overrun: AtomicBool,
 }
 
 impl ListBudget {
     pub fn new(items: usize) -> Self {
         Self {
             left: AtomicUsize::new(items),
+            overrun: AtomicBool::new(false),
         }
     }
 
-    /// Spends `items` if that many are left (a refused spend spends nothing).
+    /// Spends `items` if that many are left and no spend was refused before.
     fn spend(&self, items: usize) -> bool {
-        self.left
+        if self.overrun.load(Ordering::Relaxed) {
+            return false;
+        }
+        let spent = self
+            .left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(items)
             })
-            .is_ok()
+            .is_ok();
+        if !spent {
+            self.overrun.store(true, Ordering::Relaxed);
+        }
+        spent
     }
 }
+
+/// What a request over its budget is answered (`MAX_LIST_ITEMS` written out: a unit test
+/// holds the two together).
+const OVERRUN: &str = "this request returns more than 50000 items of lists (transcripts, key \
+     moments, highlights, shorts, members): ask for fewer at once";
 
 impl Default for ListBudget {
     fn default() -> Self {
@@ -61,10 +80,27 @@ pub fn take(ctx: &Context<'_>, items: usize) -> AppResult<()> {
     if budget.spend(items) {
         return Ok(());
     }
-    Err(AppError::TooComplex(format!(
-        "this request returns more than {MAX_LIST_ITEMS} items of lists (transcripts, key \
-         moments, highlights, shorts, members): ask for fewer at once"
-    )))
+    Err(AppError::TooComplex(OVERRUN.to_owned()))
+}
+
+/// An answer that ran out of list items becomes that one error, with no data: what fitted
+/// before is not half an answer a client can use, and each list refused after it would add an
+/// error of its own.
+pub fn collapse(response: &mut Response) {
+    let Some(overrun) = response
+        .errors
+        .iter()
+        .find(|error| error.message == OVERRUN)
+        .cloned()
+    else {
+        return;
+    };
+    response.data = Value::Null;
+    response.errors = vec![async_graphql::ServerError {
+        locations: Vec::new(),
+        path: Vec::new(),
+        ..overrun
+    }];
 }
 
 /// [`take`] for a list about to be returned.
@@ -82,9 +118,22 @@ mod tests {
         let budget = ListBudget::new(10);
         let take = |n: usize| budget.spend(n);
         assert!(take(6));
-        assert!(!take(5), "6 + 5 > 10");
-        assert!(take(4), "a refused take spends nothing");
-        assert!(!take(1));
+        assert!(take(4));
         assert!(take(0));
+        assert!(!take(1), "6 + 4 + 1 > 10");
+        assert!(!take(0), "once refused, the request is over");
+
+        let budget = ListBudget::new(10);
+        assert!(budget.spend(6));
+        assert!(!budget.spend(5));
+        assert!(!budget.spend(4), "fits, but a spend was refused before");
+    }
+
+    #[test]
+    fn the_overrun_message_names_the_budget() {
+        assert!(
+            OVERRUN.contains(&format!(" {MAX_LIST_ITEMS} ")),
+            "{OVERRUN}"
+        );
     }
 }

@@ -146,6 +146,7 @@ pub async fn shorts_of(
     video: &entity::video::Model,
     highlight_id: Uuid,
 ) -> AppResult<Vec<Short>> {
+    crate::graphql::budget::take(ctx, 0)?;
     let db = &state(ctx)?.db;
     let manages = viewer(ctx)?.manages_creator(db, video.creator_id).await?;
     let shorts = loaders(ctx)?

@@ -467,6 +467,7 @@ impl Connection {
                 .schema
                 .execute_stream(request)
                 .map(move |mut response| {
+                    crate::graphql::budget::collapse(&mut response);
                     crate::graphql::errors::add_codes(&mut response);
                     if let Some(document) =
                         document.as_ref().filter(|_| !response.errors.is_empty())
