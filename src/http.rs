@@ -590,8 +590,11 @@ async fn run(
     for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
         crate::graphql::budget::collapse(response);
         crate::graphql::errors::add_codes(response);
-        if let Some(parsed) = parsed.as_ref().filter(|_| !response.errors.is_empty()) {
-            crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
+        if let Some(parsed) = parsed.as_ref() {
+            if !response.errors.is_empty() {
+                crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
+            }
+            crate::graphql::order::restore(response, &parsed.document, operation.as_deref());
         }
     }
     responses

@@ -10,6 +10,7 @@ pub mod loaders;
 pub mod narrow;
 pub mod node;
 pub mod nulls;
+pub mod order;
 pub mod over_http;
 pub mod pagination;
 pub mod persisted;

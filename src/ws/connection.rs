@@ -469,10 +469,15 @@ impl Connection {
                 .map(move |mut response| {
                     crate::graphql::budget::collapse(&mut response);
                     crate::graphql::errors::add_codes(&mut response);
-                    if let Some(document) =
-                        document.as_ref().filter(|_| !response.errors.is_empty())
-                    {
-                        crate::graphql::nulls::complete(
+                    if let Some(document) = document.as_ref() {
+                        if !response.errors.is_empty() {
+                            crate::graphql::nulls::complete(
+                                &mut response,
+                                document,
+                                operation.as_deref(),
+                            );
+                        }
+                        crate::graphql::order::restore(
                             &mut response,
                             document,
                             operation.as_deref(),

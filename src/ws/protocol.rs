@@ -242,7 +242,26 @@ pub mod server {
             Protocol::TransportWs => "next",
             Protocol::Legacy => "data",
         };
-        json!({ "id": id, "type": kind, "payload": to_json(response) }).to_string()
+        // Written straight from the response: through a `serde_json::Value` its objects came
+        // out sorted by key, not in the query's order.
+        #[derive(serde::Serialize)]
+        struct Next<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            payload: &'a Response,
+        }
+        serde_json::to_string(&Next {
+            id,
+            kind,
+            payload: response,
+        })
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "serialising a GraphQL result for a WebSocket");
+            json!({ "id": id, "type": kind, "payload": { "errors": [{
+                "message": "internal server error", "extensions": { "code": "INTERNAL" } }] } })
+            .to_string()
+        })
     }
 
     /// The operation failed before producing any result. `graphql-transport-ws` wants the

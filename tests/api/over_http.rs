@@ -388,7 +388,75 @@ async fn a_missing_required_variable_runs_nothing(backend: Backend) {
     assert!(body["data"]["two"]["id"].is_string(), "{body}");
 }
 
+/// Asserts that each of `keys` (as `"key":`) appears in `text` after the one before it.
+fn in_order(text: &str, keys: &[&str]) {
+    let mut from = 0;
+    for key in keys {
+        let quoted = format!("\"{key}\":");
+        let at = text[from..]
+            .find(&quoted)
+            .unwrap_or_else(|| panic!("{quoted} not after the keys before it in {text}"));
+        from += at + quoted.len();
+    }
+}
+
+/// Objects come back with their keys in the order the query asked for them (the spec), at
+/// every depth, over HTTP and WebSocket alike. async-graphql wrote each field as it completed,
+/// so a field that reads the database came after a `__typename` asked after it (and the order
+/// changed between calls); WebSocket answers came out sorted by key.
+async fn answers_keep_the_order_of_the_query(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("ordered@example.com").await;
+    app.create_creator(&owner, "Ordered").await;
+    const QUERY: &str = "{ z: me { creators { slug name } y: __typename email } \
+        a: __typename m: renderUsage { minutesLimit billingPeriod } ...F } \
+        fragment F on QueryRoot { b: __typename z: me { email } }";
+    let keys = [
+        "z",
+        "creators",
+        "slug",
+        "name",
+        "y",
+        "email",
+        "a",
+        "m",
+        "minutesLimit",
+        "billingPeriod",
+        "b",
+    ];
+    for _ in 0..3 {
+        let text = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&owner.access_token)
+            .json(&json!({ "query": QUERY }))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("body");
+        in_order(&text, &keys);
+    }
+    let mut socket =
+        subscribe_with(&app.base, &owner.access_token, json!({ "query": QUERY })).await;
+    let text = loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), socket.next())
+            .await
+            .expect("an answer within 30 s")
+            .expect("open")
+            .expect("message");
+        if let Message::Text(text) = message
+            && text.contains("\"next\"")
+        {
+            break text.to_string();
+        }
+    };
+    in_order(&text, &keys);
+}
+
 both_backends!(
+    answers_keep_the_order_of_the_query,
     persisted_queries_run_by_hash_once_their_text_was_sent,
     a_missing_required_variable_runs_nothing,
 );
