@@ -296,7 +296,8 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal in the document
 /// that holds a NUL character or is not of its type ([`super::variables::mistyped_literal`]),
-/// and why.
+/// or of the first variable given where its type does not fit
+/// ([`super::variables::misplaced_variable`]), and why.
 pub fn literal_fault(document: &ExecutableDocument) -> Option<(String, String)> {
     long_name(document)
         .map(|()| {
@@ -307,6 +308,7 @@ pub fn literal_fault(document: &ExecutableDocument) -> Option<(String, String)> 
         })
         .or_else(|| nul_literal(document).map(|path| (path, NUL.to_owned())))
         .or_else(|| super::variables::mistyped_literal(document))
+        .or_else(|| super::variables::misplaced_variable(document))
 }
 
 /// Longest name (of a field, alias, argument, fragment, type, directive, variable, enum value

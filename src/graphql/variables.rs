@@ -37,6 +37,8 @@ struct Types {
     outputs: HashMap<String, HashMap<String, OutputField>>,
     /// The root types of queries, mutations and subscriptions.
     roots: [String; 3],
+    /// Arguments (`Type.field(argument)`) and input fields (`Input.field`) with a default.
+    defaulted: HashSet<String>,
 }
 
 struct OutputField {
@@ -98,6 +100,13 @@ fn types(sdl: &str) -> Types {
                 let name = ty.node.name.node.to_string();
                 match &ty.node.kind {
                     TypeKind::InputObject(input) => {
+                        for field in &input.fields {
+                            if field.node.default_value.is_some() {
+                                types
+                                    .defaulted
+                                    .insert(format!("{name}.{}", field.node.name.node));
+                            }
+                        }
                         let fields = input
                             .fields
                             .iter()
@@ -106,6 +115,16 @@ fn types(sdl: &str) -> Types {
                         types.inputs.insert(name, fields);
                     }
                     TypeKind::Object(object) => {
+                        for field in &object.fields {
+                            for argument in &field.node.arguments {
+                                if argument.node.default_value.is_some() {
+                                    types.defaulted.insert(format!(
+                                        "{name}.{}({})",
+                                        field.node.name.node, argument.node.name.node
+                                    ));
+                                }
+                            }
+                        }
                         types.outputs.insert(name, fields(&object.fields));
                     }
                     TypeKind::Interface(interface) => {
@@ -208,6 +227,195 @@ fn literal_in<'a>(
         }
     }
     None
+}
+
+/// The first place in `document` where a variable is given to an argument or input field its
+/// declared type does not fit (spec: All Variable Usages Are Allowed): its path (`creatorId`,
+/// `input.title`) and why. A nullable variable fits a non-null place only with a default
+/// (its own or the place's), and named types must be the same. async-graphql 7's rule for this
+/// lets every usage through, so `mutation($x: ID) { a: followCreator(…) b:
+/// unfollowCreator(creatorId: $x) }` without `$x` ran `a` and failed `b` (and graphql-js, and
+/// every client checking documents against the schema, refuses such a document).
+pub fn misplaced_variable(document: &ExecutableDocument) -> Option<(String, String)> {
+    let types = &*TYPES;
+    document.operations.iter().find_map(|(_, operation)| {
+        let operation = &operation.node;
+        let root = match operation.ty {
+            OperationType::Query => &types.roots[0],
+            OperationType::Mutation => &types.roots[1],
+            OperationType::Subscription => &types.roots[2],
+        };
+        let declared: HashMap<&str, (&Type, bool)> = operation
+            .variable_definitions
+            .iter()
+            .map(|d| {
+                let defaulted = d
+                    .node
+                    .default_value
+                    .as_ref()
+                    .is_some_and(|v| !matches!(v.node, ConstValue::Null));
+                (
+                    d.node.name.node.as_str(),
+                    (&d.node.var_type.node, defaulted),
+                )
+            })
+            .collect();
+        let mut walked = HashSet::new();
+        let mut usage = Usage {
+            types,
+            document,
+            declared: &declared,
+            walked: &mut walked,
+        };
+        usage.selections(root, &operation.selection_set.node)
+    })
+}
+
+/// What [`misplaced_variable`] walks one operation with.
+struct Usage<'a, 'b> {
+    types: &'a Types,
+    document: &'a ExecutableDocument,
+    declared: &'b HashMap<&'a str, (&'a Type, bool)>,
+    walked: &'b mut HashSet<&'a str>,
+}
+
+impl<'a> Usage<'a, '_> {
+    fn selections(&mut self, parent: &str, set: &'a SelectionSet) -> Option<(String, String)> {
+        for item in &set.items {
+            let found = match &item.node {
+                Selection::Field(field) => {
+                    let Some(known) = self
+                        .types
+                        .outputs
+                        .get(parent)
+                        .and_then(|fields| fields.get(field.node.name.node.as_str()))
+                    else {
+                        continue;
+                    };
+                    let name = field.node.name.node.as_str();
+                    field
+                        .node
+                        .arguments
+                        .iter()
+                        .find_map(|(argument, value)| {
+                            let (_, ty) = known
+                                .arguments
+                                .iter()
+                                .find(|(n, _)| n == argument.node.as_str())?;
+                            let defaulted = self
+                                .types
+                                .defaulted
+                                .contains(&format!("{parent}.{name}({})", argument.node));
+                            let mut path = argument.node.to_string();
+                            self.value(&value.node, ty, defaulted, &mut path)
+                        })
+                        .or_else(|| self.selections(&known.returns, &field.node.selection_set.node))
+                }
+                Selection::InlineFragment(fragment) => {
+                    let on = fragment.node.type_condition.as_ref();
+                    let on = on.map_or(parent, |c| c.node.on.node.as_str());
+                    self.selections(on, &fragment.node.selection_set.node)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    match self.document.fragments.get_key_value(name) {
+                        Some((name, fragment)) if self.walked.insert(name.as_str()) => {
+                            let on = fragment.node.type_condition.node.on.node.as_str();
+                            self.selections(on, &fragment.node.selection_set.node)
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// A variable in `value` (at `ty`, which has a default when `defaulted`) that does not fit.
+    fn value(
+        &mut self,
+        value: &async_graphql_value::Value,
+        ty: &Type,
+        defaulted: bool,
+        path: &mut String,
+    ) -> Option<(String, String)> {
+        use async_graphql_value::Value;
+        match value {
+            Value::Variable(variable) => {
+                // An undeclared variable is validation's to refuse.
+                let (declared, has_default) = self.declared.get(variable.as_str())?;
+                (!allowed(declared, *has_default, ty, defaulted)).then(|| {
+                    (
+                        path.clone(),
+                        format!(
+                            "variable ${variable} of type {declared} is used where {ty} is expected"
+                        ),
+                    )
+                })
+            }
+            Value::List(items) => {
+                let BaseType::List(item) = &ty.base else {
+                    return None;
+                };
+                items.iter().enumerate().find_map(|(i, v)| {
+                    let before = path.len();
+                    path.push_str(&format!(".{i}"));
+                    let found = self.value(v, item, false, path);
+                    path.truncate(before);
+                    found
+                })
+            }
+            Value::Object(fields) => {
+                let BaseType::Named(input) = &ty.base else {
+                    return None;
+                };
+                let known = self.types.inputs.get(input.as_str())?;
+                fields.iter().find_map(|(name, v)| {
+                    let (_, field_ty) = known.iter().find(|(n, _)| n == name.as_str())?;
+                    let defaulted = self.types.defaulted.contains(&format!("{input}.{name}"));
+                    let before = path.len();
+                    path.push('.');
+                    path.push_str(name);
+                    let found = self.value(v, field_ty, defaulted, path);
+                    path.truncate(before);
+                    found
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a variable of type `variable` (with a non-null default when `has_default`) may be
+/// given where `location` (with a default when `location_default`) is expected: the spec's
+/// IsVariableUsageAllowed.
+fn allowed(variable: &Type, has_default: bool, location: &Type, location_default: bool) -> bool {
+    if !location.nullable && variable.nullable {
+        if !(has_default || location_default) {
+            return false;
+        }
+        let location = Type {
+            base: location.base.clone(),
+            nullable: true,
+        };
+        return compatible(variable, &location);
+    }
+    compatible(variable, location)
+}
+
+/// The spec's AreTypesCompatible.
+fn compatible(variable: &Type, location: &Type) -> bool {
+    if !location.nullable && variable.nullable {
+        return false;
+    }
+    match (&variable.base, &location.base) {
+        (BaseType::List(variable), BaseType::List(location)) => compatible(variable, location),
+        (BaseType::Named(variable), BaseType::Named(location)) => variable == location,
+        _ => false,
+    }
 }
 
 /// A variable whose value is not of its type.
@@ -355,6 +563,46 @@ fn scalar(name: &str, value: &ConstValue, field: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn misplaced(query: &str) -> Option<(String, String)> {
+        misplaced_variable(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn variables_must_fit_where_they_are_used() {
+        // Nullable into non-null, without a default: refused, named by its place.
+        assert_eq!(
+            misplaced("query($id: ID) { video(id: $id) { id } }"),
+            Some((
+                "id".to_owned(),
+                "variable $id of type ID is used where ID! is expected".to_owned()
+            ))
+        );
+        // Inside an input object and a list, through a fragment.
+        assert_eq!(
+            misplaced(
+                "mutation($t: String) { ...M } \
+                 fragment M on MutationRoot { createCreator(input: { name: $t }) { id } }"
+            )
+            .map(|(path, _)| path),
+            Some("input.name".to_owned())
+        );
+        // Another named type, or a list for a single value.
+        assert!(misplaced("query($id: String!) { video(id: $id) { id } }").is_some());
+        assert!(misplaced("query($id: [ID!]!) { video(id: $id) { id } }").is_some());
+        // What fits: the same type, non-null into nullable, a nullable variable with a
+        // default, and undeclared variables (validation's to refuse).
+        for fine in [
+            "query($id: ID!) { video(id: $id) { id } }",
+            "query($n: Int!) { creators(first: $n) { totalCount } }",
+            "query($id: ID = \"x\") { video(id: $id) { id } }",
+            "query { video(id: $nowhere) { id } }",
+        ] {
+            assert_eq!(misplaced(fine), None, "{fine}");
+        }
+        // A default of null is no default.
+        assert!(misplaced("query($id: ID = null) { video(id: $id) { id } }").is_some());
+    }
 
     fn first(query: &str, variables: serde_json::Value) -> Option<Mistyped> {
         let document = async_graphql::parser::parse_query(query).expect("parses");

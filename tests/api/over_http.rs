@@ -386,6 +386,53 @@ async fn a_missing_required_variable_runs_nothing(backend: Backend) {
     )
     .await;
     assert!(body["data"]["two"]["id"].is_string(), "{body}");
+
+    // A nullable variable given to a non-null argument (or one of another type) makes the
+    // document invalid, whatever the variables: refused before anything runs, naming the
+    // argument, as graphql-js refuses it.
+    for (query, field) in [
+        (
+            "mutation Three($name: String) { \
+             one: createCreator(input: { name: \"Third\" }) { id } \
+             two: createCreator(input: { name: $name }) { id } }",
+            "input.name",
+        ),
+        (
+            "mutation Four($name: Int!) { \
+             one: createCreator(input: { name: \"Fourth\" }) { id } \
+             two: createCreator(input: { name: \"x\", bio: $name }) { id } }",
+            "input.bio",
+        ),
+    ] {
+        for variables in [json!({}), json!({ "name": "Fifth" }), json!({ "name": 5 })] {
+            let (status, body) = post(
+                &app,
+                token,
+                json!({ "query": query, "variables": variables }),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+            assert_eq!(error_field(&body), field, "{body}");
+            assert!(body.get("data").is_none(), "{body}");
+        }
+    }
+    let data = app
+        .ok(Some(token), "{ me { creators { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        data["me"]["creators"].as_array().map(Vec::len),
+        Some(2),
+        "{data}"
+    );
+    // A nullable variable with a default fits a non-null place (and the query runs).
+    let (_, body) = post(
+        &app,
+        token,
+        json!({ "query": "query($id: ID = \"01a2494a-b32f-70b5-9775-9787cbc30ab8\") { video(id: $id) { id } }" }),
+    )
+    .await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "it ran: {body}");
 }
 
 /// Asserts that each of `keys` (as `"key":`) appears in `text` after the one before it.
