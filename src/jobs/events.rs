@@ -313,6 +313,11 @@ impl SessionFeed {
                 .await;
         match rows {
             Ok(rows) => self.revoked.add_each(rows),
+            // A new database the server has not migrated yet (it listens before it migrates):
+            // there is nothing to read, and the server reads the table once it is made.
+            Err(sea_orm::sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P01") => {
+                tracing::debug!("no sessions table yet: nothing ended to re-read");
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "could not re-read the sessions ended lately");
             }

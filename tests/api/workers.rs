@@ -701,3 +701,39 @@ async fn a_worker_stops_while_the_database_does_not_answer() {
         .expect("the worker stopped within 15 s")
         .expect("joined");
 }
+
+/// A server started on a new, empty PostgreSQL database migrates it and starts without a
+/// warning: its LISTEN connection read the ended sessions before the tables existed and
+/// logged `relation "sessions" does not exist`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_a_new_database_starts_without_warnings() {
+    let database = format!("{}/{}", postgres_base_url(), create_database().await);
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let storage = data_dir.path().join("objects");
+    let storage = storage.to_str().expect("utf-8 path");
+    let (mut server, port) = crate::helpers::serve_binary(
+        data_dir.path(),
+        &[
+            ("DATABASE_URL", database.as_str()),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+            ("REELGRAPH_STORAGE_DIR", storage),
+            ("RUST_LOG", "warn"),
+        ],
+        true,
+    );
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut answered = false;
+    for _ in 0..240 {
+        if healthz(&url).await.0 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answered, "the server never answered /healthz");
+    server.start_kill().expect("stopped");
+    let output = server.wait_with_output().await.expect("ended");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains("WARN"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
