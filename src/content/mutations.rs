@@ -567,10 +567,16 @@ impl ContentMutation {
         moment: KeyMomentInput,
     ) -> AppResult<KeyMoment> {
         let (found, video) = managed_key_moment(ctx, &id).await?;
-        let valid = validate::key_moment("moment", &moment, video.duration_secs)?;
+        let mut valid = validate::key_moment("moment", &moment, video.duration_secs)?;
         let db = &state(ctx)?.db;
         let now = Utc::now();
         let txn = crate::jobs::queue::begin_write(db).await?;
+        // The duration as it is under the lock, as `addKeyMoments` checks it: a probe that
+        // finished meanwhile is seen.
+        let duration = touch_video(&txn, video.id, now).await?;
+        if duration != video.duration_secs {
+            valid = validate::key_moment("moment", &moment, duration)?;
+        }
         let mut row: key_moment::ActiveModel = found.into();
         row.title = Set(valid.title);
         row.summary = Set(valid.summary);
@@ -601,10 +607,8 @@ impl ContentMutation {
             let mut row: highlight::ActiveModel = highlight.into();
             row.trim_start = Set(trim.map(|t| t.0));
             row.trim_end = Set(trim.map(|t| t.1));
-            row.duration_secs = Set(trim.map_or_else(
-                || untrimmed_length(&updated, video.duration_secs),
-                |t| t.1 - t.0,
-            ));
+            row.duration_secs =
+                Set(trim.map_or_else(|| untrimmed_length(&updated, duration), |t| t.1 - t.0));
             row.updated_at = Set(now);
             row.update(&txn).await?;
         }

@@ -151,16 +151,15 @@ pub fn score_moments(
 ) -> Vec<Score> {
     let mut segments: Vec<&transcript_segment::Model> = segments.iter().collect();
     segments.sort_by(|a, b| a.start_time.total_cmp(&b.start_time).then(a.id.cmp(&b.id)));
+    let known = video_duration.filter(|d| d.is_finite() && *d > 0.0);
     // Without a known duration, the latest moment end stands in for the video's length.
-    let reference = video_duration
-        .filter(|d| d.is_finite() && *d > 0.0)
-        .unwrap_or_else(|| moments.iter().map(|m| m.end_time).fold(0.0, f64::max));
+    let reference = known.unwrap_or_else(|| moments.iter().map(|m| m.end_time).fold(0.0, f64::max));
     let words: Vec<HashSet<String>> = moments.iter().map(topic_words).collect();
     moments
         .iter()
         .enumerate()
         .map(|(i, moment)| {
-            let breakdown = breakdown(moment, &segments, reference, &words, i);
+            let breakdown = breakdown(moment, known, &segments, reference, &words, i);
             Score {
                 total: breakdown.total(),
                 breakdown,
@@ -169,14 +168,20 @@ pub fn score_moments(
         .collect()
 }
 
+/// The scores of `moment` over the range a short can be cut from: up to the video's end
+/// when it is known (`video_end`). A moment added before the upload was probed may run past
+/// it, and its highlight is only as long as the part inside (`durationSecs`); scored over the
+/// whole range, a highlight of 0 s ranked as a full-length one.
 fn breakdown(
     moment: &key_moment::Model,
+    video_end: Option<f64>,
     segments: &[&transcript_segment::Model],
     reference: f64,
     words: &[HashSet<String>],
     index: usize,
 ) -> Breakdown {
-    let (start, end) = (moment.start_time, moment.end_time);
+    let start = moment.start_time;
+    let end = video_end.map_or(moment.end_time, |d| moment.end_time.min(d));
     let duration = (end - start).max(0.0);
     let inside: Vec<&transcript_segment::Model> = segments
         .iter()
@@ -420,6 +425,22 @@ mod tests {
         assert_eq!(top.topic_tags, 1.0);
         // "Intro" and "Intro again" share one of two words.
         assert_eq!(first[1].breakdown.uniqueness, 0.5);
+    }
+
+    #[test]
+    fn a_moment_past_the_videos_end_is_scored_for_what_is_inside() {
+        let across = moment("Across the end", 20.0, 80.0);
+        let past = moment("Past the end", 100.0, 160.0);
+        let scores = score_moments(&[across, past], &[], Some(30.0));
+        assert_eq!(
+            scores[0].breakdown.short_form_fit,
+            unit(short_form_fit(10.0))
+        );
+        assert_eq!(scores[1].breakdown.short_form_fit, 0.0);
+        assert_eq!(scores[1].breakdown.hook, 0.0);
+        // Unknown length: the whole range.
+        let scores = score_moments(&[moment("Whole", 20.0, 80.0)], &[], None);
+        assert_eq!(scores[0].breakdown.short_form_fit, 1.0);
     }
 
     #[test]
