@@ -57,12 +57,45 @@ fn ensure_code(error: &mut ServerError) {
         return;
     }
     set_code(error, "BAD_USER_INPUT");
+    if let Some(short) = syntax_message(&error.message) {
+        error.message = short;
+        return;
+    }
+    if let Some(short) = missing_argument_message(&error.message) {
+        error.message = short;
+    }
     if let Some(field) = argument_name(&error.message) {
         error
             .extensions
             .get_or_insert_with(Default::default)
             .set("field", field);
     }
+}
+
+/// async-graphql's syntax errors are the parser's report: the position, the whole source line
+/// under it, and a caret. A document sent on one line was echoed whole (a 1 MB body gave a
+/// 1 MB message, once per error). Kept: where, and what was expected there.
+fn syntax_message(message: &str) -> Option<String> {
+    let (position, _) = message.strip_prefix(" --> ")?.split_once('\n')?;
+    let (line, column) = position.split_once(':')?;
+    let reason = message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim_start().strip_prefix("= "))?;
+    let reason = reason
+        .replace("EOI", "the end of the document")
+        .replace("executable_definition", "an operation or fragment");
+    Some(format!(
+        "syntax error at line {line}, column {column}: {reason}"
+    ))
+}
+
+/// `Field "video" argument "id" of type "QueryRoot" is required but not provided`: the type
+/// async-graphql names is the field's parent, not the argument's; left out.
+fn missing_argument_message(message: &str) -> Option<String> {
+    let (head, _) = message.split_once(" of type \"")?;
+    (message.starts_with("Field \"") && message.ends_with(" is required but not provided"))
+        .then(|| format!("{head} is required but not provided"))
 }
 
 /// `Invalid value for argument "input.email", …` → `input.email`; a field missing from an
@@ -85,6 +118,25 @@ fn argument_name(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::argument_name;
+
+    #[test]
+    fn syntax_errors_say_where_without_the_source() {
+        let report = " --> 1:15\n  |\n1 | { me { id } } xxxxxxxx\n  |               ^---\n  |\n  = expected EOI or executable_definition";
+        assert_eq!(
+            super::syntax_message(report).as_deref(),
+            Some(
+                "syntax error at line 1, column 15: expected the end of the document or an operation or fragment"
+            )
+        );
+        assert_eq!(super::syntax_message("Unknown field \"x\""), None);
+        assert_eq!(
+            super::missing_argument_message(
+                r#"Field "video" argument "id" of type "QueryRoot" is required but not provided"#
+            )
+            .as_deref(),
+            Some(r#"Field "video" argument "id" is required but not provided"#)
+        );
+    }
 
     #[test]
     fn the_field_is_the_whole_input_path() {

@@ -113,6 +113,24 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         let body = app.gql(None, query, json!({})).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
     }
+    // A syntax error says where, and what was expected, without echoing the document (sent on
+    // one line, it was repeated whole).
+    let long = format!("{{ me {{ id }} }} {}", "x".repeat(5000));
+    let body = app.gql(None, &long, json!({})).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("syntax error at line 1, column 15: expected"),
+        "{message}"
+    );
+    assert!(message.len() < 200, "{message}");
+    // A missing argument is named without a wrong type beside it, and is the error's field.
+    let body = app.gql(None, "{ video { id } }", json!({})).await;
+    assert_eq!(
+        body["errors"][0]["message"], r#"Field "video" argument "id" is required but not provided"#,
+        "{body}"
+    );
+    assert_eq!(error_field(&body), "id", "{body}");
     // Page sizes past 32 bits are refused even where nothing runs (no `me`): every connection
     // reads its `first` for the complexity score (the audit log's did not).
     let body = app
