@@ -39,6 +39,8 @@ struct Types {
     roots: [String; 3],
     /// Arguments (`Type.field(argument)`) and input fields (`Input.field`) with a default.
     defaulted: HashSet<String>,
+    /// The enum types.
+    enums: HashSet<String>,
 }
 
 struct OutputField {
@@ -130,6 +132,9 @@ fn types(sdl: &str) -> Types {
                     TypeKind::Interface(interface) => {
                         types.outputs.insert(name, fields(&interface.fields));
                     }
+                    TypeKind::Enum(_) => {
+                        types.enums.insert(name);
+                    }
                     _ => {}
                 }
             }
@@ -190,7 +195,7 @@ fn literal_in<'a>(
                         .into_const_with(|_| Ok::<_, std::convert::Infallible>(ConstValue::Null))
                         .ok()?;
                     let mut within = String::new();
-                    let message = check(ty, &value, name.node.as_str(), &mut within)?;
+                    let message = check(ty, &value, name.node.as_str(), &mut within, true)?;
                     Some((format!("{}{within}", name.node), message))
                 });
                 wrong.or_else(|| {
@@ -446,7 +451,7 @@ pub fn mistyped(
         let used_as = position(name).unwrap_or_default();
         let mut within = String::new();
         let ty = &definition.node.var_type.node;
-        if let Some(message) = check(ty, value, last_name(&used_as), &mut within) {
+        if let Some(message) = check(ty, value, last_name(&used_as), &mut within, false) {
             return Some(Mistyped {
                 variable: name.to_owned(),
                 within,
@@ -464,7 +469,15 @@ fn last_name(path: &str) -> &str {
         .unwrap_or("")
 }
 
-fn check(ty: &Type, value: &ConstValue, field: &str, path: &mut String) -> Option<String> {
+/// Why `value` is not a `ty`, if it is not. A `literal` is written in the document, where an
+/// enum value is a name (`status: READY`); a variable's JSON gives it as a string.
+fn check(
+    ty: &Type,
+    value: &ConstValue,
+    field: &str,
+    path: &mut String,
+    literal: bool,
+) -> Option<String> {
     if matches!(value, ConstValue::Null) {
         return None; // nullability is checked elsewhere (`missing_variable`, validation)
     }
@@ -473,15 +486,20 @@ fn check(ty: &Type, value: &ConstValue, field: &str, path: &mut String) -> Optio
             ConstValue::List(items) => items.iter().enumerate().find_map(|(i, v)| {
                 let before = path.len();
                 path.push_str(&format!(".{i}"));
-                let found = check(item, v, field, path);
+                let found = check(item, v, field, path, literal);
                 if found.is_none() {
                     path.truncate(before);
                 }
                 found
             }),
             // One value where a list is expected is a list of one.
-            single => check(item, single, field, path),
+            single => check(item, single, field, path, literal),
         },
+        BaseType::Named(name) if literal && TYPES.enums.contains(name.as_str()) => {
+            // graphql-js refuses `"READY"` for an enum; async-graphql took it.
+            matches!(value, ConstValue::String(_))
+                .then(|| format!("must be a value of {name}, written without quotes"))
+        }
         BaseType::Named(name) => scalar(name.as_str(), value, field).or_else(|| {
             let fields = TYPES.inputs.get(name.as_str())?;
             // async-graphql's validation lets any other value through for an input object,
@@ -494,7 +512,7 @@ fn check(ty: &Type, value: &ConstValue, field: &str, path: &mut String) -> Optio
                 let before = path.len();
                 path.push('.');
                 path.push_str(name);
-                let found = check(ty, v, name, path);
+                let found = check(ty, v, name, path, literal);
                 if found.is_none() {
                     path.truncate(before);
                 }
@@ -566,6 +584,29 @@ mod tests {
 
     fn misplaced(query: &str) -> Option<(String, String)> {
         misplaced_variable(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn an_enum_is_written_as_a_name_not_a_string() {
+        let literal = |query: &str| {
+            mistyped_literal(&async_graphql::parser::parse_query(query).expect("parses"))
+        };
+        assert_eq!(
+            literal("{ videos(status: \"READY\") { totalCount } }"),
+            Some((
+                "status".to_owned(),
+                "must be a value of VideoStatus, written without quotes".to_owned()
+            ))
+        );
+        assert_eq!(literal("{ videos(status: READY) { totalCount } }"), None);
+        // In a variable's JSON an enum value is a string.
+        assert_eq!(
+            first(
+                "query($s: VideoStatus) { videos(status: $s) { totalCount } }",
+                serde_json::json!({ "s": "READY" })
+            ),
+            None
+        );
     }
 
     #[test]

@@ -131,6 +131,16 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         "{body}"
     );
     assert_eq!(error_field(&body), "id", "{body}");
+    // An enum value is a name, not a string.
+    let body = app
+        .gql(
+            None,
+            "{ videos(status: \"READY\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert_eq!(error_field(&body), "status", "{body}");
     // Page sizes past 32 bits are refused even where nothing runs (no `me`): every connection
     // reads its `first` for the complexity score (the audit log's did not).
     let body = app
