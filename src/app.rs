@@ -116,6 +116,7 @@ impl Application {
         let workers = self
             .workers
             .map(|pool| tokio::spawn(pool.run(self.state.shutdown.clone())));
+        tokio::spawn(reread_revoked(self.state.clone()));
         let serving = axum::serve(
             self.listener,
             self.router
@@ -161,6 +162,23 @@ impl Application {
             workers.await.ok();
         }
         served
+    }
+}
+
+/// Reads the sessions ended lately again every [`crate::auth::revoked::REREAD_EVERY`] until
+/// shutdown: another process may have ended some without telling this one.
+async fn reread_revoked(state: AppState) {
+    let mut every = tokio::time::interval(crate::auth::revoked::REREAD_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = state.revoked.load(&state.db).await {
+            tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod m20261205_000018_index_job_references;
 mod m20261205_000019_add_credit_grant_keys;
 mod m20261206_000020_index_queued_deliveries;
 mod m20261206_000021_create_assets;
+mod m20261206_000022_index_revoked_sessions;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000019_add_credit_grant_keys::Migration),
             Box::new(m20261206_000020_index_queued_deliveries::Migration),
             Box::new(m20261206_000021_create_assets::Migration),
+            Box::new(m20261206_000022_index_revoked_sessions::Migration),
         ]
     }
 }

@@ -7,7 +7,9 @@
 //! expired anyway. Each process loads that window at start (one statement) and after its
 //! PostgreSQL listener reconnects; revocations made by a process go into its list directly,
 //! and with PostgreSQL are announced (`pg_notify`) to every other process, whose listener adds
-//! them. No request reads the database for it.
+//! them. Every server also reads the window again every [`REREAD_EVERY`] (one indexed
+//! statement), for what no announcement brings: `reelgraph admin create --promote` run beside
+//! an embedded server, an announcement that failed. No request reads the database for it.
 
 use std::{
     collections::HashMap,
@@ -18,6 +20,9 @@ use chrono::{DateTime, Duration, Utc};
 use entity::session;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
+
+/// How often a server reads the sessions ended lately again.
+pub const REREAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Entries kept before expired ones are swept out.
 const SWEEP_ABOVE: usize = 4096;

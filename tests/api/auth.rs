@@ -1252,7 +1252,40 @@ async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
     sign_in(&app, "forgot@example.com", "changed by the owner").await;
 }
 
+/// A session ended by another process that told no one (`reelgraph admin create --promote`
+/// beside an embedded server; a `pg_notify` that failed) stops its access tokens within a few
+/// seconds: every server reads the sessions ended lately again. Here the row is ended straight
+/// in the database.
+async fn a_session_ended_elsewhere_without_notice_stops_its_tokens(backend: Backend) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ended-elsewhere@example.com").await;
+    let token = Some(ada.access_token.as_str());
+    app.ok(token, "{ me { id } }", json!({})).await;
+    let user: Uuid = ada.user_id.parse().expect("uuid");
+    entity::session::Entity::update_many()
+        .col_expr(entity::session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(entity::session::Column::UserId.eq(user))
+        .exec(&app.state.db)
+        .await
+        .expect("ended");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let body = app.gql(token, "{ me { id } }", json!({})).await;
+        if body["errors"].is_array() {
+            assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended session's token still works: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 both_backends!(
+    a_session_ended_elsewhere_without_notice_stops_its_tokens,
     register_login_and_me_work,
     wrong_password_and_unknown_email_fail_alike,
     duplicate_email_is_a_conflict,
