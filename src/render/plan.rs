@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::spec::{Layer, MovieSpec, Scene};
 
 /// Part of every cache key: a renderer change that alters output must bump this.
-pub const RENDERER_VERSION: &str = "reelgraph-render/2";
+pub const RENDERER_VERSION: &str = "reelgraph-render/3";
 
 /// Encoder settings shared by every scene, so the concat demuxer can join them without
 /// re-encoding. They are part of the cache key: `ultrafast` and `veryfast` even produce

@@ -85,7 +85,12 @@ pub fn scene_args(
     inputs: &SceneInputs,
     output: &Path,
 ) -> Vec<String> {
-    let d = num(scene.duration);
+    // Whole frames, as the spec is planned and billed (a duration rounded up to the next
+    // frame): `-t 1.4` at 1 fps gave one frame, not two, so a layer starting at 1 s never
+    // showed, and 20 scenes of 1.01 s at 30 fps made 600 frames under 20.2 s of sound. Six
+    // places keep `n / fps` from falling a hair short of the last frame.
+    let frames = super::spec::frames(scene.duration, fps);
+    let d = format!("{:.6}", frames as f64 / f64::from(fps));
     let mut args: Vec<String> = vec![
         "-f".into(),
         "lavfi".into(),
@@ -387,6 +392,67 @@ mod tests {
             .expect("frame");
         assert!(output.status.success());
         output.stdout
+    }
+
+    /// A scene lasts the whole frames its duration rounds up to, picture and sound alike:
+    /// 1.4 s at 1 fps is two frames (2 s), and 1.01 s at 30 fps is 31.
+    #[tokio::test]
+    async fn a_scene_is_as_many_frames_as_its_duration_rounds_up_to() {
+        let tools = super::super::ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        let dir = tempfile::tempdir().expect("dir");
+        for (duration, fps, expected) in [(1.4, 1, 2u64), (1.01, 30, 31), (0.5, 25, 13)] {
+            let scene = Scene {
+                id: "a".into(),
+                duration,
+                bg_color: "#204060".into(),
+                layers: Vec::new(),
+            };
+            let inputs = SceneInputs {
+                texts: Vec::new(),
+                images: Vec::new(),
+                orientations: Vec::new(),
+            };
+            let video = dir.path().join("scene.mp4");
+            let args = scene_args(&scene, 64, 48, fps, &inputs, &video);
+            super::super::ffmpeg::run(&tools, &args, duration, |_| {})
+                .await
+                .expect("rendered");
+            let probe = tokio::process::Command::new(&tools.ffprobe)
+                .args(["-v", "error", "-count_frames", "-show_entries"])
+                .args([
+                    "stream=codec_type,nb_read_frames,duration",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&video)
+                .output()
+                .await
+                .expect("ffprobe");
+            let text = String::from_utf8_lossy(&probe.stdout).into_owned();
+            let video_line = text
+                .lines()
+                .find(|l| l.starts_with("video"))
+                .expect("a picture");
+            let frames: u64 = video_line
+                .rsplit(',')
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .expect("a frame count");
+            assert_eq!(frames, expected, "{duration} s at {fps} fps: {text}");
+            let seconds = expected as f64 / f64::from(fps);
+            let sound: f64 = text
+                .lines()
+                .find(|l| l.starts_with("audio"))
+                .and_then(|l| l.split(',').nth(1))
+                .and_then(|s| s.trim().parse().ok())
+                .expect("a sound track");
+            assert!(
+                (sound - seconds).abs() < 0.03,
+                "{duration} s at {fps} fps: {text}"
+            );
+        }
     }
 
     /// Scene text is shown as written: drawtext's `%{…}` expansion is off (a title such as

@@ -307,7 +307,7 @@ fn timing(
 
 /// The frames a scene of `duration` seconds takes at `fps`: its duration rounded up to whole
 /// frames (what ffmpeg's `color` source makes of it), with float noise (`0.1 × 30`) ignored.
-fn frames(duration: f64, fps: u32) -> u64 {
+pub(crate) fn frames(duration: f64, fps: u32) -> u64 {
     (duration * f64::from(fps) - 1e-6).ceil().max(1.0) as u64
 }
 
