@@ -200,19 +200,29 @@ impl RenderMutation {
             }
             None => None,
         };
+        // Each picture looked up once, however many layers show it.
+        let mut sizes: std::collections::HashMap<&str, Option<u64>> =
+            std::collections::HashMap::new();
         for (path, key) in movie.asset_keys() {
-            let own = key.starts_with(&format!("assets/{}/", user.id)) || viewer.is_admin();
-            let found = match own && crate::storage::valid_key(key) {
-                true => state.storage.head(key).await?,
-                false => None,
+            let size = match sizes.get(key) {
+                Some(size) => *size,
+                None => {
+                    let own = key.starts_with(&format!("assets/{}/", user.id)) || viewer.is_admin();
+                    let size = match own && crate::storage::valid_key(key) {
+                        true => state.storage.head(key).await?.map(|found| found.size),
+                        false => None,
+                    };
+                    sizes.insert(key, size);
+                    size
+                }
             };
-            let Some(found) = found else {
+            let Some(size) = size else {
                 return Err(AppError::bad_input(
                     format!("input.spec.{path}"),
                     "no such asset among yours (upload it with requestAssetUpload first)",
                 ));
             };
-            if found.size > MAX_ASSET_BYTES {
+            if size > MAX_ASSET_BYTES {
                 return Err(AppError::bad_input(
                     format!("input.spec.{path}"),
                     format!("the asset is larger than {} MiB", MAX_ASSET_BYTES >> 20),

@@ -419,6 +419,8 @@ impl JobHandler for RenderScene {
             images: Vec::new(),
             orientations: Vec::new(),
         };
+        let mut fetched: std::collections::HashMap<&str, (std::path::PathBuf, u8)> =
+            std::collections::HashMap::new();
         for (i, layer) in input.scene.layers.iter().enumerate() {
             match layer {
                 Layer::Text { text, .. } => {
@@ -431,17 +433,25 @@ impl JobHandler for RenderScene {
                     inputs.orientations.push(1);
                 }
                 Layer::Image { asset_key, .. } => {
-                    let path = dir.path().join(format!("image_{i}"));
-                    asset_within_limit(ctx, asset_key).await?;
-                    ctx.storage
-                        .get_to_file(asset_key, &path)
-                        .await
-                        .map_err(storage_failure)?;
-                    let read = path.clone();
-                    let orientation =
-                        tokio::task::spawn_blocking(move || scene::orientation(&read))
-                            .await
-                            .map_err(|e| JobFailure::internal("reading a picture", e))?;
+                    // A picture shown by several layers is downloaded once.
+                    let (path, orientation) = match fetched.get(asset_key.as_str()) {
+                        Some(done) => done.clone(),
+                        None => {
+                            let path = dir.path().join(format!("image_{i}"));
+                            asset_within_limit(ctx, asset_key).await?;
+                            ctx.storage
+                                .get_to_file(asset_key, &path)
+                                .await
+                                .map_err(storage_failure)?;
+                            let read = path.clone();
+                            let orientation =
+                                tokio::task::spawn_blocking(move || scene::orientation(&read))
+                                    .await
+                                    .map_err(|e| JobFailure::internal("reading a picture", e))?;
+                            fetched.insert(asset_key.as_str(), (path.clone(), orientation));
+                            (path, orientation)
+                        }
+                    };
                     inputs.texts.push(None);
                     inputs.images.push(Some(path));
                     inputs.orientations.push(orientation);

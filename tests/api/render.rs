@@ -42,7 +42,9 @@ fn movie(logo: &str, last_scene_text: &str) -> Value {
             { "id": "logo", "duration": 1.5, "bgColor": "#16213E",
               "layers": [
                 { "image": { "assetKey": logo, "x": 40, "y": 40, "width": 128, "height": 128, "start": 0.25 } },
-                { "text": { "text": "with an image", "x": 200, "y": 150, "start": 0.5, "end": 1.4 } }
+                { "text": { "text": "with an image", "x": 200, "y": 150, "start": 0.5, "end": 1.4 } },
+                // The same picture again: looked up and downloaded once, drawn twice.
+                { "image": { "assetKey": logo, "x": 472, "y": 40, "width": 128, "height": 128 } }
               ] },
             { "id": "outro", "duration": 2.0, "bgColor": "#0F3460",
               "layers": [{ "text": { "text": last_scene_text, "fontSize": 40, "color": "#E94560" } }] }
