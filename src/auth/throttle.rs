@@ -31,8 +31,13 @@ pub struct SignInThrottle {
     login_per_email: DefaultKeyedRateLimiter<String>,
     register_per_address: DefaultKeyedRateLimiter<String>,
     refresh_per_session: DefaultKeyedRateLimiter<uuid::Uuid>,
+    team_adds_per_user: DefaultKeyedRateLimiter<uuid::Uuid>,
     clock: DefaultClock,
 }
+
+/// Accounts one user may try to add to teams in an hour (`addCreatorMember`): its answer tells
+/// whether an email has an account, so it is not a free way to find out which do.
+pub const TEAM_ADDS_PER_HOUR: u32 = 60;
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
@@ -50,8 +55,19 @@ impl SignInThrottle {
             refresh_per_session: DefaultKeyedRateLimiter::keyed(
                 per_minute(6).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
             ),
+            team_adds_per_user: DefaultKeyedRateLimiter::keyed(Quota::per_hour(
+                NonZeroU32::new(TEAM_ADDS_PER_HOUR).unwrap_or(NonZeroU32::MIN),
+            )),
             clock: DefaultClock::default(),
         }
+    }
+
+    /// Counts an `addCreatorMember` by `user` (administrators are not counted).
+    pub fn team_add(&self, user: uuid::Uuid) -> AppResult<()> {
+        self.prune();
+        self.team_adds_per_user
+            .check_key(&user)
+            .map_err(|wait| self.refusal("additions to teams", &wait))
     }
 
     /// Counts a sign-in attempt for `email` from `address`: per address, and per address and
@@ -123,6 +139,7 @@ impl SignInThrottle {
             self.login_per_email.len(),
             self.register_per_address.len(),
             self.refresh_per_session.len(),
+            self.team_adds_per_user.len(),
         ];
         if kept.iter().any(|&n| n > PRUNE_ABOVE) {
             self.login_per_address.retain_recent();
@@ -130,6 +147,7 @@ impl SignInThrottle {
             self.login_per_email.retain_recent();
             self.register_per_address.retain_recent();
             self.refresh_per_session.retain_recent();
+            self.team_adds_per_user.retain_recent();
         }
     }
 }

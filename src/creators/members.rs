@@ -123,7 +123,8 @@ pub struct CreatorMemberMutation;
 impl CreatorMemberMutation {
     /// Adds the account with this email to a creator's team (as a `MEMBER` unless `role`
     /// says otherwise). Owners of the creator and administrators only. `CONFLICT` when the
-    /// account is already in the team.
+    /// account is already in the team. An owner may try 60 additions an hour (`RATE_LIMITED`
+    /// past that; administrators any number).
     async fn add_creator_member(
         &self,
         ctx: &Context<'_>,
@@ -135,6 +136,10 @@ impl CreatorMemberMutation {
         let email = normalize_email("email", &email)?;
         let (txn, creator) = begin_team_change(ctx, creator_id).await?;
         ensure_owner(ctx, &txn, creator.id).await?;
+        let viewer = viewer(ctx)?;
+        if let Some(me) = viewer.user().filter(|_| !viewer.is_admin()) {
+            state(ctx)?.sign_in.team_add(me.id)?;
+        }
         let account = user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
             .one(&txn)

@@ -943,7 +943,56 @@ async fn a_teammates_other_teams_are_theirs(backend: Backend) {
     }
 }
 
+/// `addCreatorMember` tells whether an email has an account, so an owner may try 60 additions
+/// an hour; past that, RATE_LIMITED (and nothing is looked up). Other owners, and
+/// administrators, are not held up by it.
+async fn additions_to_teams_are_limited_per_owner(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("prober@example.com").await;
+    let creator = app.create_creator(&owner, "Probe Team").await;
+    const ADD: &str =
+        "mutation($c: ID!, $e: String!) { addCreatorMember(creatorId: $c, email: $e) { role } }";
+    for i in 0..60 {
+        let body = app
+            .gql(
+                Some(&owner.access_token),
+                ADD,
+                json!({ "c": creator, "e": format!("nobody{i}@example.com") }),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{i}: {body}");
+    }
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            ADD,
+            json!({ "c": creator, "e": "nobody-else@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+    let other = app.register("other-owner@example.com").await;
+    let theirs = app.create_creator(&other, "Other Team").await;
+    let body = app
+        .gql(
+            Some(&other.access_token),
+            ADD,
+            json!({ "c": theirs, "e": "nobody0@example.com" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let admin = app.admin("team-admin@example.com").await;
+    let data = app
+        .ok(
+            Some(&admin.access_token),
+            ADD,
+            json!({ "c": creator, "e": "other-owner@example.com" }),
+        )
+        .await;
+    assert_eq!(data["addCreatorMember"]["role"], "MEMBER");
+}
+
 both_backends!(
+    additions_to_teams_are_limited_per_owner,
     a_teammates_other_teams_are_theirs,
     reads_after_a_mutation_in_one_request_see_its_changes,
     a_failed_field_is_null_beside_the_fields_that_succeeded,
