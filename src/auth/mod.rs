@@ -218,7 +218,7 @@ pub async fn login(
     }
     throttle_sign_in(state, &email, client).await?;
     let found = user::Entity::find()
-        .filter(user::Column::Email.eq(email))
+        .filter(user::Column::Email.eq(email.as_str()))
         .one(&state.db)
         .await?;
     // An imported bcrypt (or older Argon2) hash is replaced once the password is known right.
@@ -230,7 +230,10 @@ pub async fn login(
         password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match found {
         Some(user) if matched && user.is_active => user,
-        _ => return Err(refused(started).await),
+        _ => {
+            state.sign_in.login_failed(client.ip.as_deref(), &email);
+            return Err(refused(started).await);
+        }
     };
     // The hash the password was checked against (or the one that replaced it just now).
     let verified = match upgrade {
@@ -481,6 +484,9 @@ pub async fn change_password(
         .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
     throttle_sign_in(state, &user.email, client).await?;
     if !password::verify(current.clone(), Some(user.password_hash.clone())).await? {
+        state
+            .sign_in
+            .login_failed(client.ip.as_deref(), &user.email);
         return Err(AppError::bad_input(
             "currentPassword",
             "is not this account's password",

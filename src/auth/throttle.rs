@@ -1,8 +1,10 @@
 //! Throttling of the password endpoints, the ones worth guessing at and the ones that cost an
 //! argon2 hash each: `login` per client address and account (10 a minute, in bursts of up to
-//! 10), per address (60 a minute) and per account from anywhere (20 at once, then one a
-//! minute: guesses spread over many addresses add up — except from an address the account
-//! signed in from lately, so that such guesses do not lock its owner out), `register` per address (20 a minute,
+//! 10), per address (60 a minute), failed sign-ins per account from one address (5, then one
+//! every 3 minutes) and from anywhere (20, then one a minute: guesses spread over many
+//! addresses add up — except from an address the account signed in from lately, so that such
+//! guesses do not lock its owner out; one address alone cannot keep this count empty, and
+//! sign-ins that succeed do not count), `register` per address (20 a minute,
 //! counted once the input is valid, right before the hash), and `refreshSession` per session
 //! (10 at once, then 6 a minute: a client refreshes once per access token, and a loop would
 //! otherwise add a refresh-token row per call). Past a limit the answer is
@@ -13,7 +15,13 @@
 //! server counts its own share, so the limits are per server. The client address is the
 //! peer's, or the proxy's `X-Forwarded-For` with `REELGRAPH_TRUST_PROXY=true`.
 
-use std::num::NonZeroU32;
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    num::NonZeroU32,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota,
@@ -25,10 +33,42 @@ use crate::error::{AppError, AppResult};
 /// Keys kept before the idle ones are dropped (a bucket that is full again is forgotten).
 const PRUNE_ABOVE: usize = 10_000;
 
+/// Keys refused until an instant: set when a failure finds its bucket empty, so that only
+/// failures are counted (a bucket is taken from by every check).
+struct Held<K>(Mutex<HashMap<K, Instant>>);
+
+impl<K: Hash + Eq> Held<K> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+
+    /// How long `key` is still held, if it is.
+    fn wait(&self, key: &K) -> Option<Duration> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = *held.get(key)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn hold(&self, key: K, wait: Duration) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() > PRUNE_ABOVE {
+            let now = Instant::now();
+            held.retain(|_, until| *until > now);
+        }
+        held.insert(key, Instant::now() + wait);
+    }
+}
+
 pub struct SignInThrottle {
     login_per_account: DefaultKeyedRateLimiter<(String, String)>,
     login_per_address: DefaultKeyedRateLimiter<String>,
+    /// Failed sign-ins of an account from anywhere.
     login_per_email: DefaultKeyedRateLimiter<String>,
+    email_held: Held<String>,
+    /// Failed sign-ins of an account from one address: one address alone cannot keep the
+    /// account-wide count empty (it refills faster than this lets one address use it).
+    failures_per_account: DefaultKeyedRateLimiter<(String, String)>,
+    account_held: Held<(String, String)>,
     register_per_address: DefaultKeyedRateLimiter<String>,
     refresh_per_session: DefaultKeyedRateLimiter<uuid::Uuid>,
     team_adds_per_user: DefaultKeyedRateLimiter<uuid::Uuid>,
@@ -49,8 +89,15 @@ impl SignInThrottle {
             login_per_account: DefaultKeyedRateLimiter::keyed(per_minute(10)),
             login_per_address: DefaultKeyedRateLimiter::keyed(per_minute(60)),
             login_per_email: DefaultKeyedRateLimiter::keyed(
-                per_minute(1).allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN)),
+                per_minute(1).allow_burst(NonZeroU32::new(FAILURES).unwrap_or(NonZeroU32::MIN)),
             ),
+            email_held: Held::new(),
+            failures_per_account: DefaultKeyedRateLimiter::keyed(
+                Quota::with_period(FAILURE_REFILL)
+                    .unwrap_or(per_minute(1))
+                    .allow_burst(NonZeroU32::new(FAILURES_PER_ADDRESS).unwrap_or(NonZeroU32::MIN)),
+            ),
+            account_held: Held::new(),
             register_per_address: DefaultKeyedRateLimiter::keyed(per_minute(20)),
             refresh_per_session: DefaultKeyedRateLimiter::keyed(
                 per_minute(6).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
@@ -71,7 +118,8 @@ impl SignInThrottle {
     }
 
     /// Counts a sign-in attempt for `email` from `address`: per address, and per address and
-    /// account. The account's count from anywhere is [`Self::login_account`]'s.
+    /// account; and refuses it while this address has failed too often for the account. The
+    /// account's failures from anywhere are [`Self::login_account`]'s.
     pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<()> {
         let address = client_key(address);
         self.prune();
@@ -79,18 +127,42 @@ impl SignInThrottle {
             return Err(self.refusal("sign-in attempts from this address", &wait));
         }
         let account = (address, email.trim().to_lowercase());
+        if let Some(wait) = self.account_held.wait(&account) {
+            return Err(refused_for(
+                "wrong passwords for this account from this address",
+                wait,
+            ));
+        }
         self.login_per_account
             .check_key(&account)
             .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
     }
 
-    /// Counts a sign-in attempt for `email` from anywhere. Past this limit, an address the
-    /// account has recently signed in from may still try (`auth::login` checks that): guesses
-    /// from elsewhere must not lock its owner out.
+    /// Refuses a sign-in for `email` while its failures from anywhere are over their limit.
+    /// Past it, an address the account has recently signed in from may still try
+    /// (`auth::login` checks that): guesses from elsewhere must not lock its owner out.
     pub fn login_account(&self, email: &str) -> AppResult<()> {
-        self.login_per_email
-            .check_key(&email.trim().to_lowercase())
-            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
+        match self.email_held.wait(&email.trim().to_lowercase()) {
+            Some(wait) => Err(refused_for("sign-in attempts for this account", wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed sign-in (a wrong password, or no such account) for `email` from
+    /// `address`: from anywhere, [`FAILURES`] at once then one a minute; from one address,
+    /// [`FAILURES_PER_ADDRESS`] at once then one every [`FAILURE_REFILL`]. Sign-ins that
+    /// succeed take nothing from either.
+    pub fn login_failed(&self, address: Option<&str>, email: &str) {
+        let email = email.trim().to_lowercase();
+        let account = (client_key(address), email.clone());
+        if let Err(wait) = self.failures_per_account.check_key(&account) {
+            let wait = wait.wait_time_from(self.clock.now());
+            self.account_held.hold(account, wait);
+        }
+        if let Err(wait) = self.login_per_email.check_key(&email) {
+            let wait = wait.wait_time_from(self.clock.now());
+            self.email_held.hold(email, wait);
+        }
     }
 
     /// Counts a password reset (`resetPassword`) from `address`: per address only, as the
@@ -122,7 +194,24 @@ impl SignInThrottle {
             .check_key(&session)
             .map_err(|wait| self.refusal("session refreshes", &wait))
     }
+}
 
+/// Failed sign-ins of one account from anywhere before it is held (then one a minute).
+pub const FAILURES: u32 = 20;
+/// Failed sign-ins of one account from one address before that address is held for it.
+pub const FAILURES_PER_ADDRESS: u32 = 5;
+/// How often one more failure from one address is allowed past [`FAILURES_PER_ADDRESS`]: slower
+/// than the account-wide count refills, so one address cannot keep it empty.
+pub const FAILURE_REFILL: Duration = Duration::from_secs(180);
+
+fn refused_for(what: &str, wait: Duration) -> AppError {
+    AppError::RateLimited(format!(
+        "too many {what}; try again in {} s",
+        wait.as_secs().max(1)
+    ))
+}
+
+impl SignInThrottle {
     fn refusal(
         &self,
         what: &str,
@@ -137,6 +226,7 @@ impl SignInThrottle {
             self.login_per_address.len(),
             self.login_per_account.len(),
             self.login_per_email.len(),
+            self.failures_per_account.len(),
             self.register_per_address.len(),
             self.refresh_per_session.len(),
             self.team_adds_per_user.len(),
@@ -145,6 +235,7 @@ impl SignInThrottle {
             self.login_per_address.retain_recent();
             self.login_per_account.retain_recent();
             self.login_per_email.retain_recent();
+            self.failures_per_account.retain_recent();
             self.register_per_address.retain_recent();
             self.refresh_per_session.retain_recent();
             self.team_adds_per_user.retain_recent();
@@ -223,26 +314,60 @@ mod tests {
     }
 
     #[test]
-    fn guesses_spread_over_addresses_add_up_per_account() {
+    fn failed_guesses_spread_over_addresses_add_up_per_account() {
         let throttle = SignInThrottle::new();
-        for n in 0..20 {
+        // Sign-ins that succeed take nothing.
+        for _ in 0..10 {
+            throttle
+                .login(Some("10.1.1.1"), "victim@example.com")
+                .expect("allowed");
+            throttle
+                .login_account("victim@example.com")
+                .expect("allowed");
+        }
+        for n in 0..21 {
             throttle
                 .login(Some(&format!("10.0.{n}.1")), "victim@example.com")
                 .expect("allowed");
             throttle
                 .login_account("victim@example.com")
                 .expect("allowed");
+            throttle.login_failed(Some(&format!("10.0.{n}.1")), "victim@example.com");
         }
         throttle
             .login(Some("10.9.9.9"), "victim@example.com")
             .expect("a new address");
         let err = throttle
             .login_account(" Victim@example.com")
-            .expect_err("the 21st from anywhere");
+            .expect_err("past 20 failures from anywhere");
         assert_eq!(err.code(), "RATE_LIMITED");
         throttle
             .login_account("someone-else@example.com")
             .expect("other accounts go on");
+    }
+
+    #[test]
+    fn one_address_is_held_after_its_failures_for_an_account() {
+        let throttle = SignInThrottle::new();
+        for _ in 0..=FAILURES_PER_ADDRESS {
+            throttle
+                .login(Some("10.2.2.2"), "mine@example.com")
+                .expect("allowed");
+            throttle.login_failed(Some("10.2.2.2"), "mine@example.com");
+        }
+        let err = throttle
+            .login(Some("10.2.2.2"), "Mine@example.com")
+            .expect_err("held");
+        assert_eq!(err.code(), "RATE_LIMITED");
+        throttle
+            .login(Some("10.2.2.3"), "mine@example.com")
+            .expect("another address");
+        throttle
+            .login(Some("10.2.2.2"), "yours@example.com")
+            .expect("another account");
+        throttle
+            .login_account("mine@example.com")
+            .expect("6 failures are not the account's 20");
     }
 
     #[test]
