@@ -299,6 +299,8 @@ pub async fn claim(
 /// account that never answer hold at most this many delivery slots, and other accounts'
 /// notices go out meanwhile.
 pub const DELIVERIES_PER_OWNER: u64 = 2;
+/// The advisory lock claims of webhook deliveries take in turn on PostgreSQL.
+const DELIVERY_CLAIM_LOCK: i64 = 0x7265_656c_6465_6c76; // "reeldelv"
 /// How many queued deliveries per free slot a claim weighs for [`DELIVERIES_PER_OWNER`]: those
 /// of owners already at the cap are passed over in the scan itself, so a long backlog of one
 /// account's cannot hide another's, and the next claim looks past what this one locked.
@@ -336,8 +338,9 @@ pub async fn claim_slots(
                 ) AS running
                 FROM jobs d
                 WHERE d.status = 'QUEUED' AND d.run_at <= $1 AND d.job_type = 'webhook.deliver'
-                    AND (SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
-                        AND r.job_type = 'webhook.deliver' AND r.owner_id = d.owner_id) < $5
+                    AND d.owner_id NOT IN (SELECT r.owner_id FROM jobs r
+                        WHERE r.status = 'RUNNING' AND r.job_type = 'webhook.deliver'
+                        GROUP BY r.owner_id HAVING count(*) >= $5)
                 ORDER BY d.priority DESC, d.id
                 LIMIT $6
                 FOR UPDATE OF d SKIP LOCKED
@@ -382,9 +385,10 @@ pub async fn claim_slots(
                             FROM jobs d
                             WHERE d.status = 'QUEUED' AND d.run_at <= $1
                                 AND d.job_type = 'webhook.deliver'
-                                AND (SELECT count(*) FROM jobs r WHERE r.status = 'RUNNING'
-                                    AND r.job_type = 'webhook.deliver'
-                                    AND r.owner_id = d.owner_id) < $5
+                                AND d.owner_id NOT IN (SELECT r.owner_id FROM jobs r
+                                    WHERE r.status = 'RUNNING'
+                                        AND r.job_type = 'webhook.deliver'
+                                    GROUP BY r.owner_id HAVING count(*) >= $5)
                             ORDER BY d.priority DESC, d.id LIMIT $6
                         )
                     )
@@ -409,6 +413,16 @@ pub async fn claim_slots(
         ],
     );
     let txn = begin_write(db).await?;
+    if backend == DatabaseBackend::Postgres && slots.deliveries > 0 {
+        // Claims of deliveries take turns across pools: a claim running beside another could
+        // not see the deliveries that one was taking (uncommitted), and would count their
+        // owners below the cap. Held to the end of this short transaction. (SQLite's write
+        // transaction already serialises claims.)
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({DELIVERY_CLAIM_LOCK})"
+        ))
+        .await?;
+    }
     let claimed = job::Model::find_by_statement(statement).all(&txn).await?;
     for job in &claimed {
         record(&txn, job, Some(worker), None).await?;
