@@ -214,17 +214,23 @@ fn card_chains(name: &str, card: &Card, file: &Path, (width, height): (u32, u32)
 }
 
 /// The clip's sound (input 0, from the cut), exactly `duration` long, labelled `[{label}]`:
-/// the source's own, padded with silence where it stops before the picture (a recording whose
-/// microphone stopped; a clip starting past the sound's end gets no sound frames at all, so
-/// the timestamps are counted afresh), or silence when the source has none. Every short has
-/// a sound track as long as its picture.
+/// the source's own over silence, so it lasts the whole clip where it stops before the
+/// picture (a recording whose microphone stopped) or gives no frames at all (a clip past the
+/// sound's end); silence alone when the source has none. `aresample=async=1:first_pts=0`
+/// keeps the sound where it is against the picture: a sound that starts late, or has a
+/// dropout, gets silence in the gap (counting its samples afresh moved it early). Every short
+/// has a sound track as long as its picture.
 fn clip_audio(has_audio: bool, duration: f64, label: &str) -> String {
+    let silence = format!(
+        "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}"
+    );
     if has_audio {
-        format!("[0:a:0]{AUDIO_FORMAT},apad,asetpts=N/SR/TB,atrim=0:{duration:.3}[{label}]")
-    } else {
         format!(
-            "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}[{label}]"
+            "{silence}[{label}0];[0:a:0]aresample=async=1:first_pts=0,{AUDIO_FORMAT}[{label}1];\
+             [{label}0][{label}1]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[{label}]"
         )
+    } else {
+        format!("{silence}[{label}]")
     }
 }
 

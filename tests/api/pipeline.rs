@@ -994,6 +994,40 @@ async fn a_short_of_a_source_whose_sound_stops_early_keeps_its_length() {
         let seconds = made["durationSecs"].as_f64().expect("durationSecs");
         assert!((seconds - 5.5).abs() <= 0.15, "{range:?}: {made}");
     }
+
+    // A sound that starts 1.5 s after the picture stays where it is: silence first.
+    let late = dir.path().join("late.mp4");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+        ])
+        .args(["-itsoffset", "1.5", "-f", "lavfi"])
+        .args(["-i", "sine=frequency=440:sample_rate=48000:duration=10"])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "12", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&late)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let bytes = std::fs::read(&late).expect("late source");
+    let creator = app.create_creator(&owner, "Late Sound").await;
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (0.0, 4.0)).await;
+    let made = short(&app, &owner, &highlight, "SQUARE", false).await;
+    let url = made["url"].as_str().expect("url");
+    stream_secs(&app, url, &path).await;
+    let before = mean_volume(&path, 0.2, 1.0).await;
+    let after = mean_volume(&path, 2.2, 1.0).await;
+    assert!(
+        before < -60.0 && after > -40.0,
+        "silence {before} dB, then sound {after} dB"
+    );
 }
 
 /// A `render.short` job queued without its clip (as earlier versions queued them) cuts the
