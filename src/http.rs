@@ -588,7 +588,11 @@ async fn run(
     };
     state.app.metrics.graphql_operations.inc_by(operations);
     for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
-        crate::graphql::budget::collapse(response);
+        let mutation = parsed.as_ref().is_none_or(|p| {
+            crate::graphql::nulls::pick(&p.document, operation.as_deref())
+                .is_none_or(|op| op.ty == OperationType::Mutation)
+        });
+        crate::graphql::budget::collapse(response, mutation);
         crate::graphql::errors::add_codes(response);
         if let Some(parsed) = parsed.as_ref() {
             if !response.errors.is_empty() {

@@ -85,8 +85,12 @@ pub fn take(ctx: &Context<'_>, items: usize) -> AppResult<()> {
 
 /// An answer that ran out of list items becomes that one error, with no data: what fitted
 /// before is not half an answer a client can use, and each list refused after it would add an
-/// error of its own.
-pub fn collapse(response: &mut Response) {
+/// error of its own. Not a mutation's (`mutation`): what it wrote is committed, and its
+/// answer must say so, or the client would send it again.
+pub fn collapse(response: &mut Response, mutation: bool) {
+    if mutation {
+        return;
+    }
     let Some(overrun) = response
         .errors
         .iter()

@@ -108,6 +108,7 @@ impl User {
         let Some(me) = viewer(ctx)?.user().filter(|me| me.id == self.0.id) else {
             return Ok(None);
         };
+        crate::graphql::budget::take(ctx, 0)?;
         let db = &state(ctx)?.db;
         Ok(Some(crate::graphql::budget::counted(
             ctx,
@@ -145,6 +146,7 @@ impl User {
     /// Creator profiles this user is a member of: all of them for the user and administrators,
     /// for anyone else those they are a member of too (a teammate's other teams are theirs).
     async fn creators(&self, ctx: &Context<'_>) -> AppResult<Vec<Creator>> {
+        crate::graphql::budget::take(ctx, 0)?;
         let creators = loaders(ctx)?.load_one(MemberCreators(self.0.id)).await?;
         let creators = creators.unwrap_or_default();
         let creators = if self.own_or_admin(ctx)? {

@@ -467,7 +467,12 @@ impl Connection {
                 .schema
                 .execute_stream(request)
                 .map(move |mut response| {
-                    crate::graphql::budget::collapse(&mut response);
+                    let mutation = document.as_ref().is_none_or(|d| {
+                        crate::graphql::nulls::pick(d, operation.as_deref()).is_none_or(|op| {
+                            op.ty == async_graphql::parser::types::OperationType::Mutation
+                        })
+                    });
+                    crate::graphql::budget::collapse(&mut response, mutation);
                     crate::graphql::errors::add_codes(&mut response);
                     if let Some(document) = document.as_ref() {
                         if !response.errors.is_empty() {

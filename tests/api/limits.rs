@@ -629,6 +629,34 @@ async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
             assert_eq!(answer["errors"].as_array().map(Vec::len), Some(1));
         }
     }
+
+    // A mutation after the budget ran out (a batch with a mutation runs in order) still says
+    // what it wrote: its lists fail, its data stays, and the client does not send it again.
+    let query = json!({ "query": aliases(100), "variables": vars });
+    let mutation = json!({ "query": "mutation { createCreator(input: { name: \"After The Budget\" }) { id members { role } } }" });
+    let answers: serde_json::Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&owner.access_token)
+        .json(&json!([query, mutation]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(answers[0]["errors"].is_null(), "{}", answers[0]);
+    assert!(
+        answers[1]["data"]["createCreator"]["id"].is_string(),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(
+        error_code(&answers[1]),
+        "QUERY_TOO_COMPLEX",
+        "{}",
+        answers[1]
+    );
 }
 
 both_backends!(
