@@ -204,7 +204,7 @@ fn missing_variable(
 /// The argument path (`input`, `input.spec`) where the variable `name` is first used in the
 /// operation the request runs (`operation`, or the only one), if it is used as (part of) an
 /// argument.
-fn argument_path_of(
+pub(super) fn argument_path_of(
     document: &ExecutableDocument,
     operation: Option<&str>,
     name: &str,

@@ -149,7 +149,28 @@ fn types(sdl: &str) -> Types {
 /// are left to [`mistyped`].
 pub fn mistyped_literal(document: &ExecutableDocument) -> Option<(String, String)> {
     let types = &*TYPES;
-    document.operations.iter().find_map(|(_, operation)| {
+    document.operations.iter().find_map(|(name, operation)| {
+        // A default is written in the document too (`$s: VideoStatus = "READY"` is no enum
+        // value); named where the variable is used.
+        let defaults = operation.node.variable_definitions.iter().find_map(|d| {
+            let default = d.node.default_value.as_ref()?;
+            let variable = d.node.name.node.as_str();
+            let used_at =
+                super::inputs::argument_path_of(document, name.map(|n| n.as_str()), variable)
+                    .unwrap_or_else(|| variable.to_owned());
+            let mut within = String::new();
+            let message = check(
+                &d.node.var_type.node,
+                &default.node,
+                last_name(&used_at),
+                &mut within,
+                true,
+            )?;
+            Some((format!("{used_at}{within}"), message))
+        });
+        if defaults.is_some() {
+            return defaults;
+        }
         let root = match operation.node.ty {
             OperationType::Query => &types.roots[0],
             OperationType::Mutation => &types.roots[1],
@@ -599,6 +620,22 @@ mod tests {
             ))
         );
         assert_eq!(literal("{ videos(status: READY) { totalCount } }"), None);
+        assert_eq!(
+            literal("query($s: VideoStatus = \"READY\") { videos(status: $s) { totalCount } }")
+                .map(|(path, _)| path),
+            Some("status".to_owned())
+        );
+        assert_eq!(
+            literal("query($s: VideoStatus = READY) { videos(status: $s) { totalCount } }"),
+            None
+        );
+        // A wide Int default where a wide Int is used.
+        assert_eq!(
+            literal(
+                "mutation($n: Int! = 3000000000) { grantCredits(userId: \"x\", credits: $n, reason: \"r\") }"
+            ),
+            None
+        );
         // In a variable's JSON an enum value is a string.
         assert_eq!(
             first(
