@@ -221,60 +221,80 @@ impl ContentMutation {
 
         let app = state(ctx)?;
         let now = Utc::now();
-        let txn = app.db.begin().await?;
-        // The duration as it is under the lock: a probe that finished meanwhile is seen.
-        let duration = touch_video(&txn, video.id, now).await?;
-        if duration != video.duration_secs {
-            segments = validate::transcript("segments", &input, duration)?;
+        // A new version under new keys: the files the current rows name are never
+        // overwritten, so a failed write or commit leaves the old captions intact. They are
+        // written before the transaction (nothing names them yet): a slow object store must
+        // not hold the video's row, or on SQLite every writer, for its two uploads.
+        let version = Uuid::now_v7();
+        let files = CAPTION_FORMATS.map(|format| {
+            let key = captions::storage_key(video.creator_id, video.id, &language, version, format);
+            (format, key)
+        });
+        let new_keys = || files.iter().map(|(_, key)| key.clone()).collect::<Vec<_>>();
+        if !segments.is_empty() {
+            for (format, key) in &files {
+                let written = app
+                    .storage
+                    .put_bytes(
+                        key,
+                        captions::render(*format, &segments).into_bytes(),
+                        captions::content_type(*format),
+                    )
+                    .await;
+                if let Err(err) = written {
+                    delete_unreachable(app, new_keys()).await;
+                    return Err(err.into());
+                }
+            }
         }
-        transcript_segment::Entity::delete_many()
-            .filter(transcript_segment::Column::VideoId.eq(video.id))
-            .exec(&txn)
-            .await?;
-        let rows = segments
-            .iter()
-            .map(|s| transcript_segment::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                video_id: Set(video.id),
-                start_time: Set(s.start),
-                end_time: Set(s.end),
-                text: Set(s.text.clone()),
-                speaker: Set(s.speaker.clone()),
-                created_at: Set(now),
-            })
-            .collect();
-        insert_chunked(&txn, rows).await?;
-
-        // The tracks generated from a transcript: this language's captions, in both formats.
-        let generated = Condition::all()
-            .add(caption_track::Column::VideoId.eq(video.id))
-            .add(caption_track::Column::Language.eq(language.as_str()))
-            .add(caption_track::Column::Kind.eq(CaptionKind::Captions))
-            .add(caption_track::Column::Format.is_in(CAPTION_FORMATS));
-        // The files the current rows name: unreachable once this commits.
-        let stale: Vec<String> = caption_track::Entity::find()
-            .select_only()
-            .column(caption_track::Column::StorageKey)
-            .filter(generated.clone())
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        if segments.is_empty() {
-            caption_track::Entity::delete_many()
-                .filter(generated)
+        let stored = async {
+            let txn = app.db.begin().await?;
+            // The duration as it is under the lock: a probe that finished meanwhile is seen
+            // (the segments are the same if they still fit: only their range is checked).
+            let duration = touch_video(&txn, video.id, now).await?;
+            if duration != video.duration_secs {
+                segments = validate::transcript("segments", &input, duration)?;
+            }
+            transcript_segment::Entity::delete_many()
+                .filter(transcript_segment::Column::VideoId.eq(video.id))
                 .exec(&txn)
                 .await?;
-            txn.commit().await?;
-        } else {
-            // A new version under new keys: the files the current rows name are never
-            // overwritten, so a failed write or commit leaves the old captions intact.
-            let version = Uuid::now_v7();
-            let files = CAPTION_FORMATS.map(|format| {
-                let key =
-                    captions::storage_key(video.creator_id, video.id, &language, version, format);
-                (format, key)
-            });
-            for (format, key) in &files {
+            let rows = segments
+                .iter()
+                .map(|s| transcript_segment::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    video_id: Set(video.id),
+                    start_time: Set(s.start),
+                    end_time: Set(s.end),
+                    text: Set(s.text.clone()),
+                    speaker: Set(s.speaker.clone()),
+                    created_at: Set(now),
+                })
+                .collect();
+            insert_chunked(&txn, rows).await?;
+
+            // The tracks generated from a transcript: this language's captions, in both
+            // formats.
+            let generated = Condition::all()
+                .add(caption_track::Column::VideoId.eq(video.id))
+                .add(caption_track::Column::Language.eq(language.as_str()))
+                .add(caption_track::Column::Kind.eq(CaptionKind::Captions))
+                .add(caption_track::Column::Format.is_in(CAPTION_FORMATS));
+            // The files the current rows name: unreachable once this commits.
+            let stale: Vec<String> = caption_track::Entity::find()
+                .select_only()
+                .column(caption_track::Column::StorageKey)
+                .filter(generated.clone())
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if segments.is_empty() {
+                caption_track::Entity::delete_many()
+                    .filter(generated)
+                    .exec(&txn)
+                    .await?;
+            }
+            for (format, key) in files.iter().filter(|_| !segments.is_empty()) {
                 // A transcript set by a member is written, and reviewed, by a person: the
                 // act of setting it is the review, hence HUMAN and approved.
                 caption_track::Entity::insert(caption_track::ActiveModel {
@@ -309,27 +329,20 @@ impl ContentMutation {
                 .exec_without_returning(&txn)
                 .await?;
             }
-            let written = async {
-                for (format, key) in &files {
-                    app.storage
-                        .put_bytes(
-                            key,
-                            captions::render(*format, &segments).into_bytes(),
-                            captions::content_type(*format),
-                        )
-                        .await?;
-                }
-                txn.commit().await?;
-                Ok::<_, AppError>(())
-            }
-            .await;
-            if let Err(err) = written {
+            txn.commit().await?;
+            Ok::<_, AppError>(stale)
+        }
+        .await;
+        let stale = match stored {
+            Ok(stale) => stale,
+            Err(err) => {
                 // Nothing names the new version: take it away again.
-                let new_keys: Vec<String> = files.into_iter().map(|(_, key)| key).collect();
-                delete_unreachable(app, new_keys).await;
+                if !segments.is_empty() {
+                    delete_unreachable(app, new_keys()).await;
+                }
                 return Err(err);
             }
-        }
+        };
         // The rows no longer name these files (a file left behind by a failed delete is
         // unreachable and only costs storage).
         delete_unreachable(app, stale).await;
