@@ -544,7 +544,13 @@ async fn run(
     let executed: Vec<_> = requests
         .iter()
         .zip(&documents)
-        .map(|(request, parsed)| (parsed.clone(), request.operation_name.clone()))
+        .map(|(request, parsed)| {
+            (
+                parsed.clone(),
+                request.operation_name.clone(),
+                request.variables.clone(),
+            )
+        })
         .collect();
     let operations = requests.len() as u64;
     // async-graphql runs a batch's operations concurrently. With a mutation among them they
@@ -587,7 +593,7 @@ async fn run(
         },
     };
     state.app.metrics.graphql_operations.inc_by(operations);
-    for (response, (parsed, operation)) in responses.iter_mut().zip(&executed) {
+    for (response, (parsed, operation, variables)) in responses.iter_mut().zip(&executed) {
         let mutation = parsed.as_ref().is_none_or(|p| {
             crate::graphql::nulls::pick(&p.document, operation.as_deref())
                 .is_none_or(|op| op.ty == OperationType::Mutation)
@@ -598,7 +604,12 @@ async fn run(
             if !response.errors.is_empty() {
                 crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
             }
-            crate::graphql::order::restore(response, &parsed.document, operation.as_deref());
+            crate::graphql::order::restore(
+                response,
+                &parsed.document,
+                operation.as_deref(),
+                variables,
+            );
         }
     }
     responses

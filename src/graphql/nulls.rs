@@ -65,6 +65,13 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
                 ];
             }
             TypeSystemDefinition::Type(ty) => {
+                if let TypeKind::Union(union) = &ty.node.kind {
+                    shapes
+                        .implementers
+                        .entry(ty.node.name.node.clone())
+                        .or_default()
+                        .extend(union.members.iter().map(|m| m.node.clone()));
+                }
                 if let TypeKind::Object(object) = ty.node.kind {
                     for interface in object.implements {
                         shapes
@@ -86,6 +93,16 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
     }
     shapes
 });
+
+/// Whether a fragment on `condition` applies to an object of type `typename`: the same type,
+/// or an interface it implements, or a union it is in.
+pub(crate) fn applies(condition: &str, typename: &str) -> bool {
+    condition == typename
+        || SHAPES
+            .implementers
+            .get(condition)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == typename))
+}
 
 /// Puts the `null`s the spec calls for into a response with field errors. `operation_name`
 /// picks the operation as the request did.

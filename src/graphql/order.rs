@@ -5,25 +5,44 @@
 //! writes each one as it completes, so `{ a: renderUsage {…} b: me {…} c: creators {…} }` came
 //! back as `b, e, a, c, d`, and in another order the next time: clients that compare answers,
 //! snapshot them or read them as streams saw them change with nothing changed. [`restore`]
-//! puts every object of an answer back in the order of its selections (fragments included,
-//! each key where it first appears), after `graphql::nulls` has added the keys of fields that
-//! failed.
+//! puts every object of an answer back in the order of its selections, as the spec collects
+//! them: through fragments, leaving out what `@skip`/`@include` leave out, and fragments on
+//! other types where the object says its type (`__typename`, which Apollo and Relay always
+//! ask for; without it every fragment counts). It runs after `graphql::nulls` has added the
+//! keys of fields that failed.
+//!
+//! Each selection's order is worked out once per answer (and per type, for fragments), not
+//! once per object: a list of a thousand items costs one plan and a thousand lookups.
+
+use std::{collections::HashMap, rc::Rc};
 
 use async_graphql::{
-    Name, Response, Value,
+    Name, Response, Value, Variables,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
 /// The response keys of one position, in query order, each with the selection sets below it
-/// (a key asked for in two places merges both).
-type Keys<'a> = Vec<(&'a Name, Vec<&'a SelectionSet>)>;
+/// (a key asked for in two places merges both), and each key's place.
+struct Plan<'a> {
+    keys: Vec<(&'a Name, Vec<&'a SelectionSet>)>,
+    places: HashMap<&'a str, usize>,
+}
+
+/// What ordering one answer needs besides the value: the document, the variables (for
+/// `@skip`/`@include`), and the plans made so far, by selection sets and type.
+struct Orderer<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+    plans: HashMap<(Vec<usize>, Option<String>), Rc<Plan<'a>>>,
+}
 
 /// Orders every object of `response.data` as the operation (`operation_name`, or the only
-/// one) selected its fields.
+/// one) selected its fields, with `variables` deciding `@skip` and `@include`.
 pub fn restore(
     response: &mut Response,
     document: &ExecutableDocument,
     operation_name: Option<&str>,
+    variables: &Variables,
 ) {
     if matches!(response.data, Value::Null) {
         return;
@@ -31,96 +50,155 @@ pub fn restore(
     let Some(operation) = super::nulls::pick(document, operation_name) else {
         return;
     };
-    order(
-        &mut response.data,
+    let mut orderer = Orderer {
         document,
-        &[&operation.selection_set.node],
-    );
+        variables,
+        plans: HashMap::new(),
+    };
+    orderer.order(&mut response.data, &[&operation.selection_set.node]);
 }
 
-fn order(value: &mut Value, document: &ExecutableDocument, sets: &[&SelectionSet]) {
-    match value {
-        Value::Object(_) | Value::List(_) => {
-            let mut keys = Vec::new();
-            for set in sets {
-                collect(document, set, &mut keys, 0);
-            }
-            apply(value, document, &keys);
-        }
-        _ => {}
-    }
-}
-
-/// Orders `value` (an object, or a list of them at any depth) by `keys`.
-fn apply(value: &mut Value, document: &ExecutableDocument, keys: &Keys<'_>) {
-    match value {
-        Value::Object(map) => {
-            let position = |key: &Name| keys.iter().position(|(k, _)| *k == key);
-            let mut last = None;
-            let ordered = map.keys().all(|key| {
-                let at = position(key);
-                let fine = at >= last;
-                last = at;
-                fine
-            });
-            if !ordered {
-                // Keys the document does not name (none, in practice) go last.
-                map.sort_by_cached_key(|key, _| position(key).unwrap_or(usize::MAX));
-            }
-            for (key, below) in keys {
-                if below.is_empty() {
-                    continue;
+impl<'a> Orderer<'a> {
+    fn order(&mut self, value: &mut Value, sets: &[&'a SelectionSet]) {
+        match value {
+            Value::Object(map) => {
+                let typename = match map.get("__typename") {
+                    Some(Value::String(name)) => Some(name.clone()),
+                    _ => None,
+                };
+                let plan = self.plan(sets, typename);
+                let out_of_place = {
+                    let mut last = None;
+                    map.keys().any(|key| {
+                        let at = plan.places.get(key.as_str()).copied();
+                        let behind = at < last;
+                        last = at;
+                        behind
+                    })
+                };
+                if out_of_place {
+                    // Keys the document does not name (none, in practice) go last.
+                    map.sort_by_cached_key(|key, _| {
+                        plan.places.get(key.as_str()).copied().unwrap_or(usize::MAX)
+                    });
                 }
-                if let Some(inner) = map.get_mut(key.as_str()) {
-                    order(inner, document, below);
+                for (key, below) in &plan.keys {
+                    if below.is_empty() {
+                        continue;
+                    }
+                    if let Some(inner) = map.get_mut(key.as_str()) {
+                        self.order(inner, below);
+                    }
                 }
             }
-        }
-        Value::List(items) => {
-            for item in items {
-                apply(item, document, keys);
+            Value::List(items) => {
+                for item in items {
+                    self.order(item, sets);
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
-}
 
-/// The response keys of `set` in order, through fragments (whatever their type condition:
-/// keys of a type an object is not are simply not in it).
-fn collect<'a>(
-    document: &'a ExecutableDocument,
-    set: &'a SelectionSet,
-    keys: &mut Keys<'a>,
-    depth: usize,
-) {
-    if depth > 32 {
-        return; // fragment cycles are validation errors; never loop on one
+    fn plan(&mut self, sets: &[&'a SelectionSet], typename: Option<String>) -> Rc<Plan<'a>> {
+        let id = (
+            sets.iter()
+                .map(|s| std::ptr::from_ref(*s) as usize)
+                .collect(),
+            typename,
+        );
+        if let Some(plan) = self.plans.get(&id) {
+            return plan.clone();
+        }
+        let mut keys = Vec::new();
+        let mut places = HashMap::new();
+        for set in sets {
+            self.collect(set, id.1.as_deref(), &mut keys, &mut places, 0);
+        }
+        let plan = Rc::new(Plan { keys, places });
+        self.plans.insert(id, plan.clone());
+        plan
     }
-    for item in &set.items {
-        match &item.node {
-            Selection::Field(field) => {
-                let key = &field.node.response_key().node;
-                let below = &field.node.selection_set.node;
-                let at = match keys.iter().position(|(k, _)| *k == key) {
-                    Some(at) => at,
-                    None => {
+
+    /// The response keys of `set` in order, through the fragments that apply to `typename`
+    /// (all of them when it is not known).
+    fn collect(
+        &self,
+        set: &'a SelectionSet,
+        typename: Option<&str>,
+        keys: &mut Vec<(&'a Name, Vec<&'a SelectionSet>)>,
+        places: &mut HashMap<&'a str, usize>,
+        depth: usize,
+    ) {
+        if depth > 32 {
+            return; // fragment cycles are validation errors; never loop on one
+        }
+        let on = |condition: Option<&str>| match (condition, typename) {
+            (Some(condition), Some(typename)) => super::nulls::applies(condition, typename),
+            _ => true,
+        };
+        for item in &set.items {
+            if !self.included(&item.node) {
+                continue;
+            }
+            match &item.node {
+                Selection::Field(field) => {
+                    let key = &field.node.response_key().node;
+                    let at = *places.entry(key.as_str()).or_insert_with(|| {
                         keys.push((key, Vec::new()));
                         keys.len() - 1
+                    });
+                    let below = &field.node.selection_set.node;
+                    if !below.items.is_empty() {
+                        keys[at].1.push(below);
                     }
-                };
-                if !below.items.is_empty() {
-                    keys[at].1.push(below);
                 }
-            }
-            Selection::InlineFragment(fragment) => {
-                collect(document, &fragment.node.selection_set.node, keys, depth + 1);
-            }
-            Selection::FragmentSpread(spread) => {
-                if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) {
-                    collect(document, &fragment.node.selection_set.node, keys, depth + 1);
+                Selection::InlineFragment(fragment) => {
+                    let condition = fragment.node.type_condition.as_ref();
+                    if on(condition.map(|c| c.node.on.node.as_str())) {
+                        let inner = &fragment.node.selection_set.node;
+                        self.collect(inner, typename, keys, places, depth + 1);
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    if let Some(fragment) = self.document.fragments.get(name)
+                        && on(Some(fragment.node.type_condition.node.on.node.as_str()))
+                    {
+                        let inner = &fragment.node.selection_set.node;
+                        self.collect(inner, typename, keys, places, depth + 1);
+                    }
                 }
             }
         }
+    }
+
+    /// Whether `@skip`/`@include` keep the selection (an unreadable condition keeps it).
+    fn included(&self, selection: &Selection) -> bool {
+        let directives = match selection {
+            Selection::Field(f) => &f.node.directives,
+            Selection::InlineFragment(f) => &f.node.directives,
+            Selection::FragmentSpread(f) => &f.node.directives,
+        };
+        directives.iter().all(|directive| {
+            let wanted = match directive.node.name.node.as_str() {
+                "skip" => false,
+                "include" => true,
+                _ => return true,
+            };
+            let condition = directive.node.get_argument("if").map(|v| &v.node);
+            let value = match condition {
+                Some(async_graphql_value::Value::Boolean(b)) => Some(*b),
+                Some(async_graphql_value::Value::Variable(name)) => {
+                    match self.variables.get(name) {
+                        Some(Value::Boolean(b)) => Some(*b),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            value.is_none_or(|v| v == wanted)
+        })
     }
 }
 
@@ -128,11 +206,16 @@ fn collect<'a>(
 mod tests {
     use super::*;
 
-    fn ordered(query: &str, data: serde_json::Value) -> String {
+    fn ordered_with(query: &str, data: serde_json::Value, variables: serde_json::Value) -> String {
         let document = async_graphql::parser::parse_query(query).expect("parses");
         let mut response = Response::new(Value::from_json(data).expect("value"));
-        restore(&mut response, &document, None);
+        let variables = Variables::from_json(variables);
+        restore(&mut response, &document, None, &variables);
         serde_json::to_string(&response.data).expect("json")
+    }
+
+    fn ordered(query: &str, data: serde_json::Value) -> String {
+        ordered_with(query, data, serde_json::json!({}))
     }
 
     #[test]
@@ -167,10 +250,46 @@ mod tests {
             async_graphql::parser::parse_query("query A { b a } query B { a b }").expect("parses");
         let mut response =
             Response::new(Value::from_json(serde_json::json!({ "a": 1, "b": 2 })).expect("value"));
-        restore(&mut response, &document, Some("A"));
+        restore(&mut response, &document, Some("A"), &Variables::default());
         assert_eq!(
             serde_json::to_string(&response.data).expect("json"),
             r#"{"b":2,"a":1}"#
+        );
+    }
+
+    #[test]
+    fn fragments_of_other_types_and_skipped_selections_do_not_place_keys() {
+        // A Video's own fragment says title, then id; the Creator's would put id first.
+        let query = "{ nodes { __typename ... on Creator { name id } ... on Video { title id } } }";
+        let data = serde_json::json!({ "nodes": [
+            { "__typename": "Video", "id": "v", "title": "t" },
+            { "__typename": "Creator", "id": "c", "name": "n" },
+        ] });
+        assert_eq!(
+            ordered(query, data),
+            r#"{"nodes":[{"__typename":"Video","title":"t","id":"v"},{"__typename":"Creator","name":"n","id":"c"}]}"#
+        );
+        // Through an interface the type implements.
+        let data =
+            serde_json::json!({ "node": { "__typename": "Video", "id": "v", "title": "t" } });
+        assert_eq!(
+            ordered(
+                "{ node(id: \"v\") { __typename ... on Node { title id } } }",
+                data
+            ),
+            r#"{"node":{"__typename":"Video","title":"t","id":"v"}}"#
+        );
+        // A skipped fragment does not place `a` before `b`.
+        let query =
+            "query($on: Boolean!) { ...A @include(if: $on) b a } fragment A on QueryRoot { a }";
+        let data = serde_json::json!({ "a": 1, "b": 2 });
+        assert_eq!(
+            ordered_with(query, data.clone(), serde_json::json!({ "on": false })),
+            r#"{"b":2,"a":1}"#
+        );
+        assert_eq!(
+            ordered_with(query, data, serde_json::json!({ "on": true })),
+            r#"{"a":1,"b":2}"#
         );
     }
 }

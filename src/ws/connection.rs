@@ -460,6 +460,7 @@ impl Connection {
                 crate::content::loaders::ContentLoaders::new(app.db.clone()),
             ))
             .data(self.setup.client.clone());
+        let variables = request.variables.clone();
         let results = {
             let id = id.clone();
             self.setup
@@ -486,6 +487,7 @@ impl Connection {
                             &mut response,
                             document,
                             operation.as_deref(),
+                            &variables,
                         );
                     }
                     (id.clone(), Some(response))
