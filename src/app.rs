@@ -166,8 +166,13 @@ impl Application {
 }
 
 /// Reads the sessions ended lately again every [`crate::auth::revoked::REREAD_EVERY`] until
-/// shutdown: another process may have ended some without telling this one.
+/// shutdown: another process may have ended some without telling this one. SQLite only: with
+/// PostgreSQL the event listener does it on its own connection whenever it has heard nothing
+/// for a while (`listen_check_ms`), and holds no pool connection for it.
 async fn reread_revoked(state: AppState) {
+    if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
     let mut every = tokio::time::interval(crate::auth::revoked::REREAD_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
@@ -176,8 +181,16 @@ async fn reread_revoked(state: AppState) {
             () = state.shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        if let Err(err) = state.revoked.load(&state.db).await {
-            tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+        let reread = tokio::time::timeout(
+            crate::auth::revoked::REREAD_EVERY,
+            state.revoked.load(&state.db),
+        );
+        match reread.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "could not re-read the sessions ended lately");
+            }
+            Err(_) => tracing::warn!("re-reading the sessions ended lately took too long"),
         }
     }
 }

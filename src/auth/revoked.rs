@@ -7,9 +7,10 @@
 //! expired anyway. Each process loads that window at start (one statement) and after its
 //! PostgreSQL listener reconnects; revocations made by a process go into its list directly,
 //! and with PostgreSQL are announced (`pg_notify`) to every other process, whose listener adds
-//! them. Every server also reads the window again every [`REREAD_EVERY`] (one indexed
-//! statement), for what no announcement brings: `reelgraph admin create --promote` run beside
-//! an embedded server, an announcement that failed. No request reads the database for it.
+//! them. For what no announcement brings (`reelgraph admin create --promote` run beside an
+//! embedded server; an announcement that failed) the window is read again (one indexed
+//! statement): every [`REREAD_EVERY`] on SQLite, and with PostgreSQL by the listener whenever
+//! it has heard nothing for `listen_check_ms`. No request reads the database for it.
 
 use std::{
     collections::HashMap,

@@ -385,7 +385,21 @@ async fn listen(
                 let check = sea_orm::sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
                     .fetch_one(&mut listener);
                 match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
-                    Ok(Ok(pid)) if pid == backend => continue,
+                    Ok(Ok(pid)) if pid == backend => {
+                        // A quiet moment: read the sessions ended lately again, for one whose
+                        // announcement never came (a `pg_notify` that failed).
+                        let reload = sessions.reload(&mut listener);
+                        if tokio::time::timeout(LISTEN_CHECK_TIMEOUT, reload)
+                            .await
+                            .is_ok()
+                        {
+                            continue;
+                        }
+                        tracing::warn!(
+                            "job event listener: the connection did not answer within {} s; reconnecting",
+                            LISTEN_CHECK_TIMEOUT.as_secs()
+                        );
+                    }
                     Ok(Ok(_)) => {
                         tracing::warn!(
                             "job event listener: the connection was replaced; listening afresh"

@@ -1292,11 +1292,13 @@ async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
 
 /// A session ended by another process that told no one (`reelgraph admin create --promote`
 /// beside an embedded server; a `pg_notify` that failed) stops its access tokens within a few
-/// seconds: every server reads the sessions ended lately again. Here the row is ended straight
-/// in the database.
+/// seconds: servers read the sessions ended lately again (SQLite every 5 s; PostgreSQL's
+/// listener when it has heard nothing for a while). Here the row is ended straight in the
+/// database.
 async fn a_session_ended_elsewhere_without_notice_stops_its_tokens(backend: Backend) {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-    let app = TestApp::spawn(backend).await;
+    // PostgreSQL's listener reads them again once it has heard nothing for this long.
+    let app = TestApp::spawn_with(backend, |a| a.config.listen_check_ms = 500).await;
     let ada = app.register("ended-elsewhere@example.com").await;
     let token = Some(ada.access_token.as_str());
     app.ok(token, "{ me { id } }", json!({})).await;
