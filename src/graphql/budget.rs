@@ -9,9 +9,9 @@
 //! build hundreds of megabytes of response. Every query and mutation therefore has a budget of
 //! list items, counted as those fields resolve. Once a field would overrun it, the request is
 //! over: every list field resolved after it fails at once (no more rows are read for it), and
-//! the answer is that one `QUERY_TOO_COMPLEX` error with no data ([`collapse`]), not the lists
-//! that fitted beside an error for each that did not (a nested document of lists of lists
-//! answered 17,000 errors in 9 MB).
+//! a query's answer is that one `QUERY_TOO_COMPLEX` error with no data ([`collapse`]), not the
+//! lists that fitted beside an error for each that did not (a nested document of lists of
+//! lists answered 17,000 errors in 9 MB). A mutation's answer keeps what it wrote.
 
 use std::sync::{
     Arc,
