@@ -422,6 +422,18 @@ async fn health_and_metrics_answer_while_the_database_does_not() {
             .await
             .expect("sent");
         assert_eq!(before.status(), 200);
+        // The connection that answered is back in the pool before the freeze (it is returned
+        // after the answer is sent): otherwise the next request opens one made after the
+        // freeze, which the relay leaves alone, and the database looks fine.
+        let pool = app.state.db.get_postgres_connection_pool();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pool.num_idle() < pool.size() as usize {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a connection stayed checked out"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         freeze.store(true, std::sync::atomic::Ordering::SeqCst);
         let answer = tokio::time::timeout(
             std::time::Duration::from_secs(20),
