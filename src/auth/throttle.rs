@@ -217,8 +217,7 @@ impl SignInThrottle {
         what: &str,
         wait: &governor::NotUntil<<DefaultClock as Clock>::Instant>,
     ) -> AppError {
-        let secs = wait.wait_time_from(self.clock.now()).as_secs().max(1);
-        AppError::RateLimited(format!("too many {what}; try again in {secs} s"))
+        refused_for(what, wait.wait_time_from(self.clock.now()))
     }
 
     fn prune(&self) {

@@ -382,24 +382,19 @@ async fn listen(
                 next = tokio::time::timeout(check_after, listener.try_recv()) => next,
             };
             let Ok(next) = next else {
-                let check = sea_orm::sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-                    .fetch_one(&mut listener);
-                match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
-                    Ok(Ok(pid)) if pid == backend => {
+                let check = async {
+                    let pid = sea_orm::sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                        .fetch_one(&mut listener)
+                        .await?;
+                    if pid == backend {
                         // A quiet moment: read the sessions ended lately again, for one whose
                         // announcement never came (a `pg_notify` that failed).
-                        let reload = sessions.reload(&mut listener);
-                        if tokio::time::timeout(LISTEN_CHECK_TIMEOUT, reload)
-                            .await
-                            .is_ok()
-                        {
-                            continue;
-                        }
-                        tracing::warn!(
-                            "job event listener: the connection did not answer within {} s; reconnecting",
-                            LISTEN_CHECK_TIMEOUT.as_secs()
-                        );
+                        sessions.reload(&mut listener).await;
                     }
+                    Ok::<_, sea_orm::sqlx::Error>(pid)
+                };
+                match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
+                    Ok(Ok(pid)) if pid == backend => continue,
                     Ok(Ok(_)) => {
                         tracing::warn!(
                             "job event listener: the connection was replaced; listening afresh"
