@@ -22,7 +22,7 @@ use async_graphql::parser::types::{
     BaseType, ExecutableDocument, OperationType, Selection, SelectionSet, Type, TypeKind,
     TypeSystemDefinition,
 };
-use async_graphql_value::ConstValue;
+use async_graphql_value::{ConstValue, Value};
 
 /// Input fields and arguments whose `Int` holds 64 bits (`i64` in the resolvers).
 const WIDE_INTS: [&str; 2] = ["sizeBytes", "credits"];
@@ -171,88 +171,79 @@ pub fn mistyped_literal(document: &ExecutableDocument) -> Option<(String, String
         if defaults.is_some() {
             return defaults;
         }
-        let root = match operation.node.ty {
-            OperationType::Query => &types.roots[0],
-            OperationType::Mutation => &types.roots[1],
-            OperationType::Subscription => &types.roots[2],
-        };
         let mut walked = HashSet::new();
-        literal_in(
+        let root = &operation.node.selection_set.node;
+        find_argument(
             types,
             document,
+            root_type(types, operation.node.ty),
             root,
-            &operation.node.selection_set.node,
             &mut walked,
+            &mut |_, _, argument, ty, value| {
+                let value = value
+                    .clone()
+                    .into_const_with(|_| Ok::<_, std::convert::Infallible>(ConstValue::Null))
+                    .ok()?;
+                let mut within = String::new();
+                let message = check(ty, &value, argument, &mut within, true)?;
+                Some((format!("{argument}{within}"), message))
+            },
         )
     })
 }
 
-fn literal_in<'a>(
+/// The operation type's root type in `types`.
+fn root_type(types: &Types, ty: OperationType) -> &str {
+    match ty {
+        OperationType::Query => &types.roots[0],
+        OperationType::Mutation => &types.roots[1],
+        OperationType::Subscription => &types.roots[2],
+    }
+}
+
+/// The first argument given in `set` (a selection set on `parent`) for which `visit` finds
+/// something, through fields, inline fragments and each named fragment once: `visit(parent,
+/// field, argument, its type, its value)`. Fields and arguments the schema lacks are skipped:
+/// they are validation's to refuse, as is a fragment spreading itself.
+fn find_argument<'a, T>(
     types: &Types,
     document: &'a ExecutableDocument,
     parent: &str,
     set: &'a SelectionSet,
     walked: &mut HashSet<&'a str>,
-) -> Option<(String, String)> {
-    for item in &set.items {
-        let found = match &item.node {
-            Selection::Field(field) => {
-                // A field the type lacks is validation's to report.
-                let Some(known) = types
-                    .outputs
-                    .get(parent)
-                    .and_then(|fields| fields.get(field.node.name.node.as_str()))
-                else {
-                    continue;
-                };
-                let wrong = field.node.arguments.iter().find_map(|(name, value)| {
-                    let (_, ty) = known
-                        .arguments
-                        .iter()
-                        .find(|(n, _)| n == name.node.as_str())?;
-                    let value = value
-                        .node
-                        .clone()
-                        .into_const_with(|_| Ok::<_, std::convert::Infallible>(ConstValue::Null))
-                        .ok()?;
-                    let mut within = String::new();
-                    let message = check(ty, &value, name.node.as_str(), &mut within, true)?;
-                    Some((format!("{}{within}", name.node), message))
-                });
-                wrong.or_else(|| {
-                    let inner = &field.node.selection_set.node;
-                    literal_in(types, document, &known.returns, inner, walked)
-                })
-            }
-            Selection::InlineFragment(fragment) => {
-                let on = fragment.node.type_condition.as_ref();
-                let on = on.map_or(parent, |c| c.node.on.node.as_str());
-                literal_in(
-                    types,
-                    document,
-                    on,
-                    &fragment.node.selection_set.node,
-                    walked,
-                )
-            }
-            Selection::FragmentSpread(spread) => {
-                let name = &spread.node.fragment_name.node;
-                match document.fragments.get_key_value(name) {
-                    // Each fragment once: one spreading itself is validation's to refuse.
-                    Some((name, fragment)) if walked.insert(name.as_str()) => {
-                        let on = fragment.node.type_condition.node.on.node.as_str();
-                        let inner = &fragment.node.selection_set.node;
-                        literal_in(types, document, on, inner, walked)
-                    }
-                    _ => None,
-                }
-            }
-        };
-        if found.is_some() {
-            return found;
+    visit: &mut impl FnMut(&str, &str, &str, &Type, &'a Value) -> Option<T>,
+) -> Option<T> {
+    set.items.iter().find_map(|item| match &item.node {
+        Selection::Field(field) => {
+            let name = field.node.name.node.as_str();
+            let known = types.outputs.get(parent)?.get(name)?;
+            let given = field.node.arguments.iter().find_map(|(argument, value)| {
+                let argument = argument.node.as_str();
+                let (_, ty) = known.arguments.iter().find(|(n, _)| n == argument)?;
+                visit(parent, name, argument, ty, &value.node)
+            });
+            given.or_else(|| {
+                let inner = &field.node.selection_set.node;
+                find_argument(types, document, &known.returns, inner, walked, visit)
+            })
         }
-    }
-    None
+        Selection::InlineFragment(fragment) => {
+            let on = fragment.node.type_condition.as_ref();
+            let on = on.map_or(parent, |c| c.node.on.node.as_str());
+            let inner = &fragment.node.selection_set.node;
+            find_argument(types, document, on, inner, walked, visit)
+        }
+        Selection::FragmentSpread(spread) => {
+            let name = &spread.node.fragment_name.node;
+            let (name, fragment) = document.fragments.get_key_value(name)?;
+            if !walked.insert(name.as_str()) {
+                return None;
+            }
+            let on = fragment.node.type_condition.node.on.node.as_str();
+            let inner = &fragment.node.selection_set.node;
+            find_argument(types, document, on, inner, walked, visit)
+        }
+    })
 }
 
 /// The first place in `document` where a variable is given to an argument or input field its
@@ -266,11 +257,6 @@ pub fn misplaced_variable(document: &ExecutableDocument) -> Option<(String, Stri
     let types = &*TYPES;
     document.operations.iter().find_map(|(_, operation)| {
         let operation = &operation.node;
-        let root = match operation.ty {
-            OperationType::Query => &types.roots[0],
-            OperationType::Mutation => &types.roots[1],
-            OperationType::Subscription => &types.roots[2],
-        };
         let declared: HashMap<&str, (&Type, bool)> = operation
             .variable_definitions
             .iter()
@@ -287,131 +273,76 @@ pub fn misplaced_variable(document: &ExecutableDocument) -> Option<(String, Stri
             })
             .collect();
         let mut walked = HashSet::new();
-        let mut usage = Usage {
+        let root = &operation.selection_set.node;
+        find_argument(
             types,
             document,
-            declared: &declared,
-            walked: &mut walked,
-        };
-        usage.selections(root, &operation.selection_set.node)
+            root_type(types, operation.ty),
+            root,
+            &mut walked,
+            &mut |parent, field, argument, ty, value| {
+                let defaulted = types
+                    .defaulted
+                    .contains(&format!("{parent}.{field}({argument})"));
+                let mut path = argument.to_owned();
+                misplaced_in(types, &declared, value, ty, defaulted, &mut path)
+            },
+        )
     })
 }
 
-/// What [`misplaced_variable`] walks one operation with.
-struct Usage<'a, 'b> {
-    types: &'a Types,
-    document: &'a ExecutableDocument,
-    declared: &'b HashMap<&'a str, (&'a Type, bool)>,
-    walked: &'b mut HashSet<&'a str>,
-}
-
-impl<'a> Usage<'a, '_> {
-    fn selections(&mut self, parent: &str, set: &'a SelectionSet) -> Option<(String, String)> {
-        for item in &set.items {
-            let found = match &item.node {
-                Selection::Field(field) => {
-                    let Some(known) = self
-                        .types
-                        .outputs
-                        .get(parent)
-                        .and_then(|fields| fields.get(field.node.name.node.as_str()))
-                    else {
-                        continue;
-                    };
-                    let name = field.node.name.node.as_str();
-                    field
-                        .node
-                        .arguments
-                        .iter()
-                        .find_map(|(argument, value)| {
-                            let (_, ty) = known
-                                .arguments
-                                .iter()
-                                .find(|(n, _)| n == argument.node.as_str())?;
-                            let defaulted = self
-                                .types
-                                .defaulted
-                                .contains(&format!("{parent}.{name}({})", argument.node));
-                            let mut path = argument.node.to_string();
-                            self.value(&value.node, ty, defaulted, &mut path)
-                        })
-                        .or_else(|| self.selections(&known.returns, &field.node.selection_set.node))
-                }
-                Selection::InlineFragment(fragment) => {
-                    let on = fragment.node.type_condition.as_ref();
-                    let on = on.map_or(parent, |c| c.node.on.node.as_str());
-                    self.selections(on, &fragment.node.selection_set.node)
-                }
-                Selection::FragmentSpread(spread) => {
-                    let name = &spread.node.fragment_name.node;
-                    match self.document.fragments.get_key_value(name) {
-                        Some((name, fragment)) if self.walked.insert(name.as_str()) => {
-                            let on = fragment.node.type_condition.node.on.node.as_str();
-                            self.selections(on, &fragment.node.selection_set.node)
-                        }
-                        _ => None,
-                    }
-                }
+/// A variable in `value` (at `ty`, which has a default when `defaulted`) that does not fit
+/// its declaration in `declared` (its type, and whether it has a non-null default).
+fn misplaced_in(
+    types: &Types,
+    declared: &HashMap<&str, (&Type, bool)>,
+    value: &Value,
+    ty: &Type,
+    defaulted: bool,
+    path: &mut String,
+) -> Option<(String, String)> {
+    match value {
+        Value::Variable(variable) => {
+            // An undeclared variable is validation's to refuse.
+            let (declared, has_default) = declared.get(variable.as_str())?;
+            (!allowed(declared, *has_default, ty, defaulted)).then(|| {
+                (
+                    path.clone(),
+                    format!(
+                        "variable ${variable} of type {declared} is used where {ty} is expected"
+                    ),
+                )
+            })
+        }
+        Value::List(items) => {
+            let BaseType::List(item) = &ty.base else {
+                return None;
             };
-            if found.is_some() {
-                return found;
-            }
+            items.iter().enumerate().find_map(|(i, v)| {
+                let before = path.len();
+                path.push_str(&format!(".{i}"));
+                let found = misplaced_in(types, declared, v, item, false, path);
+                path.truncate(before);
+                found
+            })
         }
-        None
-    }
-
-    /// A variable in `value` (at `ty`, which has a default when `defaulted`) that does not fit.
-    fn value(
-        &mut self,
-        value: &async_graphql_value::Value,
-        ty: &Type,
-        defaulted: bool,
-        path: &mut String,
-    ) -> Option<(String, String)> {
-        use async_graphql_value::Value;
-        match value {
-            Value::Variable(variable) => {
-                // An undeclared variable is validation's to refuse.
-                let (declared, has_default) = self.declared.get(variable.as_str())?;
-                (!allowed(declared, *has_default, ty, defaulted)).then(|| {
-                    (
-                        path.clone(),
-                        format!(
-                            "variable ${variable} of type {declared} is used where {ty} is expected"
-                        ),
-                    )
-                })
-            }
-            Value::List(items) => {
-                let BaseType::List(item) = &ty.base else {
-                    return None;
-                };
-                items.iter().enumerate().find_map(|(i, v)| {
-                    let before = path.len();
-                    path.push_str(&format!(".{i}"));
-                    let found = self.value(v, item, false, path);
-                    path.truncate(before);
-                    found
-                })
-            }
-            Value::Object(fields) => {
-                let BaseType::Named(input) = &ty.base else {
-                    return None;
-                };
-                let known = self.types.inputs.get(input.as_str())?;
-                fields.iter().find_map(|(name, v)| {
-                    let (_, field_ty) = known.iter().find(|(n, _)| n == name.as_str())?;
-                    let defaulted = self.types.defaulted.contains(&format!("{input}.{name}"));
-                    let before = path.len();
-                    path.push('.');
-                    path.push_str(name);
-                    let found = self.value(v, field_ty, defaulted, path);
-                    path.truncate(before);
-                    found
-                })
-            }
-            _ => None,
+        Value::Object(fields) => {
+            let BaseType::Named(input) = &ty.base else {
+                return None;
+            };
+            let known = types.inputs.get(input.as_str())?;
+            fields.iter().find_map(|(name, v)| {
+                let (_, field_ty) = known.iter().find(|(n, _)| n == name.as_str())?;
+                let defaulted = types.defaulted.contains(&format!("{input}.{name}"));
+                let before = path.len();
+                path.push('.');
+                path.push_str(name);
+                let found = misplaced_in(types, declared, v, field_ty, defaulted, path);
+                path.truncate(before);
+                found
+            })
         }
+        _ => None,
     }
 }
 
