@@ -7,10 +7,10 @@
 //! ledger's `balance_after` is always the balance that change produced.
 
 use chrono::Utc;
-use entity::{credit_ledger_entry, user};
+use entity::{JobStatus, credit_ledger_entry, job, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set,
+    QuerySelect, QueryTrait, Set,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -100,6 +100,32 @@ async fn apply_keyed(
     Ok(Some(credits))
 }
 
+/// The credits the user's unfinished jobs took and would give back if they failed or were
+/// cancelled: each such job's overage charges net of its refunds (a retried render is charged
+/// again after its refund).
+async fn refundable(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<i64> {
+    let unfinished = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
+        .filter(job::Column::Status.is_not_in([
+            JobStatus::Done,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]))
+        .into_query();
+    let deltas: Vec<i64> = credit_ledger_entry::Entity::find()
+        .select_only()
+        .column(credit_ledger_entry::Column::Delta)
+        .filter(credit_ledger_entry::Column::UserId.eq(user_id))
+        .filter(credit_ledger_entry::Column::Reason.is_in([REASON_OVERAGE, REASON_REFUND]))
+        .filter(credit_ledger_entry::Column::JobId.in_subquery(unfinished))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let owed: i64 = deltas.iter().map(|d| -d).sum();
+    Ok(Ord::max(owed, 0))
+}
+
 /// The user's current balance (`None` when the user does not exist).
 pub(crate) async fn balance(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<Option<i64>> {
     Ok(user::Entity::find_by_id(user_id)
@@ -143,18 +169,19 @@ pub async fn grant_credits(
         crate::jobs::queue::check_idempotency_key("idempotencyKey", key)?;
     }
     let txn = begin_write(db).await?;
+    // The user's row locked first (PostgreSQL; SQLite's write transaction holds the whole
+    // database): grants with the same key queue here, and each later one sees the first; and a
+    // render reserving or giving back credits waits, so the refunds counted below stay true.
+    if user::Entity::find_by_id(user_id)
+        .for_no_key_update(&txn)
+        .one(&txn)
+        .await?
+        .is_none()
+    {
+        txn.rollback().await?;
+        return Err(AppError::NotFound("user"));
+    }
     if let Some(key) = idempotency_key {
-        // The user's row locked first (PostgreSQL; SQLite's write transaction holds the whole
-        // database): grants with the same key queue here, and each later one sees the first.
-        if user::Entity::find_by_id(user_id)
-            .for_no_key_update(&txn)
-            .one(&txn)
-            .await?
-            .is_none()
-        {
-            txn.rollback().await?;
-            return Err(AppError::NotFound("user"));
-        }
         let earlier = credit_ledger_entry::Entity::find()
             .filter(credit_ledger_entry::Column::UserId.eq(user_id))
             .filter(credit_ledger_entry::Column::IdempotencyKey.eq(key))
@@ -175,6 +202,9 @@ pub async fn grant_credits(
             return Ok(earlier.balance_after);
         }
     }
+    // Room is left for what unfinished renders may still give back: a refund must not take
+    // the balance past the cap either.
+    let owed = refundable(&txn, user_id).await?;
     let granted = apply_keyed(
         &txn,
         user_id,
@@ -182,17 +212,23 @@ pub async fn grant_credits(
         reason,
         None,
         idempotency_key,
-        Some(MAX_BALANCE),
+        Some(MAX_BALANCE - owed),
     )
     .await?;
     let Some(balance) = granted else {
         let held = balance(&txn, user_id).await?;
         txn.rollback().await?;
         let held = held.ok_or(AppError::NotFound("user"))?;
+        let owed = if owed > 0 {
+            format!(", with {owed} credits that unfinished renders may give back,")
+        } else {
+            String::new()
+        };
         return Err(AppError::bad_input(
             "credits",
             format!(
-                "would take the balance ({held}) past {MAX_BALANCE}, the most a balance may hold"
+                "would take the balance ({held}){owed} past {MAX_BALANCE}, the most a balance \
+                 may hold"
             ),
         ));
     };

@@ -137,7 +137,59 @@ async fn a_grant_cannot_take_a_balance_past_a_graphql_int(backend: Backend) {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// A grant leaves room under the cap for what unfinished renders may still give back: with 1
+/// credit held by a queued render, the balance may be granted up to 2147483646 only, and the
+/// refund then lands exactly on the cap. Once the render is over, the room is free again.
+async fn a_grant_leaves_room_for_the_refunds_of_unfinished_renders(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let now = Utc::now();
+    let user = uid(&app.register("refund-room@example.com").await);
+    grant(db, user, 5).await;
+    let (free, _) = reserve_one(db, user, 4.0, true, now).await;
+    settle(db, &free.expect("4 minutes fit"), 4.0).await;
+    let (paid, job) = reserve_one(db, user, 2.0, true, now).await;
+    let paid = paid.expect("paid with a credit");
+    assert_eq!((paid.credits, balance(db, user).await), (1, 4));
+
+    for _ in 0..2 {
+        grant(db, user, 1_000_000_000).await;
+    }
+    let refused = billing::grant_credits(db, user, 147_483_643, "top-up", None).await;
+    let Err(AppError::BadInput { field, message }) = &refused else {
+        panic!("a grant leaving no room for the refund: {refused:?}");
+    };
+    assert_eq!(field, "credits");
+    assert!(
+        message.contains("1 credits that unfinished renders"),
+        "{message}"
+    );
+    assert_eq!(grant(db, user, 147_483_642).await, 2_147_483_646);
+    release(db, &paid, job).await;
+    assert_eq!(balance(db, user).await, 2_147_483_647);
+    assert_ledger_consistent(&ledger(db, user).await, 2_147_483_647);
+
+    // A finished render's charge is kept, so it holds no room.
+    let (kept, job) = reserve_one(db, user, 2.0, true, now).await;
+    assert_eq!(kept.expect("paid").credits, 1);
+    let held = billing::grant_credits(db, user, 1, "top-up", None).await;
+    assert!(matches!(held, Err(AppError::BadInput { .. })), "{held:?}");
+    let job = job.expect("job");
+    let mut row: entity::job::ActiveModel = entity::job::Entity::find_by_id(job)
+        .one(db)
+        .await
+        .expect("job query")
+        .expect("job")
+        .into();
+    row.status = sea_orm::Set(entity::JobStatus::Done);
+    sea_orm::ActiveModelTrait::update(row, db)
+        .await
+        .expect("job done");
+    assert_eq!(grant(db, user, 1).await, 2_147_483_647);
+}
+
 both_backends!(
+    a_grant_leaves_room_for_the_refunds_of_unfinished_renders,
     a_grant_cannot_take_a_balance_past_a_graphql_int,
     a_grant_sent_again_with_its_key_is_made_once,
     concurrent_reservations_admit_exactly_what_fits,
