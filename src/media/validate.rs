@@ -80,6 +80,9 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
         }
     };
 
+    // A client may send the path it read the file from (`C:\Users\jane.doe\Acme\draft.mp4`);
+    // `originalFilename` is public, and the folders are the uploader's own business.
+    let filename = file_name(filename);
     let title = match input.title.as_deref().map(str::trim) {
         Some(given) if !given.is_empty() => title("input.title", given)?,
         _ => default_title(filename),
@@ -116,15 +119,21 @@ pub fn title(field: &str, title: &str) -> AppResult<String> {
     Ok(title.to_owned())
 }
 
+/// The last part of a path a client sent as a file name (`season.2/episode.mp4` gives
+/// `episode.mp4`, `C:\clips\intro.mov` gives `intro.mov`, `folder/` gives `folder`).
+fn file_name(filename: &str) -> &str {
+    filename
+        .rsplit(['/', '\\'])
+        .find(|part| !part.trim().is_empty())
+        .unwrap_or(filename)
+        .trim()
+}
+
 /// Without a title, the file name without its extension is what the uploader would recognise.
 /// A client that sends a path (`season.2/episode.mp4`, `C:\clips\intro.mov`) gets its last
 /// part; a dot in a folder name is not an extension.
 fn default_title(filename: &str) -> String {
-    let name = filename
-        .rsplit(['/', '\\'])
-        .find(|part| !part.trim().is_empty())
-        .unwrap_or(filename)
-        .trim();
+    let name = file_name(filename);
     let stem = match name.rsplit_once('.') {
         Some((stem, _)) if !stem.trim().is_empty() => stem.trim(),
         _ => name,
@@ -164,6 +173,22 @@ mod tests {
         assert_eq!(request.content_type, "video/mp4");
         assert_eq!(request.sha256.as_deref(), Some("ab".repeat(32).as_str()));
         assert_eq!(request.title, "Holiday");
+        assert_eq!(request.filename, "Holiday.MP4");
+    }
+
+    #[test]
+    fn a_path_sent_as_the_file_name_keeps_its_last_part_only() {
+        for (sent, kept) in [
+            ("C:\\Users\\jane.doe\\Clients\\Acme\\draft3.mp4", "draft3.mp4"),
+            ("/home/jane/takes/take 2.mov", "take 2.mov"),
+            ("season.2/episode.mp4 ", "episode.mp4"),
+            ("folder/", "folder"),
+        ] {
+            let mut given = input();
+            given.filename = sent.into();
+            let request = upload_request(&given).expect("valid");
+            assert_eq!(request.filename, kept, "{sent}");
+        }
     }
 
     #[test]
