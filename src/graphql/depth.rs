@@ -18,12 +18,14 @@ use async_graphql::{
 /// Depth of any document, introspection included (graphql-js' query is 15; room to spare).
 pub const WHOLE_DOCUMENT_DEPTH: usize = 24;
 
-/// Most fields a document may select once its fragments are expanded (graphql-js'
-/// introspection query selects about 150). A fragment used twice in a fragment used twice …
+/// Most selections (fields, fragment spreads and inline fragments) a document may hold once its
+/// fragments are expanded (graphql-js' introspection query holds about 170). Spreads count
+/// too: 28,000 operations spreading one fragment of 10,000 spreads select few fields but cost
+/// every walk 2.8 × 10^8 steps. A fragment used twice in a fragment used twice …
 /// doubles at each level: 40 such fragments, 2 KB of text, expand to 2^40 fields, and every
 /// walk over the expanded document (async-graphql's validation among them) would run for
 /// hours. Measured first, on the text as written, in time proportional to its length.
-pub const MAX_EXPANDED_FIELDS: u64 = 10_000;
+pub const MAX_EXPANDED_SELECTIONS: u64 = 10_000;
 
 /// What a document selects: its data depth and how many fields it selects once expanded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,33 +34,202 @@ pub struct Shape {
     /// (`__schema`, `__type`, `__typename`) counts as one level and its subtree not at all.
     /// The deepest operation of the document counts.
     pub data_depth: usize,
-    /// Fields selected by all operations with every fragment spread expanded, introspection
-    /// included; saturates.
-    pub expanded_fields: u64,
+    /// Fields, fragment spreads and inline fragments of all operations with every fragment
+    /// spread expanded, introspection included; saturates.
+    pub expanded_selections: u64,
+    /// [`nesting`]. Past [`MAX_NESTING`] nothing else is measured.
+    pub nesting: usize,
 }
 
 impl Shape {
+    /// Whether walks over the document as expanded end soon: it nests no deeper than
+    /// [`MAX_NESTING`] and holds no more than [`MAX_EXPANDED_SELECTIONS`] selections.
+    pub fn is_bounded(&self) -> bool {
+        self.nesting <= MAX_NESTING && self.expanded_selections <= MAX_EXPANDED_SELECTIONS
+    }
+
+    /// With one more selection.
+    fn and_one(self) -> Shape {
+        Shape {
+            expanded_selections: self.expanded_selections.saturating_add(1),
+            ..self
+        }
+    }
+
     fn beside(self, other: Shape) -> Shape {
         Shape {
             data_depth: self.data_depth.max(other.data_depth),
-            expanded_fields: self.expanded_fields.saturating_add(other.expanded_fields),
+            expanded_selections: self
+                .expanded_selections
+                .saturating_add(other.expanded_selections),
+            nesting: self.nesting.max(other.nesting),
         }
     }
+}
+
+/// Deepest nesting a document may have, as async-graphql counts it (`limit_recursive_depth`):
+/// a field's selection set, an inline fragment and a fragment spread each go one level down.
+pub const MAX_NESTING: usize = 64;
+
+/// How deeply `document` nests ([`MAX_NESTING`]), `usize::MAX` when a fragment spreads itself
+/// (directly or not). Every other walk over a document recurses once per level, and nothing
+/// else bounds a chain of fragments each spreading the next: 26,000 of them, in under 1 MB,
+/// overflowed the stack and aborted the process. So this one recurses within one definition
+/// only (which the parser bounds) and goes from fragment to fragment with a stack of its own,
+/// measuring each fragment once.
+pub fn nesting(document: &ExecutableDocument) -> usize {
+    let mut measured: HashMap<&str, usize> = HashMap::new();
+    let mut deepest = 0;
+    for (_, operation) in document.operations.iter() {
+        let set = &operation.node.selection_set.node;
+        loop {
+            match within(document, set, &measured) {
+                Ok(depth) => {
+                    deepest = deepest.max(depth);
+                    break;
+                }
+                Err(unmeasured) => {
+                    if !measure(document, unmeasured, &mut measured) {
+                        return usize::MAX;
+                    }
+                }
+            }
+        }
+    }
+    deepest
+}
+
+/// Measures the fragments in `first` and those they spread, depth first, without recursion.
+/// False when one spreads itself.
+fn measure<'a>(
+    document: &'a ExecutableDocument,
+    first: Vec<&'a str>,
+    measured: &mut HashMap<&'a str, usize>,
+) -> bool {
+    // Fragments whose spreads are being measured: reaching one of them again is a cycle.
+    let mut open: HashSet<&str> = HashSet::new();
+    let mut stack = first;
+    while let Some(&name) = stack.last() {
+        if measured.contains_key(name) {
+            stack.pop();
+            continue;
+        }
+        let Some(fragment) = document.fragments.get(name) else {
+            stack.pop();
+            continue;
+        };
+        match within(document, &fragment.node.selection_set.node, measured) {
+            Ok(depth) => {
+                measured.insert(name, depth);
+                open.remove(name);
+                stack.pop();
+            }
+            Err(unmeasured) => {
+                if !open.insert(name) || unmeasured.iter().any(|n| open.contains(n)) {
+                    return false;
+                }
+                stack.extend(unmeasured);
+            }
+        }
+    }
+    true
+}
+
+/// How deeply `set` nests, with its fragments' depths from `measured`; or the fragments it
+/// spreads that are not measured yet (unknown ones count as empty, for validation to refuse).
+fn within<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    measured: &HashMap<&'a str, usize>,
+) -> Result<usize, Vec<&'a str>> {
+    let mut unmeasured = Vec::new();
+    let depth = within_set(document, set, measured, &mut unmeasured);
+    if unmeasured.is_empty() {
+        Ok(depth)
+    } else {
+        Err(unmeasured)
+    }
+}
+
+fn within_set<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    measured: &HashMap<&'a str, usize>,
+    unmeasured: &mut Vec<&'a str>,
+) -> usize {
+    let mut deepest = 0;
+    for item in &set.items {
+        let depth = match &item.node {
+            Selection::Field(field) if field.node.selection_set.node.items.is_empty() => 0,
+            Selection::Field(field) => {
+                1 + within_set(
+                    document,
+                    &field.node.selection_set.node,
+                    measured,
+                    unmeasured,
+                )
+            }
+            Selection::InlineFragment(fragment) => {
+                1 + within_set(
+                    document,
+                    &fragment.node.selection_set.node,
+                    measured,
+                    unmeasured,
+                )
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                match document.fragments.get_key_value(name) {
+                    None => 0,
+                    Some((name, _)) => match measured.get(name.as_str()) {
+                        Some(depth) => depth.saturating_add(1),
+                        None => {
+                            unmeasured.push(name.as_str());
+                            0
+                        }
+                    },
+                }
+            }
+        };
+        deepest = deepest.max(depth);
+    }
+    deepest
+}
+
+/// The refusal of a document nested deeper than [`MAX_NESTING`], or whose fragments spread
+/// themselves.
+pub fn too_nested() -> ServerError {
+    use async_graphql::ErrorExtensions;
+    crate::error::request_error(
+        async_graphql::Error::new(format!(
+            "The recursion depth of the query cannot be greater than `{MAX_NESTING}` (or a \
+             fragment spreads itself)."
+        ))
+        .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
+    )
 }
 
 /// Measures `document`. Each fragment is measured once and its measure reused wherever it is
 /// spread; a fragment that spreads itself counts once (validation refuses it anyway).
 pub fn shape(document: &ExecutableDocument) -> Shape {
+    let nesting = nesting(document);
+    if nesting > MAX_NESTING {
+        return Shape {
+            nesting,
+            ..Shape::default()
+        };
+    }
     let mut walker = Walker {
         document,
         measured: HashMap::new(),
         spreading: HashSet::new(),
     };
-    document
+    let shape = document
         .operations
         .iter()
         .map(|(_, op)| walker.set(&op.node.selection_set.node))
-        .fold(Shape::default(), Shape::beside)
+        .fold(Shape::default(), Shape::beside);
+    Shape { nesting, ..shape }
 }
 
 struct Walker<'a> {
@@ -81,13 +252,16 @@ impl<'a> Walker<'a> {
                         } else {
                             1 + inner.data_depth
                         },
-                        expanded_fields: inner.expanded_fields.saturating_add(1),
+                        expanded_selections: inner.expanded_selections.saturating_add(1),
+                        nesting: 0,
                     }
                 }
-                Selection::InlineFragment(fragment) => self.set(&fragment.node.selection_set.node),
-                Selection::FragmentSpread(spread) => {
-                    self.fragment(spread.node.fragment_name.node.as_str())
+                Selection::InlineFragment(fragment) => {
+                    self.set(&fragment.node.selection_set.node).and_one()
                 }
+                Selection::FragmentSpread(spread) => self
+                    .fragment(spread.node.fragment_name.node.as_str())
+                    .and_one(),
             };
             total = total.beside(shape);
         }
@@ -112,12 +286,13 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The refusal of a document that selects more than [`MAX_EXPANDED_FIELDS`] fields.
+/// The refusal of a document that selects more than [`MAX_EXPANDED_SELECTIONS`] fields.
 pub fn too_large() -> ServerError {
     use async_graphql::ErrorExtensions;
     crate::error::request_error(
         async_graphql::Error::new(format!(
-            "Query selects more than {MAX_EXPANDED_FIELDS} fields once its fragments are expanded."
+            "Query holds more than {MAX_EXPANDED_SELECTIONS} fields and fragments once its \
+             fragments are expanded."
         ))
         .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
     )
@@ -154,8 +329,10 @@ mod tests {
             4
         );
         assert_eq!(depth("query A { a } query B { a { b { c } } }"), 3);
-        // A fragment spreading itself ends instead of looping.
-        assert_eq!(depth("{ a { ...F } } fragment F on A { b { ...F } }"), 2);
+        // A fragment spreading itself ends instead of looping, unmeasured.
+        let cyclic = "{ a { ...F } } fragment F on A { b { ...F } }";
+        let cyclic = shape(&async_graphql::parser::parse_query(cyclic).expect("parses"));
+        assert!(!cyclic.is_bounded());
     }
 
     #[test]
@@ -163,9 +340,10 @@ mod tests {
         let shape_of =
             |query: &str| shape(&async_graphql::parser::parse_query(query).expect("parses"));
         assert_eq!(
-            shape_of("{ a { ...F ...F } b } fragment F on A { c { d } }").expanded_fields,
-            1 + 2 * 2 + 1
+            shape_of("{ a { ...F ...F } b } fragment F on A { c { d } }").expanded_selections,
+            1 + 2 * (1 + 2) + 1
         );
+        assert_eq!(shape_of("{ a { ... on A { b } } }").expanded_selections, 3);
         // 60 fragments, each spreading the next twice: 2^60 fields as written out, measured
         // in a moment (the test would not end otherwise).
         let mut query = String::from("{ ...F0 }");
@@ -178,8 +356,65 @@ mod tests {
         }
         query.push_str(" fragment F60 on Query { a { b } }");
         let shape = shape_of(&query);
-        assert_eq!(shape.expanded_fields, 2u64.pow(61));
+        // 2^61 fields, and 1 + 2 + 4 + … + 2^60 spreads.
+        assert_eq!(shape.expanded_selections, 2u64.pow(61) + 2u64.pow(61) - 1);
         assert_eq!(shape.data_depth, 2);
-        assert!(shape.expanded_fields > MAX_EXPANDED_FIELDS);
+        assert!(shape.expanded_selections > MAX_EXPANDED_SELECTIONS);
+        assert_eq!(shape.nesting, 62);
+    }
+
+    fn nesting_of(query: &str) -> usize {
+        nesting(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn nesting_counts_selection_sets_inline_fragments_and_spreads() {
+        assert_eq!(nesting_of("{ a }"), 0);
+        assert_eq!(nesting_of("{ a { b { c } } }"), 2);
+        assert_eq!(nesting_of("{ ... on Q { a { b } } }"), 2);
+        assert_eq!(
+            nesting_of("{ a { ...F } } fragment F on A { b { ...G } } fragment G on B { c }"),
+            4
+        );
+        // Each operation on its own; the deepest counts.
+        assert_eq!(
+            nesting_of("query A { a } query B { a { ...F } } fragment F on A { b }"),
+            2
+        );
+        // An unknown fragment counts as empty (validation refuses it).
+        assert_eq!(nesting_of("{ a { ...Nope } }"), 1);
+    }
+
+    #[test]
+    fn a_fragment_spreading_itself_is_unbounded() {
+        assert_eq!(
+            nesting_of("{ ...A } fragment A on Q { a { ...A } }"),
+            usize::MAX
+        );
+        assert_eq!(
+            nesting_of(
+                "{ ...A } fragment A on Q { ...B } fragment B on Q { c ...C } fragment C on Q { ...A }"
+            ),
+            usize::MAX
+        );
+        // Spread twice, side by side, is no cycle.
+        assert_eq!(
+            nesting_of("{ ...A ...B } fragment A on Q { ...B ...B } fragment B on Q { c { d } }"),
+            3
+        );
+    }
+
+    #[test]
+    fn a_long_chain_is_measured_without_recursing_through_it() {
+        // 100,000 levels: recursing once a level would overflow a thread's stack.
+        let mut query = String::from("{ ...f0 }");
+        for n in 0..100_000 {
+            query.push_str(&format!(" fragment f{n} on Q {{ ...f{} }}", n + 1));
+        }
+        query.push_str(" fragment f100000 on Q { a }");
+        assert_eq!(nesting_of(&query), 100_001);
+        let shape = shape(&async_graphql::parser::parse_query(&query).expect("parses"));
+        assert!(!shape.is_bounded());
+        assert_eq!(shape.expanded_selections, 0, "nothing else measured");
     }
 }

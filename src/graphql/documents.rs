@@ -47,9 +47,10 @@ impl ParsedDocument {
             .iter()
             .all(|(_, op)| op.node.ty == OperationType::Query)
             .then(|| field_names(&document));
+        let (shape, literal_fault) = super::inputs::measure(&document);
         Some(Self {
-            literal_fault: super::inputs::literal_fault(&document),
-            shape: super::depth::shape(&document),
+            literal_fault,
+            shape,
             document,
             query_fields,
         })

@@ -54,6 +54,15 @@ pub fn refusal(
     document: Option<DocumentFacts<'_>>,
     max_depth: usize,
 ) -> Option<ServerError> {
+    // Before anything walks the document as expanded (async-graphql's validation does).
+    if let Some(document) = document {
+        if document.shape.nesting > super::depth::MAX_NESTING {
+            return Some(super::depth::too_nested());
+        }
+        if document.shape.expanded_selections > super::depth::MAX_EXPANDED_SELECTIONS {
+            return Some(super::depth::too_large());
+        }
+    }
     let nul = |path: String| AppError::bad_input(path, NUL).into_request_error();
     for (name, value) in request.variables.iter() {
         let mut path = String::new();
@@ -69,10 +78,6 @@ pub fn refusal(
     let document = document?;
     if let Some((path, message)) = document.literal_fault {
         return Some(AppError::bad_input(path.as_str(), message.as_str()).into_request_error());
-    }
-    // Before anything walks the document as expanded (async-graphql's validation does).
-    if document.shape.expanded_fields > super::depth::MAX_EXPANDED_FIELDS {
-        return Some(super::depth::too_large());
     }
     if document.shape.data_depth > max_depth {
         return Some(super::depth::too_deep());
@@ -294,6 +299,18 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
     Ok(())
 }
 
+/// What the checks before execution need of `document` that depends on nothing else: its
+/// [`super::depth::shape`], and its [`literal_fault`] when the shape is bounded (the walks
+/// behind it expand fragments, so they wait until the document is known to be small).
+pub fn measure(document: &ExecutableDocument) -> (super::depth::Shape, Option<(String, String)>) {
+    let shape = super::depth::shape(document);
+    let fault = shape
+        .is_bounded()
+        .then(|| literal_fault(document))
+        .flatten();
+    (shape, fault)
+}
+
 /// The argument path (`input.title`, `segments.2.text`) of the first literal in the document
 /// that holds a NUL character or is not of its type ([`super::variables::mistyped_literal`]),
 /// or of the first variable given where its type does not fit
@@ -483,6 +500,23 @@ fn named<'a, T: 'a>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn literals_are_checked_only_in_a_bounded_document() {
+        let parse = |q: &str| async_graphql::parser::parse_query(q).expect("parses");
+        let bad = "{ creators(first: \"ten\") { totalCount } }";
+        let (shape, fault) = measure(&parse(bad));
+        assert!(shape.is_bounded());
+        assert_eq!(fault.map(|(path, _)| path).as_deref(), Some("first"));
+        // The same literal among 10,001 selections: refused as too large, not walked.
+        let large = format!(
+            "{{ creators(first: \"ten\") {{ totalCount }} {} }}",
+            "__typename ".repeat(10_000)
+        );
+        let (shape, fault) = measure(&parse(&large));
+        assert!(!shape.is_bounded());
+        assert_eq!(fault, None);
+    }
+
     /// The facts of a shallow `document` without NUL literals.
     fn plain(document: &ExecutableDocument) -> Option<DocumentFacts<'_>> {
         Some(DocumentFacts {
@@ -490,7 +524,8 @@ mod tests {
             literal_fault: None,
             shape: crate::graphql::depth::Shape {
                 data_depth: 1,
-                expanded_fields: 1,
+                expanded_selections: 1,
+                nesting: 1,
             },
         })
     }
@@ -527,7 +562,8 @@ mod tests {
                 literal_fault,
                 shape: crate::graphql::depth::Shape {
                     data_depth,
-                    expanded_fields: 1,
+                    expanded_selections: 1,
+                    nesting: 1,
                 },
             })
         };

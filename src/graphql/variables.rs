@@ -155,6 +155,11 @@ pub fn mistyped_literal(document: &ExecutableDocument) -> Option<(String, String
         let defaults = operation.node.variable_definitions.iter().find_map(|d| {
             let default = d.node.default_value.as_ref()?;
             let variable = d.node.name.node.as_str();
+            // Where it is used is looked for only once it may be wrong: that walks the
+            // document. Checked as no 64-bit field first, which finds a fault wherever the
+            // check at the place it is used would.
+            let mut within = String::new();
+            check(&d.node.var_type.node, &default.node, "", &mut within, true)?;
             let used_at =
                 super::inputs::argument_path_of(document, name.map(|n| n.as_str()), variable)
                     .unwrap_or_else(|| variable.to_owned());

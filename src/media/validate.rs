@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn a_path_sent_as_the_file_name_keeps_its_last_part_only() {
         for (sent, kept) in [
-            ("C:\\Users\\jane.doe\\Clients\\Acme\\draft3.mp4", "draft3.mp4"),
+            (
+                "C:\\Users\\jane.doe\\Clients\\Acme\\draft3.mp4",
+                "draft3.mp4",
+            ),
             ("/home/jane/takes/take 2.mov", "take 2.mov"),
             ("season.2/episode.mp4 ", "episode.mp4"),
             ("folder/", "folder"),

@@ -409,16 +409,18 @@ impl Connection {
             true => viewer.live(),
             false => viewer,
         });
-        let literal_fault = document
-            .as_deref()
-            .and_then(crate::graphql::inputs::literal_fault);
-        let facts = document
-            .as_deref()
-            .map(|document| crate::graphql::inputs::DocumentFacts {
-                document,
-                literal_fault: literal_fault.as_ref(),
-                shape: crate::graphql::depth::shape(document),
-            });
+        let measured = document.as_deref().map(crate::graphql::inputs::measure);
+        let facts =
+            document
+                .as_deref()
+                .zip(measured.as_ref())
+                .map(
+                    |(document, (shape, literal_fault))| crate::graphql::inputs::DocumentFacts {
+                        document,
+                        literal_fault: literal_fault.as_ref(),
+                        shape: *shape,
+                    },
+                );
         let max_depth = self.setup.state.app.config.max_query_depth;
         if let Some(error) =
             persisted.or_else(|| crate::graphql::inputs::refusal(&request, facts, max_depth))

@@ -652,6 +652,19 @@ pub fn fragment_bomb(levels: usize) -> String {
     bomb
 }
 
+/// A query whose `length` fragments each spread the next: one field once expanded, but
+/// `length` levels deep (about 38 bytes a level).
+pub fn fragment_chain(length: usize) -> String {
+    let mut chain = String::from("{ ...f0 }");
+    for n in 0..length {
+        chain.push_str(&format!(" fragment f{n} on QueryRoot {{ ...f{} }}", n + 1));
+    }
+    chain.push_str(&format!(
+        " fragment f{length} on QueryRoot {{ __typename }}"
+    ));
+    chain
+}
+
 /// A TCP relay to PostgreSQL whose open connections can be frozen: they stay open but carry
 /// nothing more, as a connection a NAT or a failover dropped without a word. Connections made
 /// after the freeze are relayed. Returns the relay's `host:port` and the freeze switch.

@@ -41,6 +41,29 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
             .is_some_and(|m| m.contains("fragments are expanded")),
         "{body}"
     );
+    // 20,000 fragments, each spreading the next: one field, 20,000 levels deep. Every walk
+    // over the document recursed once a level, and such a chain overflowed the stack, which
+    // aborts the whole process. Refused, and the server still answers.
+    let chain = crate::helpers::fragment_chain(20_000);
+    assert!(chain.len() < 1 << 20, "under the body limit");
+    let body = app.gql(None, &chain, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("recursion depth")),
+        "{body}"
+    );
+    // A fragment spreading itself, through another: refused as well, before validation.
+    let cycle =
+        "{ ...A } fragment A on QueryRoot { ...B } fragment B on QueryRoot { __typename ...A }";
+    let body = app.gql(None, cycle, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // 64 levels are served, as async-graphql's own limit allows.
+    let data = app
+        .ok(None, &crate::helpers::fragment_chain(63), json!({}))
+        .await;
+    assert!(data["__typename"].is_string(), "{data}");
     // The same fragments spread a few times are served.
     let few = "{ ...A ...A } fragment A on QueryRoot { ...B ...B } fragment B on QueryRoot { __typename }";
     let data = app.ok(None, few, json!({})).await;

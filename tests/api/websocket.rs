@@ -393,6 +393,12 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
         ("too-deep-data", deep_data, None, "QUERY_TOO_COMPLEX"),
         ("fragment-bomb", bomb, None, "QUERY_TOO_COMPLEX"),
         (
+            "fragment-chain",
+            crate::helpers::fragment_chain(20_000),
+            None,
+            "QUERY_TOO_COMPLEX",
+        ),
+        (
             "self-spreading",
             "subscription { ...A } fragment A on SubscriptionRoot { jobsUpdated { id } \
              ...A ...A ...A ...A ...A ...A ...A ...A }"
