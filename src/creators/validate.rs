@@ -16,6 +16,10 @@ pub const MAX_URL: usize = 2048;
 pub const MAX_LINKS: usize = 20;
 pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
 pub const MAX_PROFILE_BYTES: usize = 16 * 1024;
+/// Deepest nesting of a stored JSON value. The database driver reads JSON back with
+/// serde_json's limit of 128 levels, and a GraphQL literal is not bound by it: a profile
+/// nested 150 deep was stored, and every read of the creator failed from then on.
+pub const MAX_JSON_DEPTH: usize = 32;
 
 pub fn name(field: &str, name: &str) -> AppResult<String> {
     let name = name.trim();
@@ -167,11 +171,32 @@ pub fn social_links(field: &str, links: &Value) -> AppResult<Value> {
     Ok(Value::Object(out))
 }
 
-/// A JSON object of at most [`MAX_PROFILE_BYTES`].
+/// Refuses `value` when it nests deeper than [`MAX_JSON_DEPTH`].
+fn shallow(field: &str, value: &Value) -> AppResult<()> {
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        let inner: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        if depth > MAX_JSON_DEPTH {
+            return Err(AppError::bad_input(
+                field,
+                format!("must nest at most {MAX_JSON_DEPTH} levels of arrays and objects"),
+            ));
+        }
+        stack.extend(inner.map(|v| (v, depth + 1)));
+    }
+    Ok(())
+}
+
+/// A JSON object of at most [`MAX_PROFILE_BYTES`], nested at most [`MAX_JSON_DEPTH`] deep.
 pub fn personality_profile(field: &str, profile: &Value) -> AppResult<Value> {
     if !profile.is_object() {
         return Err(AppError::bad_input(field, "must be an object"));
     }
+    shallow(field, profile)?;
     if profile.to_string().len() > MAX_PROFILE_BYTES {
         return Err(AppError::bad_input(
             field,
@@ -185,6 +210,7 @@ pub fn template(field: &str, template: &Value) -> AppResult<Value> {
     if !template.is_object() {
         return Err(AppError::bad_input(field, "must be an object"));
     }
+    shallow(field, template)?;
     if template.to_string().len() > MAX_TEMPLATE_BYTES {
         return Err(AppError::bad_input(
             field,

@@ -103,6 +103,41 @@ async fn a_personality_profile_is_public_and_checked(backend: Backend) {
         assert_eq!(error_field(&body), "input.personalityProfile", "{body}");
         assert!(body.to_string().contains(message), "{body}");
     }
+    // Nested past 32 levels, written as a literal (which no JSON parser's depth limit
+    // stops): refused, and the creator stays readable. Stored, a value past serde_json's 128
+    // levels could no longer be read back, so every read of the creator failed.
+    for (levels, template) in [(33, false), (150, false), (150, true)] {
+        let deep = format!("{}1{}", "{ a: ".repeat(levels), " }".repeat(levels));
+        let field = if template {
+            "shortsTemplate"
+        } else {
+            "personalityProfile"
+        };
+        let literal = format!(
+            "mutation($id: ID!) {{ updateCreator(id: $id, input: {{ {field}: {deep} }}) {{ id }} }}"
+        );
+        let body = app.gql(token, &literal, json!({ "id": id })).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{levels}: {body}");
+        assert_eq!(error_field(&body), format!("input.{field}"), "{body}");
+        assert!(body.to_string().contains("at most 32 levels"), "{body}");
+    }
+    let thirty_two = format!("{}1{}", "{ a: ".repeat(32), " }".repeat(32));
+    let literal = format!(
+        "mutation($id: ID!) {{ updateCreator(id: $id, input: {{ personalityProfile: {thirty_two} }}) {{ id }} }}"
+    );
+    app.ok(token, &literal, json!({ "id": id })).await;
+    let read = "query($id: ID!) { creator(id: $id) { personalityProfile } }";
+    let data = app.ok(None, read, json!({ "id": id })).await;
+    assert!(
+        data["creator"]["personalityProfile"]["a"].is_object(),
+        "{data}"
+    );
+    app.ok(
+        token,
+        update,
+        json!({ "id": id, "input": { "personalityProfile": profile } }),
+    )
+    .await;
     // Other fields leave it alone; null removes it.
     let data = app
         .ok(token, update, json!({ "id": id, "input": { "bio": "Hi" } }))
