@@ -23,21 +23,14 @@ pub struct ParsedDocument {
     /// Every field name selected in any operation or fragment of the document; `None` when it
     /// holds a mutation or a subscription (their resolvers read whole rows).
     pub query_fields: Option<HashSet<String>>,
-    /// Where a literal argument holds a NUL character or is not of its type, and why
-    /// ([`super::inputs::literal_fault`]).
-    pub literal_fault: Option<(String, String)>,
-    /// How deep the document reads data and how many fields it selects ([`super::depth`]).
-    pub shape: super::depth::Shape,
+    /// Its shape, and what is wrong in it as written ([`super::inputs::measure`]).
+    pub measured: super::inputs::Measured,
 }
 
 impl ParsedDocument {
     /// What the checks before execution need ([`super::inputs::refusal`]).
     pub fn facts(&self) -> super::inputs::DocumentFacts<'_> {
-        super::inputs::DocumentFacts {
-            document: &self.document,
-            literal_fault: self.literal_fault.as_ref(),
-            shape: self.shape,
-        }
+        self.measured.facts(&self.document)
     }
 
     pub fn parse(query: &str) -> Option<Self> {
@@ -47,10 +40,8 @@ impl ParsedDocument {
             .iter()
             .all(|(_, op)| op.node.ty == OperationType::Query)
             .then(|| field_names(&document));
-        let (shape, literal_fault) = super::inputs::measure(&document);
         Some(Self {
-            literal_fault,
-            shape,
+            measured: super::inputs::measure(&document),
             document,
             query_fields,
         })

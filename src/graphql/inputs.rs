@@ -24,8 +24,32 @@ pub struct DocumentFacts<'a> {
     /// Where a literal argument holds a NUL character or is not of its type, and why
     /// ([`literal_fault`]).
     pub literal_fault: Option<&'a (String, String)>,
+    /// Fields under one response key that cannot be merged ([`super::overlap::conflict`]).
+    pub conflict: Option<&'a ServerError>,
     /// [`super::depth::shape`].
     pub shape: super::depth::Shape,
+}
+
+/// What [`measure`] finds in a document.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub shape: super::depth::Shape,
+    /// [`literal_fault`]
+    pub literal_fault: Option<(String, String)>,
+    /// [`super::overlap::conflict`]
+    pub conflict: Option<ServerError>,
+}
+
+impl Measured {
+    /// The facts of `document`, as measured here.
+    pub fn facts<'a>(&'a self, document: &'a ExecutableDocument) -> DocumentFacts<'a> {
+        DocumentFacts {
+            document,
+            literal_fault: self.literal_fault.as_ref(),
+            conflict: self.conflict.as_ref(),
+            shape: self.shape,
+        }
+    }
 }
 
 /// Gives every variable of the operation to run that the request leaves out its default value
@@ -78,6 +102,9 @@ pub fn refusal(
     let document = document?;
     if let Some((path, message)) = document.literal_fault {
         return Some(AppError::bad_input(path.as_str(), message.as_str()).into_request_error());
+    }
+    if let Some(conflict) = document.conflict {
+        return Some(conflict.clone());
     }
     if document.shape.data_depth > max_depth {
         return Some(super::depth::too_deep());
@@ -300,15 +327,22 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
 }
 
 /// What the checks before execution need of `document` that depends on nothing else: its
-/// [`super::depth::shape`], and its [`literal_fault`] when the shape is bounded (the walks
-/// behind it expand fragments, so they wait until the document is known to be small).
-pub fn measure(document: &ExecutableDocument) -> (super::depth::Shape, Option<(String, String)>) {
+/// [`super::depth::shape`], and its [`literal_fault`] and [`super::overlap::conflict`] when
+/// the shape is bounded (the walks behind them expand fragments, so they wait until the
+/// document is known to be small).
+pub fn measure(document: &ExecutableDocument) -> Measured {
     let shape = super::depth::shape(document);
-    let fault = shape
-        .is_bounded()
-        .then(|| literal_fault(document))
-        .flatten();
-    (shape, fault)
+    if !shape.is_bounded() {
+        return Measured {
+            shape,
+            ..Measured::default()
+        };
+    }
+    Measured {
+        shape,
+        literal_fault: literal_fault(document),
+        conflict: super::overlap::conflict(document),
+    }
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal in the document
@@ -504,17 +538,18 @@ mod tests {
     fn literals_are_checked_only_in_a_bounded_document() {
         let parse = |q: &str| async_graphql::parser::parse_query(q).expect("parses");
         let bad = "{ creators(first: \"ten\") { totalCount } }";
-        let (shape, fault) = measure(&parse(bad));
-        assert!(shape.is_bounded());
-        assert_eq!(fault.map(|(path, _)| path).as_deref(), Some("first"));
+        let measured = measure(&parse(bad));
+        assert!(measured.shape.is_bounded());
+        let path = measured.literal_fault.map(|(path, _)| path);
+        assert_eq!(path.as_deref(), Some("first"));
         // The same literal among 10,001 selections: refused as too large, not walked.
         let large = format!(
             "{{ creators(first: \"ten\") {{ totalCount }} {} }}",
             "__typename ".repeat(10_000)
         );
-        let (shape, fault) = measure(&parse(&large));
-        assert!(!shape.is_bounded());
-        assert_eq!(fault, None);
+        let measured = measure(&parse(&large));
+        assert!(!measured.shape.is_bounded());
+        assert_eq!(measured.literal_fault, None);
     }
 
     /// The facts of a shallow `document` without NUL literals.
@@ -522,6 +557,7 @@ mod tests {
         Some(DocumentFacts {
             document,
             literal_fault: None,
+            conflict: None,
             shape: crate::graphql::depth::Shape {
                 data_depth: 1,
                 expanded_selections: 1,
@@ -560,6 +596,7 @@ mod tests {
             Some(DocumentFacts {
                 document: &document,
                 literal_fault,
+                conflict: None,
                 shape: crate::graphql::depth::Shape {
                     data_depth,
                     expanded_selections: 1,

@@ -12,6 +12,7 @@ pub mod node;
 pub mod nulls;
 pub mod order;
 pub mod over_http;
+pub mod overlap;
 pub mod pagination;
 pub mod persisted;
 pub mod rows;

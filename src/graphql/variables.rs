@@ -30,26 +30,32 @@ const WIDE_INTS: [&str; 2] = ["sizeBytes", "credits"];
 /// What the checks need of the schema: its input objects' fields, and its output types'
 /// fields with their arguments.
 #[derive(Default)]
-struct Types {
+pub(super) struct Types {
     /// The fields of each input object type, with their types.
     inputs: HashMap<String, Vec<(String, Type)>>,
     /// The fields of each object and interface type.
-    outputs: HashMap<String, HashMap<String, OutputField>>,
+    pub(super) outputs: HashMap<String, HashMap<String, OutputField>>,
     /// The root types of queries, mutations and subscriptions.
     roots: [String; 3],
+    /// The object types.
+    pub(super) objects: HashSet<String>,
+    /// The union types.
+    pub(super) unions: HashSet<String>,
     /// Arguments (`Type.field(argument)`) and input fields (`Input.field`) with a default.
     defaulted: HashSet<String>,
     /// The enum types.
     enums: HashSet<String>,
 }
 
-struct OutputField {
+pub(super) struct OutputField {
     /// The named type the field returns (lists unwrapped).
-    returns: String,
+    pub(super) returns: String,
+    /// The type it returns, as declared.
+    pub(super) ty: Type,
     arguments: Vec<(String, Type)>,
 }
 
-static TYPES: LazyLock<Types> = LazyLock::new(|| types(&super::sdl()));
+pub(super) static TYPES: LazyLock<Types> = LazyLock::new(|| types(&super::sdl()));
 
 fn types(sdl: &str) -> Types {
     let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
@@ -78,6 +84,7 @@ fn types(sdl: &str) -> Types {
                         field.name.node.to_string(),
                         OutputField {
                             returns: returns.base.to_string(),
+                            ty: field.ty.node.clone(),
                             arguments,
                         },
                     )
@@ -127,6 +134,7 @@ fn types(sdl: &str) -> Types {
                                 }
                             }
                         }
+                        types.objects.insert(name.clone());
                         types.outputs.insert(name, fields(&object.fields));
                     }
                     TypeKind::Interface(interface) => {
@@ -134,6 +142,9 @@ fn types(sdl: &str) -> Types {
                     }
                     TypeKind::Enum(_) => {
                         types.enums.insert(name);
+                    }
+                    TypeKind::Union(_) => {
+                        types.unions.insert(name);
                     }
                     _ => {}
                 }
@@ -198,7 +209,7 @@ pub fn mistyped_literal(document: &ExecutableDocument) -> Option<(String, String
 }
 
 /// The operation type's root type in `types`.
-fn root_type(types: &Types, ty: OperationType) -> &str {
+pub(super) fn root_type(types: &Types, ty: OperationType) -> &str {
     match ty {
         OperationType::Query => &types.roots[0],
         OperationType::Mutation => &types.roots[1],

@@ -410,17 +410,10 @@ impl Connection {
             false => viewer,
         });
         let measured = document.as_deref().map(crate::graphql::inputs::measure);
-        let facts =
-            document
-                .as_deref()
-                .zip(measured.as_ref())
-                .map(
-                    |(document, (shape, literal_fault))| crate::graphql::inputs::DocumentFacts {
-                        document,
-                        literal_fault: literal_fault.as_ref(),
-                        shape: *shape,
-                    },
-                );
+        let facts = document
+            .as_deref()
+            .zip(measured.as_ref())
+            .map(|(document, measured)| measured.facts(document));
         let max_depth = self.setup.state.app.config.max_query_depth;
         if let Some(error) =
             persisted.or_else(|| crate::graphql::inputs::refusal(&request, facts, max_depth))

@@ -126,6 +126,63 @@ async fn the_standard_introspection_query_loads_the_schema(backend: Backend) {
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
 }
 
+/// Fields under one response key must be one field (spec: Field Selection Merging). Two
+/// different fields under one key ran, and whichever finished first filled it: the answer
+/// changed from call to call. Refused with both fields' locations, before anything runs;
+/// the same field written twice, or fields on types that never both apply, still run.
+async fn fields_under_one_key_must_be_one_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let session = app.register("merge@example.com").await;
+    let token = Some(session.access_token.as_str());
+    let cases = [
+        (
+            "{ a: creators(first: 1) { totalCount } ... on QueryRoot { a: videos(first: 1) { totalCount } } }",
+            "Fields \"a\" conflict because \"creators\" and \"videos\" are different fields",
+        ),
+        (
+            "{ me { x: id } me { x: email } }",
+            "subfields \"x\" conflict because \"id\" and \"email\" are different fields",
+        ),
+        (
+            "{ node(id: \"x\") { ... on Highlight { durationSecs } ... on Short { durationSecs } } }",
+            "conflicting types \"Float!\" and \"Float\"",
+        ),
+        (
+            "mutation { a: updateMe(input: { displayName: \"A\" }) { id } a: updateMe(input: { displayName: \"B\" }) { id } }",
+            "differing arguments",
+        ),
+    ];
+    for (query, message) in cases {
+        let body = app.gql(token, query, json!({})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+        assert!(body.get("data").is_none_or(|d| d.is_null()), "{body}");
+        let error = &body["errors"][0];
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            "{query}: {body}"
+        );
+        assert_eq!(
+            error["locations"].as_array().map(Vec::len),
+            Some(2),
+            "{body}"
+        );
+    }
+    // Nothing ran: the display name is as registered.
+    let me = app.ok(token, "{ me { displayName } }", json!({})).await;
+    assert_ne!(me["me"]["displayName"], json!("A"), "{me}");
+    assert_ne!(me["me"]["displayName"], json!("B"), "{me}");
+    for query in [
+        "{ me { id } me { email } ... on QueryRoot { me { id } } }",
+        "{ node(id: \"x\") { ... on Video { title } ... on Creator { title: name } } }",
+    ] {
+        let body = app.gql(token, query, json!({})).await;
+        assert!(!body.to_string().contains("conflict"), "{query}: {body}");
+        assert!(body["data"].is_object(), "ran: {body}");
+    }
+}
+
 async fn malformed_queries_are_bad_user_input(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for query in [
@@ -684,6 +741,7 @@ async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
 
 both_backends!(
     aliases_of_whole_lists_run_out_of_list_items,
+    fields_under_one_key_must_be_one_field,
     deep_and_expensive_queries_are_rejected_before_running,
     the_standard_introspection_query_loads_the_schema,
     malformed_queries_are_bad_user_input,
