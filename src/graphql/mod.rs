@@ -16,6 +16,7 @@ pub mod overlap;
 pub mod pagination;
 pub mod persisted;
 pub mod rows;
+pub mod subscription_root;
 pub mod variables;
 
 use std::sync::Arc;

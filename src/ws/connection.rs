@@ -456,6 +456,23 @@ impl Connection {
             ))
             .data(self.setup.client.clone());
         let variables = request.variables.clone();
+        let mut request = request;
+        let mut document = document;
+        // Parsed once: async-graphql runs the document given, a subscription's root flattened
+        // (`subscription_root`), and the answers are completed against the same.
+        if let Some(parsed) = &document {
+            let flat = crate::graphql::subscription_root::flatten(
+                parsed,
+                operation.as_deref(),
+                &variables,
+            );
+            if let Some(flat) = flat {
+                document = Some(Arc::new(flat));
+            }
+        }
+        if let Some(document) = &document {
+            request.set_parsed_query((**document).clone());
+        }
         let results = {
             let id = id.clone();
             self.setup

@@ -330,6 +330,37 @@ async fn job_updated_sends_the_snapshot_and_a_duplicate_id_closes_with_4409(back
     );
 }
 
+/// A subscription's root field may come through a fragment, and may be written more than
+/// once: async-graphql opened a stream only per field written directly, so the first ended
+/// at once with no event, and the second sent each event in halves.
+async fn a_root_field_through_fragments_or_written_twice_is_one_stream(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = app.register("ada@example.com").await;
+    let job = parked_job(&app, &ada).await;
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client.init(bearer(&ada)).await;
+    let queries = [
+        "subscription($id: ID!) { ...F } fragment F on SubscriptionRoot { jobUpdated(id: $id) { id status } }",
+        "subscription($id: ID!) { ... on SubscriptionRoot { jobUpdated(id: $id) { id status } } }",
+        "subscription($id: ID!) { jobUpdated(id: $id) { id } jobUpdated(id: $id) { status } }",
+        "subscription($id: ID!, $no: Boolean = false) { jobUpdated(id: $id) { id } \
+         ...F @include(if: $no) ...G } fragment F on SubscriptionRoot { jobUpdated(id: $id) { type } } \
+         fragment G on SubscriptionRoot { jobUpdated(id: $id) { status } }",
+    ];
+    for (n, query) in queries.iter().enumerate() {
+        let id = format!("s{n}");
+        client.subscribe(&id, query, json!({ "id": job })).await;
+        let next = client.recv().await;
+        assert_eq!(next["type"], "next", "{query}: {next}");
+        assert_eq!(
+            next["payload"]["data"]["jobUpdated"],
+            json!({ "id": job, "status": "QUEUED" }),
+            "{query}: {next}"
+        );
+        client.send(json!({ "id": id, "type": "complete" })).await;
+    }
+}
+
 async fn a_completed_subscription_stops_without_a_server_complete_and_frees_its_id(
     backend: Backend,
 ) {
@@ -356,6 +387,7 @@ both_backends!(
     a_query_over_the_legacy_protocol_gets_data_then_complete,
     job_updated_sends_the_snapshot_and_a_duplicate_id_closes_with_4409,
     a_completed_subscription_stops_without_a_server_complete_and_frees_its_id,
+    a_root_field_through_fragments_or_written_twice_is_one_stream,
 );
 
 #[tokio::test]
