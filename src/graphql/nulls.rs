@@ -234,7 +234,7 @@ fn fields_by_key<'a>(
     found: &mut Vec<&'a async_graphql::parser::types::Field>,
     depth: usize,
 ) {
-    if depth > 32 {
+    if depth > super::depth::MAX_NESTING {
         return; // fragment cycles are validation errors; never loop on one
     }
     for item in &set.items {

@@ -130,8 +130,8 @@ impl<'a> Orderer<'a> {
         places: &mut HashMap<&'a str, usize>,
         depth: usize,
     ) {
-        if depth > 32 {
-            return; // fragment cycles are validation errors; never loop on one
+        if depth > super::depth::MAX_NESTING {
+            return; // deeper documents are refused before they run; never loop on a cycle
         }
         let on = |condition: Option<&str>| match (condition, typename) {
             (Some(condition), Some(typename)) => super::nulls::applies(condition, typename),
@@ -197,7 +197,8 @@ impl<'a> Orderer<'a> {
                 }
                 _ => None,
             };
-            value.is_none_or(|v| v == wanted)
+            // As async-graphql decides it: a condition that is no Boolean counts as false.
+            value.unwrap_or(false) == wanted
         })
     }
 }

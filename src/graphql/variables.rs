@@ -229,7 +229,38 @@ fn find_argument<'a, T>(
     walked: &mut HashSet<&'a str>,
     visit: &mut impl FnMut(&str, &str, &str, &Type, &'a Value) -> Option<T>,
 ) -> Option<T> {
-    set.items.iter().find_map(|item| match &item.node {
+    set.items.iter().find_map(|item| {
+        // `@skip(if: Boolean!)` and `@include(if: Boolean!)`, on any selection.
+        let condition = item.node.directives().iter().find_map(|directive| {
+            let name = directive.node.name.node.as_str();
+            if !matches!(name, "skip" | "include") {
+                return None;
+            }
+            let value = directive.node.get_argument("if")?;
+            visit(parent, &format!("@{name}"), "if", &CONDITION, &value.node)
+        });
+        condition.or_else(|| in_selection(types, document, parent, item, walked, visit))
+    })
+}
+
+/// The type of `@skip`'s and `@include`'s `if`.
+static CONDITION: LazyLock<Type> = LazyLock::new(|| {
+    Type::new("Boolean!").unwrap_or(Type {
+        base: BaseType::Named(async_graphql::Name::new("Boolean")),
+        nullable: false,
+    })
+});
+
+/// [`find_argument`] in one selection's arguments and selections.
+fn in_selection<'a, T>(
+    types: &Types,
+    document: &'a ExecutableDocument,
+    parent: &str,
+    item: &'a async_graphql::Positioned<Selection>,
+    walked: &mut HashSet<&'a str>,
+    visit: &mut impl FnMut(&str, &str, &str, &Type, &'a Value) -> Option<T>,
+) -> Option<T> {
+    match &item.node {
         Selection::Field(field) => {
             let name = field.node.name.node.as_str();
             let known = types.outputs.get(parent)?.get(name)?;
@@ -259,7 +290,7 @@ fn find_argument<'a, T>(
             let inner = &fragment.node.selection_set.node;
             find_argument(types, document, on, inner, walked, visit)
         }
-    })
+    }
 }
 
 /// The first place in `document` where a variable is given to an argument or input field its
@@ -341,6 +372,13 @@ fn misplaced_in(
                 path.truncate(before);
                 found
             })
+        }
+        // One value where a list is expected is a list of one (input coercion).
+        single if matches!(ty.base, BaseType::List(_)) => {
+            let BaseType::List(item) = &ty.base else {
+                return None;
+            };
+            misplaced_in(types, declared, single, item, false, path)
         }
         Value::Object(fields) => {
             let BaseType::Named(input) = &ty.base else {
@@ -627,6 +665,35 @@ mod tests {
         }
         // A default of null is no default.
         assert!(misplaced("query($id: ID = null) { video(id: $id) { id } }").is_some());
+        // `@skip`/`@include` take a `Boolean!`, on fields, fragments and spreads alike.
+        for query in [
+            "query($v: Boolean) { me @include(if: $v) { id } }",
+            "query($v: Boolean) { me { ... @skip(if: $v) { id } } }",
+            "query($v: Boolean) { me { ...F @skip(if: $v) } } fragment F on User { id }",
+            "query($v: String!) { me @skip(if: $v) { id } }",
+        ] {
+            assert_eq!(
+                misplaced(query).map(|(path, _)| path).as_deref(),
+                Some("if"),
+                "{query}"
+            );
+        }
+        for fine in [
+            "query($v: Boolean!) { me @include(if: $v) { id } }",
+            "query($v: Boolean = true) { me @include(if: $v) { id } }",
+        ] {
+            assert_eq!(misplaced(fine), None, "{fine}");
+        }
+        // One input object where a list of them is expected is a list of one.
+        assert_eq!(
+            misplaced(
+                "mutation($t: String) { setTranscript(videoId: \"x\", \
+                 segments: { startTime: 0, endTime: 1, text: $t }) { id } }"
+            )
+            .map(|(path, _)| path)
+            .as_deref(),
+            Some("segments.text")
+        );
     }
 
     fn first(query: &str, variables: serde_json::Value) -> Option<Mistyped> {
@@ -716,6 +783,12 @@ mod tests {
     #[test]
     fn literal_arguments_are_checked_by_the_fields_they_are_given_to() {
         let field = |query: &str| literal(query).map(|(path, _)| path);
+        assert_eq!(
+            field(r#"{ __typename @skip(if: "no") }"#),
+            Some("if".into())
+        );
+        assert_eq!(field(r#"{ me { id @include(if: 1) } }"#), Some("if".into()));
+        assert_eq!(field(r#"{ me { id @include(if: false) } }"#), None);
         assert_eq!(
             field(
                 r#"mutation { a: createCreator(input: { name: "One" }) { id } b: createCreator(input: "Two") { id } }"#
