@@ -422,10 +422,16 @@ async fn execute(
                 continue;
             }
         };
+        // Before the checks on what it holds: a mutation sent with GET is 405 whatever else
+        // is wrong with it (GraphQL over HTTP).
         if method == Method::GET
-            && let Some(refusal) = refuse_mutation_over_get(&mut request)
+            && let Some(refusal) = refuse_mutation_over_get(&request, parsed.as_deref())
         {
             return refusal;
+        }
+        if let Err(error) = admit(&state, &mut request, parsed.as_deref()) {
+            refused.push(Some(error));
+            continue;
         }
         if let Some(err) = &bad_credential
             && !only_session_mutations(parsed.as_deref(), request.operation_name.as_deref())
@@ -493,8 +499,8 @@ fn only_session_mutations(parsed: Option<&ParsedDocument>, name: Option<&str>) -
             })
 }
 
-/// Resolves a persisted query, parses the document (once per text) and makes the checks
-/// before execution. The error is the operation's answer when it may not run.
+/// Resolves a persisted query and parses the document (once per text). The error is the
+/// operation's answer when it may not run.
 fn prepare(
     state: &HttpState,
     request: &mut async_graphql::Request,
@@ -503,18 +509,26 @@ fn prepare(
     if missing_query(request) {
         return Err(no_query().into_request_error());
     }
-    let parsed = state.documents.get(&request.query);
-    if let Some(parsed) = &parsed {
+    Ok(state.documents.get(&request.query))
+}
+
+/// The checks before execution ([`inputs::refusal`]); the request then runs `parsed`.
+fn admit(
+    state: &HttpState,
+    request: &mut async_graphql::Request,
+    parsed: Option<&ParsedDocument>,
+) -> Result<(), ServerError> {
+    if let Some(parsed) = parsed {
         inputs::fill_variable_defaults(request, &parsed.document);
     }
-    let facts = parsed.as_ref().map(|p| p.facts());
+    let facts = parsed.map(|p| p.facts());
     if let Some(error) = inputs::refusal(request, facts, state.app.config.max_query_depth) {
         return Err(error);
     }
-    if let Some(parsed) = &parsed {
+    if let Some(parsed) = parsed {
         request.set_parsed_query(parsed.document.clone());
     }
-    Ok(parsed)
+    Ok(())
 }
 
 /// Whether the request has neither a query text nor a persisted query's hash.
@@ -616,11 +630,13 @@ async fn run(
 }
 
 /// GraphQL over HTTP: GET may only read. A mutation sent by GET gets 405.
-fn refuse_mutation_over_get(request: &mut async_graphql::Request) -> Option<Response> {
+fn refuse_mutation_over_get(
+    request: &async_graphql::Request,
+    parsed: Option<&ParsedDocument>,
+) -> Option<Response> {
     let operation_name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else {
-        return None; // the schema reports the syntax error with its position
-    };
+    // Without a document the schema reports the syntax error with its position.
+    let document = &parsed?.document;
     let is_mutation = document.operations.iter().any(|(name, op)| {
         let selected = match (&operation_name, name) {
             (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),

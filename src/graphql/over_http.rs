@@ -32,24 +32,31 @@ pub enum MediaType {
 impl MediaType {
     pub const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-    /// The one the client accepts: `application/graphql-response+json` when `Accept` names it
-    /// (with a quality above 0), `application/json` otherwise.
+    /// The one the client prefers (GraphQL over HTTP: the highest quality in `Accept`):
+    /// `application/graphql-response+json` when `Accept` names it with a quality above 0 and
+    /// no lower than `application/json`'s, `application/json` otherwise.
     pub fn negotiate(headers: &HeaderMap) -> Self {
-        let names_it = headers
+        let mut graphql: f32 = 0.0;
+        let mut json: f32 = 0.0;
+        let items = headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|item| {
-                let mut parts = item.split(';');
-                let media = parts.next().unwrap_or_default().trim();
-                let quality = parts
-                    .filter_map(|p| p.trim().strip_prefix("q="))
-                    .find_map(|q| q.trim().parse::<f32>().ok())
-                    .unwrap_or(1.0);
-                media.eq_ignore_ascii_case(Self::GRAPHQL_RESPONSE) && quality > 0.0
-            });
-        if names_it {
+            .flat_map(|value| value.split(','));
+        for item in items {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if media.eq_ignore_ascii_case(Self::GRAPHQL_RESPONSE) {
+                graphql = graphql.max(quality);
+            } else if media.eq_ignore_ascii_case("application/json") {
+                json = json.max(quality);
+            }
+        }
+        if graphql > 0.0 && graphql >= json {
             Self::GraphqlResponse
         } else {
             Self::Json
@@ -219,7 +226,20 @@ mod tests {
             GraphqlResponse
         );
         assert_eq!(
-            accept("application/json;q=0.9, Application/GraphQL-Response+JSON ; q=0.8"),
+            accept("application/json;q=0.8, Application/GraphQL-Response+JSON ; q=0.9"),
+            GraphqlResponse
+        );
+        // The higher quality wins; a tie goes to the GraphQL media type.
+        assert_eq!(
+            accept("application/json;q=0.9, application/graphql-response+json;q=0.8"),
+            Json
+        );
+        assert_eq!(
+            accept("application/json, application/graphql-response+json;q=0.1"),
+            Json
+        );
+        assert_eq!(
+            accept("application/json, application/graphql-response+json"),
             GraphqlResponse
         );
         assert_eq!(accept("application/graphql-response+json;q=0"), Json);
