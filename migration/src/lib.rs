@@ -29,6 +29,7 @@ mod m20261205_000019_add_credit_grant_keys;
 mod m20261206_000020_index_queued_deliveries;
 mod m20261206_000021_create_assets;
 mod m20261206_000022_index_revoked_sessions;
+mod m20261206_000023_index_video_uploaders;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_index_queued_deliveries::Migration),
             Box::new(m20261206_000021_create_assets::Migration),
             Box::new(m20261206_000022_index_revoked_sessions::Migration),
+            Box::new(m20261206_000023_index_video_uploaders::Migration),
         ]
     }
 }

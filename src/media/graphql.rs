@@ -12,8 +12,8 @@ use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Simp
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::{JobKind, VideoStatus, creator, video, video_variant};
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::Expr,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -26,6 +26,11 @@ use crate::{
     storage::PRESIGN_TTL,
     videos::Video,
 };
+
+/// Upload links an account (other than an administrator's) may ask for in 24 hours. Each
+/// completed upload costs a transcode, and each link lets a body of up to 5 GiB onto the
+/// server's disk: without a limit one account could fill both.
+pub const MAX_VIDEO_UPLOADS_PER_DAY: u64 = 200;
 
 #[derive(InputObject)]
 pub struct RequestVideoUploadInput {
@@ -144,7 +149,9 @@ impl MediaMutation {
     /// something is uploaded the link answers 412, unless
     /// `completeVideoUpload` refused it and removed it) and the new video in
     /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator, returns that video
-    /// with `deduplicated: true` and no URL.
+    /// with `deduplicated: true` and no URL. An account may ask for 200 upload links a day
+    /// (`RATE_LIMITED` past that); a link takes one body at a time (409 while another is
+    /// being sent) and gives up on one that sends nothing for 60 seconds (408).
     async fn request_video_upload(
         &self,
         ctx: &Context<'_>,
@@ -189,10 +196,23 @@ impl MediaMutation {
             }
         }
 
-        let id = Uuid::now_v7();
-        let key = keys::original(request.creator_id, id);
         // Taken before presigning, so the URL never outlives the time we announce.
         let now = Utc::now();
+        if !viewer.is_admin() {
+            let today = video::Entity::find()
+                .filter(video::Column::UploadedBy.eq(user.id))
+                .filter(video::Column::CreatedAt.gt(now - TimeDelta::days(1)))
+                .count(db)
+                .await?;
+            if today >= MAX_VIDEO_UPLOADS_PER_DAY {
+                return Err(AppError::RateLimited(format!(
+                    "at most {MAX_VIDEO_UPLOADS_PER_DAY} video uploads a day; a video uploaded \
+                     before is found again by its sha256"
+                )));
+            }
+        }
+        let id = Uuid::now_v7();
+        let key = keys::original(request.creator_id, id);
         let expires_at = now + TimeDelta::from_std(PRESIGN_TTL).unwrap_or(TimeDelta::minutes(10));
         let presigned = state
             .storage

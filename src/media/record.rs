@@ -104,7 +104,9 @@ pub async fn ready(
     Ok(true)
 }
 
-/// A failed video whose job was retried (`retryJob`) is processing again.
+/// A failed video whose job was retried (`retryJob`) is processing again, unless its upload
+/// was removed (`remove_failed_originals`): then it stays FAILED, and the probe finds the
+/// upload missing.
 pub async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), DbErr> {
     video::Entity::update_many()
         .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
@@ -115,6 +117,7 @@ pub async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), DbErr
         .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))
         .filter(video::Column::Id.eq(video_id))
         .filter(video::Column::Status.eq(VideoStatus::Failed))
+        .filter(video::Column::FilesRemovedAt.is_null())
         .exec(db)
         .await?;
     Ok(())
@@ -216,19 +219,34 @@ pub async fn remove_failed_originals(
         .await?;
     let mut swept = 0;
     for (id, key) in failed {
-        if let Err(err) = storage.delete(&key).await {
-            tracing::warn!(video_id = %id, key, error = %err, "a failed video's upload could not be removed; trying again next sweep");
-            continue;
-        }
-        // Still FAILED: a probe retried meanwhile (which would find the file gone) is left to
-        // say so.
-        let marked = video::Entity::update_many()
+        // Marked before the file goes, and only while it is still FAILED and unchanged: a
+        // `retryJob` reopening it first keeps its file, and one coming after finds it marked
+        // and leaves it FAILED (`reopen`), instead of a probe that had already copied the
+        // file making it READY with no original left.
+        let claimed = video::Entity::update_many()
             .col_expr(video::Column::FilesRemovedAt, Expr::val(now))
             .filter(video::Column::Id.eq(id))
             .filter(video::Column::Status.eq(VideoStatus::Failed))
+            .filter(video::Column::FilesRemovedAt.is_null())
+            .filter(video::Column::UpdatedAt.lt(now - grace))
             .exec(db)
             .await?;
-        swept += marked.rows_affected;
+        if claimed.rows_affected == 0 {
+            continue;
+        }
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(video_id = %id, key, error = %err, "a failed video's upload could not be removed; trying again next sweep");
+            video::Entity::update_many()
+                .col_expr(
+                    video::Column::FilesRemovedAt,
+                    Expr::val(Option::<chrono::DateTime<Utc>>::None),
+                )
+                .filter(video::Column::Id.eq(id))
+                .exec(db)
+                .await?;
+            continue;
+        }
+        swept += 1;
     }
     Ok(swept)
 }

@@ -1,8 +1,9 @@
 //! The local-folder backend and its HMAC-signed URLs.
 
 use std::{
+    collections::HashSet,
     path::{Path, PathBuf},
-    sync::RwLock,
+    sync::{Mutex, RwLock},
     time::Duration,
 };
 
@@ -19,6 +20,22 @@ pub struct LocalStore {
     key: [u8; 32],
     /// Where this app is reachable, for the URLs it signs.
     public_url: RwLock<String>,
+    /// Keys an upload is being written to now ([`LocalStore::begin_upload`]).
+    uploading: Mutex<HashSet<String>>,
+}
+
+/// An upload being written to its key; the key is free again when it is dropped.
+pub struct Uploading<'a> {
+    store: &'a LocalStore,
+    key: String,
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut keys) = self.store.uploading.lock() {
+            keys.remove(&self.key);
+        }
+    }
 }
 
 /// The parts of a presigned request that the signature covers.
@@ -126,6 +143,19 @@ impl LocalStore {
             root,
             key,
             public_url: RwLock::new(public_url.trim_end_matches('/').to_owned()),
+            uploading: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Claims `key` for one upload at a time: `None` while another is being written to it.
+    /// An upload link is write-once, and each PUT streams its whole body to disk before the
+    /// object is checked: without this, any number of PUTs at once could each write up to
+    /// the link's size.
+    pub fn begin_upload(&self, key: &str) -> Option<Uploading<'_>> {
+        let mut keys = self.uploading.lock().ok()?;
+        keys.insert(key.to_owned()).then(|| Uploading {
+            store: self,
+            key: key.to_owned(),
         })
     }
 

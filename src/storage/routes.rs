@@ -122,8 +122,16 @@ fn mime_octet() -> mime::Mime {
     mime::APPLICATION_OCTET_STREAM
 }
 
+const ALREADY_UPLOADED: &str =
+    "something was already uploaded with this link, and it is not replaced: request a new upload";
+
+/// How long an upload's body may send nothing before it is given up.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How writing an upload's body ended badly.
 enum Written {
+    /// The client sent nothing for [`BODY_IDLE`].
+    Idle,
     /// Longer than the link allows.
     TooLarge,
     /// The client's body stopped (it hung up).
@@ -173,6 +181,26 @@ pub async fn put_object(
             "the upload is larger than the size this link was made for",
         );
     }
+    // Write-once: said before the body is read, and one body at a time.
+    let Some(_uploading) = store.begin_upload(&key) else {
+        return refuse_unread(
+            StatusCode::CONFLICT,
+            "another upload with this link is in progress",
+        );
+    };
+    match store.head(&key).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return refuse_unread(StatusCode::PRECONDITION_FAILED, ALREADY_UPLOADED);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "checking an upload's object failed");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not store the object",
+            );
+        }
+    }
     // Removed however the request ends, dropped mid-body when the client hangs up included.
     let Ok(work) = store.work_file().await else {
         return refuse(
@@ -185,7 +213,15 @@ pub async fn put_object(
         let mut file = tokio::fs::File::create(temp).await.map_err(Written::Disk)?;
         let mut stream = body.into_data_stream();
         let mut size: u64 = 0;
-        while let Some(chunk) = stream.try_next().await.map_err(|_| Written::Interrupted)? {
+        loop {
+            // A client that stops sending holds a connection and a file: not for long.
+            let next = tokio::time::timeout(BODY_IDLE, stream.try_next()).await;
+            let Some(chunk) = next
+                .map_err(|_| Written::Idle)?
+                .map_err(|_| Written::Interrupted)?
+            else {
+                break;
+            };
             size += chunk.len() as u64;
             if size > limit {
                 return Err(Written::TooLarge);
@@ -210,6 +246,12 @@ pub async fn put_object(
         Err(Written::Interrupted) => {
             return refuse(StatusCode::BAD_REQUEST, "the upload was interrupted");
         }
+        Err(Written::Idle) => {
+            return refuse_unread(
+                StatusCode::REQUEST_TIMEOUT,
+                "the upload sent nothing for 60 seconds",
+            );
+        }
         // The server's fault, not the client's: said as such, and logged.
         Err(Written::Disk(err)) => {
             tracing::error!(error = %err, "writing an upload failed");
@@ -228,10 +270,7 @@ pub async fn put_object(
     }
     match store.put_moved_new(&key, temp).await {
         Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => refuse(
-            StatusCode::PRECONDITION_FAILED,
-            "something was already uploaded with this link, and it is not replaced: request a new upload",
-        ),
+        Ok(false) => refuse(StatusCode::PRECONDITION_FAILED, ALREADY_UPLOADED),
         Err(err) => {
             tracing::error!(error = %err, "storing an upload failed");
             refuse(

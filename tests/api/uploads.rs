@@ -595,11 +595,14 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
         body["data"]["completeVideoUpload"]["type"], "video.probe",
         "{body:#}"
     );
-    // The link is write-once: what was checked cannot be replaced through it.
+    // The link is write-once: what was checked cannot be replaced through it, and a PUT is
+    // told so before it sends its body.
     assert_eq!(
         put_presigned_status(&app, &upload, b"something else").await,
         412
     );
+    let url = url::Url::parse(upload["uploadUrl"].as_str().expect("url")).expect("url");
+    assert_eq!(put_head_only(&url, &upload, bytes.len()).await, 412);
     use sea_orm::EntityTrait;
     let row = entity::video::Entity::find_by_id(id.parse::<uuid::Uuid>().expect("uuid"))
         .one(&app.state.db)
@@ -654,6 +657,51 @@ async fn request_video_upload_names_each_invalid_field(backend: Backend) {
     biggest["sizeBytes"] = json!(5_i64 * 1024 * 1024 * 1024);
     let body = request(&app, &owner, biggest).await;
     assert!(body.get("errors").is_none(), "5 GiB is allowed: {body:#}");
+}
+
+/// An account may ask for 200 upload links in a day; the next is RATE_LIMITED and writes
+/// nothing. Another account, and an administrator, are not held back by it.
+async fn upload_links_are_limited_per_account_and_day(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("busy@example.com").await;
+    let creator = app.create_creator(&owner, "Busy Studio").await;
+    let owner_id: uuid::Uuid = owner.user_id.parse().expect("uuid");
+    // 199 asked for within the day, one two days ago.
+    for n in 0..200 {
+        let id = crate::helpers::insert_video(
+            &app,
+            &creator,
+            &format!("v{n}"),
+            entity::VideoStatus::Uploading,
+            None,
+        )
+        .await;
+        let mut row: entity::video::ActiveModel = entity::video::Entity::find_by_id(id)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("video")
+            .into();
+        row.uploaded_by = Set(Some(owner_id));
+        if n == 0 {
+            row.created_at = Set(chrono::Utc::now() - chrono::TimeDelta::days(2));
+        }
+        row.update(&app.state.db).await.expect("updated");
+    }
+    let input = json!({
+        "creatorId": creator, "filename": "a.mp4", "contentType": "video/mp4", "sizeBytes": 1000,
+    });
+    let body = request(&app, &owner, input.clone()).await;
+    assert!(body.get("errors").is_none(), "the 200th: {body:#}");
+    let count = || entity::video::Entity::find().count(&app.state.db);
+    let before = count().await.expect("count");
+    let body = request(&app, &owner, input.clone()).await;
+    assert_eq!(error_code(&body), "RATE_LIMITED", "the 201st: {body:#}");
+    assert_eq!(count().await.expect("count"), before, "nothing written");
+    let admin = app.admin("upload-admin@example.com").await;
+    let body = request(&app, &admin, input).await;
+    assert!(body.get("errors").is_none(), "an administrator: {body:#}");
 }
 
 async fn only_members_may_upload_to_complete_or_see_a_creators_videos(backend: Backend) {
@@ -925,6 +973,60 @@ async fn a_failed_videos_upload_is_removed_after_a_week() {
         .await
         .expect("swept");
     assert_eq!(again, 0, "swept once");
+    // A probe retried after the sweep leaves it FAILED: nothing is left to make READY.
+    reelgraph::media::record::reopen(&app.state.db, keys[0].0)
+        .await
+        .expect("reopen");
+    let data = video(&app, Some(&owner), &keys[0].0.to_string()).await;
+    assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
+    // Reopened before the sweep, it keeps its upload.
+    reelgraph::media::record::reopen(&app.state.db, keys[1].0)
+        .await
+        .expect("reopen");
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::UpdatedAt,
+            Expr::val(chrono::Utc::now() - chrono::Duration::days(30)),
+        )
+        .filter(entity::video::Column::Id.eq(keys[1].0))
+        .exec(&app.state.db)
+        .await
+        .expect("aged");
+    let swept = remove_failed_originals(&app.state.db, storage, FAILED_ORIGINAL_GRACE)
+        .await
+        .expect("swept");
+    assert_eq!(swept, 0, "a processing video's upload stays");
+    assert!(storage.head(&keys[1].1).await.expect("head").is_some());
+}
+
+/// Sends only the head of a PUT to an upload link (no body) and returns the status the
+/// server answers with: it must answer without the body.
+async fn put_head_only(url: &url::Url, upload: &Value, length: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect((url.host_str().expect("host"), url.port().expect("port")))
+            .await
+            .expect("connect");
+    let mut head = format!(
+        "PUT {}?{} HTTP/1.1\r\nhost: {}\r\ncontent-length: {length}\r\n",
+        url.path(),
+        url.query().expect("query"),
+        url.host_str().expect("host"),
+    );
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        if name != "content-length" {
+            head.push_str(&format!("{name}: {}\r\n", value.as_str().expect("value")));
+        }
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut answer))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    let line = String::from_utf8_lossy(&answer);
+    line[9..12].parse().expect("a status code")
 }
 
 /// An upload cut short leaves nothing behind: no object, no work file. A work file a killed
@@ -973,6 +1075,9 @@ async fn cut_uploads_leave_nothing_and_stale_work_files_are_swept() {
         assert!(tokio::time::Instant::now() < deadline, "no work file");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // One body at a time: a second PUT with the link is refused before its body is read.
+    let status = put_head_only(&url, &upload, bytes.len()).await;
+    assert_eq!(status, 409, "a second upload at once");
     // …and goes once the client hangs up.
     drop(stream);
     while count() > 0 {
@@ -1068,6 +1173,7 @@ both_backends!(
     complete_video_upload_refuses_a_missing_short_or_different_file_and_changes_nothing,
     request_video_upload_names_each_invalid_field,
     only_members_may_upload_to_complete_or_see_a_creators_videos,
+    upload_links_are_limited_per_account_and_day,
 );
 
 /// `deleteVideo` landing while `completeVideoUpload` checks the upload (PostgreSQL: the
