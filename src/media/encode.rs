@@ -215,8 +215,16 @@ pub fn proxy_args(input: &Path, output: &Path) -> Vec<String> {
     .collect()
 }
 
+/// Why a file ffmpeg got stuck on failed.
+const UNDECODABLE: &str = "the file could not be decoded: ffmpeg stopped making progress on it";
+
 /// Classifies an error of [`crate::render::ffmpeg::probe`] on the upload stored at `file`.
 pub fn probe_error(message: &str, file: &Path) -> ToolError {
+    // ffprobe reads headers: one that never finishes is stuck on what it reads. Retried, it
+    // would stick again, each time for the whole time limit.
+    if message.starts_with("ffprobe stopped: it did not finish") {
+        return ToolError::File(UNDECODABLE.to_owned());
+    }
     let Some(detail) = message.strip_prefix("not a readable media file:") else {
         return ToolError::Server(message.to_owned());
     };
@@ -231,6 +239,12 @@ pub fn probe_error(message: &str, file: &Path) -> ToolError {
 
 /// Classifies an error of [`crate::render::ffmpeg::run`] reading the upload stored at `file`.
 pub fn ffmpeg_error(message: &str, file: &Path) -> ToolError {
+    // A decoder whose output stops moving is stuck on the file (a busy machine is slow, not
+    // stopped). Running longer than the media allows stays the server's: that may be a slow
+    // machine.
+    if message.starts_with("ffmpeg stopped: its output did not move on") {
+        return ToolError::File(UNDECODABLE.to_owned());
+    }
     let Some(detail) = message.strip_prefix("ffmpeg failed") else {
         return ToolError::Server(message.to_owned());
     };
@@ -327,6 +341,30 @@ mod tests {
             has_audio: true,
             format_name: Some(format.to_owned()),
         }
+    }
+
+    #[test]
+    fn a_file_ffmpeg_gets_stuck_on_is_the_files_fault_and_a_slow_run_the_servers() {
+        let file = Path::new("/nowhere/upload");
+        assert!(matches!(
+            probe_error("ffprobe stopped: it did not finish within 120 seconds", file),
+            ToolError::File(reason) if reason == UNDECODABLE
+        ));
+        assert!(matches!(
+            ffmpeg_error("ffmpeg stopped: its output did not move on for 120 seconds", file),
+            ToolError::File(reason) if reason == UNDECODABLE
+        ));
+        assert!(matches!(
+            ffmpeg_error(
+                "ffmpeg stopped: it ran for 900 seconds, longer than its media allows",
+                file
+            ),
+            ToolError::Server(_)
+        ));
+        assert!(matches!(
+            probe_error("cannot start ffprobe: No such file or directory", file),
+            ToolError::Server(_)
+        ));
     }
 
     #[test]
