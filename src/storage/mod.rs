@@ -76,11 +76,20 @@ pub fn valid_key(key: &str) -> bool {
 
 /// `config` with the storage settings `STORAGE_URL` gives (`s3://bucket?endpoint=…&region=…
 /// &force_path_style=…&public_endpoint=…` or `file:///path`). It replaces the separate
-/// settings, so setting both is refused rather than merged.
+/// settings, so setting both is refused rather than merged: an `S3_ENDPOINT` left over from
+/// a MinIO would otherwise still apply to an `s3://` URL meant for AWS.
 fn with_storage_url(config: &Config, url: &str) -> anyhow::Result<Config> {
+    let defaults = Config::embedded("/");
     anyhow::ensure!(
-        config.s3_bucket.is_none() && config.storage_dir.is_none(),
-        "STORAGE_URL replaces S3_BUCKET and REELGRAPH_STORAGE_DIR: set one or the other"
+        config.s3_bucket.is_none()
+            && config.storage_dir.is_none()
+            && config.s3_endpoint.is_none()
+            && config.s3_public_endpoint.is_none()
+            && config.s3_region == defaults.s3_region
+            && config.s3_force_path_style == defaults.s3_force_path_style,
+        "STORAGE_URL replaces S3_BUCKET, S3_ENDPOINT, S3_PUBLIC_ENDPOINT, S3_REGION, \
+         S3_FORCE_PATH_STYLE and REELGRAPH_STORAGE_DIR: set one or the other (the S3 \
+         credentials stay separate settings)"
     );
     let parsed = url::Url::parse(url)
         .map_err(|e| anyhow::anyhow!("STORAGE_URL is not a URL ({e}): {url:?}"))?;
@@ -337,5 +346,18 @@ mod tests {
         both.s3_bucket = Some("media".into());
         let err = with_storage_url(&both, "s3://other").expect_err("both");
         assert!(err.to_string().contains("one or the other"), "{err}");
+        // A separate S3 setting left over is refused too, not merged into the URL's.
+        let leftovers: [fn(&mut Config); 4] = [
+            |c| c.s3_endpoint = Some("http://minio:9000".into()),
+            |c| c.s3_public_endpoint = Some("http://localhost:9000".into()),
+            |c| c.s3_region = "eu-west-1".into(),
+            |c| c.s3_force_path_style = true,
+        ];
+        for leftover in leftovers {
+            let mut config = Config::embedded("/tmp/reelgraph-test");
+            leftover(&mut config);
+            let err = with_storage_url(&config, "s3://other").expect_err("left over");
+            assert!(err.to_string().contains("S3_ENDPOINT"), "{err}");
+        }
     }
 }
