@@ -9,7 +9,7 @@
 
 mod local;
 pub mod routes;
-mod s3;
+pub mod s3;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 

@@ -7,7 +7,8 @@ use aws_sdk_s3::{
     Client,
     config::{Credentials, Region, timeout::TimeoutConfig},
     presigning::PresigningConfig,
-    primitives::ByteStream,
+    primitives::{ByteStream, Length},
+    types::{CompletedMultipartUpload, CompletedPart},
 };
 use tokio::io::AsyncWriteExt;
 
@@ -35,6 +36,13 @@ impl Default for Limits {
         }
     }
 }
+
+/// Files larger than this are uploaded in parts: S3 takes at most 5 GiB in one PUT, and the
+/// 720p proxy of a long source can be more.
+const MULTIPART_ABOVE: u64 = 1 << 30;
+/// The size of each part: 10,000 parts (S3's most) of 64 MiB hold 625 GiB.
+const PART_SIZE: u64 = 64 << 20;
+const MAX_PARTS: u64 = 10_000;
 
 /// One try of uploading `size` bytes: two minutes, and a second per 256 KiB.
 fn upload_attempt(size: u64) -> Duration {
@@ -131,10 +139,18 @@ impl S3Store {
     }
 
     pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> StorageResult<()> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| StorageError(format!("reading upload: {e}")))?
+            .len();
+        if size > MULTIPART_ABOVE {
+            return self
+                .put_file_in_parts(key, path, content_type, PART_SIZE)
+                .await;
+        }
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| sdk("reading upload", e))?;
-        let size = body.size_hint().0;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -147,6 +163,124 @@ impl S3Store {
             .await
             .map_err(|e| sdk("uploading object", e))?;
         Ok(())
+    }
+
+    /// Uploads the file at `path` in parts of `part_size` bytes (S3: 5 MiB or more, but the
+    /// last; at most 10,000 parts), each part with its own time limit. On failure the upload
+    /// is aborted, so no parts are left stored.
+    pub async fn put_file_in_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+        part_size: u64,
+    ) -> StorageResult<()> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| StorageError(format!("reading upload: {e}")))?
+            .len();
+        let part_size = part_size.max(1);
+        if size.div_ceil(part_size) > MAX_PARTS {
+            return Err(StorageError(format!(
+                "uploading object: {size} bytes need more than {MAX_PARTS} parts of {part_size}"
+            )));
+        }
+        let created = self
+            .small
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| sdk("starting a multipart upload", e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StorageError("starting a multipart upload: no upload id".into()))?
+            .to_owned();
+        let uploaded = self
+            .upload_parts(key, path, &upload_id, size, part_size)
+            .await;
+        let completed = match uploaded {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .customize()
+                .config_override(upload_limit(0))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk("completing a multipart upload", e)),
+            Err(err) => Err(err),
+        };
+        if completed.is_err() {
+            let aborted = self
+                .small
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(err) = aborted {
+                tracing::warn!(key, error = %sdk("aborting a multipart upload", err), "the parts of a failed upload may stay stored until the bucket's lifecycle rules remove them");
+            }
+        }
+        completed
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        upload_id: &str,
+        size: u64,
+        part_size: u64,
+    ) -> StorageResult<Vec<CompletedPart>> {
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        let mut number: i32 = 1;
+        // An empty file is one empty part.
+        while offset < size || parts.is_empty() {
+            let length = part_size.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(length))
+                .build()
+                .await
+                .map_err(|e| sdk("reading upload", e))?;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .customize()
+                .config_override(upload_limit(length))
+                .send()
+                .await
+                .map_err(|e| sdk("uploading a part", e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .part_number(number)
+                    .build(),
+            );
+            offset += length;
+            number += 1;
+        }
+        Ok(parts)
     }
 
     pub async fn put_bytes(

@@ -784,6 +784,61 @@ async fn only_members_may_upload_to_complete_or_see_a_creators_videos(backend: B
     );
 }
 
+/// A file too large for one PUT (S3 takes at most 5 GiB in one; the proxy of a long source
+/// can be more) goes up in parts and reads back whole; here 12 MiB in parts of 5 MiB, the
+/// smallest S3 allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_goes_to_s3_in_parts_and_reads_back_whole() {
+    let server = s3::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| {
+        s3::configure_url(&mut a.config, &server)
+    })
+    .await;
+    let reelgraph::storage::Storage::S3(store) = &app.state.storage else {
+        panic!("S3 storage");
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("large");
+    let bytes: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&source, &bytes).expect("written");
+    store
+        .put_file_in_parts("videos/large/proxy.mp4", &source, "video/mp4", 5 << 20)
+        .await
+        .expect("uploaded in parts");
+    let head = app
+        .state
+        .storage
+        .head("videos/large/proxy.mp4")
+        .await
+        .expect("head")
+        .expect("stored");
+    assert_eq!(head.size, bytes.len() as u64);
+    let back = dir.path().join("back");
+    app.state
+        .storage
+        .get_to_file("videos/large/proxy.mp4", &back)
+        .await
+        .expect("read back");
+    assert!(
+        std::fs::read(&back).expect("read") == bytes,
+        "the same bytes, in order"
+    );
+    // An empty file is one empty part.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").expect("written");
+    store
+        .put_file_in_parts("videos/large/empty", &empty, "video/mp4", 5 << 20)
+        .await
+        .expect("uploaded");
+    let head = app
+        .state
+        .storage
+        .head("videos/large/empty")
+        .await
+        .expect("head");
+    assert_eq!(head.map(|h| h.size), Some(0));
+}
+
 /// On S3 the PUT goes to the bucket itself, and the SHA-256 check reads the object back. The
 /// bucket is configured by `STORAGE_URL` here (the render test uses the separate S3_* settings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
