@@ -12,9 +12,10 @@
 //! keys of fields that failed.
 //!
 //! Each selection's order is worked out once per answer (and per type, for fragments), not
-//! once per object: a list of a thousand items costs one plan and a thousand lookups.
+//! once per object: a list of a thousand items costs one plan, and each item a comparison of
+//! its keys with the plan's, without hashing or allocating.
 
-use std::{collections::HashMap, rc::Rc};
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use async_graphql::{
     Name, Response, Value, Variables,
@@ -26,7 +27,14 @@ use async_graphql::{
 struct Plan<'a> {
     keys: Vec<(&'a Name, Vec<&'a SelectionSet>)>,
     places: HashMap<&'a str, usize>,
+    /// The plans below each key, by the type the object there says it is (`None` when it does
+    /// not say): made once, then found again by comparing a name or two, so that ordering an
+    /// object hashes and allocates nothing.
+    below: RefCell<Vec<Below<'a>>>,
 }
+
+/// The plans below one key, by the type the object there says it is.
+type Below<'a> = Vec<(Option<String>, Rc<Plan<'a>>)>;
 
 /// What ordering one answer needs besides the value: the document, the variables (for
 /// `@skip`/`@include`), and the plans made so far, by selection sets and type.
@@ -55,49 +63,84 @@ pub fn restore(
         variables,
         plans: HashMap::new(),
     };
-    orderer.order(&mut response.data, &[&operation.selection_set.node]);
+    orderer.order(&mut response.data, &[&operation.selection_set.node], None);
+}
+
+/// The `__typename` an object answers, found without hashing (objects hold a few keys).
+fn typename_of(map: &async_graphql::indexmap::IndexMap<Name, Value>) -> Option<&str> {
+    map.iter().find_map(|(key, value)| match value {
+        Value::String(name) if key.as_str() == "__typename" => Some(name.as_str()),
+        _ => None,
+    })
 }
 
 impl<'a> Orderer<'a> {
-    fn order(&mut self, value: &mut Value, sets: &[&'a SelectionSet]) {
+    /// Orders `value`, which `sets` select: under key `j` of the plan `parent` (whose plans
+    /// below are kept there), or at the root.
+    fn order(
+        &mut self,
+        value: &mut Value,
+        sets: &[&'a SelectionSet],
+        parent: Option<(&Plan<'a>, usize)>,
+    ) {
         match value {
             Value::Object(map) => {
-                let typename = match map.get("__typename") {
-                    Some(Value::String(name)) => Some(name.clone()),
-                    _ => None,
+                let typename = typename_of(map);
+                let plan = match parent {
+                    Some((parent, j)) => self.below(parent, j, typename),
+                    None => self.plan(sets, typename.map(str::to_owned)),
                 };
-                let plan = self.plan(sets, typename);
-                let out_of_place = {
-                    let mut last = None;
-                    map.keys().any(|key| {
-                        let at = plan.places.get(key.as_str()).copied();
-                        let behind = at < last;
-                        last = at;
-                        behind
-                    })
-                };
-                if out_of_place {
+                // In order when the object's keys come in the plan's order (some may be
+                // missing): one pass over both, comparing names.
+                let mut next = 0;
+                let in_order = map.keys().all(|key| {
+                    let found = plan.keys[next..]
+                        .iter()
+                        .position(|(name, _)| name.as_str() == key.as_str());
+                    found.map(|i| next += i + 1).is_some()
+                });
+                if !in_order {
                     // Keys the document does not name (none, in practice) go last.
                     map.sort_by_cached_key(|key, _| {
                         plan.places.get(key.as_str()).copied().unwrap_or(usize::MAX)
                     });
                 }
-                for (key, below) in &plan.keys {
-                    if below.is_empty() {
+                let mut next = 0;
+                for (key, inner) in map.iter_mut() {
+                    let Some(i) = plan.keys[next..]
+                        .iter()
+                        .position(|(name, _)| name.as_str() == key.as_str())
+                    else {
                         continue;
-                    }
-                    if let Some(inner) = map.get_mut(key.as_str()) {
-                        self.order(inner, below);
+                    };
+                    let j = next + i;
+                    next = j + 1;
+                    let below = &plan.keys[j].1;
+                    if !below.is_empty() {
+                        self.order(inner, below, Some((&plan, j)));
                     }
                 }
             }
             Value::List(items) => {
                 for item in items {
-                    self.order(item, sets);
+                    self.order(item, sets, parent);
                 }
             }
             _ => {}
         }
+    }
+
+    /// The plan below key `j` of `parent` for an object of type `typename`.
+    fn below(&mut self, parent: &Plan<'a>, j: usize, typename: Option<&str>) -> Rc<Plan<'a>> {
+        if let Some((_, plan)) = parent.below.borrow()[j]
+            .iter()
+            .find(|(t, _)| t.as_deref() == typename)
+        {
+            return plan.clone();
+        }
+        let plan = self.plan(&parent.keys[j].1, typename.map(str::to_owned));
+        parent.below.borrow_mut()[j].push((typename.map(str::to_owned), plan.clone()));
+        plan
     }
 
     fn plan(&mut self, sets: &[&'a SelectionSet], typename: Option<String>) -> Rc<Plan<'a>> {
@@ -115,7 +158,12 @@ impl<'a> Orderer<'a> {
         for set in sets {
             self.collect(set, id.1.as_deref(), &mut keys, &mut places, 0);
         }
-        let plan = Rc::new(Plan { keys, places });
+        let below = RefCell::new(vec![Vec::new(); keys.len()]);
+        let plan = Rc::new(Plan {
+            keys,
+            places,
+            below,
+        });
         self.plans.insert(id, plan.clone());
         plan
     }
@@ -173,7 +221,8 @@ impl<'a> Orderer<'a> {
         }
     }
 
-    /// Whether `@skip`/`@include` keep the selection (an unreadable condition keeps it).
+    /// Whether `@skip`/`@include` keep the selection (a condition that is no Boolean counts as
+    /// false, as async-graphql reads it).
     fn included(&self, selection: &Selection) -> bool {
         let directives = match selection {
             Selection::Field(f) => &f.node.directives,
