@@ -24,8 +24,9 @@ pub struct DocumentFacts<'a> {
     /// Where a literal argument holds a NUL character or is not of its type, and why
     /// ([`literal_fault`]).
     pub literal_fault: Option<&'a (String, String)>,
-    /// Fields under one response key that cannot be merged ([`super::overlap::conflict`]).
-    pub conflict: Option<&'a ServerError>,
+    /// What validation must refuse and async-graphql's does not ([`super::rules::fault`],
+    /// [`super::overlap::conflict`]).
+    pub invalid: Option<&'a ServerError>,
     /// [`super::depth::shape`].
     pub shape: super::depth::Shape,
 }
@@ -36,8 +37,8 @@ pub struct Measured {
     pub shape: super::depth::Shape,
     /// [`literal_fault`]
     pub literal_fault: Option<(String, String)>,
-    /// [`super::overlap::conflict`]
-    pub conflict: Option<ServerError>,
+    /// [`super::rules::fault`], then [`super::overlap::conflict`]
+    pub invalid: Option<ServerError>,
 }
 
 impl Measured {
@@ -46,7 +47,7 @@ impl Measured {
         DocumentFacts {
             document,
             literal_fault: self.literal_fault.as_ref(),
-            conflict: self.conflict.as_ref(),
+            invalid: self.invalid.as_ref(),
             shape: self.shape,
         }
     }
@@ -103,13 +104,13 @@ pub fn refusal(
     if let Some((path, message)) = document.literal_fault {
         return Some(AppError::bad_input(path.as_str(), message.as_str()).into_request_error());
     }
-    if let Some(conflict) = document.conflict {
-        return Some(conflict.clone());
+    if let Some(invalid) = document.invalid {
+        return Some(invalid.clone());
     }
     if document.shape.data_depth > max_depth {
         return Some(super::depth::too_deep());
     }
-    if let Some(error) = subscription_roots(request, document.document) {
+    if let Some(error) = subscription_roots(document.document) {
         return Some(error);
     }
     missing_variable(request, document.document).or_else(|| {
@@ -128,15 +129,10 @@ pub fn refusal(
 
 /// A subscription selects exactly one root field, and not `__typename` (GraphQL spec, Single
 /// Root Field): each event answers one field. Fragments at the root count by what they select.
-fn subscription_roots(
-    request: &async_graphql::Request,
-    document: &ExecutableDocument,
-) -> Option<ServerError> {
+fn subscription_roots(document: &ExecutableDocument) -> Option<ServerError> {
     use async_graphql::parser::types::OperationType;
-    let operation = super::nulls::pick(document, request.operation_name.as_deref())?;
-    if operation.ty != OperationType::Subscription {
-        return None;
-    }
+    // Every subscription of the document, not only the one to run: validation judges the
+    // whole document (graphql-js refuses it whichever operation is picked).
     // Each fragment is walked once (a fragment spread again adds no key, and one spreading
     // itself, refused by validation later, must not loop here), and the walk stops at the
     // second key: this runs before validation, on any document.
@@ -173,21 +169,30 @@ fn subscription_roots(
             }
         }
     }
-    let mut seen = Vec::new();
-    let mut walked = std::collections::HashSet::new();
-    keys(
-        document,
-        &operation.selection_set.node,
-        &mut seen,
-        &mut walked,
-    );
-    (seen.len() != 1 || seen.contains(&"__typename")).then(|| {
-        AppError::bad_input(
-            "",
-            "a subscription selects exactly one root field (not __typename)",
-        )
-        .into_request_error()
-    })
+    let subscriptions = document
+        .operations
+        .iter()
+        .filter(|(_, op)| op.node.ty == OperationType::Subscription);
+    for (_, operation) in subscriptions {
+        let mut seen = Vec::new();
+        let mut walked = std::collections::HashSet::new();
+        keys(
+            document,
+            &operation.node.selection_set.node,
+            &mut seen,
+            &mut walked,
+        );
+        if seen.len() != 1 || seen.contains(&"__typename") {
+            return Some(
+                AppError::bad_input(
+                    "",
+                    "a subscription selects exactly one root field (not __typename)",
+                )
+                .into_request_error(),
+            );
+        }
+    }
+    None
 }
 
 /// The first variable the operation requires (a non-null type without a default) that the
@@ -327,7 +332,7 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
 }
 
 /// What the checks before execution need of `document` that depends on nothing else: its
-/// [`super::depth::shape`], and its [`literal_fault`] and [`super::overlap::conflict`] when
+/// [`super::depth::shape`], and its [`literal_fault`] and what validation misses when
 /// the shape is bounded (the walks behind them expand fragments, so they wait until the
 /// document is known to be small).
 pub fn measure(document: &ExecutableDocument) -> Measured {
@@ -341,7 +346,7 @@ pub fn measure(document: &ExecutableDocument) -> Measured {
     Measured {
         shape,
         literal_fault: literal_fault(document),
-        conflict: super::overlap::conflict(document),
+        invalid: super::rules::fault(document).or_else(|| super::overlap::conflict(document)),
     }
 }
 
@@ -557,7 +562,7 @@ mod tests {
         Some(DocumentFacts {
             document,
             literal_fault: None,
-            conflict: None,
+            invalid: None,
             shape: crate::graphql::depth::Shape {
                 data_depth: 1,
                 expanded_selections: 1,
@@ -596,7 +601,7 @@ mod tests {
             Some(DocumentFacts {
                 document: &document,
                 literal_fault,
-                conflict: None,
+                invalid: None,
                 shape: crate::graphql::depth::Shape {
                     data_depth,
                     expanded_selections: 1,

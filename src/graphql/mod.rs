@@ -16,6 +16,7 @@ pub mod overlap;
 pub mod pagination;
 pub mod persisted;
 pub mod rows;
+pub mod rules;
 pub mod subscription_root;
 pub mod variables;
 

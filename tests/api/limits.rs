@@ -236,6 +236,38 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         .await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
     assert_eq!(error_field(&body), "id");
+    // What async-graphql's validation let through and graphql-js refuses: a directive on a
+    // variable, `__typename` with arguments, a selection or a directive gone wrong, and a
+    // subscription of two root fields beside the query that is picked.
+    for (query, operation) in [
+        (
+            "query($v: Int @foo) { creators(first: $v) { totalCount } }",
+            None,
+        ),
+        ("{ __typename(x: 1) }", None),
+        ("{ me { __typename { x } } }", None),
+        ("{ __typename @skip }", None),
+        ("{ __typename @skip(if: \"no\") }", None),
+        ("query($v: Boolean) { __typename @include(if: $v) }", None),
+        (
+            "query A { __typename } subscription S { jobsUpdated { id } jobUpdated(id: \"x\") { id } }",
+            Some("A"),
+        ),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({ "query": query, "operationName": operation }))
+            .send()
+            .await
+            .expect("sent");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+        assert!(
+            body.get("data").is_none_or(|d| d.is_null()),
+            "{query}: {body}"
+        );
+    }
 
     // A field missing from an input object, or unknown to it, is named in the path, written
     // in the document or sent as a variable.
