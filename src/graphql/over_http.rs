@@ -46,8 +46,12 @@ impl MediaType {
         for item in items {
             let mut parts = item.split(';');
             let media = parts.next().unwrap_or_default().trim();
+            // Parameter names are case-insensitive: `Q=0.5` too.
             let quality = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|p| {
+                    let (name, value) = p.split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("q").then_some(value)
+                })
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
             if media.eq_ignore_ascii_case(Self::GRAPHQL_RESPONSE) {
@@ -236,6 +240,10 @@ mod tests {
         );
         assert_eq!(
             accept("application/json, application/graphql-response+json;q=0.1"),
+            Json
+        );
+        assert_eq!(
+            accept("application/json, application/graphql-response+json; Q=0.1"),
             Json
         );
         assert_eq!(

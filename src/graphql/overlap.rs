@@ -10,9 +10,11 @@
 //! carries the types it and its ancestors were selected on, since two fields selected on
 //! different object types can never both apply (they may then differ in name and arguments,
 //! but not in the shape of what they return). So every field is looked at once per check,
-//! however many share a key, and fields alike are compared with one of their kind instead of
-//! with each other: the document's size bounds the work (it runs only on documents within
-//! [`super::depth::MAX_EXPANDED_SELECTIONS`]).
+//! however many share a key, and fields selected alike are compared with one of their kind
+//! instead of with each other. Fields of one key selected under different type conditions are compared
+//! kind with kind, which can grow with the square of the kinds: every comparison counts
+//! against [`MAX_COMPARISONS`], past which the document is refused as too complex (it runs
+//! only on documents within [`super::depth::MAX_EXPANDED_SELECTIONS`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -33,11 +35,17 @@ const MAX_COMPARISONS: usize = 100_000;
 /// The first pair of fields in `document` that share a response key but cannot be merged,
 /// as the error that refuses the document (`BAD_USER_INPUT`, with both fields' locations).
 pub fn conflict(document: &ExecutableDocument) -> Option<ServerError> {
+    conflict_within(document, MAX_COMPARISONS)
+}
+
+/// [`conflict`], refusing the document as too complex past `budget` comparisons.
+fn conflict_within(document: &ExecutableDocument, budget: usize) -> Option<ServerError> {
     let types = &*TYPES;
     let mut check = Check {
         types,
         document,
         comparisons: 0,
+        budget,
     };
     document.operations.iter().find_map(|(_, operation)| {
         let root = root_type(types, operation.node.ty);
@@ -129,6 +137,8 @@ struct Check<'a> {
     types: &'a Types,
     document: &'a ExecutableDocument,
     comparisons: usize,
+    /// Most comparisons this check may take ([`MAX_COMPARISONS`]).
+    budget: usize,
 }
 
 impl<'a> Check<'a> {
@@ -238,6 +248,12 @@ impl<'a> Check<'a> {
         }
         for (i, a) in kinds.iter().enumerate() {
             for b in &kinds[i + 1..] {
+                // Every pair counts, those that never both apply too: 4,096 kinds under one
+                // key (16 type conditions at each of three levels) are 8 million pairs.
+                self.comparisons += 1;
+                if self.comparisons > self.budget {
+                    return Some(Found::between(TOO_MANY.to_owned(), a, b));
+                }
                 if self.exclusive(a, b) {
                     continue;
                 }
@@ -259,7 +275,7 @@ impl<'a> Check<'a> {
     /// Why `a` and `b`, which may both apply, are not one field, if they are not.
     fn same_field(&mut self, a: &Entry<'a>, b: &Entry<'a>) -> Option<String> {
         self.comparisons += 1;
-        if self.comparisons > MAX_COMPARISONS {
+        if self.comparisons > self.budget {
             return Some(TOO_MANY.to_owned());
         }
         let (x, y) = (&a.field.node, &b.field.node);
@@ -289,7 +305,7 @@ impl<'a> Check<'a> {
     /// must match, and leaves must be of one type.
     fn same_shape(&mut self, a: &Type, b: &Type) -> Option<String> {
         self.comparisons += 1;
-        if self.comparisons > MAX_COMPARISONS {
+        if self.comparisons > self.budget {
             return Some(TOO_MANY.to_owned());
         }
         let conflicting = || Some(format!("they return conflicting types \"{a}\" and \"{b}\""));
@@ -403,6 +419,31 @@ mod tests {
         let error =
             conflict(&async_graphql::parser::parse_query(query).expect("parses")).expect("refused");
         assert_eq!(error.locations.len(), 2);
+    }
+
+    #[test]
+    fn every_pair_of_kinds_counts_against_the_budget() {
+        // Eight object types under one key: 28 pairs, none of which both apply. They are
+        // compared without a word, and past a budget of 20 the document is too complex.
+        let many: String = [
+            "Video",
+            "Creator",
+            "Highlight",
+            "Short",
+            "Job",
+            "KeyMoment",
+            "VideoConsent",
+            "User",
+        ]
+        .iter()
+        .map(|t| format!("... on {t} {{ k: __typename }} "))
+        .collect();
+        let query = format!("{{ node(id: \"x\") {{ {many} }} }}");
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        assert!(conflict_within(&document, 100).is_none());
+        let refused = conflict_within(&document, 20).expect("refused");
+        assert_eq!(refused.message, TOO_MANY);
+        assert!(refused.locations.is_empty());
     }
 
     #[test]

@@ -66,22 +66,28 @@ pub fn flatten(
         else {
             continue;
         };
-        let selections = occurrence.field.node.selection_set;
-        let items = &mut field.node.selection_set.node.items;
-        if occurrence.directives.is_empty() {
-            items.extend(selections.node.items);
-        } else {
+        // One inline fragment per directive, innermost last: one fragment may not carry the
+        // same directive twice.
+        let mut selections = occurrence.field.node.selection_set;
+        for directive in occurrence.directives.into_iter().rev() {
             let pos = selections.pos;
             let fragment = InlineFragment {
                 type_condition: None,
-                directives: occurrence.directives,
+                directives: vec![directive],
                 selection_set: selections,
             };
-            items.push(Positioned::new(
+            let item = Positioned::new(
                 Selection::InlineFragment(Positioned::new(fragment, pos)),
                 pos,
-            ));
+            );
+            selections = Positioned::new(SelectionSet { items: vec![item] }, pos);
         }
+        field
+            .node
+            .selection_set
+            .node
+            .items
+            .extend(selections.node.items);
     }
     if merged.is_empty() {
         return None;
@@ -110,6 +116,11 @@ pub fn flatten(
             Positioned::new(Selection::Field(field), at)
         })
         .collect();
+    // Its fragments of directives may take it past the nesting async-graphql allows: then it
+    // runs as written.
+    if super::depth::nesting(&flattened) > super::depth::MAX_NESTING {
+        return None;
+    }
     let used: HashSet<String> = referenced(&flattened)
         .into_iter()
         .map(str::to_owned)
@@ -192,20 +203,27 @@ fn collect(
                     directives,
                 });
             }
+            // Fragments on another type than the root, and spreads of fragments the document
+            // lacks, are validation's to refuse: left as written.
             Selection::InlineFragment(fragment) => {
+                let condition = fragment.node.type_condition.as_ref();
+                if condition.is_some_and(|c| c.node.on.node.as_str() != root_type()) {
+                    return None;
+                }
                 let inner = &fragment.node.selection_set.node;
                 collect(document, inner, &directives, variables, spread, found)?;
             }
             Selection::FragmentSpread(name) => {
                 let name = &name.node.fragment_name.node;
+                let fragment = document.fragments.get(name)?;
+                if fragment.node.type_condition.node.on.node.as_str() != root_type()
+                    || !fragment.node.directives.is_empty()
+                {
+                    return None;
+                }
                 // A fragment inside itself is refused before this runs; the check only keeps
                 // this from looping.
-                if let Some(fragment) = document.fragments.get(name)
-                    && spread.insert(name.to_string())
-                {
-                    if !fragment.node.directives.is_empty() {
-                        return None;
-                    }
+                if spread.insert(name.to_string()) {
                     let inner = &fragment.node.selection_set.node;
                     collect(document, inner, &directives, variables, spread, found)?;
                     spread.remove(name.as_str());
@@ -214,6 +232,11 @@ fn collect(
         }
     }
     Some(())
+}
+
+/// The schema's subscription root type.
+fn root_type() -> &'static str {
+    super::variables::root_type(&super::variables::TYPES, OperationType::Subscription)
 }
 
 /// Whether `@skip`/`@include` leave the selection out, decided as async-graphql decides it
@@ -317,6 +340,38 @@ mod tests {
             .as_deref(),
             Some("jobsUpdated { id status }")
         );
+    }
+
+    #[test]
+    fn fragments_on_other_types_or_missing_are_left_for_validation() {
+        for query in [
+            "subscription { jobsUpdated { id } ...Typo }",
+            "subscription { ...F } fragment F on QueryRoot { jobsUpdated { id } }",
+            "subscription { ... on Job { jobsUpdated { id } } }",
+        ] {
+            assert_eq!(root(query, serde_json::json!({})), None, "{query}");
+        }
+    }
+
+    #[test]
+    fn each_directive_gets_a_fragment_of_its_own() {
+        let query = "subscription($a: Boolean!, $b: Boolean!) { jobsUpdated { id } \
+                     ... @include(if: $a) { jobsUpdated @include(if: $b) { status } } }";
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        let variables = Variables::from_json(serde_json::json!({ "a": true, "b": true }));
+        let flat = flatten(&document, None, &variables).expect("flattened");
+        let operation = super::super::nulls::pick(&flat, None).expect("operation");
+        let Selection::Field(field) = &operation.selection_set.node.items[0].node else {
+            panic!("a field");
+        };
+        let Selection::InlineFragment(outer) = &field.node.selection_set.node.items[1].node else {
+            panic!("a fragment");
+        };
+        assert_eq!(outer.node.directives.len(), 1);
+        let Selection::InlineFragment(inner) = &outer.node.selection_set.node.items[0].node else {
+            panic!("a fragment inside");
+        };
+        assert_eq!(inner.node.directives.len(), 1);
     }
 
     #[test]

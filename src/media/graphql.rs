@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::{PROBE_JOB, hash, keys, probe::ProbeInput, validate};
 use crate::{
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{loaders, loaders::VisibleVideoById, parse_id, state, viewer},
     jobs::{NewJob, graphql::Job, queue},
@@ -198,19 +199,6 @@ impl MediaMutation {
 
         // Taken before presigning, so the URL never outlives the time we announce.
         let now = Utc::now();
-        if !viewer.is_admin() {
-            let today = video::Entity::find()
-                .filter(video::Column::UploadedBy.eq(user.id))
-                .filter(video::Column::CreatedAt.gt(now - TimeDelta::days(1)))
-                .count(db)
-                .await?;
-            if today >= MAX_VIDEO_UPLOADS_PER_DAY {
-                return Err(AppError::RateLimited(format!(
-                    "at most {MAX_VIDEO_UPLOADS_PER_DAY} video uploads a day; a video uploaded \
-                     before is found again by its sha256"
-                )));
-            }
-        }
         let id = Uuid::now_v7();
         let key = keys::original(request.creator_id, id);
         let expires_at = now + TimeDelta::from_std(PRESIGN_TTL).unwrap_or(TimeDelta::minutes(10));
@@ -223,6 +211,27 @@ impl MediaMutation {
                 PRESIGN_TTL,
             )
             .await?;
+        let txn = queue::begin_write(db).await?;
+        if !viewer.is_admin() {
+            // The uploader's row locked (PostgreSQL; SQLite's write transaction holds the
+            // whole database): requests at once count one after the other.
+            entity::user::Entity::find_by_id(user.id)
+                .for_no_key_update(&txn)
+                .one(&txn)
+                .await?;
+            let today = video::Entity::find()
+                .filter(video::Column::UploadedBy.eq(user.id))
+                .filter(video::Column::CreatedAt.gt(now - TimeDelta::days(1)))
+                .count(&txn)
+                .await?;
+            if today >= MAX_VIDEO_UPLOADS_PER_DAY {
+                txn.rollback().await?;
+                return Err(AppError::RateLimited(format!(
+                    "at most {MAX_VIDEO_UPLOADS_PER_DAY} video uploads a day; a video uploaded \
+                     before is found again by its sha256"
+                )));
+            }
+        }
         let row = video::ActiveModel {
             id: Set(id),
             creator_id: Set(request.creator_id),
@@ -245,8 +254,9 @@ impl MediaMutation {
             files_removed_at: Set(None),
             ..Default::default()
         }
-        .insert(db)
+        .insert(&txn)
         .await?;
+        txn.commit().await?;
         Ok(VideoUpload {
             video: Video(row),
             upload_url: Some(presigned.url),

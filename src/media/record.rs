@@ -248,6 +248,24 @@ pub async fn remove_failed_originals(
         }
         swept += 1;
     }
+    // A process stopped between marking a video and removing its file leaves the file: the
+    // files of videos marked in the last two days are removed again (removing what is gone
+    // already costs a request and does nothing).
+    let marked: Vec<(Uuid, String)> = video::Entity::find()
+        .select_only()
+        .columns([video::Column::Id, video::Column::StorageKey])
+        .filter(video::Column::Status.eq(VideoStatus::Failed))
+        .filter(video::Column::FilesRemovedAt.gt(now - chrono::TimeDelta::days(2)))
+        .filter(video::Column::FilesRemovedAt.lt(now))
+        .limit(PURGE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, key) in marked {
+        if let Err(err) = storage.delete(&key).await {
+            tracing::warn!(video_id = %id, key, error = %err, "a failed video's upload could not be removed again; trying next sweep");
+        }
+    }
     Ok(swept)
 }
 

@@ -183,10 +183,17 @@ pub async fn put_object(
     }
     // Write-once: said before the body is read, and one body at a time.
     let Some(_uploading) = store.begin_upload(&key) else {
-        return refuse_unread(
+        // Worth trying again: the other one may be a connection that died without a word,
+        // which holds the link until its body has sent nothing for BODY_IDLE.
+        let mut response = refuse_unread(
             StatusCode::CONFLICT,
             "another upload with this link is in progress",
         );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from(BODY_IDLE.as_secs()),
+        );
+        return response;
     };
     match store.head(&key).await {
         Ok(None) => {}

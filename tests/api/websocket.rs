@@ -346,6 +346,8 @@ async fn a_root_field_through_fragments_or_written_twice_is_one_stream(backend: 
         "subscription($id: ID!, $no: Boolean = false) { jobUpdated(id: $id) { id } \
          ...F @include(if: $no) ...G } fragment F on SubscriptionRoot { jobUpdated(id: $id) { type } } \
          fragment G on SubscriptionRoot { jobUpdated(id: $id) { status } }",
+        "subscription($id: ID!, $a: Boolean = true, $b: Boolean = true) { jobUpdated(id: $id) { id } \
+         ... @include(if: $a) { jobUpdated(id: $id) @include(if: $b) { status } } }",
     ];
     for (n, query) in queries.iter().enumerate() {
         let id = format!("s{n}");
