@@ -509,6 +509,11 @@ fn prepare(
     if missing_query(request) {
         return Err(no_query().into_request_error());
     }
+    // Before anything parses it: the parser recurses once a level.
+    if crate::graphql::depth::text_nesting(&request.query) > crate::graphql::depth::MAX_TEXT_NESTING
+    {
+        return Err(crate::graphql::depth::text_too_nested());
+    }
     Ok(state.documents.get(&request.query))
 }
 

@@ -67,6 +67,68 @@ impl Shape {
     }
 }
 
+/// Deepest nesting of brackets (`{`, `[`, `(`) a query text may have, checked on the text
+/// before anything parses it. The parser, and every walk over a literal value, recurse once
+/// per level with no limit of their own: one request of `first: [[[…]]]` 400 levels deep (a
+/// kilobyte) overflowed the stack and aborted the process. Selection sets stop at 64 levels
+/// and stored JSON at 32; graphql-js' introspection query nests about 20.
+pub const MAX_TEXT_NESTING: usize = 128;
+
+/// How deeply the brackets of a query text nest, outside strings and comments; it stops
+/// counting past [`MAX_TEXT_NESTING`].
+pub fn text_nesting(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > MAX_TEXT_NESTING {
+                    return deepest;
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// The refusal of a query text nested deeper than [`MAX_TEXT_NESTING`].
+pub fn text_too_nested() -> ServerError {
+    use async_graphql::ErrorExtensions;
+    crate::error::request_error(
+        async_graphql::Error::new(format!(
+            "The query nests brackets deeper than {MAX_TEXT_NESTING} levels."
+        ))
+        .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
+    )
+}
+
 /// Deepest nesting a document may have, as async-graphql counts it (`limit_recursive_depth`):
 /// a field's selection set, an inline fragment and a fragment spread each go one level down.
 pub const MAX_NESTING: usize = 64;
@@ -365,6 +427,19 @@ mod tests {
 
     fn nesting_of(query: &str) -> usize {
         nesting(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn text_nesting_counts_brackets_outside_strings_and_comments() {
+        assert_eq!(text_nesting("{ a { b(x: [1, [2]]) } }"), 5);
+        assert_eq!(text_nesting("{ a(s: \"{{{[[[\") }"), 2);
+        assert_eq!(text_nesting("{ a(s: \"\\\"{{{\") }"), 2);
+        assert_eq!(text_nesting("{ a(s: \"\"\"{{{ \\\"\"\" ((( \"\"\") }"), 2);
+        assert_eq!(text_nesting("# {{{{\n{ a }"), 1);
+        let deep = format!("{{ a(x: {}1{}) }}", "[".repeat(500), "]".repeat(500));
+        assert!(text_nesting(&deep) > MAX_TEXT_NESTING);
+        let fine = format!("{{ a(x: {}1{}) }}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(text_nesting(&fine), 102);
     }
 
     #[test]

@@ -394,8 +394,15 @@ impl Connection {
             None => Viewer::anonymous(),
         };
         let persisted = self.setup.state.persisted.resolve(&mut request).err();
-        let document = async_graphql::parser::parse_query(&request.query)
-            .ok()
+        // Before anything parses it: the parser recurses once a level.
+        let persisted = persisted.or_else(|| {
+            use crate::graphql::depth::{MAX_TEXT_NESTING, text_nesting, text_too_nested};
+            (text_nesting(&request.query) > MAX_TEXT_NESTING).then(text_too_nested)
+        });
+        let document = persisted
+            .is_none()
+            .then(|| async_graphql::parser::parse_query(&request.query).ok())
+            .flatten()
             .map(std::sync::Arc::new);
         if let Some(document) = &document {
             crate::graphql::inputs::fill_variable_defaults(&mut request, document);

@@ -433,6 +433,16 @@ async fn invalid_queries_get_an_error_message_with_codes_and_no_complete() {
             "QUERY_TOO_COMPLEX",
         ),
         (
+            "deep-literal",
+            format!(
+                "{{ creators(first: {}1{}) {{ totalCount }} }}",
+                "[".repeat(500),
+                "]".repeat(500)
+            ),
+            None,
+            "QUERY_TOO_COMPLEX",
+        ),
+        (
             "self-spreading",
             "subscription { ...A } fragment A on SubscriptionRoot { jobsUpdated { id } \
              ...A ...A ...A ...A ...A ...A ...A ...A }"
