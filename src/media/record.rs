@@ -348,6 +348,17 @@ pub async fn delete_video_unless_rendering(
     storage: &Storage,
     video: &video::Model,
 ) -> Result<Deletion, DbErr> {
+    delete_unless_rendering(db, storage, video, None).await
+}
+
+/// [`delete_video_unless_rendering`], and with `expired_by`, only while the video's
+/// `retention_until` is still at or before that time.
+async fn delete_unless_rendering(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    video: &video::Model,
+    expired_by: Option<chrono::DateTime<Utc>>,
+) -> Result<Deletion, DbErr> {
     use crate::db::RowLock;
     let txn = queue::begin_write(db).await?;
     video::Entity::find_by_id(video.id)
@@ -358,7 +369,7 @@ pub async fn delete_video_unless_rendering(
         txn.rollback().await?;
         return Ok(Deletion::ShortRendering);
     }
-    let marked = mark_deleted(&txn, video, None).await?;
+    let marked = mark_deleted(&txn, video, expired_by).await?;
     txn.commit().await?;
     if !marked {
         return Ok(Deletion::Gone);
@@ -473,13 +484,13 @@ pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result
         .await?;
     let mut deleted = 0;
     for video in expired {
-        // One with a short still rendering waits for the next run, as `deleteVideo` refuses.
-        if shorts_rendering(db, video.id).await? {
-            continue;
-        }
-        // Deleting one takes a while (its files): a member may extend the retention of a later
-        // one meanwhile, so each deletion checks the retention again.
-        if delete_video_if(db, storage, &video, Some(now)).await? {
+        // One with a short still rendering waits for the next run, as `deleteVideo` refuses,
+        // decided under the video's lock as there (a `generateShort` between a check and the
+        // deletion rendered a short of a deleted video). Deleting one takes a while (its
+        // files): a member may extend the retention of a later one meanwhile, so each
+        // deletion checks the retention again.
+        let ended = delete_unless_rendering(db, storage, &video, Some(now)).await?;
+        if matches!(ended, Deletion::Deleted) {
             tracing::info!(video_id = %video.id, "deleted at the end of its retention");
             deleted += 1;
         }
