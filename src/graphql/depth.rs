@@ -87,6 +87,7 @@ pub fn text_nesting(text: &str) -> usize {
                 }
             }
             b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                let start = i;
                 i += 3;
                 while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
                     i += if bytes[i..].starts_with(b"\\\"\"\"") {
@@ -95,7 +96,9 @@ pub fn text_nesting(text: &str) -> usize {
                         1
                     };
                 }
-                i += 2;
+                // Never closed, it is no block string to the parser, which reads `""` as an
+                // empty string and goes on: so does this count.
+                i = if i >= bytes.len() { start + 1 } else { i + 2 };
             }
             b'"' => {
                 i += 1;
@@ -436,6 +439,15 @@ mod tests {
         assert_eq!(text_nesting("{ a(s: \"\\\"{{{\") }"), 2);
         assert_eq!(text_nesting("{ a(s: \"\"\"{{{ \\\"\"\" ((( \"\"\") }"), 2);
         assert_eq!(text_nesting("# {{{{\n{ a }"), 1);
+        // A block string never closed is two empty strings and what follows, as the parser
+        // reads it.
+        let unclosed = format!(
+            "{{ a(x: [\"\"\"\"{}1{}]) }}",
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        assert!(text_nesting(&unclosed) > MAX_TEXT_NESTING);
+        assert_eq!(text_nesting("{ a(x: \"\"\"\") }"), 2);
         let deep = format!("{{ a(x: {}1{}) }}", "[".repeat(500), "]".repeat(500));
         assert!(text_nesting(&deep) > MAX_TEXT_NESTING);
         let fine = format!("{{ a(x: {}1{}) }}", "[".repeat(100), "]".repeat(100));

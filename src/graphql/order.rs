@@ -97,7 +97,15 @@ impl<'a> Orderer<'a> {
                     let found = plan.keys[next..]
                         .iter()
                         .position(|(name, _)| name.as_str() == key.as_str());
-                    found.map(|i| next += i + 1).is_some()
+                    match found {
+                        Some(i) => {
+                            next += i + 1;
+                            true
+                        }
+                        // A key the document does not name (none, in practice) stays where
+                        // it is before the first it names, and goes last after.
+                        None => next == 0 && !plan.places.contains_key(key.as_str()),
+                    }
                 });
                 if !in_order {
                     // Keys the document does not name (none, in practice) go last.
@@ -279,6 +287,24 @@ mod tests {
         assert_eq!(
             ordered("{ c b { x { q p } y } a { z m } }", data),
             r#"{"c":3,"b":[{"x":{"q":1,"p":2},"y":1},{"x":null,"y":2}],"a":{"z":1,"m":2}}"#
+        );
+    }
+
+    #[test]
+    fn keys_the_document_does_not_name_stay_first_or_go_last() {
+        // json! sorts keys: `a` (unnamed) before `b` and `c`, which are in order: nothing moves.
+        assert_eq!(
+            ordered("{ b c }", serde_json::json!({ "a": 0, "b": 1, "c": 2 })),
+            r#"{"a":0,"b":1,"c":2}"#
+        );
+        // After a named key, or once anything moves, an unnamed key goes last.
+        assert_eq!(
+            ordered("{ a c }", serde_json::json!({ "a": 0, "b": 1, "c": 2 })),
+            r#"{"a":0,"c":2,"b":1}"#
+        );
+        assert_eq!(
+            ordered("{ c b }", serde_json::json!({ "a": 0, "b": 1, "c": 2 })),
+            r#"{"c":2,"b":1,"a":0}"#
         );
     }
 

@@ -16,12 +16,8 @@ pub fn fault(document: &ExecutableDocument) -> Option<ServerError> {
     for operation in operations.clone() {
         for definition in &operation.node.variable_definitions {
             if let Some(directive) = definition.node.directives.first() {
-                let name = &directive.node.name.node;
-                let message = if matches!(name.as_str(), "skip" | "include") {
-                    format!("Directive \"@{name}\" may not be used on VARIABLE_DEFINITION.")
-                } else {
-                    format!("Unknown directive \"@{name}\".")
-                };
+                let message =
+                    misplaced_or_unknown(&directive.node.name.node, "VARIABLE_DEFINITION");
                 return Some(refusal(message, directive.pos));
             }
         }
@@ -38,6 +34,17 @@ pub fn fault(document: &ExecutableDocument) -> Option<ServerError> {
         }
     }
     None
+}
+
+/// Why directive `name` may not stand at `location`, as graphql-js says it: the schema's
+/// directives are known, but none but `@skip` and `@include` on fields.
+fn misplaced_or_unknown(name: &str, location: &str) -> String {
+    const KNOWN: [&str; 5] = ["skip", "include", "deprecated", "specifiedBy", "oneOf"];
+    if KNOWN.contains(&name) {
+        format!("Directive \"@{name}\" may not be used on {location}.")
+    } else {
+        format!("Unknown directive \"@{name}\".")
+    }
 }
 
 fn refusal(message: String, at: Pos) -> ServerError {
@@ -82,10 +89,7 @@ fn directives(directives: &[Positioned<Directive>]) -> Option<ServerError> {
     for (i, directive) in directives.iter().enumerate() {
         let name = &directive.node.name.node;
         if !matches!(name.as_str(), "skip" | "include") {
-            return Some(refusal(
-                format!("Unknown directive \"@{name}\"."),
-                directive.pos,
-            ));
+            return Some(refusal(misplaced_or_unknown(name, "FIELD"), directive.pos));
         }
         if directives[..i].iter().any(|d| d.node.name.node == *name) {
             return Some(refusal(
@@ -146,6 +150,14 @@ mod tests {
             ),
             ("{ me { __typename { x } } }", "must not have a selection"),
             ("{ __typename @foo }", "Unknown directive \"@foo\""),
+            (
+                "{ __typename @deprecated }",
+                "Directive \"@deprecated\" may not be used on FIELD",
+            ),
+            (
+                "query($v: Int @deprecated) { __typename }",
+                "may not be used on VARIABLE_DEFINITION",
+            ),
             (
                 "{ __typename @skip }",
                 "argument \"if\" of type \"Boolean!\" is required",

@@ -22,7 +22,23 @@ use async_graphql::{
 /// The document with the root of the subscription `operation` flattened, or `None` when the
 /// operation is no subscription, or its root is fields written directly under keys of their
 /// own already (or something here declines to rewrite, for validation to judge as written).
+/// An error (`QUERY_TOO_COMPLEX`) when the flattened document would nest too deep to run:
+/// as written, the subscription would end without an event.
 pub fn flatten(
+    document: &ExecutableDocument,
+    operation: Option<&str>,
+    variables: &Variables,
+) -> Result<Option<ExecutableDocument>, async_graphql::ServerError> {
+    let Some(flattened) = flattened(document, operation, variables) else {
+        return Ok(None);
+    };
+    if super::depth::nesting(&flattened) > super::depth::MAX_NESTING {
+        return Err(super::depth::too_nested());
+    }
+    Ok(Some(flattened))
+}
+
+fn flattened(
     document: &ExecutableDocument,
     operation: Option<&str>,
     variables: &Variables,
@@ -116,11 +132,6 @@ pub fn flatten(
             Positioned::new(Selection::Field(field), at)
         })
         .collect();
-    // Its fragments of directives may take it past the nesting async-graphql allows: then it
-    // runs as written.
-    if super::depth::nesting(&flattened) > super::depth::MAX_NESTING {
-        return None;
-    }
     let used: HashSet<String> = referenced(&flattened)
         .into_iter()
         .map(str::to_owned)
@@ -268,7 +279,7 @@ mod tests {
     fn root(query: &str, variables: serde_json::Value) -> Option<String> {
         let document = async_graphql::parser::parse_query(query).expect("parses");
         let variables = Variables::from_json(variables);
-        let flattened = flatten(&document, None, &variables)?;
+        let flattened = flatten(&document, None, &variables).expect("not too deep")?;
         let operation = super::super::nulls::pick(&flattened, None).expect("operation");
         Some(
             operation
@@ -359,7 +370,9 @@ mod tests {
                      ... @include(if: $a) { jobsUpdated @include(if: $b) { status } } }";
         let document = async_graphql::parser::parse_query(query).expect("parses");
         let variables = Variables::from_json(serde_json::json!({ "a": true, "b": true }));
-        let flat = flatten(&document, None, &variables).expect("flattened");
+        let flat = flatten(&document, None, &variables)
+            .expect("not too deep")
+            .expect("flattened");
         let operation = super::super::nulls::pick(&flat, None).expect("operation");
         let Selection::Field(field) = &operation.selection_set.node.items[0].node else {
             panic!("a field");
@@ -372,6 +385,24 @@ mod tests {
             panic!("a fragment inside");
         };
         assert_eq!(inner.node.directives.len(), 1);
+    }
+
+    #[test]
+    fn a_root_that_would_nest_too_deep_once_flattened_is_refused() {
+        // 32 fragments, each with two directives: 33 levels as written, 65 flattened.
+        let query = format!(
+            "subscription {{ {}jobsUpdated {{ id }}{} }}",
+            "... @include(if: true) @skip(if: false) { ".repeat(32),
+            " }".repeat(32)
+        );
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        assert!(super::super::depth::nesting(&document) <= super::super::depth::MAX_NESTING);
+        let refused = flatten(&document, None, &Variables::default()).expect_err("too deep");
+        assert!(
+            refused.message.contains("recursion depth"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]

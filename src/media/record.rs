@@ -257,6 +257,8 @@ pub async fn remove_failed_originals(
         .filter(video::Column::Status.eq(VideoStatus::Failed))
         .filter(video::Column::FilesRemovedAt.gt(now - chrono::TimeDelta::days(2)))
         .filter(video::Column::FilesRemovedAt.lt(now))
+        // The latest first: after a mass failure, each hour's batch moves on.
+        .order_by_desc(video::Column::FilesRemovedAt)
         .limit(PURGE_BATCH)
         .into_tuple()
         .all(db)

@@ -235,7 +235,10 @@ impl Storage {
     }
 
     /// Removes what writes a stopped process left half-done (local storage: work files
-    /// untouched for `idle`; S3 keeps nothing of an upload that did not finish). How many.
+    /// untouched for `idle`; S3 keeps nothing of a single PUT that did not finish, and a
+    /// multipart upload that does not finish is aborted, unless the process itself stops:
+    /// then the bucket's lifecycle rule for incomplete multipart uploads removes its parts).
+    /// How many.
     pub async fn sweep_incoming(&self, idle: Duration) -> StorageResult<usize> {
         match self {
             Self::Local(s) => s.sweep_incoming(idle).await,

@@ -49,6 +49,40 @@ fn upload_attempt(size: u64) -> Duration {
     Duration::from_secs(120 + size / (256 << 10))
 }
 
+/// A multipart upload not completed: aborted when dropped, so that its parts are not left
+/// stored (and billed) for ever.
+struct PendingUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    /// `None` once completed.
+    upload_id: Option<String>,
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        runtime.spawn(async move {
+            let aborted = client
+                .abort_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(err) = aborted {
+                tracing::warn!(key, error = %sdk("aborting a multipart upload", err), "the parts of an unfinished upload may stay stored until the bucket's lifecycle rules remove them");
+            }
+        });
+    }
+}
+
 pub struct S3Store {
     /// Uploads (their time limit is set per request, from the size).
     client: Client,
@@ -198,6 +232,14 @@ impl S3Store {
             .upload_id()
             .ok_or_else(|| StorageError("starting a multipart upload: no upload id".into()))?
             .to_owned();
+        // Aborted however this ends without completing: on an error below, and when the
+        // caller stops waiting (a cancelled job drops its upload midway).
+        let mut pending = PendingUpload {
+            client: self.small.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            upload_id: Some(upload_id.clone()),
+        };
         let uploaded = self
             .upload_parts(key, path, &upload_id, size, part_size)
             .await;
@@ -221,18 +263,8 @@ impl S3Store {
                 .map_err(|e| sdk("completing a multipart upload", e)),
             Err(err) => Err(err),
         };
-        if completed.is_err() {
-            let aborted = self
-                .small
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            if let Err(err) = aborted {
-                tracing::warn!(key, error = %sdk("aborting a multipart upload", err), "the parts of a failed upload may stay stored until the bucket's lifecycle rules remove them");
-            }
+        if completed.is_ok() {
+            pending.upload_id = None;
         }
         completed
     }

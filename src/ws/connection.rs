@@ -422,9 +422,23 @@ impl Connection {
             .zip(measured.as_ref())
             .map(|(document, measured)| measured.facts(document));
         let max_depth = self.setup.state.app.config.max_query_depth;
-        if let Some(error) =
-            persisted.or_else(|| crate::graphql::inputs::refusal(&request, facts, max_depth))
-        {
+        let refused =
+            persisted.or_else(|| crate::graphql::inputs::refusal(&request, facts, max_depth));
+        // A subscription's root, flattened as async-graphql must run it (`subscription_root`).
+        let mut flat = None;
+        let refused = refused.or_else(|| {
+            let parsed = document.as_deref()?;
+            let operation = operation.as_deref();
+            match crate::graphql::subscription_root::flatten(parsed, operation, &request.variables)
+            {
+                Ok(flattened) => {
+                    flat = flattened;
+                    None
+                }
+                Err(error) => Some(error),
+            }
+        });
+        if let Some(error) = refused {
             let response = async_graphql::Response::from_errors(vec![error]);
             let answer = stream::iter([(id.clone(), Some(response)), (id.clone(), None)]);
             let (abort, registration) = AbortHandle::new_pair();
@@ -465,17 +479,10 @@ impl Connection {
         let variables = request.variables.clone();
         let mut request = request;
         let mut document = document;
-        // Parsed once: async-graphql runs the document given, a subscription's root flattened
-        // (`subscription_root`), and the answers are completed against the same.
-        if let Some(parsed) = &document {
-            let flat = crate::graphql::subscription_root::flatten(
-                parsed,
-                operation.as_deref(),
-                &variables,
-            );
-            if let Some(flat) = flat {
-                document = Some(Arc::new(flat));
-            }
+        // Parsed once: async-graphql runs the document given, a subscription's root flattened,
+        // and the answers are completed against the same.
+        if let Some(flat) = flat {
+            document = Some(Arc::new(flat));
         }
         if let Some(document) = &document {
             request.set_parsed_query((**document).clone());

@@ -73,6 +73,14 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
         let body = app.gql(None, &fine, json!({})).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     }
+    // Behind a block string that is never closed, which the parser reads as empty strings.
+    let hidden = format!(
+        "{{ creators(first: [\"\"\"\"{}1{}]) {{ totalCount }} }}",
+        "[".repeat(500),
+        "]".repeat(500)
+    );
+    let body = app.gql(None, &hidden, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
     // A fragment spreading itself, through another: refused as well, before validation.
     let cycle =
         "{ ...A } fragment A on QueryRoot { ...B } fragment B on QueryRoot { __typename ...A }";
