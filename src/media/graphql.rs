@@ -133,9 +133,17 @@ impl VideoVariant {
 }
 
 /// Removes an upload `completeVideoUpload` refused, so that its link (write-once) takes the
-/// right file.
+/// right file; unless the video is no longer UPLOADING. A refusal that took long (hashing)
+/// could otherwise remove the right file, put again and completed by another call meanwhile,
+/// from under a video already PROCESSING.
 async fn discard_upload(state: &crate::state::AppState, video: &video::Model) -> AppResult<()> {
-    state.storage.delete(&video.storage_key).await?;
+    let still_uploading = video::Entity::find_by_id(video.id)
+        .one(&state.db)
+        .await?
+        .is_some_and(|now| now.status == VideoStatus::Uploading && now.deleted_at.is_none());
+    if still_uploading {
+        state.storage.delete(&video.storage_key).await?;
+    }
     Ok(())
 }
 
