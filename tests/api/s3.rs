@@ -6,8 +6,23 @@ pub const SECRET_KEY: &str = "reelgraph-test-secret-key";
 
 pub struct S3Server {
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// The parts of multipart uploads not completed nor aborted (s3s-fs keeps each as a file
+    /// `.upload_id-<id>.part-<n>` in its root).
+    pub fn pending_parts(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".upload_id-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for S3Server {
@@ -44,7 +59,7 @@ pub async fn start() -> S3Server {
     });
     S3Server {
         endpoint,
-        _dir: dir,
+        dir,
         task,
     }
 }

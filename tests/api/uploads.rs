@@ -845,6 +845,46 @@ async fn a_large_file_goes_to_s3_in_parts_and_reads_back_whole() {
     assert_eq!(head.map(|h| h.size), Some(0));
 }
 
+/// A multipart upload dropped midway (a cancelled job stops waiting for it) is aborted: its
+/// parts are not left stored. 60 MiB in parts of 5 MiB, dropped once the first part is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_dropped_midway_leaves_no_parts() {
+    let server = s3::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| {
+        s3::configure_url(&mut a.config, &server)
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("large");
+    std::fs::write(&source, vec![7u8; 60 << 20]).expect("written");
+    let storage = app.state.storage.clone();
+    let upload = tokio::spawn(async move {
+        let reelgraph::storage::Storage::S3(store) = &storage else {
+            panic!("S3 storage");
+        };
+        store
+            .put_file_in_parts("videos/dropped/proxy.mp4", &source, "video/mp4", 5 << 20)
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while server.pending_parts() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no part arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    upload.abort();
+    assert!(upload.await.is_err(), "dropped before it ended");
+    while server.pending_parts() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} parts left stored",
+            server.pending_parts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let head = app.state.storage.head("videos/dropped/proxy.mp4").await;
+    assert_eq!(head.expect("head"), None, "never completed");
+}
+
 /// On S3 the PUT goes to the bucket itself, and the SHA-256 check reads the object back. The
 /// bucket is configured by `STORAGE_URL` here (the render test uses the separate S3_* settings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
