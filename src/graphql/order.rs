@@ -18,8 +18,8 @@
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use async_graphql::{
-    Name, Response, Value, Variables,
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    Name, Positioned, Response, Value, Variables,
+    parser::types::{Directive, ExecutableDocument, Selection, SelectionSet},
 };
 
 /// The response keys of one position, in query order, each with the selection sets below it
@@ -229,35 +229,34 @@ impl<'a> Orderer<'a> {
         }
     }
 
-    /// Whether `@skip`/`@include` keep the selection (a condition that is no Boolean counts as
-    /// false, as async-graphql reads it).
+    /// Whether `@skip`/`@include` keep the selection ([`included`]).
     fn included(&self, selection: &Selection) -> bool {
-        let directives = match selection {
-            Selection::Field(f) => &f.node.directives,
-            Selection::InlineFragment(f) => &f.node.directives,
-            Selection::FragmentSpread(f) => &f.node.directives,
-        };
-        directives.iter().all(|directive| {
-            let wanted = match directive.node.name.node.as_str() {
-                "skip" => false,
-                "include" => true,
-                _ => return true,
-            };
-            let condition = directive.node.get_argument("if").map(|v| &v.node);
-            let value = match condition {
-                Some(async_graphql_value::Value::Boolean(b)) => Some(*b),
-                Some(async_graphql_value::Value::Variable(name)) => {
-                    match self.variables.get(name) {
-                        Some(Value::Boolean(b)) => Some(*b),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            // As async-graphql decides it: a condition that is no Boolean counts as false.
-            value.unwrap_or(false) == wanted
-        })
+        included(selection.directives(), self.variables)
     }
+}
+
+/// Whether `@skip`/`@include` among `directives` keep what they stand on, decided as
+/// async-graphql decides it: a condition that is no Boolean counts as false, and one without
+/// its `if` (which validation refuses) keeps it.
+pub(super) fn included(directives: &[Positioned<Directive>], variables: &Variables) -> bool {
+    directives.iter().all(|directive| {
+        let wanted = match directive.node.name.node.as_str() {
+            "skip" => false,
+            "include" => true,
+            _ => return true,
+        };
+        let Some(condition) = directive.node.get_argument("if") else {
+            return true;
+        };
+        let value = match &condition.node {
+            async_graphql_value::Value::Boolean(b) => *b,
+            async_graphql_value::Value::Variable(name) => {
+                matches!(variables.get(name), Some(Value::Boolean(true)))
+            }
+            _ => false,
+        };
+        value == wanted
+    })
 }
 
 #[cfg(test)]

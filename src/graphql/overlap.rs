@@ -119,12 +119,8 @@ impl Found {
         message.push_str(
             ". Use different aliases on the fields to fetch both if this was intentional.",
         );
-        let mut error = ServerError::new(message, Some(self.at[0]));
+        let mut error = super::rules::refusal(message, self.at[0]);
         error.locations.push(self.at[1]);
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", "BAD_USER_INPUT");
         error
     }
 }

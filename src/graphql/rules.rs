@@ -47,7 +47,8 @@ fn misplaced_or_unknown(name: &str, location: &str) -> String {
     }
 }
 
-fn refusal(message: String, at: Pos) -> ServerError {
+/// A validation error at `at`, coded `BAD_USER_INPUT`.
+pub(super) fn refusal(message: String, at: Pos) -> ServerError {
     let mut error = ServerError::new(message, Some(at));
     error
         .extensions

@@ -210,7 +210,7 @@ fn collect(
                 field.node.directives.clear();
                 found.push(Occurrence {
                     field,
-                    kept: !skipped(&directives, variables),
+                    kept: super::order::included(&directives, variables),
                     directives,
                 });
             }
@@ -248,28 +248,6 @@ fn collect(
 /// The schema's subscription root type.
 fn root_type() -> &'static str {
     super::variables::root_type(&super::variables::TYPES, OperationType::Subscription)
-}
-
-/// Whether `@skip`/`@include` leave the selection out, decided as async-graphql decides it
-/// (a value that is no Boolean counts as false).
-fn skipped(directives: &[Positioned<Directive>], variables: &Variables) -> bool {
-    directives.iter().any(|directive| {
-        let include = match directive.node.name.node.as_str() {
-            "skip" => false,
-            "include" => true,
-            _ => return false,
-        };
-        let Some(condition) = directive.node.get_argument("if") else {
-            return false;
-        };
-        let value = condition
-            .node
-            .clone()
-            .into_const_with(|name| variables.get(&name).cloned().ok_or(()))
-            .ok();
-        let value = matches!(value, Some(async_graphql::Value::Boolean(true)));
-        include != value
-    })
 }
 
 #[cfg(test)]

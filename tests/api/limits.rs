@@ -57,28 +57,23 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
     // A literal 500 lists deep (a kilobyte): the parser and every walk over values recursed
     // once a level, and this aborted the process. Refused on the text, before parsing; 100
     // levels are parsed and answered as usual.
+    let nested = |around: (&str, &str), open: &str, close: &str, levels: usize| {
+        let (before, after) = around;
+        let (open, close) = (open.repeat(levels), close.repeat(levels));
+        format!("{{ creators(first: {before}{open}1{close}{after}) {{ totalCount }} }}")
+    };
     for (open, close) in [("[", "]"), ("{ a: ", " }")] {
-        let deep = format!(
-            "{{ creators(first: {}1{}) {{ totalCount }} }}",
-            open.repeat(500),
-            close.repeat(500)
-        );
-        let body = app.gql(None, &deep, json!({})).await;
+        let body = app
+            .gql(None, &nested(("", ""), open, close, 500), json!({}))
+            .await;
         assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
-        let fine = format!(
-            "{{ creators(first: {}1{}) {{ totalCount }} }}",
-            open.repeat(100),
-            close.repeat(100)
-        );
-        let body = app.gql(None, &fine, json!({})).await;
+        let body = app
+            .gql(None, &nested(("", ""), open, close, 100), json!({}))
+            .await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
     }
     // Behind a block string that is never closed, which the parser reads as empty strings.
-    let hidden = format!(
-        "{{ creators(first: [\"\"\"\"{}1{}]) {{ totalCount }} }}",
-        "[".repeat(500),
-        "]".repeat(500)
-    );
+    let hidden = nested(("[\"\"\"\"", "]"), "[", "]", 500);
     let body = app.gql(None, &hidden, json!({})).await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
     // A fragment spreading itself, through another: refused as well, before validation.
