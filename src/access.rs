@@ -29,16 +29,24 @@ pub struct AuthUser {
 }
 
 /// The caller of one request (or one WebSocket connection). Memberships are read lazily, at
-/// most once per request; a subscription's viewer reads them at each use instead
-/// ([`Viewer::live`]), as it outlives any change to them.
+/// most once per request; a subscription's viewer keeps them for [`LIVE_MEMBERSHIPS_FOR`] at
+/// most ([`Viewer::live`]), as it outlives any change to them.
 #[derive(Debug, Default)]
 pub struct Viewer {
     user: Option<AuthUser>,
     /// Replaced by an empty cell when a mutation may have changed them.
     memberships: std::sync::Mutex<Arc<OnceCell<Arc<HashSet<Uuid>>>>>,
-    /// Memberships are read again at each use, not kept.
+    /// Memberships are kept for a short while only ([`LIVE_MEMBERSHIPS_FOR`]).
     fresh_memberships: bool,
+    /// A live viewer's memberships, with when their read began.
+    live_memberships: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<Uuid>>)>>,
 }
+
+/// How long a subscription's viewer keeps the memberships it read: a job's events come several
+/// times a second, and each would otherwise read them again (and each field that checks them,
+/// such as `outputUrl`, once more). Before a job's last event they are read afresh
+/// ([`Viewer::forget_memberships`]).
+pub const LIVE_MEMBERSHIPS_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where a request came from, for sessions and audit rows.
 #[derive(Debug, Clone, Default)]
@@ -60,8 +68,8 @@ impl Viewer {
     }
 
     /// This viewer, for a subscription: it may run for hours, so a membership that ends
-    /// meanwhile (a member removed from a team) ends what it grants at once, say the
-    /// `outputUrl` of the creator's jobs in later events.
+    /// meanwhile (a member removed from a team) ends what it grants within
+    /// [`LIVE_MEMBERSHIPS_FOR`], say the creator's jobs' later events.
     pub fn live(self) -> Self {
         Self {
             fresh_memberships: true,
@@ -110,10 +118,26 @@ impl Viewer {
                 .into_tuple()
                 .all(db)
                 .await?;
-            Ok::<_, AppError>(Arc::new(ids.into_iter().collect()))
+            Ok::<_, AppError>(Arc::new(ids.into_iter().collect::<HashSet<Uuid>>()))
         };
         if self.fresh_memberships {
-            return read().await;
+            let kept = self
+                .live_memberships
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < LIVE_MEMBERSHIPS_FOR)
+                .map(|(_, ids)| ids.clone());
+            if let Some(ids) = kept {
+                return Ok(ids);
+            }
+            let began = std::time::Instant::now();
+            let ids = read().await?;
+            *self
+                .live_memberships
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((began, ids.clone()));
+            return Ok(ids);
         }
         let cell = self
             .memberships
@@ -129,6 +153,10 @@ impl Viewer {
             .memberships
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::default();
+        *self
+            .live_memberships
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Whether the caller manages `creator_id` (admin or member).

@@ -430,7 +430,8 @@ pub struct JobSubscription;
 impl JobSubscription {
     /// The job as it is now, then every change; completes after a terminal status. A caller
     /// who may no longer see the job (removed from its creator's team) gets `NOT_FOUND` at its
-    /// next change, and the subscription completes.
+    /// next change (a team's members are read again at most every 2 seconds, and always for
+    /// the job's end), and the subscription completes.
     async fn job_updated(
         &self,
         ctx: &Context<'_>,
@@ -464,8 +465,12 @@ impl JobSubscription {
                 };
                 match read {
                     Ok(Some(row)) if row.seq > last_seq => {
-                        // Memberships are read afresh (`Viewer::live`): one removed from the
-                        // creator's team hears no more of its jobs.
+                        // Memberships are at most `LIVE_MEMBERSHIPS_FOR` old (`Viewer::live`),
+                        // and read afresh for the job's end (with its output): one removed
+                        // from the creator's team hears no more of its jobs.
+                        if is_terminal(row.status) {
+                            viewer.forget_memberships();
+                        }
                         match can_see(&viewer, &state.db, &row).await {
                             Ok(true) => {}
                             Ok(false) => {

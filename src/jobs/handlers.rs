@@ -184,7 +184,8 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure>;
 }
 
-/// Maps job types to handlers. A job whose type has no handler fails with a clear error.
+/// Maps job types to handlers. A pool claims only the types its registry has; a job that
+/// reaches one without a handler all the same fails with a clear error.
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn JobHandler>>,
@@ -198,6 +199,13 @@ impl Registry {
 
     pub fn get(&self, job_type: &str) -> Option<Arc<dyn JobHandler>> {
         self.handlers.get(job_type).cloned()
+    }
+
+    /// The job types this registry runs, sorted.
+    pub fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.handlers.keys().cloned().collect();
+        types.sort();
+        types
     }
 
     /// The handlers every Reelgraph process runs.
@@ -278,6 +286,12 @@ impl JobContext {
     }
 
     /// The job's input, parsed; bad input is a permanent failure.
+    /// A condition true only while this run still holds the job: for the handler's writes to
+    /// other rows (see [`super::queue::held`]).
+    pub fn held(&self) -> sea_orm::Condition {
+        super::queue::held(self.lease)
+    }
+
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, JobFailure> {
         serde_json::from_value(self.job.input.clone()).map_err(|e| {
             JobFailure::permanent(format!("invalid input for {}: {e}", self.job.job_type))

@@ -15,7 +15,7 @@ use sea_orm::{
     DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
     Set, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
     TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -292,7 +292,7 @@ pub async fn claim(
         work: slots,
         deliveries: 0,
     };
-    claim_slots(db, worker, slots, lease).await
+    claim_slots(db, worker, slots, lease, None).await
 }
 
 /// Webhook deliveries of one owner running at once, across every pool: receivers of one
@@ -311,15 +311,43 @@ const DELIVERY_CANDIDATES: u64 = 8;
 /// blocking or double-claiming (SQLite has one writer, and the immediate transaction
 /// serialises it). The job type is written into the text, not bound, so PostgreSQL can use
 /// the deliveries' partial index.
+///
+/// With `known`, only jobs of those types are claimed: a process without a handler for a type
+/// (an older version beside newer ones during a rollout) leaves its jobs queued for a process
+/// that has one, instead of claiming them and failing them for good.
 pub async fn claim_slots(
     db: &DatabaseConnection,
     worker: &str,
-    slots: Slots,
+    mut slots: Slots,
     lease: Duration,
+    known: Option<&[String]>,
 ) -> AppResult<Vec<job::Model>> {
+    if known.is_some_and(|types| !types.iter().any(|t| t == super::webhooks::JOB_TYPE)) {
+        slots.deliveries = 0;
+    }
     if slots.work == 0 && slots.deliveries == 0 {
         return Ok(Vec::new());
     }
+    let only_known = match known {
+        None => String::new(),
+        Some(types) => {
+            // The types are this process's own handler names, written into the text like the
+            // deliveries' type (a fixed text per process, so prepared once).
+            let listed: Vec<String> = types
+                .iter()
+                .filter(|t| {
+                    t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                })
+                .map(|t| format!("'{t}'"))
+                .collect();
+            if listed.is_empty() {
+                " AND FALSE".to_owned()
+            } else {
+                format!(" AND job_type IN ({})", listed.join(", "))
+            }
+        }
+    };
     let backend = db.get_database_backend();
     let now = Utc::now();
     let expires = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
@@ -327,7 +355,7 @@ pub async fn claim_slots(
         DatabaseBackend::Postgres => {
             "WITH work AS (
                 SELECT id FROM jobs
-                WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'
+                WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'/*known*/
                 ORDER BY priority DESC, id
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
@@ -368,7 +396,7 @@ pub async fn claim_slots(
             WHERE id IN (
                 SELECT id FROM (
                     SELECT id FROM jobs
-                    WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'
+                    WHERE status = 'QUEUED' AND run_at <= $1 AND job_type <> 'webhook.deliver'/*known*/
                     ORDER BY priority DESC, id LIMIT $3
                 )
                 UNION ALL
@@ -402,7 +430,7 @@ pub async fn claim_slots(
     debug_assert!(text.contains(super::webhooks::JOB_TYPE));
     let statement = Statement::from_sql_and_values(
         backend,
-        sql(backend, text),
+        sql(backend, &text.replace("/*known*/", &only_known)),
         [
             now.into(),
             expires.into(),
@@ -484,6 +512,24 @@ pub fn fenced(
     }
 }
 
+/// A condition for a write to another table that a job's handler makes: true only while
+/// `lease` still holds the job (the same test as [`fenced`]). A handler that stalled past its
+/// lease, while another worker ran the job to its end, then changes nothing (a short marked
+/// PROCESSING again after it was COMPLETE would stay so for good).
+pub fn held(lease: Lease) -> Condition {
+    let mut holder = Query::select()
+        .expr(Expr::val(1))
+        .from(job::Entity)
+        .and_where(Expr::col((job::Entity, job::Column::Id)).eq(lease.job_id))
+        .and_where(Expr::col((job::Entity, job::Column::LeaseToken)).eq(lease.token))
+        .and_where(Expr::col((job::Entity, job::Column::Status)).eq(JobStatus::Running))
+        .to_owned();
+    if let Some(t) = lease.expired_before {
+        holder.and_where(Expr::col((job::Entity, job::Column::LeaseExpiresAt)).lt(t));
+    }
+    Condition::all().add(Expr::exists(holder))
+}
+
 /// Delay before attempt `attempts + 1`: exponential from one second, capped at five minutes,
 /// with ±50% jitter so jobs that failed together do not retry together.
 pub fn backoff(attempts: i32) -> chrono::Duration {
@@ -556,11 +602,15 @@ async fn reap(
                 .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
                 .exec_with_returning(&txn)
                 .await?;
+            // Announced once committed: a failed commit must not announce a change that never
+            // happened (subscribers' reads, cached by version, would then hide the real one).
+            let mut requeued = Vec::new();
             for row in &rows {
-                record_end(&txn, row, None, Some("lease expired"), events).await?;
-                events.push(event_of(row));
+                record_end(&txn, row, None, Some("lease expired"), &mut requeued).await?;
+                requeued.push(event_of(row));
             }
             txn.commit().await?;
+            events.append(&mut requeued);
         } else {
             let message = format!(
                 "worker stopped responding on all {} attempts",

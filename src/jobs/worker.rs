@@ -52,6 +52,8 @@ pub struct WorkerPool {
     pub(super) bus: EventBus,
     pub(super) storage: Storage,
     registry: Arc<Registry>,
+    /// The registry's job types: the only ones this pool claims.
+    known: Arc<[String]>,
     pub(super) settings: JobSettings,
     slots: usize,
     /// Names this process in the job timeline.
@@ -77,6 +79,7 @@ impl WorkerPool {
             db,
             bus,
             storage,
+            known: registry.types().into(),
             registry: Arc::new(registry),
             settings,
             slots: slots.max(1),
@@ -153,7 +156,7 @@ impl WorkerPool {
                 look = false;
                 polled = false;
                 let claimed = tokio::select! {
-                    claimed = queue::claim_slots(&self.db, &self.id, free, self.settings.lease) => claimed,
+                    claimed = queue::claim_slots(&self.db, &self.id, free, self.settings.lease, Some(&self.known)) => claimed,
                     () = shutdown.cancelled() => break,
                 };
                 match claimed {

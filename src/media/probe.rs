@@ -125,7 +125,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
             });
         }
         // `retryJob` after a failure: process again.
-        VideoStatus::Failed => record::reopen(ctx.db(), video_id)
+        VideoStatus::Failed => record::reopen(ctx.db(), video_id, ctx.held())
             .await
             .map_err(db_failure("reopening the video"))?,
         other => {

@@ -106,9 +106,15 @@ pub async fn ready(
 
 /// A failed video whose job was retried (`retryJob`) is processing again, unless its upload
 /// was removed (`remove_failed_originals`): then it stays FAILED, and the probe finds the
-/// upload missing.
-pub async fn reopen(db: &DatabaseConnection, video_id: Uuid) -> Result<(), DbErr> {
+/// upload missing. Only while `held` (the probe's lease on its job): a probe that lost its job
+/// to another run, which may have ended it, leaves the video as that run left it.
+pub async fn reopen(
+    db: &DatabaseConnection,
+    video_id: Uuid,
+    held: sea_orm::Condition,
+) -> Result<(), DbErr> {
     video::Entity::update_many()
+        .filter(held)
         .col_expr(video::Column::Status, Expr::val(VideoStatus::Processing))
         .col_expr(
             video::Column::FailureReason,

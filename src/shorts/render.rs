@@ -335,11 +335,14 @@ impl JobHandler for RenderShort {
             .col_expr(short::Column::Status, Expr::val(ShortStatus::Processing))
             .col_expr(short::Column::UpdatedAt, Expr::val(chrono::Utc::now()))
             .filter(short::Column::Id.eq(short.id))
+            .filter(short::Column::Status.ne(ShortStatus::Complete))
+            .filter(ctx.held())
             .exec(db)
             .await
             .map_err(db_failure)?;
         // Deleted since it was read above (`deleteShort`, `deleteKeyMoment`): nothing to
-        // render it for, and a file no row names would be left behind.
+        // render it for, and a file no row names would be left behind. Or this run lost the
+        // job to another worker, which may have finished it: its end is fenced too.
         if marked.rows_affected == 0 {
             return Err(JobFailure::permanent("the short no longer exists"));
         }

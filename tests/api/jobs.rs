@@ -445,9 +445,9 @@ async fn a_failed_job_is_retried_as_a_new_attempt(backend: Backend) {
     let txn = queue::begin_write(&app.state.db).await.expect("txn");
     let mut teamwork = NewJob::new(
         JobKind::Workflow,
-        "no.such.type",
+        "diagnostics.sleep",
         owner.user_id.parse().expect("uuid"),
-        json!({}),
+        json!({ "ms": 10, "fail_attempts": 1 }),
     );
     teamwork.creator_id = Some(creator);
     teamwork.max_attempts = 1;
@@ -508,23 +508,49 @@ async fn a_failed_job_is_retried_as_a_new_attempt(backend: Backend) {
     assert_eq!(done["attempts"], 2);
 }
 
-async fn an_unknown_job_type_fails_with_a_clear_error(backend: Backend) {
+/// A job of a type this process has no handler for (one a newer version enqueued, during a
+/// rollout) stays queued for a process that has one: it is not claimed and failed for good.
+async fn an_unknown_job_type_waits_for_a_worker_that_knows_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.register("unknown@example.com").await;
-    let id = enqueue(&app, &owner, "no.such.type", json!({}), 3).await;
-    let job = wait_for(
+    let unknown = enqueue(&app, &owner, "no.such.type", json!({}), 3).await;
+    // Queued after it, so the pool has passed over the unknown one by the time this is done.
+    let known = enqueue(&app, &owner, "diagnostics.sleep", json!({ "ms": 10 }), 3).await;
+    wait_for(
         &app,
         &owner.access_token,
-        id,
+        known,
         Duration::from_secs(20),
-        status_is("FAILED"),
+        status_is("DONE"),
     )
     .await;
-    assert_eq!(
-        job["error"],
-        "no handler is registered for job type `no.such.type`"
-    );
-    assert_eq!(job["attempts"], 1, "not retried");
+    let job = app
+        .ok(Some(&owner.access_token), JOB, json!({ "id": unknown }))
+        .await;
+    assert_eq!(job["job"]["status"], "QUEUED", "{job:#}");
+    assert_eq!(job["job"]["attempts"], 0, "{job:#}");
+
+    // A claim limited to the types it knows takes the known job only, and no deliveries
+    // when it does not know them.
+    let other = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+    let slots = queue::Slots {
+        work: 5,
+        deliveries: 5,
+    };
+    let known_types = ["diagnostics.sleep".to_owned()];
+    let claimed = queue::claim_slots(
+        &app.state.db,
+        "old-worker",
+        slots,
+        Duration::from_secs(30),
+        Some(&known_types),
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("claim");
+    let ids: Vec<Uuid> = claimed.iter().map(|j| j.id).collect();
+    assert!(!ids.contains(&unknown), "{ids:?}");
+    assert!(ids.iter().all(|id| *id == other), "{ids:?}");
 }
 
 async fn idempotency_keys_return_the_same_unfinished_job(backend: Backend) {
@@ -605,6 +631,21 @@ async fn a_worker_that_lost_its_lease_cannot_write_progress_or_complete(backend:
         .map_err(|e| e.public_message())
         .expect("query");
     assert!(progress.is_none(), "a stale lease writes no progress");
+    // A handler's writes to other rows carry the same fence (`queue::held`).
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    for (lease, name, expected) in [(stale, "stale", 0), (current, "current", 1)] {
+        let written = entity::user::Entity::update_many()
+            .col_expr(
+                entity::user::Column::DisplayName,
+                sea_orm::sea_query::Expr::val(name),
+            )
+            .filter(entity::user::Column::Id.eq(owner_id))
+            .filter(queue::held(lease))
+            .exec(&app.state.db)
+            .await
+            .expect("update");
+        assert_eq!(written.rows_affected, expected, "{name}");
+    }
     assert!(
         queue::heartbeat(&app.state.db, stale, lease_time)
             .await
@@ -1385,6 +1426,83 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
 /// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
 /// hears no more of it: at its next change, `NOT_FOUND` (as `job(id)` answers them now), and
 /// the subscription completes. A subscription reads memberships afresh, not once.
+/// A team member's `jobUpdated` does not read the team's members again at every event (a
+/// render's parent changes several times a second): it keeps them for a moment
+/// (`LIVE_MEMBERSHIPS_FOR`), so a job's events cost the one shared read of the job each.
+async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("busy-team@example.com").await;
+    let member = app.register("busy-member@example.com").await;
+    let creator: Uuid = app
+        .create_creator(&owner, "Busy Team")
+        .await
+        .parse()
+        .expect("uuid");
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"busy-member@example.com\") { role } }",
+        json!({ "c": creator }),
+    )
+    .await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let mut new = NewJob::new(
+        JobKind::Render,
+        "diagnostics.sleep",
+        owner.user_id.parse().expect("uuid"),
+        json!({}),
+    );
+    new.creator_id = Some(creator);
+    let id = enqueue_unannounced(&app, new).await.id;
+    let claimed = queue::claim(db, "test", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    let mut watching = subscribe(
+        &app.base,
+        &member.access_token,
+        "subscription($id: ID!) { jobUpdated(id: $id) { status progress } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(
+        next_payload(&mut watching).await["data"]["jobUpdated"]["status"],
+        "RUNNING"
+    );
+    let before = app.statements();
+    for step in 1..=5 {
+        let row = queue::progress(
+            db,
+            lease,
+            f64::from(step) / 10.0,
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.public_message())
+        .expect("progress")
+        .expect("held");
+        bus.publish(&[queue::event_of(&row)]).await;
+        let heard = next_payload(&mut watching).await;
+        assert_eq!(
+            heard["data"]["jobUpdated"]["progress"],
+            f64::from(step) / 10.0,
+            "{heard:#}"
+        );
+    }
+    let spent = app.statements() - before;
+    // Per event: the progress write, its announcement (NOTIFY, on PostgreSQL) and the shared
+    // read of the job; at most one read of the team's members in all (were the steps slow
+    // enough for them to expire). Read at every event, they were 5 more.
+    let per_event = match backend {
+        Backend::Postgres => 3,
+        Backend::Sqlite => 2,
+    };
+    assert!(
+        spent <= 5 * per_event + 1,
+        "{spent} statements for 5 events"
+    );
+}
+
 async fn a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("watched-team@example.com").await;
@@ -1938,7 +2056,7 @@ both_backends!(
     a_child_that_fails_fails_its_parent_and_cancels_its_siblings,
     cancelling_a_running_job_stops_its_handler,
     a_failed_job_is_retried_as_a_new_attempt,
-    an_unknown_job_type_fails_with_a_clear_error,
+    an_unknown_job_type_waits_for_a_worker_that_knows_it,
     idempotency_keys_return_the_same_unfinished_job,
     a_worker_that_lost_its_lease_cannot_write_progress_or_complete,
     the_reaper_leaves_renewed_leases_alone_and_goes_on_past_a_failing_job,
@@ -1954,6 +2072,7 @@ both_backends!(
     a_released_job_keeps_its_progress_until_its_next_attempt,
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
     a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs,
+    a_members_subscription_does_not_read_the_team_at_every_event,
 );
 
 /// A job queued again (`retryJob`) while the clean-up is deleting old jobs is not deleted: the

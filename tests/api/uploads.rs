@@ -1094,13 +1094,13 @@ async fn a_failed_videos_upload_is_removed_after_a_week() {
         .expect("swept");
     assert_eq!(storage.head(&keys[0].1).await.expect("head"), None);
     // A probe retried after the sweep leaves it FAILED: nothing is left to make READY.
-    reelgraph::media::record::reopen(&app.state.db, keys[0].0)
+    reelgraph::media::record::reopen(&app.state.db, keys[0].0, sea_orm::Condition::all())
         .await
         .expect("reopen");
     let data = video(&app, Some(&owner), &keys[0].0.to_string()).await;
     assert_eq!(data["data"]["video"]["status"], "FAILED", "{data:#}");
     // Reopened before the sweep, it keeps its upload.
-    reelgraph::media::record::reopen(&app.state.db, keys[1].0)
+    reelgraph::media::record::reopen(&app.state.db, keys[1].0, sea_orm::Condition::all())
         .await
         .expect("reopen");
     entity::video::Entity::update_many()
