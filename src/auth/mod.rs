@@ -216,7 +216,7 @@ pub async fn login(
             format!("must be at most {MAX_EMAIL_BYTES} bytes"),
         ));
     }
-    throttle_sign_in(state, &email, client).await?;
+    let attempt = throttle_sign_in(state, &email, client).await?;
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&state.db)
@@ -229,11 +229,12 @@ pub async fn login(
     let matched =
         password::verify(password, found.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match found {
-        Some(user) if matched && user.is_active => user,
-        _ => {
-            state.sign_in.login_failed(client.ip.as_deref(), &email);
-            return Err(refused(started).await);
+        Some(user) if matched && user.is_active => {
+            attempt.succeeded();
+            user
         }
+        // Counted as a failure since it arrived.
+        _ => return Err(refused(started).await),
     };
     // The hash the password was checked against (or the one that replaced it just now).
     let verified = match upgrade {
@@ -271,15 +272,23 @@ const KNOWN_ADDRESS_FOR: chrono::Duration = chrono::Duration::days(30);
 /// administrator, the user revoking that device).
 const VOUCHING_END: &str = "logout";
 
-/// Counts an attempt at `email`'s password from `client` (see [`throttle`]).
-async fn throttle_sign_in(state: &AppState, email: &str, client: &ClientInfo) -> AppResult<()> {
-    state.sign_in.login(client.ip.as_deref(), email)?;
-    if let Err(refusal) = state.sign_in.login_account(email)
-        && !signed_in_lately_from(&state.db, email, client.ip.as_deref()).await?
-    {
-        return Err(refusal);
+/// Counts an attempt at `email`'s password from `client` (see [`throttle`]), as a failure
+/// until [`throttle::Attempt::succeeded`] says otherwise.
+async fn throttle_sign_in<'a>(
+    state: &'a AppState,
+    email: &str,
+    client: &ClientInfo,
+) -> AppResult<throttle::Attempt<'a>> {
+    let mut attempt = state.sign_in.login(client.ip.as_deref(), email)?;
+    if let Err(refusal) = attempt.count_account_wide() {
+        let known = signed_in_lately_from(&state.db, email, client.ip.as_deref()).await;
+        if !matches!(known, Ok(true)) {
+            attempt.not_checked();
+            known?;
+            return Err(refusal);
+        }
     }
-    Ok(())
+    Ok(attempt)
 }
 
 /// Whether the account of `email` has used a session from `address` (its /64, for IPv6) within
@@ -482,11 +491,11 @@ pub async fn change_password(
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| AppError::unauthenticated("this account no longer exists"))?;
-    throttle_sign_in(state, &user.email, client).await?;
-    if !password::verify(current.clone(), Some(user.password_hash.clone())).await? {
-        state
-            .sign_in
-            .login_failed(client.ip.as_deref(), &user.email);
+    let attempt = throttle_sign_in(state, &user.email, client).await?;
+    if password::verify(current.clone(), Some(user.password_hash.clone())).await? {
+        attempt.succeeded();
+    } else {
+        // Counted as a failure since it arrived.
         return Err(AppError::bad_input(
             "currentPassword",
             "is not this account's password",
@@ -562,12 +571,19 @@ pub async fn end_sessions(
 
 /// Makes ended sessions' access tokens stop working at once: in this process's list, and
 /// (with PostgreSQL) announced to every other process's. Call after the revocation committed.
+/// The announcement runs on its own: a request cut off meanwhile (its client gone, its time
+/// up) does not leave the other processes unaware.
 pub async fn sessions_ended(state: &AppState, ids: &[Uuid]) {
     if ids.is_empty() {
         return;
     }
     state.revoked.add(ids.iter().copied(), Utc::now());
-    state.events.announce_revoked(ids).await;
+    let events = state.events.clone();
+    let ids = ids.to_vec();
+    let announced = tokio::spawn(async move { events.announce_revoked(&ids).await });
+    // Waited for when nothing cuts the request off, so that the answer comes once the other
+    // processes were told.
+    let _ = announced.await;
 }
 
 /// Revokes the session of a refresh token. Returns whether a live session was revoked.

@@ -83,25 +83,30 @@ async fn run_blocking<T: Send + 'static>(
     large: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> AppResult<T> {
+    let large = large.then(|| LARGE_HASH_SLOT.clone());
+    run_in_slots(HASHING_SLOTS.clone(), large, f).await
+}
+
+/// Runs `f` on the blocking pool holding a permit of `slots` (and of `large`). The permits go
+/// with the work, not with the caller: a client that hangs up (or a request that times out)
+/// while its hash runs does not free a slot for another hash beside it.
+async fn run_in_slots<T: Send + 'static>(
+    slots: Arc<Semaphore>,
+    large: Option<Arc<Semaphore>>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> AppResult<T> {
     let slot_failed = |e| AppError::internal("password hashing slots", e);
-    let _large = match large {
-        true => Some(
-            LARGE_HASH_SLOT
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(slot_failed)?,
-        ),
-        false => None,
+    let large_slot = match large {
+        Some(large) => Some(large.acquire_owned().await.map_err(slot_failed)?),
+        None => None,
     };
-    let _slot = HASHING_SLOTS
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(slot_failed)?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AppError::internal("password hashing task", e))
+    let slot = slots.acquire_owned().await.map_err(slot_failed)?;
+    tokio::task::spawn_blocking(move || {
+        let _held = (slot, large_slot);
+        f()
+    })
+    .await
+    .map_err(|e| AppError::internal("password hashing task", e))
 }
 
 /// Hashes a password into a PHC string (`$argon2id$…`).
@@ -270,6 +275,33 @@ mod tests {
     use argon2::{Algorithm, Params, Version, password_hash::PasswordHasher};
 
     use super::*;
+
+    /// A caller that gives up while its hash runs (a client hanging up) leaves the slot held
+    /// until the hash is done: slots bound the hashes running, not the requests waiting.
+    #[tokio::test]
+    async fn a_slot_stays_taken_until_its_hash_is_done_even_if_the_caller_gives_up() {
+        let slots = Arc::new(Semaphore::new(1));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let caller = tokio::spawn(run_in_slots(slots.clone(), None, move || {
+            started_tx.send(()).expect("started");
+            finish_rx.recv().expect("finish");
+            let _ = done_tx.send(());
+        }));
+        tokio::task::spawn_blocking(move || started_rx.recv().expect("hash started"))
+            .await
+            .expect("join");
+        caller.abort();
+        assert!(caller.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(slots.available_permits(), 0, "the hash still runs");
+        finish_tx.send(()).expect("finish");
+        done_rx.await.expect("hash done");
+        let freed = tokio::time::timeout(std::time::Duration::from_secs(10), slots.acquire())
+            .await
+            .expect("the slot comes back once the hash is done");
+        drop(freed);
+    }
 
     #[test]
     fn generated_passwords_never_start_like_a_flag() {

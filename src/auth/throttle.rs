@@ -9,7 +9,9 @@
 //! (10 at once, then 6 a minute: a client refreshes once per access token, and a loop would
 //! otherwise add a refresh-token row per call). Past a limit the answer is
 //! `RATE_LIMITED` with the wait, before any password is hashed or compared. An IPv6 client
-//! counts by its /64, the block one host usually has to itself.
+//! counts by its /64, the block one host usually has to itself. A sign-in's failure is taken
+//! from its buckets when it arrives, and given back if the password was right: guesses sent
+//! all at once count one by one, instead of all being checked before the first is counted.
 //!
 //! The counts live in this process (GCRA buckets from `governor`): behind a load balancer each
 //! server counts its own share, so the limits are per server. The client address is the
@@ -33,29 +35,109 @@ use crate::error::{AppError, AppResult};
 /// Keys kept before the idle ones are dropped (a bucket that is full again is forgotten).
 const PRUNE_ABOVE: usize = 10_000;
 
-/// Keys refused until an instant: set when a failure finds its bucket empty, so that only
-/// failures are counted (a bucket is taken from by every check).
-struct Held<K>(Mutex<HashMap<K, Instant>>);
+/// Token buckets a token can be given back to: a sign-in's failure is taken when it arrives
+/// (so attempts at once are counted as they come, not after their hashes) and given back when
+/// the password was right (only failures count).
+struct Refundable<K> {
+    buckets: Mutex<HashMap<K, Bucket>>,
+    burst: f64,
+    /// How long one token takes to come back.
+    refill: Duration,
+}
 
-impl<K: Hash + Eq> Held<K> {
-    fn new() -> Self {
-        Self(Mutex::new(HashMap::new()))
-    }
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
 
-    /// How long `key` is still held, if it is.
-    fn wait(&self, key: &K) -> Option<Duration> {
-        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let until = *held.get(key)?;
-        until.checked_duration_since(Instant::now())
-    }
-
-    fn hold(&self, key: K, wait: Duration) {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.len() > PRUNE_ABOVE {
-            let now = Instant::now();
-            held.retain(|_, until| *until > now);
+impl<K: Hash + Eq + Clone> Refundable<K> {
+    fn new(burst: u32, refill: Duration) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            burst: f64::from(burst.max(1)),
+            refill,
         }
-        held.insert(key, Instant::now() + wait);
+    }
+
+    /// `bucket` as of `now`.
+    fn refilled(&self, bucket: &mut Bucket, now: Instant) {
+        let back = now.duration_since(bucket.at).as_secs_f64() / self.refill.as_secs_f64();
+        bucket.tokens = (bucket.tokens + back).min(self.burst);
+        bucket.at = now;
+    }
+
+    /// Takes a token of `key`'s; the wait for the next one when there is none.
+    fn take(&self, key: &K) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > PRUNE_ABOVE {
+            // Full buckets are as good as none.
+            buckets.retain(|_, bucket| {
+                self.refilled(bucket, now);
+                bucket.tokens < self.burst
+            });
+        }
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        self.refilled(bucket, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(self.refill.mul_f64(1.0 - bucket.tokens))
+        }
+    }
+
+    /// Gives back a token taken from `key`'s bucket.
+    fn give_back(&self, key: &K) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = buckets.get_mut(key) {
+            self.refilled(bucket, now);
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+}
+
+/// One sign-in attempt, counted as a failure from when it arrives: [`Self::succeeded`] (the
+/// password was right) or [`Self::not_checked`] (refused before any check) give its tokens
+/// back. Dropped without either — it failed, or its client went away while it was checked —
+/// it stays counted.
+pub struct Attempt<'a> {
+    throttle: &'a SignInThrottle,
+    account: (String, String),
+    /// Taken from the account's failures from anywhere too.
+    account_wide: bool,
+}
+
+impl Attempt<'_> {
+    /// Counts this attempt among the account's failures from anywhere; refused when they are
+    /// used up (see [`SignInThrottle::login`]).
+    pub fn count_account_wide(&mut self) -> AppResult<()> {
+        if self.account_wide {
+            return Ok(());
+        }
+        self.throttle
+            .failures_per_email
+            .take(&self.account.1)
+            .map_err(|wait| refused_for("sign-in attempts for this account", wait))?;
+        self.account_wide = true;
+        Ok(())
+    }
+
+    /// The password was right: nothing of this attempt counts.
+    pub fn succeeded(self) {
+        self.not_checked();
+    }
+
+    /// Refused before the password was checked: nothing of this attempt counts.
+    pub fn not_checked(self) {
+        self.throttle.failures_per_account.give_back(&self.account);
+        if self.account_wide {
+            self.throttle.failures_per_email.give_back(&self.account.1);
+        }
     }
 }
 
@@ -63,12 +145,10 @@ pub struct SignInThrottle {
     login_per_account: DefaultKeyedRateLimiter<(String, String)>,
     login_per_address: DefaultKeyedRateLimiter<String>,
     /// Failed sign-ins of an account from anywhere.
-    login_per_email: DefaultKeyedRateLimiter<String>,
-    email_held: Held<String>,
+    failures_per_email: Refundable<String>,
     /// Failed sign-ins of an account from one address: one address alone cannot keep the
     /// account-wide count empty (it refills faster than this lets one address use it).
-    failures_per_account: DefaultKeyedRateLimiter<(String, String)>,
-    account_held: Held<(String, String)>,
+    failures_per_account: Refundable<(String, String)>,
     register_per_address: DefaultKeyedRateLimiter<String>,
     refresh_per_session: DefaultKeyedRateLimiter<uuid::Uuid>,
     team_adds_per_user: DefaultKeyedRateLimiter<uuid::Uuid>,
@@ -88,16 +168,8 @@ impl SignInThrottle {
         Self {
             login_per_account: DefaultKeyedRateLimiter::keyed(per_minute(10)),
             login_per_address: DefaultKeyedRateLimiter::keyed(per_minute(60)),
-            login_per_email: DefaultKeyedRateLimiter::keyed(
-                per_minute(1).allow_burst(NonZeroU32::new(FAILURES).unwrap_or(NonZeroU32::MIN)),
-            ),
-            email_held: Held::new(),
-            failures_per_account: DefaultKeyedRateLimiter::keyed(
-                Quota::with_period(FAILURE_REFILL)
-                    .unwrap_or(per_minute(1))
-                    .allow_burst(NonZeroU32::new(FAILURES_PER_ADDRESS).unwrap_or(NonZeroU32::MIN)),
-            ),
-            account_held: Held::new(),
+            failures_per_email: Refundable::new(FAILURES, Duration::from_secs(60)),
+            failures_per_account: Refundable::new(FAILURES_PER_ADDRESS, FAILURE_REFILL),
             register_per_address: DefaultKeyedRateLimiter::keyed(per_minute(20)),
             refresh_per_session: DefaultKeyedRateLimiter::keyed(
                 per_minute(6).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
@@ -118,51 +190,30 @@ impl SignInThrottle {
     }
 
     /// Counts a sign-in attempt for `email` from `address`: per address, and per address and
-    /// account; and refuses it while this address has failed too often for the account. The
-    /// account's failures from anywhere are [`Self::login_account`]'s.
-    pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<()> {
+    /// account; and as a failure of the account's from this address ([`FAILURES_PER_ADDRESS`]
+    /// at once then one every [`FAILURE_REFILL`]), refused when those are used up. Count it
+    /// among the account's failures from anywhere ([`FAILURES`] at once, then one a minute)
+    /// with [`Attempt::count_account_wide`]; past those, an address the account has recently
+    /// signed in from may still try (`auth::login` checks that): guesses from elsewhere must
+    /// not lock its owner out.
+    pub fn login(&self, address: Option<&str>, email: &str) -> AppResult<Attempt<'_>> {
         let address = client_key(address);
         self.prune();
         if let Err(wait) = self.login_per_address.check_key(&address) {
             return Err(self.refusal("sign-in attempts from this address", &wait));
         }
         let account = (address, email.trim().to_lowercase());
-        if let Some(wait) = self.account_held.wait(&account) {
-            return Err(refused_for(
-                "wrong passwords for this account from this address",
-                wait,
-            ));
-        }
         self.login_per_account
             .check_key(&account)
-            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))
-    }
-
-    /// Refuses a sign-in for `email` while its failures from anywhere are over their limit.
-    /// Past it, an address the account has recently signed in from may still try
-    /// (`auth::login` checks that): guesses from elsewhere must not lock its owner out.
-    pub fn login_account(&self, email: &str) -> AppResult<()> {
-        match self.email_held.wait(&email.trim().to_lowercase()) {
-            Some(wait) => Err(refused_for("sign-in attempts for this account", wait)),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed sign-in (a wrong password, or no such account) for `email` from
-    /// `address`: from anywhere, [`FAILURES`] at once then one a minute; from one address,
-    /// [`FAILURES_PER_ADDRESS`] at once then one every [`FAILURE_REFILL`]. Sign-ins that
-    /// succeed take nothing from either.
-    pub fn login_failed(&self, address: Option<&str>, email: &str) {
-        let email = email.trim().to_lowercase();
-        let account = (client_key(address), email.clone());
-        if let Err(wait) = self.failures_per_account.check_key(&account) {
-            let wait = wait.wait_time_from(self.clock.now());
-            self.account_held.hold(account, wait);
-        }
-        if let Err(wait) = self.login_per_email.check_key(&email) {
-            let wait = wait.wait_time_from(self.clock.now());
-            self.email_held.hold(email, wait);
-        }
+            .map_err(|wait| self.refusal("sign-in attempts for this account", &wait))?;
+        self.failures_per_account.take(&account).map_err(|wait| {
+            refused_for("wrong passwords for this account from this address", wait)
+        })?;
+        Ok(Attempt {
+            throttle: self,
+            account,
+            account_wide: false,
+        })
     }
 
     /// Counts a password reset (`resetPassword`) from `address`: per address only, as the
@@ -224,8 +275,6 @@ impl SignInThrottle {
         let kept = [
             self.login_per_address.len(),
             self.login_per_account.len(),
-            self.login_per_email.len(),
-            self.failures_per_account.len(),
             self.register_per_address.len(),
             self.refresh_per_session.len(),
             self.team_adds_per_user.len(),
@@ -233,8 +282,6 @@ impl SignInThrottle {
         if kept.iter().any(|&n| n > PRUNE_ABOVE) {
             self.login_per_address.retain_recent();
             self.login_per_account.retain_recent();
-            self.login_per_email.retain_recent();
-            self.failures_per_account.retain_recent();
             self.register_per_address.retain_recent();
             self.refresh_per_session.retain_recent();
             self.team_adds_per_user.retain_recent();
@@ -276,11 +323,13 @@ mod tests {
         for _ in 0..10 {
             throttle
                 .login(Some("10.0.0.1"), "a@example.com")
-                .expect("allowed");
+                .expect("allowed")
+                .succeeded();
         }
         let err = throttle
             .login(Some("10.0.0.1"), " A@example.com")
-            .expect_err("the 11th for the account");
+            .err()
+            .expect("the 11th for the account");
         assert_eq!(err.code(), "RATE_LIMITED");
         assert!(
             err.public_message().contains("try again in"),
@@ -290,20 +339,24 @@ mod tests {
         // Another account from the same address, and the same account from elsewhere, go on.
         throttle
             .login(Some("10.0.0.1"), "b@example.com")
-            .expect("other account");
+            .expect("other account")
+            .succeeded();
         throttle
             .login(Some("10.0.0.2"), "a@example.com")
-            .expect("other address");
+            .expect("other address")
+            .succeeded();
         // An address is cut off at 60 a minute whatever the accounts.
         let throttle = SignInThrottle::new();
         for i in 0..60 {
             throttle
                 .login(Some("10.0.0.3"), &format!("u{i}@example.com"))
-                .expect("allowed");
+                .expect("allowed")
+                .succeeded();
         }
         let err = throttle
             .login(Some("10.0.0.3"), "new@example.com")
-            .expect_err("61st");
+            .err()
+            .expect("61st");
         assert_eq!(err.code(), "RATE_LIMITED");
         for _ in 0..20 {
             throttle.register(Some("10.0.0.4")).expect("allowed");
@@ -317,56 +370,73 @@ mod tests {
         let throttle = SignInThrottle::new();
         // Sign-ins that succeed take nothing.
         for _ in 0..10 {
-            throttle
+            let mut attempt = throttle
                 .login(Some("10.1.1.1"), "victim@example.com")
                 .expect("allowed");
-            throttle
-                .login_account("victim@example.com")
-                .expect("allowed");
+            attempt.count_account_wide().expect("allowed");
+            attempt.succeeded();
         }
-        for n in 0..21 {
-            throttle
+        // Twenty failures from twenty addresses, counted as they arrive (none has been checked
+        // yet when the next comes): the twenty-first is refused before any check.
+        let mut guesses = Vec::new();
+        for n in 0..20 {
+            let mut attempt = throttle
                 .login(Some(&format!("10.0.{n}.1")), "victim@example.com")
                 .expect("allowed");
-            throttle
-                .login_account("victim@example.com")
-                .expect("allowed");
-            throttle.login_failed(Some(&format!("10.0.{n}.1")), "victim@example.com");
+            attempt.count_account_wide().expect("allowed");
+            guesses.push(attempt);
         }
-        throttle
-            .login(Some("10.9.9.9"), "victim@example.com")
+        let mut attempt = throttle
+            .login(Some("10.9.9.9"), " Victim@example.com")
             .expect("a new address");
-        let err = throttle
-            .login_account(" Victim@example.com")
+        let err = attempt
+            .count_account_wide()
             .expect_err("past 20 failures from anywhere");
         assert_eq!(err.code(), "RATE_LIMITED");
-        throttle
-            .login_account("someone-else@example.com")
+        attempt.not_checked();
+        // One that turns out right gives its place back.
+        guesses.pop().expect("a guess").succeeded();
+        let mut attempt = throttle
+            .login(Some("10.9.9.9"), "victim@example.com")
+            .expect("a new address");
+        attempt.count_account_wide().expect("a place given back");
+        let mut other = throttle
+            .login(Some("10.9.9.9"), "someone-else@example.com")
             .expect("other accounts go on");
+        other.count_account_wide().expect("other accounts go on");
     }
 
     #[test]
     fn one_address_is_held_after_its_failures_for_an_account() {
         let throttle = SignInThrottle::new();
-        for _ in 0..=FAILURES_PER_ADDRESS {
-            throttle
-                .login(Some("10.2.2.2"), "mine@example.com")
-                .expect("allowed");
-            throttle.login_failed(Some("10.2.2.2"), "mine@example.com");
-        }
+        // Five at once: each is counted as it arrives, before any is checked.
+        let guesses: Vec<_> = (0..FAILURES_PER_ADDRESS)
+            .map(|_| {
+                throttle
+                    .login(Some("10.2.2.2"), "mine@example.com")
+                    .expect("allowed")
+            })
+            .collect();
         let err = throttle
             .login(Some("10.2.2.2"), "Mine@example.com")
-            .expect_err("held");
+            .err()
+            .expect("held");
         assert_eq!(err.code(), "RATE_LIMITED");
+        assert!(
+            err.public_message()
+                .contains("wrong passwords for this account from this address"),
+            "{}",
+            err.public_message()
+        );
+        drop(guesses);
         throttle
             .login(Some("10.2.2.3"), "mine@example.com")
-            .expect("another address");
+            .expect("another address")
+            .count_account_wide()
+            .expect("5 failures are not the account's 20");
         throttle
             .login(Some("10.2.2.2"), "yours@example.com")
             .expect("another account");
-        throttle
-            .login_account("mine@example.com")
-            .expect("6 failures are not the account's 20");
     }
 
     #[test]
@@ -375,16 +445,36 @@ mod tests {
         for n in 0..10 {
             throttle
                 .login(Some(&format!("2001:db8:1:2::{n:x}")), "a@example.com")
-                .expect("allowed");
+                .expect("allowed")
+                .succeeded();
         }
         let err = throttle
             .login(Some("2001:db8:1:2:ffff::1"), "a@example.com")
-            .expect_err("the same /64");
+            .err()
+            .expect("the same /64");
         assert_eq!(err.code(), "RATE_LIMITED");
         throttle
             .login(Some("2001:db8:1:3::1"), "a@example.com")
-            .expect("another /64");
+            .expect("another /64")
+            .succeeded();
         assert_eq!(client_key(Some("::ffff:10.0.0.1")), "10.0.0.1");
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_and_a_token_given_back_counts_once() {
+        let bucket = Refundable::new(2, Duration::from_millis(200));
+        bucket.take(&"k").expect("first");
+        bucket.take(&"k").expect("second");
+        let wait = bucket.take(&"k").expect_err("empty");
+        assert!(wait <= Duration::from_millis(200), "{wait:?}");
+        bucket.give_back(&"k");
+        bucket.give_back(&"k");
+        bucket.give_back(&"k");
+        bucket.take(&"k").expect("given back");
+        bucket.take(&"k").expect("given back");
+        assert!(bucket.take(&"k").is_err(), "no more than the burst");
+        std::thread::sleep(Duration::from_millis(250));
+        bucket.take(&"k").expect("refilled");
     }
 
     #[test]

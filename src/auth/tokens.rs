@@ -133,16 +133,26 @@ impl TokenKeys {
         .map_err(|e| AppError::internal("signing access token", e))
     }
 
-    /// Verifies signature, issuer and expiry.
+    /// Verifies signature, issuer and expiry. A token issued longer ago than this server's
+    /// access-token lifetime (a minute's slack for clocks) is expired too, whatever its own
+    /// `exp`: one issued under a longer lifetime, before a restart that shortened it, would
+    /// outlive the revocations the server keeps (`RevokedSessions`, as far back as the
+    /// lifetime), so a session ended since could use it again.
     pub fn verify(&self, token: &str) -> AppResult<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    AppError::unauthenticated("access token expired")
-                }
-                _ => AppError::unauthenticated("invalid access token"),
-            })
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        AppError::unauthenticated("access token expired")
+                    }
+                    _ => AppError::unauthenticated("invalid access token"),
+                })?;
+        let oldest = (Utc::now() - self.inner.ttl).timestamp() - 60;
+        if claims.iat < oldest {
+            return Err(AppError::unauthenticated("access token expired"));
+        }
+        Ok(claims)
     }
 }
 
@@ -223,6 +233,38 @@ mod tests {
             "a restart keeps sessions valid"
         );
         assert!(dir.path().join("jwt-secret").exists());
+    }
+
+    #[test]
+    fn a_token_older_than_the_current_lifetime_is_expired() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let (long, short) = (TokenKeys::new(secret, 86_400), TokenKeys::new(secret, 900));
+        let now = Utc::now();
+        let issued = now - chrono::Duration::hours(1);
+        let token = long
+            .issue_with_times(
+                Uuid::now_v7(),
+                UserRole::Viewer,
+                Uuid::now_v7(),
+                issued,
+                issued + chrono::Duration::days(1),
+            )
+            .map_err(|e| e.public_message())
+            .expect("token");
+        assert!(
+            long.verify(&token).is_ok(),
+            "within the day it was issued for"
+        );
+        let err = short.verify(&token).expect_err("older than 15 minutes");
+        assert_eq!(err.public_message(), "access token expired");
+        let (fresh, _) = long
+            .issue(Uuid::now_v7(), UserRole::Viewer, Uuid::now_v7())
+            .map_err(|e| e.public_message())
+            .expect("token");
+        assert!(
+            short.verify(&fresh).is_ok(),
+            "a day's token issued just now"
+        );
     }
 
     #[test]

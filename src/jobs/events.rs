@@ -23,8 +23,11 @@ use uuid::Uuid;
 use crate::auth::revoked::RevokedSessions;
 
 const CHANNEL: &str = "reelgraph_jobs";
-/// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: the id.
+/// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: their
+/// ids, separated by commas.
 const SESSIONS_CHANNEL: &str = "reelgraph_sessions";
+/// Session ids per announcement: 37 bytes each, well inside PostgreSQL's 8000-byte payload.
+const SESSIONS_PER_NOTIFY: usize = 150;
 
 /// Tells every server on the PostgreSQL database `db` that `sessions` ended (committed), so
 /// their access tokens stop working at once; for processes without an event bus (the CLI).
@@ -34,16 +37,22 @@ pub async fn announce_revoked(db: &DatabaseConnection, sessions: &[Uuid]) {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return;
     }
-    for id in sessions {
+    // Many at once (`logoutEverywhere`, a disabled account): one round trip per batch.
+    for batch in sessions.chunks(SESSIONS_PER_NOTIFY) {
+        let payload = batch
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let statement = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_notify($1, $2)",
-            [SESSIONS_CHANNEL.into(), id.to_string().into()],
+            [SESSIONS_CHANNEL.into(), payload.into()],
         );
         if let Err(err) = db.execute_raw(statement).await {
-            // The other processes refuse its tokens once they next reload, or when the
-            // tokens expire.
-            tracing::warn!(error = %err, session_id = %id, "could not announce an ended session");
+            // The other processes refuse their tokens once they next reload (within
+            // `listen_check_ms`), or when the tokens expire.
+            tracing::warn!(error = %err, sessions = batch.len(), "could not announce ended sessions");
         }
     }
 }
@@ -375,8 +384,16 @@ async fn listen(
         // What ended before this connection listened (at start too: the server's own load
         // may have run before the LISTEN did).
         sessions.reload(&mut listener).await;
+        let mut reloaded = tokio::time::Instant::now();
         connected_before = true;
         loop {
+            // Every `check_after`, busy or not: while jobs run somewhere, notifications never
+            // stop long enough for the quiet check below, and an announcement that never came
+            // (a request cut off after its commit) would go unnoticed until tokens expire.
+            if reloaded.elapsed() >= check_after {
+                sessions.reload(&mut listener).await;
+                reloaded = tokio::time::Instant::now();
+            }
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = tokio::time::timeout(check_after, listener.try_recv()) => next,
@@ -394,7 +411,10 @@ async fn listen(
                     Ok::<_, sea_orm::sqlx::Error>(pid)
                 };
                 match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
-                    Ok(Ok(pid)) if pid == backend => continue,
+                    Ok(Ok(pid)) if pid == backend => {
+                        reloaded = tokio::time::Instant::now();
+                        continue;
+                    }
                     Ok(Ok(_)) => {
                         tracing::warn!(
                             "job event listener: the connection was replaced; listening afresh"
@@ -412,9 +432,11 @@ async fn listen(
             };
             match next {
                 Ok(Some(notification)) if notification.channel() == SESSIONS_CHANNEL => {
-                    if let Ok(id) = notification.payload().parse::<Uuid>() {
-                        sessions.revoked.add([id], chrono::Utc::now());
-                    }
+                    let ids = notification
+                        .payload()
+                        .split(',')
+                        .filter_map(|id| id.trim().parse::<Uuid>().ok());
+                    sessions.revoked.add(ids, chrono::Utc::now());
                 }
                 Ok(Some(notification)) => {
                     if let Some(event) = JobEvent::decode(notification.payload()) {

@@ -485,8 +485,10 @@ async fn only_admins_create_invite_codes(backend: Backend) {
     );
 }
 
-/// Password guessing is cut off: the 11th sign-in for one account from one address within a
-/// minute is RATE_LIMITED — even with the right password — while other accounts go on.
+/// Password guessing is cut off: of ten wrong passwords for one account sent at once from one
+/// address, five are checked and the others RATE_LIMITED before any check (each counts from
+/// when it arrives, not once its hash is done), and the right password is then RATE_LIMITED
+/// too, while other accounts go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_sign_in_attempts_are_rate_limited_per_account() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -502,9 +504,18 @@ async fn repeated_sign_in_attempts_are_rate_limited_per_account() {
             json!({ "e": "target@example.com", "p": "wrong guess 1234" }),
         )
     });
-    for body in futures_util::future::join_all(guesses).await {
-        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
-    }
+    let answers = futures_util::future::join_all(guesses).await;
+    let codes: Vec<&str> = answers.iter().map(error_code).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == "UNAUTHENTICATED").count(),
+        5,
+        "{answers:#?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == "RATE_LIMITED").count(),
+        5,
+        "{answers:#?}"
+    );
     let body = app
         .gql(
             None,
@@ -563,9 +574,15 @@ async fn forwarded_addresses_a_client_makes_up_do_not_escape_the_throttle() {
         let answer = post_forwarded(&app, format!("10.9.{i}.1, 203.0.113.7"), body.clone());
         async move { error_code(&answer.await).to_owned() }
     };
-    // Ten at once (each refusal is answered a second later), then the eleventh.
-    let codes = futures_util::future::join_all((0..10).map(guess)).await;
-    assert_eq!(codes, ["UNAUTHENTICATED"; 10]);
+    // Ten at once, all from the proxy's client: five are checked, then that address is held
+    // for the account (one address per made-up entry would have had all ten checked).
+    let mut codes = futures_util::future::join_all((0..10).map(guess)).await;
+    codes.sort();
+    assert_eq!(
+        codes,
+        [["RATE_LIMITED"; 5], ["UNAUTHENTICATED"; 5]].concat(),
+        "{codes:?}"
+    );
     assert_eq!(guess(10).await, "RATE_LIMITED");
 }
 
@@ -604,12 +621,22 @@ async fn guesses_from_elsewhere_do_not_lock_the_owner_out(backend: Backend) {
         json!({ "id": office_id(&app, &office).await }),
     )
     .await;
-    // Guesses from twenty-one addresses, one each, use up the account's 20 failures from
-    // anywhere (the sign-ins above that succeeded do not count).
+    // Guesses from twenty-one addresses at once, one each, use up the account's 20 failures
+    // from anywhere (the sign-ins above that succeeded do not count): the twenty-first is
+    // refused before it is checked.
     let guesses = (0..21).map(|i| login(format!("10.7.{i}.1"), "wrong guess 1234"));
-    for body in futures_util::future::join_all(guesses).await {
-        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
-    }
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|b| error_code(b) == "UNAUTHENTICATED")
+        .count();
+    assert_eq!(checked, 20, "{answers:#?}");
+    assert!(
+        answers
+            .iter()
+            .all(|b| ["UNAUTHENTICATED", "RATE_LIMITED"].contains(&error_code(b))),
+        "{answers:#?}"
+    );
     let stranger = login("10.8.0.1".to_owned(), "correct horse battery").await;
     assert_eq!(error_code(&stranger), "RATE_LIMITED", "{stranger}");
     // The office session was revoked by its user: that address vouches for nothing.
@@ -626,7 +653,7 @@ async fn guesses_from_elsewhere_do_not_lock_the_owner_out(backend: Backend) {
 }
 
 /// One address cannot use up the account's failures from anywhere: after 5 wrong passwords
-/// for the account it is held (even with the right password) while another address, never
+/// for the account (sent at once) it is held (even with the right password) while another address, never
 /// used by the account, still signs in. Before, one request every 6 s from one address kept
 /// the account-wide count empty and the owner out of every new device.
 async fn one_address_cannot_lock_an_account_out(backend: Backend) {
@@ -649,8 +676,9 @@ async fn one_address_cannot_lock_an_account_out(backend: Backend) {
     for body in futures_util::future::join_all(guesses).await {
         assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
     }
+    // The sixth is refused before its password is checked, right or wrong.
     let sixth = login(attacker, "wrong guess 1234").await;
-    assert_eq!(error_code(&sixth), "UNAUTHENTICATED", "{sixth}");
+    assert_eq!(error_code(&sixth), "RATE_LIMITED", "{sixth}");
     let held = login(attacker, "correct horse battery").await;
     assert_eq!(error_code(&held), "RATE_LIMITED", "{held}");
     assert!(
@@ -1083,6 +1111,85 @@ async fn a_session_ended_on_one_server_is_refused_by_every_server() {
     let three = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
     let body = three.gql(Some(&ada.access_token), ME, json!({})).await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+
+    // Many sessions ended at once are announced together (in batches), and each is refused.
+    let mut devices = Vec::new();
+    for _ in 0..5 {
+        devices.push(sign_in(&one, "everywhere@example.com", "correct horse battery").await);
+    }
+    for device in &devices {
+        two.ok(Some(&device.access_token), ME, json!({})).await;
+    }
+    one.ok(
+        Some(&devices[0].access_token),
+        "mutation { logoutEverywhere }",
+        json!({}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    for device in &devices {
+        while error_code(&two.gql(Some(&device.access_token), ME, json!({})).await)
+            != "UNAUTHENTICATED"
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the other server still takes a device's token"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A session whose end was never announced (the request that ended it was cut off after its
+/// commit) is refused by the other servers once they read the ended sessions again, which
+/// they do every `listen_check_ms` however busy their listener is with job events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unannounced_end_is_read_again_while_job_events_keep_coming() {
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let database = crate::helpers::create_database().await;
+    let mut one = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
+    one.adopt_database(database.clone());
+    let two = TestApp::spawn_on(Some(&database), |a| {
+        a.no_worker = true;
+        a.config.listen_check_ms = 300;
+    })
+    .await;
+    let ada = one.register("unannounced@example.com").await;
+    two.ok(Some(&ada.access_token), ME, json!({})).await;
+    // Job events every 50 ms: the listener is never quiet for 300 ms.
+    let db = one.state.db.clone();
+    let busy = tokio::spawn(async move {
+        loop {
+            let _ = db
+                .execute_unprepared("SELECT pg_notify('reelgraph_jobs', 'not an event')")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    entity::session::Entity::update_many()
+        .col_expr(
+            entity::session::Column::RevokedAt,
+            Expr::val(chrono::Utc::now()),
+        )
+        .col_expr(entity::session::Column::RevokedReason, Expr::val("logout"))
+        .filter(entity::session::Column::RevokedAt.is_null())
+        .exec(&one.state.db)
+        .await
+        .expect("ended without a word");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = two.gql(Some(&ada.access_token), ME, json!({})).await;
+        if error_code(&body) == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other server still takes the token: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    busy.abort();
 }
 
 /// Administrators list invite codes (newest first) and revoke one, which admits nobody more;
