@@ -125,8 +125,10 @@ pub struct Score {
     pub breakdown: Breakdown,
 }
 
+/// `x` to four decimals; never `-0` (which `clamp` keeps, and JSON would show as `-0.0`).
 fn round(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    let rounded = (x * 10_000.0).round() / 10_000.0;
+    if rounded == 0.0 { 0.0 } else { rounded }
 }
 
 fn unit(x: f64) -> f64 {
@@ -339,6 +341,19 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn no_value_is_negative_zero() {
+        for x in [-0.0, -0.00001, 0.0, -1.0, f64::NAN] {
+            let value = unit(x);
+            assert!(value == 0.0 && value.is_sign_positive(), "{x} → {value}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Value::from(unit(-0.0))).expect("json"),
+            "0.0"
+        );
+        assert!(round(-0.00001).is_sign_positive());
+    }
 
     fn moment(title: &str, start: f64, end: f64) -> key_moment::Model {
         key_moment::Model {

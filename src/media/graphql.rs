@@ -426,7 +426,8 @@ impl MediaMutation {
     /// and shorts are in no query, `node` or share link, and its files (the upload, its
     /// renditions, caption files and shorts) are removed from storage. The consent audit log
     /// is kept, as it always is. Members of its creator and administrators; `false` never
-    /// comes back (a video already deleted is `NOT_FOUND`).
+    /// comes back (a video already deleted is `NOT_FOUND`). `CONFLICT` while one of its
+    /// shorts is still rendering: cancel that short's job, or wait for it.
     async fn delete_video(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
         viewer(ctx)?.require_user()?;
         let id = parse_id("id", &id)?;

@@ -14,6 +14,7 @@ use super::{
     spec::{self, MovieSpecInput},
 };
 use crate::{
+    db::RowLock,
     error::{AppError, AppResult},
     graphql::{parse_id, state, viewer},
     jobs::{
@@ -124,13 +125,21 @@ impl RenderMutation {
         // Each upload is recorded (the upkeep removes pictures no render uses), and an
         // account may ask for so many a day.
         let now = Utc::now();
+        let txn = queue::begin_write(&state.db).await?;
         if !viewer(ctx)?.is_admin() {
+            // The owner's row locked (PostgreSQL; SQLite's write transaction holds the whole
+            // database): requests at once count one after the other.
+            entity::user::Entity::find_by_id(user.id)
+                .for_no_key_update(&txn)
+                .one(&txn)
+                .await?;
             let today = entity::asset::Entity::find()
                 .filter(entity::asset::Column::OwnerId.eq(user.id))
                 .filter(entity::asset::Column::CreatedAt.gt(now - chrono::TimeDelta::days(1)))
-                .count(&state.db)
+                .count(&txn)
                 .await?;
             if today >= MAX_ASSET_UPLOADS_PER_DAY {
+                txn.rollback().await?;
                 return Err(AppError::RateLimited(format!(
                     "at most {MAX_ASSET_UPLOADS_PER_DAY} picture uploads a day; a picture \
                      uploaded before can be named again by its assetKey"
@@ -144,8 +153,9 @@ impl RenderMutation {
             created_at: Set(now),
             used_at: Set(now),
         })
-        .exec_without_returning(&state.db)
+        .exec_without_returning(&txn)
         .await?;
+        txn.commit().await?;
         // Taken before presigning, so the URL never outlives the time announced.
         let expires_at = Utc::now()
             + chrono::TimeDelta::from_std(PRESIGN_TTL)

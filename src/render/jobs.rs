@@ -279,7 +279,9 @@ impl JobHandler for RenderMovie {
         // the size measured here (its own rounding of a left-out side can reach 0).
         let spec = spec::drawn(&input.spec, &sizes);
         for (si, scene) in spec.scenes.iter().enumerate() {
-            if let Some(why) = spec::overfull_scene(scene) {
+            if let Some(why) =
+                spec::overfull_scene(scene).or_else(|| spec::overfull_sources(scene, &sizes))
+            {
                 return Err(JobFailure::permanent(format!(
                     "spec.scenes.{si}.layers: {why}"
                 )));

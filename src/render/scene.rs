@@ -104,9 +104,25 @@ pub fn scene_args(
         "-i".into(),
         "anullsrc=channel_layout=stereo:sample_rate=48000".into(),
     ];
-    let mut image_inputs = Vec::new();
-    // Inputs 0 and 1 are the colour and the silence; images follow.
-    for (next_input, path) in (2..).zip(inputs.images.iter().flatten()) {
+    // Inputs 0 and 1 are the colour and the silence; each distinct picture follows, once: a
+    // picture shown by several layers is decoded once and `split` among them (as an input per
+    // layer, a large picture in 20 layers was decoded 20 times over, gigabytes at once).
+    let mut distinct: Vec<&Path> = Vec::new();
+    let layer_pictures: Vec<usize> = inputs
+        .images
+        .iter()
+        .flatten()
+        .map(
+            |path| match distinct.iter().position(|p| *p == path.as_path()) {
+                Some(at) => at,
+                None => {
+                    distinct.push(path);
+                    distinct.len() - 1
+                }
+            },
+        )
+        .collect();
+    for path in &distinct {
         // One frame, read and scaled once and repeated by the `loop` filter (as an input
         // looped by the demuxer, it would be decoded and scaled again for every frame). At
         // the scene's frame rate, the repeats fall on the scene's frames.
@@ -119,9 +135,26 @@ pub fn scene_args(
             "-i".into(),
             path.display().to_string(),
         ]);
-        image_inputs.push(next_input);
     }
     let mut graph = Vec::new();
+    // The stream each picture layer reads, in layer order: its picture's input, or one
+    // branch of that input's `split`.
+    let mut image_inputs = Vec::with_capacity(layer_pictures.len());
+    let mut branches_taken = vec![0usize; distinct.len()];
+    for &picture in &layer_pictures {
+        let uses = layer_pictures.iter().filter(|&&p| p == picture).count();
+        let input = picture + 2;
+        if uses == 1 {
+            image_inputs.push(format!("{input}:v"));
+            continue;
+        }
+        if branches_taken[picture] == 0 {
+            let labels: String = (0..uses).map(|b| format!("[pic{input}_{b}]")).collect();
+            graph.push(format!("[{input}:v]split={uses}{labels}"));
+        }
+        image_inputs.push(format!("pic{input}_{}", branches_taken[picture]));
+        branches_taken[picture] += 1;
+    }
     let mut current = "0:v".to_owned();
     let mut image_no = 0;
     for (i, layer) in scene.layers.iter().enumerate() {
@@ -158,7 +191,7 @@ pub fn scene_args(
                 end,
                 ..
             } => {
-                let Some(&input) = image_inputs.get(image_no) else {
+                let Some(input) = image_inputs.get(image_no) else {
                     continue;
                 };
                 image_no += 1;
@@ -180,7 +213,7 @@ pub fn scene_args(
                 // Converted to the overlay's format before the loop: after it, the whole
                 // picture would be converted again for every frame.
                 graph.push(format!(
-                    "[{input}:v]{turn}{scale},format=yuva420p,loop=loop=-1:size=1:start=0[{scaled}]"
+                    "[{input}]{turn}{scale},format=yuva420p,loop=loop=-1:size=1:start=0[{scaled}]"
                 ));
                 // The picture repeats for ever: the scene's background ends the overlay.
                 graph.push(format!(
@@ -453,6 +486,82 @@ mod tests {
                 "{duration} s at {fps} fps: {text}"
             );
         }
+    }
+
+    /// A picture shown by several layers is one input, decoded once and split among them;
+    /// each layer still draws it where it says.
+    #[tokio::test]
+    async fn a_picture_in_several_layers_is_read_once_and_drawn_by_each() {
+        let tools = super::super::ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        let dir = tempfile::tempdir().expect("dir");
+        let picture = |name: &str, colour: &str| {
+            let path = dir.path().join(name);
+            let made = std::process::Command::new(&tools.ffmpeg)
+                .args(["-v", "error", "-f", "lavfi", "-i"])
+                .arg(format!("color=c={colour}:s=8x8"))
+                .args(["-frames:v", "1"])
+                .arg(&path)
+                .status()
+                .expect("ffmpeg runs");
+            assert!(made.success());
+            path
+        };
+        let (red, blue) = (picture("red.png", "red"), picture("blue.png", "blue"));
+        let layer = |key: &str, x: f64, y: f64| Layer::Image {
+            asset_key: key.into(),
+            x,
+            y,
+            width: Some(8),
+            height: Some(8),
+            start: 0.0,
+            end: 0.2,
+        };
+        let scene = Scene {
+            id: "a".into(),
+            duration: 0.2,
+            bg_color: "#000000".into(),
+            layers: vec![
+                layer("red", 0.0, 0.0),
+                layer("blue", 0.0, 24.0),
+                layer("red", 32.0, 0.0),
+            ],
+        };
+        let inputs = SceneInputs {
+            texts: vec![None; 3],
+            images: vec![Some(red.clone()), Some(blue), Some(red)],
+            orientations: vec![1; 3],
+        };
+        let video = dir.path().join("scene.mp4");
+        let args = scene_args(&scene, 64, 48, 10, &inputs, &video);
+        assert_eq!(args.iter().filter(|a| *a == "-i").count(), 4, "{args:?}");
+        super::super::ffmpeg::run(&tools, &args, 0.2, |_| {})
+            .await
+            .expect("rendered");
+        let output = tokio::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .await
+            .expect("frame");
+        assert!(output.status.success());
+        let pixel = |x: usize, y: usize| {
+            let at = (y * 64 + x) * 3;
+            (
+                output.stdout[at],
+                output.stdout[at + 1],
+                output.stdout[at + 2],
+            )
+        };
+        let reddish = |(r, g, b): (u8, u8, u8)| r > 150 && g < 100 && b < 100;
+        let bluish = |(r, g, b): (u8, u8, u8)| b > 150 && r < 100 && g < 100;
+        assert!(reddish(pixel(3, 3)), "{:?}", pixel(3, 3));
+        assert!(reddish(pixel(35, 3)), "{:?}", pixel(35, 3));
+        assert!(bluish(pixel(3, 27)), "{:?}", pixel(3, 27));
+        let (r, g, b) = pixel(50, 40);
+        assert!(r < 40 && g < 40 && b < 40, "background {:?}", (r, g, b));
     }
 
     /// Scene text is shown as written: drawtext's `%{…}` expansion is off (a title such as

@@ -235,6 +235,34 @@ pub fn overfull_scene(scene: &Scene) -> Option<String> {
     })
 }
 
+/// Why a scene is refused for the pictures ffmpeg decodes to draw it, if it is: more than
+/// [`MAX_SCENE_PICTURE_PIXELS`] as uploaded (`pictures`, by asset key). Each distinct picture
+/// is decoded whole once, whatever size its layers draw it at.
+pub fn overfull_sources(
+    scene: &Scene,
+    pictures: &std::collections::HashMap<String, (u64, u64)>,
+) -> Option<String> {
+    let mut counted = std::collections::HashSet::new();
+    let total: u64 = scene
+        .layers
+        .iter()
+        .filter_map(|layer| match layer {
+            Layer::Image { asset_key, .. } if counted.insert(asset_key.as_str()) => pictures
+                .get(asset_key.as_str())
+                .map(|&(w, h)| w.saturating_mul(h)),
+            _ => None,
+        })
+        .fold(0, u64::saturating_add);
+    (total > MAX_SCENE_PICTURE_PIXELS).then(|| {
+        format!(
+            "its pictures are {} megapixels in all as uploaded: at most {} in one scene, \
+             whatever size they are drawn at (upload smaller pictures)",
+            total.div_ceil(1_000_000),
+            MAX_SCENE_PICTURE_PIXELS / 1_000_000
+        )
+    })
+}
+
 /// Why a picture layer drawn at `size` is refused, if it is.
 pub fn oversized_layer(size: (u64, u64)) -> Option<String> {
     let (w, h) = size;
@@ -527,6 +555,22 @@ mod tests {
         let why = overfull_scene(&scene(vec![big(), big(), picture("x", Some(2), Some(2))]))
             .expect("past 80 MP");
         assert!(why.contains("81 megapixels in all"), "{why}");
+        // As uploaded: a picture counts once however many layers show it, at its own size.
+        let sizes: std::collections::HashMap<String, (u64, u64)> = [
+            ("x".to_owned(), (8000, 5000)),
+            ("y".to_owned(), (8000, 5000)),
+            ("z".to_owned(), (10, 10)),
+        ]
+        .into();
+        let tiny = |key: &str| picture(key, Some(2), Some(2));
+        let shown_often = scene(vec![tiny("x"), tiny("x"), tiny("y"), tiny("y")]);
+        assert!(overfull_sources(&shown_often, &sizes).is_none());
+        let why = overfull_sources(
+            &scene(vec![tiny("x"), tiny("y"), tiny("z"), tiny("z")]),
+            &sizes,
+        )
+        .expect("80 megapixels and 100 pixels more");
+        assert!(why.contains("81 megapixels in all as uploaded"), "{why}");
     }
 
     #[test]

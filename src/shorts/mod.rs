@@ -413,6 +413,19 @@ impl ShortMutation {
             txn.rollback().await?;
             return short_of_request(&state.db, existing, &fingerprint).await;
         }
+        // The video first, share-locked (PostgreSQL): a deleteVideo that committed since it
+        // was read is seen, and one still to come waits for this short (and then finds it
+        // rendering) instead of leaving a short to render for a deleted video. Video, then
+        // highlight: the order in which `updateKeyMoment` locks them (it touches the video
+        // first), so neither deadlocks the other.
+        let current = video::Entity::find_by_id(source.id)
+            .for_share(&txn)
+            .one(&txn)
+            .await?;
+        if current.is_none_or(|v| v.deleted_at.is_some()) {
+            txn.rollback().await?;
+            return Err(AppError::NotFound("highlight"));
+        }
         // Read again inside the transaction (locked on PostgreSQL; SQLite's writers are
         // serialised): a rejectHighlight or trim that commits meanwhile is seen, not missed.
         let again = highlight::Entity::find_by_id(highlight_id).for_update(&txn);
@@ -423,17 +436,6 @@ impl ShortMutation {
         if highlight.status != HighlightStatus::Approved {
             txn.rollback().await?;
             return Err(not_approved());
-        }
-        // The video too, share-locked (PostgreSQL): a deleteVideo that committed since it was
-        // read is seen, and one still to come waits for this short (and then finds it
-        // rendering) instead of leaving a short to render for a deleted video.
-        let current = video::Entity::find_by_id(source.id)
-            .for_share(&txn)
-            .one(&txn)
-            .await?;
-        if current.is_none_or(|v| v.deleted_at.is_some()) {
-            txn.rollback().await?;
-            return Err(AppError::NotFound("highlight"));
         }
         // What the short will be, fixed now: the highlight's range (trimmed or the key
         // moment's) and the creator's intro and outro cards, as they are at this moment. The

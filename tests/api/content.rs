@@ -1371,6 +1371,58 @@ async fn a_video_is_not_deleted_under_a_short_being_made() {
     assert!(row.deleted_at.is_none(), "the video is kept");
 }
 
+/// `generateShort` and `updateKeyMoment` on one highlight at once both go through: they lock
+/// the video before the highlight, in one order. (`generateShort` took the highlight first,
+/// then waited for the video that `updateKeyMoment` holds while it waits for the highlight:
+/// PostgreSQL broke the deadlock by failing one of them, INTERNAL.) The test holds the key
+/// moment so that `updateKeyMoment` stops between the video and the highlight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generating_a_short_while_its_key_moment_changes_does_not_deadlock() {
+    use sea_orm::{QuerySelect, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let (owner, _, _, highlight) =
+        approved_highlight(&app, "two-locks@example.com", "Two locks").await;
+    let found = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { highlight(id: $id) { keyMoment { id startTime endTime } } }",
+            json!({ "id": highlight }),
+        )
+        .await;
+    let moment = &found["highlight"]["keyMoment"];
+    let moment_id: Uuid = moment["id"].as_str().expect("id").parse().expect("uuid");
+    let holding = app.state.db.begin().await.expect("txn");
+    entity::key_moment::Entity::find_by_id(moment_id)
+        .lock_exclusive()
+        .one(&holding)
+        .await
+        .expect("locked")
+        .expect("moment");
+    let updating = app.gql_in_background(
+        &owner.access_token,
+        "mutation($id: ID!, $m: KeyMomentInput!) { updateKeyMoment(id: $id, moment: $m) { id } }",
+        json!({ "id": moment_id, "m": {
+            "title": "Retitled",
+            "startTime": moment["startTime"],
+            "endTime": moment["endTime"],
+        } }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    let generating = app.gql_in_background(
+        &owner.access_token,
+        "mutation($h: ID!) { generateShort(input: {highlightId: $h, preset: SQUARE}) { id } }",
+        json!({ "h": highlight }),
+    );
+    crate::helpers::wait_for_lock_waits(&app, 2).await;
+    holding.commit().await.expect("released");
+    let (updated, generated) = (
+        updating.await.expect("joined"),
+        generating.await.expect("joined"),
+    );
+    assert!(updated["errors"].is_null(), "{updated}");
+    assert!(generated["errors"].is_null(), "{generated}");
+}
+
 /// Deletes `video` as `deleteVideo` does when it looked just before one of the video's shorts
 /// was made (it refuses while one renders, so a short queued after its look is the way one is
 /// left under a deleted video).
