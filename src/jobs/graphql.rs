@@ -514,17 +514,26 @@ impl JobSubscription {
     ) -> Result<impl Stream<Item = Job> + use<>, AppError> {
         let state: AppState = state(ctx)?.clone();
         let owner = viewer(ctx)?.require_user()?.id;
-        let mut bus = state.events.subscribe();
         let now = Utc::now();
         // What a re-read reads: rows changed since the last re-read began. `updated_at` is
         // written by each writer's clock, so the cursor is this process's time less
         // `CLOCK_SLACK`, never a row's time: one stamped by a clock running ahead would move
         // it past rows stamped by the others. What was already sent is skipped (`seen`).
         let mut since = now - CLOCK_SLACK;
+        // The jobs that had ended when the subscription starts, read before listening: the
+        // re-reads' window reaches back before the start, and a job that ended in it is not
+        // news to send (a dashboard would show it finish twice). A change after this read and
+        // before listening (a retry, say) is found by the next re-read. Jobs still under way
+        // are not taken as known: one made as the subscription starts is sent when found.
+        let known = known_at(&state.db, owner, since).await?;
+        let mut bus = state.events.subscribe();
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
             let mut seen = Sent::new(now);
+            for row in known.iter().filter(|row| is_terminal(row.status)) {
+                seen.insert(row.id, (row.seq, row.progress), since);
+            }
             // Where a re-read that filled its page goes on from.
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
             // When the re-read under way began (its pages done, `since` moves to it).
@@ -647,6 +656,28 @@ const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Rows a `jobsUpdated` re-read reads at a time; a full page is followed by the next one.
 const CATCH_UP_PAGE: u64 = 1000;
+
+/// The owner's jobs changed after `since`, as they are now: up to [`Sent::LIMIT`] of them
+/// (more pages are read only while they are full).
+async fn known_at(
+    db: &DatabaseConnection,
+    owner: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<job::Model>, sea_orm::DbErr> {
+    let mut known = Vec::new();
+    let mut after = (since, Uuid::nil());
+    loop {
+        let page = changed_after(db, owner, after).await?;
+        let full = page.len() as u64 >= CATCH_UP_PAGE;
+        if let Some(last) = page.last() {
+            after = (last.updated_at, last.id);
+        }
+        known.extend(page);
+        if !full || known.len() >= Sent::LIMIT {
+            return Ok(known);
+        }
+    }
+}
 
 /// The owner's jobs changed after `(updated_at, id)`, in that order, a page at a time.
 async fn changed_after(

@@ -2062,6 +2062,7 @@ both_backends!(
     the_reaper_leaves_renewed_leases_alone_and_goes_on_past_a_failing_job,
     a_retry_adds_one_budget_of_attempts,
     jobs_updated_rereads_find_changes_stamped_by_slower_clocks,
+    jobs_updated_does_not_resend_what_ended_before_it_started,
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
@@ -2254,6 +2255,48 @@ async fn a_cancel_chosen_to_break_a_deadlock_runs_again() {
 /// A change `jobsUpdated` was not told of is found by its next re-read even when the process
 /// that wrote it has a clock behind this one: a job stamped 5 s before the subscription began
 /// (and one stamped 5 s ahead, which used to move the cursor past the others) both arrive.
+/// A job that ended a moment before `jobsUpdated` started is not sent again by the re-reads
+/// (whose window reaches back before the start, for other servers' clocks): the first thing
+/// heard is the next change.
+async fn jobs_updated_does_not_resend_what_ended_before_it_started(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| {
+        a.no_worker = true;
+        a.config.subscription_reread_ms = 200;
+    })
+    .await;
+    let owner = app.register("ended-before@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 1).await;
+    let claimed = queue::claim(db, "test", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let lease = queue::Lease::of(&claimed[0]).expect("lease");
+    let done = lifecycle::Finish::Done {
+        output: json!({}),
+        output_ref: None,
+    };
+    lifecycle::finish(db, bus, lease, done, Some("test"))
+        .await
+        .map_err(|e| e.public_message())
+        .expect("done");
+    let mut socket = crate::helpers::subscribe(
+        &app.base,
+        &owner.access_token,
+        "subscription { jobsUpdated { id status } }",
+        json!({}),
+    )
+    .await;
+    // Several re-reads' time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let next = enqueue(&app, &owner, "diagnostics.sleep", json!({ "i": 2 }), 1).await;
+    let heard = crate::helpers::next_payload(&mut socket).await;
+    assert_eq!(
+        heard["data"]["jobsUpdated"]["id"],
+        next.to_string(),
+        "{heard:#} (the job ended before was {id})"
+    );
+}
+
 async fn jobs_updated_rereads_find_changes_stamped_by_slower_clocks(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| {
         a.no_worker = true;
