@@ -286,7 +286,10 @@ impl Config {
             );
         }
         // Checked before anything is done with them (a JWT secret generated and saved, say).
-        if let Some(url) = self.database_url.as_deref().filter(|u| !u.is_empty())
+        if let Some(url) = self
+            .database_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
             && !(self.is_postgres() || url.starts_with("sqlite:"))
         {
             let scheme = url.split(':').next().unwrap_or_default();

@@ -40,13 +40,18 @@ pub async fn connect(
     config: &Config,
     on_statement: Option<StatementHook>,
 ) -> anyhow::Result<DatabaseConnection> {
-    let mut options = match &config.database_url {
+    // Set but empty (`DATABASE_URL=` in an env file) is unset, as for the other settings.
+    let mut options = match config
+        .database_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
         Some(url) if config.is_postgres() => {
-            let mut opts = ConnectOptions::new(url.clone());
+            let mut opts = ConnectOptions::new(url.to_owned());
             opts.max_connections(config.db_max_connections);
             opts
         }
-        Some(url) if url.starts_with("sqlite:") => sqlite_options(url.clone()),
+        Some(url) if url.starts_with("sqlite:") => sqlite_options(url.to_owned()),
         Some(url) => anyhow::bail!(
             "DATABASE_URL must start with postgres:// or sqlite: (got scheme `{}`)",
             url.split(':').next().unwrap_or_default()

@@ -368,7 +368,13 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
             problems.join("\n  ")
         )
     })?;
-    if dry_run && !config.is_postgres() && config.database_url.is_none() {
+    if dry_run
+        && !config.is_postgres()
+        && config
+            .database_url
+            .as_deref()
+            .is_none_or(|u| u.trim().is_empty())
+    {
         let path = config.data_dir.join("reelgraph.db");
         anyhow::ensure!(
             path.exists(),

@@ -694,6 +694,26 @@ crate::both_backends!(
     seed_fills_a_server_through_its_api,
 );
 
+/// `DATABASE_URL=` set but empty (an env file's blank line) is unset: the embedded SQLite
+/// database, as the README says, not a refusal after the JWT secret was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_database_url_means_the_embedded_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let run = reelgraph(
+        &["migrate"],
+        &[("DATABASE_URL", ""), ("REELGRAPH_DATA_DIR", data)],
+    )
+    .await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        dir.path().join("data").join("reelgraph.db").exists(),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Signed in with a password, a client call whose access token has expired renews the session
 /// and runs again, instead of failing (a long `seed` or `render` outlives a token between
 /// follows).
