@@ -48,6 +48,11 @@ pub struct Viewer {
 /// ([`Viewer::forget_memberships`]).
 pub const LIVE_MEMBERSHIPS_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How old a subscription's memberships may be when they decide whether a job's output (the
+/// creator's media) is given: a quarter of a second, so that a parent's many children, resolved
+/// for one event, share one read.
+pub const OUTPUT_MEMBERSHIPS_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Where a request came from, for sessions and audit rows.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
@@ -107,6 +112,15 @@ impl Viewer {
         &self,
         db: &DatabaseConnection,
     ) -> AppResult<Arc<HashSet<Uuid>>> {
+        self.memberships_within(db, LIVE_MEMBERSHIPS_FOR).await
+    }
+
+    /// [`Self::member_creator_ids`], kept at most `max_age` by a subscription's viewer.
+    async fn memberships_within(
+        &self,
+        db: &DatabaseConnection,
+        max_age: std::time::Duration,
+    ) -> AppResult<Arc<HashSet<Uuid>>> {
         let Some(user) = &self.user else {
             return Ok(Arc::default());
         };
@@ -126,7 +140,7 @@ impl Viewer {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < LIVE_MEMBERSHIPS_FOR)
+                .filter(|(at, _)| at.elapsed() < max_age)
                 .map(|(_, ids)| ids.clone());
             if let Some(ids) = kept {
                 return Ok(ids);
@@ -157,6 +171,21 @@ impl Viewer {
             .live_memberships
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// [`Self::manages_creator`], with a subscription's memberships at most
+    /// [`OUTPUT_MEMBERSHIPS_FOR`] old rather than [`LIVE_MEMBERSHIPS_FOR`] (a request's are
+    /// read at most once, as ever): for what must not reach someone removed from the team a
+    /// moment ago, such as a job's `outputUrl` (in `jobsUpdated`, or a parent's `children`).
+    pub async fn manages_creator_now(
+        &self,
+        db: &DatabaseConnection,
+        creator_id: Uuid,
+    ) -> AppResult<bool> {
+        Ok(self
+            .memberships_within(db, OUTPUT_MEMBERSHIPS_FOR)
+            .await?
+            .contains(&creator_id))
     }
 
     /// Whether the caller manages `creator_id` (admin or member).

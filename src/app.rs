@@ -167,8 +167,8 @@ impl Application {
 
 /// Reads the sessions ended lately again every [`crate::auth::revoked::REREAD_EVERY`] until
 /// shutdown: another process may have ended some without telling this one. SQLite only: with
-/// PostgreSQL the event listener does it on its own connection whenever it has heard nothing
-/// for a while (`listen_check_ms`), and holds no pool connection for it.
+/// PostgreSQL the event listener does it on its own connection every `listen_check_ms`, and
+/// holds no pool connection for it.
 async fn reread_revoked(state: AppState) {
     if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         return;

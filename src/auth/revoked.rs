@@ -9,8 +9,8 @@
 //! and with PostgreSQL are announced (`pg_notify`) to every other process, whose listener adds
 //! them. For what no announcement brings (`reelgraph admin create --promote` run beside an
 //! embedded server; an announcement that failed) the window is read again (one indexed
-//! statement): every [`REREAD_EVERY`] on SQLite, and with PostgreSQL by the listener whenever
-//! it has heard nothing for `listen_check_ms`. No request reads the database for it.
+//! statement): every [`REREAD_EVERY`] on SQLite, and with PostgreSQL by the listener every
+//! `listen_check_ms`, however busy. No request reads the database for it.
 
 use std::{
     collections::HashMap,

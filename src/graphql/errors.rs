@@ -57,7 +57,7 @@ fn ensure_code(error: &mut ServerError) {
         return;
     }
     set_code(error, "BAD_USER_INPUT");
-    if let Some(short) = syntax_message(&error.message) {
+    if let Some(short) = syntax_message(&error.message).or_else(|| number_message(&error.message)) {
         error.message = short;
         return;
     }
@@ -87,6 +87,18 @@ fn syntax_message(message: &str) -> Option<String> {
         .replace("executable_definition", "an operation or fragment");
     Some(format!(
         "syntax error at line {line}, column {column}: {reason}"
+    ))
+}
+
+/// A literal number the parser cannot hold (`1e400`): its report is serde_json's, whose line and
+/// column are within the number, not the document (the error's `locations` say where it is).
+fn number_message(message: &str) -> Option<String> {
+    let reason = message.strip_prefix("invalid number: ")?;
+    let reason = reason
+        .split_once(" at line ")
+        .map_or(reason, |(reason, _)| reason);
+    Some(format!(
+        "invalid number: {reason} (a Float is at most about 1.8e308, an Int 32 bits)"
     ))
 }
 
@@ -129,6 +141,14 @@ mod tests {
             )
         );
         assert_eq!(super::syntax_message("Unknown field \"x\""), None);
+        assert_eq!(
+            super::number_message("invalid number: number out of range at line 1 column 5")
+                .as_deref(),
+            Some(
+                "invalid number: number out of range (a Float is at most about 1.8e308, an Int 32 bits)"
+            )
+        );
+        assert_eq!(super::number_message("Unknown field \"x\""), None);
         assert_eq!(
             super::missing_argument_message(
                 r#"Field "video" argument "id" of type "QueryRoot" is required but not provided"#

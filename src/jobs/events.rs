@@ -23,11 +23,10 @@ use uuid::Uuid;
 use crate::auth::revoked::RevokedSessions;
 
 const CHANNEL: &str = "reelgraph_jobs";
-/// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: their
-/// ids, separated by commas.
+/// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: the id.
+/// (Read as a list of ids separated by commas, so that a later version may send several at
+/// once; sending them so would be lost on the servers of this version and before it.)
 const SESSIONS_CHANNEL: &str = "reelgraph_sessions";
-/// Session ids per announcement: 37 bytes each, well inside PostgreSQL's 8000-byte payload.
-const SESSIONS_PER_NOTIFY: usize = 150;
 
 /// Tells every server on the PostgreSQL database `db` that `sessions` ended (committed), so
 /// their access tokens stop working at once; for processes without an event bus (the CLI).
@@ -37,22 +36,16 @@ pub async fn announce_revoked(db: &DatabaseConnection, sessions: &[Uuid]) {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return;
     }
-    // Many at once (`logoutEverywhere`, a disabled account): one round trip per batch.
-    for batch in sessions.chunks(SESSIONS_PER_NOTIFY) {
-        let payload = batch
-            .iter()
-            .map(Uuid::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+    for id in sessions {
         let statement = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_notify($1, $2)",
-            [SESSIONS_CHANNEL.into(), payload.into()],
+            [SESSIONS_CHANNEL.into(), id.to_string().into()],
         );
         if let Err(err) = db.execute_raw(statement).await {
-            // The other processes refuse their tokens once they next reload (within
+            // The other processes refuse its tokens once they next reload (within
             // `listen_check_ms`), or when the tokens expire.
-            tracing::warn!(error = %err, sessions = batch.len(), "could not announce ended sessions");
+            tracing::warn!(error = %err, session_id = %id, "could not announce an ended session");
         }
     }
 }
@@ -391,7 +384,18 @@ async fn listen(
             // stop long enough for the quiet check below, and an announcement that never came
             // (a request cut off after its commit) would go unnoticed until tokens expire.
             if reloaded.elapsed() >= check_after {
-                sessions.reload(&mut listener).await;
+                let reload =
+                    tokio::time::timeout(LISTEN_CHECK_TIMEOUT, sessions.reload(&mut listener));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    done = reload => if done.is_err() {
+                        tracing::warn!(
+                            "job event listener: the connection did not answer within {} s; reconnecting",
+                            LISTEN_CHECK_TIMEOUT.as_secs()
+                        );
+                        break;
+                    },
+                }
                 reloaded = tokio::time::Instant::now();
             }
             let next = tokio::select! {

@@ -231,7 +231,9 @@ async fn may_use(viewer: &Viewer, db: &DatabaseConnection, job: &job::Model) -> 
     };
     match job.creator_id {
         _ if viewer.is_admin() => Ok(true),
-        Some(creator_id) => viewer.manages_creator(db, creator_id).await,
+        // Read afresh in a subscription, whose memberships may be a moment old: the output
+        // is the creator's media.
+        Some(creator_id) => viewer.manages_creator_now(db, creator_id).await,
         None => Ok(user.id == job.owner_id),
     }
 }
@@ -520,20 +522,17 @@ impl JobSubscription {
         // `CLOCK_SLACK`, never a row's time: one stamped by a clock running ahead would move
         // it past rows stamped by the others. What was already sent is skipped (`seen`).
         let mut since = now - CLOCK_SLACK;
-        // The jobs that had ended when the subscription starts, read before listening: the
-        // re-reads' window reaches back before the start, and a job that ended in it is not
-        // news to send (a dashboard would show it finish twice). A change after this read and
-        // before listening (a retry, say) is found by the next re-read. Jobs still under way
-        // are not taken as known: one made as the subscription starts is sent when found.
-        let known = known_at(&state.db, owner, since).await?;
         let mut bus = state.events.subscribe();
+        // The jobs that had ended when the subscription started (read once listening): the
+        // re-reads' window reaches back before the start, and a job that ended in it is not
+        // news for them to send (a dashboard would show it finish twice, 30 s later). Only the
+        // re-reads pass over them: an event heard is sent as ever, so an end that commits
+        // while this is read is not lost. Jobs still under way are not taken as known.
+        let known = ended_at(&state.db, owner, since).await?;
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.
             let mut seen = Sent::new(now);
-            for row in known.iter().filter(|row| is_terminal(row.status)) {
-                seen.insert(row.id, (row.seq, row.progress), since);
-            }
             // Where a re-read that filled its page goes on from.
             let mut more: Option<(DateTime<Utc>, Uuid)> = None;
             // When the re-read under way began (its pages done, `since` moves to it).
@@ -585,6 +584,9 @@ impl JobSubscription {
                 for row in rows {
                     let before = seen.get(&row.id).copied();
                     if before.is_some_and(|(s, _)| s >= row.seq) {
+                        continue;
+                    }
+                    if reread && before.is_none() && known.get(&row.id) == Some(&row.seq) {
                         continue;
                     }
                     // An end passed since what was sent (or, for a job not sent yet, since the
@@ -657,26 +659,29 @@ const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(10);
 /// Rows a `jobsUpdated` re-read reads at a time; a full page is followed by the next one.
 const CATCH_UP_PAGE: u64 = 1000;
 
-/// The owner's jobs changed after `since`, as they are now: up to [`Sent::LIMIT`] of them
-/// (more pages are read only while they are full).
-async fn known_at(
+/// The owner's jobs changed after `since` that have ended, with their versions: up to
+/// [`Sent::LIMIT`] of them.
+async fn ended_at(
     db: &DatabaseConnection,
     owner: Uuid,
     since: DateTime<Utc>,
-) -> Result<Vec<job::Model>, sea_orm::DbErr> {
-    let mut known = Vec::new();
-    let mut after = (since, Uuid::nil());
-    loop {
-        let page = changed_after(db, owner, after).await?;
-        let full = page.len() as u64 >= CATCH_UP_PAGE;
-        if let Some(last) = page.last() {
-            after = (last.updated_at, last.id);
-        }
-        known.extend(page);
-        if !full || known.len() >= Sent::LIMIT {
-            return Ok(known);
-        }
-    }
+) -> Result<HashMap<Uuid, i64>, sea_orm::DbErr> {
+    let rows: Vec<(Uuid, i64)> = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
+        .column(job::Column::Seq)
+        .filter(job::Column::OwnerId.eq(owner))
+        .filter(job::Column::UpdatedAt.gt(since))
+        .filter(job::Column::Status.is_in([
+            JobStatus::Done,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]))
+        .limit(Sent::LIMIT as u64)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// The owner's jobs changed after `(updated_at, id)`, in that order, a page at a time.

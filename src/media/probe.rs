@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use entity::{VideoStatus, video};
-use sea_orm::{ActiveEnum, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ActiveEnum, DbErr, EntityTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -90,12 +90,12 @@ impl JobHandler for ProbeVideo {
             Ok(outcome) => Ok(outcome),
             Err(Failure::Stopped(failure)) => Err(failure),
             Err(Failure::File(reason)) => {
-                mark_failed(ctx.db(), input.video_id, &reason).await?;
+                mark_failed(ctx, input.video_id, &reason).await?;
                 Err(JobFailure::permanent(reason))
             }
             Err(Failure::Server { message, retryable }) => {
                 if !retryable || ctx.job.attempts >= ctx.job.max_attempts {
-                    mark_failed(ctx.db(), input.video_id, SERVER_REASON).await?;
+                    mark_failed(ctx, input.video_id, SERVER_REASON).await?;
                 }
                 Err(if retryable {
                     JobFailure::transient(message)
@@ -211,7 +211,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         size,
         sha256: &sha256,
     };
-    let saved = record::ready(ctx.db(), &video, verified, &renditions)
+    let saved = record::ready(ctx.db(), &video, verified, &renditions, ctx.held())
         .await
         .map_err(db_failure("saving the results"))?;
     if !saved {
@@ -352,15 +352,13 @@ async fn store(
 
 /// Fails a processing video with a reason for its uploader. When even that cannot be written,
 /// the job is retried, so the video does not stay PROCESSING for ever.
-async fn mark_failed(
-    db: &DatabaseConnection,
-    video_id: Uuid,
-    reason: &str,
-) -> Result<(), JobFailure> {
-    record::failed(db, video_id, reason).await.map_err(|err| {
-        tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
-        JobFailure::transient("could not record the video's failure")
-    })
+async fn mark_failed(ctx: &JobContext, video_id: Uuid, reason: &str) -> Result<(), JobFailure> {
+    record::failed(ctx.db(), video_id, reason, ctx.held())
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, %video_id, "video.probe: could not mark the video failed");
+            JobFailure::transient("could not record the video's failure")
+        })
 }
 
 /// Whether the stored file (`size` bytes, `sha256`) is the one the upload promised and

@@ -38,6 +38,7 @@ pub async fn ready(
     video: &video::Model,
     verified: Verified<'_>,
     renditions: &[Rendition],
+    held: sea_orm::Condition,
 ) -> Result<bool, DbErr> {
     let now = Utc::now();
     let txn = queue::begin_write(db).await?;
@@ -94,6 +95,7 @@ pub async fn ready(
         .filter(video::Column::Id.eq(video.id))
         .filter(video::Column::Status.eq(VideoStatus::Processing))
         .filter(video::Column::DeletedAt.is_null())
+        .filter(held)
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
@@ -129,9 +131,16 @@ pub async fn reopen(
     Ok(())
 }
 
-/// Fails a processing video with a reason for its uploader.
-pub async fn failed(db: &DatabaseConnection, video_id: Uuid, reason: &str) -> Result<(), DbErr> {
+/// Fails a processing video with a reason for its uploader, while `held` (the probe's lease:
+/// one that lost its job to another run leaves the video to that run).
+pub async fn failed(
+    db: &DatabaseConnection,
+    video_id: Uuid,
+    reason: &str,
+    held: sea_orm::Condition,
+) -> Result<(), DbErr> {
     video::Entity::update_many()
+        .filter(held)
         .col_expr(video::Column::Status, Expr::val(VideoStatus::Failed))
         .col_expr(video::Column::FailureReason, Expr::val(reason))
         .col_expr(video::Column::UpdatedAt, Expr::val(Utc::now()))

@@ -1112,7 +1112,7 @@ async fn a_session_ended_on_one_server_is_refused_by_every_server() {
     let body = three.gql(Some(&ada.access_token), ME, json!({})).await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
 
-    // Many sessions ended at once are announced together (in batches), and each is refused.
+    // Every one of many sessions ended at once (`logoutEverywhere`) is refused there too.
     let mut devices = Vec::new();
     for _ in 0..5 {
         devices.push(sign_in(&one, "everywhere@example.com", "correct horse battery").await);

@@ -531,7 +531,18 @@ async fn an_unknown_job_type_waits_for_a_worker_that_knows_it(backend: Backend) 
     assert_eq!(job["job"]["attempts"], 0, "{job:#}");
 
     // A claim limited to the types it knows takes the known job only, and no deliveries
-    // when it does not know them.
+    // when it does not know them (on an app whose own pool claims nothing).
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("unknown-claims@example.com").await;
+    let unknown = enqueue(&app, &owner, "no.such.type", json!({}), 3).await;
+    let delivery = enqueue(
+        &app,
+        &owner,
+        reelgraph::jobs::webhooks::JOB_TYPE,
+        json!({}),
+        3,
+    )
+    .await;
     let other = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
     let slots = queue::Slots {
         work: 5,
@@ -549,8 +560,7 @@ async fn an_unknown_job_type_waits_for_a_worker_that_knows_it(backend: Backend) 
     .map_err(|e| e.public_message())
     .expect("claim");
     let ids: Vec<Uuid> = claimed.iter().map(|j| j.id).collect();
-    assert!(!ids.contains(&unknown), "{ids:?}");
-    assert!(ids.iter().all(|id| *id == other), "{ids:?}");
+    assert_eq!(ids, [other], "not {unknown} nor the delivery {delivery}");
 }
 
 async fn idempotency_keys_return_the_same_unfinished_job(backend: Backend) {
@@ -1491,14 +1501,15 @@ async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: B
     }
     let spent = app.statements() - before;
     // Per event: the progress write, its announcement (NOTIFY, on PostgreSQL) and the shared
-    // read of the job; at most one read of the team's members in all (were the steps slow
-    // enough for them to expire). Read at every event, they were 5 more.
+    // read of the job; and two more in all, for a slow machine (the team's members read again
+    // once they are 2 s old, a background re-read landing in between). Read at every event,
+    // they were 5 more.
     let per_event = match backend {
         Backend::Postgres => 3,
         Backend::Sqlite => 2,
     };
     assert!(
-        spent <= 5 * per_event + 1,
+        spent <= 5 * per_event + 2,
         "{spent} statements for 5 events"
     );
 }

@@ -226,6 +226,20 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         "{message}"
     );
     assert!(message.len() < 200, "{message}");
+    // A number too large for any type is said to be, with its place in `locations`, not in a
+    // position of the number parser's own.
+    let body = app
+        .gql(
+            None,
+            "{\n  highlights(minScore: 1e400) { totalCount }\n}",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(message.starts_with("invalid number: "), "{message}");
+    assert!(!message.contains(" at line "), "{message}");
+    assert_eq!(body["errors"][0]["locations"][0]["line"], 2, "{body}");
     // A missing argument is named without a wrong type beside it, and is the error's field.
     let body = app.gql(None, "{ video { id } }", json!({})).await;
     assert_eq!(
