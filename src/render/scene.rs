@@ -413,12 +413,22 @@ mod tests {
         };
         let video = dir.path().join("scene.mp4");
         let args = scene_args(&scene, 320, 180, 10, &inputs, &video);
-        super::super::ffmpeg::run(&tools, &args, 0.2, |_| {})
+        render_first_frame(&tools, &args, &video).await
+    }
+
+    /// Runs `args` (a 0.2 s scene rendered to `video`) and returns the video's first frame as
+    /// raw RGB.
+    async fn render_first_frame(
+        tools: &super::super::ffmpeg::Tools,
+        args: &[String],
+        video: &Path,
+    ) -> Vec<u8> {
+        super::super::ffmpeg::run(tools, args, 0.2, |_| {})
             .await
             .expect("rendered");
         let output = tokio::process::Command::new(&tools.ffmpeg)
             .args(["-v", "error", "-i"])
-            .arg(&video)
+            .arg(video)
             .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .output()
             .await
@@ -536,24 +546,10 @@ mod tests {
         let video = dir.path().join("scene.mp4");
         let args = scene_args(&scene, 64, 48, 10, &inputs, &video);
         assert_eq!(args.iter().filter(|a| *a == "-i").count(), 4, "{args:?}");
-        super::super::ffmpeg::run(&tools, &args, 0.2, |_| {})
-            .await
-            .expect("rendered");
-        let output = tokio::process::Command::new(&tools.ffmpeg)
-            .args(["-v", "error", "-i"])
-            .arg(&video)
-            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .output()
-            .await
-            .expect("frame");
-        assert!(output.status.success());
+        let frame = render_first_frame(&tools, &args, &video).await;
         let pixel = |x: usize, y: usize| {
             let at = (y * 64 + x) * 3;
-            (
-                output.stdout[at],
-                output.stdout[at + 1],
-                output.stdout[at + 2],
-            )
+            (frame[at], frame[at + 1], frame[at + 2])
         };
         let reddish = |(r, g, b): (u8, u8, u8)| r > 150 && g < 100 && b < 100;
         let bluish = |(r, g, b): (u8, u8, u8)| b > 150 && r < 100 && g < 100;

@@ -1096,18 +1096,7 @@ async fn a_session_ended_on_one_server_is_refused_by_every_server() {
         json!({ "t": ada.refresh_token }),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let body = two.gql(Some(&ada.access_token), ME, json!({})).await;
-        if error_code(&body) == "UNAUTHENTICATED" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the other server still takes the token: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    refused_within(&two, &ada.access_token, 20).await;
     let three = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
     let body = three.gql(Some(&ada.access_token), ME, json!({})).await;
     assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
@@ -1126,17 +1115,24 @@ async fn a_session_ended_on_one_server_is_refused_by_every_server() {
         json!({}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     for device in &devices {
-        while error_code(&two.gql(Some(&device.access_token), ME, json!({})).await)
-            != "UNAUTHENTICATED"
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the other server still takes a device's token"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        refused_within(&two, &device.access_token, 20).await;
+    }
+}
+
+/// Waits (at most `secs`) until `app` refuses `token` as UNAUTHENTICATED.
+async fn refused_within(app: &TestApp, token: &str, secs: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let body = app.gql(Some(token), ME, json!({})).await;
+        if error_code(&body) == "UNAUTHENTICATED" {
+            return;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other server still takes the token: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -1177,18 +1173,7 @@ async fn an_unannounced_end_is_read_again_while_job_events_keep_coming() {
         .exec(&one.state.db)
         .await
         .expect("ended without a word");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let body = two.gql(Some(&ada.access_token), ME, json!({})).await;
-        if error_code(&body) == "UNAUTHENTICATED" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the other server still takes the token: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    refused_within(&two, &ada.access_token, 10).await;
     busy.abort();
 }
 

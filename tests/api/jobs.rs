@@ -1436,25 +1436,23 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
 /// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
 /// hears no more of it: at its next change, `NOT_FOUND` (as `job(id)` answers them now), and
 /// the subscription completes. A subscription reads memberships afresh, not once.
-/// A team member's `jobUpdated` does not read the team's members again at every event (a
-/// render's parent changes several times a second): it keeps them for a moment
-/// (`LIVE_MEMBERSHIPS_FOR`), so a job's events cost the one shared read of the job each.
-async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
-    let owner = app.register("busy-team@example.com").await;
-    let member = app.register("busy-member@example.com").await;
+/// An owner's creator with a member on its team, and a queued job of the creator's
+/// (unannounced): `(owner, member, creator, job)`. Accounts are named after `name`.
+async fn team_job(app: &TestApp, name: &str) -> (Session, Session, Uuid, Uuid) {
+    let owner = app.register(&format!("{name}-owner@example.com")).await;
+    let member_email = format!("{name}-member@example.com");
+    let member = app.register(&member_email).await;
     let creator: Uuid = app
-        .create_creator(&owner, "Busy Team")
+        .create_creator(&owner, &format!("{name} team"))
         .await
         .parse()
         .expect("uuid");
     app.ok(
         Some(&owner.access_token),
-        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"busy-member@example.com\") { role } }",
-        json!({ "c": creator }),
+        "mutation($c: ID!, $e: String!) { addCreatorMember(creatorId: $c, email: $e) { role } }",
+        json!({ "c": creator, "e": member_email }),
     )
     .await;
-    let (db, bus) = (&app.state.db, &app.state.events);
     let mut new = NewJob::new(
         JobKind::Render,
         "diagnostics.sleep",
@@ -1462,7 +1460,17 @@ async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: B
         json!({}),
     );
     new.creator_id = Some(creator);
-    let id = enqueue_unannounced(&app, new).await.id;
+    let id = enqueue_unannounced(app, new).await.id;
+    (owner, member, creator, id)
+}
+
+/// A team member's `jobUpdated` does not read the team's members again at every event (a
+/// render's parent changes several times a second): it keeps them for a moment
+/// (`LIVE_MEMBERSHIPS_FOR`), so a job's events cost the one shared read of the job each.
+async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (_, member, _, id) = team_job(&app, "busy").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
     let claimed = queue::claim(db, "test", 1, Duration::from_secs(30))
         .await
         .expect("claim");
@@ -1516,28 +1524,8 @@ async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: B
 
 async fn a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
-    let owner = app.register("watched-team@example.com").await;
-    let member = app.register("watching-member@example.com").await;
-    let creator: Uuid = app
-        .create_creator(&owner, "Watched Team")
-        .await
-        .parse()
-        .expect("uuid");
-    app.ok(
-        Some(&owner.access_token),
-        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"watching-member@example.com\") { role } }",
-        json!({ "c": creator }),
-    )
-    .await;
+    let (owner, member, creator, id) = team_job(&app, "watched").await;
     let (db, bus) = (&app.state.db, &app.state.events);
-    let mut new = NewJob::new(
-        JobKind::Render,
-        "diagnostics.sleep",
-        owner.user_id.parse().expect("uuid"),
-        json!({}),
-    );
-    new.creator_id = Some(creator);
-    let id = enqueue_unannounced(&app, new).await.id;
     let mut watching = subscribe(
         &app.base,
         &member.access_token,
