@@ -40,6 +40,8 @@ pub struct Viewer {
     fresh_memberships: bool,
     /// A live viewer's memberships, with when their read began.
     live_memberships: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<Uuid>>)>>,
+    /// Held while a live viewer reads its memberships.
+    live_read: tokio::sync::Mutex<()>,
 }
 
 /// How long a subscription's viewer keeps the memberships it read: a job's events come several
@@ -135,14 +137,21 @@ impl Viewer {
             Ok::<_, AppError>(Arc::new(ids.into_iter().collect::<HashSet<Uuid>>()))
         };
         if self.fresh_memberships {
-            let kept = self
-                .live_memberships
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < max_age)
-                .map(|(_, ids)| ids.clone());
-            if let Some(ids) = kept {
+            let kept = || {
+                self.live_memberships
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .filter(|(at, _)| at.elapsed() < max_age)
+                    .map(|(_, ids)| ids.clone())
+            };
+            if let Some(ids) = kept() {
+                return Ok(ids);
+            }
+            // One read at a time: the fields of one event, resolved at once (a parent's
+            // children and their `outputUrl`), wait for it and share it.
+            let _reading = self.live_read.lock().await;
+            if let Some(ids) = kept() {
                 return Ok(ids);
             }
             let began = std::time::Instant::now();

@@ -330,6 +330,37 @@ impl SessionFeed {
 /// How long the LISTEN connection has to answer its check.
 const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How a re-read of the ended sessions on the listener's connection went.
+enum Reread {
+    Done,
+    /// The connection did not answer within [`LISTEN_CHECK_TIMEOUT`]: make a new one.
+    Stalled,
+    Stopping,
+}
+
+/// Reads the ended sessions again on the listener's connection, within
+/// [`LISTEN_CHECK_TIMEOUT`] and until shutdown: a connection that died without a word must
+/// not hold up the notifications, nor the shutdown.
+async fn reread(
+    sessions: &SessionFeed,
+    listener: &mut PgListener,
+    shutdown: &CancellationToken,
+) -> Reread {
+    tokio::select! {
+        () = shutdown.cancelled() => Reread::Stopping,
+        done = tokio::time::timeout(LISTEN_CHECK_TIMEOUT, sessions.reload(listener)) => match done {
+            Ok(()) => Reread::Done,
+            Err(_) => {
+                tracing::warn!(
+                    "job event listener: the connection did not answer within {} s; reconnecting",
+                    LISTEN_CHECK_TIMEOUT.as_secs()
+                );
+                Reread::Stalled
+            }
+        },
+    }
+}
+
 /// Holds one LISTEN connection, reconnecting with backoff; every (re)connect after the first
 /// is followed by a `Resync`, and every connect by a reload of the ended sessions. A lost
 /// connection is replaced here, never by sqlx behind our back (`eager_reconnect` off, and
@@ -374,27 +405,24 @@ async fn listen(
         if connected_before {
             let _ = tx.send(BusMessage::Resync);
         }
+        connected_before = true;
         // What ended before this connection listened (at start too: the server's own load
         // may have run before the LISTEN did).
-        sessions.reload(&mut listener).await;
+        match reread(&sessions, &mut listener, &shutdown).await {
+            Reread::Done => {}
+            Reread::Stalled => continue,
+            Reread::Stopping => return,
+        }
         let mut reloaded = tokio::time::Instant::now();
-        connected_before = true;
         loop {
             // Every `check_after`, busy or not: while jobs run somewhere, notifications never
             // stop long enough for the quiet check below, and an announcement that never came
             // (a request cut off after its commit) would go unnoticed until tokens expire.
             if reloaded.elapsed() >= check_after {
-                let reload =
-                    tokio::time::timeout(LISTEN_CHECK_TIMEOUT, sessions.reload(&mut listener));
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    done = reload => if done.is_err() {
-                        tracing::warn!(
-                            "job event listener: the connection did not answer within {} s; reconnecting",
-                            LISTEN_CHECK_TIMEOUT.as_secs()
-                        );
-                        break;
-                    },
+                match reread(&sessions, &mut listener, &shutdown).await {
+                    Reread::Done => {}
+                    Reread::Stalled => break,
+                    Reread::Stopping => return,
                 }
                 reloaded = tokio::time::Instant::now();
             }

@@ -522,13 +522,14 @@ impl JobSubscription {
         // `CLOCK_SLACK`, never a row's time: one stamped by a clock running ahead would move
         // it past rows stamped by the others. What was already sent is skipped (`seen`).
         let mut since = now - CLOCK_SLACK;
-        let mut bus = state.events.subscribe();
-        // The jobs that had ended when the subscription started (read once listening): the
+        // The jobs that had ended before the subscription started (read before listening): the
         // re-reads' window reaches back before the start, and a job that ended in it is not
         // news for them to send (a dashboard would show it finish twice, 30 s later). Only the
-        // re-reads pass over them: an event heard is sent as ever, so an end that commits
-        // while this is read is not lost. Jobs still under way are not taken as known.
+        // re-reads pass over these versions, and only these: an event heard is sent as ever,
+        // and a change after this read (even before listening) has a later version, which a
+        // re-read sends. Jobs still under way are not taken as known.
         let known = ended_at(&state.db, owner, since).await?;
+        let mut bus = state.events.subscribe();
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.

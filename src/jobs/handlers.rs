@@ -285,13 +285,13 @@ impl JobContext {
         &self.cancel
     }
 
-    /// The job's input, parsed; bad input is a permanent failure.
     /// A condition true only while this run still holds the job: for the handler's writes to
     /// other rows (see [`super::queue::held`]).
     pub fn held(&self) -> sea_orm::Condition {
         super::queue::held(self.lease)
     }
 
+    /// The job's input, parsed; bad input is a permanent failure.
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, JobFailure> {
         serde_json::from_value(self.job.input.clone()).map_err(|e| {
             JobFailure::permanent(format!("invalid input for {}: {e}", self.job.job_type))

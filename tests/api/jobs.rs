@@ -1433,9 +1433,6 @@ async fn subscribers_see_an_end_that_a_retry_overtook(backend: Backend) {
     assert_eq!(next_about(&mut all, unheard).await["status"], "QUEUED");
 }
 
-/// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
-/// hears no more of it: at its next change, `NOT_FOUND` (as `job(id)` answers them now), and
-/// the subscription completes. A subscription reads memberships afresh, not once.
 /// An owner's creator with a member on its team, and a queued job of the creator's
 /// (unannounced): `(owner, member, creator, job)`. Accounts are named after `name`.
 async fn team_job(app: &TestApp, name: &str) -> (Session, Session, Uuid, Uuid) {
@@ -1522,6 +1519,9 @@ async fn a_members_subscription_does_not_read_the_team_at_every_event(backend: B
     );
 }
 
+/// A member watching a job of their creator (`jobUpdated`) who is removed from its team meanwhile
+/// hears no more of it: at its next change, `NOT_FOUND` (as `job(id)` answers them now), and
+/// the subscription completes. A subscription reads memberships afresh for the job's end.
 async fn a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let (owner, member, creator, id) = team_job(&app, "watched").await;
