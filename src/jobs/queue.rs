@@ -516,6 +516,12 @@ pub fn fenced(
 /// `lease` still holds the job (the same test as [`fenced`]). A handler that stalled past its
 /// lease, while another worker ran the job to its end, then changes nothing (a short marked
 /// PROCESSING again after it was COMPLETE would stay so for good).
+///
+/// On PostgreSQL the job's row is locked `FOR SHARE` until the write commits: a reaper (or a
+/// worker's end) changing that row meanwhile waits for the write, and a write that meets such a
+/// change uncommitted waits for it and judges the lease as committed then (else it would read
+/// the lease from before the change and write anyway). Locks the job row before the written
+/// one, as the reaper and a job's end do. SQLite serialises writers, and has no row locks.
 pub fn held(lease: Lease) -> Condition {
     let mut holder = Query::select()
         .expr(Expr::val(1))
@@ -523,6 +529,7 @@ pub fn held(lease: Lease) -> Condition {
         .and_where(Expr::col((job::Entity, job::Column::Id)).eq(lease.job_id))
         .and_where(Expr::col((job::Entity, job::Column::LeaseToken)).eq(lease.token))
         .and_where(Expr::col((job::Entity, job::Column::Status)).eq(JobStatus::Running))
+        .lock_shared()
         .to_owned();
     if let Some(t) = lease.expired_before {
         holder.and_where(Expr::col((job::Entity, job::Column::LeaseExpiresAt)).lt(t));

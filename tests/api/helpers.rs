@@ -587,25 +587,30 @@ pub async fn make_png(path: &std::path::Path, color: &str, size: &str) {
     assert!(status.success(), "ffmpeg made {}", path.display());
 }
 
-/// Waits (up to 20 s) until `n` statements in the app's PostgreSQL database wait on a lock:
-/// requests have reached what the test's open transaction holds up.
-pub async fn wait_for_lock_waits(app: &TestApp, n: i64) {
+/// How many statements in the app's PostgreSQL database wait on a lock now.
+pub async fn lock_waits(app: &TestApp) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let waiting = "SELECT count(*)::bigint AS n FROM pg_stat_activity \
                    WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            waiting,
+        ))
+        .await
+        .expect("pg_stat_activity")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("n")
+}
+
+/// Waits (up to 20 s) until `n` statements in the app's PostgreSQL database wait on a lock:
+/// requests have reached what the test's open transaction holds up.
+pub async fn wait_for_lock_waits(app: &TestApp, n: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let row = app
-            .state
-            .db
-            .query_one_raw(Statement::from_string(
-                sea_orm::DatabaseBackend::Postgres,
-                waiting,
-            ))
-            .await
-            .expect("pg_stat_activity")
-            .expect("a row");
-        if row.try_get::<i64>("", "n").expect("n") >= n {
+        if lock_waits(app).await >= n {
             return;
         }
         assert!(

@@ -2137,6 +2137,65 @@ async fn clean_up_leaves_a_job_retried_meanwhile() {
     assert_eq!(left.status, JobStatus::Queued);
 }
 
+/// A handler's write under `queue::held` that meets the reaper mid-commit (PostgreSQL: the
+/// reaper has re-queued the job, not yet committed) waits for it and then changes nothing: the
+/// fence locks the job's row, so it judges the lease as committed after the wait, not as it was
+/// before the reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_write_waits_for_a_reaper_committing_and_then_changes_nothing() {
+    use sea_orm::{TransactionTrait, sea_query::Expr};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("fence-race@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let db = &app.state.db;
+    enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let claimed = queue::claim(db, "slow-worker", 1, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let lease = claimed.first().and_then(queue::Lease::of).expect("lease");
+    // The reaper's re-queue, written and not yet committed.
+    let reaper = db.begin().await.expect("txn");
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+        .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
+        .filter(job::Column::Id.eq(lease.job_id))
+        .exec(&reaper)
+        .await
+        .expect("re-queued");
+    let writing = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            entity::user::Entity::update_many()
+                .col_expr(entity::user::Column::DisplayName, Expr::val("late"))
+                .filter(entity::user::Column::Id.eq(owner_id))
+                .filter(queue::held(lease))
+                .exec(&db)
+                .await
+                .expect("update")
+                .rows_affected
+        })
+    };
+    // The write either waits on the job's row or (without the lock) is soon done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !writing.is_finished()
+        && crate::helpers::lock_waits(&app).await == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let finished_early = writing.is_finished();
+    reaper.commit().await.expect("commit");
+    let written = writing.await.expect("joined");
+    assert!(
+        !finished_early,
+        "the fenced write did not wait for the reaper"
+    );
+    assert_eq!(
+        written, 0,
+        "a write under a lease the reaper took changed a row"
+    );
+}
+
 /// A `cancelJob` that waits for a worker turning its job into a parent (PostgreSQL: the worker
 /// holds the job's row) cancels the children that worker made too, though they did not exist
 /// when the cancel began.
