@@ -132,8 +132,11 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .route("/graphiql", get(graphiql))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        // 504, not 408: a 408 says the client was slow to send, and browsers (Chromium on a
+        // kept-alive connection) and OkHttp send such a request again by themselves, which
+        // would run a mutation twice. Apollo Router answers its own timeout with 504 too.
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::GATEWAY_TIMEOUT,
             Duration::from_millis(config.request_timeout_ms),
         ))
         .layer(axum::middleware::map_response_with_state(
@@ -141,16 +144,13 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
             explain_bare_statuses,
         ))
         .layer(compression())
+        // Inside CORS as well, so that a cross-origin page reads the `INTERNAL` answer of a
+        // panic rather than an opaque network error.
+        .layer(catch_panics())
         .layer(cors)
         .merge(objects)
         .merge(operations)
-        .layer(CatchPanicLayer::custom(|_| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error_body(&AppError::Internal("panic".into())),
-            )
-                .into_response()
-        }))
+        .layer(catch_panics())
         // After `merge`, so it sees every route (and its matched pattern), and outside the
         // panic catcher, so it sees every refusal, the 500 of a panic included.
         .layer(axum::middleware::from_fn_with_state(
@@ -160,6 +160,19 @@ pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace_layer())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A panic in a handler answers 500 with the plain `INTERNAL` error, not a dropped connection
+/// (its message goes to stderr, by the standard panic hook).
+fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    fn answer(_: Box<dyn std::any::Any + Send>) -> Response {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_body(&AppError::Internal("panic".into())),
+        )
+            .into_response()
+    }
+    CatchPanicLayer::custom(answer as fn(Box<dyn std::any::Any + Send>) -> Response)
 }
 
 /// Each request's span, at INFO so that what is logged under it (an internal error, say)
@@ -222,7 +235,7 @@ async fn explain_bare_statuses(
 ) -> Response {
     let err = match response.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
-        StatusCode::REQUEST_TIMEOUT => AppError::TimedOut(format!(
+        StatusCode::GATEWAY_TIMEOUT => AppError::TimedOut(format!(
             "the request was stopped after {}; what it had not committed was rolled back",
             human_duration(timeout_ms)
         )),
@@ -642,10 +655,13 @@ fn refuse_mutation_over_get(
     let operation_name = request.operation_name.clone();
     // Without a document the schema reports the syntax error with its position.
     let document = &parsed?.document;
+    // Without a name only a document of one operation says which to run; with several, the
+    // schema refuses the request (400, not 405: nothing was asked of GET that POST would do).
+    let only_one = document.operations.iter().count() == 1;
     let is_mutation = document.operations.iter().any(|(name, op)| {
         let selected = match (&operation_name, name) {
             (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
-            (None, _) => true,
+            (None, _) => only_one,
             (Some(_), None) => false,
         };
         selected && op.node.ty != OperationType::Query

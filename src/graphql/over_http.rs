@@ -132,8 +132,31 @@ pub fn respond(media: MediaType, single: bool, answers: Vec<Answer>) -> axum::re
         }
         many => (StatusCode::OK, serde_json::to_string(many)),
     };
+    // What an answer holds depends on the caller's token and on the media type it accepts
+    // (its status and `Content-Type`): a cache in between (a CDN in front of GET and persisted
+    // queries) must key on both.
+    let vary = (
+        header::VARY,
+        HeaderValue::from_static("Accept, Authorization"),
+    );
     match body {
-        Ok(body) => (status, [(header::CONTENT_TYPE, media.header_value())], body).into_response(),
+        // RFC 9110: a 401 names the scheme it wants.
+        Ok(body) if status == StatusCode::UNAUTHORIZED => (
+            status,
+            [
+                (header::CONTENT_TYPE, media.header_value()),
+                vary,
+                (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, media.header_value()), vary],
+            body,
+        )
+            .into_response(),
         // Answers are built from JSON values, so this is not expected; should it happen, the
         // client gets the plain internal error and the log the reason.
         Err(err) => {

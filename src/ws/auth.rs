@@ -17,17 +17,28 @@ pub struct Caller {
 }
 
 /// The caller of a socket, `None` when anonymous. A token in the payload (`Bearer ` optional)
-/// wins over the header; an empty one counts as absent. A token that is present but bad is an
-/// error, never a silent fall-back to anonymous.
+/// wins over the header: the first of [`TOKEN_KEYS`] that holds one, a `null` or blank key
+/// counting as absent (clients send `authorization: token ? … : ""` beside `token`). A token
+/// that is present but bad is an error, never a silent fall-back to anonymous.
 pub fn authenticate(
     tokens: &TokenKeys,
     payload: Option<&Map<String, Value>>,
     header: Option<&str>,
 ) -> Result<Option<Caller>, AppError> {
-    let from_payload = payload.and_then(|p| TOKEN_KEYS.into_iter().find_map(|key| p.get(key)));
+    let absent = |value: &Value| match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    };
+    let from_payload = payload.and_then(|p| {
+        TOKEN_KEYS
+            .into_iter()
+            .filter_map(|key| p.get(key))
+            .find(|value| !absent(value))
+    });
     let raw = match from_payload {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.as_str()),
-        None | Some(Value::Null) | Some(Value::String(_)) => header,
+        Some(Value::String(s)) => Some(s.as_str()),
+        None => header,
         Some(_) => return Err(AppError::unauthenticated("invalid access token")),
     };
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
@@ -91,6 +102,12 @@ mod tests {
         );
         assert_eq!(caller(json!({ "token": a }), header), Ok(Some(ada)));
         assert_eq!(caller(json!({ "token": "" }), header), Ok(Some(bob)));
+        // A blank or null key before the one holding the token is passed over.
+        for blank in [json!(""), json!(" "), Value::Null] {
+            let payload = json!({ "authorization": blank, "token": a });
+            assert_eq!(caller(payload.clone(), header), Ok(Some(ada)), "{payload}");
+            assert_eq!(caller(payload, None), Ok(Some(ada)));
+        }
         assert_eq!(caller(json!({}), header), Ok(Some(bob)));
         assert_eq!(caller(Value::Null, None), Ok(None));
     }
@@ -103,6 +120,11 @@ mod tests {
         );
         assert_eq!(
             caller(json!({ "token": 42 }), None),
+            Err("UNAUTHENTICATED".into())
+        );
+        // A blank key does not hide a bad token after it.
+        assert_eq!(
+            caller(json!({ "authorization": "", "token": "forged" }), None),
             Err("UNAUTHENTICATED".into())
         );
         // As on HTTP: a scheme without a token is a bad token.

@@ -252,6 +252,17 @@ async fn get_requests_run_the_operation_they_name_and_name_bad_parameters() {
         let text = body["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(text.contains(message), "{body}");
     }
+    // A document of several operations, one a mutation, without a name: which to run is not
+    // said, so it is a request error (status by the media type, as for POST), not a mutation
+    // over GET (405).
+    let both =
+        "query Count { creators { totalCount } } mutation Out { logout(refreshToken: \"x\") }";
+    let (status, body) = get(&app, token, &[("query", both.into())]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let text = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("peration name"), "{body}");
+    assert!(body.get("data").is_none(), "{body}");
     // Empty parameters are absent ones.
     let (status, body) = get(
         &app,
@@ -612,6 +623,14 @@ async fn statuses_follow_the_media_type_the_client_accepts() {
             }
             let response = request.send().await.expect("sent");
             assert_eq!(response.status().as_u16(), status, "{query} / {accept}");
+            // The answer depends on both, so a cache in between must key on them.
+            assert_eq!(response.headers()["vary"], "Accept, Authorization");
+            let challenge = response.headers().get("www-authenticate");
+            assert_eq!(
+                challenge.map(|v| v.as_bytes()),
+                (status == 401).then_some(&b"Bearer"[..]),
+                "{query} / {accept}"
+            );
             let content_type = response.headers()["content-type"]
                 .to_str()
                 .expect("ascii")
