@@ -105,10 +105,13 @@ enum AdminCommand {
     /// Argon2): nobody resets a password, and each hash becomes Argon2id at its next sign-in.
     ///
     /// FILE (or `-` for standard input) is JSON Lines, one account per line: `email` and
-    /// `passwordHash`, optionally `displayName`, `role` (ADMIN, CREATOR, VIEWER; default
-    /// VIEWER), `isActive` (default true), `isVerified` (default false), `credits` (default 0)
-    /// and `createdAt` (RFC 3339). Every line is checked first; one bad line imports nothing.
-    /// Emails that already have an account are left unchanged, so a rerun is harmless.
+    /// `passwordHash`, optionally `displayName` (or `username`), `role` (ADMIN, CREATOR,
+    /// VIEWER; default VIEWER), `isActive` (default true), `isVerified` (default false),
+    /// `credits` (default 0), `createdAt` (RFC 3339, or without an offset for UTC),
+    /// `avatarUrl`, `onboardingCompleted` and `notificationPreferences` (`digestEnabled`,
+    /// `digestFrequency`). Fields may be named in snake_case too (`password_hash`). Every line
+    /// is checked first; one bad line imports nothing. Emails that already have an account are
+    /// left unchanged, so a rerun is harmless.
     ImportUsers {
         /// The JSON Lines file, or `-` for standard input.
         file: std::path::PathBuf,
@@ -287,7 +290,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })) => {
             let db = db::connect(&config, None).await?;
             db::migrate(&db).await?;
-            let refused = |e: reelgraph::error::AppError| anyhow::anyhow!("{}", e.public_message());
+            let refused = |e| {
+                for_operator(
+                    e,
+                    &[("password", "--password (or REELGRAPH_ADMIN_PASSWORD)")],
+                )
+            };
             if promote {
                 let ended = promote_admin(&db, &email, password.as_deref())
                     .await
@@ -331,7 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("there is no account with the email {normalized}"))?;
             let issued = reelgraph::auth::reset::issue(&db, user.id, None)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))
+                .map_err(|e| for_operator(e, &[]))
                 .context("issuing the reset token")?;
             println!(
                 "password reset token for {normalized} (valid until {}, once):\n{}\n\nIts owner \
@@ -352,6 +360,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             config,
         })) => import_users(&file, dry_run, config).await,
+    }
+}
+
+/// An error of an operator's command as its operator reads it: a bad or conflicting value
+/// names its flag (`flags` maps a field to how the command takes it; else `--field`), and an
+/// internal error says what went wrong: the console is the operator's, not a client's.
+fn for_operator(err: reelgraph::error::AppError, flags: &[(&str, &str)]) -> anyhow::Error {
+    use reelgraph::error::AppError;
+    let flag = |field: &str| {
+        flags
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map_or_else(|| format!("--{field}"), |(_, flag)| (*flag).to_owned())
+    };
+    match err {
+        AppError::Internal(detail) => anyhow::anyhow!("{detail}"),
+        AppError::BadInput { field, message }
+        | AppError::Conflict {
+            field: Some(field),
+            message,
+        } => anyhow::anyhow!("{}: {message}", flag(&field)),
+        other => anyhow::anyhow!("{}", other.public_message()),
     }
 }
 
@@ -396,10 +426,7 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
     }
     let report = import::import(&db, users, dry_run)
         .await
-        .map_err(|err| match err {
-            reelgraph::error::AppError::Internal(detail) => anyhow::anyhow!("{detail}"),
-            other => anyhow::anyhow!("{}", other.public_message()),
-        })
+        .map_err(|e| for_operator(e, &[]))
         .context("importing accounts")?;
     let verb = if dry_run { "would import" } else { "imported" };
     println!(

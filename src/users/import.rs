@@ -7,9 +7,12 @@
 //! {"email": "ana@example.com", "passwordHash": "$2b$12$…", "displayName": "Ana", "role": "CREATOR"}
 //! ```
 //!
-//! Optional too: `isActive`, `isVerified`, `credits`, `createdAt`, `onboardingCompleted` and
-//! `notificationPreferences` (`digestEnabled`/`digest_enabled`, `digestFrequency`/
-//! `digest_frequency`: daily or weekly).
+//! Optional too: `isActive`, `isVerified`, `credits`, `createdAt`, `avatarUrl`,
+//! `onboardingCompleted` and `notificationPreferences` (`digestEnabled`, `digestFrequency`:
+//! daily or weekly). Every field may also be named in snake_case, as the platforms' tables
+//! name their columns (`password_hash`, `created_at`, …), and `username` stands for
+//! `displayName`. `createdAt` is RFC 3339, or without an offset (`TIMESTAMP` columns, naive
+//! Python datetimes) read as UTC.
 //!
 //! Every line is checked before anything is written, and every problem is reported with its
 //! line number and field. Then all new accounts are written in one transaction: either all of
@@ -19,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use entity::{DigestFrequency, UserRole, user};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Deserialize;
@@ -42,22 +45,26 @@ const MAX_REPORTED: usize = 50;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Line {
     email: String,
+    #[serde(alias = "password_hash")]
     password_hash: String,
-    #[serde(default)]
+    #[serde(default, alias = "display_name", alias = "username")]
     display_name: Option<String>,
     #[serde(default)]
     role: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "is_active")]
     is_active: Option<bool>,
-    #[serde(default)]
+    #[serde(default, alias = "is_verified")]
     is_verified: Option<bool>,
     #[serde(default)]
     credits: Option<i64>,
-    #[serde(default)]
-    created_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    /// Read by [`created_at`]: with or without an offset.
+    #[serde(default, alias = "created_at")]
+    created_at: Option<String>,
+    #[serde(default, alias = "avatar_url")]
+    avatar_url: Option<String>,
+    #[serde(default, alias = "onboarding_completed")]
     onboarding_completed: Option<bool>,
-    #[serde(default)]
+    #[serde(default, alias = "notification_preferences")]
     notification_preferences: Option<Preferences>,
 }
 
@@ -85,6 +92,7 @@ pub struct ImportedUser {
     is_verified: bool,
     credits: i64,
     created_at: DateTime<Utc>,
+    avatar_url: Option<String>,
     onboarding_completed: bool,
     digest_enabled: bool,
     digest_frequency: DigestFrequency,
@@ -117,19 +125,29 @@ pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Vec<ImportedUser>, Vec<St
         }
         // An object, field by name: serde would also take a JSON array as the fields in order.
         let line = match serde_json::from_str::<serde_json::Value>(raw) {
-            Ok(value) if value.is_object() => serde_json::from_value::<Line>(value),
+            Ok(value) if value.is_object() => value,
             Ok(_) => {
                 problems.push(format!(
                     "line {number}: not a JSON object (one account per line, as {{\"email\": …}})"
                 ));
                 continue;
             }
-            Err(err) => Err(err),
-        };
-        let line = match line {
-            Ok(line) => line,
             Err(err) => {
                 problems.push(format!("line {number}: {}", json_problem(&err)));
+                continue;
+            }
+        };
+        // A value of the wrong type is reported with the field it is in.
+        let line = match serde_path_to_error::deserialize::<_, Line>(line) {
+            Ok(line) => line,
+            Err(err) => {
+                let field = err.path().to_string();
+                let message = json_problem(err.inner());
+                problems.push(match field.as_str() {
+                    // Missing and unknown fields: serde's message names them.
+                    "." => format!("line {number}: {message}"),
+                    field => format!("line {number}: {field}: {message}"),
+                });
                 continue;
             }
         };
@@ -200,7 +218,10 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
             format!("must be between 0 and {}", credits::MAX_GRANT),
         ));
     }
-    let created_at = line.created_at.unwrap_or(now);
+    let created_at = match line.created_at.as_deref() {
+        None => now,
+        Some(text) => created_at(text)?,
+    };
     if created_at > now {
         return Err(AppError::bad_input("createdAt", "is in the future"));
     }
@@ -220,7 +241,12 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
             ));
         }
     };
+    let avatar_url = match line.avatar_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => Some(crate::creators::validate::url("avatarUrl", url)?),
+    };
     Ok(ImportedUser {
+        avatar_url,
         onboarding_completed: line.onboarding_completed.unwrap_or(false),
         digest_enabled: preferences.and_then(|p| p.digest_enabled).unwrap_or(false),
         digest_frequency,
@@ -234,6 +260,33 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
         credits,
         created_at,
     })
+}
+
+/// An account's creation time: RFC 3339 (`2024-01-02T03:04:05Z`, `…+02:00`), or a date and
+/// time without an offset, read as UTC, as a `TIMESTAMP` column or a naive Python datetime
+/// gives it (`2024-01-02T03:04:05.123456`, `2024-01-02 03:04:05`).
+fn created_at(text: &str) -> AppResult<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    // PostgreSQL's text form of `timestamptz`: a space, and an offset of hours only.
+    if let Ok(at) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
+        return Ok(at.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|at| at.and_utc())
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "createdAt",
+                format!(
+                    "{text:?} is not a date and time: use RFC 3339 (2024-01-02T03:04:05Z), or \
+                     2024-01-02T03:04:05 for UTC"
+                ),
+            )
+        })
 }
 
 /// Creates the accounts whose email is not taken yet, all in one transaction, with a ledger
@@ -291,7 +344,7 @@ pub async fn import(
                 email: Set(u.email.clone()),
                 password_hash: Set(u.password_hash.clone()),
                 display_name: Set(u.display_name.clone()),
-                avatar_url: Set(None),
+                avatar_url: Set(u.avatar_url.clone()),
                 role: Set(u.role),
                 is_active: Set(u.is_active),
                 is_verified: Set(u.is_verified),
@@ -316,4 +369,33 @@ pub async fn import(
     }
     txn.commit().await?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creation_times_with_an_offset_keep_it_and_without_one_are_utc() {
+        for (text, expected) in [
+            ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
+            ("2024-01-02T05:04:05+02:00", "2024-01-02T03:04:05+00:00"),
+            // PostgreSQL's text form of a timestamptz.
+            ("2024-01-02 05:04:05.5+02", "2024-01-02T03:04:05.500+00:00"),
+            // A TIMESTAMP column, a naive Python datetime.
+            (
+                "2024-01-02T03:04:05.123456",
+                "2024-01-02T03:04:05.123456+00:00",
+            ),
+            ("2024-01-02 03:04:05", "2024-01-02T03:04:05+00:00"),
+        ] {
+            let at = super::created_at(text).map_err(|e| e.public_message());
+            assert_eq!(
+                at.map(|at| at.to_rfc3339()).as_deref(),
+                Ok(expected),
+                "{text}"
+            );
+        }
+        for text in ["2024-01-02", "yesterday", "2024-13-02T03:04:05", ""] {
+            assert!(super::created_at(text).is_err(), "{text}");
+        }
+    }
 }

@@ -58,6 +58,11 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
                 "isActive": false }),
         json!({ "email": "cy@example.com", "passwordHash": argon2i }),
         json!({ "email": "taken@example.com", "passwordHash": bcrypt_hash("another password", bcrypt::Version::TwoA) }),
+        // A row of the video-generation platform's table as exported: snake_case columns, its
+        // `username`, and a `TIMESTAMP` without an offset (UTC).
+        json!({ "email": "dan@example.com", "password_hash": bcrypt_hash("dan's old password", bcrypt::Version::TwoB),
+                "username": "dan_makes", "avatar_url": "https://cdn.example.com/dan.png",
+                "created_at": "2023-05-06T07:08:09.123456" }),
     ];
     let text = lines
         .iter()
@@ -77,10 +82,15 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
         .expect("dry run");
     assert_eq!(
         report.imported,
-        ["ana@example.com", "ben@example.com", "cy@example.com"]
+        [
+            "ana@example.com",
+            "ben@example.com",
+            "cy@example.com",
+            "dan@example.com"
+        ]
     );
     assert_eq!(report.existing, ["taken@example.com"]);
-    assert_eq!(report.to_upgrade, 3);
+    assert_eq!(report.to_upgrade, 4);
     assert_eq!(
         user::Entity::find()
             .count(&app.state.db)
@@ -96,13 +106,13 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     let report = import::import(&app.state.db, parsed, false)
         .await
         .expect("import");
-    assert_eq!(report.imported.len(), 3);
+    assert_eq!(report.imported.len(), 4);
     assert_eq!(
         user::Entity::find()
             .count(&app.state.db)
             .await
             .expect("count"),
-        users_before + 3
+        users_before + 4
     );
 
     // bcrypt: the old password signs in, and the hash becomes Argon2id.
@@ -189,6 +199,25 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
             .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
     );
 
+    // The exported row: its name, avatar and creation time are kept, and it signs in.
+    let body = login(&app, "dan@example.com", "dan's old password").await;
+    assert!(body["errors"].is_null(), "{body}");
+    let dan = user::Entity::find()
+        .filter(user::Column::Email.eq("dan@example.com"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("dan");
+    assert_eq!(dan.display_name.as_deref(), Some("dan_makes"));
+    assert_eq!(
+        dan.avatar_url.as_deref(),
+        Some("https://cdn.example.com/dan.png")
+    );
+    assert_eq!(
+        dan.created_at.to_rfc3339(),
+        "2023-05-06T07:08:09.123456+00:00"
+    );
+
     // The account that existed is untouched: its own password, not the file's, signs in.
     assert_eq!(stored_hash(&app, "taken@example.com").await, taken_hash);
     assert_eq!(
@@ -206,13 +235,13 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     .await
     .expect("rerun");
     assert!(again.imported.is_empty());
-    assert_eq!(again.existing.len(), 4);
+    assert_eq!(again.existing.len(), 5);
     assert_eq!(
         user::Entity::find()
             .count(&app.state.db)
             .await
             .expect("count"),
-        users_before + 3
+        users_before + 4
     );
 }
 
@@ -299,6 +328,11 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         json!({ "email": "lou@example.com", "passwordHash": good,
                 "notificationPreferences": { "digest_frequency": "hourly" } }).to_string(),
         json!(["mo@example.com", good]).to_string(),
+        json!({ "email": "nat@example.com", "passwordHash": good, "credits": "250" }).to_string(),
+        json!({ "email": "oz@example.com", "passwordHash": good, "createdAt": "last tuesday" }).to_string(),
+        json!({ "email": "pam@example.com", "passwordHash": good,
+                "notificationPreferences": { "digest_enabled": "yes" } }).to_string(),
+        json!({ "email": "quin@example.com", "passwordHash": good, "avatarUrl": "javascript:alert(1)" }).to_string(),
     ];
     // With the byte-order mark an editor on Windows writes: not part of line 1.
     std::fs::write(&file, format!("\u{feff}{}", lines.join("\n"))).expect("write");
@@ -311,12 +345,17 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         "line 4: email: dee@example.com is also on line 1",
         "line 5: passwordHash: bcrypt cost 15 is above the highest accepted, 12",
         "line 6: role: \"OWNER\" is not a role",
-        "line 7: unknown field `password`",
+        "line 7: password: unknown field `password`",
         "line 8: not a JSON object",
         "line 9: credits: must be between 0",
         "line 10: createdAt: is in the future",
         "line 11: notificationPreferences.digestFrequency: \"hourly\" is not a frequency",
         "line 12: not a JSON object (one account per line",
+        // A value of the wrong type names its field.
+        "line 13: credits: invalid type: string \"250\", expected i64",
+        "line 14: createdAt: \"last tuesday\" is not a date and time",
+        "line 15: notificationPreferences.digest_enabled: invalid type: string \"yes\"",
+        "line 16: avatarUrl: ",
     ] {
         assert!(output.contains(expected), "{expected:?} in:\n{output}");
     }
@@ -470,8 +509,35 @@ async fn admin_create_promotes_an_existing_account_only_when_asked() {
     )
     .await;
     assert!(!ok, "{output}");
+    assert!(
+        output.contains("--email: an account with this email exists"),
+        "{output}"
+    );
     assert!(output.contains("--promote"), "{output}");
     assert_eq!(role(&app).await, entity::UserRole::Viewer);
+    // A bad value names the flag it came in.
+    let long_name = "n".repeat(51);
+    for (args, expected) in [
+        (
+            vec![
+                "--password",
+                "the operator's password",
+                "--display-name",
+                &long_name,
+            ],
+            "--display-name: must be at most 50 characters",
+        ),
+        (
+            vec!["--password", "short"],
+            "--password (or REELGRAPH_ADMIN_PASSWORD): password must be at least",
+        ),
+    ] {
+        let mut all = vec!["create", "--email", "new-ops@example.com"];
+        all.extend(args);
+        let (ok, output) = admin_command(&name, &all).await;
+        assert!(!ok, "{output}");
+        assert!(output.contains(expected), "{expected:?} in {output}");
+    }
 
     let (ok, output) = admin_command(
         &name,
