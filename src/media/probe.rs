@@ -137,10 +137,15 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         }
     }
 
-    // Tried again: ffmpeg installed meanwhile is found by a later check.
-    let tools = ffmpeg::check().await.map_err(|message| Failure::Server {
-        message,
-        retryable: true,
+    // Tried again: ffmpeg installed meanwhile is found by a later check. Its install hints
+    // and variables are the operator's, in the log; the uploader reads that processing is
+    // unavailable (as a render's job says).
+    let tools = ffmpeg::check().await.map_err(|detail| {
+        tracing::error!(job_id = %ctx.job.id, detail, "videos cannot be processed: ffmpeg is missing or broken");
+        Failure::Server {
+            message: "video processing is unavailable on this server for now".to_owned(),
+            retryable: true,
+        }
     })?;
     let dir = crate::jobs::work_folders::create(ctx.job.id)
         .map_err(|e| server("creating a work folder", e))?;

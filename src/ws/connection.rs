@@ -304,7 +304,23 @@ impl Connection {
                     let message = server::error(self.setup.protocol, &id, &[error]);
                     return self.send(socket, message).await;
                 }
-                self.start(operations, id, *request);
+                // The checks before execution (parsing, limits, flattening a subscription's
+                // root) run here, outside the operation's own panic catcher: a panic in them
+                // ends this operation with an INTERNAL error, not the socket and the client's
+                // other operations (graphql-ws would reconnect and send it again).
+                let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.start(operations, id.clone(), *request)
+                }));
+                if started.is_err() {
+                    tracing::error!(operation = %id, "a WebSocket operation panicked before it ran");
+                    if let Some(active) = self.active.remove(&id) {
+                        active.abort.abort();
+                    }
+                    let error = AppError::internal("operation", "panicked").into_request_error();
+                    self.setup.state.app.metrics.count_errors([&error]);
+                    let message = server::error(self.setup.protocol, &id, &[error]);
+                    return self.send(socket, message).await;
+                }
                 Ok(())
             }
             ClientMessage::Complete { id } => {
