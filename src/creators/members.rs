@@ -1,4 +1,5 @@
-//! A creator's team: who its members are (`Creator.members`), and adding and removing them.
+//! A creator's team: who its members are (`Creator.members`), adding and removing them, and
+//! changing their roles.
 //!
 //! Owners (and administrators) manage the team; any member may leave it. A creator always
 //! keeps at least one owner: changes to one creator's team run one at a time (the creator's
@@ -171,7 +172,8 @@ impl CreatorMemberMutation {
 
     /// Removes someone from a creator's team: owners and administrators may remove anyone,
     /// and any member may remove themselves (leave). The last owner cannot go (`CONFLICT`):
-    /// make someone else an owner first. `NOT_FOUND` when they are not in the team.
+    /// make another member an owner first (`setCreatorMemberRole`). `NOT_FOUND` when they
+    /// are not in the team.
     async fn remove_creator_member(
         &self,
         ctx: &Context<'_>,
@@ -195,10 +197,7 @@ impl CreatorMemberMutation {
                 .count(&txn)
                 .await?;
             if owners <= 1 {
-                return Err(AppError::conflict(
-                    Some("userId"),
-                    "a creator keeps at least one owner: add another owner first",
-                ));
+                return Err(last_owner());
             }
         }
         creator_member::Entity::delete_by_id(member.id)
@@ -207,4 +206,52 @@ impl CreatorMemberMutation {
         commit_team_change(ctx, txn, creator.id).await?;
         Ok(true)
     }
+
+    /// Makes a member of a creator's team an `OWNER` or a `MEMBER`: owners and administrators
+    /// only. The last owner cannot become a `MEMBER` (`CONFLICT`): make another member an
+    /// owner first. `NOT_FOUND` when they are not in the team; their role unchanged when it
+    /// already is `role`.
+    async fn set_creator_member_role(
+        &self,
+        ctx: &Context<'_>,
+        creator_id: ID,
+        user_id: ID,
+        role: MemberRole,
+    ) -> AppResult<CreatorMember> {
+        let creator_id = parse_id("creatorId", &creator_id)?;
+        let user_id = parse_id("userId", &user_id)?;
+        let (txn, creator) = begin_team_change(ctx, creator_id).await?;
+        ensure_owner(ctx, &txn, creator.id).await?;
+        let Some(member) = role_in(&txn, creator.id, user_id).await? else {
+            return Err(AppError::NotFound("member"));
+        };
+        if member.role == role {
+            txn.rollback().await?;
+            return Ok(CreatorMember(member));
+        }
+        if member.role == MemberRole::Owner {
+            let owners = creator_member::Entity::find()
+                .filter(creator_member::Column::CreatorId.eq(creator.id))
+                .filter(creator_member::Column::Role.eq(MemberRole::Owner))
+                .count(&txn)
+                .await?;
+            if owners <= 1 {
+                return Err(last_owner());
+            }
+        }
+        let mut changed: creator_member::ActiveModel = member.into();
+        changed.role = Set(role);
+        let member = changed.update(&txn).await?;
+        commit_team_change(ctx, txn, creator.id).await?;
+        Ok(CreatorMember(member))
+    }
+}
+
+/// The last owner of a creator leaving, or becoming a member.
+fn last_owner() -> AppError {
+    AppError::conflict(
+        Some("userId"),
+        "a creator keeps at least one owner: make another member an owner first \
+         (setCreatorMemberRole)",
+    )
 }

@@ -553,6 +553,8 @@ const ADD_MEMBER: &str = "mutation($c: ID!, $e: String!, $r: MemberRole) {
     addCreatorMember(creatorId: $c, email: $e, role: $r) { role user { id email } } }";
 const REMOVE_MEMBER: &str =
     "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }";
+const SET_ROLE: &str = "mutation($c: ID!, $u: ID!, $r: MemberRole!) {
+    setCreatorMemberRole(creatorId: $c, userId: $u, role: $r) { role user { email } } }";
 const TEAM: &str =
     "query($c: ID!) { creator(id: $c) { viewerCanManage members { role user { email } } } }";
 
@@ -667,6 +669,70 @@ async fn owners_manage_the_team_and_a_creator_keeps_an_owner(backend: Backend) {
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
     assert_eq!(error_field(&body), "userId", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("setCreatorMemberRole")),
+        "{body}"
+    );
+    // Nor become a member; a member changes no roles; someone not in the team is NOT_FOUND.
+    async fn set_role(
+        app: &TestApp,
+        creator: &str,
+        token: Option<&str>,
+        user: &str,
+        role: &str,
+    ) -> Value {
+        app.gql(
+            token,
+            SET_ROLE,
+            json!({ "c": creator, "u": user, "r": role }),
+        )
+        .await
+    }
+    let body = set_role(&app, &creator, owner_token, &owner.user_id, "MEMBER").await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "userId", "{body}");
+    let body = set_role(&app, &creator, editor_token, &editor.user_id, "OWNER").await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let body = set_role(&app, &creator, owner_token, &stranger.user_id, "OWNER").await;
+    assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+    // The owner makes the editor an owner, who may then make the first owner a member (the
+    // way to hand a creator over), and back.
+    let body = set_role(&app, &creator, owner_token, &editor.user_id, "OWNER").await;
+    assert_eq!(
+        body["data"]["setCreatorMemberRole"],
+        json!({ "role": "OWNER", "user": { "email": "editor@example.com" } }),
+        "{body}"
+    );
+    let body = set_role(&app, &creator, editor_token, &owner.user_id, "MEMBER").await;
+    assert_eq!(
+        body["data"]["setCreatorMemberRole"]["role"], "MEMBER",
+        "{body}"
+    );
+    assert_eq!(
+        team(&app, owner_token, &creator).await,
+        Some(vec![
+            ("editor@example.com".to_owned(), "OWNER".to_owned()),
+            ("owner@example.com".to_owned(), "MEMBER".to_owned()),
+        ])
+    );
+    let body = set_role(&app, &creator, editor_token, &owner.user_id, "OWNER").await;
+    assert_eq!(
+        body["data"]["setCreatorMemberRole"]["role"], "OWNER",
+        "{body}"
+    );
+    let body = set_role(&app, &creator, owner_token, &editor.user_id, "MEMBER").await;
+    assert_eq!(
+        body["data"]["setCreatorMemberRole"]["role"], "MEMBER",
+        "{body}"
+    );
+    // Asking for the role one has changes nothing.
+    let body = set_role(&app, &creator, owner_token, &editor.user_id, "MEMBER").await;
+    assert_eq!(
+        body["data"]["setCreatorMemberRole"]["role"], "MEMBER",
+        "{body}"
+    );
     let co_owner = app.register("co-owner@example.com").await;
     app.ok(
         owner_token,
