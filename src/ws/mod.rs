@@ -85,6 +85,9 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(refused) = foreign_origin(&state.app.config.cors_origins, &headers) {
+        return refused;
+    }
     let offered: Vec<&str> = ws
         .requested_protocols()
         .filter_map(|p| p.to_str().ok())
@@ -123,6 +126,34 @@ pub async fn upgrade(
     // Tracked, so that shutdown waits for every socket to send its 1001 close frame.
     let tracker = setup.state.app.connections.clone();
     ws.on_upgrade(move |socket| tracker.track_future(connection::serve(socket, setup)))
+}
+
+/// A browser's socket from a page of an origin `REELGRAPH_CORS_ORIGINS` does not list: 403.
+/// Browsers apply no CORS to WebSockets, so this is where the list holds for them (a page of
+/// any origin could otherwise open a socket carrying the credentials the browser attaches, as
+/// a proxy that turns a cookie into `Authorization` would). Requests without `Origin` (not
+/// from a browser) and servers allowing any origin (the default) are not refused.
+fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
+    let listed: Vec<&str> = listed
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if listed.is_empty() || listed.contains(&"*") {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|origin| listed.iter().any(|o| o.eq_ignore_ascii_case(origin)));
+    if allowed {
+        return None;
+    }
+    let body = serde_json::json!({ "errors": [{
+        "message": "WebSocket connections from this origin are not allowed (REELGRAPH_CORS_ORIGINS)",
+        "extensions": { "code": "FORBIDDEN" },
+    }] });
+    Some((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
 }
 
 fn unsupported_protocol() -> Response {

@@ -936,6 +936,38 @@ async fn cors_allows_the_listed_origins_or_any_with_a_star() {
         .await
         .expect("sent");
     assert_eq!(allowed(&ok).as_deref(), Some("*"));
+
+    // Browsers apply no CORS to WebSockets: the server holds the list against their `Origin`.
+    // A client that is no browser sends none.
+    for (app, origin, status) in [
+        (&listed, Some("https://evil.example.net"), 403),
+        (&listed, Some("https://app.example.com"), 101),
+        (&listed, None, 101),
+        (&any, Some("https://evil.example.net"), 101),
+    ] {
+        assert_eq!(ws_upgrade_status(app, origin).await, status, "{origin:?}");
+    }
+}
+
+/// The status a `graphql-transport-ws` upgrade from `origin` gets.
+async fn ws_upgrade_status(app: &TestApp, origin: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+    let url = format!("{}/graphql/ws", app.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("upgrade failed: {other}"),
+    }
 }
 
 /// Settings out of their range are refused at start, naming the range, instead of panicking
