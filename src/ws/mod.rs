@@ -132,7 +132,8 @@ pub async fn upgrade(
 /// Browsers apply no CORS to WebSockets, so this is where the list holds for them (a page of
 /// any origin could otherwise open a socket carrying the credentials the browser attaches, as
 /// a proxy that turns a cookie into `Authorization` would). Requests without `Origin` (not
-/// from a browser) and servers allowing any origin (the default) are not refused.
+/// from a browser), pages of the server's own origin (GraphiQL) and servers allowing any
+/// origin (the default) are not refused.
 fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
     let listed: Vec<&str> = listed
         .iter()
@@ -143,9 +144,17 @@ fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
         return None;
     }
     let origin = headers.get(header::ORIGIN)?;
-    let allowed = origin
-        .to_str()
-        .is_ok_and(|origin| listed.iter().any(|o| o.eq_ignore_ascii_case(origin)));
+    // The server's own pages (GraphiQL) are of the origin the socket is opened to.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same_origin = |origin: &str| {
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        authority
+            .zip(host)
+            .is_some_and(|(a, h)| a.eq_ignore_ascii_case(h))
+    };
+    let allowed = origin.to_str().is_ok_and(|origin| {
+        same_origin(origin) || listed.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    });
     if allowed {
         return None;
     }

@@ -938,10 +938,12 @@ async fn cors_allows_the_listed_origins_or_any_with_a_star() {
     assert_eq!(allowed(&ok).as_deref(), Some("*"));
 
     // Browsers apply no CORS to WebSockets: the server holds the list against their `Origin`.
-    // A client that is no browser sends none.
+    // A client that is no browser sends none; the server's own pages (GraphiQL) are of its
+    // origin.
     for (app, origin, status) in [
         (&listed, Some("https://evil.example.net"), 403),
         (&listed, Some("https://app.example.com"), 101),
+        (&listed, Some(listed.base.as_str()), 101),
         (&listed, None, 101),
         (&any, Some("https://evil.example.net"), 101),
     ] {
