@@ -643,6 +643,7 @@ async fn run(
                 variables,
             );
         }
+        crate::graphql::errors::cap(response);
     }
     responses
 }

@@ -18,6 +18,31 @@ pub fn add_codes(response: &mut Response) {
     }
 }
 
+/// Most errors one answer lists, as graphql-js stops validating at 100: a document of 1 MB
+/// repeating one mistake (65,000 duplicate directives, 60,000 unused variables) would
+/// otherwise be answered with 8 MB of errors, to anyone.
+pub const MAX_ERRORS: usize = 100;
+
+/// Keeps the first [`MAX_ERRORS`] of a response's errors and says how many more there were,
+/// with the code of the first left out. Run after the errors have their codes and have nulled
+/// what they must ([`super::nulls::complete`]).
+pub fn cap(response: &mut Response) {
+    if response.errors.len() <= MAX_ERRORS {
+        return;
+    }
+    let rest = response.errors.split_off(MAX_ERRORS - 1);
+    let code = code_of(&rest[0]).unwrap_or("BAD_USER_INPUT").to_owned();
+    let mut more = ServerError::new(
+        format!(
+            "{} more errors left out (an answer lists at most {MAX_ERRORS})",
+            rest.len()
+        ),
+        None,
+    );
+    set_code(&mut more, &code);
+    response.errors.push(more);
+}
+
 /// An error's `extensions.code`, if it has one.
 pub fn code_of(error: &ServerError) -> Option<&str> {
     match error.extensions.as_ref()?.get("code")? {

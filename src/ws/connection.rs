@@ -532,6 +532,7 @@ impl Connection {
                             &variables,
                         );
                     }
+                    crate::graphql::errors::cap(&mut response);
                     (id.clone(), Some(response))
                 })
         };

@@ -82,10 +82,11 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 pub async fn upgrade(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(refused) = foreign_origin(&state.app.config.cors_origins, &headers) {
+    if let Some(refused) = foreign_origin(&state.app.config, &headers, &uri) {
         return refused;
     }
     let offered: Vec<&str> = ws
@@ -131,11 +132,18 @@ pub async fn upgrade(
 /// A browser's socket from a page of an origin `REELGRAPH_CORS_ORIGINS` does not list: 403.
 /// Browsers apply no CORS to WebSockets, so this is where the list holds for them (a page of
 /// any origin could otherwise open a socket carrying the credentials the browser attaches, as
-/// a proxy that turns a cookie into `Authorization` would). Requests without `Origin` (not
-/// from a browser), pages of the server's own origin (GraphiQL) and servers allowing any
-/// origin (the default) are not refused.
-fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
-    let listed: Vec<&str> = listed
+/// a proxy that turns a cookie into `Authorization` would). Not refused: requests without
+/// `Origin` (not from a browser), servers allowing any origin (the default), and the server's
+/// own origin (GraphiQL's page; React Native sends the socket's own origin): `PUBLIC_URL`'s,
+/// or the host the socket was opened to (`Host`, or HTTP/2's `:authority`), default ports
+/// aside.
+fn foreign_origin(
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<Response> {
+    let listed: Vec<&str> = config
+        .cors_origins
         .iter()
         .map(|o| o.trim())
         .filter(|o| !o.is_empty())
@@ -144,16 +152,26 @@ fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
         return None;
     }
     let origin = headers.get(header::ORIGIN)?;
-    // The server's own pages (GraphiQL) are of the origin the socket is opened to.
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let same_origin = |origin: &str| {
-        let authority = origin.split_once("://").map(|(_, rest)| rest);
-        authority
-            .zip(host)
-            .is_some_and(|(a, h)| a.eq_ignore_ascii_case(h))
-    };
-    let allowed = origin.to_str().is_ok_and(|origin| {
-        same_origin(origin) || listed.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    let origin = origin.to_str().ok().and_then(normal_origin);
+    let allowed = origin.as_ref().is_some_and(|(scheme, authority)| {
+        let own = |other: &str| {
+            normal_origin(&format!("{scheme}://{other}")).is_some_and(|(_, a)| &a == authority)
+        };
+        let public = config
+            .public_url
+            .as_deref()
+            .and_then(normal_origin)
+            .is_some_and(|(s, a)| (&s, &a) == (scheme, authority));
+        public
+            || headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(own)
+            || uri.authority().is_some_and(|a| own(a.as_str()))
+            || listed
+                .iter()
+                .filter_map(|o| normal_origin(o))
+                .any(|(s, a)| (&s, &a) == (scheme, authority))
     });
     if allowed {
         return None;
@@ -165,6 +183,24 @@ fn foreign_origin(listed: &[String], headers: &HeaderMap) -> Option<Response> {
     Some((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
 }
 
+/// The scheme and `host[:port]` of a URL or origin, lower-cased, without the scheme's default
+/// port or any path: `HTTPS://App.example.com:443/x` → (`https`, `app.example.com`).
+fn normal_origin(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" | "wss" => ":443",
+        "http" | "ws" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default) {
+        Some(bare) if !default.is_empty() => bare.to_owned(),
+        _ => authority,
+    };
+    (!authority.is_empty()).then_some((scheme, authority))
+}
+
 fn unsupported_protocol() -> Response {
     let supported = Protocol::ALL.map(Protocol::name).join(", ");
     let body = serde_json::json!({ "errors": [{
@@ -172,4 +208,28 @@ fn unsupported_protocol() -> Response {
         "extensions": { "code": "BAD_USER_INPUT" },
     }] });
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn origins_compare_without_case_default_ports_or_paths() {
+        let origin = |url: &str| super::normal_origin(url);
+        let pair = |scheme: &str, authority: &str| Some((scheme.to_owned(), authority.to_owned()));
+        assert_eq!(
+            origin("HTTPS://App.example.com:443/x?y"),
+            pair("https", "app.example.com")
+        );
+        assert_eq!(
+            origin("http://app.example.com:80"),
+            pair("http", "app.example.com")
+        );
+        assert_eq!(
+            origin("http://app.example.com:443"),
+            pair("http", "app.example.com:443")
+        );
+        assert_eq!(origin("http://[::1]:8080"), pair("http", "[::1]:8080"));
+        assert_eq!(origin("null"), None);
+        assert_eq!(origin("https://"), None);
+    }
 }

@@ -642,6 +642,34 @@ async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backen
     assert_eq!(response.status(), 405);
 }
 
+/// A document of one mistake repeated (500 duplicate directives, 500 unused variables) is
+/// answered with at most 100 errors, the last saying how many more there were, as graphql-js
+/// stops at 100: the answer stays small whatever the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_lists_at_most_a_hundred_errors() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let directives = format!("{{ me{} {{ id }} }}", " @skip(if: false)".repeat(500));
+    let variables = format!(
+        "query({}) {{ me {{ id }} }}",
+        (0..500)
+            .map(|i| format!("$v{i}: Int"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // 499 duplicates of the first directive; 500 unused variables.
+    for (query, left_out) in [(directives, 400), (variables, 401)] {
+        let body = app.gql(None, &query, json!({})).await;
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 100, "{body}");
+        assert_eq!(
+            errors[99]["message"],
+            format!("{left_out} more errors left out (an answer lists at most 100)")
+        );
+        assert_eq!(error_code(&body), "BAD_USER_INPUT");
+        assert_eq!(errors[99]["extensions"]["code"], "BAD_USER_INPUT");
+    }
+}
+
 /// A request that runs out of time is stopped with a 504 (not a 408, which clients resend by
 /// themselves) whose body says so (code INTERNAL,
 /// no internal detail), and what it was doing is not kept: registering hashes the password
@@ -917,6 +945,8 @@ async fn cors_allows_the_listed_origins_or_any_with_a_star() {
     };
     let listed = TestApp::spawn_with(Backend::Sqlite, |a| {
         a.config.cors_origins = vec!["https://app.example.com".into()];
+        // Where clients reach it, through a proxy that may say another `Host`.
+        a.config.public_url = Some("https://api.example.com/".into());
     })
     .await;
     let ok = preflight(&listed, "https://app.example.com")
@@ -944,6 +974,10 @@ async fn cors_allows_the_listed_origins_or_any_with_a_star() {
         (&listed, Some("https://evil.example.net"), 403),
         (&listed, Some("https://app.example.com"), 101),
         (&listed, Some(listed.base.as_str()), 101),
+        (&listed, Some("HTTPS://App.example.com:443"), 101),
+        (&listed, Some("https://api.example.com"), 101),
+        (&listed, Some("http://api.example.com"), 403),
+        (&listed, Some("null"), 403),
         (&listed, None, 101),
         (&any, Some("https://evil.example.net"), 101),
     ] {

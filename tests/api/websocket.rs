@@ -523,6 +523,19 @@ async fn resolver_errors_travel_in_next_with_their_code() {
     assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
     assert_eq!(error["payload"][0]["extensions"]["field"], "id");
 
+    // A document repeating one mistake gets at most 100 errors, the last saying how many more.
+    let repeated = format!("{{ me{} {{ id }} }}", " @skip(if: false)".repeat(500));
+    client.subscribe("many", &repeated, json!({})).await;
+    let error = client.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    let errors = error["payload"].as_array().expect("errors");
+    assert_eq!(errors.len(), 100, "{error}");
+    assert_eq!(
+        errors[99]["message"],
+        "400 more errors left out (an answer lists at most 100)"
+    );
+    assert_eq!(errors[99]["extensions"]["code"], "BAD_USER_INPUT");
+
     // A subscription that needs a user, asked anonymously.
     client.subscribe("2", JOBS_UPDATED, json!({})).await;
     let next = client.recv().await;
