@@ -109,9 +109,9 @@ enum AdminCommand {
     /// VIEWER; default VIEWER), `isActive` (default true), `isVerified` (default false),
     /// `credits` (default 0), `createdAt` (RFC 3339, or without an offset for UTC),
     /// `avatarUrl`, `onboardingCompleted` and `notificationPreferences` (`digestEnabled`,
-    /// `digestFrequency`). Fields may be named in snake_case too (`password_hash`). Every line
-    /// is checked first; one bad line imports nothing. Emails that already have an account are
-    /// left unchanged, so a rerun is harmless.
+    /// `digestFrequency`). Fields may be named in snake_case too (`password_hash`); any other
+    /// key is refused. Every line is checked first; one bad line imports nothing. Emails that
+    /// already have an account are left unchanged, so a rerun is harmless.
     ImportUsers {
         /// The JSON Lines file, or `-` for standard input.
         file: std::path::PathBuf,
@@ -290,16 +290,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })) => {
             let db = db::connect(&config, None).await?;
             db::migrate(&db).await?;
-            let refused = |e| {
-                for_operator(
-                    e,
-                    &[("password", "--password (or REELGRAPH_ADMIN_PASSWORD)")],
-                )
-            };
             if promote {
+                // `REELGRAPH_ADMIN_PASSWORD` is not read here: only `--password` sets one.
                 let ended = promote_admin(&db, &email, password.as_deref())
                     .await
-                    .map_err(refused)
+                    .map_err(|e| for_operator(e, &[]))
                     .context("promoting the account")?;
                 match password {
                     Some(_) => println!(
@@ -316,9 +311,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let generated = password.is_none();
             let password = password.unwrap_or_else(reelgraph::auth::password::generate_password);
+            let password_flag = [("password", "--password (or REELGRAPH_ADMIN_PASSWORD)")];
             create_admin(&db, &email, &password, display_name.as_deref())
                 .await
-                .map_err(refused)
+                .map_err(|e| for_operator(e, &password_flag))
                 .context("creating the administrator")?;
             if generated {
                 println!("created administrator {email} with password: {password}");

@@ -172,8 +172,8 @@ impl CreatorMemberMutation {
 
     /// Removes someone from a creator's team: owners and administrators may remove anyone,
     /// and any member may remove themselves (leave). The last owner cannot go (`CONFLICT`):
-    /// make another member an owner first (`setCreatorMemberRole`). `NOT_FOUND` when they
-    /// are not in the team.
+    /// make another member an owner first (`setCreatorMemberRole`), or add one. `NOT_FOUND`
+    /// when they are not in the team.
     async fn remove_creator_member(
         &self,
         ctx: &Context<'_>,
@@ -252,6 +252,6 @@ fn last_owner() -> AppError {
     AppError::conflict(
         Some("userId"),
         "a creator keeps at least one owner: make another member an owner first \
-         (setCreatorMemberRole)",
+         (setCreatorMemberRole), or add one (addCreatorMember with role OWNER)",
     )
 }

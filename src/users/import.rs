@@ -10,9 +10,10 @@
 //! Optional too: `isActive`, `isVerified`, `credits`, `createdAt`, `avatarUrl`,
 //! `onboardingCompleted` and `notificationPreferences` (`digestEnabled`, `digestFrequency`:
 //! daily or weekly). Every field may also be named in snake_case, as the platforms' tables
-//! name their columns (`password_hash`, `created_at`, …), and `username` stands for
-//! `displayName`. `createdAt` is RFC 3339, or without an offset (`TIMESTAMP` columns, naive
-//! Python datetimes) read as UTC.
+//! name their columns (`password_hash`, `created_at`, …), and `username` is the display name
+//! when there is no `displayName`. `createdAt` is RFC 3339, or without an offset (`TIMESTAMP`
+//! columns, naive Python datetimes) read as UTC. Any other key (a table's `id`, `updated_at`)
+//! is refused, naming it: export these columns only.
 //!
 //! Every line is checked before anything is written, and every problem is reported with its
 //! line number and field. Then all new accounts are written in one transaction: either all of
@@ -47,8 +48,11 @@ struct Line {
     email: String,
     #[serde(alias = "password_hash")]
     password_hash: String,
-    #[serde(default, alias = "display_name", alias = "username")]
+    #[serde(default, alias = "display_name")]
     display_name: Option<String>,
+    /// The display name where a table has none beside it (the video-generation platform's).
+    #[serde(default)]
+    username: Option<String>,
     #[serde(default)]
     role: Option<String>,
     #[serde(default, alias = "is_active")]
@@ -198,7 +202,10 @@ fn json_problem(err: &serde_json::Error) -> String {
 fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUser> {
     let email = normalize_email("email", &line.email)?;
     password::validate_imported_hash("passwordHash", &line.password_hash)?;
-    let display_name = normalize_display_name("displayName", line.display_name.as_deref())?;
+    let display_name = match (&line.display_name, &line.username) {
+        (None, Some(username)) => normalize_display_name("username", Some(username))?,
+        (name, _) => normalize_display_name("displayName", name.as_deref())?,
+    };
     let role = match line.role.as_deref().map(str::trim) {
         None => UserRole::Viewer,
         Some(role) if role.eq_ignore_ascii_case("ADMIN") => UserRole::Admin,

@@ -51,7 +51,7 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
     .to_string();
     let lines = [
         json!({ "email": " Ana@Example.com ", "passwordHash": bcrypt_hash("ana's old password", bcrypt::Version::TwoB),
-                "displayName": "Ana", "role": "creator", "isVerified": true, "credits": 250,
+                "displayName": "Ana", "username": "ana_42", "role": "creator", "isVerified": true, "credits": 250,
                 "createdAt": "2024-01-02T03:04:05Z", "onboardingCompleted": true,
                 "notificationPreferences": { "digest_enabled": true, "digest_frequency": "weekly" } }),
         json!({ "email": "ben@example.com", "passwordHash": bcrypt_hash("ben's old password", bcrypt::Version::TwoY),
@@ -518,6 +518,10 @@ async fn admin_create_promotes_an_existing_account_only_when_asked() {
     // A bad value names the flag it came in.
     let long_name = "n".repeat(51);
     for (args, expected) in [
+        (
+            vec!["--promote", "--password", "short"],
+            "error: promoting the account: --password: password must be at least",
+        ),
         (
             vec![
                 "--password",
