@@ -111,6 +111,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub job_poll_ms: u64,
 
+    /// Seconds between the workers' deletions of videos past their `retentionUntil` (the other
+    /// upkeep is hourly): how long one may outlive it.
+    #[arg(long, env = "REELGRAPH_RETENTION_SWEEP_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retention_sweep_secs: u64,
+
     /// Milliseconds after which a `jobUpdated`/`jobsUpdated` subscription that heard nothing of
     /// its jobs reads them again: the safety net for an event that was lost (a failed NOTIFY).
     #[arg(
@@ -223,6 +229,7 @@ impl Config {
             job_lease_secs: 30,
             job_heartbeat_ms: 500,
             job_poll_ms: 2000,
+            retention_sweep_secs: 60,
             subscription_reread_ms: 30_000,
             listen_check_ms: 15_000,
             job_retention_days: 30,
@@ -255,6 +262,7 @@ impl Config {
             assets: (self.asset_retention_days > 0)
                 .then(|| chrono::Duration::days(i64::from(self.asset_retention_days))),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            retention_sweep: Duration::from_secs(self.retention_sweep_secs.max(1)),
         }
     }
 

@@ -30,6 +30,7 @@ mod m20261206_000020_index_queued_deliveries;
 mod m20261206_000021_create_assets;
 mod m20261206_000022_index_revoked_sessions;
 mod m20261206_000023_index_video_uploaders;
+mod m20261206_000024_index_video_retention;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_create_assets::Migration),
             Box::new(m20261206_000022_index_revoked_sessions::Migration),
             Box::new(m20261206_000023_index_video_uploaders::Migration),
+            Box::new(m20261206_000024_index_video_retention::Migration),
         ]
     }
 }

@@ -116,4 +116,6 @@ pub struct JobSettings {
     pub assets: Option<chrono::Duration>,
     /// On shutdown, how long running jobs may take to finish before they are released.
     pub shutdown_grace: std::time::Duration,
+    /// How often videos past their `retentionUntil` are deleted.
+    pub retention_sweep: std::time::Duration,
 }

@@ -104,6 +104,8 @@ impl WorkerPool {
         let mut last_reap: Option<Instant> = None;
         let mut last_clean_up: Option<Instant> = None;
         let mut upkeep: Option<tokio::task::JoinHandle<()>> = None;
+        let mut last_expiry: Option<Instant> = None;
+        let mut expiry: Option<tokio::task::JoinHandle<()>> = None;
         // Claims are made when there may be work: at start, when a slot frees up, on a wake-up
         // hint (an enqueue, a retry, a reaped lease), after a resync, and on the poll (jobs
         // whose `run_at` has come). Not on every event: progress events arrive several times
@@ -142,6 +144,18 @@ impl WorkerPool {
                 last_clean_up = Some(Instant::now());
                 let pool = self.clone();
                 upkeep = Some(tokio::spawn(async move { pool.upkeep().await }));
+            }
+            // Videos past their retention go within `retention_sweep`, not at the next hourly
+            // upkeep: until deleted, one is still served. Beside the claims too, never twice
+            // at once.
+            if last_expiry.is_none_or(|t| t.elapsed() >= self.settings.retention_sweep)
+                && expiry
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+            {
+                last_expiry = Some(Instant::now());
+                let pool = self.clone();
+                expiry = Some(tokio::spawn(async move { pool.expire_videos().await }));
             }
             let work = self.slots.saturating_sub(tasks.len() - deliveries.len()) as u64;
             let free = queue::Slots {
@@ -223,8 +237,8 @@ impl WorkerPool {
         }
         tracing::info!(worker = %self.id, running = tasks.len(), "worker pool stopping: no more claims");
         // Every upkeep step is safe to stop between statements; the next start runs it again.
-        if let Some(upkeep) = upkeep {
-            upkeep.abort();
+        for task in [upkeep, expiry].into_iter().flatten() {
+            task.abort();
         }
         let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
@@ -236,6 +250,15 @@ impl WorkerPool {
             while tasks.join_next().await.is_some() {}
         }
         tracing::info!(worker = %self.id, "worker pool stopped");
+    }
+
+    /// Deletes the videos past their `retentionUntil` (any pool may, at once with others).
+    async fn expire_videos(&self) {
+        match crate::media::record::expire_videos(&self.db, &self.storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(videos = n, "deleted videos past their retention"),
+            Err(err) => tracing::warn!(error = ?err, "retention sweep failed"),
+        }
     }
 
     /// The hourly upkeep of the shared tables and storage (any pool may run it; each step is
@@ -251,11 +274,6 @@ impl WorkerPool {
             Ok(0) => {}
             Ok(n) => tracing::info!(videos = n, "failed uploads never completed"),
             Err(err) => tracing::warn!(error = ?err, "abandoned-upload sweep failed"),
-        }
-        match record::expire_videos(&self.db, &self.storage).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(videos = n, "deleted videos past their retention"),
-            Err(err) => tracing::warn!(error = ?err, "retention sweep failed"),
         }
         match record::remove_failed_originals(
             &self.db,

@@ -486,7 +486,8 @@ pub async fn shorts_rendering(
     Ok(rendering > 0)
 }
 
-/// Videos past their `retentionUntil` deleted per run; the next hourly run takes the rest.
+/// Videos past their `retentionUntil` deleted per run; the next run (a minute later by
+/// default, `REELGRAPH_RETENTION_SWEEP_SECS`) takes the rest.
 const EXPIRE_BATCH: u64 = 200;
 
 /// Deletes the videos whose `retention_until` has passed, as `deleteVideo` would. Returns how

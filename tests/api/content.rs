@@ -1693,6 +1693,38 @@ async fn a_video_past_its_retention_is_deleted(backend: Backend) {
     assert_eq!(data["video"]["id"], kept.to_string());
 }
 
+/// The workers delete a video once its `retentionUntil` passes, within
+/// `REELGRAPH_RETENTION_SWEEP_SECS` (here 1 s), not at their next hourly upkeep: until then it
+/// was still served, to anyone it is public to.
+async fn workers_delete_a_video_soon_after_its_retention(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.config.retention_sweep_secs = 1).await;
+    let (owner, _, video) = creator_with_video(&app, "soon@example.com", "Soon").await;
+    let update = "mutation($id: ID!, $at: DateTime) {
+        updateVideo(id: $id, input: {retentionUntil: $at}) { retentionUntil } }";
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    app.ok(
+        Some(&owner.access_token),
+        update,
+        json!({ "id": video, "at": at.to_rfc3339() }),
+    )
+    .await;
+    let query = "query($id: ID!) { video(id: $id) { id } }";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let body = app.gql(None, query, json!({ "id": video })).await;
+        if body["errors"].is_array() {
+            assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still served 30 s after its retention: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(chrono::Utc::now() >= at, "deleted before its retention");
+}
+
 /// `updateVideo` renames a video and sets or clears its link elsewhere; bad values name their
 /// field and change nothing; only members and administrators may.
 async fn update_video_edits_title_and_link(backend: Backend) {
@@ -2307,6 +2339,7 @@ both_backends!(
     key_moments_and_shorts_are_deleted_with_their_files,
     a_retried_short_is_pending_again,
     a_video_past_its_retention_is_deleted,
+    workers_delete_a_video_soon_after_its_retention,
     update_video_edits_title_and_link,
     reviewed_key_moments_steer_highlight_detection,
 );
