@@ -64,12 +64,23 @@ pub async fn connect(
         }
     };
     // sqlx pings a pooled connection on every checkout by default: one extra round trip per
-    // statement. Only connections idle long enough to have been dropped by the server or a
-    // proxy are checked now.
+    // statement. Only connections idle for a second are checked (a busy server's are never,
+    // a quiet one's pay a round trip where it costs nothing), and every connection for a while
+    // after one was found lost (`note_if_connection_lost`): a database restarted or failed
+    // over, or a proxy that dropped connections, then costs no request a connection error.
     options
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .test_before_acquire(false)
+        .map_sqlx_postgres_before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR || checking_every_connection() {
+                    use sqlx::Connection;
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .sqlx_logging(false);
     // A PostgreSQL server started beside us (compose, a pod) may refuse connections, or
     // answer "starting up", for a while after it looks ready: keep trying that, but not a
@@ -121,6 +132,54 @@ pub async fn connect(
         let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
     });
     Ok(db)
+}
+
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// For how long after a connection was found lost every pooled one is pinged first.
+const CHECK_ALL_FOR: Duration = Duration::from_secs(10);
+
+/// Until when (milliseconds since the process's first use of it) every pooled connection is
+/// pinged before it is handed out.
+static CHECK_ALL_UNTIL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn checking_every_connection() -> bool {
+    process_ms() < CHECK_ALL_UNTIL_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether `err` says the connection it ran on is gone: closed under it (the server restarted,
+/// a proxy or a NAT dropped it), or ended by the server (`57P01`–`57P03`: terminated by an
+/// administrator, a crash, a shutdown), or any other connection exception (class `08`).
+pub fn connection_lost(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(err))
+    | DbErr::Exec(RuntimeErr::SqlxError(err))
+    | DbErr::Query(RuntimeErr::SqlxError(err))) = err
+    else {
+        return false;
+    };
+    match err.as_ref() {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57P0") || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// After an error of a lost connection, the pool's other connections are likely gone too (a
+/// database restart ends them all): each is pinged before use for [`CHECK_ALL_FOR`], so that
+/// only the request that found the first one fails.
+pub fn note_if_connection_lost(err: &DbErr) {
+    if connection_lost(err) {
+        let until = process_ms().saturating_add(CHECK_ALL_FOR.as_millis() as u64);
+        CHECK_ALL_UNTIL_MS.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Whether connecting failed because the server is not (yet) there or still starting, rather

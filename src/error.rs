@@ -126,7 +126,10 @@ impl From<DbErr> for AppError {
                 Self::conflict(None, "a record with these values already exists")
             }
             _ if sqlstate(&err).as_deref() == Some("40P01") => Self::internal(DEADLOCK, err),
-            _ => Self::internal("database", err),
+            _ => {
+                crate::db::note_if_connection_lost(&err);
+                Self::internal("database", err)
+            }
         }
     }
 }

@@ -642,6 +642,64 @@ async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backen
     assert_eq!(response.status(), 405);
 }
 
+/// The database ends every connection (a restart, a failover, an administrator): requests
+/// after it do not fail on the pool's dead connections. Connections idle for a second are
+/// checked before use; after one was found dead while busy, all are for a while, so only the
+/// request that found it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_the_database_ended_its_connections_succeed() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let ada = app.register("restart@example.com").await;
+    let token = Some(ada.access_token.as_str());
+    let url = app.state.config.database_url.clone().expect("url");
+    let database = url.rsplit('/').next().expect("database name").to_owned();
+    let direct =
+        sea_orm::Database::connect(format!("{}/postgres", crate::helpers::postgres_base_url()))
+            .await
+            .expect("connected");
+    let end_all = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    );
+    let rename = "mutation($n: String) { updateMe(input: {displayName: $n}) { displayName } }";
+    // Several connections in the pool: as many requests at once.
+    let warm = || async {
+        let reads = (0..4).map(|_| app.gql(token, "{ me { id } }", json!({})));
+        for body in futures_util::future::join_all(reads).await {
+            assert!(body["errors"].is_null(), "{body}");
+        }
+    };
+
+    // Quiet for a second, then ended: every request after succeeds.
+    warm().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    direct.execute_unprepared(&end_all).await.expect("ended");
+    for i in 0..6 {
+        let body = app
+            .gql(token, rename, json!({ "n": format!("quiet {i}") }))
+            .await;
+        assert!(
+            body["errors"].is_null(),
+            "request {i} after the restart: {body}"
+        );
+    }
+
+    // Ended while hot: at most the first request fails, then the rest are checked.
+    warm().await;
+    direct.execute_unprepared(&end_all).await.expect("ended");
+    for i in 0..6 {
+        let body = app
+            .gql(token, rename, json!({ "n": format!("busy {i}") }))
+            .await;
+        if i > 0 {
+            assert!(
+                body["errors"].is_null(),
+                "request {i} after the restart: {body}"
+            );
+        }
+    }
+}
+
 /// A document of one mistake repeated (500 duplicate directives, 500 unused variables) is
 /// answered with at most 100 errors, the last saying how many more there were, as graphql-js
 /// stops at 100: the answer stays small whatever the document.
