@@ -141,12 +141,22 @@ pub const MAX_NESTING: usize = 64;
 /// else bounds a chain of fragments each spreading the next: 26,000 of them, in under 1 MB,
 /// overflowed the stack and aborted the process. So this one recurses within one definition
 /// only (which the parser bounds) and goes from fragment to fragment with a stack of its own,
-/// measuring each fragment once.
+/// measuring each fragment once. Every fragment defined counts, spread or not: validation
+/// walks each definition (a chain no operation spreads overflowed it as well).
 pub fn nesting(document: &ExecutableDocument) -> usize {
     let mut measured: HashMap<&str, usize> = HashMap::new();
     let mut deepest = 0;
-    for (_, operation) in document.operations.iter() {
-        let set = &operation.node.selection_set.node;
+    let sets = document
+        .operations
+        .iter()
+        .map(|(_, operation)| &operation.node.selection_set.node)
+        .chain(
+            document
+                .fragments
+                .values()
+                .map(|fragment| &fragment.node.selection_set.node),
+        );
+    for set in sets {
         loop {
             match within(document, set, &measured) {
                 Ok(depth) => {
@@ -294,7 +304,18 @@ pub fn shape(document: &ExecutableDocument) -> Shape {
         .iter()
         .map(|(_, op)| walker.set(&op.node.selection_set.node))
         .fold(Shape::default(), Shape::beside);
-    Shape { nesting, ..shape }
+    // Validation expands each fragment definition too, spread or not: a thousand unused
+    // fragments each spreading one wide one cost as much as an operation spreading them.
+    let definitions = document
+        .fragments
+        .keys()
+        .map(|name| walker.fragment(name.as_str()).expanded_selections)
+        .fold(0u64, u64::saturating_add);
+    Shape {
+        nesting,
+        expanded_selections: shape.expanded_selections.saturating_add(definitions),
+        ..shape
+    }
 }
 
 struct Walker<'a> {
@@ -404,9 +425,15 @@ mod tests {
     fn fragments_count_each_time_they_are_spread_and_are_measured_once() {
         let shape_of =
             |query: &str| shape(&async_graphql::parser::parse_query(query).expect("parses"));
+        // Each definition is counted once more, spread or not: validation expands it.
         assert_eq!(
             shape_of("{ a { ...F ...F } b } fragment F on A { c { d } }").expanded_selections,
-            1 + 2 * (1 + 2) + 1
+            1 + 2 * (1 + 2) + 1 + 2
+        );
+        assert_eq!(
+            shape_of("{ a } fragment F on A { c { d } } fragment G on A { ...F }")
+                .expanded_selections,
+            1 + 2 + (1 + 2)
         );
         assert_eq!(shape_of("{ a { ... on A { b } } }").expanded_selections, 3);
         // 60 fragments, each spreading the next twice: 2^60 fields as written out, measured
@@ -421,8 +448,17 @@ mod tests {
         }
         query.push_str(" fragment F60 on Query { a { b } }");
         let shape = shape_of(&query);
-        // 2^61 fields, and 1 + 2 + 4 + … + 2^60 spreads.
-        assert_eq!(shape.expanded_selections, 2u64.pow(61) + 2u64.pow(61) - 1);
+        // 2^61 fields, and 1 + 2 + 4 + … + 2^60 spreads; then each definition expanded.
+        let mut definitions = [0u64; 61];
+        definitions[60] = 2;
+        for n in (0..60).rev() {
+            definitions[n] = 2 * (1 + definitions[n + 1]);
+        }
+        assert_eq!(definitions[0] + 1, 2u64.pow(61) + 2u64.pow(61) - 1);
+        assert_eq!(
+            shape.expanded_selections,
+            1 + definitions[0] + definitions.iter().sum::<u64>()
+        );
         assert_eq!(shape.data_depth, 2);
         assert!(shape.expanded_selections > MAX_EXPANDED_SELECTIONS);
         assert_eq!(shape.nesting, 62);

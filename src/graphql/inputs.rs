@@ -115,11 +115,14 @@ pub fn refusal(
     }
     missing_variable(request, document.document).or_else(|| {
         let operation = request.operation_name.as_deref();
-        let used_at = |name: &str| argument_path_of(document.document, operation, name);
+        // Where each variable is used, found in one walk: one walk per variable was the
+        // document's size times the number of its variables (15,000 of them and a literal of
+        // 400,000 items fit in 1 MB).
+        let paths = argument_paths(document.document, operation);
+        let used_at = |name: &str| paths.get(name).cloned();
         let wrong =
             super::variables::mistyped(document.document, operation, &request.variables, used_at)?;
-        let at = argument_path_of(document.document, operation, &wrong.variable)
-            .unwrap_or_else(|| wrong.variable.clone());
+        let at = used_at(&wrong.variable).unwrap_or_else(|| wrong.variable.clone());
         Some(
             AppError::bad_input(format!("{at}{}", wrong.within), wrong.message)
                 .into_request_error(),
@@ -288,6 +291,74 @@ pub(super) fn argument_path_of(
     })
 }
 
+/// Where each variable is first used, as [`argument_path_of`] finds it for one, found for all
+/// in one walk of the document.
+fn argument_paths(
+    document: &ExecutableDocument,
+    operation: Option<&str>,
+) -> std::collections::HashMap<String, String> {
+    use std::{collections::HashMap, fmt::Write};
+    fn values(value: &Value, path: &mut String, found: &mut HashMap<String, String>) {
+        match value {
+            Value::Variable(variable) if !found.contains_key(variable.as_str()) => {
+                found.insert(variable.to_string(), path.clone());
+            }
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let before = path.len();
+                    let _ = write!(path, ".{i}");
+                    values(item, path, found);
+                    path.truncate(before);
+                }
+            }
+            Value::Object(fields) => {
+                for (key, item) in fields {
+                    let before = path.len();
+                    path.push('.');
+                    path.push_str(key);
+                    values(item, path, found);
+                    path.truncate(before);
+                }
+            }
+            _ => {}
+        }
+    }
+    // In the order `first_argument` looks: each field's arguments, then what it selects.
+    fn walk(set: &SelectionSet, found: &mut HashMap<String, String>) {
+        for item in &set.items {
+            let (arguments, inner) = match &item.node {
+                Selection::Field(field) => (
+                    field.node.arguments.as_slice(),
+                    &field.node.selection_set.node,
+                ),
+                Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => continue,
+            };
+            for (name, value) in arguments {
+                let mut path = name.node.to_string();
+                values(&value.node, &mut path, found);
+            }
+            walk(inner, found);
+        }
+    }
+    let mut found = HashMap::new();
+    let mut operations = document
+        .operations
+        .iter()
+        .filter(|(op_name, _)| operation.is_none() || op_name.map(|n| n.as_str()) == operation);
+    let Some((_, op)) = operations.next() else {
+        return found;
+    };
+    if operations.next().is_some() {
+        return found; // which one runs is async-graphql's to report
+    }
+    walk(&op.node.selection_set.node, &mut found);
+    for fragment in document.fragments.values() {
+        walk(&fragment.node.selection_set.node, &mut found);
+    }
+    found
+}
+
 /// The path of the first argument in `set` (its fields and inline fragments, and theirs) in
 /// which `found` finds what it looks for; `found` extends the path to where.
 fn first_argument(
@@ -346,8 +417,66 @@ pub fn measure(document: &ExecutableDocument) -> Measured {
     Measured {
         shape,
         literal_fault: literal_fault(document),
-        invalid: super::rules::fault(document).or_else(|| super::overlap::conflict(document)),
+        invalid: crowded(document)
+            .or_else(|| super::rules::fault(document))
+            .or_else(|| super::overlap::conflict(document)),
     }
+}
+
+/// Most arguments one field or directive is given: no field of the schema takes a tenth of
+/// them, and comparing two fields' arguments (field merging) costs their product.
+pub const MAX_ARGUMENTS: usize = 64;
+/// Most directives one place carries: the executable ones (`@skip`, `@include`) are not
+/// repeatable, so more than two is refused by validation anyway.
+pub const MAX_DIRECTIVES: usize = 16;
+
+/// A field or directive given more than [`MAX_ARGUMENTS`] arguments, or a place with more than
+/// [`MAX_DIRECTIVES`] directives, anywhere in the document: refused before the checks whose
+/// work grows with their product (a 1 MB document of 65,000 `@skip`s on one field, or of two
+/// fields with 75,000 arguments each).
+fn crowded(document: &ExecutableDocument) -> Option<ServerError> {
+    use async_graphql::{Positioned, parser::types::Directive};
+    fn directives(list: &[Positioned<Directive>]) -> Option<&'static str> {
+        if list.len() > MAX_DIRECTIVES {
+            return Some("directives");
+        }
+        list.iter()
+            .any(|d| d.node.arguments.len() > MAX_ARGUMENTS)
+            .then_some("arguments")
+    }
+    fn set(selections: &SelectionSet) -> Option<&'static str> {
+        selections.items.iter().find_map(|item| match &item.node {
+            Selection::Field(field) => {
+                if field.node.arguments.len() > MAX_ARGUMENTS {
+                    return Some("arguments");
+                }
+                directives(&field.node.directives).or_else(|| set(&field.node.selection_set.node))
+            }
+            Selection::InlineFragment(fragment) => directives(&fragment.node.directives)
+                .or_else(|| set(&fragment.node.selection_set.node)),
+            Selection::FragmentSpread(spread) => directives(&spread.node.directives),
+        })
+    }
+    let operations = document.operations.iter().find_map(|(_, op)| {
+        directives(&op.node.directives)
+            .or_else(|| {
+                op.node
+                    .variable_definitions
+                    .iter()
+                    .find_map(|v| directives(&v.node.directives))
+            })
+            .or_else(|| set(&op.node.selection_set.node))
+    });
+    let what = operations.or_else(|| {
+        document.fragments.values().find_map(|fragment| {
+            directives(&fragment.node.directives).or_else(|| set(&fragment.node.selection_set.node))
+        })
+    })?;
+    let message = match what {
+        "directives" => format!("a selection carries more than {MAX_DIRECTIVES} directives"),
+        _ => format!("a field or directive is given more than {MAX_ARGUMENTS} arguments"),
+    };
+    Some(AppError::bad_input("query", message).into_request_error())
 }
 
 /// The argument path (`input.title`, `segments.2.text`) of the first literal in the document
@@ -538,6 +667,34 @@ fn named<'a, T: 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variables_place_is_found_in_one_walk_as_one_at_a_time() {
+        let document = async_graphql::parser::parse_query(
+            "query Q($a: Int, $b: ID!, $c: String, $d: Int, $unused: Int) {
+                creators(first: $a) { nodes { videos(first: 3, after: $c) { totalCount } } }
+                ... on QueryRoot { video(id: $b) { id } }
+                x: creators(first: $a) { totalCount }
+                ...F
+             }
+             query Other($a: Int) { creators(first: $a) { totalCount } }
+             fragment F on QueryRoot { renderMovie(input: {spec: {scenes: [{}, {x: [1, $d]}]}}) { id } }",
+        )
+        .expect("parses");
+        for operation in [Some("Q"), Some("Other"), None] {
+            let paths = argument_paths(&document, operation);
+            for name in ["a", "b", "c", "d", "unused"] {
+                assert_eq!(
+                    paths.get(name).cloned(),
+                    argument_path_of(&document, operation, name),
+                    "{operation:?} {name}"
+                );
+            }
+        }
+        let paths = argument_paths(&document, Some("Q"));
+        assert_eq!(paths["d"], "input.spec.scenes.1.x.1");
+        assert_eq!(paths["c"], "after");
+    }
 
     #[test]
     fn literals_are_checked_only_in_a_bounded_document() {

@@ -187,6 +187,28 @@ async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backen
         .await;
     assert_eq!(error_code(&same_slug), "CONFLICT");
     assert_eq!(error_field(&same_slug), "input.slug");
+    // A root field of a mutation that fails where no null is allowed makes `data` null: the
+    // fields after it do not run (as graphql-js stops), or the client, told nothing of them,
+    // would send them again.
+    let body = app
+        .gql(
+            token,
+            "mutation { a: createCreator(input: {name: \"Synth School\"}) { id }
+                        b: createCreator(input: {name: \"Never Made\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(body["data"].is_null(), "{body}");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["a"]), "{body}");
+    let found = app
+        .ok(
+            None,
+            "{ creators(search: \"Never Made\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(found["creators"]["totalCount"], 0, "{found}");
     // Without a slug, the clash is named on the name the client sent: the very name, or
     // another creator's slug that this name makes.
     for (name, message) in [

@@ -54,6 +54,45 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
             .is_some_and(|m| m.contains("recursion depth")),
         "{body}"
     );
+    // The same chain spread by no operation: validation walks every fragment defined, and
+    // this aborted the process as well.
+    let unspread = chain.replacen("{ ...f0 }", "{ __typename }", 1);
+    let body = app.gql(None, &unspread, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // 2,000 unused fragments each spreading one of 100 fields: validation expands each.
+    let wide = (0..100)
+        .map(|i| format!("a{i}: __typename"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut unused = format!("{{ __typename }} fragment w on QueryRoot {{ {wide} }}");
+    for n in 0..2000 {
+        unused.push_str(&format!(" fragment u{n} on QueryRoot {{ ...w }}"));
+    }
+    let body = app.gql(None, &unused, json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // Too many arguments or directives in one place (their checks grow with the product):
+    // refused as such, before them.
+    let arguments = (0..65)
+        .map(|i| format!("a{i}: 1"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let many_arguments = format!("{{ a: me({arguments}) {{ id }} a: me({arguments}) {{ id }} }}");
+    let directives = " @skip(if: false)".repeat(17);
+    let many_directives = format!("{{ me{directives} {{ id }} }}");
+    for (query, message) in [
+        (
+            many_arguments,
+            "a field or directive is given more than 64 arguments",
+        ),
+        (
+            many_directives,
+            "a selection carries more than 16 directives",
+        ),
+    ] {
+        let body = app.gql(None, &query, json!({})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(body["errors"][0]["message"], message, "{body}");
+    }
     // A literal 500 lists deep (a kilobyte): the parser and every walk over values recursed
     // once a level, and this aborted the process. Refused on the text, before parsing; 100
     // levels are parsed and answered as usual.
@@ -700,13 +739,19 @@ async fn requests_after_the_database_ended_its_connections_succeed() {
     }
 }
 
-/// A document of one mistake repeated (500 duplicate directives, 500 unused variables) is
+/// A document of one mistake repeated (500 unknown fields, 500 unused variables) is
 /// answered with at most 100 errors, the last saying how many more there were, as graphql-js
 /// stops at 100: the answer stays small whatever the document.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_lists_at_most_a_hundred_errors() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let directives = format!("{{ me{} {{ id }} }}", " @skip(if: false)".repeat(500));
+    let unknown = format!(
+        "{{ {} }}",
+        (0..500)
+            .map(|i| format!("a{i}: nope"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let variables = format!(
         "query({}) {{ me {{ id }} }}",
         (0..500)
@@ -714,8 +759,8 @@ async fn an_answer_lists_at_most_a_hundred_errors() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // 499 duplicates of the first directive; 500 unused variables.
-    for (query, left_out) in [(directives, 400), (variables, 401)] {
+    // 500 unknown fields; 500 unused variables.
+    for (query, left_out) in [(unknown, 401), (variables, 401)] {
         let body = app.gql(None, &query, json!({})).await;
         let errors = body["errors"].as_array().expect("errors");
         assert_eq!(errors.len(), 100, "{body}");
