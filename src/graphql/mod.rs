@@ -113,63 +113,32 @@ impl async_graphql::ContainerType for MutationRoot {
     }
 }
 
-/// Whether a root field of the mutation `ctx` runs in has failed already, and its type allows
-/// no null. A root field's failure is the error at its response key alone.
+/// Whether a field of the mutation `ctx` runs in has failed already where the answer's `data`
+/// becomes null for it ([`nulls::nulls_data`]): a root field, or one under it, whose type and
+/// every type above it allow no null.
 fn earlier_root_field_failed(ctx: &Context<'_>) -> bool {
-    use async_graphql::{PathSegment, parser::types::Selection};
-    let failed: Vec<String> = match ctx.query_env.errors.lock() {
+    use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
+    let paths: Vec<Vec<async_graphql::PathSegment>> = match ctx.query_env.errors.lock() {
         Ok(errors) => errors
             .iter()
-            .filter_map(|e| match e.path.as_slice() {
-                [PathSegment::Field(key)] => Some(key.clone()),
-                _ => None,
-            })
+            .filter(|e| !e.path.is_empty())
+            .map(|e| e.path.clone())
             .collect(),
         Err(_) => return false,
     };
-    if failed.is_empty() {
+    if paths.is_empty() {
         return false;
     }
-    // The name of the root field under `key` (through fragments too).
-    fn name_of<'a>(
-        set: &'a async_graphql::parser::types::SelectionSet,
-        key: &str,
-        fragments: &'a std::collections::HashMap<
-            async_graphql::Name,
-            async_graphql::Positioned<async_graphql::parser::types::FragmentDefinition>,
-        >,
-        depth: usize,
-    ) -> Option<&'a str> {
-        if depth > depth::MAX_NESTING {
-            return None;
-        }
-        set.items.iter().find_map(|item| match &item.node {
-            Selection::Field(field) => (field.node.response_key().node.as_str() == key)
-                .then(|| field.node.name.node.as_str()),
-            Selection::InlineFragment(fragment) => {
-                name_of(&fragment.node.selection_set.node, key, fragments, depth + 1)
-            }
-            Selection::FragmentSpread(spread) => fragments
-                .get(&spread.node.fragment_name.node)
-                .and_then(|f| name_of(&f.node.selection_set.node, key, fragments, depth + 1)),
-        })
-    }
-    let root = &ctx.query_env.operation.node.selection_set.node;
-    failed.iter().any(|key| {
-        // A field not found is taken as failed: stopping is the safe side.
-        name_of(root, key, &ctx.query_env.fragments, 0)
-            .is_none_or(|name| non_null_mutation_field(ctx, name))
-    })
-}
-
-/// Whether the root mutation field `name` is of a non-null type.
-fn non_null_mutation_field(ctx: &Context<'_>, name: &str) -> bool {
-    ctx.schema_env
-        .registry
-        .types
-        .get(<Mutations as async_graphql::OutputType>::type_name().as_ref())
-        .and_then(|ty| ty.field_by_name(name))
-        .is_some_and(|field| field.ty.ends_with('!'))
+    // Rare (a mutation with a field error), and mutations are small: the document is put
+    // back together from what async-graphql keeps of it.
+    let document = ExecutableDocument {
+        operations: DocumentOperations::Single(ctx.query_env.operation.clone()),
+        fragments: ctx.query_env.fragments.clone(),
+    };
+    let operation = &ctx.query_env.operation.node;
+    paths
+        .iter()
+        .any(|path| nulls::nulls_data(&document, operation, path))
 }
 
 impl async_graphql::ObjectType for MutationRoot {}

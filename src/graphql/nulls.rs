@@ -151,6 +151,26 @@ pub fn complete(
     }
 }
 
+/// Whether a field error at `path` of `operation` makes the answer's `data` null: the failed
+/// field and every one above it allow no null ([`complete`] puts it there).
+pub(crate) fn nulls_data(
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    path: &[PathSegment],
+) -> bool {
+    let root = match operation.ty {
+        async_graphql::parser::types::OperationType::Query => &SHAPES.roots[0],
+        async_graphql::parser::types::OperationType::Mutation => &SHAPES.roots[1],
+        async_graphql::parser::types::OperationType::Subscription => &SHAPES.roots[2],
+    };
+    root.as_ref().is_some_and(|root| {
+        matches!(
+            null_position(document, operation, root, path),
+            Some(Target::Data)
+        )
+    })
+}
+
 /// The operation a request runs: the one named, or the only one.
 pub(crate) fn pick<'a>(
     document: &'a ExecutableDocument,

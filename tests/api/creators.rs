@@ -274,6 +274,27 @@ async fn duplicate_names_and_slugs_conflict_and_bad_input_names_the_field(backen
         all["creators"]["totalCount"], 1,
         "no failed create left a row behind"
     );
+    // So does a field under it that fails where no null is allowed up to the root (a bad
+    // cursor on the non-null `videos` of the non-null creator): `a` was written, `b` is not.
+    let body = app
+        .gql(
+            token,
+            "mutation { a: createCreator(input: {name: \"Made First\"}) { id videos(after: \"x\") { totalCount } }
+                        b: createCreator(input: {name: \"Never Made Either\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(body["data"].is_null(), "{body}");
+    for (name, expected) in [("Made First", 1), ("Never Made Either", 0)] {
+        let found = app
+            .ok(
+                None,
+                "query($s: String) { creators(search: $s) { totalCount } }",
+                json!({ "s": name }),
+            )
+            .await;
+        assert_eq!(found["creators"]["totalCount"], expected, "{name}: {found}");
+    }
 }
 
 async fn only_members_and_admins_update_a_creator(backend: Backend) {
