@@ -284,6 +284,25 @@ pub fn too_nested() -> ServerError {
     )
 }
 
+/// The data depth ([`Shape::data_depth`]) of each operation of a bounded document, by name: a
+/// request runs one of them (GraphiQL sends every operation in its editor with the name of
+/// the one to run), and only that one's depth is held against the limit.
+pub fn operation_depths(document: &ExecutableDocument) -> Vec<(Option<String>, usize)> {
+    let mut walker = Walker {
+        document,
+        measured: HashMap::new(),
+        spreading: HashSet::new(),
+    };
+    document
+        .operations
+        .iter()
+        .map(|(name, op)| {
+            let depth = walker.set(&op.node.selection_set.node).data_depth;
+            (name.map(|n| n.to_string()), depth)
+        })
+        .collect()
+}
+
 /// Measures `document`. Each fragment is measured once and its measure reused wherever it is
 /// spread; a fragment that spreads itself counts once (validation refuses it anyway).
 pub fn shape(document: &ExecutableDocument) -> Shape {

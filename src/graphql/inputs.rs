@@ -29,6 +29,8 @@ pub struct DocumentFacts<'a> {
     pub invalid: Option<&'a ServerError>,
     /// [`super::depth::shape`].
     pub shape: super::depth::Shape,
+    /// [`super::depth::operation_depths`] (empty when the document is not bounded).
+    pub depths: &'a [(Option<String>, usize)],
 }
 
 /// What [`measure`] finds in a document.
@@ -39,6 +41,8 @@ pub struct Measured {
     pub literal_fault: Option<(String, String)>,
     /// [`super::rules::fault`], then [`super::overlap::conflict`]
     pub invalid: Option<ServerError>,
+    /// [`super::depth::operation_depths`]
+    pub depths: Vec<(Option<String>, usize)>,
 }
 
 impl Measured {
@@ -49,6 +53,7 @@ impl Measured {
             literal_fault: self.literal_fault.as_ref(),
             invalid: self.invalid.as_ref(),
             shape: self.shape,
+            depths: &self.depths,
         }
     }
 }
@@ -107,7 +112,20 @@ pub fn refusal(
     if let Some(invalid) = document.invalid {
         return Some(invalid.clone());
     }
-    if document.shape.data_depth > max_depth {
+    // The depth of the operation to run; of the deepest when which one is not clear (the
+    // schema then refuses the request for that).
+    let depth = match request.operation_name.as_deref() {
+        Some(wanted) => document
+            .depths
+            .iter()
+            .find(|(name, _)| name.as_deref() == Some(wanted))
+            .map(|(_, depth)| *depth),
+        None => match document.depths {
+            [(_, depth)] => Some(*depth),
+            _ => None,
+        },
+    };
+    if depth.unwrap_or(document.shape.data_depth) > max_depth {
         return Some(super::depth::too_deep());
     }
     if let Some(error) = subscription_roots(document.document) {
@@ -416,6 +434,7 @@ pub fn measure(document: &ExecutableDocument) -> Measured {
     }
     Measured {
         shape,
+        depths: super::depth::operation_depths(document),
         literal_fault: literal_fault(document),
         invalid: crowded(document)
             .or_else(|| super::rules::fault(document))
@@ -725,6 +744,7 @@ mod tests {
                 expanded_selections: 1,
                 nesting: 1,
             },
+            depths: &[],
         })
     }
 
@@ -764,6 +784,7 @@ mod tests {
                     expanded_selections: 1,
                     nesting: 1,
                 },
+                depths: &[],
             })
         };
         let error = refusal(&request, facts(None, 1), 12).expect("refused");
