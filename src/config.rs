@@ -249,6 +249,16 @@ impl Config {
         }
     }
 
+    /// The origins `REELGRAPH_CORS_ORIGINS` lists (checked and normalised when the
+    /// configuration is read); an empty entry (`a,`) lists nothing. Empty, or holding `*`: any.
+    pub fn listed_origins(&self) -> Vec<&str> {
+        self.cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
     /// The jobs engine's timings.
     pub fn job_settings(&self) -> crate::jobs::JobSettings {
         use std::time::Duration;

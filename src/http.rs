@@ -65,14 +65,7 @@ pub fn router(app: AppState, schema: AppSchema) -> Router {
 pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
     let config = app.config.clone();
     let counters = app.metrics.clone();
-    // Origins are checked and normalised when the configuration is read (`config`); an empty
-    // entry (`a,`) lists nothing.
-    let listed: Vec<&str> = config
-        .cors_origins
-        .iter()
-        .map(|o| o.trim())
-        .filter(|o| !o.is_empty())
-        .collect();
+    let listed = config.listed_origins();
     let cors = if listed.is_empty() || listed.contains(&"*") {
         CorsLayer::new().allow_origin(Any)
     } else {

@@ -191,14 +191,7 @@ impl CreatorMemberMutation {
             return Err(AppError::NotFound("member"));
         };
         if member.role == MemberRole::Owner {
-            let owners = creator_member::Entity::find()
-                .filter(creator_member::Column::CreatorId.eq(creator.id))
-                .filter(creator_member::Column::Role.eq(MemberRole::Owner))
-                .count(&txn)
-                .await?;
-            if owners <= 1 {
-                return Err(last_owner());
-            }
+            keep_an_owner(&txn, creator.id).await?;
         }
         creator_member::Entity::delete_by_id(member.id)
             .exec(&txn)
@@ -230,14 +223,7 @@ impl CreatorMemberMutation {
             return Ok(CreatorMember(member));
         }
         if member.role == MemberRole::Owner {
-            let owners = creator_member::Entity::find()
-                .filter(creator_member::Column::CreatorId.eq(creator.id))
-                .filter(creator_member::Column::Role.eq(MemberRole::Owner))
-                .count(&txn)
-                .await?;
-            if owners <= 1 {
-                return Err(last_owner());
-            }
+            keep_an_owner(&txn, creator.id).await?;
         }
         let mut changed: creator_member::ActiveModel = member.into();
         changed.role = Set(role);
@@ -245,6 +231,20 @@ impl CreatorMemberMutation {
         commit_team_change(ctx, txn, creator.id).await?;
         Ok(CreatorMember(member))
     }
+}
+
+/// Fails with `CONFLICT` when the creator has one owner only (who is about to leave or become
+/// a member).
+async fn keep_an_owner(txn: &DatabaseTransaction, creator_id: Uuid) -> AppResult<()> {
+    let owners = creator_member::Entity::find()
+        .filter(creator_member::Column::CreatorId.eq(creator_id))
+        .filter(creator_member::Column::Role.eq(MemberRole::Owner))
+        .count(txn)
+        .await?;
+    if owners <= 1 {
+        return Err(last_owner());
+    }
+    Ok(())
 }
 
 /// The last owner of a creator leaving, or becoming a member.

@@ -267,50 +267,12 @@ pub(super) fn argument_path_of(
     operation: Option<&str>,
     name: &str,
 ) -> Option<String> {
-    fn find(value: &Value, name: &str, path: &mut String) -> bool {
-        match value {
-            Value::Variable(variable) => variable.as_str() == name,
-            Value::List(items) => items.iter().enumerate().any(|(i, item)| {
-                let before = path.len();
-                path.push_str(&format!(".{i}"));
-                let found = find(item, name, path);
-                if !found {
-                    path.truncate(before);
-                }
-                found
-            }),
-            Value::Object(fields) => fields.iter().any(|(key, item)| {
-                let before = path.len();
-                path.push('.');
-                path.push_str(key);
-                let found = find(item, name, path);
-                if !found {
-                    path.truncate(before);
-                }
-                found
-            }),
-            _ => false,
-        }
-    }
-    let walk = |set: &SelectionSet| first_argument(set, &|value, path| find(value, name, path));
-    let mut operations = document
-        .operations
-        .iter()
-        .filter(|(op_name, _)| operation.is_none() || op_name.map(|n| n.as_str()) == operation);
-    let (_, op) = operations.next()?;
-    if operations.next().is_some() {
-        return None; // which one runs is async-graphql's to report
-    }
-    walk(&op.node.selection_set.node).or_else(|| {
-        document
-            .fragments
-            .values()
-            .find_map(|fragment| walk(&fragment.node.selection_set.node))
-    })
+    argument_paths(document, operation).remove(name)
 }
 
-/// Where each variable is first used, as [`argument_path_of`] finds it for one, found for all
-/// in one walk of the document.
+/// Where each variable is first used ([`argument_path_of`]), for all of them in one walk of
+/// the document: the operation's fields in order (each field's arguments, then what it
+/// selects), then the fragments'.
 fn argument_paths(
     document: &ExecutableDocument,
     operation: Option<&str>,
@@ -688,7 +650,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_variables_place_is_found_in_one_walk_as_one_at_a_time() {
+    fn each_variable_is_placed_where_it_is_first_used() {
         let document = async_graphql::parser::parse_query(
             "query Q($a: Int, $b: ID!, $c: String, $d: Int, $unused: Int) {
                 creators(first: $a) { nodes { videos(first: 3, after: $c) { totalCount } } }
@@ -696,23 +658,20 @@ mod tests {
                 x: creators(first: $a) { totalCount }
                 ...F
              }
-             query Other($a: Int) { creators(first: $a) { totalCount } }
+             query Other($a: Int) { creators(search: \"x\", first: $a) { totalCount } }
              fragment F on QueryRoot { renderMovie(input: {spec: {scenes: [{}, {x: [1, $d]}]}}) { id } }",
         )
         .expect("parses");
-        for operation in [Some("Q"), Some("Other"), None] {
-            let paths = argument_paths(&document, operation);
-            for name in ["a", "b", "c", "d", "unused"] {
-                assert_eq!(
-                    paths.get(name).cloned(),
-                    argument_path_of(&document, operation, name),
-                    "{operation:?} {name}"
-                );
-            }
-        }
-        let paths = argument_paths(&document, Some("Q"));
-        assert_eq!(paths["d"], "input.spec.scenes.1.x.1");
-        assert_eq!(paths["c"], "after");
+        let place = |operation, name| argument_path_of(&document, operation, name);
+        let q = Some("Q");
+        assert_eq!(place(q, "a").as_deref(), Some("first"));
+        assert_eq!(place(q, "b").as_deref(), Some("id"));
+        assert_eq!(place(q, "c").as_deref(), Some("after"));
+        assert_eq!(place(q, "d").as_deref(), Some("input.spec.scenes.1.x.1"));
+        assert_eq!(place(q, "unused"), None);
+        assert_eq!(place(Some("Other"), "a").as_deref(), Some("first"));
+        // Two operations and no name: which one runs is not known.
+        assert_eq!(place(None, "a"), None);
     }
 
     #[test]

@@ -142,12 +142,7 @@ fn foreign_origin(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
 ) -> Option<Response> {
-    let listed: Vec<&str> = config
-        .cors_origins
-        .iter()
-        .map(|o| o.trim())
-        .filter(|o| !o.is_empty())
-        .collect();
+    let listed = config.listed_origins();
     if listed.is_empty() || listed.contains(&"*") {
         return None;
     }

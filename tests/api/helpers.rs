@@ -657,6 +657,12 @@ pub fn fragment_bomb(levels: usize) -> String {
     bomb
 }
 
+/// A query of `n` selections of an unknown field: `n` validation errors.
+pub fn unknown_fields(n: usize) -> String {
+    let fields: Vec<String> = (0..n).map(|i| format!("a{i}: nope")).collect();
+    format!("{{ {} }}", fields.join(" "))
+}
+
 /// A query whose `length` fragments each spread the next: one field once expanded, but
 /// `length` levels deep (about 38 bytes a level).
 pub fn fragment_chain(length: usize) -> String {

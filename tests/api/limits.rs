@@ -773,13 +773,7 @@ async fn requests_after_the_database_ended_its_connections_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_lists_at_most_a_hundred_errors() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let unknown = format!(
-        "{{ {} }}",
-        (0..500)
-            .map(|i| format!("a{i}: nope"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let unknown = crate::helpers::unknown_fields(500);
     let variables = format!(
         "query({}) {{ me {{ id }} }}",
         (0..500)

@@ -524,13 +524,7 @@ async fn resolver_errors_travel_in_next_with_their_code() {
     assert_eq!(error["payload"][0]["extensions"]["field"], "id");
 
     // A document repeating one mistake gets at most 100 errors, the last saying how many more.
-    let repeated = format!(
-        "{{ {} }}",
-        (0..500)
-            .map(|i| format!("a{i}: nope"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let repeated = crate::helpers::unknown_fields(500);
     client.subscribe("many", &repeated, json!({})).await;
     let error = client.recv().await;
     assert_eq!(error["type"], "error", "{error}");
