@@ -306,13 +306,8 @@ fn argument_paths(
     // In the order `first_argument` looks: each field's arguments, then what it selects.
     fn walk(set: &SelectionSet, found: &mut HashMap<String, String>) {
         for item in &set.items {
-            let (arguments, inner) = match &item.node {
-                Selection::Field(field) => (
-                    field.node.arguments.as_slice(),
-                    &field.node.selection_set.node,
-                ),
-                Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => continue,
+            let Some((arguments, inner)) = arguments_within(&item.node) else {
+                continue;
             };
             for (name, value) in arguments {
                 let mut path = name.node.to_string();
@@ -339,6 +334,23 @@ fn argument_paths(
     found
 }
 
+/// A selection's own arguments and what it selects: a field's, an inline fragment's (none of
+/// its own); `None` for a fragment spread (its definition is walked on its own).
+type Arguments = [(
+    async_graphql::Positioned<Name>,
+    async_graphql::Positioned<Value>,
+)];
+fn arguments_within(selection: &Selection) -> Option<(&Arguments, &SelectionSet)> {
+    match selection {
+        Selection::Field(field) => Some((
+            field.node.arguments.as_slice(),
+            &field.node.selection_set.node,
+        )),
+        Selection::InlineFragment(fragment) => Some((&[], &fragment.node.selection_set.node)),
+        Selection::FragmentSpread(_) => None,
+    }
+}
+
 /// The path of the first argument in `set` (its fields and inline fragments, and theirs) in
 /// which `found` finds what it looks for; `found` extends the path to where.
 fn first_argument(
@@ -346,13 +358,8 @@ fn first_argument(
     found: &dyn Fn(&Value, &mut String) -> bool,
 ) -> Option<String> {
     for item in &set.items {
-        let (arguments, inner) = match &item.node {
-            Selection::Field(field) => (
-                field.node.arguments.as_slice(),
-                &field.node.selection_set.node,
-            ),
-            Selection::InlineFragment(fragment) => (&[][..], &fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => continue,
+        let Some((arguments, inner)) = arguments_within(&item.node) else {
+            continue;
         };
         for (name, value) in arguments {
             let mut path = name.node.to_string();
