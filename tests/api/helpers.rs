@@ -657,6 +657,24 @@ pub fn fragment_bomb(levels: usize) -> String {
     bomb
 }
 
+/// Ends every PostgreSQL connection to the app's database (as a restart or an administrator
+/// would), from a connection of the test's own.
+pub async fn end_database_connections(app: &TestApp) {
+    use sea_orm::ConnectionTrait;
+    let url = app.state.config.database_url.clone().expect("url");
+    let database = url.rsplit('/').next().expect("database name").to_owned();
+    let direct = sea_orm::Database::connect(format!("{}/postgres", postgres_base_url()))
+        .await
+        .expect("connected");
+    direct
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ))
+        .await
+        .expect("terminated");
+    direct.close().await.ok();
+}
+
 /// A query of `n` selections of an unknown field: `n` validation errors.
 pub fn unknown_fields(n: usize) -> String {
     let fields: Vec<String> = (0..n).map(|i| format!("a{i}: nope")).collect();

@@ -889,19 +889,7 @@ async fn a_listen_connection_dropped_silently_is_replaced() {
     );
     // A connection that ends with an error is replaced too, and subscribers told. (Ended from
     // a connection of the test's own: the app's older ones are frozen.)
-    use sea_orm::ConnectionTrait;
-    let url = app.state.config.database_url.clone().expect("url");
-    let database = url.rsplit('/').next().expect("database name").to_owned();
-    let direct =
-        sea_orm::Database::connect(format!("{}/postgres", crate::helpers::postgres_base_url()))
-            .await
-            .expect("connected");
-    direct
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
-        ))
-        .await
-        .expect("terminated");
+    crate::helpers::end_database_connections(&app).await;
     let resync = tokio::time::timeout(Duration::from_secs(20), next_resync(&mut bus)).await;
     assert!(
         resync.is_ok(),

@@ -715,19 +715,9 @@ async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backen
 /// request that found it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_after_the_database_ended_its_connections_succeed() {
-    use sea_orm::ConnectionTrait;
     let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
     let ada = app.register("restart@example.com").await;
     let token = Some(ada.access_token.as_str());
-    let url = app.state.config.database_url.clone().expect("url");
-    let database = url.rsplit('/').next().expect("database name").to_owned();
-    let direct =
-        sea_orm::Database::connect(format!("{}/postgres", crate::helpers::postgres_base_url()))
-            .await
-            .expect("connected");
-    let end_all = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
-    );
     let rename = "mutation($n: String) { updateMe(input: {displayName: $n}) { displayName } }";
     // Several connections in the pool: as many requests at once.
     let warm = || async {
@@ -740,7 +730,7 @@ async fn requests_after_the_database_ended_its_connections_succeed() {
     // Quiet for a second, then ended: every request after succeeds.
     warm().await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    direct.execute_unprepared(&end_all).await.expect("ended");
+    crate::helpers::end_database_connections(&app).await;
     for i in 0..6 {
         let body = app
             .gql(token, rename, json!({ "n": format!("quiet {i}") }))
@@ -753,7 +743,7 @@ async fn requests_after_the_database_ended_its_connections_succeed() {
 
     // Ended while hot: at most the first request fails, then the rest are checked.
     warm().await;
-    direct.execute_unprepared(&end_all).await.expect("ended");
+    crate::helpers::end_database_connections(&app).await;
     for i in 0..6 {
         let body = app
             .gql(token, rename, json!({ "n": format!("busy {i}") }))
