@@ -2321,10 +2321,22 @@ async fn jobs_updated_does_not_resend_what_ended_before_it_started(backend: Back
         output: json!({}),
         output_ref: None,
     };
+    let mut heard_end = bus.subscribe();
     lifecycle::finish(db, bus, lease, done, Some("test"))
         .await
         .map_err(|e| e.public_message())
         .expect("done");
+    // Its event has gone by (on PostgreSQL it comes back through NOTIFY, later on a busy
+    // machine) before the subscription starts: one heard live would be sent, as it should.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(message) = heard_end.recv().await {
+            if matches!(&message, reelgraph::jobs::events::BusMessage::Job(e) if e.job_id == id) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the end's event");
     let mut socket = crate::helpers::subscribe(
         &app.base,
         &owner.access_token,
