@@ -77,6 +77,13 @@ impl OperationFields {
 pub trait Narrowable: EntityTrait {
     /// Each such column with the fields that read it (columns no field reads list none).
     fn optional_columns() -> &'static [(Self::Column, &'static [&'static str])];
+
+    /// The text a left-out column reads in its place ([`Skip::apply`]) when its type's
+    /// constant would not decode: the first value of an enum stored as text. It must be what
+    /// the field's [`LeftOut`](super::rows::LeftOut) value is stored as.
+    fn stand_in(_column: &Self::Column) -> Option<&'static str> {
+        None
+    }
 }
 
 impl Narrowable for video::Entity {
@@ -126,9 +133,17 @@ impl Narrowable for highlight::Entity {
         use highlight::Column::*;
         &[
             (ScoreBreakdown, &["scoreBreakdown"]),
+            (DurationSecs, &["durationSecs"]),
+            (Status, &["status"]),
+            (TrimStart, &["trimStart"]),
+            (TrimEnd, &["trimEnd"]),
             (CreatedAt, &["createdAt"]),
             (UpdatedAt, &["updatedAt"]),
         ]
+    }
+
+    fn stand_in(column: &highlight::Column) -> Option<&'static str> {
+        matches!(column, highlight::Column::Status).then_some("CANDIDATE")
     }
 }
 
@@ -137,10 +152,20 @@ impl Narrowable for key_moment::Entity {
         use key_moment::Column::*;
         &[
             (Summary, &["summary"]),
+            (StartTime, &["startTime"]),
+            (EndTime, &["endTime"]),
+            (TopicCategory, &["topicCategory"]),
             (TopicTags, &["topicTags"]),
+            (ContentType, &["contentType"]),
+            (ReviewStatus, &["reviewStatus"]),
+            (SortOrder, &["sortOrder"]),
             (CreatedAt, &["createdAt"]),
             (UpdatedAt, &["updatedAt"]),
         ]
+    }
+
+    fn stand_in(column: &key_moment::Column) -> Option<&'static str> {
+        matches!(column, key_moment::Column::ReviewStatus).then_some("PENDING")
     }
 }
 
@@ -189,7 +214,7 @@ impl Skip {
     /// Replaces the left-out columns of `E` in `query`'s select list with constants. The
     /// columns are found by name: `{prefix}{column}` as SeaORM aliases them in joined selects
     /// (`A_`, `B_`, …), or the bare column with no alias in a plain one.
-    pub fn apply<E: EntityTrait>(
+    pub fn apply<E: Narrowable>(
         self,
         query: &mut SelectStatement,
         prefix: &str,
@@ -202,7 +227,11 @@ impl Skip {
             .enumerate()
             .filter(|(index, _)| self.has(*index))
             .filter_map(|(_, column)| {
-                constant_of(&column, backend).map(|c| (column.as_str().to_owned(), c))
+                let constant = match E::stand_in(&column) {
+                    Some(text) => Some(Expr::cust(format!("'{text}'"))),
+                    None => constant_of(&column, backend),
+                };
+                constant.map(|c| (column.as_str().to_owned(), c))
             })
             .collect();
         query.exprs_mut_for_each(|select| {
@@ -276,8 +305,8 @@ pub fn leave_out<E: Narrowable>(
 }
 
 /// A constant that decodes as the column's type: SQL `NULL` (typed on PostgreSQL) for a
-/// nullable column, else an empty text, a JSON `null` or zero. `None` for other types, which
-/// are then read as they are.
+/// nullable column, else an empty text, a JSON `null`, zero or the epoch. `None` for other
+/// types, which are then read as they are.
 fn constant_of<C: ColumnTrait>(column: &C, backend: DatabaseBackend) -> Option<SimpleExpr> {
     let def = column.def();
     let ty = def.get_column_type();
@@ -304,6 +333,10 @@ fn constant_of<C: ColumnTrait>(column: &C, backend: DatabaseBackend) -> Option<S
         }),
         ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => Some(Expr::cust("''")),
         ColumnType::Integer => Some(Expr::cust("0")),
+        ColumnType::Double => Some(match backend {
+            DatabaseBackend::Postgres => Expr::cust("CAST(0 AS double precision)"),
+            _ => Expr::cust("0.0"),
+        }),
         ColumnType::TimestampWithTimeZone => Some(match backend {
             DatabaseBackend::Postgres => {
                 Expr::cust("CAST('1970-01-01 00:00:00+00' AS timestamptz)")
@@ -323,7 +356,8 @@ mod tests {
     fn listed_columns_have_constants<E: Narrowable>() {
         for (column, _) in E::optional_columns() {
             assert!(
-                constant_of(column, DatabaseBackend::Postgres).is_some(),
+                E::stand_in(column).is_some()
+                    || constant_of(column, DatabaseBackend::Postgres).is_some(),
                 "{} has no constant",
                 column.as_str()
             );

@@ -73,8 +73,8 @@ pg_enum!(
 );
 
 /// The value of a field whose column a statement left out ([`Skip::remove`]): what the
-/// constant [`Skip::apply`] reads in its place decodes to. Only nullable, text, JSON, integer
-/// and timestamp columns can be left out.
+/// constant [`Skip::apply`] reads in its place decodes to. Only nullable, text, JSON, integer,
+/// floating-point and timestamp columns, and enums with a stand-in, can be left out.
 ///
 /// [`Skip::remove`]: super::narrow::Skip::remove
 /// [`Skip::apply`]: super::narrow::Skip::apply
@@ -101,6 +101,9 @@ macro_rules! left_out_as {
 left_out_as!(
     String => String::new(),
     i32 => 0,
+    f64 => 0.0,
+    HighlightStatus => HighlightStatus::Candidate,
+    ReviewStatus => ReviewStatus::Pending,
     Json => Json::Null,
     DateTimeUtc => DateTimeUtc::UNIX_EPOCH,
 );
@@ -115,15 +118,7 @@ macro_rules! never_left_out {
     )*};
 }
 
-never_left_out!(
-    Uuid,
-    i64,
-    f64,
-    bool,
-    VideoStatus,
-    HighlightStatus,
-    ReviewStatus
-);
+never_left_out!(Uuid, i64, bool, VideoStatus);
 
 /// The column at `index`, from the PostgreSQL row directly when there is one.
 pub fn value_at<T: PgValue + TryGetable>(res: &QueryResult, index: usize) -> Result<T, DbErr> {

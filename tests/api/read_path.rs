@@ -498,9 +498,23 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
             Expr::value("about this moment"),
         )
         .col_expr(key_moment::Column::TopicTags, Expr::value(json!(["cut"])))
+        .col_expr(key_moment::Column::StartTime, Expr::value(12.5))
+        .col_expr(key_moment::Column::EndTime, Expr::value(42.5))
+        .col_expr(key_moment::Column::TopicCategory, Expr::value("craft"))
+        .col_expr(key_moment::Column::ContentType, Expr::value("WORKFLOW"))
+        .col_expr(key_moment::Column::SortOrder, Expr::value(5))
         .exec(&app.state.db)
         .await
         .expect("key moments updated");
+    // Not the values a left-out column reads as (zero, `CANDIDATE`, `PENDING`, `NULL`).
+    highlight::Entity::update_many()
+        .col_expr(highlight::Column::DurationSecs, Expr::value(27.5))
+        .col_expr(highlight::Column::Status, Expr::value("APPROVED"))
+        .col_expr(highlight::Column::TrimStart, Expr::value(13.0))
+        .col_expr(highlight::Column::TrimEnd, Expr::value(40.5))
+        .exec(&app.state.db)
+        .await
+        .expect("highlights updated");
     let narrow = "{ highlights(first: 3) { nodes { id video { id title creator { id name } } keyMoment { title } } } }";
     let data = app.ok(None, narrow, json!({})).await;
     let nodes = data["highlights"]["nodes"]
@@ -523,9 +537,11 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
     }
 
     let wide = "{ highlights(first: 3) { nodes { scoreBreakdown createdAt updatedAt
+            durationSecs status trimStart trimEnd
             video { originalFilename durationSecs width height sizeBytes pipelineStage createdAt
                 updatedAt creator { genres socialLinks createdAt updatedAt } }
-            keyMoment { summary topicTags createdAt } } }
+            keyMoment { summary topicTags createdAt startTime endTime topicCategory contentType
+                reviewStatus sortOrder } } }
         creators(first: 2) { nodes { genres createdAt videos(first: 2) { nodes { originalFilename
             durationSecs width height sizeBytes pipelineStage createdAt updatedAt } } } } }";
     // Seeded times are of the last 30 days; a left-out timestamp would read as 1970.
@@ -553,6 +569,16 @@ async fn columns_left_out_of_a_read_are_never_what_a_field_reads(backend: Backen
     for node in highlights {
         assert_eq!(node["keyMoment"]["summary"], "about this moment", "{node}");
         assert_eq!(node["keyMoment"]["topicTags"], json!(["cut"]), "{node}");
+        assert_eq!(node["keyMoment"]["startTime"], 12.5, "{node}");
+        assert_eq!(node["keyMoment"]["endTime"], 42.5, "{node}");
+        assert_eq!(node["keyMoment"]["topicCategory"], "craft", "{node}");
+        assert_eq!(node["keyMoment"]["contentType"], "WORKFLOW", "{node}");
+        assert_eq!(node["keyMoment"]["reviewStatus"], "APPROVED", "{node}");
+        assert_eq!(node["keyMoment"]["sortOrder"], 5, "{node}");
+        assert_eq!(node["durationSecs"], 27.5, "{node}");
+        assert_eq!(node["status"], "APPROVED", "{node}");
+        assert_eq!(node["trimStart"], 13.0, "{node}");
+        assert_eq!(node["trimEnd"], 40.5, "{node}");
         assert_eq!(node["scoreBreakdown"], json!({}), "{node}");
         assert!(
             node["video"]["originalFilename"]
