@@ -397,13 +397,7 @@ impl JobHandler for RenderShort {
         }
 
         let (width, height) = dimensions(short.preset);
-        // Pixels made square first (a source may store 720×576 for a 16:9 picture), so that
-        // the short is framed on the picture as it is shown; a pixel shape past 4:1 either way
-        // is taken as 4:1 (a made-up one would make frames tens of thousands of pixels wide).
-        let mut filter = format!(
-            "scale='max(2,trunc(iw*clip(sar,0.25,4)/2)*2)':ih,setsar=1,\
-             scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
-        );
+        let mut filter = reframe(width, height);
         // Whether captions end up in the picture: asked for, and the clip has transcript lines.
         let mut captions_burned = false;
         if short.captions_enabled {
@@ -551,9 +545,88 @@ fn trim_num(secs: f64) -> String {
     format!("{rounded}")
 }
 
+/// The filter that frames a source's picture as a `width`×`height` short: the centre of it,
+/// as wide or as tall as the short's shape allows, scaled to the short's size.
+///
+/// Pixels are made square first (a source may store 720×576 for a 16:9 picture), so that the
+/// short is framed on the picture as it is shown; a pixel shape past 4:1 either way is taken
+/// as 4:1 (a made-up one would make frames tens of thousands of pixels wide). The picture is
+/// cut to the short's shape before it is scaled: scaled first (to cover the short), a picture
+/// of another shape than the short's grows with it (a 7680×2 source would become 4,915,200 ×
+/// 1,920 pixels for a vertical short).
+fn reframe(width: u32, height: u32) -> String {
+    format!(
+        "scale='max(2,trunc(iw*clip(sar,0.25,4)/2)*2)':ih,setsar=1,\
+         crop='max(2,min(iw,trunc(ih*{width}/{height}/2)*2))':'max(2,min(ih,trunc(iw*{height}/{width}/2)*2))',\
+         scale={width}:{height},setsar=1"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first frame of lavfi `source` reframed as a `width`×`height` short, as raw RGB.
+    async fn reframed(source: &str, (width, height): (u32, u32)) -> Vec<u8> {
+        let tools = ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        let output = tokio::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-f", "lavfi", "-i", source])
+            .arg("-vf")
+            .arg(reframe(width, height))
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .await
+            .expect("ffmpeg runs");
+        assert!(
+            output.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            output.stdout.len(),
+            (width * height * 3) as usize,
+            "{source}"
+        );
+        output.stdout
+    }
+
+    /// A short shows the centre of its source at the short's size, whatever the source's
+    /// shape: a picture of a very different shape is cut before it is scaled, never scaled
+    /// into a frame millions of pixels wide (which ffmpeg refuses, or takes minutes over).
+    #[tokio::test]
+    async fn a_short_frames_the_centre_of_any_source_at_its_own_size() {
+        // A red 16:9 picture with a white band in its middle.
+        let banded = "color=c=red:s=1920x1080:d=1,drawbox=x=840:y=0:w=240:h=1080:c=white:t=fill";
+        let pixel = |frame: &[u8], width: u32, x: u32, y: u32| {
+            let at = ((y * width + x) * 3) as usize;
+            (frame[at], frame[at + 1], frame[at + 2])
+        };
+        for preset in [
+            ShortPreset::Vertical,
+            ShortPreset::Square,
+            ShortPreset::Horizontal,
+        ] {
+            let (width, height) = dimensions(preset);
+            let frame = reframed(banded, (width, height)).await;
+            let (r, g, b) = pixel(&frame, width, width / 2, height / 2);
+            assert!(
+                r > 200 && g > 200 && b > 200,
+                "{preset:?}: centre {r},{g},{b}"
+            );
+            let (r, g, b) = pixel(&frame, width, 2, height / 2);
+            assert!(r > 200 && g < 60 && b < 60, "{preset:?}: edge {r},{g},{b}");
+            for source in ["color=c=blue:s=7680x2:d=1", "color=c=blue:s=2x4320:d=1"] {
+                let frame = reframed(source, (width, height)).await;
+                let (r, g, b) = pixel(&frame, width, width / 2, height / 2);
+                assert!(
+                    b > 200 && r < 60 && g < 60,
+                    "{preset:?} from {source}: {r},{g},{b}"
+                );
+            }
+        }
+    }
 
     fn segment(start: f64, end: f64, text: &str) -> transcript_segment::Model {
         let now = chrono::Utc::now();
