@@ -30,8 +30,8 @@ pub use plans::{current_plan, set_user_plan};
 pub use usage::{UsageSummary, release, reserve, settle, usage_summary};
 
 /// Tolerance for comparing minutes (60 µs of output): sums of f64 durations (e.g. `0.1 + 0.2`)
-/// must not turn an exact fit into an overflow that costs a credit. Stored minutes are rounded
-/// to the same resolution, so the counters never show float noise like `0.30000000000000004`.
+/// must not turn an exact fit into an overflow that costs a credit. Counters are stored at full
+/// precision (rounded at every change, they would drift past it) and shown rounded to it.
 pub const EPSILON: f64 = 1e-6;
 
 /// What was set aside for one render; stored in the job's input so it can be settled or given

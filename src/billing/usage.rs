@@ -77,9 +77,21 @@ pub async fn usage_summary(
         .await?;
     let (consumed, reserved, daily) = match usage {
         Some(u) => (
-            u.minutes_consumed,
-            u.minutes_reserved,
-            Value::Object(daily_map(&u.daily_minutes)),
+            shown_minutes(u.minutes_consumed),
+            shown_minutes(u.minutes_reserved),
+            Value::Object(
+                daily_map(&u.daily_minutes)
+                    .into_iter()
+                    .map(|(day, minutes)| {
+                        let shown = minutes
+                            .as_f64()
+                            .map(shown_minutes)
+                            .and_then(serde_json::Number::from_f64)
+                            .map_or(minutes, Value::Number);
+                        (day, shown)
+                    })
+                    .collect(),
+            ),
         ),
         None => (0.0, 0.0, Value::Object(Map::new())),
     };
@@ -169,7 +181,7 @@ pub async fn reserve(
     }
 
     let mut active: render_usage::ActiveModel = usage.clone().into();
-    active.minutes_reserved = Set(round_minutes(usage.minutes_reserved + minutes));
+    active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved + minutes));
     active.minutes_limit = Set(plan.monthly_minutes_limit);
     active.daily_minutes = Set(add_daily(&usage.daily_minutes, &day, minutes));
     active.last_updated_at = Set(now);
@@ -209,8 +221,8 @@ pub async fn settle(
     let now = Utc::now();
     let usage = lock_reserved_usage(txn, reservation, now).await?;
     let mut active: render_usage::ActiveModel = usage.clone().into();
-    active.minutes_consumed = Set(round_minutes(usage.minutes_consumed + actual));
-    active.minutes_reserved = Set(round_minutes(usage.minutes_reserved - reservation.minutes));
+    active.minutes_consumed = Set(stored_minutes(usage.minutes_consumed + actual));
+    active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved - reservation.minutes));
     active.daily_minutes = Set(add_daily(
         &usage.daily_minutes,
         &reservation.day,
@@ -232,7 +244,7 @@ pub async fn release(
     let now = Utc::now();
     let usage = lock_reserved_usage(txn, reservation, now).await?;
     let mut active: render_usage::ActiveModel = usage.clone().into();
-    active.minutes_reserved = Set(round_minutes(usage.minutes_reserved - reservation.minutes));
+    active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved - reservation.minutes));
     active.daily_minutes = Set(add_daily(
         &usage.daily_minutes,
         &reservation.day,
@@ -344,13 +356,27 @@ fn credits_for(overflow: f64) -> i64 {
     }
 }
 
-/// Rounds to the resolution of [`EPSILON`] (a millionth of a minute) and clamps at zero.
-/// Dividing by the exact `1e6` (rather than multiplying by `1e-6`) gives the double nearest to
-/// the decimal value, so `2.8` stays `2.8`.
-fn round_minutes(minutes: f64) -> f64 {
+/// A counter's new value as stored: at full precision, with what is within float noise of
+/// zero (or below it) as zero. Not rounded: most output lengths are no whole number of
+/// millionths of a minute (a second is 1/60), and a counter rounded at every change drifts by
+/// up to half a millionth per render, past [`EPSILON`] after three, so that a render fitting
+/// the limit exactly would be charged a credit. Float noise at full precision stays far below
+/// it. Shown rounded ([`shown_minutes`]).
+fn stored_minutes(minutes: f64) -> f64 {
+    if minutes < EPSILON / 2.0 {
+        0.0
+    } else {
+        minutes
+    }
+}
+
+/// Minutes as the API shows them: to the resolution of [`EPSILON`] (a millionth of a minute),
+/// so that they never show float noise like `0.30000000000000004`. Dividing by the exact `1e6`
+/// (rather than multiplying by `1e-6`) gives the double nearest to the decimal value, so `2.8`
+/// stays `2.8`.
+fn shown_minutes(minutes: f64) -> f64 {
     const SCALE: f64 = 1e6;
-    let rounded = (minutes * SCALE).round() / SCALE;
-    if rounded <= 0.0 { 0.0 } else { rounded }
+    (minutes * SCALE).round() / SCALE
 }
 
 /// The per-day object of a usage row. Anything that is not a JSON object (a hand-edited row)
@@ -378,7 +404,7 @@ fn daily_value(daily: &Value, day: &str) -> f64 {
 fn add_daily(daily: &Value, day: &str, delta: f64) -> Value {
     let mut map = daily_map(daily);
     let current = map.get(day).and_then(Value::as_f64).unwrap_or(0.0);
-    let next = round_minutes(current + delta);
+    let next = stored_minutes(current + delta);
     match serde_json::Number::from_f64(next) {
         Some(number) if next > 0.0 => {
             map.insert(day.to_owned(), Value::Number(number));
@@ -465,17 +491,17 @@ mod tests {
     }
 
     #[test]
-    fn daily_entries_add_round_and_drop_at_zero() {
+    fn daily_entries_add_and_drop_at_zero() {
         let daily = serde_json::json!({"2026-04-02": 2.5});
         let added = add_daily(&daily, "2026-04-02", 0.1 + 0.2);
-        assert_eq!(added, serde_json::json!({"2026-04-02": 2.8}));
+        assert!(approx(daily_value(&added, "2026-04-02"), 2.8), "{added}");
+        assert_eq!(shown_minutes(daily_value(&added, "2026-04-02")), 2.8);
         let other = add_daily(&added, "2026-04-03", 1.0);
-        assert_eq!(
-            other,
-            serde_json::json!({"2026-04-02": 2.8, "2026-04-03": 1.0})
-        );
+        assert!(approx(daily_value(&other, "2026-04-03"), 1.0), "{other}");
         let dropped = add_daily(&other, "2026-04-03", -1.0);
-        assert_eq!(dropped, serde_json::json!({"2026-04-02": 2.8}));
+        assert_eq!(dropped.as_object().map(|days| days.len()), Some(1));
+        let noise = add_daily(&added, "2026-04-02", -(0.1 + 0.2) - 2.5);
+        assert_eq!(noise, serde_json::json!({}), "float noise is no minutes");
         assert!(approx(daily_value(&dropped, "2026-04-02"), 2.8));
         assert!(approx(daily_value(&Value::Null, "2026-04-02"), 0.0));
     }

@@ -199,6 +199,7 @@ both_backends!(
     render_usage_and_admin_mutations_over_http,
     the_credit_ledger_is_for_its_user_and_admins,
     a_job_shows_the_credits_it_took,
+    renders_that_fill_the_day_exactly_cost_no_credit_however_many,
 );
 
 async fn spawn(backend: Backend) -> TestApp {
@@ -645,6 +646,49 @@ const SET_PLAN: &str = "mutation($u: ID!, $p: PlanCode!) {
 
 /// `renderUsage` shows the caller's period, usage, limits, daily breakdown, plan and credits;
 /// `grantCredits` and `setUserPlan` are for administrators and validate their input.
+/// Renders whose lengths add up to the day's limit exactly fit it, however many there were:
+/// a second of output is 1/60 minute, no whole number of millionths, and the counters once
+/// rounded at every change drifted past the tolerance after four renders, so that the one
+/// filling the day was refused (no credits) or charged one. The API shows the counters to a
+/// millionth of a minute.
+async fn renders_that_fill_the_day_exactly_cost_no_credit_however_many(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let session = app.register("seconds@example.com").await;
+    let user = uid(&session);
+    let now = Utc::now();
+    let second = 1.0 / 60.0;
+    for n in 0..6 {
+        let (one, _) = reserve_one(db, user, second, false, now).await;
+        let one = one.expect("a second fits");
+        assert_eq!(one.credits, 0);
+        // Half finish (consumed), half are still running (reserved).
+        if n % 2 == 0 {
+            settle(db, &one, second).await;
+        }
+    }
+    let (rest, _) = reserve_one(db, user, 5.0 - 6.0 * second, false, now).await;
+    let rest = rest.map_err(|e| e.public_message());
+    assert_eq!(
+        rest.as_ref().map(|r| r.credits),
+        Ok(0),
+        "the rest of the day (Free plan: 5 minutes) fits exactly"
+    );
+    let (more, _) = reserve_one(db, user, second, false, now).await;
+    assert_eq!(code(&more), "QUOTA_EXCEEDED", "the day is full");
+
+    let usage = &app
+        .ok(Some(session.access_token.as_str()), USAGE, json!({}))
+        .await["renderUsage"];
+    assert_eq!(usage["minutesConsumed"], json!(0.05), "{usage}");
+    assert_eq!(usage["minutesReserved"], json!(4.95), "{usage}");
+    assert_eq!(
+        usage["dailyMinutes"],
+        json!({ billing::billing_day(now): 5.0 }),
+        "{usage}"
+    );
+}
+
 async fn render_usage_and_admin_mutations_over_http(backend: Backend) {
     let app = spawn(backend).await;
     let db = &app.state.db;
