@@ -49,7 +49,9 @@ pub enum LayerInput {
 }
 
 /// Text drawn on the scene. Positions are pixels from the top-left corner; omitted, the text is
-/// centred. `start`/`end` are seconds within the scene (default: the whole scene).
+/// centred. `start`/`end` are seconds within the scene (default: the whole scene), to the
+/// millisecond; the text is drawn on the frames whose times fall between them (both
+/// included), and at least one must.
 #[derive(InputObject, Debug, Clone)]
 pub struct TextLayerInput {
     /// 1–500 characters.
@@ -65,7 +67,8 @@ pub struct TextLayerInput {
 }
 
 /// An image from object storage, drawn on the scene. Positions are pixels from the top-left
-/// corner (default 0, 0); `width`/`height` scale it (default: its own size).
+/// corner (default 0, 0); `width`/`height` scale it (default: its own size). `start`/`end` as
+/// for text: at least one frame's time must fall between them.
 #[derive(InputObject, Debug, Clone)]
 pub struct ImageLayerInput {
     /// Key of an uploaded asset the caller may read (`assets/{yourUserId}/…`).
@@ -309,12 +312,14 @@ fn position(field: &str, value: Option<f64>, limit: u32) -> AppResult<Option<f64
     }
 }
 
-/// Start and end of a layer inside its scene.
+/// Start and end of a layer inside its scene, which is drawn on the frames whose times fall
+/// between them: at least one must.
 fn timing(
     field: &str,
     start: Option<f64>,
     end: Option<f64>,
     duration: f64,
+    fps: u32,
 ) -> AppResult<(f64, f64)> {
     let start = start.unwrap_or(0.0);
     let end = end.unwrap_or(duration);
@@ -330,7 +335,29 @@ fn timing(
             format!("must be after start and at most the scene's duration ({duration}s)"),
         ));
     }
+    if !shows_a_frame(start, end, fps) {
+        return Err(AppError::bad_input(
+            format!("{field}.start"),
+            format!(
+                "no frame falls between start ({start}s) and end ({end}s): at {fps} fps frames \
+                 are 1/{fps} s apart, so the layer would never be drawn"
+            ),
+        ));
+    }
     Ok((start, end))
+}
+
+/// Whether a frame's time (`k / fps`) falls between `start` and `end`, both ends included, as
+/// the renderer gives them to ffmpeg (to the millisecond: `enable='between(t,0.500,0.520)'`).
+fn shows_a_frame(start: f64, end: f64, fps: u32) -> bool {
+    let as_rendered = |v: f64| format!("{v:.3}").parse::<f64>().unwrap_or(v);
+    let (start, end, fps) = (as_rendered(start), as_rendered(end), f64::from(fps));
+    // The first frame at or after `start`, give or take float noise in `start * fps`.
+    let first = (start * fps).ceil();
+    [first - 1.0, first, first + 1.0]
+        .into_iter()
+        .filter(|k| *k >= 0.0)
+        .any(|k| k / fps >= start - 1e-9 && k / fps <= end + 1e-9)
 }
 
 /// The frames a scene of `duration` seconds takes at `fps`: its duration rounded up to whole
@@ -424,7 +451,8 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                             "must be from 8 to 400",
                         ));
                     }
-                    let (start, end) = timing(&at, t.start, t.end, scene.duration)?;
+                    let (start, end) =
+                        timing(&at, t.start, t.end, scene.duration, input.fps as u32)?;
                     Layer::Text {
                         text: t.text.clone(),
                         x: position(&format!("{at}.x"), t.x, limit)?,
@@ -461,7 +489,8 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                             other => Ok(other.map(|v| v as u32)),
                         }
                     };
-                    let (start, end) = timing(&at, i.start, i.end, scene.duration)?;
+                    let (start, end) =
+                        timing(&at, i.start, i.end, scene.duration, input.fps as u32)?;
                     Layer::Image {
                         asset_key: i.asset_key.clone(),
                         x: position(&format!("{at}.x"), i.x, limit)?.unwrap_or(0.0),
@@ -644,6 +673,85 @@ mod tests {
                 end: 2.0
             }
         );
+    }
+
+    /// Windows of a layer, at an fps: whether a frame's time falls in them.
+    const WINDOWS: [(u32, f64, f64, bool); 10] = [
+        (30, 0.5, 0.52, true),
+        (30, 0.51, 0.52, false),
+        (30, 0.467, 0.5, true),
+        (30, 0.4669, 0.4999, true),
+        (30, 0.0, 0.001, true),
+        (30, 0.034, 0.066, false),
+        (1, 1.2, 1.8, false),
+        (1, 1.2, 2.0, true),
+        (24, 0.042, 0.083, false),
+        (24, 0.041, 0.042, true),
+    ];
+
+    #[test]
+    fn a_layer_must_be_drawn_on_at_least_one_frame() {
+        for (fps, start, end, shown) in WINDOWS {
+            let mut layered = spec();
+            layered.fps = fps as i32;
+            layered.scenes[0].duration = 3.0;
+            if let Some(LayerInput::Text(t)) = layered.scenes[0]
+                .layers
+                .as_mut()
+                .and_then(|l| l.first_mut())
+            {
+                t.start = Some(start);
+                t.end = Some(end);
+            }
+            let result = validate("input.spec", &layered);
+            if shown {
+                assert!(result.is_ok(), "{start}–{end} at {fps} fps: {result:?}");
+            } else {
+                assert_eq!(
+                    field_of(result),
+                    "input.spec.scenes.0.layers.0.text.start",
+                    "{start}–{end} at {fps} fps"
+                );
+            }
+        }
+    }
+
+    /// What [`shows_a_frame`] says is what ffmpeg does with the window as the renderer
+    /// writes it (`enable='between(t,…,…)'`, to the millisecond).
+    #[tokio::test]
+    async fn frames_in_a_window_are_the_ones_ffmpeg_draws_on() {
+        let tools = crate::render::ffmpeg::check()
+            .await
+            .expect("ffmpeg is installed (scripts/test installs it)");
+        for (fps, start, end, shown) in WINDOWS {
+            assert_eq!(
+                shows_a_frame(start, end, fps),
+                shown,
+                "{start}–{end} at {fps}"
+            );
+            let output = tokio::process::Command::new(&tools.ffmpeg)
+                .args(["-v", "error", "-f", "lavfi", "-i"])
+                .arg(format!("color=black:s=16x16:r={fps}:d=3"))
+                .arg("-vf")
+                .arg(format!(
+                    "drawbox=c=white:t=fill:enable='between(t,{start:.3},{end:.3})'"
+                ))
+                .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+                .output()
+                .await
+                .expect("ffmpeg runs");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let drawn = output.stdout.chunks(16 * 16).filter(|f| f[0] > 128).count();
+            assert_eq!(
+                drawn > 0,
+                shown,
+                "{start}–{end} at {fps} fps: {drawn} frames drawn"
+            );
+        }
     }
 
     #[test]
