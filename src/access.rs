@@ -247,11 +247,17 @@ impl Viewer {
         if video.deleted_at.is_some() && !self.is_admin() {
             return Ok(false);
         }
-        if video.status == VideoStatus::Ready && public_display {
+        if is_public(video, public_display) {
             return Ok(true);
         }
         self.manages_creator(db, video.creator_id).await
     }
+}
+
+/// Whether everyone may see `video` (whose consent's `public_display` is given): ready, not
+/// deleted, shown publicly.
+pub fn is_public(video: &video::Model, public_display: bool) -> bool {
+    video.deleted_at.is_none() && video.status == VideoStatus::Ready && public_display
 }
 
 /// Public videos: ready, and no consent row that turns public display off.

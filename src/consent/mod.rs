@@ -278,6 +278,11 @@ impl ConsentMutation {
                 .await?;
             if member.is_none() {
                 txn.rollback().await?;
+                // Removed from the team since the check above: what they may no longer see
+                // is not found, as for anyone else.
+                if !crate::access::is_public(&video, current.public_display) {
+                    return Err(AppError::NotFound("video"));
+                }
                 return Err(AppError::forbidden(
                     "only the creator's members may change consent",
                 ));

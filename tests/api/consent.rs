@@ -406,7 +406,8 @@ both_backends!(
 
 /// A member removed from the team while their consent change is under way: the removal
 /// (written, not committed) holds the membership the change reads again in its transaction.
-/// The change waits for it and is refused; no audit row is written.
+/// The change waits for it and is refused: `FORBIDDEN` on a public video, `NOT_FOUND` on one
+/// the former member may no longer see. No audit row is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_change_racing_the_members_removal_is_refused() {
     use sea_orm::TransactionTrait;
@@ -415,35 +416,40 @@ async fn a_consent_change_racing_the_members_removal_is_refused() {
     let owner = app.register("consent-owner@example.com").await;
     let member = app.register("consent-member@example.com").await;
     let creator = app.create_creator(&owner, "Consent Race").await;
-    app.ok(
-        Some(&owner.access_token),
-        "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"consent-member@example.com\") { role } }",
-        json!({ "c": creator }),
-    )
-    .await;
-    let video = insert_video(&app, &creator, "raced", VideoStatus::Ready, Some(30.0)).await;
-
-    let removal = app.state.db.begin().await.expect("txn");
-    entity::creator_member::Entity::delete_many()
-        .filter(
-            entity::creator_member::Column::UserId
-                .eq(member.user_id.parse::<Uuid>().expect("uuid")),
+    for (status, expected) in [
+        (VideoStatus::Ready, "FORBIDDEN"),
+        (VideoStatus::Processing, "NOT_FOUND"),
+    ] {
+        app.ok(
+            Some(&owner.access_token),
+            "mutation($c: ID!) { addCreatorMember(creatorId: $c, email: \"consent-member@example.com\") { role } }",
+            json!({ "c": creator }),
         )
-        .exec(&removal)
-        .await
-        .expect("removed");
-    let change = app.gql_in_background(
-        &member.access_token,
-        SET,
-        json!({ "v": video, "input": { "trainingUsage": true } }),
-    );
-    crate::helpers::wait_for_lock_waits(&app, 1).await;
-    removal.commit().await.expect("commit");
-    let body = change.await.expect("joined");
-    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
-    let audited = consent_audit_entry::Entity::find()
-        .all(&app.state.db)
-        .await
-        .expect("rows");
-    assert!(audited.is_empty(), "{audited:?}");
+        .await;
+        let video = insert_video(&app, &creator, "raced", status, Some(30.0)).await;
+
+        let removal = app.state.db.begin().await.expect("txn");
+        entity::creator_member::Entity::delete_many()
+            .filter(
+                entity::creator_member::Column::UserId
+                    .eq(member.user_id.parse::<Uuid>().expect("uuid")),
+            )
+            .exec(&removal)
+            .await
+            .expect("removed");
+        let change = app.gql_in_background(
+            &member.access_token,
+            SET,
+            json!({ "v": video, "input": { "trainingUsage": true } }),
+        );
+        crate::helpers::wait_for_lock_waits(&app, 1).await;
+        removal.commit().await.expect("commit");
+        let body = change.await.expect("joined");
+        assert_eq!(error_code(&body), expected, "{status:?}: {body}");
+        let audited = consent_audit_entry::Entity::find()
+            .all(&app.state.db)
+            .await
+            .expect("rows");
+        assert!(audited.is_empty(), "{audited:?}");
+    }
 }
