@@ -525,11 +525,11 @@ impl JobSubscription {
         // The jobs that had ended before the subscription started (read before listening): the
         // re-reads' window reaches back before the start, and a job that ended in it is not
         // news for them to send (a dashboard would show it finish twice, 30 s later). Only the
-        // re-reads pass over these versions, and only these: an event heard is sent as ever,
-        // and a change after this read (even before listening) has a later version, which a
-        // re-read sends. Jobs still under way are not taken as known.
-        let known = ended_at(&state.db, owner, since).await?;
+        // re-reads pass over these versions, and only these: an event heard is sent as ever
+        // (listening starts before this read, so a change while it runs is heard, not left to
+        // the next re-read). Jobs still under way are not taken as known.
         let mut bus = state.events.subscribe();
+        let known = ended_at(&state.db, owner, since).await?;
         Ok(async_stream::stream! {
             // Versions (and progress) already sent, so a re-read after lag sends only what
             // changed.

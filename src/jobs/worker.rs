@@ -456,18 +456,41 @@ impl WorkerPool {
 
     /// Extends the lease every heartbeat (or at once when nudged by an event), until the job
     /// is cancelled or the lease is lost. Never returns otherwise.
+    ///
+    /// A lease that heartbeats failed to extend (the database unreachable, a partition) is
+    /// lost once it has run out by this process's clock, counted from before the last
+    /// extension that succeeded (the claim's, at first): by then another worker may have the
+    /// job, and this one must stop writing its files.
     async fn heartbeat(&self, lease: Lease, nudge: Arc<Notify>, cancel: CancellationToken) -> Beat {
+        let mut held_until = tokio::time::Instant::now() + self.settings.lease;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.settings.heartbeat) => {}
                 () = nudge.notified() => {}
+                () = tokio::time::sleep_until(held_until) => {
+                    tracing::warn!(
+                        job_id = %lease.job_id,
+                        "the lease ran out while heartbeats failed; stopping the job"
+                    );
+                    return Beat::Lost;
+                }
             }
-            match queue::heartbeat(&self.db, lease, self.settings.lease).await {
+            let asked = tokio::time::Instant::now();
+            // Nor while a heartbeat waits (on a lock, an unanswered connection) past it.
+            let beat = queue::heartbeat(&self.db, lease, self.settings.lease);
+            let Ok(beat) = tokio::time::timeout_at(held_until, beat).await else {
+                tracing::warn!(
+                    job_id = %lease.job_id,
+                    "the lease ran out while a heartbeat waited; stopping the job"
+                );
+                return Beat::Lost;
+            };
+            match beat {
                 Ok(Some(row)) if row.cancel_requested => {
                     cancel.cancel();
                     return Beat::Cancelled;
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => held_until = asked + self.settings.lease,
                 Ok(None) => return Beat::Lost,
                 Err(err) => {
                     tracing::warn!(job_id = %lease.job_id, error = ?err, "heartbeat failed; retrying")

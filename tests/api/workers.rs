@@ -23,8 +23,16 @@ fn spawn_worker(database: &str, slots: usize, lease_secs: u64) -> Child {
 
 /// [`spawn_worker`] with more arguments after `worker`.
 pub fn spawn_worker_with(database: &str, slots: usize, lease_secs: u64, args: &[&str]) -> Child {
+    worker_command(database, slots, lease_secs, args)
+        .spawn()
+        .expect("reelgraph worker starts")
+}
+
+/// The command [`spawn_worker_with`] runs.
+fn worker_command(database: &str, slots: usize, lease_secs: u64, args: &[&str]) -> Command {
     let data_dir = std::env::temp_dir().join(format!("rg-worker-{}", Uuid::now_v7()));
-    Command::new(env!("CARGO_BIN_EXE_reelgraph"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reelgraph"));
+    command
         .arg("worker")
         .args(args)
         .env(
@@ -40,9 +48,8 @@ pub fn spawn_worker_with(database: &str, slots: usize, lease_secs: u64, args: &[
         .env("REELGRAPH_JOB_POLL_MS", "300")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reelgraph worker starts")
+        .kill_on_drop(true);
+    command
 }
 
 /// An app without workers on a fresh PostgreSQL database (dropped with the app).
@@ -51,6 +58,66 @@ async fn server_without_workers() -> (TestApp, String) {
     let mut app = TestApp::spawn_on(Some(&database), |a| a.no_worker = true).await;
     app.adopt_database(database.clone());
     (app, database)
+}
+
+/// A worker that cannot reach the database stops running a job once its lease has run out:
+/// by then the reaper may have given the job to another worker, whose files this one would
+/// overwrite. Here the jobs table is out of reach (renamed) for longer than the lease; once
+/// it is back, the job runs again (the reaper re-queues it) and ends after its second attempt.
+/// Before, the first run went on and, its heartbeat renewing the lease as soon as the table
+/// was back, ended the job itself after one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_from_the_database_stops_the_job_when_its_lease_runs_out() {
+    use sea_orm::ConnectionTrait;
+
+    let (app, database) = server_without_workers().await;
+    let owner = app.register("cut-off@example.com").await;
+    let worker = worker_command(&database, 1, 2, &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reelgraph worker starts");
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 8000, "steps": 80 }),
+        3,
+    )
+    .await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        |j| j["status"] == "RUNNING" && j["progress"].as_f64() > Some(0.0),
+    )
+    .await;
+    let db = &app.state.db;
+    db.execute_unprepared("ALTER TABLE jobs RENAME TO jobs_out_of_reach")
+        .await
+        .expect("hidden");
+    // The lease (2 s) runs out, with a margin for the heartbeat's interval (300 ms).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    db.execute_unprepared("ALTER TABLE jobs_out_of_reach RENAME TO jobs")
+        .await
+        .expect("back");
+    let done = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(60),
+        |j| j["status"] == "DONE",
+    )
+    .await;
+    assert_eq!(done["attempts"], 2, "the first run stopped: {done}");
+    assert_eq!(transitions(&app, id, JobStatus::Done).await, 1);
+    terminate(&worker).await;
+    let output = worker.wait_with_output().await.expect("worker output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("the lease ran out while"),
+        "the worker said why it stopped: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
