@@ -203,54 +203,8 @@ pub(crate) fn tool_failure(message: String) -> JobFailure {
     if interrupted || SERVER.iter().any(|s| message.contains(s)) {
         JobFailure::internal("rendering failed on the server", message)
     } else {
-        JobFailure::permanent(public_tool_message(&message))
+        JobFailure::permanent(message)
     }
-}
-
-/// A tool's message as the job's owner sees it: no server paths (ffmpeg names its inputs and
-/// outputs by their place in the job's work folder or in storage; each becomes its file
-/// name) and no memory addresses (`[h264 @ 0x55…]` becomes `[h264]`).
-fn public_tool_message(message: &str) -> String {
-    message
-        .lines()
-        .map(|line| without_paths(&crate::media::encode::strip_addresses(line)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `line` with each absolute path (one that starts a word, after a space, a quote, a bracket,
-/// `=` or `file:`) cut to its last component.
-fn without_paths(line: &str) -> String {
-    const BEFORE: &[char] = &[' ', '\t', '\'', '"', '(', '[', '=', ':', ','];
-    const AFTER: &[char] = &[' ', '\t', '\'', '"', ')', ']', ',', ';'];
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    let mut previous: Option<char> = None;
-    while let Some(at) = rest.find('/') {
-        let before = rest[..at].chars().next_back().or(previous);
-        if before.is_some_and(|c| !BEFORE.contains(&c)) {
-            out.push_str(&rest[..=at]);
-            previous = Some('/');
-            rest = &rest[at + 1..];
-            continue;
-        }
-        out.push_str(&rest[..at]);
-        let path = &rest[at..];
-        // A path ends at a delimiter, or at a colon ending a word (`/tmp/x/in.mp4: Invalid`).
-        let end = path
-            .char_indices()
-            .find(|&(i, c)| {
-                AFTER.contains(&c)
-                    || (c == ':' && path[i + 1..].chars().next().is_none_or(char::is_whitespace))
-            })
-            .map_or(path.len(), |(i, _)| i);
-        let name = path[..end].rsplit('/').next().unwrap_or_default();
-        out.push_str(if name.is_empty() { "…" } else { name });
-        previous = path[..end].chars().next_back();
-        rest = &path[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn temp_dir(ctx: &JobContext) -> Result<tempfile::TempDir, JobFailure> {
@@ -648,36 +602,6 @@ mod tests {
             let failure = tool_failure(input.to_owned());
             assert!(!failure.retryable, "{input}");
             assert_eq!(failure.message, input);
-        }
-    }
-
-    #[test]
-    fn what_the_owner_reads_names_no_server_path_or_address() {
-        for (said, shown) in [
-            (
-                "not a readable media file: /tmp/reelgraph-0190-x/scene_3.mp4: Invalid data found when processing input",
-                "not a readable media file: scene_3.mp4: Invalid data found when processing input",
-            ),
-            (
-                "ffmpeg failed (exit status: 1): [in#0 @ 0x55d0c0ffee00] Error opening input: Invalid argument\nError opening input file /tmp/reelgraph-0190-x/source.",
-                "ffmpeg failed (exit status: 1): [in#0] Error opening input: Invalid argument\nError opening input file source.",
-            ),
-            (
-                "ffmpeg failed (exit status: 1): Input #0, mov, from 'file:/var/lib/reelgraph/storage/creators/c/videos/v/original':",
-                "ffmpeg failed (exit status: 1): Input #0, mov, from 'file:original':",
-            ),
-            (
-                "ffmpeg failed (exit status: 1): frame rate 30/1 and N/A: Conversion failed!",
-                "ffmpeg failed (exit status: 1): frame rate 30/1 and N/A: Conversion failed!",
-            ),
-            (
-                "ffmpeg failed (exit status: 1): cannot write /tmp/out/ (a folder)",
-                "ffmpeg failed (exit status: 1): cannot write … (a folder)",
-            ),
-        ] {
-            let failure = tool_failure(said.to_owned());
-            assert!(!failure.retryable, "{said}");
-            assert_eq!(failure.message, shown);
         }
     }
 }
