@@ -376,7 +376,8 @@ fn stored_minutes(minutes: f64) -> f64 {
 /// stays `2.8`.
 fn shown_minutes(minutes: f64) -> f64 {
     const SCALE: f64 = 1e6;
-    (minutes * SCALE).round() / SCALE
+    let rounded = (minutes * SCALE).round() / SCALE;
+    if rounded <= 0.0 { 0.0 } else { rounded }
 }
 
 /// The per-day object of a usage row. Anything that is not a JSON object (a hand-edited row)
@@ -500,7 +501,10 @@ mod tests {
         assert!(approx(daily_value(&other, "2026-04-03"), 1.0), "{other}");
         let dropped = add_daily(&other, "2026-04-03", -1.0);
         assert_eq!(dropped.as_object().map(|days| days.len()), Some(1));
-        let noise = add_daily(&added, "2026-04-02", -(0.1 + 0.2) - 2.5);
+        // 0.1 + 0.2 - 0.3 is 5.55e-17, not 0.
+        let tenth = add_daily(&Value::Null, "2026-04-04", 0.1);
+        let tenths = add_daily(&tenth, "2026-04-04", 0.2);
+        let noise = add_daily(&tenths, "2026-04-04", -0.3);
         assert_eq!(noise, serde_json::json!({}), "float noise is no minutes");
         assert!(approx(daily_value(&dropped, "2026-04-02"), 2.8));
         assert!(approx(daily_value(&Value::Null, "2026-04-02"), 0.0));

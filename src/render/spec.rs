@@ -335,7 +335,7 @@ fn timing(
             format!("must be after start and at most the scene's duration ({duration}s)"),
         ));
     }
-    if !shows_a_frame(start, end, fps) {
+    if !shows_a_frame(start, end, duration, fps) {
         return Err(AppError::bad_input(
             format!("{field}.start"),
             format!(
@@ -347,17 +347,22 @@ fn timing(
     Ok((start, end))
 }
 
-/// Whether a frame's time (`k / fps`) falls between `start` and `end`, both ends included, as
-/// the renderer gives them to ffmpeg (to the millisecond: `enable='between(t,0.500,0.520)'`).
-fn shows_a_frame(start: f64, end: f64, fps: u32) -> bool {
+/// Whether one of the frames of a scene of `duration` seconds (there are [`frames`] of them)
+/// has its time between `start` and `end`, both ends included, as ffmpeg compares them: the
+/// times as it computes them (frame `k` at `k × (1/fps)`, in floating point: at 5 fps frame 3
+/// is at 0.6000000000000001 s, after an end of 0.6), the bounds as the renderer writes them
+/// (to the millisecond: `enable='between(t,0.500,0.520)'`).
+fn shows_a_frame(start: f64, end: f64, duration: f64, fps: u32) -> bool {
     let as_rendered = |v: f64| format!("{v:.3}").parse::<f64>().unwrap_or(v);
-    let (start, end, fps) = (as_rendered(start), as_rendered(end), f64::from(fps));
+    let (start, end) = (as_rendered(start), as_rendered(end));
+    let step = 1.0 / f64::from(fps);
+    let count = frames(duration, fps) as f64;
     // The first frame at or after `start`, give or take float noise in `start * fps`.
-    let first = (start * fps).ceil();
+    let first = (start * f64::from(fps)).ceil();
     [first - 1.0, first, first + 1.0]
         .into_iter()
-        .filter(|k| *k >= 0.0)
-        .any(|k| k / fps >= start - 1e-9 && k / fps <= end + 1e-9)
+        .filter(|k| *k >= 0.0 && *k < count)
+        .any(|k| k * step >= start && k * step <= end)
 }
 
 /// The frames a scene of `duration` seconds takes at `fps`: its duration rounded up to whole
@@ -676,7 +681,7 @@ mod tests {
     }
 
     /// Windows of a layer, at an fps: whether a frame's time falls in them.
-    const WINDOWS: [(u32, f64, f64, bool); 10] = [
+    const WINDOWS: [(u32, f64, f64, bool); 14] = [
         (30, 0.5, 0.52, true),
         (30, 0.51, 0.52, false),
         (30, 0.467, 0.5, true),
@@ -687,6 +692,12 @@ mod tests {
         (1, 1.2, 2.0, true),
         (24, 0.042, 0.083, false),
         (24, 0.041, 0.042, true),
+        // After the last frame of a 3 s scene (frames 0 to 89 at 30 fps, 0 to 2 at 1 fps).
+        (30, 2.99, 3.0, false),
+        (1, 2.5, 3.0, false),
+        // Frame times a hair past a bound: 3 × 0.2 and 7 × (1/35).
+        (5, 0.55, 0.6, false),
+        (35, 0.2, 0.22, false),
     ];
 
     #[test]
@@ -725,7 +736,7 @@ mod tests {
             .expect("ffmpeg is installed (scripts/test installs it)");
         for (fps, start, end, shown) in WINDOWS {
             assert_eq!(
-                shows_a_frame(start, end, fps),
+                shows_a_frame(start, end, 3.0, fps),
                 shown,
                 "{start}–{end} at {fps}"
             );

@@ -550,13 +550,14 @@ fn trim_num(secs: f64) -> String {
 ///
 /// Pixels are made square first (a source may store 720×576 for a 16:9 picture), so that the
 /// short is framed on the picture as it is shown; a pixel shape past 4:1 either way is taken
-/// as 4:1 (a made-up one would make frames tens of thousands of pixels wide). The picture is
+/// as 4:1 (a made-up one would make frames tens of thousands of pixels wide), and a picture
+/// one pixel high is made two (the cut below is at least 2×2). The picture is
 /// cut to the short's shape before it is scaled: scaled first (to cover the short), a picture
 /// of another shape than the short's grows with it (a 7680×2 source would become 4,915,200 ×
 /// 1,920 pixels for a vertical short).
 fn reframe(width: u32, height: u32) -> String {
     format!(
-        "scale='max(2,trunc(iw*clip(sar,0.25,4)/2)*2)':ih,setsar=1,\
+        "scale='max(2,trunc(iw*clip(sar,0.25,4)/2)*2)':'max(2,ih)',setsar=1,\
          crop='max(2,min(iw,trunc(ih*{width}/{height}/2)*2))':'max(2,min(ih,trunc(iw*{height}/{width}/2)*2))',\
          scale={width}:{height},setsar=1"
     )
@@ -617,7 +618,15 @@ mod tests {
             );
             let (r, g, b) = pixel(&frame, width, 2, height / 2);
             assert!(r > 200 && g < 60 && b < 60, "{preset:?}: edge {r},{g},{b}");
-            for source in ["color=c=blue:s=7680x2:d=1", "color=c=blue:s=2x4320:d=1"] {
+            for source in [
+                "color=c=blue:s=7680x2:d=1",
+                "color=c=blue:s=2x4320:d=1",
+                // One pixel high or wide (as a source in RGB: ffmpeg makes no such frame in
+                // yuv420p; an upload may be in any format).
+                "color=c=blue:s=100x1:d=1,format=rgb24",
+                "color=c=blue:s=1x99:d=1,format=rgb24",
+                "color=c=blue:s=721x1279:d=1",
+            ] {
                 let frame = reframed(source, (width, height)).await;
                 let (r, g, b) = pixel(&frame, width, width / 2, height / 2);
                 assert!(

@@ -485,7 +485,7 @@ async fn a_creator_page_costs_the_same_statements_whatever_its_size(backend: Bac
     assert_eq!(costs[0], expected, "{costs:?}");
 }
 
-/// Reads leave out the text and JSON columns no field of the request reads (see
+/// Reads leave out the columns no field of the request reads (see
 /// `graphql::narrow`); a field that does read one — in the same operation, through a fragment,
 /// or in another operation of the same batch, which shares the loaders' caches — gets the
 /// stored value, never the stand-in.
