@@ -363,10 +363,22 @@ impl WorkerPool {
         let cancel = CancellationToken::new();
         let ctx = JobContext::new(job, lease, self, cancel.clone());
         let heartbeat = self.heartbeat(lease, nudge, cancel.clone());
+        // A handler that panics fails its job (not retried: it would panic again), instead of
+        // ending this task with the job left to the reaper, which would run it again on every
+        // attempt and fail it as a worker that stopped answering.
+        let run =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handler.run(&ctx)));
         let how = tokio::select! {
-            result = handler.run(&ctx) => match result {
-                Ok(outcome) => outcome.into(),
-                Err(failure) => match failure.kind {
+            result = run => match result {
+                Err(_) => {
+                    tracing::error!(job_id = %lease.job_id, job_type = %job_type, "job handler panicked");
+                    Finish::Failed {
+                        error: "the job failed on the server".to_owned(),
+                        retryable: false,
+                    }
+                }
+                Ok(Ok(outcome)) => outcome.into(),
+                Ok(Err(failure)) => match failure.kind {
                     FailureKind::Cancelled => Finish::Cancelled,
                     FailureKind::LeaseLost => {
                         self.metrics.observe_job(&job_type, "lease_lost", started);

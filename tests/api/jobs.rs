@@ -2061,7 +2061,78 @@ both_backends!(
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
     a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs,
     a_members_subscription_does_not_read_the_team_at_every_event,
+    a_handler_that_panics_fails_its_job_and_the_pool_goes_on,
 );
+
+/// A job handler that panics (a bug) fails its job at once, with a message that tells the
+/// owner nothing of the server, and the worker pool goes on with the next job. Before, the
+/// panic ended the job's task: the job stayed RUNNING until its lease ran out, then ran (and
+/// panicked) again on every attempt, and failed as a worker that stopped answering.
+async fn a_handler_that_panics_fails_its_job_and_the_pool_goes_on(backend: Backend) {
+    use reelgraph::jobs::{
+        handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+        worker::WorkerPool,
+    };
+
+    struct Panics;
+    #[async_trait::async_trait]
+    impl JobHandler for Panics {
+        async fn run(&self, _: &JobContext) -> Result<Outcome, JobFailure> {
+            panic!("a bug in a handler");
+        }
+    }
+    struct Works;
+    #[async_trait::async_trait]
+    impl JobHandler for Works {
+        async fn run(&self, _: &JobContext) -> Result<Outcome, JobFailure> {
+            Ok(Outcome::Done {
+                output: json!({ "worked": true }),
+                output_ref: None,
+            })
+        }
+    }
+
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("panics@example.com").await;
+    let mut registry = Registry::default();
+    registry
+        .register("test.panics", Panics)
+        .register("test.works", Works);
+    let pool = WorkerPool::new(
+        app.state.db.clone(),
+        app.state.events.clone(),
+        app.state.storage.clone(),
+        registry,
+        app.state.config.job_settings(),
+        1,
+        app.state.metrics.clone(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(pool.run(stop.clone()));
+
+    let panics = enqueue(&app, &owner, "test.panics", json!({}), 3).await;
+    let failed = wait_for(
+        &app,
+        &owner.access_token,
+        panics,
+        Duration::from_secs(20),
+        |j| j["status"] == "FAILED",
+    )
+    .await;
+    assert_eq!(failed["attempts"], 1, "not run again: {failed}");
+    assert_eq!(failed["error"], "the job failed on the server", "{failed}");
+    let works = enqueue(&app, &owner, "test.works", json!({}), 3).await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        works,
+        Duration::from_secs(20),
+        |j| j["status"] == "DONE",
+    )
+    .await;
+    stop.cancel();
+    running.await.expect("the pool stopped");
+}
 
 /// A job queued again (`retryJob`) while the clean-up is deleting old jobs is not deleted: the
 /// retry is written, not yet committed, when the clean-up comes to the job; the clean-up waits
