@@ -234,8 +234,12 @@ pub async fn finish_in(
             let enqueued = enqueue(txn, child).await?;
             events.push(event_of(&enqueued.job));
         }
-        if row.pending_children == 0 {
-            all_children_done(txn, row, None, &mut events).await?;
+        if row.pending_children == 0
+            && let Some(ended) = all_children_done(txn, row, None, &mut events).await?
+        {
+            // Ended at once (no children, no next step, or one that cannot be read): its own
+            // parent hears of it as of any end.
+            settle_parent(txn, ended, &mut events).await?;
         }
     } else {
         settle_parent(txn, row, &mut events).await?;
@@ -334,12 +338,40 @@ async fn all_children_done(
     events: &mut Vec<JobEvent>,
 ) -> AppResult<Option<job::Model>> {
     let now = Utc::now();
-    let continuation: Option<NewJob> = parent
+    let stored = parent
         .output
         .as_ref()
         .and_then(|o| o.get("continuation"))
-        .filter(|c| !c.is_null())
-        .and_then(|c| serde_json::from_value(c.clone()).ok());
+        .filter(|c| !c.is_null());
+    let continuation: Option<NewJob> = match stored {
+        None => None,
+        Some(stored) => match serde_json::from_value(stored.clone()) {
+            Ok(next) => Some(next),
+            // Written by a version that stores its steps otherwise (a rolling upgrade while
+            // the parent waited): the parent fails, rather than end DONE without its last step.
+            Err(err) => {
+                tracing::error!(job_id = %parent.id, error = %err, "a waiting job's next step cannot be read");
+                let error = "its next step could not be read (written by another version of \
+                             the server); retry the job";
+                let rows = job::Entity::update_many()
+                    .col_expr(job::Column::Status, Expr::val(JobStatus::Failed))
+                    .col_expr(job::Column::Error, Expr::val(error))
+                    .col_expr(job::Column::FinishedAt, Expr::val(now))
+                    .col_expr(job::Column::UpdatedAt, Expr::val(now))
+                    .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
+                    .filter(job::Column::Id.eq(parent.id))
+                    .filter(job::Column::Status.eq(JobStatus::Waiting))
+                    .exec_with_returning(txn)
+                    .await?;
+                let Some(failed) = rows.into_iter().next() else {
+                    return Ok(None);
+                };
+                events.push(event_of(&failed));
+                record_end(txn, &failed, None, Some(error), events).await?;
+                return Ok(Some(failed));
+            }
+        },
+    };
     if let Some(mut next) = continuation {
         next.parent_id = Some(parent.id);
         next.parent_attempt = Some(parent.attempts);

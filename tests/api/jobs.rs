@@ -2062,7 +2062,66 @@ both_backends!(
     a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs,
     a_members_subscription_does_not_read_the_team_at_every_event,
     a_handler_that_panics_fails_its_job_and_the_pool_goes_on,
+    a_parent_whose_next_step_cannot_be_read_fails,
 );
+
+/// A waiting parent whose stored next step cannot be read (written by another version of the
+/// server during a rolling upgrade) fails when its children are done, with a reason; before,
+/// it ended DONE without ever running that step.
+async fn a_parent_whose_next_step_cannot_be_read_fails(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("upgrade@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.fanout",
+        json!({ "children": 2, "child_ms": 1500 }),
+        3,
+    )
+    .await;
+    wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        status_is("WAITING"),
+    )
+    .await;
+    let db = &app.state.db;
+    let waiting = job::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("job");
+    let mut output = waiting.output.clone().expect("the next step is stored");
+    assert!(output["continuation"].is_object(), "{output}");
+    output["continuation"] = json!({ "stored_as": "a later version's step" });
+    job::Entity::update_many()
+        .col_expr(job::Column::Output, sea_orm::sea_query::Expr::value(output))
+        .filter(job::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .expect("rewritten");
+    let ended = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(30),
+        |j| j["status"] == "FAILED" || j["status"] == "DONE",
+    )
+    .await;
+    assert_eq!(ended["status"], "FAILED", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("next step could not be read")),
+        "{ended}"
+    );
+    assert_eq!(
+        ended["children"]["totalCount"], 2,
+        "no last step ran: {ended}"
+    );
+}
 
 /// A job handler that panics (a bug) fails its job at once, with a message that tells the
 /// owner nothing of the server, and the worker pool goes on with the next job. Before, the
