@@ -153,8 +153,8 @@ pub struct MediaMutation;
 #[Object]
 impl MediaMutation {
     /// Starts an upload: returns a presigned PUT URL (valid 10 minutes, for a body of exactly
-    /// `sizeBytes` bytes: a longer one is refused as it is sent, with S3 any other length,
-    /// and a shorter one by `completeVideoUpload`; write-once: send `uploadHeaders`; once
+    /// `sizeBytes` bytes: a body of any other length is refused (a longer one as it is sent)
+    /// and nothing is stored; write-once: send `uploadHeaders`; once
     /// something is uploaded the link answers 412, unless
     /// `completeVideoUpload` refused it and removed it) and the new video in
     /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator, returns that video

@@ -80,8 +80,8 @@ pub struct RequestAssetUploadInput {
 pub struct AssetUpload {
     /// The `assetKey` to use in `ImageLayerInput` once the file is uploaded.
     pub asset_key: String,
-    /// PUT the file here, with `uploadHeaders`: a body of exactly `sizeBytes` bytes (a longer
-    /// one is refused; with S3, any other length).
+    /// PUT the file here, with `uploadHeaders`: a body of exactly `sizeBytes` bytes (any other
+    /// length is refused, and nothing is stored).
     pub upload_url: String,
     /// Headers the PUT must send (e.g. `content-type`; with S3 also `content-length`, which
     /// browsers set themselves).

@@ -256,9 +256,9 @@ impl Storage {
     }
 
     /// A URL that uploads the object for `ttl`, with the headers the client must send. The
-    /// upload is `size` bytes: a longer body is refused (locally as it is written; S3 signs
-    /// the length and refuses any other), so a link asked for a small file cannot fill the
-    /// storage.
+    /// upload is `size` bytes: a body of any other length is refused (locally a longer one as
+    /// it is written, a shorter one at its end; S3 signs the length), so a link asked for a
+    /// small file cannot fill the storage, nor store part of one.
     pub async fn presign_put(
         &self,
         key: &str,

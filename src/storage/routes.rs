@@ -134,11 +134,15 @@ enum Written {
     Idle,
     /// Longer than the link allows.
     TooLarge,
+    /// Shorter than the size the link was made for.
+    TooSmall,
     /// The client's body stopped (it hung up).
     Interrupted,
     /// The server's disk.
     Disk(std::io::Error),
 }
+
+const SHORTER: &str = "the upload is shorter than the size this link was made for: nothing was stored, send the whole file";
 
 /// PUT a presigned object: the body is streamed to a temporary file and moved into place
 /// only when complete, so a broken upload never leaves half an object.
@@ -208,6 +212,14 @@ pub async fn put_object(
             );
         }
     }
+    // Exactly the size the link was made for, as S3 holds a presigned PUT to its signed
+    // `content-length`: a shorter body is refused too (before it is read when it says
+    // so; after the write-once answer, which says more).
+    if let (Some(expected), Some(declared)) = (sig.size, declared)
+        && declared < expected
+    {
+        return refuse_unread(StatusCode::BAD_REQUEST, SHORTER);
+    }
     // Removed however the request ends, dropped mid-body when the client hangs up included.
     let Ok(work) = store.work_file().await else {
         return refuse(
@@ -235,6 +247,11 @@ pub async fn put_object(
             }
             file.write_all(&chunk).await.map_err(Written::Disk)?;
         }
+        if let Some(expected) = sig.size
+            && size < expected
+        {
+            return Err(Written::TooSmall);
+        }
         file.flush().await.map_err(Written::Disk)?;
         // On the disk before it is answered for: a power cut must not leave an upload the
         // client was told is stored empty or cut short.
@@ -249,6 +266,9 @@ pub async fn put_object(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the upload is larger than the size this link was made for",
             );
+        }
+        Err(Written::TooSmall) => {
+            return refuse(StatusCode::BAD_REQUEST, SHORTER);
         }
         Err(Written::Interrupted) => {
             return refuse(StatusCode::BAD_REQUEST, "the upload was interrupted");

@@ -559,13 +559,29 @@ async fn complete_video_upload_refuses_a_missing_short_or_different_file_and_cha
     longer.extend_from_slice(&[0; 4096]);
     assert_eq!(put_presigned_status(&app, &upload, &longer).await, 413);
 
-    // Fewer bytes than promised.
-    put_presigned(&app, &upload, &bytes[..bytes.len() - 10]).await;
+    // Fewer bytes than promised: refused at the end of the body, and nothing is stored.
+    assert_eq!(
+        put_presigned_status(&app, &upload, &bytes[..bytes.len() - 10]).await,
+        400
+    );
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
     assert_eq!(error_field(&body), "videoId");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("sizeBytes"), "{message}");
+    assert!(
+        message.contains("nothing"),
+        "nothing was uploaded: {message}"
+    );
+    // The same sent without a length (chunked): refused once the body has ended short.
+    let status = put_chunked_status(&upload, &bytes[..bytes.len() - 10]).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let body = complete(&app, &owner, &id).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body:#}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nothing"),
+        "nothing was uploaded: {message}"
+    );
 
     // The right size, other bytes: the promised SHA-256 does not match.
     let mut other = bytes.to_vec();
@@ -1453,4 +1469,43 @@ async fn a_deleted_videos_probe_job_links_to_nothing() {
         )
         .await;
     assert_eq!(data["job"], json!({ "status": "DONE", "outputUrl": null }));
+}
+
+/// PUTs `bytes` to a presigned upload of the local storage with `Transfer-Encoding: chunked`
+/// (no `content-length`, as a client streaming a file of unknown length sends it); returns
+/// the status line.
+async fn put_chunked_status(upload: &Value, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let url = upload["uploadUrl"].as_str().expect("uploadUrl");
+    let rest = url.strip_prefix("http://").expect("a local http URL");
+    let (host, target) = rest.split_at(rest.find('/').expect("a path"));
+    let mut head = format!(
+        "PUT {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n"
+    );
+    for (name, value) in upload["uploadHeaders"].as_object().expect("headers") {
+        head.push_str(&format!(
+            "{name}: {}\r\n",
+            value.as_str().expect("header value")
+        ));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    for chunk in bytes.chunks(4096) {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .expect("chunk size");
+        stream.write_all(chunk).await.expect("chunk");
+        stream.write_all(b"\r\n").await.expect("chunk end");
+    }
+    stream.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("answer");
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
