@@ -772,15 +772,32 @@ pub async fn roll_up(
     if total <= 0.0 {
         return Ok(None);
     }
-    let target = share.from + (share.to - share.from) * (done / total);
+    let target = share.from + (share.to - share.from) * (done / total).clamp(0.0, 1.0);
+    let target = target.clamp(0.0, 1.0);
     let now = Utc::now();
+    // Forward, or into a phase that begins where the parent's progress already is (a step
+    // whose children were all cached leaves it at the next phase's start): the phase is then
+    // named however little the progress moves.
+    let forward = job::Column::Progress.lt(target - 1e-6);
+    let new_phase = Condition::all()
+        .add(
+            Condition::any()
+                .add(job::Column::CurrentPhase.is_null())
+                .add(job::Column::CurrentPhase.ne(share.phase.as_str())),
+        )
+        .add(job::Column::Progress.lte(target + 1e-6));
     let rows = parent
-        .col_expr(job::Column::Progress, Expr::val(target.clamp(0.0, 1.0)))
+        .col_expr(
+            job::Column::Progress,
+            Expr::case(forward.clone(), Expr::val(target))
+                .finally(Expr::col(job::Column::Progress))
+                .into(),
+        )
         .col_expr(job::Column::CurrentPhase, Expr::val(share.phase.clone()))
         .col_expr(job::Column::UpdatedAt, Expr::val(now))
         .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
         .filter(job::Column::Status.eq(JobStatus::Waiting))
-        .filter(job::Column::Progress.lt(target - 1e-6))
+        .filter(Condition::any().add(forward).add(new_phase))
         .exec_with_returning(db)
         .await?;
     Ok(rows.into_iter().next())

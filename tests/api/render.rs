@@ -221,6 +221,25 @@ async fn render_flow(app: TestApp) {
         assert_eq!(crate::metrics::value(&text, &series), Some(n), "{text}");
     }
 
+    // Every scene from the cache: the movie still goes through assembling, and a finished
+    // movie names the last phase it went through, however many of its scenes were cached.
+    let (fourth, updates, _) = render(&app, &owner, movie(&logo, "The new end")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    for job in [&id, &second, &third, &fourth] {
+        let data = app
+            .ok(
+                Some(&owner.access_token),
+                "query($id: ID!) { job(id: $id) { status currentPhase } }",
+                json!({ "id": job }),
+            )
+            .await;
+        assert_eq!(
+            data["job"],
+            json!({ "status": "DONE", "currentPhase": "assembling" }),
+            "{job}"
+        );
+    }
+
     // The local backend serves objects as inert data: not sniffed, not a page.
     if app.state.storage.backend_name() == "local" {
         assert!(url.contains("/objects/"), "{url}");
