@@ -63,8 +63,12 @@ const PUBLIC_ONLY: &str = "deliveries go to public addresses only unless the ser
 /// How long the `outputUrl` in a delivery works.
 const OUTPUT_URL_TTL: Duration = Duration::from_secs(600);
 
-/// Checks a `callbackUrl` input: an absolute `http(s)` URL with a host, at most 2048 bytes.
-pub fn validate_callback_url(field: &str, url: &str) -> AppResult<String> {
+/// Checks a `callbackUrl` input: an absolute `http(s)` URL with a host, at most 2048 bytes;
+/// unless `allow_private`, not an address that is not public (an IP literal, in any of the
+/// forms the URL standard reads): its delivery would be refused anyway. Names are resolved
+/// when delivered, not here (and one that resolves to such an address gets the same answer
+/// as one that does not resolve: see `Deliver::target`).
+pub fn validate_callback_url(field: &str, url: &str, allow_private: bool) -> AppResult<String> {
     let url = url.trim();
     if url.len() > MAX_URL_LEN {
         return Err(AppError::bad_input(
@@ -79,6 +83,19 @@ pub fn validate_callback_url(field: &str, url: &str) -> AppResult<String> {
             field,
             "must be an http:// or https:// URL with a host",
         ));
+    }
+    if !allow_private {
+        let private = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) | None => false,
+        };
+        if private {
+            return Err(AppError::bad_input(
+                field,
+                format!("is not a public address: {PUBLIC_ONLY}"),
+            ));
+        }
     }
     Ok(url.to_owned())
 }
@@ -622,7 +639,7 @@ mod tests {
     #[test]
     fn callback_urls_are_checked() {
         assert_eq!(
-            validate_callback_url("input.callbackUrl", " https://example.com/hook?x=1 ")
+            validate_callback_url("input.callbackUrl", " https://example.com/hook?x=1 ", false)
                 .expect("valid"),
             "https://example.com/hook?x=1"
         );
@@ -632,11 +649,38 @@ mod tests {
             "http://",
             "mailto:a@example.com",
         ] {
-            let err = validate_callback_url("input.callbackUrl", bad).expect_err(bad);
+            let err = validate_callback_url("input.callbackUrl", bad, false).expect_err(bad);
             assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
-        assert!(validate_callback_url("input.callbackUrl", &long).is_err());
+        assert!(validate_callback_url("input.callbackUrl", &long, false).is_err());
+        // Addresses that are not public, in the forms the URL standard reads them in.
+        for private in [
+            "http://127.0.0.1:1/x",
+            "http://2130706433/x",
+            "http://0x7f.1/x",
+            "http://[::1]/x",
+            "http://[::ffff:10.0.0.1]/x",
+            "http://169.254.169.254/latest",
+        ] {
+            let err =
+                validate_callback_url("input.callbackUrl", private, false).expect_err(private);
+            assert_eq!(err.code(), "BAD_USER_INPUT", "{private}");
+            assert!(
+                validate_callback_url("input.callbackUrl", private, true).is_ok(),
+                "allowed when the server allows private addresses: {private}"
+            );
+        }
+        for public in [
+            "http://93.184.215.14/x",
+            "https://[2606:4700::1111]/x",
+            "http://localhost:8080/x",
+        ] {
+            assert!(
+                validate_callback_url("input.callbackUrl", public, false).is_ok(),
+                "{public}"
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct RenderMovieInput {
     /// POSTed a signed JSON notice when the render ends (DONE, FAILED or CANCELLED), with
     /// retries: `{event: "job.finished", deliveryId, job: {id, type, status, error, outputUrl,
     /// …}}`, header `Reelgraph-Signature: t=…,v1=…` (HMAC-SHA256 of `"<t>.<body>"` with
-    /// `me { webhookSecret }`). An absolute http(s) URL, at most 2048 bytes.
+    /// `me { webhookSecret }`). An absolute http(s) URL, at most 2048 bytes; a
+    /// non-public IP address is refused unless the server allows private callbacks.
     pub callback_url: Option<String>,
 }
 
@@ -188,7 +189,13 @@ impl RenderMutation {
         let callback = input
             .callback_url
             .as_deref()
-            .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
+            .map(|url| {
+                crate::jobs::webhooks::validate_callback_url(
+                    "input.callbackUrl",
+                    url,
+                    state.config.webhook_allow_private,
+                )
+            })
             .transpose()?;
         if let Some(key) = &input.idempotency_key {
             queue::check_idempotency_key("input.idempotencyKey", key)?;

@@ -353,7 +353,13 @@ impl ShortMutation {
         let callback = input
             .callback_url
             .as_deref()
-            .map(|url| crate::jobs::webhooks::validate_callback_url("input.callbackUrl", url))
+            .map(|url| {
+                crate::jobs::webhooks::validate_callback_url(
+                    "input.callbackUrl",
+                    url,
+                    state(ctx)?.config.webhook_allow_private,
+                )
+            })
             .transpose()?;
         if let Some(key) = &input.idempotency_key {
             queue::check_idempotency_key("input.idempotencyKey", key)?;

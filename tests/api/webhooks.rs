@@ -252,17 +252,66 @@ async fn a_finished_render_is_posted_to_its_callback_signed_and_retried(backend:
     );
 }
 
-/// By default a callback that resolves to a non-public address is never called: the delivery
-/// fails at once, saying why (the render itself is unaffected).
+/// By default a callback to a non-public address is never called. One written as an address
+/// is refused by the mutation, and nothing is queued. One found to be such an address only
+/// when it is delivered (a name whose DNS changed; here, a job whose stored callback was
+/// rewritten before a worker ran it) fails its delivery at once, saying why, and the render
+/// itself is unaffected.
 async fn callbacks_to_private_addresses_are_refused_by_default(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let (url, inbox) = receiver(&[]).await;
     let owner = app.register("internal@example.com").await;
+    for private in [url.as_str(), "http://2130706433:9/x", "http://[::1]/x"] {
+        let body = app
+            .gql(Some(&owner.access_token), RENDER, tiny_render(private))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{private}: {body}");
+        assert_eq!(error_field(&body), "input.callbackUrl", "{body}");
+    }
+    let none = app
+        .ok(
+            Some(&owner.access_token),
+            "{ jobs { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(none["jobs"]["totalCount"], 0, "nothing queued");
+
     let data = app
-        .ok(Some(&owner.access_token), RENDER, tiny_render(&url))
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            tiny_render("http://93.184.215.14/hook"),
+        )
         .await;
     let job_id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    let row = entity::job::Entity::find_by_id(job_id.parse::<uuid::Uuid>().expect("uuid"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("job");
+    let mut input = row.input.clone();
+    assert_eq!(
+        input["callback_url"], "http://93.184.215.14/hook",
+        "{input}"
+    );
+    input["callback_url"] = json!(url);
+    entity::job::Entity::update_many()
+        .col_expr(
+            entity::job::Column::Input,
+            sea_orm::sea_query::Expr::value(input),
+        )
+        .filter(entity::job::Column::Id.eq(row.id))
+        .exec(&app.state.db)
+        .await
+        .expect("rewritten");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = tokio::spawn(reelgraph::app::worker_pool(&app.state).run(stop.clone()));
     let ended = deliveries(&app, &owner).await;
+    stop.cancel();
+    workers.await.expect("the workers stopped");
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0]["status"], "FAILED");
     assert_eq!(ended[0]["attempts"], 1, "not retried");
