@@ -70,10 +70,17 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// A cue's text for SubRip: its non-blank lines, trimmed, with `-->` defused (a blank line or
 /// a timing line inside the text would start a cue of its own).
 pub(crate) fn srt_text(text: &str) -> String {
-    lines(text)
-        .map(|l| l.replace("-->", "->"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines(text).map(defused).collect::<Vec<_>>().join("\n")
+}
+
+/// `text` with no `-->` left in it. One pass of `replace` is not enough: it makes `--->` into
+/// `-->`.
+fn defused(text: &str) -> String {
+    let mut text = text.replace("-->", "->");
+    while text.contains("-->") {
+        text = text.replace("-->", "->");
+    }
+    text
 }
 
 /// A cue's text for an ASS dialogue line (burned into shorts by libass), shown as written:
@@ -147,7 +154,7 @@ pub fn srt(segments: &[Segment]) -> String {
             timestamp(segment.end, ',')
         ));
         if let Some(speaker) = &segment.speaker {
-            out.push_str(&format!("{}: ", speaker.replace("-->", "->")));
+            out.push_str(&format!("{}: ", defused(speaker)));
         }
         out.push_str(&srt_text(&segment.text));
         out.push('\n');
@@ -216,5 +223,21 @@ mod tests {
             srt(&[speaker]),
             "1\n00:00:00,000 --> 00:00:01,000\n00:00:00,000 -> 09:00:00,000: hi\n"
         );
+    }
+
+    /// However many dashes lead the arrow: `--->` made into `-->` by one pass of `replace`
+    /// was a timing line again, in a speaker or in the text.
+    #[test]
+    fn no_arrow_of_a_timing_line_is_left_in_a_cue() {
+        for arrow in ["--->", "---->", "------>", "-->>", "<!--->"] {
+            let segment = Segment {
+                start: 0.0,
+                end: 1.0,
+                text: format!("hi\n2\n00:00:00,000 {arrow} 99:00:00,000\nFAKE CUE"),
+                speaker: Some(format!("00:00:00,000 {arrow} 09:00:00,000")),
+            };
+            let file = srt(&[segment]);
+            assert_eq!(file.matches("-->").count(), 1, "only the cue's own: {file}");
+        }
     }
 }

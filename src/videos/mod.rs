@@ -153,7 +153,8 @@ impl Video {
     async fn key_moments(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::content::KeyMoment>> {
         Box::pin(async move { crate::content::key_moments_of(ctx, &self.0).await }).await
     }
-    /// Number of highlight candidates (batched across a page of videos).
+    /// Number of the video's highlights, whatever their status (batched across a page of
+    /// videos).
     async fn highlight_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
         Box::pin(async move {
             Ok(loaders(ctx)?
