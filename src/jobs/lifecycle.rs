@@ -353,22 +353,10 @@ async fn all_children_done(
                 tracing::error!(job_id = %parent.id, error = %err, "a waiting job's next step cannot be read");
                 let error = "its next step could not be read (written by another version of \
                              the server); retry the job";
-                let rows = job::Entity::update_many()
+                let failed = job::Entity::update_many()
                     .col_expr(job::Column::Status, Expr::val(JobStatus::Failed))
-                    .col_expr(job::Column::Error, Expr::val(error))
-                    .col_expr(job::Column::FinishedAt, Expr::val(now))
-                    .col_expr(job::Column::UpdatedAt, Expr::val(now))
-                    .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
-                    .filter(job::Column::Id.eq(parent.id))
-                    .filter(job::Column::Status.eq(JobStatus::Waiting))
-                    .exec_with_returning(txn)
-                    .await?;
-                let Some(failed) = rows.into_iter().next() else {
-                    return Ok(None);
-                };
-                events.push(event_of(&failed));
-                record_end(txn, &failed, None, Some(error), events).await?;
-                return Ok(Some(failed));
+                    .col_expr(job::Column::Error, Expr::val(error));
+                return end_waiting(txn, parent.id, failed, Some(error), events).await;
             }
         },
     };
@@ -394,7 +382,7 @@ async fn all_children_done(
         events.extend(rows.iter().map(event_of));
         return Ok(None);
     }
-    let rows = job::Entity::update_many()
+    let done = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::val(JobStatus::Done))
         .col_expr(job::Column::Progress, Expr::val(1.0))
         .col_expr(
@@ -404,20 +392,35 @@ async fn all_children_done(
         .col_expr(
             job::Column::OutputRef,
             Expr::val(last_child.and_then(|c| c.output_ref.clone())),
-        )
+        );
+    end_waiting(txn, parent.id, done, None, events).await
+}
+
+/// Ends the waiting job `id` with `update` (its status and what goes with it), when it is
+/// still waiting: stamps and versions it, records the end (`note` in its transition).
+/// Returns the ended job.
+async fn end_waiting(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    update: sea_orm::UpdateMany<job::Entity>,
+    note: Option<&str>,
+    events: &mut Vec<JobEvent>,
+) -> AppResult<Option<job::Model>> {
+    let now = Utc::now();
+    let rows = update
         .col_expr(job::Column::FinishedAt, Expr::val(now))
         .col_expr(job::Column::UpdatedAt, Expr::val(now))
         .col_expr(job::Column::Seq, Expr::col(job::Column::Seq).add(1))
-        .filter(job::Column::Id.eq(parent.id))
+        .filter(job::Column::Id.eq(id))
         .filter(job::Column::Status.eq(JobStatus::Waiting))
         .exec_with_returning(txn)
         .await?;
-    let Some(done) = rows.into_iter().next() else {
+    let Some(ended) = rows.into_iter().next() else {
         return Ok(None);
     };
-    events.push(event_of(&done));
-    record_end(txn, &done, None, None, events).await?;
-    Ok(Some(done))
+    events.push(event_of(&ended));
+    record_end(txn, &ended, None, note, events).await?;
+    Ok(Some(ended))
 }
 
 /// Cancels a job's unfinished descendants (and the job itself when `include_root`): queued

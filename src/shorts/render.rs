@@ -567,15 +567,13 @@ fn reframe(width: u32, height: u32) -> String {
 mod tests {
     use super::*;
 
-    /// The first frame of lavfi `source` reframed as a `width`×`height` short, as raw RGB.
-    async fn reframed(source: &str, (width, height): (u32, u32)) -> Vec<u8> {
+    /// The first frame of lavfi `source` through `filter`, as raw RGB.
+    async fn first_frame(source: &str, filter: &str) -> Vec<u8> {
         let tools = ffmpeg::check()
             .await
             .expect("ffmpeg is installed (scripts/test installs it)");
         let output = tokio::process::Command::new(&tools.ffmpeg)
-            .args(["-v", "error", "-f", "lavfi", "-i", source])
-            .arg("-vf")
-            .arg(reframe(width, height))
+            .args(["-v", "error", "-f", "lavfi", "-i", source, "-vf", filter])
             .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .output()
             .await
@@ -585,12 +583,14 @@ mod tests {
             "{source}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert_eq!(
-            output.stdout.len(),
-            (width * height * 3) as usize,
-            "{source}"
-        );
         output.stdout
+    }
+
+    /// The first frame of lavfi `source` reframed as a `width`×`height` short, as raw RGB.
+    async fn reframed(source: &str, (width, height): (u32, u32)) -> Vec<u8> {
+        let frame = first_frame(source, &reframe(width, height)).await;
+        assert_eq!(frame.len(), (width * height * 3) as usize, "{source}");
+        frame
     }
 
     /// A short shows the centre of its source at the short's size, whatever the source's
@@ -708,33 +708,11 @@ mod tests {
 
     /// The first frame of a 320×180 black picture with `script` burned in, as raw RGB.
     async fn burned_frame(script: &str) -> Vec<u8> {
-        let tools = ffmpeg::check()
-            .await
-            .expect("ffmpeg is installed (scripts/test installs it)");
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("captions.ass");
         std::fs::write(&file, script).expect("written");
-        let output = tokio::process::Command::new(&tools.ffmpeg)
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "color=black:s=320x180:d=1",
-            ])
-            .arg("-vf")
-            .arg(format!("subtitles=filename='{}'", filter_path(&file)))
-            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .output()
-            .await
-            .expect("ffmpeg runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
+        let filter = format!("subtitles=filename='{}'", filter_path(&file));
+        first_frame("color=black:s=320x180:d=1", &filter).await
     }
 
     async fn burned(text: &str) -> Vec<u8> {
