@@ -73,14 +73,24 @@ pub(crate) fn srt_text(text: &str) -> String {
     lines(text).map(defused).collect::<Vec<_>>().join("\n")
 }
 
-/// `text` with no `-->` left in it. One pass of `replace` is not enough: it makes `--->` into
-/// `-->`.
+/// `text` with no `-->` left in it: every run of dashes before a `>` becomes one dash. One
+/// pass of `replace("-->", "->")` is not enough (it makes `--->` into `-->`), and one pass per
+/// dash would take quadratic time on a long run.
 fn defused(text: &str) -> String {
-    let mut text = text.replace("-->", "->");
-    while text.contains("-->") {
-        text = text.replace("-->", "->");
+    let mut out = String::with_capacity(text.len());
+    let mut dashes = 0;
+    for c in text.chars() {
+        if c == '-' {
+            dashes += 1;
+            continue;
+        }
+        let kept = if c == '>' { dashes.min(1) } else { dashes };
+        out.extend(std::iter::repeat_n('-', kept));
+        dashes = 0;
+        out.push(c);
     }
-    text
+    out.extend(std::iter::repeat_n('-', dashes));
+    out
 }
 
 /// A cue's text for an ASS dialogue line (burned into shorts by libass), shown as written:
@@ -229,7 +239,8 @@ mod tests {
     /// was a timing line again, in a speaker or in the text.
     #[test]
     fn no_arrow_of_a_timing_line_is_left_in_a_cue() {
-        for arrow in ["--->", "---->", "------>", "-->>", "<!--->"] {
+        let long = format!("{}>", "-".repeat(100_000));
+        for arrow in ["--->", "---->", "------>", "-->>", "<!--->", long.as_str()] {
             let segment = Segment {
                 start: 0.0,
                 end: 1.0,
@@ -239,5 +250,7 @@ mod tests {
             let file = srt(&[segment]);
             assert_eq!(file.matches("-->").count(), 1, "only the cue's own: {file}");
         }
+        let plain = "well -- maybe - so -> a-b --";
+        assert_eq!(defused(plain), plain, "dashes that make no arrow stay");
     }
 }

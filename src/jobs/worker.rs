@@ -169,6 +169,8 @@ impl WorkerPool {
             if (free.work > 0 || free.deliveries > 0) && look {
                 look = false;
                 polled = false;
+                // Before the claim: each lease it takes runs from then by this clock.
+                let claiming = tokio::time::Instant::now();
                 let claimed = tokio::select! {
                     claimed = queue::claim_slots(&self.db, &self.id, free, self.settings.lease, Some(&self.known)) => claimed,
                     () = shutdown.cancelled() => break,
@@ -186,7 +188,7 @@ impl WorkerPool {
                             let delivery = job.job_type == super::webhooks::JOB_TYPE;
                             let task = tasks.spawn(async move {
                                 let id = job.id;
-                                pool.run_job(job, notify, release).await;
+                                pool.run_job(job, claiming, notify, release).await;
                                 lock(&running).remove(&id);
                             });
                             if delivery {
@@ -340,7 +342,13 @@ impl WorkerPool {
         }
     }
 
-    async fn run_job(&self, job: job::Model, nudge: Arc<Notify>, release: CancellationToken) {
+    async fn run_job(
+        &self,
+        job: job::Model,
+        claimed: tokio::time::Instant,
+        nudge: Arc<Notify>,
+        release: CancellationToken,
+    ) {
         let Some(lease) = Lease::of(&job) else { return };
         let job_type = job.job_type.clone();
         let started = std::time::Instant::now();
@@ -362,7 +370,7 @@ impl WorkerPool {
         };
         let cancel = CancellationToken::new();
         let ctx = JobContext::new(job, lease, self, cancel.clone());
-        let heartbeat = self.heartbeat(lease, nudge, cancel.clone());
+        let heartbeat = self.heartbeat(lease, claimed, nudge, cancel.clone());
         // A handler that panics fails its job (not retried: it would panic again), instead of
         // ending this task with the job left to the reaper, which would run it again on every
         // attempt and fail it as a worker that stopped answering.
@@ -469,17 +477,28 @@ impl WorkerPool {
     /// Extends the lease every heartbeat (or at once when nudged by an event), until the job
     /// is cancelled or the lease is lost. Never returns otherwise.
     ///
-    /// A lease that heartbeats failed to extend (the database unreachable, a partition) is
-    /// lost once it has run out by this process's clock, counted from before the last
-    /// extension that succeeded (the claim's, at first): by then another worker may have the
-    /// job, and this one must stop writing its files.
-    async fn heartbeat(&self, lease: Lease, nudge: Arc<Notify>, cancel: CancellationToken) -> Beat {
-        let mut held_until = tokio::time::Instant::now() + self.settings.lease;
+    /// A lease that heartbeats fail to extend (the database unreachable, a partition) is taken
+    /// as lost once it has run out by this process's clock, counted from before the last
+    /// extension that succeeded (the claim, at first): by then the reaper may have given the
+    /// job to another worker, and this one must stop writing its files. A heartbeat that is
+    /// only slow loses nothing: it says whether the lease is still ours when it succeeds. One
+    /// that takes a whole lease counts as failed.
+    async fn heartbeat(
+        &self,
+        lease: Lease,
+        claimed: tokio::time::Instant,
+        nudge: Arc<Notify>,
+        cancel: CancellationToken,
+    ) -> Beat {
+        let mut held_until = claimed + self.settings.lease;
+        // Whether the last heartbeat failed: the lease then runs out at `held_until`, unless
+        // one succeeds before.
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.settings.heartbeat) => {}
                 () = nudge.notified() => {}
-                () = tokio::time::sleep_until(held_until) => {
+                () = tokio::time::sleep_until(held_until), if failing => {
                     tracing::warn!(
                         job_id = %lease.job_id,
                         "the lease ran out while heartbeats failed; stopping the job"
@@ -488,26 +507,31 @@ impl WorkerPool {
                 }
             }
             let asked = tokio::time::Instant::now();
-            // Nor while a heartbeat waits (on a lock, an unanswered connection) past it.
             let beat = queue::heartbeat(&self.db, lease, self.settings.lease);
-            let Ok(beat) = tokio::time::timeout_at(held_until, beat).await else {
-                tracing::warn!(
-                    job_id = %lease.job_id,
-                    "the lease ran out while a heartbeat waited; stopping the job"
-                );
-                return Beat::Lost;
-            };
-            match beat {
-                Ok(Some(row)) if row.cancel_requested => {
+            let failure = match tokio::time::timeout(self.settings.lease, beat).await {
+                Ok(Ok(Some(row))) if row.cancel_requested => {
                     cancel.cancel();
                     return Beat::Cancelled;
                 }
-                Ok(Some(_)) => held_until = asked + self.settings.lease,
-                Ok(None) => return Beat::Lost,
-                Err(err) => {
-                    tracing::warn!(job_id = %lease.job_id, error = ?err, "heartbeat failed; retrying")
+                Ok(Ok(Some(_))) => {
+                    held_until = asked + self.settings.lease;
+                    failing = false;
+                    continue;
                 }
+                Ok(Ok(None)) => return Beat::Lost,
+                Ok(Err(err)) => format!("{err:?}"),
+                Err(_) => "it took as long as a lease".to_owned(),
+            };
+            if tokio::time::Instant::now() >= held_until {
+                tracing::warn!(
+                    job_id = %lease.job_id,
+                    error = %failure,
+                    "the lease ran out while heartbeats failed; stopping the job"
+                );
+                return Beat::Lost;
             }
+            failing = true;
+            tracing::warn!(job_id = %lease.job_id, error = %failure, "heartbeat failed; retrying");
         }
     }
 }

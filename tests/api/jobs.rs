@@ -2075,7 +2075,7 @@ async fn a_parent_whose_next_step_cannot_be_read_fails(backend: Backend) {
         &app,
         &owner,
         "diagnostics.fanout",
-        json!({ "children": 2, "child_ms": 1500 }),
+        json!({ "children": 2, "child_ms": 4000 }),
         3,
     )
     .await;
@@ -2096,12 +2096,16 @@ async fn a_parent_whose_next_step_cannot_be_read_fails(backend: Backend) {
     let mut output = waiting.output.clone().expect("the next step is stored");
     assert!(output["continuation"].is_object(), "{output}");
     output["continuation"] = json!({ "stored_as": "a later version's step" });
-    job::Entity::update_many()
+    // Only while it still waits for both children (they take 4 s each).
+    let rewritten = job::Entity::update_many()
         .col_expr(job::Column::Output, sea_orm::sea_query::Expr::value(output))
         .filter(job::Column::Id.eq(id))
+        .filter(job::Column::Status.eq(JobStatus::Waiting))
+        .filter(job::Column::PendingChildren.eq(2))
         .exec(db)
         .await
         .expect("rewritten");
+    assert_eq!(rewritten.rows_affected, 1, "rewritten while it waited");
     let ended = wait_for(
         &app,
         &owner.access_token,
