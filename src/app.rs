@@ -16,7 +16,7 @@ use crate::{
     auth::{password, tokens::TokenKeys},
     config::ServeArgs,
     db,
-    graphql::build_schema,
+    graphql::Schemas,
     http,
     jobs::{EventBus, handlers::Registry, worker::WorkerPool},
     metrics::Metrics,
@@ -71,7 +71,7 @@ impl Application {
                 tracing::error!("rendering and media processing are unavailable: {problem}")
             }
         }
-        let schema = build_schema(&state.config, Some(state.clone()));
+        let schema = Schemas::new(&state.config, Some(state.clone()));
         let router = http::router(state.clone(), schema);
         let workers = (!args.no_worker).then(|| worker_pool(&state));
         Ok(Self {

@@ -30,7 +30,7 @@ use crate::{
     auth,
     error::AppError,
     graphql::{
-        AppSchema,
+        Schemas,
         documents::{DocumentCache, ParsedDocument},
         inputs,
         loaders::new_loaders,
@@ -48,7 +48,7 @@ const MAX_BATCH: usize = 10;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub schema: AppSchema,
+    pub schema: Schemas,
     /// Timings and limits of GraphQL over WebSocket.
     pub ws: WsSettings,
     /// Parsed documents by query text.
@@ -57,12 +57,12 @@ pub struct HttpState {
     pub persisted: Arc<PersistedQueries>,
 }
 
-pub fn router(app: AppState, schema: AppSchema) -> Router {
+pub fn router(app: AppState, schema: Schemas) -> Router {
     router_with(app, schema, WsSettings::default())
 }
 
 /// The router with explicit WebSocket settings (tests shorten the timeouts).
-pub fn router_with(app: AppState, schema: AppSchema, ws: WsSettings) -> Router {
+pub fn router_with(app: AppState, schema: Schemas, ws: WsSettings) -> Router {
     let config = app.config.clone();
     let counters = app.metrics.clone();
     let listed = config.listed_origins();
@@ -584,6 +584,9 @@ async fn run(
     let in_order = documents
         .iter()
         .any(|parsed| parsed.as_ref().is_none_or(|p| p.query_fields.is_none()));
+    let introspects = documents
+        .iter()
+        .any(|parsed| parsed.as_ref().is_none_or(|p| p.measured.shape.introspects));
     let mut requests = requests;
     let batch = if single && requests.len() == 1 {
         BatchRequest::Single(requests.remove(0))
@@ -604,15 +607,16 @@ async fn run(
         .data(loaders)
         .data(content_loaders)
         .data(client_info(&state.app, headers, peer));
+    let schema = state.schema.running(introspects);
     let mut responses = match batch {
         BatchRequest::Batch(requests) if in_order => {
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(state.schema.execute(request).await);
+                responses.push(schema.execute(request).await);
             }
             responses
         }
-        batch => match state.schema.execute_batch(batch).await {
+        batch => match schema.execute_batch(batch).await {
             async_graphql::BatchResponse::Single(one) => vec![one],
             async_graphql::BatchResponse::Batch(many) => many,
         },

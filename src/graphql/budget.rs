@@ -12,13 +12,21 @@
 //! a query's answer is that one `QUERY_TOO_COMPLEX` error with no data ([`collapse`]), not the
 //! lists that fitted beside an error for each that did not (a nested document of lists of
 //! lists answered 17,000 errors in 9 MB). A mutation's answer keeps what it wrote.
+//!
+//! Introspection's lists (`__Schema.types`, `__Type.fields`, …) count too ([`Introspection`]):
+//! 1,249 aliases of `__schema { types { fields { description } } }`, 60 KB of query, answered
+//! 37 MB, and a batch of ten 367 MB; nesting `fields { type { ofType { fields … } } }`
+//! multiplies the lists at each level.
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use async_graphql::{Context, Response, Value};
+use async_graphql::{
+    Context, Response, ServerResult, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -65,6 +73,50 @@ impl ListBudget {
 /// holds the two together).
 const OVERRUN: &str = "this request returns more than 50000 items of lists (transcripts, key \
      moments, highlights, shorts, members): ask for fewer at once";
+
+/// Counts the items of every introspection list against the request's [`ListBudget`], as
+/// they resolve; once the budget is overrun, each introspection list left fails without
+/// resolving (so the work done stays near the budget however the lists nest). On the schema
+/// that runs documents reading `__schema` or `__type` only ([`super::Schemas`]): an
+/// extension's hook wraps every field and list item it resolves, which the data path should
+/// not pay for.
+pub struct Introspection;
+
+impl ExtensionFactory for Introspection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Introspection)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Introspection {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let budget = match ctx.data_opt::<Arc<ListBudget>>() {
+            Some(budget) if info.parent_type.starts_with("__") => budget.clone(),
+            _ => return next.run(ctx, info).await,
+        };
+        let at = info.field.name.pos;
+        let over = move || {
+            async_graphql::Error::from(AppError::TooComplex(OVERRUN.to_owned()))
+                .into_server_error(at)
+        };
+        if budget.overrun.load(Ordering::Relaxed) {
+            return Err(over());
+        }
+        let value = next.run(ctx, info).await?;
+        if let Some(Value::List(items)) = &value
+            && !budget.spend(items.len())
+        {
+            return Err(over());
+        }
+        Ok(value)
+    }
+}
 
 impl Default for ListBudget {
     fn default() -> Self {

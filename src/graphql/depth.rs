@@ -39,6 +39,10 @@ pub struct Shape {
     pub expanded_selections: u64,
     /// [`nesting`]. Past [`MAX_NESTING`] nothing else is measured.
     pub nesting: usize,
+    /// Whether it reads the schema (`__schema` or `__type`, in an operation or a fragment),
+    /// and so must run where introspection lists count against the request's list budget
+    /// ([`super::Schemas`]).
+    pub introspects: bool,
 }
 
 impl Shape {
@@ -63,6 +67,7 @@ impl Shape {
                 .expanded_selections
                 .saturating_add(other.expanded_selections),
             nesting: self.nesting.max(other.nesting),
+            introspects: self.introspects || other.introspects,
         }
     }
 }
@@ -357,7 +362,8 @@ impl<'a> Walker<'a> {
             let shape = match &item.node {
                 Selection::Field(field) => {
                     let inner = self.set(&field.node.selection_set.node);
-                    let introspection = field.node.name.node.starts_with("__");
+                    let name = field.node.name.node.as_str();
+                    let introspection = name.starts_with("__");
                     Shape {
                         data_depth: if introspection {
                             1
@@ -366,6 +372,7 @@ impl<'a> Walker<'a> {
                         },
                         expanded_selections: inner.expanded_selections.saturating_add(1),
                         nesting: 0,
+                        introspects: inner.introspects || matches!(name, "__schema" | "__type"),
                     }
                 }
                 Selection::InlineFragment(fragment) => {
@@ -426,6 +433,29 @@ mod tests {
 
     fn depth(query: &str) -> usize {
         shape(&async_graphql::parser::parse_query(query).expect("parses")).data_depth
+    }
+
+    #[test]
+    fn reading_the_schema_is_seen_wherever_it_is_written() {
+        let introspects =
+            |q: &str| shape(&async_graphql::parser::parse_query(q).expect("parses")).introspects;
+        assert!(introspects("{ __schema { types { name } } }"));
+        assert!(introspects(
+            "{ me { id } t: __type(name: \"Video\") { name } }"
+        ));
+        assert!(introspects(
+            "{ ...F } fragment F on QueryRoot { __schema { __typename } }"
+        ));
+        assert!(introspects(
+            "{ ... on QueryRoot { __type(name: \"A\") { name } } }"
+        ));
+        assert!(introspects(
+            "query A { me { id } } query B { __schema { __typename } }"
+        ));
+        assert!(!introspects("{ __typename me { __typename id } }"));
+        assert!(!introspects(
+            "{ me { id } } fragment F on User { __typename }"
+        ));
     }
 
     #[test]

@@ -709,6 +709,7 @@ mod tests {
                 data_depth: 1,
                 expanded_selections: 1,
                 nesting: 1,
+                introspects: false,
             },
             depths: &[],
         })
@@ -749,6 +750,7 @@ mod tests {
                     data_depth,
                     expanded_selections: 1,
                     nesting: 1,
+                    introspects: false,
                 },
                 depths: &[],
             })

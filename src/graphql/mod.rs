@@ -161,6 +161,13 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// Builds the schema. The server, the tests and `reelgraph schema` all use this one function,
 /// so the committed SDL is exactly what is served.
 pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
+    build(config, state).finish()
+}
+
+fn build(
+    config: &Config,
+    state: Option<AppState>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -174,7 +181,37 @@ pub fn build_schema(config: &Config, state: Option<AppState>) -> AppSchema {
     if let Some(state) = state {
         builder = builder.data(state);
     }
-    builder.finish()
+    builder
+}
+
+/// The schema as it runs each document: one that reads `__schema` or `__type` runs where
+/// introspection lists count against the request's list budget ([`budget::Introspection`]);
+/// every other runs without that hook on each field.
+#[derive(Clone)]
+pub struct Schemas {
+    data: AppSchema,
+    introspection: AppSchema,
+}
+
+impl Schemas {
+    pub fn new(config: &Config, state: Option<AppState>) -> Self {
+        Self {
+            data: build_schema(config, state.clone()),
+            introspection: build(config, state)
+                .extension(budget::Introspection)
+                .finish(),
+        }
+    }
+
+    /// The schema to run documents of this shape: `introspects` when any of them (or one not
+    /// measured) reads `__schema` or `__type`.
+    pub fn running(&self, introspects: bool) -> &AppSchema {
+        if introspects {
+            &self.introspection
+        } else {
+            &self.data
+        }
+    }
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.

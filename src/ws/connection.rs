@@ -433,6 +433,7 @@ impl Connection {
             false => viewer,
         });
         let measured = document.as_deref().map(crate::graphql::inputs::measure);
+        let introspects = measured.as_ref().is_none_or(|m| m.shape.introspects);
         let facts = document
             .as_deref()
             .zip(measured.as_ref())
@@ -508,6 +509,7 @@ impl Connection {
             self.setup
                 .state
                 .schema
+                .running(introspects)
                 .execute_stream(request)
                 .map(move |mut response| {
                     let mutation = document.as_ref().is_none_or(|d| {

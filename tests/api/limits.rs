@@ -968,7 +968,70 @@ async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
     );
 }
 
+/// Introspection's lists count against the list budget: aliases of a whole-schema walk (60 KB of
+/// query) built 37 MB of answer, and a batch of ten 367 MB. The standard introspection query,
+/// ten times in one batch, still fits.
+async fn aliases_of_introspection_lists_run_out_of_list_items(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let aliases = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!(" a{i}: __schema {{ types {{ fields {{ description }} }} }}"))
+            .collect()
+    };
+    let walk = |n: usize| format!("{{{} }}", aliases(n));
+    let data = app.ok(None, &walk(2), json!({})).await;
+    let types = data["a1"]["types"].as_array().expect("types");
+    let items: usize = types.len()
+        + types
+            .iter()
+            .filter_map(|t| t["fields"].as_array())
+            .map(Vec::len)
+            .sum::<usize>();
+    assert!(items > 400, "a whole-schema walk lists {items} items");
+    // Enough aliases for twice the budget.
+    let over = 2 * 50_000 / items + 1;
+    let body = app.gql(None, &walk(over), json!({})).await;
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{}", body["errors"]);
+    assert!(body["data"].is_null(), "no half answer");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1));
+    // Through a fragment, and in a batch beside a data query, the same.
+    let fragment = format!("{{ ...W }} fragment W on QueryRoot {{{} }}", aliases(over));
+    let standard = json!({ "query": include_str!("fixtures/introspection.graphql") });
+    let answers: serde_json::Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!([{ "query": fragment }, { "query": "{ me { id } }" }]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        error_code(&answers[0]),
+        "QUERY_TOO_COMPLEX",
+        "{}",
+        answers[0]
+    );
+    assert!(answers[1]["errors"].is_null(), "{}", answers[1]);
+    let answers: serde_json::Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!(vec![standard; 10]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    for answer in answers.as_array().expect("a batch answer") {
+        assert!(answer["errors"].is_null(), "{}", answer["errors"]);
+        assert!(answer["data"]["__schema"]["types"].is_array());
+    }
+}
+
 both_backends!(
+    aliases_of_introspection_lists_run_out_of_list_items,
     aliases_of_whole_lists_run_out_of_list_items,
     fields_under_one_key_must_be_one_field,
     deep_and_expensive_queries_are_rejected_before_running,

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 use chrono::Utc;
 use entity::{JobKind, JobStatus, UserRole, job};
 use futures_util::{SinkExt, StreamExt};
-use reelgraph::{graphql::build_schema, http::router_with, ws::WsSettings};
+use reelgraph::{graphql::Schemas, http::router_with, ws::WsSettings};
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -191,7 +191,7 @@ async fn with_fast_pings(app: &TestApp) -> String {
 
 /// Serves `app`'s state on a second port with other WebSocket settings; returns its ws URL.
 async fn serve_with(app: &TestApp, settings: WsSettings) -> String {
-    let schema = build_schema(&app.state.config, Some(app.state.clone()));
+    let schema = Schemas::new(&app.state.config, Some(app.state.clone()));
     let router = router_with(app.state.clone(), schema, settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -535,6 +535,24 @@ async fn resolver_errors_travel_in_next_with_their_code() {
         "401 more errors left out (an answer lists at most 100)"
     );
     assert_eq!(errors[99]["extensions"]["code"], "BAD_USER_INPUT");
+
+    // Introspection's lists count against the list budget here too: one error (of the whole
+    // request, as over HTTP: no data), and no `complete`.
+    let walks: String = (0..400)
+        .map(|i| format!(" a{i}: __schema {{ types {{ fields {{ name }} }} }}"))
+        .collect();
+    client
+        .subscribe("walks", &format!("{{{walks} }}"), json!({}))
+        .await;
+    let error = client.recv().await;
+    let head: String = error.to_string().chars().take(300).collect();
+    assert_eq!(error["type"], "error", "{head}");
+    assert_eq!(error["payload"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"],
+        "QUERY_TOO_COMPLEX"
+    );
+    client.round_trip().await;
 
     // A subscription that needs a user, asked anonymously.
     client.subscribe("2", JOBS_UPDATED, json!({})).await;
