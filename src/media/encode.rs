@@ -73,10 +73,10 @@ pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
     let (Some(width), Some(height)) = (probe.width, probe.height) else {
         return Err("the file is not a video: its picture has no size".to_owned());
     };
-    let duration = probe
-        .duration_secs
-        .or(probe.video_duration_secs)
-        .filter(|d| d.is_finite() && *d > 0.0);
+    // The container's duration, or the picture's where the container gives none that can be
+    // (`0.000000` or `nan` from some muxers).
+    let usable = |d: Option<f64>| d.filter(|d| d.is_finite() && *d > 0.0);
+    let duration = usable(probe.duration_secs).or(usable(probe.video_duration_secs));
     let Some(duration_secs) = duration else {
         return Err("the file is not a video: it has no duration".to_owned());
     };
@@ -164,7 +164,7 @@ pub fn thumbnail_args(input: &Path, at: f64, output: &Path) -> Vec<String> {
         "-i".into(),
         input.display().to_string(),
         "-map".into(),
-        "0:v:0".into(),
+        "0:V:0".into(),
         "-frames:v".into(),
         "1".into(),
         "-vf".into(),
@@ -175,7 +175,8 @@ pub fn thumbnail_args(input: &Path, at: f64, output: &Path) -> Vec<String> {
     ]
 }
 
-/// The 720p proxy: first video and (if any) first audio stream, H.264 in yuv420p and stereo
+/// The 720p proxy: first video (`V`: not a cover picture, as [`crate::render::ffmpeg::probe`]
+/// reads it) and (if any) first audio stream, H.264 in yuv420p and stereo
 /// AAC, `faststart` so players can begin before the download ends; subtitles, data streams
 /// and metadata (which may carry location) are left out.
 pub fn proxy_args(input: &Path, output: &Path) -> Vec<String> {
@@ -185,7 +186,7 @@ pub fn proxy_args(input: &Path, output: &Path) -> Vec<String> {
         "-i",
         &input.display().to_string(),
         "-map",
-        "0:v:0",
+        "0:V:0",
         "-map",
         "0:a:0?",
         "-vf",
@@ -394,6 +395,13 @@ mod tests {
         timeless.duration_secs = None;
         timeless.video_duration_secs = Some(0.0);
         assert!(judge(&timeless, "a.mp4").is_err_and(|r| r.contains("no duration")));
+        // A container duration no file has leaves the picture's.
+        for container in [Some(0.0), Some(f64::NAN), Some(-1.0), None] {
+            let mut muxed = video("mov,mp4,m4a,3gp,3g2,mj2");
+            (muxed.duration_secs, muxed.video_duration_secs) = (container, Some(7.5));
+            let facts = judge(&muxed, "a.mp4").expect("a video");
+            assert_eq!(facts.duration_secs, 7.5, "{container:?}");
+        }
     }
 
     #[test]

@@ -337,7 +337,11 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
         .map_err(|e| format!("unexpected ffprobe output: {e}"))?;
     let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
     let streams = json["streams"].as_array().cloned().unwrap_or_default();
-    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    // Not a cover picture (an M4A's album art, a video's poster): ffprobe lists those as
+    // one-frame video streams, so a song with a cover read as a video of that size.
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video" && s["disposition"]["attached_pic"] != 1);
     let fps = video
         .and_then(|v| v["avg_frame_rate"].as_str())
         .and_then(|rate| {

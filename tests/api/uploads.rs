@@ -101,6 +101,33 @@ async fn quarter_turned(bytes: &[u8]) -> Vec<u8> {
     std::fs::read(&turned).expect("read")
 }
 
+/// The sound of `bytes` (an MP4) as an M4A with an album cover (a 100×100 PNG).
+async fn with_cover(bytes: &[u8]) -> Vec<u8> {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let dir = tempfile::tempdir().expect("dir");
+    let (source, song) = (dir.path().join("source.mp4"), dir.path().join("song.m4a"));
+    std::fs::write(&source, bytes).expect("written");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&source)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "color=red:size=100x100:duration=0.1",
+            "-frames:v",
+            "1",
+        ])
+        .args(["-map", "0:a", "-map", "1:v", "-c:a", "copy", "-c:v", "png"])
+        .args(["-disposition:v:0", "attached_pic"])
+        .arg(&song)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "the song was made");
+    std::fs::read(&song).expect("read")
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -439,6 +466,19 @@ async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Bac
     // Completing it again is a conflict: it is no longer waiting for its upload.
     let body = complete(&app, &owner, &id).await;
     assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+
+    // A song with its album cover: ffprobe lists the cover as a one-frame video stream.
+    let song = with_cover(short_source().await).await;
+    let upload = request_ok(&app, &owner, &creator, &song).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    put_presigned(&app, &upload, &song).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "FAILED", "{updates:#?}");
+    assert_eq!(
+        last["error"], "the file is not a video: it has sound but no picture",
+        "{updates:#?}"
+    );
 
     // A playlist whose entries are files on the worker (here a real MP4, standing for
     // another tenant's video) is not read: ffmpeg would follow its file:// segments.
