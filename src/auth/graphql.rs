@@ -74,7 +74,7 @@ impl From<Authenticated> for AuthPayload {
             access_token: a.access_token,
             refresh_token: a.refresh_token,
             expires_at: a.expires_at,
-            user: User(a.user),
+            user: User::signed_in(a.user, a.session_id),
         }
     }
 }

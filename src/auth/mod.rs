@@ -30,6 +30,8 @@ pub struct Authenticated {
     pub refresh_token: String,
     pub expires_at: DateTime<Utc>,
     pub user: user::Model,
+    /// The session the tokens belong to.
+    pub session_id: Uuid,
 }
 
 /// A registration request, already taken apart from its GraphQL input.
@@ -471,6 +473,7 @@ pub async fn refresh(
         refresh_token: refresh,
         expires_at,
         user,
+        session_id: session.id,
     })
 }
 
@@ -695,5 +698,6 @@ fn finish(
         refresh_token,
         expires_at,
         user,
+        session_id: session.id,
     })
 }

@@ -70,7 +70,7 @@ impl VideoConsent {
         let Some(id) = self.0.updated_by else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User::new))
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
@@ -144,7 +144,7 @@ impl ConsentAuditEntry {
         loaders(ctx)?
             .load_one(UserById(self.0.changed_by))
             .await?
-            .map(User)
+            .map(User::new)
             .ok_or(AppError::NotFound("user"))
     }
     /// The address the change came from: for administrators and the one who made it (null

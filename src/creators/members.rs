@@ -37,7 +37,7 @@ impl CreatorMember {
         loaders(ctx)?
             .load_one(UserById(self.0.user_id))
             .await?
-            .map(User)
+            .map(User::new)
             .ok_or(AppError::NotFound("user"))
     }
     /// `OWNER`s manage the team; `MEMBER`s manage the creator's content.

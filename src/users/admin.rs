@@ -68,7 +68,7 @@ pub async fn users(
     let select = user::Entity::find().filter(condition);
     let total = TotalCount::of(db, select.clone());
     let page = fetch_page(db, select, user::Column::Id, true, args).await?;
-    Ok(page.into_connection(|u| u.id, User, total))
+    Ok(page.into_connection(|u| u.id, User::new, total))
 }
 
 /// Changes another account's role or whether it may sign in. Administrators only; an
@@ -144,5 +144,5 @@ pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) ->
         sessions_ended = ended.len(),
         "account changed by an administrator"
     );
-    Ok(User(updated))
+    Ok(User::new(updated))
 }

@@ -25,7 +25,26 @@ use crate::{
 };
 
 /// An account.
-pub struct User(pub user::Model);
+pub struct User(pub user::Model, SignedIn);
+
+/// Who reads a user's own fields (`credits`, `sessions`, `webhookSecret`, …) besides the
+/// caller: the account itself, in the answer of the sign-in that opened this session. A
+/// `login` is sent without a token (or with another account's), and its answer would
+/// otherwise show the account it signed into as a stranger sees it: its own fields null, or
+/// the caller's old session as `current`.
+#[derive(Clone, Copy, Default)]
+pub struct SignedIn(Option<Uuid>);
+
+impl User {
+    pub fn new(row: user::Model) -> Self {
+        Self(row, SignedIn::default())
+    }
+
+    /// The account a sign-in just opened `session_id` for.
+    pub fn signed_in(row: user::Model, session_id: Uuid) -> Self {
+        Self(row, SignedIn(Some(session_id)))
+    }
+}
 
 #[Object]
 impl User {
@@ -40,8 +59,7 @@ impl User {
     /// `rotateWebhookSecret` there is a second `v1` for a while, under the previous secret).
     /// Only for yourself; null on other users.
     async fn webhook_secret(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
-        let viewer = crate::graphql::viewer(ctx)?;
-        if viewer.user().is_none_or(|me| me.id != self.0.id) {
+        if self.own_session(ctx)?.is_none() {
             return Ok(None);
         }
         let state = crate::graphql::state(ctx)?;
@@ -105,14 +123,14 @@ impl User {
         &self,
         ctx: &Context<'_>,
     ) -> AppResult<Option<Vec<crate::auth::graphql::Session>>> {
-        let Some(me) = viewer(ctx)?.user().filter(|me| me.id == self.0.id) else {
+        let Some(current) = self.own_session(ctx)? else {
             return Ok(None);
         };
         crate::graphql::budget::take(ctx, 0)?;
         let db = &state(ctx)?.db;
         Ok(Some(crate::graphql::budget::counted(
             ctx,
-            crate::auth::graphql::live_sessions(db, me.id, Some(me.session_id)).await?,
+            crate::auth::graphql::live_sessions(db, self.0.id, Some(current)).await?,
         )?))
     }
     /// Every change of this user's render credits, newest first (null but for the user
@@ -170,10 +188,20 @@ impl User {
 }
 
 impl User {
-    /// Whether the caller is this user or an administrator.
+    /// The session this user reads its own fields through: the one a sign-in just opened
+    /// ([`SignedIn`]), or the caller's when the caller is this user; `None` for anyone else.
+    fn own_session(&self, ctx: &Context<'_>) -> AppResult<Option<Uuid>> {
+        if let SignedIn(Some(session)) = self.1 {
+            return Ok(Some(session));
+        }
+        let caller = viewer(ctx)?.user().filter(|me| me.id == self.0.id);
+        Ok(caller.map(|me| me.session_id))
+    }
+
+    /// Whether this user reads its own fields ([`Self::own_session`]) or the caller is an
+    /// administrator.
     fn own_or_admin(&self, ctx: &Context<'_>) -> AppResult<bool> {
-        let viewer = viewer(ctx)?;
-        Ok(viewer.user().is_some_and(|u| u.id == self.0.id) || viewer.is_admin())
+        Ok(self.own_session(ctx)?.is_some() || viewer(ctx)?.is_admin())
     }
 }
 
@@ -215,7 +243,7 @@ impl InviteCode {
         let Some(id) = self.created_by else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+        Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User::new))
     }
 }
 
@@ -255,7 +283,7 @@ impl UserQuery {
         };
         let user = loaders(ctx)?.load_one(UserById(auth.id)).await?;
         match user {
-            Some(user) if user.is_active => Ok(Some(User(user))),
+            Some(user) if user.is_active => Ok(Some(User::new(user))),
             _ => Err(AppError::unauthenticated(
                 "account no longer exists or is disabled",
             )),
@@ -413,7 +441,7 @@ impl UserMutation {
             }
         }
         row.updated_at = Set(chrono::Utc::now());
-        Ok(User(row.update(db).await?))
+        Ok(User::new(row.update(db).await?))
     }
 
     /// Changes another account's role or disables it (`isActive: false`) or enables it again.
@@ -445,7 +473,7 @@ impl UserMutation {
         Ok(PasswordReset {
             token: issued.token,
             expires_at: issued.expires_at,
-            user: User(issued.user),
+            user: User::new(issued.user),
         })
     }
 

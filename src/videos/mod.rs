@@ -105,7 +105,7 @@ impl Video {
             {
                 return Ok(None);
             }
-            Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User))
+            Ok(loaders(ctx)?.load_one(UserById(id)).await?.map(User::new))
         })
         .await
     }

@@ -64,6 +64,75 @@ async fn register_login_and_me_work(backend: Backend) {
     assert_eq!(error_field(&body), "email", "{body}");
 }
 
+/// The account a `register`, `login` or `refreshSession` answers with is shown as its own:
+/// sent without a token (or with another account's), its own fields were null (or the other
+/// account's session was `current`), and a client cache took those nulls for the account's.
+async fn a_sign_in_answer_shows_the_account_as_its_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    const OWN: &str = "user { id credits onboardingCompleted notificationPreferences { digestEnabled } \
+                       webhookSecret creditLedger(first: 1) { totalCount } sessions { id current } }";
+    let current = |user: &serde_json::Value| -> Vec<String> {
+        let sessions = user["sessions"].as_array().expect("sessions");
+        sessions
+            .iter()
+            .filter(|s| s["current"] == true)
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let own = |user: &serde_json::Value| {
+        assert!(user["credits"].is_i64(), "{user}");
+        assert_eq!(user["onboardingCompleted"], false, "{user}");
+        assert!(
+            user["notificationPreferences"]["digestEnabled"].is_boolean(),
+            "{user}"
+        );
+        assert!(user["webhookSecret"].is_string(), "{user}");
+        assert!(user["creditLedger"]["totalCount"].is_i64(), "{user}");
+    };
+    let data = app
+        .ok(
+            None,
+            &format!("mutation {{ register(input: {{ email: \"ada@example.com\", password: \"correct horse battery\" }}) {{ accessToken {OWN} }} }}"),
+            json!({}),
+        )
+        .await;
+    let registered = &data["register"]["user"];
+    own(registered);
+    assert_eq!(current(registered).len(), 1, "{registered}");
+
+    // Signed in as Bob, Ada signs in: her answer shows her own fields and her new session.
+    let bob = app.register("bob@example.com").await;
+    let data = app
+        .ok(
+            Some(&bob.access_token),
+            &format!("mutation {{ login(email: \"ada@example.com\", password: \"correct horse battery\") {{ accessToken refreshToken {OWN} }} }}"),
+            json!({}),
+        )
+        .await;
+    let login = &data["login"];
+    own(&login["user"]);
+    let sessions = login["user"]["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 2, "{login}");
+    let token = login["accessToken"].as_str().expect("token");
+    let me = app
+        .ok(Some(token), "{ me { sessions { id current } } }", json!({}))
+        .await;
+    assert_eq!(current(&login["user"]), current(&me["me"]), "{login} {me}");
+    assert_ne!(current(&login["user"]), current(registered));
+
+    // A refresh answers for the session it refreshed.
+    let refresh = login["refreshToken"].as_str().expect("refresh");
+    let data = app
+        .ok(
+            None,
+            &format!("mutation($r: String!) {{ refreshSession(refreshToken: $r) {{ {OWN} }} }}"),
+            json!({ "r": refresh }),
+        )
+        .await;
+    own(&data["refreshSession"]["user"]);
+    assert_eq!(current(&data["refreshSession"]["user"]), current(&me["me"]));
+}
+
 /// A client refreshing in a loop is held back (each refresh adds a row), without losing its
 /// token; the workers' upkeep deletes used refresh tokens after a week and ended sessions
 /// after a month, and leaves live ones alone.
@@ -1417,6 +1486,7 @@ async fn a_session_ended_elsewhere_without_notice_stops_its_tokens(backend: Back
 }
 
 both_backends!(
+    a_sign_in_answer_shows_the_account_as_its_own,
     one_address_cannot_lock_an_account_out,
     a_session_ended_elsewhere_without_notice_stops_its_tokens,
     register_login_and_me_work,
