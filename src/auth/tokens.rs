@@ -148,11 +148,23 @@ impl TokenKeys {
                     }
                     _ => AppError::unauthenticated("invalid access token"),
                 })?;
-        let oldest = (Utc::now() - self.inner.ttl).timestamp() - 60;
-        if claims.iat < oldest {
+        if self.lifetime_ends(&claims) < Utc::now().timestamp() {
             return Err(AppError::unauthenticated("access token expired"));
         }
         Ok(claims)
+    }
+
+    /// When a token with these claims stops being accepted, in unix seconds: at its `exp`, or
+    /// a minute past the lifetime tokens are issued with now, counted from its `iat`, if that
+    /// is sooner (a token issued under a longer lifetime, before a restart lowered it).
+    pub fn valid_until(&self, claims: &Claims) -> i64 {
+        claims.exp.min(self.lifetime_ends(claims))
+    }
+
+    /// A minute past the lifetime tokens are issued with now, from the token's `iat`.
+    fn lifetime_ends(&self, claims: &Claims) -> i64 {
+        let lifetime = self.inner.ttl.num_seconds().saturating_add(60);
+        claims.iat.saturating_add(lifetime)
     }
 }
 

@@ -12,7 +12,8 @@ const TOKEN_KEYS: [&str; 3] = ["authorization", "Authorization", "token"];
 #[derive(Debug)]
 pub struct Caller {
     pub user: AuthUser,
-    /// When the access token expires, in unix seconds.
+    /// When the access token stops being accepted ([`TokenKeys::valid_until`]), in unix
+    /// seconds.
     pub expires_at: i64,
 }
 
@@ -49,13 +50,14 @@ pub fn authenticate(
         _ => raw,
     };
     let claims = tokens.verify(token)?;
+    let expires_at = tokens.valid_until(&claims);
     Ok(Some(Caller {
         user: AuthUser {
             id: claims.sub,
             role: claims.role,
             session_id: claims.sid,
         },
-        expires_at: claims.exp,
+        expires_at,
     }))
 }
 

@@ -118,10 +118,11 @@ pub async fn upgrade(
     let setup = connection::Setup {
         protocol,
         client: client_info(&state.app, &headers, peer),
+        // A header that is not text is a bad credential (as over HTTP), not an absent one:
+        // read loosely, it fails verification and closes the socket with 4403.
         header_authorization: headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         state,
     };
     // Tracked, so that shutdown waits for every socket to send its 1001 close frame.

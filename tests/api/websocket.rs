@@ -855,10 +855,17 @@ async fn a_bad_or_expired_token_closes_with_4403() {
         );
     }
 
-    // A bad header, with no token in the payload to override it.
-    let mut client = Client::connect(&url, Some(TRANSPORT), Some("Bearer forged")).await;
-    client.send(json!({ "type": "connection_init" })).await;
-    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    // A bad header, with no token in the payload to override it; also one that is not text
+    // (it was taken for no header, and the socket for anonymous).
+    for header in ["Bearer forged", "Bearer tökén"] {
+        let mut client = Client::connect(&url, Some(TRANSPORT), Some(header)).await;
+        client.send(json!({ "type": "connection_init" })).await;
+        assert_eq!(
+            client.closed().await,
+            (4403, "Forbidden".to_owned()),
+            "{header}"
+        );
+    }
 
     // The legacy protocol is told why first.
     let mut legacy = Client::connect(&url, Some(LEGACY), None).await;
@@ -902,6 +909,36 @@ async fn an_open_socket_closes_with_4403_when_its_access_token_expires() {
     assert!(
         early <= 1000,
         "closed {early} ms before the token expired (exp is in whole seconds)"
+    );
+
+    // A token issued for a day (under a longer lifetime than the server's 15 minutes) closes
+    // where HTTP stops taking it: a minute past that lifetime from its `iat`, not at its `exp`.
+    let lifetime = i64::try_from(app.state.config.access_token_ttl_secs).expect("lifetime") + 60;
+    let ends_at = Utc::now() + chrono::Duration::seconds(6);
+    let issued = ends_at - chrono::Duration::seconds(lifetime);
+    let long_lived = app
+        .state
+        .tokens
+        .issue_with_times(
+            ada.user_id.parse().expect("user id"),
+            UserRole::Viewer,
+            Uuid::now_v7(),
+            issued,
+            issued + chrono::Duration::days(1),
+        )
+        .map_err(|e| e.public_message())
+        .expect("token");
+    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    client
+        .init(json!({ "authorization": format!("Bearer {long_lived}") }))
+        .await;
+    client.subscribe("1", JOBS_UPDATED, json!({})).await;
+    client.round_trip().await;
+    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    let early = (ends_at - Utc::now()).num_milliseconds();
+    assert!(
+        early <= 1000,
+        "closed {early} ms before the token's lifetime ended"
     );
 }
 
