@@ -205,41 +205,26 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     transcode(ctx, &tools, &args, facts.duration_secs, &original).await?;
 
     ctx.progress(0.9, Some("storing")).await?;
-    let renditions = [
-        store(ctx, &tools, &video, THUMBNAIL, &thumbnail).await?,
-        store(ctx, &tools, &video, PROXY_720P, &proxy).await?,
-    ];
-    let proxy_key = renditions[1].key.clone();
-    ctx.progress(0.97, Some("storing")).await?;
     let verified = Verified {
         facts: &facts,
         size,
         sha256: &sha256,
     };
-    let saved = record::ready(ctx.db(), &video, verified, &renditions, ctx.held())
-        .await
-        .map_err(db_failure("saving the results"))?;
-    if !saved {
-        // Deleted while it was processed: its files may have been removed before these were
-        // stored, so they go now. (Not when another run made the video READY meanwhile: the
-        // keys are the same, and the files are that run's.)
-        let deleted = video::Entity::find_by_id(video.id)
-            .one(ctx.db())
-            .await
-            .map_err(db_failure("reading the video"))?
-            .is_none_or(|v| v.deleted_at.is_some());
-        if deleted {
-            for rendition in &renditions {
-                if let Err(err) = ctx.storage.delete(&rendition.key).await {
-                    tracing::warn!(key = %rendition.key, error = %err, "could not remove a rendition of a deleted video");
-                }
-            }
+    let stored = store_and_record(ctx, &tools, &video, verified, &thumbnail, &proxy).await;
+    let renditions = match stored {
+        Ok(Some(renditions)) => renditions,
+        unrecorded => {
+            // Stored (or some of them) but not what the video shows: deleted or changed
+            // meanwhile (its files may have been removed before these were stored), cancelled
+            // while storing, or failed. They go now, or a FAILED or deleted video kept them.
+            remove_unrecorded(ctx, &video).await;
+            return Err(unrecorded.err().unwrap_or_else(|| {
+                JobFailure::permanent("the video was deleted or changed while it was processed")
+                    .into()
+            }));
         }
-        return Err(JobFailure::permanent(
-            "the video was deleted or changed while it was processed",
-        )
-        .into());
-    }
+    };
+    let proxy_key = renditions[1].key.clone();
 
     let variants: serde_json::Map<String, serde_json::Value> = renditions
         .iter()
@@ -317,6 +302,48 @@ async fn transcode(
 }
 
 /// Probes a rendition and uploads it under the video's variant key.
+/// Stores the thumbnail and the proxy and makes the video READY with them; `None` when the
+/// video was no longer waiting for them (deleted or changed meanwhile).
+async fn store_and_record(
+    ctx: &JobContext,
+    tools: &ffmpeg::Tools,
+    video: &video::Model,
+    verified: Verified<'_>,
+    thumbnail: &Path,
+    proxy: &Path,
+) -> Result<Option<[Rendition; 2]>, Failure> {
+    let renditions = [
+        store(ctx, tools, video, THUMBNAIL, thumbnail).await?,
+        store(ctx, tools, video, PROXY_720P, proxy).await?,
+    ];
+    ctx.progress(0.97, Some("storing")).await?;
+    let saved = record::ready(ctx.db(), video, verified, &renditions, ctx.held())
+        .await
+        .map_err(db_failure("saving the results"))?;
+    Ok(saved.then_some(renditions))
+}
+
+/// Removes the renditions a run stored (at their fixed keys) but could not record, unless the
+/// video is READY: then another run recorded the same keys, and the files are that run's.
+async fn remove_unrecorded(ctx: &JobContext, video: &video::Model) {
+    let now = match video::Entity::find_by_id(video.id).one(ctx.db()).await {
+        Ok(now) => now,
+        Err(err) => {
+            tracing::warn!(video_id = %video.id, error = %err, "could not read the video to remove its unrecorded renditions");
+            return;
+        }
+    };
+    if now.is_some_and(|v| v.status == VideoStatus::Ready && v.deleted_at.is_none()) {
+        return;
+    }
+    for profile in [THUMBNAIL, PROXY_720P] {
+        let key = keys::variant(video.creator_id, video.id, profile);
+        if let Err(err) = ctx.storage.delete(&key).await {
+            tracing::warn!(key, error = %err, "could not remove a rendition that was not recorded");
+        }
+    }
+}
+
 async fn store(
     ctx: &JobContext,
     tools: &ffmpeg::Tools,

@@ -468,6 +468,37 @@ async fn after_deleted(
     Ok(())
 }
 
+/// Cancels the probe jobs of a deleted video that have not ended: a transcode of hours would
+/// otherwise run on, hold a worker and its disk, and end FAILED for a video that is gone. Runs
+/// after the deletion has committed; a job that ends meanwhile is left as it ended.
+pub async fn cancel_probes(
+    db: &DatabaseConnection,
+    bus: &crate::jobs::events::EventBus,
+    video: &video::Model,
+) -> crate::error::AppResult<()> {
+    use entity::{JobStatus, job};
+    let unfinished: Vec<(Uuid, serde_json::Value)> = job::Entity::find()
+        .select_only()
+        .columns([job::Column::Id, job::Column::Input])
+        .filter(job::Column::JobType.eq(super::PROBE_JOB))
+        .filter(job::Column::CreatorId.eq(video.creator_id))
+        .filter(job::Column::Status.is_in([
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Waiting,
+        ]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let of_video = serde_json::json!(video.id);
+    for (id, input) in unfinished {
+        if input.get("video_id") == Some(&of_video) {
+            crate::jobs::lifecycle::cancel(db, bus, id).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether a short of the video is still rendering (`PENDING` or `PROCESSING`).
 pub async fn shorts_rendering(
     db: &impl sea_orm::ConnectionTrait,

@@ -1448,8 +1448,8 @@ async fn object_links_serve_byte_ranges_readable_across_origins() {
     assert_eq!(past.status(), 416);
 }
 
-/// A video deleted while its upload is transcoded leaves no files behind: the renditions the
-/// probe stores after the deletion removed the video's files are removed by the probe.
+/// A video deleted while its upload is transcoded leaves no files behind, and its probe job is
+/// cancelled (it ran the whole transcode on, and ended FAILED).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -1473,7 +1473,12 @@ async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
     .await;
     let rest = collect_until_complete(&mut socket, Duration::from_secs(240)).await;
     let last = &rest.last().expect("updates")["data"]["jobUpdated"];
-    assert_eq!(last["status"], "FAILED", "{rest:#?}");
+    assert_eq!(last["status"], "CANCELLED", "{rest:#?}");
+    assert!(
+        rest.iter()
+            .all(|u| u["data"]["jobUpdated"]["currentPhase"] != "storing"),
+        "stopped before storing: {rest:#?}"
+    );
     let creator: uuid::Uuid = creator.parse().expect("uuid");
     let video: uuid::Uuid = id.parse().expect("uuid");
     for profile in reelgraph::media::PROFILES {
