@@ -3,7 +3,7 @@
 
 use axum::{
     body::Body,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Query, Request, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -37,6 +37,8 @@ fn refuse_unread(status: StatusCode, message: &'static str) -> Response {
     response
 }
 
+const INVALID_LINK: &str = "this link is invalid or has expired";
+
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     (
         status,
@@ -67,11 +69,15 @@ fn content_type_of(key: &str) -> &'static str {
 pub async fn get_object(
     State(storage): State<Storage>,
     Path(key): Path<String>,
-    Query(sig): Query<Signature>,
+    sig: Result<Query<Signature>, QueryRejection>,
     request: Request,
 ) -> Response {
     let Storage::Local(store) = &storage else {
         return refuse(StatusCode::NOT_FOUND, "not found");
+    };
+    // A link cut short, or no link at all: said as an expired one is (not in axum's words).
+    let Ok(Query(sig)) = sig else {
+        return refuse(StatusCode::FORBIDDEN, INVALID_LINK);
     };
     let signed = SignedRequest {
         method: "GET",
@@ -82,7 +88,7 @@ pub async fn get_object(
         signature: &sig.signature,
     };
     if !valid_key(&key) || !store.verify(&signed) {
-        return refuse(StatusCode::FORBIDDEN, "this link is invalid or has expired");
+        return refuse(StatusCode::FORBIDDEN, INVALID_LINK);
     }
     let path = store.path_of(&key);
     if !path.is_file() {
@@ -149,12 +155,15 @@ const SHORTER: &str = "the upload is shorter than the size this link was made fo
 pub async fn put_object(
     State(storage): State<Storage>,
     Path(key): Path<String>,
-    Query(sig): Query<Signature>,
+    sig: Result<Query<Signature>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Storage::Local(store) = &storage else {
         return refuse(StatusCode::NOT_FOUND, "not found");
+    };
+    let Ok(Query(sig)) = sig else {
+        return refuse_unread(StatusCode::FORBIDDEN, INVALID_LINK);
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)

@@ -192,6 +192,8 @@ fn json_problem(err: &serde_json::Error) -> String {
     let message = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(message, _)| message);
+    // Serde names Rust's types ("expected i64"); the file's reader knows JSON's.
+    let message = message.replace("expected i64", "expected a whole number");
     if err.is_syntax() || err.is_eof() {
         format!("not a JSON object ({message}, column {})", err.column())
     } else {
