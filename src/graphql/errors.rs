@@ -23,10 +23,14 @@ pub fn add_codes(response: &mut Response) {
 /// otherwise be answered with 8 MB of errors, to anyone.
 pub const MAX_ERRORS: usize = 100;
 
-/// Keeps the first [`MAX_ERRORS`] of a response's errors and says how many more there were,
+/// Keeps the first [`MAX_ERRORS`] of a response's errors (each once: the same error twice in
+/// a row is listed once) and says how many more there were,
 /// with the code of the first left out. Run after the errors have their codes and have nulled
 /// what they must ([`super::nulls::complete`]).
 pub fn cap(response: &mut Response) {
+    // async-graphql reports some mistakes twice over (`query($x: Nope)`: "Unknown type" once
+    // from each of two rules, at one place).
+    response.errors.dedup();
     if response.errors.len() <= MAX_ERRORS {
         return;
     }

@@ -282,6 +282,21 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
         let body = app.gql(None, query, json!({})).await;
         assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
     }
+    // Each mistake once (async-graphql found an unknown variable type by two rules).
+    let body = app
+        .gql(None, "query($x: Nope) { me { id } }", json!({}))
+        .await;
+    let messages: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["Unknown type \"Nope\"", "Variable \"$x\" is not used"],
+        "{body}"
+    );
     // A syntax error says where, and what was expected, without echoing the document (sent on
     // one line, it was repeated whole).
     let long = format!("{{ me {{ id }} }} {}", "x".repeat(5000));
