@@ -295,7 +295,14 @@ impl Connection {
                 }
                 let id: Arc<str> = id.into();
                 if self.active.contains_key(&id) {
-                    return Err(close(4409, format!("Subscriber for {id} already exists")));
+                    if self.setup.protocol != Protocol::Legacy {
+                        return Err(close(4409, format!("Subscriber for {id} already exists")));
+                    }
+                    // subscriptions-transport-ws: a `start` under the id of a running operation
+                    // stops that one (with nothing sent for it) and runs the new one.
+                    if let Some(running) = self.active.remove(&id) {
+                        running.abort.abort();
+                    }
                 }
                 let max = self.setup.state.ws.max_operations;
                 if self.active.len() >= max {
