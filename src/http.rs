@@ -55,6 +55,8 @@ pub struct HttpState {
     pub documents: Arc<DocumentCache>,
     /// Automatic persisted queries' texts by hash.
     pub persisted: Arc<PersistedQueries>,
+    /// The open WebSocket connections of each address and account.
+    pub sockets: Arc<ws::sockets::Sockets>,
 }
 
 pub fn router(app: AppState, schema: Schemas) -> Router {
@@ -110,6 +112,7 @@ pub fn router_with(app: AppState, schema: Schemas, ws: WsSettings) -> Router {
         ws,
         documents: Arc::new(DocumentCache::new()),
         persisted: Arc::new(PersistedQueries::new()),
+        sockets: Arc::default(),
     };
     // For probes and scrapers, not browsers: outside the CORS layer, so that no web page
     // (of any origin) can read an open `/metrics` from a browser on the server's network.

@@ -33,7 +33,13 @@ pub struct Setup {
     pub client: ClientInfo,
     /// The upgrade request's `Authorization` header, used when `connection_init` has no token.
     pub header_authorization: Option<String>,
+    /// This socket, counted for its address while it is open.
+    pub _address: super::sockets::Slot,
 }
+
+/// Why a socket over [`super::WsSettings::max_sockets_per_account`] is closed (at most 123
+/// bytes, as every close reason).
+const TOO_MANY_SOCKETS: &str = "too many sockets are open for this account: close some";
 
 /// How long a closing socket waits for the client's close frame before hanging up.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -75,6 +81,8 @@ struct Connection {
     user: Option<AuthUser>,
     /// When the access token runs out.
     expires_at: Option<Instant>,
+    /// This socket, counted for its account while it is open.
+    account_slot: Option<super::sockets::Slot>,
     /// When the client was last heard from (any frame, `pong`s included).
     last_heard: Instant,
     active: HashMap<Arc<str>, Active>,
@@ -89,6 +97,7 @@ pub async fn serve(mut socket: WebSocket, setup: Setup) {
         acknowledged: false,
         user: None,
         expires_at: None,
+        account_slot: None,
         last_heard: Instant::now(),
         active: HashMap::new(),
     };
@@ -369,6 +378,17 @@ impl Connection {
                     }
                     let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
                     self.expires_at = Some(Instant::now() + left);
+                    let account = super::sockets::Holder::Account(caller.user.id);
+                    let max = self.setup.state.ws.max_sockets_per_account;
+                    let Some(slot) = self.setup.state.sockets.take(account, max) else {
+                        if self.setup.protocol == Protocol::Legacy {
+                            let message =
+                                server::connection_error(TOO_MANY_SOCKETS, "RATE_LIMITED");
+                            self.send(socket, message).await?;
+                        }
+                        return Err(close(1013, TOO_MANY_SOCKETS));
+                    };
+                    self.account_slot = Some(slot);
                 }
                 self.user = caller.map(|c| c.user);
                 self.acknowledged = true;

@@ -17,7 +17,7 @@
 //!   expires, so clients reconnect with a fresh one.
 //! - `connection_init` must come within [`WsSettings::init_timeout`] (`4408`), only once
 //!   (`4429`), and before any operation (`4401`); an operation id that is still active is
-//!   refused with `4409`. Messages that are not valid JSON or not a valid message close with
+//!   refused with `4409` (graphql-transport-ws). Messages that are not valid JSON or not a valid message close with
 //!   `4400` and the reason; the legacy protocol answers them with `connection_error` and carries
 //!   on, as its spec says. A message over the HTTP body limit (`max_body_bytes`) closes with
 //!   `1009`.
@@ -25,7 +25,10 @@
 //!   and answers `ping` with `pong`.
 //! - At most [`WsSettings::max_operations`] operations run at once per socket; one more gets
 //!   an `error` message for its id (`RATE_LIMITED`) instead of closing the socket, so the
-//!   operations already running are not lost.
+//!   operations already running are not lost. Sockets are limited per account and per address
+//!   ([`sockets`]).
+//! - The legacy protocol's `start` under the id of a running operation replaces it, as
+//!   subscriptions-transport-ws's own server does.
 //! - A parse or validation failure is an `error` message (with `extensions.code`) and no
 //!   `complete`; resolver errors travel in `next` as in any GraphQL result.
 //! - Server shutdown closes every socket with `1001 Going away`.
@@ -33,6 +36,7 @@
 mod auth;
 mod connection;
 pub mod protocol;
+pub mod sockets;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -58,6 +62,12 @@ pub struct WsSettings {
     pub max_operations: usize,
     /// How long one send may wait on a client that does not read before the socket is dropped.
     pub write_timeout: Duration,
+    /// Most sockets one account holds open on this server (one more is closed with `1013 Try
+    /// Again Later` at its `connection_init`).
+    pub max_sockets_per_account: usize,
+    /// Most sockets one address (an IPv6 /64) holds open on this server, signed in or not (one
+    /// more is refused at the upgrade: HTTP 429).
+    pub max_sockets_per_address: usize,
 }
 
 impl Default for WsSettings {
@@ -67,6 +77,8 @@ impl Default for WsSettings {
             keep_alive: Duration::from_secs(15),
             max_operations: 100,
             write_timeout: Duration::from_secs(30),
+            max_sockets_per_account: 32,
+            max_sockets_per_address: 256,
         }
     }
 }
@@ -115,9 +127,18 @@ pub async fn upgrade(
     if negotiated {
         ws.set_selected_protocol(HeaderValue::from_static(protocol.name()));
     }
+    let client = client_info(&state.app, &headers, peer);
+    let address = sockets::Holder::Address(crate::auth::throttle::client_key(client.ip.as_deref()));
+    let Some(address_slot) = state
+        .sockets
+        .take(address, state.ws.max_sockets_per_address)
+    else {
+        return too_many_sockets();
+    };
     let setup = connection::Setup {
         protocol,
-        client: client_info(&state.app, &headers, peer),
+        client,
+        _address: address_slot,
         // A header that is not text is a bad credential (as over HTTP), not an absent one:
         // read loosely, it fails verification and closes the socket with 4403.
         header_authorization: headers
@@ -195,6 +216,16 @@ fn normal_origin(url: &str) -> Option<(String, String)> {
         _ => authority,
     };
     (!authority.is_empty()).then_some((scheme, authority))
+}
+
+/// The upgrade of one socket more than an address may hold ([`WsSettings::max_sockets_per_address`]).
+fn too_many_sockets() -> Response {
+    let body = serde_json::json!({ "errors": [{
+        "message": "too many WebSocket connections are open from this address: close some, \
+                    or run several operations on one",
+        "extensions": { "code": "RATE_LIMITED" },
+    }] });
+    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
 }
 
 fn unsupported_protocol() -> Response {

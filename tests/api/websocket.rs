@@ -1035,6 +1035,104 @@ async fn an_operation_beyond_the_per_socket_cap_gets_an_error_and_the_socket_sta
     );
 }
 
+/// An account holds at most so many sockets (one more closes at `connection_init` with 1013,
+/// which graphql-ws clients retry later), and an address so many, signed in or not (one more
+/// is refused at the upgrade with 429); a closed socket gives its place back.
+#[tokio::test]
+async fn sockets_are_limited_per_account_and_per_address() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let ada = app.register("ada@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let url = serve_with(
+        &app,
+        WsSettings {
+            max_sockets_per_account: 2,
+            max_sockets_per_address: 4,
+            ..WsSettings::default()
+        },
+    )
+    .await;
+    let mut first = Client::connect(&url, Some(TRANSPORT), None).await;
+    first.init(bearer(&ada)).await;
+    let mut second = Client::connect(&url, Some(TRANSPORT), None).await;
+    second.init(bearer(&ada)).await;
+    let mut third = Client::connect(&url, Some(TRANSPORT), None).await;
+    third
+        .send(json!({ "type": "connection_init", "payload": bearer(&ada) }))
+        .await;
+    assert_eq!(
+        third.closed().await,
+        (
+            1013,
+            "too many sockets are open for this account: close some".to_owned()
+        )
+    );
+    // Its place at the address comes back once the close handshake ends.
+    third.socket.close(None).await.ok();
+    drop(third);
+    // Bob is another account.
+    let mut bobs = connect_when_room(&url).await;
+    bobs.init(bearer(&bob)).await;
+    // The address holds four: one more is refused before it is a socket.
+    let mut anonymous = connect_when_room(&url).await;
+    anonymous.init(json!({})).await;
+    let refused = Client::try_connect(&url, Some(TRANSPORT), None).await;
+    match refused {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        Err(other) => panic!("refused with {other}"),
+        Ok(_) => panic!("a fifth socket from one address was opened"),
+    }
+    // Ada's first socket closes: her place, and the address's, come back (the legacy
+    // protocol is told why before a close).
+    first.socket.close(None).await.ok();
+    anonymous.socket.close(None).await.ok();
+    drop((first, anonymous));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut again = loop {
+        if let Ok(mut client) = Client::try_connect(&url, Some(LEGACY), None).await {
+            client
+                .send(json!({ "type": "connection_init", "payload": bearer(&ada) }))
+                .await;
+            let answer = client.socket.next().await;
+            if let Some(Ok(Message::Text(text))) = answer {
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if message["type"] == "connection_ack" {
+                    break client;
+                }
+                assert_eq!(message["type"], "connection_error", "{message}");
+                assert_eq!(message["payload"]["extensions"]["code"], "RATE_LIMITED");
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed socket gave its place back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(again.recv().await["type"], "ka", "sent after the ack");
+    again.subscribe("1", ME, json!({})).await;
+    assert_eq!(again.recv().await["type"], "data");
+    second.round_trip().await;
+}
+
+/// A socket to `url`, once the address has room for one more (a socket closed a moment ago
+/// gives its place back when the server has seen it close).
+async fn connect_when_room(url: &str) -> Client {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Client::try_connect(url, Some(TRANSPORT), None).await {
+            Ok(client) => return client,
+            Err(tungstenite::Error::Http(response)) if response.status() == 429 => {}
+            Err(other) => panic!("WebSocket handshake with {url} failed: {other}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the address had no room within the wait"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_server_pings_and_answers_pings_with_their_payload() {
     let app = TestApp::spawn(Backend::Sqlite).await;
