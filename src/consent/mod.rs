@@ -46,6 +46,11 @@ pub struct VideoConsent(pub video_consent::Model);
 
 #[Object]
 impl VideoConsent {
+    /// The same for a video's consent on every read (before and after the first change), and
+    /// no other object's: client caches keep one consent per video by it.
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
     async fn video(&self, ctx: &Context<'_>) -> AppResult<Video> {
         loaders(ctx)?
             .load_one(VisibleVideoById(self.0.video_id))
@@ -181,10 +186,24 @@ pub async fn consent_of(
     )))
 }
 
+/// The id of a video's consent row, from the video's id: the consent read before the row
+/// exists has the id the row gets when it is made. (A UUIDv8 of the first half of a SHA-256,
+/// so no other object shares it; rows made before this keep the UUIDv7 they were given.)
+fn consent_id(video_id: Uuid) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"reelgraph video consent ")
+        .chain_update(video_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// The consent a video has before anyone sets it: public display on, the rest off.
 fn defaults(video: &video::Model, now: DateTime<Utc>) -> video_consent::Model {
     video_consent::Model {
-        id: Uuid::now_v7(),
+        id: consent_id(video.id),
         video_id: video.id,
         creator_id: video.creator_id,
         kb_inclusion: false,

@@ -299,13 +299,16 @@ async fn the_log_stays_in_version_order_across_skewed_clocks(backend: Backend) {
 }
 
 /// A video's consent that nobody set is dated from the video, the same on every read (it was
-/// the time of each request).
+/// the time of each request), and has the same `id` on every read, before and after the
+/// first change (it was new on each read, so client caches kept a consent per read).
 async fn consent_never_set_dates_from_the_video(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("unset-consent@example.com").await;
     let creator = app.create_creator(&owner, "Unset Consent").await;
     let video = insert_video(&app, &creator, "unset", VideoStatus::Ready, Some(30.0)).await;
-    let query = "query($v: ID!) { video(id: $v) { createdAt consent { version updatedAt } } }";
+    let other = insert_video(&app, &creator, "other", VideoStatus::Ready, Some(30.0)).await;
+    let query =
+        "query($v: ID!) { video(id: $v) { id createdAt consent { id version updatedAt } } }";
     let first = app
         .ok(Some(&owner.access_token), query, json!({ "v": video }))
         .await;
@@ -339,11 +342,33 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
             json!({ "c": creator }),
         )
         .await;
-    assert_eq!(
-        listed["creator"]["videos"]["nodes"][0]["consent"]["updatedAt"],
-        first["video"]["createdAt"],
+    assert!(
+        listed["creator"]["videos"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|v| v["consent"]["updatedAt"] == first["video"]["createdAt"]),
         "{listed}"
     );
+    // A real change keeps the id; another video's consent has its own, and neither is a
+    // video's.
+    let changed = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) { id version } }",
+            json!({ "v": video, "input": { "kbInclusion": true } }),
+        )
+        .await;
+    let id = &first["video"]["consent"]["id"];
+    assert!(id.is_string(), "{first}");
+    assert_eq!(&changed["setVideoConsent"]["id"], id, "{changed}");
+    assert_eq!(changed["setVideoConsent"]["version"], 1);
+    let theirs = app
+        .ok(Some(&owner.access_token), query, json!({ "v": other }))
+        .await;
+    assert_ne!(&theirs["video"]["consent"]["id"], id);
+    assert_ne!(id, &first["video"]["id"]);
+    assert_ne!(theirs["video"]["consent"]["id"], theirs["video"]["id"]);
 }
 
 /// A page of videos with their consent reads the consent rows in one statement, whatever the
