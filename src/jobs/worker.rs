@@ -256,7 +256,7 @@ impl WorkerPool {
 
     /// Deletes the videos past their `retentionUntil` (any pool may, at once with others).
     async fn expire_videos(&self) {
-        match crate::media::record::expire_videos(&self.db, &self.storage).await {
+        match crate::media::record::expire_videos(&self.db, &self.storage, &self.bus).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(videos = n, "deleted videos past their retention"),
             Err(err) => tracing::warn!(error = ?err, "retention sweep failed"),

@@ -436,14 +436,15 @@ impl MediaMutation {
         // As `deleteShort` and `deleteKeyMoment`: a short still rendering would be finished,
         // stored and billed for a video that is gone.
         use super::record::Deletion;
-        match super::record::delete_video_unless_rendering(&app.db, &app.storage, &video).await? {
-            Deletion::Deleted => {
-                // Deleted whatever comes of this: a probe left running fails at its end.
-                if let Err(err) = super::record::cancel_probes(&app.db, &app.events, &video).await {
-                    tracing::warn!(video_id = %video.id, error = ?err, "a deleted video's probe job could not be cancelled");
-                }
-                Ok(true)
-            }
+        let deleted = super::record::delete_video_unless_rendering(
+            &app.db,
+            &app.storage,
+            &app.events,
+            &video,
+        )
+        .await?;
+        match deleted {
+            Deletion::Deleted => Ok(true),
             Deletion::Gone => Err(AppError::NotFound("video")),
             Deletion::ShortRendering => Err(AppError::conflict(
                 Some("id"),

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use entity::{VideoStatus, video};
-use sea_orm::{ActiveEnum, DbErr, EntityTrait};
+use sea_orm::{ActiveEnum, DbErr, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -323,17 +323,30 @@ async fn store_and_record(
     Ok(saved.then_some(renditions))
 }
 
-/// Removes the renditions a run stored (at their fixed keys) but could not record, unless the
-/// video is READY: then another run recorded the same keys, and the files are that run's.
+/// Removes the renditions a run stored (at their fixed keys) but could not record: when the
+/// video was deleted (its files may have been removed before these were stored), or when this
+/// run still holds its job and the video is not READY (it failed or was cancelled while
+/// storing: a FAILED video keeps no thumbnail or proxy). Not when the job went to another run
+/// (a lost lease): that run stores and records the same keys, and a READY video's files are
+/// the run's that recorded them.
 async fn remove_unrecorded(ctx: &JobContext, video: &video::Model) {
-    let now = match video::Entity::find_by_id(video.id).one(ctx.db()).await {
+    let db = ctx.db();
+    let now = match video::Entity::find_by_id(video.id).one(db).await {
         Ok(now) => now,
         Err(err) => {
             tracing::warn!(video_id = %video.id, error = %err, "could not read the video to remove its unrecorded renditions");
             return;
         }
     };
-    if now.is_some_and(|v| v.status == VideoStatus::Ready && v.deleted_at.is_none()) {
+    let deleted = now.as_ref().is_none_or(|v| v.deleted_at.is_some());
+    let remove = deleted
+        || (now.is_some_and(|v| v.status != VideoStatus::Ready)
+            && video::Entity::find_by_id(video.id)
+                .filter(ctx.held())
+                .one(db)
+                .await
+                .is_ok_and(|held| held.is_some()));
+    if !remove {
         return;
     }
     for profile in [THUMBNAIL, PROXY_720P] {

@@ -11,7 +11,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Profile, STAGE_PROBED, encode::SourceFacts};
-use crate::{jobs::queue, storage::Storage};
+use crate::{
+    jobs::{events::EventBus, queue},
+    storage::Storage,
+};
 
 /// A rendition made and stored, to be recorded as a `video_variants` row.
 pub struct Rendition {
@@ -343,9 +346,10 @@ pub async fn objects_of(
 pub async fn delete_video(
     db: &DatabaseConnection,
     storage: &Storage,
+    bus: &EventBus,
     video: &video::Model,
 ) -> Result<bool, DbErr> {
-    delete_video_if(db, storage, video, None).await
+    delete_video_if(db, storage, bus, video, None).await
 }
 
 /// How `deleteVideo` ended.
@@ -363,9 +367,10 @@ pub enum Deletion {
 pub async fn delete_video_unless_rendering(
     db: &DatabaseConnection,
     storage: &Storage,
+    bus: &EventBus,
     video: &video::Model,
 ) -> Result<Deletion, DbErr> {
-    delete_unless_rendering(db, storage, video, None).await
+    delete_unless_rendering(db, storage, bus, video, None).await
 }
 
 /// [`delete_video_unless_rendering`], and with `expired_by`, only while the video's
@@ -373,6 +378,7 @@ pub async fn delete_video_unless_rendering(
 async fn delete_unless_rendering(
     db: &DatabaseConnection,
     storage: &Storage,
+    bus: &EventBus,
     video: &video::Model,
     expired_by: Option<chrono::DateTime<Utc>>,
 ) -> Result<Deletion, DbErr> {
@@ -391,7 +397,7 @@ async fn delete_unless_rendering(
     if !marked {
         return Ok(Deletion::Gone);
     }
-    after_deleted(db, storage, video).await?;
+    after_deleted(db, storage, bus, video).await?;
     Ok(Deletion::Deleted)
 }
 
@@ -420,22 +426,31 @@ async fn mark_deleted(
 async fn delete_video_if(
     db: &DatabaseConnection,
     storage: &Storage,
+    bus: &EventBus,
     video: &video::Model,
     expired_by: Option<chrono::DateTime<Utc>>,
 ) -> Result<bool, DbErr> {
     if !mark_deleted(db, video, expired_by).await? {
         return Ok(false);
     }
-    after_deleted(db, storage, video).await?;
+    after_deleted(db, storage, bus, video).await?;
     Ok(true)
 }
 
-/// What follows a video's deletion: no links to its files from its jobs, and the files gone.
+/// What follows a video's deletion: its probe stopped, no links to its files from its jobs,
+/// and the files gone.
 async fn after_deleted(
     db: &DatabaseConnection,
     storage: &Storage,
+    bus: &EventBus,
     video: &video::Model,
 ) -> Result<(), DbErr> {
+    // First, so that a probe storing renditions stops as soon as it can (what it stored before
+    // it stopped goes with the files below, or with its own clean-up); and whatever else here
+    // fails, since the deletion has happened.
+    if let Err(err) = cancel_probes(db, bus, video).await {
+        tracing::warn!(video_id = %video.id, error = ?err, "a deleted video's probe job could not be cancelled");
+    }
     let short_jobs: Vec<Option<Uuid>> = short::Entity::find()
         .select_only()
         .column(short::Column::JobId)
@@ -470,10 +485,11 @@ async fn after_deleted(
 
 /// Cancels the probe jobs of a deleted video that have not ended: a transcode of hours would
 /// otherwise run on, hold a worker and its disk, and end FAILED for a video that is gone. Runs
-/// after the deletion has committed; a job that ends meanwhile is left as it ended.
-pub async fn cancel_probes(
+/// after the deletion has committed (by `deleteVideo` or at the end of the video's
+/// retention); a job that ends meanwhile is left as it ended.
+async fn cancel_probes(
     db: &DatabaseConnection,
-    bus: &crate::jobs::events::EventBus,
+    bus: &EventBus,
     video: &video::Model,
 ) -> crate::error::AppResult<()> {
     use entity::{JobStatus, job};
@@ -523,7 +539,11 @@ const EXPIRE_BATCH: u64 = 200;
 
 /// Deletes the videos whose `retention_until` has passed, as `deleteVideo` would. Returns how
 /// many it deleted.
-pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result<u64, DbErr> {
+pub async fn expire_videos(
+    db: &DatabaseConnection,
+    storage: &Storage,
+    bus: &EventBus,
+) -> Result<u64, DbErr> {
     let now = Utc::now();
     let expired = video::Entity::find()
         .filter(video::Column::RetentionUntil.lte(now))
@@ -538,7 +558,7 @@ pub async fn expire_videos(db: &DatabaseConnection, storage: &Storage) -> Result
         // deletion rendered a short of a deleted video). Deleting one takes a while (its
         // files): a member may extend the retention of a later one meanwhile, so each
         // deletion checks the retention again.
-        let ended = delete_unless_rendering(db, storage, &video, Some(now)).await?;
+        let ended = delete_unless_rendering(db, storage, bus, &video, Some(now)).await?;
         if matches!(ended, Deletion::Deleted) {
             tracing::info!(video_id = %video.id, "deleted at the end of its retention");
             deleted += 1;

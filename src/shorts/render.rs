@@ -238,7 +238,7 @@ fn clip_audio(has_audio: bool, duration: f64, label: &str) -> String {
 /// cut) and its sound, as `[v]` and `[a]`.
 fn plain(clip_filter: &str, has_audio: bool, duration: f64) -> String {
     format!(
-        "[0:v:0]{clip_filter}[v];{}",
+        "[0:V:0]{clip_filter}[v];{}",
         clip_audio(has_audio, duration, "a")
     )
 }
@@ -256,7 +256,7 @@ fn with_cards(
     files: &CardFiles,
 ) -> String {
     let mut chains = vec![format!(
-        "[0:v:0]{clip_filter},fps={CARD_FPS},trim=duration={duration:.3},format=yuv420p[clipv]"
+        "[0:V:0]{clip_filter},fps={CARD_FPS},trim=duration={duration:.3},format=yuv420p[clipv]"
     )];
     chains.push(clip_audio(has_audio, duration, "clipa"));
     let mut parts = Vec::new();

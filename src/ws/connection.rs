@@ -303,12 +303,13 @@ impl Connection {
                     return self.forbidden(socket, &crate::auth::session_ended()).await;
                 }
                 let id: Arc<str> = id.into();
-                if self.active.contains_key(&id) {
-                    if self.setup.protocol != Protocol::Legacy {
+                if let Some(running) = self.active.get(&id) {
+                    // subscriptions-transport-ws: a `start` under the id of a running
+                    // subscription stops it (with nothing sent for it) and runs the new one. Not
+                    // a query's or a mutation's: cut off, a mutation could commit unseen.
+                    if self.setup.protocol != Protocol::Legacy || running.single {
                         return Err(close(4409, format!("Subscriber for {id} already exists")));
                     }
-                    // subscriptions-transport-ws: a `start` under the id of a running operation
-                    // stops that one (with nothing sent for it) and runs the new one.
                     if let Some(running) = self.active.remove(&id) {
                         running.abort.abort();
                     }

@@ -1432,9 +1432,14 @@ async fn delete_video_under_a_short(app: &TestApp, video: Uuid) {
         .await
         .expect("read")
         .expect("video");
-    let deleted = reelgraph::media::record::delete_video(&app.state.db, &app.state.storage, &row)
-        .await
-        .expect("deleted");
+    let deleted = reelgraph::media::record::delete_video(
+        &app.state.db,
+        &app.state.storage,
+        &app.state.events,
+        &row,
+    )
+    .await
+    .expect("deleted");
     assert!(deleted);
 }
 
@@ -1663,7 +1668,9 @@ async fn a_video_past_its_retention_is_deleted(backend: Backend) {
         .await
         .expect("stored");
     assert_eq!(
-        expire_videos(db, storage).await.expect("swept"),
+        expire_videos(db, storage, &app.state.events)
+            .await
+            .expect("swept"),
         0,
         "not yet"
     );
@@ -1676,7 +1683,12 @@ async fn a_video_past_its_retention_is_deleted(backend: Backend) {
         .exec(db)
         .await
         .expect("backdated");
-    assert_eq!(expire_videos(db, storage).await.expect("swept"), 1);
+    assert_eq!(
+        expire_videos(db, storage, &app.state.events)
+            .await
+            .expect("swept"),
+        1
+    );
     let body = app.gql(token, query, json!({ "id": video })).await;
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
     assert!(
@@ -1686,7 +1698,13 @@ async fn a_video_past_its_retention_is_deleted(backend: Backend) {
             .expect("head")
             .is_none()
     );
-    assert_eq!(expire_videos(db, storage).await.expect("swept"), 0, "once");
+    assert_eq!(
+        expire_videos(db, storage, &app.state.events)
+            .await
+            .expect("swept"),
+        0,
+        "once"
+    );
     let data = app
         .ok(Some(&kept_owner.access_token), query, json!({ "id": kept }))
         .await;
@@ -2769,7 +2787,8 @@ async fn a_retention_extended_during_the_sweep_keeps_the_video() {
         .expect("video");
     let sweep = {
         let (db, storage) = (db.clone(), app.state.storage.clone());
-        tokio::spawn(async move { expire_videos(&db, &storage).await.expect("swept") })
+        let bus = app.state.events.clone();
+        tokio::spawn(async move { expire_videos(&db, &storage, &bus).await.expect("swept") })
     };
     crate::helpers::wait_for_lock_waits(&app, 1).await;
     entity::video::Entity::update_many()

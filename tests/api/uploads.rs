@@ -1508,6 +1508,75 @@ async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
     }
 }
 
+/// A video deleted (by `deleteVideo`, or at the end of its retention) before its probe ran has
+/// its probe job cancelled: it would have run the transcode for a video that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_videos_waiting_probe_is_cancelled() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("early-delete@example.com").await;
+    let creator = app.create_creator(&owner, "Early Delete").await;
+    let status = |job: String| {
+        let db = app.state.db.clone();
+        async move {
+            let id: uuid::Uuid = job.parse().expect("uuid");
+            entity::job::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .expect("read")
+                .expect("job")
+                .status
+        }
+    };
+    let mut jobs = Vec::new();
+    for name in ["deleted", "expired", "kept"] {
+        let bytes = format!("{name} bytes").repeat(10).into_bytes();
+        let upload = request_ok(&app, &owner, &creator, &bytes).await;
+        let id = upload["video"]["id"].as_str().expect("id").to_owned();
+        put_presigned(&app, &upload, &bytes).await;
+        let body = complete(&app, &owner, &id).await;
+        let job = body["data"]["completeVideoUpload"]["id"]
+            .as_str()
+            .expect("job")
+            .to_owned();
+        assert_eq!(status(job.clone()).await, entity::JobStatus::Queued);
+        jobs.push((id, job));
+    }
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { deleteVideo(id: $id) }",
+        json!({ "id": jobs[0].0 }),
+    )
+    .await;
+    assert_eq!(
+        status(jobs[0].1.clone()).await,
+        entity::JobStatus::Cancelled
+    );
+    let expired: uuid::Uuid = jobs[1].0.parse().expect("uuid");
+    entity::video::Entity::update_many()
+        .col_expr(
+            entity::video::Column::RetentionUntil,
+            Expr::val(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(entity::video::Column::Id.eq(expired))
+        .exec(&app.state.db)
+        .await
+        .expect("backdated");
+    let swept = reelgraph::media::record::expire_videos(
+        &app.state.db,
+        &app.state.storage,
+        &app.state.events,
+    )
+    .await
+    .expect("swept");
+    assert_eq!(swept, 1);
+    assert_eq!(
+        status(jobs[1].1.clone()).await,
+        entity::JobStatus::Cancelled
+    );
+    assert_eq!(status(jobs[2].1.clone()).await, entity::JobStatus::Queued);
+}
+
 /// Once its video is deleted, the probe job that made it READY no longer links to its proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_videos_probe_job_links_to_nothing() {

@@ -1113,6 +1113,9 @@ async fn sockets_are_limited_per_account_and_per_address() {
     again.subscribe("1", ME, json!({})).await;
     assert_eq!(again.recv().await["type"], "data");
     second.round_trip().await;
+    // And the address's: Ada's second, Bob's, this one and one more make its four.
+    let mut fourth = connect_when_room(&url).await;
+    fourth.init(json!({})).await;
 }
 
 /// A socket to `url`, once the address has room for one more (a socket closed a moment ago
