@@ -160,6 +160,20 @@ impl TestApp {
         response.json().await.expect("JSON body")
     }
 
+    /// POSTs `body` (a request, or a batch of them) to `/graphql` as it is; returns the JSON
+    /// answer.
+    pub async fn post_body(&self, token: Option<&str>, body: &Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("sent");
+        response.json().await.expect("JSON")
+    }
+
     /// `gql` as a task of its own, for a request the test holds up (a race) while it goes on.
     pub fn gql_in_background(
         &self,

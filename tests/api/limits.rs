@@ -33,15 +33,8 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
     );
     for (operation, refused) in [("Shallow", false), ("Deep", true)] {
         let body: serde_json::Value = app
-            .client
-            .post(format!("{}/graphql", app.base))
-            .json(&json!({ "query": both, "operationName": operation }))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("JSON");
+            .post_body(None, &json!({ "query": both, "operationName": operation }))
+            .await;
         if refused {
             assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
         } else {
@@ -915,16 +908,7 @@ async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
     // A batch shares one budget: 2 × 51 × 500 > 50,000. The operations run side by side, so
     // either may be the one that runs out (or both, when the other was not done yet).
     let one = json!({ "query": aliases(51), "variables": vars });
-    let answers: serde_json::Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .json(&json!([one, one]))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let answers: serde_json::Value = app.post_body(None, &json!([one, one])).await;
     let codes: Vec<&str> = [&answers[0], &answers[1]]
         .into_iter()
         .map(|answer| {
@@ -959,16 +943,8 @@ async fn aliases_of_whole_lists_run_out_of_list_items(backend: Backend) {
     let query = json!({ "query": aliases(100), "variables": vars });
     let mutation = json!({ "query": "mutation { createCreator(input: { name: \"After The Budget\" }) { id members { role } } }" });
     let answers: serde_json::Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .bearer_auth(&owner.access_token)
-        .json(&json!([query, mutation]))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+        .post_body(Some(&owner.access_token), &json!([query, mutation]))
+        .await;
     assert!(answers[0]["errors"].is_null(), "{}", answers[0]);
     assert!(
         answers[1]["data"]["createCreator"]["id"].is_string(),
@@ -1013,15 +989,11 @@ async fn aliases_of_introspection_lists_run_out_of_list_items(backend: Backend) 
     let fragment = format!("{{ ...W }} fragment W on QueryRoot {{{} }}", aliases(over));
     let standard = json!({ "query": include_str!("fixtures/introspection.graphql") });
     let answers: serde_json::Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .json(&json!([{ "query": fragment }, { "query": "{ me { id } }" }]))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+        .post_body(
+            None,
+            &json!([{ "query": fragment }, { "query": "{ me { id } }" }]),
+        )
+        .await;
     assert_eq!(
         error_code(&answers[0]),
         "QUERY_TOO_COMPLEX",

@@ -885,61 +885,48 @@ async fn an_open_socket_closes_with_4403_when_its_access_token_expires() {
     // Long enough to connect, init and subscribe on a loaded machine; the close comes well
     // within `WAIT` (10 s) of the round trip.
     let expires_at = Utc::now() + chrono::Duration::seconds(6);
-    let short_lived = app
-        .state
-        .tokens
-        .issue_with_times(
-            ada.user_id.parse().expect("user id"),
-            UserRole::Viewer,
-            Uuid::now_v7(),
-            Utc::now(),
-            expires_at,
-        )
-        .map_err(|e| e.public_message())
-        .expect("token");
-    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
-    client
-        .init(json!({ "authorization": format!("Bearer {short_lived}") }))
-        .await;
-    client.subscribe("1", JOBS_UPDATED, json!({})).await;
-    client.round_trip().await;
-
-    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
-    let early = (expires_at - Utc::now()).num_milliseconds();
-    assert!(
-        early <= 1000,
-        "closed {early} ms before the token expired (exp is in whole seconds)"
-    );
+    closes_when_the_token_ends(&app, &ada, Utc::now(), expires_at, expires_at).await;
 
     // A token issued for a day (under a longer lifetime than the server's 15 minutes) closes
     // where HTTP stops taking it: a minute past that lifetime from its `iat`, not at its `exp`.
     let lifetime = i64::try_from(app.state.config.access_token_ttl_secs).expect("lifetime") + 60;
     let ends_at = Utc::now() + chrono::Duration::seconds(6);
     let issued = ends_at - chrono::Duration::seconds(lifetime);
-    let long_lived = app
+    let exp = issued + chrono::Duration::days(1);
+    closes_when_the_token_ends(&app, &ada, issued, exp, ends_at).await;
+}
+
+/// A socket signed in with a token of `session`'s account issued at `iat` to expire at `exp`
+/// closes with 4403 when that token stops being accepted, at `ends_at` (not more than a
+/// second before: times in tokens are whole seconds).
+async fn closes_when_the_token_ends(
+    app: &TestApp,
+    session: &Session,
+    iat: chrono::DateTime<Utc>,
+    exp: chrono::DateTime<Utc>,
+    ends_at: chrono::DateTime<Utc>,
+) {
+    let token = app
         .state
         .tokens
         .issue_with_times(
-            ada.user_id.parse().expect("user id"),
+            session.user_id.parse().expect("user id"),
             UserRole::Viewer,
             Uuid::now_v7(),
-            issued,
-            issued + chrono::Duration::days(1),
+            iat,
+            exp,
         )
         .map_err(|e| e.public_message())
         .expect("token");
-    let mut client = Client::connect(&ws_url(&app, "/graphql/ws"), Some(TRANSPORT), None).await;
+    let mut client = Client::connect(&ws_url(app, "/graphql/ws"), Some(TRANSPORT), None).await;
     client
-        .init(json!({ "authorization": format!("Bearer {long_lived}") }))
+        .init(json!({ "authorization": format!("Bearer {token}") }))
         .await;
     client.subscribe("1", JOBS_UPDATED, json!({})).await;
     client.round_trip().await;
     assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
     let early = (ends_at - Utc::now()).num_milliseconds();
-    assert!(
-        early <= 1000,
-        "closed {early} ms before the token's lifetime ended"
-    );
+    assert!(early <= 1000, "closed {early} ms before the token ended");
 }
 
 #[tokio::test]
