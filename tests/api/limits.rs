@@ -1001,16 +1001,7 @@ async fn aliases_of_introspection_lists_run_out_of_list_items(backend: Backend) 
         answers[0]
     );
     assert!(answers[1]["errors"].is_null(), "{}", answers[1]);
-    let answers: serde_json::Value = app
-        .client
-        .post(format!("{}/graphql", app.base))
-        .json(&json!(vec![standard; 10]))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let answers = app.post_body(None, &json!(vec![standard; 10])).await;
     for answer in answers.as_array().expect("a batch answer") {
         assert!(answer["errors"].is_null(), "{}", answer["errors"]);
         assert!(answer["data"]["__schema"]["types"].is_array());
