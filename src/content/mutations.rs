@@ -162,6 +162,36 @@ fn untrimmed_length(moment: &key_moment::Model, video_secs: Option<f64>) -> f64 
     (end - moment.start_time).max(0.0)
 }
 
+/// Fits the untrimmed highlights of a video to the length its probe has just found
+/// ([`untrimmed_length`]): one of a moment added while the upload was waiting kept the
+/// moment's whole length (an hour of a 30-second video) until highlights were detected again.
+/// Run in the transaction that makes the video READY.
+pub async fn fit_highlights(
+    txn: &impl ConnectionTrait,
+    video_id: Uuid,
+    video_secs: f64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let untrimmed = highlight::Entity::find()
+        .find_also_related(key_moment::Entity)
+        .filter(highlight::Column::VideoId.eq(video_id))
+        .filter(highlight::Column::TrimStart.is_null())
+        .all(txn)
+        .await?;
+    for (highlight, moment) in untrimmed {
+        let Some(moment) = moment else { continue };
+        let length = untrimmed_length(&moment, Some(video_secs));
+        if length == highlight.duration_secs {
+            continue;
+        }
+        let mut row: highlight::ActiveModel = highlight.into();
+        row.duration_secs = Set(length);
+        row.updated_at = Set(now);
+        row.update(txn).await?;
+    }
+    Ok(())
+}
+
 /// Inserts rows in chunks that fit every backend's bind-parameter limit.
 async fn insert_chunked<A>(db: &impl ConnectionTrait, rows: Vec<A>) -> AppResult<()>
 where

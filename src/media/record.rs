@@ -105,6 +105,7 @@ pub async fn ready(
         txn.rollback().await?;
         return Ok(false);
     }
+    crate::content::mutations::fit_highlights(&txn, video.id, facts.duration_secs, now).await?;
     txn.commit().await?;
     Ok(true)
 }

@@ -1508,6 +1508,65 @@ async fn a_video_deleted_while_it_is_processed_leaves_no_renditions() {
     }
 }
 
+/// Highlights of moments added while the upload was waiting (its length unknown) fit the
+/// video once it is probed: a moment of an hour on a 2-second video made a highlight of an
+/// hour until highlights were detected again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highlights_made_before_the_probe_fit_the_video_after_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("early-moments@example.com").await;
+    let creator = app.create_creator(&owner, "Early Moments").await;
+    let bytes = short_source().await;
+    let upload = request_ok(&app, &owner, &creator, bytes).await;
+    let id = upload["video"]["id"].as_str().expect("id").to_owned();
+    let token = Some(owner.access_token.as_str());
+    app.ok(
+        token,
+        "mutation($v: ID!, $m: [KeyMomentInput!]!) { addKeyMoments(videoId: $v, moments: $m) { id } }",
+        json!({ "v": id, "m": [
+            { "title": "all of it", "startTime": 0, "endTime": 3600 },
+            { "title": "past the end", "startTime": 1.5, "endTime": 100 },
+            { "title": "inside", "startTime": 0.5, "endTime": 1.5 },
+        ] }),
+    )
+    .await;
+    let detected = app
+        .ok(
+            token,
+            "mutation($v: ID!) { detectHighlights(videoId: $v) { durationSecs } }",
+            json!({ "v": id }),
+        )
+        .await;
+    let mut before: Vec<f64> = detected["detectHighlights"]
+        .as_array()
+        .expect("highlights")
+        .iter()
+        .filter_map(|h| h["durationSecs"].as_f64())
+        .collect();
+    before.sort_by(f64::total_cmp);
+    assert_eq!(before, [1.0, 98.5, 3600.0], "{detected}");
+    put_presigned(&app, &upload, bytes).await;
+    let updates = complete_and_follow(&app, &owner, &id).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    let data = app
+        .ok(
+            token,
+            "query($v: ID!) { video(id: $v) { durationSecs highlights { durationSecs keyMoment { title } } } }",
+            json!({ "v": id }),
+        )
+        .await;
+    let length = data["video"]["durationSecs"].as_f64().expect("probed");
+    for highlight in data["video"]["highlights"].as_array().expect("highlights") {
+        let expected = match highlight["keyMoment"]["title"].as_str() {
+            Some("all of it") => length,
+            Some("past the end") => length - 1.5,
+            _ => 1.0,
+        };
+        let got = highlight["durationSecs"].as_f64().expect("duration");
+        assert!((got - expected).abs() < 1e-9, "{data}");
+    }
+}
+
 /// A video deleted (by `deleteVideo`, or at the end of its retention) before its probe ran has
 /// its probe job cancelled: it would have run the transcode for a video that is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
