@@ -261,6 +261,18 @@ pub struct Probe {
     pub format_name: Option<String>,
 }
 
+impl Probe {
+    /// How long the picture lasts, where the file says: a render's length. The container's
+    /// duration is its longest stream's, and AAC's last frame of 1,024 samples carries the
+    /// sound up to 21 ms past the picture (a 300-second movie measured 300.021 s, and was
+    /// billed so).
+    pub fn picture_secs(&self) -> Option<f64> {
+        self.video_duration_secs
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .or(self.duration_secs)
+    }
+}
+
 /// The demuxers media inputs (uploaded videos, their proxies, rendered outputs) may be read
 /// with, given to every ffprobe and ffmpeg that opens one as `-format_whitelist`. Without it
 /// an upload could be an HLS or concat playlist whose entries are other files on the worker

@@ -113,6 +113,20 @@ async fn render_flow(app: TestApp) {
     let (id, updates, first_time) = render(&app, &owner, movie(&logo, "The end")).await;
     let last = updates.last().expect("updates");
     assert_eq!(last["status"], "DONE", "{updates:#?}");
+    // Billed the movie's 4.5 s exactly (its sound ran 21 ms past the picture, and was billed).
+    let usage = app
+        .ok(
+            Some(&owner.access_token),
+            "{ renderUsage { minutesConsumed } }",
+            json!({}),
+        )
+        .await;
+    let shown = (4.5_f64 / 60.0 * 1e6).round() / 1e6;
+    assert_eq!(
+        usage["renderUsage"]["minutesConsumed"].as_f64(),
+        Some(shown),
+        "{usage}"
+    );
     let mut phases: Vec<&str> = updates
         .iter()
         .filter_map(|u| u["currentPhase"].as_str())
