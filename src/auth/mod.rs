@@ -106,7 +106,10 @@ pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
 
 /// Trims a display name and checks its length; empty means none.
 pub fn normalize_display_name(field: &str, name: Option<&str>) -> AppResult<Option<String>> {
-    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+    let Some(name) = name
+        .map(crate::graphql::inputs::trim_invisible)
+        .filter(|n| !n.is_empty())
+    else {
         return Ok(None);
     };
     if name.chars().count() > MAX_DISPLAY_NAME {

@@ -55,7 +55,7 @@ pub struct Moment {
 /// breaks and tabs are refused: they are invisible in every client and PostgreSQL cannot store
 /// NUL at all. Empty (after trimming) is `None`; the caller decides whether that is allowed.
 fn text(field: &str, value: &str, max: usize, multiline: bool) -> AppResult<Option<String>> {
-    let value = value.trim();
+    let value = crate::graphql::inputs::trim_invisible(value);
     if value.chars().count() > max {
         return Err(AppError::bad_input(
             field,

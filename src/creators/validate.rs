@@ -22,7 +22,7 @@ pub const MAX_PROFILE_BYTES: usize = 16 * 1024;
 pub const MAX_JSON_DEPTH: usize = 32;
 
 pub fn name(field: &str, name: &str) -> AppResult<String> {
-    let name = name.trim();
+    let name = crate::graphql::inputs::trim_invisible(name);
     let len = name.chars().count();
     if len == 0 || len > MAX_NAME {
         return Err(AppError::bad_input(

@@ -389,6 +389,28 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
     Ok(())
 }
 
+/// `value` without what shows nothing at its ends: white space, and the format characters that
+/// draw nothing (zero-width space and joiners, word joiner, byte-order mark, soft hyphen,
+/// direction marks). A title of a zero-width space alone was taken as a title.
+pub fn trim_invisible(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_whitespace() || draws_nothing(c))
+}
+
+fn draws_nothing(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// What the checks before execution need of `document` that depends on nothing else: its
 /// [`super::depth::shape`], and its [`literal_fault`] and what validation misses when
 /// the shape is bounded (the walks behind them expand fragments, so they wait until the
@@ -717,6 +739,19 @@ mod tests {
 
     fn literal(query: &str) -> Option<String> {
         nul_literal(&async_graphql::parser::parse_query(query).expect("parses"))
+    }
+
+    #[test]
+    fn invisible_ends_are_trimmed_and_what_shows_is_kept() {
+        assert_eq!(trim_invisible("\u{200B}"), "");
+        assert_eq!(trim_invisible(" \u{FEFF}\u{200D}\u{2060} "), "");
+        assert_eq!(trim_invisible("\u{200E}Title\u{00AD} "), "Title");
+        assert_eq!(
+            trim_invisible("a\u{200D}b"),
+            "a\u{200D}b",
+            "joiners inside stay"
+        );
+        assert_eq!(trim_invisible("👩\u{200D}💻"), "👩\u{200D}💻");
     }
 
     #[test]

@@ -288,6 +288,7 @@ impl JobQuery {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
+        #[graphql(desc = "Jobs in any of these statuses; left out (or empty), in every status.")]
         status: Option<Vec<JobStatus>>,
         kind: Option<JobKind>,
         parent_id: Option<ID>,

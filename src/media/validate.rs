@@ -100,7 +100,7 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
 
 /// A video title: trimmed, 1–200 characters, no control characters.
 pub fn title(field: &str, title: &str) -> AppResult<String> {
-    let title = title.trim();
+    let title = crate::graphql::inputs::trim_invisible(title);
     if title.is_empty() {
         return Err(AppError::bad_input(field, "must not be empty"));
     }

@@ -128,6 +128,11 @@ async fn transcript_validation_names_the_field_and_writes_nothing(backend: Backe
         ),
         (json!([segment(-1.0, 2.0, "a")]), "segments.0.startTime"),
         (json!([segment(0.0, 2.0, "   ")]), "segments.0.text"),
+        // Nothing that shows: a zero-width space, a word joiner and a byte-order mark.
+        (
+            json!([segment(0.0, 2.0, " \u{200B}\u{2060}\u{FEFF} ")]),
+            "segments.0.text",
+        ),
         (
             json!([segment(0.0, 2.0, &"x".repeat(2001))]),
             "segments.0.text",
@@ -1773,6 +1778,7 @@ async fn update_video_edits_title_and_link(backend: Backend) {
 
     for (input, field) in [
         (json!({ "title": "   " }), "input.title"),
+        (json!({ "title": "\u{200B}" }), "input.title"),
         (json!({ "title": "x".repeat(201) }), "input.title"),
         (json!({ "title": "a\u{7}b" }), "input.title"),
         (
