@@ -184,10 +184,15 @@ pub async fn fit_highlights(
         if length == highlight.duration_secs {
             continue;
         }
-        let mut row: highlight::ActiveModel = highlight.into();
-        row.duration_secs = Set(length);
-        row.updated_at = Set(now);
-        row.update(txn).await?;
+        // Still untrimmed when written (a `trimHighlight` committing meanwhile keeps its
+        // length), and nothing to write for one deleted meanwhile.
+        highlight::Entity::update_many()
+            .col_expr(highlight::Column::DurationSecs, Expr::val(length))
+            .col_expr(highlight::Column::UpdatedAt, Expr::val(now))
+            .filter(highlight::Column::Id.eq(highlight.id))
+            .filter(highlight::Column::TrimStart.is_null())
+            .exec(txn)
+            .await?;
     }
     Ok(())
 }
@@ -497,13 +502,16 @@ impl ContentMutation {
         // (PostgreSQL: FOR SHARE; SQLite: the write transaction) until it commits: one deleted
         // or rejected meanwhile is left out, one moved gets its new length.
         let txn = crate::jobs::queue::begin_write(db).await?;
+        let now = Utc::now();
+        // The video first, as every writer of its content: a probe making it READY meanwhile
+        // (and fitting its highlights to its length) is waited for, and its length is used.
+        let duration = touch_video(&txn, video.id, now).await?;
         let current = key_moment::Entity::find()
             .filter(key_moment::Column::Id.is_in(scores.keys().copied().collect::<Vec<_>>()))
             .filter(key_moment::Column::ReviewStatus.ne(ReviewStatus::Rejected))
             .for_share(&txn)
             .all(&txn)
             .await?;
-        let now = Utc::now();
         let rows: Vec<highlight::ActiveModel> = current
             .iter()
             .filter_map(|moment| Some((moment, scores.get(&moment.id)?)))

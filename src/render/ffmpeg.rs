@@ -262,14 +262,21 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// How long the picture lasts, where the file says: a render's length. The container's
-    /// duration is its longest stream's, and AAC's last frame of 1,024 samples carries the
-    /// sound up to 21 ms past the picture (a 300-second movie measured 300.021 s, and was
-    /// billed so).
+    /// A render's length: its picture's where the sound only runs past it by AAC's last frame
+    /// (1,024 samples: 21 ms at 48 kHz; a 300-second movie measured 300.021 s, and was billed
+    /// so), else the container's, its longest stream's (a short whose source's picture ends
+    /// before its sound lasts as long as its sound).
     pub fn picture_secs(&self) -> Option<f64> {
-        self.video_duration_secs
-            .filter(|d| d.is_finite() && *d > 0.0)
-            .or(self.duration_secs)
+        /// One AAC frame at the lowest rate ffmpeg's encoder is given here (22.05 kHz), and a
+        /// little more.
+        const OVERHANG: f64 = 0.05;
+        let picture = self
+            .video_duration_secs
+            .filter(|d| d.is_finite() && *d > 0.0);
+        match (picture, self.duration_secs) {
+            (Some(picture), Some(file)) if file - picture <= OVERHANG => Some(picture.min(file)),
+            (picture, file) => file.filter(|d| d.is_finite()).or(picture),
+        }
     }
 }
 
@@ -390,6 +397,32 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn a_renders_length_is_its_pictures_unless_its_sound_runs_on() {
+        let probe = |file: Option<f64>, picture: Option<f64>| Probe {
+            duration_secs: file,
+            width: Some(16),
+            height: Some(16),
+            fps: Some(25.0),
+            video_duration_secs: picture,
+            has_video: true,
+            has_audio: true,
+            format_name: Some("mov,mp4,m4a,3gp,3g2,mj2".to_owned()),
+        };
+        let length = |file, picture| probe(file, picture).picture_secs();
+        assert_eq!(length(Some(300.021), Some(300.0)), Some(300.0));
+        assert_eq!(length(Some(4.5), Some(4.5)), Some(4.5));
+        assert_eq!(
+            length(Some(6.0), Some(2.0)),
+            Some(6.0),
+            "a still over sound"
+        );
+        assert_eq!(length(Some(6.0), None), Some(6.0));
+        assert_eq!(length(Some(6.0), Some(f64::NAN)), Some(6.0));
+        assert_eq!(length(None, Some(2.0)), Some(2.0));
+        assert_eq!(length(None, None), None);
+    }
 
     fn tools() -> Tools {
         Tools {
