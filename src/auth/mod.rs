@@ -107,8 +107,8 @@ pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
 /// Trims a display name and checks its length; empty means none.
 pub fn normalize_display_name(field: &str, name: Option<&str>) -> AppResult<Option<String>> {
     let Some(name) = name
-        .map(crate::graphql::inputs::trim_invisible)
-        .filter(|n| !n.is_empty())
+        .map(str::trim)
+        .filter(|n| !crate::graphql::inputs::shows_nothing(n))
     else {
         return Ok(None);
     };

@@ -55,7 +55,7 @@ pub struct Moment {
 /// breaks and tabs are refused: they are invisible in every client and PostgreSQL cannot store
 /// NUL at all. Empty (after trimming) is `None`; the caller decides whether that is allowed.
 fn text(field: &str, value: &str, max: usize, multiline: bool) -> AppResult<Option<String>> {
-    let value = crate::graphql::inputs::trim_invisible(value);
+    let value = value.trim();
     if value.chars().count() > max {
         return Err(AppError::bad_input(
             field,
@@ -63,7 +63,7 @@ fn text(field: &str, value: &str, max: usize, multiline: bool) -> AppResult<Opti
         ));
     }
     crate::graphql::inputs::no_controls(field, value, multiline)?;
-    Ok((!value.is_empty()).then(|| value.to_owned()))
+    Ok((!crate::graphql::inputs::shows_nothing(value)).then(|| value.to_owned()))
 }
 
 fn required_text(field: &str, value: &str, max: usize, multiline: bool) -> AppResult<String> {

@@ -22,9 +22,9 @@ pub const MAX_PROFILE_BYTES: usize = 16 * 1024;
 pub const MAX_JSON_DEPTH: usize = 32;
 
 pub fn name(field: &str, name: &str) -> AppResult<String> {
-    let name = crate::graphql::inputs::trim_invisible(name);
+    let name = name.trim();
     let len = name.chars().count();
-    if len == 0 || len > MAX_NAME {
+    if crate::graphql::inputs::shows_nothing(name) || len > MAX_NAME {
         return Err(AppError::bad_input(
             field,
             format!("must be 1 to {MAX_NAME} characters"),

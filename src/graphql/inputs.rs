@@ -389,11 +389,12 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
     Ok(())
 }
 
-/// `value` without what shows nothing at its ends: white space, and the format characters that
-/// draw nothing (zero-width space and joiners, word joiner, byte-order mark, soft hyphen,
-/// direction marks). A title of a zero-width space alone was taken as a title.
-pub fn trim_invisible(value: &str) -> &str {
-    value.trim_matches(|c: char| c.is_whitespace() || draws_nothing(c))
+/// Whether `value` shows nothing: only white space and the format characters that draw
+/// nothing (zero-width space and joiners, word joiner, byte-order mark, soft hyphen, direction
+/// marks). A title of a zero-width space alone was taken as a title. (Such characters stay in
+/// a value that shows something: a right-to-left title may begin with its direction mark.)
+pub fn shows_nothing(value: &str) -> bool {
+    value.chars().all(|c| c.is_whitespace() || draws_nothing(c))
 }
 
 fn draws_nothing(c: char) -> bool {
@@ -742,16 +743,13 @@ mod tests {
     }
 
     #[test]
-    fn invisible_ends_are_trimmed_and_what_shows_is_kept() {
-        assert_eq!(trim_invisible("\u{200B}"), "");
-        assert_eq!(trim_invisible(" \u{FEFF}\u{200D}\u{2060} "), "");
-        assert_eq!(trim_invisible("\u{200E}Title\u{00AD} "), "Title");
-        assert_eq!(
-            trim_invisible("a\u{200D}b"),
-            "a\u{200D}b",
-            "joiners inside stay"
-        );
-        assert_eq!(trim_invisible("👩\u{200D}💻"), "👩\u{200D}💻");
+    fn only_invisible_characters_show_nothing() {
+        assert!(shows_nothing(""));
+        assert!(shows_nothing("\u{200B}"));
+        assert!(shows_nothing(" \u{FEFF}\u{200D}\u{2060}\u{200F} "));
+        assert!(!shows_nothing("\u{200F}שלום"));
+        assert!(!shows_nothing("a\u{200D}b"));
+        assert!(!shows_nothing("👩\u{200D}💻"));
     }
 
     #[test]

@@ -100,8 +100,8 @@ pub fn upload_request(input: &RequestVideoUploadInput) -> AppResult<UploadReques
 
 /// A video title: trimmed, 1–200 characters, no control characters.
 pub fn title(field: &str, title: &str) -> AppResult<String> {
-    let title = crate::graphql::inputs::trim_invisible(title);
-    if title.is_empty() {
+    let title = title.trim();
+    if crate::graphql::inputs::shows_nothing(title) {
         return Err(AppError::bad_input(field, "must not be empty"));
     }
     if title.chars().count() > MAX_TITLE_CHARS {

@@ -266,7 +266,7 @@ impl Probe {
     /// (1,024 samples: 21 ms at 48 kHz; a 300-second movie measured 300.021 s, and was billed
     /// so), else the container's, its longest stream's (a short whose source's picture ends
     /// before its sound lasts as long as its sound).
-    pub fn picture_secs(&self) -> Option<f64> {
+    pub fn render_secs(&self) -> Option<f64> {
         /// One AAC frame at the lowest rate ffmpeg's encoder is given here (22.05 kHz), and a
         /// little more.
         const OVERHANG: f64 = 0.05;
@@ -410,7 +410,7 @@ mod tests {
             has_audio: true,
             format_name: Some("mov,mp4,m4a,3gp,3g2,mj2".to_owned()),
         };
-        let length = |file, picture| probe(file, picture).picture_secs();
+        let length = |file, picture| probe(file, picture).render_secs();
         assert_eq!(length(Some(300.021), Some(300.0)), Some(300.0));
         assert_eq!(length(Some(4.5), Some(4.5)), Some(4.5));
         assert_eq!(

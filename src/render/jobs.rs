@@ -560,12 +560,12 @@ impl JobHandler for RenderAssemble {
             .unwrap_or(0);
         Ok(Outcome::Done {
             output: json!({
-                "duration_secs": probe.picture_secs(),
+                "duration_secs": probe.render_secs(),
                 "width": probe.width,
                 "height": probe.height,
                 "fps": probe.fps,
                 "size_bytes": size,
-                "mediaData": { "duration": probe.picture_secs() },
+                "mediaData": { "duration": probe.render_secs() },
             }),
             output_ref: Some(key),
         })

@@ -526,7 +526,7 @@ impl JobHandler for RenderShort {
             output: json!({
                 "short_id": short.id,
                 "key": key,
-                "duration_secs": rendered.picture_secs(),
+                "duration_secs": rendered.render_secs(),
                 "size_bytes": size,
                 "width": rendered.width,
                 "height": rendered.height,
