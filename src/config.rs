@@ -83,6 +83,18 @@ pub struct Config {
     #[arg(long, env = "REELGRAPH_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
 
+    /// Most WebSocket connections one account holds open on this server process (one more is
+    /// closed at `connection_init` with 1013, Try Again Later).
+    #[arg(long, env = "REELGRAPH_WS_MAX_SOCKETS_PER_ACCOUNT", default_value_t = crate::ws::DEFAULT_MAX_SOCKETS_PER_ACCOUNT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub ws_max_sockets_per_account: usize,
+
+    /// Most WebSocket connections one client address (an IPv6 /64) holds open on this server
+    /// process, signed in or not (one more upgrade is answered 429).
+    #[arg(long, env = "REELGRAPH_WS_MAX_SOCKETS_PER_ADDRESS", default_value_t = crate::ws::DEFAULT_MAX_SOCKETS_PER_ADDRESS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub ws_max_sockets_per_address: usize,
+
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`
     /// (Prometheus: `authorization: {credentials: …}`), and 401 to the rest. Unset, it is
     /// open: keep it off the public network then.
@@ -224,6 +236,8 @@ impl Config {
             request_timeout_ms: 60_000,
             webhook_allow_private: false,
             trust_proxy: false,
+            ws_max_sockets_per_account: crate::ws::DEFAULT_MAX_SOCKETS_PER_ACCOUNT,
+            ws_max_sockets_per_address: crate::ws::DEFAULT_MAX_SOCKETS_PER_ADDRESS,
             metrics_token: None,
             workers: None,
             job_lease_secs: 30,

@@ -60,7 +60,12 @@ pub struct HttpState {
 }
 
 pub fn router(app: AppState, schema: Schemas) -> Router {
-    router_with(app, schema, WsSettings::default())
+    let ws = WsSettings {
+        max_sockets_per_account: app.config.ws_max_sockets_per_account,
+        max_sockets_per_address: app.config.ws_max_sockets_per_address,
+        ..WsSettings::default()
+    };
+    router_with(app, schema, ws)
 }
 
 /// The router with explicit WebSocket settings (tests shorten the timeouts).

@@ -70,6 +70,11 @@ pub struct WsSettings {
     pub max_sockets_per_address: usize,
 }
 
+/// [`WsSettings::max_sockets_per_account`] unless `REELGRAPH_WS_MAX_SOCKETS_PER_ACCOUNT` says.
+pub const DEFAULT_MAX_SOCKETS_PER_ACCOUNT: usize = 32;
+/// [`WsSettings::max_sockets_per_address`] unless `REELGRAPH_WS_MAX_SOCKETS_PER_ADDRESS` says.
+pub const DEFAULT_MAX_SOCKETS_PER_ADDRESS: usize = 256;
+
 impl Default for WsSettings {
     fn default() -> Self {
         Self {
@@ -77,8 +82,8 @@ impl Default for WsSettings {
             keep_alive: Duration::from_secs(15),
             max_operations: 100,
             write_timeout: Duration::from_secs(30),
-            max_sockets_per_account: 32,
-            max_sockets_per_address: 256,
+            max_sockets_per_account: DEFAULT_MAX_SOCKETS_PER_ACCOUNT,
+            max_sockets_per_address: DEFAULT_MAX_SOCKETS_PER_ADDRESS,
         }
     }
 }

@@ -1172,6 +1172,7 @@ async fn settings_out_of_range_are_refused_at_start() {
         ("REELGRAPH_SESSION_TTL_DAYS", "1000000000", "1..=3650"),
         ("REELGRAPH_JOB_POLL_MS", "0", "10..=3600000"),
         ("DATABASE_MAX_CONNECTIONS", "0", "1..=10000"),
+        ("REELGRAPH_WS_MAX_SOCKETS_PER_ACCOUNT", "0", "1..=100000"),
         (
             "PUBLIC_URL",
             "notaurl",

@@ -1105,6 +1105,26 @@ async fn sockets_are_limited_per_account_and_per_address() {
     fourth.init(json!({})).await;
 }
 
+/// The server's own router takes its socket limits from the settings
+/// (`REELGRAPH_WS_MAX_SOCKETS_PER_ACCOUNT`).
+#[tokio::test]
+async fn the_socket_limit_per_account_is_a_setting() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| {
+        a.config.ws_max_sockets_per_account = 1;
+    })
+    .await;
+    let ada = app.register("ada@example.com").await;
+    let url = ws_url(&app, "/graphql/ws");
+    let mut first = Client::connect(&url, Some(TRANSPORT), None).await;
+    first.init(bearer(&ada)).await;
+    let mut second = Client::connect(&url, Some(TRANSPORT), None).await;
+    second
+        .send(json!({ "type": "connection_init", "payload": bearer(&ada) }))
+        .await;
+    assert_eq!(second.closed().await.0, 1013);
+    first.round_trip().await;
+}
+
 /// A socket to `url`, once the address has room for one more (a socket closed a moment ago
 /// gives its place back when the server has seen it close).
 async fn connect_when_room(url: &str) -> Client {
