@@ -4,7 +4,7 @@
 //! of audit rows).
 
 use async_graphql::{
-    Context, ID, InputObject, Object, OutputType,
+    Context, ID, InputObject, MaybeUndefined, Object, OutputType,
     connection::{ConnectionNameType, EdgeNameType},
 };
 use chrono::{DateTime, Utc};
@@ -20,7 +20,9 @@ use crate::{
     db::RowLock,
     error::{AppError, AppResult},
     graphql::{
-        client_info, loaders,
+        client_info,
+        inputs::given,
+        loaders,
         loaders::{UserById, VisibleVideoById},
         pagination::{Page, PageArgs, RelayConnection, TotalCount},
         parse_id, state, viewer,
@@ -30,15 +32,15 @@ use crate::{
     videos::Video,
 };
 
-/// Omitted fields stay as they are.
+/// Omitted fields stay as they are (`null` is refused).
 #[derive(InputObject)]
 pub struct VideoConsentInput {
     /// May the video be indexed into the knowledge base.
-    pub kb_inclusion: Option<bool>,
+    pub kb_inclusion: MaybeUndefined<bool>,
     /// May the video be used for training.
-    pub training_usage: Option<bool>,
+    pub training_usage: MaybeUndefined<bool>,
     /// May the video and its shorts be shown publicly (shared links included).
-    pub public_display: Option<bool>,
+    pub public_display: MaybeUndefined<bool>,
 }
 
 /// The consent a creator gave for one video. Readable by the creator's members and admins.
@@ -272,6 +274,9 @@ impl ConsentMutation {
         let video_id = parse_id("videoId", &video_id)?;
         let viewer = viewer(ctx)?;
         let user = viewer.require_user()?.clone();
+        let kb_inclusion = given("input.kbInclusion", input.kb_inclusion)?;
+        let training_usage = given("input.trainingUsage", input.training_usage)?;
+        let public_display = given("input.publicDisplay", input.public_display)?;
         let state = state(ctx)?;
         let video = loaders(ctx)?
             .load_one(VisibleVideoById(video_id))
@@ -332,17 +337,17 @@ impl ConsentMutation {
             (
                 ConsentField::KbInclusion,
                 current.kb_inclusion,
-                input.kb_inclusion,
+                kb_inclusion,
             ),
             (
                 ConsentField::TrainingUsage,
                 current.training_usage,
-                input.training_usage,
+                training_usage,
             ),
             (
                 ConsentField::PublicDisplay,
                 current.public_display,
-                input.public_display,
+                public_display,
             ),
         ];
         for (field, old, new) in fields {
@@ -371,13 +376,13 @@ impl ConsentMutation {
             return Ok(VideoConsent(current));
         }
         let mut row: video_consent::ActiveModel = current.into();
-        if let Some(v) = input.kb_inclusion {
+        if let Some(v) = kb_inclusion {
             row.kb_inclusion = Set(v);
         }
-        if let Some(v) = input.training_usage {
+        if let Some(v) = training_usage {
             row.training_usage = Set(v);
         }
-        if let Some(v) = input.public_display {
+        if let Some(v) = public_display {
             row.public_display = Set(v);
         }
         row.version = Set(version);

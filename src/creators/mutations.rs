@@ -10,6 +10,7 @@ use super::{Creator, validate};
 use crate::{
     error::{AppError, AppResult, unique_violation},
     graphql::{
+        inputs::given,
         loaders,
         loaders::{FollowerCount, ViewerFollows},
         parse_id, state, viewer,
@@ -35,15 +36,17 @@ pub struct CreateCreatorInput {
     pub personality_profile: Option<Json<serde_json::Value>>,
 }
 
-/// Omitted fields stay as they are; `null` clears a nullable field.
+/// Omitted fields stay as they are; `null` clears a nullable field and is refused for the others.
 #[derive(InputObject)]
 pub struct UpdateCreatorInput {
-    pub name: Option<String>,
-    pub slug: Option<String>,
+    pub name: MaybeUndefined<String>,
+    pub slug: MaybeUndefined<String>,
     pub bio: MaybeUndefined<String>,
-    pub genres: Option<Vec<String>>,
+    /// `[]` clears them.
+    pub genres: MaybeUndefined<Vec<String>>,
     pub avatar_url: MaybeUndefined<String>,
-    pub social_links: Option<Json<serde_json::Value>>,
+    /// `{}` clears them.
+    pub social_links: MaybeUndefined<Json<serde_json::Value>>,
     /// Intro/outro cards put around every short rendered from now on of the creator's: `{"intro": {"text",
     /// "durationSecs" (0.5–10, default 2), "background", "color" ("#RRGGBB", default white on
     /// black)}, "outro": {…}}`; either may be left out. Other keys are kept as given.
@@ -52,7 +55,7 @@ pub struct UpdateCreatorInput {
     /// `null` removes it.
     pub personality_profile: MaybeUndefined<Json<serde_json::Value>>,
     /// Administrators only.
-    pub featured: Option<bool>,
+    pub featured: MaybeUndefined<bool>,
 }
 
 /// Maps a unique violation on `creators` to the field that clashed.
@@ -200,17 +203,22 @@ impl CreatorMutation {
             .await?
             .ok_or(AppError::NotFound("creator"))?;
         viewer.ensure_manages_creator(db, id).await?;
-        if input.featured.is_some() && !viewer.is_admin() {
+        let name = given("input.name", input.name)?;
+        let slug = given("input.slug", input.slug)?;
+        let genres = given("input.genres", input.genres)?;
+        let social_links = given("input.socialLinks", input.social_links)?;
+        let featured = given("input.featured", input.featured)?;
+        if featured.is_some() && !viewer.is_admin() {
             return Err(AppError::forbidden(
                 "only administrators may feature creators",
             ));
         }
 
         let mut row: creator::ActiveModel = existing.into();
-        if let Some(name) = &input.name {
+        if let Some(name) = &name {
             row.name = Set(validate::name("input.name", name)?);
         }
-        if let Some(slug) = &input.slug {
+        if let Some(slug) = &slug {
             row.slug = Set(validate::slug("input.slug", slug)?);
         }
         match &input.bio {
@@ -218,7 +226,7 @@ impl CreatorMutation {
             MaybeUndefined::Null => row.bio = Set(None),
             MaybeUndefined::Value(bio) => row.bio = Set(validate::bio("input.bio", bio)?),
         }
-        if let Some(genres) = &input.genres {
+        if let Some(genres) = &genres {
             row.genres = Set(validate::genres("input.genres", genres)?);
         }
         match &input.avatar_url {
@@ -228,7 +236,7 @@ impl CreatorMutation {
                 row.avatar_url = Set(Some(validate::url("input.avatarUrl", url)?))
             }
         }
-        if let Some(links) = &input.social_links {
+        if let Some(links) = &social_links {
             row.social_links = Set(validate::social_links("input.socialLinks", &links.0)?);
         }
         match &input.shorts_template {
@@ -248,7 +256,7 @@ impl CreatorMutation {
                 )?));
             }
         }
-        if let Some(featured) = input.featured {
+        if let Some(featured) = featured {
             row.featured = Set(featured);
         }
         row.updated_at = Set(Utc::now());

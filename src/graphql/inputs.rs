@@ -389,6 +389,24 @@ pub fn no_controls(field: &str, value: &str, multiline: bool) -> Result<(), AppE
     Ok(())
 }
 
+/// A field of an update input that may be left out, keeping its value, but not cleared: the
+/// value it stands for cannot be empty (a title, a role, a consent answer). `null` there is
+/// refused, naming `field`, rather than read as "left out": `updateVideo(input: {title: null})`
+/// answered the video unchanged, as if the title had been cleared.
+pub fn given<T>(
+    field: &str,
+    value: async_graphql::MaybeUndefined<T>,
+) -> Result<Option<T>, AppError> {
+    match value {
+        async_graphql::MaybeUndefined::Undefined => Ok(None),
+        async_graphql::MaybeUndefined::Null => Err(AppError::bad_input(
+            field,
+            "cannot be null: leave it out to keep the current value",
+        )),
+        async_graphql::MaybeUndefined::Value(value) => Ok(Some(value)),
+    }
+}
+
 /// Whether `value` shows nothing: only white space and the format characters that draw
 /// nothing (zero-width space and joiners, word joiner, byte-order mark, soft hyphen, direction
 /// marks). A title of a zero-width space alone was taken as a title. (Such characters stay in

@@ -52,11 +52,11 @@ pub struct RequestVideoUploadInput {
     pub title: Option<String>,
 }
 
-/// Omitted fields stay as they are; `null` clears a nullable one.
+/// Omitted fields stay as they are; `null` clears a nullable one and is refused for the others.
 #[derive(InputObject)]
 pub struct UpdateVideoInput {
     /// 1–200 characters.
-    pub title: Option<String>,
+    pub title: MaybeUndefined<String>,
     /// The video elsewhere (e.g. on YouTube): an absolute http(s) URL.
     pub youtube_url: MaybeUndefined<String>,
     /// When the video is deleted by itself (as `deleteVideo` does), for content that may only
@@ -375,10 +375,8 @@ impl MediaMutation {
     ) -> AppResult<Video> {
         viewer(ctx)?.require_user()?;
         let id = parse_id("id", &id)?;
-        let title = input
-            .title
-            .as_deref()
-            .map(|t| validate::title("input.title", t))
+        let title = crate::graphql::inputs::given("input.title", input.title)?
+            .map(|t| validate::title("input.title", &t))
             .transpose()?;
         let youtube_url = match &input.youtube_url {
             MaybeUndefined::Undefined => None,

@@ -3,7 +3,7 @@
 //! tokens are refused on every server, open sockets close with 4403); granting them applies
 //! from the account's next token (`refreshSession`, or signing in).
 
-use async_graphql::{Context, InputObject};
+use async_graphql::{Context, InputObject, MaybeUndefined};
 use chrono::Utc;
 use entity::{UserRole, user};
 use sea_orm::{
@@ -16,6 +16,7 @@ use crate::{
     error::{AppError, AppResult},
     graphql::{
         contains_pattern,
+        inputs::given,
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
         state, viewer,
     },
@@ -24,15 +25,15 @@ use crate::{
 
 use super::User;
 
-/// What `updateUser` changes; omitted fields stay as they are.
+/// What `updateUser` changes; omitted fields stay as they are (`null` is refused).
 #[derive(InputObject, Default)]
 pub struct UpdateUserInput {
     /// The account's role. Taking `ADMIN` away ends its sessions; other changes apply from its
     /// next access token.
-    pub role: Option<UserRole>,
+    pub role: MaybeUndefined<UserRole>,
     /// `false` disables the account: it cannot sign in, and its sessions end at once. `true`
     /// lets it sign in again.
-    pub is_active: Option<bool>,
+    pub is_active: MaybeUndefined<bool>,
 }
 
 /// The filters of `users`.
@@ -75,8 +76,10 @@ pub async fn users(
 /// administrator cannot change their own account this way (so one always remains).
 pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) -> AppResult<User> {
     let me = viewer(ctx)?.require_admin()?.id;
+    let role = given("input.role", input.role)?;
+    let is_active = given("input.isActive", input.is_active)?;
     if id == me {
-        let field = if input.role.is_some() {
+        let field = if role.is_some() {
             "input.role"
         } else {
             "input.isActive"
@@ -107,15 +110,14 @@ pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) ->
         .into_iter()
         .find(|u| u.id == id)
         .ok_or(AppError::NotFound("user"))?;
-    let demoted = input
-        .role
-        .is_some_and(|role| target.role == UserRole::Admin && role != UserRole::Admin);
-    let disabled = input.is_active == Some(false) && target.is_active;
+    let demoted =
+        role.is_some_and(|role| target.role == UserRole::Admin && role != UserRole::Admin);
+    let disabled = is_active == Some(false) && target.is_active;
     let mut row: user::ActiveModel = target.into();
-    if let Some(role) = input.role {
+    if let Some(role) = role {
         row.role = Set(role);
     }
-    if let Some(active) = input.is_active {
+    if let Some(active) = is_active {
         row.is_active = Set(active);
     }
     row.updated_at = Set(Utc::now());

@@ -17,6 +17,7 @@ use crate::{
     db::RowLock,
     error::{AppError, AppResult, unique_violation},
     graphql::{
+        inputs::given,
         loaders,
         loaders::{MemberCreators, UserById},
         pagination::{PageArgs, RelayConnection, TotalCount, fetch_page},
@@ -214,11 +215,11 @@ pub struct NotificationPreferences {
     pub digest_frequency: DigestFrequency,
 }
 
-/// Changes to `notificationPreferences`; omitted fields stay as they are.
+/// Changes to `notificationPreferences`; omitted fields stay as they are (`null` is refused).
 #[derive(InputObject, Default)]
 pub struct NotificationPreferencesInput {
-    pub digest_enabled: Option<bool>,
-    pub digest_frequency: Option<DigestFrequency>,
+    pub digest_enabled: MaybeUndefined<bool>,
+    pub digest_frequency: MaybeUndefined<DigestFrequency>,
 }
 
 /// A code that lets someone register while the server is invite-only.
@@ -346,7 +347,8 @@ impl UserQuery {
 #[derive(Default)]
 pub struct UserMutation;
 
-/// Omitted fields stay as they are; `null` clears one.
+/// Omitted fields stay as they are; `null` clears `displayName` or `avatarUrl` and is refused
+/// for the others.
 #[derive(InputObject)]
 pub struct UpdateMeInput {
     /// At most 50 characters.
@@ -354,9 +356,9 @@ pub struct UpdateMeInput {
     /// An absolute http(s) URL of your picture.
     pub avatar_url: MaybeUndefined<String>,
     /// Whether you have finished the client's onboarding.
-    pub onboarding_completed: Option<bool>,
+    pub onboarding_completed: MaybeUndefined<bool>,
     /// Your e-mail digest preferences; omitted fields stay as they are.
-    pub notification_preferences: Option<NotificationPreferencesInput>,
+    pub notification_preferences: MaybeUndefined<NotificationPreferencesInput>,
 }
 
 #[Object]
@@ -417,6 +419,23 @@ impl UserMutation {
                 url,
             )?)),
         };
+        let onboarding_completed = given("input.onboardingCompleted", input.onboarding_completed)?;
+        let (digest_enabled, digest_frequency) = match given(
+            "input.notificationPreferences",
+            input.notification_preferences,
+        )? {
+            Some(prefs) => (
+                given(
+                    "input.notificationPreferences.digestEnabled",
+                    prefs.digest_enabled,
+                )?,
+                given(
+                    "input.notificationPreferences.digestFrequency",
+                    prefs.digest_frequency,
+                )?,
+            ),
+            None => (None, None),
+        };
         let db = &state(ctx)?.db;
         let found = user::Entity::find_by_id(me)
             .one(db)
@@ -429,16 +448,14 @@ impl UserMutation {
         if let Some(url) = avatar_url {
             row.avatar_url = Set(url);
         }
-        if let Some(done) = input.onboarding_completed {
+        if let Some(done) = onboarding_completed {
             row.onboarding_completed = Set(done);
         }
-        if let Some(prefs) = &input.notification_preferences {
-            if let Some(enabled) = prefs.digest_enabled {
-                row.digest_enabled = Set(enabled);
-            }
-            if let Some(frequency) = prefs.digest_frequency {
-                row.digest_frequency = Set(frequency);
-            }
+        if let Some(enabled) = digest_enabled {
+            row.digest_enabled = Set(enabled);
+        }
+        if let Some(frequency) = digest_frequency {
+            row.digest_frequency = Set(frequency);
         }
         row.updated_at = Set(chrono::Utc::now());
         Ok(User::new(row.update(db).await?))

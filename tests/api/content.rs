@@ -2061,6 +2061,150 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// A field that cannot be empty may be left out of an update, keeping its value, but `null`
+/// there is refused with its path (it was read as "left out": the mutation answered as if the
+/// value had been cleared), in variables and in the query text alike, and changes nothing.
+async fn null_is_refused_where_a_field_cannot_be_cleared(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, creator, video) = creator_with_video(&app, "nulls@example.com", "Nulls").await;
+    let token = Some(owner.access_token.as_str());
+    let admin = app.admin("nulls-admin@example.com").await;
+    let cases = [
+        (
+            token,
+            "mutation($id: ID!, $input: UpdateVideoInput!) { updateVideo(id: $id, input: $input) { id } }",
+            json!({ "id": video, "input": { "title": null } }),
+            "input.title",
+        ),
+        (
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { id } }",
+            json!({ "id": creator, "input": { "bio": "kept?", "name": null } }),
+            "input.name",
+        ),
+        (
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { id } }",
+            json!({ "id": creator, "input": { "slug": null } }),
+            "input.slug",
+        ),
+        (
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { id } }",
+            json!({ "id": creator, "input": { "genres": null } }),
+            "input.genres",
+        ),
+        (
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { id } }",
+            json!({ "id": creator, "input": { "socialLinks": null } }),
+            "input.socialLinks",
+        ),
+        (
+            Some(admin.access_token.as_str()),
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { id } }",
+            json!({ "id": creator, "input": { "featured": null } }),
+            "input.featured",
+        ),
+        (
+            token,
+            "mutation($input: UpdateMeInput!) { updateMe(input: $input) { id } }",
+            json!({ "input": { "displayName": "kept?", "onboardingCompleted": null } }),
+            "input.onboardingCompleted",
+        ),
+        (
+            token,
+            "mutation($input: UpdateMeInput!) { updateMe(input: $input) { id } }",
+            json!({ "input": { "notificationPreferences": null } }),
+            "input.notificationPreferences",
+        ),
+        (
+            token,
+            "mutation($input: UpdateMeInput!) { updateMe(input: $input) { id } }",
+            json!({ "input": { "notificationPreferences": { "digestEnabled": true, "digestFrequency": null } } }),
+            "input.notificationPreferences.digestFrequency",
+        ),
+        (
+            Some(admin.access_token.as_str()),
+            "mutation($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id } }",
+            json!({ "id": owner.user_id, "input": { "isActive": null } }),
+            "input.isActive",
+        ),
+        (
+            Some(admin.access_token.as_str()),
+            "mutation($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { id } }",
+            json!({ "id": owner.user_id, "input": { "role": null } }),
+            "input.role",
+        ),
+        (
+            token,
+            "mutation($v: ID!, $input: VideoConsentInput!) { setVideoConsent(videoId: $v, input: $input) { version } }",
+            json!({ "v": video, "input": { "kbInclusion": true, "publicDisplay": null } }),
+            "input.publicDisplay",
+        ),
+    ];
+    for (token, query, variables, field) in cases {
+        let body = app.gql(token, query, variables).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{field}: {body}");
+        assert_eq!(error_field(&body), field, "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot be null")),
+            "{body}"
+        );
+    }
+    // A literal null in the query text is refused as well.
+    let body = app
+        .gql(
+            token,
+            &format!(
+                "mutation {{ updateVideo(id: \"{video}\", input: {{title: null}}) {{ id }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_field(&body), "input.title", "{body}");
+
+    // Nothing was written by any of them.
+    let data = app
+        .ok(
+            token,
+            "query($v: ID!, $c: ID!) { video(id: $v) { title consent { kbInclusion publicDisplay version } }
+                creator(id: $c) { name slug bio featured }
+                me { displayName onboardingCompleted isActive role notificationPreferences { digestEnabled } } }",
+            json!({ "v": video, "c": creator }),
+        )
+        .await;
+    assert_eq!(data["video"]["title"], "talk", "{data}");
+    assert_eq!(data["video"]["consent"]["kbInclusion"], false, "{data}");
+    assert_eq!(data["video"]["consent"]["version"], 0, "{data}");
+    assert!(data["creator"]["bio"].is_null(), "{data}");
+    assert_eq!(data["creator"]["name"], "Nulls", "{data}");
+    assert_eq!(data["creator"]["featured"], false, "{data}");
+    assert_ne!(data["me"]["displayName"], "kept?", "{data}");
+    assert_eq!(data["me"]["isActive"], true, "{data}");
+
+    // What may be emptied is emptied with an empty value.
+    let data = app
+        .ok(
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { genres socialLinks } }",
+            json!({ "id": creator, "input": { "genres": ["jazz"], "socialLinks": { "youtube": "https://youtube.com/@nulls" } } }),
+        )
+        .await;
+    assert_eq!(data["updateCreator"]["genres"], json!(["jazz"]), "{data}");
+    let data = app
+        .ok(
+            token,
+            "mutation($id: ID!, $input: UpdateCreatorInput!) { updateCreator(id: $id, input: $input) { genres socialLinks } }",
+            json!({ "id": creator, "input": { "genres": [], "socialLinks": {} } }),
+        )
+        .await;
+    assert_eq!(data["updateCreator"]["genres"], json!([]), "{data}");
+    assert_eq!(data["updateCreator"]["socialLinks"], json!({}), "{data}");
+}
+
 /// `reviewKeyMoment` sets a key moment's review status (members only: a stranger sees the
 /// public video but may not review, FORBIDDEN); a REJECTED moment gets no highlight candidate
 /// from `detectHighlights`, and back to PENDING it does again.
@@ -2365,6 +2509,7 @@ both_backends!(
     a_video_past_its_retention_is_deleted,
     workers_delete_a_video_soon_after_its_retention,
     update_video_edits_title_and_link,
+    null_is_refused_where_a_field_cannot_be_cleared,
     reviewed_key_moments_steer_highlight_detection,
 );
 
