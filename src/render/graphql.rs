@@ -50,8 +50,60 @@ pub struct RenderMovieInput {
 const REQUEST_FIELDS: &str = "spec, priority, creatorId or callbackUrl";
 
 /// The unfinished `render.movie` an idempotency key already names, if the same request made it.
-fn same_request(existing: job::Model, fingerprint: &str) -> AppResult<Job> {
-    queue::same_request(existing, super::MOVIE_JOB, fingerprint, REQUEST_FIELDS).map(Job)
+/// The fingerprint leaves out which uploads image layers name (a retried flow uploads its
+/// pictures again, under new keys), so where a layer names another upload than the job's,
+/// the two pictures' bytes are compared: another picture is another request. Only here, on a
+/// retry, are pictures read: a first request hashes none.
+async fn same_request(
+    storage: &crate::storage::Storage,
+    existing: job::Model,
+    fingerprint: &str,
+    pictures: &[String],
+) -> AppResult<Job> {
+    let existing = queue::same_request(existing, super::MOVIE_JOB, fingerprint, REQUEST_FIELDS)?;
+    // A job written before its request was fingerprinted may not compare layer by layer; its
+    // first answer stands, as it did.
+    let earlier: Vec<String> =
+        match serde_json::from_value::<super::jobs::MovieInput>(existing.input.clone()) {
+            Ok(input) => input
+                .spec
+                .asset_keys()
+                .map(|(_, key)| key.to_owned())
+                .collect(),
+            Err(_) => return Ok(Job(existing)),
+        };
+    if earlier.len() != pictures.len() {
+        return Ok(Job(existing));
+    }
+    // Each picture hashed once, however many layers show it. The job's picture gone (it could
+    // not render either) counts as another picture.
+    let mut digests: std::collections::HashMap<&str, Option<String>> =
+        std::collections::HashMap::new();
+    for (before, now) in earlier.iter().zip(pictures) {
+        if before == now {
+            continue;
+        }
+        for key in [before, now] {
+            if !digests.contains_key(key.as_str()) {
+                let digest = crate::media::hash::object_sha256(storage, key).await;
+                let digest = match (digest, key == now) {
+                    (Ok(digest), _) => Some(digest),
+                    (Err(_), false) => None,
+                    (Err(e), true) => return Err(e.into()),
+                };
+                digests.insert(key, digest);
+            }
+        }
+        let before = digests.get(before.as_str()).cloned().flatten();
+        if before.is_none() || before != digests.get(now.as_str()).cloned().flatten() {
+            return Err(AppError::conflict(
+                Some("input.idempotencyKey"),
+                "this idempotency key belongs to an unfinished job of a different request \
+                 (an image layer shows another picture): use a new key",
+            ));
+        }
+    }
+    Ok(Job(existing))
 }
 
 /// Largest image a render takes as an asset.
@@ -247,10 +299,12 @@ impl RenderMutation {
             }
         }
         super::mark_assets_used(&state.db, movie.asset_keys().map(|(_, key)| key)).await?;
+        let pictures: Vec<String> = movie.asset_keys().map(|(_, key)| key.to_owned()).collect();
 
         let priority = input.priority.unwrap_or(JobPriority::Normal).value();
         // Which uploaded picture an image layer names is left out: a client retrying its whole
-        // flow uploads its pictures again, under new keys, and must get its first job back.
+        // flow uploads its pictures again, under new keys, and must get its first job back
+        // (their bytes are compared then: `same_request`).
         let mut spec_shape = json!(movie);
         for layer in spec_shape["scenes"]
             .as_array_mut()
@@ -274,7 +328,7 @@ impl RenderMutation {
             && let Some(existing) = queue::find_unfinished_by_key(&txn, user.id, key).await?
         {
             txn.rollback().await?;
-            return same_request(existing, &fingerprint);
+            return same_request(&state.storage, existing, &fingerprint, &pictures).await;
         }
         let minutes = movie.total_secs() / 60.0;
         let mut movie_input = json!(MovieInput {
@@ -293,7 +347,7 @@ impl RenderMutation {
             // A request with the same key committed its job between our look-up and our
             // insert: that job is the answer, and its minutes are already reserved.
             txn.rollback().await?;
-            return same_request(enqueued.job, &fingerprint);
+            return same_request(&state.storage, enqueued.job, &fingerprint, &pictures).await;
         }
         if notified {
             crate::jobs::webhooks::pin_secret(&txn, &state.tokens, user.id).await?;

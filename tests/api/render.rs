@@ -1060,7 +1060,9 @@ async fn an_asset_grown_past_the_limit_after_the_check_fails_the_render() {
 }
 
 /// A client retrying its whole flow uploads its pictures again, under new keys: the same
-/// idempotency key still answers its first render, while other text is another request.
+/// idempotency key still answers its first render, while other text, or another picture under
+/// a new key, is another request (another picture got the first render back, which showed the
+/// old one).
 #[tokio::test]
 async fn a_retried_flow_with_its_pictures_uploaded_again_gets_its_first_render() {
     let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
@@ -1095,6 +1097,38 @@ async fn a_retried_flow_with_its_pictures_uploaded_again_gets_its_first_render()
         )
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    let other_logo = format!("assets/{}/logo-other.png", owner.user_id);
+    let other_png = dir.path().join("other.png");
+    make_png(&other_png, "0x3366ff", "64x64").await;
+    app.state
+        .storage
+        .put_file(&other_logo, &other_png, "image/png")
+        .await
+        .expect("stored");
+    let body = app
+        .gql(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": movie(&other_logo, "The end"), "idempotencyKey": "flow-1" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(error_field(&body), "input.idempotencyKey", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another picture")),
+        "{body}"
+    );
+    // Still the first picture, under a third key: the first render.
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": movie(&again_logo, "The end"), "idempotencyKey": "flow-1" } }),
+        )
+        .await;
+    assert_eq!(data["renderMovie"]["id"], ids[0]);
 }
 
 /// A picture layer whose asset is not a PNG, JPEG or WebP, or has more than 40 megapixels, fails
