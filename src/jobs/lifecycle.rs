@@ -186,8 +186,11 @@ pub async fn finish_in(
                 .col_expr(job::Column::Error, Expr::val(error))
                 .col_expr(job::Column::FinishedAt, Expr::val(now))
         }
+        // An earlier attempt's error does not say why it ended (a short showed "object
+        // storage was unavailable" as its error once cancelled).
         Finish::Cancelled => update
             .col_expr(job::Column::Status, Expr::val(JobStatus::Cancelled))
+            .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
             .col_expr(job::Column::FinishedAt, Expr::val(now)),
         Finish::Released => {
             note = Some("released by a stopping worker".to_owned());
@@ -450,6 +453,7 @@ async fn cancel_descendants(
             status = CASE WHEN status = 'RUNNING' THEN 'RUNNING' ELSE 'CANCELLED' END,
             cancel_requested = CASE WHEN status = 'RUNNING' THEN TRUE ELSE cancel_requested END,
             finished_at = CASE WHEN status = 'RUNNING' THEN finished_at ELSE {p2} END,
+            error = CASE WHEN status = 'RUNNING' THEN error ELSE NULL END,
             updated_at = {p2},
             seq = seq + 1
         WHERE id IN (SELECT id FROM tree) AND status IN ('QUEUED', 'WAITING', 'RUNNING')

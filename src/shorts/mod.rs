@@ -673,7 +673,10 @@ pub async fn on_job_finished(txn: &DatabaseTransaction, job: &job::Model) -> App
             }
         }
         JobStatus::Failed | JobStatus::Cancelled => {
-            let error = job.error.clone().unwrap_or_else(|| "cancelled".to_owned());
+            let error = match job.status {
+                JobStatus::Cancelled => "cancelled".to_owned(),
+                _ => job.error.clone().unwrap_or_else(|| "failed".to_owned()),
+            };
             update
                 .col_expr(short::Column::Status, Expr::val(ShortStatus::Failed))
                 .col_expr(short::Column::Error, Expr::val(error))

@@ -1117,6 +1117,87 @@ async fn a_job_asked_to_stop_is_not_run_again_when_its_worker_goes(backend: Back
     assert!(again.is_empty(), "nothing to run again: {again:?}");
 }
 
+/// A cancelled job keeps no error of an earlier attempt, whether cancelled while queued for
+/// its retry or while running: the error said why an attempt failed, not why the job ended
+/// (a cancelled short showed "object storage was unavailable").
+async fn a_cancelled_job_keeps_no_earlier_error(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("cancel-error@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let queued = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let running = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let claim_both = async || {
+        job::Entity::update_many()
+            .col_expr(
+                job::Column::RunAt,
+                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+            )
+            .exec(db)
+            .await
+            .expect("due");
+        queue::claim(db, "flaky-worker", 2, Duration::from_secs(30))
+            .await
+            .expect("claim")
+    };
+    for claimed in claim_both().await {
+        let lease = queue::Lease::of(&claimed).expect("lease");
+        let how = lifecycle::Finish::Failed {
+            error: "object storage was unavailable".into(),
+            retryable: true,
+        };
+        assert!(
+            lifecycle::finish(db, bus, lease, how, Some("flaky-worker"))
+                .await
+                .map_err(|e| e.public_message())
+                .expect("finish")
+        );
+    }
+    let claimed = claim_both().await;
+    assert_eq!(claimed.len(), 2);
+    // One put back in the queue, then cancelled there; the other cancelled while it runs,
+    // its handler stopping as asked.
+    let requeued = claimed.iter().find(|j| j.id == queued).expect("claimed");
+    let how = lifecycle::Finish::Failed {
+        error: "object storage was unavailable".into(),
+        retryable: true,
+    };
+    lifecycle::finish(
+        db,
+        bus,
+        queue::Lease::of(requeued).expect("lease"),
+        how,
+        None,
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("requeued");
+    let token = Some(owner.access_token.as_str());
+    for id in [queued, running] {
+        app.ok(
+            token,
+            "mutation($id: ID!) { cancelJob(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    }
+    let stopping = claimed.iter().find(|j| j.id == running).expect("claimed");
+    lifecycle::finish(
+        db,
+        bus,
+        queue::Lease::of(stopping).expect("lease"),
+        lifecycle::Finish::Cancelled,
+        None,
+    )
+    .await
+    .map_err(|e| e.public_message())
+    .expect("stopped");
+    for id in [queued, running] {
+        let job = app.ok(token, JOB, json!({ "id": id })).await;
+        assert_eq!(job["job"]["status"], "CANCELLED", "{job}");
+        assert!(job["job"]["error"].is_null(), "{job}");
+    }
+}
+
 /// A `cancelJob` that lands while a handler is returning, before its heartbeat noticed, is not
 /// lost: the handler's end (waiting for new children, or a failure to retry) becomes CANCELLED,
 /// no children are made, and nothing is claimed again. A job whose work did finish stays DONE.
@@ -2053,6 +2134,7 @@ both_backends!(
     subscribers_of_one_job_share_one_read_per_event,
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
+    a_cancelled_job_keeps_no_earlier_error,
     a_lost_end_reaches_its_subscriber_however_busy_the_bus,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
