@@ -167,7 +167,8 @@ impl Job {
         Ok(Page::from_rows(rows, args).into_connection(|j| j.id, Job, total))
     }
     /// A download URL of the job's output once it is DONE; it works for 10 minutes. For a
-    /// creator's job, only while the caller is on its team (or an administrator).
+    /// creator's job, only while the caller is on its team (or an administrator). A child's
+    /// output (a movie's scenes, its assembled file) only once its parent is DONE as well.
     async fn output_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         let Some(key) = self
             .0
@@ -179,6 +180,15 @@ impl Job {
         };
         if !may_use(viewer(ctx)?, &state(ctx)?.db, &self.0).await? {
             return Ok(None);
+        }
+        // A movie cancelled or failed gives its minutes back, and so its parts are not given:
+        // its scenes rendered before the cancel, or its whole file when the cancel landed as
+        // the assembly finished.
+        if let Some(parent) = self.0.parent_id {
+            let parent = loaders(ctx)?.load_one(JobById(parent)).await?;
+            if !parent.is_some_and(|parent| parent.status == JobStatus::Done) {
+                return Ok(None);
+            }
         }
         let url = state(ctx)?
             .storage

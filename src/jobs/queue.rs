@@ -640,8 +640,10 @@ const CLEAN_UP_BATCH: u64 = 100;
 
 /// Deletes finished top-level jobs (with their children) older than `retention`, in batches.
 /// A rendered movie is kept: its MP4 is reached only through its job, and deleting the row
-/// would lose the movie for its owner (and leave the object behind in storage). Everything
-/// else a job produced belongs to another row (a video's proxy, a short's file).
+/// would lose the movie for its owner (and leave the object behind in storage). A movie that
+/// did not render goes with its plan and any MP4 its assembly wrote (a cancel that lands as
+/// the assembly finishes leaves one). Everything else a job produced belongs to another row
+/// (a video's proxy, a short's file, a scene in the scene cache).
 pub async fn clean_up(
     db: &DatabaseConnection,
     storage: &crate::storage::Storage,
@@ -675,13 +677,18 @@ pub async fn clean_up(
             .filter(job::Column::Id.is_not_in(skipped.clone()))
             .limit(CLEAN_UP_BATCH)
             .for_update(&txn);
-        let ids: Vec<Uuid> = find.into_tuple().all(&txn).await?;
+        let found: Vec<(Uuid, String)> = find
+            .column(job::Column::JobType)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
         if ids.is_empty() {
             txn.commit().await?;
             return Ok(deleted);
         }
         // The plans of movies that did not render go with their jobs (the rows by cascade).
-        let plans: Vec<(Uuid, String)> = entity::render_plan::Entity::find()
+        let mut objects: Vec<(Uuid, String)> = entity::render_plan::Entity::find()
             .select_only()
             .columns([
                 entity::render_plan::Column::JobId,
@@ -691,14 +698,20 @@ pub async fn clean_up(
             .into_tuple()
             .all(&txn)
             .await?;
+        objects.extend(
+            found
+                .iter()
+                .filter(|(_, job_type)| job_type == crate::render::MOVIE_JOB)
+                .map(|(id, _)| (*id, crate::render::plan::output_key(*id))),
+        );
         // Objects first, rows second: stopped in between (upkeep is aborted at shutdown), the
         // rows are still there and the next run deletes them (a missing object deletes fine);
         // the other way round, the objects would stay behind with nothing pointing at them.
         // A job whose plan could not be removed stays for the next run, for the same reason.
         let mut kept: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
-        for (job_id, key) in plans {
+        for (job_id, key) in objects {
             if let Err(err) = storage.delete(&key).await {
-                tracing::warn!(key, error = %err, "a deleted job's render plan could not be removed; trying again next run");
+                tracing::warn!(key, error = %err, "a deleted job's render plan or output could not be removed; trying again next run");
                 kept.insert(job_id);
             }
         }
@@ -709,6 +722,12 @@ pub async fn clean_up(
             .await?;
         txn.commit().await?;
         deleted += result.rows_affected;
+        // Storage unavailable for a whole batch: the next run tries again (the list of those
+        // passed over, bound into the query, would otherwise grow past the database's limit
+        // of parameters).
+        if result.rows_affected == 0 {
+            return Ok(deleted);
+        }
         skipped.extend(kept);
     }
 }

@@ -1788,8 +1788,69 @@ async fn a_lagging_jobs_subscriber_catches_up_on_every_change() {
     }
 }
 
+/// A child's output (a movie's scene, its assembled file) is given only once its parent is
+/// DONE: a movie cancelled after its scenes rendered gives its minutes back, and its scenes
+/// were downloadable from `children { outputUrl }` for nothing.
+async fn a_childs_output_is_given_once_its_parent_is_done(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("parts@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let db = &app.state.db;
+    let mut ids: Vec<Uuid> = Vec::new();
+    for (job_type, parent) in [("render.movie", None), ("render.scene", Some(0))] {
+        let mut new = NewJob::new(JobKind::Render, job_type, owner_id, json!({}));
+        new.parent_id = parent.map(|i: usize| ids[i]);
+        ids.push(enqueue_unannounced(&app, new).await.id);
+    }
+    let key = "intermediates/scenes/parts.mp4";
+    app.state
+        .storage
+        .put_bytes(key, b"mp4".to_vec(), "video/mp4")
+        .await
+        .expect("stored");
+    let set = async |id: Uuid, status: JobStatus, output_ref: Option<&str>| {
+        let mut row: job::ActiveModel = job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row")
+            .into();
+        row.status = sea_orm::Set(status);
+        row.output_ref = sea_orm::Set(output_ref.map(str::to_owned));
+        row.finished_at = sea_orm::Set(Some(chrono::Utc::now()));
+        row.update(db).await.expect("updated");
+    };
+    set(ids[1], JobStatus::Done, Some(key)).await;
+    let outputs = async || {
+        app.ok(
+            Some(&owner.access_token),
+            "query($movie: ID!, $scene: ID!) { scene: job(id: $scene) { outputUrl }
+                movie: job(id: $movie) { children { nodes { outputUrl } } } }",
+            json!({ "movie": ids[0], "scene": ids[1] }),
+        )
+        .await
+    };
+    for status in [JobStatus::Waiting, JobStatus::Cancelled, JobStatus::Failed] {
+        set(ids[0], status, None).await;
+        let data = outputs().await;
+        assert!(data["scene"]["outputUrl"].is_null(), "{status:?}: {data}");
+        assert!(
+            data["movie"]["children"]["nodes"][0]["outputUrl"].is_null(),
+            "{status:?}: {data}"
+        );
+    }
+    set(ids[0], JobStatus::Done, Some("outputs/parts/movie.mp4")).await;
+    let data = outputs().await;
+    assert!(data["scene"]["outputUrl"].is_string(), "{data}");
+    assert!(
+        data["movie"]["children"]["nodes"][0]["outputUrl"].is_string(),
+        "{data}"
+    );
+}
+
 /// Finished jobs past the retention are deleted with their children, except a rendered movie,
-/// whose MP4 its owner reaches only through the job; unfinished and recent jobs stay.
+/// whose MP4 its owner reaches only through the job; unfinished and recent jobs stay. A movie
+/// that did not render goes with its plan and any MP4 its assembly left.
 async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("tidy@example.com").await;
@@ -1847,6 +1908,16 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
         .await
         .expect("plan row");
     }
+    // The MP4s of the rendered movie and of the cancelled one (its assembly finished as the
+    // cancel landed).
+    let output_key = |id: Uuid| format!("outputs/{id}/movie.mp4");
+    for movie in [ids[0], ids[4]] {
+        app.state
+            .storage
+            .put_bytes(&output_key(movie), b"mp4".to_vec(), "video/mp4")
+            .await
+            .expect("stored");
+    }
     // First the failed movie's plan cannot be removed (a folder stands where it was): that
     // job stays for the next run, so that something still names the plan; the rest goes.
     let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
@@ -1885,6 +1956,22 @@ async fn clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies(backend: B
     assert!(
         !stored(ids[2]).await,
         "the failed movie's plan went with its job"
+    );
+    assert!(
+        storage
+            .head(&output_key(ids[0]))
+            .await
+            .expect("head")
+            .is_some(),
+        "the rendered movie's MP4 is kept"
+    );
+    assert!(
+        storage
+            .head(&output_key(ids[4]))
+            .await
+            .expect("head")
+            .is_none(),
+        "the cancelled movie's MP4 went with its job"
     );
     let mut left: Vec<Uuid> = job::Entity::find()
         .all(db)
@@ -2141,6 +2228,7 @@ both_backends!(
     child_jobs_read_their_parents_in_one_batch,
     a_released_job_keeps_its_progress_until_its_next_attempt,
     clean_up_deletes_old_finished_jobs_but_keeps_rendered_movies,
+    a_childs_output_is_given_once_its_parent_is_done,
     a_subscriber_removed_from_the_team_stops_hearing_of_its_jobs,
     a_members_subscription_does_not_read_the_team_at_every_event,
     a_handler_that_panics_fails_its_job_and_the_pool_goes_on,
