@@ -165,7 +165,12 @@ async fn direct(
         files.push(task.await.expect("task"));
     }
     let list = dir.join("list.txt");
-    std::fs::write(&list, scene::concat_list(&files)).expect("list");
+    let frames: Vec<u64> = movie
+        .scenes
+        .iter()
+        .map(|s| spec::frames(s.duration, movie.fps))
+        .collect();
+    std::fs::write(&list, scene::concat_list(&files, &frames, movie.fps)).expect("list");
     ffmpeg::run(
         tools,
         &scene::concat_args(&list, &dir.join("movie.mp4")),

@@ -60,6 +60,12 @@ struct SceneJobInput {
 struct AssembleInput {
     movie_job_id: Uuid,
     scene_keys: Vec<String>,
+    /// Each scene's length in frames at `fps`, so scenes join at their exact boundaries
+    /// ([`scene::concat_list`]); empty in an assembly queued before they were recorded.
+    #[serde(default)]
+    scene_frames: Vec<u64>,
+    #[serde(default)]
+    fps: u32,
     total_secs: f64,
     parent_progress: ParentProgress,
 }
@@ -341,6 +347,12 @@ impl JobHandler for RenderMovie {
         let assemble = AssembleInput {
             movie_job_id: ctx.job.id,
             scene_keys: plan.scenes.iter().map(|s| s.output_key.clone()).collect(),
+            scene_frames: plan
+                .scenes
+                .iter()
+                .map(|s| spec::frames(s.duration, input.spec.fps))
+                .collect(),
+            fps: input.spec.fps,
             total_secs: input.spec.total_secs(),
             parent_progress: ParentProgress {
                 phase: "assembling".into(),
@@ -535,9 +547,12 @@ impl JobHandler for RenderAssemble {
             files.push(path);
         }
         let list = dir.path().join("scenes.txt");
-        tokio::fs::write(&list, scene::concat_list(&files))
-            .await
-            .map_err(|e| JobFailure::internal("could not write a work file", e))?;
+        tokio::fs::write(
+            &list,
+            scene::concat_list(&files, &input.scene_frames, input.fps),
+        )
+        .await
+        .map_err(|e| JobFailure::internal("could not write a work file", e))?;
         let output = dir.path().join("movie.mp4");
         run_with_progress(
             ctx,

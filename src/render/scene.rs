@@ -270,15 +270,39 @@ pub fn concat_args(list: &Path, output: &Path) -> Vec<String> {
     ]
 }
 
-/// The concat demuxer's list of `files`.
-pub fn concat_list(files: &[PathBuf]) -> String {
+/// The concat demuxer's list of `files`, scene `i` lasting `frames[i]` frames at `fps` (when
+/// given for every file). Without a `duration`, the demuxer starts each file where the one
+/// before ends by its container, whose length MP4 rounds up to the millisecond (7 frames at
+/// 12 fps, 0.583333 s, read 0.584 s): every scene boundary pushed the pictures after it a
+/// little later, the movie's frame rate read as 12000/1001, and 20 scenes of 16 frames at
+/// 30 fps lasted 10.679 s instead of 10.667 s. Each `duration` is the step between the scene
+/// boundaries rounded to the microsecond (the demuxer's unit), so they add up to the exact
+/// boundaries, which land on whole ticks of the picture's time base.
+pub fn concat_list(files: &[PathBuf], frames: &[u64], fps: u32) -> String {
+    let exact = frames.len() == files.len() && fps > 0;
+    let mut elapsed: u64 = 0;
+    let boundary = |frames: u64| {
+        (u128::from(frames) * 1_000_000 + u128::from(fps) / 2) / u128::from(fps.max(1))
+    };
     files
         .iter()
-        .map(|f| {
-            format!(
+        .enumerate()
+        .map(|(i, f)| {
+            let mut entry = format!(
                 "file '{}'\n",
                 f.display().to_string().replace('\'', "'\\''")
-            )
+            );
+            if exact {
+                let start = boundary(elapsed);
+                elapsed += frames[i];
+                let micros = boundary(elapsed) - start;
+                entry.push_str(&format!(
+                    "duration {}.{:06}\n",
+                    micros / 1_000_000,
+                    micros % 1_000_000
+                ));
+            }
+            entry
         })
         .collect()
 }
@@ -287,6 +311,21 @@ pub fn concat_list(files: &[PathBuf]) -> String {
 mod tests {
     use super::*;
     use crate::render::spec::Layer;
+
+    #[test]
+    fn concat_durations_add_up_to_the_exact_scene_boundaries() {
+        let files: Vec<PathBuf> = ["a.mp4", "b'c.mp4", "d.mp4"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(
+            concat_list(&files, &[16, 16, 16], 30),
+            "file 'a.mp4'\nduration 0.533333\nfile 'b'\\''c.mp4'\nduration 0.533334\n\
+             file 'd.mp4'\nduration 0.533333\n"
+        );
+        // Without every scene's frames, the demuxer reads the files' own lengths.
+        assert_eq!(concat_list(&files[..1], &[], 30), "file 'a.mp4'\n");
+    }
 
     /// A JPEG of `stored` (like `64x32`, left half red, right half blue) tagged with EXIF
     /// `orientation`.

@@ -367,7 +367,7 @@ fn shows_a_frame(start: f64, end: f64, duration: f64, fps: u32) -> bool {
 
 /// The frames a scene of `duration` seconds takes at `fps`: its duration rounded up to whole
 /// frames (what ffmpeg's `color` source makes of it), with float noise (`0.1 × 30`) ignored.
-pub(crate) fn frames(duration: f64, fps: u32) -> u64 {
+pub fn frames(duration: f64, fps: u32) -> u64 {
     (duration * f64::from(fps) - 1e-6).ceil().max(1.0) as u64
 }
 

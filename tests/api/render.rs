@@ -323,6 +323,75 @@ async fn a_movie_renders_to_an_mp4_on_s3_storage_and_rerenders_only_changed_scen
     render_flow(app).await;
 }
 
+/// Scenes join at their exact boundaries: three scenes of 7, 6 and 7 frames at 12 fps (0.55 s,
+/// 0.5 s and 0.55 s asked, rounded up to whole frames) make 20 frames a twelfth of a second
+/// apart, 1.667 s in all. Each scene's MP4 says it lasts a whole millisecond (0.584 s for
+/// 0.583 s), and the pictures after each boundary came a little late: the movie read as
+/// 12000/1001 fps and lasted 1.6680 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_join_at_whole_frames_of_the_movies_frame_rate() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("frames@example.com").await;
+    let spec = json!({ "width": 160, "height": 120, "fps": 12, "scenes": [
+        { "id": "a", "duration": 0.55, "bgColor": "#102030" },
+        { "id": "b", "duration": 0.5, "bgColor": "#302010" },
+        { "id": "c", "duration": 0.55, "bgColor": "#103020" }] });
+    let (_, updates, _) = render(&app, &owner, spec).await;
+    let last = updates.last().expect("updates");
+    assert_eq!(last["status"], "DONE", "{updates:#?}");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("movie.mp4");
+    download(&app, last["outputUrl"].as_str().expect("outputUrl"), &file).await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let probe = |entries: &'static str| {
+        let file = file.clone();
+        let ffprobe = tools.ffprobe.clone();
+        async move {
+            let out = tokio::process::Command::new(ffprobe)
+                .args([
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    entries,
+                ])
+                .args(["-of", "csv=p=0"])
+                .arg(&file)
+                .output()
+                .await
+                .expect("ffprobe runs");
+            String::from_utf8(out.stdout).expect("text")
+        }
+    };
+    let stream = probe("stream=r_frame_rate,time_base,duration").await;
+    let fields: Vec<&str> = stream.trim().split(',').collect();
+    assert_eq!(fields.first(), Some(&"12/1"), "{stream}");
+    let duration: f64 = fields
+        .get(2)
+        .and_then(|d| d.parse().ok())
+        .expect("duration");
+    assert!((duration - 20.0 / 12.0).abs() < 1e-4, "{stream}");
+    let tick: f64 = fields
+        .get(1)
+        .and_then(|tb| tb.strip_prefix("1/"))
+        .and_then(|d| d.parse().ok())
+        .expect("time base");
+    let mut pts: Vec<i64> = probe("packet=pts")
+        .await
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    pts.sort_unstable();
+    assert_eq!(pts.len(), 20, "{pts:?}");
+    let frame = tick / 12.0;
+    assert!(
+        pts.windows(2)
+            .all(|w| ((w[1] - w[0]) as f64 - frame).abs() < 1.0),
+        "frames are not evenly spaced ({frame} ticks): {pts:?}"
+    );
+}
+
 /// An image for a movie's image layer is uploaded the way videos are: a presigned PUT, then
 /// its `assetKey` in the spec. Only its uploader may render with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
