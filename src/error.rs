@@ -28,8 +28,12 @@ pub enum AppError {
     },
     /// A plan or quota limit was reached.
     QuotaExceeded(String),
-    /// Too many requests from this caller.
-    RateLimited(String),
+    /// Too many requests from this caller; `retry_after` is the wait in seconds where it is
+    /// known (`extensions.retryAfter`).
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
     /// The request asks for more than one request may return (code `QUERY_TOO_COMPLEX`).
     TooComplex(String),
     /// The request ran out of time and was stopped (code `INTERNAL`; the message says so).
@@ -59,6 +63,14 @@ impl AppError {
         Self::Unauthenticated(message.into())
     }
 
+    /// Too many requests; `retry_after`: seconds until one is taken again, where known.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<u64>) -> Self {
+        Self::RateLimited {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::Forbidden(message.into())
     }
@@ -76,7 +88,7 @@ impl AppError {
             Self::BadInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
             Self::QuotaExceeded(_) => "QUOTA_EXCEEDED",
-            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::Internal(_) | Self::TimedOut(_) => "INTERNAL",
         }
@@ -88,7 +100,7 @@ impl AppError {
             Self::Unauthenticated(m)
             | Self::Forbidden(m)
             | Self::QuotaExceeded(m)
-            | Self::RateLimited(m)
+            | Self::RateLimited { message: m, .. }
             | Self::TooComplex(m)
             | Self::TimedOut(m) => m.clone(),
             Self::NotFound(what) => format!("{what} not found"),
@@ -165,10 +177,17 @@ impl From<AppError> for async_graphql::Error {
             AppError::Conflict { field, .. } => field.clone(),
             _ => None,
         };
+        let retry_after = match &err {
+            AppError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         async_graphql::Error::new(err.public_message()).extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(field) = field.filter(|f| !f.is_empty()) {
                 ext.set("field", field);
+            }
+            if let Some(secs) = retry_after {
+                ext.set("retryAfter", secs);
             }
         })
     }

@@ -256,10 +256,11 @@ pub const FAILURES_PER_ADDRESS: u32 = 5;
 pub const FAILURE_REFILL: Duration = Duration::from_secs(180);
 
 fn refused_for(what: &str, wait: Duration) -> AppError {
-    AppError::RateLimited(format!(
-        "too many {what}; try again in {} s",
-        wait.as_secs().max(1)
-    ))
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    AppError::rate_limited(
+        format!("too many {what}; try again in {secs} s"),
+        Some(secs),
+    )
 }
 
 impl SignInThrottle {

@@ -97,13 +97,19 @@ pub(crate) fn without_credentials(url: &str) -> String {
     }
 }
 
-/// A GraphQL error the server answered with: its message, `extensions.code` and, for bad
-/// input, `extensions.field`.
+/// How many times a renewal refused for too many at once is tried again, and the longest wait
+/// it takes for one (a longer one is reported).
+const RENEWAL_WAITS: u32 = 3;
+const MAX_RENEWAL_WAIT_SECS: u64 = 60;
+
+/// A GraphQL error the server answered with: its message, `extensions.code`, for bad input
+/// `extensions.field`, and for a refusal of too many requests `extensions.retryAfter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub message: String,
     pub code: Option<String>,
     pub field: Option<String>,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -117,6 +123,7 @@ impl ApiError {
                         message: error["message"].as_str().unwrap_or("error").to_owned(),
                         code: error["extensions"]["code"].as_str().map(str::to_owned),
                         field: error["extensions"]["field"].as_str().map(str::to_owned),
+                        retry_after: error["extensions"]["retryAfter"].as_u64(),
                     })
                     .collect()
             })
@@ -299,21 +306,43 @@ impl Api {
     }
 
     /// Trades the refresh token for a new session. `false` when signed in with a bare token,
-    /// which cannot be renewed.
+    /// which cannot be renewed. Refused for too many renewals at once (several commands on one
+    /// account, or a short token lifetime), it waits as long as the server says, a few times.
     pub async fn refresh(&self) -> anyhow::Result<bool> {
         let Credentials::Session { refresh, .. } = self.credentials() else {
             return Ok(false);
         };
-        let data = self
-            .call_anonymous(
-                &format!(
-                    "mutation($token: String!) {{ refreshSession(refreshToken: $token) \
-                     {{ {SESSION_FIELDS} }} }}"
-                ),
-                json!({ "token": refresh }),
-            )
-            .await
-            .context("renewing the session")?;
+        let mut waits = 0;
+        let data = loop {
+            let answer = self
+                .call_anonymous(
+                    &format!(
+                        "mutation($token: String!) {{ refreshSession(refreshToken: $token) \
+                         {{ {SESSION_FIELDS} }} }}"
+                    ),
+                    json!({ "token": refresh }),
+                )
+                .await;
+            let wait = answer
+                .as_ref()
+                .err()
+                .and_then(|err| err.downcast_ref::<ApiErrors>())
+                .and_then(|errors| {
+                    errors
+                        .0
+                        .iter()
+                        .find(|e| e.code.as_deref() == Some("RATE_LIMITED"))
+                })
+                .and_then(|e| e.retry_after)
+                .filter(|&secs| secs <= MAX_RENEWAL_WAIT_SECS && waits < RENEWAL_WAITS);
+            match wait {
+                Some(secs) => {
+                    waits += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                }
+                None => break answer.context("renewing the session")?,
+            }
+        };
         self.set_credentials(session_of(&data["refreshSession"])?);
         Ok(true)
     }

@@ -234,10 +234,13 @@ impl MediaMutation {
                 .await?;
             if today >= MAX_VIDEO_UPLOADS_PER_DAY {
                 txn.rollback().await?;
-                return Err(AppError::RateLimited(format!(
-                    "at most {MAX_VIDEO_UPLOADS_PER_DAY} video uploads a day; a video uploaded \
+                return Err(AppError::rate_limited(
+                    format!(
+                        "at most {MAX_VIDEO_UPLOADS_PER_DAY} video uploads a day; a video uploaded \
                      before is found again by its sha256"
-                )));
+                    ),
+                    None,
+                ));
             }
         }
         let row = video::ActiveModel {

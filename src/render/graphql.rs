@@ -193,10 +193,13 @@ impl RenderMutation {
                 .await?;
             if today >= MAX_ASSET_UPLOADS_PER_DAY {
                 txn.rollback().await?;
-                return Err(AppError::RateLimited(format!(
-                    "at most {MAX_ASSET_UPLOADS_PER_DAY} picture uploads a day; a picture \
+                return Err(AppError::rate_limited(
+                    format!(
+                        "at most {MAX_ASSET_UPLOADS_PER_DAY} picture uploads a day; a picture \
                      uploaded before can be named again by its assetKey"
-                )));
+                    ),
+                    None,
+                ));
             }
         }
         let asset_key = format!("assets/{}/{}.{extension}", user.id, Uuid::now_v7());

@@ -155,6 +155,13 @@ async fn refreshes_are_throttled_and_old_sessions_cleaned_up(backend: Backend) {
     }
     let refused = refused.expect("a loop of refreshes is throttled");
     assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
+    // The wait, for clients to act on.
+    assert!(
+        refused["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .is_some_and(|secs| (1..=60).contains(&secs)),
+        "{refused}"
+    );
     let db = &app.state.db;
     let tokens = || refresh_token::Entity::find().count(db);
     let issued = tokens().await.expect("count");

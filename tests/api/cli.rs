@@ -752,6 +752,44 @@ async fn a_client_call_renews_an_expired_session() {
     assert_ne!(api.access_token(), first, "a new access token");
 }
 
+/// A renewal refused for too many at once (the server's limit per session, reached by a short
+/// token lifetime) is tried again after the wait the server gives in `extensions.retryAfter`,
+/// instead of ending a long `render --email` run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_renewal_refused_for_too_many_waits_and_renews() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.register("renews-later@example.com").await;
+    let api = reelgraph::client::Api::connect(&reelgraph::client::ServerArgs {
+        server: app.base.clone(),
+        token: None,
+        email: Some("renews-later@example.com".into()),
+        password: Some("correct horse battery".into()),
+    })
+    .await
+    .expect("signed in");
+    let first = api.access_token();
+    let data = app
+        .ok(
+            Some(&first),
+            "{ me { sessions { id current } } }",
+            json!({}),
+        )
+        .await;
+    let session: uuid::Uuid = data["me"]["sessions"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["current"] == true))
+        .and_then(|s| s["id"].as_str())
+        .and_then(|id| id.parse().ok())
+        .expect("the client's session");
+    let mut spent = 0;
+    while app.state.sign_in.refresh(session).is_ok() {
+        spent += 1;
+        assert!(spent < 100, "the session's renewals are never refused");
+    }
+    assert!(api.refresh().await.expect("renewed after the wait"));
+    assert_ne!(api.access_token(), first, "a new access token");
+}
+
 /// `reelgraph migrate` started beside a PostgreSQL server that does not listen yet (compose
 /// starting both, a pod's sidecar) waits for it; one that refuses who we are is not waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
