@@ -92,8 +92,22 @@ pub async fn connect(
     });
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(250);
+    let postgres_url = config
+        .database_url
+        .as_deref()
+        .filter(|_| config.is_postgres());
     let connected = loop {
-        match Database::connect(options.clone()).await {
+        // One connection first: the pool keeps trying a refused one for its whole acquire
+        // timeout (10 s), so each try took 10 s, and a wait of 0 or 3 s took 10.
+        let reached = match postgres_url {
+            Some(url) => reach(url).await,
+            None => Ok(()),
+        };
+        let attempt = match reached {
+            Ok(()) => Database::connect(options.clone()).await,
+            Err(err) => Err(err),
+        };
+        match attempt {
             Err(err) if not_up_yet(&err) && started.elapsed() + pause < wait => {
                 tracing::warn!(error = %err, "the database is not up yet; trying again");
                 tokio::time::sleep(pause).await;
@@ -132,6 +146,19 @@ pub async fn connect(
         let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
     });
     Ok(db)
+}
+
+/// Opens and closes one connection to the PostgreSQL server at `url`: whether it is up.
+async fn reach(url: &str) -> Result<(), DbErr> {
+    use sqlx::Connection;
+    let failed = |err: sqlx::Error| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)));
+    let connection =
+        tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url))
+            .await
+            .map_err(|_| failed(sqlx::Error::PoolTimedOut))?
+            .map_err(failed)?;
+    let _ = connection.close().await;
+    Ok(())
 }
 
 /// A pooled PostgreSQL connection idle this long is pinged before it is handed out.

@@ -853,4 +853,34 @@ async fn migrate_waits_for_a_database_that_is_not_up_yet_but_not_for_a_refusal()
     assert!(!run.ok);
     assert!(run.stderr.contains("no_such_role"), "{}", run.stderr);
     assert!(!run.stderr.contains("not up yet"), "{}", run.stderr);
+
+    // A server that never comes up, waited for 3 s: tried again and again within them (each
+    // try took the pool's 10 s acquire timeout, so none was tried again).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut nowhere = base.clone();
+    nowhere.set_host(Some("127.0.0.1")).expect("host");
+    nowhere.set_port(Some(closed)).expect("port");
+    nowhere.set_path(&name);
+    let nowhere = nowhere.to_string();
+    let env = [
+        ("DATABASE_URL", nowhere.as_str()),
+        ("JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
+        ("DATABASE_WAIT_SECS", "3"),
+    ];
+    let run = reelgraph(&["migrate"], &env).await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.matches("not up yet").count() >= 2,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("127.0.0.1:{closed}")),
+        "{}",
+        run.stderr
+    );
 }
