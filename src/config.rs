@@ -172,8 +172,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_grace_secs: u64,
 
-    /// Where this server is reachable from clients (for the presigned URLs of local storage);
-    /// default: `http://{listen address}`.
+    /// Where the server is reachable from clients (for the presigned URLs of local storage);
+    /// default: `http://{listen address}` (for `worker`, whose `--listen` is its metrics
+    /// address: `http://127.0.0.1:8080`).
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 

@@ -93,6 +93,18 @@ fn ensure_code(error: &mut ServerError) {
     if let Some(short) = missing_argument_message(&error.message) {
         error.message = short;
     }
+    // async-graphql's words for an `@oneOf` input (`LayerInput`) given no field or two.
+    for oneof in [
+        "Oneof input objects requires have exactly one field",
+        "Oneof Input Objects require that exactly one field must be supplied and that field must not be null",
+    ] {
+        if error.message.contains(oneof) {
+            error.message = error.message.replace(
+                oneof,
+                "exactly one of its fields must be given, and not null",
+            );
+        }
+    }
     if let Some(field) = argument_name(&error.message) {
         error
             .extensions

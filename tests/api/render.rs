@@ -797,6 +797,13 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
         "BAD_USER_INPUT",
         "a layer is text or image, not both: {body}"
     );
+    assert_eq!(error_field(&body), "input.spec.scenes.0.layers.0", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exactly one of its fields must be given")),
+        "{body}"
+    );
     let jobs = app
         .ok(
             Some(&owner.access_token),
