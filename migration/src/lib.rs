@@ -31,6 +31,7 @@ mod m20261206_000021_create_assets;
 mod m20261206_000022_index_revoked_sessions;
 mod m20261206_000023_index_video_uploaders;
 mod m20261206_000024_index_video_retention;
+mod m20261206_000025_nfc_emails;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000022_index_revoked_sessions::Migration),
             Box::new(m20261206_000023_index_video_uploaders::Migration),
             Box::new(m20261206_000024_index_video_retention::Migration),
+            Box::new(m20261206_000025_nfc_emails::Migration),
         ]
     }
 }

@@ -76,8 +76,16 @@ pub fn session_ended() -> AppError {
 const MAX_EMAIL_BYTES: usize = 254;
 
 /// Lower-cases and checks an email address; the error names `field`.
+/// An email address as accounts are kept and looked up by: trimmed, lower-case, and in Unicode
+/// normal form C, so that `josé` typed as one character or as `e` and a combining accent (as
+/// some keyboards and macOS file names give it) is one address, not two accounts.
+pub fn canonical_email(email: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    email.trim().to_lowercase().nfc().collect()
+}
+
 pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
-    let email = email.trim().to_lowercase();
+    let email = canonical_email(email);
     let invalid = || {
         AppError::bad_input(
             field,
@@ -212,7 +220,7 @@ pub async fn login(
     client: &ClientInfo,
 ) -> AppResult<Authenticated> {
     let started = tokio::time::Instant::now();
-    let email = email.trim().to_lowercase();
+    let email = canonical_email(email);
     // No account has a longer one (`normalize_email`), and the sign-in throttle keeps the
     // address it is given as a key: a megabyte each would fill its memory.
     if email.len() > MAX_EMAIL_BYTES {

@@ -1492,7 +1492,79 @@ async fn a_session_ended_elsewhere_without_notice_stops_its_tokens(backend: Back
     }
 }
 
+/// An email with an accent typed as one character (`é`, NFC) or as `e` and a combining accent
+/// (NFD, as some keyboards give it) is one address: registering it the other way is a
+/// CONFLICT, and signing in either way reaches the account. Addresses stored before in
+/// another form are brought to NFC by a migration, except one that would clash with another
+/// account's, which is left as it is.
+async fn an_email_is_one_address_however_its_accents_are_typed(backend: Backend) {
+    use entity::user;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    const LOGIN: &str = "mutation($e: String!) { login(email: $e, password: \"correct horse battery\") { user { email } } }";
+    let nfc = "jos\u{e9}@example.com";
+    let nfd = "jose\u{301}@example.com";
+    let app = TestApp::spawn(backend).await;
+    app.register(nfd).await;
+    let body = app
+        .gql(
+            None,
+            "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": { "email": nfc, "password": "correct horse battery" } }),
+        )
+        .await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    for typed in [nfc, nfd, "  JOS\u{c9}@Example.com "] {
+        let data = app.ok(None, LOGIN, json!({ "e": typed })).await;
+        assert_eq!(data["login"]["user"]["email"], nfc, "{typed:?}: {data}");
+    }
+
+    // Stored before in NFD: one alone, and one beside an account with its NFC form.
+    let db = &app.state.db;
+    let store = async |from: &str, to: &str| {
+        user::Entity::update_many()
+            .col_expr(user::Column::Email, Expr::val(to))
+            .filter(user::Column::Email.eq(from))
+            .exec(db)
+            .await
+            .expect("stored as it was");
+    };
+    store(nfc, nfd).await;
+    app.register("ren\u{e9}e@example.com").await;
+    app.register("zo\u{eb}@example.com").await;
+    store("zo\u{eb}@example.com", "zoe\u{308}@example.com").await;
+    app.register("zo\u{eb}@example.com").await;
+    {
+        use migration::MigratorTrait;
+        migration::Migrator::down(db, Some(1))
+            .await
+            .expect("the last migration rolls back");
+        migration::Migrator::up(db, None)
+            .await
+            .expect("and runs again");
+    }
+    let mut emails: Vec<String> = user::Entity::find()
+        .all(db)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    emails.sort();
+    let mut expected = vec![
+        nfc.to_owned(),
+        "ren\u{e9}e@example.com".to_owned(),
+        "zo\u{eb}@example.com".to_owned(),
+        "zoe\u{308}@example.com".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(emails, expected);
+    let data = app.ok(None, LOGIN, json!({ "e": nfd })).await;
+    assert_eq!(data["login"]["user"]["email"], nfc, "{data}");
+}
+
 both_backends!(
+    an_email_is_one_address_however_its_accents_are_typed,
     a_sign_in_answer_shows_the_account_as_its_own,
     one_address_cannot_lock_an_account_out,
     a_session_ended_elsewhere_without_notice_stops_its_tokens,
