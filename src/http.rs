@@ -638,6 +638,7 @@ async fn run(
         crate::graphql::budget::collapse(response, mutation);
         crate::graphql::errors::add_codes(response);
         if let Some(parsed) = parsed.as_ref() {
+            crate::graphql::nulls::keep_empty_root(response);
             if !response.errors.is_empty() {
                 crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());
             }

@@ -38,12 +38,14 @@ pub struct ContentDb {
 
 macro_rules! by_video_loader {
     ($key:ident, $model:ident, $($order:tt)*) => {
-        /// Rows of one video, keyed by the video's id.
+        /// Rows of one video, keyed by the video's id. Shared: every alias of a list field
+        /// that asks for them gets the one batch's rows, copied only once the request's list
+        /// budget allows it (`content::types`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $key(pub Uuid);
 
         impl Loader<$key> for ContentDb {
-            type Value = Vec<$model::Model>;
+            type Value = std::sync::Arc<Vec<$model::Model>>;
             type Error = AppError;
 
             async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, AppError> {
@@ -53,7 +55,7 @@ macro_rules! by_video_loader {
                     $($order)*
                     .all(&self.db)
                     .await?;
-                Ok(by_video(rows, |r| r.video_id).into_iter().map(|(id, rows)| ($key(id), rows)).collect())
+                Ok(by_video(rows, |r| r.video_id).into_iter().map(|(id, rows)| ($key(id), std::sync::Arc::new(rows))).collect())
             }
         }
     };
@@ -118,7 +120,10 @@ impl ContentLoaders {
     }
 
     /// A video's transcript, in time order.
-    pub async fn transcript(&self, video_id: Uuid) -> AppResult<Vec<transcript_segment::Model>> {
+    pub async fn transcript(
+        &self,
+        video_id: Uuid,
+    ) -> AppResult<std::sync::Arc<Vec<transcript_segment::Model>>> {
         Ok(self
             .transcripts
             .load_one(TranscriptOf(video_id))
@@ -127,7 +132,10 @@ impl ContentLoaders {
     }
 
     /// A video's caption tracks, by language, kind and format.
-    pub async fn caption_tracks(&self, video_id: Uuid) -> AppResult<Vec<caption_track::Model>> {
+    pub async fn caption_tracks(
+        &self,
+        video_id: Uuid,
+    ) -> AppResult<std::sync::Arc<Vec<caption_track::Model>>> {
         Ok(self
             .caption_tracks
             .load_one(CaptionTracksOf(video_id))
@@ -136,7 +144,10 @@ impl ContentLoaders {
     }
 
     /// A video's key moments, in display order.
-    pub async fn key_moments(&self, video_id: Uuid) -> AppResult<Vec<key_moment::Model>> {
+    pub async fn key_moments(
+        &self,
+        video_id: Uuid,
+    ) -> AppResult<std::sync::Arc<Vec<key_moment::Model>>> {
         Ok(self
             .key_moments
             .load_one(KeyMomentsOf(video_id))
@@ -145,7 +156,10 @@ impl ContentLoaders {
     }
 
     /// A video's highlights, best score first.
-    pub async fn highlights(&self, video_id: Uuid) -> AppResult<Vec<highlight::Model>> {
+    pub async fn highlights(
+        &self,
+        video_id: Uuid,
+    ) -> AppResult<std::sync::Arc<Vec<highlight::Model>>> {
         Ok(self
             .highlights
             .load_one(HighlightsOf(video_id))

@@ -104,6 +104,15 @@ pub(crate) fn applies(condition: &str, typename: &str) -> bool {
             .is_some_and(|types| types.iter().any(|t| t.as_str() == typename))
 }
 
+/// An operation whose root fields were all left out (`@skip`, `@include`) answers `{}`:
+/// async-graphql answers `"data": null` with no error, which says the operation could not run
+/// (`query($full: Boolean!) { me @include(if: $full) { id } }` with `full: false`).
+pub fn keep_empty_root(response: &mut Response) {
+    if response.errors.is_empty() && response.data == Value::Null {
+        response.data = Value::Object(Default::default());
+    }
+}
+
 /// Puts the `null`s the spec calls for into a response with field errors. `operation_name`
 /// picks the operation as the request did.
 pub fn complete(

@@ -548,6 +548,7 @@ impl Connection {
                     crate::graphql::budget::collapse(&mut response, mutation);
                     crate::graphql::errors::add_codes(&mut response);
                     if let Some(document) = document.as_ref() {
+                        crate::graphql::nulls::keep_empty_root(&mut response);
                         if !response.errors.is_empty() {
                             crate::graphql::nulls::complete(
                                 &mut response,

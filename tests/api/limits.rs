@@ -656,6 +656,31 @@ async fn health_graphiql_and_metrics_answer(backend: Backend) {
     );
 }
 
+/// An operation whose root fields are all left out answers `{}` (the operation ran, and chose
+/// nothing): async-graphql answered `"data": null` with no error, on HTTP and WebSocket alike.
+async fn an_operation_with_every_root_field_left_out_answers_an_empty_object(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register("chose-nothing@example.com").await;
+    let query = "query($full: Boolean!) { me @include(if: $full) { id } c: creators @skip(if: true) { totalCount } }";
+    let body = app
+        .gql(Some(&user.access_token), query, json!({ "full": false }))
+        .await;
+    assert_eq!(body, json!({ "data": {} }));
+    let data = app
+        .ok(Some(&user.access_token), query, json!({ "full": true }))
+        .await;
+    assert!(data["me"]["id"].is_string(), "{data}");
+    let mut socket = crate::helpers::subscribe(
+        &app.base,
+        &user.access_token,
+        query,
+        json!({ "full": false }),
+    )
+    .await;
+    let payload = crate::helpers::next_payload(&mut socket).await;
+    assert_eq!(payload, json!({ "data": {} }));
+}
+
 /// Parsed documents are kept by query text (`graphql::documents`); each request must still get
 /// its own `@skip`, operation, limits and GET rules.
 async fn a_query_text_sent_again_is_answered_for_its_own_request(backend: Backend) {
@@ -1010,6 +1035,7 @@ async fn aliases_of_introspection_lists_run_out_of_list_items(backend: Backend) 
 
 both_backends!(
     aliases_of_introspection_lists_run_out_of_list_items,
+    an_operation_with_every_root_field_left_out_answers_an_empty_object,
     aliases_of_whole_lists_run_out_of_list_items,
     fields_under_one_key_must_be_one_field,
     deep_and_expensive_queries_are_rejected_before_running,
