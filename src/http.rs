@@ -545,7 +545,9 @@ fn admit(
         return Err(error);
     }
     if let Some(parsed) = parsed {
-        request.set_parsed_query(parsed.document.clone());
+        let document = inputs::without_unsent_variables(request, &parsed.document)
+            .unwrap_or_else(|| parsed.document.clone());
+        request.set_parsed_query(document);
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 
 use async_graphql::{
     ServerError,
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
 };
 use async_graphql_value::{ConstValue, Name, Value};
 
@@ -75,6 +75,176 @@ pub fn fill_variable_defaults(request: &mut async_graphql::Request, document: &E
             request.variables.insert(name.clone(), default.node.clone());
         }
     }
+}
+
+/// The variables of the operation to run that the request leaves out and that have no default
+/// (after [`fill_variable_defaults`]).
+fn unsent_variables(request: &async_graphql::Request, document: &ExecutableDocument) -> Vec<Name> {
+    let Some(operation) = super::nulls::pick(document, request.operation_name.as_deref()) else {
+        return Vec::new();
+    };
+    operation
+        .variable_definitions
+        .iter()
+        .map(|definition| &definition.node.name.node)
+        .filter(|name| !request.variables.contains_key(*name))
+        .cloned()
+        .collect()
+}
+
+/// `document` with every argument and input-object field whose value is a variable the
+/// request left out (`unsent`) taken out, as the spec reads them: not provided. async-graphql
+/// gives such a variable `null`, so `updateVideo(input: {title: $title, youtubeUrl: $url})`
+/// sent without `url` cleared the video's link, and without `title` was refused as a `null`
+/// title. `None` when nothing is left out (the shared document runs as it is).
+pub fn without_unsent_variables(
+    request: &async_graphql::Request,
+    document: &ExecutableDocument,
+) -> Option<ExecutableDocument> {
+    use async_graphql::parser::types::DocumentOperations;
+
+    let unsent = unsent_variables(request, document);
+    if unsent.is_empty() {
+        return None;
+    }
+    type Names = std::collections::HashSet<Name>;
+    // Takes out what names an unsent variable, noting which.
+    fn value(of: &mut Value, unsent: &[Name], removed: &mut Names) {
+        match of {
+            Value::Object(fields) => {
+                fields.retain(|_, v| match v {
+                    Value::Variable(name) if unsent.contains(name) => {
+                        removed.insert(name.clone());
+                        false
+                    }
+                    _ => true,
+                });
+                for v in fields.values_mut() {
+                    value(v, unsent, removed);
+                }
+            }
+            // A list item left out is `null`, as the spec has it.
+            Value::List(items) => items.iter_mut().for_each(|v| value(v, unsent, removed)),
+            _ => {}
+        }
+    }
+    fn selections(set: &mut SelectionSet, unsent: &[Name], removed: &mut Names) {
+        for selection in &mut set.items {
+            match &mut selection.node {
+                Selection::Field(field) => {
+                    let field = &mut field.node;
+                    field.arguments.retain(|(_, v)| match &v.node {
+                        Value::Variable(name) if unsent.contains(name) => {
+                            removed.insert(name.clone());
+                            false
+                        }
+                        _ => true,
+                    });
+                    for (_, v) in &mut field.arguments {
+                        value(&mut v.node, unsent, removed);
+                    }
+                    selections(&mut field.selection_set.node, unsent, removed);
+                }
+                Selection::InlineFragment(fragment) => {
+                    selections(&mut fragment.node.selection_set.node, unsent, removed);
+                }
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    // The variables still used somewhere, so that a definition left unused goes too (else
+    // validation refuses the operation for defining a variable it does not use).
+    fn uses(of: &Value, used: &mut std::collections::HashSet<Name>) {
+        match of {
+            Value::Variable(name) => {
+                used.insert(name.clone());
+            }
+            Value::Object(fields) => fields.values().for_each(|v| uses(v, used)),
+            Value::List(items) => items.iter().for_each(|v| uses(v, used)),
+            _ => {}
+        }
+    }
+    type Fragments = std::collections::HashMap<Name, async_graphql::Positioned<FragmentDefinition>>;
+    fn used_in(
+        set: &SelectionSet,
+        fragments: &Fragments,
+        seen: &mut std::collections::HashSet<Name>,
+        used: &mut std::collections::HashSet<Name>,
+    ) {
+        for selection in &set.items {
+            let (directives, inner) = match &selection.node {
+                Selection::Field(field) => {
+                    for (_, v) in &field.node.arguments {
+                        uses(&v.node, used);
+                    }
+                    (&field.node.directives, Some(&field.node.selection_set.node))
+                }
+                Selection::InlineFragment(fragment) => (
+                    &fragment.node.directives,
+                    Some(&fragment.node.selection_set.node),
+                ),
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    let inner = seen
+                        .insert(name.clone())
+                        .then(|| fragments.get(name))
+                        .flatten()
+                        .map(|fragment| &fragment.node.selection_set.node);
+                    (&spread.node.directives, inner)
+                }
+            };
+            for directive in directives {
+                for (_, v) in &directive.node.arguments {
+                    uses(&v.node, used);
+                }
+            }
+            if let Some(inner) = inner {
+                used_in(inner, fragments, seen, used);
+            }
+        }
+    }
+    let wanted = request.operation_name.as_deref();
+    let mut document = document.clone();
+    let mut removed = Names::new();
+    for fragment in document.fragments.values_mut() {
+        selections(&mut fragment.node.selection_set.node, &unsent, &mut removed);
+    }
+    let fragments = &document.fragments;
+    let mut operations: Vec<&mut async_graphql::Positioned<_>> = match &mut document.operations {
+        DocumentOperations::Single(operation) => vec![operation],
+        DocumentOperations::Multiple(operations) => operations
+            .iter_mut()
+            .filter(|(name, _)| wanted.is_none_or(|w| w == name.as_str()))
+            .map(|(_, operation)| operation)
+            .collect(),
+    };
+    for operation in &mut operations {
+        let operation = &mut operation.node;
+        selections(&mut operation.selection_set.node, &unsent, &mut removed);
+        let mut used = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        used_in(
+            &operation.selection_set.node,
+            fragments,
+            &mut seen,
+            &mut used,
+        );
+        for directive in &operation.directives {
+            for (_, v) in &directive.node.arguments {
+                uses(&v.node, &mut used);
+            }
+        }
+        // Only a definition this left unused goes: one the document never used is still
+        // refused by validation, as it was.
+        operation.variable_definitions.retain(|definition| {
+            let name = &definition.node.name.node;
+            !removed.contains(name) || used.contains(name)
+        });
+    }
+    if removed.is_empty() {
+        return None;
+    }
+    Some(document)
 }
 
 /// Why `request` is refused before it runs, if it is. `document` is `None` when the query

@@ -530,7 +530,9 @@ impl Connection {
             document = Some(Arc::new(flat));
         }
         if let Some(document) = &document {
-            request.set_parsed_query((**document).clone());
+            let run = crate::graphql::inputs::without_unsent_variables(&request, document)
+                .unwrap_or_else(|| (**document).clone());
+            request.set_parsed_query(run);
         }
         let results = {
             let id = id.clone();

@@ -2185,6 +2185,38 @@ async fn null_is_refused_where_a_field_cannot_be_cleared(backend: Backend) {
     assert_ne!(data["me"]["displayName"], "kept?", "{data}");
     assert_eq!(data["me"]["isActive"], true, "{data}");
 
+    // A variable the request leaves out is a field not given (async-graphql read it as
+    // `null`: the title was refused, and a link would have been cleared).
+    app.ok(
+        token,
+        "mutation($id: ID!) { updateVideo(id: $id, input: {youtubeUrl: \"https://youtu.be/kept\"}) { id } }",
+        json!({ "id": video }),
+    )
+    .await;
+    let body = app
+        .gql(
+            token,
+            "mutation($id: ID!, $title: String, $url: String) {
+                updateVideo(id: $id, input: {title: $title, youtubeUrl: $url}) { title youtubeUrl } }",
+            json!({ "id": video }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateVideo"],
+        json!({ "title": "talk", "youtubeUrl": "https://youtu.be/kept" }),
+        "{body}"
+    );
+    let data = app
+        .ok(
+            token,
+            "mutation($c: ID!, $bio: String, $links: JSON) {
+                updateCreator(id: $c, input: {bio: \"Plays bass\"}) { id }
+                again: updateCreator(id: $c, input: {bio: $bio, socialLinks: $links}) { bio } }",
+            json!({ "c": creator }),
+        )
+        .await;
+    assert_eq!(data["again"]["bio"], "Plays bass", "{data}");
+
     // What may be emptied is emptied with an empty value.
     let data = app
         .ok(
