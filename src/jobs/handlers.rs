@@ -23,6 +23,8 @@ pub struct JobFailure {
     pub(super) kind: FailureKind,
     /// Infrastructure detail for the server's log only (database and storage errors).
     pub(super) detail: Option<String>,
+    /// A service the job needs did not answer ([`JobFailure::unavailable`]).
+    pub(super) outage: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,7 @@ impl JobFailure {
             retryable: false,
             kind: FailureKind::Error,
             detail: None,
+            outage: false,
         }
     }
 
@@ -52,6 +55,7 @@ impl JobFailure {
             retryable: true,
             kind: FailureKind::Error,
             detail: None,
+            outage: false,
         }
     }
 
@@ -65,12 +69,24 @@ impl JobFailure {
         }
     }
 
+    /// A service the job needs (object storage, the database) did not answer: tried again
+    /// with backoff, and for [`super::lifecycle::OUTAGE_GRACE`] from the job's start without
+    /// using up its attempts, so that a storage restart of a minute does not fail every render
+    /// in flight (three attempts 1 s and 2 s apart were gone in seconds).
+    pub fn unavailable(public: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            outage: true,
+            ..Self::internal(public, detail)
+        }
+    }
+
     fn cancelled() -> Self {
         Self {
             message: "cancelled".into(),
             retryable: false,
             kind: FailureKind::Cancelled,
             detail: None,
+            outage: false,
         }
     }
 
@@ -80,6 +96,7 @@ impl JobFailure {
             retryable: false,
             kind: FailureKind::LeaseLost,
             detail: None,
+            outage: false,
         }
     }
 }

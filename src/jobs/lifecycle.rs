@@ -40,6 +40,12 @@ pub enum Finish {
         retryable: bool,
     },
     Cancelled,
+    /// A service the job needs (object storage, the database) did not answer: back to the
+    /// queue with backoff, the attempt not counted (one more is allowed) while the job started
+    /// less than [`OUTAGE_GRACE`] ago; after that, a retryable [`Finish::Failed`].
+    Unavailable {
+        error: String,
+    },
     /// Back to the queue (worker shutting down), progress kept; the attempt does not count:
     /// one more is allowed. The next run is a new attempt (`attempts` + 1, progress from 0),
     /// so progress never goes backwards within one attempt.
@@ -50,6 +56,11 @@ pub enum Finish {
         then: Option<NewJob>,
     },
 }
+
+/// How long after a job first started an outage of a service it needs does not use up its
+/// attempts ([`Finish::Unavailable`]): with the queue's backoff (1 s, 2 s, 4 s, … up to 5 min)
+/// that is a dozen tries or so.
+pub const OUTAGE_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 /// What a fenced finish did.
 #[derive(Debug, Default)]
@@ -138,8 +149,23 @@ pub async fn finish_in(
     // A job asked to stop ends cancelled rather than running on in another form: not handed
     // back to the queue by a stopping worker, not retried, and not turned into a parent of new
     // children (its handler may return before its heartbeat has noticed the request).
+    let now = Utc::now();
     let how = match how {
-        Finish::Released | Finish::Wait { .. } if current.cancel_requested => Finish::Cancelled,
+        Finish::Released | Finish::Wait { .. } | Finish::Unavailable { .. }
+            if current.cancel_requested =>
+        {
+            Finish::Cancelled
+        }
+        Finish::Unavailable { error }
+            if current
+                .started_at
+                .is_none_or(|started| now - started >= OUTAGE_GRACE) =>
+        {
+            Finish::Failed {
+                error,
+                retryable: true,
+            }
+        }
         Finish::Failed { retryable, .. }
             if current.cancel_requested && retryable && current.attempts < current.max_attempts =>
         {
@@ -147,7 +173,6 @@ pub async fn finish_in(
         }
         how => how,
     };
-    let now = Utc::now();
     let update = fenced(job::Entity::update_many(), lease)
         .col_expr(job::Column::LeaseToken, Expr::val(Option::<Uuid>::None))
         .col_expr(
@@ -192,6 +217,20 @@ pub async fn finish_in(
             .col_expr(job::Column::Status, Expr::val(JobStatus::Cancelled))
             .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
             .col_expr(job::Column::FinishedAt, Expr::val(now)),
+        Finish::Unavailable { error } => {
+            note = Some(error.clone());
+            update
+                .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))
+                .col_expr(
+                    job::Column::MaxAttempts,
+                    Expr::col(job::Column::MaxAttempts).add(1),
+                )
+                .col_expr(
+                    job::Column::RunAt,
+                    Expr::val(now + backoff(current.attempts)),
+                )
+                .col_expr(job::Column::Error, Expr::val(error))
+        }
         Finish::Released => {
             note = Some("released by a stopping worker".to_owned());
             update
@@ -211,6 +250,7 @@ pub async fn finish_in(
             waiting = true;
             update
                 .col_expr(job::Column::Status, Expr::val(JobStatus::Waiting))
+                .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
                 .col_expr(
                     job::Column::PendingChildren,
                     Expr::val(children.len() as i32),
@@ -385,8 +425,11 @@ async fn all_children_done(
         events.extend(rows.iter().map(event_of));
         return Ok(None);
     }
+    // An earlier attempt's error (its worker stopped answering while it planned, say) does not
+    // stay on a job that ended DONE.
     let done = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::val(JobStatus::Done))
+        .col_expr(job::Column::Error, Expr::val(Option::<String>::None))
         .col_expr(job::Column::Progress, Expr::val(1.0))
         .col_expr(
             job::Column::Output,

@@ -401,9 +401,15 @@ impl WorkerPool {
                             retryable = failure.retryable,
                             "job failed"
                         );
-                        Finish::Failed {
-                            error: super::handlers::for_clients(&failure.message),
-                            retryable: failure.retryable,
+                        if failure.outage {
+                            Finish::Unavailable {
+                                error: super::handlers::for_clients(&failure.message),
+                            }
+                        } else {
+                            Finish::Failed {
+                                error: super::handlers::for_clients(&failure.message),
+                                retryable: failure.retryable,
+                            }
                         }
                     }
                 },
@@ -423,7 +429,7 @@ impl WorkerPool {
         drop(ctx);
         let outcome = match &how {
             Finish::Done { .. } => "done",
-            Finish::Failed { .. } => "failed",
+            Finish::Failed { .. } | Finish::Unavailable { .. } => "failed",
             Finish::Cancelled => "cancelled",
             Finish::Released => "released",
             Finish::Wait { .. } => "waiting",

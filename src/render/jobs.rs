@@ -178,7 +178,7 @@ async fn checked_picture(
 }
 
 fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
-    JobFailure::internal("object storage was unavailable", err)
+    JobFailure::unavailable("object storage was unavailable", err)
 }
 
 async fn tools() -> Result<ffmpeg::Tools, JobFailure> {

@@ -143,7 +143,7 @@ pub fn clip_captions(
 }
 
 fn db_failure(err: sea_orm::DbErr) -> JobFailure {
-    JobFailure::internal("the database was unavailable", err)
+    JobFailure::unavailable("the database was unavailable", err)
 }
 
 fn filter_path(path: &Path) -> String {
@@ -369,7 +369,7 @@ impl JobHandler for RenderShort {
             .storage
             .head(&source.storage_key)
             .await
-            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
+            .map_err(|e| JobFailure::unavailable("object storage was unavailable", e))?;
         if stored.is_none() {
             return Err(JobFailure::permanent(
                 "the source video's file is missing from storage: upload the video again",
@@ -378,7 +378,7 @@ impl JobHandler for RenderShort {
         ctx.storage
             .get_to_file(&source.storage_key, &source_path)
             .await
-            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
+            .map_err(|e| JobFailure::unavailable("object storage was unavailable", e))?;
         let probe = ffmpeg::probe(&tools, &source_path)
             .await
             .map_err(tool_failure)?;
@@ -517,7 +517,7 @@ impl JobHandler for RenderShort {
         ctx.storage
             .put_file(&key, &output, "video/mp4")
             .await
-            .map_err(|e| JobFailure::internal("object storage was unavailable", e))?;
+            .map_err(|e| JobFailure::unavailable("object storage was unavailable", e))?;
         let size = tokio::fs::metadata(&output)
             .await
             .map(|m| m.len())

@@ -1117,6 +1117,156 @@ async fn a_job_asked_to_stop_is_not_run_again_when_its_worker_goes(backend: Back
     assert!(again.is_empty(), "nothing to run again: {again:?}");
 }
 
+/// A job whose storage or database did not answer is put back in the queue with backoff, its
+/// attempt not counted, for `OUTAGE_GRACE` from its start: more outages than it has attempts
+/// do not fail it (three tries 1 s and 2 s apart failed every render in flight when object
+/// storage restarted). Past the grace, such a failure counts as any other.
+async fn an_outage_does_not_use_up_a_jobs_attempts(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("outage@example.com").await;
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
+    let due = async || {
+        job::Entity::update_many()
+            .col_expr(
+                job::Column::RunAt,
+                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+            )
+            .exec(db)
+            .await
+            .expect("due");
+    };
+    let fail = async |how: lifecycle::Finish| {
+        due().await;
+        let claimed = queue::claim(db, "outage-worker", 1, Duration::from_secs(30))
+            .await
+            .expect("claim");
+        let lease = claimed.first().and_then(queue::Lease::of).expect("claimed");
+        lifecycle::finish(db, bus, lease, how, None)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("finished");
+        job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row")
+    };
+    let outage = || lifecycle::Finish::Unavailable {
+        error: "object storage was unavailable".into(),
+    };
+    for attempt in 1..=5 {
+        let row = fail(outage()).await;
+        assert_eq!(row.status, JobStatus::Queued, "outage {attempt}");
+        assert_eq!(row.attempts, attempt);
+        assert_eq!(row.max_attempts, 3 + attempt, "the attempt is not counted");
+        assert_eq!(row.error.as_deref(), Some("object storage was unavailable"));
+        assert!(row.run_at > chrono::Utc::now(), "backoff");
+    }
+    // Started longer ago than the grace: it counts, and the last attempt fails the job.
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::StartedAt,
+            sea_orm::sea_query::Expr::val(
+                chrono::Utc::now() - lifecycle::OUTAGE_GRACE - chrono::Duration::seconds(1),
+            ),
+        )
+        .filter(job::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .expect("started long ago");
+    for attempt in 6..=8 {
+        let row = fail(outage()).await;
+        assert_eq!(row.max_attempts, 8, "outage {attempt} counts");
+        let expected = if attempt < 8 {
+            JobStatus::Queued
+        } else {
+            JobStatus::Failed
+        };
+        assert_eq!(row.status, expected, "outage {attempt}");
+    }
+}
+
+/// A parent that ends DONE through its children keeps no error of an earlier attempt (its
+/// worker stopped answering while it planned): `DONE` with "worker stopped responding;
+/// retrying" was sent to clients and webhooks. Nor does it keep it while it waits.
+async fn a_job_done_through_its_children_keeps_no_earlier_error(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("done-error@example.com").await;
+    let owner_id: Uuid = owner.user_id.parse().expect("uuid");
+    let (db, bus) = (&app.state.db, &app.state.events);
+    let parent = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 3).await;
+    let claim = async || {
+        job::Entity::update_many()
+            .col_expr(
+                job::Column::RunAt,
+                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+            )
+            .exec(db)
+            .await
+            .expect("due");
+        queue::claim(db, "planner", 1, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .into_iter()
+            .next()
+            .expect("claimed")
+    };
+    let finish = async |job: &job::Model, how: lifecycle::Finish| {
+        lifecycle::finish(db, bus, queue::Lease::of(job).expect("lease"), how, None)
+            .await
+            .map_err(|e| e.public_message())
+            .expect("finished")
+    };
+    let first = claim().await;
+    let failed = lifecycle::Finish::Failed {
+        error: "worker stopped responding; retrying".into(),
+        retryable: true,
+    };
+    finish(&first, failed).await;
+    let second = claim().await;
+    assert_eq!(
+        second.error.as_deref(),
+        Some("worker stopped responding; retrying")
+    );
+    let child = NewJob::new(JobKind::Workflow, "diagnostics.sleep", owner_id, json!({}));
+    let wait = lifecycle::Finish::Wait {
+        children: vec![child],
+        then: None,
+    };
+    finish(&second, wait).await;
+    let read = async |id: Uuid| {
+        job::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("row")
+    };
+    let waiting = read(parent).await;
+    assert_eq!(waiting.status, JobStatus::Waiting);
+    assert_eq!(waiting.error, None);
+    // One left waiting with it before this was so.
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::Error,
+            sea_orm::sea_query::Expr::val("worker stopped responding; retrying"),
+        )
+        .filter(job::Column::Id.eq(parent))
+        .exec(db)
+        .await
+        .expect("stale error");
+    let child = claim().await;
+    assert_eq!(child.parent_id, Some(parent));
+    let done = lifecycle::Finish::Done {
+        output: json!({}),
+        output_ref: None,
+    };
+    finish(&child, done).await;
+    let ended = read(parent).await;
+    assert_eq!(ended.status, JobStatus::Done);
+    assert_eq!(ended.error, None);
+}
+
 /// A cancelled job keeps no error of an earlier attempt, whether cancelled while queued for
 /// its retry or while running: the error said why an attempt failed, not why the job ended
 /// (a cancelled short showed "object storage was unavailable").
@@ -2222,6 +2372,8 @@ both_backends!(
     a_job_asked_to_stop_is_not_run_again_when_its_worker_goes,
     a_cancel_that_lands_as_the_handler_returns_wins,
     a_cancelled_job_keeps_no_earlier_error,
+    a_job_done_through_its_children_keeps_no_earlier_error,
+    an_outage_does_not_use_up_a_jobs_attempts,
     a_lost_end_reaches_its_subscriber_however_busy_the_bus,
     children_of_an_earlier_attempt_do_not_touch_the_retried_parent,
     subscribers_see_an_end_that_a_retry_overtook,
