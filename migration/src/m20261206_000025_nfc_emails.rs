@@ -1,7 +1,8 @@
 //! Emails are kept in Unicode normal form C (`auth::canonical_email`): an address stored before
 //! in another form (`e` and a combining accent for `é`) is rewritten, so that its owner signs in
 //! however the address is typed. One that would then clash with another account's stays as it
-//! is (two accounts cannot be merged here); it is reported.
+//! is (two accounts cannot be merged here; it is reported, and its owner signs in by typing
+//! the address as it was stored: `auth::login` tries that form first).
 
 use sea_orm_migration::{
     prelude::*,
@@ -24,14 +25,16 @@ impl MigrationTrait for Migration {
             .iter()
             .map(|row| String::try_get(row, "", "email").map_err(DbErr::from))
             .collect::<Result<_, _>>()?;
-        let taken: std::collections::HashSet<&str> = emails.iter().map(String::as_str).collect();
+        let mut taken: std::collections::HashSet<String> = emails.iter().cloned().collect();
         // Only addresses with a character past ASCII can change.
         for email in emails.iter().filter(|e| !e.is_ascii()) {
             let canonical: String = email.nfc().collect();
             if canonical == *email {
                 continue;
             }
-            if taken.contains(canonical.as_str()) {
+            // Another account has it, or another spelling rewritten before (marks in another
+            // order) took it.
+            if taken.contains(&canonical) {
                 eprintln!(
                     "migration: the account with the email {email:?} keeps it as stored: in Unicode \
                      normal form C it is the email of another account"
@@ -49,9 +52,10 @@ impl MigrationTrait for Migration {
                     placeholder(1),
                     placeholder(2)
                 ),
-                [canonical.into(), email.clone().into()],
+                [canonical.clone().into(), email.clone().into()],
             ))
             .await?;
+            taken.insert(canonical);
         }
         Ok(())
     }

@@ -75,7 +75,6 @@ pub fn session_ended() -> AppError {
 /// The longest email address an account may have, in bytes (RFC 5321's path limit).
 const MAX_EMAIL_BYTES: usize = 254;
 
-/// Lower-cases and checks an email address; the error names `field`.
 /// An email address as accounts are kept and looked up by: trimmed, lower-case, and in Unicode
 /// normal form C, so that `josé` typed as one character or as `e` and a combining accent (as
 /// some keyboards and macOS file names give it) is one address, not two accounts.
@@ -84,6 +83,7 @@ pub fn canonical_email(email: &str) -> String {
     email.trim().to_lowercase().nfc().collect()
 }
 
+/// [`canonical_email`], checked as an address; the error names `field`.
 pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
     let email = canonical_email(email);
     let invalid = || {
@@ -220,6 +220,7 @@ pub async fn login(
     client: &ClientInfo,
 ) -> AppResult<Authenticated> {
     let started = tokio::time::Instant::now();
+    let typed = email;
     let email = canonical_email(email);
     // No account has a longer one (`normalize_email`), and the sign-in throttle keeps the
     // address it is given as a key: a megabyte each would fill its memory.
@@ -230,10 +231,27 @@ pub async fn login(
         ));
     }
     let attempt = throttle_sign_in(state, &email, client).await?;
-    let found = user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .one(&state.db)
-        .await?;
+    // An account kept in another form by the NFC migration (its NFC form was another
+    // account's) is found by the address exactly as typed; every other by its NFC form.
+    let typed = typed.trim().to_lowercase();
+    let exact = match typed != email {
+        true => {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(typed.as_str()))
+                .one(&state.db)
+                .await?
+        }
+        false => None,
+    };
+    let found = match exact {
+        Some(found) => Some(found),
+        None => {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(email.as_str()))
+                .one(&state.db)
+                .await?
+        }
+    };
     // An imported bcrypt (or older Argon2) hash is replaced once the password is known right.
     let upgrade = found
         .as_ref()
