@@ -75,36 +75,70 @@ async fn same_request(
     if earlier.len() != pictures.len() {
         return Ok(Job(existing));
     }
-    // Each picture hashed once, however many layers show it. The job's picture gone (it could
-    // not render either) counts as another picture.
-    let mut digests: std::collections::HashMap<&str, Option<String>> =
-        std::collections::HashMap::new();
-    for (before, now) in earlier.iter().zip(pictures) {
-        if before == now {
-            continue;
-        }
+    let conflict = |why: &str| {
+        AppError::conflict(
+            Some("input.idempotencyKey"),
+            format!(
+                "this idempotency key belongs to an unfinished job of a different request \
+                 ({why}): use a new key"
+            ),
+        )
+    };
+    // The pairs of uploads to compare, once each. Sizes first (a look-up each): pictures of
+    // other sizes are other pictures. Only what is left is read and hashed, at most
+    // MAX_COMPARED_BYTES in all, so a retry cannot make the request read gigabytes. The job's
+    // picture gone (it could not render either) counts as another picture.
+    let pairs: std::collections::BTreeSet<(&str, &str)> = earlier
+        .iter()
+        .zip(pictures)
+        .filter(|(before, now)| before != now)
+        .map(|(before, now)| (before.as_str(), now.as_str()))
+        .collect();
+    let mut sizes: std::collections::HashMap<&str, Option<u64>> = std::collections::HashMap::new();
+    let mut hashed: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for &(before, now) in &pairs {
         for key in [before, now] {
-            if !digests.contains_key(key.as_str()) {
-                let digest = crate::media::hash::object_sha256(storage, key).await;
-                let digest = match (digest, key == now) {
-                    (Ok(digest), _) => Some(digest),
-                    (Err(_), false) => None,
-                    (Err(e), true) => return Err(e.into()),
-                };
-                digests.insert(key, digest);
+            if !sizes.contains_key(key) {
+                sizes.insert(key, storage.head(key).await?.map(|found| found.size));
             }
         }
-        let before = digests.get(before.as_str()).cloned().flatten();
-        if before.is_none() || before != digests.get(now.as_str()).cloned().flatten() {
-            return Err(AppError::conflict(
-                Some("input.idempotencyKey"),
-                "this idempotency key belongs to an unfinished job of a different request \
-                 (an image layer shows another picture): use a new key",
-            ));
+        match (sizes[before], sizes[now]) {
+            (Some(a), Some(b)) if a == b => {
+                hashed.insert(before);
+                hashed.insert(now);
+            }
+            _ => return Err(conflict("an image layer shows another picture")),
         }
+    }
+    let total: u64 = hashed.iter().filter_map(|key| sizes[key]).sum();
+    if total > MAX_COMPARED_BYTES {
+        return Err(conflict(
+            "its image layers name too many other uploads to compare their pictures",
+        ));
+    }
+    let mut digests: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for key in hashed {
+        let digest = match crate::media::hash::object_sha256(storage, key).await {
+            Ok(digest) => digest,
+            Err(_) if earlier.iter().any(|k| k == key) => {
+                return Err(conflict("an image layer shows another picture"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        digests.insert(key, digest);
+    }
+    if pairs
+        .iter()
+        .any(|(before, now)| digests.get(before) != digests.get(now))
+    {
+        return Err(conflict("an image layer shows another picture"));
     }
     Ok(Job(existing))
 }
+
+/// The most bytes of pictures a retried `renderMovie` reads to compare the uploads its image
+/// layers name with its job's ([`same_request`]).
+const MAX_COMPARED_BYTES: u64 = 256 << 20;
 
 /// Largest image a render takes as an asset.
 pub const MAX_ASSET_BYTES: u64 = 20 << 20;
