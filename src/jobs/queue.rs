@@ -651,9 +651,10 @@ pub async fn clean_up(
 ) -> AppResult<u64> {
     let cutoff = Utc::now() - retention;
     let mut deleted = 0;
-    // Jobs whose plan could not be removed this run: left for the next one, and not selected
-    // again now (else a batch of them would stop the run from getting past them).
-    let mut skipped: Vec<Uuid> = Vec::new();
+    // Batches go in id order, each after the last: jobs whose plan or output could not be
+    // removed are left for the next run, and this one goes on past them (a list of them bound
+    // into the query grew past the database's limit of parameters while storage was down).
+    let mut after: Option<Uuid> = None;
     loop {
         let txn = begin_write(db).await?;
         // Locked on PostgreSQL until the batch is gone (SQLite's writers are serialised): a
@@ -674,7 +675,10 @@ pub async fn clean_up(
                     .add(job::Column::Status.ne(JobStatus::Done))
                     .add(job::Column::JobType.ne(crate::render::MOVIE_JOB)),
             )
-            .filter(job::Column::Id.is_not_in(skipped.clone()))
+            .filter(after.map_or(Condition::all(), |after| {
+                Condition::all().add(job::Column::Id.gt(after))
+            }))
+            .order_by_asc(job::Column::Id)
             .limit(CLEAN_UP_BATCH)
             .for_update(&txn);
         let found: Vec<(Uuid, String)> = find
@@ -683,6 +687,7 @@ pub async fn clean_up(
             .all(&txn)
             .await?;
         let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
+        after = ids.last().copied().or(after);
         if ids.is_empty() {
             txn.commit().await?;
             return Ok(deleted);
@@ -722,13 +727,6 @@ pub async fn clean_up(
             .await?;
         txn.commit().await?;
         deleted += result.rows_affected;
-        // Storage unavailable for a whole batch: the next run tries again (the list of those
-        // passed over, bound into the query, would otherwise grow past the database's limit
-        // of parameters).
-        if result.rows_affected == 0 {
-            return Ok(deleted);
-        }
-        skipped.extend(kept);
     }
 }
 
