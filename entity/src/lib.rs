@@ -25,6 +25,7 @@ pub mod render_usage;
 pub mod scene_cache_entry;
 pub mod session;
 pub mod short;
+pub mod storage_deletion;
 pub mod subscription;
 pub mod transcript_segment;
 pub mod user;

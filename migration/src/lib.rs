@@ -32,6 +32,7 @@ mod m20261206_000022_index_revoked_sessions;
 mod m20261206_000023_index_video_uploaders;
 mod m20261206_000024_index_video_retention;
 mod m20261206_000025_nfc_emails;
+mod m20261206_000026_create_storage_deletions;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_index_video_uploaders::Migration),
             Box::new(m20261206_000024_index_video_retention::Migration),
             Box::new(m20261206_000025_nfc_emails::Migration),
+            Box::new(m20261206_000026_create_storage_deletions::Migration),
         ]
     }
 }

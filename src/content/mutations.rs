@@ -776,12 +776,16 @@ impl ContentMutation {
     }
 }
 
-/// Deletes files no row names any more (caption files, shorts), logging (not failing on)
-/// what could not go.
+/// Deletes files no row names any more (caption files, shorts); what storage fails to delete
+/// is kept to be deleted by the upkeep ([`crate::storage::deferred`]), not failed on.
 async fn delete_unreachable(app: &crate::state::AppState, keys: Vec<String>) {
     for key in keys {
-        if let Err(err) = app.storage.delete(&key).await {
-            tracing::warn!(%key, error = %err, "could not delete a file no row names any more");
-        }
+        crate::storage::deferred::delete_or_defer(
+            &app.db,
+            &app.storage,
+            &key,
+            "a file no row names any more",
+        )
+        .await;
     }
 }

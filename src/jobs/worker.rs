@@ -307,6 +307,11 @@ impl WorkerPool {
             Ok(n) => tracing::info!(rows = n, "deleted ended sessions and used refresh tokens"),
             Err(err) => tracing::warn!(error = ?err, "session clean-up failed"),
         }
+        match crate::storage::deferred::retry(&self.db, &self.storage).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed files whose delete had failed"),
+            Err(err) => tracing::warn!(error = ?err, "sweep of files left to delete failed"),
+        }
         match self.storage.sweep_incoming(INCOMING_IDLE).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

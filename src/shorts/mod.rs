@@ -330,10 +330,15 @@ impl ShortMutation {
         forget_outputs(&txn, found.0.job_id).await?;
         txn.commit().await?;
         loaders(ctx)?.forget(&crate::graphql::loaders::ShortsOf(found.0.highlight_id));
-        if let Some(key) = &found.0.object_key
-            && let Err(err) = state(ctx)?.storage.delete(key).await
-        {
-            tracing::warn!(short_id = %found.0.id, key, error = %err, "a deleted short's file could not be removed");
+        if let Some(key) = &found.0.object_key {
+            let app = state(ctx)?;
+            crate::storage::deferred::delete_or_defer(
+                &app.db,
+                &app.storage,
+                key,
+                "a deleted short's file",
+            )
+            .await;
         }
         Ok(true)
     }

@@ -7,6 +7,7 @@
 //! Keys are plain relative paths (`outputs/{jobId}/movie.mp4`); presigned URLs live
 //! [`PRESIGN_TTL`] unless asked otherwise.
 
+pub mod deferred;
 mod local;
 pub mod routes;
 pub mod s3;

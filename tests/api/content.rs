@@ -2061,6 +2061,47 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
     assert_eq!(error_code(&body), "NOT_FOUND", "{body}");
 }
 
+/// A file whose row is gone but whose delete storage failed (a deleted short, a key moment's
+/// shorts, replaced caption files) is kept to be deleted, and the workers' upkeep deletes it
+/// once storage answers: it stayed in the bucket for good.
+async fn a_file_storage_failed_to_delete_is_deleted_later(backend: Backend) {
+    use reelgraph::storage::deferred;
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (db, storage) = (&app.state.db, &app.state.storage);
+    let key = "shorts/c/s/vertical.mp4";
+    storage
+        .put_bytes(key, b"mp4".to_vec(), "video/mp4")
+        .await
+        .expect("stored");
+    let reelgraph::storage::Storage::Local(local) = storage else {
+        panic!("the test app stores locally");
+    };
+    // Storage cannot delete it now: a folder stands where the file was.
+    let path = local.path_of(key);
+    std::fs::remove_file(&path).expect("file removed");
+    std::fs::create_dir_all(path.join("inside")).expect("folder made");
+    deferred::delete_or_defer(db, storage, key, "a deleted short's file").await;
+    deferred::delete_or_defer(db, storage, key, "a deleted short's file").await;
+    let kept = || entity::storage_deletion::Entity::find().all(db);
+    let rows = kept().await.expect("read");
+    assert_eq!(rows.len(), 1, "kept once: {rows:?}");
+    assert_eq!(
+        deferred::retry(db, storage).await.expect("retried"),
+        0,
+        "still failing"
+    );
+    assert_eq!(kept().await.expect("read").len(), 1);
+    // Storage answers again (the file is back where it was, as an outage leaves it).
+    std::fs::remove_dir_all(&path).expect("folder removed");
+    storage
+        .put_bytes(key, b"mp4".to_vec(), "video/mp4")
+        .await
+        .expect("stored");
+    assert_eq!(deferred::retry(db, storage).await.expect("retried"), 1);
+    assert!(storage.head(key).await.expect("head").is_none(), "deleted");
+    assert!(kept().await.expect("read").is_empty());
+}
+
 /// A field that cannot be empty may be left out of an update, keeping its value, but `null`
 /// there is refused with its path (it was read as "left out": the mutation answered as if the
 /// value had been cleared), in variables and in the query text alike, and changes nothing.
@@ -2542,6 +2583,7 @@ both_backends!(
     workers_delete_a_video_soon_after_its_retention,
     update_video_edits_title_and_link,
     null_is_refused_where_a_field_cannot_be_cleared,
+    a_file_storage_failed_to_delete_is_deleted_later,
     reviewed_key_moments_steer_highlight_detection,
 );
 
