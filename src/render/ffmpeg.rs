@@ -18,6 +18,51 @@ use tokio::{
 pub struct Tools {
     pub ffmpeg: PathBuf,
     pub ffprobe: PathBuf,
+    /// util-linux's `setpriv`, where it is installed and sets a parent-death signal
+    /// ([`Tools::command`]).
+    pub setpriv: Option<PathBuf>,
+}
+
+impl Tools {
+    /// `program` (`self.ffmpeg` or `self.ffprobe`) as a command run for a job. Through
+    /// `setpriv --pdeathsig KILL` where that works (Linux, util-linux 2.33 and later): the
+    /// kernel then kills the tool when the thread that started it ends, so a worker killed
+    /// outright (SIGKILL, the OOM killer) takes its encodes with it. They ran on to their end,
+    /// for hours on a long source, beside the attempt run again on another worker, and after
+    /// the job was cancelled. `setpriv` replaces itself with the tool (one process), so
+    /// `kill_on_drop` and time limits reach the tool itself. (Tools are started from the
+    /// runtime's worker threads, which live as long as the process.)
+    pub fn command(&self, program: &Path) -> Command {
+        match &self.setpriv {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+/// `setpriv` on `PATH`, if it runs a program with a parent-death signal here.
+async fn death_signal_wrapper() -> Option<PathBuf> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let setpriv = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("setpriv"))
+            .find(|candidate| candidate.is_file())
+    })?;
+    let works = Command::new(&setpriv)
+        .args(["--pdeathsig", "KILL", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| status.success());
+    works.then_some(setpriv)
 }
 
 static TOOLS: Checked = Checked::new();
@@ -132,7 +177,11 @@ async fn probe_tools() -> Result<Tools, String> {
             ffprobe.display()
         ));
     }
-    Ok(Tools { ffmpeg, ffprobe })
+    Ok(Tools {
+        ffmpeg,
+        ffprobe,
+        setpriv: death_signal_wrapper().await,
+    })
 }
 
 /// How long ffmpeg's output may stand still before the run is stopped as stuck.
@@ -162,7 +211,8 @@ pub async fn run(
     expected_secs: f64,
     mut on_progress: impl FnMut(f64),
 ) -> Result<(), String> {
-    let mut child = Command::new(&tools.ffmpeg)
+    let mut child = tools
+        .command(&tools.ffmpeg)
         .args([
             "-nostdin",
             "-hide_banner",
@@ -322,7 +372,8 @@ fn quarter_turned(stream: &serde_json::Value) -> bool {
 /// Reads duration, dimensions (as displayed, rotation applied) and streams of `path` (read as one of [`PROBE_FORMATS`]; a
 /// playlist or other format is refused, "Format not on whitelist").
 pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
-    let output = Command::new(&tools.ffprobe)
+    let output = tools
+        .command(&tools.ffprobe)
         .args([
             "-v",
             "error",
@@ -428,6 +479,93 @@ mod tests {
         Tools {
             ffmpeg: PathBuf::from("/opt/ffmpeg"),
             ffprobe: PathBuf::from("/opt/ffprobe"),
+            setpriv: None,
+        }
+    }
+
+    /// Run by `a_tool_dies_with_the_worker_that_started_it` in a process of its own: starts
+    /// `sleep` as a job's tool, says its pid, and waits to be killed.
+    #[test]
+    #[ignore = "a helper, run by a_tool_dies_with_the_worker_that_started_it"]
+    fn starts_a_tool_and_waits() {
+        if std::env::var_os("REELGRAPH_TOOL_HELPER").is_none() {
+            return;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let tools = check()
+                .await
+                .expect("ffmpeg is installed (scripts/test installs it)");
+            let child = tools
+                .command(Path::new("sleep"))
+                .arg("60")
+                .spawn()
+                .expect("sleep runs");
+            println!("tool-pid {}", child.id().expect("pid"));
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+    }
+
+    /// A tool started for a job dies with the worker that started it: killed with SIGKILL,
+    /// a worker left its ffmpeg encoding to the end.
+    #[test]
+    fn a_tool_dies_with_the_worker_that_started_it() {
+        use std::io::BufRead;
+        let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--ignored",
+                "--exact",
+                "render::ffmpeg::tests::starts_a_tool_and_waits",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("REELGRAPH_TOOL_HELPER", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("helper runs");
+        let stdout = helper.stdout.take().expect("stdout");
+        let pid: u32 = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                // After libtest's `test … ... ` on the same line.
+                line.split("tool-pid ")
+                    .nth(1)
+                    .and_then(|p| p.split_whitespace().next()?.parse().ok())
+            })
+            .expect("the helper started its tool");
+        // Killed once the tool runs (`setpriv` has set the signal and become `sleep`).
+        let started = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .as_deref()
+            != Some("sleep\n")
+        {
+            assert!(Instant::now() < started, "sleep {pid} never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        helper.kill().expect("killed");
+        helper.wait().expect("reaped");
+        // Dead: gone, or a zombie until init reaps it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next())
+                });
+            if matches!(state, None | Some('Z')) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sleep {pid} outlived its worker ({state:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -146,7 +146,8 @@ async fn checked_picture(
     let tools = tools().await?;
     let decoded = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        tokio::process::Command::new(&tools.ffmpeg)
+        tools
+            .command(&tools.ffmpeg)
             .args(["-nostdin", "-v", "error", "-format_whitelist"])
             .arg(ffmpeg::IMAGE_FORMATS)
             .arg("-i")

@@ -1541,9 +1541,19 @@ async fn an_email_is_one_address_however_its_accents_are_typed(backend: Backend)
     store("two@example.com", "xa\u{307}\u{323}@example.com").await;
     {
         use migration::MigratorTrait;
-        migration::Migrator::down(db, Some(1))
+        // Back to before the NFC migration (those after it roll back and apply again too).
+        let names: Vec<String> = migration::Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let nfc_at = names
+            .iter()
+            .position(|n| n.ends_with("_nfc_emails"))
+            .expect("the NFC migration");
+        let steps = u32::try_from(names.len() - nfc_at).expect("few");
+        migration::Migrator::down(db, Some(steps))
             .await
-            .expect("the last migration rolls back");
+            .expect("the migrations from the NFC one on roll back");
         migration::Migrator::up(db, None)
             .await
             .expect("and runs again");

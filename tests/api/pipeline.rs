@@ -1119,7 +1119,7 @@ async fn a_short_whose_source_file_is_gone_fails_at_once() {
 
 /// A short whose render failed in a way it retries (here: storage cannot read its source
 /// file) is PENDING while its job waits in the queue again, not PROCESSING while nothing
-/// renders it; once the attempts are used up it is FAILED.
+/// renders it; once the attempts are used up (past the grace an outage has) it is FAILED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_waiting_for_another_attempt_is_pending() {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -1156,6 +1156,25 @@ async fn a_short_waiting_for_another_attempt_is_pending() {
         assert!(tokio::time::Instant::now() < deadline, "{job:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Storage failing does not use up its attempts for a while from its start
+    // (`lifecycle::OUTAGE_GRACE`); once that is over, its attempts run out.
+    entity::job::Entity::update_many()
+        .col_expr(
+            entity::job::Column::StartedAt,
+            sea_orm::sea_query::Expr::val(
+                chrono::Utc::now()
+                    - reelgraph::jobs::lifecycle::OUTAGE_GRACE
+                    - chrono::Duration::seconds(1),
+            ),
+        )
+        .col_expr(
+            entity::job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now()),
+        )
+        .filter(entity::job::Column::Id.eq(job_id))
+        .exec(&app.state.db)
+        .await
+        .expect("started long ago");
     assert_eq!(
         finish(&app, &owner.access_token, &job_id.to_string()).await,
         "FAILED"
