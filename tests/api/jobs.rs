@@ -65,6 +65,30 @@ async fn enqueue_unannounced(app: &TestApp, new: NewJob) -> job::Model {
     enqueued.job
 }
 
+/// Makes every queued job due now (past its backoff) and claims up to `n` as `worker`.
+async fn claim_due(app: &TestApp, worker: &str, n: u64) -> Vec<job::Model> {
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
+        )
+        .exec(&app.state.db)
+        .await
+        .expect("due");
+    queue::claim(&app.state.db, worker, n, Duration::from_secs(30))
+        .await
+        .expect("claim")
+}
+
+/// Ends the claimed `job`'s attempt `how`, as its worker would.
+async fn finish_claimed(app: &TestApp, job: &job::Model, how: lifecycle::Finish) -> bool {
+    let lease = queue::Lease::of(job).expect("claimed");
+    lifecycle::finish(&app.state.db, &app.state.events, lease, how, None)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("finished")
+}
+
 /// Polls the job through the API until `done(job)` holds (at most `within`).
 pub async fn wait_for(
     app: &TestApp,
@@ -1124,28 +1148,11 @@ async fn a_job_asked_to_stop_is_not_run_again_when_its_worker_goes(backend: Back
 async fn an_outage_does_not_use_up_a_jobs_attempts(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("outage@example.com").await;
-    let (db, bus) = (&app.state.db, &app.state.events);
+    let db = &app.state.db;
     let id = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 3).await;
-    let due = async || {
-        job::Entity::update_many()
-            .col_expr(
-                job::Column::RunAt,
-                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
-            )
-            .exec(db)
-            .await
-            .expect("due");
-    };
     let fail = async |how: lifecycle::Finish| {
-        due().await;
-        let claimed = queue::claim(db, "outage-worker", 1, Duration::from_secs(30))
-            .await
-            .expect("claim");
-        let lease = claimed.first().and_then(queue::Lease::of).expect("claimed");
-        lifecycle::finish(db, bus, lease, how, None)
-            .await
-            .map_err(|e| e.public_message())
-            .expect("finished");
+        let claimed = claim_due(&app, "outage-worker", 1).await;
+        finish_claimed(&app, claimed.first().expect("claimed"), how).await;
         job::Entity::find_by_id(id)
             .one(db)
             .await
@@ -1194,30 +1201,17 @@ async fn a_job_done_through_its_children_keeps_no_earlier_error(backend: Backend
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("done-error@example.com").await;
     let owner_id: Uuid = owner.user_id.parse().expect("uuid");
-    let (db, bus) = (&app.state.db, &app.state.events);
+    let db = &app.state.db;
     let parent = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 3).await;
     let claim = async || {
-        job::Entity::update_many()
-            .col_expr(
-                job::Column::RunAt,
-                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
-            )
-            .exec(db)
+        claim_due(&app, "planner", 1)
             .await
-            .expect("due");
-        queue::claim(db, "planner", 1, Duration::from_secs(30))
-            .await
-            .expect("claim")
             .into_iter()
             .next()
             .expect("claimed")
     };
-    let finish = async |job: &job::Model, how: lifecycle::Finish| {
-        lifecycle::finish(db, bus, queue::Lease::of(job).expect("lease"), how, None)
-            .await
-            .map_err(|e| e.public_message())
-            .expect("finished")
-    };
+    let finish =
+        async |job: &job::Model, how: lifecycle::Finish| finish_claimed(&app, job, how).await;
     let first = claim().await;
     let failed = lifecycle::Finish::Failed {
         error: "worker stopped responding; retrying".into(),
@@ -1273,54 +1267,21 @@ async fn a_job_done_through_its_children_keeps_no_earlier_error(backend: Backend
 async fn a_cancelled_job_keeps_no_earlier_error(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
     let owner = app.register("cancel-error@example.com").await;
-    let (db, bus) = (&app.state.db, &app.state.events);
     let queued = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
     let running = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
-    let claim_both = async || {
-        job::Entity::update_many()
-            .col_expr(
-                job::Column::RunAt,
-                sea_orm::sea_query::Expr::val(chrono::Utc::now() - chrono::Duration::seconds(60)),
-            )
-            .exec(db)
-            .await
-            .expect("due");
-        queue::claim(db, "flaky-worker", 2, Duration::from_secs(30))
-            .await
-            .expect("claim")
+    let flaky = || lifecycle::Finish::Failed {
+        error: "object storage was unavailable".into(),
+        retryable: true,
     };
-    for claimed in claim_both().await {
-        let lease = queue::Lease::of(&claimed).expect("lease");
-        let how = lifecycle::Finish::Failed {
-            error: "object storage was unavailable".into(),
-            retryable: true,
-        };
-        assert!(
-            lifecycle::finish(db, bus, lease, how, Some("flaky-worker"))
-                .await
-                .map_err(|e| e.public_message())
-                .expect("finish")
-        );
+    for claimed in claim_due(&app, "flaky-worker", 2).await {
+        assert!(finish_claimed(&app, &claimed, flaky()).await);
     }
-    let claimed = claim_both().await;
+    let claimed = claim_due(&app, "flaky-worker", 2).await;
     assert_eq!(claimed.len(), 2);
     // One put back in the queue, then cancelled there; the other cancelled while it runs,
     // its handler stopping as asked.
     let requeued = claimed.iter().find(|j| j.id == queued).expect("claimed");
-    let how = lifecycle::Finish::Failed {
-        error: "object storage was unavailable".into(),
-        retryable: true,
-    };
-    lifecycle::finish(
-        db,
-        bus,
-        queue::Lease::of(requeued).expect("lease"),
-        how,
-        None,
-    )
-    .await
-    .map_err(|e| e.public_message())
-    .expect("requeued");
+    finish_claimed(&app, requeued, flaky()).await;
     let token = Some(owner.access_token.as_str());
     for id in [queued, running] {
         app.ok(
@@ -1331,16 +1292,7 @@ async fn a_cancelled_job_keeps_no_earlier_error(backend: Backend) {
         .await;
     }
     let stopping = claimed.iter().find(|j| j.id == running).expect("claimed");
-    lifecycle::finish(
-        db,
-        bus,
-        queue::Lease::of(stopping).expect("lease"),
-        lifecycle::Finish::Cancelled,
-        None,
-    )
-    .await
-    .map_err(|e| e.public_message())
-    .expect("stopped");
+    finish_claimed(&app, stopping, lifecycle::Finish::Cancelled).await;
     for id in [queued, running] {
         let job = app.ok(token, JOB, json!({ "id": id })).await;
         assert_eq!(job["job"]["status"], "CANCELLED", "{job}");
