@@ -427,7 +427,7 @@ fn same_file(
             if u64::try_from(size).is_ok_and(|s| s > checked_up_to) {
                 Err(format!(
                     "the uploaded file's SHA-256 is {sha256}, not the promised {promised}: \
-                     upload the right file again"
+                     upload the right file with a new requestVideoUpload"
                 ))
             } else {
                 Err(replaced().to_owned())

@@ -2,7 +2,6 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use anyhow::Context;
 use aws_sdk_s3::{
     Client,
     config::{Credentials, Region, timeout::TimeoutConfig},
@@ -115,6 +114,35 @@ fn sdk(context: &str, err: impl std::error::Error) -> StorageError {
     StorageError(message)
 }
 
+/// Why the bucket did not answer, for the start-up error: a HEAD has no body, so the SDK
+/// reported only "unhandled error" for a refusal; the status says which setting to check.
+fn bucket_unreachable<E: std::error::Error + 'static>(
+    bucket: &str,
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> anyhow::Error {
+    let why = match err
+        .raw_response()
+        .map(|response| response.status().as_u16())
+    {
+        Some(403) => "it answered 403 Forbidden: check the credentials (S3_ACCESS_KEY_ID and \
+                      S3_SECRET_ACCESS_KEY, or the AWS chain) and that they may list the bucket"
+            .to_owned(),
+        Some(404) => "it answered 404 Not Found: no such bucket there; check S3_BUCKET and \
+                      S3_ENDPOINT"
+            .to_owned(),
+        Some(status @ (301 | 400)) => format!(
+            "it answered {status}: check S3_REGION, and S3_FORCE_PATH_STYLE for MinIO and \
+             other servers that want paths"
+        ),
+        Some(status) => format!("it answered HTTP {status}"),
+        None => sdk("no answer", err).0,
+    };
+    anyhow::anyhow!(
+        "S3 bucket `{bucket}` is not reachable: {why} (S3_BUCKET, S3_ENDPOINT, S3_REGION and the \
+         credentials say where and how)"
+    )
+}
+
 impl S3Store {
     /// Builds the client from the configuration (endpoint, region, path style, credentials —
     /// explicit ones, else the SDK's usual chain) and checks that the bucket answers.
@@ -161,8 +189,7 @@ impl S3Store {
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| sdk("", e))
-            .with_context(|| format!("S3 bucket `{bucket}` is not reachable; check S3_BUCKET, S3_ENDPOINT, S3_REGION and the credentials"))?;
+            .map_err(|e| bucket_unreachable(bucket, e))?;
         Ok(Self {
             client,
             small,

@@ -54,11 +54,15 @@ pub async fn users(
     let backend = db.get_database_backend();
     let mut condition = Condition::all();
     if let Some(pattern) = contains_pattern("search", filter.search.as_deref())? {
-        condition = condition.add(
-            Condition::any()
-                .add(pattern.matches(backend, (user::Entity, user::Column::Email)))
-                .add(pattern.matches(backend, (user::Entity, user::Column::DisplayName))),
-        );
+        let mut any = Condition::any()
+            .add(pattern.matches(backend, (user::Entity, user::Column::Email)))
+            .add(pattern.matches(backend, (user::Entity, user::Column::DisplayName)));
+        // Emails are kept in NFC (`auth::canonical_email`): searched so too.
+        let canonical = filter.search.as_deref().map(crate::auth::canonical_email);
+        if let Some(email) = contains_pattern("search", canonical.as_deref())? {
+            any = any.add(email.matches(backend, (user::Entity, user::Column::Email)));
+        }
+        condition = condition.add(any);
     }
     if let Some(role) = filter.role {
         condition = condition.add(user::Column::Role.eq(role));

@@ -1599,6 +1599,16 @@ async fn an_email_is_one_address_however_its_accents_are_typed(backend: Backend)
         let data = app.ok(None, LOGIN, json!({ "e": typed })).await;
         assert_eq!(data["login"]["user"]["email"], reached, "{typed:?}: {data}");
     }
+    // Administrators find the address typed either way.
+    let admin = app.admin("nfc-admin@example.com").await;
+    let data = app
+        .ok(
+            Some(&admin.access_token),
+            "query($s: String!) { users(search: $s) { nodes { email } } }",
+            json!({ "s": "jose\u{301}" }),
+        )
+        .await;
+    assert_eq!(data["users"]["nodes"], json!([{ "email": nfc }]), "{data}");
 }
 
 both_backends!(

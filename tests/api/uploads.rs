@@ -901,6 +901,39 @@ async fn a_large_file_goes_to_s3_in_parts_and_reads_back_whole() {
     assert_eq!(head.map(|h| h.size), Some(0));
 }
 
+/// A bucket that refuses the server at start says which setting to check: wrong credentials
+/// (403) and a bucket that is not there (404) are told apart, where the SDK said only
+/// "unhandled error" (a HEAD has no body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_refuses_the_server_at_start_says_why() {
+    let server = s3::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = reelgraph::config::Config::embedded(dir.path());
+    s3::configure(&mut config, &server);
+    config.s3_secret_access_key = Some("not-the-secret".to_owned());
+    let bucket = config.s3_bucket.clone().expect("bucket");
+    let err = reelgraph::storage::s3::S3Store::connect(&config, &bucket)
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("403") && message.contains("credentials"),
+        "{message}"
+    );
+    assert!(!message.contains("unhandled"), "{message}");
+    s3::configure(&mut config, &server);
+    let err = reelgraph::storage::s3::S3Store::connect(&config, "no-such-bucket")
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("404") && message.contains("S3_BUCKET"),
+        "{message}"
+    );
+}
+
 /// A multipart upload dropped midway (a cancelled job stops waiting for it) is aborted: its
 /// parts are not left stored. 60 MiB in parts of 5 MiB, dropped once the first part is in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1046,7 +1079,7 @@ async fn a_large_s3_upload_has_its_sha256_checked_by_the_probe() {
         v["failureReason"],
         format!(
             "the uploaded file's SHA-256 is {actual}, not the promised {promised}: upload the \
-             right file again"
+             right file with a new requestVideoUpload"
         ),
         "{data:#}"
     );
