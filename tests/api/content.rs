@@ -2063,28 +2063,42 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
 
 /// A file whose row is gone but whose delete storage failed (a deleted short, a key moment's
 /// shorts, replaced caption files) is kept to be deleted, and the workers' upkeep deletes it
-/// once storage answers: it stayed in the bucket for good.
+/// once storage answers: it stayed in the bucket for good. Here a transcript replaced while
+/// storage cannot delete its old caption file.
 async fn a_file_storage_failed_to_delete_is_deleted_later(backend: Backend) {
     use reelgraph::storage::deferred;
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let (owner, _, video) = creator_with_video(&app, "deferred@example.com", "Deferred").await;
+    let token = Some(owner.access_token.as_str());
     let (db, storage) = (&app.state.db, &app.state.storage);
-    let key = "shorts/c/s/vertical.mp4";
-    storage
-        .put_bytes(key, b"mp4".to_vec(), "video/mp4")
-        .await
-        .expect("stored");
+    let set = |text: &str| json!({ "v": video, "s": [segment(1.0, 2.0, text)] });
+    app.ok(token, SET_TRANSCRIPT, set("first")).await;
+    let old = caption_rows(&app, video).await[0].storage_key.clone();
     let reelgraph::storage::Storage::Local(local) = storage else {
         panic!("the test app stores locally");
     };
     // Storage cannot delete it now: a folder stands where the file was.
-    let path = local.path_of(key);
+    let path = local.path_of(&old);
     std::fs::remove_file(&path).expect("file removed");
     std::fs::create_dir_all(path.join("inside")).expect("folder made");
-    deferred::delete_or_defer(db, storage, key, "a deleted short's file").await;
-    deferred::delete_or_defer(db, storage, key, "a deleted short's file").await;
+    app.ok(token, SET_TRANSCRIPT, set("second")).await;
+    assert!(
+        caption_rows(&app, video)
+            .await
+            .iter()
+            .all(|t| t.storage_key != old),
+        "the new version is named"
+    );
     let kept = || entity::storage_deletion::Entity::find().all(db);
     let rows = kept().await.expect("read");
-    assert_eq!(rows.len(), 1, "kept once: {rows:?}");
+    assert_eq!(
+        rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        [old.as_str()],
+        "kept to be deleted"
+    );
+    // Kept once, however often its delete fails.
+    deferred::delete_or_defer(db, storage, &old, "a caption file").await;
+    assert_eq!(kept().await.expect("read").len(), 1);
     assert_eq!(
         deferred::retry(db, storage).await.expect("retried"),
         0,
@@ -2094,11 +2108,11 @@ async fn a_file_storage_failed_to_delete_is_deleted_later(backend: Backend) {
     // Storage answers again (the file is back where it was, as an outage leaves it).
     std::fs::remove_dir_all(&path).expect("folder removed");
     storage
-        .put_bytes(key, b"mp4".to_vec(), "video/mp4")
+        .put_bytes(&old, b"WEBVTT".to_vec(), "text/vtt")
         .await
         .expect("stored");
     assert_eq!(deferred::retry(db, storage).await.expect("retried"), 1);
-    assert!(storage.head(key).await.expect("head").is_none(), "deleted");
+    assert!(storage.head(&old).await.expect("head").is_none(), "deleted");
     assert!(kept().await.expect("read").is_empty());
 }
 
