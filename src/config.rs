@@ -216,6 +216,12 @@ pub struct Config {
 
     #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+
+    /// How long to keep trying an S3 service that does not answer yet (refuses connections,
+    /// or answers 5xx while it starts) before giving up at start, in seconds; 0 tries once.
+    #[arg(long, env = "S3_WAIT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub s3_wait_secs: u64,
 }
 
 impl Config {
@@ -261,6 +267,7 @@ impl Config {
             s3_force_path_style: false,
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            s3_wait_secs: 30,
         }
     }
 

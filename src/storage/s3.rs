@@ -143,6 +143,30 @@ fn bucket_unreachable<E: std::error::Error + 'static>(
     )
 }
 
+/// Checks that `bucket` answers, trying again for up to `wait` while the service is not up
+/// yet (no answer, or 5xx: a MinIO still starting, a proxy before it): started together, the
+/// server would otherwise exit before its storage was up. A refusal (403, 404, a redirect)
+/// fails at once: waiting does not mend credentials.
+async fn wait_for_bucket(client: &Client, bucket: &str, wait: Duration) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let err = match client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let not_up_yet = err
+            .raw_response()
+            .is_none_or(|response| response.status().is_server_error());
+        if !not_up_yet || started.elapsed() + pause >= wait {
+            return Err(bucket_unreachable(bucket, err));
+        }
+        tracing::warn!(bucket, error = %sdk("no answer", err).0, "the S3 service is not up yet; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 impl S3Store {
     /// Builds the client from the configuration (endpoint, region, path style, credentials —
     /// explicit ones, else the SDK's usual chain) and checks that the bucket answers.
@@ -184,12 +208,7 @@ impl S3Store {
             Some(public) => Client::from_conf(builder.endpoint_url(public).build()),
             None => client.clone(),
         };
-        small
-            .head_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| bucket_unreachable(bucket, e))?;
+        wait_for_bucket(&small, bucket, Duration::from_secs(config.s3_wait_secs)).await?;
         Ok(Self {
             client,
             small,
@@ -537,5 +556,68 @@ mod tests {
             .expect("the download gave up");
         let err = got.expect_err("a stalled body fails");
         assert!(err.0.contains("nothing arrived for 300 ms"), "{err}");
+    }
+
+    fn config_for(endpoint: String) -> Config {
+        let mut config = Config::embedded(std::env::temp_dir());
+        config.s3_endpoint = Some(endpoint);
+        config.s3_force_path_style = true;
+        config.s3_access_key_id = Some("key".to_owned());
+        config.s3_secret_access_key = Some("secret".to_owned());
+        config
+    }
+
+    /// Started together (compose, a pod), the server may look for its bucket before the S3
+    /// service listens: it waits for it, as for the database. A service that answers and
+    /// refuses is not waited for.
+    #[tokio::test]
+    async fn the_bucket_is_waited_for_until_the_service_listens_but_a_refusal_ends_it() {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        };
+        let asked = Arc::new(AtomicUsize::new(0));
+        let answering = |status: u16, asked: Arc<AtomicUsize>| {
+            axum::Router::new().fallback(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async move { axum::http::StatusCode::from_u16(status).expect("status") }
+            })
+        };
+
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = free.local_addr().expect("addr");
+        drop(free);
+        let mut config = config_for(format!("http://{address}"));
+        config.s3_wait_secs = 600;
+        let connecting =
+            tokio::spawn(async move { S3Store::connect(&config, "bucket").await.map(|_| ()) });
+        // Refused for a while: the connect goes on trying.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!connecting.is_finished(), "gave up on a service not up yet");
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .expect("rebind");
+        let app = answering(200, asked.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        connecting
+            .await
+            .expect("task")
+            .expect("the bucket answers once the service is up");
+        assert!(asked.load(Ordering::SeqCst) >= 1);
+
+        let refused = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut config = config_for(format!("http://{}", listener.local_addr().expect("addr")));
+        config.s3_wait_secs = 10;
+        let app = answering(403, refused.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let err = S3Store::connect(&config, "bucket")
+            .await
+            .err()
+            .expect("403 ends the wait");
+        assert!(err.to_string().contains("403 Forbidden"), "{err}");
+        assert_eq!(refused.load(Ordering::SeqCst), 1, "asked again after a 403");
     }
 }
