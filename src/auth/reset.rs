@@ -92,6 +92,23 @@ pub async fn set_aside(
     Ok(())
 }
 
+/// Sets aside the unused tokens `issuer` gave out: an administrator demoted or disabled could
+/// otherwise still use one (issued for another administrator, say) to take over that account,
+/// and with it the rights taken away.
+pub async fn set_aside_issued_by(
+    db: &impl ConnectionTrait,
+    issuer: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::val(now))
+        .filter(password_reset::Column::CreatedBy.eq(issuer))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Sets the account's new password with a reset token, ends every session of the account and
 /// starts one for the caller. A token that is unknown, used, set aside or expired, or whose
 /// account is disabled, is `BAD_USER_INPUT` on `token` (one message for all, so a guess

@@ -130,6 +130,9 @@ pub async fn update_user(ctx: &Context<'_>, id: Uuid, input: UpdateUserInput) ->
         // A reset token issued before would bring the account back into use once enabled.
         crate::auth::reset::set_aside(&txn, id, Utc::now()).await?;
     }
+    if demoted || disabled {
+        crate::auth::reset::set_aside_issued_by(&txn, id, Utc::now()).await?;
+    }
     let ended = if demoted || disabled {
         let reason = if disabled {
             "account disabled"

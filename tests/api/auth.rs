@@ -1456,6 +1456,44 @@ async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
     let body = refused(&fifth, "not with this token").await;
     assert_eq!(error_field(&body), "token", "{body}");
     sign_in(&app, "forgot@example.com", "changed by the owner").await;
+
+    // The tokens an administrator gave out stop working when the rights are taken away: a
+    // demoted one could otherwise take over the account (another administrator's, say).
+    let update =
+        "mutation($id: ID!, $i: UpdateUserInput!) { updateUser(id: $id, input: $i) { id } }";
+    let root = app.admin("root@example.com").await;
+    let changes = [
+        (json!({ "isActive": false }), json!({ "isActive": true })),
+        (json!({ "role": "CREATOR" }), json!({ "role": "ADMIN" })),
+    ];
+    for (taken, given) in changes {
+        let helpdesk = sign_in(&app, "helpdesk@example.com", "correct horse battery").await;
+        let sixth = app
+            .ok(
+                Some(&helpdesk.access_token),
+                issue,
+                json!({ "u": forgetful.user_id }),
+            )
+            .await;
+        let sixth = sixth["createPasswordReset"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        app.ok(
+            Some(&root.access_token),
+            update,
+            json!({ "id": admin.user_id, "i": taken }),
+        )
+        .await;
+        let body = refused(&sixth, "not with this token").await;
+        assert_eq!(error_field(&body), "token", "{body}");
+        app.ok(
+            Some(&root.access_token),
+            update,
+            json!({ "id": admin.user_id, "i": given }),
+        )
+        .await;
+    }
 }
 
 /// A session ended by another process that told no one (`reelgraph admin create --promote`
