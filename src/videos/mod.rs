@@ -48,10 +48,15 @@ impl Video {
     async fn mime(&self) -> Option<&str> {
         self.0.mime.as_deref()
     }
+    /// Size of the uploaded file in bytes: the size `requestVideoUpload` promised until
+    /// processing has read the file, then the size it read.
     async fn size_bytes(&self) -> Option<i64> {
         self.0.size_bytes
     }
-    /// Hex SHA-256 of the uploaded bytes.
+    /// Hex SHA-256 of the uploaded file: the hash `requestVideoUpload` promised (null when
+    /// none was) until processing has read the file, then the hash of its bytes. A FAILED
+    /// video whose file was not the one promised keeps the promised hash; its `error` gives
+    /// the file's.
     async fn sha256(&self) -> Option<&str> {
         self.0.sha256.as_deref()
     }
