@@ -17,7 +17,6 @@ use reelgraph::{
     db,
     users::{create_admin, import, promote_admin},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 #[derive(Parser)]
 #[command(
@@ -328,10 +327,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&db).await?;
             let normalized = reelgraph::auth::normalize_email("email", &email)
                 .map_err(|e| anyhow::anyhow!("--email {}", e.public_message()))?;
-            let user = entity::user::Entity::find()
-                .filter(entity::user::Column::Email.eq(normalized.as_str()))
-                .one(&db)
-                .await?
+            let user = reelgraph::auth::find_account(&db, &email)
+                .await
+                .map_err(|e| for_operator(e, &[]))?
                 .with_context(|| format!("there is no account with the email {normalized}"))?;
             let issued = reelgraph::auth::reset::issue(&db, user.id, None)
                 .await

@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod common;
+mod emails;
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_creators;
 mod m20261122_000003_create_videos;
@@ -33,6 +34,7 @@ mod m20261206_000023_index_video_uploaders;
 mod m20261206_000024_index_video_retention;
 mod m20261206_000025_nfc_emails;
 mod m20261206_000026_create_storage_deletions;
+mod m20261206_000027_fold_final_sigma;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -67,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000024_index_video_retention::Migration),
             Box::new(m20261206_000025_nfc_emails::Migration),
             Box::new(m20261206_000026_create_storage_deletions::Migration),
+            Box::new(m20261206_000027_fold_final_sigma::Migration),
         ]
     }
 }

@@ -77,10 +77,67 @@ const MAX_EMAIL_BYTES: usize = 254;
 
 /// An email address as accounts are kept and looked up by: trimmed, lower-case, and in Unicode
 /// normal form C, so that `josé` typed as one character or as `e` and a combining accent (as
-/// some keyboards and macOS file names give it) is one address, not two accounts.
+/// some keyboards and macOS file names give it) is one address, not two accounts. A Greek
+/// final sigma is `σ`: lower-casing makes a capital `Σ` `ς` at the end of a word and `σ`
+/// elsewhere, so the same address typed in capitals would be another.
 pub fn canonical_email(email: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    email.trim().to_lowercase().nfc().collect()
+    email
+        .trim()
+        .to_lowercase()
+        .replace('\u{3c2}', "\u{3c3}")
+        .nfc()
+        .collect()
+}
+
+/// The account of the address `typed`: by its [`canonical_email`], or, first, by the address
+/// exactly as typed (trimmed, lower-case) when that differs. A migration leaves an address as
+/// it was stored when its canonical form is another account's (`migration::emails`): its
+/// owner reaches it only so, by sign-in, by an owner adding them to a team, or by an operator.
+pub async fn find_account(
+    db: &impl ConnectionTrait,
+    typed: &str,
+) -> AppResult<Option<user::Model>> {
+    let canonical = canonical_email(typed);
+    let typed = typed.trim().to_lowercase();
+    let forms = match typed == canonical {
+        true => vec![canonical],
+        false => vec![typed, canonical],
+    };
+    for email in &forms {
+        let found = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(db)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The address of a new account: [`normalize_email`], written in characters that show what
+/// they are. Invisible ones (a zero-width space, direction marks) and compatibility forms
+/// (full-width letters, ligatures) are refused: they make an address that reads like
+/// another's, and mail systems map many of them to the plain address, so one mailbox would
+/// hold two accounts.
+pub fn new_email(field: &str, email: &str) -> AppResult<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let email = normalize_email(field, email)?;
+    if email.chars().any(crate::graphql::inputs::draws_nothing) {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain invisible characters (zero-width spaces, direction marks)",
+        ));
+    }
+    if !email.nfkc().eq(email.chars()) {
+        return Err(AppError::bad_input(
+            field,
+            "must be written in plain characters: full-width letters, ligatures and other \
+             compatibility forms are not accepted",
+        ));
+    }
+    Ok(email)
 }
 
 /// [`canonical_email`], checked as an address; the error names `field`.
@@ -137,7 +194,7 @@ pub async fn register(
     reg: Registration,
     client: &ClientInfo,
 ) -> AppResult<Authenticated> {
-    let email = normalize_email("input.email", &reg.email)?;
+    let email = new_email("input.email", &reg.email)?;
     password::validate_password("input.password", &reg.password)?;
     let display_name = normalize_display_name("input.displayName", reg.display_name.as_deref())?;
     let invite = reg
@@ -231,27 +288,7 @@ pub async fn login(
         ));
     }
     let attempt = throttle_sign_in(state, &email, client).await?;
-    // An account kept in another form by the NFC migration (its NFC form was another
-    // account's) is found by the address exactly as typed; every other by its NFC form.
-    let typed = typed.trim().to_lowercase();
-    let exact = match typed != email {
-        true => {
-            user::Entity::find()
-                .filter(user::Column::Email.eq(typed.as_str()))
-                .one(&state.db)
-                .await?
-        }
-        false => None,
-    };
-    let found = match exact {
-        Some(found) => Some(found),
-        None => {
-            user::Entity::find()
-                .filter(user::Column::Email.eq(email.as_str()))
-                .one(&state.db)
-                .await?
-        }
-    };
+    let found = find_account(&state.db, typed).await?;
     // An imported bcrypt (or older Argon2) hash is replaced once the password is known right.
     let upgrade = found
         .as_ref()

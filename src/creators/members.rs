@@ -8,7 +8,7 @@
 
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
-use entity::{MemberRole, creator, creator_member, user};
+use entity::{MemberRole, creator, creator_member};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, Set,
@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::normalize_email,
+    auth::{find_account, normalize_email},
     db::RowLock,
     error::{AppError, AppResult},
     graphql::{
@@ -134,23 +134,19 @@ impl CreatorMemberMutation {
         #[graphql(desc = "`MEMBER` when omitted or null.")] role: Option<MemberRole>,
     ) -> AppResult<CreatorMember> {
         let creator_id = parse_id("creatorId", &creator_id)?;
-        let email = normalize_email("email", &email)?;
+        normalize_email("email", &email)?;
         let (txn, creator) = begin_team_change(ctx, creator_id).await?;
         ensure_owner(ctx, &txn, creator.id).await?;
         let viewer = viewer(ctx)?;
         if let Some(me) = viewer.user().filter(|_| !viewer.is_admin()) {
             state(ctx)?.sign_in.team_add(me.id)?;
         }
-        let account = user::Entity::find()
-            .filter(user::Column::Email.eq(email.as_str()))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                AppError::bad_input(
-                    "email",
-                    "no account has this email: they need to register first",
-                )
-            })?;
+        let account = find_account(&txn, &email).await?.ok_or_else(|| {
+            AppError::bad_input(
+                "email",
+                "no account has this email: they need to register first",
+            )
+        })?;
         if role_in(&txn, creator.id, account.id).await?.is_some() {
             return Err(AppError::conflict(
                 Some("email"),

@@ -585,7 +585,7 @@ pub fn shows_nothing(value: &str) -> bool {
     value.chars().all(|c| c.is_whitespace() || draws_nothing(c))
 }
 
-fn draws_nothing(c: char) -> bool {
+pub fn draws_nothing(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'

@@ -12,7 +12,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, Qu
 use uuid::Uuid;
 
 use crate::{
-    auth::{normalize_display_name, normalize_email, password},
+    auth::{find_account, new_email, normalize_display_name, normalize_email, password},
     creators::Creator,
     db::RowLock,
     error::{AppError, AppResult, unique_violation},
@@ -592,13 +592,9 @@ pub async fn create_admin(
     password_plain: &str,
     display_name: Option<&str>,
 ) -> AppResult<()> {
-    let email = normalize_email("email", email)?;
-    if user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .one(db)
-        .await?
-        .is_some()
-    {
+    let typed = email;
+    let email = new_email("email", email)?;
+    if find_account(db, typed).await?.is_some() {
         return Err(AppError::conflict(
             Some("email"),
             "an account with this email exists: `admin create --promote` makes it an \
@@ -638,7 +634,7 @@ pub async fn promote_admin(
     email: &str,
     password_plain: Option<&str>,
 ) -> AppResult<usize> {
-    let email = normalize_email("email", email)?;
+    normalize_email("email", email)?;
     let hash = match password_plain {
         Some(plain) => {
             password::validate_password("password", plain)?;
@@ -647,12 +643,16 @@ pub async fn promote_admin(
         None => None,
     };
     let txn = crate::jobs::queue::begin_write(db).await?;
-    let Some(existing) = user::Entity::find()
-        .filter(user::Column::Email.eq(email.as_str()))
-        .for_update(&txn)
-        .one(&txn)
-        .await?
-    else {
+    let found = match find_account(&txn, email).await? {
+        Some(account) => {
+            user::Entity::find_by_id(account.id)
+                .for_update(&txn)
+                .one(&txn)
+                .await?
+        }
+        None => None,
+    };
+    let Some(existing) = found else {
         txn.rollback().await?;
         return Err(AppError::NotFound("account"));
     };

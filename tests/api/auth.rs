@@ -1649,8 +1649,144 @@ async fn an_email_is_one_address_however_its_accents_are_typed(backend: Backend)
     assert_eq!(data["users"]["nodes"], json!([{ "email": nfc }]), "{data}");
 }
 
+/// Lower-casing gives a capital `Σ` as `ς` at the end of a word and `σ` elsewhere: an address
+/// typed in capitals is still the same one. Addresses that read like another's (invisible
+/// characters, full-width letters) are refused for new accounts. Stored with `ς` before, an
+/// address is rewritten by a migration, unless its new form is another account's: then its
+/// owner reaches it by typing it as stored, to sign in and to be added to a team.
+async fn an_email_typed_in_capitals_is_one_address_and_lookalikes_are_refused(backend: Backend) {
+    use entity::user;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    const LOGIN: &str = "mutation($e: String!) { login(email: $e, password: \"correct horse battery\") { user { id email } } }";
+    const REGISTER: &str =
+        "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }";
+    let app = TestApp::spawn(backend).await;
+    let register = |email: &str| {
+        let vars = json!({ "input": { "email": email, "password": "correct horse battery" } });
+        let app = &app;
+        async move { app.gql(None, REGISTER, vars).await }
+    };
+    app.register("niko\u{3c3}@example.gr").await;
+    let body = register("NIKO\u{3a3}@example.gr").await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body}");
+    let data = app
+        .ok(None, LOGIN, json!({ "e": "NIKO\u{3a3}@EXAMPLE.GR" }))
+        .await;
+    assert_eq!(data["login"]["user"]["email"], "niko\u{3c3}@example.gr");
+
+    for lookalike in [
+        "admin@\u{ff45}\u{ff58}\u{ff41}\u{ff4d}\u{ff50}\u{ff4c}\u{ff45}.com",
+        "ad\u{200b}min@example.com",
+        "\u{202e}nimda@example.com",
+    ] {
+        let body = register(lookalike).await;
+        assert_eq!(error_field(&body), "input.email", "{lookalike:?}: {body}");
+        let refused =
+            reelgraph::users::create_admin(&app.state.db, lookalike, "correct horse battery", None)
+                .await;
+        assert!(refused.is_err(), "{lookalike:?}");
+    }
+
+    // Stored before with `ς`: one alone, and one whose `σ` form is another account's.
+    let db = &app.state.db;
+    let store = async |from: &str, to: &str| {
+        user::Entity::update_many()
+            .col_expr(user::Column::Email, Expr::val(to))
+            .filter(user::Column::Email.eq(from))
+            .exec(db)
+            .await
+            .expect("stored as it was");
+    };
+    app.register("alone@example.com").await;
+    store(
+        "alone@example.com",
+        "\u{3b4}\u{3cc}\u{3be}\u{3b1}\u{3c2}@example.gr",
+    )
+    .await;
+    let kept = app.register("kept@example.com").await;
+    store(
+        "kept@example.com",
+        "\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c2}@example.gr",
+    )
+    .await;
+    let other = app
+        .register("\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c3}@example.gr")
+        .await;
+    {
+        use migration::MigratorTrait;
+        let names: Vec<String> = migration::Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let at = names
+            .iter()
+            .position(|n| n.ends_with("_fold_final_sigma"))
+            .expect("the migration");
+        let steps = u32::try_from(names.len() - at).expect("few");
+        migration::Migrator::down(db, Some(steps))
+            .await
+            .expect("rolled back");
+        migration::Migrator::up(db, None).await.expect("and again");
+    }
+    let stored = |email: &'static str| async move {
+        user::Entity::find()
+            .filter(user::Column::Email.eq(email))
+            .one(db)
+            .await
+            .expect("read")
+            .map(|u| u.id.to_string())
+    };
+    assert!(
+        stored("\u{3b4}\u{3cc}\u{3be}\u{3b1}\u{3c3}@example.gr")
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        stored("\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c2}@example.gr").await,
+        Some(kept.user_id.clone()),
+        "kept as it was"
+    );
+    let data = app
+        .ok(
+            None,
+            LOGIN,
+            json!({ "e": "\u{394}\u{38c}\u{39e}\u{391}\u{3a3}@example.gr" }),
+        )
+        .await;
+    assert_eq!(
+        data["login"]["user"]["email"],
+        "\u{3b4}\u{3cc}\u{3be}\u{3b1}\u{3c3}@example.gr"
+    );
+    for (typed, reached) in [
+        (
+            "\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c2}@example.gr",
+            &kept.user_id,
+        ),
+        (
+            "\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c3}@example.gr",
+            &other.user_id,
+        ),
+    ] {
+        let data = app.ok(None, LOGIN, json!({ "e": typed })).await;
+        assert_eq!(data["login"]["user"]["id"], json!(reached), "{typed:?}");
+    }
+    // An owner adding the address as it is stored adds that account, not the other one.
+    let owner = app.register("team-owner@example.com").await;
+    let creator = app.create_creator(&owner, "Greek Team").await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($c: ID!, $e: String!) { addCreatorMember(creatorId: $c, email: $e) { user { id } } }",
+            json!({ "c": creator, "e": "\u{3bb}\u{3cc}\u{3b3}\u{3bf}\u{3c2}@example.gr" }),
+        )
+        .await;
+    assert_eq!(data["addCreatorMember"]["user"]["id"], json!(kept.user_id));
+}
+
 both_backends!(
     an_email_is_one_address_however_its_accents_are_typed,
+    an_email_typed_in_capitals_is_one_address_and_lookalikes_are_refused,
     a_sign_in_answer_shows_the_account_as_its_own,
     one_address_cannot_lock_an_account_out,
     a_session_ended_elsewhere_without_notice_stops_its_tokens,
