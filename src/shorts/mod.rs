@@ -297,6 +297,8 @@ impl ShortMutation {
     /// Deletes a short: its file and share link go with it. Members of its video's creator and
     /// administrators; a short still rendering is `CONFLICT` (cancel its job, or wait).
     async fn delete_short(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        // Signed out, sign-in is asked for first, as by every mutation.
+        viewer(ctx)?.require_user()?;
         // Seen by the caller, by `short`'s rules (NOT_FOUND otherwise).
         let found = Short(visible_short(ctx, parse_id("id", &id)?).await?);
         let db = &state(ctx)?.db;

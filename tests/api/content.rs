@@ -2000,6 +2000,16 @@ async fn key_moments_and_shorts_are_deleted_with_their_files(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    // Signed out, sign-in is asked for first, whether the short is seen (as every mutation
+    // answers): not NOT_FOUND for one and UNAUTHENTICATED for another.
+    for id in [
+        shorts[0].0.clone(),
+        shorts[1].0.clone(),
+        uuid::Uuid::now_v7().to_string(),
+    ] {
+        let body = app.gql(None, delete_short, json!({ "id": id })).await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
     // A short's job links its file while the short is there, and no longer once it is gone.
     let mut jobs = Vec::new();
     for (short, _) in &shorts {
