@@ -545,8 +545,9 @@ fn admit(
         return Err(error);
     }
     if let Some(parsed) = parsed {
-        let document = inputs::without_unsent_variables(request, &parsed.document)
-            .unwrap_or_else(|| parsed.document.clone());
+        let run = parsed.kept.as_ref().unwrap_or(&parsed.document);
+        let document =
+            inputs::without_unsent_variables(request, run).unwrap_or_else(|| run.clone());
         request.set_parsed_query(document);
     }
     Ok(())
@@ -640,6 +641,9 @@ async fn run(
         crate::graphql::budget::collapse(response, mutation);
         crate::graphql::errors::add_codes(response);
         if let Some(parsed) = parsed.as_ref() {
+            if parsed.kept.is_some() {
+                crate::graphql::empty::strip(&mut response.data);
+            }
             crate::graphql::nulls::keep_empty_root(response);
             if !response.errors.is_empty() {
                 crate::graphql::nulls::complete(response, &parsed.document, operation.as_deref());

@@ -25,6 +25,9 @@ pub struct ParsedDocument {
     pub query_fields: Option<HashSet<String>>,
     /// Its shape, and what is wrong in it as written ([`super::inputs::measure`]).
     pub measured: super::inputs::Measured,
+    /// The document to run when an object of it may be left with no field selected
+    /// ([`super::empty::keep_objects`]); its answers are then [`super::empty::strip`]ped.
+    pub kept: Option<ExecutableDocument>,
 }
 
 impl ParsedDocument {
@@ -42,6 +45,7 @@ impl ParsedDocument {
             .then(|| field_names(&document));
         Some(Self {
             measured: super::inputs::measure(&document),
+            kept: super::empty::keep_objects(&document),
             document,
             query_fields,
         })

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod depth;
 pub mod documents;
+pub mod empty;
 pub mod errors;
 pub mod inputs;
 pub mod loaders;

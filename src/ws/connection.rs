@@ -529,9 +529,13 @@ impl Connection {
         if let Some(flat) = flat {
             document = Some(Arc::new(flat));
         }
+        let mut kept = false;
         if let Some(document) = &document {
+            let marked = crate::graphql::empty::keep_objects(document);
+            kept = marked.is_some();
+            let document = marked.as_ref().unwrap_or(document);
             let run = crate::graphql::inputs::without_unsent_variables(&request, document)
-                .unwrap_or_else(|| (**document).clone());
+                .unwrap_or_else(|| document.clone());
             request.set_parsed_query(run);
         }
         let results = {
@@ -550,6 +554,9 @@ impl Connection {
                     crate::graphql::budget::collapse(&mut response, mutation);
                     crate::graphql::errors::add_codes(&mut response);
                     if let Some(document) = document.as_ref() {
+                        if kept {
+                            crate::graphql::empty::strip(&mut response.data);
+                        }
                         crate::graphql::nulls::keep_empty_root(&mut response);
                         if !response.errors.is_empty() {
                             crate::graphql::nulls::complete(

@@ -679,6 +679,53 @@ async fn an_operation_with_every_root_field_left_out_answers_an_empty_object(bac
     .await;
     let payload = crate::helpers::next_payload(&mut socket).await;
     assert_eq!(payload, json!({ "data": {} }));
+
+    // Below the root too: an object with no field selected is `{}`, not `null` (which reads
+    // as "not found"): every field skipped, or only a fragment on another type.
+    let creator = app.create_creator(&user, "Chose Nothing").await;
+    let nested = "query($id: ID!, $s: Boolean!) {
+        me { i: id @skip(if: $s) creators { id @skip(if: $s) name @include(if: false) } }
+        creator(id: $id) { ...F }
+        node(id: $id) { ... on Video { title } ... @include(if: $s) { id } }
+        creators { nodes { ... on Creator @skip(if: $s) { name } } }
+    }
+    fragment F on Creator { slug @skip(if: $s) }";
+    let vars = json!({ "id": creator, "s": true });
+    let expected = json!({
+        "me": { "creators": [{}] },
+        "creator": {},
+        "node": { "id": creator },
+        "creators": { "nodes": [{}] },
+    });
+    let data = app.ok(Some(&user.access_token), nested, vars.clone()).await;
+    assert_eq!(data, expected);
+    let mut socket = crate::helpers::subscribe(&app.base, &user.access_token, nested, vars).await;
+    let payload = crate::helpers::next_payload(&mut socket).await;
+    assert_eq!(payload, json!({ "data": expected }));
+    // Selected, the fields are there, and no key of the server's own.
+    let data = app
+        .ok(
+            Some(&user.access_token),
+            nested,
+            json!({ "id": creator, "s": false }),
+        )
+        .await;
+    assert_eq!(
+        data["creator"],
+        json!({ "slug": "chose-nothing" }),
+        "{data}"
+    );
+    assert_eq!(data["node"], json!({}), "{data}");
+    assert_eq!(
+        data["me"]["creators"][0],
+        json!({ "id": creator }),
+        "{data}"
+    );
+    assert_eq!(
+        data["creators"]["nodes"][0],
+        json!({ "name": "Chose Nothing" }),
+        "{data}"
+    );
 }
 
 /// Parsed documents are kept by query text (`graphql::documents`); each request must still get
