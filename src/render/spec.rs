@@ -56,7 +56,9 @@ pub enum LayerInput {
 pub struct TextLayerInput {
     /// 1–500 characters.
     pub text: String,
+    /// Left edge, from -width to width pixels (omitted: centred across).
     pub x: Option<f64>,
+    /// Top edge, from -height to height pixels (omitted: centred down).
     pub y: Option<f64>,
     /// 8–400 pixels (default 48).
     pub font_size: Option<i32>,
@@ -73,7 +75,9 @@ pub struct TextLayerInput {
 pub struct ImageLayerInput {
     /// Key of an uploaded asset the caller may read (`assets/{yourUserId}/…`).
     pub asset_key: String,
+    /// Left edge, from -width to width pixels (default 0).
     pub x: Option<f64>,
+    /// Top edge, from -height to height pixels (default 0).
     pub y: Option<f64>,
     pub width: Option<i32>,
     pub height: Option<i32>,
@@ -387,7 +391,6 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
             format!("must hold 1 to {MAX_SCENES} scenes"),
         ));
     }
-    let limit = width.max(height);
     let mut scenes = Vec::with_capacity(input.scenes.len());
     for (si, scene) in input.scenes.iter().enumerate() {
         let at = format!("{prefix}.scenes.{si}");
@@ -460,8 +463,8 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                         timing(&at, t.start, t.end, scene.duration, input.fps as u32)?;
                     Layer::Text {
                         text: t.text.clone(),
-                        x: position(&format!("{at}.x"), t.x, limit)?,
-                        y: position(&format!("{at}.y"), t.y, limit)?,
+                        x: position(&format!("{at}.x"), t.x, width)?,
+                        y: position(&format!("{at}.y"), t.y, height)?,
                         font_size: font_size as u32,
                         color: colour(
                             &format!("{at}.color"),
@@ -498,8 +501,8 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                         timing(&at, i.start, i.end, scene.duration, input.fps as u32)?;
                     Layer::Image {
                         asset_key: i.asset_key.clone(),
-                        x: position(&format!("{at}.x"), i.x, limit)?.unwrap_or(0.0),
-                        y: position(&format!("{at}.y"), i.y, limit)?.unwrap_or(0.0),
+                        x: position(&format!("{at}.x"), i.x, width)?.unwrap_or(0.0),
+                        y: position(&format!("{at}.y"), i.y, height)?.unwrap_or(0.0),
                         width: size("width", i.width)?,
                         height: size("height", i.height)?,
                         start,

@@ -771,6 +771,17 @@ async fn invalid_specs_are_refused_with_the_field_and_nothing_is_enqueued() {
                 "layers": [{ "image": { "assetKey": theirs } }] }] }),
             "input.spec.scenes.0.layers.0.image.assetKey",
         ),
+        // Each axis by its own side: below a frame 360 high nothing of the text would show.
+        (
+            json!({ "width": 640, "height": 360, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000",
+                "layers": [{ "text": { "text": "below", "x": 400, "y": 500 } }] }] }),
+            "input.spec.scenes.0.layers.0.text.y",
+        ),
+        (
+            json!({ "width": 360, "height": 640, "fps": 30, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000",
+                "layers": [{ "text": { "text": "right of it", "x": 500, "y": 400 } }] }] }),
+            "input.spec.scenes.0.layers.0.text.x",
+        ),
     ];
     for (spec, field) in cases {
         let body = app
