@@ -220,14 +220,15 @@ fn card_chains(name: &str, card: &Card, file: &Path, (width, height): (u32, u32)
 /// keeps the sound where it is against the picture: a sound that starts late, or has a
 /// dropout, gets silence in the gap (counting its samples afresh moved it early). Every short
 /// has a sound track as long as its picture.
-fn clip_audio(has_audio: bool, duration: f64, label: &str) -> String {
+fn clip_audio(has_audio: bool, duration: f64, entry: Entry, label: &str) -> String {
     let silence = format!(
         "anullsrc=channel_layout=stereo:sample_rate=48000,atrim=0:{duration:.3},{AUDIO_FORMAT}"
     );
     if has_audio {
         format!(
-            "{silence}[{label}0];[0:a:0]aresample=async=1:first_pts=0,{AUDIO_FORMAT}[{label}1];\
-             [{label}0][{label}1]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[{label}]"
+            "{silence}[{label}0];[0:a:0]{}aresample=async=1:first_pts=0,{AUDIO_FORMAT}[{label}1];\
+             [{label}0][{label}1]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[{label}]",
+            entry.audio()
         )
     } else {
         format!("{silence}[{label}]")
@@ -236,11 +237,58 @@ fn clip_audio(has_audio: bool, duration: f64, label: &str) -> String {
 
 /// The `-filter_complex` graph of a short without cards: the reframed clip (input 0, from the
 /// cut) and its sound, as `[v]` and `[a]`.
-fn plain(clip_filter: &str, has_audio: bool, duration: f64) -> String {
+fn plain(clip_filter: &str, has_audio: bool, duration: f64, entry: Entry) -> String {
     format!(
-        "[0:V:0]{clip_filter}[v];{}",
-        clip_audio(has_audio, duration, "a")
+        "[0:V:0]{}{clip_filter}[v];{}",
+        entry.video(),
+        clip_audio(has_audio, duration, entry, "a")
     )
+}
+
+/// How far before the clip input 0 is entered: MP4 and MOV have an index of every frame, and
+/// are entered at the clip's start. Containers without one (MPEG-TS and -PS from cameras and
+/// OBS, raw streams, WebM from browsers) can only be entered at a point between keyframes,
+/// from which nothing decodes until the next keyframe: the short was black or frozen for up to
+/// a keyframe interval, or whole, and reported complete. They are entered up to
+/// [`PREROLL_SECS`] earlier, and the graph cuts the clip from there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    preroll: f64,
+}
+
+/// Longer than the keyframe interval of any usual recording (cameras 0.5–2 s, OBS and
+/// encoders' defaults up to 10 s).
+const PREROLL_SECS: f64 = 20.0;
+
+impl Entry {
+    fn of(format_name: Option<&str>, start: f64) -> Self {
+        let family = format_name
+            .and_then(|f| f.split(',').next())
+            .unwrap_or_default();
+        let indexed = family == "mov";
+        Self {
+            preroll: if indexed {
+                0.0
+            } else {
+                start.clamp(0.0, PREROLL_SECS)
+            },
+        }
+    }
+
+    /// The picture from the clip's start, its times kept against the sound's.
+    fn video(self) -> String {
+        match self.preroll > 0.0 {
+            true => format!("trim=start={0:.3},setpts=PTS-{0:.3}/TB,", self.preroll),
+            false => String::new(),
+        }
+    }
+
+    fn audio(self) -> String {
+        match self.preroll > 0.0 {
+            true => format!("atrim=start={0:.3},asetpts=PTS-{0:.3}/TB,", self.preroll),
+            false => String::new(),
+        }
+    }
 }
 
 /// The `-filter_complex` graph of a short with cards: the reframed clip (input 0, from the
@@ -251,14 +299,16 @@ fn with_cards(
     clip_filter: &str,
     has_audio: bool,
     duration: f64,
+    entry: Entry,
     size: (u32, u32),
     template: &Template,
     files: &CardFiles,
 ) -> String {
     let mut chains = vec![format!(
-        "[0:V:0]{clip_filter},fps={CARD_FPS},trim=duration={duration:.3},format=yuv420p[clipv]"
+        "[0:V:0]{}{clip_filter},fps={CARD_FPS},trim=duration={duration:.3},format=yuv420p[clipv]",
+        entry.video()
     )];
-    chains.push(clip_audio(has_audio, duration, "clipa"));
+    chains.push(clip_audio(has_audio, duration, entry, "clipa"));
     let mut parts = Vec::new();
     if let (Some(card), Some(file)) = (&template.intro, &files.intro) {
         chains.push(card_chains("intro", card, file, size));
@@ -417,9 +467,10 @@ impl JobHandler for RenderShort {
             }
         }
         let output = dir.path().join("short.mp4");
+        let entry = Entry::of(probe.format_name.as_deref(), start);
         let source_input = [
             "-ss".to_owned(),
-            format!("{start:.3}"),
+            format!("{:.3}", start - entry.preroll),
             "-format_whitelist".to_owned(),
             ffmpeg::MEDIA_FORMATS.to_owned(),
         ];
@@ -429,7 +480,7 @@ impl JobHandler for RenderShort {
                 "-i".into(),
                 source_path.display().to_string(),
                 "-filter_complex".into(),
-                plain(&filter, probe.has_audio, duration),
+                plain(&filter, probe.has_audio, duration, entry),
                 "-map".into(),
                 "[v]".into(),
                 "-map".into(),
@@ -440,7 +491,7 @@ impl JobHandler for RenderShort {
             // The clip is cut at the input, so it joins the cards at its own length.
             args.extend([
                 "-t".into(),
-                format!("{duration:.3}"),
+                format!("{:.3}", duration + entry.preroll),
                 "-i".into(),
                 source_path.display().to_string(),
             ]);
@@ -449,6 +500,7 @@ impl JobHandler for RenderShort {
                 &filter,
                 probe.has_audio,
                 duration,
+                entry,
                 (width, height),
                 &template,
                 &cards,

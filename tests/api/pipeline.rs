@@ -879,6 +879,73 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
     );
 }
 
+/// A source in a container without an index (MPEG-TS, as cameras and OBS record, here with
+/// one keyframe at its start) is entered before the clip and the clip cut in the graph:
+/// entered at the clip's start, nothing decoded until the next keyframe, and the short was
+/// black from end to end, yet COMPLETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_of_a_source_without_an_index_shows_its_picture_from_its_start() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("transport-stream@example.com").await;
+    let creator = app.create_creator(&owner, "Camcorder").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("camera.ts");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=640x360:r=25:d=10",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "1000",
+        ])
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let bytes = std::fs::read(&path).expect("source");
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 8.0)).await;
+    let made = short(&app, &owner, &highlight, "HORIZONTAL", false).await;
+    assert_eq!(made["status"], "COMPLETE", "{made}");
+    let url = made["url"].as_str().expect("url");
+    let probe = probe_url(&app, url).await;
+    let duration = probe.duration_secs.expect("duration");
+    assert!((duration - 4.0).abs() <= 0.15, "{duration}");
+    let file = dir.path().join("short.mp4");
+    let response = app.client.get(url).send().await.expect("download");
+    std::fs::write(&file, response.bytes().await.expect("bytes")).expect("write");
+    for at in [0.1, 3.5] {
+        let [r, g, b] = corner_rgb(&file, at).await;
+        assert!(
+            b > 180 && r < 80 && g < 80,
+            "the source's blue at {at} s: {:?}",
+            (r, g, b)
+        );
+    }
+}
+
 /// A key moment added before its video was probed can run past the video's end (here 12 s
 /// to 35 s of a 20 s video). Its short is cut to the end of the video, and it reserves (and
 /// charges) those 8 s, not the 20 s of the whole video.
