@@ -107,10 +107,13 @@ pub async fn connect(
             Ok(()) => Database::connect(options.clone()).await,
             Err(err) => Err(err),
         };
+        // Tried until the wait is over, the last time at its end (giving up when the next
+        // pause would cross it missed a server up just before).
+        let waited = started.elapsed();
         match attempt {
-            Err(err) if not_up_yet(&err) && started.elapsed() + pause < wait => {
+            Err(err) if not_up_yet(&err) && waited < wait => {
                 tracing::warn!(error = %err, "the database is not up yet; trying again");
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(pause.min(wait - waited)).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             other => break other,

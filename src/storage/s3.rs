@@ -143,26 +143,44 @@ fn bucket_unreachable<E: std::error::Error + 'static>(
     )
 }
 
-/// Checks that `bucket` answers, trying again for up to `wait` while the service is not up
-/// yet (no answer, or 5xx: a MinIO still starting, a proxy before it): started together, the
-/// server would otherwise exit before its storage was up. A refusal (403, 404, a redirect)
-/// fails at once: waiting does not mend credentials.
+/// Checks that `bucket` answers, trying again until `wait` has passed while the service is
+/// not up yet (the connection is refused or times out, or it answers 5xx: a MinIO still
+/// starting, a proxy before it): started together, the server would otherwise exit before
+/// its storage was up. Anything else fails at once: a refusal (403, 404, a redirect), or
+/// what fails before a request is sent (no credentials found, a bad endpoint); waiting
+/// mends none of them. Each try is one request (the SDK's own retries are off here, so a
+/// wait of 0 tries once, and the retries' shared quota is not spent waiting).
 async fn wait_for_bucket(client: &Client, bucket: &str, wait: Duration) -> anyhow::Result<()> {
+    use aws_sdk_s3::{config::retry::RetryConfig, error::SdkError};
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
-        let err = match client.head_bucket().bucket(bucket).send().await {
+        let err = match client
+            .head_bucket()
+            .bucket(bucket)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(err) => err,
         };
-        let not_up_yet = err
-            .raw_response()
-            .is_none_or(|response| response.status().is_server_error());
-        if !not_up_yet || started.elapsed() + pause >= wait {
+        let not_up_yet = match &err {
+            SdkError::DispatchFailure(failure) => failure.is_io() || failure.is_timeout(),
+            SdkError::TimeoutError(_) => true,
+            _ => err
+                .raw_response()
+                .is_some_and(|response| response.status().is_server_error()),
+        };
+        let waited = started.elapsed();
+        if !not_up_yet || waited >= wait {
             return Err(bucket_unreachable(bucket, err));
         }
         tracing::warn!(bucket, error = %sdk("no answer", err).0, "the S3 service is not up yet; trying again");
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(wait - waited)).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
@@ -619,5 +637,31 @@ mod tests {
             .expect("403 ends the wait");
         assert!(err.to_string().contains("403 Forbidden"), "{err}");
         assert_eq!(refused.load(Ordering::SeqCst), 1, "asked again after a 403");
+
+        // No credentials anywhere: nothing is sent, and waiting would not find any.
+        let unasked = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut config = config_for(format!("http://{}", listener.local_addr().expect("addr")));
+        config.s3_access_key_id = None;
+        config.s3_secret_access_key = None;
+        config.s3_wait_secs = 3600;
+        let app = answering(200, unasked.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // The AWS chain would find credentials in these; none is set for the tests.
+        for variable in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
+            assert!(std::env::var_os(variable).is_none(), "{variable} is set");
+        }
+        let connected =
+            tokio::time::timeout(Duration::from_secs(60), S3Store::connect(&config, "bucket"))
+                .await
+                .expect("a missing credential is not waited for");
+        assert!(connected.is_err());
+        assert_eq!(unasked.load(Ordering::SeqCst), 0);
     }
 }
