@@ -291,10 +291,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&db).await?;
             if promote {
                 // `REELGRAPH_ADMIN_PASSWORD` is not read here: only `--password` sets one.
-                let ended = promote_admin(&db, &email, password.as_deref())
+                let promoted = promote_admin(&db, &email, password.as_deref())
                     .await
                     .map_err(|e| for_operator(e, &[]))
                     .context("promoting the account")?;
+                let (email, ended) = (promoted.email, promoted.sessions_ended);
                 match password {
                     Some(_) => println!(
                         "{email} is now an administrator with the new password ({ended} sessions ended)"
@@ -311,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let generated = password.is_none();
             let password = password.unwrap_or_else(reelgraph::auth::password::generate_password);
             let password_flag = [("password", "--password (or REELGRAPH_ADMIN_PASSWORD)")];
-            create_admin(&db, &email, &password, display_name.as_deref())
+            let email = create_admin(&db, &email, &password, display_name.as_deref())
                 .await
                 .map_err(|e| for_operator(e, &password_flag))
                 .context("creating the administrator")?;
@@ -336,9 +337,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| for_operator(e, &[]))
                 .context("issuing the reset token")?;
             println!(
-                "password reset token for {normalized} (valid until {}, once):\n{}\n\nIts owner \
+                "password reset token for {} (valid until {}, once):\n{}\n\nIts owner \
                  sets a new password with: mutation {{ resetPassword(token: \"…\", newPassword: \"…\") \
                  {{ accessToken }} }}",
+                issued.user.email,
                 issued
                     .expires_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -124,7 +124,11 @@ pub async fn find_account(
 pub fn new_email(field: &str, email: &str) -> AppResult<String> {
     use unicode_normalization::UnicodeNormalization;
     let email = normalize_email(field, email)?;
-    if email.chars().any(crate::graphql::inputs::draws_nothing) {
+    // Zero-width (non-)joiners are letters' shapes in Persian and Indic scripts (IDNA allows
+    // them there): kept.
+    let invisible =
+        |c: char| crate::graphql::inputs::draws_nothing(c) && !matches!(c, '\u{200c}' | '\u{200d}');
+    if email.chars().any(invisible) {
         return Err(AppError::bad_input(
             field,
             "must not contain invisible characters (zero-width spaces, direction marks)",

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{password_reset, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, sea_query::Expr,
+    QueryOrder, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -36,7 +36,8 @@ pub struct IssuedReset {
 }
 
 /// Issues a reset token for `user_id` (NOT_FOUND when there is no such account), setting aside
-/// the account's earlier unused ones. `created_by` is the issuing administrator.
+/// the account's earlier unused ones. `created_by` is the issuing administrator: FORBIDDEN
+/// when they are no longer an active one.
 pub async fn issue(
     db: &DatabaseConnection,
     user_id: Uuid,
@@ -44,13 +45,26 @@ pub async fn issue(
 ) -> AppResult<IssuedReset> {
     let now = Utc::now();
     let txn = begin_write(db).await?;
-    // The account's row locked first (PostgreSQL; SQLite's writers are serialised): two
-    // issues at once for one account run one after the other, and only the later token works.
-    let found = user::Entity::find_by_id(user_id)
+    // The account's row and the issuer's locked first, in id order as `updateUser` takes
+    // them (PostgreSQL; SQLite's writers are serialised): two issues at once for one account
+    // run one after the other, and only the later token works; an issuer demoted meanwhile
+    // (their tokens set aside by the demotion) issues none after it.
+    let rows = user::Entity::find()
+        .filter(user::Column::Id.is_in([Some(user_id), created_by].into_iter().flatten()))
+        .order_by_asc(user::Column::Id)
         .for_update(&txn)
-        .one(&txn)
+        .all(&txn)
         .await?;
-    let Some(user) = found else {
+    if let Some(issuer) = created_by {
+        let still_admin = rows
+            .iter()
+            .any(|u| u.id == issuer && u.is_active && u.role == entity::UserRole::Admin);
+        if !still_admin {
+            txn.rollback().await?;
+            return Err(AppError::forbidden("only administrators may do this"));
+        }
+    }
+    let Some(user) = rows.into_iter().find(|u| u.id == user_id) else {
         txn.rollback().await?;
         return Err(AppError::NotFound("user"));
     };

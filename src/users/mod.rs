@@ -583,7 +583,8 @@ pub struct PasswordReset {
     pub user: User,
 }
 
-/// Creates an administrator account. An account with that email already is CONFLICT: making
+/// Creates an administrator account; returns its address as kept. An account with that email
+/// already is CONFLICT: making
 /// it an administrator is [`promote_admin`], asked for on purpose (anyone may have registered
 /// the address, emails being unverified).
 pub async fn create_admin(
@@ -591,7 +592,7 @@ pub async fn create_admin(
     email: &str,
     password_plain: &str,
     display_name: Option<&str>,
-) -> AppResult<()> {
+) -> AppResult<String> {
     let typed = email;
     let email = new_email("email", email)?;
     if find_account(db, typed).await?.is_some() {
@@ -607,7 +608,7 @@ pub async fn create_admin(
     let now = Utc::now();
     user::ActiveModel {
         id: Set(Uuid::now_v7()),
-        email: Set(email),
+        email: Set(email.clone()),
         password_hash: Set(hash),
         display_name: Set(display_name),
         role: Set(UserRole::Admin),
@@ -623,7 +624,7 @@ pub async fn create_admin(
     }
     .insert(db)
     .await?;
-    Ok(())
+    Ok(email)
 }
 
 /// Makes the existing account with `email` an active administrator. With `password`, also
@@ -633,7 +634,7 @@ pub async fn promote_admin(
     db: &DatabaseConnection,
     email: &str,
     password_plain: Option<&str>,
-) -> AppResult<usize> {
+) -> AppResult<Promoted> {
     normalize_email("email", email)?;
     let hash = match password_plain {
         Some(plain) => {
@@ -665,7 +666,7 @@ pub async fn promote_admin(
     if let Some(hash) = hash {
         active.password_hash = Set(hash);
     }
-    active.update(&txn).await?;
+    let promoted = active.update(&txn).await?;
     let ended = if replaced {
         crate::auth::reset::set_aside(&txn, id, Utc::now()).await?;
         crate::auth::end_sessions(&txn, Some(id), None, "password set by an administrator").await?
@@ -674,5 +675,15 @@ pub async fn promote_admin(
     };
     txn.commit().await?;
     crate::jobs::events::announce_revoked(db, &ended).await;
-    Ok(ended.len())
+    Ok(Promoted {
+        email: promoted.email,
+        sessions_ended: ended.len(),
+    })
+}
+
+/// The account [`promote_admin`] made an administrator.
+pub struct Promoted {
+    /// Its address as stored (the operator sees which account it was).
+    pub email: String,
+    pub sessions_ended: usize,
 }
