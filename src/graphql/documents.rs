@@ -79,13 +79,16 @@ fn field_names(document: &ExecutableDocument) -> HashSet<String> {
 }
 
 /// Weighs an entry by its text, at the worst case: a selection as short as `a ` (two bytes)
-/// becomes a parsed field of about 200 bytes, so 128 bytes are counted per byte of text.
+/// becomes a parsed field of about 200 bytes, so 128 bytes are counted per byte of text;
+/// three times that with a second copy to run ([`ParsedDocument::kept`], which adds a
+/// field of about 200 bytes per selection set: `a{...F}` is 7 bytes).
 #[derive(Clone)]
 struct ByTextSize;
 
 impl Weighter<String, Arc<ParsedDocument>> for ByTextSize {
-    fn weight(&self, query: &String, _: &Arc<ParsedDocument>) -> u64 {
-        1024 + 128 * query.len() as u64
+    fn weight(&self, query: &String, parsed: &Arc<ParsedDocument>) -> u64 {
+        let copies = if parsed.kept.is_some() { 3 } else { 1 };
+        1024 + copies * 128 * query.len() as u64
     }
 }
 

@@ -36,16 +36,46 @@ pub fn keep_objects(document: &ExecutableDocument) -> Option<ExecutableDocument>
     Some(kept)
 }
 
-/// Takes the [`KEEP`] keys out of an answer.
+/// Takes the [`KEEP`] keys out of an answer. Only a key that holds an object type's name is
+/// the server's: a `JSON` field's value (a creator's `socialLinks`) may hold the key too.
 pub fn strip(value: &mut Value) {
     match value {
         Value::Object(fields) => {
-            fields.shift_remove(KEEP);
+            if fields
+                .get(KEEP)
+                .is_some_and(|v| matches!(v, Value::String(name) if is_object_type(name)))
+            {
+                fields.shift_remove(KEEP);
+            }
             fields.values_mut().for_each(strip);
         }
         Value::List(items) => items.iter_mut().for_each(strip),
         _ => {}
     }
+}
+
+/// Whether `name` is an object type of the schema, or of introspection's.
+fn is_object_type(name: &str) -> bool {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+    static OBJECTS: std::sync::LazyLock<std::collections::HashSet<String>> =
+        std::sync::LazyLock::new(|| {
+            let Ok(schema) = async_graphql::parser::parse_schema(super::sdl()) else {
+                return Default::default();
+            };
+            schema
+                .definitions
+                .into_iter()
+                .filter_map(|definition| match definition {
+                    TypeSystemDefinition::Type(ty)
+                        if matches!(ty.node.kind, TypeKind::Object(_)) =>
+                    {
+                        Some(ty.node.name.node.to_string())
+                    }
+                    _ => None,
+                })
+                .collect()
+        });
+    name.starts_with("__") || OBJECTS.contains(name)
 }
 
 fn document_needs(document: &ExecutableDocument) -> bool {
@@ -218,7 +248,8 @@ mod tests {
     #[test]
     fn the_key_is_taken_out_of_answers_at_any_depth() {
         let mut answer = Value::from_json(serde_json::json!({
-            "video": { "_reelgraphKeep": "Video", "creator": { "_reelgraphKeep": "Creator" } },
+            "video": { "_reelgraphKeep": "Video", "creator": { "_reelgraphKeep": "Creator",
+                "socialLinks": { "_reelgraphKeep": "https://example.com" } } },
             "videos": { "nodes": [{ "_reelgraphKeep": "Video", "id": "1" }, null] }
         }))
         .expect("value");
@@ -226,7 +257,7 @@ mod tests {
         assert_eq!(
             answer.into_json().expect("json"),
             serde_json::json!({
-                "video": { "creator": {} },
+                "video": { "creator": { "socialLinks": { "_reelgraphKeep": "https://example.com" } } },
                 "videos": { "nodes": [{ "id": "1" }, null] }
             })
         );
