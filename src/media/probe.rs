@@ -190,9 +190,15 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     .map_err(Failure::File)?;
 
     ctx.progress(0.1, Some("probing")).await?;
-    let probe = ffmpeg::probe(&tools, &original)
+    let mut probe = ffmpeg::probe(&tools, &original)
         .await
         .map_err(|e| encode::probe_error(&e, &original))?;
+    // A recording made in a browser (MediaRecorder's WebM) or a live capture says nothing of
+    // its length: it is read from its packets.
+    let usable = |d: Option<f64>| d.is_some_and(|d| d.is_finite() && d > 0.0);
+    if probe.has_video && !usable(probe.duration_secs) && !usable(probe.video_duration_secs) {
+        probe.video_duration_secs = ffmpeg::scan_duration(&tools, &original).await;
+    }
     let facts = encode::judge(&probe, &video.original_filename).map_err(Failure::File)?;
 
     ctx.progress(0.15, Some("thumbnail")).await?;
@@ -203,6 +209,27 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     let proxy = dir.path().join("proxy.mp4");
     let args = encode::proxy_args(&original, &proxy);
     transcode(ctx, &tools, &args, facts.duration_secs, &original).await?;
+    // A file cut off in its upload (or damaged) can claim more than it holds: its length is
+    // what decoded, or shorts past that end came out padded and the duration was wrong.
+    let facts = match ffmpeg::probe(&tools, &proxy)
+        .await
+        .ok()
+        .and_then(|p| p.duration_secs)
+    {
+        Some(held) if held.is_finite() && held > 0.0 && held < facts.duration_secs - 0.5 => {
+            tracing::info!(
+                video_id = %video.id,
+                claimed = facts.duration_secs,
+                held,
+                "the file holds less than its container claims"
+            );
+            encode::SourceFacts {
+                duration_secs: held,
+                ..facts
+            }
+        }
+        _ => facts,
+    };
 
     ctx.progress(0.9, Some("storing")).await?;
     let verified = Verified {

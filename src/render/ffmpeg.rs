@@ -443,9 +443,73 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
     })
 }
 
+/// How long the picture of the file at `path` lasts, read from its packets: for a file whose
+/// container says nothing of it (WebM recorded by a browser's MediaRecorder, a live capture),
+/// from the first packet's time to the end of the last. `None` when it cannot be read.
+pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
+    let output = tools
+        .command(&tools.ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-format_whitelist",
+            PROBE_FORMATS,
+            "-select_streams",
+            "V:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PROBE_TIMEOUT, output)
+        .await
+        .ok()?
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    packets_span(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The span of `pts_time,duration_time` lines: from the earliest time to the latest end.
+fn packets_span(lines: &str) -> Option<f64> {
+    let mut first = f64::INFINITY;
+    let mut end = f64::NEG_INFINITY;
+    for line in lines.lines() {
+        let mut fields = line.split(',');
+        let Some(pts) = fields.next().and_then(|t| t.trim().parse::<f64>().ok()) else {
+            continue;
+        };
+        let duration = fields
+            .next()
+            .and_then(|d| d.trim().parse::<f64>().ok())
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .unwrap_or(0.0);
+        if pts.is_finite() {
+            first = first.min(pts);
+            end = end.max(pts + duration);
+        }
+    }
+    let span = end - first;
+    (span.is_finite() && span > 0.0).then_some(span)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_files_length_is_read_from_its_packets() {
+        let span = super::packets_span("1.000000,0.040000\n1.080000,0.040000\n1.040000,N/A\n\n")
+            .expect("a span");
+        assert!((span - 0.12).abs() < 1e-9, "{span}");
+        assert_eq!(super::packets_span("N/A,N/A\n"), None);
+        assert_eq!(super::packets_span(""), None);
+    }
 
     use super::*;
 

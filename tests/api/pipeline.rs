@@ -879,6 +879,127 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
     );
 }
 
+/// A WebM recorded in a browser (MediaRecorder writes it live: its container gives no
+/// duration) is processed, its length read from its packets; it was refused as "not a video:
+/// it has no duration", the usual upload of a web app's recorder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_recording_without_a_duration_is_processed() {
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("media-recorder@example.com").await;
+    let creator = app.create_creator(&owner, "Web Recorder").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("recording.webm");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=6",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:d=6",
+        ])
+        .args([
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+        ])
+        .args(["-c:a", "libopus", "-live", "1", "-f", "webm"])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let probed = ffmpeg::probe(&tools, &path).await.expect("probe");
+    assert_eq!(probed.duration_secs, None, "the container says no length");
+    let bytes = std::fs::read(&path).expect("source");
+    let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (1.0, 5.0)).await;
+    let video = entity::video::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video");
+    assert_eq!(video.status, entity::VideoStatus::Ready, "{video:?}");
+    let duration = video.duration_secs.expect("duration");
+    assert!((duration - 6.0).abs() <= 0.1, "{duration}");
+    let made = short(&app, &owner, &highlight, "VERTICAL", false).await;
+    assert_eq!(made["status"], "COMPLETE", "{made}");
+}
+
+/// A file cut off in its upload (half of a 10 s MP4 whose index comes first: the index
+/// still claims 10 s) is READY with the length it holds, about 5 s, not the 10 s it claimed
+/// (its shorts were padded to that with a still picture and silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_file_has_the_length_it_holds() {
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let owner = app.register("cut-off@example.com").await;
+    let creator = app.create_creator(&owner, "Cut Off").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("whole.mp4");
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=25:d=10",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:d=10",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-movflags", "+faststart"])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let mut bytes = std::fs::read(&path).expect("source");
+    bytes.truncate(bytes.len() / 2);
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": upload["video"]["id"] }),
+        )
+        .await;
+    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(&app, &owner.access_token, job).await, "DONE");
+    let video = entity::video::Entity::find()
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video");
+    assert_eq!(video.status, entity::VideoStatus::Ready, "{video:?}");
+    let duration = video.duration_secs.expect("duration");
+    assert!((2.0..8.0).contains(&duration), "{duration}");
+}
+
 /// A source in a container without an index (MPEG-TS, as cameras and OBS record, here with
 /// one keyframe at its start) is entered before the clip and the clip cut in the graph:
 /// entered at the clip's start, nothing decoded until the next keyframe, and the short was
