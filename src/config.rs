@@ -182,7 +182,7 @@ pub struct Config {
     /// `s3://bucket?endpoint=http://minio:9000&region=us-east-1&force_path_style=true`
     /// (also `public_endpoint=`; credentials still from S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY
     /// or the AWS chain) or `file:///var/lib/reelgraph/objects`.
-    #[arg(long, env = "STORAGE_URL")]
+    #[arg(long, env = "STORAGE_URL", hide_env_values = true)]
     pub storage_url: Option<String>,
 
     /// Object storage folder (default `{data dir}/objects`; with PostgreSQL, set this or S3_BUCKET).
@@ -338,14 +338,51 @@ impl Config {
             );
         }
         if let Some(public) = self.public_url.as_deref().filter(|u| !u.is_empty()) {
-            let parsed = url::Url::parse(public)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            // Links are made by appending paths to it: a query or a fragment would end up in
+            // the middle of each.
+            let parsed = url::Url::parse(public).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            });
             if parsed.is_none() {
                 anyhow::bail!(
-                    "PUBLIC_URL must be an http:// or https:// URL with a host, like \
-                     https://media.example.com (got `{public}`): local storage's links are made \
-                     from it"
+                    "PUBLIC_URL must be an http:// or https:// URL with a host and an optional \
+                     path, like https://media.example.com (got `{public}`): local storage's \
+                     links are made from it"
+                );
+            }
+        }
+        let origins = self.listed_origins();
+        if origins.len() > 1 && origins.contains(&"*") {
+            anyhow::bail!(
+                "REELGRAPH_CORS_ORIGINS lists `*` among other origins: `*` allows any origin, \
+                 whatever else is listed; list the origins, or `*` alone"
+            );
+        }
+        // S3 settings without S3 storage would be ignored, the objects kept in a local folder.
+        if !self.uses_s3() {
+            let defaults = Self::embedded("/");
+            let left_over: Vec<&str> = [
+                ("S3_ENDPOINT", self.s3_endpoint.is_some()),
+                ("S3_PUBLIC_ENDPOINT", self.s3_public_endpoint.is_some()),
+                ("S3_REGION", self.s3_region != defaults.s3_region),
+                ("S3_FORCE_PATH_STYLE", self.s3_force_path_style),
+                ("S3_ACCESS_KEY_ID", self.s3_access_key_id.is_some()),
+                ("S3_SECRET_ACCESS_KEY", self.s3_secret_access_key.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+            if !left_over.is_empty() {
+                anyhow::bail!(
+                    "{} set, but no S3 storage is: set S3_BUCKET (or STORAGE_URL=s3://…) to keep \
+                     objects in S3, or unset {} to keep them in the local folder",
+                    left_over.join(", "),
+                    if left_over.len() == 1 { "it" } else { "them" }
                 );
             }
         }
@@ -412,6 +449,60 @@ fn cors_origin(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_would_be_ignored_or_misread_are_refused() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::embedded("/tmp/reelgraph-config-test");
+            change(&mut config);
+            config
+                .check()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused(&|_| {}).is_empty());
+        let why = refused(&|c| c.s3_endpoint = Some("http://minio:9000".into()));
+        assert!(
+            why.starts_with("S3_ENDPOINT set, but no S3 storage is"),
+            "{why}"
+        );
+        let why = refused(&|c| {
+            c.s3_access_key_id = Some("key".into());
+            c.s3_secret_access_key = Some("secret".into());
+        });
+        assert!(
+            why.contains("S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY set"),
+            "{why}"
+        );
+        // With S3 storage (either way) they are its settings.
+        assert!(
+            refused(&|c| {
+                c.s3_bucket = Some("b".into());
+                c.s3_endpoint = Some("http://minio:9000".into());
+            })
+            .is_empty()
+        );
+        assert!(
+            refused(&|c| {
+                c.storage_url = Some("s3://b".into());
+                c.s3_access_key_id = Some("key".into());
+            })
+            .is_empty()
+        );
+        let why = refused(&|c| c.cors_origins = vec!["https://a.example".into(), "*".into()]);
+        assert!(why.contains("lists `*` among other origins"), "{why}");
+        assert!(refused(&|c| c.cors_origins = vec!["*".into()]).is_empty());
+        for public in [
+            "http://example.test/base?q=1",
+            "http://example.test/base#frag",
+            "http://user:pw@example.test",
+        ] {
+            let why = refused(&|c| c.public_url = Some(public.into()));
+            assert!(why.starts_with("PUBLIC_URL must be"), "{public}: {why}");
+        }
+        assert!(refused(&|c| c.public_url = Some("https://cdn.example/media".into())).is_empty());
+    }
 
     #[test]
     fn cors_origins_are_plain_origins() {

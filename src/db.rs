@@ -51,7 +51,13 @@ pub async fn connect(
             opts.max_connections(config.db_max_connections);
             opts
         }
-        Some(url) if url.starts_with("sqlite:") => sqlite_options(url.to_owned()),
+        // Created when missing, as the embedded default's is, unless the URL says otherwise
+        // (`mode=ro`, `mode=rw`).
+        Some(url) if url.starts_with("sqlite:") => sqlite_options(match url.contains("mode=") {
+            true => url.to_owned(),
+            false if url.contains('?') => format!("{url}&mode=rwc"),
+            false => format!("{url}?mode=rwc"),
+        }),
         Some(url) => anyhow::bail!(
             "DATABASE_URL must start with postgres:// or sqlite: (got scheme `{}`)",
             url.split(':').next().unwrap_or_default()

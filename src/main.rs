@@ -201,6 +201,13 @@ async fn main() -> ExitCode {
             _ => {}
         }
     }
+    // Read from the environment only (logging starts before the settings are read).
+    if let Ok(format) = std::env::var("REELGRAPH_LOG_FORMAT")
+        && !matches!(format.to_ascii_lowercase().as_str(), "" | "text" | "json")
+    {
+        eprintln!("error: REELGRAPH_LOG_FORMAT must be `text` or `json` (got `{format}`)");
+        return ExitCode::from(2);
+    }
     if !matches!(cli.command, Some(Command::Schema)) {
         init_tracing();
     }
@@ -446,7 +453,17 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !(args.no_worker && args.config.workers.is_some()),
+        "REELGRAPH_WORKERS sizes this server's worker pool, but REELGRAPH_NO_WORKER runs none: \
+         unset one of them"
+    );
     let embedded = !args.config.is_postgres();
+    let storage = if args.config.uses_s3() {
+        "s3"
+    } else {
+        "local folder"
+    };
     let app = Application::build(args).await?;
     let addr = app.local_addr();
     tracing::info!(
@@ -455,6 +472,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             "postgresql"
         },
+        storage,
         "Reelgraph listening on http://{addr} — GraphiQL at http://{addr}/graphiql"
     );
     app.run_until_stopped().await

@@ -92,8 +92,15 @@ fn with_storage_url(config: &Config, url: &str) -> anyhow::Result<Config> {
          S3_FORCE_PATH_STYLE and REELGRAPH_STORAGE_DIR: set one or the other (the S3 \
          credentials stay separate settings)"
     );
-    let parsed = url::Url::parse(url)
-        .map_err(|e| anyhow::anyhow!("STORAGE_URL is not a URL ({e}): {url:?}"))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| anyhow::anyhow!("STORAGE_URL is not a URL ({e})"))?;
+    // Credentials in the URL were dropped (the AWS chain's used instead), and a URL is shown
+    // where secrets are not (logs, process lists).
+    anyhow::ensure!(
+        parsed.username().is_empty() && parsed.password().is_none(),
+        "STORAGE_URL carries credentials: set them in S3_ACCESS_KEY_ID and \
+         S3_SECRET_ACCESS_KEY instead"
+    );
     let mut config = config.clone();
     match parsed.scheme() {
         "file" => {
@@ -318,6 +325,10 @@ mod tests {
             ),
             (None, "us-east-1", false)
         );
+        // Credentials go in their own settings; the error does not repeat them.
+        let err = resolve("s3://KEY:SECRET@media").expect_err("credentials in the URL");
+        assert!(err.contains("carries credentials"), "{err}");
+        assert!(!err.contains("SECRET@"), "{err}");
     }
 
     #[test]

@@ -715,6 +715,59 @@ async fn an_empty_database_url_means_the_embedded_database() {
     );
 }
 
+/// A `sqlite:` DATABASE_URL names a file that is created when missing, as the embedded
+/// default's is (sqlx opens an existing one only, unless told `mode=rwc`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_url_creates_its_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("explicit.db");
+    let url = format!("sqlite:{}", file.display());
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let run = reelgraph(
+        &["migrate"],
+        &[("DATABASE_URL", url.as_str()), ("REELGRAPH_DATA_DIR", data)],
+    )
+    .await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(file.exists(), "{}", run.stderr);
+}
+
+/// Settings the server could not use are refused at start with what to change, not ignored:
+/// a log format it does not know, a worker pool size for a server that runs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_a_server_cannot_use_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let run = reelgraph(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("REELGRAPH_LOG_FORMAT", "xml"),
+            ("REELGRAPH_DATA_DIR", data),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("REELGRAPH_LOG_FORMAT must be `text` or `json`"),
+        "{}",
+        run.stderr
+    );
+    let run = reelgraph(
+        &["serve", "--listen", "127.0.0.1:0", "--no-worker"],
+        &[("REELGRAPH_WORKERS", "3"), ("REELGRAPH_DATA_DIR", data)],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("REELGRAPH_NO_WORKER runs none"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Signed in with a password, a client call whose access token has expired renews the session
 /// and runs again, instead of failing (a long `seed` or `render` outlives a token between
 /// follows).
