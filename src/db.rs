@@ -9,7 +9,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    QueryTrait, RuntimeErr, Statement, TransactionTrait, sqlx,
+    QueryTrait, RuntimeErr, Statement, sqlx,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -256,27 +256,24 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<usize
         .len())
 }
 
-/// Applies pending migrations. On PostgreSQL they run in one transaction holding an advisory
-/// lock, so replicas that start together migrate once and the others wait.
+/// Applies pending migrations, in one transaction that processes starting together take in
+/// turn, so they migrate once and the others wait: on PostgreSQL it holds an advisory lock; on
+/// SQLite it is `BEGIN IMMEDIATE`, which holds the database's write lock (two processes on a
+/// fresh data folder both applied the first migration, and one stopped on "table users
+/// already exists").
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            let txn = db
-                .begin()
-                .await
-                .context("starting the migration transaction")?;
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(72656567)")
-                .await
-                .context("taking the migration lock")?;
-            Migrator::up(&txn, None)
-                .await
-                .context("applying migrations")?;
-            txn.commit().await.context("committing migrations")?;
-        }
-        _ => Migrator::up(db, None)
+    let txn = crate::jobs::queue::begin_write(db)
+        .await
+        .context("starting the migration transaction")?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(72656567)")
             .await
-            .context("applying migrations")?,
+            .context("taking the migration lock")?;
     }
+    Migrator::up(&txn, None)
+        .await
+        .context("applying migrations")?;
+    txn.commit().await.context("committing migrations")?;
     Ok(())
 }
 

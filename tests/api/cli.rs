@@ -733,6 +733,21 @@ async fn a_sqlite_database_url_creates_its_file() {
     assert!(file.exists(), "{}", run.stderr);
 }
 
+/// Processes started together on a fresh data folder (`migrate` beside `serve` in a container,
+/// replicas) migrate it once; the others wait for it. Each applied the first migration, and
+/// all but one stopped on "table users already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_started_together_on_sqlite_migrate_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let env = [("REELGRAPH_DATA_DIR", data)];
+    let runs = futures_util::future::join_all((0..4).map(|_| reelgraph(&["migrate"], &env))).await;
+    for run in runs {
+        assert!(run.ok, "{}", run.stderr);
+    }
+}
+
 /// Settings the server could not use are refused at start with what to change, not ignored:
 /// a log format it does not know, a worker pool size for a server that runs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
