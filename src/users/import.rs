@@ -10,8 +10,9 @@
 //! Optional too: `isActive`, `isVerified`, `credits`, `createdAt`, `avatarUrl`,
 //! `onboardingCompleted` and `notificationPreferences` (`digestEnabled`, `digestFrequency`:
 //! daily or weekly). Every field may also be named in snake_case, as the platforms' tables
-//! name their columns (`password_hash`, `created_at`, …), and `username` is the display name
-//! when there is no `displayName`. `createdAt` is RFC 3339, or without an offset (`TIMESTAMP`
+//! name their columns (`password_hash` or `hashed_password`, `created_at`, …), and `username`
+//! is the display name when there is no `displayName`. `role` is ADMIN, CREATOR or VIEWER, or
+//! a platform's `user` (VIEWER), `admin` or `team` (CREATOR). `createdAt` is RFC 3339, or without an offset (`TIMESTAMP`
 //! columns, naive Python datetimes) read as UTC. Any other key (a table's `id`, `updated_at`)
 //! is refused, naming it: export these columns only.
 //!
@@ -46,7 +47,7 @@ const MAX_REPORTED: usize = 50;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Line {
     email: String,
-    #[serde(alias = "password_hash")]
+    #[serde(alias = "password_hash", alias = "hashed_password")]
     password_hash: String,
     #[serde(default, alias = "display_name")]
     display_name: Option<String>,
@@ -213,10 +214,17 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
         Some(role) if role.eq_ignore_ascii_case("ADMIN") => UserRole::Admin,
         Some(role) if role.eq_ignore_ascii_case("CREATOR") => UserRole::Creator,
         Some(role) if role.eq_ignore_ascii_case("VIEWER") => UserRole::Viewer,
+        // The roles of a platform whose `role` column says 'user' (its default) | 'admin' |
+        // 'team': its users watch, its team makes.
+        Some(role) if role.eq_ignore_ascii_case("user") => UserRole::Viewer,
+        Some(role) if role.eq_ignore_ascii_case("team") => UserRole::Creator,
         Some(other) => {
             return Err(AppError::bad_input(
                 "role",
-                format!("{other:?} is not a role: use ADMIN, CREATOR or VIEWER"),
+                format!(
+                    "{other:?} is not a role: use ADMIN, CREATOR or VIEWER (or a platform's \
+                     user, admin or team)"
+                ),
             ));
         }
     };

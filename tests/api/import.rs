@@ -54,9 +54,11 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
                 "displayName": "Ana", "username": "ana_42", "role": "creator", "isVerified": true, "credits": 250,
                 "createdAt": "2024-01-02T03:04:05Z", "onboardingCompleted": true,
                 "notificationPreferences": { "digest_enabled": true, "digest_frequency": "weekly" } }),
+        // The roles of the platform whose `role` column says 'user' | 'admin' | 'team'.
         json!({ "email": "ben@example.com", "passwordHash": bcrypt_hash("ben's old password", bcrypt::Version::TwoY),
-                "isActive": false }),
-        json!({ "email": "cy@example.com", "passwordHash": argon2i }),
+                "isActive": false, "role": "team" }),
+        // The knowledge base's column name for the hash.
+        json!({ "email": "cy@example.com", "hashed_password": argon2i, "role": "user" }),
         json!({ "email": "taken@example.com", "passwordHash": bcrypt_hash("another password", bcrypt::Version::TwoA) }),
         // A row of the video-generation platform's table as exported: snake_case columns, its
         // `username`, and a `TIMESTAMP` without an offset (UTC).
@@ -173,6 +175,13 @@ async fn imported_accounts_sign_in_with_their_old_passwords(backend: Backend) {
             .await
             .starts_with("$2y$04$")
     );
+    let ben = user::Entity::find()
+        .filter(user::Column::Email.eq("ben@example.com"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("ben");
+    assert_eq!(ben.role, entity::UserRole::Creator, "'team' is a creator");
 
     // Argon2i with other parameters: verified with its own, then replaced.
     let body = login(&app, "cy@example.com", "cy's old password").await;
