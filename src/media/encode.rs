@@ -8,9 +8,12 @@ use std::path::Path;
 
 use crate::render::ffmpeg::Probe;
 
-/// Scales to at most 720 pixels high with both sides even (H.264 in 4:2:0 needs even sides;
-/// `-2` keeps the aspect ratio and rounds the width to even), never upscaling.
-const SCALE_720: &str = "scale=w=-2:h='min(720,2*trunc(ih/2))'";
+/// Scales to at most 720 pixels high and 1280 wide (a long, thin picture too: 8704×256 was
+/// kept whole), keeping the aspect as shown, with square pixels (a picture of wide ones is
+/// widened as it shows: a JPEG's pixel aspect is ignored by browsers, and its thumbnail was
+/// squeezed) and both sides even (H.264 in 4:2:0 needs even sides), never upscaling.
+const SCALE_720: &str = "scale=w='max(2,2*trunc(iw*sar*min(1,min(1280/(iw*sar),720/ih))/2))':\
+     h='max(2,2*trunc(ih*min(1,min(1280/(iw*sar),720/ih))/2))',setsar=1";
 
 /// Proxy encoder settings: `veryfast` is a good size/speed trade for a working copy.
 const PROXY_CRF: &str = "23";
@@ -103,6 +106,12 @@ pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
             probe.fps.unwrap_or_default()
         ));
     }
+    // As shown: a picture of wide pixels (1440×1080 of 4:3 ones) is as wide as it shows
+    // (1920), as a quarter-turned one is as tall as it shows.
+    let width = match probe.pixel_aspect {
+        Some(aspect) => (f64::from(width) * aspect).round().max(1.0) as i32,
+        None => width,
+    };
     Ok(SourceFacts {
         duration_secs,
         width,
@@ -341,6 +350,7 @@ mod tests {
             has_video: true,
             has_audio: true,
             format_name: Some(format.to_owned()),
+            pixel_aspect: None,
         }
     }
 

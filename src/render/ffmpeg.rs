@@ -309,6 +309,9 @@ pub struct Probe {
     pub has_video: bool,
     pub has_audio: bool,
     pub format_name: Option<String>,
+    /// The picture's pixel aspect (width over height of one pixel) when it is not square: a
+    /// 1440×1080 picture of 4:3 pixels shows 1920×1080.
+    pub pixel_aspect: Option<f64>,
 }
 
 impl Probe {
@@ -440,6 +443,18 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
         has_video: video.is_some(),
         has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
         format_name: json["format"]["format_name"].as_str().map(str::to_owned),
+        // Of the picture as shown: a quarter turn makes the stored width its height.
+        pixel_aspect: video
+            .and_then(|v| v["sample_aspect_ratio"].as_str())
+            .and_then(|ratio| {
+                let (n, d) = ratio.split_once(':')?;
+                let (n, d) = (n.parse::<f64>().ok()?, d.parse::<f64>().ok()?);
+                (n > 0.0 && d > 0.0 && n != d).then(|| n / d)
+            })
+            .map(|aspect| match video.is_some_and(quarter_turned) {
+                true => 1.0 / aspect,
+                false => aspect,
+            }),
     })
 }
 
@@ -524,6 +539,7 @@ mod tests {
             has_video: true,
             has_audio: true,
             format_name: Some("mov,mp4,m4a,3gp,3g2,mj2".to_owned()),
+            pixel_aspect: None,
         };
         let length = |file, picture| probe(file, picture).render_secs();
         assert_eq!(length(Some(300.021), Some(300.0)), Some(300.0));

@@ -877,6 +877,28 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
         "the top band is in the short: {:?}",
         (r, b)
     );
+    // The video is as wide as it shows, and so are its thumbnail and proxy (square pixels:
+    // browsers ignore a JPEG's pixel aspect, and the thumbnail was squeezed to 5:4).
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "query($id: ID!) { highlight(id: $id) { video { width height variants { profile width height } } } }",
+            json!({ "id": highlight }),
+        )
+        .await;
+    let video = &data["highlight"]["video"];
+    assert_eq!(
+        (video["width"].as_i64(), video["height"].as_i64()),
+        (Some(1024), Some(576)),
+        "{video}"
+    );
+    for variant in video["variants"].as_array().expect("variants") {
+        assert_eq!(
+            (variant["width"].as_i64(), variant["height"].as_i64()),
+            (Some(1024), Some(576)),
+            "{variant}"
+        );
+    }
 }
 
 /// A WebM recorded in a browser (MediaRecorder writes it live: its container gives no
