@@ -61,6 +61,15 @@ impl JobPriority {
 /// A unit of background work and where it stands.
 pub struct Job(pub job::Model);
 
+impl Job {
+    /// A `render.scene` job's scene as planned (its input's `planned`).
+    fn planned_scene(&self) -> Option<&serde_json::Value> {
+        (self.0.job_type == crate::render::SCENE_JOB)
+            .then(|| self.0.input.get("planned"))
+            .flatten()
+    }
+}
+
 #[Object]
 impl Job {
     pub(crate) async fn id(&self) -> ID {
@@ -199,6 +208,18 @@ impl Job {
     /// For `render.scene`: served from the scene cache instead of being rendered.
     async fn cached(&self) -> bool {
         self.0.cached
+    }
+    /// For `render.scene`: the `id` of the scene of the movie's spec it renders (which scene
+    /// failed, or came from the cache); null for other jobs.
+    async fn scene_id(&self) -> Option<&str> {
+        self.planned_scene()?["scene_id"].as_str()
+    }
+    /// For `render.scene`: the position of its scene in the movie's spec, from 0; null for
+    /// other jobs.
+    async fn scene_index(&self) -> Option<i32> {
+        self.planned_scene()?["index"]
+            .as_u64()
+            .and_then(|i| i32::try_from(i).ok())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

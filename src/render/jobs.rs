@@ -33,7 +33,7 @@ const RENDERED: f64 = 0.9;
 pub fn register(registry: &mut Registry) {
     registry
         .register(super::MOVIE_JOB, RenderMovie)
-        .register("render.scene", RenderScene)
+        .register(super::SCENE_JOB, RenderScene)
         .register("render.assemble", RenderAssemble);
 }
 
@@ -337,7 +337,7 @@ impl JobHandler for RenderMovie {
                 };
                 let mut job = NewJob::new(
                     JobKind::Render,
-                    "render.scene",
+                    super::SCENE_JOB,
                     ctx.job.owner_id,
                     json!(input),
                 );

@@ -28,6 +28,8 @@ fn reservation_of(job: &job::Model) -> Option<Reservation> {
 /// The job type of `renderMovie`. Its MP4 is reached only through the job (`Job.outputUrl`),
 /// so a finished one is kept past the jobs' retention (see `jobs::queue::clean_up`).
 pub const MOVIE_JOB: &str = "render.movie";
+/// One scene of a movie.
+pub const SCENE_JOB: &str = "render.scene";
 
 /// The jobs that reserve render minutes when created: movies and shorts.
 const BILLED: [&str; 2] = [MOVIE_JOB, "render.short"];

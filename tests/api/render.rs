@@ -17,7 +17,7 @@ const RENDER: &str =
     "mutation($input: RenderMovieInput!) { renderMovie(input: $input) { id status } }";
 const UPDATES: &str =
     "subscription($id: ID!) { jobUpdated(id: $id) { status progress currentPhase outputUrl } }";
-const CHILDREN: &str = "query($id: ID!) { job(id: $id) { outputUrl children(first: 100) { nodes { type cached status } } } }";
+const CHILDREN: &str = "query($id: ID!) { job(id: $id) { outputUrl children(first: 100) { nodes { type cached status sceneId sceneIndex } } } }";
 
 /// Makes a 64×64 PNG with ffmpeg and stores it as an asset of `owner`.
 async fn upload_logo(app: &TestApp, owner: &Session) -> String {
@@ -203,6 +203,30 @@ async fn render_flow(app: TestApp) {
         .map(|s| s["cached"].as_bool().unwrap_or(false))
         .collect();
     assert_eq!(cached, [true, true, false], "{data:#}");
+    // Each scene job says which scene of the spec it is; the assembly is none.
+    let named: Vec<(Value, Value)> = scenes
+        .iter()
+        .map(|s| (s["sceneId"].clone(), s["sceneIndex"].clone()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (json!("intro"), json!(0)),
+            (json!("logo"), json!(1)),
+            (json!("outro"), json!(2))
+        ],
+        "{data:#}"
+    );
+    let assembly = data["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .find(|c| c["type"] == "render.assemble")
+        .expect("the assembly");
+    assert_eq!(
+        (&assembly["sceneId"], &assembly["sceneIndex"]),
+        (&Value::Null, &Value::Null)
+    );
     println!("first render {first_time:?}, one scene changed {second_time:?}");
 
     // New bytes under the same asset key (its presigned PUT is good for 10 minutes): the
