@@ -98,12 +98,15 @@ pub fn clip_captions(
     end: f64,
     (width, height): (u32, u32),
 ) -> Option<String> {
+    let font_size = width.min(height) / 14;
+    let (margin_h, margin_v) = (width / 20, height / 12);
     let mut events = String::new();
     for segment in segments
         .iter()
         .filter(|s| s.end_time > start && s.start_time < end)
     {
-        let Some(text) = crate::content::captions::ass_text(&segment.text) else {
+        let fitted = break_long_runs(&segment.text, f64::from(width - 2 * margin_h), font_size);
+        let Some(text) = crate::content::captions::ass_text(&fitted) else {
             continue;
         };
         let from = (segment.start_time - start).max(0.0);
@@ -118,9 +121,7 @@ pub fn clip_captions(
     if events.is_empty() {
         return None;
     }
-    let font_size = width.min(height) / 14;
     let outline = (font_size / 16).max(1);
-    let (margin_h, margin_v) = (width / 20, height / 12);
     Some(format!(
         "[Script Info]\n\
          ScriptType: v4.00+\n\
@@ -140,6 +141,37 @@ pub fn clip_captions(
          Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n\
          {events}"
     ))
+}
+
+/// `text` with a line break put into each run of characters without a space wider than a
+/// line (`room` pixels at `font_size`): libass wraps at spaces only, so a long URL, or a
+/// sentence of Chinese or Japanese, ran past both edges of the picture and was cut off.
+/// Widths are estimates: wide (East Asian) characters an em, others 0.62 of one (DejaVu
+/// Sans' widest letters).
+fn break_long_runs(text: &str, room: f64, font_size: u32) -> String {
+    let em = f64::from(font_size.max(1));
+    let wide = |c: char| {
+        matches!(u32::from(c), 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6
+            | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD)
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut run = 0.0;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            run = 0.0;
+            out.push(c);
+            continue;
+        }
+        let w = if wide(c) { em } else { 0.62 * em };
+        if run > 0.0 && run + w > room {
+            out.push('\n');
+            run = 0.0;
+        }
+        run += w;
+        out.push(c);
+    }
+    out
 }
 
 fn db_failure(err: sea_orm::DbErr) -> JobFailure {
@@ -752,7 +784,8 @@ mod tests {
         assert_eq!(
             dialogue(&script),
             [
-                "Dialogue: 0,0:00:00.00,0:00:02.00,Caption,,0,0,0,,one\\NDialogue: 0,0:00:00.00,0:09:00.00,Caption,,0,0,0,,injected",
+                // (broken where it outruns a line: it has no space)
+                "Dialogue: 0,0:00:00.00,0:00:02.00,Caption,,0,0,0,,one\\NDialogue: 0,0:00:00.00,0:09:00.00,Caption,,0,0\\N,0,,injected",
                 "Dialogue: 0,0:00:03.00,0:00:04.00,Caption,,0,0,0,,\\{\\b1\\}bold\\\u{2060}N\\{\\fs200\\}\\\u{2060}h",
             ]
         );
@@ -770,6 +803,31 @@ mod tests {
     async fn burned(text: &str) -> Vec<u8> {
         let script = clip_captions(&[segment(0.0, 1.0, text)], 0.0, 1.0, (320, 180));
         burned_frame(&script.expect("captions")).await
+    }
+
+    /// A word longer than a line (a URL), or a sentence without spaces (Chinese), is broken
+    /// across lines: libass wraps at spaces only, and it ran past both edges, cut off.
+    #[tokio::test]
+    async fn burned_in_captions_keep_a_long_word_inside_the_picture() {
+        let frame = burned("https://example.com/a/very/long/address/that/has/no/spaces").await;
+        let lit_at = |x: usize| {
+            (0..180).any(|y| {
+                let at = (y * 320 + x) * 3;
+                frame[at..at + 3].iter().any(|&v| v > 40)
+            })
+        };
+        assert!(
+            (0..4).chain(316..320).all(|x| !lit_at(x)),
+            "text at an edge"
+        );
+        assert!((0..320).any(lit_at), "no text at all");
+        let broken = break_long_runs("\u{4e2d}\u{6587}".repeat(20).as_str(), 288.0, 12);
+        assert!(broken.lines().count() > 1, "{broken}");
+        assert!(broken.lines().all(|l| l.chars().count() <= 24), "{broken}");
+        assert_eq!(
+            break_long_runs("short words fit", 288.0, 12),
+            "short words fit"
+        );
     }
 
     /// Burned-in captions show the transcript's text as written: braces and tags are drawn,
