@@ -137,9 +137,28 @@ const CREATORS: &[DemoCreator] = &[
     },
 ];
 
+/// A token or password that does not work is said so before anything is made.
+async fn check_account(api: &Api) -> anyhow::Result<()> {
+    let me = api
+        .call("{ me { id } }", json!({}))
+        .await
+        .context("checking the account to seed as")?;
+    anyhow::ensure!(
+        !me["me"].is_null(),
+        "checking the account to seed as: the server does not know this token"
+    );
+    Ok(())
+}
+
 pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
     let tools = ffmpeg::check().await.map_err(|e| anyhow::anyhow!(e))?;
     let mut api = Api::anonymous(&args.server.server)?;
+    // Credentials given are checked first, whatever there is to do: a wrong token or password
+    // answered "nothing to do" and exit 0 when the demo content was there.
+    let signed_in = api.sign_in(&args.server).await?;
+    if signed_in {
+        check_account(&api).await?;
+    }
     // A creator is there when each of its videos is, whole (see `complete`); one a stopped
     // run left unfinished is finished now.
     let mut todo = Vec::new();
@@ -172,7 +191,7 @@ pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if !api.sign_in(&args.server).await? {
+    if !signed_in {
         let password = crate::auth::password::generate_password();
         match api.register(DEMO_EMAIL, &password, "Demo creator").await {
             // Told at once: seeding may stop before the end, and the account stays.
@@ -187,15 +206,7 @@ pub async fn seed_command(args: SeedArgs) -> anyhow::Result<()> {
             Err(err) => return Err(err.context(format!("registering {DEMO_EMAIL}"))),
         }
     }
-    // A token or password that does not work is said so now, before anything is made.
-    let me = api
-        .call("{ me { id } }", json!({}))
-        .await
-        .context("checking the account to seed as")?;
-    anyhow::ensure!(
-        !me["me"].is_null(),
-        "checking the account to seed as: the server does not know this token"
-    );
+    check_account(&api).await?;
     let dir = tempfile::tempdir().context("a temporary folder for the source videos")?;
     for (creator, existing) in todo {
         seed_creator(

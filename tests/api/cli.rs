@@ -619,6 +619,14 @@ async fn seed_fills_a_server_through_its_api(backend: Backend) {
     let again = reelgraph(&["seed", "--server", &app.base], &[]).await;
     assert!(again.ok, "{}", again.stderr);
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    // Credentials that do not work are said so even with nothing to do.
+    let refused = reelgraph(&["seed", "--server", &app.base, "--token", "garbage"], &[]).await;
+    assert!(!refused.ok, "{}", refused.stderr);
+    assert!(
+        !refused.stderr.contains("nothing to do"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(
         app.ok(
             Some(&sign_in().await),
