@@ -210,13 +210,22 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     let args = encode::proxy_args(&original, &proxy);
     transcode(ctx, &tools, &args, facts.duration_secs, &original).await?;
     // A file cut off in its upload (or damaged) can claim more than it holds: its length is
-    // what decoded, or shorts past that end came out padded and the duration was wrong.
-    let facts = match ffmpeg::probe(&tools, &proxy)
+    // what its packets span, or shorts past that end came out padded and the duration was
+    // wrong. Only looked for when the proxy came out shorter, and read from the file's own
+    // packets: the proxy also comes out shorter for a last frame held long (a slideshow, a
+    // screen recording of a still screen), which the packets keep.
+    let shorter =
+        |d: Option<f64>| d.filter(|d| d.is_finite() && *d > 0.0 && *d < facts.duration_secs - 0.5);
+    let proxy_secs = ffmpeg::probe(&tools, &proxy)
         .await
         .ok()
-        .and_then(|p| p.duration_secs)
-    {
-        Some(held) if held.is_finite() && held > 0.0 && held < facts.duration_secs - 0.5 => {
+        .and_then(|p| p.duration_secs);
+    let held = match shorter(proxy_secs) {
+        Some(_) => shorter(ffmpeg::scan_duration(&tools, &original).await),
+        None => None,
+    };
+    let facts = match held {
+        Some(held) => {
             tracing::info!(
                 video_id = %video.id,
                 claimed = facts.duration_secs,
@@ -228,7 +237,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
                 ..facts
             }
         }
-        _ => facts,
+        None => facts,
     };
 
     ctx.progress(0.9, Some("storing")).await?;

@@ -458,9 +458,10 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
     })
 }
 
-/// How long the picture of the file at `path` lasts, read from its packets: for a file whose
-/// container says nothing of it (WebM recorded by a browser's MediaRecorder, a live capture),
-/// from the first packet's time to the end of the last. `None` when it cannot be read.
+/// How long the file at `path` lasts, read from its packets (every stream's), from the first
+/// packet's time to the end of the last: for a file whose container says nothing of it (WebM
+/// recorded by a browser's MediaRecorder, a live capture), or says more than the file holds
+/// (cut off in its upload). `None` when it cannot be read.
 pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
     let output = tools
         .command(&tools.ffprobe)
@@ -469,10 +470,8 @@ pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
             "error",
             "-format_whitelist",
             PROBE_FORMATS,
-            "-select_streams",
-            "V:0",
             "-show_entries",
-            "packet=pts_time,duration_time",
+            "packet=pts_time,dts_time,duration_time",
             "-of",
             "csv=p=0",
         ])
@@ -490,13 +489,16 @@ pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
     packets_span(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// The span of `pts_time,duration_time` lines: from the earliest time to the latest end.
+/// The span of `pts_time,dts_time,duration_time` lines: from the earliest time to the latest
+/// end (a packet without a presentation time counts at its decoding time).
 fn packets_span(lines: &str) -> Option<f64> {
     let mut first = f64::INFINITY;
     let mut end = f64::NEG_INFINITY;
     for line in lines.lines() {
         let mut fields = line.split(',');
-        let Some(pts) = fields.next().and_then(|t| t.trim().parse::<f64>().ok()) else {
+        let time = |field: Option<&str>| field.and_then(|t| t.trim().parse::<f64>().ok());
+        let (pts, dts) = (time(fields.next()), time(fields.next()));
+        let Some(pts) = pts.or(dts) else {
             continue;
         };
         let duration = fields
@@ -519,10 +521,12 @@ mod tests {
 
     #[test]
     fn a_files_length_is_read_from_its_packets() {
-        let span = super::packets_span("1.000000,0.040000\n1.080000,0.040000\n1.040000,N/A\n\n")
-            .expect("a span");
+        let span = super::packets_span(
+            "1.000000,1.000000,0.040000\n1.080000,1.040000,0.040000\nN/A,1.040000,N/A\n\n",
+        )
+        .expect("a span");
         assert!((span - 0.12).abs() < 1e-9, "{span}");
-        assert_eq!(super::packets_span("N/A,N/A\n"), None);
+        assert_eq!(super::packets_span("N/A,N/A,N/A\n"), None);
         assert_eq!(super::packets_span(""), None);
     }
 

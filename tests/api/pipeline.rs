@@ -1020,6 +1020,67 @@ async fn a_cut_off_file_has_the_length_it_holds() {
     assert_eq!(video.status, entity::VideoStatus::Ready, "{video:?}");
     let duration = video.duration_secs.expect("duration");
     assert!((2.0..8.0).contains(&duration), "{duration}");
+
+    // Whole, a last frame held long (a slideshow: 3 frames, the last shown 20 s) keeps its
+    // length, though its proxy comes out shorter.
+    let frames = dir.path().join("frames.mp4");
+    let held = dir.path().join("held.mp4");
+    for args in [
+        vec![
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=320x240:r=1:d=3",
+        ]
+        .into_iter()
+        .chain(["-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p"])
+        .chain([frames.to_str().expect("path")])
+        .collect::<Vec<_>>(),
+        vec![
+            "-v",
+            "error",
+            "-i",
+            frames.to_str().expect("path"),
+            "-c",
+            "copy",
+        ]
+        .into_iter()
+        .chain([
+            "-bsf:v",
+            "setts=duration=if(eq(N\\,2)\\,DURATION*20\\,DURATION)",
+        ])
+        .chain([held.to_str().expect("path")])
+        .collect(),
+    ] {
+        let status = tokio::process::Command::new(&tools.ffmpeg)
+            .args(&args)
+            .status()
+            .await
+            .expect("ffmpeg runs");
+        assert!(status.success(), "{args:?}");
+    }
+    let bytes = std::fs::read(&held).expect("source");
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": upload["video"]["id"] }),
+        )
+        .await;
+    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(&app, &owner.access_token, job).await, "DONE");
+    let id = uuid::Uuid::parse_str(upload["video"]["id"].as_str().expect("id")).expect("uuid");
+    let video = entity::video::Entity::find_by_id(id)
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video");
+    let duration = video.duration_secs.expect("duration");
+    assert!((duration - 22.0).abs() < 0.5, "{duration}");
 }
 
 /// A source in a container without an index (MPEG-TS, as cameras and OBS record, here with
