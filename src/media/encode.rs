@@ -12,8 +12,8 @@ use crate::render::ffmpeg::Probe;
 /// kept whole), keeping the aspect as shown, with square pixels (a picture of wide ones is
 /// widened as it shows: a JPEG's pixel aspect is ignored by browsers, and its thumbnail was
 /// squeezed) and both sides even (H.264 in 4:2:0 needs even sides), never upscaling.
-const SCALE_720: &str = "scale=w='max(2,2*trunc(iw*sar*min(1,min(1280/(iw*sar),720/ih))/2))':\
-     h='max(2,2*trunc(ih*min(1,min(1280/(iw*sar),720/ih))/2))',setsar=1";
+const SCALE_720: &str = "scale=w='max(2,2*trunc(iw*clip(sar,0.25,4)*min(1,min(1280/(iw*clip(sar,0.25,4)),720/ih))/2))':\
+     h='max(2,2*trunc(ih*min(1,min(1280/(iw*clip(sar,0.25,4)),720/ih))/2))',setsar=1";
 
 /// Proxy encoder settings: `veryfast` is a good size/speed trade for a working copy.
 const PROXY_CRF: &str = "23";
@@ -108,9 +108,12 @@ pub fn judge(probe: &Probe, filename: &str) -> Result<SourceFacts, String> {
     }
     // As shown: a picture of wide pixels (1440×1080 of 4:3 ones) is as wide as it shows
     // (1920), as a quarter-turned one is as tall as it shows.
-    let width = match probe.pixel_aspect {
-        Some(aspect) => (f64::from(width) * aspect).round().max(1.0) as i32,
-        None => width,
+    // Wide pixels widen it, tall ones (a quarter-turned picture of wide ones) make it taller;
+    // a pixel aspect past 4:1 either way is taken for 4:1 (as shorts take it).
+    let (width, height) = match probe.pixel_aspect.map(|a| a.clamp(0.25, 4.0)) {
+        Some(aspect) if aspect > 1.0 => ((f64::from(width) * aspect).round() as i32, height),
+        Some(aspect) => (width, (f64::from(height) / aspect).round() as i32),
+        None => (width, height),
     };
     Ok(SourceFacts {
         duration_secs,
