@@ -145,30 +145,49 @@ pub fn clip_captions(
 
 /// `text` with a line break put into each run of characters without a space wider than a
 /// line (`room` pixels at `font_size`): libass wraps at spaces only, so a long URL, or a
-/// sentence of Chinese or Japanese, ran past both edges of the picture and was cut off.
-/// Widths are estimates: wide (East Asian) characters an em, others 0.62 of one (DejaVu
-/// Sans' widest letters).
+/// sentence of Chinese, Japanese or Thai, ran past both edges of the picture and was cut off.
+/// Widths are estimates on the wide side of DejaVu Sans: East Asian characters, capitals and
+/// `m`/`w` an em, others 0.65 of one. A break never comes before a combining mark (a Thai
+/// vowel, an accent), a joiner or a skin tone, nor after a joiner: a character is not split.
 fn break_long_runs(text: &str, room: f64, font_size: u32) -> String {
+    use unicode_normalization::char::is_combining_mark;
     let em = f64::from(font_size.max(1));
     let wide = |c: char| {
-        matches!(u32::from(c), 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3
-            | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6
-            | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD)
+        c.is_ascii_uppercase()
+            || matches!(c, 'm' | 'w' | '@' | '%')
+            || matches!(u32::from(c), 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3
+                | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6
+                | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD)
+    };
+    // Part of the character before it.
+    let attached = |c: char| {
+        is_combining_mark(c)
+            || matches!(u32::from(c), 0x200C | 0x200D | 0xFE00..=0xFE0F | 0x1F3FB..=0x1F3FF
+                | 0xE0020..=0xE007F)
     };
     let mut out = String::with_capacity(text.len() + 8);
     let mut run = 0.0;
+    let mut after_joiner = false;
     for c in text.chars() {
-        if c.is_whitespace() {
+        if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
             run = 0.0;
+            after_joiner = false;
             out.push(c);
             continue;
         }
-        let w = if wide(c) { em } else { 0.62 * em };
-        if run > 0.0 && run + w > room {
+        let w = if attached(c) {
+            0.0
+        } else if wide(c) {
+            em
+        } else {
+            0.65 * em
+        };
+        if run > 0.0 && run + w > room && !attached(c) && !after_joiner {
             out.push('\n');
             run = 0.0;
         }
         run += w;
+        after_joiner = c == '\u{200d}';
         out.push(c);
     }
     out
@@ -785,7 +804,7 @@ mod tests {
             dialogue(&script),
             [
                 // (broken where it outruns a line: it has no space)
-                "Dialogue: 0,0:00:00.00,0:00:02.00,Caption,,0,0,0,,one\\NDialogue: 0,0:00:00.00,0:09:00.00,Caption,,0,0\\N,0,,injected",
+                "Dialogue: 0,0:00:00.00,0:00:02.00,Caption,,0,0,0,,one\\NDialogue: 0,0:00:00.00,0:09:00.00,Caption,,\\N0,0,0,,injected",
                 "Dialogue: 0,0:00:03.00,0:00:04.00,Caption,,0,0,0,,\\{\\b1\\}bold\\\u{2060}N\\{\\fs200\\}\\\u{2060}h",
             ]
         );
@@ -828,6 +847,20 @@ mod tests {
             break_long_runs("short words fit", 288.0, 12),
             "short words fit"
         );
+        // Capitals are wide: 40 W's of 12 px do not fit 288 px in lines of 36.
+        let shouted = break_long_runs(&"W".repeat(40), 288.0, 12);
+        assert!(shouted.lines().all(|l| l.len() <= 24), "{shouted}");
+        // Thai has no spaces: its vowel marks stay with their consonants.
+        let thai = "\u{e40}\u{e23}\u{e37}\u{e48}\u{e2d}\u{e07}".repeat(20);
+        let broken = break_long_runs(&thai, 100.0, 12);
+        assert!(broken.lines().count() > 1, "{broken}");
+        for line in broken.lines() {
+            let first = line.chars().next().expect("a character");
+            assert!(
+                !unicode_normalization::char::is_combining_mark(first),
+                "{line:?} starts with a mark"
+            );
+        }
     }
 
     /// Burned-in captions show the transcript's text as written: braces and tags are drawn,
