@@ -453,11 +453,13 @@ async fn import_users(file: &std::path::Path, dry_run: bool, config: Config) -> 
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !(args.no_worker && args.config.workers.is_some()),
-        "REELGRAPH_WORKERS sizes this server's worker pool, but REELGRAPH_NO_WORKER runs none: \
-         unset one of them"
-    );
+    // Said, not refused: an environment shared by servers and workers (a compose file's
+    // common block) sets REELGRAPH_WORKERS for the workers.
+    if args.no_worker && args.config.workers.is_some() {
+        tracing::warn!(
+            "REELGRAPH_WORKERS is not used: REELGRAPH_NO_WORKER runs no worker pool in this server"
+        );
+    }
     let embedded = !args.config.is_postgres();
     let storage = if args.config.uses_s3() {
         "s3"
