@@ -374,24 +374,21 @@ fn quarter_turned(stream: &serde_json::Value) -> bool {
 
 /// Reads duration, dimensions (as displayed, rotation applied) and streams of `path` (read as one of [`PROBE_FORMATS`]; a
 /// playlist or other format is refused, "Format not on whitelist").
-pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
+/// Runs ffprobe on `path` (of the formats it may read) with `args`, within [`PROBE_TIMEOUT`].
+async fn ffprobe(
+    tools: &Tools,
+    args: &[&str],
+    path: &Path,
+) -> Result<std::process::Output, String> {
     let output = tools
         .command(&tools.ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-format_whitelist",
-            PROBE_FORMATS,
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
+        .args(["-v", "error", "-format_whitelist", PROBE_FORMATS])
+        .args(args)
         .arg(path)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(PROBE_TIMEOUT, output)
+    tokio::time::timeout(PROBE_TIMEOUT, output)
         .await
         .map_err(|_| {
             format!(
@@ -399,7 +396,16 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
                 PROBE_TIMEOUT.as_secs()
             )
         })?
-        .map_err(|e| format!("cannot start ffprobe: {e}"))?;
+        .map_err(|e| format!("cannot start ffprobe: {e}"))
+}
+
+pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
+    let output = ffprobe(
+        tools,
+        &["-print_format", "json", "-show_format", "-show_streams"],
+        path,
+    )
+    .await?;
     if !output.status.success() {
         return Err(format!(
             "not a readable media file: {}",
@@ -463,26 +469,18 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<Probe, String> {
 /// recorded by a browser's MediaRecorder, a live capture), or says more than the file holds
 /// (cut off in its upload). `None` when it cannot be read.
 pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
-    let output = tools
-        .command(&tools.ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-format_whitelist",
-            PROBE_FORMATS,
+    let output = ffprobe(
+        tools,
+        &[
             "-show_entries",
             "packet=pts_time,dts_time,duration_time",
             "-of",
             "csv=p=0",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(PROBE_TIMEOUT, output)
-        .await
-        .ok()?
-        .ok()?;
+        ],
+        path,
+    )
+    .await
+    .ok()?;
     if !output.status.success() {
         return None;
     }

@@ -1535,6 +1535,25 @@ async fn a_session_ended_elsewhere_without_notice_stops_its_tokens(backend: Back
     }
 }
 
+/// Rolls the migrations back to before the one whose name ends with `suffix` (whatever
+/// comes after it), and applies them all again.
+async fn migrate_again_from(db: &sea_orm::DatabaseConnection, suffix: &str) {
+    use migration::MigratorTrait;
+    let names: Vec<String> = migration::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| n.ends_with(suffix))
+        .expect("the migration");
+    let steps = u32::try_from(names.len() - at).expect("few");
+    migration::Migrator::down(db, Some(steps))
+        .await
+        .expect("rolled back");
+    migration::Migrator::up(db, None).await.expect("and again");
+}
+
 /// An email with an accent typed as one character (`é`, NFC) or as `e` and a combining accent
 /// (NFD, as some keyboards give it) is one address: registering it the other way is a
 /// CONFLICT, and signing in either way reaches the account. Addresses stored before in
@@ -1582,25 +1601,8 @@ async fn an_email_is_one_address_however_its_accents_are_typed(backend: Backend)
     app.register("two@example.com").await;
     store("one@example.com", "xa\u{323}\u{307}@example.com").await;
     store("two@example.com", "xa\u{307}\u{323}@example.com").await;
-    {
-        use migration::MigratorTrait;
-        // Back to before the NFC migration (those after it roll back and apply again too).
-        let names: Vec<String> = migration::Migrator::migrations()
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
-        let nfc_at = names
-            .iter()
-            .position(|n| n.ends_with("_nfc_emails"))
-            .expect("the NFC migration");
-        let steps = u32::try_from(names.len() - nfc_at).expect("few");
-        migration::Migrator::down(db, Some(steps))
-            .await
-            .expect("the migrations from the NFC one on roll back");
-        migration::Migrator::up(db, None)
-            .await
-            .expect("and runs again");
-    }
+    // Back to before the NFC migration (those after it roll back and apply again too).
+    migrate_again_from(db, "_nfc_emails").await;
     let mut emails: Vec<String> = user::Entity::find()
         .all(db)
         .await
@@ -1726,22 +1728,7 @@ async fn an_email_typed_in_capitals_is_one_address_and_lookalikes_are_refused(ba
     let decomposed = "\u{3c7}\u{3bf}\u{301}\u{3c2}@example.gr";
     let apart = app.register("apart@example.com").await;
     store("apart@example.com", decomposed).await;
-    {
-        use migration::MigratorTrait;
-        let names: Vec<String> = migration::Migrator::migrations()
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
-        let at = names
-            .iter()
-            .position(|n| n.ends_with("_fold_final_sigma"))
-            .expect("the migration");
-        let steps = u32::try_from(names.len() - at).expect("few");
-        migration::Migrator::down(db, Some(steps))
-            .await
-            .expect("rolled back");
-        migration::Migrator::up(db, None).await.expect("and again");
-    }
+    migrate_again_from(db, "_fold_final_sigma").await;
     let stored = |email: &'static str| async move {
         user::Entity::find()
             .filter(user::Column::Email.eq(email))

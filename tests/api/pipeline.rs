@@ -901,56 +901,101 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
     }
 }
 
+/// Runs ffmpeg with `args` (quietly) to make a source file at `path`; returns its bytes.
+async fn make_source(path: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let status = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(status.success(), "{args:?}");
+    std::fs::read(path).expect("source")
+}
+
+/// Uploads `bytes` as a new video of `creator` and runs its processing to the end; the row.
+async fn processed(
+    app: &TestApp,
+    owner: &Session,
+    creator: &str,
+    bytes: &[u8],
+) -> entity::video::Model {
+    use sea_orm::EntityTrait;
+    let upload = request_upload(app, owner, creator, bytes).await;
+    crate::helpers::put_presigned(app, &upload, bytes).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": upload["video"]["id"] }),
+        )
+        .await;
+    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
+    assert_eq!(finish(app, &owner.access_token, job).await, "DONE");
+    let id = upload["video"]["id"].as_str().expect("id");
+    entity::video::Entity::find_by_id(uuid::Uuid::parse_str(id).expect("uuid"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the video")
+}
+
+/// The sine tone of `secs` seconds, as ffmpeg's second input.
+fn tone(secs: u32) -> String {
+    format!("sine=frequency=440:sample_rate=48000:d={secs}")
+}
+
 /// A WebM recorded in a browser (MediaRecorder writes it live: its container gives no
 /// duration) is processed, its length read from its packets; it was refused as "not a video:
 /// it has no duration", the usual upload of a web app's recorder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_recording_without_a_duration_is_processed() {
-    use sea_orm::EntityTrait;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let owner = app.register("media-recorder@example.com").await;
     let creator = app.create_creator(&owner, "Web Recorder").await;
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("recording.webm");
-    let tools = ffmpeg::check().await.expect("ffmpeg");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
+    let tone = tone(6);
+    let bytes = make_source(
+        &path,
+        &[
             "-f",
             "lavfi",
             "-i",
             "testsrc2=s=320x240:r=25:d=6",
-        ])
-        .args([
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=440:sample_rate=48000:d=6",
-        ])
-        .args([
+            &tone,
             "-c:v",
             "libvpx-vp9",
             "-deadline",
             "realtime",
             "-cpu-used",
             "8",
-        ])
-        .args(["-c:a", "libopus", "-live", "1", "-f", "webm"])
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
+            "-c:a",
+            "libopus",
+            "-live",
+            "1",
+            "-f",
+            "webm",
+        ],
+    )
+    .await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
     let probed = ffmpeg::probe(&tools, &path).await.expect("probe");
     assert_eq!(probed.duration_secs, None, "the container says no length");
-    let bytes = std::fs::read(&path).expect("source");
     let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (1.0, 5.0)).await;
-    let video = entity::video::Entity::find()
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the video");
+    let video = {
+        use sea_orm::EntityTrait;
+        entity::video::Entity::find()
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("the video")
+    };
     assert_eq!(video.status, entity::VideoStatus::Ready, "{video:?}");
     let duration = video.duration_secs.expect("duration");
     assert!((duration - 6.0).abs() <= 0.1, "{duration}");
@@ -960,125 +1005,76 @@ async fn a_browser_recording_without_a_duration_is_processed() {
 
 /// A file cut off in its upload (half of a 10 s MP4 whose index comes first: the index
 /// still claims 10 s) is READY with the length it holds, about 5 s, not the 10 s it claimed
-/// (its shorts were padded to that with a still picture and silence).
+/// (its shorts were padded to that with a still picture and silence). Whole, a last frame held
+/// long (a slideshow: 3 frames, the last shown 20 s) keeps its length, though its proxy comes
+/// out shorter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_file_has_the_length_it_holds() {
-    use sea_orm::EntityTrait;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let owner = app.register("cut-off@example.com").await;
     let creator = app.create_creator(&owner, "Cut Off").await;
     let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("whole.mp4");
-    let tools = ffmpeg::check().await.expect("ffmpeg");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
+    let tone = tone(10);
+    let mut bytes = make_source(
+        &dir.path().join("whole.mp4"),
+        &[
             "-f",
             "lavfi",
             "-i",
             "testsrc2=s=640x360:r=25:d=10",
-        ])
-        .args([
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=440:sample_rate=48000:d=10",
-        ])
-        .args([
+            &tone,
             "-c:v",
             "libx264",
             "-preset",
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-movflags", "+faststart"])
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    let mut bytes = std::fs::read(&path).expect("source");
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    )
+    .await;
     bytes.truncate(bytes.len() / 2);
-    let upload = request_upload(&app, &owner, &creator, &bytes).await;
-    crate::helpers::put_presigned(&app, &upload, &bytes).await;
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
-            json!({ "v": upload["video"]["id"] }),
-        )
-        .await;
-    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(&app, &owner.access_token, job).await, "DONE");
-    let video = entity::video::Entity::find()
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the video");
+    let video = processed(&app, &owner, &creator, &bytes).await;
     assert_eq!(video.status, entity::VideoStatus::Ready, "{video:?}");
     let duration = video.duration_secs.expect("duration");
     assert!((2.0..8.0).contains(&duration), "{duration}");
 
-    // Whole, a last frame held long (a slideshow: 3 frames, the last shown 20 s) keeps its
-    // length, though its proxy comes out shorter.
     let frames = dir.path().join("frames.mp4");
-    let held = dir.path().join("held.mp4");
-    for args in [
-        vec![
-            "-v",
-            "error",
+    make_source(
+        &frames,
+        &[
             "-f",
             "lavfi",
             "-i",
             "testsrc=s=320x240:r=1:d=3",
-        ]
-        .into_iter()
-        .chain(["-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p"])
-        .chain([frames.to_str().expect("path")])
-        .collect::<Vec<_>>(),
-        vec![
-            "-v",
-            "error",
+            "-c:v",
+            "libx264",
+            "-g",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+    .await;
+    let bytes = make_source(
+        &dir.path().join("held.mp4"),
+        &[
             "-i",
             frames.to_str().expect("path"),
             "-c",
             "copy",
-        ]
-        .into_iter()
-        .chain([
             "-bsf:v",
             "setts=duration=if(eq(N\\,2)\\,DURATION*20\\,DURATION)",
-        ])
-        .chain([held.to_str().expect("path")])
-        .collect(),
-    ] {
-        let status = tokio::process::Command::new(&tools.ffmpeg)
-            .args(&args)
-            .status()
-            .await
-            .expect("ffmpeg runs");
-        assert!(status.success(), "{args:?}");
-    }
-    let bytes = std::fs::read(&held).expect("source");
-    let upload = request_upload(&app, &owner, &creator, &bytes).await;
-    crate::helpers::put_presigned(&app, &upload, &bytes).await;
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
-            json!({ "v": upload["video"]["id"] }),
-        )
-        .await;
-    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(&app, &owner.access_token, job).await, "DONE");
-    let id = uuid::Uuid::parse_str(upload["video"]["id"].as_str().expect("id")).expect("uuid");
-    let video = entity::video::Entity::find_by_id(id)
-        .one(&app.state.db)
-        .await
-        .expect("read")
-        .expect("the video");
+        ],
+    )
+    .await;
+    let video = processed(&app, &owner, &creator, &bytes).await;
     let duration = video.duration_secs.expect("duration");
     assert!((duration - 22.0).abs() < 0.5, "{duration}");
 }
@@ -1093,19 +1089,18 @@ async fn a_short_of_a_source_without_an_index_shows_its_picture_from_its_start()
     let owner = app.register("transport-stream@example.com").await;
     let creator = app.create_creator(&owner, "Camcorder").await;
     let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("camera.ts");
-    let tools = ffmpeg::check().await.expect("ffmpeg");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
+    let tone = tone(10);
+    let bytes = make_source(
+        &dir.path().join("camera.ts"),
+        &[
             "-f",
             "lavfi",
             "-i",
             "color=c=blue:s=640x360:r=25:d=10",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &tone,
             "-t",
             "10",
             "-c:v",
@@ -1114,8 +1109,6 @@ async fn a_short_of_a_source_without_an_index_shows_its_picture_from_its_start()
             "ultrafast",
             "-g",
             "1000",
-        ])
-        .args([
             "-pix_fmt",
             "yuv420p",
             "-c:a",
@@ -1123,13 +1116,9 @@ async fn a_short_of_a_source_without_an_index_shows_its_picture_from_its_start()
             "-shortest",
             "-f",
             "mpegts",
-        ])
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    let bytes = std::fs::read(&path).expect("source");
+        ],
+    )
+    .await;
     let highlight = approved_highlight_of(&app, &owner, &creator, &bytes, (4.0, 8.0)).await;
     let made = short(&app, &owner, &highlight, "HORIZONTAL", false).await;
     assert_eq!(made["status"], "COMPLETE", "{made}");
