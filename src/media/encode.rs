@@ -241,6 +241,16 @@ pub fn probe_error(message: &str, file: &Path) -> ToolError {
     let Some(detail) = message.strip_prefix("not a readable media file:") else {
         return ToolError::Server(message.to_owned());
     };
+    // An MP4 or MOV whose index (written last by most recorders) never arrived: a recording
+    // stopped before it was finished, or an upload cut off.
+    if detail.contains("moov atom not found") {
+        return ToolError::File(
+            "the file is incomplete: its index (the MP4 'moov' box) is missing, as when a \
+             recording was stopped before it finished or an upload was cut off; upload the \
+             whole file"
+                .to_owned(),
+        );
+    }
     if detail.contains("Invalid data found when processing input") {
         return ToolError::File("the file is not a video".to_owned());
     }
@@ -453,6 +463,14 @@ mod tests {
                 &file
             ),
             ToolError::File("the file is not a video".to_owned())
+        );
+        let incomplete = probe_error(
+            "not a readable media file: [mov,mp4,m4a,3gp,3g2,mj2 @ 0x55eb5d219180] moov atom not found\n/tmp/reelgraph-x/original: Invalid data found when processing input",
+            &file,
+        );
+        assert!(
+            matches!(&incomplete, ToolError::File(r) if r.starts_with("the file is incomplete")),
+            "{incomplete:?}"
         );
         let ToolError::File(reason) = ffmpeg_error(
             "ffmpeg failed (exit status: 1): [h264 @ 0x5594f54b180] error while decoding MB 3 4\n/tmp/reelgraph-x/original: corrupt input",
