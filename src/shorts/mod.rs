@@ -468,11 +468,18 @@ impl ShortMutation {
             && start >= video
         {
             txn.rollback().await?;
+            // A trim stays within its key moment: a moment past the end cannot be trimmed
+            // back into the video.
+            let mend = if moment.start_time < video {
+                "trim it to start earlier"
+            } else {
+                "its key moment lies past the end: correct it with updateKeyMoment (or delete it)"
+            };
             return Err(AppError::conflict(
                 Some("input.highlightId"),
                 format!(
                     "the highlight starts at {start} s, after the end of the video ({video} s): \
-                     trim it or correct its key moment"
+                     {mend}"
                 ),
             ));
         }

@@ -2669,6 +2669,9 @@ async fn times_past_the_end_of_a_video_probed_meanwhile_are_refused() {
         .await;
     assert_eq!(error_code(&body), "CONFLICT", "{body}");
     assert_eq!(error_field(&body), "input.highlightId", "{body}");
+    // The way out it names is one that works: a trim cannot leave the key moment.
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("updateKeyMoment"), "{message}");
     let left = app
         .ok(token, "{ jobs(kind: RENDER) { totalCount } }", json!({}))
         .await;
