@@ -312,7 +312,8 @@ impl Config {
             || self
                 .storage_url
                 .as_deref()
-                .is_some_and(|url| url.starts_with("s3://"))
+                .and_then(|url| url.trim_start().get(..5))
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("s3://"))
     }
 
     /// Settings that are each valid but do not work together.
@@ -366,13 +367,18 @@ impl Config {
         // S3 settings without S3 storage would be ignored, the objects kept in a local folder.
         if !self.uses_s3() {
             let defaults = Self::embedded("/");
+            // Set but empty (`S3_ENDPOINT=` in an env file) is unset, as for the others.
+            let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
             let left_over: Vec<&str> = [
-                ("S3_ENDPOINT", self.s3_endpoint.is_some()),
-                ("S3_PUBLIC_ENDPOINT", self.s3_public_endpoint.is_some()),
-                ("S3_REGION", self.s3_region != defaults.s3_region),
+                ("S3_ENDPOINT", given(&self.s3_endpoint)),
+                ("S3_PUBLIC_ENDPOINT", given(&self.s3_public_endpoint)),
+                (
+                    "S3_REGION",
+                    !self.s3_region.trim().is_empty() && self.s3_region != defaults.s3_region,
+                ),
                 ("S3_FORCE_PATH_STYLE", self.s3_force_path_style),
-                ("S3_ACCESS_KEY_ID", self.s3_access_key_id.is_some()),
-                ("S3_SECRET_ACCESS_KEY", self.s3_secret_access_key.is_some()),
+                ("S3_ACCESS_KEY_ID", given(&self.s3_access_key_id)),
+                ("S3_SECRET_ACCESS_KEY", given(&self.s3_secret_access_key)),
             ]
             .into_iter()
             .filter_map(|(name, set)| set.then_some(name))
@@ -474,6 +480,22 @@ mod tests {
         assert!(
             why.contains("S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY set"),
             "{why}"
+        );
+        // Set but empty is unset; a scheme in capitals is still S3's.
+        assert!(
+            refused(&|c| {
+                c.s3_endpoint = Some(String::new());
+                c.s3_access_key_id = Some(" ".into());
+                c.s3_region = String::new();
+            })
+            .is_empty()
+        );
+        assert!(
+            refused(&|c| {
+                c.storage_url = Some("S3://b".into());
+                c.s3_access_key_id = Some("key".into());
+            })
+            .is_empty()
         );
         // With S3 storage (either way) they are its settings.
         assert!(
