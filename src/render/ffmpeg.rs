@@ -473,7 +473,7 @@ pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
         tools,
         &[
             "-show_entries",
-            "packet=pts_time,dts_time,duration_time",
+            "packet=codec_type,pts_time,dts_time,duration_time",
             "-of",
             "csv=p=0",
         ],
@@ -487,13 +487,18 @@ pub async fn scan_duration(tools: &Tools, path: &Path) -> Option<f64> {
     packets_span(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// The span of `pts_time,dts_time,duration_time` lines: from the earliest time to the latest
-/// end (a packet without a presentation time counts at its decoding time).
+/// The span of `codec_type,pts_time,dts_time,duration_time` lines of picture and sound: from
+/// the earliest time to the latest end (a packet without a presentation time counts at its
+/// decoding time). Other streams do not count: a timecode or chapter track is one packet as
+/// long as the container claims, whatever the file holds.
 fn packets_span(lines: &str) -> Option<f64> {
     let mut first = f64::INFINITY;
     let mut end = f64::NEG_INFINITY;
     for line in lines.lines() {
         let mut fields = line.split(',');
+        if !matches!(fields.next().map(str::trim), Some("video" | "audio")) {
+            continue;
+        }
         let time = |field: Option<&str>| field.and_then(|t| t.trim().parse::<f64>().ok());
         let (pts, dts) = (time(fields.next()), time(fields.next()));
         let Some(pts) = pts.or(dts) else {
@@ -517,18 +522,19 @@ fn packets_span(lines: &str) -> Option<f64> {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use super::*;
+
     #[test]
     fn a_files_length_is_read_from_its_packets() {
         let span = super::packets_span(
-            "1.000000,1.000000,0.040000\n1.080000,1.040000,0.040000\nN/A,1.040000,N/A\n\n",
+            "video,1.000000,1.000000,0.040000\naudio,1.080000,1.040000,0.040000,\n\
+             video,N/A,1.040000,N/A\ndata,0.000000,0.000000,600.000000\n\n",
         )
         .expect("a span");
         assert!((span - 0.12).abs() < 1e-9, "{span}");
-        assert_eq!(super::packets_span("N/A,N/A,N/A\n"), None);
+        assert_eq!(super::packets_span("video,N/A,N/A,N/A\n"), None);
         assert_eq!(super::packets_span(""), None);
     }
-
-    use super::*;
 
     #[test]
     fn a_renders_length_is_its_pictures_unless_its_sound_runs_on() {

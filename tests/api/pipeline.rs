@@ -1004,7 +1004,7 @@ async fn a_browser_recording_without_a_duration_is_processed() {
 }
 
 /// A file cut off in its upload (half of a 10 s MP4 whose index comes first: the index
-/// still claims 10 s) is READY with the length it holds, about 5 s, not the 10 s it claimed
+/// still claims 10 s, and so does its timecode track) is READY with the length it holds, about 5 s, not the 10 s it claimed
 /// (its shorts were padded to that with a still picture and silence). Whole, a last frame held
 /// long (a slideshow: 3 frames, the last shown 20 s) keeps its length, though its proxy comes
 /// out shorter.
@@ -1036,6 +1036,10 @@ async fn a_cut_off_file_has_the_length_it_holds() {
             "aac",
             "-movflags",
             "+faststart",
+            // A timecode track (as cameras and editors write): one packet as long as the
+            // index claims, whatever the file holds.
+            "-timecode",
+            "01:00:00:00",
         ],
     )
     .await;
