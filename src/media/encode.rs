@@ -244,6 +244,10 @@ pub fn probe_error(message: &str, file: &Path) -> ToolError {
     // An MP4 or MOV whose index (written last by most recorders) never arrived: a recording
     // stopped before it was finished, or an upload cut off.
     if detail.contains("moov atom not found") {
+        // A HEIC or AVIF photo is an ISO file without one too, complete as it is.
+        if still_image_brand(file) {
+            return ToolError::File("the file is not a video: it is a still image".to_owned());
+        }
         return ToolError::File(
             "the file is incomplete: its index (the MP4 'moov' box) is missing, as when a \
              recording was stopped before it finished or an upload was cut off; upload the \
@@ -258,6 +262,20 @@ pub fn probe_error(message: &str, file: &Path) -> ToolError {
         return ToolError::File(NOT_A_CONTAINER.to_owned());
     }
     file_or_server(detail, file)
+}
+
+/// Whether `file` is an ISO media file whose major brand is a still image's (HEIF, HEIC,
+/// AVIF): its `ftyp` box says so in its first 12 bytes.
+fn still_image_brand(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let read = std::fs::File::open(file).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && &head[4..8] == b"ftyp"
+        && matches!(
+            &head[8..12],
+            b"heic" | b"heix" | b"heim" | b"heis" | b"mif1" | b"msf1" | b"avif" | b"avis"
+        )
 }
 
 /// Classifies an error of [`crate::render::ffmpeg::run`] reading the upload stored at `file`.
@@ -464,13 +482,19 @@ mod tests {
             ),
             ToolError::File("the file is not a video".to_owned())
         );
-        let incomplete = probe_error(
-            "not a readable media file: [mov,mp4,m4a,3gp,3g2,mj2 @ 0x55eb5d219180] moov atom not found\n/tmp/reelgraph-x/original: Invalid data found when processing input",
-            &file,
-        );
+        let no_index = "not a readable media file: [mov,mp4,m4a,3gp,3g2,mj2 @ 0x55eb5d219180] moov atom not found\n/tmp/reelgraph-x/original: Invalid data found when processing input";
+        let incomplete = probe_error(no_index, &file);
         assert!(
             matches!(&incomplete, ToolError::File(r) if r.starts_with("the file is incomplete")),
             "{incomplete:?}"
+        );
+        // A HEIC photo has no such index either, and is whole.
+        let dir = tempfile::tempdir().expect("dir");
+        let photo = dir.path().join("IMG_0001");
+        std::fs::write(&photo, b"\0\0\0\x18ftypheic\0\0\0\0mif1heic").expect("written");
+        assert_eq!(
+            probe_error(no_index, &photo),
+            ToolError::File("the file is not a video: it is a still image".to_owned())
         );
         let ToolError::File(reason) = ffmpeg_error(
             "ffmpeg failed (exit status: 1): [h264 @ 0x5594f54b180] error while decoding MB 3 4\n/tmp/reelgraph-x/original: corrupt input",
