@@ -159,35 +159,42 @@ fn break_long_runs(text: &str, room: f64, font_size: u32) -> String {
                 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6
                 | 0x1F300..=0x1FAFF | 0x20000..=0x3FFFD)
     };
-    // Part of the character before it.
+    // Part of the character before it: marks, joiners, variation selectors, skin tones, tag
+    // characters, a Hangul syllable's vowel and final jamo.
     let attached = |c: char| {
         is_combining_mark(c)
-            || matches!(u32::from(c), 0x200C | 0x200D | 0xFE00..=0xFE0F | 0x1F3FB..=0x1F3FF
-                | 0xE0020..=0xE007F)
+            || matches!(u32::from(c), 0x1160..=0x11FF | 0xD7B0..=0xD7FF | 0x200C | 0x200D
+                | 0xFE00..=0xFE0F | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F)
     };
+    // A flag is two regional indicators.
+    let regional = |c: char| matches!(u32::from(c), 0x1F1E6..=0x1F1FF);
     let mut out = String::with_capacity(text.len() + 8);
     let mut run = 0.0;
     let mut after_joiner = false;
+    let mut open_flag = false;
     for c in text.chars() {
         if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
             run = 0.0;
             after_joiner = false;
+            open_flag = false;
             out.push(c);
             continue;
         }
-        let w = if attached(c) {
+        let joined = attached(c) || after_joiner || (open_flag && regional(c));
+        let w = if attached(c) || (open_flag && regional(c)) {
             0.0
-        } else if wide(c) {
+        } else if wide(c) || regional(c) {
             em
         } else {
             0.65 * em
         };
-        if run > 0.0 && run + w > room && !attached(c) && !after_joiner {
+        if run > 0.0 && run + w > room && !joined {
             out.push('\n');
             run = 0.0;
         }
         run += w;
         after_joiner = c == '\u{200d}';
+        open_flag = regional(c) && !open_flag;
         out.push(c);
     }
     out
@@ -850,6 +857,13 @@ mod tests {
         // Capitals are wide: 40 W's of 12 px do not fit 288 px in lines of 36.
         let shouted = break_long_runs(&"W".repeat(40), 288.0, 12);
         assert!(shouted.lines().all(|l| l.len() <= 24), "{shouted}");
+        // Flags stay whole (two regional indicators each).
+        let flags = break_long_runs(&"\u{1f1eb}\u{1f1f7}".repeat(30), 90.0, 12);
+        assert!(flags.lines().count() > 1, "{flags}");
+        assert!(
+            flags.lines().all(|l| l.chars().count() % 2 == 0),
+            "{flags:?}"
+        );
         // Thai has no spaces: its vowel marks stay with their consonants.
         let thai = "\u{e40}\u{e23}\u{e37}\u{e48}\u{e2d}\u{e07}".repeat(20);
         let broken = break_long_runs(&thai, 100.0, 12);
