@@ -1468,17 +1468,11 @@ async fn a_reset_token_sets_a_new_password_once(backend: Backend) {
     ];
     for (taken, given) in changes {
         let helpdesk = sign_in(&app, "helpdesk@example.com", "correct horse battery").await;
-        let sixth = app
-            .ok(
-                Some(&helpdesk.access_token),
-                issue,
-                json!({ "u": forgetful.user_id }),
-            )
-            .await;
-        let sixth = sixth["createPasswordReset"]["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+        let sixth =
+            issued(Some(helpdesk.access_token)).await["data"]["createPasswordReset"]["token"]
+                .as_str()
+                .expect("token")
+                .to_owned();
         app.ok(
             Some(&root.access_token),
             update,

@@ -24,14 +24,9 @@ async fn source_video_sounding(dir: &std::path::Path, sound_secs: Option<u32>) -
         Some(secs) => format!("sine=frequency=440:sample_rate=48000:duration={secs}"),
         None => "sine=frequency=440:sample_rate=48000".to_owned(),
     };
-    let tools = ffmpeg::check()
-        .await
-        .expect("ffmpeg is installed (scripts/test installs it)");
-    let path = dir.join("source.mp4");
-    let status = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-v",
-            "error",
+    make_source(
+        &dir.join("source.mp4"),
+        &[
             "-f",
             "lavfi",
             "-i",
@@ -40,8 +35,6 @@ async fn source_video_sounding(dir: &std::path::Path, sound_secs: Option<u32>) -
             "lavfi",
             "-i",
             &sine,
-        ])
-        .args([
             "-t",
             "20",
             "-c:v",
@@ -52,13 +45,9 @@ async fn source_video_sounding(dir: &std::path::Path, sound_secs: Option<u32>) -
             "yuv420p",
             "-c:a",
             "aac",
-        ])
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    std::fs::read(&path).expect("source")
+        ],
+    )
+    .await
 }
 
 /// Polls a job until it ends; returns its final status.
@@ -903,7 +892,9 @@ async fn a_short_of_a_source_with_non_square_pixels_keeps_its_shape() {
 
 /// Runs ffmpeg with `args` (quietly) to make a source file at `path`; returns its bytes.
 async fn make_source(path: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let tools = ffmpeg::check()
+        .await
+        .expect("ffmpeg is installed (scripts/test installs it)");
     let status = tokio::process::Command::new(&tools.ffmpeg)
         .args(["-v", "error"])
         .args(args)
