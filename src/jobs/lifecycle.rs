@@ -166,11 +166,9 @@ pub async fn finish_in(
                 retryable: true,
             }
         }
-        Finish::Failed { retryable, .. }
-            if current.cancel_requested && retryable && current.attempts < current.max_attempts =>
-        {
-            Finish::Cancelled
-        }
+        // Whether or not it could have been tried again: a probe stopped because its video
+        // was deleted fails for good, yet its owner (or the deletion) asked it to stop.
+        Finish::Failed { .. } if current.cancel_requested => Finish::Cancelled,
         how => how,
     };
     let update = fenced(job::Entity::update_many(), lease)
@@ -584,6 +582,12 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
         // Progress is kept until a worker claims the retry: the claim starts the next attempt
         // (attempts + 1) at 0, so progress never goes back within one attempt.
         .col_expr(job::Column::CurrentPhase, Expr::val(Option::<String>::None))
+        // Started again by the claim, and so is its grace for storage and database outages
+        // (measured from the start): an hour-old job retried met a short outage with none.
+        .col_expr(
+            job::Column::StartedAt,
+            Expr::val(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::CancelRequested, Expr::val(false))
         .col_expr(job::Column::PendingChildren, Expr::val(0))
         .col_expr(

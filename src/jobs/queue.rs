@@ -384,6 +384,7 @@ pub async fn claim_slots(
             )
             UPDATE jobs AS j SET status = 'RUNNING', lease_token = gen_random_uuid(),
                 lease_expires_at = $2, attempts = j.attempts + 1, progress = 0,
+                current_phase = NULL, error = NULL,
                 started_at = COALESCE(j.started_at, $1), updated_at = $1, seq = j.seq + 1
             FROM (SELECT id FROM work UNION ALL SELECT id FROM deliveries) AS picked
             WHERE j.id = picked.id
@@ -392,6 +393,7 @@ pub async fn claim_slots(
         _ => {
             "UPDATE jobs SET status = 'RUNNING', lease_token = randomblob(16),
                 lease_expires_at = $2, attempts = attempts + 1, progress = 0,
+                current_phase = NULL, error = NULL,
                 started_at = COALESCE(started_at, $1), updated_at = $1, seq = seq + 1
             WHERE id IN (
                 SELECT id FROM (

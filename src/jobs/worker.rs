@@ -493,7 +493,7 @@ impl WorkerPool {
     /// extension that succeeded (the claim, at first): by then the reaper may have given the
     /// job to another worker, and this one must stop writing its files. A heartbeat that is
     /// only slow loses nothing: it says whether the lease is still ours when it succeeds. One
-    /// that takes a whole lease counts as failed.
+    /// still unanswered when the lease runs out counts as failed, and the lease as lost.
     async fn heartbeat(
         &self,
         lease: Lease,
@@ -519,7 +519,9 @@ impl WorkerPool {
             }
             let asked = tokio::time::Instant::now();
             let beat = queue::heartbeat(&self.db, lease, self.settings.lease);
-            let failure = match tokio::time::timeout(self.settings.lease, beat).await {
+            // No later than the lease the reaper goes by: one waited for a whole lease from when it
+            // was asked let a hung heartbeat run the job on past it, beside its next worker.
+            let failure = match tokio::time::timeout_at(held_until, beat).await {
                 Ok(Ok(Some(row))) if row.cancel_requested => {
                     cancel.cancel();
                     return Beat::Cancelled;
@@ -531,7 +533,7 @@ impl WorkerPool {
                 }
                 Ok(Ok(None)) => return Beat::Lost,
                 Ok(Err(err)) => format!("{err:?}"),
-                Err(_) => "it took as long as a lease".to_owned(),
+                Err(_) => "it was not answered before the lease ran out".to_owned(),
             };
             if tokio::time::Instant::now() >= held_until {
                 tracing::warn!(

@@ -340,6 +340,19 @@ impl Connection {
                 }
                 Ok(())
             }
+            ClientMessage::Refused { id, reason } => {
+                if !self.acknowledged {
+                    return Err(close(4401, "Unauthorized"));
+                }
+                let mut error = ServerError::new(reason, None);
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", "BAD_USER_INPUT");
+                self.setup.state.app.metrics.count_errors([&error]);
+                let message = server::error(self.setup.protocol, &id, &[error]);
+                self.send(socket, message).await
+            }
             ClientMessage::Complete { id } => {
                 if let Some(active) = self.active.remove(id.as_str()) {
                     active.abort.abort();

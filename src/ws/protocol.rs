@@ -56,6 +56,13 @@ pub enum ClientMessage {
         id: String,
         request: Box<async_graphql::Request>,
     },
+    /// Legacy only: a `start` whose id is usable but whose payload is not. It fails that
+    /// operation (an `error` under its id), as subscriptions-transport-ws's own server does: a
+    /// `connection_error` names no operation, and the client's would wait for an answer forever.
+    Refused {
+        id: String,
+        reason: String,
+    },
     /// `complete` from the client, or the legacy `stop`.
     Complete {
         id: String,
@@ -104,11 +111,16 @@ pub fn parse(protocol: Protocol, text: &str) -> Result<ClientMessage, Invalid> {
         }
         (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
             let id = required_id(&kind, message.remove("id"))?;
-            let request = operation(&kind, message.remove("payload"))?;
-            Ok(ClientMessage::Subscribe {
-                id,
-                request: Box::new(request),
-            })
+            match operation(&kind, message.remove("payload")) {
+                Ok(request) => Ok(ClientMessage::Subscribe {
+                    id,
+                    request: Box::new(request),
+                }),
+                Err(Invalid(reason)) if protocol == Protocol::Legacy => {
+                    Ok(ClientMessage::Refused { id, reason })
+                }
+                Err(invalid) => Err(invalid),
+            }
         }
         (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
             Ok(ClientMessage::Complete {

@@ -1192,6 +1192,27 @@ async fn an_outage_does_not_use_up_a_jobs_attempts(backend: Backend) {
         };
         assert_eq!(row.status, expected, "outage {attempt}");
     }
+    // Retried by its owner: started again, and so is its grace.
+    let retried = lifecycle::retry(db, &app.state.events, id)
+        .await
+        .map_err(|e| e.public_message())
+        .expect("retry");
+    assert_eq!(retried.started_at, None);
+    let row = fail(outage()).await;
+    assert_eq!(
+        row.status,
+        JobStatus::Queued,
+        "an outage in the retry's grace"
+    );
+    assert_eq!(
+        row.max_attempts,
+        retried.max_attempts + 1,
+        "the attempt is not counted"
+    );
+    assert!(
+        row.started_at
+            .is_some_and(|at| chrono::Utc::now() - at < lifecycle::OUTAGE_GRACE)
+    );
 }
 
 /// A parent that ends DONE through its children keeps no error of an earlier attempt (its
@@ -1220,8 +1241,9 @@ async fn a_job_done_through_its_children_keeps_no_earlier_error(backend: Backend
     finish(&first, failed).await;
     let second = claim().await;
     assert_eq!(
-        second.error.as_deref(),
-        Some("worker stopped responding; retrying")
+        (second.error.as_deref(), second.current_phase.as_deref()),
+        (None, None),
+        "a new attempt shows nothing of the last one's end"
     );
     let child = NewJob::new(JobKind::Workflow, "diagnostics.sleep", owner_id, json!({}));
     let wait = lifecycle::Finish::Wait {
@@ -1301,7 +1323,8 @@ async fn a_cancelled_job_keeps_no_earlier_error(backend: Backend) {
 }
 
 /// A `cancelJob` that lands while a handler is returning, before its heartbeat noticed, is not
-/// lost: the handler's end (waiting for new children, or a failure to retry) becomes CANCELLED,
+/// lost: the handler's end (waiting for new children, a failure to retry, or one for good: a
+/// probe stopped because its video was deleted) becomes CANCELLED,
 /// no children are made, and nothing is claimed again. A job whose work did finish stays DONE.
 async fn a_cancel_that_lands_as_the_handler_returns_wins(backend: Backend) {
     let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
@@ -1310,12 +1333,13 @@ async fn a_cancel_that_lands_as_the_handler_returns_wins(backend: Backend) {
     let (db, bus) = (&app.state.db, &app.state.events);
     let waits = enqueue(&app, &owner, "diagnostics.fanout", json!({}), 5).await;
     let retries = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
+    let gives_up = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
     let done = enqueue(&app, &owner, "diagnostics.sleep", json!({}), 5).await;
-    let claimed = queue::claim(db, "racing-worker", 3, Duration::from_secs(30))
+    let claimed = queue::claim(db, "racing-worker", 4, Duration::from_secs(30))
         .await
         .expect("claim");
-    assert_eq!(claimed.len(), 3);
-    for id in [waits, retries, done] {
+    assert_eq!(claimed.len(), 4);
+    for id in [waits, retries, gives_up, done] {
         let row = lifecycle::cancel(db, bus, id)
             .await
             .map_err(|e| e.public_message())
@@ -1336,6 +1360,13 @@ async fn a_cancel_that_lands_as_the_handler_returns_wins(backend: Backend) {
             lifecycle::Finish::Failed {
                 error: "flaky".into(),
                 retryable: true,
+            },
+        ),
+        (
+            gives_up,
+            lifecycle::Finish::Failed {
+                error: "the video was deleted".into(),
+                retryable: false,
             },
         ),
         (
@@ -1360,6 +1391,7 @@ async fn a_cancel_that_lands_as_the_handler_returns_wins(backend: Backend) {
     for (id, status) in [
         (waits, JobStatus::Cancelled),
         (retries, JobStatus::Cancelled),
+        (gives_up, JobStatus::Cancelled),
         (done, JobStatus::Done),
     ] {
         let row = job::Entity::find_by_id(id)

@@ -1273,6 +1273,30 @@ async fn legacy_clients_get_connection_error_for_bad_messages_and_complete_after
     assert_eq!(error["type"], "connection_error", "{error}");
     assert_eq!(error["payload"]["extensions"]["code"], "BAD_USER_INPUT");
 
+    // A `start` with an id but a bad payload fails that operation, which its client waits
+    // on: a `connection_error` names none.
+    for payload in [
+        json!({ "variables": [] }),
+        json!({ "query": "{ me { id } }", "variables": 3 }),
+    ] {
+        client
+            .send(json!({ "id": "0", "type": "start", "payload": payload }))
+            .await;
+        let error = client.recv().await;
+        assert_eq!(
+            (&error["type"], &error["id"]),
+            (&json!("error"), &json!("0")),
+            "{error}"
+        );
+        assert_eq!(error["payload"]["extensions"]["code"], "BAD_USER_INPUT");
+        assert!(
+            error["payload"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("'")),
+            "names the property: {error}"
+        );
+    }
+
     client.subscribe("1", "{ nope }", json!({})).await;
     let error = client.recv().await;
     assert_eq!(error["type"], "error", "{error}");
