@@ -141,7 +141,7 @@ impl Job {
             _ => Ok(None),
         }
     }
-    /// Child jobs of its latest attempt, oldest first (e.g. one `render.scene` per scene, then
+    /// Child jobs of its latest attempt, oldest first (e.g. one `render.scene` per distinct scene, then
     /// `render.assemble`); `jobs(parentId:)` lists those of every attempt.
     #[graphql(
         complexity = "crate::graphql::pagination::connection_complexity(first, last, child_complexity)"
@@ -210,7 +210,8 @@ impl Job {
         self.0.cached
     }
     /// For `render.scene`: the `id` of the scene of the movie's spec it renders (which scene
-    /// failed, or came from the cache); null for other jobs.
+    /// failed, or came from the cache); null for other jobs. A scene the movie shows more than
+    /// once (the same scene under other ids) is rendered by one job, its first showing's.
     async fn scene_id(&self) -> Option<&str> {
         self.planned_scene()?["scene_id"].as_str()
     }

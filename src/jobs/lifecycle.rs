@@ -573,6 +573,31 @@ pub async fn retry(db: &DatabaseConnection, bus: &EventBus, job_id: Uuid) -> App
             "this is a child job; retry its top-level job instead",
         ));
     }
+    // Its idempotency key may have been taken since it ended (a key names one unfinished job
+    // at a time): say so, rather than what the unique index's violation says.
+    if let Some(key) = &current.idempotency_key
+        && matches!(current.status, JobStatus::Failed | JobStatus::Cancelled)
+        && let Some(holder) = job::Entity::find()
+            .filter(job::Column::OwnerId.eq(current.owner_id))
+            .filter(job::Column::IdempotencyKey.eq(key.as_str()))
+            .filter(job::Column::Id.ne(job_id))
+            .filter(job::Column::Status.is_in([
+                JobStatus::Queued,
+                JobStatus::Running,
+                JobStatus::Waiting,
+            ]))
+            .one(&txn)
+            .await?
+    {
+        return Err(AppError::conflict(
+            Some("id"),
+            format!(
+                "its idempotency key is now held by job {}, which has not finished: follow \
+                 that one, or cancel it before retrying this one",
+                holder.id
+            ),
+        ));
+    }
     let now = Utc::now();
     let rows = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::val(JobStatus::Queued))

@@ -318,10 +318,18 @@ impl JobHandler for RenderMovie {
         ctx.progress(PLANNED, Some("planning")).await?;
 
         let (width, height, fps) = (input.spec.width, input.spec.height, input.spec.fps);
+        // One job per distinct scene: a scene the movie repeats (a title card between parts,
+        // under other ids) is rendered once, by the job of its first showing, and weighs as
+        // much as all of its showings. One job each rendered it on every free slot at once.
+        let mut weights: HashMap<&str, f64> = HashMap::new();
+        for planned in &plan.scenes {
+            *weights.entry(planned.cache_key.as_str()).or_default() += planned.duration;
+        }
         let children = plan
             .scenes
             .iter()
-            .map(|planned| {
+            .filter_map(|planned| {
+                let weight = weights.remove(planned.cache_key.as_str())?;
                 let input = SceneJobInput {
                     scene: spec.scenes[planned.index].clone(),
                     planned: planned.clone(),
@@ -332,7 +340,7 @@ impl JobHandler for RenderMovie {
                         phase: "rendering".into(),
                         from: PLANNED,
                         to: RENDERED,
-                        weight: planned.duration,
+                        weight,
                     },
                 };
                 let mut job = NewJob::new(
@@ -342,7 +350,7 @@ impl JobHandler for RenderMovie {
                     json!(input),
                 );
                 job.priority = ctx.job.priority;
-                job
+                Some(job)
             })
             .collect();
         let assemble = AssembleInput {

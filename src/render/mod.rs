@@ -2,7 +2,7 @@
 //!
 //! `renderMovie` validates a spec ([`spec`]), reserves its render minutes and enqueues
 //! `render.movie`; that job compiles an immutable plan ([`plan`]) and fans out one
-//! `render.scene` per scene, then `render.assemble` joins them ([`jobs`], [`scene`],
+//! `render.scene` per distinct scene, then `render.assemble` joins them ([`jobs`], [`scene`],
 //! [`ffmpeg`]). When the movie ends, its minutes are settled or given back
 //! ([`on_job_finished`]).
 

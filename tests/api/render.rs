@@ -359,10 +359,26 @@ async fn scenes_join_at_whole_frames_of_the_movies_frame_rate() {
     let spec = json!({ "width": 160, "height": 120, "fps": 12, "scenes": [
         { "id": "a", "duration": 0.55, "bgColor": "#102030" },
         { "id": "b", "duration": 0.5, "bgColor": "#302010" },
-        { "id": "c", "duration": 0.55, "bgColor": "#103020" }] });
-    let (_, updates, _) = render(&app, &owner, spec).await;
+        { "id": "c", "duration": 0.55, "bgColor": "#102030" }] });
+    let (id, updates, _) = render(&app, &owner, spec).await;
     let last = updates.last().expect("updates");
     assert_eq!(last["status"], "DONE", "{updates:#?}");
+    // "c" is "a" again: one job renders both, before either is in the cache.
+    let children = app
+        .ok(Some(&owner.access_token), CHILDREN, json!({ "id": id }))
+        .await;
+    let scenes: Vec<_> = children["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["type"] == "render.scene")
+        .map(|c| (c["sceneId"].as_str(), c["cached"].as_bool()))
+        .collect();
+    assert_eq!(
+        scenes,
+        [(Some("a"), Some(false)), (Some("b"), Some(false))],
+        "{children}"
+    );
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("movie.mp4");
     download(&app, last["outputUrl"].as_str().expect("outputUrl"), &file).await;
@@ -1073,6 +1089,33 @@ fn tamper_signature(url: &str) -> String {
     let digit = &url[at..=at];
     let other = if digit == "0" { "1" } else { "0" };
     format!("{}{other}{}", &url[..at], &url[at + 1..])
+}
+
+/// A job ended and its idempotency key was taken by a new one: retrying the first says so,
+/// naming the new job, instead of "a record with these values already exists".
+#[tokio::test]
+async fn retrying_a_job_whose_key_was_taken_names_the_job_that_holds_it() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("idem-retry@example.com").await;
+    let token = Some(owner.access_token.as_str());
+    let spec = json!({ "width": 320, "height": 180, "fps": 10, "scenes": [{ "id": "a", "duration": 1, "bgColor": "#000000" }] });
+    let input = json!({ "input": { "spec": spec, "idempotencyKey": "c-1" } });
+    let first = app.ok(token, RENDER, input.clone()).await["renderMovie"]["id"].clone();
+    let cancel = "mutation($id: ID!) { cancelJob(id: $id) { status } }";
+    app.ok(token, cancel, json!({ "id": first })).await;
+    let second = app.ok(token, RENDER, input).await["renderMovie"]["id"].clone();
+    assert_ne!(first, second);
+    let retry = "mutation($id: ID!) { retryJob(id: $id) { status } }";
+    let answer = app.gql(token, retry, json!({ "id": first })).await;
+    let error = &answer["errors"][0];
+    assert_eq!(error["extensions"]["code"], "CONFLICT", "{answer}");
+    assert_eq!(error["extensions"]["field"], "id", "{answer}");
+    let message = error["message"].as_str().expect("message");
+    assert!(message.contains(second.as_str().expect("id")), "{message}");
+    // Once the holder has ended too, the retry goes ahead.
+    app.ok(token, cancel, json!({ "id": second })).await;
+    let retried = app.ok(token, retry, json!({ "id": first })).await;
+    assert_eq!(retried["retryJob"]["status"], "QUEUED", "{retried}");
 }
 
 /// Two `renderMovie` calls with one idempotency key race: the second does not see the first's
