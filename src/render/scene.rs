@@ -254,8 +254,13 @@ pub fn scene_args(
 }
 
 /// Arguments that join `list` (a concat demuxer file list) into `output` without re-encoding.
+///
+/// With the input's times kept (`-copyts`): the sound's first AAC frame is encoder priming,
+/// read at -21 ms, and without it the muxer moved every stream 21 ms later to start at 0, so
+/// the movie's pictures began 21 ms after its sound, and its file ran 21 ms past its length.
 pub fn concat_args(list: &Path, output: &Path) -> Vec<String> {
     vec![
+        "-copyts".into(),
         "-f".into(),
         "concat".into(),
         "-safe".into(),

@@ -412,6 +412,29 @@ async fn scenes_join_at_whole_frames_of_the_movies_frame_rate() {
         .and_then(|d| d.parse().ok())
         .expect("duration");
     assert!((duration - 20.0 / 12.0).abs() < 1e-4, "{stream}");
+    // Picture and sound both start at 0, and the file lasts as long as its pictures: the
+    // sound's priming frame moved the pictures of every joined movie 21 ms later.
+    let out = tokio::process::Command::new(&tools.ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,start_time",
+        ])
+        .args(["-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    let streams = String::from_utf8(out.stdout).expect("text");
+    let lines: Vec<&str> = streams.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[..2],
+        ["video,0.000000", "audio,0.000000"],
+        "{streams}"
+    );
+    let length: f64 = lines[2].parse().expect("format duration");
+    assert!((length - 20.0 / 12.0).abs() < 1e-3, "{streams}");
     let tick: f64 = fields
         .get(1)
         .and_then(|tb| tb.strip_prefix("1/"))
