@@ -37,7 +37,7 @@ pub struct SceneInput {
     pub duration: f64,
     /// Background colour, `#RRGGBB`.
     pub bg_color: String,
-    /// Drawn in order, later layers on top.
+    /// Drawn in order, later layers on top; at most 20.
     pub layers: Option<Vec<LayerInput>>,
 }
 
@@ -54,7 +54,8 @@ pub enum LayerInput {
 /// included), and at least one must.
 #[derive(InputObject, Debug, Clone)]
 pub struct TextLayerInput {
-    /// 1–500 characters.
+    /// 1–500 characters; `\n` (or `\r\n`) breaks a line, a tab moves to the next stop of 4
+    /// spaces, and no other control character is allowed.
     pub text: String,
     /// Left edge, from -width to width pixels (omitted: centred across).
     pub x: Option<f64>,
@@ -333,10 +334,11 @@ fn timing(
             format!("must be at least 0 and less than the scene's duration ({duration}s)"),
         ));
     }
-    if !end.is_finite() || end <= start || end > duration + 1e-9 {
+    // Equal, the layer is drawn on the frame at that time (when there is one).
+    if !end.is_finite() || end < start || end > duration + 1e-9 {
         return Err(AppError::bad_input(
             format!("{field}.end"),
-            format!("must be after start and at most the scene's duration ({duration}s)"),
+            format!("must be at least start and at most the scene's duration ({duration}s)"),
         ));
     }
     if !shows_a_frame(start, end, duration, fps) {
@@ -442,14 +444,22 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
             layers.push(match layer {
                 LayerInput::Text(t) => {
                     let at = format!("{at}.text");
-                    let len = t.text.chars().count();
+                    // Windows line breaks (and old Mac ones) are line breaks; a tab is drawn as
+                    // tab stops of 4 spaces.
+                    let text = t.text.replace("\r\n", "\n").replace('\r', "\n");
+                    let len = text.chars().count();
                     if len == 0
                         || len > MAX_TEXT
-                        || t.text.chars().any(|c| c.is_control() && c != '\n')
+                        || text
+                            .chars()
+                            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
                     {
                         return Err(AppError::bad_input(
                             format!("{at}.text"),
-                            format!("must be 1–{MAX_TEXT} printable characters"),
+                            format!(
+                                "must be 1–{MAX_TEXT} characters, with no control characters \
+                                 but line breaks and tabs"
+                            ),
                         ));
                     }
                     let font_size = t.font_size.unwrap_or(48);
@@ -462,7 +472,7 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                     let (start, end) =
                         timing(&at, t.start, t.end, scene.duration, input.fps as u32)?;
                     Layer::Text {
-                        text: t.text.clone(),
+                        text,
                         x: position(&format!("{at}.x"), t.x, width)?,
                         y: position(&format!("{at}.y"), t.y, height)?,
                         font_size: font_size as u32,
@@ -664,6 +674,33 @@ mod tests {
     }
 
     #[test]
+    fn text_breaks_lines_at_any_line_ending_and_keeps_tabs_but_no_other_control() {
+        let with_text = |text: &str| {
+            let mut typed = spec();
+            if let Some(LayerInput::Text(t)) =
+                typed.scenes[0].layers.as_mut().and_then(|l| l.first_mut())
+            {
+                t.text = text.into();
+            }
+            validate("input.spec", &typed)
+        };
+        let movie = with_text("one\r\ntwo\rthree\tfour")
+            .map_err(|e| e.public_message())
+            .expect("valid");
+        let Layer::Text { text, .. } = &movie.scenes[0].layers[0] else {
+            panic!("a text layer: {movie:?}");
+        };
+        assert_eq!(text, "one\ntwo\nthree\tfour");
+        for refused in ["bell\u{7}", "escape\u{1b}[31m", "\u{85}next line"] {
+            assert_eq!(
+                field_of(with_text(refused)),
+                "input.spec.scenes.0.layers.0.text.text",
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_valid_spec_is_made_canonical() {
         let movie = validate("input.spec", &spec())
             .map_err(|e| e.public_message())
@@ -684,7 +721,7 @@ mod tests {
     }
 
     /// Windows of a layer, at an fps: whether a frame's time falls in them.
-    const WINDOWS: [(u32, f64, f64, bool); 14] = [
+    const WINDOWS: [(u32, f64, f64, bool); 18] = [
         (30, 0.5, 0.52, true),
         (30, 0.51, 0.52, false),
         (30, 0.467, 0.5, true),
@@ -701,6 +738,11 @@ mod tests {
         // Frame times a hair past a bound: 3 × 0.2 and 7 × (1/35).
         (5, 0.55, 0.6, false),
         (35, 0.2, 0.22, false),
+        // A window of one instant: the frame at that time, if there is one.
+        (30, 0.1, 0.1, true),
+        (24, 0.125, 0.125, true),
+        (30, 0.11, 0.11, false),
+        (5, 0.6, 0.6, false),
     ];
 
     #[test]
