@@ -6,7 +6,7 @@ RUN cargo build --profile production --locked --bin reelgraph
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+    && apt-get install -y --no-install-recommends ffmpeg ca-certificates fontconfig fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/reelgraph --create-home reelgraph
 COPY --from=build /src/target/production/reelgraph /usr/local/bin/reelgraph

@@ -138,6 +138,8 @@ async fn direct(
             }
         }
         let inputs = scene::SceneInputs {
+            // The benchmark's texts are ASCII: the default font draws them, as it does here.
+            fonts: Vec::new(),
             texts,
             images: vec![None; scene_spec.layers.len()],
             orientations: Vec::new(),

@@ -49,6 +49,10 @@ pub struct MovieInput {
 #[derive(Debug, Serialize, Deserialize)]
 struct SceneJobInput {
     scene: Scene,
+    /// The font file of each layer drawn with another than the default (by layer); empty in
+    /// a scene queued before fonts were chosen ([`super::fonts`]).
+    #[serde(default)]
+    fonts: Vec<Option<String>>,
     planned: PlannedScene,
     width: u32,
     height: u32,
@@ -294,7 +298,19 @@ impl JobHandler for RenderMovie {
                 )));
             }
         }
-        let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &spec, &assets);
+        // Each text the default font cannot draw whole, with the font that draws it.
+        let mut fonts = plan::TextFonts::new();
+        for scene in &spec.scenes {
+            for layer in &scene.layers {
+                if let Layer::Text { text, .. } = layer
+                    && !fonts.contains_key(text)
+                    && let Some(font) = super::fonts::font_for(text).await
+                {
+                    fonts.insert(text.clone(), font);
+                }
+            }
+        }
+        let plan = plan::compile(ctx.job.id, ctx.job.owner_id, &spec, &assets, &fonts);
         let plan_json =
             serde_json::to_vec_pretty(&plan).map_err(|e| JobFailure::permanent(e.to_string()))?;
         let key = plan::plan_key(ctx.job.id);
@@ -330,8 +346,17 @@ impl JobHandler for RenderMovie {
             .iter()
             .filter_map(|planned| {
                 let weight = weights.remove(planned.cache_key.as_str())?;
+                let scene = &spec.scenes[planned.index];
                 let input = SceneJobInput {
-                    scene: spec.scenes[planned.index].clone(),
+                    fonts: scene
+                        .layers
+                        .iter()
+                        .map(|layer| match layer {
+                            Layer::Text { text, .. } => fonts.get(text).cloned(),
+                            Layer::Image { .. } => None,
+                        })
+                        .collect(),
+                    scene: scene.clone(),
                     planned: planned.clone(),
                     width,
                     height,
@@ -438,6 +463,17 @@ impl JobHandler for RenderScene {
         let tools = tools().await?;
         let dir = temp_dir(ctx)?;
         let mut inputs = SceneInputs {
+            // One missing on this machine (a worker of another image) draws with the default
+            // rather than failing the render.
+            fonts: input
+                .fonts
+                .iter()
+                .map(|font| {
+                    font.as_ref()
+                        .map(std::path::PathBuf::from)
+                        .filter(|path| path.is_file())
+                })
+                .collect(),
             texts: Vec::new(),
             images: Vec::new(),
             orientations: Vec::new(),

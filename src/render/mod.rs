@@ -7,6 +7,7 @@
 //! ([`on_job_finished`]).
 
 pub mod ffmpeg;
+pub mod fonts;
 pub mod graphql;
 pub mod jobs;
 pub mod plan;

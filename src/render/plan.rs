@@ -82,6 +82,10 @@ pub fn output_key(job_id: Uuid) -> String {
 /// hold, not just their names (an asset's presigned PUT may write new bytes under its key).
 pub type AssetDigests = BTreeMap<String, String>;
 
+/// The font file each text is drawn with, by text, for the texts the default font cannot draw
+/// whole ([`super::fonts`]); a text not in it is drawn with the default.
+pub type TextFonts = BTreeMap<String, String>;
+
 /// The cache key of `scene` rendered for `owner` at this size and frame rate, with these
 /// pictures. Each owner has their own entries: a shared one would tell a user, by `cached`,
 /// that someone else rendered the very scene they guessed (a title card's text, say).
@@ -95,7 +99,19 @@ pub fn scene_cache_key(
     height: u32,
     fps: u32,
     assets: &AssetDigests,
+    fonts: &TextFonts,
 ) -> String {
+    // Only where a text is drawn with another font than the default: the keys of scenes
+    // whose texts the default draws stay as they were.
+    let drawn_with: Vec<(usize, &str)> = scene
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, layer)| match layer {
+            Layer::Text { text, .. } => fonts.get(text).map(|font| (i, font.as_str())),
+            Layer::Image { .. } => None,
+        })
+        .collect();
     let mut drawn = scene.clone();
     drawn.id.clear();
     for layer in &mut drawn.layers {
@@ -106,6 +122,9 @@ pub fn scene_cache_key(
     }
     let mut material = format!("{owner}|").into_bytes();
     material.extend_from_slice(&canonical_json(&drawn));
+    if !drawn_with.is_empty() {
+        material.extend_from_slice(format!("|fonts:{drawn_with:?}").as_bytes());
+    }
     material.extend_from_slice(
         format!(
             "|{width}x{height}@{fps}|{}|{RENDERER_VERSION}",
@@ -116,14 +135,27 @@ pub fn scene_cache_key(
     sha256_hex(&material)
 }
 
-pub fn compile(job_id: Uuid, owner: Uuid, spec: &MovieSpec, assets: &AssetDigests) -> RenderPlan {
+pub fn compile(
+    job_id: Uuid,
+    owner: Uuid,
+    spec: &MovieSpec,
+    assets: &AssetDigests,
+    fonts: &TextFonts,
+) -> RenderPlan {
     let scenes = spec
         .scenes
         .iter()
         .enumerate()
         .map(|(index, scene)| {
-            let cache_key =
-                scene_cache_key(owner, scene, spec.width, spec.height, spec.fps, assets);
+            let cache_key = scene_cache_key(
+                owner,
+                scene,
+                spec.width,
+                spec.height,
+                spec.fps,
+                assets,
+                fonts,
+            );
             PlannedScene {
                 index,
                 scene_id: scene.id.clone(),
@@ -166,33 +198,89 @@ mod tests {
     #[test]
     fn a_scene_keeps_its_cache_key_unless_it_or_the_format_changes() {
         let none = AssetDigests::new();
-        let key = scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &none);
+        let key = scene_cache_key(
+            Uuid::nil(),
+            &scene("hi"),
+            640,
+            360,
+            30,
+            &none,
+            &TextFonts::new(),
+        );
         assert_eq!(
             key,
-            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &none)
+            scene_cache_key(
+                Uuid::nil(),
+                &scene("hi"),
+                640,
+                360,
+                30,
+                &none,
+                &TextFonts::new()
+            )
         );
         assert_ne!(
             key,
-            scene_cache_key(Uuid::nil(), &scene("hello"), 640, 360, 30, &none)
+            scene_cache_key(
+                Uuid::nil(),
+                &scene("hello"),
+                640,
+                360,
+                30,
+                &none,
+                &TextFonts::new()
+            )
         );
         assert_ne!(
             key,
-            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 25, &none)
+            scene_cache_key(
+                Uuid::nil(),
+                &scene("hi"),
+                640,
+                360,
+                25,
+                &none,
+                &TextFonts::new()
+            )
         );
         assert_ne!(
             key,
-            scene_cache_key(Uuid::nil(), &scene("hi"), 1280, 720, 30, &none)
+            scene_cache_key(
+                Uuid::nil(),
+                &scene("hi"),
+                1280,
+                720,
+                30,
+                &none,
+                &TextFonts::new()
+            )
         );
         // A scene without pictures does not depend on other scenes' pictures.
         let other = AssetDigests::from([("assets/u/a.png".to_owned(), "00".to_owned())]);
         assert_eq!(
             key,
-            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &other)
+            scene_cache_key(
+                Uuid::nil(),
+                &scene("hi"),
+                640,
+                360,
+                30,
+                &other,
+                &TextFonts::new()
+            )
         );
         // Another owner's render of the same scene is not this one's.
         assert_ne!(
             key,
-            scene_cache_key(Uuid::max(), &scene("hi"), 640, 360, 30, &none)
+            scene_cache_key(
+                Uuid::max(),
+                &scene("hi"),
+                640,
+                360,
+                30,
+                &none,
+                &TextFonts::new()
+            )
         );
     }
 
@@ -209,14 +297,38 @@ mod tests {
             end: 2.0,
         });
         let digests = |d: &str| AssetDigests::from([("assets/u/a.png".to_owned(), d.to_owned())]);
-        let key = scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("aa"));
+        let key = scene_cache_key(
+            Uuid::nil(),
+            &with_picture,
+            640,
+            360,
+            30,
+            &digests("aa"),
+            &TextFonts::new(),
+        );
         assert_eq!(
             key,
-            scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("aa"))
+            scene_cache_key(
+                Uuid::nil(),
+                &with_picture,
+                640,
+                360,
+                30,
+                &digests("aa"),
+                &TextFonts::new()
+            )
         );
         assert_ne!(
             key,
-            scene_cache_key(Uuid::nil(), &with_picture, 640, 360, 30, &digests("bb"))
+            scene_cache_key(
+                Uuid::nil(),
+                &with_picture,
+                640,
+                360,
+                30,
+                &digests("bb"),
+                &TextFonts::new()
+            )
         );
         // The same bytes uploaded again under another key, in a scene of another id: the
         // same frames, the same key.
@@ -228,11 +340,27 @@ mod tests {
         let digests_b = AssetDigests::from([("assets/u/b.png".to_owned(), "aa".to_owned())]);
         assert_eq!(
             key,
-            scene_cache_key(Uuid::nil(), &again, 640, 360, 30, &digests_b)
+            scene_cache_key(
+                Uuid::nil(),
+                &again,
+                640,
+                360,
+                30,
+                &digests_b,
+                &TextFonts::new()
+            )
         );
         assert_ne!(
             key,
-            scene_cache_key(Uuid::nil(), &again, 640, 360, 30, &digests("aa")),
+            scene_cache_key(
+                Uuid::nil(),
+                &again,
+                640,
+                360,
+                30,
+                &digests("aa"),
+                &TextFonts::new()
+            ),
             "a picture whose digest is unknown is not taken for another"
         );
     }
@@ -251,11 +379,24 @@ mod tests {
                 },
             ],
         };
-        let plan = compile(Uuid::now_v7(), Uuid::nil(), &spec, &AssetDigests::new());
+        let plan = compile(
+            Uuid::now_v7(),
+            Uuid::nil(),
+            &spec,
+            &AssetDigests::new(),
+            &TextFonts::new(),
+        );
         assert!(plan.hash.starts_with("sha256:"));
         assert_eq!(
             plan.hash,
-            compile(Uuid::now_v7(), Uuid::nil(), &spec, &AssetDigests::new()).hash
+            compile(
+                Uuid::now_v7(),
+                Uuid::nil(),
+                &spec,
+                &AssetDigests::new(),
+                &TextFonts::new(),
+            )
+            .hash
         );
         assert_eq!(plan.scenes[1].index, 1);
         assert_eq!(

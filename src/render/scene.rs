@@ -12,6 +12,8 @@ use super::{
 /// EXIF orientation of each picture (`orientations[i]`; missing or 1 when upright).
 pub struct SceneInputs {
     pub texts: Vec<Option<PathBuf>>,
+    /// The font file of text layer `i`, when not the default ([`super::fonts`]).
+    pub fonts: Vec<Option<PathBuf>>,
     pub images: Vec<Option<PathBuf>>,
     pub orientations: Vec<u8>,
 }
@@ -174,8 +176,12 @@ pub fn scene_args(
                 };
                 let x = x.map_or("(w-text_w)/2".to_owned(), num);
                 let y = y.map_or("(h-text_h)/2".to_owned(), num);
+                let font = match inputs.fonts.get(i) {
+                    Some(Some(font)) => format!("fontfile='{}':", filter_path(font)),
+                    _ => String::new(),
+                };
                 graph.push(format!(
-                    "[{current}]drawtext=textfile='{}':expansion=none:fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
+                    "[{current}]drawtext={font}textfile='{}':expansion=none:fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
                     filter_path(file),
                     hex(color),
                     num(*start),
@@ -451,6 +457,7 @@ mod tests {
             }],
         };
         let inputs = SceneInputs {
+            fonts: vec![super::super::fonts::font_for(text).await.map(PathBuf::from)],
             texts: vec![Some(text_file)],
             images: vec![None],
             orientations: Vec::new(),
@@ -497,6 +504,7 @@ mod tests {
                 layers: Vec::new(),
             };
             let inputs = SceneInputs {
+                fonts: Vec::new(),
                 texts: Vec::new(),
                 images: Vec::new(),
                 orientations: Vec::new(),
@@ -583,6 +591,7 @@ mod tests {
             ],
         };
         let inputs = SceneInputs {
+            fonts: Vec::new(),
             texts: vec![None; 3],
             images: vec![Some(red.clone()), Some(blue), Some(red)],
             orientations: vec![1; 3],
@@ -612,5 +621,19 @@ mod tests {
         let two = frame_of("2").await;
         assert_eq!(expression.len(), two.len());
         assert_ne!(expression, two, "the expression was evaluated");
+    }
+
+    /// Chinese, Japanese and Korean are drawn, not shown as boxes: two texts of the same
+    /// characters in another order look alike only when every character is the same box.
+    #[tokio::test]
+    async fn cjk_text_is_drawn_in_a_font_that_has_it() {
+        for (text, reordered) in [("日本", "本日"), ("한국", "국한"), ("あい", "いあ")]
+        {
+            assert_ne!(
+                frame_of(text).await,
+                frame_of(reordered).await,
+                "{text:?} is drawn as boxes"
+            );
+        }
     }
 }

@@ -1114,6 +1114,37 @@ fn tamper_signature(url: &str) -> String {
     format!("{}{other}{}", &url[..at], &url[at + 1..])
 }
 
+/// A movie's Chinese, Japanese or Korean text is drawn in a font that has it: two movies of
+/// the same characters in another order look alike only when every one is the same box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cjk_text_in_a_movie_is_drawn_not_boxed() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("cjk@example.com").await;
+    let tools = ffmpeg::check().await.expect("ffmpeg");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut frames = Vec::new();
+    for text in ["東京 한국", "京東 국한"] {
+        let spec = json!({ "width": 160, "height": 64, "fps": 10, "scenes": [
+            { "id": "a", "duration": 0.2, "bgColor": "#000000",
+              "layers": [{ "text": { "text": text, "fontSize": 24 } }] }] });
+        let (_, updates, _) = render(&app, &owner, spec).await;
+        let last = updates.last().expect("updates");
+        assert_eq!(last["status"], "DONE", "{updates:#?}");
+        let file = dir.path().join(format!("{}.mp4", frames.len()));
+        download(&app, last["outputUrl"].as_str().expect("outputUrl"), &file).await;
+        let frame = tokio::process::Command::new(&tools.ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(&file)
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .output()
+            .await
+            .expect("ffmpeg runs");
+        assert!(frame.status.success() && frame.stdout.len() == 160 * 64);
+        frames.push(frame.stdout);
+    }
+    assert_ne!(frames[0], frames[1], "drawn as boxes");
+}
+
 /// A job ended and its idempotency key was taken by a new one: retrying the first says so,
 /// naming the new job, instead of "a record with these values already exists".
 #[tokio::test]
