@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{JobKind, job};
+use futures_util::{StreamExt, TryStreamExt};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
@@ -306,23 +307,36 @@ impl RenderMutation {
             }
             None => None,
         };
-        // Each picture looked up once, however many layers show it.
-        let mut sizes: std::collections::HashMap<&str, Option<u64>> =
-            std::collections::HashMap::new();
+        // Each picture looked up once, however many layers show it, a few at a time (up to
+        // 100 of them, one object storage round trip each).
+        let mut distinct = std::collections::HashSet::new();
+        let keys: Vec<String> = movie
+            .asset_keys()
+            .map(|(_, key)| key)
+            .filter(|key| distinct.insert(*key))
+            .map(str::to_owned)
+            .collect();
+        let (owner_prefix, admin) = (format!("assets/{}/", user.id), viewer.is_admin());
+        let storage = state.storage.clone();
+        let looked_up = move |key: String| {
+            let own = admin || key.starts_with(&owner_prefix);
+            let storage = storage.clone();
+            async move {
+                let size = match own && crate::storage::valid_key(&key) {
+                    true => storage.head(&key).await?.map(|found| found.size),
+                    false => None,
+                };
+                AppResult::Ok((key, size))
+            }
+        };
+        let sizes: std::collections::HashMap<String, Option<u64>> =
+            futures_util::stream::iter(keys)
+                .map(looked_up)
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
         for (path, key) in movie.asset_keys() {
-            let size = match sizes.get(key) {
-                Some(size) => *size,
-                None => {
-                    let own = key.starts_with(&format!("assets/{}/", user.id)) || viewer.is_admin();
-                    let size = match own && crate::storage::valid_key(key) {
-                        true => state.storage.head(key).await?.map(|found| found.size),
-                        false => None,
-                    };
-                    sizes.insert(key, size);
-                    size
-                }
-            };
-            let Some(size) = size else {
+            let Some(size) = sizes.get(key).copied().flatten() else {
                 return Err(AppError::bad_input(
                     format!("input.spec.{path}"),
                     "no such asset among yours (upload it with requestAssetUpload first)",

@@ -13,6 +13,9 @@ pub const MAX_SCENES: usize = 100;
 pub const MAX_SCENE_SECS: f64 = 300.0;
 pub const MAX_LAYERS: usize = 20;
 pub const MAX_TEXT: usize = 500;
+/// Different pictures in one movie (shown any number of times): each is downloaded, decoded
+/// and hashed one after another while the movie is planned, and looked up in the request.
+pub const MAX_PICTURES: usize = 100;
 
 /// A movie to render: a sequence of scenes of one size and frame rate.
 #[derive(InputObject, Debug, Clone)]
@@ -23,7 +26,7 @@ pub struct MovieSpecInput {
     pub height: i32,
     /// Frames per second, 1–60.
     pub fps: i32,
-    /// 1–100 scenes, played in order.
+    /// 1–100 scenes, played in order, showing at most 100 different pictures.
     pub scenes: Vec<SceneInput>,
 }
 
@@ -394,6 +397,7 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
         ));
     }
     let mut scenes = Vec::with_capacity(input.scenes.len());
+    let mut pictures = std::collections::HashSet::new();
     for (si, scene) in input.scenes.iter().enumerate() {
         let at = format!("{prefix}.scenes.{si}");
         let id_ok = !scene.id.is_empty()
@@ -496,6 +500,15 @@ pub fn validate(prefix: &str, input: &MovieSpecInput) -> AppResult<MovieSpec> {
                         return Err(AppError::bad_input(
                             format!("{at}.assetKey"),
                             "is not a valid object key",
+                        ));
+                    }
+                    if pictures.insert(i.asset_key.as_str()) && pictures.len() > MAX_PICTURES {
+                        return Err(AppError::bad_input(
+                            format!("{at}.assetKey"),
+                            format!(
+                                "a movie may show at most {MAX_PICTURES} different pictures \
+                                 (each any number of times)"
+                            ),
                         ));
                     }
                     let size = |field: &str, v: Option<i32>| -> AppResult<Option<u32>> {
@@ -671,6 +684,41 @@ mod tests {
             Err(AppError::BadInput { field, .. }) => field,
             other => panic!("expected a bad input error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_movie_shows_at_most_a_hundred_different_pictures() {
+        let with_pictures = |key_of: &dyn Fn(usize) -> usize| {
+            let mut many = spec();
+            many.scenes = (0..6)
+                .map(|si| SceneInput {
+                    id: format!("s{si}"),
+                    duration: 1.0,
+                    bg_color: "#000000".into(),
+                    layers: Some(
+                        (0..17)
+                            .map(|li| {
+                                LayerInput::Image(ImageLayerInput {
+                                    asset_key: format!("assets/u/{}.png", key_of(si * 17 + li)),
+                                    x: None,
+                                    y: None,
+                                    width: None,
+                                    height: None,
+                                    start: None,
+                                    end: None,
+                                })
+                            })
+                            .collect(),
+                    ),
+                })
+                .collect();
+            validate("input.spec", &many)
+        };
+        assert_eq!(
+            field_of(with_pictures(&|n| n)),
+            "input.spec.scenes.5.layers.15.image.assetKey"
+        );
+        assert!(with_pictures(&|n| n % MAX_PICTURES).is_ok());
     }
 
     #[test]
