@@ -76,8 +76,18 @@ fn server(context: &str, detail: impl std::fmt::Display) -> Failure {
     }
 }
 
+/// Object storage or the database did not answer: tried again with backoff, its attempts
+/// not used up during the outage grace (as renders and shorts are), and the video left
+/// PROCESSING meanwhile. A storage restart of a few seconds failed every upload being
+/// processed, whose owners had to retry each by hand. A job that fails for good leaves its
+/// video FAILED ([`super::on_job_finished`]).
+fn outage(context: &str, detail: impl std::fmt::Display) -> Failure {
+    tracing::warn!(%detail, "video.probe: {context}");
+    Failure::Stopped(JobFailure::unavailable(format!("{context} failed"), detail))
+}
+
 fn db_failure(context: &str) -> impl FnOnce(DbErr) -> Failure + '_ {
-    move |err| server(context, err)
+    move |err| outage(context, err)
 }
 
 pub struct ProbeVideo;
@@ -156,7 +166,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
         .storage
         .head(&video.storage_key)
         .await
-        .map_err(|e| server("reading the upload's metadata", e))?;
+        .map_err(|e| outage("reading the upload's metadata", e))?;
     if stored.is_none() {
         return Err(Failure::File(
             "the file could not be read: the upload is missing from storage; upload it again"
@@ -166,7 +176,7 @@ async fn process(ctx: &JobContext, video_id: Uuid) -> Result<Outcome, Failure> {
     ctx.storage
         .get_to_file(&video.storage_key, &original)
         .await
-        .map_err(|e| server("downloading the upload", e))?;
+        .map_err(|e| outage("downloading the upload", e))?;
 
     ctx.progress(0.05, Some("verifying")).await?;
     let size = tokio::fs::metadata(&original)
@@ -412,7 +422,7 @@ async fn store(
     ctx.storage
         .put_file(&key, file, profile.mime)
         .await
-        .map_err(|e| server("storing a rendition", e))?;
+        .map_err(|e| outage("storing a rendition", e))?;
     let size = i64::try_from(size).unwrap_or(i64::MAX);
     let bitrate = probe
         .duration_secs

@@ -186,6 +186,13 @@ fn storage_failure(err: impl std::fmt::Display) -> JobFailure {
     JobFailure::unavailable("object storage was unavailable", err)
 }
 
+/// The database did not answer (a restart, a failover): an outage, as for storage. A scene
+/// rendered and stored but not recorded failed its attempt, and three such cuts failed the
+/// movie.
+fn db_failure(public: &'static str) -> impl FnOnce(sea_orm::DbErr) -> JobFailure {
+    move |err| JobFailure::unavailable(public, err)
+}
+
 async fn tools() -> Result<ffmpeg::Tools, JobFailure> {
     ffmpeg::check().await.map_err(tools_missing)
 }
@@ -330,7 +337,7 @@ impl JobHandler for RenderMovie {
         .on_conflict_do_nothing_on([render_plan::Column::JobId])
         .exec(ctx.db())
         .await
-        .map_err(|e| JobFailure::internal("could not save the render plan", e))?;
+        .map_err(db_failure("could not save the render plan"))?;
         ctx.progress(PLANNED, Some("planning")).await?;
 
         let (width, height, fps) = (input.spec.width, input.spec.height, input.spec.fps);
@@ -419,7 +426,7 @@ impl JobHandler for RenderScene {
         let cached = scene_cache_entry::Entity::find_by_id(planned.cache_key.clone())
             .one(ctx.db())
             .await
-            .map_err(|e| JobFailure::internal("could not read the scene cache", e))?;
+            .map_err(db_failure("could not read the scene cache"))?;
         // Marked used before anything else: a prune that comes later leaves the entry alone (it
         // removes only entries unused for days, conditionally), and one that came first has
         // removed the row, so nothing is marked and this is a miss.
@@ -430,7 +437,7 @@ impl JobHandler for RenderScene {
                     .filter(scene_cache_entry::Column::Hash.eq(entry.hash.clone()))
                     .exec(ctx.db())
                     .await
-                    .map_err(|e| JobFailure::internal("could not update the scene cache", e))?
+                    .map_err(db_failure("could not update the scene cache"))?
                     .rows_affected
                     == 1
             }
@@ -453,6 +460,27 @@ impl JobHandler for RenderScene {
             return Ok(Outcome::Done {
                 output: json!({ "key": entry.storage_key, "duration": entry.duration_secs, "cached": true }),
                 output_ref: Some(entry.storage_key),
+            });
+        }
+        // Stored by an earlier attempt whose database write did not happen (an outage after
+        // the upload): the file is the scene (its key is its content's), so it is recorded
+        // rather than rendered again.
+        if let Some(stored) = ctx
+            .storage
+            .head(&planned.output_key)
+            .await
+            .map_err(storage_failure)?
+        {
+            record_scene(ctx, planned, i64::try_from(stored.size).ok()).await?;
+            ctx.metrics
+                .scene_cache
+                .get_or_create(&ResultLabel { result: "hit" })
+                .inc();
+            ctx.mark_cached().await?;
+            ctx.progress(1.0, Some("cached")).await?;
+            return Ok(Outcome::Done {
+                output: json!({ "key": planned.output_key, "duration": planned.duration, "cached": true }),
+                output_ref: Some(planned.output_key.clone()),
             });
         }
         ctx.metrics
@@ -544,33 +572,43 @@ impl JobHandler for RenderScene {
             .await
             .map(|m| m.len() as i64)
             .ok();
-        scene_cache_entry::Entity::insert(scene_cache_entry::ActiveModel {
-            hash: Set(planned.cache_key.clone()),
-            storage_key: Set(planned.output_key.clone()),
-            duration_secs: Set(planned.duration),
-            size_bytes: Set(size),
-            created_at: Set(Utc::now()),
-            last_used_at: Set(Utc::now()),
-        })
-        // An entry whose file had gone is pointed at the new one, and counts as used now.
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(scene_cache_entry::Column::Hash)
-                .update_columns([
-                    scene_cache_entry::Column::StorageKey,
-                    scene_cache_entry::Column::DurationSecs,
-                    scene_cache_entry::Column::SizeBytes,
-                    scene_cache_entry::Column::LastUsedAt,
-                ])
-                .to_owned(),
-        )
-        .exec(ctx.db())
-        .await
-        .map_err(|e| JobFailure::internal("could not record the scene in the cache", e))?;
+        record_scene(ctx, planned, size).await?;
         Ok(Outcome::Done {
             output: json!({ "key": planned.output_key, "duration": planned.duration, "cached": false }),
             output_ref: Some(planned.output_key.clone()),
         })
     }
+}
+
+/// Records `planned`'s stored file in the scene cache.
+async fn record_scene(
+    ctx: &JobContext,
+    planned: &PlannedScene,
+    size: Option<i64>,
+) -> Result<(), JobFailure> {
+    scene_cache_entry::Entity::insert(scene_cache_entry::ActiveModel {
+        hash: Set(planned.cache_key.clone()),
+        storage_key: Set(planned.output_key.clone()),
+        duration_secs: Set(planned.duration),
+        size_bytes: Set(size),
+        created_at: Set(Utc::now()),
+        last_used_at: Set(Utc::now()),
+    })
+    // An entry whose file had gone is pointed at the new one, and counts as used now.
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(scene_cache_entry::Column::Hash)
+            .update_columns([
+                scene_cache_entry::Column::StorageKey,
+                scene_cache_entry::Column::DurationSecs,
+                scene_cache_entry::Column::SizeBytes,
+                scene_cache_entry::Column::LastUsedAt,
+            ])
+            .to_owned(),
+    )
+    .exec(ctx.db())
+    .await
+    .map_err(db_failure("could not record the scene in the cache"))?;
+    Ok(())
 }
 
 struct RenderAssemble;

@@ -933,6 +933,94 @@ async fn processed(
         .expect("the video")
 }
 
+/// A probe that cannot reach object storage (here its upload is a link to itself: every read
+/// fails, as in an outage) waits with backoff, its attempts not used up and its video still
+/// PROCESSING; once storage answers again it goes on to READY. Three tries a second or two
+/// apart failed the video for good during a storage restart of a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_waits_out_a_storage_outage() {
+    use sea_orm::{EntityTrait, QueryFilter, sea_query::Expr};
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("probe-outage@example.com").await;
+    let creator = app.create_creator(&owner, "Probe Outage").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bytes = make_source(
+        &dir.path().join("source.mp4"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=10:d=2",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+    .await;
+    let upload = request_upload(&app, &owner, &creator, &bytes).await;
+    crate::helpers::put_presigned(&app, &upload, &bytes).await;
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
+            json!({ "v": upload["video"]["id"] }),
+        )
+        .await;
+    let job_id: uuid::Uuid = data["completeVideoUpload"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("job");
+    let video_id: uuid::Uuid = upload["video"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("video");
+    let video = || async {
+        entity::video::Entity::find_by_id(video_id)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("video")
+    };
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("tests run on local storage");
+    };
+    let path = local.path_of(&video().await.storage_key);
+    std::fs::remove_file(&path).expect("removed");
+    std::os::unix::fs::symlink(&path, &path).expect("a link to itself");
+    let workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = entity::job::Entity::find_by_id(job_id)
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("job");
+        assert_ne!(job.status, entity::JobStatus::Failed, "{job:?}");
+        if job.status == entity::JobStatus::Queued && job.attempts == 3 {
+            assert_eq!(job.max_attempts, 6, "no attempt used up: {job:?}");
+            assert_eq!(video().await.status, entity::VideoStatus::Processing);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Storage answers again; the next attempt is due now.
+    std::fs::remove_file(&path).expect("link removed");
+    std::fs::write(&path, &bytes).expect("upload back");
+    entity::job::Entity::update_many()
+        .col_expr(entity::job::Column::RunAt, Expr::val(chrono::Utc::now()))
+        .filter(sea_orm::ColumnTrait::eq(&entity::job::Column::Id, job_id))
+        .exec(&app.state.db)
+        .await
+        .expect("due now");
+    assert_eq!(
+        finish(&app, &owner.access_token, &job_id.to_string()).await,
+        "DONE"
+    );
+    assert_eq!(video().await.status, entity::VideoStatus::Ready);
+    workers.abort();
+}
+
 /// The sine tone of `secs` seconds, as ffmpeg's second input.
 fn tone(secs: u32) -> String {
     format!("sine=frequency=440:sample_rate=48000:d={secs}")

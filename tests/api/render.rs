@@ -1145,6 +1145,124 @@ async fn cjk_text_in_a_movie_is_drawn_not_boxed() {
     assert_ne!(frames[0], frames[1], "drawn as boxes");
 }
 
+/// The database not answering while a scene is looked up or recorded is an outage, waited
+/// out without using up attempts (three cuts of a database restart failed the movie); and a
+/// scene stored by an attempt whose cache row was never written is recorded, not rendered
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_wait_out_a_database_outage_and_keep_what_was_stored() {
+    use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("scene-outage@example.com").await;
+    let db = &app.state.db;
+    let spec = |colour: &str| {
+        json!({ "width": 160, "height": 120, "fps": 10, "scenes": [
+            { "id": "a", "duration": 0.5, "bgColor": colour }] })
+    };
+    let scene_children = async |id: &str| {
+        let children = app
+            .ok(Some(&owner.access_token), CHILDREN, json!({ "id": id }))
+            .await;
+        children["job"]["children"]["nodes"]
+            .as_array()
+            .expect("children")
+            .iter()
+            .filter(|c| c["type"] == "render.scene")
+            .map(|c| c["cached"].clone())
+            .collect::<Vec<_>>()
+    };
+    let (first, updates, _) = render(&app, &owner, spec("#102030")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    assert_eq!(scene_children(&first).await, [json!(false)]);
+    // Its row lost, as when the database went away after the upload.
+    entity::scene_cache_entry::Entity::delete_many()
+        .exec(db)
+        .await
+        .expect("rows deleted");
+    let (again, updates, _) = render(&app, &owner, spec("#102030")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    assert_eq!(
+        scene_children(&again).await,
+        [json!(true)],
+        "not rendered again"
+    );
+    assert_eq!(
+        entity::scene_cache_entry::Entity::find()
+            .count(db)
+            .await
+            .expect("count"),
+        1
+    );
+
+    // The scene cache cannot be read while a new scene renders.
+    db.execute_unprepared("ALTER TABLE scene_cache RENAME TO scene_cache_away")
+        .await
+        .expect("table away");
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec("#302010") } }),
+        )
+        .await;
+    let movie: uuid::Uuid = data["renderMovie"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    let workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let scene = entity::job::Entity::find()
+            .filter(sea_orm::ColumnTrait::eq(
+                &entity::job::Column::ParentId,
+                movie,
+            ))
+            .one(db)
+            .await
+            .expect("read");
+        if let Some(scene) = &scene {
+            assert_ne!(scene.status, entity::JobStatus::Failed, "{scene:?}");
+            if scene.attempts >= 3 && scene.status == entity::JobStatus::Queued {
+                assert_eq!(
+                    scene.max_attempts,
+                    scene.attempts + 3,
+                    "none used up: {scene:?}"
+                );
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{scene:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.execute_unprepared("ALTER TABLE scene_cache_away RENAME TO scene_cache")
+        .await
+        .expect("table back");
+    entity::job::Entity::update_many()
+        .col_expr(
+            entity::job::Column::RunAt,
+            sea_orm::sea_query::Expr::val(chrono::Utc::now()),
+        )
+        .exec(db)
+        .await
+        .expect("due now");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = entity::job::Entity::find_by_id(movie)
+            .one(db)
+            .await
+            .expect("read")
+            .expect("job");
+        if job.status == entity::JobStatus::Done {
+            break;
+        }
+        assert_ne!(job.status, entity::JobStatus::Failed, "{job:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    workers.abort();
+}
+
 /// A job ended and its idempotency key was taken by a new one: retrying the first says so,
 /// naming the new job, instead of "a record with these values already exists".
 #[tokio::test]
