@@ -364,6 +364,20 @@ impl Config {
                  whatever else is listed; list the origins, or `*` alone"
             );
         }
+        // One of the key pair alone would be ignored, and the AWS credential chain (another
+        // identity, perhaps another account) used instead.
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        match (set(&self.s3_access_key_id), set(&self.s3_secret_access_key)) {
+            (true, false) => anyhow::bail!(
+                "S3_ACCESS_KEY_ID is set without S3_SECRET_ACCESS_KEY: set both, or neither to \
+                 use the AWS credential chain"
+            ),
+            (false, true) => anyhow::bail!(
+                "S3_SECRET_ACCESS_KEY is set without S3_ACCESS_KEY_ID: set both, or neither to \
+                 use the AWS credential chain"
+            ),
+            _ => {}
+        }
         // S3 settings without S3 storage would be ignored, the objects kept in a local folder.
         if !self.uses_s3() {
             let defaults = Self::embedded("/");
@@ -494,9 +508,35 @@ mod tests {
             refused(&|c| {
                 c.storage_url = Some("S3://b".into());
                 c.s3_access_key_id = Some("key".into());
+                c.s3_secret_access_key = Some("secret".into());
             })
             .is_empty()
         );
+        // Half a key pair would be ignored for the AWS chain's.
+        for (id, secret, named) in [
+            (
+                Some("key"),
+                None,
+                "S3_ACCESS_KEY_ID is set without S3_SECRET_ACCESS_KEY",
+            ),
+            (
+                Some("key"),
+                Some(" "),
+                "S3_ACCESS_KEY_ID is set without S3_SECRET_ACCESS_KEY",
+            ),
+            (
+                None,
+                Some("secret"),
+                "S3_SECRET_ACCESS_KEY is set without S3_ACCESS_KEY_ID",
+            ),
+        ] {
+            let why = refused(&|c| {
+                c.s3_bucket = Some("b".into());
+                c.s3_access_key_id = id.map(Into::into);
+                c.s3_secret_access_key = secret.map(Into::into);
+            });
+            assert!(why.starts_with(named), "{why}");
+        }
         // With S3 storage (either way) they are its settings.
         assert!(
             refused(&|c| {
@@ -509,6 +549,7 @@ mod tests {
             refused(&|c| {
                 c.storage_url = Some("s3://b".into());
                 c.s3_access_key_id = Some("key".into());
+                c.s3_secret_access_key = Some("secret".into());
             })
             .is_empty()
         );

@@ -127,7 +127,7 @@ pub async fn connect(
     };
     let mut db = connected.map_err(|err| {
         // sqlx quotes a connection string it cannot parse, password and all.
-        let message = err.to_string();
+        let message = tidied(&err.to_string());
         let message = match &config.database_url {
             Some(url) if !url.is_empty() => message.replace(url.as_str(), "<DATABASE_URL>"),
             _ => message,
@@ -155,6 +155,25 @@ pub async fn connect(
         let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
     });
     Ok(db)
+}
+
+/// A connection error as an operator reads it: what the server said, without the layers'
+/// prefixes and the line of PostgreSQL's own source it came from ("Connection Error: error
+/// returned from database: database \"x\" does not exist at line 948").
+fn tidied(message: &str) -> String {
+    let message = message.trim();
+    let message = message
+        .strip_prefix("Connection Error: ")
+        .unwrap_or(message);
+    let message = message
+        .strip_prefix("error returned from database: ")
+        .unwrap_or(message);
+    match message.rsplit_once(" at line ") {
+        Some((said, line)) if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) => {
+            said.to_owned()
+        }
+        _ => message.to_owned(),
+    }
 }
 
 /// Opens and closes one connection to the PostgreSQL server at `url`: whether it is up.
@@ -376,7 +395,23 @@ impl<E: sea_orm::EntityTrait> RowLock for sea_orm::Select<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::shift_placeholders;
+    use super::{shift_placeholders, tidied};
+
+    #[test]
+    fn connection_errors_say_what_the_server_said() {
+        assert_eq!(
+            tidied(
+                "Connection Error: error returned from database: database \"x\" does not exist at line 948"
+            ),
+            "database \"x\" does not exist"
+        );
+        assert_eq!(
+            tidied("Connection Error: pool timed out while waiting for an open connection"),
+            "pool timed out while waiting for an open connection"
+        );
+        // Only a line number is taken off.
+        assert_eq!(tidied("stopped at line one"), "stopped at line one");
+    }
 
     #[test]
     fn placeholders_are_renumbered_outside_quotes() {
