@@ -68,9 +68,36 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// A cue's text for SubRip: its non-blank lines, trimmed, with `-->` defused (a blank line or
-/// a timing line inside the text would start a cue of its own).
+/// a timing line inside the text would start a cue of its own) and markup shown as written.
 pub(crate) fn srt_text(text: &str) -> String {
-    lines(text).map(defused).collect::<Vec<_>>().join("\n")
+    lines(text)
+        .map(|line| as_written(&defused(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` with what players read as SubRip markup kept from being read so: SubRip has no
+/// escapes, and players take `<b>`, `<font color=…>` and the like as HTML-ish tags (a web
+/// player may put them in the page) and `{\an8}` as a position override, so a transcript
+/// line "use <b> for bold" lost its tag and turned bold. A word joiner (U+2060, zero width)
+/// after the `<` of what could be a tag, and after the `{` of an override, leaves the text as
+/// it reads.
+fn as_written(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        let next = chars.peek().copied();
+        let markup = match c {
+            '<' => next.is_some_and(|n| n.is_ascii_alphabetic() || n == '/'),
+            '{' => next == Some('\\'),
+            _ => false,
+        };
+        if markup {
+            out.push('\u{2060}');
+        }
+    }
+    out
 }
 
 /// `text` with no `-->` left in it: every run of dashes before a `>` becomes one dash. One
@@ -164,7 +191,7 @@ pub fn srt(segments: &[Segment]) -> String {
             timestamp(segment.end, ',')
         ));
         if let Some(speaker) = &segment.speaker {
-            out.push_str(&format!("{}: ", defused(speaker)));
+            out.push_str(&format!("{}: ", as_written(&defused(speaker))));
         }
         out.push_str(&srt_text(&segment.text));
         out.push('\n');
@@ -215,7 +242,7 @@ mod tests {
     fn srt_numbers_cues_from_one() {
         assert_eq!(
             srt(&segments()),
-            "1\n00:00:00,500 --> 00:01:02,345\nHello <world> & all\n\n\
+            "1\n00:00:00,500 --> 00:01:02,345\nHello <\u{2060}world> & all\n\n\
              2\n01:02:05,000 --> 01:02:07,000\nAna: Line one\nline two\n"
         );
         assert_eq!(srt(&[]), "");
@@ -232,6 +259,28 @@ mod tests {
         assert_eq!(
             srt(&[speaker]),
             "1\n00:00:00,000 --> 00:00:01,000\n00:00:00,000 -> 09:00:00,000: hi\n"
+        );
+    }
+
+    /// Tags and overrides read as text: `<b>` and `{\an8}` made a transcript line bold or moved
+    /// it to the top, in the text or in a speaker's name.
+    #[test]
+    fn srt_markup_is_shown_as_written() {
+        let segment = Segment {
+            start: 0.0,
+            end: 1.0,
+            text: "use <b>bold</b> and {\\an8} but 1 < 2 and {x}".to_owned(),
+            speaker: Some("<i>Ana</i>".to_owned()),
+        };
+        let cue = srt(&[segment]);
+        let text = cue.lines().nth(2).expect("the cue's text");
+        assert_eq!(
+            text,
+            "<\u{2060}i>Ana<\u{2060}/i>: use <\u{2060}b>bold<\u{2060}/b> and {\u{2060}\\an8} but 1 < 2 and {x}"
+        );
+        assert_eq!(
+            text.replace('\u{2060}', ""),
+            "<i>Ana</i>: use <b>bold</b> and {\\an8} but 1 < 2 and {x}"
         );
     }
 

@@ -232,7 +232,8 @@ async fn caption_files_have_the_exact_expected_text(backend: Backend) {
     assert_eq!(
         text,
         "1\n00:00:01,500 --> 00:00:04,250\nWelcome back & hello\n\n\
-         2\n00:01:02,345 --> 00:01:05,000\nAna: Today: <compression>\n"
+         2\n00:01:02,345 --> 00:01:05,000\nAna: Today: <\u{2060}compression>\n",
+        "SubRip has no escapes: a word joiner keeps <compression> from reading as a tag"
     );
 
     // Replacing upserts the same rows, pointed at a new version of the files (never the
