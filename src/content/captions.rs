@@ -50,9 +50,22 @@ pub fn render(format: CaptionFormat, segments: &[Segment]) -> String {
 }
 
 /// `HH:MM:SS{sep}mmm`, rounded to the millisecond; hours grow past two digits if they must.
+#[cfg(test)]
 fn timestamp(seconds: f64, separator: char) -> String {
     // Validated times are finite and non-negative; the cast saturates anyway.
-    let total_ms = (seconds * 1000.0).round() as u64;
+    clock((seconds * 1000.0).round() as u64, separator)
+}
+
+/// A cue's start and end, each rounded to the millisecond, the end at least one after the
+/// start: segments shorter than a millisecond (which transcripts may have) made cues ending
+/// where they start, which WebVTT parsers refuse and players drop.
+fn cue_times(start: f64, end: f64, separator: char) -> (String, String) {
+    let start_ms = (start * 1000.0).round() as u64;
+    let end_ms = ((end * 1000.0).round() as u64).max(start_ms + 1);
+    (clock(start_ms, separator), clock(end_ms, separator))
+}
+
+fn clock(total_ms: u64, separator: char) -> String {
     let (ms, total_s) = (total_ms % 1000, total_ms / 1000);
     let (s, total_m) = (total_s % 60, total_s / 60);
     let (m, h) = (total_m % 60, total_m / 60);
@@ -161,9 +174,10 @@ pub fn vtt(segments: &[Segment]) -> String {
     let mut out = String::from("WEBVTT\n");
     for segment in segments {
         out.push('\n');
-        out.push_str(&timestamp(segment.start, '.'));
+        let (start, end) = cue_times(segment.start, segment.end, '.');
+        out.push_str(&start);
         out.push_str(" --> ");
-        out.push_str(&timestamp(segment.end, '.'));
+        out.push_str(&end);
         out.push('\n');
         let text: Vec<String> = lines(&segment.text).map(escape_vtt).collect();
         if let Some(speaker) = &segment.speaker {
@@ -184,12 +198,8 @@ pub fn srt(segments: &[Segment]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!(
-            "{}\n{} --> {}\n",
-            i + 1,
-            timestamp(segment.start, ','),
-            timestamp(segment.end, ',')
-        ));
+        let (start, end) = cue_times(segment.start, segment.end, ',');
+        out.push_str(&format!("{}\n{start} --> {end}\n", i + 1));
         if let Some(speaker) = &segment.speaker {
             out.push_str(&format!("{}: ", as_written(&defused(speaker))));
         }
@@ -227,6 +237,32 @@ mod tests {
         assert_eq!(timestamp(0.0, '.'), "00:00:00.000");
         assert_eq!(timestamp(360_000.0, '.'), "100:00:00.000");
         assert_eq!(timestamp(59.9996, '.'), "00:01:00.000");
+    }
+
+    #[test]
+    fn a_cue_ends_at_least_a_millisecond_after_it_starts() {
+        let tiny = |start: f64, end: f64| Segment {
+            start,
+            end,
+            text: "t".to_owned(),
+            speaker: None,
+        };
+        let file = vtt(&[
+            tiny(1.0, 1.0001),
+            tiny(1.0001, 1.0002),
+            tiny(1.0006, 1.0016),
+        ]);
+        assert_eq!(
+            file.lines()
+                .filter(|l| l.contains("-->"))
+                .collect::<Vec<_>>(),
+            [
+                "00:00:01.000 --> 00:00:01.001",
+                "00:00:01.000 --> 00:00:01.001",
+                "00:00:01.001 --> 00:00:01.002",
+            ]
+        );
+        assert!(srt(&[tiny(2.0, 2.0002)]).contains("00:00:02,000 --> 00:00:02,001"));
     }
 
     #[test]

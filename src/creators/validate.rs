@@ -21,7 +21,17 @@ pub const MAX_PROFILE_BYTES: usize = 16 * 1024;
 /// nested 150 deep was stored, and every read of the creator failed from then on.
 pub const MAX_JSON_DEPTH: usize = 32;
 
+/// A creator's display name: unique, so written the way it reads. Every run of spaces (a
+/// no-break or an em space among them) is one plain space, and invisible characters (a
+/// zero-width space, direction marks) are refused: "Alice\u{a0}Studio" and
+/// "Alice Studio\u{200b}" were other names than "Alice Studio" beside it in the directory.
 pub fn name(field: &str, name: &str) -> AppResult<String> {
+    // Spaces only: a line break or a tab is refused below, as before.
+    let name = name
+        .split(|c: char| c.is_whitespace() && !c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let name = name.trim();
     let len = name.chars().count();
     if crate::graphql::inputs::shows_nothing(name) || len > MAX_NAME {
@@ -31,6 +41,15 @@ pub fn name(field: &str, name: &str) -> AppResult<String> {
         ));
     }
     no_controls(field, name, false)?;
+    // Zero-width (non-)joiners shape Persian and Indic letters, and join emoji: kept.
+    let invisible =
+        |c: char| crate::graphql::inputs::draws_nothing(c) && !matches!(c, '\u{200c}' | '\u{200d}');
+    if name.chars().any(invisible) {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain invisible characters (zero-width spaces, direction marks)",
+        ));
+    }
     Ok(name.to_owned())
 }
 
@@ -225,6 +244,24 @@ pub fn template(field: &str, template: &Value) -> AppResult<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_written_as_they_read() {
+        let named = |n: &str| super::name("input.name", n).map_err(|e| e.public_message());
+        assert_eq!(
+            named(" Alice\u{a0}\u{2003} Studio ").as_deref(),
+            Ok("Alice Studio")
+        );
+        assert_eq!(named("Ali\u{200d}ce").as_deref(), Ok("Ali\u{200d}ce"));
+        for refused in [
+            "Alice Studio\u{200b}",
+            "\u{202e}oidutS",
+            "Alice\nStudio",
+            "\u{200b}",
+        ] {
+            assert!(named(refused).is_err(), "{refused:?}");
+        }
+    }
 
     #[test]
     fn slugs_are_derived_from_names() {
