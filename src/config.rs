@@ -366,7 +366,10 @@ impl Config {
         }
         // One of the key pair alone would be ignored, and the AWS credential chain (another
         // identity, perhaps another account) used instead.
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        // (Without S3 storage, both are refused below as ignored.)
+        let set = |v: &Option<String>| {
+            self.uses_s3() && v.as_deref().is_some_and(|v| !v.trim().is_empty())
+        };
         match (set(&self.s3_access_key_id), set(&self.s3_secret_access_key)) {
             (true, false) => anyhow::bail!(
                 "S3_ACCESS_KEY_ID is set without S3_SECRET_ACCESS_KEY: set both, or neither to \
@@ -552,6 +555,12 @@ mod tests {
                 c.s3_secret_access_key = Some("secret".into());
             })
             .is_empty()
+        );
+        // Without S3 storage, half a pair is an ignored setting like any other.
+        let why = refused(&|c| c.s3_access_key_id = Some("key".into()));
+        assert!(
+            why.starts_with("S3_ACCESS_KEY_ID set, but no S3 storage is"),
+            "{why}"
         );
         let why = refused(&|c| c.cors_origins = vec!["https://a.example".into(), "*".into()]);
         assert!(why.contains("lists `*` among other origins"), "{why}");

@@ -205,7 +205,8 @@ impl Job {
             .await?;
         Ok(Some(url))
     }
-    /// For `render.scene`: served from the scene cache instead of being rendered.
+    /// For `render.scene`: served from the scene cache instead of being rendered (by this
+    /// attempt: a clip an earlier attempt stored counts as cached).
     async fn cached(&self) -> bool {
         self.0.cached
     }
@@ -215,8 +216,8 @@ impl Job {
     async fn scene_id(&self) -> Option<&str> {
         self.planned_scene()?["scene_id"].as_str()
     }
-    /// For `render.scene`: the position of its scene in the movie's spec, from 0; null for
-    /// other jobs.
+    /// For `render.scene`: the position of its scene in the movie's spec, from 0 (its first
+    /// showing's, for a scene the movie shows more than once); null for other jobs.
     async fn scene_index(&self) -> Option<i32> {
         self.planned_scene()?["index"]
             .as_u64()

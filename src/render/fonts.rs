@@ -32,10 +32,11 @@ impl Sans {
     }
 }
 
-/// Read once per process: fonts installed later are found after a restart.
-static DEFAULT: OnceCell<Option<Sans>> = OnceCell::const_new();
+/// Read once per process (fonts installed later are found after a restart); a failed read
+/// is tried again at the next text.
+static DEFAULT: OnceCell<Sans> = OnceCell::const_new();
 
-async fn fc_match(pattern: &str, format: &str) -> Option<String> {
+async fn fc_match(pattern: &str, format: &str) -> Result<String, String> {
     let output = Command::new("fc-match")
         .arg(format!("--format={format}"))
         .arg(pattern)
@@ -45,10 +46,16 @@ async fn fc_match(pattern: &str, format: &str) -> Option<String> {
         .output();
     let output = tokio::time::timeout(FC_MATCH_TIMEOUT, output)
         .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
-    (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+        .map_err(|_| format!("fc-match took over {} s", FC_MATCH_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("cannot start fc-match (fontconfig): {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match output.status.success() && !text.is_empty() {
+        true => Ok(text),
+        false => Err(format!(
+            "fc-match {pattern:?} found nothing ({})",
+            output.status
+        )),
+    }
 }
 
 /// fontconfig's text form of a character set: hexadecimal code points and ranges (`20-7e`),
@@ -67,21 +74,23 @@ fn parse_ranges(charset: &str) -> Vec<(u32, u32)> {
     ranges
 }
 
-async fn default() -> Option<&'static Sans> {
+async fn default() -> Result<&'static Sans, String> {
     DEFAULT
-        .get_or_init(|| async {
+        .get_or_try_init(|| async {
             let file = fc_match("sans-serif", "%{file}").await?;
             let ranges = parse_ranges(&fc_match("sans-serif", "%{charset}").await?);
-            Some(Sans { file, ranges })
+            Ok(Sans { file, ranges })
         })
         .await
-        .as_ref()
 }
 
 /// The font file to draw `text` with, when the default sans-serif lacks some of its
 /// characters and another font has more of them; `None` to draw it with the default.
 pub async fn font_for(text: &str) -> Option<String> {
-    let default = default().await?;
+    let default = default()
+        .await
+        .map_err(|err| tracing::warn!(error = %err, "the default font is unknown; texts are drawn with it"))
+        .ok()?;
     let missing: BTreeSet<char> = text
         .chars()
         .filter(|c| !c.is_control() && !c.is_whitespace() && !default.draws(*c))
@@ -98,11 +107,18 @@ pub async fn font_for(text: &str) -> Option<String> {
         .iter()
         .map(|c| format!("{:x}", u32::from(*c)))
         .collect();
-    let file = fc_match(
-        &format!("sans-serif:charset={}", charset.join(" ")),
-        "%{file}",
-    )
-    .await?;
+    // Scalable and not in colour: drawtext cannot size a bitmap font (a colour emoji font's),
+    // and would fail the render rather than draw boxes.
+    let pattern = format!(
+        "sans-serif:scalable=true:color=false:charset={}",
+        charset.join(" ")
+    );
+    let file = fc_match(&pattern, "%{file}")
+        .await
+        .map_err(
+            |err| tracing::warn!(error = %err, "no font found for a text; drawn with the default"),
+        )
+        .ok()?;
     (file != default.file).then_some(file)
 }
 

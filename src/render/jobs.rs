@@ -1,7 +1,10 @@
 //! The render job handlers: `render.movie` plans and fans out, `render.scene` renders one
 //! scene (or reuses its cached clip), `render.assemble` joins the scenes into the movie.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use chrono::Utc;
 use entity::{JobKind, render_plan, scene_cache_entry};
@@ -464,12 +467,19 @@ impl JobHandler for RenderScene {
         }
         // Stored by an earlier attempt whose database write did not happen (an outage after
         // the upload): the file is the scene (its key is its content's), so it is recorded
-        // rather than rendered again.
+        // rather than rendered again. Only one written lately: the cache prune removes files
+        // of rows unused for a day or more (row first, then file), and adopting one of those
+        // between its two steps would leave a row naming a file about to go.
         if let Some(stored) = ctx
             .storage
             .head(&planned.output_key)
             .await
             .map_err(storage_failure)?
+            .filter(|stored| {
+                stored
+                    .modified
+                    .is_some_and(|at| Utc::now() - at < chrono::TimeDelta::hours(12))
+            })
         {
             record_scene(ctx, planned, i64::try_from(stored.size).ok()).await?;
             ctx.metrics
@@ -489,18 +499,26 @@ impl JobHandler for RenderScene {
             .inc();
 
         let tools = tools().await?;
+        // One missing on this machine (a worker of another image) is this server's to fix, and
+        // tried again later: drawn with the default, the boxes would be cached under the key
+        // that names the font.
+        if let Some(font) = input
+            .fonts
+            .iter()
+            .flatten()
+            .find(|f| !Path::new(f).is_file())
+        {
+            return Err(JobFailure::internal(
+                "rendering is unavailable on this server for now",
+                format!("the font {font} is not installed on this worker"),
+            ));
+        }
         let dir = temp_dir(ctx)?;
         let mut inputs = SceneInputs {
-            // One missing on this machine (a worker of another image) draws with the default
-            // rather than failing the render.
             fonts: input
                 .fonts
                 .iter()
-                .map(|font| {
-                    font.as_ref()
-                        .map(std::path::PathBuf::from)
-                        .filter(|path| path.is_file())
-                })
+                .map(|font| font.as_ref().map(std::path::PathBuf::from))
                 .collect(),
             texts: Vec::new(),
             images: Vec::new(),

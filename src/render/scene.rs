@@ -69,6 +69,22 @@ fn num(v: f64) -> String {
     format!("{v:.3}")
 }
 
+/// When a layer shows, as a timeline expression: the frames whose times fall between `start`
+/// and `end` (to the millisecond, both included), or for a window of one instant the frame at
+/// that time, by its number (frame 3 at 10 fps is at 0.30000000000000004 s, after 0.300).
+pub fn window(start: f64, end: f64, fps: u32) -> String {
+    if start == end {
+        // No frame at an instant between two (validation refuses such a window).
+        let k = (start * f64::from(fps)).round();
+        match (k / f64::from(fps) - start).abs() < 0.0005 {
+            true => format!("eq(n,{k})"),
+            false => "0".to_owned(),
+        }
+    } else {
+        format!("between(t,{},{})", num(start), num(end))
+    }
+}
+
 /// Quotes a path for a filtergraph option (the scene's temp paths hold no quotes).
 fn filter_path(path: &Path) -> String {
     path.display()
@@ -181,11 +197,10 @@ pub fn scene_args(
                     _ => String::new(),
                 };
                 graph.push(format!(
-                    "[{current}]drawtext={font}textfile='{}':expansion=none:fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='between(t,{},{})'[{out}]",
+                    "[{current}]drawtext={font}textfile='{}':expansion=none:fontsize={font_size}:fontcolor={}:x={x}:y={y}:enable='{}'[{out}]",
                     filter_path(file),
                     hex(color),
-                    num(*start),
-                    num(*end)
+                    window(*start, *end, fps),
                 ));
             }
             Layer::Image {
@@ -223,11 +238,10 @@ pub fn scene_args(
                 ));
                 // The picture repeats for ever: the scene's background ends the overlay.
                 graph.push(format!(
-                    "[{current}][{scaled}]overlay=x={}:y={}:shortest=1:enable='between(t,{},{})'[{out}]",
+                    "[{current}][{scaled}]overlay=x={}:y={}:shortest=1:enable='{}'[{out}]",
                     num(*x),
                     num(*y),
-                    num(*start),
-                    num(*end)
+                    window(*start, *end, fps),
                 ));
             }
         }

@@ -54,7 +54,7 @@ pub enum LayerInput {
 /// Text drawn on the scene. Positions are pixels from the top-left corner; omitted, the text is
 /// centred. `start`/`end` are seconds within the scene (default: the whole scene), to the
 /// millisecond; the text is drawn on the frames whose times fall between them (both
-/// included), and at least one must.
+/// included), and at least one must. Equal, they name one frame: the one at that time.
 #[derive(InputObject, Debug, Clone)]
 pub struct TextLayerInput {
     /// 1–500 characters; `\n` (or `\r\n`) breaks a line, a tab moves to the next stop of 4
@@ -362,10 +362,16 @@ fn timing(
 /// is at 0.6000000000000001 s, after an end of 0.6), the bounds as the renderer writes them
 /// (to the millisecond: `enable='between(t,0.500,0.520)'`).
 fn shows_a_frame(start: f64, end: f64, duration: f64, fps: u32) -> bool {
+    let count = frames(duration, fps) as f64;
+    // One instant: the frame of that number, when its time is the instant to the millisecond
+    // (`super::scene::window`).
+    if start == end {
+        let k = (start * f64::from(fps)).round();
+        return k < count && (k / f64::from(fps) - start).abs() < 0.0005;
+    }
     let as_rendered = |v: f64| format!("{v:.3}").parse::<f64>().unwrap_or(v);
     let (start, end) = (as_rendered(start), as_rendered(end));
     let step = 1.0 / f64::from(fps);
-    let count = frames(duration, fps) as f64;
     // The first frame at or after `start`, give or take float noise in `start * fps`.
     let first = (start * f64::from(fps)).ceil();
     [first - 1.0, first, first + 1.0]
@@ -769,7 +775,7 @@ mod tests {
     }
 
     /// Windows of a layer, at an fps: whether a frame's time falls in them.
-    const WINDOWS: [(u32, f64, f64, bool); 18] = [
+    const WINDOWS: [(u32, f64, f64, bool); 21] = [
         (30, 0.5, 0.52, true),
         (30, 0.51, 0.52, false),
         (30, 0.467, 0.5, true),
@@ -790,7 +796,11 @@ mod tests {
         (30, 0.1, 0.1, true),
         (24, 0.125, 0.125, true),
         (30, 0.11, 0.11, false),
-        (5, 0.6, 0.6, false),
+        (5, 0.6, 0.6, true),
+        (10, 0.3, 0.3, true),
+        (10, 0.7, 0.7, true),
+        // The frame after the last one.
+        (1, 3.0, 3.0, false),
     ];
 
     #[test]
@@ -838,7 +848,8 @@ mod tests {
                 .arg(format!("color=black:s=16x16:r={fps}:d=3"))
                 .arg("-vf")
                 .arg(format!(
-                    "drawbox=c=white:t=fill:enable='between(t,{start:.3},{end:.3})'"
+                    "drawbox=c=white:t=fill:enable='{}'",
+                    crate::render::scene::window(start, end, fps)
                 ))
                 .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
                 .output()

@@ -295,6 +295,7 @@ impl LocalStore {
             Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
                 size: meta.len(),
                 content_type: None,
+                modified: meta.modified().ok().map(chrono::DateTime::from),
             })),
             Ok(_) => Ok(None),
             // A key below an object's file (`a.png/b`) names nothing either.

@@ -47,6 +47,8 @@ pub type StorageResult<T> = Result<T, StorageError>;
 pub struct ObjectInfo {
     pub size: u64,
     pub content_type: Option<String>,
+    /// When it was last written, where storage says.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A presigned upload: the client sends `PUT url` with `headers`.

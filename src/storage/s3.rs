@@ -195,7 +195,12 @@ impl S3Store {
     async fn connect_within(config: &Config, bucket: &str, limits: Limits) -> anyhow::Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(config.s3_region.clone()));
-        if let (Some(id), Some(secret)) = (&config.s3_access_key_id, &config.s3_secret_access_key) {
+        // Set but blank is unset, as the settings' check takes it (the AWS chain then).
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        if let (Some(id), Some(secret)) = (
+            given(&config.s3_access_key_id),
+            given(&config.s3_secret_access_key),
+        ) {
             loader = loader.credentials_provider(Credentials::new(
                 id,
                 secret,
@@ -447,6 +452,9 @@ impl S3Store {
                     .and_then(|n| u64::try_from(n).ok())
                     .unwrap_or(0),
                 content_type: head.content_type().map(str::to_owned),
+                modified: head
+                    .last_modified()
+                    .and_then(|at| chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos())),
             })),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(err) => Err(sdk("reading object metadata", err)),

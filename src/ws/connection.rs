@@ -344,6 +344,14 @@ impl Connection {
                 if !self.acknowledged {
                     return Err(close(4401, "Unauthorized"));
                 }
+                // A `start` under a running subscription's id replaces it, however it ends:
+                // the client now waits on the new one, and would take the old one's data for it.
+                if let Some(running) = self.active.get(id.as_str())
+                    && !running.single
+                    && let Some(running) = self.active.remove(id.as_str())
+                {
+                    running.abort.abort();
+                }
                 let mut error = ServerError::new(reason, None);
                 error
                     .extensions

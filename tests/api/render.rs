@@ -1193,6 +1193,30 @@ async fn scenes_wait_out_a_database_outage_and_keep_what_was_stored() {
             .expect("count"),
         1
     );
+    // Not one written long ago, which the cache prune may be removing (its row first).
+    let reelgraph::storage::Storage::Local(local) = &app.state.storage else {
+        panic!("tests run on local storage");
+    };
+    let clips = local
+        .path_of("intermediates/scenes/x.mp4")
+        .parent()
+        .expect("folder")
+        .to_owned();
+    for clip in std::fs::read_dir(&clips).expect("clips") {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(clip.expect("entry").path())
+            .expect("clip");
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 86_400))
+            .expect("dated two days back");
+    }
+    entity::scene_cache_entry::Entity::delete_many()
+        .exec(db)
+        .await
+        .expect("rows deleted");
+    let (old, updates, _) = render(&app, &owner, spec("#102030")).await;
+    assert_eq!(updates.last().expect("updates")["status"], "DONE");
+    assert_eq!(scene_children(&old).await, [json!(false)], "rendered again");
 
     // The scene cache cannot be read while a new scene renders.
     db.execute_unprepared("ALTER TABLE scene_cache RENAME TO scene_cache_away")

@@ -1319,7 +1319,45 @@ async fn legacy_clients_get_connection_error_for_bad_messages_and_complete_after
         json!({ "id": "2", "type": "complete" })
     );
 
+    // A bad `start` under a running subscription's id ends that one too: nothing more comes
+    // under the id but the error.
+    client.subscribe("4", JOBS_UPDATED, json!({})).await;
+    client
+        .send(json!({ "id": "4", "type": "start", "payload": { "query": 4 } }))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(
+        (&error["type"], &error["id"]),
+        (&json!("error"), &json!("4")),
+        "{error}"
+    );
+    client.subscribe("5", ME, json!({})).await;
+    let data = client.recv().await;
+    assert_eq!(
+        (&data["type"], &data["id"]),
+        (&json!("data"), &json!("5")),
+        "{data}"
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({ "id": "5", "type": "complete" })
+    );
+    // A change to one of her jobs reaches the subscription under "3", and none under "4".
+    let parked = parked_job(&app, &ada).await;
     client.subscribe("3", JOBS_UPDATED, json!({})).await;
+    app.ok(
+        Some(&ada.access_token),
+        "mutation($id: ID!) { cancelJob(id: $id) { id } }",
+        json!({ "id": parked }),
+    )
+    .await;
+    loop {
+        let message = client.recv().await;
+        assert_ne!(message["id"], "4", "{message}");
+        if message["id"] == "3" && message["type"] == "data" {
+            break;
+        }
+    }
     client.send(json!({ "id": "3", "type": "stop" })).await;
     assert_eq!(
         client.recv().await,
