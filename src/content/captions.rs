@@ -37,7 +37,7 @@ pub fn extension(format: CaptionFormat) -> &'static str {
 pub fn content_type(format: CaptionFormat) -> &'static str {
     match format {
         CaptionFormat::Vtt => "text/vtt; charset=utf-8",
-        CaptionFormat::Srt => "application/x-subrip",
+        CaptionFormat::Srt => "application/x-subrip; charset=utf-8",
     }
 }
 

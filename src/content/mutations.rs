@@ -761,7 +761,9 @@ impl ContentMutation {
         let mut row: highlight::ActiveModel = found.into();
         row.trim_start = Set(Some(trim_start));
         row.trim_end = Set(Some(trim_end));
-        row.duration_secs = Set(trim_end - trim_start);
+        // To the microsecond: 9.0000001 - 6.0000001 is 2.999999999999999, under the 3 s a trim
+        // must last.
+        row.duration_secs = Set(((trim_end - trim_start) * 1e6).round() / 1e6);
         row.updated_at = Set(Utc::now());
         let trimmed = match row.update(&txn).await {
             Ok(trimmed) => trimmed,

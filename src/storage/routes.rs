@@ -60,7 +60,7 @@ fn content_type_of(key: &str) -> &'static str {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("vtt") => "text/vtt; charset=utf-8",
-        Some("srt") => "application/x-subrip",
+        Some("srt") => "application/x-subrip; charset=utf-8",
         _ => "application/octet-stream",
     }
 }

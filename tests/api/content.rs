@@ -228,7 +228,8 @@ async fn caption_files_have_the_exact_expected_text(backend: Backend) {
          00:01:02.345 --> 00:01:05.000\n<v Ana>Today: &lt;compression&gt;\n"
     );
     assert!(content_type.starts_with("text/vtt"), "{content_type}");
-    let (text, _) = download(&app, &srt.storage_key).await;
+    let (text, content_type) = download(&app, &srt.storage_key).await;
+    assert_eq!(content_type, "application/x-subrip; charset=utf-8");
     assert_eq!(
         text,
         "1\n00:00:01,500 --> 00:00:04,250\nWelcome back & hello\n\n\
@@ -678,6 +679,18 @@ async fn highlights_are_approved_rejected_and_trimmed(backend: Backend) {
     assert_eq!(data["trimHighlight"]["trimEnd"], 30.0);
     assert_eq!(data["trimHighlight"]["durationSecs"], 17.5);
     assert_eq!(data["trimHighlight"]["status"], "REJECTED");
+    // The length as the trim says, without float noise (16.0000001 - 13.0000001 is
+    // 3.0000000000000018), then back to the trim above.
+    let data = app
+        .ok(
+            token,
+            TRIM,
+            json!({ "id": id, "s": 13.0000001, "e": 16.0000001 }),
+        )
+        .await;
+    assert_eq!(data["trimHighlight"]["durationSecs"], 3.0, "{data}");
+    app.ok(token, TRIM, json!({ "id": id, "s": 12.5, "e": 30.0 }))
+        .await;
     for (start, end, field) in [
         (5.0, 30.0, "trimStart"),
         (12.0, 45.0, "trimEnd"),
