@@ -89,24 +89,21 @@ pub(crate) fn srt_text(text: &str) -> String {
         .join("\n")
 }
 
-/// `text` with what players read as SubRip markup kept from being read so: SubRip has no
+/// `text` with what players read as SubRip tags kept from being read so: SubRip has no
 /// escapes, and players take `<b>`, `<font color=…>` and the like as HTML-ish tags (a web
-/// player may put them in the page) and `{\an8}` as a position override, so a transcript
-/// line "use <b> for bold" lost its tag and turned bold. A word joiner (U+2060, zero width)
-/// after the `<` of what could be a tag, and after the `{` of an override, leaves the text as
-/// it reads.
+/// player may put them in the page, where `<!--` would hide the rest), so a transcript line
+/// "use <b> for bold" lost its tag and turned bold. A word joiner (U+2060, zero width) after
+/// the `<` of what could be a tag leaves the text as it reads. (A `{…}` stays: libass-based
+/// players read any such block as an override, whatever it holds, so nothing written inside
+/// the braces could keep it on screen.)
 fn as_written(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         out.push(c);
         let next = chars.peek().copied();
-        let markup = match c {
-            '<' => next.is_some_and(|n| n.is_ascii_alphabetic() || n == '/'),
-            '{' => next == Some('\\'),
-            _ => false,
-        };
-        if markup {
+        if c == '<' && next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'))
+        {
             out.push('\u{2060}');
         }
     }
@@ -298,25 +295,25 @@ mod tests {
         );
     }
 
-    /// Tags and overrides read as text: `<b>` and `{\an8}` made a transcript line bold or moved
-    /// it to the top, in the text or in a speaker's name.
+    /// Tags read as text: `<b>` made a transcript line bold, and `<!--` hid the rest of it in a
+    /// web player, in the text or in a speaker's name.
     #[test]
     fn srt_markup_is_shown_as_written() {
         let segment = Segment {
             start: 0.0,
             end: 1.0,
-            text: "use <b>bold</b> and {\\an8} but 1 < 2 and {x}".to_owned(),
+            text: "use <b>bold</b> and <!-- but 1 < 2 and <3".to_owned(),
             speaker: Some("<i>Ana</i>".to_owned()),
         };
         let cue = srt(&[segment]);
         let text = cue.lines().nth(2).expect("the cue's text");
         assert_eq!(
             text,
-            "<\u{2060}i>Ana<\u{2060}/i>: use <\u{2060}b>bold<\u{2060}/b> and {\u{2060}\\an8} but 1 < 2 and {x}"
+            "<\u{2060}i>Ana<\u{2060}/i>: use <\u{2060}b>bold<\u{2060}/b> and <\u{2060}!-- but 1 < 2 and <3"
         );
         assert_eq!(
             text.replace('\u{2060}', ""),
-            "<i>Ana</i>: use <b>bold</b> and {\\an8} but 1 < 2 and {x}"
+            "<i>Ana</i>: use <b>bold</b> and <!-- but 1 < 2 and <3"
         );
     }
 

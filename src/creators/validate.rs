@@ -26,7 +26,10 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// zero-width space, direction marks) are refused: "Alice\u{a0}Studio" and
 /// "Alice Studio\u{200b}" were other names than "Alice Studio" beside it in the directory.
 pub fn name(field: &str, name: &str) -> AppResult<String> {
-    // Spaces only: a line break or a tab is refused below, as before.
+    use unicode_normalization::UnicodeNormalization;
+    // Composed (NFC): "Café" typed with a combining accent is the same name. Spaces only are
+    // joined: a line break or a tab is refused below, as before.
+    let name: String = name.nfc().collect();
     let name = name
         .split(|c: char| c.is_whitespace() && !c.is_control())
         .filter(|word| !word.is_empty())
@@ -41,10 +44,21 @@ pub fn name(field: &str, name: &str) -> AppResult<String> {
         ));
     }
     no_controls(field, name, false)?;
-    // Zero-width (non-)joiners shape Persian and Indic letters, and join emoji: kept.
-    let invisible =
-        |c: char| crate::graphql::inputs::draws_nothing(c) && !matches!(c, '\u{200c}' | '\u{200d}');
-    if name.chars().any(invisible) {
+    // Zero-width (non-)joiners shape Persian and Indic letters and join emoji: kept between
+    // two such characters, not beside a plain (ASCII) one, where "Ali\u{200d}ce" reads as
+    // "Alice".
+    let chars: Vec<char> = name.chars().collect();
+    let invisible = |(i, c): (usize, &char)| {
+        let joins = |at: Option<usize>| {
+            at.and_then(|at| chars.get(at))
+                .is_some_and(|n| !n.is_ascii())
+        };
+        crate::graphql::inputs::draws_nothing(*c)
+            && !(matches!(c, '\u{200c}' | '\u{200d}')
+                && joins(i.checked_sub(1))
+                && joins(Some(i + 1)))
+    };
+    if chars.iter().enumerate().any(invisible) {
         return Err(AppError::bad_input(
             field,
             "must not contain invisible characters (zero-width spaces, direction marks)",
@@ -252,12 +266,20 @@ mod tests {
             named(" Alice\u{a0}\u{2003} Studio ").as_deref(),
             Ok("Alice Studio")
         );
-        assert_eq!(named("Ali\u{200d}ce").as_deref(), Ok("Ali\u{200d}ce"));
+        assert_eq!(named("Cafe\u{301}").as_deref(), Ok("Caf\u{e9}"));
+        for joined in [
+            "👩\u{200d}💻 Studio",
+            "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+        ] {
+            assert_eq!(named(joined).as_deref(), Ok(joined));
+        }
         for refused in [
             "Alice Studio\u{200b}",
             "\u{202e}oidutS",
             "Alice\nStudio",
             "\u{200b}",
+            "Ali\u{200d}ce",
+            "\u{200d}Alice",
         ] {
             assert!(named(refused).is_err(), "{refused:?}");
         }

@@ -196,7 +196,10 @@ impl S3Store {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(config.s3_region.clone()));
         // Set but blank is unset, as the settings' check takes it (the AWS chain then).
-        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let given = |v: &Option<String>| {
+            let v = v.as_deref().map(str::trim).unwrap_or_default();
+            (!v.is_empty()).then(|| v.to_owned())
+        };
         if let (Some(id), Some(secret)) = (
             given(&config.s3_access_key_id),
             given(&config.s3_secret_access_key),
