@@ -454,16 +454,7 @@ impl JobHandler for RenderScene {
                 .map_err(storage_failure)?
                 .is_some()
         {
-            ctx.metrics
-                .scene_cache
-                .get_or_create(&ResultLabel { result: "hit" })
-                .inc();
-            ctx.mark_cached().await?;
-            ctx.progress(1.0, Some("cached")).await?;
-            return Ok(Outcome::Done {
-                output: json!({ "key": entry.storage_key, "duration": entry.duration_secs, "cached": true }),
-                output_ref: Some(entry.storage_key),
-            });
+            return served_from_cache(ctx, entry.storage_key, entry.duration_secs).await;
         }
         // Stored by an earlier attempt whose database write did not happen (an outage after
         // the upload): the file is the scene (its key is its content's), so it is recorded
@@ -482,16 +473,7 @@ impl JobHandler for RenderScene {
             })
         {
             record_scene(ctx, planned, i64::try_from(stored.size).ok()).await?;
-            ctx.metrics
-                .scene_cache
-                .get_or_create(&ResultLabel { result: "hit" })
-                .inc();
-            ctx.mark_cached().await?;
-            ctx.progress(1.0, Some("cached")).await?;
-            return Ok(Outcome::Done {
-                output: json!({ "key": planned.output_key, "duration": planned.duration, "cached": true }),
-                output_ref: Some(planned.output_key.clone()),
-            });
+            return served_from_cache(ctx, planned.output_key.clone(), planned.duration).await;
         }
         ctx.metrics
             .scene_cache
@@ -596,6 +578,24 @@ impl JobHandler for RenderScene {
             output_ref: Some(planned.output_key.clone()),
         })
     }
+}
+
+/// A scene job's end when its clip is already stored under `key`: `cached`, done.
+async fn served_from_cache(
+    ctx: &JobContext,
+    key: String,
+    duration: f64,
+) -> Result<Outcome, JobFailure> {
+    ctx.metrics
+        .scene_cache
+        .get_or_create(&ResultLabel { result: "hit" })
+        .inc();
+    ctx.mark_cached().await?;
+    ctx.progress(1.0, Some("cached")).await?;
+    Ok(Outcome::Done {
+        output: json!({ "key": key, "duration": duration, "cached": true }),
+        output_ref: Some(key),
+    })
 }
 
 /// Records `planned`'s stored file in the scene cache.
