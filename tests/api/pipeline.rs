@@ -906,14 +906,14 @@ async fn make_source(path: &std::path::Path, args: &[&str]) -> Vec<u8> {
     std::fs::read(path).expect("source")
 }
 
-/// Uploads `bytes` as a new video of `creator` and runs its processing to the end; the row.
-async fn processed(
+/// Uploads `bytes` as a new video of `creator` and completes the upload: the video's id and
+/// its probe job's.
+async fn uploaded(
     app: &TestApp,
     owner: &Session,
     creator: &str,
     bytes: &[u8],
-) -> entity::video::Model {
-    use sea_orm::EntityTrait;
+) -> (uuid::Uuid, uuid::Uuid) {
     let upload = request_upload(app, owner, creator, bytes).await;
     crate::helpers::put_presigned(app, &upload, bytes).await;
     let data = app
@@ -923,10 +923,32 @@ async fn processed(
             json!({ "v": upload["video"]["id"] }),
         )
         .await;
-    let job = data["completeVideoUpload"]["id"].as_str().expect("job");
-    assert_eq!(finish(app, &owner.access_token, job).await, "DONE");
-    let id = upload["video"]["id"].as_str().expect("id");
-    entity::video::Entity::find_by_id(uuid::Uuid::parse_str(id).expect("uuid"))
+    let id = |value: &Value| {
+        value
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("an id")
+    };
+    (
+        id(&upload["video"]["id"]),
+        id(&data["completeVideoUpload"]["id"]),
+    )
+}
+
+/// Uploads `bytes` as a new video of `creator` and runs its processing to the end; the row.
+async fn processed(
+    app: &TestApp,
+    owner: &Session,
+    creator: &str,
+    bytes: &[u8],
+) -> entity::video::Model {
+    use sea_orm::EntityTrait;
+    let (video, job) = uploaded(app, owner, creator, bytes).await;
+    assert_eq!(
+        finish(app, &owner.access_token, &job.to_string()).await,
+        "DONE"
+    );
+    entity::video::Entity::find_by_id(video)
         .one(&app.state.db)
         .await
         .expect("read")
@@ -956,23 +978,7 @@ async fn a_probe_waits_out_a_storage_outage() {
         ],
     )
     .await;
-    let upload = request_upload(&app, &owner, &creator, &bytes).await;
-    crate::helpers::put_presigned(&app, &upload, &bytes).await;
-    let data = app
-        .ok(
-            Some(&owner.access_token),
-            "mutation($v: ID!) { completeVideoUpload(videoId: $v) { id } }",
-            json!({ "v": upload["video"]["id"] }),
-        )
-        .await;
-    let job_id: uuid::Uuid = data["completeVideoUpload"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("job");
-    let video_id: uuid::Uuid = upload["video"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("video");
+    let (video_id, job_id) = uploaded(&app, &owner, &creator, &bytes).await;
     let video = || async {
         entity::video::Entity::find_by_id(video_id)
             .one(&app.state.db)
