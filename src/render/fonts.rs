@@ -91,11 +91,10 @@ pub async fn font_for(text: &str) -> Option<String> {
         .await
         .map_err(|err| tracing::warn!(error = %err, "the default font is unknown; texts are drawn with it"))
         .ok()?;
-    let missing: BTreeSet<char> = text
+    if text
         .chars()
-        .filter(|c| !c.is_control() && !c.is_whitespace() && !default.draws(*c))
-        .collect();
-    if missing.is_empty() {
+        .all(|c| c.is_control() || c.is_whitespace() || default.draws(c))
+    {
         return None;
     }
     // Every character of the text, not only those missing: the font chosen draws them all.

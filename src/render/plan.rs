@@ -195,93 +195,48 @@ mod tests {
         }
     }
 
+    /// `scene`'s key at this `(width, height, fps)`, its texts in the default font.
+    fn keyed(owner: Uuid, scene: &Scene, format: (u32, u32, u32), assets: &AssetDigests) -> String {
+        let (width, height, fps) = format;
+        scene_cache_key(owner, scene, width, height, fps, assets, &TextFonts::new())
+    }
+
+    /// A text drawn with another font than the default changes the key; a font chosen for
+    /// another text does not (scenes whose texts the default draws keep their keys).
+    #[test]
+    fn a_scene_s_key_names_the_font_of_its_text_only_when_not_the_default() {
+        let none = AssetDigests::new();
+        let key = keyed(Uuid::nil(), &scene("hi"), (640, 360, 30), &none);
+        let with = |text: &str| TextFonts::from([(text.to_owned(), "/fonts/cjk.ttc".to_owned())]);
+        let drawn = |fonts: &TextFonts| {
+            scene_cache_key(Uuid::nil(), &scene("hi"), 640, 360, 30, &none, fonts)
+        };
+        assert_eq!(drawn(&with("日本")), key);
+        assert_ne!(drawn(&with("hi")), key);
+    }
+
     #[test]
     fn a_scene_keeps_its_cache_key_unless_it_or_the_format_changes() {
         let none = AssetDigests::new();
-        let key = scene_cache_key(
-            Uuid::nil(),
-            &scene("hi"),
-            640,
-            360,
-            30,
-            &none,
-            &TextFonts::new(),
-        );
-        assert_eq!(
-            key,
-            scene_cache_key(
-                Uuid::nil(),
-                &scene("hi"),
-                640,
-                360,
-                30,
-                &none,
-                &TextFonts::new()
-            )
-        );
+        let key = keyed(Uuid::nil(), &scene("hi"), (640, 360, 30), &none);
+        assert_eq!(key, keyed(Uuid::nil(), &scene("hi"), (640, 360, 30), &none));
         assert_ne!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &scene("hello"),
-                640,
-                360,
-                30,
-                &none,
-                &TextFonts::new()
-            )
+            keyed(Uuid::nil(), &scene("hello"), (640, 360, 30), &none)
         );
+        assert_ne!(key, keyed(Uuid::nil(), &scene("hi"), (640, 360, 25), &none));
         assert_ne!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &scene("hi"),
-                640,
-                360,
-                25,
-                &none,
-                &TextFonts::new()
-            )
-        );
-        assert_ne!(
-            key,
-            scene_cache_key(
-                Uuid::nil(),
-                &scene("hi"),
-                1280,
-                720,
-                30,
-                &none,
-                &TextFonts::new()
-            )
+            keyed(Uuid::nil(), &scene("hi"), (1280, 720, 30), &none)
         );
         // A scene without pictures does not depend on other scenes' pictures.
         let other = AssetDigests::from([("assets/u/a.png".to_owned(), "00".to_owned())]);
         assert_eq!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &scene("hi"),
-                640,
-                360,
-                30,
-                &other,
-                &TextFonts::new()
-            )
+            keyed(Uuid::nil(), &scene("hi"), (640, 360, 30), &other)
         );
         // Another owner's render of the same scene is not this one's.
-        assert_ne!(
-            key,
-            scene_cache_key(
-                Uuid::max(),
-                &scene("hi"),
-                640,
-                360,
-                30,
-                &none,
-                &TextFonts::new()
-            )
-        );
+        assert_ne!(key, keyed(Uuid::max(), &scene("hi"), (640, 360, 30), &none));
     }
 
     #[test]
@@ -297,38 +252,14 @@ mod tests {
             end: 2.0,
         });
         let digests = |d: &str| AssetDigests::from([("assets/u/a.png".to_owned(), d.to_owned())]);
-        let key = scene_cache_key(
-            Uuid::nil(),
-            &with_picture,
-            640,
-            360,
-            30,
-            &digests("aa"),
-            &TextFonts::new(),
-        );
+        let key = keyed(Uuid::nil(), &with_picture, (640, 360, 30), &digests("aa"));
         assert_eq!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &with_picture,
-                640,
-                360,
-                30,
-                &digests("aa"),
-                &TextFonts::new()
-            )
+            keyed(Uuid::nil(), &with_picture, (640, 360, 30), &digests("aa"))
         );
         assert_ne!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &with_picture,
-                640,
-                360,
-                30,
-                &digests("bb"),
-                &TextFonts::new()
-            )
+            keyed(Uuid::nil(), &with_picture, (640, 360, 30), &digests("bb"))
         );
         // The same bytes uploaded again under another key, in a scene of another id: the
         // same frames, the same key.
@@ -338,29 +269,10 @@ mod tests {
             *asset_key = "assets/u/b.png".into();
         }
         let digests_b = AssetDigests::from([("assets/u/b.png".to_owned(), "aa".to_owned())]);
-        assert_eq!(
-            key,
-            scene_cache_key(
-                Uuid::nil(),
-                &again,
-                640,
-                360,
-                30,
-                &digests_b,
-                &TextFonts::new()
-            )
-        );
+        assert_eq!(key, keyed(Uuid::nil(), &again, (640, 360, 30), &digests_b));
         assert_ne!(
             key,
-            scene_cache_key(
-                Uuid::nil(),
-                &again,
-                640,
-                360,
-                30,
-                &digests("aa"),
-                &TextFonts::new()
-            ),
+            keyed(Uuid::nil(), &again, (640, 360, 30), &digests("aa")),
             "a picture whose digest is unknown is not taken for another"
         );
     }
