@@ -629,6 +629,20 @@ async fn record_scene(
     Ok(())
 }
 
+/// Why scene `index`'s clip could not be read, when storage answers that it is not there:
+/// removed since it was rendered (by hand, a bucket lifecycle rule), which no wait brings
+/// back. A retry renders it again (the scene job checks that the cached clip is still stored).
+/// `None` when it is there, or storage does not answer: an outage, waited out.
+async fn missing_clip(ctx: &JobContext, index: usize, key: &str) -> Option<JobFailure> {
+    match ctx.storage.head(key).await {
+        Ok(None) => Some(JobFailure::permanent(format!(
+            "the rendered clip of spec.scenes[{index}] was removed from storage before the \
+             movie was assembled; retry the job to render it again"
+        ))),
+        Ok(Some(_)) | Err(_) => None,
+    }
+}
+
 struct RenderAssemble;
 
 #[async_trait::async_trait]
@@ -639,12 +653,20 @@ impl JobHandler for RenderAssemble {
         let dir = temp_dir(ctx)?;
         ctx.progress(0.0, Some("assembling")).await?;
         let mut files: Vec<PathBuf> = Vec::with_capacity(input.scene_keys.len());
+        // A scene shown several times is one clip, downloaded once.
+        let mut fetched: std::collections::HashMap<&str, PathBuf> = Default::default();
         for (i, key) in input.scene_keys.iter().enumerate() {
+            if let Some(path) = fetched.get(key.as_str()) {
+                files.push(path.clone());
+                continue;
+            }
             let path = dir.path().join(format!("scene_{i}.mp4"));
-            ctx.storage
-                .get_to_file(key, &path)
-                .await
-                .map_err(storage_failure)?;
+            if let Err(err) = ctx.storage.get_to_file(key, &path).await {
+                return Err(missing_clip(ctx, i, key)
+                    .await
+                    .unwrap_or_else(|| storage_failure(err)));
+            }
+            fetched.insert(key, path.clone());
             files.push(path);
         }
         let list = dir.path().join("scenes.txt");

@@ -1628,3 +1628,119 @@ async fn photos_are_measured_and_drawn_upright_and_thin_pictures_keep_a_side() {
         "nothing right of the upright photo"
     );
 }
+
+/// A scene's clip removed from storage between its render and the assembly (by hand, by a
+/// bucket rule) fails the movie at once, saying which scene and that a retry renders it again,
+/// rather than waiting it out as a storage outage for 15 minutes; and the retry does.
+#[tokio::test]
+async fn a_clip_removed_before_assembly_fails_the_movie_and_its_retry_renders_it_again() {
+    use reelgraph::jobs::{
+        handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
+        worker::WorkerPool,
+    };
+
+    /// Assembles after taking away the clips it is about to join.
+    struct Vanishing(reelgraph::storage::Storage);
+
+    #[async_trait::async_trait]
+    impl JobHandler for Vanishing {
+        async fn run(&self, ctx: &JobContext) -> Result<Outcome, JobFailure> {
+            let input: Value = ctx.input()?;
+            for key in input["scene_keys"].as_array().expect("scene keys") {
+                self.0
+                    .delete(key.as_str().expect("key"))
+                    .await
+                    .expect("deleted");
+            }
+            let assemble = Registry::builtin().get("render.assemble").expect("handler");
+            assemble.run(ctx).await
+        }
+    }
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |a| a.no_worker = true).await;
+    let owner = app.register("clip-gone@example.com").await;
+    let spec = json!({ "width": 160, "height": 120, "fps": 10, "scenes": [
+        { "id": "a", "duration": 0.5, "bgColor": "#203040" },
+        { "id": "b", "duration": 0.5, "bgColor": "#405060" }] });
+    let data = app
+        .ok(
+            Some(&owner.access_token),
+            RENDER,
+            json!({ "input": { "spec": spec } }),
+        )
+        .await;
+    let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
+    let mut registry = Registry::builtin();
+    registry.register("render.assemble", Vanishing(app.state.storage.clone()));
+    let pool = WorkerPool::new(
+        app.state.db.clone(),
+        app.state.events.clone(),
+        app.state.storage.clone(),
+        registry,
+        app.state.config.job_settings(),
+        2,
+        app.state.metrics.clone(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(pool.run(stop.clone()));
+    let status = "query($id: ID!) { job(id: $id) { status error attempts } }";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let failed = loop {
+        let job = app
+            .ok(Some(&owner.access_token), status, json!({ "id": id }))
+            .await;
+        if job["job"]["status"] == "FAILED" {
+            break job;
+        }
+        assert_ne!(job["job"]["status"], "DONE", "{job}");
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stop.cancel();
+    running.await.expect("drained");
+    let error = failed["job"]["error"].as_str().expect("error");
+    assert!(
+        error.contains("the rendered clip of spec.scenes[0] was removed from storage")
+            && error.contains("retry the job to render it again"),
+        "{failed}"
+    );
+
+    let retried = app
+        .ok(
+            Some(&owner.access_token),
+            "mutation($id: ID!) { retryJob(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(retried["retryJob"]["status"], "QUEUED", "{retried}");
+    let workers =
+        tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let job = app
+            .ok(Some(&owner.access_token), status, json!({ "id": id }))
+            .await;
+        if job["job"]["status"] == "DONE" {
+            break;
+        }
+        assert_ne!(job["job"]["status"], "FAILED", "{job}");
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    workers.abort();
+    let children = app
+        .ok(Some(&owner.access_token), CHILDREN, json!({ "id": id }))
+        .await;
+    let scenes: Vec<&Value> = children["job"]["children"]["nodes"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["type"] == "render.scene")
+        .map(|c| &c["cached"])
+        .collect();
+    assert_eq!(
+        scenes,
+        [&json!(false), &json!(false)],
+        "rendered again: {children}"
+    );
+}
