@@ -338,20 +338,26 @@ impl JobHandler for Deliver {
         // The end this delivery tells, as it was (see `on_job_finished`).
         let kept = input.version.is_some();
         let output_ref = if kept {
-            input.output_ref.as_ref()
+            // Only while the job still has it: a job that ended DONE is never run again, so
+            // its output changes only when it is deleted (a short, or its video, deleted:
+            // `forget_outputs`), and no link to deleted media goes out after that.
+            input
+                .output_ref
+                .as_ref()
+                .filter(|key| ended.output_ref.as_ref() == Some(*key))
         } else {
             ended.output_ref.as_ref()
         };
-        // A creator's media goes only to someone still on its team (as `Job.outputUrl`): the
-        // job's owner may have been removed since it started.
-        let output_ref = match ended.creator_id {
-            Some(creator) if output_ref.is_some() => {
-                let may_use = owner_may_use(&ctx.db, ended.owner_id, creator)
+        // Media goes only to someone who may still read it (as `Job.outputUrl`): the job's
+        // owner may have been disabled, or removed from the creator's team, since it started.
+        let output_ref = match output_ref {
+            Some(key) => {
+                let may_use = owner_may_use(&ctx.db, ended.owner_id, ended.creator_id)
                     .await
                     .map_err(|e| JobFailure::internal("the team could not be read", e))?;
-                output_ref.filter(|_| may_use)
+                Some(key).filter(|_| may_use)
             }
-            _ => output_ref,
+            None => None,
         };
         let output_url = match (&input.status, output_ref) {
             (entity::JobStatus::Done, Some(key)) => Some(
@@ -441,28 +447,33 @@ impl JobHandler for Deliver {
     }
 }
 
-/// Whether `owner` may still have `creator`'s media: a member of its team, or an
-/// administrator.
+/// Whether `owner` may still have the media of a job of theirs: an account not disabled and,
+/// for a creator's job, a member of its team or an administrator.
 async fn owner_may_use(
     db: &sea_orm::DatabaseConnection,
     owner: Uuid,
-    creator: Uuid,
+    creator: Option<Uuid>,
 ) -> Result<bool, sea_orm::DbErr> {
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-    let member = entity::creator_member::Entity::find()
+    let Some(account) = user::Entity::find_by_id(owner)
+        .one(db)
+        .await?
+        .filter(|u| u.is_active)
+    else {
+        return Ok(false);
+    };
+    let Some(creator) = creator else {
+        return Ok(true);
+    };
+    if account.role == entity::UserRole::Admin {
+        return Ok(true);
+    }
+    Ok(entity::creator_member::Entity::find()
         .filter(entity::creator_member::Column::CreatorId.eq(creator))
         .filter(entity::creator_member::Column::UserId.eq(owner))
         .count(db)
         .await?
-        > 0;
-    if member {
-        return Ok(true);
-    }
-    let admin = user::Entity::find_by_id(owner)
-        .one(db)
-        .await?
-        .is_some_and(|u| u.role == entity::UserRole::Admin && u.is_active);
-    Ok(admin)
+        > 0)
 }
 
 /// A callback URL as a delivery's error shows it: its scheme, host and port only. The rest

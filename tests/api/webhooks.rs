@@ -494,10 +494,21 @@ async fn each_delivery_tells_the_end_it_was_made_for(backend: Backend) {
     assert!(version(&failed) < version(&done), "{failed} {done}");
 }
 
-/// A creator's render reports to the callback of the member who started it; once they are
-/// removed from the team, a delivery (here the retry of the first) carries no `outputUrl`, as
-/// `Job.outputUrl` no longer gives them one.
-async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
+/// What happens to a render's media, or to its owner, between two deliveries of its end.
+enum Change {
+    /// The member who started it is removed from the creator's team.
+    MemberRemoved,
+    /// An administrator disables the member's account.
+    AccountDisabled,
+    /// The output is deleted (as `deleteShort` or a video's deletion forgets a job's output).
+    OutputDeleted,
+}
+
+/// A creator's render reports to the callback of the member who started it; after `change`,
+/// a delivery (here the retry of the first) carries no `outputUrl`, as `Job.outputUrl` no
+/// longer gives one.
+async fn a_delivery_after(backend: Backend, change: Change) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let app = TestApp::spawn_with(backend, |args| args.config.webhook_allow_private = true).await;
     let (url, inbox) = receiver(&[500]).await;
     let owner = app.register("hook-team-owner@example.com").await;
@@ -511,22 +522,52 @@ async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
     .await;
     let mut render = tiny_render(&url);
     render["input"]["creatorId"] = json!(creator);
-    app.ok(Some(&member.access_token), RENDER, render).await;
-    // The first delivery (refused by the receiver) carried the link; the member is removed
-    // before it is retried.
+    let job = app.ok(Some(&member.access_token), RENDER, render).await["renderMovie"]["id"]
+        .as_str()
+        .and_then(|id| id.parse::<uuid::Uuid>().ok())
+        .expect("id");
+    // The first delivery (refused by the receiver) carried the link; the change comes before
+    // it is retried.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while inbox.received.lock().expect("lock").is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "no delivery");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.ok(
-        Some(&owner.access_token),
-        "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
-        json!({ "c": creator, "u": member.user_id }),
-    )
-    .await;
-    let ended = deliveries(&app, &member).await;
-    assert_eq!(ended[0]["status"], "DONE", "{ended:?}");
+    match change {
+        Change::MemberRemoved => {
+            app.ok(
+                Some(&owner.access_token),
+                "mutation($c: ID!, $u: ID!) { removeCreatorMember(creatorId: $c, userId: $u) }",
+                json!({ "c": creator, "u": member.user_id }),
+            )
+            .await;
+        }
+        Change::AccountDisabled => {
+            let admin = app.admin("hook-admin@example.com").await;
+            app.ok(
+                Some(&admin.access_token),
+                "mutation($u: ID!) { updateUser(id: $u, input: { isActive: false }) { isActive } }",
+                json!({ "u": member.user_id }),
+            )
+            .await;
+        }
+        Change::OutputDeleted => {
+            entity::job::Entity::update_many()
+                .col_expr(
+                    entity::job::Column::OutputRef,
+                    sea_orm::sea_query::Expr::val(Option::<String>::None),
+                )
+                .filter(entity::job::Column::Id.eq(job))
+                .exec(&app.state.db)
+                .await
+                .expect("output forgotten");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while inbox.received.lock().expect("lock").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let received = inbox.received.lock().expect("lock").clone();
     assert_eq!(received.len(), 2, "{received:?}");
     let first: Value = serde_json::from_slice(&received[0].body).expect("JSON");
@@ -534,6 +575,18 @@ async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
     assert!(first["job"]["outputUrl"].is_string(), "{first}");
     assert!(second["job"]["outputUrl"].is_null(), "{second}");
     assert_eq!(second["job"]["status"], "DONE");
+}
+
+async fn a_removed_member_gets_no_output_url_by_webhook(backend: Backend) {
+    a_delivery_after(backend, Change::MemberRemoved).await;
+}
+
+async fn a_disabled_account_gets_no_output_url_by_webhook(backend: Backend) {
+    a_delivery_after(backend, Change::AccountDisabled).await;
+}
+
+async fn a_delivery_after_its_output_was_deleted_links_to_nothing(backend: Backend) {
+    a_delivery_after(backend, Change::OutputDeleted).await;
 }
 
 /// A name that resolves to an internal address is answered like a name that does not
@@ -780,6 +833,8 @@ both_backends!(
     a_notice_goes_out_while_every_work_slot_is_busy,
     internal_names_are_not_told_from_names_that_do_not_resolve,
     a_removed_member_gets_no_output_url_by_webhook,
+    a_disabled_account_gets_no_output_url_by_webhook,
+    a_delivery_after_its_output_was_deleted_links_to_nothing,
     each_delivery_tells_the_end_it_was_made_for,
     a_refused_delivery_names_the_callback_without_its_secrets,
     a_rotated_secret_signs_beside_the_old_one_until_it_is_dropped,
