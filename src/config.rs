@@ -41,7 +41,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub access_token_ttl_secs: u64,
 
-    /// Lifetime of a session (its refresh tokens), in days (1 to 3650).
+    /// Lifetime of a session (its refresh tokens), in days (1 to 3650). Lowering it ends
+    /// sessions older than the new lifetime at once.
     #[arg(long, env = "REELGRAPH_SESSION_TTL_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub session_ttl_days: u64,

@@ -30,28 +30,32 @@ pub struct Session {
 }
 
 /// The live sessions of `user_id`, newest first; `current` marks `current_session`'s.
+/// `ttl_days` is `REELGRAPH_SESSION_TTL_DAYS` (see [`super::session_end`]).
 pub async fn live_sessions(
     db: &sea_orm::DatabaseConnection,
+    ttl_days: u64,
     user_id: uuid::Uuid,
     current_session: Option<uuid::Uuid>,
 ) -> AppResult<Vec<Session>> {
+    let now = Utc::now();
     Ok(session::Entity::find()
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
-        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .filter(session::Column::ExpiresAt.gt(now))
+        .filter(session::Column::CreatedAt.gt(now - super::session_ttl(ttl_days)))
         .order_by_desc(session::Column::CreatedAt)
         .order_by_desc(session::Column::Id)
         .all(db)
         .await?
         .into_iter()
         .map(|s| Session {
+            expires_at: super::session_end(ttl_days, &s),
             id: s.id.into(),
             current: Some(s.id) == current_session,
             user_agent: s.user_agent,
             ip_address: s.ip_address,
             created_at: s.created_at,
             last_seen_at: s.last_seen_at,
-            expires_at: s.expires_at,
         })
         .collect())
 }

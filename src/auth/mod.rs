@@ -519,7 +519,9 @@ pub async fn refresh(
     let session = session::Entity::find_by_id(row.session_id)
         .one(&txn)
         .await?;
-    let Some(session) = session.filter(|s| s.revoked_at.is_none() && s.expires_at > now) else {
+    let Some(session) = session
+        .filter(|s| s.revoked_at.is_none() && session_end(state.config.session_ttl_days, s) > now)
+    else {
         return Err(AppError::unauthenticated(
             "session expired or revoked, sign in again",
         ));
@@ -712,6 +714,21 @@ async fn revoke_session(state: &AppState, session_id: Uuid, reason: &str) -> App
     Ok(!ended.is_empty())
 }
 
+/// The lifetime of sessions, `REELGRAPH_SESSION_TTL_DAYS`.
+pub fn session_ttl(days: u64) -> chrono::Duration {
+    chrono::Duration::days(i64::try_from(days).unwrap_or(30))
+}
+
+/// When `session` ends: when its lifetime, as set when it started, runs out, or sooner if
+/// `REELGRAPH_SESSION_TTL_DAYS` (`ttl_days`) was lowered since: lowering it after a suspected
+/// leak ends the older sessions at once (as access tokens are capped by the current lifetime).
+pub fn session_end(ttl_days: u64, session: &session::Model) -> DateTime<Utc> {
+    std::cmp::min(
+        session.expires_at,
+        session.created_at + session_ttl(ttl_days),
+    )
+}
+
 /// A session with its first refresh token; returns the session and the plain token.
 async fn start_session(
     db: &impl ConnectionTrait,
@@ -720,7 +737,6 @@ async fn start_session(
     client: &ClientInfo,
     now: DateTime<Utc>,
 ) -> AppResult<(session::Model, String)> {
-    let ttl_days = i64::try_from(state.config.session_ttl_days).unwrap_or(30);
     let session = session::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
@@ -728,7 +744,7 @@ async fn start_session(
         ip_address: Set(client.ip.clone()),
         created_at: Set(now),
         last_seen_at: Set(Some(now)),
-        expires_at: Set(now + chrono::Duration::days(ttl_days)),
+        expires_at: Set(now + session_ttl(state.config.session_ttl_days)),
         revoked_at: Set(None),
         revoked_reason: Set(None),
     }

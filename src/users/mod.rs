@@ -128,10 +128,16 @@ impl User {
             return Ok(None);
         };
         crate::graphql::budget::take(ctx, 0)?;
-        let db = &state(ctx)?.db;
+        let state = state(ctx)?;
         Ok(Some(crate::graphql::budget::counted(
             ctx,
-            crate::auth::graphql::live_sessions(db, self.0.id, Some(current)).await?,
+            crate::auth::graphql::live_sessions(
+                &state.db,
+                state.config.session_ttl_days,
+                self.0.id,
+                Some(current),
+            )
+            .await?,
         )?))
     }
     /// Every change of this user's render credits, newest first (null but for the user

@@ -932,6 +932,63 @@ async fn sessions_are_listed_and_revoked_by_their_user(backend: Backend) {
         .await;
 }
 
+/// Lowering `REELGRAPH_SESSION_TTL_DAYS` (after a suspected leak) shortens the sessions that
+/// started under the longer lifetime: one older than the new lifetime refreshes no more and is
+/// not listed; a younger one is listed ending at its start plus the new lifetime.
+async fn a_shortened_session_lifetime_ends_older_sessions(backend: Backend) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let app = TestApp::spawn_with(backend, |a| a.config.session_ttl_days = 30).await;
+    let old = app.register("lifetime@example.com").await;
+    let young = sign_in(&app, "lifetime@example.com", "correct horse battery").await;
+    let started: Vec<uuid::Uuid> = entity::session::Entity::find()
+        .filter(entity::session::Column::UserId.eq(old.user_id.parse::<uuid::Uuid>().expect("id")))
+        .order_by_asc(entity::session::Column::CreatedAt)
+        .order_by_asc(entity::session::Column::Id)
+        .all(&app.state.db)
+        .await
+        .expect("sessions")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(started.len(), 2);
+    let now = chrono::Utc::now();
+    // Both started under a ten-year lifetime: 40 and 20 days ago.
+    for (session, days) in [(started[0], 40), (started[1], 20)] {
+        let created = now - chrono::Duration::days(days);
+        entity::session::Entity::update_many()
+            .col_expr(
+                entity::session::Column::CreatedAt,
+                sea_orm::sea_query::Expr::val(created),
+            )
+            .col_expr(
+                entity::session::Column::ExpiresAt,
+                sea_orm::sea_query::Expr::val(created + chrono::Duration::days(3650)),
+            )
+            .filter(entity::session::Column::Id.eq(session))
+            .exec(&app.state.db)
+            .await
+            .expect("aged");
+    }
+    let body = app
+        .gql(None, REFRESH, json!({ "t": old.refresh_token }))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    let data = app.ok(Some(&young.access_token), SESSIONS, json!({})).await;
+    let sessions = data["me"]["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "the older one is not listed: {data}");
+    let ends: chrono::DateTime<chrono::Utc> = sessions[0]["expiresAt"]
+        .as_str()
+        .and_then(|at| at.parse().ok())
+        .expect("expiresAt");
+    let expected = now + chrono::Duration::days(10);
+    assert!(
+        (ends - expected).num_seconds().abs() < 60,
+        "ends 30 days after it started: {data}"
+    );
+    app.ok(None, REFRESH, json!({ "t": young.refresh_token }))
+        .await;
+}
+
 /// `updateMe` sets and clears your display name and picture; bad values name their field.
 async fn update_me_edits_your_profile(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -1781,6 +1838,7 @@ async fn an_email_typed_in_capitals_is_one_address_and_lookalikes_are_refused(ba
 }
 
 both_backends!(
+    a_shortened_session_lifetime_ends_older_sessions,
     an_email_is_one_address_however_its_accents_are_typed,
     an_email_typed_in_capitals_is_one_address_and_lookalikes_are_refused,
     a_sign_in_answer_shows_the_account_as_its_own,
