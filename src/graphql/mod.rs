@@ -274,8 +274,10 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
     uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "is not a valid ID"))
 }
 
-/// A case-insensitive substring to search for.
-pub struct Contains(String);
+/// A case-insensitive substring to search for, in each of the forms its accents may be
+/// stored in: as typed, composed (NFC: how names are written now) and decomposed (NFD: how
+/// macOS names files, and so folder-named creators and older rows may hold them).
+pub struct Contains(Vec<String>);
 
 impl Contains {
     /// On PostgreSQL `lower(column) LIKE lower('%…%')` (wildcards escaped; both sides folded
@@ -288,21 +290,35 @@ impl Contains {
         backend: sea_orm::DatabaseBackend,
         column: impl sea_orm::sea_query::IntoColumnRef,
     ) -> sea_orm::sea_query::SimpleExpr {
-        use sea_orm::sea_query::{BinOper, Expr, ExprTrait, Func};
-        if backend == sea_orm::DatabaseBackend::Sqlite {
-            return Expr::col(column).binary(BinOper::Custom("GLOB"), glob_any_case(&self.0));
-        }
-        // The backslash is PostgreSQL's default `LIKE` escape.
-        let escaped = self
-            .0
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        Expr::expr(Func::lower(Expr::col(column))).binary(
-            BinOper::Like,
-            Func::lower(Expr::val(format!("%{escaped}%"))),
-        )
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        let column = column.into_column_ref();
+        self.0
+            .iter()
+            .map(|form| contains(backend, column.clone(), form))
+            .reduce(|any, form| any.or(form))
+            .unwrap_or_else(|| Expr::val(false))
     }
+}
+
+/// Whether `column` contains `search` in any mix of letter cases (see [`Contains::matches`]).
+fn contains(
+    backend: sea_orm::DatabaseBackend,
+    column: sea_orm::sea_query::ColumnRef,
+    search: &str,
+) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{BinOper, Expr, ExprTrait, Func};
+    if backend == sea_orm::DatabaseBackend::Sqlite {
+        return Expr::col(column).binary(BinOper::Custom("GLOB"), glob_any_case(search));
+    }
+    // The backslash is PostgreSQL's default `LIKE` escape.
+    let escaped = search
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Expr::expr(Func::lower(Expr::col(column))).binary(
+        BinOper::Like,
+        Func::lower(Expr::val(format!("%{escaped}%"))),
+    )
 }
 
 /// A `GLOB` pattern matching any text that contains `search` in any mix of letter cases.
@@ -368,7 +384,14 @@ pub fn contains_pattern(field: &str, search: Option<&str>) -> AppResult<Option<C
     if search.chars().count() > 100 {
         return Err(AppError::bad_input(field, "must be at most 100 characters"));
     }
-    Ok(Some(Contains(search.to_owned())))
+    use unicode_normalization::UnicodeNormalization;
+    let mut forms = vec![search.to_owned()];
+    for form in [search.nfc().collect::<String>(), search.nfd().collect()] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    Ok(Some(Contains(forms)))
 }
 
 /// Where the request came from (empty when unknown).

@@ -547,8 +547,29 @@ async fn creators_paginate_both_ways_with_stable_cursors(backend: Backend) {
         )
         .await;
     }
+    // A name kept decomposed (NFD, as macOS names folders), from before names were composed
+    // on the way in.
+    let renee = app.create_creator(&owner, "Renée Bakes").await;
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        entity::creator::Entity::update_many()
+            .col_expr(
+                entity::creator::Column::Name,
+                sea_orm::sea_query::Expr::val("Rene\u{301}e Bakes"),
+            )
+            .filter(entity::creator::Column::Id.eq(renee.parse::<uuid::Uuid>().expect("id")))
+            .exec(&app.state.db)
+            .await
+            .expect("kept decomposed");
+    }
     let count = "query($s: String) { creators(search: $s) { totalCount } }";
     for (term, expected) in [
+        // Either way an accent is typed, either way it is kept.
+        ("U\u{308}ber", 1),
+        ("u\u{308}BER", 1),
+        ("Renée", 1),
+        ("Rene\u{301}e", 1),
+        ("RENÉE", 1),
         ("ΟΔΟΣ", 1),
         ("οδοσ", 1),
         ("İstanbul", 1),
