@@ -159,7 +159,7 @@ fn untrimmed_length(moment: &key_moment::Model, video_secs: Option<f64>) -> f64 
     let end = video_secs
         .filter(|d| d.is_finite() && *d > 0.0)
         .map_or(moment.end_time, |d| d.min(moment.end_time));
-    (end - moment.start_time).max(0.0)
+    crate::graphql::to_millionths((end - moment.start_time).max(0.0))
 }
 
 /// Fits the untrimmed highlights of a video to the length its probe has just found
@@ -763,7 +763,7 @@ impl ContentMutation {
         row.trim_end = Set(Some(trim_end));
         // To the microsecond: 9.0000001 - 6.0000001 is 2.999999999999999, under the 3 s a trim
         // must last.
-        row.duration_secs = Set(((trim_end - trim_start) * 1e6).round() / 1e6);
+        row.duration_secs = Set(crate::graphql::to_millionths(trim_end - trim_start));
         row.updated_at = Set(Utc::now());
         let trimmed = match row.update(&txn).await {
             Ok(trimmed) => trimmed,

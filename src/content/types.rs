@@ -180,7 +180,7 @@ impl Highlight {
     /// Seconds the highlight lasts: the trimmed length once trimmed, else the key moment's, up to
     /// the end of the video.
     async fn duration_secs(&self) -> f64 {
-        self.0.duration_secs
+        crate::graphql::to_millionths(self.0.duration_secs)
     }
     async fn status(&self) -> HighlightStatus {
         self.0.status

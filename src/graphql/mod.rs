@@ -269,6 +269,12 @@ pub fn node_fields<'a>(look: &Lookahead<'a>, path: &[&str]) -> [Lookahead<'a>; 2
     ]
 }
 
+/// `value` to the millionth: differences and sums of seconds or fractions carry float noise
+/// (a moment from 12.0 to 19.99 s lasts 7.989999999999998 s), which clients would show.
+pub fn to_millionths(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
 /// Parses an `ID` argument; ids are UUIDs, anything else is a client error naming `field`.
 pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
     uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "is not a valid ID"))

@@ -91,7 +91,7 @@ impl Job {
     }
     /// 0.0–1.0; never goes backwards within one attempt.
     async fn progress(&self) -> f64 {
-        self.0.progress
+        crate::graphql::to_millionths(self.0.progress)
     }
     async fn current_phase(&self) -> Option<&str> {
         self.0.current_phase.as_deref()

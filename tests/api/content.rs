@@ -651,6 +651,26 @@ async fn detect_highlights_is_deterministic_and_rerunnable(backend: Backend) {
     );
 }
 
+/// A highlight's length is given to the millionth, without the float noise of its
+/// difference (19.99 − 12.0 is 7.989999999999998 in binary floating point).
+async fn a_highlights_length_has_no_float_noise(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, _, video) = creator_with_video(&app, "noise@example.com", "Noise").await;
+    let token = Some(owner.access_token.as_str());
+    app.ok(
+        token,
+        ADD_MOMENTS,
+        json!({ "v": video, "m": [moment("Short one", 12.0, 19.99)] }),
+    )
+    .await;
+    let found = app.ok(token, DETECT, json!({ "v": video })).await;
+    assert_eq!(
+        found["detectHighlights"][0]["durationSecs"].to_string(),
+        "7.99",
+        "{found}"
+    );
+}
+
 async fn highlights_are_approved_rejected_and_trimmed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (owner, _, video) = creator_with_video(&app, "ar@example.com", "Curate").await;
@@ -2599,6 +2619,7 @@ async fn a_short_of_a_blink_is_refused(backend: Backend) {
 }
 
 both_backends!(
+    a_highlights_length_has_no_float_noise,
     a_short_of_a_blink_is_refused,
     a_removed_member_gets_no_more_outputs_of_the_creators_jobs,
     a_retried_short_request_returns_its_first_short,
