@@ -26,7 +26,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use entity::{DigestFrequency, UserRole, user};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TryInsertResult,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -242,6 +244,14 @@ fn check(number: usize, line: Line, now: DateTime<Utc>) -> AppResult<ImportedUse
     if created_at > now {
         return Err(AppError::bad_input("createdAt", "is in the future"));
     }
+    // An id tells its time (UUIDv7), from 1970 on: an earlier date (often an exporter's zero
+    // time, 0001-01-01) would list the account out of order.
+    if created_at < DateTime::UNIX_EPOCH {
+        return Err(AppError::bad_input(
+            "createdAt",
+            "is before 1970: leave it out (or null) to date the account at the import",
+        ));
+    }
     let preferences = line.notification_preferences;
     let digest_frequency = match preferences
         .as_ref()
@@ -328,9 +338,10 @@ pub async fn import(
                 .map(|u| u.email),
         );
     }
+    let order: Vec<String> = users.iter().map(|u| u.email.clone()).collect();
     let (existing, new): (Vec<ImportedUser>, Vec<ImportedUser>) =
         users.into_iter().partition(|u| taken.contains(&u.email));
-    let report = ImportReport {
+    let mut report = ImportReport {
         imported: new.iter().map(|u| u.email.clone()).collect(),
         existing: existing.into_iter().map(|u| u.email).collect(),
         to_upgrade: new
@@ -343,42 +354,67 @@ pub async fn import(
         return Ok(report);
     }
     let now = Utc::now();
-    let mut balances = Vec::new();
-    for chunk in new.chunks(INSERT_CHUNK) {
-        let rows = chunk.iter().map(|u| {
-            // Ids are time-ordered (UUIDv7) and lists page by them: an account made years ago
-            // gets an id of that time, not of the import's, so it is listed where it belongs.
+    // Ids are time-ordered (UUIDv7) and lists page by them: an account made years ago gets an
+    // id of that time, not of the import's, so it is listed where it belongs.
+    let new: Vec<(Uuid, ImportedUser)> = new
+        .into_iter()
+        .map(|u| {
             let id = Uuid::new_v7(uuid::Timestamp::from_unix(
                 uuid::NoContext,
                 u64::try_from(u.created_at.timestamp()).unwrap_or(0),
                 u.created_at.timestamp_subsec_nanos(),
             ));
-            if u.credits > 0 {
-                balances.push((id, u.credits));
-            }
-            user::ActiveModel {
-                id: Set(id),
-                email: Set(u.email.clone()),
-                password_hash: Set(u.password_hash.clone()),
-                display_name: Set(u.display_name.clone()),
-                avatar_url: Set(u.avatar_url.clone()),
-                role: Set(u.role),
-                is_active: Set(u.is_active),
-                is_verified: Set(u.is_verified),
-                credits: Set(0),
-                created_at: Set(u.created_at),
-                updated_at: Set(now),
-                onboarding_completed: Set(u.onboarding_completed),
-                digest_enabled: Set(u.digest_enabled),
-                digest_frequency: Set(u.digest_frequency),
-            }
+            (id, u)
+        })
+        .collect();
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    for chunk in new.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|(id, u)| user::ActiveModel {
+            id: Set(*id),
+            email: Set(u.email.clone()),
+            password_hash: Set(u.password_hash.clone()),
+            display_name: Set(u.display_name.clone()),
+            avatar_url: Set(u.avatar_url.clone()),
+            role: Set(u.role),
+            is_active: Set(u.is_active),
+            is_verified: Set(u.is_verified),
+            credits: Set(0),
+            created_at: Set(u.created_at),
+            updated_at: Set(now),
+            onboarding_completed: Set(u.onboarding_completed),
+            digest_enabled: Set(u.digest_enabled),
+            digest_frequency: Set(u.digest_frequency),
         });
-        // An account created meanwhile with one of these emails fails the whole import (the
-        // unique key), and nothing is written; running it again skips that account.
-        user::Entity::insert_many(rows.collect::<Vec<_>>())
-            .exec_without_returning(&txn)
-            .await?;
+        // An account created meanwhile with one of these emails (a sign-up, another import
+        // of the same file) is left as it is, as one that was there before.
+        if let TryInsertResult::Inserted(ids) = user::Entity::insert_many(rows.collect::<Vec<_>>())
+            .on_conflict_do_nothing_on([user::Column::Email])
+            .exec_with_returning_keys(&txn)
+            .await?
+        {
+            inserted.extend(ids);
+        }
     }
+    let (created, meanwhile): (Vec<_>, Vec<_>) =
+        new.iter().partition(|(id, _)| inserted.contains(id));
+    if !meanwhile.is_empty() {
+        report.imported = created.iter().map(|(_, u)| u.email.clone()).collect();
+        report.to_upgrade = created
+            .iter()
+            .filter(|(_, u)| password::is_outdated(&u.password_hash))
+            .count();
+        let meanwhile: HashSet<&str> = meanwhile.iter().map(|(_, u)| u.email.as_str()).collect();
+        // Back in input order among the others.
+        report.existing = order
+            .iter()
+            .filter(|email| taken.contains(*email) || meanwhile.contains(email.as_str()))
+            .cloned()
+            .collect();
+    }
+    let balances = created
+        .iter()
+        .filter(|(_, u)| u.credits > 0)
+        .map(|(id, u)| (*id, u.credits));
     for (id, amount) in balances {
         credits::apply(&txn, id, amount, REASON_IMPORT, None)
             .await?

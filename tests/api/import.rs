@@ -283,6 +283,61 @@ async fn refused_sign_ins_take_a_whole_second_whatever_the_hash(backend: Backend
     assert!(login(&app, "cheap@example.com", "cheap's password").await["errors"].is_null());
 }
 
+/// An account created while an import runs, with an email the import also has (a sign-up,
+/// the same file imported twice at once), is left as it is, as one that was there before:
+/// the import does not fail on the unique email, and carries no credits over to it.
+#[tokio::test]
+async fn an_account_created_while_importing_is_left_as_it_is() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.register("model@example.com").await;
+    let hash = bcrypt_hash("an old password", bcrypt::Version::TwoB);
+    let text = [
+        json!({ "email": "meanwhile@example.com", "passwordHash": hash, "credits": 5 }),
+        json!({ "email": "new@example.com", "passwordHash": hash, "credits": 7 }),
+    ]
+    .map(|line| line.to_string())
+    .join("\n");
+    let users = import::parse(&text, chrono::Utc::now()).expect("parsed");
+    // The other account's transaction has written its row, and not committed yet.
+    let model = user::Entity::find()
+        .filter(user::Column::Email.eq("model@example.com"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("model");
+    let other = app.state.db.begin().await.expect("begin");
+    let mut row: user::ActiveModel = model.into();
+    row.id = Set(uuid::Uuid::now_v7());
+    row.email = Set("meanwhile@example.com".into());
+    row.insert(&other).await.expect("inserted");
+    let db = app.state.db.clone();
+    let importing = tokio::spawn(async move { import::import(&db, users, false).await });
+    crate::helpers::wait_for_lock_waits(&app, 1).await;
+    other.commit().await.expect("committed");
+    let report = importing
+        .await
+        .expect("joined")
+        .map_err(|e| e.public_message())
+        .expect("imported");
+    assert_eq!(report.imported, ["new@example.com"]);
+    assert_eq!(report.existing, ["meanwhile@example.com"]);
+    let credits = |email: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(email))
+                .one(&db)
+                .await
+                .expect("read")
+                .expect("account")
+                .credits
+        }
+    };
+    assert_eq!(credits("new@example.com").await, 7);
+    assert_eq!(credits("meanwhile@example.com").await, 0);
+}
+
 both_backends!(
     imported_accounts_sign_in_with_their_old_passwords,
     refused_sign_ins_take_a_whole_second_whatever_the_hash,
@@ -342,6 +397,8 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         json!({ "email": "pam@example.com", "passwordHash": good,
                 "notificationPreferences": { "digest_enabled": "yes" } }).to_string(),
         json!({ "email": "quin@example.com", "passwordHash": good, "avatarUrl": "javascript:alert(1)" }).to_string(),
+        // An exporter's zero time: an id (UUIDv7) cannot tell a time before 1970.
+        json!({ "email": "ray@example.com", "passwordHash": good, "createdAt": "0001-01-01T00:00:00Z" }).to_string(),
     ];
     // With the byte-order mark an editor on Windows writes: not part of line 1.
     std::fs::write(&file, format!("\u{feff}{}", lines.join("\n"))).expect("write");
@@ -365,6 +422,7 @@ async fn the_command_names_every_bad_line_and_imports_nothing_until_the_file_is_
         "line 14: createdAt: \"last tuesday\" is not a date and time",
         "line 15: notificationPreferences.digest_enabled: invalid type: string \"yes\"",
         "line 16: avatarUrl: ",
+        "line 17: createdAt: is before 1970: leave it out",
     ] {
         assert!(output.contains(expected), "{expected:?} in:\n{output}");
     }
