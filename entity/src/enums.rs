@@ -86,7 +86,7 @@ pub enum VideoStatus {
     /// Fully processed and available.
     #[sea_orm(string_value = "READY")]
     Ready,
-    /// Processing failed; see `failure_reason`.
+    /// Processing failed; see `failureReason`.
     #[sea_orm(string_value = "FAILED")]
     Failed,
     /// Held back (e.g. failed a safety or integrity check).

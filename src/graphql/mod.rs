@@ -178,7 +178,12 @@ fn build(
     // whole document, leaves room for the standard introspection query.
     .limit_depth(config.max_query_depth.max(depth::WHOLE_DOCUMENT_DEPTH))
     .limit_complexity(config.max_query_complexity)
-    .limit_recursive_depth(64);
+    .limit_recursive_depth(64)
+    // async-graphql's own words name a Rust type, which typed clients copy into their code.
+    .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
+        "A date and time: an RFC 3339 string, sent in UTC (`2026-01-02T03:04:05.123456Z`) and \
+         taken with any offset (`2026-01-02T04:04:05+01:00`).",
+    );
     if let Some(state) = state {
         builder = builder.data(state);
     }

@@ -47,6 +47,22 @@ fn schema_keeps_the_contract_names() {
     }
 }
 
+/// Descriptions speak the schema's language, not the server's: no Rust type, no snake_case
+/// column where a field is meant (typed clients copy descriptions into their code).
+#[test]
+fn descriptions_name_no_rust_types_or_columns() {
+    let sdl = reelgraph::graphql::sdl();
+    for leak in [
+        "DateTime<Utc>",
+        "Implement the",
+        "failure_reason",
+        "Option<",
+        "Vec<",
+    ] {
+        assert!(!sdl.contains(leak), "the schema says `{leak}`");
+    }
+}
+
 /// graphql-js — what graphql-codegen, Apollo and Relay build on — reads the committed SDL
 /// without errors, and finds no breaking or dangerous change between it and the schema the
 /// server serves by introspection (`tests/node/schema-check.mjs`).
