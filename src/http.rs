@@ -639,7 +639,7 @@ async fn run(
                 .is_none_or(|op| op.ty == OperationType::Mutation)
         });
         crate::graphql::budget::collapse(response, mutation);
-        crate::graphql::errors::add_codes(response);
+        crate::graphql::errors::add_codes(response, state.app.config.max_query_complexity);
         if let Some(parsed) = parsed.as_ref() {
             if parsed.kept.is_some() {
                 crate::graphql::empty::strip(&mut response.data);

@@ -417,13 +417,16 @@ pub fn too_large() -> ServerError {
     )
 }
 
-/// The refusal of a query that reads data deeper than `max` fields, as async-graphql words
-/// its own (and with the code the contract gives it).
-pub fn too_deep() -> ServerError {
+/// The refusal of a query that reads data `depth` fields deep, deeper than `max`, in
+/// async-graphql's words with the figures (and the code the contract gives it).
+pub fn too_deep(depth: usize, max: usize) -> ServerError {
     use async_graphql::ErrorExtensions;
     crate::error::request_error(
-        async_graphql::Error::new("Query is nested too deep.")
-            .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
+        async_graphql::Error::new(format!(
+            "Query is nested too deep: it reads fields {depth} levels deep, and this server's \
+             limit is {max}."
+        ))
+        .extend_with(|_, e| e.set("code", "QUERY_TOO_COMPLEX")),
     )
 }
 

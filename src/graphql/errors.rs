@@ -11,10 +11,18 @@
 
 use async_graphql::{Response, ServerError};
 
-/// Adds the missing codes to a response's errors.
-pub fn add_codes(response: &mut Response) {
+/// Adds the missing codes to a response's errors; `max_complexity` is the server's limit
+/// (`REELGRAPH_MAX_QUERY_COMPLEXITY`), which async-graphql's refusal does not say.
+pub fn add_codes(response: &mut Response, max_complexity: usize) {
     for error in &mut response.errors {
         ensure_code(error);
+        if error.message == "Query is too complex." {
+            error.message = format!(
+                "Query is too complex: its cost (one per field, a list's page size times the \
+                 cost of what it selects) is above this server's limit of {max_complexity}; \
+                 ask for smaller pages or fewer fields."
+            );
+        }
     }
 }
 

@@ -296,7 +296,10 @@ pub fn refusal(
         },
     };
     if depth.unwrap_or(document.shape.data_depth) > max_depth {
-        return Some(super::depth::too_deep());
+        return Some(super::depth::too_deep(
+            depth.unwrap_or(document.shape.data_depth),
+            max_depth,
+        ));
     }
     if let Some(error) = subscription_roots(document.document) {
         return Some(error);

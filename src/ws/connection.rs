@@ -543,6 +543,7 @@ impl Connection {
             ))
             .data(self.setup.client.clone());
         let variables = request.variables.clone();
+        let max_complexity = app.config.max_query_complexity;
         let mut request = request;
         let mut document = document;
         // Parsed once: async-graphql runs the document given, a subscription's root flattened,
@@ -573,7 +574,7 @@ impl Connection {
                         })
                     });
                     crate::graphql::budget::collapse(&mut response, mutation);
-                    crate::graphql::errors::add_codes(&mut response);
+                    crate::graphql::errors::add_codes(&mut response, max_complexity);
                     if let Some(document) = document.as_ref() {
                         if kept {
                             crate::graphql::empty::strip(&mut response.data);

@@ -20,6 +20,12 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
         )
         .await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    // With the figures, so a client sees how far over it is.
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Query is nested too deep: it reads fields 27 levels deep, and this server's limit is 12.",
+        "{body}"
+    );
     // Only the operation to run is held to the depth limit: GraphiQL sends every operation in
     // its editor, with the name of the one to run.
     // (18 levels: over this server's limit of 12 on data, within async-graphql's 24 on the
@@ -45,6 +51,12 @@ async fn deep_and_expensive_queries_are_rejected_before_running(backend: Backend
     let wide = "{ creators(first: 100) { nodes { videos(first: 100) { nodes { creator { videos(first: 100) { nodes { id } } } } } } } }";
     let body = app.gql(None, wide, json!({})).await;
     assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Query is too complex: ")
+            && message.contains("above this server's limit of 5000"),
+        "{body}"
+    );
 
     // 2 KB of fragments, each spreading the next twice: 2^40 fields once expanded. Refused as
     // written, before anything walks it expanded (which would hold a core for hours).
