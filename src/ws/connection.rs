@@ -432,13 +432,15 @@ impl Connection {
             .is_some_and(|u| self.setup.state.app.revoked.contains(u.session_id))
     }
 
-    /// Auth failed: the legacy protocol hears why, then both close with `4403`.
+    /// Auth failed: the legacy protocol hears why, then both close with `4403`, saying why in
+    /// the reason (`Forbidden: access token expired`), so a client knows whether a refreshed
+    /// token will do or it must sign in again, as it would over HTTP.
     async fn forbidden(&mut self, socket: &mut WebSocket, err: &AppError) -> Result<(), Stop> {
         if self.setup.protocol == Protocol::Legacy {
             let message = server::connection_error(&err.public_message(), err.code());
             self.send(socket, message).await?;
         }
-        Err(close(4403, "Forbidden"))
+        Err(close(4403, format!("Forbidden: {}", err.public_message())))
     }
 
     async fn token_expired(&mut self, socket: &mut WebSocket) -> Result<(), Stop> {

@@ -12,8 +12,8 @@
 //!   browser would fail such a handshake anyway, with a less helpful message.
 //! - Auth: the `connection_init` payload's `authorization` / `Authorization` / `token`
 //!   (`Bearer ` optional), else the upgrade request's `Authorization` header; none means an
-//!   anonymous viewer. A bad or expired token closes with `4403 Forbidden` (the legacy protocol
-//!   first gets a `connection_error`). An open socket closes with `4403` when its access token
+//!   anonymous viewer. A bad or expired token closes with `4403`, the reason saying why
+//!   (`Forbidden: access token expired`; the legacy protocol first gets a `connection_error`). An open socket closes with `4403` when its access token
 //!   expires, so clients reconnect with a fresh one.
 //! - `connection_init` must come within [`WsSettings::init_timeout`] (`4408`), only once
 //!   (`4429`), and before any operation (`4401`); an operation id that is still active is

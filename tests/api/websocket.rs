@@ -721,7 +721,13 @@ async fn no_event_goes_to_a_session_that_ended() {
         .await
         .map_err(|e| e.public_message())
         .expect("cancelled");
-    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    assert_eq!(
+        client.closed().await,
+        (
+            4403,
+            "Forbidden: this session has ended (signed out or revoked): sign in again".to_owned()
+        )
+    );
 }
 
 /// A legacy (subscriptions-transport-ws) client's `ka` is never answered, so the server also
@@ -773,7 +779,13 @@ async fn an_operation_of_an_ended_session_does_not_run() {
     .await;
     let create = r#"mutation { createCreator(input: {name: "After Logout"}) { id } }"#;
     client.subscribe("1", create, json!({})).await;
-    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    assert_eq!(
+        client.closed().await,
+        (
+            4403,
+            "Forbidden: this session has ended (signed out or revoked): sign in again".to_owned()
+        )
+    );
     let creators = app.ok(None, "{ creators { totalCount } }", json!({})).await;
     assert_eq!(creators["creators"]["totalCount"], 0, "{creators}");
 }
@@ -839,10 +851,14 @@ async fn a_bad_or_expired_token_closes_with_4403() {
         .map_err(|e| e.public_message())
         .expect("token");
 
-    for payload in [
-        json!({ "authorization": "Bearer not-a-token" }),
-        json!({ "token": expired }),
-        json!({ "authorization": 42 }),
+    // The reason says why, as HTTP's error does: whether a refreshed token will do.
+    for (payload, why) in [
+        (
+            json!({ "authorization": "Bearer not-a-token" }),
+            "invalid access token",
+        ),
+        (json!({ "token": expired }), "access token expired"),
+        (json!({ "authorization": 42 }), "invalid access token"),
     ] {
         let mut client = Client::connect(&url, Some(TRANSPORT), None).await;
         client
@@ -850,7 +866,7 @@ async fn a_bad_or_expired_token_closes_with_4403() {
             .await;
         assert_eq!(
             client.closed().await,
-            (4403, "Forbidden".to_owned()),
+            (4403, format!("Forbidden: {why}")),
             "{payload}"
         );
     }
@@ -862,7 +878,7 @@ async fn a_bad_or_expired_token_closes_with_4403() {
         client.send(json!({ "type": "connection_init" })).await;
         assert_eq!(
             client.closed().await,
-            (4403, "Forbidden".to_owned()),
+            (4403, "Forbidden: invalid access token".to_owned()),
             "{header}"
         );
     }
@@ -875,7 +891,10 @@ async fn a_bad_or_expired_token_closes_with_4403() {
     let error = legacy.recv().await;
     assert_eq!(error["type"], "connection_error", "{error}");
     assert_eq!(error["payload"]["extensions"]["code"], "UNAUTHENTICATED");
-    assert_eq!(legacy.closed().await, (4403, "Forbidden".to_owned()));
+    assert_eq!(
+        legacy.closed().await,
+        (4403, "Forbidden: invalid access token".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -924,7 +943,10 @@ async fn closes_when_the_token_ends(
         .await;
     client.subscribe("1", JOBS_UPDATED, json!({})).await;
     client.round_trip().await;
-    assert_eq!(client.closed().await, (4403, "Forbidden".to_owned()));
+    assert_eq!(
+        client.closed().await,
+        (4403, "Forbidden: access token expired".to_owned())
+    );
     let early = (ends_at - Utc::now()).num_milliseconds();
     assert!(early <= 1000, "closed {early} ms before the token ended");
 }
