@@ -441,6 +441,116 @@ async fn uploading_the_same_bytes_again_returns_the_ready_video_without_an_uploa
     assert_ne!(fresh["video"]["id"], first.as_str());
 }
 
+/// Two uploads of one file requested at once both get links (neither is there yet); the one
+/// completed second is `CONFLICT` naming the first, and ends FAILED saying so, its file
+/// discarded: one video per file and creator. A request while the first is processed gets it.
+async fn one_file_uploaded_twice_at_once_makes_one_video(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |a| a.no_worker = true).await;
+    let owner = app.register("twice-at-once@example.com").await;
+    let creator = app.create_creator(&owner, "Twice Studio").await;
+    let bytes = short_source().await;
+    let first = request_ok(&app, &owner, &creator, bytes).await;
+    let second = request_ok(&app, &owner, &creator, bytes).await;
+    crate::helpers::put_presigned(&app, &first, bytes).await;
+    crate::helpers::put_presigned(&app, &second, bytes).await;
+    let first_id = first["video"]["id"].as_str().expect("id");
+    let second_id = second["video"]["id"].as_str().expect("id");
+    let body = complete(&app, &owner, first_id).await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+
+    let body = complete(&app, &owner, second_id).await;
+    assert_eq!(error_code(&body), "CONFLICT", "{body:#}");
+    assert_eq!(error_field(&body), "videoId", "{body:#}");
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains(first_id), "{message}");
+    let data = video(&app, Some(&owner), second_id).await["data"]["video"].clone();
+    assert_eq!(data["status"], "FAILED", "{data}");
+    assert!(
+        data["failureReason"]
+            .as_str()
+            .is_some_and(|r| r.contains(first_id)),
+        "{data}"
+    );
+    let row = {
+        use sea_orm::EntityTrait;
+        entity::video::Entity::find_by_id(second_id.parse::<uuid::Uuid>().expect("id"))
+            .one(&app.state.db)
+            .await
+            .expect("read")
+            .expect("row")
+    };
+    assert_eq!(
+        app.state
+            .storage
+            .head(&row.storage_key)
+            .await
+            .expect("head"),
+        None,
+        "its file discarded"
+    );
+
+    // The first is still processed (no worker runs here): a new request gets it.
+    let body = request(
+        &app,
+        &owner,
+        json!({
+            "creatorId": creator, "filename": "third.mp4", "contentType": "video/mp4",
+            "sizeBytes": bytes.len(), "sha256": sha256_hex(bytes),
+        }),
+    )
+    .await;
+    let third = &body["data"]["requestVideoUpload"];
+    assert_eq!(third["deduplicated"], true, "{body:#}");
+    assert_eq!(third["video"]["id"], first_id, "{body:#}");
+    assert_eq!(third["video"]["status"], "PROCESSING", "{body:#}");
+}
+
+/// On PostgreSQL, two uploads of one file completed at the very same time: one is processed,
+/// the other is `CONFLICT` (the creator's row orders them).
+#[tokio::test]
+async fn one_file_completed_twice_at_the_same_time_makes_one_video() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = TestApp::spawn_with(Backend::Postgres, |a| a.no_worker = true).await;
+    let owner = app.register("same-time@example.com").await;
+    let creator = app.create_creator(&owner, "Same Time Studio").await;
+    let bytes = short_source().await;
+    let first = request_ok(&app, &owner, &creator, bytes).await;
+    let second = request_ok(&app, &owner, &creator, bytes).await;
+    crate::helpers::put_presigned(&app, &first, bytes).await;
+    crate::helpers::put_presigned(&app, &second, bytes).await;
+    // Both completions wait on the creator's row, held here, then go at once.
+    let held = app.state.db.begin().await.expect("begin");
+    held.execute_unprepared(&format!(
+        "SELECT id FROM creators WHERE id = '{creator}' FOR UPDATE"
+    ))
+    .await
+    .expect("locked");
+    let completing = [&first, &second].map(|upload| {
+        let app = &app;
+        let owner = &owner;
+        let id = upload["video"]["id"].as_str().expect("id").to_owned();
+        async move { complete(app, owner, &id).await }
+    });
+    let both = futures_util::future::join_all(completing);
+    let release = async {
+        crate::helpers::wait_for_lock_waits(&app, 2).await;
+        held.commit().await.expect("released");
+    };
+    let (answers, ()) = tokio::join!(both, release);
+    let mut codes: Vec<&str> = answers
+        .iter()
+        .map(|body| {
+            if body.get("errors").is_none() {
+                "ok"
+            } else {
+                error_code(body)
+            }
+        })
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(codes, ["CONFLICT", "ok"], "{answers:#?}");
+}
+
 async fn a_file_that_is_not_a_video_ends_failed_with_a_clear_reason(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.register("texter@example.com").await;
@@ -1375,6 +1485,7 @@ async fn a_turned_video_has_the_size_it_is_shown_at() {
 }
 
 both_backends!(
+    one_file_uploaded_twice_at_once_makes_one_video,
     an_uploaded_video_becomes_ready_with_a_thumbnail_and_a_720p_proxy,
     uploading_the_same_bytes_again_returns_the_ready_video_without_an_upload,
     a_file_that_is_not_a_video_ends_failed_with_a_clear_reason,
