@@ -19,6 +19,9 @@ pub struct Model {
     pub minutes_consumed: f64,
     /// Minutes reserved by renders in flight.
     pub minutes_reserved: f64,
+    /// Of `minutes_consumed + minutes_reserved`, those paid with credits (past the daily or
+    /// the monthly limit): not taken from the plan's monthly minutes.
+    pub minutes_paid: f64,
     /// Limit snapshot for the period; null = unlimited.
     pub minutes_limit: Option<f64>,
     /// Per-day minutes as a JSON object `{"YYYY-MM-DD": minutes}` (defaults to `{}`).

@@ -596,6 +596,7 @@ pub async fn check_entities(db: &DatabaseConnection) -> Result<(), BoxError> {
             billing_period: "2026-11".to_owned(),
             minutes_consumed: 12.5,
             minutes_reserved: 1.25,
+            minutes_paid: 0.75,
             minutes_limit: Some(600.0),
             daily_minutes: json!({"2026-11-22": 12.5}),
             last_updated_at: ts,

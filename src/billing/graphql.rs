@@ -74,6 +74,10 @@ pub struct RenderUsage {
     pub minutes_consumed: f64,
     /// Estimated minutes of renders still in flight.
     pub minutes_reserved: f64,
+    /// Of `minutesConsumed + minutesReserved`, the minutes paid with credits (past the daily or
+    /// the monthly limit). The monthly limit holds the rest: minutes paid for past the daily
+    /// cap do not use up the month's.
+    pub minutes_paid: f64,
     /// The plan's monthly limit; null = unlimited.
     pub minutes_limit: Option<f64>,
     /// Minutes per day (UTC) as `{"YYYY-MM-DD": minutes}`, counting finished and in-flight
@@ -107,6 +111,7 @@ impl BillingQuery {
             billing_period: summary.billing_period,
             minutes_consumed: summary.minutes_consumed,
             minutes_reserved: summary.minutes_reserved,
+            minutes_paid: summary.minutes_paid,
             minutes_limit: summary.minutes_limit,
             daily_minutes: Json(summary.daily_minutes),
             daily_limit: summary.daily_limit,

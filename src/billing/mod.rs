@@ -48,6 +48,10 @@ pub struct Reservation {
     pub minutes: f64,
     /// Credits deducted for the part past the plan's limit (refunded by [`release`]).
     pub credits: i64,
+    /// The minutes those credits paid for (`minutes_paid`, see [`usage`]); 0 in a reservation
+    /// made before they were recorded.
+    #[serde(default)]
+    pub paid_minutes: f64,
 }
 
 /// The billing period (`YYYY-MM`, UTC calendar month) that `now` falls in.

@@ -4,6 +4,9 @@
 //!
 //! - `minutes_consumed`: output minutes of renders that finished in this period.
 //! - `minutes_reserved`: estimated minutes of renders still in flight.
+//! - `minutes_paid`: of those two, the minutes paid with credits (past the daily or monthly
+//!   limit). They are not the plan's: the monthly limit holds `consumed + reserved - paid`, so
+//!   minutes a FREE user paid for past the daily cap do not use up the month's free minutes.
 //! - `minutes_limit`: snapshot of the plan's monthly limit (null = unlimited), refreshed by
 //!   every reservation and plan change. Decisions always use the live plan, not the snapshot.
 //! - `daily_minutes`: `{"YYYY-MM-DD": minutes}`, the **consumed + reserved** minutes of each day,
@@ -46,6 +49,8 @@ pub struct UsageSummary {
     pub billing_period: String,
     pub minutes_consumed: f64,
     pub minutes_reserved: f64,
+    /// Of consumed + reserved, the minutes paid with credits (not the plan's).
+    pub minutes_paid: f64,
     /// The plan's monthly limit; `None` = unlimited.
     pub minutes_limit: Option<f64>,
     /// `{"YYYY-MM-DD": minutes}`, consumed + reserved per day.
@@ -75,10 +80,11 @@ pub async fn usage_summary(
         .filter(render_usage::Column::BillingPeriod.eq(period.as_str()))
         .one(db)
         .await?;
-    let (consumed, reserved, daily) = match usage {
+    let (consumed, reserved, paid, daily) = match usage {
         Some(u) => (
             shown_minutes(u.minutes_consumed),
             shown_minutes(u.minutes_reserved),
+            shown_minutes(u.minutes_paid),
             Value::Object(
                 daily_map(&u.daily_minutes)
                     .into_iter()
@@ -93,12 +99,13 @@ pub async fn usage_summary(
                     .collect(),
             ),
         ),
-        None => (0.0, 0.0, Value::Object(Map::new())),
+        None => (0.0, 0.0, 0.0, Value::Object(Map::new())),
     };
     Ok(UsageSummary {
         billing_period: period,
         minutes_consumed: consumed,
         minutes_reserved: reserved,
+        minutes_paid: paid,
         minutes_limit: plan.monthly_minutes_limit,
         daily_minutes: daily,
         daily_limit: plan.daily_minutes_limit,
@@ -147,7 +154,7 @@ pub async fn reserve(
     let plan = current_plan(txn, user_id).await?;
 
     let daily_used = daily_value(&usage.daily_minutes, &day);
-    let monthly_used = usage.minutes_consumed + usage.minutes_reserved;
+    let monthly_used = plan_minutes(&usage);
     let daily_over = overflow(daily_used, minutes, plan.daily_minutes_limit);
     let monthly_over = overflow(monthly_used, minutes, plan.monthly_minutes_limit);
     let over = daily_over.max(monthly_over);
@@ -182,6 +189,9 @@ pub async fn reserve(
 
     let mut active: render_usage::ActiveModel = usage.clone().into();
     active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved + minutes));
+    if over > 0.0 {
+        active.minutes_paid = Set(stored_minutes(usage.minutes_paid + over));
+    }
     active.minutes_limit = Set(plan.monthly_minutes_limit);
     active.daily_minutes = Set(add_daily(&usage.daily_minutes, &day, minutes));
     active.last_updated_at = Set(now);
@@ -193,6 +203,7 @@ pub async fn reserve(
         day,
         minutes,
         credits,
+        paid_minutes: if credits > 0 { over } else { 0.0 },
     })
 }
 
@@ -223,6 +234,13 @@ pub async fn settle(
     let mut active: render_usage::ActiveModel = usage.clone().into();
     active.minutes_consumed = Set(stored_minutes(usage.minutes_consumed + actual));
     active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved - reservation.minutes));
+    // Paid for on the estimate (credits are not refunded for a shorter render), but never
+    // more minutes paid than the render took.
+    if reservation.paid_minutes > actual {
+        active.minutes_paid = Set(stored_minutes(
+            usage.minutes_paid - (reservation.paid_minutes - actual),
+        ));
+    }
     active.daily_minutes = Set(add_daily(
         &usage.daily_minutes,
         &reservation.day,
@@ -245,6 +263,11 @@ pub async fn release(
     let usage = lock_reserved_usage(txn, reservation, now).await?;
     let mut active: render_usage::ActiveModel = usage.clone().into();
     active.minutes_reserved = Set(stored_minutes(usage.minutes_reserved - reservation.minutes));
+    if reservation.paid_minutes > 0.0 {
+        active.minutes_paid = Set(stored_minutes(
+            usage.minutes_paid - reservation.paid_minutes,
+        ));
+    }
     active.daily_minutes = Set(add_daily(
         &usage.daily_minutes,
         &reservation.day,
@@ -282,6 +305,7 @@ pub(super) async fn lock_usage(
         billing_period: Set(period.to_owned()),
         minutes_consumed: Set(0.0),
         minutes_reserved: Set(0.0),
+        minutes_paid: Set(0.0),
         minutes_limit: Set(minutes_limit),
         daily_minutes: Set(Value::Object(Map::new())),
         last_updated_at: Set(now),
@@ -329,6 +353,12 @@ async fn lock_reserved_usage(
             .await
         }
     }
+}
+
+/// The minutes of `usage` that count against the plan's monthly limit: those not paid with
+/// credits.
+fn plan_minutes(usage: &render_usage::Model) -> f64 {
+    (usage.minutes_consumed + usage.minutes_reserved - usage.minutes_paid).max(0.0)
 }
 
 /// How much of `minutes` lies past `limit` when `used` is already spent (0 without a limit).

@@ -189,6 +189,7 @@ async fn a_grant_leaves_room_for_the_refunds_of_unfinished_renders(backend: Back
 }
 
 both_backends!(
+    minutes_paid_with_credits_leave_the_months_free_minutes,
     a_grant_leaves_room_for_the_refunds_of_unfinished_renders,
     a_grant_cannot_take_a_balance_past_a_graphql_int,
     a_grant_sent_again_with_its_key_is_made_once,
@@ -547,6 +548,81 @@ async fn settle_consumes_and_release_gives_back(backend: Backend) {
     assert_eq!(row.daily_minutes.as_object().map(|m| m.len()), Some(1));
 }
 
+/// Minutes a FREE user pays for with credits past the daily cap are not also taken from the
+/// month's 30 free minutes: three days of 5 free and 5 paid minutes leave 15 free minutes,
+/// not none (each of those was charged twice). A paid render released gives its paid minutes
+/// back with its credits; one shorter than its estimate keeps no more paid minutes than it took.
+async fn minutes_paid_with_credits_leave_the_months_free_minutes(backend: Backend) {
+    let app = spawn(backend).await;
+    let db = &app.state.db;
+    let user = uid(&app.register("paid-minutes@example.com").await);
+    grant(db, user, 100).await;
+    let period = "2030-03";
+    let charge = async |day: u32, minutes: f64| {
+        let (reserved, _) = reserve_one(db, user, minutes, false, at(2030, 3, day)).await;
+        let reserved = reserved.map_err(|e| e.public_message()).expect("reserved");
+        settle(db, &reserved, minutes).await;
+        reserved.credits
+    };
+    for day in 1..=3 {
+        assert_eq!(
+            charge(day, 5.0).await,
+            0,
+            "day {day}: the day's free minutes"
+        );
+        assert_eq!(charge(day, 5.0).await, 5, "day {day}: past the daily cap");
+    }
+    let row = usage(db, user, period).await;
+    assert_minutes(row.minutes_consumed, 30.0, "consumed");
+    assert_minutes(row.minutes_paid, 15.0, "paid");
+    // 15 of the month's 30 free minutes are left: three more free days.
+    for day in 4..=6 {
+        assert_eq!(charge(day, 5.0).await, 0, "day {day}: still free minutes");
+    }
+    assert_eq!(balance(db, user).await, 85);
+    // Now the month's are used up: every minute is paid for, once.
+    assert_eq!(charge(7, 2.0).await, 2, "the month is used up");
+
+    // Released, a paid render gives back its credits and its paid minutes.
+    let (paid, _) = reserve_one(db, user, 3.0, false, at(2030, 3, 8)).await;
+    let paid = paid.map_err(|e| e.public_message()).expect("paid");
+    assert_eq!(paid.credits, 3);
+    assert_minutes(
+        usage(db, user, period).await.minutes_paid,
+        20.0,
+        "paid while reserved",
+    );
+    release(db, &paid, None).await;
+    assert_minutes(
+        usage(db, user, period).await.minutes_paid,
+        17.0,
+        "paid after release",
+    );
+    // Shorter than its estimate: the credits stay spent, but only the minutes it took count
+    // as paid.
+    let (shorter, _) = reserve_one(db, user, 3.0, false, at(2030, 3, 9)).await;
+    let shorter = shorter.map_err(|e| e.public_message()).expect("paid");
+    settle(db, &shorter, 1.5).await;
+    let row = usage(db, user, period).await;
+    assert_minutes(row.minutes_paid, 18.5, "paid after a shorter render");
+    assert_minutes(row.minutes_consumed, 48.5, "consumed");
+
+    // `renderUsage` shows them: 0.5 of 3 minutes past the daily cap (2.5 + 3 > 5).
+    let session = app.register("paid-minutes-shown@example.com").await;
+    let shown = uid(&session);
+    grant(db, shown, 1).await;
+    let now = Utc::now();
+    for (minutes, credits) in [(2.5, 0), (3.0, 1)] {
+        let (reserved, _) = reserve_one(db, shown, minutes, false, now).await;
+        assert_eq!(reserved.map(|r| r.credits).ok(), Some(credits));
+    }
+    let usage = &app
+        .ok(Some(session.access_token.as_str()), USAGE, json!({}))
+        .await["renderUsage"];
+    assert_eq!(usage["minutesPaid"], json!(0.5), "{usage}");
+    assert_eq!(usage["minutesReserved"], json!(5.5), "{usage}");
+}
+
 /// ENTERPRISE is unlimited; PRO has no daily cap but a monthly one; FREE enforces the monthly
 /// limit separately from the daily cap.
 async fn plans_set_the_limits(backend: Backend) {
@@ -636,7 +712,8 @@ async fn plans_set_the_limits(backend: Backend) {
     assert!(april.is_ok());
 }
 
-const USAGE: &str = "{ renderUsage { billingPeriod minutesConsumed minutesReserved minutesLimit
+const USAGE: &str =
+    "{ renderUsage { billingPeriod minutesConsumed minutesReserved minutesPaid minutesLimit
     dailyMinutes dailyLimit credits
     plan { code name monthlyMinutesLimit dailyMinutesLimit priceCents } } }";
 const GRANT: &str = "mutation($u: ID!, $c: Int!, $r: String!) {
@@ -705,7 +782,7 @@ async fn render_usage_and_admin_mutations_over_http(backend: Backend) {
         data["renderUsage"],
         json!({
             "billingPeriod": billing::billing_period(now),
-            "minutesConsumed": 0.0, "minutesReserved": 0.0, "minutesLimit": 30.0,
+            "minutesConsumed": 0.0, "minutesReserved": 0.0, "minutesPaid": 0.0, "minutesLimit": 30.0,
             "dailyMinutes": {}, "dailyLimit": 5.0, "credits": 0,
             "plan": { "code": "FREE", "name": "Free", "monthlyMinutesLimit": 30.0,
                       "dailyMinutesLimit": 5.0, "priceCents": 0 },
