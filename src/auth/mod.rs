@@ -729,6 +729,81 @@ pub fn session_end(ttl_days: u64, session: &session::Model) -> DateTime<Utc> {
     )
 }
 
+/// Why a session ended by [`shorten_sessions`].
+const LIFETIME_SHORTENED: &str = "session lifetime shortened";
+
+/// Applies a lowered `REELGRAPH_SESSION_TTL_DAYS` (`ttl_days`) to the sessions that started
+/// under a longer one, at start-up: one already older than the new lifetime is ended
+/// (revoked: its access tokens stop working once the revocation list is read, and its
+/// address no longer vouches for sign-ins), a younger one is given its earlier end. So every
+/// reader of `expires_at` (lists, counts, the clean-up) sees the new lifetime. Returns how
+/// many sessions changed.
+pub async fn shorten_sessions(
+    db: &impl ConnectionTrait,
+    ttl_days: u64,
+    now: DateTime<Utc>,
+) -> AppResult<u64> {
+    const BATCH: u64 = 1000;
+    let ttl = session_ttl(ttl_days);
+    let mut after: Option<Uuid> = None;
+    let mut changed = 0;
+    loop {
+        let mut live = session::Entity::find()
+            .select_only()
+            .columns([
+                session::Column::Id,
+                session::Column::CreatedAt,
+                session::Column::ExpiresAt,
+            ])
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .order_by_asc(session::Column::Id)
+            .limit(BATCH);
+        if let Some(after) = after {
+            live = live.filter(session::Column::Id.gt(after));
+        }
+        let batch: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = live.into_tuple().all(db).await?;
+        let Some(last) = batch.last() else {
+            return Ok(changed);
+        };
+        after = Some(last.0);
+        let mut ended = Vec::new();
+        for (id, created_at, expires_at) in &batch {
+            let end = *created_at + ttl;
+            if end >= *expires_at {
+                continue;
+            }
+            if end <= now {
+                ended.push(*id);
+                continue;
+            }
+            changed += session::Entity::update_many()
+                .col_expr(session::Column::ExpiresAt, Expr::val(end))
+                .filter(session::Column::Id.eq(*id))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(db)
+                .await?
+                .rows_affected;
+        }
+        if !ended.is_empty() {
+            changed += session::Entity::update_many()
+                .col_expr(session::Column::RevokedAt, Expr::val(now))
+                .col_expr(
+                    session::Column::RevokedReason,
+                    Expr::val(LIFETIME_SHORTENED),
+                )
+                .filter(session::Column::Id.is_in(ended))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(db)
+                .await?
+                .rows_affected;
+        }
+        if (batch.len() as u64) < BATCH {
+            return Ok(changed);
+        }
+    }
+}
+
 /// A session with its first refresh token; returns the session and the plain token.
 async fn start_session(
     db: &impl ConnectionTrait,

@@ -181,8 +181,9 @@ fn build(
     .limit_recursive_depth(64)
     // async-graphql's own words name a Rust type, which typed clients copy into their code.
     .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
-        "A date and time: an RFC 3339 string, sent in UTC (`2026-01-02T03:04:05.123456Z`) and \
-         taken with any offset (`2026-01-02T04:04:05+01:00`).",
+        "A date and time: an RFC 3339 string, sent in UTC (`2026-01-02T03:04:05.123456+00:00`, \
+         with 0, 3, 6 or 9 digits of a second) and taken with any offset \
+         (`2026-01-02T04:04:05+01:00`, `2026-01-02T03:04:05Z`).",
     );
     if let Some(state) = state {
         builder = builder.data(state);

@@ -636,7 +636,7 @@ async fn record_scene(
 async fn missing_clip(ctx: &JobContext, index: usize, key: &str) -> Option<JobFailure> {
     match ctx.storage.head(key).await {
         Ok(None) => Some(JobFailure::permanent(format!(
-            "the rendered clip of spec.scenes[{index}] was removed from storage before the \
+            "the rendered clip of spec.scenes.{index} was removed from storage before the \
              movie was assembled; retry the job to render it again"
         ))),
         Ok(Some(_)) | Err(_) => None,

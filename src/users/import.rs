@@ -17,9 +17,11 @@
 //! is refused, naming it: export these columns only.
 //!
 //! Every line is checked before anything is written, and every problem is reported with its
-//! line number and field. Then all new accounts are written in one transaction: either all of
-//! them land or none does. Accounts whose email already exists are left exactly as they are,
-//! so running the same file again imports nothing twice. A bcrypt or older Argon2 hash is
+//! line number and field (a `createdAt` before 1970 too: an id tells its time only from then).
+//! Then all new accounts are written in one transaction: either all of them land or none does.
+//! Accounts whose email already exists are left exactly as they are, so running the same file
+//! again imports nothing twice; so is one created while the import runs (a sign-up, the same
+//! file imported at the same time), which the report then lists with the existing ones. A bcrypt or older Argon2 hash is
 //! replaced by an Argon2id one the first time its owner signs in.
 
 use std::collections::{HashMap, HashSet};

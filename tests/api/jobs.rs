@@ -125,6 +125,35 @@ pub async fn transitions(app: &TestApp, id: Uuid, status: JobStatus) -> u64 {
         .expect("count")
 }
 
+/// Progress is given to the millionth: a third done is 0.333333, not 0.3333333333333333.
+async fn progress_is_given_to_the_millionth(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.register("thirds@example.com").await;
+    let id = enqueue(
+        &app,
+        &owner,
+        "diagnostics.sleep",
+        json!({ "ms": 6_000, "steps": 3 }),
+        1,
+    )
+    .await;
+    let job = wait_for(
+        &app,
+        &owner.access_token,
+        id,
+        Duration::from_secs(20),
+        |job| job["progress"].as_f64().is_some_and(|p| p > 0.0),
+    )
+    .await;
+    assert_eq!(job["progress"].to_string(), "0.333333", "{job}");
+    app.ok(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+}
+
 async fn a_job_runs_to_done_with_progress_and_is_completed_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.register("jobs@example.com").await;
@@ -2336,6 +2365,7 @@ async fn children_of_a_page_of_jobs_are_read_at_once(backend: Backend) {
 }
 
 both_backends!(
+    progress_is_given_to_the_millionth,
     children_of_a_page_of_jobs_are_read_at_once,
     a_status_filter_repeated_many_times_is_answered,
     work_folders_of_jobs_no_longer_running_are_swept,

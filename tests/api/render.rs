@@ -1700,7 +1700,7 @@ async fn a_clip_removed_before_assembly_fails_the_movie_and_its_retry_renders_it
     running.await.expect("drained");
     let error = failed["job"]["error"].as_str().expect("error");
     assert!(
-        error.contains("the rendered clip of spec.scenes[0] was removed from storage")
+        error.contains("the rendered clip of spec.scenes.0 was removed from storage")
             && error.contains("retry the job to render it again"),
         "{failed}"
     );
