@@ -188,24 +188,34 @@ pub async fn consent_of(
     )))
 }
 
-/// The id of a video's consent row, from the video's id: the consent read before the row
-/// exists has the id the row gets when it is made. (A UUIDv8 of the first half of a SHA-256,
-/// so no other object shares it; rows made before this keep the UUIDv7 they were given.)
-fn consent_id(video_id: Uuid) -> Uuid {
+/// The id of a video's consent row, from the video: the consent read before the row exists
+/// has the id the row gets when it is made. A UUIDv7, as every id (time-ordered: the video's
+/// creation time), whose other 74 bits come from a SHA-256 of the video's id, so no other
+/// object shares it. Rows made before keep the id they were given (a UUIDv8 of that hash, or
+/// a UUIDv7 of their own).
+fn consent_id(video: &video::Model) -> Uuid {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(b"reelgraph video consent ")
-        .chain_update(video_id.as_bytes())
+        .chain_update(video.id.as_bytes())
         .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let millis = video
+        .id
+        .get_timestamp()
+        .map(|at| {
+            let (secs, nanos) = at.to_unix();
+            secs * 1000 + u64::from(nanos / 1_000_000)
+        })
+        .unwrap_or_else(|| u64::try_from(video.created_at.timestamp_millis()).unwrap_or(0));
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// The consent a video has before anyone sets it: public display on, the rest off.
 fn defaults(video: &video::Model, now: DateTime<Utc>) -> video_consent::Model {
     video_consent::Model {
-        id: consent_id(video.id),
+        id: consent_id(video),
         video_id: video.id,
         creator_id: video.creator_id,
         kb_inclusion: false,

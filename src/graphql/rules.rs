@@ -1,5 +1,6 @@
 //! Validation rules async-graphql 7 does not apply where graphql-js does: it validates no
-//! directive on a variable definition (`query($v: Int @foo)` ran), and nothing about
+//! directive on a variable definition (`query($v: Int @foo)` ran), let a variable be defined
+//! twice (`query($a: Int, $a: Int)` ran), and nothing about
 //! `__typename` (`{ __typename(x: 1) }`, `{ __typename { x } }` and `{ __typename @skip }`
 //! ran). This schema defines no directive for variable definitions, and `__typename` takes no
 //! argument and selects nothing; its directives are checked as any field's.
@@ -14,7 +15,16 @@ use async_graphql::{
 pub fn fault(document: &ExecutableDocument) -> Option<ServerError> {
     let operations = document.operations.iter().map(|(_, op)| op);
     for operation in operations.clone() {
+        let mut names = std::collections::HashSet::new();
         for definition in &operation.node.variable_definitions {
+            // async-graphql refused a duplicate only when one of the two had a default.
+            let name = definition.node.name.node.as_str();
+            if !names.insert(name) {
+                return Some(refusal(
+                    format!("There can be only one variable named \"${name}\"."),
+                    definition.pos,
+                ));
+            }
             if let Some(directive) = definition.node.directives.first() {
                 let message =
                     misplaced_or_unknown(&directive.node.name.node, "VARIABLE_DEFINITION");

@@ -321,6 +321,21 @@ async fn consent_never_set_dates_from_the_video(backend: Backend) {
         first["video"]["consent"]["updatedAt"], first["video"]["createdAt"],
         "{first}"
     );
+    // A UUIDv7 as every id (API.md), of the video's time.
+    let id = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .expect("a UUID")
+    };
+    let consent_id = id(&first["video"]["consent"]["id"]);
+    assert_eq!(consent_id.get_version_num(), 7, "{consent_id}");
+    assert_eq!(
+        consent_id.get_timestamp().map(|t| t.to_unix().0),
+        id(&first["video"]["id"])
+            .get_timestamp()
+            .map(|t| t.to_unix().0),
+    );
     assert_eq!(first, again);
     // A change that changes nothing leaves it so.
     app.ok(

@@ -367,6 +367,11 @@ async fn malformed_queries_are_bad_user_input(backend: Backend) {
             "query($v: Int @foo) { creators(first: $v) { totalCount } }",
             None,
         ),
+        // A variable defined twice (refused only when one of the two had a default).
+        (
+            "query($a: Int, $a: Int) { creators(first: $a) { totalCount } }",
+            None,
+        ),
         ("{ __typename(x: 1) }", None),
         ("{ me { __typename { x } } }", None),
         ("{ __typename @skip }", None),
