@@ -59,19 +59,6 @@ impl Application {
         };
         let state = connect_state(args.config, &public_url).await?;
         db::migrate(&state.db).await?;
-        let shortened = crate::auth::shorten_sessions(
-            &state.db,
-            state.config.session_ttl_days,
-            chrono::Utc::now(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("applying the session lifetime: {e:?}"))?;
-        if shortened > 0 {
-            tracing::info!(
-                sessions = shortened,
-                "sessions shortened to REELGRAPH_SESSION_TTL_DAYS"
-            );
-        }
         state
             .revoked
             .load(&state.db)

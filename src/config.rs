@@ -41,8 +41,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub access_token_ttl_secs: u64,
 
-    /// Lifetime of a session (its refresh tokens), in days (1 to 3650). Lowering it ends
-    /// sessions older than the new lifetime at once.
+    /// Lifetime of a session (its refresh tokens), in days (1 to 3650). Lowering it ends the
+    /// sessions older than the new lifetime: they refresh no more and are not listed (their
+    /// access tokens run out within the access-token lifetime). Raising it again brings back
+    /// those not ended otherwise.
     #[arg(long, env = "REELGRAPH_SESSION_TTL_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub session_ttl_days: u64,

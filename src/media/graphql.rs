@@ -147,15 +147,17 @@ async fn discard_upload(state: &crate::state::AppState, video: &video::Model) ->
     Ok(())
 }
 
-/// Another video of `video`'s creator with the file `sha256` names, processed or being
-/// processed: two uploads of one file requested at once both got links (neither was there
-/// yet). Run in the completing write transaction with the creator's row locked (PostgreSQL;
-/// SQLite's write transaction holds the whole database), so of two completed at once, the
-/// second sees the first.
+/// Another video of `video`'s creator with the file `sha256` names: two uploads of one file
+/// requested at once both got links (neither was READY yet). A READY one (its file was
+/// checked), or, when `checked` (this file's hash was checked on completing, and so was the
+/// other's, of the same size), one being processed. Run in the completing write transaction
+/// with the creator's row locked (PostgreSQL; SQLite's write transaction holds the whole
+/// database), so of two completed at once, the second sees the first.
 async fn same_file(
     txn: &sea_orm::DatabaseTransaction,
     video: &video::Model,
     sha256: &str,
+    checked: bool,
 ) -> AppResult<Option<video::Model>> {
     creator::Entity::find_by_id(video.creator_id)
         .for_no_key_update(txn)
@@ -165,7 +167,11 @@ async fn same_file(
         .filter(video::Column::CreatorId.eq(video.creator_id))
         .filter(video::Column::Sha256.eq(sha256))
         .filter(video::Column::SizeBytes.eq(video.size_bytes))
-        .filter(video::Column::Status.is_in([VideoStatus::Ready, VideoStatus::Processing]))
+        .filter(if checked {
+            video::Column::Status.is_in([VideoStatus::Ready, VideoStatus::Processing])
+        } else {
+            video::Column::Status.eq(VideoStatus::Ready)
+        })
         .filter(video::Column::DeletedAt.is_null())
         .filter(video::Column::Id.ne(video.id))
         .order_by_asc(video::Column::Id)
@@ -183,8 +189,8 @@ impl MediaMutation {
     /// and nothing is stored; write-once: send `uploadHeaders`; once
     /// something is uploaded the link answers 412, unless
     /// `completeVideoUpload` refused it and removed it) and the new video in
-    /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY (or PROCESSING) video of the
-    /// same creator, returns that video with `deduplicated: true` and no URL. An account may ask for 200 upload links a day
+    /// UPLOADING. When `sha256` (and `sizeBytes`) match a READY video of the same creator,
+    /// returns that video with `deduplicated: true` and no URL. An account may ask for 200 upload links a day
     /// (`RATE_LIMITED` past that); a link takes one body at a time (409 while another is
     /// being sent) and gives up on one that sends nothing for 60 seconds (408).
     async fn request_video_upload(
@@ -215,9 +221,7 @@ impl MediaMutation {
                 // Bytes of another length cannot have this hash: the client is wrong about
                 // one of the two, and the upload's own checks will say which.
                 .filter(video::Column::SizeBytes.eq(request.size_bytes))
-                // One being processed too: its bytes are all there, and it is READY soon (or
-                // FAILED, and then a new request uploads again).
-                .filter(video::Column::Status.is_in([VideoStatus::Ready, VideoStatus::Processing]))
+                .filter(video::Column::Status.eq(VideoStatus::Ready))
                 .filter(video::Column::DeletedAt.is_null())
                 .order_by_asc(video::Column::Id)
                 .one(db)
@@ -309,7 +313,7 @@ impl MediaMutation {
     /// when one was given), moves the video to PROCESSING and returns the `video.probe` job
     /// that makes it READY (or FAILED, with `failureReason`). Follow it with `jobUpdated`.
     /// When another upload of the same file (the same `sha256`) for the creator was completed
-    /// first, this one is `CONFLICT` naming that video, and ends FAILED (its file discarded).
+    /// first, this one is `CONFLICT` naming that video, and ends FAILED.
     async fn complete_video_upload(&self, ctx: &Context<'_>, video_id: ID) -> AppResult<Job> {
         let viewer = viewer(ctx)?;
         let user = viewer.require_user()?.clone();
@@ -362,12 +366,12 @@ impl MediaMutation {
 
         // The status change and the job commit together: a PROCESSING video always has its job.
         let txn = queue::begin_write(&state.db).await?;
+        let checked = stored.size <= hash_inline_bytes(&state.storage);
         if let Some(sha256) = &video.sha256
-            && let Some(same) = same_file(&txn, &video, sha256).await?
+            && let Some(same) = same_file(&txn, &video, sha256, checked).await?
         {
             let reason = format!(
-                "the same file (by its sha256) was uploaded meanwhile as video {}: use that one; \
-                 this upload was discarded",
+                "the same file (by its sha256) was uploaded meanwhile as video {}: use that one",
                 same.id
             );
             let failed = video::Entity::update_many()
@@ -380,12 +384,16 @@ impl MediaMutation {
                 .exec(&txn)
                 .await?;
             txn.commit().await?;
-            if failed.rows_affected == 1
-                && let Err(err) = state.storage.delete(&video.storage_key).await
-            {
-                // A FAILED video's upload is removed by the sweep within a week anyway.
-                tracing::warn!(video = %id, error = %err, "could not delete a duplicate upload");
+            if failed.rows_affected == 0 {
+                // Deleted or completed by someone else since we looked.
+                let now = video::Entity::find_by_id(id).one(&state.db).await?;
+                return Err(match now {
+                    Some(v) if v.deleted_at.is_none() => not_uploading(v.status),
+                    _ => AppError::NotFound("video"),
+                });
             }
+            // Its file stays for now, so its link takes no other (it is write-once while
+            // something is stored), and goes with the FAILED uploads' after a week.
             return Err(AppError::conflict(Some("videoId"), reason));
         }
         let moved = video::Entity::update_many()
