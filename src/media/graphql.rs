@@ -179,6 +179,16 @@ async fn same_file(
         .await?)
 }
 
+/// Why video `id`, UPLOADING when read, could not be moved on: deleted (`NOT_FOUND`) or
+/// completed by someone else since.
+async fn no_longer_uploading(db: &sea_orm::DatabaseConnection, id: Uuid) -> AppError {
+    match video::Entity::find_by_id(id).one(db).await {
+        Ok(Some(v)) if v.deleted_at.is_none() => not_uploading(v.status),
+        Ok(_) => AppError::NotFound("video"),
+        Err(err) => err.into(),
+    }
+}
+
 #[derive(Default)]
 pub struct MediaMutation;
 
@@ -385,12 +395,7 @@ impl MediaMutation {
                 .await?;
             txn.commit().await?;
             if failed.rows_affected == 0 {
-                // Deleted or completed by someone else since we looked.
-                let now = video::Entity::find_by_id(id).one(&state.db).await?;
-                return Err(match now {
-                    Some(v) if v.deleted_at.is_none() => not_uploading(v.status),
-                    _ => AppError::NotFound("video"),
-                });
+                return Err(no_longer_uploading(&state.db, id).await);
             }
             // Its file stays for now, so its link takes no other (it is write-once while
             // something is stored), and goes with the FAILED uploads' after a week.
@@ -410,12 +415,7 @@ impl MediaMutation {
             .await?;
         if moved.rows_affected == 0 {
             txn.rollback().await?;
-            // Deleted or completed by someone else since we looked.
-            let now = video::Entity::find_by_id(id).one(&state.db).await?;
-            return Err(match now {
-                Some(v) if v.deleted_at.is_none() => not_uploading(v.status),
-                _ => AppError::NotFound("video"),
-            });
+            return Err(no_longer_uploading(&state.db, id).await);
         }
         let mut new = NewJob::new(
             JobKind::Workflow,
