@@ -721,7 +721,9 @@ pub fn session_ttl(days: u64) -> chrono::Duration {
 
 /// When `session` ends: when its lifetime, as set when it started, runs out, or sooner if
 /// `REELGRAPH_SESSION_TTL_DAYS` (`ttl_days`) was lowered since: lowering it after a suspected
-/// leak ends the older sessions at once (as access tokens are capped by the current lifetime).
+/// leak ends the older sessions (they refresh no more; access tokens are capped by the current
+/// lifetime too). Applied where sessions are read, not written in: raising it again, or one
+/// server started with another value, changes no session for good.
 pub fn session_end(ttl_days: u64, session: &session::Model) -> DateTime<Utc> {
     std::cmp::min(
         session.expires_at,
