@@ -244,6 +244,24 @@ impl TestApp {
     }
 
     /// Makes this app drop `database` when it is dropped.
+    /// A worker pool of `slots` on this app's database, storage and events, running the
+    /// handlers of `registry` (test handlers, or built-in ones wrapped).
+    pub fn worker_pool(
+        &self,
+        registry: reelgraph::jobs::handlers::Registry,
+        slots: usize,
+    ) -> reelgraph::jobs::worker::WorkerPool {
+        reelgraph::jobs::worker::WorkerPool::new(
+            self.state.db.clone(),
+            self.state.events.clone(),
+            self.state.storage.clone(),
+            registry,
+            self.state.config.job_settings(),
+            slots,
+            self.state.metrics.clone(),
+        )
+    }
+
     pub fn adopt_database(&mut self, database: String) {
         self.pg_database = Some(database);
     }

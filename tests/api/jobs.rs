@@ -2468,10 +2468,7 @@ async fn a_parent_whose_next_step_cannot_be_read_fails(backend: Backend) {
 /// panic ended the job's task: the job stayed RUNNING until its lease ran out, then ran (and
 /// panicked) again on every attempt, and failed as a worker that stopped answering.
 async fn a_handler_that_panics_fails_its_job_and_the_pool_goes_on(backend: Backend) {
-    use reelgraph::jobs::{
-        handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
-        worker::WorkerPool,
-    };
+    use reelgraph::jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry};
 
     struct Panics;
     #[async_trait::async_trait]
@@ -2497,15 +2494,7 @@ async fn a_handler_that_panics_fails_its_job_and_the_pool_goes_on(backend: Backe
     registry
         .register("test.panics", Panics)
         .register("test.works", Works);
-    let pool = WorkerPool::new(
-        app.state.db.clone(),
-        app.state.events.clone(),
-        app.state.storage.clone(),
-        registry,
-        app.state.config.job_settings(),
-        1,
-        app.state.metrics.clone(),
-    );
+    let pool = app.worker_pool(registry, 1);
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(pool.run(stop.clone()));
 

@@ -1634,10 +1634,7 @@ async fn photos_are_measured_and_drawn_upright_and_thin_pictures_keep_a_side() {
 /// rather than waiting it out as a storage outage for 15 minutes; and the retry does.
 #[tokio::test]
 async fn a_clip_removed_before_assembly_fails_the_movie_and_its_retry_renders_it_again() {
-    use reelgraph::jobs::{
-        handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry},
-        worker::WorkerPool,
-    };
+    use reelgraph::jobs::handlers::{JobContext, JobFailure, JobHandler, Outcome, Registry};
 
     /// Assembles after taking away the clips it is about to join.
     struct Vanishing(reelgraph::storage::Storage);
@@ -1672,33 +1669,23 @@ async fn a_clip_removed_before_assembly_fails_the_movie_and_its_retry_renders_it
     let id = data["renderMovie"]["id"].as_str().expect("id").to_owned();
     let mut registry = Registry::builtin();
     registry.register("render.assemble", Vanishing(app.state.storage.clone()));
-    let pool = WorkerPool::new(
-        app.state.db.clone(),
-        app.state.events.clone(),
-        app.state.storage.clone(),
-        registry,
-        app.state.config.job_settings(),
-        2,
-        app.state.metrics.clone(),
-    );
+    let pool = app.worker_pool(registry, 2);
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(pool.run(stop.clone()));
-    let status = "query($id: ID!) { job(id: $id) { status error attempts } }";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let failed = loop {
-        let job = app
-            .ok(Some(&owner.access_token), status, json!({ "id": id }))
-            .await;
-        if job["job"]["status"] == "FAILED" {
-            break job;
-        }
-        assert_ne!(job["job"]["status"], "DONE", "{job}");
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let movie: uuid::Uuid = id.parse().expect("uuid");
+    let ended = |job: &Value| matches!(job["status"].as_str(), Some("FAILED" | "DONE"));
+    let failed = crate::jobs::wait_for(
+        &app,
+        &owner.access_token,
+        movie,
+        Duration::from_secs(90),
+        ended,
+    )
+    .await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
     stop.cancel();
     running.await.expect("drained");
-    let error = failed["job"]["error"].as_str().expect("error");
+    let error = failed["error"].as_str().expect("error");
     assert!(
         error.contains("the rendered clip of spec.scenes.0 was removed from storage")
             && error.contains("retry the job to render it again"),
@@ -1715,18 +1702,15 @@ async fn a_clip_removed_before_assembly_fails_the_movie_and_its_retry_renders_it
     assert_eq!(retried["retryJob"]["status"], "QUEUED", "{retried}");
     let workers =
         tokio::spawn(reelgraph::app::worker_pool(&app.state).run(app.state.shutdown.child_token()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let job = app
-            .ok(Some(&owner.access_token), status, json!({ "id": id }))
-            .await;
-        if job["job"]["status"] == "DONE" {
-            break;
-        }
-        assert_ne!(job["job"]["status"], "FAILED", "{job}");
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = crate::jobs::wait_for(
+        &app,
+        &owner.access_token,
+        movie,
+        Duration::from_secs(90),
+        ended,
+    )
+    .await;
+    assert_eq!(done["status"], "DONE", "{done}");
     workers.abort();
     let children = app
         .ok(Some(&owner.access_token), CHILDREN, json!({ "id": id }))
