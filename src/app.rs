@@ -211,11 +211,26 @@ pub async fn connect_state(
     .await?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
+    // Only where changes are announced (PostgreSQL's triggers and LISTEN).
+    let read_cache = Arc::new(if config.is_postgres() {
+        crate::graphql::read_cache::ReadCache::new(
+            Duration::from_secs(config.read_cache_secs),
+            config.read_cache_mb << 20,
+        )
+    } else {
+        crate::graphql::read_cache::ReadCache::off()
+    });
     let counter = metrics.db_statements.clone();
+    let writes = read_cache.clone();
     let db = db::connect(
         &config,
-        Some(Arc::new(move || {
+        Some(Arc::new(move |sql: &str| {
             counter.inc();
+            // This process's own writes drop the cache at once, before their announcement
+            // comes back (a caller may read what it just caused at once).
+            if crate::graphql::read_cache::writes_content(sql) {
+                writes.changed();
+            }
         })),
     )
     .await?;
@@ -231,6 +246,7 @@ pub async fn connect_state(
         url.as_deref(),
         shutdown.clone(),
         revoked.clone(),
+        read_cache.clone(),
         Duration::from_millis(config.listen_check_ms),
     );
     Ok(AppState {
@@ -244,6 +260,7 @@ pub async fn connect_state(
         shutdown,
         sign_in: Arc::new(crate::auth::throttle::SignInThrottle::new()),
         revoked,
+        read_cache,
     })
 }
 

@@ -153,6 +153,26 @@ pub struct Config {
     )]
     pub listen_check_ms: u64,
 
+    /// Seconds an answer to an anonymous query is served again from the read cache at most
+    /// (PostgreSQL only; it is dropped sooner, the moment anything it read changes). 0 turns
+    /// the cache off. At most 120: answers may hold media links valid for 10 minutes.
+    #[arg(
+        long,
+        env = "REELGRAPH_READ_CACHE_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=120)
+    )]
+    pub read_cache_secs: u64,
+
+    /// MiB of answers the read cache keeps at most (0 turns it off).
+    #[arg(
+        long,
+        env = "REELGRAPH_READ_CACHE_MB",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(0..=65_536)
+    )]
+    pub read_cache_mb: u64,
+
     /// Days finished top-level jobs are kept (rendered movies are kept for good: their MP4 is
     /// reached through the job).
     #[arg(long, env = "REELGRAPH_JOB_RETENTION_DAYS", default_value_t = 30,
@@ -256,6 +276,8 @@ impl Config {
             retention_sweep_secs: 60,
             subscription_reread_ms: 30_000,
             listen_check_ms: 15_000,
+            read_cache_secs: 30,
+            read_cache_mb: 64,
             job_retention_days: 30,
             scene_cache_days: 30,
             asset_retention_days: 30,

@@ -15,22 +15,46 @@ use sea_orm::{
 
 use crate::config::Config;
 
-/// Called once per SQL statement; used for metrics.
-pub type StatementHook = Arc<dyn Fn() + Send + Sync>;
+/// Called once per SQL statement sent, with its text; for metrics and the read cache.
+pub type StatementHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 tokio::task_local! {
-    /// Statements sent so far by the work [`counting_statements`] runs.
-    static STATEMENTS: std::cell::Cell<u64>;
+    /// What the work [`counting_statements`] runs has sent so far.
+    static STATEMENTS: Tally;
+}
+
+/// The SQL statements some work sent from its own task ([`counting_statements`]).
+#[derive(Debug, Default)]
+pub struct Tally {
+    count: std::cell::Cell<u64>,
+    /// Whether one of them named a table whose changes are not announced
+    /// ([`crate::graphql::read_cache::NOT_CACHED_TABLES`]).
+    uncached: std::cell::Cell<bool>,
+}
+
+impl Tally {
+    pub fn count(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// Whether what the statements read may be kept in the read cache.
+    pub fn cacheable(&self) -> bool {
+        !self.uncached.get()
+    }
 }
 
 /// Runs `work`, counting the SQL statements it sends from its own task (a GraphQL request's
 /// resolvers and loaders run there; the workers and other requests do not), and returns its
-/// output with the count.
-pub async fn counting_statements<F: Future>(work: F) -> (F::Output, u64) {
+/// output with the tally.
+pub async fn counting_statements<F: Future>(work: F) -> (F::Output, Tally) {
     STATEMENTS
-        .scope(std::cell::Cell::new(0), async {
+        .scope(Tally::default(), async {
             let output = work.await;
-            (output, STATEMENTS.with(std::cell::Cell::get))
+            let tally = STATEMENTS.with(|tally| Tally {
+                count: tally.count.clone(),
+                uncached: tally.uncached.clone(),
+            });
+            (output, tally)
         })
         .await
 }
@@ -148,11 +172,18 @@ pub async fn connect(
             .unwrap_or_default();
         anyhow::anyhow!("connecting to the database{place}: {message}")
     })?;
-    db.set_metric_callback(move |_| {
+    db.set_metric_callback(move |info| {
         if let Some(hook) = &on_statement {
-            hook();
+            hook(&info.statement.sql);
         }
-        let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
+        let _ = STATEMENTS.try_with(|tally| {
+            tally.count.set(tally.count.get() + 1);
+            if !tally.uncached.get()
+                && crate::graphql::read_cache::names_uncached_table(&info.statement.sql)
+            {
+                tally.uncached.set(true);
+            }
+        });
     });
     Ok(db)
 }

@@ -36,6 +36,7 @@ use crate::{
         loaders::new_loaders,
         over_http::{self, Answer, MediaType},
         persisted::PersistedQueries,
+        read_cache,
     },
     state::AppState,
     storage,
@@ -425,6 +426,9 @@ async fn execute(
     {
         return (StatusCode::BAD_REQUEST, error_body(&no_query())).into_response();
     }
+    // An anonymous query may be answered from the read cache, and its answer kept there.
+    let may_cache = single && authorization.is_none();
+    let mut keep = None;
     let mut refused = Vec::with_capacity(requests.len());
     let mut runnable = Vec::with_capacity(requests.len());
     let mut documents = Vec::with_capacity(requests.len());
@@ -436,6 +440,24 @@ async fn execute(
                 continue;
             }
         };
+        if may_cache
+            && is_query(parsed.as_deref(), request.operation_name.as_deref())
+            && let Some(key) = read_cache::Key::of(&request)
+        {
+            match state.app.read_cache.lookup(key) {
+                Some(read_cache::Lookup::Hit(body)) => {
+                    state.app.metrics.graphql_operations.inc();
+                    state.app.metrics.request_statements(0);
+                    state.app.metrics.read_cache_lookup("hit");
+                    return over_http::answered(StatusCode::OK, media, body);
+                }
+                Some(read_cache::Lookup::Miss(key, generation)) => {
+                    state.app.metrics.read_cache_lookup("miss");
+                    keep = Some((key, generation));
+                }
+                None => {}
+            }
+        }
         // Before the checks on what it holds: a mutation sent with GET is 405 whatever else
         // is wrong with it (GraphQL over HTTP).
         if method == Method::GET
@@ -460,9 +482,14 @@ async fn execute(
     let mut results = Vec::new();
     if !runnable.is_empty() {
         let running = run(&state, viewer, peer, headers, runnable, documents, single);
-        let statements;
-        (results, statements) = crate::db::counting_statements(running).await;
-        state.app.metrics.request_statements(statements);
+        let tally;
+        (results, tally) = crate::db::counting_statements(running).await;
+        state.app.metrics.request_statements(tally.count());
+        if !tally.cacheable() {
+            keep = None;
+        }
+    } else {
+        keep = None;
     }
     state.app.metrics.count_errors(
         results
@@ -478,7 +505,27 @@ async fn execute(
             None => results.next().map(Answer::from_response),
         })
         .collect();
+    if let Some((key, generation)) = keep
+        && let [Answer::Ran(response)] = answers.as_slice()
+        && response.errors.is_empty()
+    {
+        match serde_json::to_vec(response) {
+            Ok(body) => {
+                let body = axum::body::Bytes::from(body);
+                state.app.read_cache.keep(key, generation, body.clone());
+                return over_http::answered(StatusCode::OK, media, body);
+            }
+            Err(err) => tracing::error!(error = %err, "an answer did not serialise"),
+        }
+    }
     over_http::respond(media, single, answers)
+}
+
+/// Whether the operation `name` of `parsed` is a query.
+fn is_query(parsed: Option<&ParsedDocument>, name: Option<&str>) -> bool {
+    parsed
+        .and_then(|p| crate::graphql::nulls::pick(&p.document, name))
+        .is_some_and(|operation| operation.ty == OperationType::Query)
 }
 
 /// The mutations that need no signed-in caller, and that a client whose access token no

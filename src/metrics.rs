@@ -114,6 +114,8 @@ pub struct Metrics {
     pub jobs_running_here: Gauge<i64, AtomicI64>,
     /// Scene-cache lookups by the scene renderer.
     pub scene_cache: Family<ResultLabel, Counter<u64, AtomicU64>>,
+    /// Read-cache lookups of anonymous queries over HTTP ([`Metrics::read_cache_lookup`]).
+    read_cache: Family<ResultLabel, Counter<u64, AtomicU64>>,
     /// The shared queue, refreshed from the database at each scrape.
     queue: Family<QueueLabels, Gauge<i64, AtomicI64>>,
     queue_lag: Arc<QueueLag>,
@@ -140,6 +142,7 @@ impl Default for Metrics {
             job_duration: Family::new_with_constructor(job_histogram),
             jobs_running_here: Gauge::default(),
             scene_cache: Family::default(),
+            read_cache: Family::default(),
             queue: Family::default(),
             queue_lag: Arc::default(),
             scrape: tokio::sync::Mutex::new(()),
@@ -207,6 +210,11 @@ impl Default for Metrics {
             metrics.scene_cache.clone(),
         );
         registry.register(
+            "read_cache_lookups",
+            "Anonymous queries over HTTP looked up in the read cache, by result (hit or miss)",
+            metrics.read_cache.clone(),
+        );
+        registry.register(
             "jobs",
             "Unfinished jobs in the shared queue, by type and status (read at scrape time)",
             metrics.queue.clone(),
@@ -231,6 +239,11 @@ impl Metrics {
         self.graphql_request_statements.observe(statements as f64);
         self.request_statements_sum
             .fetch_add(statements, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a read-cache lookup: `hit` or `miss`.
+    pub fn read_cache_lookup(&self, result: &'static str) {
+        self.read_cache.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// SQL statements every GraphQL request over HTTP has sent so far, together.

@@ -33,4 +33,6 @@ pub struct AppState {
     pub sign_in: Arc<crate::auth::throttle::SignInThrottle>,
     /// Sessions ended while their access tokens may still be unexpired.
     pub revoked: Arc<crate::auth::revoked::RevokedSessions>,
+    /// Answers to anonymous queries, until what they read changes.
+    pub read_cache: Arc<crate::graphql::read_cache::ReadCache>,
 }

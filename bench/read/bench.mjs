@@ -43,6 +43,9 @@ const settings = {
   dbUrl: env("DB_URL"),
   dbName: env("DB_NAME"),
   rgPid: Number(env("RG_PID")),
+  rgNoCacheUrl: env("RG_NOCACHE_URL"),
+  rgNoCachePid: Number(env("RG_NOCACHE_PID")),
+  churn: Number(env("CHURN", "0")),
   pgPid: Number(env("PG_PID")),
   resultsDir: env("RESULTS_DIR"),
   duration: Number(env("DURATION", "10")),
@@ -54,9 +57,13 @@ const settings = {
   only: env("ONLY", "").split(",").filter(Boolean),
 };
 
+// Reelgraph runs twice: with its read cache (the default: anonymous answers served again until
+// what they read changes) and with it off (REELGRAPH_READ_CACHE_SECS=0: every request runs its
+// query). Both use the same request bodies.
 const servers = [
-  { key: "reelgraph", label: "Reelgraph", url: settings.rgUrl, pid: settings.rgPid },
-  { key: "postgraphile", label: "PostGraphile", url: settings.pgUrl, pid: settings.pgPid },
+  { key: "reelgraph", bodies: "reelgraph", label: "Reelgraph", url: settings.rgUrl, pid: settings.rgPid },
+  { key: "uncached", bodies: "reelgraph", label: "RG no cache", url: settings.rgNoCacheUrl, pid: settings.rgNoCachePid },
+  { key: "postgraphile", bodies: "postgraphile", label: "PostGraphile", url: settings.pgUrl, pid: settings.pgPid },
 ];
 
 const log = (...args) => console.error(...args);
@@ -268,12 +275,26 @@ async function loadSamples() {
   }
 }
 
+/** SQL statements the Reelgraph without a read cache has sent: what a query costs to run. */
 async function reelgraphStatements() {
-  const response = await fetch(new URL("/metrics", settings.rgUrl));
+  const response = await fetch(new URL("/metrics", settings.rgNoCacheUrl));
   const text = await response.text();
   const line = text.split("\n").find((l) => l.startsWith("reelgraph_db_statements_total "));
   if (!line) throw new BenchError("Reelgraph's /metrics has no reelgraph_db_statements_total");
   return Number(line.split(" ")[1]);
+}
+
+/** The read cache's lookups so far, by result, from the cached Reelgraph's /metrics. */
+async function cacheLookups() {
+  const response = await fetch(new URL("/metrics", settings.rgUrl));
+  const text = await response.text();
+  const count = (result) => {
+    const line = text
+      .split("\n")
+      .find((l) => l.startsWith(`reelgraph_read_cache_lookups_total{result="${result}"} `));
+    return line ? Number(line.split(" ")[1]) : 0;
+  };
+  return { hit: count("hit"), miss: count("miss") };
 }
 
 /** Checks every body of a query on both servers; returns null when equivalent, else why not. */
@@ -281,15 +302,24 @@ async function check(query, bodies) {
   for (let i = 0; i < bodies.reelgraph.length; i++) {
     const answers = {};
     for (const server of servers) {
-      const { status, json } = await post(server.url, bodies[server.key][i]);
+      const { status, json } = await post(server.url, bodies[server.bodies][i]);
       if (status !== 200 || json.errors) {
         const message = json.errors ? json.errors.map((e) => e.message).join("; ") : `HTTP ${status}`;
-        if (server.key === "reelgraph") return { unavailable: message };
+        if (server.bodies === "reelgraph") return { unavailable: message };
         throw new BenchError(`${query.name}: PostGraphile failed: ${message}`);
       }
-      answers[server.key] = server.key === "reelgraph"
+      answers[server.key] = server.bodies === "reelgraph"
         ? query.reelgraph.canonical(json.data)
         : query.postgraphile.canonical(json.data);
+    }
+    // Both Reelgraphs, the one with the cache asked a second time (its answer from the cache).
+    const again = await post(settings.rgUrl, bodies.reelgraph[i]);
+    const cached = again.json.errors ? { errors: again.json.errors } : query.reelgraph.canonical(again.json.data);
+    for (const [name, other] of [["uncached", answers.uncached], ["cached", cached]]) {
+      const diff = firstDifference(answers.reelgraph, other);
+      if (diff) {
+        throw new BenchError(`${query.name}: Reelgraph's answers differ (${name}) at ${diff.at}: ${JSON.stringify(diff)}`);
+      }
     }
     const empty = emptyLists(answers.reelgraph);
     if (empty.length > 0) {
@@ -323,9 +353,9 @@ async function main() {
       postgraphile: variableSets.map((v) => bodyOf(query.postgraphile.query, v)),
     };
     const files = {};
-    for (const server of servers) {
-      files[server.key] = path.join(settings.resultsDir, `${query.name}.${server.key}.jsonl`);
-      writeFileSync(files[server.key], bodies[server.key].join("\n") + "\n");
+    for (const key of ["reelgraph", "postgraphile"]) {
+      files[key] = path.join(settings.resultsDir, `${query.name}.${key}.jsonl`);
+      writeFileSync(files[key], bodies[key].join("\n") + "\n");
     }
     log(`checking ${query.name} (${variableSets.length} request${variableSets.length > 1 ? "s" : ""} per server)…`);
     const problem = await check(query, bodies);
@@ -341,7 +371,7 @@ async function main() {
     const before = await reelgraphStatements();
     const probes = Math.min(8, bodies.reelgraph.length * 8);
     for (let i = 0; i < probes; i++) {
-      await post(settings.rgUrl, bodies.reelgraph[i % bodies.reelgraph.length]);
+      await post(settings.rgNoCacheUrl, bodies.reelgraph[i % bodies.reelgraph.length]);
     }
     const statements = ((await reelgraphStatements()) - before - scrapeCost) / probes;
     log(`  ✓ same data on both servers; Reelgraph runs ${fmt(statements, 1)} SQL statements per request`);
@@ -357,7 +387,7 @@ async function main() {
     const entry = { name: item.query.name, title: item.query.title, statements: item.statements, runs: [] };
     for (const server of servers) {
       log(`warming up ${server.label} on ${item.query.name} (${settings.warmup} s)…`);
-      await runWrk(server.url, item.files[server.key], settings.warmup);
+      await runWrk(server.url, item.files[server.bodies], settings.warmup);
     }
     for (let run = 0; run < settings.runs; run++) {
       const order = run % 2 === 0 ? servers : [...servers].reverse();
@@ -365,8 +395,13 @@ async function main() {
         await sleep(1000);
         const load = os.loadavg()[0];
         const before = cpuSnapshot(server);
-        const { result, ticks } = await runWrk(server.url, item.files[server.key], settings.duration);
+        const lookupsBefore = server.key === "reelgraph" ? await cacheLookups() : null;
+        const { result, ticks } = await runWrk(server.url, item.files[server.bodies], settings.duration);
         const after = cpuSnapshot(server);
+        const lookupsAfter = server.key === "reelgraph" ? await cacheLookups() : null;
+        const hits = lookupsBefore ? lookupsAfter.hit - lookupsBefore.hit : null;
+        const misses = lookupsBefore ? lookupsAfter.miss - lookupsBefore.miss : null;
+        const hitRatio = lookupsBefore && hits + misses > 0 ? hits / (hits + misses) : null;
         const summary = summarizeRun(result);
         const cpu = cpuBetween(before, after, ticks);
         if (summary.failed > 0 || result.errors.status > 0) {
@@ -375,9 +410,9 @@ async function main() {
           );
         }
         log(
-          `  ${item.query.name} run ${run + 1} ${server.label.padEnd(12)} ${fmtInt(summary.rps).padStart(7)} req/s  p50 ${fmt(summary.p50_ms, 2)} ms  p99 ${fmt(summary.p99_ms, 2)} ms  cpu: server ${cpu.server}% postgres ${cpu.postgres}% wrk ${cpu.wrk}% machine ${cpu.machine}/${cpu.capacity}%  load ${load.toFixed(2)}`,
+          `  ${item.query.name} run ${run + 1} ${server.label.padEnd(12)} ${fmtInt(summary.rps).padStart(7)} req/s  p50 ${fmt(summary.p50_ms, 2)} ms  p99 ${fmt(summary.p99_ms, 2)} ms  cpu: server ${cpu.server}% postgres ${cpu.postgres}% wrk ${cpu.wrk}% machine ${cpu.machine}/${cpu.capacity}%  load ${load.toFixed(2)}${hitRatio == null ? "" : `  cache hits ${fmt(hitRatio * 100, 1)}%`}`,
         );
-        entry.runs.push({ server: server.key, run: run + 1, load1: load, ...summary, cpu });
+        entry.runs.push({ server: server.key, run: run + 1, load1: load, ...summary, cpu, hitRatio });
       }
     }
     results.push(entry);
@@ -411,18 +446,22 @@ function renderSummary(report) {
     `Machine: ${report.machine.cores} cores (${report.machine.cpu}); wrk -t${report.settings.threads} -c${report.settings.connections}, ${report.settings.runs} × ${report.settings.duration} s per server and query, alternating, after ${report.settings.warmup} s of warm-up each.`,
   );
   lines.push("");
+  if (report.settings.churn > 0) {
+    lines.push(
+      `Content changed during every run: ${report.settings.churn} video updates per second (each drops every cached answer).`,
+    );
+  }
+  lines.push("");
   lines.push(
-    "| query | SQL stmts/req (Reelgraph) | Reelgraph req/s | PostGraphile req/s | ratio | Reelgraph p50 / p99 (ms) | PostGraphile p50 / p99 (ms) | p99 ratio (PG ÷ RG) | CPU ms/req: Reelgraph + its PG backends | CPU ms/req: PostGraphile + its PG backends | machine busy (RG / PG runs) | load (1 min) |",
+    "| query | Reelgraph | SQL stmts/req (run) | cache hits | Reelgraph req/s | PostGraphile req/s | ratio | Reelgraph p50 / p99 (ms) | PostGraphile p50 / p99 (ms) | p99 ratio (PG ÷ RG) | CPU ms/req: Reelgraph + its PG backends | CPU ms/req: PostGraphile + its PG backends | machine busy (RG / PG runs) | load (1 min) |",
   );
-  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of report.results) {
     if (r.unavailable) {
-      lines.push(`| ${r.title} | – | not measured: ${r.unavailable.replace(/\|/g, "\\|")} | | | | | | | | | |`);
+      lines.push(`| ${r.title} | | – | | not measured: ${r.unavailable.replace(/\|/g, "\\|")} | | | | | | | | | |`);
       continue;
     }
     const of = (key) => r.runs.filter((x) => x.server === key);
-    const rg = of("reelgraph");
-    const pgr = of("postgraphile");
     const agg = (runs) => ({
       rps: mean(runs.map((x) => x.rps)),
       p50: mean(runs.map((x) => x.p50_ms)),
@@ -433,17 +472,22 @@ function renderSummary(report) {
       machine: mean(runs.map((x) => x.cpu.machine)),
       capacity: runs[0].cpu.capacity,
       load: mean(runs.map((x) => x.load1)),
+      hits: runs.every((x) => x.hitRatio != null) ? mean(runs.map((x) => x.hitRatio)) : null,
       spread: runs.map((x) => fmtInt(x.rps)).join(", "),
     });
-    const a = agg(rg);
-    const b = agg(pgr);
-    lines.push(
-      `| ${r.title} | ${fmt(r.statements, 1)} | ${fmtInt(a.rps)} (${a.spread}) | ${fmtInt(b.rps)} (${b.spread}) | ${fmt(a.rps / b.rps, 2)}× | ${fmt(a.p50, 2)} / ${fmt(a.p99, 2)} | ${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} | ${fmt(b.p99 / a.p99, 2)}× | ${fmt(a.server, 2)} + ${fmt(a.postgres, 2)} | ${fmt(b.server, 2)} + ${fmt(b.postgres, 2)} | ${Math.round(a.machine)}% / ${Math.round(b.machine)}% of ${a.capacity}% | ${fmt(Math.min(a.load, b.load), 2)}–${fmt(Math.max(...r.runs.map((x) => x.load1)), 2)} |`,
-    );
+    const b = agg(of("postgraphile"));
+    for (const [key, label] of [["reelgraph", "read cache on (default)"], ["uncached", "read cache off"]]) {
+      if (of(key).length === 0) continue;
+      const a = agg(of(key));
+      const hits = a.hits == null ? "–" : `${fmt(a.hits * 100, 1)}%`;
+      lines.push(
+        `| ${r.title} | ${label} | ${fmt(r.statements, 1)} | ${hits} | ${fmtInt(a.rps)} (${a.spread}) | ${fmtInt(b.rps)} (${b.spread}) | ${fmt(a.rps / b.rps, 2)}× | ${fmt(a.p50, 2)} / ${fmt(a.p99, 2)} | ${fmt(b.p50, 2)} / ${fmt(b.p99, 2)} | ${fmt(b.p99 / a.p99, 2)}× | ${fmt(a.server, 2)} + ${fmt(a.postgres, 2)} | ${fmt(b.server, 2)} + ${fmt(b.postgres, 2)} | ${Math.round(a.machine)}% / ${Math.round(b.machine)}% of ${a.capacity}% | ${fmt(Math.min(a.load, b.load), 2)}–${fmt(Math.max(...r.runs.map((x) => x.load1)), 2)} |`,
+      );
+    }
   }
   lines.push("");
   lines.push(
-    "req/s: mean of the runs (each run in brackets); p50/p99: mean of the runs' wrk percentiles; CPU ms/req: CPU time of the server process and of the PostgreSQL backends serving the benchmark database, per request, mean of the runs; machine busy: all CPUs, all processes; load: 1-minute load average when each run started.",
+    "SQL stmts/req: what one request costs when its query runs (counted on the Reelgraph without the cache); cache hits: share of the timed run's requests answered from the read cache; req/s: mean of the runs (each run in brackets); p50/p99: mean of the runs' wrk percentiles; CPU ms/req: CPU time of the server process and of the PostgreSQL backends serving the benchmark database, per request, mean of the runs; machine busy: all CPUs, all processes; load: 1-minute load average when each run started.",
   );
   return lines.join("\n") + "\n";
 }

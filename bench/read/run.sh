@@ -4,12 +4,15 @@
 #   bench/read/run.sh [--duration 10] [--runs 2] [--warmup 5] [--connections 32] [--threads 1]
 #                     [--creators 200] [--videos-per-creator 100] [--moments-per-video 5]
 #                     [--segments-per-video 12] [--viewers 5000] [--only video,creators]
-#                     [--max-load 1.5] [--sql extra.sql] [--keep]
+#                     [--max-load 1.5] [--sql extra.sql] [--churn 0] [--keep]
 #
 # It creates a fresh PostgreSQL database, migrates it with the production build of Reelgraph,
 # generates the dataset in SQL (seed.sql), creates a read-only role for PostGraphile, starts
-# both servers on free ports, checks that both give the same answers to every query, then
-# drives both with wrk at a fixed concurrency, alternating runs (bench.mjs). Results go to
+# the servers on free ports — Reelgraph twice, with its read cache (the default) and without
+# it (REELGRAPH_READ_CACHE_SECS=0) — checks that all give the same answers to every query, then
+# drives each with wrk at a fixed concurrency, alternating runs (bench.mjs). --churn N updates N
+# videos a second (psql, a no-op UPDATE that fires the change triggers) during the runs, so
+# that the cache keeps being emptied, as content changing under a read load would empty it. Results go to
 # bench/read/results/<time>/ (summary.md, results.json, server logs). The servers, the
 # database and the role are removed on exit, also on failure or Ctrl-C (--keep keeps the
 # database). --max-load waits (up to 15 min) for the 1-minute load average to drop below it
@@ -41,6 +44,7 @@ only=""
 extra_sql=""
 max_load=""
 keep=false
+churn=0
 pg_base="${PG_BASE_URL:-postgres://postgres@127.0.0.1:5432}"
 
 die() {
@@ -64,8 +68,9 @@ while [[ $# -gt 0 ]]; do
     --only) only="$2"; shift 2 ;;
     --max-load) max_load="$2"; shift 2 ;;
     --sql) extra_sql="$2"; shift 2 ;;
+    --churn) churn="$2"; shift 2 ;;
     --keep) keep=true; shift ;;
-    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -113,18 +118,21 @@ work="$(mktemp -d -t rg-bench-read.XXXXXX)"
 results="$here/results/$stamp"
 mkdir -p "$results"
 rg_pid=""
+rg2_pid=""
 pgl_pid=""
+churn_pid=""
 
 cleanup() {
   local status=$?
   set +e
-  for pid in $rg_pid $pgl_pid; do
+  for pid in $churn_pid $rg_pid $rg2_pid $pgl_pid; do
     kill "$pid" 2>/dev/null
   done
-  for pid in $rg_pid $pgl_pid; do
+  for pid in $churn_pid $rg_pid $rg2_pid $pgl_pid; do
     wait "$pid" 2>/dev/null
   done
   [[ -f "$work/reelgraph.log" ]] && cp "$work/reelgraph.log" "$results/"
+  [[ -f "$work/reelgraph-nocache.log" ]] && cp "$work/reelgraph-nocache.log" "$results/"
   [[ -f "$work/postgraphile.log" ]] && cp "$work/postgraphile.log" "$results/"
   if [[ $keep == true ]]; then
     say "kept database $db (drop it with: psql $pg_base/postgres -c 'DROP DATABASE $db WITH (FORCE)' -c 'DROP ROLE $role')"
@@ -213,6 +221,13 @@ DATABASE_URL="$db_url?sslmode=disable" REELGRAPH_LISTEN="127.0.0.1:$rg_port" \
   "$reelgraph" serve >"$work/reelgraph.log" 2>&1 &
 rg_pid=$!
 wait_for reelgraph "http://127.0.0.1:$rg_port/graphql" '{"query":"{ __typename }"}' "$rg_pid"
+rg2_port="$(free_port)"
+say "starting Reelgraph without its read cache on 127.0.0.1:$rg2_port"
+DATABASE_URL="$db_url?sslmode=disable" REELGRAPH_LISTEN="127.0.0.1:$rg2_port" \
+  REELGRAPH_STORAGE_DIR="$work/objects" REELGRAPH_NO_WORKER=true REELGRAPH_READ_CACHE_SECS=0 \
+  "$reelgraph" serve >"$work/reelgraph-nocache.log" 2>&1 &
+rg2_pid=$!
+wait_for reelgraph-nocache "http://127.0.0.1:$rg2_port/graphql" '{"query":"{ __typename }"}' "$rg2_pid"
 
 # PostGraphile connects as the read-only role (trust authentication: no password).
 ro_url="$(sed -E "s#^(postgres(ql)?://)([^@/]*@)?#\1$role@#" <<<"$pg_base")/$db?sslmode=disable"
@@ -237,8 +252,21 @@ say "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) co
 echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg); cores: $(nproc)" >"$results/machine.txt"
 
 # ---- measure ---------------------------------------------------------------------------------------
+if [[ $churn != 0 ]]; then
+  say "updating $churn videos a second during the runs"
+  pause="$(awk -v n="$churn" 'BEGIN { printf "%.4f", 1 / n }')"
+  (
+    while true; do
+      psql -X -q "$db_url" -c "UPDATE videos SET updated_at = updated_at
+        WHERE id = (SELECT id FROM videos OFFSET floor(random() * 1000) LIMIT 1)" >/dev/null 2>&1
+      sleep "$pause"
+    done
+  ) &
+  churn_pid=$!
+fi
 status=0
-RG_URL="http://127.0.0.1:$rg_port/graphql" PG_URL="http://127.0.0.1:$pgl_port/graphql" \
+RG_URL="http://127.0.0.1:$rg_port/graphql" RG_NOCACHE_URL="http://127.0.0.1:$rg2_port/graphql" \
+  RG_NOCACHE_PID="$rg2_pid" CHURN="$churn" PG_URL="http://127.0.0.1:$pgl_port/graphql" \
   DB_URL="$db_url" DB_NAME="$db" RG_PID="$rg_pid" PG_PID="$pgl_pid" RESULTS_DIR="$results" \
   DURATION="$duration" WARMUP="$warmup" RUNS="$runs" CONNECTIONS="$connections" \
   THREADS="$threads" ONLY="$only" \

@@ -36,6 +36,7 @@ mod m20261206_000025_nfc_emails;
 mod m20261206_000026_create_storage_deletions;
 mod m20261206_000027_fold_final_sigma;
 mod m20261207_000028_add_usage_paid_minutes;
+mod m20261207_000029_announce_content_changes;
 
 /// Runs all migrations in order.
 pub struct Migrator;
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000026_create_storage_deletions::Migration),
             Box::new(m20261206_000027_fold_final_sigma::Migration),
             Box::new(m20261207_000028_add_usage_paid_minutes::Migration),
+            Box::new(m20261207_000029_announce_content_changes::Migration),
         ]
     }
 }

@@ -16,6 +16,7 @@ pub mod over_http;
 pub mod overlap;
 pub mod pagination;
 pub mod persisted;
+pub mod read_cache;
 pub mod rows;
 pub mod rules;
 pub mod subscription_root;

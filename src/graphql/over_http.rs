@@ -151,12 +151,7 @@ pub fn respond(media: MediaType, single: bool, answers: Vec<Answer>) -> axum::re
             body,
         )
             .into_response(),
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, media.header_value()), vary],
-            body,
-        )
-            .into_response(),
+        Ok(body) => answered(status, media, body),
         // Answers are built from JSON values, so this is not expected; should it happen, the
         // client gets the plain internal error and the log the reason.
         Err(err) => {
@@ -168,6 +163,24 @@ pub fn respond(media: MediaType, single: bool, answers: Vec<Answer>) -> axum::re
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
         }
     }
+}
+
+/// The answer `body` (serialised), sent with `status` in `media`.
+pub fn answered(
+    status: StatusCode,
+    media: MediaType,
+    body: impl Into<axum::body::Body>,
+) -> axum::response::Response {
+    let vary = (
+        header::VARY,
+        HeaderValue::from_static("Accept, Authorization"),
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, media.header_value()), vary],
+        body.into(),
+    )
+        .into_response()
 }
 
 /// The request a `GET /graphql` query string holds: `query`, `operationName`, and

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::revoked::RevokedSessions;
+use crate::{auth::revoked::RevokedSessions, graphql::read_cache::ReadCache};
 
 const CHANNEL: &str = "reelgraph_jobs";
 /// Sessions ended in one process, for the others' lists (`auth::revoked`); payload: the id.
@@ -149,13 +149,17 @@ impl EventBus {
         database_url: Option<&str>,
         shutdown: CancellationToken,
         revoked: Arc<RevokedSessions>,
+        read_cache: Arc<ReadCache>,
         check_after: Duration,
     ) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
         if db.get_database_backend() == DatabaseBackend::Postgres
             && let Some(url) = database_url
         {
-            let sessions = SessionFeed { revoked };
+            let sessions = SessionFeed {
+                revoked,
+                read_cache,
+            };
             tokio::spawn(listen(
                 url.to_owned(),
                 tx.clone(),
@@ -299,9 +303,10 @@ async fn first_end(
     }))
 }
 
-/// Where the listener puts ended sessions.
+/// Where the listener puts ended sessions, and the content changes it hears.
 struct SessionFeed {
     revoked: Arc<RevokedSessions>,
+    read_cache: Arc<ReadCache>,
 }
 
 impl SessionFeed {
@@ -378,12 +383,20 @@ async fn listen(
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Content changes are not heard until a connection LISTENs again.
+        sessions.read_cache.set_live(false);
         let listener = async {
             let mut listener = PgListener::connect(&url).await?;
             // `try_recv` then only receives (which may be cancelled safely), and reports a
             // lost connection without reconnecting.
             listener.eager_reconnect(false);
-            listener.listen_all([CHANNEL, SESSIONS_CHANNEL]).await?;
+            listener
+                .listen_all([
+                    CHANNEL,
+                    SESSIONS_CHANNEL,
+                    crate::graphql::read_cache::CHANNEL,
+                ])
+                .await?;
             let backend: i32 = sea_orm::sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(&mut listener)
                 .await?;
@@ -402,6 +415,8 @@ async fn listen(
             },
         };
         backoff = Duration::from_millis(100);
+        // Heard from now on; what changed before is dropped.
+        sessions.read_cache.set_live(true);
         if connected_before {
             let _ = tx.send(BusMessage::Resync);
         }
@@ -469,6 +484,11 @@ async fn listen(
                         .split(',')
                         .filter_map(|id| id.trim().parse::<Uuid>().ok());
                     sessions.revoked.add(ids, chrono::Utc::now());
+                }
+                Ok(Some(notification))
+                    if notification.channel() == crate::graphql::read_cache::CHANNEL =>
+                {
+                    sessions.read_cache.changed();
                 }
                 Ok(Some(notification)) => {
                     if let Some(event) = JobEvent::decode(notification.payload()) {

@@ -16,6 +16,7 @@ mod limits;
 mod metrics;
 mod over_http;
 mod pipeline;
+mod read_cache;
 mod read_path;
 mod render;
 mod s3;
