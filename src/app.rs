@@ -226,8 +226,9 @@ pub async fn connect_state(
         &config,
         Some(Arc::new(move |sql: &str| {
             counter.inc();
-            // This process's own writes drop the cache at once, before their announcement
-            // comes back (a caller may read what it just caused at once).
+            // This process's own writes drop the cache as they are sent, not only when their
+            // announcement comes back; a request's writes drop it again once it has answered
+            // (`http::execute`), when they have committed.
             if crate::graphql::read_cache::writes_content(sql) {
                 writes.changed();
             }

@@ -30,6 +30,9 @@ pub struct Tally {
     /// Whether one of them named a table whose changes are not announced
     /// ([`crate::graphql::read_cache::NOT_CACHED_TABLES`]).
     uncached: std::cell::Cell<bool>,
+    /// Whether one of them may have changed a table whose changes are announced
+    /// ([`crate::graphql::read_cache::writes_content`]).
+    wrote_content: std::cell::Cell<bool>,
 }
 
 impl Tally {
@@ -40,6 +43,11 @@ impl Tally {
     /// Whether what the statements read may be kept in the read cache.
     pub fn cacheable(&self) -> bool {
         !self.uncached.get()
+    }
+
+    /// Whether the statements may have changed what the read cache keeps.
+    pub fn wrote_content(&self) -> bool {
+        self.wrote_content.get()
     }
 }
 
@@ -53,6 +61,7 @@ pub async fn counting_statements<F: Future>(work: F) -> (F::Output, Tally) {
             let tally = STATEMENTS.with(|tally| Tally {
                 count: tally.count.clone(),
                 uncached: tally.uncached.clone(),
+                wrote_content: tally.wrote_content.clone(),
             });
             (output, tally)
         })
@@ -182,6 +191,11 @@ pub async fn connect(
                 && crate::graphql::read_cache::names_uncached_table(&info.statement.sql)
             {
                 tally.uncached.set(true);
+            }
+            if !tally.wrote_content.get()
+                && crate::graphql::read_cache::writes_content(&info.statement.sql)
+            {
+                tally.wrote_content.set(true);
             }
         });
     });

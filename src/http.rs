@@ -488,6 +488,11 @@ async fn execute(
         if !tally.cacheable() {
             keep = None;
         }
+        // What its statements changed has committed now: an anonymous answer kept meanwhile,
+        // from rows read before the commit, must not be served until the announcement comes.
+        if tally.wrote_content() {
+            state.app.read_cache.changed();
+        }
     } else {
         keep = None;
     }

@@ -209,6 +209,10 @@ impl Default for Metrics {
             "Scene-cache lookups by the scene renderer, by result (hit or miss)",
             metrics.scene_cache.clone(),
         );
+        // Both series from the start (0 while the cache is off), not missing until used.
+        for result in ["hit", "miss"] {
+            drop(metrics.read_cache.get_or_create(&ResultLabel { result }));
+        }
         registry.register(
             "read_cache_lookups",
             "Anonymous queries over HTTP looked up in the read cache, by result (hit or miss)",

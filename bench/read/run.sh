@@ -125,6 +125,8 @@ churn_pid=""
 cleanup() {
   local status=$?
   set +e
+  # The churn loop's pipeline (its loop and psql) first, then the loop's shell.
+  [[ -n $churn_pid ]] && pkill -P "$churn_pid" 2>/dev/null
   for pid in $churn_pid $rg_pid $rg2_pid $pgl_pid; do
     kill "$pid" 2>/dev/null
   done
@@ -255,12 +257,14 @@ echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg); cores: $(npr
 if [[ $churn != 0 ]]; then
   say "updating $churn videos a second during the runs"
   pause="$(awk -v n="$churn" 'BEGIN { printf "%.4f", 1 / n }')"
+  # One psql session, fed one statement at a time (a psql per update would cost more CPU
+  # than the updates).
   (
     while true; do
-      psql -X -q "$db_url" -c "UPDATE videos SET updated_at = updated_at
-        WHERE id = (SELECT id FROM videos OFFSET floor(random() * 1000) LIMIT 1)" >/dev/null 2>&1
+      echo "UPDATE videos SET updated_at = updated_at
+        WHERE id = (SELECT id FROM videos OFFSET floor(random() * 1000) LIMIT 1);"
       sleep "$pause"
-    done
+    done | psql -X -q "$db_url" >/dev/null 2>&1
   ) &
   churn_pid=$!
 fi

@@ -71,7 +71,8 @@ impl CaptionTrack {
     async fn approved(&self) -> bool {
         self.0.approved
     }
-    /// A download URL of the file; it works for 10 minutes, so fetch a fresh one each time.
+    /// A download URL of the file; it works for 10 minutes, so fetch a fresh one each time
+    /// (at least 8 in an answer to a signed-out caller, which may have been kept for up to 2).
     async fn url(&self, ctx: &Context<'_>) -> AppResult<String> {
         Ok(state(ctx)?
             .storage

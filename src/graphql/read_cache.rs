@@ -137,8 +137,19 @@ pub struct ReadCache {
     generation: AtomicU64,
     /// Whether announcements are heard now (a LISTEN connection is up).
     live: AtomicBool,
+    /// When the LISTEN connection last showed it is up (a notification, or an answer to its
+    /// check), in milliseconds since `started`: a connection that died without a word
+    /// (dropped by a NAT) must not keep the cache serving.
+    confirmed_ms: AtomicU64,
+    started: Instant,
     max_age: Duration,
 }
+
+/// How often a quiet LISTEN connection is checked while the cache is on.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long after the LISTEN connection last showed it is up the cache keeps serving.
+const TRUSTED_FOR: Duration = Duration::from_millis(2500);
 
 /// Where a cacheable request stands: served from the cache, or to be run and then kept.
 pub enum Lookup {
@@ -156,6 +167,8 @@ impl ReadCache {
             entries: Cache::with_weighter(items, bytes.max(1), Size),
             generation: AtomicU64::new(0),
             live: AtomicBool::new(false),
+            confirmed_ms: AtomicU64::new(0),
+            started: Instant::now(),
             max_age: if bytes == 0 { Duration::ZERO } else { max_age },
         }
     }
@@ -169,9 +182,29 @@ impl ReadCache {
         self.max_age
     }
 
-    /// Whether answers may be kept and served now.
+    /// Whether the cache keeps anything at all (on PostgreSQL, unless turned off).
+    pub fn enabled(&self) -> bool {
+        !self.max_age.is_zero()
+    }
+
+    /// Whether answers may be kept and served now: the LISTEN connection is up and showed it
+    /// lately.
     pub fn serving(&self) -> bool {
-        !self.max_age.is_zero() && self.live.load(Ordering::Acquire)
+        self.enabled()
+            && self.live.load(Ordering::Acquire)
+            && self
+                .now_ms()
+                .saturating_sub(self.confirmed_ms.load(Ordering::Acquire))
+                < TRUSTED_FOR.as_millis() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The LISTEN connection showed it is up (a notification came, or it answered a check).
+    pub fn confirm(&self) {
+        self.confirmed_ms.store(self.now_ms(), Ordering::Release);
     }
 
     /// The answer kept for `key`, or how to keep the one about to be made; `None` when
@@ -213,6 +246,9 @@ impl ReadCache {
     /// Whether changes are heard from now on (a LISTEN connection is up) or may be missed
     /// (it is down). Either way what is kept may be out of date, and is dropped.
     pub fn set_live(&self, live: bool) {
+        if live {
+            self.confirm();
+        }
         self.live.store(live, Ordering::Release);
         self.changed();
     }
@@ -273,6 +309,23 @@ mod tests {
         assert!(cache.lookup(key("{ a }")).is_none());
         cache.set_live(true);
         assert!(hit(cache.lookup(key("{ a }"))).is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_once_the_connection_has_not_shown_it_is_up_for_a_while() {
+        let mut cache = ReadCache::new(Duration::from_secs(30), 1 << 20);
+        cache.started = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("an instant 10 s ago");
+        cache.set_live(true);
+        let (k, generation) = miss(cache.lookup(key("{ a }")));
+        cache.keep(k, generation, Bytes::from_static(b"A"));
+        assert!(hit(cache.lookup(key("{ a }"))).is_some());
+        // The last sign of life 10 s ago.
+        cache.confirmed_ms.store(0, Ordering::Release);
+        assert!(cache.lookup(key("{ a }")).is_none());
+        cache.confirm();
+        assert!(hit(cache.lookup(key("{ a }"))).is_some(), "confirmed again");
     }
 
     #[test]

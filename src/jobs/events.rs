@@ -332,6 +332,15 @@ impl SessionFeed {
     }
 }
 
+/// Tells the read cache that changes are no longer heard, when the listener stops.
+struct NotLive(Arc<ReadCache>);
+
+impl Drop for NotLive {
+    fn drop(&mut self) {
+        self.0.set_live(false);
+    }
+}
+
 /// How long the LISTEN connection has to answer its check.
 const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -382,6 +391,8 @@ async fn listen(
 ) {
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(100);
+    // However this ends, content changes are no longer heard.
+    let _not_live = NotLive(sessions.read_cache.clone());
     loop {
         // Content changes are not heard until a connection LISTENs again.
         sessions.read_cache.set_live(false);
@@ -429,6 +440,12 @@ async fn listen(
             Reread::Stopping => return,
         }
         let mut reloaded = tokio::time::Instant::now();
+        // With the read cache on, a quiet connection is checked every second: the cache serves
+        // only while the connection shows it is up (`ReadCache::serving`).
+        let quiet = match sessions.read_cache.enabled() {
+            true => check_after.min(crate::graphql::read_cache::CHECK_EVERY),
+            false => check_after,
+        };
         loop {
             // Every `check_after`, busy or not: while jobs run somewhere, notifications never
             // stop long enough for the quiet check below, and an announcement that never came
@@ -443,14 +460,16 @@ async fn listen(
             }
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
-                next = tokio::time::timeout(check_after, listener.try_recv()) => next,
+                next = tokio::time::timeout(quiet, listener.try_recv()) => next,
             };
             let Ok(next) = next else {
                 let check = async {
                     let pid = sea_orm::sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
                         .fetch_one(&mut listener)
                         .await?;
-                    if pid == backend {
+                    // (Checked every second for the read cache, the sessions are read again
+                    // every `check_after` above.)
+                    if pid == backend && quiet >= check_after {
                         // A quiet moment: read the sessions ended lately again, for one whose
                         // announcement never came (a `pg_notify` that failed).
                         sessions.reload(&mut listener).await;
@@ -459,7 +478,10 @@ async fn listen(
                 };
                 match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, check).await {
                     Ok(Ok(pid)) if pid == backend => {
-                        reloaded = tokio::time::Instant::now();
+                        sessions.read_cache.confirm();
+                        if quiet >= check_after {
+                            reloaded = tokio::time::Instant::now();
+                        }
                         continue;
                     }
                     Ok(Ok(_)) => {
@@ -477,6 +499,9 @@ async fn listen(
                 }
                 break;
             };
+            if let Ok(Some(_)) = &next {
+                sessions.read_cache.confirm();
+            }
             match next {
                 Ok(Some(notification)) if notification.channel() == SESSIONS_CHANNEL => {
                     let ids = notification

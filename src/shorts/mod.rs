@@ -65,7 +65,8 @@ impl Short {
     async fn file_size(&self) -> Option<i64> {
         self.0.file_size
     }
-    /// Download URL once COMPLETE; it works for 10 minutes.
+    /// Download URL once COMPLETE; it works for 10 minutes (at least 8 in an answer to a
+    /// signed-out caller, which may have been kept for up to 2).
     async fn url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         let Some(key) = self
             .0
@@ -198,8 +199,10 @@ impl ShortQuery {
     }
 
     /// A shared short, for anyone with its token — no sign-in. Null unless the short is
-    /// COMPLETE and its video's consent allows public display (checked on every call, so
-    /// turning public display off hides it at once).
+    /// COMPLETE and its video's consent allows public display. Turning public display off
+    /// hides it at once on the server that made the change, and within milliseconds of the
+    /// commit on the others sharing the database (an answer to a signed-out caller is kept
+    /// until something it was read from changes).
     async fn shared_short(&self, ctx: &Context<'_>, token: String) -> AppResult<Option<Short>> {
         // New tokens are 43 characters; links imported from an earlier platform can be as
         // short as 11 (`secrets.token_urlsafe(8)`).

@@ -132,11 +132,13 @@ impl Video {
         })
         .await
     }
-    /// A JPEG still of the video, as a link valid for 10 minutes; null until it is processed.
+    /// A JPEG still of the video, as a link valid for 10 minutes (at least 8 in an answer to a
+    /// signed-out caller, which may have been kept for up to 2); null until it is processed.
     async fn thumbnail_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         Box::pin(async move { self.variant_url(ctx, THUMBNAIL).await }).await
     }
-    /// A 720p H.264/AAC MP4 of the video to play or edit, as a link valid for 10 minutes; null
+    /// A 720p H.264/AAC MP4 of the video to play or edit, as a link valid for 10 minutes (at
+    /// least 8 in an answer to a signed-out caller, which may have been kept for up to 2); null
     /// until it is processed.
     async fn proxy_url(&self, ctx: &Context<'_>) -> AppResult<Option<String>> {
         Box::pin(async move { self.variant_url(ctx, PROXY_720P).await }).await

@@ -19,6 +19,24 @@ async fn cost(app: &TestApp, token: Option<&str>, query: &str, variables: Value)
     (body, app.request_statements() - before)
 }
 
+/// Reads `query` anonymously until an answer comes from the cache (no statement), within 10 s:
+/// the announcement of a write made just before may come back after a read began, and the
+/// answer that read made is then (rightly) not kept. Returns that answer.
+async fn until_kept(app: &TestApp, query: &str, variables: &Value) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (body, statements) = cost(app, None, query, variables.clone()).await;
+        if statements == 0 {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer was kept within 10 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An app whose cached answers would outlive every wait below (120 s), so that only a change
 /// heard can make them go.
 async fn app_keeping_answers() -> TestApp {
@@ -39,12 +57,8 @@ async fn an_anonymous_answer_is_served_again_until_what_it_read_changes() {
     let (first, statements) = cost(&app, None, CREATOR, vars.clone()).await;
     assert_eq!(first["data"]["creator"]["name"], "First name", "{first}");
     assert!(statements > 0, "the first reader runs the query");
-    let (again, statements) = cost(&app, None, CREATOR, vars.clone()).await;
-    assert_eq!(again, first);
-    assert_eq!(
-        statements, 0,
-        "the second reader is answered from the cache"
-    );
+    let again = until_kept(&app, CREATOR, &vars).await;
+    assert_eq!(again, first, "a later reader is answered from the cache");
     let (signed_in, statements) =
         cost(&app, Some(&owner.access_token), CREATOR, vars.clone()).await;
     assert_eq!(signed_in, first);
@@ -60,8 +74,8 @@ async fn an_anonymous_answer_is_served_again_until_what_it_read_changes() {
     let (body, statements) = cost(&app, None, CREATOR, vars.clone()).await;
     assert_eq!(body["data"]["creator"]["name"], "Second name", "{body}");
     assert!(statements > 0);
-    let (_, statements) = cost(&app, None, CREATOR, vars.clone()).await;
-    assert_eq!(statements, 0, "kept again");
+    let body = until_kept(&app, CREATOR, &vars).await;
+    assert_eq!(body["data"]["creator"]["name"], "Second name", "{body}");
 
     // Beside the server: heard through the announcement, well before the answer's 120 s.
     let url = app.state.config.database_url.clone().expect("url");
@@ -104,9 +118,7 @@ async fn a_change_made_here_is_seen_without_waiting_for_its_announcement() {
             .await
             .expect("trigger dropped");
     }
-    app.ok(None, CREATOR, vars.clone()).await;
-    let (_, statements) = cost(&app, None, CREATOR, vars.clone()).await;
-    assert_eq!(statements, 0, "kept");
+    until_kept(&app, CREATOR, &vars).await;
     app.ok(
         Some(&owner.access_token),
         "mutation($id: ID!) { updateCreator(id: $id, input: {name: \"New name\"}) { id } }",
@@ -117,10 +129,26 @@ async fn a_change_made_here_is_seen_without_waiting_for_its_announcement() {
     assert_eq!(body["creator"]["name"], "New name", "{body}");
 }
 
-/// What is never kept: an answer with an error (whatever else it holds), and a batch's.
+/// What is never kept: an answer read from a table whose changes are not announced, an answer
+/// with an error (whatever else it holds), and a batch's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_with_errors_and_batches_are_not_kept() {
+async fn answers_of_other_tables_with_errors_or_batched_are_not_kept() {
     let app = app_keeping_answers().await;
+    let owner = app.register("never-kept@example.com").await;
+    let creator = app.create_creator(&owner, "Control").await;
+    // The cache is working: a plain read is kept.
+    until_kept(&app, CREATOR, &json!({ "id": creator })).await;
+    // `node` looks for the id among jobs too: that statement names a table whose changes are
+    // not announced, so the answer is made every time.
+    let node = "query($id: ID!) { node(id: $id) { id ... on Creator { name } } }";
+    for _ in 0..3 {
+        let (body, statements) = cost(&app, None, node, json!({ "id": creator })).await;
+        assert_eq!(body["data"]["node"]["name"], "Control", "{body}");
+        assert!(
+            statements > 0,
+            "an answer read from jobs is made every time"
+        );
+    }
     let failing = r#"{ creators(first: 1) { nodes { id } } video(id: "not-an-id") { id } }"#;
     for _ in 0..2 {
         let (body, statements) = cost(&app, None, failing, json!({})).await;
@@ -168,12 +196,17 @@ async fn every_table_is_announced_or_never_kept() {
     for table in CONTENT_TABLES.iter().chain(&NOT_CACHED_TABLES) {
         assert!(tables.iter().any(|t| t == table), "{table} is not a table");
     }
+    // Per table: a row trigger after INSERT, UPDATE and DELETE (tgtype bits 1 row, 4 insert,
+    // 8 delete, 16 update) and a statement trigger after TRUNCATE (32), both enabled.
     let announced: Vec<String> = db
         .query_all_raw(Statement::from_string(
             sea_orm::DatabaseBackend::Postgres,
-            "SELECT DISTINCT c.relname::text AS name FROM pg_trigger t
+            "SELECT c.relname::text AS name FROM pg_trigger t
              JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
-             WHERE p.proname = 'reelgraph_content_changed' ORDER BY 1",
+             WHERE p.proname = 'reelgraph_content_changed' AND t.tgenabled = 'O'
+             GROUP BY c.relname
+             HAVING bool_or(t.tgtype::int & 29 = 29) AND bool_or(t.tgtype::int & 32 = 32)
+             ORDER BY 1",
         ))
         .await
         .expect("triggers")
