@@ -451,9 +451,9 @@ async fn execute(
                     state.app.metrics.read_cache_lookup("hit");
                     return over_http::answered(StatusCode::OK, media, body);
                 }
-                Some(read_cache::Lookup::Miss(key, generation)) => {
+                Some(read_cache::Lookup::Miss(key, generation, looked_up)) => {
                     state.app.metrics.read_cache_lookup("miss");
-                    keep = Some((key, generation));
+                    keep = Some((key, generation, looked_up));
                 }
                 None => {}
             }
@@ -510,14 +510,17 @@ async fn execute(
             None => results.next().map(Answer::from_response),
         })
         .collect();
-    if let Some((key, generation)) = keep
+    if let Some((key, generation, looked_up)) = keep
         && let [Answer::Ran(response)] = answers.as_slice()
         && response.errors.is_empty()
     {
         match serde_json::to_vec(response) {
             Ok(body) => {
                 let body = axum::body::Bytes::from(body);
-                state.app.read_cache.keep(key, generation, body.clone());
+                state
+                    .app
+                    .read_cache
+                    .keep(key, generation, looked_up, body.clone());
                 return over_http::answered(StatusCode::OK, media, body);
             }
             Err(err) => tracing::error!(error = %err, "an answer did not serialise"),

@@ -75,7 +75,9 @@ cpu_ticks() { # pid → utime + stime
 run_one() {
   local bin="$1" body_file="$2"
   # Plain TCP, as run.sh (sqlx's default sslmode=prefer would add TLS to every statement).
-  JWT_SECRET="ab-$(date +%s)-bench-secret-of-32-bytes-or-more" \
+  # The read cache off: this compares what a request costs to run, not cache hits (a build
+  # without the setting ignores it).
+  REELGRAPH_READ_CACHE_SECS=0 JWT_SECRET="ab-$(date +%s)-bench-secret-of-32-bytes-or-more" \
     DATABASE_URL="$db?sslmode=disable" REELGRAPH_STORAGE_DIR="$work/objects" \
     REELGRAPH_LISTEN="127.0.0.1:$port" REELGRAPH_NO_WORKER=true RUST_LOG=warn \
     REELGRAPH_DATA_DIR="$work/data" "$bin" serve >"$work/server.log" 2>&1 &

@@ -75,6 +75,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+[[ $churn =~ ^[0-9]+$ ]] || die "--churn takes a whole number of updates a second (got $churn)"
+
 # ---- tools -------------------------------------------------------------------------------------
 command -v psql >/dev/null || die "psql is missing (apt-get install postgresql-client)"
 command -v cargo >/dev/null || die "cargo is missing (install Rust 1.95 with rustup)"
@@ -264,10 +266,16 @@ if [[ $churn != 0 ]]; then
       echo "UPDATE videos SET updated_at = updated_at
         WHERE id = (SELECT id FROM videos OFFSET floor(random() * 1000) LIMIT 1);"
       sleep "$pause"
-    done | psql -X -q "$db_url" >/dev/null 2>&1
+    done | psql -X -q -v ON_ERROR_STOP=1 "$db_url" >/dev/null 2>"$results/churn.log"
   ) &
   churn_pid=$!
 fi
+# How many updates the videos table took during the runs (the churn's, with --churn).
+updated() {
+  psql -X -qAt "$db_url" -c "SELECT pg_stat_clear_snapshot(); SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'videos'" | tail -1
+}
+updates_before="$(updated)"
+measure_start=$SECONDS
 status=0
 RG_URL="http://127.0.0.1:$rg_port/graphql" RG_NOCACHE_URL="http://127.0.0.1:$rg2_port/graphql" \
   RG_NOCACHE_PID="$rg2_pid" CHURN="$churn" PG_URL="http://127.0.0.1:$pgl_port/graphql" \
@@ -276,5 +284,11 @@ RG_URL="http://127.0.0.1:$rg_port/graphql" RG_NOCACHE_URL="http://127.0.0.1:$rg2
   THREADS="$threads" ONLY="$only" \
   "$node22" "$here/bench.mjs" || status=$?
 echo "load average after timing: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/machine.txt"
+if [[ $churn != 0 ]]; then
+  sleep 1 # statistics are reported by the backends within a second
+  churned="$(( $(updated) - updates_before ))"
+  say "churn: $churned video updates in $((SECONDS - measure_start)) s (asked: $churn a second)"
+  echo "churn: $churned video updates in $((SECONDS - measure_start)) s (asked: $churn a second)" >>"$results/machine.txt"
+fi
 say "results in ${results#"$root"/}"
 exit "$status"

@@ -154,8 +154,9 @@ const TRUSTED_FOR: Duration = Duration::from_millis(2500);
 /// Where a cacheable request stands: served from the cache, or to be run and then kept.
 pub enum Lookup {
     Hit(Bytes),
-    /// Keep the answer with this key, if it was made within this generation.
-    Miss(Key, u64),
+    /// Keep the answer with this key, if it was made within this generation; the generation
+    /// and when the request was looked up (the age of the links it will hold).
+    Miss(Key, u64, Instant),
 }
 
 impl ReadCache {
@@ -203,8 +204,14 @@ impl ReadCache {
     }
 
     /// The LISTEN connection showed it is up (a notification came, or it answered a check).
+    /// After a lapse, announcements may be waiting unread: what is kept is dropped, as after a
+    /// reconnection.
     pub fn confirm(&self) {
-        self.confirmed_ms.store(self.now_ms(), Ordering::Release);
+        let now = self.now_ms();
+        let last = self.confirmed_ms.swap(now, Ordering::AcqRel);
+        if now.saturating_sub(last) >= TRUSTED_FOR.as_millis() as u64 {
+            self.changed();
+        }
     }
 
     /// The answer kept for `key`, or how to keep the one about to be made; `None` when
@@ -220,18 +227,19 @@ impl ReadCache {
         {
             return Some(Lookup::Hit(entry.body.clone()));
         }
-        Some(Lookup::Miss(key, generation))
+        Some(Lookup::Miss(key, generation, Instant::now()))
     }
 
     /// Keeps `body` for `key`, unless the data changed since `generation` began (it may hold
-    /// what was read before the change).
-    pub fn keep(&self, key: Key, generation: u64, body: Bytes) {
+    /// what was read before the change). It expires [`Self::max_age`] after `looked_up`, when
+    /// its making began: the links it holds were made after that.
+    pub fn keep(&self, key: Key, generation: u64, looked_up: Instant, body: Bytes) {
         if !self.serving() || self.generation.load(Ordering::Acquire) != generation {
             return;
         }
         let entry = Entry {
             generation,
-            made: Instant::now(),
+            made: looked_up,
             body,
         };
         self.entries.insert(key, std::sync::Arc::new(entry));
@@ -271,7 +279,7 @@ mod tests {
 
     fn miss(lookup: Option<Lookup>) -> (Key, u64) {
         match lookup {
-            Some(Lookup::Miss(key, generation)) => (key, generation),
+            Some(Lookup::Miss(key, generation, _)) => (key, generation),
             _ => panic!("expected a miss"),
         }
     }
@@ -282,7 +290,7 @@ mod tests {
         assert!(cache.lookup(key("{ a }")).is_none(), "not live yet");
         cache.set_live(true);
         let (k, generation) = miss(cache.lookup(key("{ a }")));
-        cache.keep(k, generation, Bytes::from_static(b"A"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"A"));
         assert_eq!(hit(cache.lookup(key("{ a }"))).as_deref(), Some(&b"A"[..]));
         assert!(hit(cache.lookup(key("{ b }"))).is_none());
         cache.changed();
@@ -295,7 +303,7 @@ mod tests {
         cache.set_live(true);
         let (k, generation) = miss(cache.lookup(key("{ a }")));
         cache.changed();
-        cache.keep(k, generation, Bytes::from_static(b"old"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"old"));
         assert!(hit(cache.lookup(key("{ a }"))).is_none());
     }
 
@@ -304,7 +312,7 @@ mod tests {
         let cache = ReadCache::new(Duration::from_secs(30), 1 << 20);
         cache.set_live(true);
         let (k, generation) = miss(cache.lookup(key("{ a }")));
-        cache.keep(k, generation, Bytes::from_static(b"A"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"A"));
         cache.set_live(false);
         assert!(cache.lookup(key("{ a }")).is_none());
         cache.set_live(true);
@@ -319,13 +327,25 @@ mod tests {
             .expect("an instant 10 s ago");
         cache.set_live(true);
         let (k, generation) = miss(cache.lookup(key("{ a }")));
-        cache.keep(k, generation, Bytes::from_static(b"A"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"A"));
         assert!(hit(cache.lookup(key("{ a }"))).is_some());
         // The last sign of life 10 s ago.
         cache.confirmed_ms.store(0, Ordering::Release);
         assert!(cache.lookup(key("{ a }")).is_none());
+        // Back after the lapse: announcements may be waiting unread, so nothing kept is
+        // served; what is kept from now on is, and a confirmation in time keeps it.
         cache.confirm();
-        assert!(hit(cache.lookup(key("{ a }"))).is_some(), "confirmed again");
+        assert!(
+            hit(cache.lookup(key("{ a }"))).is_none(),
+            "dropped after the lapse"
+        );
+        let (k, generation) = miss(cache.lookup(key("{ a }")));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"A"));
+        cache.confirm();
+        assert!(
+            hit(cache.lookup(key("{ a }"))).is_some(),
+            "kept across a timely check"
+        );
     }
 
     #[test]
@@ -333,7 +353,7 @@ mod tests {
         let cache = ReadCache::new(Duration::from_millis(1), 1 << 20);
         cache.set_live(true);
         let (k, generation) = miss(cache.lookup(key("{ a }")));
-        cache.keep(k, generation, Bytes::from_static(b"A"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"A"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(hit(cache.lookup(key("{ a }"))).is_none());
         let off = ReadCache::off();
@@ -358,7 +378,7 @@ mod tests {
             Key::of(&request).expect("key")
         };
         let (k, generation) = miss(cache.lookup(request("1", Some("A"))));
-        cache.keep(k, generation, Bytes::from_static(b"one"));
+        cache.keep(k, generation, Instant::now(), Bytes::from_static(b"one"));
         assert!(hit(cache.lookup(request("2", Some("A")))).is_none());
         assert!(hit(cache.lookup(request("1", Some("B")))).is_none());
         assert!(hit(cache.lookup(request("1", None))).is_none());

@@ -196,8 +196,8 @@ async fn every_table_is_announced_or_never_kept() {
     for table in CONTENT_TABLES.iter().chain(&NOT_CACHED_TABLES) {
         assert!(tables.iter().any(|t| t == table), "{table} is not a table");
     }
-    // Per table: a row trigger after INSERT, UPDATE and DELETE (tgtype bits 1 row, 4 insert,
-    // 8 delete, 16 update) and a statement trigger after TRUNCATE (32), both enabled.
+    // Per table: a row trigger after INSERT, UPDATE and DELETE (tgtype bits 1 row, 2 before,
+    // 4 insert, 8 delete, 16 update) and a statement trigger after TRUNCATE (32), both enabled.
     let announced: Vec<String> = db
         .query_all_raw(Statement::from_string(
             sea_orm::DatabaseBackend::Postgres,
@@ -205,7 +205,7 @@ async fn every_table_is_announced_or_never_kept() {
              JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
              WHERE p.proname = 'reelgraph_content_changed' AND t.tgenabled = 'O'
              GROUP BY c.relname
-             HAVING bool_or(t.tgtype::int & 29 = 29) AND bool_or(t.tgtype::int & 32 = 32)
+             HAVING bool_or(t.tgtype::int & 31 = 29) AND bool_or(t.tgtype::int & 34 = 32)
              ORDER BY 1",
         ))
         .await
