@@ -426,8 +426,9 @@ async fn execute(
     {
         return (StatusCode::BAD_REQUEST, error_body(&no_query())).into_response();
     }
-    // An anonymous query may be answered from the read cache, and its answer kept there.
-    let may_cache = single && authorization.is_none();
+    // An anonymous query may be answered from the read cache, and its answer kept there
+    // (while the cache serves: no key is made for nothing).
+    let may_cache = single && authorization.is_none() && state.app.read_cache.serving();
     let mut keep = None;
     let mut refused = Vec::with_capacity(requests.len());
     let mut runnable = Vec::with_capacity(requests.len());
