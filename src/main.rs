@@ -231,7 +231,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Worker(WorkerArgs { listen, config })) => {
+        Some(Command::Worker(WorkerArgs { listen, mut config })) => {
+            // A worker answers no GraphQL: no read cache, nor its listener checks every second.
+            config.read_cache_secs = 0;
             anyhow::ensure!(
                 config.is_postgres(),
                 "`reelgraph worker` shares jobs with servers through PostgreSQL: set DATABASE_URL \
