@@ -24,7 +24,7 @@ tokio::task_local! {
 }
 
 /// The SQL statements some work sent from its own task ([`counting_statements`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tally {
     count: std::cell::Cell<u64>,
     /// Whether one of them named a table whose changes are not announced
@@ -58,12 +58,7 @@ pub async fn counting_statements<F: Future>(work: F) -> (F::Output, Tally) {
     STATEMENTS
         .scope(Tally::default(), async {
             let output = work.await;
-            let tally = STATEMENTS.with(|tally| Tally {
-                count: tally.count.clone(),
-                uncached: tally.uncached.clone(),
-                wrote_content: tally.wrote_content.clone(),
-            });
-            (output, tally)
+            (output, STATEMENTS.with(Tally::clone))
         })
         .await
 }

@@ -179,10 +179,6 @@ impl ReadCache {
         Self::new(Duration::ZERO, 0)
     }
 
-    pub fn max_age(&self) -> Duration {
-        self.max_age
-    }
-
     /// Whether the cache keeps anything at all (on PostgreSQL, unless turned off).
     pub fn enabled(&self) -> bool {
         !self.max_age.is_zero()
@@ -231,8 +227,8 @@ impl ReadCache {
     }
 
     /// Keeps `body` for `key`, unless the data changed since `generation` began (it may hold
-    /// what was read before the change). It expires [`Self::max_age`] after `looked_up`, when
-    /// its making began: the links it holds were made after that.
+    /// what was read before the change). It expires `max_age` after `looked_up`, when its
+    /// making began: the links it holds were made after that.
     pub fn keep(&self, key: Key, generation: u64, looked_up: Instant, body: Bytes) {
         if !self.serving() || self.generation.load(Ordering::Acquire) != generation {
             return;
